@@ -1,0 +1,351 @@
+/*
+ * Directive handlers: fanout_zone, fanout_target, fanout_merge,
+ * fanout_quorum and fanout_status.
+ */
+
+#include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_stats.h"
+#include "fanout_path.h"
+
+
+char *
+ngx_http_fanout_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_fanout_main_conf_t *fmcf = conf;
+
+    ssize_t     size;
+    ngx_str_t  *value;
+
+    if (fmcf->shm_zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    size = ngx_parse_size(&value[2]);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\"", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is too small, at least %uz bytes "
+                           "are needed", &value[1], 8 * ngx_pagesize);
+        return NGX_CONF_ERROR;
+    }
+
+    fmcf->shm_zone = ngx_shared_memory_add(cf, &value[1], size,
+                                           &ngx_http_fanout_module);
+    if (fmcf->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (fmcf->shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is already used", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    fmcf->shm_zone->init = ngx_http_fanout_stats_init_zone;
+    fmcf->shm_zone->data = fmcf;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_fanout_valid_name(ngx_str_t *name)
+{
+    u_char  *p, *end;
+
+    if (name->len == 0 || name->len > 64) {
+        return NGX_ERROR;
+    }
+
+    end = name->data + name->len;
+
+    for (p = name->data; p < end; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+            || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'
+            || *p == '.')
+        {
+            continue;
+        }
+
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+char *
+ngx_http_fanout_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_fanout_loc_conf_t *flcf = conf;
+
+    u_char                       *q;
+    ngx_int_t                     n;
+    ngx_str_t                    *value, s;
+    ngx_uint_t                    i, loc_index;
+    ngx_http_fanout_target_t     *t, *targets;
+    ngx_http_core_loc_conf_t     *clcf;
+    ngx_http_fanout_main_conf_t  *fmcf;
+
+    value = cf->args->elts;
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    fmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_fanout_module);
+
+    if (flcf->targets == NULL) {
+        if (clcf->handler != NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"fanout_target\" cannot be combined with "
+                               "another content handler in one location");
+            return NGX_CONF_ERROR;
+        }
+
+        flcf->targets = ngx_array_create(cf->pool, 4,
+                                         sizeof(ngx_http_fanout_target_t));
+        if (flcf->targets == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        flcf->location = clcf->name;
+        clcf->handler = ngx_http_fanout_handler;
+
+        if (fmcf->target_file == NULL) {
+            fmcf->target_file = cf->conf_file->file.name.data;
+            fmcf->target_line = cf->conf_file->line;
+        }
+    }
+
+    if (flcf->targets->nelts == NGX_HTTP_FANOUT_MAX_TARGETS) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "too many targets, at most %d in a location",
+                           NGX_HTTP_FANOUT_MAX_TARGETS);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_fanout_valid_name(&value[1]) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid target name \"%V\": use 1 to 64 letters, "
+                           "digits, \"_\", \"-\" or \".\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    targets = flcf->targets->elts;
+
+    for (i = 0; i < flcf->targets->nelts; i++) {
+        if (targets[i].name.len == value[1].len
+            && ngx_strncmp(targets[i].name.data, value[1].data, value[1].len)
+               == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate target name \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (value[2].len == 0 || value[2].data[0] != '/') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid target URI \"%V\": it must be a local "
+                           "URI that begins with \"/\"", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    t = ngx_array_push(flcf->targets);
+    if (t == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    t->name = value[1];
+    t->uri = value[2];
+    ngx_str_null(&t->args);
+    t->weight = NGX_HTTP_FANOUT_WEIGHT_ONE;
+    t->timeout = NGX_CONF_UNSET_MSEC;
+
+    q = ngx_strlchr(value[2].data, value[2].data + value[2].len, '?');
+
+    if (q) {
+        t->uri.len = q - value[2].data;
+        t->args.data = q + 1;
+        t->args.len = value[2].data + value[2].len - q - 1;
+    }
+
+    for (i = 3; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "weight=", 7) == 0) {
+
+            n = ngx_atofp(value[i].data + 7, value[i].len - 7, 3);
+
+            if (n == NGX_ERROR || n == 0 || n > 1000000000) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid weight \"%V\": use a positive "
+                                   "number with at most 3 decimals",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            t->weight = (ngx_uint_t) n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
+
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+
+            t->timeout = ngx_parse_time(&s, 0);
+
+            if (t->timeout == (ngx_msec_t) NGX_ERROR || t->timeout == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid timeout \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_fanout_stats_register(cf, fmcf, &flcf->location, &t->name,
+                                       &loc_index, &t->stats)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    flcf->stats = loc_index;
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_fanout_merge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_fanout_loc_conf_t *flcf = conf;
+
+    ngx_str_t  *value;
+
+    if (flcf->merge != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "all") == 0) {
+        flcf->merge = FANOUT_MERGE_ALL;
+
+    } else if (ngx_strcmp(value[1].data, "first") == 0) {
+        flcf->merge = FANOUT_MERGE_FIRST;
+
+    } else if (ngx_strcmp(value[1].data, "mean") == 0) {
+        flcf->merge = FANOUT_MERGE_MEAN;
+
+    } else if (ngx_strcmp(value[1].data, "vote") == 0) {
+        flcf->merge = FANOUT_MERGE_VOTE;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown merge mode \"%V\": use \"all\", "
+                           "\"first\", \"mean FIELD\" or \"vote FIELD\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (flcf->merge == FANOUT_MERGE_MEAN || flcf->merge == FANOUT_MERGE_VOTE) {
+
+        if (cf->args->nelts != 3) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "merge mode \"%V\" needs a FIELD, a dot path "
+                               "such as \"output.scores\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (fanout_path_check((char *) value[2].data, value[2].len) != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid FIELD \"%V\": use a dot path such as "
+                               "\"output.scores\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        flcf->field = value[2];
+
+    } else if (cf->args->nelts != 2) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "merge mode \"%V\" takes no FIELD", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_fanout_quorum(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_fanout_loc_conf_t *flcf = conf;
+
+    char  *rv;
+
+    rv = ngx_conf_set_num_slot(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    /* checked against the number of targets when the location is merged */
+
+    flcf->quorum_file = cf->conf_file->file.name.data;
+    flcf->quorum_line = cf->conf_file->line;
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_fanout_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_fanout_loc_conf_t *flcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (flcf->status_format) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    flcf->status_format = NGX_HTTP_FANOUT_STATUS_JSON;
+
+    if (cf->args->nelts == 2) {
+        if (ngx_strcmp(value[1].data, "prometheus") == 0) {
+            flcf->status_format = NGX_HTTP_FANOUT_STATUS_PROMETHEUS;
+
+        } else if (ngx_strcmp(value[1].data, "json") != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid format \"%V\": use \"json\" or "
+                               "\"prometheus\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler != NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"fanout_status\" cannot be combined with another "
+                           "content handler in one location");
+        return NGX_CONF_ERROR;
+    }
+
+    clcf->handler = ngx_http_fanout_status_handler;
+
+    return NGX_CONF_OK;
+}

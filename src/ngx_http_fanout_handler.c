@@ -1,0 +1,466 @@
+/*
+ * The request state machine: read the body, fan out, wait for the answers
+ * or the deadline, merge, answer, and cut off whatever is still running.
+ */
+
+#include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_stats.h"
+
+
+static void ngx_http_fanout_body_handler(ngx_http_request_t *r);
+static void ngx_http_fanout_deadline_handler(ngx_event_t *ev);
+static void ngx_http_fanout_respond(ngx_http_fanout_ctx_t *ctx);
+static void ngx_http_fanout_respond_first(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_sub_t *sub);
+static ngx_int_t ngx_http_fanout_send(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *type, u_char *body, size_t len);
+static void ngx_http_fanout_finish(ngx_http_fanout_ctx_t *ctx,
+    ngx_uint_t status);
+static void ngx_http_fanout_cleanup(void *data);
+
+
+static ngx_str_t  ngx_http_fanout_json_type = ngx_string("application/json");
+
+
+ngx_int_t
+ngx_http_fanout_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                    rc;
+    ngx_http_cleanup_t          *cln;
+    ngx_http_fanout_ctx_t       *ctx;
+    ngx_http_core_loc_conf_t    *clcf;
+    ngx_http_fanout_loc_conf_t  *flcf;
+
+    flcf = ngx_http_get_module_loc_conf(r, ngx_http_fanout_module);
+
+    if (r != r->main) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "fanout location \"%V\" cannot serve a subrequest",
+                      &flcf->location);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_fanout_stats_count(ngx_http_fanout_stats_location(r, flcf),
+                                NGX_HTTP_FANOUT_LOC_REQUESTS);
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_fanout_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->request = r;
+    ctx->conf = flcf;
+    ctx->start = ngx_current_msec;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_fanout_module);
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_fanout_cleanup;
+    cln->data = ctx;
+
+    /* every target sends the same body, from memory or the temp file */
+    r->preserve_body = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_fanout_body_handler);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        ctx->finished = 1;
+
+        ngx_http_fanout_stats_count(ngx_http_fanout_stats_location(r, flcf),
+                                    NGX_HTTP_FANOUT_LOC_REJECTED);
+
+        /* the location's own error_page wins over our JSON body */
+        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+        if (clcf->error_pages || rc == NGX_HTTP_CLOSE
+            || rc == NGX_HTTP_REQUEST_TIME_OUT
+            || rc == NGX_HTTP_CLIENT_CLOSED_REQUEST)
+        {
+            return rc;
+        }
+
+        return ngx_http_fanout_send_error(r, rc,
+                   rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE ? "body_too_large"
+                   : (rc == NGX_HTTP_BAD_REQUEST ? "bad_request"
+                                                 : "request_body"),
+                   rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE
+                   ? "the request body is larger than client_max_body_size"
+                   : "the request body could not be read");
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_fanout_body_handler(ngx_http_request_t *r)
+{
+    ngx_http_fanout_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_fanout_module);
+
+    if (ctx == NULL || ctx->started) {
+        return;
+    }
+
+    ctx->started = 1;
+
+    /* notice a client that goes away while the targets work */
+    r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_fanout_wake;
+
+    if (ngx_http_fanout_start(ctx) != NGX_OK) {
+        ngx_http_fanout_cancel(ctx);
+        ctx->finished = 1;
+        ngx_http_fanout_stats_count(
+            ngx_http_fanout_stats_location(r, ctx->conf),
+            NGX_HTTP_FANOUT_LOC_REJECTED);
+        ngx_http_finalize_request(r,
+            ngx_http_fanout_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                       "internal", "the fan-out could not "
+                                       "be started"));
+        return;
+    }
+
+    ctx->deadline.handler = ngx_http_fanout_deadline_handler;
+    ctx->deadline.data = ctx;
+    ctx->deadline.log = r->connection->log;
+
+    ngx_add_timer(&ctx->deadline, ctx->conf->timeout);
+}
+
+
+/* runs as the main request's write handler, posted by each finished target */
+
+void
+ngx_http_fanout_wake(ngx_http_request_t *r)
+{
+    ngx_http_fanout_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_fanout_module);
+
+    if (ctx == NULL || ctx->finished) {
+        return;
+    }
+
+    if (ctx->winner) {
+        ngx_http_fanout_respond_first(ctx, ctx->winner);
+        return;
+    }
+
+    if (ctx->pending == 0) {
+        ngx_http_fanout_respond(ctx);
+    }
+}
+
+
+static void
+ngx_http_fanout_deadline_handler(ngx_event_t *ev)
+{
+    ngx_connection_t       *c;
+    ngx_http_request_t     *r;
+    ngx_http_fanout_ctx_t  *ctx;
+
+    ctx = ev->data;
+    r = ctx->request;
+    c = r->connection;
+
+    ngx_http_set_log_request(c->log, r);
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0, "fanout deadline");
+
+    ngx_http_fanout_respond(ctx);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_fanout_respond(ngx_http_fanout_ctx_t *ctx)
+{
+    int                    status;
+    size_t                 len;
+    u_char                *body;
+    json_t                *doc;
+    ngx_str_t              type;
+    ngx_uint_t             i;
+    fanout_part_t         *parts;
+    ngx_http_request_t    *r;
+    fanout_merge_conf_t    mc;
+
+    r = ctx->request;
+
+    /* whatever is still running missed the deadline */
+    ngx_http_fanout_cancel(ctx);
+
+    parts = ngx_palloc(r->pool, ctx->nsubs * sizeof(fanout_part_t));
+    if (parts == NULL) {
+        goto failed;
+    }
+
+    for (i = 0; i < ctx->nsubs; i++) {
+        parts[i] = ctx->subs[i].part;
+    }
+
+    mc.mode = (fanout_merge_mode_e) ctx->conf->merge;
+    mc.field = (const char *) ctx->conf->field.data;
+    mc.field_len = ctx->conf->field.len;
+    mc.quorum = (unsigned) ctx->conf->quorum;
+
+    doc = fanout_merge(&mc, parts, ctx->nsubs, &status);
+    if (doc == NULL) {
+        goto failed;
+    }
+
+    /* mean and vote may have turned answers into bad_field */
+    for (i = 0; i < ctx->nsubs; i++) {
+        ctx->subs[i].part.kind = parts[i].kind;
+        ctx->subs[i].part.json = parts[i].json;
+    }
+
+    len = json_dumpb(doc, NULL, 0, JSON_COMPACT);
+    body = (len > 0) ? ngx_pnalloc(r->pool, len) : NULL;
+
+    if (body == NULL || json_dumpb(doc, (char *) body, len, JSON_COMPACT)
+                        != len)
+    {
+        json_decref(doc);
+        goto failed;
+    }
+
+    json_decref(doc);
+
+    ngx_http_fanout_finish(ctx, status);
+
+    type = ngx_http_fanout_json_type;
+
+    ngx_http_finalize_request(r, ngx_http_fanout_send(r, status, &type, body,
+                                                      len));
+    return;
+
+failed:
+
+    ngx_http_fanout_finish(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "fanout: could not build the merged answer");
+
+    ngx_http_finalize_request(r,
+        ngx_http_fanout_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                   "internal", "the answer could not be "
+                                   "built"));
+}
+
+
+static void
+ngx_http_fanout_respond_first(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_sub_t *sub)
+{
+    ngx_int_t            rc;
+    ngx_table_elt_t     *h;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    /* the race is won: the other targets are not needed any more */
+    ngx_http_fanout_cancel(ctx);
+    ngx_http_fanout_finish(ctx, NGX_HTTP_OK);
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "X-Fanout-Target");
+    h->value = sub->target->name;
+
+    rc = ngx_http_fanout_send(r, sub->part.status,
+                              sub->content_type.len
+                              ? &sub->content_type
+                              : &ngx_http_fanout_json_type,
+                              (u_char *) sub->part.body, sub->part.body_len);
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/* bookkeeping once the answer is decided */
+
+static void
+ngx_http_fanout_finish(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status)
+{
+    ngx_uint_t                i, counter;
+    ngx_http_fanout_sub_t    *sub;
+    ngx_http_fanout_stats_t  *st;
+
+    ctx->finished = 1;
+    ctx->latency = ngx_current_msec - ctx->start;
+
+    if (ctx->deadline.timer_set) {
+        ngx_del_timer(&ctx->deadline);
+    }
+
+    for (i = 0; i < ctx->nsubs; i++) {
+        sub = &ctx->subs[i];
+
+        if (sub->part.kind == FANOUT_OK) {
+            ctx->ok++;
+
+        } else if (!sub->cancelled) {
+            ctx->failed++;
+        }
+
+        ngx_http_fanout_sub_account(ctx, sub);
+    }
+
+    st = ngx_http_fanout_stats_location(ctx->request, ctx->conf);
+
+    switch (status) {
+    case NGX_HTTP_OK:
+        counter = NGX_HTTP_FANOUT_LOC_200;
+        break;
+    case NGX_HTTP_BAD_GATEWAY:
+        counter = NGX_HTTP_FANOUT_LOC_502;
+        break;
+    case NGX_HTTP_GATEWAY_TIME_OUT:
+        counter = NGX_HTTP_FANOUT_LOC_504;
+        break;
+    default:
+        counter = NGX_HTTP_FANOUT_LOC_REJECTED;
+    }
+
+    ngx_http_fanout_stats_count(st, counter);
+    ngx_http_fanout_stats_latency(st, ctx->latency);
+}
+
+
+static ngx_int_t
+ngx_http_fanout_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, u_char *body, size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    r->headers_out.status = status;
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.content_length_n = len;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    if (len == 0) {
+        return ngx_http_send_special(r, NGX_HTTP_LAST);
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = body;
+    b->last = body + len;
+    b->memory = 1;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+ngx_int_t
+ngx_http_fanout_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *error, const char *message)
+{
+    size_t     len;
+    u_char    *body, *p;
+    ngx_str_t  type;
+
+    /* like nginx's own error pages, do not keep a connection with junk */
+    if (status == NGX_HTTP_BAD_REQUEST
+        || status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE
+        || status == NGX_HTTP_INTERNAL_SERVER_ERROR)
+    {
+        r->keepalive = 0;
+    }
+
+    len = sizeof("{\"error\":\"\",\"message\":\"\"}") - 1
+          + ngx_strlen(error) + ngx_strlen(message);
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(body, "{\"error\":\"%s\",\"message\":\"%s\"}",
+                    error, message);
+
+    type = ngx_http_fanout_json_type;
+
+    return ngx_http_fanout_send(r, status, &type, body, p - body);
+}
+
+
+static void
+ngx_http_fanout_cleanup(void *data)
+{
+    ngx_http_fanout_ctx_t *ctx = data;
+
+    ngx_uint_t                i;
+    ngx_http_fanout_sub_t    *sub;
+
+    if (ctx->deadline.timer_set) {
+        ngx_del_timer(&ctx->deadline);
+    }
+
+    for (i = 0; i < ctx->nsubs; i++) {
+        sub = &ctx->subs[i];
+
+        if (sub->timer.timer_set) {
+            ngx_del_timer(&sub->timer);
+        }
+
+        fanout_part_release(&sub->part);
+    }
+
+    if (!ctx->finished && ctx->started) {
+        /* the client went away: nginx ends the subrequests itself */
+        for (i = 0; i < ctx->nsubs; i++) {
+            sub = &ctx->subs[i];
+
+            if (!sub->done) {
+                sub->cancelled = 1;
+            }
+        }
+
+        ctx->finished = 1;
+        ctx->latency = ngx_current_msec - ctx->start;
+
+        ngx_http_fanout_stats_count(
+            ngx_http_fanout_stats_location(ctx->request, ctx->conf),
+            NGX_HTTP_FANOUT_LOC_ABORTED);
+
+        for (i = 0; i < ctx->nsubs; i++) {
+            ngx_http_fanout_sub_account(ctx, &ctx->subs[i]);
+        }
+    }
+}

@@ -1,0 +1,229 @@
+/*
+ * ngx_http_fanout_module: module tables, configuration structures and
+ * their merge-time checks.
+ */
+
+#include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_stats.h"
+
+
+static ngx_int_t ngx_http_fanout_postconfiguration(ngx_conf_t *cf);
+static void *ngx_http_fanout_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_fanout_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_fanout_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+
+
+static ngx_conf_num_bounds_t  ngx_http_fanout_quorum_bounds = {
+    ngx_conf_check_num_bounds, 1, NGX_HTTP_FANOUT_MAX_TARGETS
+};
+
+
+static ngx_command_t  ngx_http_fanout_commands[] = {
+
+    { ngx_string("fanout_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_fanout_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("fanout_target"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_http_fanout_target,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("fanout_merge"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_fanout_merge,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("fanout_quorum"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_fanout_quorum,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fanout_loc_conf_t, quorum),
+      &ngx_http_fanout_quorum_bounds },
+
+    { ngx_string("fanout_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fanout_loc_conf_t, timeout),
+      NULL },
+
+    { ngx_string("fanout_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_http_fanout_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_fanout_module_ctx = {
+    ngx_http_fanout_add_variables,         /* preconfiguration */
+    ngx_http_fanout_postconfiguration,     /* postconfiguration */
+
+    ngx_http_fanout_create_main_conf,      /* create main configuration */
+    ngx_http_fanout_init_main_conf,        /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_fanout_create_loc_conf,       /* create location configuration */
+    ngx_http_fanout_merge_loc_conf         /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_fanout_module = {
+    NGX_MODULE_V1,
+    &ngx_http_fanout_module_ctx,           /* module context */
+    ngx_http_fanout_commands,              /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static void *
+ngx_http_fanout_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_fanout_main_conf_t  *fmcf;
+
+    fmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_fanout_main_conf_t));
+    if (fmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     fmcf->shm_zone = NULL;
+     *     fmcf->target_file = NULL;
+     */
+
+    if (ngx_array_init(&fmcf->locations, cf->pool, 4,
+                       sizeof(ngx_http_fanout_stats_loc_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return fmcf;
+}
+
+
+static char *
+ngx_http_fanout_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_fanout_main_conf_t *fmcf = conf;
+
+    /* the zone may be declared after the locations that need it */
+
+    if (fmcf->target_file && fmcf->shm_zone == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"fanout_target\" needs a \"fanout_zone\" in the "
+                      "http block in %s:%ui",
+                      fmcf->target_file, fmcf->target_line);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_fanout_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_fanout_loc_conf_t  *flcf;
+
+    flcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_fanout_loc_conf_t));
+    if (flcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     flcf->targets = NULL;
+     *     flcf->field = { 0, NULL };
+     *     flcf->quorum_file = NULL;
+     *     flcf->location = { 0, NULL };
+     *     flcf->status_format = 0;
+     */
+
+    flcf->merge = NGX_CONF_UNSET_UINT;
+    flcf->quorum = NGX_CONF_UNSET_UINT;
+    flcf->timeout = NGX_CONF_UNSET_MSEC;
+
+    return flcf;
+}
+
+
+static char *
+ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_fanout_loc_conf_t *prev = parent;
+    ngx_http_fanout_loc_conf_t *conf = child;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (conf->merge == NGX_CONF_UNSET_UINT) {
+        conf->merge = (prev->merge == NGX_CONF_UNSET_UINT)
+                      ? FANOUT_MERGE_ALL : prev->merge;
+        conf->field = prev->field;
+    }
+
+    if (conf->quorum == NGX_CONF_UNSET_UINT) {
+        conf->quorum = (prev->quorum == NGX_CONF_UNSET_UINT)
+                       ? 1 : prev->quorum;
+        conf->quorum_file = prev->quorum_file;
+        conf->quorum_line = prev->quorum_line;
+    }
+
+    ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 60000);
+
+    /* targets belong to their own location: they are not inherited */
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (conf->targets && clcf->handler != ngx_http_fanout_handler) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"fanout_target\" cannot be combined with another "
+                      "content handler (\"proxy_pass\" or similar) in "
+                      "location \"%V\"", &conf->location);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->targets && conf->quorum > conf->targets->nelts) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"fanout_quorum %ui\" is more than the %ui targets "
+                      "of location \"%V\" in %s:%ui",
+                      conf->quorum, conf->targets->nelts, &conf->location,
+                      conf->quorum_file, conf->quorum_line);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_fanout_postconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_fanout_filter_init(cf);
+}

@@ -1,0 +1,131 @@
+/*
+ * ngx_http_fanout_module: one request, concurrent subrequests to several
+ * model targets, one merged JSON answer.  Types shared by the glue files.
+ */
+
+#ifndef _NGX_HTTP_FANOUT_MODULE_H_INCLUDED_
+#define _NGX_HTTP_FANOUT_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "fanout_merge.h"
+
+
+#define NGX_HTTP_FANOUT_WEIGHT_ONE     1000     /* weight=1, fixed point */
+#define NGX_HTTP_FANOUT_MAX_TARGETS    32
+
+#define NGX_HTTP_FANOUT_STATUS_JSON        1
+#define NGX_HTTP_FANOUT_STATUS_PROMETHEUS  2
+
+
+typedef struct ngx_http_fanout_stats_s  ngx_http_fanout_stats_t;
+
+
+typedef struct {
+    ngx_str_t                   name;
+    ngx_str_t                   uri;
+    ngx_str_t                   args;
+    ngx_uint_t                  weight;        /* thousandths */
+    ngx_msec_t                  timeout;       /* NGX_CONF_UNSET_MSEC: none */
+    ngx_uint_t                  stats;         /* index in the location's */
+} ngx_http_fanout_target_t;
+
+
+typedef struct {
+    ngx_array_t                *targets;       /* ngx_http_fanout_target_t */
+    ngx_uint_t                  merge;         /* fanout_merge_mode_e */
+    ngx_str_t                   field;
+    ngx_uint_t                  quorum;
+    ngx_msec_t                  timeout;
+    ngx_uint_t                  stats;         /* index in fmcf->locations */
+
+    /* where directives were given, for errors found at merge time */
+    u_char                     *quorum_file;
+    ngx_uint_t                  quorum_line;
+    ngx_str_t                   location;
+
+    ngx_uint_t                  status_format; /* fanout_status */
+} ngx_http_fanout_loc_conf_t;
+
+
+typedef struct {
+    ngx_shm_zone_t             *shm_zone;
+    ngx_array_t                 locations;     /* ngx_http_fanout_stats_loc_t */
+
+    u_char                     *target_file;   /* first fanout_target */
+    ngx_uint_t                  target_line;
+} ngx_http_fanout_main_conf_t;
+
+
+typedef struct ngx_http_fanout_ctx_s  ngx_http_fanout_ctx_t;
+
+
+typedef struct {
+    ngx_http_fanout_ctx_t      *ctx;
+    ngx_http_fanout_target_t   *target;
+    ngx_http_request_t         *sr;            /* NULL once it has ended */
+    ngx_http_post_subrequest_t  ps;
+    ngx_event_t                 timer;         /* the target's timeout= */
+
+    ngx_msec_t                  start;
+    ngx_str_t                   content_type;
+    u_char                     *buf;           /* the captured body */
+    size_t                      len;
+    size_t                      cap;
+    size_t                      limit;         /* the in-memory limit */
+
+    fanout_part_t               part;          /* status, body, outcome */
+
+    unsigned                    header:1;      /* the target answered */
+    unsigned                    done:1;        /* the outcome is known */
+    unsigned                    too_large:1;
+    unsigned                    cancelled:1;   /* cut off, not needed */
+    unsigned                    accounted:1;   /* counted in the zone */
+} ngx_http_fanout_sub_t;
+
+
+struct ngx_http_fanout_ctx_s {
+    ngx_http_request_t         *request;
+    ngx_http_fanout_loc_conf_t *conf;
+    ngx_http_fanout_sub_t      *subs;
+    ngx_uint_t                  nsubs;
+    ngx_uint_t                  pending;
+    ngx_http_fanout_sub_t      *winner;        /* merge first */
+
+    ngx_uint_t                  ok;
+    ngx_uint_t                  failed;
+    ngx_msec_t                  start;
+    ngx_msec_t                  latency;
+    ngx_event_t                 deadline;
+
+    unsigned                    started:1;
+    unsigned                    finished:1;    /* the answer is decided */
+};
+
+
+ngx_int_t ngx_http_fanout_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx);
+void ngx_http_fanout_cancel(ngx_http_fanout_ctx_t *ctx);
+void ngx_http_fanout_sub_account(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_sub_t *sub);
+void ngx_http_fanout_wake(ngx_http_request_t *r);
+ngx_int_t ngx_http_fanout_filter_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_fanout_send_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *error, const char *message);
+
+ngx_int_t ngx_http_fanout_add_variables(ngx_conf_t *cf);
+
+char *ngx_http_fanout_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_fanout_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_fanout_merge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_fanout_quorum(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_fanout_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+
+extern ngx_module_t  ngx_http_fanout_module;
+
+
+#endif /* _NGX_HTTP_FANOUT_MODULE_H_INCLUDED_ */

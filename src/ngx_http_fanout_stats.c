@@ -1,0 +1,672 @@
+/*
+ * Shared-memory counters and the fanout_status handler.
+ */
+
+#include "ngx_http_fanout_stats.h"
+
+
+typedef struct {
+    ngx_http_fanout_stats_t    *head;
+} ngx_http_fanout_shctx_t;
+
+
+ngx_msec_t  ngx_http_fanout_buckets[NGX_HTTP_FANOUT_NBUCKETS - 1] = {
+    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
+};
+
+
+static const char  *ngx_http_fanout_loc_counters[] = {
+    "requests", "200", "502", "504", "rejected", "aborted"
+};
+
+
+static ngx_uint_t
+ngx_http_fanout_stats_find(ngx_array_t *a, size_t size, ngx_str_t *name)
+{
+    u_char     *p;
+    ngx_str_t  *s;
+    ngx_uint_t  i;
+
+    /* both element types begin with their ngx_str_t name */
+
+    p = a->elts;
+
+    for (i = 0; i < a->nelts; i++) {
+        s = (ngx_str_t *) (p + i * size);
+
+        if (s->len == name->len
+            && ngx_strncmp(s->data, name->data, name->len) == 0)
+        {
+            return i;
+        }
+    }
+
+    return NGX_ERROR;
+}
+
+
+ngx_int_t
+ngx_http_fanout_stats_register(ngx_conf_t *cf,
+    ngx_http_fanout_main_conf_t *fmcf, ngx_str_t *location, ngx_str_t *target,
+    ngx_uint_t *loc_index, ngx_uint_t *target_index)
+{
+    ngx_uint_t                       i;
+    ngx_http_fanout_stats_loc_t     *loc;
+    ngx_http_fanout_stats_target_t  *tgt;
+
+    i = ngx_http_fanout_stats_find(&fmcf->locations,
+                                   sizeof(ngx_http_fanout_stats_loc_t),
+                                   location);
+
+    if (i == (ngx_uint_t) NGX_ERROR) {
+        loc = ngx_array_push(&fmcf->locations);
+        if (loc == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memzero(loc, sizeof(ngx_http_fanout_stats_loc_t));
+        loc->name = *location;
+
+        if (ngx_array_init(&loc->targets, cf->pool, 4,
+                           sizeof(ngx_http_fanout_stats_target_t))
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        i = fmcf->locations.nelts - 1;
+    }
+
+    *loc_index = i;
+
+    if (target == NULL) {
+        return NGX_OK;
+    }
+
+    loc = fmcf->locations.elts;
+    loc = &loc[i];
+
+    i = ngx_http_fanout_stats_find(&loc->targets,
+                                   sizeof(ngx_http_fanout_stats_target_t),
+                                   target);
+
+    if (i == (ngx_uint_t) NGX_ERROR) {
+        tgt = ngx_array_push(&loc->targets);
+        if (tgt == NULL) {
+            return NGX_ERROR;
+        }
+
+        tgt->name = *target;
+        tgt->node = NULL;
+
+        i = loc->targets.nelts - 1;
+    }
+
+    *target_index = i;
+
+    return NGX_OK;
+}
+
+
+static ngx_http_fanout_stats_t *
+ngx_http_fanout_stats_node(ngx_slab_pool_t *shpool,
+    ngx_http_fanout_shctx_t *sh, ngx_str_t *location, ngx_str_t *target)
+{
+    size_t                    len;
+    u_char                   *p;
+    ngx_http_fanout_stats_t  *node;
+
+    /* key: the location, a NUL, then the target (empty for the location) */
+
+    len = location->len + 1 + (target ? target->len : 0);
+
+    for (node = sh->head; node; node = node->next) {
+        if (node->len != len
+            || ngx_strncmp(node->key, location->data, location->len) != 0
+            || node->key[location->len] != '\0')
+        {
+            continue;
+        }
+
+        if (target == NULL
+            || ngx_strncmp(node->key + location->len + 1, target->data,
+                           target->len)
+               == 0)
+        {
+            return node;
+        }
+    }
+
+    node = ngx_slab_calloc_locked(shpool,
+                                  offsetof(ngx_http_fanout_stats_t, key) + len);
+    if (node == NULL) {
+        return NULL;
+    }
+
+    p = ngx_cpymem(node->key, location->data, location->len);
+    *p++ = '\0';
+
+    if (target) {
+        ngx_memcpy(p, target->data, target->len);
+    }
+
+    node->len = len;
+    node->next = sh->head;
+    sh->head = node;
+
+    return node;
+}
+
+
+ngx_int_t
+ngx_http_fanout_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_uint_t                        i, j;
+    ngx_slab_pool_t                  *shpool;
+    ngx_http_fanout_shctx_t          *sh;
+    ngx_http_fanout_stats_loc_t      *loc;
+    ngx_http_fanout_main_conf_t      *fmcf;
+    ngx_http_fanout_stats_target_t   *tgt;
+
+    fmcf = shm_zone->data;
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    /* a reload or a zone inherited by a new binary keeps the counters */
+
+    if (data || shm_zone->shm.exists) {
+        sh = shpool->data;
+
+    } else {
+        sh = ngx_slab_calloc(shpool, sizeof(ngx_http_fanout_shctx_t));
+        if (sh == NULL) {
+            return NGX_ERROR;
+        }
+
+        shpool->data = sh;
+
+        shpool->log_ctx = ngx_slab_alloc(shpool,
+                                         sizeof(" in fanout_zone \"\"")
+                                         + shm_zone->shm.name.len);
+        if (shpool->log_ctx == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_sprintf(shpool->log_ctx, " in fanout_zone \"%V\"%Z",
+                    &shm_zone->shm.name);
+    }
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    loc = fmcf->locations.elts;
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        loc[i].node = ngx_http_fanout_stats_node(shpool, sh, &loc[i].name,
+                                                 NULL);
+        if (loc[i].node == NULL) {
+            goto failed;
+        }
+
+        tgt = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            tgt[j].node = ngx_http_fanout_stats_node(shpool, sh, &loc[i].name,
+                                                     &tgt[j].name);
+            if (tgt[j].node == NULL) {
+                goto failed;
+            }
+        }
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return NGX_OK;
+
+failed:
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                  "fanout_zone \"%V\" is too small for the counters of %ui "
+                  "locations", &shm_zone->shm.name, fmcf->locations.nelts);
+
+    return NGX_ERROR;
+}
+
+
+ngx_http_fanout_stats_t *
+ngx_http_fanout_stats_location(ngx_http_request_t *r,
+    ngx_http_fanout_loc_conf_t *flcf)
+{
+    ngx_http_fanout_stats_loc_t  *loc;
+    ngx_http_fanout_main_conf_t  *fmcf;
+
+    fmcf = ngx_http_get_module_main_conf(r, ngx_http_fanout_module);
+    loc = fmcf->locations.elts;
+
+    return loc[flcf->stats].node;
+}
+
+
+ngx_http_fanout_stats_t *
+ngx_http_fanout_stats_target(ngx_http_request_t *r,
+    ngx_http_fanout_loc_conf_t *flcf, ngx_http_fanout_target_t *target)
+{
+    ngx_http_fanout_stats_loc_t     *loc;
+    ngx_http_fanout_main_conf_t     *fmcf;
+    ngx_http_fanout_stats_target_t  *tgt;
+
+    fmcf = ngx_http_get_module_main_conf(r, ngx_http_fanout_module);
+    loc = fmcf->locations.elts;
+    tgt = loc[flcf->stats].targets.elts;
+
+    return tgt[target->stats].node;
+}
+
+
+void
+ngx_http_fanout_stats_count(ngx_http_fanout_stats_t *st, ngx_uint_t counter)
+{
+    (void) ngx_atomic_fetch_add(&st->counters[counter], 1);
+}
+
+
+void
+ngx_http_fanout_stats_latency(ngx_http_fanout_stats_t *st, ngx_msec_t ms)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_FANOUT_NBUCKETS - 1; i++) {
+        if (ms <= ngx_http_fanout_buckets[i]) {
+            break;
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&st->buckets[i], 1);
+    (void) ngx_atomic_fetch_add(&st->latency_sum, ms);
+    (void) ngx_atomic_fetch_add(&st->latency_count, 1);
+}
+
+
+/* the status page */
+
+
+static u_char *
+ngx_http_fanout_escape_label(u_char *p, ngx_str_t *s)
+{
+    u_char  *c, *end;
+
+    end = s->data + s->len;
+
+    for (c = s->data; c < end; c++) {
+        if (*c == '\\' || *c == '"') {
+            *p++ = '\\';
+            *p++ = *c;
+
+        } else if (*c == '\n') {
+            *p++ = '\\';
+            *p++ = 'n';
+
+        } else {
+            *p++ = *c;
+        }
+    }
+
+    return p;
+}
+
+
+static u_char *
+ngx_http_fanout_escape_json(u_char *p, ngx_str_t *s)
+{
+    return (u_char *) ngx_escape_json(p, s->data, s->len);
+}
+
+
+static u_char *
+ngx_http_fanout_json_histogram(u_char *p, ngx_http_fanout_stats_t *st)
+{
+    ngx_uint_t  i;
+
+    p = ngx_sprintf(p, "\"latency_ms\":{\"sum\":%uA,\"count\":%uA,"
+                    "\"buckets\":{", st->latency_sum, st->latency_count);
+
+    for (i = 0; i < NGX_HTTP_FANOUT_NBUCKETS; i++) {
+        if (i < NGX_HTTP_FANOUT_NBUCKETS - 1) {
+            p = ngx_sprintf(p, "\"%M\":%uA,", ngx_http_fanout_buckets[i],
+                            st->buckets[i]);
+
+        } else {
+            p = ngx_sprintf(p, "\"+Inf\":%uA", st->buckets[i]);
+        }
+    }
+
+    return ngx_sprintf(p, "}}");
+}
+
+
+static u_char *
+ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
+{
+    ngx_uint_t                       i, j, k;
+    ngx_http_fanout_stats_t         *st;
+    ngx_http_fanout_stats_loc_t     *loc;
+    ngx_http_fanout_stats_target_t  *tgt;
+
+    p = ngx_sprintf(p, "{\"zone\":\"%V\",\"locations\":{",
+                    &fmcf->shm_zone->shm.name);
+
+    loc = fmcf->locations.elts;
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        st = loc[i].node;
+
+        *p++ = '"';
+        p = ngx_http_fanout_escape_json(p, &loc[i].name);
+        p = ngx_sprintf(p, "\":{\"requests\":%uA,\"responses\":{",
+                        st->counters[NGX_HTTP_FANOUT_LOC_REQUESTS]);
+
+        for (k = NGX_HTTP_FANOUT_LOC_200; k < NGX_HTTP_FANOUT_LOC_ABORTED; k++)
+        {
+            p = ngx_sprintf(p, "%s\"%s\":%uA",
+                            k == NGX_HTTP_FANOUT_LOC_200 ? "" : ",",
+                            ngx_http_fanout_loc_counters[k],
+                            st->counters[k]);
+        }
+
+        p = ngx_sprintf(p, "},\"aborted\":%uA,",
+                        st->counters[NGX_HTTP_FANOUT_LOC_ABORTED]);
+        p = ngx_http_fanout_json_histogram(p, st);
+        p = ngx_sprintf(p, ",\"targets\":{");
+
+        tgt = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            st = tgt[j].node;
+
+            p = ngx_sprintf(p, "%s\"", j ? "," : "");
+            p = ngx_http_fanout_escape_json(p, &tgt[j].name);
+            p = ngx_sprintf(p, "\":{\"requests\":%uA",
+                            st->counters[NGX_HTTP_FANOUT_TGT_REQUESTS]);
+
+            for (k = 0; k < FANOUT_NKINDS; k++) {
+                p = ngx_sprintf(p, ",\"%s\":%uA", fanout_kind_name(k),
+                                st->counters[NGX_HTTP_FANOUT_TGT_KIND + k]);
+            }
+
+            p = ngx_sprintf(p, ",\"cancelled\":%uA,",
+                            st->counters[NGX_HTTP_FANOUT_TGT_CANCELLED]);
+            p = ngx_http_fanout_json_histogram(p, st);
+            *p++ = '}';
+        }
+
+        p = ngx_sprintf(p, "}}%s", i + 1 < fmcf->locations.nelts ? "," : "");
+    }
+
+    return ngx_sprintf(p, "}}\n");
+}
+
+
+static u_char *
+ngx_http_fanout_prom_labels(u_char *p, ngx_str_t *loc, ngx_str_t *tgt)
+{
+    p = ngx_sprintf(p, "{location=\"");
+    p = ngx_http_fanout_escape_label(p, loc);
+
+    if (tgt) {
+        p = ngx_sprintf(p, "\",target=\"");
+        p = ngx_http_fanout_escape_label(p, tgt);
+    }
+
+    *p++ = '"';
+
+    return p;
+}
+
+
+static u_char *
+ngx_http_fanout_prom_histogram(u_char *p, const char *metric, ngx_str_t *loc,
+    ngx_str_t *tgt, ngx_http_fanout_stats_t *st)
+{
+    ngx_uint_t    i;
+    ngx_atomic_t  total;
+
+    total = 0;
+
+    for (i = 0; i < NGX_HTTP_FANOUT_NBUCKETS; i++) {
+        total += st->buckets[i];
+
+        p = ngx_sprintf(p, "%s_bucket", metric);
+        p = ngx_http_fanout_prom_labels(p, loc, tgt);
+
+        if (i < NGX_HTTP_FANOUT_NBUCKETS - 1) {
+            p = ngx_sprintf(p, ",le=\"%M.%03M\"} %uA\n",
+                            ngx_http_fanout_buckets[i] / 1000,
+                            ngx_http_fanout_buckets[i] % 1000, total);
+
+        } else {
+            p = ngx_sprintf(p, ",le=\"+Inf\"} %uA\n", total);
+        }
+    }
+
+    p = ngx_sprintf(p, "%s_sum", metric);
+    p = ngx_http_fanout_prom_labels(p, loc, tgt);
+    p = ngx_sprintf(p, "} %uA.%03uA\n", st->latency_sum / 1000,
+                    st->latency_sum % 1000);
+
+    p = ngx_sprintf(p, "%s_count", metric);
+    p = ngx_http_fanout_prom_labels(p, loc, tgt);
+
+    return ngx_sprintf(p, "} %uA\n", st->latency_count);
+}
+
+
+static u_char *
+ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
+{
+    ngx_uint_t                       i, j, k;
+    ngx_http_fanout_stats_t         *st;
+    ngx_http_fanout_stats_loc_t     *loc;
+    ngx_http_fanout_stats_target_t  *tgt;
+
+    loc = fmcf->locations.elts;
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_requests_total Client requests to a fan-out location.\n"
+        "# TYPE fanout_requests_total counter\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        p = ngx_sprintf(p, "fanout_requests_total");
+        p = ngx_http_fanout_prom_labels(p, &loc[i].name, NULL);
+        p = ngx_sprintf(p, "} %uA\n",
+                     loc[i].node->counters[NGX_HTTP_FANOUT_LOC_REQUESTS]);
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_responses_total Answers by status: 200, 502, 504, "
+        "rejected (bad input), aborted (client gone).\n"
+        "# TYPE fanout_responses_total counter\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        for (k = NGX_HTTP_FANOUT_LOC_200; k < NGX_HTTP_FANOUT_LOC_NCOUNTERS;
+             k++)
+        {
+            p = ngx_sprintf(p, "fanout_responses_total");
+            p = ngx_http_fanout_prom_labels(p, &loc[i].name, NULL);
+            p = ngx_sprintf(p, ",status=\"%s\"} %uA\n",
+                            ngx_http_fanout_loc_counters[k],
+                            loc[i].node->counters[k]);
+        }
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_latency_seconds Time from the fan-out's start to "
+        "its answer.\n"
+        "# TYPE fanout_latency_seconds histogram\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        p = ngx_http_fanout_prom_histogram(p, "fanout_latency_seconds",
+                                           &loc[i].name, NULL, loc[i].node);
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_target_requests_total Calls made to a target.\n"
+        "# TYPE fanout_target_requests_total counter\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        tgt = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            p = ngx_sprintf(p, "fanout_target_requests_total");
+            p = ngx_http_fanout_prom_labels(p, &loc[i].name, &tgt[j].name);
+            p = ngx_sprintf(p, "} %uA\n",
+                        tgt[j].node->counters[NGX_HTTP_FANOUT_TGT_REQUESTS]);
+        }
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_target_results_total Target calls by outcome.\n"
+        "# TYPE fanout_target_results_total counter\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        tgt = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            for (k = 0; k < FANOUT_NKINDS; k++) {
+                p = ngx_sprintf(p, "fanout_target_results_total");
+                p = ngx_http_fanout_prom_labels(p, &loc[i].name,
+                                                &tgt[j].name);
+                p = ngx_sprintf(p, ",result=\"%s\"} %uA\n",
+                             fanout_kind_name(k),
+                             tgt[j].node->counters[NGX_HTTP_FANOUT_TGT_KIND
+                                                   + k]);
+            }
+        }
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_target_cancelled_total Calls cut off after their "
+        "timeout or once the answer was sent.\n"
+        "# TYPE fanout_target_cancelled_total counter\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        tgt = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            p = ngx_sprintf(p, "fanout_target_cancelled_total");
+            p = ngx_http_fanout_prom_labels(p, &loc[i].name, &tgt[j].name);
+            p = ngx_sprintf(p, "} %uA\n",
+                       tgt[j].node->counters[NGX_HTTP_FANOUT_TGT_CANCELLED]);
+        }
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_target_latency_seconds Time a target took to answer.\n"
+        "# TYPE fanout_target_latency_seconds histogram\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        tgt = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            st = tgt[j].node;
+            p = ngx_http_fanout_prom_histogram(p,
+                                               "fanout_target_latency_seconds",
+                                               &loc[i].name, &tgt[j].name, st);
+        }
+    }
+
+    return p;
+}
+
+
+static size_t
+ngx_http_fanout_status_size(ngx_http_fanout_main_conf_t *fmcf)
+{
+    size_t                           size, names;
+    ngx_uint_t                       i, j;
+    ngx_http_fanout_stats_loc_t     *loc;
+    ngx_http_fanout_stats_target_t  *tgt;
+
+    /*
+     * An upper bound: every line of either format is under 128 bytes
+     * besides its names, and escaping at most sextuples a name (\u00XX).
+     */
+
+    size = 4096;
+    loc = fmcf->locations.elts;
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        size += (NGX_HTTP_FANOUT_NBUCKETS + 16) * (128 + 6 * loc[i].name.len);
+
+        tgt = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            names = 6 * (loc[i].name.len + tgt[j].name.len);
+            size += (NGX_HTTP_FANOUT_NBUCKETS + FANOUT_NKINDS + 16)
+                    * (128 + names);
+        }
+    }
+
+    return size;
+}
+
+
+ngx_int_t
+ngx_http_fanout_status_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                     rc;
+    ngx_buf_t                    *b;
+    ngx_chain_t                   out;
+    ngx_http_fanout_loc_conf_t   *flcf;
+    ngx_http_fanout_main_conf_t  *fmcf;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    fmcf = ngx_http_get_module_main_conf(r, ngx_http_fanout_module);
+    flcf = ngx_http_get_module_loc_conf(r, ngx_http_fanout_module);
+
+    if (fmcf->shm_zone == NULL) {
+        return ngx_http_fanout_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                          "no_zone", "fanout_zone is not "
+                                          "configured");
+    }
+
+    b = ngx_create_temp_buf(r->pool, ngx_http_fanout_status_size(fmcf));
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (flcf->status_format == NGX_HTTP_FANOUT_STATUS_PROMETHEUS) {
+        b->last = ngx_http_fanout_status_prometheus(b->last, fmcf);
+        ngx_str_set(&r->headers_out.content_type,
+                    "text/plain; version=0.0.4; charset=utf-8");
+
+    } else {
+        b->last = ngx_http_fanout_status_json(b->last, fmcf);
+        ngx_str_set(&r->headers_out.content_type, "application/json");
+    }
+
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = b->last - b->pos;
+
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}

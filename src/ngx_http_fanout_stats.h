@@ -1,0 +1,86 @@
+/*
+ * Counters kept in the fanout_zone shared memory, summed over all workers
+ * with atomic adds; nodes are keyed by location and target so that they
+ * survive a reload.
+ */
+
+#ifndef _NGX_HTTP_FANOUT_STATS_H_INCLUDED_
+#define _NGX_HTTP_FANOUT_STATS_H_INCLUDED_
+
+
+#include "ngx_http_fanout_module.h"
+
+
+/* latency histogram bounds, ms; one more bucket counts the rest (+Inf) */
+#define NGX_HTTP_FANOUT_NBUCKETS  12
+
+
+typedef enum {
+    NGX_HTTP_FANOUT_LOC_REQUESTS = 0,
+    NGX_HTTP_FANOUT_LOC_200,
+    NGX_HTTP_FANOUT_LOC_502,
+    NGX_HTTP_FANOUT_LOC_504,
+    NGX_HTTP_FANOUT_LOC_REJECTED,      /* 4xx for bad input, 500 */
+    NGX_HTTP_FANOUT_LOC_ABORTED,       /* the client went away */
+    NGX_HTTP_FANOUT_LOC_NCOUNTERS
+} ngx_http_fanout_loc_counter_e;
+
+
+typedef enum {
+    NGX_HTTP_FANOUT_TGT_REQUESTS = 0,
+    /* then one per fanout_kind_e: ok, timeout, http_4xx, ... */
+    NGX_HTTP_FANOUT_TGT_KIND,
+    NGX_HTTP_FANOUT_TGT_CANCELLED = NGX_HTTP_FANOUT_TGT_KIND + FANOUT_NKINDS,
+    NGX_HTTP_FANOUT_TGT_NCOUNTERS
+} ngx_http_fanout_tgt_counter_e;
+
+
+#define NGX_HTTP_FANOUT_NCOUNTERS  NGX_HTTP_FANOUT_TGT_NCOUNTERS
+
+
+struct ngx_http_fanout_stats_s {
+    ngx_http_fanout_stats_t    *next;
+    ngx_atomic_t                counters[NGX_HTTP_FANOUT_NCOUNTERS];
+    ngx_atomic_t                latency_sum;
+    ngx_atomic_t                latency_count;
+    ngx_atomic_t                buckets[NGX_HTTP_FANOUT_NBUCKETS];
+    size_t                      len;
+    u_char                      key[1];
+};
+
+
+typedef struct {
+    ngx_str_t                   name;
+    ngx_http_fanout_stats_t    *node;
+} ngx_http_fanout_stats_target_t;
+
+
+typedef struct {
+    ngx_str_t                   name;
+    ngx_http_fanout_stats_t    *node;
+    ngx_array_t                 targets;   /* ngx_http_fanout_stats_target_t */
+} ngx_http_fanout_stats_loc_t;
+
+
+ngx_int_t ngx_http_fanout_stats_register(ngx_conf_t *cf,
+    ngx_http_fanout_main_conf_t *fmcf, ngx_str_t *location, ngx_str_t *target,
+    ngx_uint_t *loc_index, ngx_uint_t *target_index);
+ngx_int_t ngx_http_fanout_stats_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+ngx_http_fanout_stats_t *ngx_http_fanout_stats_location(ngx_http_request_t *r,
+    ngx_http_fanout_loc_conf_t *flcf);
+ngx_http_fanout_stats_t *ngx_http_fanout_stats_target(ngx_http_request_t *r,
+    ngx_http_fanout_loc_conf_t *flcf, ngx_http_fanout_target_t *target);
+
+void ngx_http_fanout_stats_count(ngx_http_fanout_stats_t *st,
+    ngx_uint_t counter);
+void ngx_http_fanout_stats_latency(ngx_http_fanout_stats_t *st,
+    ngx_msec_t ms);
+
+ngx_int_t ngx_http_fanout_status_handler(ngx_http_request_t *r);
+
+
+extern ngx_msec_t  ngx_http_fanout_buckets[NGX_HTTP_FANOUT_NBUCKETS - 1];
+
+
+#endif /* _NGX_HTTP_FANOUT_STATS_H_INCLUDED_ */

@@ -1,0 +1,555 @@
+/*
+ * Target calls: one background subrequest per target, a capture filter that
+ * keeps each answer in memory under the target location's
+ * subrequest_output_buffer_size, per-target timeouts, and the cut-off of
+ * calls whose answer is no longer wanted.
+ */
+
+#include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_stats.h"
+
+
+static ngx_int_t ngx_http_fanout_sub_done(ngx_http_request_t *sr,
+    void *data, ngx_int_t rc);
+static void ngx_http_fanout_sub_timeout(ngx_event_t *ev);
+static void ngx_http_fanout_cut(ngx_http_fanout_sub_t *sub);
+static ngx_list_t *ngx_http_fanout_headers(ngx_http_request_t *r);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+
+ngx_int_t
+ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
+{
+    ngx_uint_t                 i;
+    ngx_list_t                *headers;
+    ngx_http_request_t        *r, *sr;
+    ngx_http_fanout_sub_t     *sub;
+    ngx_http_fanout_target_t  *targets;
+
+    r = ctx->request;
+    targets = ctx->conf->targets->elts;
+
+    ctx->nsubs = ctx->conf->targets->nelts;
+    ctx->subs = ngx_pcalloc(r->pool,
+                            ctx->nsubs * sizeof(ngx_http_fanout_sub_t));
+    if (ctx->subs == NULL) {
+        return NGX_ERROR;
+    }
+
+    headers = ngx_http_fanout_headers(r);
+    if (headers == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < ctx->nsubs; i++) {
+        sub = &ctx->subs[i];
+
+        sub->ctx = ctx;
+        sub->target = &targets[i];
+        sub->start = ngx_current_msec;
+        sub->part.name = (const char *) targets[i].name.data;
+        sub->part.weight = (double) targets[i].weight
+                           / NGX_HTTP_FANOUT_WEIGHT_ONE;
+
+        sub->ps.handler = ngx_http_fanout_sub_done;
+        sub->ps.data = sub;
+
+        ctx->pending++;
+
+        if (ngx_http_subrequest(r, &targets[i].uri,
+                                targets[i].args.len ? &targets[i].args
+                                                    : &r->args,
+                                &sr, &sub->ps, NGX_HTTP_SUBREQUEST_BACKGROUND)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "fanout target \"%V\": subrequest to \"%V\" failed",
+                          &targets[i].name, &targets[i].uri);
+
+            sub->done = 1;
+            sub->part.kind = FANOUT_UPSTREAM_ERROR;
+            sub->part.status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            ctx->pending--;
+            continue;
+        }
+
+        sub->sr = sr;
+
+        /* the client's method, body and headers, as the client sent them */
+        sr->method = r->method;
+        sr->method_name = r->method_name;
+        sr->headers_in.headers = *headers;
+#if (NGX_HTTP_GZIP || NGX_HTTP_HEADERS)
+        sr->headers_in.accept_encoding = NULL;
+#endif
+
+        if (targets[i].timeout != NGX_CONF_UNSET_MSEC
+            && targets[i].timeout < ctx->conf->timeout)
+        {
+            sub->timer.handler = ngx_http_fanout_sub_timeout;
+            sub->timer.data = sub;
+            sub->timer.log = r->connection->log;
+
+            ngx_add_timer(&sub->timer, targets[i].timeout);
+        }
+    }
+
+    if (ctx->pending == 0) {
+        /* nothing could start: answer at once */
+        return ngx_http_post_request(r, NULL);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The targets get the client's headers but Accept-Encoding: the answers
+ * must arrive as plain JSON to be merged.
+ */
+
+static ngx_list_t *
+ngx_http_fanout_headers(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_t       *headers;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *copy;
+
+    headers = ngx_list_create(r->pool, 16, sizeof(ngx_table_elt_t));
+    if (headers == NULL) {
+        return NULL;
+    }
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("Accept-Encoding") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Accept-Encoding",
+                               sizeof("Accept-Encoding") - 1)
+               == 0)
+        {
+            continue;
+        }
+
+        copy = ngx_list_push(headers);
+        if (copy == NULL) {
+            return NULL;
+        }
+
+        *copy = h[i];
+    }
+
+    return headers;
+}
+
+
+/* the post_subrequest handler: may run more than once for one call */
+
+static ngx_int_t
+ngx_http_fanout_sub_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
+{
+    ngx_http_fanout_sub_t *sub = data;
+
+    ngx_http_fanout_ctx_t  *ctx;
+
+    ctx = sub->ctx;
+
+    if (sub->done || rc == NGX_AGAIN) {
+        /* never NGX_ERROR here: it would terminate the client's request */
+        return NGX_OK;
+    }
+
+    sub->done = 1;
+    sub->sr = NULL;
+    sub->part.latency_ms = ngx_current_msec - sub->start;
+
+    if (sub->timer.timer_set) {
+        ngx_del_timer(&sub->timer);
+    }
+
+    if (sub->too_large) {
+        sub->part.kind = FANOUT_TOO_LARGE;
+
+    } else if (sub->header && rc != NGX_OK) {
+        /* the answer broke off after its header: what came is no JSON */
+        sub->part.kind = FANOUT_BAD_JSON;
+
+    } else if (sub->header) {
+        sub->part.body = (const char *) sub->buf;
+        sub->part.body_len = sub->len;
+        fanout_part_parse(&sub->part);
+
+    } else if (rc == NGX_HTTP_GATEWAY_TIME_OUT) {
+        sub->part.kind = FANOUT_TIMEOUT;
+        sub->part.status = NGX_HTTP_GATEWAY_TIME_OUT;
+
+    } else if (rc >= NGX_HTTP_SPECIAL_RESPONSE
+               && rc != NGX_HTTP_BAD_GATEWAY
+               && rc != NGX_HTTP_SERVICE_UNAVAILABLE
+               && rc != NGX_HTTP_INTERNAL_SERVER_ERROR)
+    {
+        /* the target location itself refused: "return 404", deny, ... */
+        sub->part.status = rc;
+        sub->part.kind = (rc >= 500) ? FANOUT_HTTP_5XX : FANOUT_HTTP_4XX;
+
+    } else {
+        /* refused, reset, unresolvable, invalid header, ... */
+        sub->part.kind = FANOUT_UPSTREAM_ERROR;
+        sub->part.status = (rc >= NGX_HTTP_SPECIAL_RESPONSE)
+                           ? rc : NGX_HTTP_BAD_GATEWAY;
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
+                   "fanout target \"%V\" done: %s, rc:%i",
+                   &sub->target->name, fanout_kind_name(sub->part.kind), rc);
+
+    ctx->pending--;
+
+    if (ctx->finished) {
+        return NGX_OK;
+    }
+
+    if (sub->part.kind == FANOUT_OK
+        && ctx->conf->merge == FANOUT_MERGE_FIRST
+        && ctx->winner == NULL)
+    {
+        ctx->winner = sub;
+    }
+
+    /*
+     * Only post the parent: running posted requests from here would run
+     * them inside this subrequest's finalization.
+     */
+
+    if (ctx->winner || ctx->pending == 0) {
+        if (ngx_http_post_request(ctx->request, NULL) != NGX_OK) {
+            return NGX_OK;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_fanout_sub_timeout(ngx_event_t *ev)
+{
+    ngx_http_fanout_sub_t *sub = ev->data;
+
+    ngx_connection_t       *c;
+    ngx_http_request_t     *r;
+    ngx_http_fanout_ctx_t  *ctx;
+
+    ctx = sub->ctx;
+    r = ctx->request;
+    c = r->connection;
+
+    if (sub->done || ctx->finished) {
+        return;
+    }
+
+    ngx_http_set_log_request(c->log, r);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "fanout target \"%V\" timed out", &sub->target->name);
+
+    sub->done = 1;
+    sub->part.kind = FANOUT_TIMEOUT;
+    sub->part.status = NGX_HTTP_GATEWAY_TIME_OUT;
+    sub->part.latency_ms = ngx_current_msec - sub->start;
+    ctx->pending--;
+
+    ngx_http_fanout_cut(sub);
+
+    ngx_http_fanout_wake(r);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * The answer is decided: calls still running either missed the deadline
+ * or lost the race of "first"; end them so that they do not hold the
+ * client's connection.
+ */
+
+void
+ngx_http_fanout_cancel(ngx_http_fanout_ctx_t *ctx)
+{
+    ngx_uint_t              i;
+    ngx_http_fanout_sub_t  *sub;
+
+    for (i = 0; i < ctx->nsubs; i++) {
+        sub = &ctx->subs[i];
+
+        if (sub->timer.timer_set) {
+            ngx_del_timer(&sub->timer);
+        }
+
+        if (!sub->done) {
+            sub->done = 1;
+            sub->part.latency_ms = ngx_current_msec - sub->start;
+
+            if (ctx->winner) {
+                sub->cancelled = 1;
+
+            } else {
+                sub->part.kind = FANOUT_TIMEOUT;
+                sub->part.status = NGX_HTTP_GATEWAY_TIME_OUT;
+            }
+        }
+
+        ngx_http_fanout_cut(sub);
+    }
+
+    ctx->pending = 0;
+}
+
+
+static void
+ngx_http_fanout_cut(ngx_http_fanout_sub_t *sub)
+{
+    ngx_http_request_t   *sr;
+    ngx_http_upstream_t  *u;
+
+    sr = sub->sr;
+
+    if (sr == NULL || sr->done) {
+        return;
+    }
+
+    u = sr->upstream;
+
+    if (u == NULL || u->cleanup == NULL) {
+        /*
+         * Not (or no more) an upstream call, e.g. a location that is still
+         * in its access phase: it runs to its end, and its answer is
+         * ignored.
+         */
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
+                       "fanout target \"%V\" cannot be cut off",
+                       &sub->target->name);
+        return;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
+                   "fanout target \"%V\" cut off", &sub->target->name);
+
+    sub->sr = NULL;
+
+    /*
+     * The upstream's own cleanup handler, which nginx runs when a client
+     * aborts: it closes the upstream connection and finalizes the
+     * subrequest with NGX_DONE, which releases its reference to the main
+     * request without calling ngx_http_fanout_sub_done().
+     */
+
+    sr->write_event_handler = ngx_http_request_empty_handler;
+
+    (*u->cleanup)(sr);
+}
+
+
+void
+ngx_http_fanout_sub_account(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_sub_t *sub)
+{
+    ngx_http_fanout_stats_t  *st;
+
+    if (sub->accounted) {
+        return;
+    }
+
+    sub->accounted = 1;
+
+    st = ngx_http_fanout_stats_target(ctx->request, ctx->conf, sub->target);
+
+    ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_TGT_REQUESTS);
+
+    if (sub->cancelled) {
+        ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_TGT_CANCELLED);
+        return;
+    }
+
+    ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_TGT_KIND + sub->part.kind);
+    ngx_http_fanout_stats_latency(st, sub->part.latency_ms);
+}
+
+
+/* capture filters: the answers of our subrequests never reach the client */
+
+static ngx_http_fanout_sub_t *
+ngx_http_fanout_capturing(ngx_http_request_t *r)
+{
+    /* post_subrequest survives internal redirects, unlike module ctx */
+
+    if (r == r->main || r->post_subrequest == NULL
+        || r->post_subrequest->handler != ngx_http_fanout_sub_done)
+    {
+        return NULL;
+    }
+
+    return r->post_subrequest->data;
+}
+
+
+static void
+ngx_http_fanout_too_large(ngx_http_request_t *r, ngx_http_fanout_sub_t *sub)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    sub->too_large = 1;
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "fanout target \"%V\" answered more than %uz bytes; raise "
+                  "\"subrequest_output_buffer_size\" in location \"%V\"",
+                  &sub->target->name, sub->limit, &clcf->name);
+}
+
+
+static ngx_int_t
+ngx_http_fanout_header_filter(ngx_http_request_t *r)
+{
+    ngx_http_fanout_sub_t     *sub;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    sub = ngx_http_fanout_capturing(r);
+
+    if (sub == NULL) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    r->header_sent = 1;
+
+    if (sub->done) {
+        return NGX_OK;
+    }
+
+    sub->header = 1;
+    sub->part.status = (int) r->headers_out.status;
+    sub->content_type = r->headers_out.content_type;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+    sub->limit = clcf->subrequest_output_buffer_size;
+
+    if (r->headers_out.content_length_n > (off_t) sub->limit) {
+        ngx_http_fanout_too_large(r, sub);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_fanout_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    off_t                   size;
+    u_char                 *p;
+    size_t                  cap;
+    ssize_t                 n;
+    ngx_buf_t              *b;
+    ngx_chain_t            *cl;
+    ngx_http_fanout_sub_t  *sub;
+
+    sub = ngx_http_fanout_capturing(r);
+
+    if (sub == NULL) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+        size = ngx_buf_size(b);
+
+        if (size == 0 || sub->done || sub->too_large) {
+            /* consumed: let the upstream reuse its buffers */
+            b->pos = b->last;
+            b->file_pos = b->file_last;
+            continue;
+        }
+
+        if ((off_t) (sub->limit - sub->len) < size) {
+            ngx_http_fanout_too_large(r, sub);
+            return NGX_ERROR;
+        }
+
+        if (sub->len + size > sub->cap) {
+            cap = ngx_max(sub->cap * 2, 4096);
+
+            if (r->headers_out.content_length_n > 0) {
+                cap = ngx_max(cap, (size_t) r->headers_out.content_length_n);
+            }
+
+            cap = ngx_max(cap, sub->len + (size_t) size);
+            cap = ngx_min(cap, sub->limit);
+
+            p = ngx_pnalloc(r->pool, cap);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            if (sub->len) {
+                ngx_memcpy(p, sub->buf, sub->len);
+            }
+
+            if (sub->buf) {
+                ngx_pfree(r->pool, sub->buf);
+            }
+
+            sub->buf = p;
+            sub->cap = cap;
+        }
+
+        if (ngx_buf_in_memory(b)) {
+            ngx_memcpy(sub->buf + sub->len, b->pos, (size_t) size);
+            b->pos = b->last;
+
+        } else {
+            /* the upstream spilled to a temp file */
+            n = ngx_read_file(b->file, sub->buf + sub->len, (size_t) size,
+                              b->file_pos);
+
+            if (n != (ssize_t) size) {
+                return NGX_ERROR;
+            }
+
+            b->file_pos = b->file_last;
+        }
+
+        sub->len += (size_t) size;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_fanout_filter_init(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_fanout_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_fanout_body_filter;
+
+    return NGX_OK;
+}

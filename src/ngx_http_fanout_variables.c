@@ -1,0 +1,76 @@
+/*
+ * $fanout_ok, $fanout_failed and $fanout_latency_ms, for access logs.
+ */
+
+#include "ngx_http_fanout_module.h"
+
+
+static ngx_int_t ngx_http_fanout_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+
+static ngx_http_variable_t  ngx_http_fanout_vars[] = {
+
+    { ngx_string("fanout_ok"), NULL, ngx_http_fanout_variable,
+      offsetof(ngx_http_fanout_ctx_t, ok), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("fanout_failed"), NULL, ngx_http_fanout_variable,
+      offsetof(ngx_http_fanout_ctx_t, failed), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("fanout_latency_ms"), NULL, ngx_http_fanout_variable,
+      offsetof(ngx_http_fanout_ctx_t, latency), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+ngx_int_t
+ngx_http_fanout_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_fanout_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_fanout_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
+{
+    u_char                 *p;
+    ngx_uint_t              value;
+    ngx_http_fanout_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_fanout_module);
+
+    if (ctx == NULL || !ctx->finished) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    /* ok, failed and latency are all ngx_uint_t-sized */
+    value = *(ngx_uint_t *) ((char *) ctx + data);
+
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ngx_sprintf(p, "%ui", value) - p;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+    v->data = p;
+
+    return NGX_OK;
+}

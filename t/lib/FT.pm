@@ -1,0 +1,502 @@
+package FT;
+
+# A small harness for testing ngx_http_fanout_module with the real nginx:
+# a temp dir per test, free loopback ports, nginx.conf from a template,
+# forked mock models (FT::Mock), a raw HTTP/1.1 client, and a check of
+# error.log for [alert], [crit], [emerg] and crashed workers at the end.
+#
+#   my $t = FT->new;
+#   $t->mock('a', ms => 100);
+#   $t->run(http => '... %%PORT_http%% ... %%MOCK_a%% ...');
+#   my $res = $t->get('/predict');
+#   $t->done;          # stops everything, checks error.log
+
+use strict;
+use warnings;
+
+use Cwd qw(abs_path);
+use File::Basename qw(dirname);
+use File::Temp qw(tempdir);
+use IO::Socket::INET;
+use JSON::PP;
+use POSIX ":sys_wait_h";
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+use FT::Mock;
+
+our $ROOT = abs_path(dirname(__FILE__) . '/../..');
+our $NGINX = $ENV{FT_NGINX} // '/usr/sbin/nginx';
+our $MODULE = $ENV{FT_MODULE} // "$ROOT/build/ngx_http_fanout_module.so";
+
+my %used_ports;
+
+sub new {
+    my ($class, %o) = @_;
+
+    die "module not built: $MODULE (run make)\n" unless -f $MODULE;
+
+    my $dir = tempdir('ft-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{FT_KEEP});
+    diag("test dir $dir") if $ENV{FT_KEEP};
+
+    return bless { dir => $dir, ports => {}, mocks => {}, nginx => [] },
+                 $class;
+}
+
+sub dir { $_[0]{dir} }
+
+# A free loopback port, stable per name within a test.
+sub port {
+    my ($self, $name) = @_;
+
+    return $self->{ports}{$name} if $self->{ports}{$name};
+
+    for (1 .. 100) {
+        my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                      LocalPort => 0, Listen => 1,
+                                      ReuseAddr => 1) or next;
+        my $p = $s->sockport;
+        close $s;
+        next if $used_ports{$p}++;
+        return $self->{ports}{$name} = $p;
+    }
+
+    die "no free port";
+}
+
+sub mock {
+    my ($self, $name, %o) = @_;
+
+    my $port = $self->port("mock_$name");
+    my $log = "$self->{dir}/mock_$name.log";
+
+    $self->{mocks}{$name} = FT::Mock::start(%o, name => $name, port => $port,
+                                            log => $log);
+    wait_port($port);
+
+    return $port;
+}
+
+# The requests a mock received, oldest first.
+sub hits {
+    my ($self, $name) = @_;
+
+    open my $fh, '<', "$self->{dir}/mock_$name.log" or return ();
+    my @hits = map { decode_json($_) } <$fh>;
+    close $fh;
+
+    return @hits;
+}
+
+sub expand {
+    my ($self, $text) = @_;
+
+    $text =~ s/%%PORT_(\w+)%%/$self->port($1)/ge;
+    $text =~ s/%%MOCK_(\w+)%%/$self->port("mock_$1")/ge;
+    $text =~ s/%%TESTDIR%%/$self->{dir}/g;
+    $text =~ s/%%MODULE%%/$MODULE/g;
+
+    return $text;
+}
+
+# nginx.conf around the test's http block; "prefix" names the instance.
+sub conf_text {
+    my ($self, %o) = @_;
+
+    my $p = "$self->{dir}/" . ($o{prefix} // 'nginx');
+    mkdir $p;
+    mkdir "$p/logs";
+
+    my $user = $> == 0 ? "user root;\n" : '';
+    my $main = $o{main} // '';
+    my $http = $o{http} // '';
+
+    return $self->expand(<<"EOC");
+load_module %%MODULE%%;
+$user
+worker_processes ${\ ($o{workers} // 1)};
+pid $p/nginx.pid;
+error_log $p/error.log ${\ ($o{log_level} // 'info')};
+daemon off;
+$main
+
+events {
+    worker_connections 1024;
+}
+
+http {
+    access_log $p/access.log;
+    client_body_temp_path $p/client_body;
+    proxy_temp_path $p/proxy;
+    fastcgi_temp_path $p/fastcgi;
+    uwsgi_temp_path $p/uwsgi;
+    scgi_temp_path $p/scgi;
+
+$http
+}
+EOC
+}
+
+# Writes nginx.conf and runs nginx -t: (exit status, output).
+sub nginx_t {
+    my ($self, %o) = @_;
+
+    my $p = "$self->{dir}/" . ($o{prefix} // 'check');
+    my $conf = $self->conf_text(%o, prefix => $o{prefix} // 'check');
+
+    write_file("$p/nginx.conf", $conf);
+
+    my $out = `$NGINX -t -p $p -c $p/nginx.conf -e $p/error.log 2>&1`;
+    return ($? >> 8, $out);
+}
+
+sub run {
+    my ($self, %o) = @_;
+
+    my $name = $o{prefix} // 'nginx';
+    my $p = "$self->{dir}/$name";
+
+    write_file("$p/nginx.conf", $self->conf_text(%o, prefix => $name));
+
+    my $out = `$NGINX -t -p $p -c $p/nginx.conf -e $p/error.log 2>&1`;
+    die "nginx -t failed:\n$out" if $?;
+
+    my $pid = fork();
+    die "fork: $!" unless defined $pid;
+
+    if ($pid == 0) {
+        open STDOUT, '>>', "$p/stdout.log";
+        open STDERR, '>>', "$p/stdout.log";
+        { exec $NGINX, "-p", $p, "-c", "$p/nginx.conf", "-e", "$p/error.log" };
+        POSIX::_exit(127);
+    }
+
+    $self->{instances}{$name} = { pid => $pid, prefix => $p };
+
+    my $http = $o{port} // $self->port('http');
+    wait_port($http) or die "nginx did not listen on $http";
+
+    return $self;
+}
+
+sub error_log {
+    my ($self, $name) = @_;
+
+    my $p = "$self->{dir}/" . ($name // 'nginx');
+    open my $fh, '<', "$p/error.log" or return '';
+    local $/;
+    my $log = <$fh>;
+    close $fh;
+
+    return $log;
+}
+
+sub access_log {
+    my ($self, $name) = @_;
+
+    my $p = "$self->{dir}/" . ($name // 'nginx');
+    open my $fh, '<', "$p/access.log" or return ();
+    my @lines = <$fh>;
+    close $fh;
+    chomp @lines;
+
+    return @lines;
+}
+
+sub reload {
+    my ($self, $name, %o) = @_;
+
+    $name //= 'nginx';
+    my $inst = $self->{instances}{$name};
+
+    write_file("$inst->{prefix}/nginx.conf",
+               $self->conf_text(%o, prefix => $name)) if %o;
+
+    my $before = () = $self->error_log($name) =~ /start worker process/g;
+    kill 'HUP', $inst->{pid};
+
+    for (1 .. 100) {
+        my $now = () = $self->error_log($name) =~ /start worker process/g;
+        return 1 if $now > $before;
+        sleep 0.05;
+    }
+
+    return 0;
+}
+
+# Worker pids of an instance, from its master's children.
+sub workers {
+    my ($self, $name) = @_;
+
+    my $master = $self->{instances}{$name // 'nginx'}{pid};
+    my @pids;
+
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $fh, '<', $stat or next;
+        my $line = <$fh>;
+        close $fh;
+        next unless $line;
+        my @f = split / /, ($line =~ /\)\s(.*)/)[0];
+        push @pids, ($stat =~ m{/proc/(\d+)/})[0] if $f[1] == $master;
+    }
+
+    return @pids;
+}
+
+sub stop_instance {
+    my ($self, $name) = @_;
+
+    my $inst = delete $self->{instances}{$name} or return;
+
+    kill 'QUIT', $inst->{pid};
+
+    for (1 .. 100) {
+        return if waitpid($inst->{pid}, WNOHANG) == $inst->{pid};
+        sleep 0.05;
+    }
+
+    kill 'TERM', $inst->{pid};
+    sleep 0.5;
+    kill 'KILL', $inst->{pid};
+    waitpid($inst->{pid}, 0);
+}
+
+sub stop {
+    my ($self) = @_;
+
+    $self->stop_instance($_) for keys %{ $self->{instances} || {} };
+
+    for my $pid (values %{ $self->{mocks} }) {
+        kill 'KILL', -$pid;
+        kill 'KILL', $pid;
+        waitpid($pid, 0);
+    }
+
+    $self->{mocks} = {};
+}
+
+# Stops everything and fails on serious error.log lines.
+sub done {
+    my ($self, %o) = @_;
+
+    my @names = keys %{ $self->{instances} || {} };
+    push @names, @{ $self->{stopped} || [] };
+
+    $self->stop;
+
+    for my $name (sort(@names)) {
+        my $log = $self->error_log($name);
+        my @bad = grep { /\[(alert|crit|emerg)\]|exited on signal|Sanitizer|runtime error/ }
+                  split /\n/, $log;
+        @bad = grep { !/$o{allow}/ } @bad if $o{allow};
+
+        ok(!@bad, "$name: no alert, crit, emerg or crash in error.log")
+            or diag(join "\n", @bad[0 .. ($#bad < 9 ? $#bad : 9)]);
+    }
+
+    done_testing();
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    $self->stop;
+}
+
+# HTTP: one request on a new connection.
+sub request {
+    my ($self, $method, $uri, %o) = @_;
+
+    my $s = $self->connect($o{port});
+    my $res = $self->send_request($s, $method, $uri, %o,
+                                  headers => { Connection => 'close',
+                                               %{ $o{headers} || {} } });
+    close $s;
+
+    return $res;
+}
+
+sub get  { my $self = shift; $self->request('GET', @_) }
+sub post { my ($self, $uri, $body, %o) = @_;
+           $self->request('POST', $uri, body => $body, %o) }
+
+sub connect {
+    my ($self, $port) = @_;
+
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $port // $self->port('http'),
+                                  Proto => 'tcp', Timeout => 5)
+        or die "connect: $!";
+    $s->autoflush(1);
+
+    return $s;
+}
+
+# Sends one request on $s and reads its response (keepalive-safe).
+sub send_request {
+    my ($self, $s, $method, $uri, %o) = @_;
+
+    my $body = $o{body} // '';
+    my %h = (Host => 'localhost', %{ $o{headers} || {} });
+
+    $h{'Content-Length'} = length $body
+        if length $body || $method eq 'POST' || $method eq 'PUT';
+    $h{'Content-Type'} //= 'application/json' if length $body;
+
+    my $req = "$method $uri HTTP/1.1\r\n"
+            . join('', map { "$_: $h{$_}\r\n" } sort keys %h) . "\r\n";
+
+    my $t0 = time();
+    print $s $req . $body;
+
+    return read_response($s, $t0, $o{timeout} // 10, $method eq 'HEAD');
+}
+
+sub read_response {
+    my ($s, $t0, $timeout, $head) = @_;
+
+    my $buf = '';
+    my $deadline = time() + $timeout;
+    my $res;
+
+    while (1) {
+        if (!defined $res && $buf =~ /\r\n\r\n/) {
+            my ($top, $rest) = split /\r\n\r\n/, $buf, 2;
+            my ($line, @hl) = split /\r\n/, $top;
+            my %h;
+            for (@hl) {
+                my ($k, $v) = split /:\s*/, $_, 2;
+                $h{lc $k} = $v;
+            }
+            $res = { status => (split / /, $line)[1], headers => \%h };
+            $buf = $rest;
+        }
+
+        if (defined $res) {
+            my $h = $res->{headers};
+
+            if ($head) {
+                $res->{body} = '';
+                last;
+            }
+
+            if (defined $h->{'content-length'}
+                && length $buf >= $h->{'content-length'})
+            {
+                $res->{body} = substr($buf, 0, $h->{'content-length'});
+                last;
+            }
+
+            if (($h->{'transfer-encoding'} // '') =~ /chunked/
+                && $buf =~ /(?:^|\r\n)0\r\n\r\n$/)
+            {
+                my $body = '';
+                while ($buf =~ s/^([0-9a-fA-F]+)\r\n//) {
+                    my $n = hex $1;
+                    last if $n == 0;
+                    $body .= substr($buf, 0, $n, '');
+                    $buf =~ s/^\r\n//;
+                }
+                $res->{body} = $body;
+                last;
+            }
+        }
+
+        my $left = $deadline - time();
+        if ($left <= 0) {
+            return { status => 0, error => 'timeout', headers => {},
+                     body => $buf, time => time() - $t0 };
+        }
+
+        my $rin = '';
+        vec($rin, fileno($s), 1) = 1;
+        next unless select(my $rout = $rin, undef, undef, $left);
+
+        my $n = sysread($s, my $chunk, 65536);
+
+        if (!$n) {
+            if (defined $res && !defined $res->{headers}{'content-length'}) {
+                $res->{body} = $buf;
+                last;
+            }
+            return { status => 0, error => 'closed', headers => {},
+                     body => $buf, time => time() - $t0 };
+        }
+
+        $buf .= $chunk;
+    }
+
+    $res->{time} = time() - $t0;
+    $res->{json} = eval { JSON::PP->new->allow_nonref->decode($res->{body}) }
+        if ($res->{headers}{'content-type'} // '') =~ /json/;
+
+    return $res;
+}
+
+# Parallel requests, each in a child; returns the responses.
+sub parallel {
+    my ($self, $n, $method, $uri, %o) = @_;
+
+    my @pids;
+    my $dir = $self->{dir};
+
+    for my $i (1 .. $n) {
+        my $pid = fork();
+        if ($pid == 0) {
+            my $res = $self->request($method, $uri, %o);
+            delete $res->{json};
+            open my $fh, '>', "$dir/par.$i" or POSIX::_exit(1);
+            print $fh encode_json($res);
+            close $fh;
+            POSIX::_exit(0);
+        }
+        push @pids, $pid;
+    }
+
+    waitpid($_, 0) for @pids;
+
+    my @res;
+    for my $i (1 .. $n) {
+        open my $fh, '<', "$dir/par.$i" or next;
+        local $/;
+        push @res, decode_json(<$fh>);
+        close $fh;
+        unlink "$dir/par.$i";
+    }
+
+    return @res;
+}
+
+sub status_json {
+    my ($self, $uri) = @_;
+
+    my $res = $self->get($uri // '/fanout/status');
+    return $res->{json};
+}
+
+# Helpers.
+
+sub wait_port {
+    my ($port) = @_;
+
+    for (1 .. 200) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $port, Proto => 'tcp');
+        if ($s) {
+            close $s;
+            return 1;
+        }
+        sleep 0.025;
+    }
+
+    return 0;
+}
+
+sub write_file {
+    my ($path, $text) = @_;
+
+    open my $fh, '>', $path or die "$path: $!";
+    print $fh $text;
+    close $fh;
+}
+
+1;

@@ -1,0 +1,209 @@
+package FT::Mock;
+
+# A mock model backend: a real HTTP/1.1 server (keepalive, Content-Length
+# or chunked request bodies) in a forked process.  Its behaviour is set at
+# start and can be overridden per request with query arguments:
+#
+#   ms=N        wait N ms before answering
+#   status=N    answer with status N
+#   mode=M      normal | echo | empty | truncate | big | slowbody | hang
+#               | close | gzip-ish (see answer() below)
+#   bytes=N     body size for mode=big
+#
+# Every request is logged as one JSON line to $log: arrival time, method,
+# URI, body length and SHA-1, and the request headers.
+
+use strict;
+use warnings;
+
+use Digest::SHA qw(sha1_hex);
+use IO::Socket::INET;
+use JSON::PP;
+use POSIX ();
+use Time::HiRes qw(time sleep);
+
+sub start {
+    my (%o) = @_;
+
+    my $listen = IO::Socket::INET->new(
+        LocalAddr => '127.0.0.1',
+        LocalPort => $o{port},
+        Listen    => 128,
+        ReuseAddr => 1,
+        Proto     => 'tcp',
+    ) or die "mock $o{name}: listen on $o{port}: $!";
+
+    my $pid = fork();
+    die "fork: $!" unless defined $pid;
+
+    if ($pid) {
+        close $listen;
+        return $pid;
+    }
+
+    # its own process group, so that one kill ends every connection child
+    setpgrp(0, 0);
+    $SIG{CHLD} = 'IGNORE';
+
+    while (1) {
+        my $c = $listen->accept() or next;
+        my $child = fork();
+
+        if (defined $child && $child == 0) {
+            close $listen;
+            $SIG{TERM} = 'DEFAULT';
+            serve($c, \%o);
+            POSIX::_exit(0);
+        }
+
+        close $c;
+    }
+}
+
+sub read_request {
+    my ($c) = @_;
+
+    local $/ = "\r\n";
+
+    my $line = <$c>;
+    return undef unless defined $line;
+    $line =~ s/\r\n$//;
+
+    my ($method, $uri) = split / /, $line;
+    my %h;
+
+    while (my $hl = <$c>) {
+        $hl =~ s/\r\n$//;
+        last if $hl eq '';
+        my ($k, $v) = split /:\s*/, $hl, 2;
+        $h{lc $k} = $v;
+    }
+
+    my $body = '';
+
+    if (defined $h{'content-length'}) {
+        my $left = $h{'content-length'};
+        while ($left > 0) {
+            my $n = read($c, my $chunk, $left);
+            last unless $n;
+            $body .= $chunk;
+            $left -= $n;
+        }
+
+    } elsif (($h{'transfer-encoding'} // '') =~ /chunked/i) {
+        while (1) {
+            my $size = <$c>;
+            last unless defined $size;
+            $size =~ s/\r\n$//;
+            $size = hex $size;
+            last if $size == 0;
+            read($c, my $chunk, $size);
+            $body .= $chunk;
+            <$c>;
+        }
+        <$c>;
+    }
+
+    return { method => $method, uri => $uri, headers => \%h, body => $body };
+}
+
+sub serve {
+    my ($c, $o) = @_;
+
+    $c->autoflush(1);
+
+    while (my $req = read_request($c)) {
+        my %q = $req->{uri} =~ /[?&]([^=&]+)=([^&]*)/g;
+        my %b = (%$o, %q);
+
+        log_request($o->{log}, $req);
+
+        sleep($b{ms} / 1000) if $b{ms};
+
+        my $keep = answer($c, $req, \%b);
+        last unless $keep;
+        last if ($req->{headers}{connection} // '') =~ /close/i;
+    }
+
+    close $c;
+}
+
+sub log_request {
+    my ($log, $req) = @_;
+
+    open my $fh, '>>', $log or return;
+    print $fh encode_json({
+        t       => time(),
+        method  => $req->{method},
+        uri     => $req->{uri},
+        len     => length $req->{body},
+        sha1    => sha1_hex($req->{body}),
+        headers => $req->{headers},
+    }), "\n";
+    close $fh;
+}
+
+sub send_response {
+    my ($c, $status, $ctype, $body, %x) = @_;
+
+    my $len = $x{length} // length $body;
+    my $head = "HTTP/1.1 $status X\r\nContent-Type: $ctype\r\n"
+             . "Content-Length: $len\r\nConnection: keep-alive\r\n\r\n";
+
+    print $c $head . $body;
+}
+
+sub answer {
+    my ($c, $req, $b) = @_;
+
+    my $mode = $b->{mode} // 'normal';
+    my $status = $b->{status} // 200;
+    my $ctype = $b->{ctype} // 'application/json';
+    my $body = $b->{body} // '{"label":"cat","score":0.5}';
+
+    if ($mode eq 'echo') {
+        $body = encode_json({
+            name     => $b->{name},
+            method   => $req->{method},
+            uri      => $req->{uri},
+            len      => length $req->{body},
+            sha1     => sha1_hex($req->{body}),
+            ae       => $req->{headers}{'accept-encoding'},
+            xtest    => $req->{headers}{'x-test'},
+        });
+
+    } elsif ($mode eq 'empty') {
+        $body = '';
+
+    } elsif ($mode eq 'big') {
+        my $n = $b->{bytes} // 100000;
+        $body = '{"pad":"' . ('x' x ($n - 10)) . '"}';
+
+    } elsif ($mode eq 'truncate') {
+        # promise more than is sent, then close
+        send_response($c, $status, $ctype, substr($body, 0, 10),
+                      length => length($body) + 50);
+        return 0;
+
+    } elsif ($mode eq 'slowbody') {
+        # the header at once, the body after slow_ms
+        print $c "HTTP/1.1 $status X\r\nContent-Type: $ctype\r\n"
+               . "Content-Length: " . length($body) . "\r\n\r\n"
+               . substr($body, 0, 5);
+        sleep(($b->{slow_ms} // 2000) / 1000);
+        print $c substr($body, 5);
+        return 1;
+
+    } elsif ($mode eq 'hang') {
+        sleep(3600);
+        return 0;
+
+    } elsif ($mode eq 'close') {
+        return 0;
+    }
+
+    send_response($c, $status, $ctype, $body);
+    return 1;
+}
+
+1;

@@ -28,7 +28,6 @@ ngx_http_fanout_handler(ngx_http_request_t *r)
     ngx_int_t                    rc;
     ngx_http_cleanup_t          *cln;
     ngx_http_fanout_ctx_t       *ctx;
-    ngx_http_core_loc_conf_t    *clcf;
     ngx_http_fanout_loc_conf_t  *flcf;
 
     flcf = ngx_http_get_module_loc_conf(r, ngx_http_fanout_module);
@@ -68,28 +67,9 @@ ngx_http_fanout_handler(ngx_http_request_t *r)
     rc = ngx_http_read_client_request_body(r, ngx_http_fanout_body_handler);
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        /* nginx's own error page, made JSON by the header filter */
         ctx->finished = 1;
-
-        ngx_http_fanout_stats_count(ngx_http_fanout_stats_location(r, flcf),
-                                    NGX_HTTP_FANOUT_LOC_REJECTED);
-
-        /* the location's own error_page wins over our JSON body */
-        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
-        if (clcf->error_pages || rc == NGX_HTTP_CLOSE
-            || rc == NGX_HTTP_REQUEST_TIME_OUT
-            || rc == NGX_HTTP_CLIENT_CLOSED_REQUEST)
-        {
-            return rc;
-        }
-
-        return ngx_http_fanout_send_error(r, rc,
-                   rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE ? "body_too_large"
-                   : (rc == NGX_HTTP_BAD_REQUEST ? "bad_request"
-                                                 : "request_body"),
-                   rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE
-                   ? "the request body is larger than client_max_body_size"
-                   : "the request body could not be read");
+        return rc;
     }
 
     return NGX_DONE;
@@ -115,10 +95,7 @@ ngx_http_fanout_body_handler(ngx_http_request_t *r)
 
     if (ngx_http_fanout_start(ctx) != NGX_OK) {
         ngx_http_fanout_cancel(ctx);
-        ctx->finished = 1;
-        ngx_http_fanout_stats_count(
-            ngx_http_fanout_stats_location(r, ctx->conf),
-            NGX_HTTP_FANOUT_LOC_REJECTED);
+        ngx_http_fanout_finish(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
         ngx_http_finalize_request(r,
             ngx_http_fanout_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                        "internal", "the fan-out could not "
@@ -437,6 +414,10 @@ ngx_http_fanout_cleanup(void *data)
 
         if (sub->timer.timer_set) {
             ngx_del_timer(&sub->timer);
+        }
+
+        if (sub->stop.posted) {
+            ngx_delete_posted_event(&sub->stop);
         }
 
         fanout_part_release(&sub->part);

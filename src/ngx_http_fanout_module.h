@@ -69,6 +69,7 @@ typedef struct {
     ngx_http_request_t         *sr;            /* NULL once it has ended */
     ngx_http_post_subrequest_t  ps;
     ngx_event_t                 timer;         /* the target's timeout= */
+    ngx_event_t                 stop;          /* posted: cut it off */
 
     ngx_msec_t                  start;
     ngx_str_t                   content_type;
@@ -82,6 +83,7 @@ typedef struct {
     unsigned                    header:1;      /* the target answered */
     unsigned                    done:1;        /* the outcome is known */
     unsigned                    too_large:1;
+    unsigned                    broken:1;      /* capture failed */
     unsigned                    cancelled:1;   /* cut off, not needed */
     unsigned                    accounted:1;   /* counted in the zone */
 } ngx_http_fanout_sub_t;
@@ -100,6 +102,8 @@ struct ngx_http_fanout_ctx_s {
     ngx_msec_t                  start;
     ngx_msec_t                  latency;
     ngx_event_t                 deadline;
+
+    ngx_buf_t                  *error_page;    /* JSON for nginx's own */
 
     unsigned                    started:1;
     unsigned                    finished:1;    /* the answer is decided */

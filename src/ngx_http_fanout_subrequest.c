@@ -12,6 +12,7 @@
 static ngx_int_t ngx_http_fanout_sub_done(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
 static void ngx_http_fanout_sub_timeout(ngx_event_t *ev);
+static void ngx_http_fanout_sub_stop(ngx_event_t *ev);
 static void ngx_http_fanout_cut(ngx_http_fanout_sub_t *sub);
 static ngx_list_t *ngx_http_fanout_headers(ngx_http_request_t *r);
 
@@ -78,9 +79,17 @@ ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
 
         sub->sr = sr;
 
-        /* the client's method, body and headers, as the client sent them */
-        sr->method = r->method;
-        sr->method_name = r->method_name;
+        /*
+         * The client's method, body and headers, as the client sent them;
+         * HEAD becomes GET, as with proxy_cache_convert_head, since an
+         * answer without a body cannot be merged.
+         */
+
+        if (r->method != NGX_HTTP_HEAD) {
+            sr->method = r->method;
+            sr->method_name = r->method_name;
+        }
+
         sr->headers_in.headers = *headers;
 #if (NGX_HTTP_GZIP || NGX_HTTP_HEADERS)
         sr->headers_in.accept_encoding = NULL;
@@ -183,8 +192,15 @@ ngx_http_fanout_sub_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
         ngx_del_timer(&sub->timer);
     }
 
+    if (sub->stop.posted) {
+        ngx_delete_posted_event(&sub->stop);
+    }
+
     if (sub->too_large) {
         sub->part.kind = FANOUT_TOO_LARGE;
+
+    } else if (sub->broken) {
+        sub->part.kind = FANOUT_UPSTREAM_ERROR;
 
     } else if (sub->header && rc != NGX_OK) {
         /* the answer broke off after its header: what came is no JSON */
@@ -247,11 +263,12 @@ ngx_http_fanout_sub_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
 }
 
 
-static void
-ngx_http_fanout_sub_timeout(ngx_event_t *ev)
-{
-    ngx_http_fanout_sub_t *sub = ev->data;
+/* ends one call from an event handler of ours: a timer or a posted event */
 
+static void
+ngx_http_fanout_sub_end(ngx_http_fanout_sub_t *sub, fanout_kind_e kind,
+    int status)
+{
     ngx_connection_t       *c;
     ngx_http_request_t     *r;
     ngx_http_fanout_ctx_t  *ctx;
@@ -266,12 +283,17 @@ ngx_http_fanout_sub_timeout(ngx_event_t *ev)
 
     ngx_http_set_log_request(c->log, r);
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
-                   "fanout target \"%V\" timed out", &sub->target->name);
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "fanout target \"%V\" ended: %s",
+                   &sub->target->name, fanout_kind_name(kind));
+
+    if (sub->timer.timer_set) {
+        ngx_del_timer(&sub->timer);
+    }
 
     sub->done = 1;
-    sub->part.kind = FANOUT_TIMEOUT;
-    sub->part.status = NGX_HTTP_GATEWAY_TIME_OUT;
+    sub->part.kind = kind;
+    sub->part.status = status;
     sub->part.latency_ms = ngx_current_msec - sub->start;
     ctx->pending--;
 
@@ -280,6 +302,26 @@ ngx_http_fanout_sub_timeout(ngx_event_t *ev)
     ngx_http_fanout_wake(r);
 
     ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_fanout_sub_timeout(ngx_event_t *ev)
+{
+    ngx_http_fanout_sub_end(ev->data, FANOUT_TIMEOUT,
+                            NGX_HTTP_GATEWAY_TIME_OUT);
+}
+
+
+static void
+ngx_http_fanout_sub_stop(ngx_event_t *ev)
+{
+    ngx_http_fanout_sub_t *sub = ev->data;
+
+    ngx_http_fanout_sub_end(sub,
+                            sub->too_large ? FANOUT_TOO_LARGE
+                                           : FANOUT_UPSTREAM_ERROR,
+                            sub->part.status);
 }
 
 
@@ -300,6 +342,10 @@ ngx_http_fanout_cancel(ngx_http_fanout_ctx_t *ctx)
 
         if (sub->timer.timer_set) {
             ngx_del_timer(&sub->timer);
+        }
+
+        if (sub->stop.posted) {
+            ngx_delete_posted_event(&sub->stop);
         }
 
         if (!sub->done) {
@@ -409,31 +455,137 @@ ngx_http_fanout_capturing(ngx_http_request_t *r)
 }
 
 
+/*
+ * The capture gives up on an answer.  A body filter must not return
+ * NGX_ERROR for this: ngx_http_output_filter() would then mark the client's
+ * connection as broken.  The rest of the answer is swallowed and the call
+ * is cut off from a posted event, outside the upstream's own handlers.
+ */
+
 static void
-ngx_http_fanout_too_large(ngx_http_request_t *r, ngx_http_fanout_sub_t *sub)
+ngx_http_fanout_give_up(ngx_http_request_t *r, ngx_http_fanout_sub_t *sub)
 {
     ngx_http_core_loc_conf_t  *clcf;
 
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+    if (sub->too_large) {
+        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    sub->too_large = 1;
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "fanout target \"%V\" answered more than %uz bytes; "
+                      "raise \"subrequest_output_buffer_size\" in location "
+                      "\"%V\"", &sub->target->name, sub->limit, &clcf->name);
+    }
 
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                  "fanout target \"%V\" answered more than %uz bytes; raise "
-                  "\"subrequest_output_buffer_size\" in location \"%V\"",
-                  &sub->target->name, sub->limit, &clcf->name);
+    if (!sub->stop.posted) {
+        sub->stop.handler = ngx_http_fanout_sub_stop;
+        sub->stop.data = sub;
+        sub->stop.log = r->connection->log;
+
+        ngx_post_event(&sub->stop, &ngx_posted_events);
+    }
+}
+
+
+/*
+ * nginx's own error pages (413 for client_max_body_size, 400, 500, ...)
+ * in a fan-out location become JSON, with nginx's status and connection
+ * handling kept; a location's error_page still wins.
+ */
+
+static ngx_int_t
+ngx_http_fanout_error_page(ngx_http_request_t *r)
+{
+    u_char                      *p;
+    ngx_buf_t                   *b;
+    const char                  *error;
+    ngx_http_fanout_ctx_t       *ctx;
+    ngx_http_fanout_loc_conf_t  *flcf;
+
+    flcf = ngx_http_get_module_loc_conf(r, ngx_http_fanout_module);
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_fanout_module);
+
+    if (ctx == NULL) {
+        /* refused before the content phase: count it here */
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_fanout_ctx_t));
+        if (ctx == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->request = r;
+        ctx->conf = flcf;
+        ctx->finished = 1;
+        ngx_http_set_ctx(r, ctx, ngx_http_fanout_module);
+
+        ngx_http_fanout_stats_count(ngx_http_fanout_stats_location(r, flcf),
+                                    NGX_HTTP_FANOUT_LOC_REQUESTS);
+    }
+
+    ngx_http_fanout_stats_count(ngx_http_fanout_stats_location(r, flcf),
+                                NGX_HTTP_FANOUT_LOC_REJECTED);
+
+    switch (r->err_status) {
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        error = "body_too_large";
+        break;
+    case NGX_HTTP_BAD_REQUEST:
+        error = "bad_request";
+        break;
+    case NGX_HTTP_NOT_ALLOWED:
+        error = "method_not_allowed";
+        break;
+    case NGX_HTTP_REQUEST_TIME_OUT:
+        error = "body_timeout";
+        break;
+    default:
+        error = "internal";
+    }
+
+    b = ngx_create_temp_buf(r->pool, 64 + NGX_INT_T_LEN);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(b->pos, "{\"error\":\"%s\",\"status\":%ui}",
+                    error, r->err_status);
+    b->last = p;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    ctx->error_page = b;
+
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.content_length_n = b->last - b->pos;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
+    return ngx_http_next_header_filter(r);
 }
 
 
 static ngx_int_t
 ngx_http_fanout_header_filter(ngx_http_request_t *r)
 {
-    ngx_http_fanout_sub_t     *sub;
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_fanout_sub_t       *sub;
+    ngx_http_core_loc_conf_t    *clcf;
+    ngx_http_fanout_loc_conf_t  *flcf;
 
     sub = ngx_http_fanout_capturing(r);
 
     if (sub == NULL) {
+        if (r == r->main && r->err_status >= NGX_HTTP_BAD_REQUEST) {
+            flcf = ngx_http_get_module_loc_conf(r, ngx_http_fanout_module);
+
+            if (flcf->targets) {
+                return ngx_http_fanout_error_page(r);
+            }
+        }
+
         return ngx_http_next_header_filter(r);
     }
 
@@ -451,8 +603,48 @@ ngx_http_fanout_header_filter(ngx_http_request_t *r)
     sub->limit = clcf->subrequest_output_buffer_size;
 
     if (r->headers_out.content_length_n > (off_t) sub->limit) {
-        ngx_http_fanout_too_large(r, sub);
-        return NGX_ERROR;
+        sub->too_large = 1;
+        ngx_http_fanout_give_up(r, sub);
+        return NGX_OK;
+    }
+
+    /*
+     * A buffering upstream holds a background subrequest's answer until
+     * its end, spilling to temp files: take it as it comes instead, as
+     * "X-Accel-Buffering: no" does, unless the location caches it.
+     */
+
+    if (r->upstream && !r->upstream->cacheable && !r->upstream->store) {
+        r->upstream->buffering = 0;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the HTML of nginx's error page is replaced by the JSON made above */
+
+static ngx_int_t
+ngx_http_fanout_error_body(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_chain_t             *cl, out;
+    ngx_http_fanout_ctx_t   *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_fanout_module);
+
+    if (ctx == NULL || ctx->error_page == NULL) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    for (cl = in; cl; cl = cl->next) {
+        cl->buf->pos = cl->buf->last;
+
+        if (cl->buf->last_buf) {
+            out.buf = ctx->error_page;
+            out.next = NULL;
+
+            return ngx_http_next_body_filter(r, &out);
+        }
     }
 
     return NGX_OK;
@@ -473,6 +665,10 @@ ngx_http_fanout_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     sub = ngx_http_fanout_capturing(r);
 
     if (sub == NULL) {
+        if (r == r->main && r->err_status >= NGX_HTTP_BAD_REQUEST) {
+            return ngx_http_fanout_error_body(r, in);
+        }
+
         return ngx_http_next_body_filter(r, in);
     }
 
@@ -480,7 +676,7 @@ ngx_http_fanout_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         b = cl->buf;
         size = ngx_buf_size(b);
 
-        if (size == 0 || sub->done || sub->too_large) {
+        if (size == 0 || sub->done || sub->too_large || sub->broken) {
             /* consumed: let the upstream reuse its buffers */
             b->pos = b->last;
             b->file_pos = b->file_last;
@@ -488,8 +684,11 @@ ngx_http_fanout_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         }
 
         if ((off_t) (sub->limit - sub->len) < size) {
-            ngx_http_fanout_too_large(r, sub);
-            return NGX_ERROR;
+            sub->too_large = 1;
+            ngx_http_fanout_give_up(r, sub);
+            b->pos = b->last;
+            b->file_pos = b->file_last;
+            continue;
         }
 
         if (sub->len + size > sub->cap) {
@@ -504,7 +703,11 @@ ngx_http_fanout_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
             p = ngx_pnalloc(r->pool, cap);
             if (p == NULL) {
-                return NGX_ERROR;
+                sub->broken = 1;
+                ngx_http_fanout_give_up(r, sub);
+                b->pos = b->last;
+                b->file_pos = b->file_last;
+                continue;
             }
 
             if (sub->len) {
@@ -529,7 +732,10 @@ ngx_http_fanout_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
                               b->file_pos);
 
             if (n != (ssize_t) size) {
-                return NGX_ERROR;
+                sub->broken = 1;
+                ngx_http_fanout_give_up(r, sub);
+                b->file_pos = b->file_last;
+                continue;
             }
 
             b->file_pos = b->file_last;

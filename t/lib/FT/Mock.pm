@@ -179,6 +179,19 @@ sub answer {
         my $n = $b->{bytes} // 100000;
         $body = '{"pad":"' . ('x' x ($n - 10)) . '"}';
 
+    } elsif ($mode eq 'chunked') {
+        # no Content-Length: the size is only known while reading
+        my $n = $b->{bytes} // 100000;
+        my $data = '{"pad":"' . ('y' x ($n - 10)) . '"}';
+        print $c "HTTP/1.1 $status X\r\nContent-Type: $ctype\r\n"
+               . "Transfer-Encoding: chunked\r\n\r\n";
+        while (length $data) {
+            my $part = substr($data, 0, 1000, '');
+            printf $c "%x\r\n%s\r\n", length $part, $part;
+        }
+        print $c "0\r\n\r\n";
+        return 1;
+
     } elsif ($mode eq 'truncate') {
         # promise more than is sent, then close
         send_response($c, $status, $ctype, substr($body, 0, 10),

@@ -145,6 +145,10 @@ cmp_ok(time() - $t0, '<', 1.2,
     or diag(time() - $t0);
 close $s;
 
+my ($closed) = grep { ($_->{event} // '') eq 'closed' } $t->hits('hang');
+ok($closed, "the hanging target's connection was closed by nginx");
+cmp_ok($closed->{t} - $t0, '<', 0.8, 'at the deadline, not later') if $closed;
+
 # quorum
 
 $res = $t->get('/quorum502');

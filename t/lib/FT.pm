@@ -39,7 +39,7 @@ sub new {
     my $dir = tempdir('ft-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{FT_KEEP});
     diag("test dir $dir") if $ENV{FT_KEEP};
 
-    return bless { dir => $dir, ports => {}, mocks => {}, nginx => [] },
+    return bless { dir => $dir, ports => {}, mocks => {}, owner => $$ },
                  $class;
 }
 
@@ -299,7 +299,9 @@ sub done {
 
 sub DESTROY {
     my ($self) = @_;
-    $self->stop;
+
+    # a forked child must not stop what its parent runs
+    $self->stop if $$ == $self->{owner};
 }
 
 # HTTP: one request on a new connection.

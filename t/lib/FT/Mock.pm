@@ -143,6 +143,14 @@ sub log_request {
     close $fh;
 }
 
+sub log_event {
+    my ($log, $event) = @_;
+
+    open my $fh, '>>', $log or return;
+    print $fh encode_json({ t => time(), event => $event }), "\n";
+    close $fh;
+}
+
 sub send_response {
     my ($c, $status, $ctype, $body, %x) = @_;
 
@@ -208,7 +216,13 @@ sub answer {
         return 1;
 
     } elsif ($mode eq 'hang') {
-        sleep(3600);
+        # never answer; log when the caller closes the connection
+        my $rin = '';
+        vec($rin, fileno($c), 1) = 1;
+        while (select(my $rout = $rin, undef, undef, 3600)) {
+            last unless sysread($c, my $junk, 4096);
+        }
+        log_event($b->{log}, 'closed');
         return 0;
 
     } elsif ($mode eq 'close') {

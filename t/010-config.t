@@ -1,0 +1,116 @@
+# Configuration mistakes are refused by nginx -t with the file and line.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use FT;
+use Test::More;
+
+my $t = FT->new;
+
+sub conf {
+    my ($loc, %o) = @_;
+    my $zone = exists $o{zone} ? $o{zone} : 'fanout_zone fanout 1m;';
+    return (http => <<"EOC");
+$zone
+server {
+    listen 127.0.0.1:%%PORT_http%%;
+    location /_m/a { internal; return 200 '{}'; }
+    location /_m/b { internal; return 200 '{}'; }
+    location /p {
+$loc
+    }
+}
+EOC
+}
+
+my ($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a;\n"
+                                  . "fanout_target b /_m/b weight=2.5 timeout=300ms;\n"
+                                  . "fanout_merge mean output.scores;\n"
+                                  . "fanout_quorum 2; fanout_timeout 1s;"));
+is($rc, 0, 'a valid configuration passes nginx -t') or diag($out);
+
+my @bad = (
+    [ "fanout_target a /_m/a; fanout_merge median x;",
+      qr/unknown merge mode "median".*nginx\.conf:\d+/, 'unknown merge mode' ],
+    [ "fanout_target a /_m/a; fanout_merge mean;",
+      qr/merge mode "mean" needs a FIELD.*nginx\.conf:\d+/, 'mean without FIELD' ],
+    [ "fanout_target a /_m/a; fanout_merge vote;",
+      qr/merge mode "vote" needs a FIELD/, 'vote without FIELD' ],
+    [ "fanout_target a /_m/a; fanout_merge all label;",
+      qr/merge mode "all" takes no FIELD/, 'all with a FIELD' ],
+    [ "fanout_target a /_m/a; fanout_merge mean a..b;",
+      qr/invalid FIELD "a\.\.b"/, 'empty path segment' ],
+    [ "fanout_target a /_m/a; fanout_target a /_m/b;",
+      qr/duplicate target name "a".*nginx\.conf:\d+/, 'duplicate target name' ],
+    [ "fanout_target a /_m/a weight=0;",
+      qr/invalid weight "weight=0"/, 'zero weight' ],
+    [ "fanout_target a /_m/a weight=heavy;",
+      qr/invalid weight "weight=heavy"/, 'bad weight' ],
+    [ "fanout_target a /_m/a timeout=soon;",
+      qr/invalid timeout "timeout=soon"/, 'bad target timeout' ],
+    [ "fanout_target a /_m/a; fanout_timeout forever;",
+      qr/"fanout_timeout" directive invalid value/, 'bad fanout_timeout' ],
+    [ "fanout_target a /_m/a color=red;",
+      qr/invalid parameter "color=red"/, 'unknown parameter' ],
+    [ "fanout_target a http://x/;",
+      qr/invalid target URI "http:\/\/x\/"/, 'URI not local' ],
+    [ "fanout_target 'a b' /_m/a;",
+      qr/invalid target name "a b"/, 'bad name' ],
+    [ "fanout_target a /_m/a; fanout_target b /_m/b;\nfanout_quorum 3;",
+      sub { qr/"fanout_quorum 3" is more than the 2 targets of location "\/p" in .*nginx\.conf:$_[0]{'fanout_quorum 3'}\b/ },
+      'quorum larger than the targets, with the quorum line' ],
+    [ "fanout_target a /_m/a; fanout_quorum 0;",
+      qr/value must be between 1 and 32 in .*nginx\.conf:\d+/, 'quorum 0' ],
+    [ "fanout_target a /_m/a; proxy_pass http://127.0.0.1:1;",
+      qr/cannot be combined with another content handler/, 'with proxy_pass' ],
+    [ "fanout_target a /_m/a; fanout_merge all; fanout_merge first;",
+      qr/"fanout_merge" directive is duplicate/, 'duplicate fanout_merge' ],
+);
+
+# line numbers of directives in the last nginx.conf written
+sub lines {
+    open my $fh, '<', $t->dir . '/check/nginx.conf' or die;
+    my %at;
+    my $n = 0;
+    while (my $l = <$fh>) {
+        $n++;
+        $at{$1} //= $n while $l =~ /(fanout_\w+ [^;]*?)\s*;/g;
+    }
+    return \%at;
+}
+
+for my $case (@bad) {
+    my ($loc, $re, $name) = @$case;
+    ($rc, $out) = $t->nginx_t(conf($loc));
+    $re = $re->(lines()) if ref $re eq 'CODE';
+    isnt($rc, 0, "$name: nginx -t fails");
+    like($out, $re, "$name: message") or diag($out);
+    like($out, qr/\[emerg\]/, "$name: at emerg level");
+}
+
+# fanout_target with no fanout_zone: named with the target's line
+($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a;", zone => ''));
+isnt($rc, 0, 'no zone: nginx -t fails');
+my $line = lines()->{'fanout_target a /_m/a'};
+like($out, qr/"fanout_target" needs a "fanout_zone" in the http block in .*nginx\.conf:$line\b/,
+     'no zone: message with the file and line of the target');
+
+# zone mistakes
+($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a;",
+                               zone => 'fanout_zone fanout 1k;'));
+like($out, qr/zone "fanout" is too small/, 'zone too small');
+
+($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a;",
+                               zone => 'fanout_zone fanout lots;'));
+like($out, qr/invalid zone size "lots"/, 'bad zone size');
+
+($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a;",
+                               zone => "fanout_zone a 1m;\nfanout_zone b 1m;"));
+like($out, qr/"fanout_zone" directive is duplicate/, 'two zones');
+
+($rc, $out) = $t->nginx_t(conf("fanout_status yaml;"));
+like($out, qr/invalid format "yaml"/, 'bad status format');
+
+done_testing();

@@ -1,0 +1,73 @@
+# HTTP/2 clients (h2c, prior knowledge, via curl): bodies, stragglers on a
+# reused connection, aborted streams.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use FT;
+use JSON::PP;
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+plan skip_all => 'curl without HTTP/2'
+    unless `curl --version 2>/dev/null` =~ /HTTP2/;
+
+my $t = FT->new;
+
+$t->mock('a', ms => 50, mode => 'echo');
+$t->mock('hang', mode => 'hang');
+
+$t->run(http => <<'EOC');
+fanout_zone fanout 1m;
+server {
+    listen 127.0.0.1:%%PORT_http%% http2;
+    location /_a { internal; proxy_pass http://127.0.0.1:%%MOCK_a%%/; }
+    location /_hang { internal; proxy_pass http://127.0.0.1:%%MOCK_hang%%/; }
+    location /p { fanout_target a /_a; fanout_target b /_a; }
+    location /deadline { fanout_target a /_a; fanout_target hang /_hang;
+                         fanout_timeout 300ms; }
+    location = /fanout/status { fanout_status; }
+}
+EOC
+
+my $base = 'http://127.0.0.1:' . $t->port('http');
+my $curl = 'curl -s --http2-prior-knowledge';
+
+my $body = '{"x":' . ('1' x 50000) . '}';
+FT::write_file($t->dir . '/body.json', $body);
+
+my $out = `$curl -H 'Content-Type: application/json' --data-binary \@${\ $t->dir}/body.json -w '\\n%{http_version} %{http_code}' $base/p`;
+my ($json, $meta) = $out =~ /^(.*)\n(\S+ \d+)$/s;
+is($meta, '2 200', 'HTTP/2 POST: 200 over h2');
+my $j = decode_json($json);
+is($j->{results}{a}{len}, length $body, 'the h2 body reached target a');
+is($j->{results}{b}{method}, 'POST', 'and target b');
+
+# the deadline over h2: the straggler's upstream connection is closed
+# right away (curl 7.88 cannot reuse a prior-knowledge h2c connection, so
+# the straggler's cut-off is read off the mock's log)
+
+my $t0 = time();
+$out = `$curl -w '%{http_code}' -o /dev/null $base/deadline`;
+my $took = time() - $t0;
+is($out, '200', 'deadline over h2: 200');
+cmp_ok($took, '<', 0.8, 'answered at the deadline') or diag($took);
+
+sleep 0.3;
+my ($closed) = grep { ($_->{event} // '') eq 'closed' } $t->hits('hang');
+ok($closed, 'the hanging target was cut off');
+cmp_ok($closed->{t} - $t0, '<', 0.8, 'right at the deadline')
+    if $closed;
+
+# a stream aborted by the client (curl gives up after 0.1 s)
+system("$curl --max-time 0.1 -o /dev/null $base/deadline");
+sleep 0.5;
+
+$out = `$curl -w ' %{http_code}' -o /dev/null $base/p`;
+like($out, qr/200$/, 'served after an aborted h2 stream');
+
+my $st = decode_json(`$curl $base/fanout/status`);
+is($st->{locations}{'/deadline'}{aborted}, 1, 'the aborted stream is counted');
+
+$t->done;

@@ -87,7 +87,7 @@ test-asan: deps $(ASAN_MODULE) unit
 	FT_MODULE=$(ASAN_MODULE) FT_ASAN=1 prove -r t/
 
 demo: deps build
-	./conf-examples/demo.sh
+	perl conf-examples/demo.pl
 
 bench: deps build
 	./bench/run

@@ -108,6 +108,13 @@ sub conf_text {
     mkdir "$p/logs";
 
     my $user = $> == 0 ? "user root;\n" : '';
+
+    # a complete configuration of its own (the demo's conf-examples)
+    return $self->expand($user . "pid $p/nginx.pid;\n"
+                         . "error_log $p/error.log info;\n"
+                         . "daemon off;\n" . $o{raw})
+        if $o{raw};
+
     my $main = $o{main} // '';
     my $http = $o{http} // '';
 

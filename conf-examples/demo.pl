@@ -1,0 +1,103 @@
+#!/usr/bin/perl
+# make demo: nginx with the module and conf-examples/nginx.conf, three mock
+# models on loopback, a few real requests, then everything stops.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/../t/lib";
+
+use FT;
+use JSON::PP;
+use Time::HiRes qw(time sleep);
+
+my $t = FT->new;
+my $ex = "$FindBin::Bin";
+
+# three "models": different latencies and opinions
+$t->mock('resnet', ms => 40,
+         body => '{"model":"resnet","label":"cat","output":{"scores":[0.70,0.20,0.10]}}');
+$t->mock('vit', ms => 90,
+         body => '{"model":"vit","label":"dog","output":{"scores":[0.40,0.50,0.10]}}');
+$t->mock('clip', ms => 150,
+         body => '{"model":"clip","label":"cat","output":{"scores":[0.60,0.30,0.10]}}');
+
+open my $fh, '<', "$ex/nginx.conf" or die "$ex/nginx.conf: $!";
+my $conf = do { local $/; <$fh> };
+close $fh;
+
+my $dir = $t->dir . '/nginx';
+my %port = (9001 => 'resnet', 9002 => 'vit', 9003 => 'clip');
+
+$conf =~ s{load_module \S+;}{load_module %%MODULE%%;};
+$conf =~ s{worker_processes auto;}{worker_processes 2;};
+$conf =~ s{127\.0\.0\.1:(900[123])}{"127.0.0.1:%%MOCK_$port{$1}%%"}ge;
+$conf =~ s{listen 8080;}{listen 127.0.0.1:%%PORT_http%%;};
+$conf =~ s{/var/log/nginx/}{$dir/};
+$conf =~ s{include conf-examples/}{include $ex/}g;
+$conf =~ s{(http \{)}{$1\n    client_body_temp_path $dir/body;\n    proxy_temp_path $dir/proxy;};
+
+$t->run(raw => $conf);
+
+my $json = JSON::PP->new->canonical;
+my $input = '{"image":"aGVsbG8=","request_id":"demo-1"}';
+
+sub show {
+    my ($title, $res, @headers) = @_;
+
+    printf "\n=== %s\n", $title;
+    printf "HTTP %s in %.0f ms%s\n", $res->{status}, $res->{time} * 1000,
+        join('', map { "  $_: " . ($res->{headers}{lc $_} // '-') } @headers);
+    my $j = $res->{json};
+
+    if (ref $j eq 'HASH' && $j->{meta}) {
+        # one line per part of the answer
+        for my $k (grep { exists $j->{$_} }
+                   qw(error merged results errors meta))
+        {
+            printf "  %-8s %s\n", "$k:", $json->encode($j->{$k});
+        }
+    } else {
+        print "  $res->{body}\n";
+    }
+}
+
+print "nginx-fanout demo: nginx ", `nginx -v 2>&1` =~ s/.*\///sr;
+print "models on 127.0.0.1: resnet 40 ms, vit 90 ms, clip 150 ms\n";
+
+show('all: every answer side by side  (POST /compare)',
+     $t->post('/compare', $input));
+
+show('mean output.scores, resnet weight=2  (POST /predict)',
+     $t->post('/predict', $input));
+
+show('first: the fastest good answer, as it came  (POST /fast)',
+     $t->post('/fast', $input), 'X-Fanout-Target', 'Content-Type');
+
+show('vote label, resnet weight=1.5  (POST /classify)',
+     $t->post('/classify', $input));
+
+# the client's query string reaches the mock models: ?ms=400 makes them slow
+show('failure: every model takes 400 ms; resnet and vit have timeout=300ms '
+     . 'and quorum is 2  (POST /predict?ms=400)',
+     $t->post('/predict?ms=400', $input));
+
+my $st = $t->status_json;
+print "\n=== fanout_status (GET /fanout/status), per location\n";
+for my $loc (sort keys %{ $st->{locations} }) {
+    my $l = $st->{locations}{$loc};
+    printf "%-10s requests=%d 200=%d 502=%d 504=%d targets: %s\n", $loc,
+        $l->{requests}, $l->{responses}{200}, $l->{responses}{502},
+        $l->{responses}{504},
+        join(' ', map { "$_(ok=$l->{targets}{$_}{ok}"
+                        . ",timeout=$l->{targets}{$_}{timeout}"
+                        . ",cancelled=$l->{targets}{$_}{cancelled})" }
+                  sort keys %{ $l->{targets} });
+}
+
+my $bad = () = $t->error_log =~ /\[(alert|crit|emerg)\]/g;
+$t->stop;
+
+print "\nstopped nginx and the mock models", ($bad ? "; error.log had $bad serious lines\n" : "\n");
+exit($bad ? 1 : 0);

@@ -27,9 +27,25 @@ use FT::Mock;
 
 our $ROOT = abs_path(dirname(__FILE__) . '/../..');
 our $NGINX = $ENV{FT_NGINX} // '/usr/sbin/nginx';
-our $MODULE = $ENV{FT_MODULE} // "$ROOT/build/ngx_http_fanout_module.so";
+our $MODULE = abs_path($ENV{FT_MODULE} // "$ROOT/build/ngx_http_fanout_module.so");
 
 my %used_ports;
+
+# FT_ASAN=1 (make test-asan): the module is built with ASan and UBSan; nginx
+# (and only nginx) runs with their runtimes preloaded; their reports go to
+# the instance's stderr (stdout.log), and done() fails on any.
+sub nginx_env {
+    my ($p) = @_;
+
+    return () unless $ENV{FT_ASAN};
+
+    my $libs = join ':', map { chomp(my $l = `gcc -print-file-name=$_`); $l }
+                         qw(libasan.so libubsan.so);
+
+    return (LD_PRELOAD => $libs,
+            ASAN_OPTIONS => 'detect_leaks=0',
+            UBSAN_OPTIONS => 'print_stacktrace=1');
+}
 
 sub new {
     my ($class, %o) = @_;
@@ -153,6 +169,7 @@ sub nginx_t {
 
     write_file("$p/nginx.conf", $conf);
 
+    local %ENV = (%ENV, nginx_env($p));
     my $out = `$NGINX -t -p $p -c $p/nginx.conf -e $p/error.log 2>&1`;
     return ($? >> 8, $out);
 }
@@ -164,6 +181,8 @@ sub run {
     my $p = "$self->{dir}/$name";
 
     write_file("$p/nginx.conf", $self->conf_text(%o, prefix => $name));
+
+    local %ENV = (%ENV, nginx_env($p));
 
     my $out = `$NGINX -t -p $p -c $p/nginx.conf -e $p/error.log 2>&1`;
     die "nginx -t failed:\n$out" if $?;
@@ -293,12 +312,18 @@ sub done {
 
     for my $name (sort(@names)) {
         my $log = $self->error_log($name);
-        my @bad = grep { /\[(alert|crit|emerg)\]|exited on signal|Sanitizer|runtime error/ }
+        # a worker that exits with a code is one that died (ASan exits 1)
+        my @bad = grep { /\[(alert|crit|emerg)\]|exited on signal|exited with code [1-9]|Sanitizer|runtime error/ }
                   split /\n/, $log;
         @bad = grep { !/$o{allow}/ } @bad if $o{allow};
 
         ok(!@bad, "$name: no alert, crit, emerg or crash in error.log")
             or diag(join "\n", @bad[0 .. ($#bad < 9 ? $#bad : 9)]);
+
+        my @reports = grep { /Sanitizer|runtime error/ }
+                      split /\n/, read_text("$self->{dir}/$name/stdout.log");
+        ok(!@reports, "$name: no sanitizer reports")
+            or diag(join "\n", @reports[0 .. ($#reports < 9 ? $#reports : 9)]);
     }
 
     done_testing();
@@ -498,6 +523,17 @@ sub wait_port {
     }
 
     return 0;
+}
+
+sub read_text {
+    my ($path) = @_;
+
+    open my $fh, '<', $path or return '';
+    local $/;
+    my $text = <$fh>;
+    close $fh;
+
+    return $text;
 }
 
 sub write_file {

@@ -14,10 +14,11 @@ MODULE      := $(BUILD)/ngx_http_fanout_module.so
 ASAN_MODULE := $(BUILD)/asan/ngx_http_fanout_module.so
 
 # what the build, the tests, the demo and the benchmark need
-DEB_BUILD   := nginx nginx-dev libjansson-dev libhiredis-dev gcc make pkg-config
-DEB_TEST    := redis-server libnginx-mod-http-echo curl perl libtest-base-perl
+DEB_BUILD   := nginx nginx-dev libhiredis-dev gcc make pkg-config
+# jansson is the oracle the JSON scanner is checked against
+DEB_TEST    := libjansson-dev redis-server libnginx-mod-http-echo curl perl \
+               libtest-base-perl
 DEB_BENCH   := wrk libnginx-mod-http-lua lua-cjson
-DEB_ASAN    := libgcc-12-dev
 DEB_ALL     := $(DEB_BUILD) $(DEB_TEST) $(DEB_BENCH)
 
 SRCS        := $(wildcard $(CURDIR)/src/*.c $(CURDIR)/src/*.h) $(CURDIR)/config
@@ -28,17 +29,20 @@ ASAN_OPT    := -g -O1 -fPIC -fno-omit-frame-pointer \
 
 UNIT_CFLAGS := -g -O1 -std=c99 -D_POSIX_C_SOURCE=200809L $(WARN) -Isrc \
                -fsanitize=address,undefined -fno-omit-frame-pointer
-UNIT_TESTS  := $(BUILD)/unit/path_test $(BUILD)/unit/merge_test
+UNIT_TESTS  := $(BUILD)/unit/json_test $(BUILD)/unit/merge_test
+CORE        := src/fanout_json.c src/fanout_merge.c
 
-.PHONY: all deps build test unit test-asan demo bench lint clean
+.PHONY: all deps deps-build build test unit test-asan demo bench lint clean
 
 all: build
 
 build: $(MODULE)
 
 # Installs only what is missing; a no-op on a prepared machine.
-deps:
-	@missing=$$(for p in $(DEB_ALL); do \
+deps: PKGS = $(DEB_ALL)
+deps-build: PKGS = $(DEB_BUILD)
+deps deps-build:
+	@missing=$$(for p in $(PKGS); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 	        | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -49,6 +53,7 @@ deps:
 	        --no-install-recommends $$missing; \
 	    for s in nginx redis-server; do \
 	        $$SUDO service $$s stop >/dev/null 2>&1 || true; done; \
+	    true; \
 	fi
 
 # The module is built in a copy of Debian's nginx tree with its own flags
@@ -74,11 +79,11 @@ $(ASAN_MODULE): $(BUILD)/asan/objs/Makefile $(SRCS)
 	$(MAKE) -C $(BUILD)/asan -f objs/Makefile modules
 	cp $(BUILD)/asan/objs/ngx_http_fanout_module.so $@
 
-$(BUILD)/unit/%_test: t/unit/%_test.c src/fanout_path.c src/fanout_merge.c src/*.h t/unit/tap.h
+$(BUILD)/unit/%_test: t/unit/%_test.c $(CORE) src/fanout_*.h t/unit/tap.h
 	mkdir -p $(BUILD)/unit
-	$(CC) $(UNIT_CFLAGS) -o $@ $< src/fanout_path.c src/fanout_merge.c -ljansson -lm
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(CORE) -ljansson -lm
 
-unit: $(UNIT_TESTS)
+unit: deps $(UNIT_TESTS)
 
 test: deps build unit
 	prove -r t/

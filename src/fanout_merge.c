@@ -4,9 +4,9 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "fanout_path.h"
 #include "fanout_merge.h"
 
 
@@ -24,32 +24,17 @@ fanout_kind_name(fanout_kind_e kind)
 
 
 void
-fanout_part_parse(fanout_part_t *p)
+fanout_part_parse(fanout_part_t *p, const char *field, size_t len)
 {
-    json_error_t  err;
-
     if (p->status < 200 || p->status > 299) {
         p->kind = (p->status >= 500) ? FANOUT_HTTP_5XX : FANOUT_HTTP_4XX;
         return;
     }
 
-    if (p->body_len == 0) {
-        p->kind = FANOUT_BAD_JSON;
-        return;
-    }
-
-    p->json = json_loadb(p->body, p->body_len, JSON_DECODE_ANY, &err);
-    p->kind = (p->json != NULL) ? FANOUT_OK : FANOUT_BAD_JSON;
-}
-
-
-void
-fanout_part_release(fanout_part_t *p)
-{
-    if (p->json) {
-        json_decref(p->json);
-        p->json = NULL;
-    }
+    p->kind = (fanout_json_scan(p->body, p->body_len, field,
+                                field ? len : 0, &p->field)
+               == 0)
+              ? FANOUT_OK : FANOUT_BAD_JSON;
 }
 
 
@@ -68,7 +53,7 @@ fanout_kind_error(const fanout_part_t *p, char *buf, size_t size)
 int
 fanout_merge_status(const fanout_part_t *parts, size_t n, unsigned quorum)
 {
-    size_t    i, ok, timeouts;
+    size_t  i, ok, timeouts;
 
     ok = 0;
     timeouts = 0;
@@ -86,320 +71,242 @@ fanout_merge_status(const fanout_part_t *parts, size_t n, unsigned quorum)
         return 200;
     }
 
-    /* 504 only when every failure was a timeout */
     return (timeouts > 0 && timeouts == n - ok) ? 504 : 502;
-}
-
-
-static int
-fanout_set_new(json_t *object, const char *key, json_t *value)
-{
-    /* json_object_set_new() steals the reference even on failure */
-    return (value == NULL) ? -1 : json_object_set_new(object, key, value);
-}
-
-
-static json_t *
-fanout_number(double v)
-{
-    if (isfinite(v) && v == floor(v) && fabs(v) < 9.0e15) {
-        return json_integer((json_int_t) v);
-    }
-
-    return json_real(isfinite(v) ? v : 0.0);
-}
-
-
-/* mean: a number, or arrays of numbers of one shape, nested */
-
-static int
-fanout_same_shape(json_t *a, json_t *b)
-{
-    size_t  i, n;
-
-    if (json_is_number(a)) {
-        return json_is_number(b);
-    }
-
-    if (!json_is_array(a) || !json_is_array(b)) {
-        return 0;
-    }
-
-    n = json_array_size(a);
-
-    if (n != json_array_size(b)) {
-        return 0;
-    }
-
-    for (i = 0; i < n; i++) {
-        if (!fanout_same_shape(json_array_get(a, i), json_array_get(b, i))) {
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
-static int
-fanout_numeric(json_t *v)
-{
-    size_t  i, n;
-
-    if (json_is_number(v)) {
-        return 1;
-    }
-
-    if (!json_is_array(v) || json_array_size(v) == 0) {
-        return 0;
-    }
-
-    n = json_array_size(v);
-
-    for (i = 0; i < n; i++) {
-        if (!fanout_numeric(json_array_get(v, i))) {
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
-/* acc has the shape of v with reals; adds w * v into it */
-
-static json_t *
-fanout_mean_zero(json_t *v)
-{
-    size_t   i, n;
-    json_t  *a;
-
-    if (json_is_number(v)) {
-        return json_real(0.0);
-    }
-
-    n = json_array_size(v);
-    a = json_array();
-
-    for (i = 0; a != NULL && i < n; i++) {
-        if (json_array_append_new(a, fanout_mean_zero(json_array_get(v, i)))
-            != 0)
-        {
-            json_decref(a);
-            return NULL;
-        }
-    }
-
-    return a;
-}
-
-
-static void
-fanout_mean_add(json_t *acc, json_t *v, double w)
-{
-    size_t  i, n;
-
-    if (json_is_real(acc)) {
-        json_real_set(acc, json_real_value(acc) + w * json_number_value(v));
-        return;
-    }
-
-    n = json_array_size(acc);
-
-    for (i = 0; i < n; i++) {
-        fanout_mean_add(json_array_get(acc, i), json_array_get(v, i), w);
-    }
-}
-
-
-static json_t *
-fanout_mean_result(json_t *acc, double total)
-{
-    size_t   i, n;
-    json_t  *a;
-
-    if (json_is_real(acc)) {
-        return json_real(json_real_value(acc) / total);
-    }
-
-    n = json_array_size(acc);
-    a = json_array();
-
-    for (i = 0; a != NULL && i < n; i++) {
-        if (json_array_append_new(a,
-                fanout_mean_result(json_array_get(acc, i), total))
-            != 0)
-        {
-            json_decref(a);
-            return NULL;
-        }
-    }
-
-    return a;
 }
 
 
 static void
 fanout_bad_field(fanout_part_t *p, const char *detail)
 {
-    fanout_part_release(p);
     p->kind = FANOUT_BAD_FIELD;
     p->detail = detail;
 }
 
 
-static json_t *
-fanout_merge_mean(const fanout_merge_conf_t *conf, fanout_part_t *parts,
-    size_t n)
-{
-    size_t   i, from;
-    double   total;
-    json_t  *v, *shape, *acc, *merged;
+/* mean: a number, or arrays of numbers of one shape, nested */
 
-    shape = NULL;
+typedef struct {
+    char     *shape;
+    size_t    shape_len;
+    size_t    shape_cap;
+    double   *values;
+    size_t    nvalues;
+    size_t    values_cap;
+} fanout_flat_t;
 
-    for (i = 0; i < n; i++) {
-        if (parts[i].kind != FANOUT_OK) {
-            continue;
-        }
-
-        v = fanout_path_get(parts[i].json, conf->field, conf->field_len);
-
-        if (v == NULL) {
-            fanout_bad_field(&parts[i], "field is missing");
-
-        } else if (!fanout_numeric(v)) {
-            fanout_bad_field(&parts[i], "field is not a number or an array "
-                                        "of numbers");
-
-        } else if (shape == NULL) {
-            shape = v;
-
-        } else if (!fanout_same_shape(shape, v)) {
-            fanout_bad_field(&parts[i], "field has another shape than the "
-                                        "first answer's");
-        }
-    }
-
-    merged = json_object();
-    if (merged == NULL) {
-        return NULL;
-    }
-
-    if (json_object_set_new(merged, "field",
-                            json_stringn(conf->field, conf->field_len))
-        != 0)
-    {
-        goto failed;
-    }
-
-    if (shape == NULL) {
-        if (json_object_set_new(merged, "value", json_null()) != 0
-            || fanout_set_new(merged, "from", json_integer(0)) != 0)
-        {
-            goto failed;
-        }
-
-        return merged;
-    }
-
-    acc = fanout_mean_zero(shape);
-    if (acc == NULL) {
-        goto failed;
-    }
-
-    total = 0;
-    from = 0;
-
-    for (i = 0; i < n; i++) {
-        if (parts[i].kind != FANOUT_OK) {
-            continue;
-        }
-
-        v = fanout_path_get(parts[i].json, conf->field, conf->field_len);
-        fanout_mean_add(acc, v, parts[i].weight);
-        total += parts[i].weight;
-        from++;
-    }
-
-    v = fanout_mean_result(acc, total);
-    json_decref(acc);
-
-    if (fanout_set_new(merged, "value", v) != 0
-        || fanout_set_new(merged, "from", json_integer((json_int_t) from))
-           != 0)
-    {
-        goto failed;
-    }
-
-    return merged;
-
-failed:
-
-    json_decref(merged);
-    return NULL;
-}
-
-
-/* vote: a weighted majority of scalars; ties go to the earlier target */
 
 static int
-fanout_vote_key(json_t *v, char *buf, size_t size, const char **key)
+fanout_flat_push(fanout_flat_t *f, char c, double v)
 {
-    int  n;
+    void  *p;
 
-    switch (json_typeof(v)) {
+    if (f->shape_len == f->shape_cap) {
+        f->shape_cap = f->shape_cap ? f->shape_cap * 2 : 64;
+        p = realloc(f->shape, f->shape_cap);
+        if (p == NULL) {
+            return -1;
+        }
 
-    case JSON_STRING:
-        *key = json_string_value(v);
-        return 0;
-
-    case JSON_TRUE:
-        *key = "true";
-        return 0;
-
-    case JSON_FALSE:
-        *key = "false";
-        return 0;
-
-    case JSON_INTEGER:
-        n = snprintf(buf, size, "%" JSON_INTEGER_FORMAT,
-                     json_integer_value(v));
-        break;
-
-    case JSON_REAL:
-        n = snprintf(buf, size, "%.17g", json_real_value(v));
-        break;
-
-    default:
-        return -1;
+        f->shape = p;
     }
 
-    if (n < 0 || (size_t) n >= size) {
-        return -1;
+    f->shape[f->shape_len++] = c;
+
+    if (c != 'n') {
+        return 0;
     }
 
-    *key = buf;
+    if (f->nvalues == f->values_cap) {
+        f->values_cap = f->values_cap ? f->values_cap * 2 : 32;
+        p = realloc(f->values, f->values_cap * sizeof(double));
+        if (p == NULL) {
+            return -1;
+        }
+
+        f->values = p;
+    }
+
+    f->values[f->nvalues++] = v;
 
     return 0;
 }
 
 
-static json_t *
-fanout_merge_vote(const fanout_merge_conf_t *conf, fanout_part_t *parts,
-    size_t n)
+/*
+ * Flattens a validated value into its shape and numbers: 1 when it is a
+ * number or a non-empty nesting of arrays of numbers, 0 when not, -1 when
+ * out of memory.
+ */
+
+static int
+fanout_flatten(const char **pp, const char *end, fanout_flat_t *f)
 {
-    char         buf[64];
-    double       best_weight, w;
-    size_t       i;
-    json_t      *v, *votes, *merged, *best, *count;
-    const char  *key, *best_key;
+    int            rc;
+    double         v;
+    const char    *p;
+    fanout_span_t  num;
 
-    votes = json_object();
-    merged = json_object();
+    p = *pp;
 
-    if (votes == NULL || merged == NULL) {
-        goto failed;
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) {
+        p++;
+    }
+
+    if (p < end && *p == '[') {
+        if (fanout_flat_push(f, '[', 0) != 0) {
+            return -1;
+        }
+
+        p++;
+
+        for ( ;; ) {
+            rc = fanout_flatten(&p, end, f);
+            if (rc != 1) {
+                return rc;
+            }
+
+            while (p < end && *p != ',' && *p != ']') {
+                p++;
+            }
+
+            if (p < end && *p == ',') {
+                p++;
+                continue;
+            }
+
+            p++;
+            break;
+        }
+
+        *pp = p;
+
+        return fanout_flat_push(f, ']', 0) == 0 ? 1 : -1;
+    }
+
+    num.p = p;
+
+    while (p < end && (*p == '-' || *p == '+' || *p == '.' || *p == 'e'
+                       || *p == 'E' || (*p >= '0' && *p <= '9')))
+    {
+        p++;
+    }
+
+    num.len = (size_t) (p - num.p);
+
+    if (fanout_json_number(&num, &v) != 0) {
+        return 0;
+    }
+
+    *pp = p;
+
+    return fanout_flat_push(f, 'n', v) == 0 ? 1 : -1;
+}
+
+
+static int
+fanout_merge_mean(fanout_part_t *parts, size_t n, fanout_merged_t *m)
+{
+    int             rc;
+    size_t          i, k;
+    double          total;
+    const char     *p;
+    fanout_flat_t   f, first;
+
+    memset(&first, 0, sizeof(fanout_flat_t));
+    memset(&f, 0, sizeof(fanout_flat_t));
+
+    total = 0;
+
+    for (i = 0; i < n; i++) {
+        if (parts[i].kind != FANOUT_OK) {
+            continue;
+        }
+
+        if (parts[i].field.p == NULL) {
+            fanout_bad_field(&parts[i], "field is missing");
+            continue;
+        }
+
+        f.shape_len = 0;
+        f.nvalues = 0;
+        p = parts[i].field.p;
+
+        rc = fanout_flatten(&p, p + parts[i].field.len, &f);
+
+        if (rc < 0) {
+            goto failed;
+        }
+
+        if (rc == 0) {
+            fanout_bad_field(&parts[i], "field is not a number or an array "
+                                        "of numbers");
+            continue;
+        }
+
+        if (first.shape == NULL) {
+            first = f;
+            memset(&f, 0, sizeof(fanout_flat_t));
+
+            for (k = 0; k < first.nvalues; k++) {
+                first.values[k] *= parts[i].weight;
+            }
+
+        } else if (f.shape_len != first.shape_len
+                   || memcmp(f.shape, first.shape, f.shape_len) != 0)
+        {
+            fanout_bad_field(&parts[i], "field has another shape than the "
+                                        "first answer's");
+            continue;
+
+        } else {
+            for (k = 0; k < first.nvalues; k++) {
+                first.values[k] += parts[i].weight * f.values[k];
+            }
+        }
+
+        total += parts[i].weight;
+        m->from++;
+    }
+
+    free(f.shape);
+    free(f.values);
+
+    for (k = 0; k < first.nvalues; k++) {
+        first.values[k] /= total;
+    }
+
+    m->shape = first.shape;
+    m->shape_len = first.shape_len;
+    m->values = first.values;
+    m->nvalues = first.nvalues;
+
+    return 0;
+
+failed:
+
+    free(f.shape);
+    free(f.values);
+    free(first.shape);
+    free(first.values);
+
+    return -1;
+}
+
+
+/* vote: ballots are compared by their JSON text; ties go to the earlier */
+
+static int
+fanout_merge_vote(fanout_part_t *parts, size_t n, fanout_merged_t *m)
+{
+    char           c;
+    size_t         i, b;
+    fanout_span_t  *v, *w;
+
+    m->ballot = malloc(n * sizeof(size_t));
+    m->votes = malloc(n * sizeof(double));
+
+    if (m->ballot == NULL || m->votes == NULL) {
+        return -1;
     }
 
     for (i = 0; i < n; i++) {
@@ -407,200 +314,267 @@ fanout_merge_vote(const fanout_merge_conf_t *conf, fanout_part_t *parts,
             continue;
         }
 
-        v = fanout_path_get(parts[i].json, conf->field, conf->field_len);
+        v = &parts[i].field;
 
-        if (v == NULL) {
+        if (v->p == NULL) {
             fanout_bad_field(&parts[i], "field is missing");
             continue;
         }
 
-        if (fanout_vote_key(v, buf, sizeof(buf), &key) != 0) {
+        c = v->p[0];
+
+        if (c == '{' || c == '[' || c == 'n') {
             fanout_bad_field(&parts[i], "field is not a string, number or "
                                         "boolean");
             continue;
         }
 
-        /* jansson keeps insertion order: the earliest voter comes first */
-        count = json_object_get(votes, key);
-        w = (count ? json_number_value(count) : 0) + parts[i].weight;
+        for (b = 0; b < m->nballots; b++) {
+            w = &parts[m->ballot[b]].field;
 
-        if (fanout_set_new(votes, key, json_real(w)) != 0) {
-            goto failed;
+            if (w->len == v->len && memcmp(w->p, v->p, v->len) == 0) {
+                break;
+            }
+        }
+
+        if (b == m->nballots) {
+            m->ballot[b] = i;
+            m->votes[b] = 0;
+            m->nballots++;
+        }
+
+        m->votes[b] += parts[i].weight;
+    }
+
+    m->winner = 0;
+
+    for (b = 1; b < m->nballots; b++) {
+        /* weights are decimals: 0.1 + 0.2 must tie with 0.3 */
+        if (m->votes[b] > m->votes[m->winner] + 1e-9) {
+            m->winner = b;
         }
     }
 
-    best = NULL;
-    best_key = NULL;
-    best_weight = 0;
+    return 0;
+}
 
-    json_object_foreach(votes, key, count) {
-        if (best_key == NULL || json_real_value(count) > best_weight + 1e-9) {
-            best_key = key;
-            best_weight = json_real_value(count);
+
+int
+fanout_merge_prepare(const fanout_merge_conf_t *conf, fanout_part_t *parts,
+    size_t n, fanout_merged_t *m)
+{
+    size_t  i;
+
+    memset(m, 0, sizeof(fanout_merged_t));
+
+    if (conf->mode == FANOUT_MERGE_MEAN
+        && fanout_merge_mean(parts, n, m) != 0)
+    {
+        return -1;
+    }
+
+    if (conf->mode == FANOUT_MERGE_VOTE
+        && fanout_merge_vote(parts, n, m) != 0)
+    {
+        fanout_merged_free(m);
+        return -1;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (parts[i].kind == FANOUT_OK) {
+            m->ok++;
         }
     }
 
-    /* the winning value, with its JSON type */
-    for (i = 0; best_key != NULL && i < n; i++) {
+    m->status = fanout_merge_status(parts, n, conf->quorum);
+
+    return 0;
+}
+
+
+void
+fanout_merged_free(fanout_merged_t *m)
+{
+    free(m->values);
+    free(m->shape);
+    free(m->ballot);
+    free(m->votes);
+
+    memset(m, 0, sizeof(fanout_merged_t));
+}
+
+
+static void
+fanout_write_mean(const fanout_merged_t *m, fanout_out_t *o)
+{
+    size_t  i, k;
+
+    if (m->from == 0) {
+        fanout_out_cstr(o, "null");
+        return;
+    }
+
+    k = 0;
+
+    for (i = 0; i < m->shape_len; i++) {
+        if (i > 0 && m->shape[i] != ']' && m->shape[i - 1] != '[') {
+            fanout_out_raw(o, ",", 1);
+        }
+
+        if (m->shape[i] == 'n') {
+            fanout_out_double(o, m->values[k++]);
+
+        } else {
+            fanout_out_raw(o, &m->shape[i], 1);
+        }
+    }
+}
+
+
+static void
+fanout_write_weight(fanout_out_t *o, double w)
+{
+    /* weights have at most 3 decimals, so sums print exactly as such */
+    fanout_out_double(o, round(w * 1000) / 1000);
+}
+
+
+static void
+fanout_write_vote(const fanout_part_t *parts, const fanout_merged_t *m,
+    fanout_out_t *o)
+{
+    size_t                b;
+    const fanout_span_t  *v;
+
+    fanout_out_cstr(o, ",\"value\":");
+
+    if (m->nballots == 0) {
+        fanout_out_cstr(o, "null");
+
+    } else {
+        v = &parts[m->ballot[m->winner]].field;
+        fanout_out_raw(o, v->p, v->len);
+    }
+
+    fanout_out_cstr(o, ",\"votes\":{");
+
+    for (b = 0; b < m->nballots; b++) {
+        v = &parts[m->ballot[b]].field;
+
+        if (b) {
+            fanout_out_raw(o, ",", 1);
+        }
+
+        /* a string ballot is its own key; others get quoted */
+        if (v->p[0] == '"') {
+            fanout_out_raw(o, v->p, v->len);
+
+        } else {
+            fanout_out_raw(o, "\"", 1);
+            fanout_out_raw(o, v->p, v->len);
+            fanout_out_raw(o, "\"", 1);
+        }
+
+        fanout_out_raw(o, ":", 1);
+        fanout_write_weight(o, m->votes[b]);
+    }
+
+    fanout_out_raw(o, "}", 1);
+}
+
+
+void
+fanout_merge_write(const fanout_merge_conf_t *conf, const fanout_part_t *parts,
+    size_t n, const fanout_merged_t *m, fanout_out_t *o)
+{
+    char      buf[16];
+    size_t    i, k;
+
+    fanout_out_raw(o, "{", 1);
+
+    if (m->status != 200) {
+        fanout_out_cstr(o, "\"error\":\"quorum_not_met\",");
+    }
+
+    if (conf->mode == FANOUT_MERGE_MEAN || conf->mode == FANOUT_MERGE_VOTE) {
+        fanout_out_cstr(o, "\"merged\":{\"field\":");
+        fanout_out_string(o, conf->field, conf->field_len);
+
+        if (conf->mode == FANOUT_MERGE_MEAN) {
+            fanout_out_cstr(o, ",\"value\":");
+            fanout_write_mean(m, o);
+            fanout_out_cstr(o, ",\"from\":");
+            fanout_out_uint(o, m->from);
+
+        } else {
+            fanout_write_vote(parts, m, o);
+        }
+
+        fanout_out_cstr(o, "},");
+    }
+
+    /* the answers as they came */
+    fanout_out_cstr(o, "\"results\":{");
+
+    for (i = 0, k = 0; i < n; i++) {
         if (parts[i].kind != FANOUT_OK) {
             continue;
         }
 
-        v = fanout_path_get(parts[i].json, conf->field, conf->field_len);
-
-        if (fanout_vote_key(v, buf, sizeof(buf), &key) == 0
-            && strcmp(key, best_key) == 0)
-        {
-            best = v;
-            break;
-        }
-    }
-
-    /* report integral weights as integers */
-    json_object_foreach(votes, key, count) {
-        json_object_set_new(votes, key,
-                            fanout_number(json_real_value(count)));
-    }
-
-    if (json_object_set_new(merged, "field",
-                            json_stringn(conf->field, conf->field_len))
-           != 0
-        || json_object_set(merged, "value", best ? best : json_null()) != 0
-        || json_object_set(merged, "votes", votes) != 0)
-    {
-        goto failed;
-    }
-
-    json_decref(votes);
-
-    return merged;
-
-failed:
-
-    json_decref(votes);
-    json_decref(merged);
-    return NULL;
-}
-
-
-json_t *
-fanout_merge(const fanout_merge_conf_t *conf, fanout_part_t *parts, size_t n,
-    int *status)
-{
-    char       buf[16];
-    size_t     i, ok;
-    json_t    *doc, *results, *errors, *meta, *latency, *err, *merged;
-
-    merged = NULL;
-
-    if (conf->mode == FANOUT_MERGE_MEAN) {
-        merged = fanout_merge_mean(conf, parts, n);
-
-    } else if (conf->mode == FANOUT_MERGE_VOTE) {
-        merged = fanout_merge_vote(conf, parts, n);
-    }
-
-    if ((conf->mode == FANOUT_MERGE_MEAN || conf->mode == FANOUT_MERGE_VOTE)
-        && merged == NULL)
-    {
-        return NULL;
-    }
-
-    doc = json_object();
-    results = json_object();
-    errors = json_object();
-    meta = json_object();
-    latency = json_object();
-
-    if (doc == NULL || results == NULL || errors == NULL || meta == NULL
-        || latency == NULL)
-    {
-        goto failed;
-    }
-
-    ok = 0;
-
-    for (i = 0; i < n; i++) {
-        if (fanout_set_new(latency, parts[i].name,
-                           json_integer((json_int_t) parts[i].latency_ms))
-            != 0)
-        {
-            goto failed;
+        if (k++) {
+            fanout_out_raw(o, ",", 1);
         }
 
+        fanout_out_string(o, parts[i].name, strlen(parts[i].name));
+        fanout_out_raw(o, ":", 1);
+        fanout_out_raw(o, parts[i].body, parts[i].body_len);
+    }
+
+    fanout_out_cstr(o, "},\"errors\":{");
+
+    for (i = 0, k = 0; i < n; i++) {
         if (parts[i].kind == FANOUT_OK) {
-            ok++;
-
-            if (json_object_set(results, parts[i].name, parts[i].json) != 0) {
-                goto failed;
-            }
-
             continue;
         }
 
-        err = json_pack("{s:i,s:s}", "status", parts[i].status,
-                        "error", fanout_kind_error(&parts[i], buf,
-                                                   sizeof(buf)));
-
-        if (err != NULL && parts[i].detail != NULL) {
-            if (fanout_set_new(err, "detail", json_string(parts[i].detail))
-                != 0)
-            {
-                json_decref(err);
-                goto failed;
-            }
+        if (k++) {
+            fanout_out_raw(o, ",", 1);
         }
 
-        if (fanout_set_new(errors, parts[i].name, err) != 0) {
-            goto failed;
-        }
-    }
+        fanout_out_string(o, parts[i].name, strlen(parts[i].name));
+        fanout_out_cstr(o, ":{\"status\":");
+        fanout_out_uint(o, (unsigned long) parts[i].status);
+        fanout_out_cstr(o, ",\"error\":\"");
+        fanout_out_cstr(o, fanout_kind_error(&parts[i], buf, sizeof(buf)));
+        fanout_out_raw(o, "\"", 1);
 
-    *status = fanout_merge_status(parts, n, conf->quorum);
-
-    if (*status != 200
-        && fanout_set_new(doc, "error", json_string("quorum_not_met")) != 0)
-    {
-        goto failed;
-    }
-
-    if (merged != NULL) {
-        if (json_object_set_new(doc, "merged", merged) != 0) {
-            merged = NULL;
-            goto failed;
+        if (parts[i].detail) {
+            fanout_out_cstr(o, ",\"detail\":");
+            fanout_out_string(o, parts[i].detail, strlen(parts[i].detail));
         }
 
-        merged = NULL;
+        fanout_out_raw(o, "}", 1);
     }
 
-    if (fanout_set_new(meta, "targets", json_integer((json_int_t) n)) != 0
-        || fanout_set_new(meta, "ok", json_integer((json_int_t) ok)) != 0
-        || fanout_set_new(meta, "failed", json_integer((json_int_t) (n - ok)))
-           != 0
-        || fanout_set_new(meta, "quorum", json_integer(conf->quorum)) != 0
-        || json_object_set(meta, "latency_ms", latency) != 0
-        || json_object_set(doc, "results", results) != 0
-        || json_object_set(doc, "errors", errors) != 0
-        || json_object_set(doc, "meta", meta) != 0)
-    {
-        goto failed;
+    fanout_out_cstr(o, "},\"meta\":{\"targets\":");
+    fanout_out_uint(o, n);
+    fanout_out_cstr(o, ",\"ok\":");
+    fanout_out_uint(o, m->ok);
+    fanout_out_cstr(o, ",\"failed\":");
+    fanout_out_uint(o, n - m->ok);
+    fanout_out_cstr(o, ",\"quorum\":");
+    fanout_out_uint(o, conf->quorum);
+    fanout_out_cstr(o, ",\"latency_ms\":{");
+
+    for (i = 0; i < n; i++) {
+        if (i) {
+            fanout_out_raw(o, ",", 1);
+        }
+
+        fanout_out_string(o, parts[i].name, strlen(parts[i].name));
+        fanout_out_raw(o, ":", 1);
+        fanout_out_uint(o, parts[i].latency_ms);
     }
 
-    json_decref(results);
-    json_decref(errors);
-    json_decref(meta);
-    json_decref(latency);
-
-    return doc;
-
-failed:
-
-    json_decref(merged);
-    json_decref(doc);
-    json_decref(results);
-    json_decref(errors);
-    json_decref(meta);
-    json_decref(latency);
-
-    return NULL;
+    fanout_out_cstr(o, "}}}");
 }

@@ -1,14 +1,15 @@
 /*
- * Merging the JSON answers of several targets into one document.
- * Pure logic: jansson only, no nginx headers, unit-tested in t/unit.
+ * Merging the JSON answers of several targets into one document.  Answers
+ * are validated by the scanner and spliced into the result as they came;
+ * only merged values are computed and written.  Pure logic: no nginx
+ * headers, unit-tested in t/unit.
  */
 
 #ifndef _FANOUT_MERGE_H_INCLUDED_
 #define _FANOUT_MERGE_H_INCLUDED_
 
 
-#include <stddef.h>
-#include <jansson.h>
+#include "fanout_json.h"
 
 
 typedef enum {
@@ -43,7 +44,7 @@ typedef struct {
     size_t           body_len;
     unsigned long    latency_ms;
 
-    json_t          *json;         /* owned, set by fanout_part_parse() */
+    fanout_span_t    field;        /* FIELD's value, by fanout_part_parse() */
     const char      *detail;       /* static text, for bad_field */
 } fanout_part_t;
 
@@ -56,13 +57,32 @@ typedef struct {
 } fanout_merge_conf_t;
 
 
+/* what fanout_merge_prepare() works out, for fanout_merge_write() */
+typedef struct {
+    int                   status;  /* 200, 502 or 504 */
+    unsigned              ok;
+
+    /* mean: the weighted sums, and the shape: '[', ']' and 'n' */
+    double               *values;
+    size_t                nvalues;
+    char                 *shape;
+    size_t                shape_len;
+    unsigned              from;
+
+    /* vote: distinct ballots in order of their first voter */
+    size_t               *ballot;  /* index of the first voter */
+    double               *votes;
+    size_t                nballots;
+    size_t                winner;  /* index in ballot[] */
+} fanout_merged_t;
+
+
 /*
  * Classify an answer that arrived with an HTTP status: a 2xx body must be
- * JSON (kind FANOUT_OK, p->json set), otherwise bad_json or http_4xx/5xx.
+ * JSON (FANOUT_OK), otherwise bad_json or http_4xx/5xx; with a field, its
+ * value's span is kept in p->field.
  */
-void fanout_part_parse(fanout_part_t *p);
-
-void fanout_part_release(fanout_part_t *p);
+void fanout_part_parse(fanout_part_t *p, const char *field, size_t len);
 
 /* "timeout", "http_503", "bad_json", ...: buf must hold 16 bytes */
 const char *fanout_kind_error(const fanout_part_t *p, char *buf, size_t size);
@@ -70,17 +90,24 @@ const char *fanout_kind_error(const fanout_part_t *p, char *buf, size_t size);
 /* the counter name of a kind: "ok", "timeout", "http_4xx", ... */
 const char *fanout_kind_name(fanout_kind_e kind);
 
-/*
- * The merged document and its HTTP status (200, 502 or 504).  For mean and
- * vote, successful parts whose FIELD is unusable become FANOUT_BAD_FIELD
- * before the quorum is counted.  Returns NULL only when out of memory.
- */
-json_t *fanout_merge(const fanout_merge_conf_t *conf, fanout_part_t *parts,
-    size_t n, int *status);
-
-/* status for a result with "ok" usable parts: 200, 502 or 504 */
+/* status for a result: 200, or 502 (504 when every failure timed out) */
 int fanout_merge_status(const fanout_part_t *parts, size_t n,
     unsigned quorum);
+
+/*
+ * Works out the merged value and the status.  For mean and vote, answers
+ * whose FIELD is unusable become FANOUT_BAD_FIELD first, so that the quorum
+ * counts usable answers.  -1 when out of memory.
+ */
+int fanout_merge_prepare(const fanout_merge_conf_t *conf,
+    fanout_part_t *parts, size_t n, fanout_merged_t *m);
+
+/* writes the answer, or with out->buf NULL counts its length */
+void fanout_merge_write(const fanout_merge_conf_t *conf,
+    const fanout_part_t *parts, size_t n, const fanout_merged_t *m,
+    fanout_out_t *out);
+
+void fanout_merged_free(fanout_merged_t *m);
 
 
 #endif /* _FANOUT_MERGE_H_INCLUDED_ */

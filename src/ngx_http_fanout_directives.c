@@ -5,7 +5,7 @@
 
 #include "ngx_http_fanout_module.h"
 #include "ngx_http_fanout_stats.h"
-#include "fanout_path.h"
+#include "fanout_json.h"
 
 
 char *
@@ -269,7 +269,7 @@ ngx_http_fanout_merge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             return NGX_CONF_ERROR;
         }
 
-        if (fanout_path_check((char *) value[2].data, value[2].len) != 0) {
+        if (fanout_json_path_check((char *) value[2].data, value[2].len) != 0) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid FIELD \"%V\": use a dot path such as "
                                "\"output.scores\"", &value[2]);

@@ -159,15 +159,13 @@ ngx_http_fanout_deadline_handler(ngx_event_t *ev)
 static void
 ngx_http_fanout_respond(ngx_http_fanout_ctx_t *ctx)
 {
-    int                    status;
-    size_t                 len;
-    u_char                *body;
-    json_t                *doc;
-    ngx_str_t              type;
-    ngx_uint_t             i;
-    fanout_part_t         *parts;
-    ngx_http_request_t    *r;
-    fanout_merge_conf_t    mc;
+    ngx_str_t             type;
+    ngx_uint_t            i;
+    fanout_out_t          out;
+    fanout_part_t        *parts;
+    fanout_merged_t       merged;
+    ngx_http_request_t   *r;
+    fanout_merge_conf_t   mc;
 
     r = ctx->request;
 
@@ -188,35 +186,39 @@ ngx_http_fanout_respond(ngx_http_fanout_ctx_t *ctx)
     mc.field_len = ctx->conf->field.len;
     mc.quorum = (unsigned) ctx->conf->quorum;
 
-    doc = fanout_merge(&mc, parts, ctx->nsubs, &status);
-    if (doc == NULL) {
+    if (fanout_merge_prepare(&mc, parts, ctx->nsubs, &merged) != 0) {
         goto failed;
     }
 
     /* mean and vote may have turned answers into bad_field */
     for (i = 0; i < ctx->nsubs; i++) {
         ctx->subs[i].part.kind = parts[i].kind;
-        ctx->subs[i].part.json = parts[i].json;
     }
 
-    len = json_dumpb(doc, NULL, 0, JSON_COMPACT);
-    body = (len > 0) ? ngx_pnalloc(r->pool, len) : NULL;
+    /* one pass to size the answer, one to write it */
+    out.buf = NULL;
+    out.len = 0;
+    fanout_merge_write(&mc, parts, ctx->nsubs, &merged, &out);
 
-    if (body == NULL || json_dumpb(doc, (char *) body, len, JSON_COMPACT)
-                        != len)
-    {
-        json_decref(doc);
+    out.buf = ngx_pnalloc(r->pool, out.len);
+    if (out.buf == NULL) {
+        fanout_merged_free(&merged);
         goto failed;
     }
 
-    json_decref(doc);
+    out.len = 0;
+    fanout_merge_write(&mc, parts, ctx->nsubs, &merged, &out);
 
-    ngx_http_fanout_finish(ctx, status);
+    ctx->status = (ngx_uint_t) merged.status;
+    fanout_merged_free(&merged);
+
+    ngx_http_fanout_finish(ctx, ctx->status);
 
     type = ngx_http_fanout_json_type;
 
-    ngx_http_finalize_request(r, ngx_http_fanout_send(r, status, &type, body,
-                                                      len));
+    ngx_http_finalize_request(r, ngx_http_fanout_send(r, ctx->status, &type,
+                                                      (u_char *) out.buf,
+                                                      out.len));
     return;
 
 failed:
@@ -419,8 +421,6 @@ ngx_http_fanout_cleanup(void *data)
         if (sub->stop.posted) {
             ngx_delete_posted_event(&sub->stop);
         }
-
-        fanout_part_release(&sub->part);
     }
 
     if (!ctx->finished && ctx->started) {

@@ -97,6 +97,7 @@ struct ngx_http_fanout_ctx_s {
     ngx_uint_t                  pending;
     ngx_http_fanout_sub_t      *winner;        /* merge first */
 
+    ngx_uint_t                  status;        /* of the merged answer */
     ngx_uint_t                  ok;
     ngx_uint_t                  failed;
     ngx_msec_t                  start;

@@ -209,7 +209,10 @@ ngx_http_fanout_sub_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
     } else if (sub->header) {
         sub->part.body = (const char *) sub->buf;
         sub->part.body_len = sub->len;
-        fanout_part_parse(&sub->part);
+
+        /* validated in one pass, which also finds the merge FIELD */
+        fanout_part_parse(&sub->part, (const char *) ctx->conf->field.data,
+                          ctx->conf->field.len);
 
     } else if (rc == NGX_HTTP_GATEWAY_TIME_OUT) {
         sub->part.kind = FANOUT_TIMEOUT;

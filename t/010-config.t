@@ -113,4 +113,20 @@ like($out, qr/"fanout_zone" directive is duplicate/, 'two zones');
 ($rc, $out) = $t->nginx_t(conf("fanout_status yaml;"));
 like($out, qr/invalid format "yaml"/, 'bad status format');
 
+# conf-examples/nginx.conf, laid out as the Dockerfile does
+{
+    my $d = $t->dir . '/docker';
+    system("mkdir -p $d/logs && cp -r $FT::ROOT/conf-examples $d/ "
+           . "&& cp $FT::ROOT/conf-examples/nginx.conf $d/nginx.conf");
+    my $conf = FT::read_text("$d/nginx.conf");
+    $conf =~ s{^load_module .*$}{load_module $FT::MODULE;}m;
+    $conf =~ s{/var/log/nginx/}{$d/logs/}g;
+    FT::write_file("$d/nginx.conf", $conf);
+
+    my %env = FT::nginx_env($d);
+    local @ENV{keys %env} = values %env;
+    my $out = `$FT::NGINX -t -p $d -c $d/nginx.conf -e $d/logs/error.log -g 'pid $d/nginx.pid;' 2>&1`;
+    is($? >> 8, 0, 'conf-examples/nginx.conf passes nginx -t') or diag($out);
+}
+
 done_testing();

@@ -1,0 +1,764 @@
+/*
+ * A strict JSON scanner (RFC 8259) that records the span of the value at a
+ * dot path, and the small writer used to build merged answers.
+ */
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fanout_json.h"
+
+
+typedef struct {
+    const char     *p;
+    const char     *end;
+    unsigned        depth;
+
+    /* the path still to match below the current value, or NULL */
+    const char     *path_end;
+    fanout_span_t  *found;
+} fanout_scan_t;
+
+
+static int fanout_scan_value(fanout_scan_t *s, const char *path);
+
+
+int
+fanout_json_path_check(const char *path, size_t len)
+{
+    size_t  i, seg;
+
+    if (len == 0) {
+        return -1;
+    }
+
+    seg = 0;
+
+    for (i = 0; i < len; i++) {
+        if (path[i] == '.') {
+            if (seg == 0) {
+                return -1;
+            }
+
+            seg = 0;
+            continue;
+        }
+
+        if ((unsigned char) path[i] <= ' ' || path[i] == 0x7f) {
+            return -1;
+        }
+
+        seg++;
+    }
+
+    return seg == 0 ? -1 : 0;
+}
+
+
+static void
+fanout_scan_ws(fanout_scan_t *s)
+{
+    while (s->p < s->end
+           && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n'
+               || *s->p == '\r'))
+    {
+        s->p++;
+    }
+}
+
+
+static int
+fanout_hex4(const char *p, unsigned *cp)
+{
+    int       i;
+    unsigned  v, c;
+
+    v = 0;
+
+    for (i = 0; i < 4; i++) {
+        c = (unsigned char) p[i];
+
+        if (c >= '0' && c <= '9') {
+            c -= '0';
+
+        } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
+            c = (c | 0x20) - 'a' + 10;
+
+        } else {
+            return -1;
+        }
+
+        v = (v << 4) | c;
+    }
+
+    *cp = v;
+
+    return 0;
+}
+
+
+/* one UTF-8 sequence, well-formed: no overlongs, surrogates or > U+10FFFF */
+
+static int
+fanout_scan_utf8(fanout_scan_t *s)
+{
+    size_t          n, i;
+    unsigned        cp, c;
+    const unsigned char  *u;
+
+    u = (const unsigned char *) s->p;
+    c = u[0];
+
+    if (c < 0x80) {
+        s->p++;
+        return 0;
+    }
+
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 1;
+        cp = c & 0x1f;
+
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 2;
+        cp = c & 0x0f;
+
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 3;
+        cp = c & 0x07;
+
+    } else {
+        return -1;
+    }
+
+    if ((size_t) (s->end - s->p) < n + 1) {
+        return -1;
+    }
+
+    for (i = 1; i <= n; i++) {
+        if ((u[i] & 0xc0) != 0x80) {
+            return -1;
+        }
+
+        cp = (cp << 6) | (u[i] & 0x3f);
+    }
+
+    if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff)))
+        || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+    {
+        return -1;
+    }
+
+    s->p += n + 1;
+
+    return 0;
+}
+
+
+/* a string; s->p is at its opening quote */
+
+static int
+fanout_scan_string(fanout_scan_t *s)
+{
+    unsigned  cp, lo;
+
+    s->p++;
+
+    while (s->p < s->end) {
+
+        switch (*s->p) {
+
+        case '"':
+            s->p++;
+            return 0;
+
+        case '\\':
+            if (s->end - s->p < 2) {
+                return -1;
+            }
+
+            switch (s->p[1]) {
+            case '"': case '\\': case '/': case 'b': case 'f': case 'n':
+            case 'r': case 't':
+                s->p += 2;
+                continue;
+
+            case 'u':
+                if (s->end - s->p < 6 || fanout_hex4(s->p + 2, &cp) != 0) {
+                    return -1;
+                }
+
+                s->p += 6;
+
+                if (cp >= 0xdc00 && cp <= 0xdfff) {
+                    return -1;
+                }
+
+                if (cp >= 0xd800 && cp <= 0xdbff) {
+                    /* a high surrogate needs its low half */
+                    if (s->end - s->p < 6 || s->p[0] != '\\' || s->p[1] != 'u'
+                        || fanout_hex4(s->p + 2, &lo) != 0
+                        || lo < 0xdc00 || lo > 0xdfff)
+                    {
+                        return -1;
+                    }
+
+                    s->p += 6;
+                }
+
+                continue;
+
+            default:
+                return -1;
+            }
+
+        default:
+            if ((unsigned char) *s->p < 0x20) {
+                return -1;
+            }
+
+            if (fanout_scan_utf8(s) != 0) {
+                return -1;
+            }
+        }
+    }
+
+    return -1;
+}
+
+
+static int
+fanout_scan_number(fanout_scan_t *s)
+{
+    const char  *p;
+
+    p = s->p;
+
+    if (p < s->end && *p == '-') {
+        p++;
+    }
+
+    if (p >= s->end) {
+        return -1;
+    }
+
+    if (*p == '0') {
+        p++;
+
+    } else if (*p >= '1' && *p <= '9') {
+        while (p < s->end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+
+    } else {
+        return -1;
+    }
+
+    if (p < s->end && *p == '.') {
+        p++;
+
+        if (p >= s->end || *p < '0' || *p > '9') {
+            return -1;
+        }
+
+        while (p < s->end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    if (p < s->end && (*p == 'e' || *p == 'E')) {
+        p++;
+
+        if (p < s->end && (*p == '+' || *p == '-')) {
+            p++;
+        }
+
+        if (p >= s->end || *p < '0' || *p > '9') {
+            return -1;
+        }
+
+        while (p < s->end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    s->p = p;
+
+    return 0;
+}
+
+
+static int
+fanout_scan_word(fanout_scan_t *s, const char *word, size_t n)
+{
+    if ((size_t) (s->end - s->p) < n || memcmp(s->p, word, n) != 0) {
+        return -1;
+    }
+
+    s->p += n;
+
+    return 0;
+}
+
+
+/* the next path segment after "path", and where the rest begins */
+
+static const char *
+fanout_segment(fanout_scan_t *s, const char *path, size_t *n)
+{
+    const char  *dot;
+
+    dot = memchr(path, '.', (size_t) (s->path_end - path));
+    *n = (size_t) ((dot ? dot : s->path_end) - path);
+
+    return dot ? dot + 1 : s->path_end;
+}
+
+
+/* does the key (raw, between quotes, maybe escaped) equal the segment? */
+
+static int
+fanout_key_is(const char *k, const char *kend, const char *seg, size_t n)
+{
+    char          utf8[4];
+    size_t        i, len;
+    unsigned      cp, lo;
+    const char   *end;
+
+    end = seg + n;
+    cp = 0;
+    lo = 0;
+
+    /* the key was validated: its escapes are well-formed */
+
+    while (k < kend) {
+        if (*k != '\\') {
+            if (seg >= end || *k != *seg) {
+                return 0;
+            }
+
+            k++;
+            seg++;
+            continue;
+        }
+
+        switch (k[1]) {
+        case 'b': utf8[0] = '\b'; len = 1; break;
+        case 'f': utf8[0] = '\f'; len = 1; break;
+        case 'n': utf8[0] = '\n'; len = 1; break;
+        case 'r': utf8[0] = '\r'; len = 1; break;
+        case 't': utf8[0] = '\t'; len = 1; break;
+
+        case 'u':
+            (void) fanout_hex4(k + 2, &cp);
+            k += 4;
+
+            if (cp >= 0xd800 && cp <= 0xdbff) {
+                (void) fanout_hex4(k + 4, &lo);
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                k += 6;
+            }
+
+            if (cp < 0x80) {
+                utf8[0] = (char) cp;
+                len = 1;
+
+            } else if (cp < 0x800) {
+                utf8[0] = (char) (0xc0 | (cp >> 6));
+                utf8[1] = (char) (0x80 | (cp & 0x3f));
+                len = 2;
+
+            } else if (cp < 0x10000) {
+                utf8[0] = (char) (0xe0 | (cp >> 12));
+                utf8[1] = (char) (0x80 | ((cp >> 6) & 0x3f));
+                utf8[2] = (char) (0x80 | (cp & 0x3f));
+                len = 3;
+
+            } else {
+                utf8[0] = (char) (0xf0 | (cp >> 18));
+                utf8[1] = (char) (0x80 | ((cp >> 12) & 0x3f));
+                utf8[2] = (char) (0x80 | ((cp >> 6) & 0x3f));
+                utf8[3] = (char) (0x80 | (cp & 0x3f));
+                len = 4;
+            }
+
+            break;
+
+        default:        /* '"', '\\', '/' */
+            utf8[0] = k[1];
+            len = 1;
+        }
+
+        k += 2;
+
+        for (i = 0; i < len; i++) {
+            if (seg >= end || *seg != utf8[i]) {
+                return 0;
+            }
+
+            seg++;
+        }
+    }
+
+    return seg == end;
+}
+
+
+static int
+fanout_scan_object(fanout_scan_t *s, const char *path)
+{
+    size_t       n;
+    const char  *key, *kend, *seg, *rest;
+
+    seg = NULL;
+    rest = NULL;
+    n = 0;
+
+    if (path) {
+        seg = path;
+        rest = fanout_segment(s, path, &n);
+    }
+
+    s->p++;
+    fanout_scan_ws(s);
+
+    if (s->p < s->end && *s->p == '}') {
+        s->p++;
+        return 0;
+    }
+
+    for ( ;; ) {
+        if (s->p >= s->end || *s->p != '"') {
+            return -1;
+        }
+
+        key = s->p + 1;
+
+        if (fanout_scan_string(s) != 0) {
+            return -1;
+        }
+
+        kend = s->p - 1;
+
+        fanout_scan_ws(s);
+
+        if (s->p >= s->end || *s->p != ':') {
+            return -1;
+        }
+
+        s->p++;
+        fanout_scan_ws(s);
+
+        if (fanout_scan_value(s,
+                (seg && fanout_key_is(key, kend, seg, n)) ? rest : NULL)
+            != 0)
+        {
+            return -1;
+        }
+
+        fanout_scan_ws(s);
+
+        if (s->p < s->end && *s->p == ',') {
+            s->p++;
+            fanout_scan_ws(s);
+            continue;
+        }
+
+        if (s->p < s->end && *s->p == '}') {
+            s->p++;
+            return 0;
+        }
+
+        return -1;
+    }
+}
+
+
+static int
+fanout_scan_array(fanout_scan_t *s, const char *path)
+{
+    size_t       n, i, index;
+    const char  *rest;
+
+    index = (size_t) -1;
+    rest = NULL;
+
+    if (path) {
+        rest = fanout_segment(s, path, &n);
+
+        if (n > 0 && n < 10) {
+            index = 0;
+
+            for (i = 0; i < n; i++) {
+                if (path[i] < '0' || path[i] > '9') {
+                    index = (size_t) -1;
+                    break;
+                }
+
+                index = index * 10 + (size_t) (path[i] - '0');
+            }
+        }
+    }
+
+    s->p++;
+    fanout_scan_ws(s);
+
+    if (s->p < s->end && *s->p == ']') {
+        s->p++;
+        return 0;
+    }
+
+    for (i = 0; /* void */; i++) {
+        if (fanout_scan_value(s, (i == index) ? rest : NULL) != 0) {
+            return -1;
+        }
+
+        fanout_scan_ws(s);
+
+        if (s->p < s->end && *s->p == ',') {
+            s->p++;
+            fanout_scan_ws(s);
+            continue;
+        }
+
+        if (s->p < s->end && *s->p == ']') {
+            s->p++;
+            return 0;
+        }
+
+        return -1;
+    }
+}
+
+
+/*
+ * A value at s->p (after whitespace).  "path" is what remains of the path
+ * below this value: NULL when it is off the path, path_end when this very
+ * value is the one looked for.
+ */
+
+static int
+fanout_scan_value(fanout_scan_t *s, const char *path)
+{
+    int          rc;
+    const char  *start;
+
+    if (s->p >= s->end) {
+        return -1;
+    }
+
+    start = s->p;
+
+    switch (*s->p) {
+
+    case '{':
+    case '[':
+        if (++s->depth > FANOUT_JSON_MAX_DEPTH) {
+            return -1;
+        }
+
+        rc = (*s->p == '{')
+             ? fanout_scan_object(s, (path && path < s->path_end) ? path : NULL)
+             : fanout_scan_array(s, (path && path < s->path_end) ? path : NULL);
+
+        s->depth--;
+        break;
+
+    case '"':
+        rc = fanout_scan_string(s);
+        break;
+
+    case 't':
+        rc = fanout_scan_word(s, "true", 4);
+        break;
+
+    case 'f':
+        rc = fanout_scan_word(s, "false", 5);
+        break;
+
+    case 'n':
+        rc = fanout_scan_word(s, "null", 4);
+        break;
+
+    default:
+        rc = fanout_scan_number(s);
+    }
+
+    if (rc == 0 && path != NULL && path == s->path_end && s->found) {
+        s->found->p = start;
+        s->found->len = (size_t) (s->p - start);
+    }
+
+    return rc;
+}
+
+
+int
+fanout_json_scan(const char *p, size_t len, const char *path, size_t path_len,
+    fanout_span_t *found)
+{
+    fanout_scan_t  s;
+
+    s.p = p;
+    s.end = p + len;
+    s.depth = 0;
+    s.path_end = path ? path + path_len : NULL;
+    s.found = found;
+
+    if (found) {
+        found->p = NULL;
+        found->len = 0;
+    }
+
+    fanout_scan_ws(&s);
+
+    if (fanout_scan_value(&s, (path && path_len) ? path : NULL) != 0) {
+        goto invalid;
+    }
+
+    fanout_scan_ws(&s);
+
+    if (s.p != s.end) {
+        goto invalid;
+    }
+
+    return 0;
+
+invalid:
+
+    if (found) {
+        found->p = NULL;
+        found->len = 0;
+    }
+
+    return -1;
+}
+
+
+int
+fanout_json_number(fanout_span_t *v, double *value)
+{
+    char   buf[64], *end;
+
+    if (v->len == 0 || v->len >= sizeof(buf)
+        || !(v->p[0] == '-' || (v->p[0] >= '0' && v->p[0] <= '9')))
+    {
+        return -1;
+    }
+
+    /* the body is not NUL-terminated: strtod() needs a copy */
+    memcpy(buf, v->p, v->len);
+    buf[v->len] = '\0';
+
+    *value = strtod(buf, &end);
+
+    return (end == buf + v->len && isfinite(*value)) ? 0 : -1;
+}
+
+
+/* the writer */
+
+void
+fanout_out_raw(fanout_out_t *o, const char *p, size_t n)
+{
+    if (o->buf) {
+        memcpy(o->buf + o->len, p, n);
+    }
+
+    o->len += n;
+}
+
+
+void
+fanout_out_cstr(fanout_out_t *o, const char *s)
+{
+    fanout_out_raw(o, s, strlen(s));
+}
+
+
+void
+fanout_out_string(fanout_out_t *o, const char *s, size_t n)
+{
+    char                  esc[7];
+    size_t                i, start;
+    unsigned char         c;
+    static const char     hex[] = "0123456789abcdef";
+
+    fanout_out_raw(o, "\"", 1);
+
+    start = 0;
+
+    for (i = 0; i < n; i++) {
+        c = (unsigned char) s[i];
+
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            continue;
+        }
+
+        fanout_out_raw(o, s + start, i - start);
+        start = i + 1;
+
+        esc[0] = '\\';
+
+        if (c == '"' || c == '\\') {
+            esc[1] = (char) c;
+            fanout_out_raw(o, esc, 2);
+
+        } else {
+            esc[1] = 'u';
+            esc[2] = '0';
+            esc[3] = '0';
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 0xf];
+            fanout_out_raw(o, esc, 6);
+        }
+    }
+
+    fanout_out_raw(o, s + start, n - start);
+    fanout_out_raw(o, "\"", 1);
+}
+
+
+void
+fanout_out_uint(fanout_out_t *o, unsigned long v)
+{
+    char   buf[24];
+    char  *p;
+
+    p = buf + sizeof(buf);
+
+    do {
+        *--p = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v);
+
+    fanout_out_raw(o, p, (size_t) (buf + sizeof(buf) - p));
+}
+
+
+/* the shortest of %.15g, %.16g and %.17g that reads back the same */
+
+void
+fanout_out_double(fanout_out_t *o, double v)
+{
+    int    prec, n;
+    char   buf[32];
+
+    if (!isfinite(v)) {
+        fanout_out_raw(o, "null", 4);
+        return;
+    }
+
+    n = 0;
+
+    for (prec = 15; prec <= 17; prec++) {
+        n = snprintf(buf, sizeof(buf), "%.*g", prec, v);
+
+        if (strtod(buf, NULL) == v) {
+            break;
+        }
+    }
+
+    fanout_out_raw(o, buf, (size_t) n);
+}

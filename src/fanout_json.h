@@ -1,0 +1,53 @@
+/*
+ * JSON without a tree: a strict validating scanner that finds the value at
+ * a dot path, and a writer for the merged answer.  Pure logic: no nginx
+ * headers, no allocation, unit-tested in t/unit (against jansson).
+ */
+
+#ifndef _FANOUT_JSON_H_INCLUDED_
+#define _FANOUT_JSON_H_INCLUDED_
+
+
+#include <stddef.h>
+
+
+#define FANOUT_JSON_MAX_DEPTH  256
+
+
+/* a JSON value inside a body, as its bytes */
+typedef struct {
+    const char  *p;
+    size_t       len;
+} fanout_span_t;
+
+
+/* the output: with buf NULL only len is counted */
+typedef struct {
+    char        *buf;
+    size_t       len;
+} fanout_out_t;
+
+
+/* 0 when "path" is a usable dot path: non-empty segments, no spaces */
+int fanout_json_path_check(const char *path, size_t len);
+
+/*
+ * 0 when the len bytes are one JSON text (RFC 8259, any value, UTF-8,
+ * nesting up to FANOUT_JSON_MAX_DEPTH).  With a path, *found is the span of
+ * the value at it, or { NULL, 0 }: all-digit segments index arrays, others
+ * name object keys, and of duplicate keys the last one counts.
+ */
+int fanout_json_scan(const char *p, size_t len, const char *path,
+    size_t path_len, fanout_span_t *found);
+
+/* the span of a number, copied for strtod(): -1 when not a number */
+int fanout_json_number(fanout_span_t *v, double *value);
+
+void fanout_out_raw(fanout_out_t *o, const char *p, size_t n);
+void fanout_out_cstr(fanout_out_t *o, const char *s);
+void fanout_out_string(fanout_out_t *o, const char *s, size_t n);
+void fanout_out_uint(fanout_out_t *o, unsigned long v);
+void fanout_out_double(fanout_out_t *o, double v);
+
+
+#endif /* _FANOUT_JSON_H_INCLUDED_ */

@@ -1,0 +1,297 @@
+/*
+ * Unit tests of fanout_json.c: the validating scanner (checked against
+ * jansson as an oracle on mutated documents), dot paths and the writer.
+ */
+
+#include <stdlib.h>
+#include <jansson.h>
+
+#include "fanout_json.h"
+#include "tap.h"
+
+
+static int
+valid(const char *doc)
+{
+    return fanout_json_scan(doc, strlen(doc), NULL, 0, NULL) == 0;
+}
+
+
+static const char *
+at(const char *doc, const char *path)
+{
+    static char    buf[256];
+    fanout_span_t  v;
+
+    if (fanout_json_scan(doc, strlen(doc), path, strlen(path), &v) != 0) {
+        return "(invalid)";
+    }
+
+    if (v.p == NULL) {
+        return "(absent)";
+    }
+
+    snprintf(buf, sizeof(buf), "%.*s", (int) v.len, v.p);
+
+    return buf;
+}
+
+
+/*
+ * jansson as the oracle: it accepts the same texts, given that it refuses
+ * integers beyond 64 bits (kept as reals here) and \u0000 (allowed here).
+ */
+
+static int
+jansson_valid(const char *p, size_t n)
+{
+    json_t  *j;
+
+    j = json_loadb(p, n, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL
+                         | JSON_ALLOW_NUL, NULL);
+    json_decref(j);
+
+    return j != NULL;
+}
+
+
+static int
+differential(const char *seed, unsigned *checked)
+{
+    int             mismatches;
+    char           *buf;
+    size_t          n, i, k;
+    static const char  bytes[] = "{}[]\",:\\ 0-1.eEtfnu\x01\x80\xc3\xa9\xff";
+
+    n = strlen(seed);
+    buf = malloc(n + 2);
+    mismatches = 0;
+
+    /* every prefix, and every single-byte substitution and deletion */
+    for (i = 0; i <= n; i++) {
+        memcpy(buf, seed, i);
+
+        if ((fanout_json_scan(buf, i, NULL, 0, NULL) == 0)
+            != jansson_valid(buf, i))
+        {
+            printf("# prefix %zu of %s differs\n", i, seed);
+            mismatches++;
+        }
+
+        (*checked)++;
+    }
+
+    for (i = 0; i < n; i++) {
+        for (k = 0; k < sizeof(bytes) - 1; k++) {
+            memcpy(buf, seed, n);
+            buf[i] = bytes[k];
+
+            if ((fanout_json_scan(buf, n, NULL, 0, NULL) == 0)
+                != jansson_valid(buf, n))
+            {
+                printf("# byte %zu of %s as 0x%02x differs\n", i, seed,
+                       (unsigned char) bytes[k]);
+                mismatches++;
+            }
+
+            (*checked)++;
+        }
+
+        memcpy(buf, seed, i);
+        memcpy(buf + i, seed + i + 1, n - i - 1);
+
+        if ((fanout_json_scan(buf, n - 1, NULL, 0, NULL) == 0)
+            != jansson_valid(buf, n - 1))
+        {
+            printf("# deletion %zu of %s differs\n", i, seed);
+            mismatches++;
+        }
+
+        (*checked)++;
+    }
+
+    free(buf);
+
+    return mismatches;
+}
+
+
+static void
+test_scan(void)
+{
+    char   deep[2 * FANOUT_JSON_MAX_DEPTH + 8];
+    size_t i;
+
+    ok(valid("{}"), "empty object");
+    ok(valid(" [1, -2.5e+3, \"x\", true, false, null, {\"a\": []}] "),
+       "every kind of value");
+    ok(valid("3.5"), "a bare number");
+    ok(valid("\"\\u00e9\\ud83d\\ude00\\n\""), "escapes and a surrogate pair");
+    ok(valid("\"caf\xc3\xa9\""), "UTF-8");
+    ok(valid("12345678901234567890123"), "an integer beyond 64 bits");
+
+    ok(!valid(""), "empty");
+    ok(!valid("   "), "only whitespace");
+    ok(!valid("{\"a\":1"), "truncated object");
+    ok(!valid("[1,]"), "trailing comma");
+    ok(!valid("{\"a\" 1}"), "missing colon");
+    ok(!valid("{a:1}"), "unquoted key");
+    ok(!valid("01"), "leading zero");
+    ok(!valid("1."), "no digit after the point");
+    ok(!valid("-"), "a lone minus");
+    ok(!valid(".5"), "no digit before the point");
+    ok(!valid("1e"), "empty exponent");
+    ok(!valid("NaN"), "NaN");
+    ok(!valid("tru"), "truncated true");
+    ok(!valid("\"a\tb\""), "control character in a string");
+    ok(!valid("\"\\x\""), "unknown escape");
+    ok(!valid("\"\\ud83d\""), "lone high surrogate");
+    ok(!valid("\"\\ude00\""), "lone low surrogate");
+    ok(!valid("\"\xc3\""), "truncated UTF-8");
+    ok(!valid("\"\xc0\xaf\""), "overlong UTF-8");
+    ok(!valid("\"\xed\xa0\x80\""), "UTF-8 surrogate");
+    ok(!valid("{} {}"), "two documents");
+    ok(!valid("<html>"), "HTML");
+
+    for (i = 0; i < FANOUT_JSON_MAX_DEPTH; i++) {
+        deep[i] = '[';
+        deep[FANOUT_JSON_MAX_DEPTH + i] = ']';
+    }
+
+    ok(fanout_json_scan(deep, 2 * FANOUT_JSON_MAX_DEPTH, NULL, 0, NULL) == 0,
+       "nesting at the depth limit");
+
+    memmove(deep + 1, deep, 2 * FANOUT_JSON_MAX_DEPTH);
+    deep[0] = '[';
+    deep[2 * FANOUT_JSON_MAX_DEPTH + 1] = ']';
+
+    ok(fanout_json_scan(deep, 2 * FANOUT_JSON_MAX_DEPTH + 2, NULL, 0, NULL)
+       != 0, "nesting beyond the limit is refused, not a crash");
+}
+
+
+static void
+test_oracle(void)
+{
+    size_t     i;
+    unsigned   checked;
+    int        mismatches;
+
+    static const char  *seeds[] = {
+        "{\"output\":{\"scores\":[0.1,0.2,0.7]},\"label\":\"cat\"}",
+        "[1,-0,2.5e-3,1E+2,true,false,null,\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"]",
+        "{\"k\":\"\\u00e9\\ud83d\\ude00 caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"}",
+        " { \"a\" : [ { } , [ ] , \"\" ] } ",
+        "-12.5e10",
+        "\"x\"",
+    };
+
+    checked = 0;
+    mismatches = 0;
+
+    for (i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
+        mismatches += differential(seeds[i], &checked);
+    }
+
+    printf("# %u mutated documents checked against jansson\n", checked);
+    ok(mismatches == 0, "the scanner agrees with jansson on every mutation");
+}
+
+
+static void
+test_paths(void)
+{
+    const char  *doc;
+
+    ok(fanout_json_path_check("label", 5) == 0, "path: one segment");
+    ok(fanout_json_path_check("a.0.b", 5) == 0, "path: index segment");
+    ok(fanout_json_path_check("", 0) != 0, "path: empty");
+    ok(fanout_json_path_check(".a", 2) != 0, "path: leading dot");
+    ok(fanout_json_path_check("a.", 2) != 0, "path: trailing dot");
+    ok(fanout_json_path_check("a..b", 4) != 0, "path: empty segment");
+    ok(fanout_json_path_check("a b", 3) != 0, "path: space");
+
+    doc = "{\"output\":{\"scores\":[0.1, 0.9],\"n\":{\"x\":1}},"
+          "\"choices\":[{\"label\":\"cat\"},{\"label\":\"dog\"}],"
+          "\"10\":\"ten\",\"a.b\":1,\"caf\\u00e9\":2,\"dup\":1,\"dup\":[2]}";
+
+    is_str(at(doc, "output.scores"), "[0.1, 0.9]", "an array's span");
+    is_str(at(doc, "output.scores.1"), "0.9", "an array index");
+    is_str(at(doc, "output.n"), "{\"x\":1}", "an object's span");
+    is_str(at(doc, "choices.1.label"), "\"dog\"", "index then key");
+    is_str(at(doc, "choices.2.label"), "(absent)", "index out of range");
+    is_str(at(doc, "choices.x"), "(absent)", "a name into an array");
+    is_str(at(doc, "output.scores.0.x"), "(absent)", "a path through a number");
+    is_str(at(doc, "10"), "\"ten\"", "a digit key of an object");
+    is_str(at(doc, "a.b"), "(absent)", "dots always separate segments");
+    is_str(at(doc, "caf\xc3\xa9"), "2", "an escaped key matches its text");
+    is_str(at(doc, "dup"), "[2]", "of duplicate keys the last counts");
+    is_str(at(doc, "missing"), "(absent)", "a missing key");
+    is_str(at("[1,2", "0"), "(invalid)", "an invalid document finds nothing");
+    is_str(at("5", "a"), "(absent)", "a path into a scalar");
+}
+
+
+static void
+test_writer(void)
+{
+    char          buf[256];
+    double        d;
+    fanout_out_t  o;
+    fanout_span_t v;
+
+    o.buf = NULL;
+    o.len = 0;
+    fanout_out_string(&o, "a\"b\\c\n\x01", 7);
+    ok(o.len == 21, "string: counted");
+
+    o.buf = buf;
+    o.len = 0;
+    fanout_out_string(&o, "a\"b\\c\n\x01", 7);
+    buf[o.len] = '\0';
+    is_str(buf, "\"a\\\"b\\\\c\\u000a\\u0001\"", "string: escaped");
+    ok(valid(buf), "string: valid JSON");
+
+    o.len = 0;
+    fanout_out_uint(&o, 0);
+    fanout_out_raw(&o, " ", 1);
+    fanout_out_uint(&o, 18446744073709551615UL);
+    buf[o.len] = '\0';
+    is_str(buf, "0 18446744073709551615", "unsigned integers");
+
+    o.len = 0;
+    fanout_out_double(&o, 0.1 + 0.2);
+    fanout_out_raw(&o, " ", 1);
+    fanout_out_double(&o, 0.3);
+    fanout_out_raw(&o, " ", 1);
+    fanout_out_double(&o, 2.0);
+    fanout_out_raw(&o, " ", 1);
+    fanout_out_double(&o, 1.0 / 3);
+    fanout_out_raw(&o, " ", 1);
+    fanout_out_double(&o, 1e300 * 1e300);
+    buf[o.len] = '\0';
+    is_str(buf, "0.30000000000000004 0.3 2 0.3333333333333333 null",
+           "doubles: shortest that reads back, null for infinity");
+
+    v.p = "-2.5e3,";
+    v.len = 6;
+    ok(fanout_json_number(&v, &d) == 0 && d == -2500, "number span");
+    v.p = "\"2\"";
+    v.len = 3;
+    ok(fanout_json_number(&v, &d) != 0, "a string is not a number");
+    v.p = "1e999";
+    v.len = 5;
+    ok(fanout_json_number(&v, &d) != 0, "an infinite number is refused");
+}
+
+
+int
+main(void)
+{
+    test_scan();
+    test_oracle();
+    test_paths();
+    test_writer();
+
+    return done_testing();
+}

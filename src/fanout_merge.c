@@ -203,6 +203,34 @@ fanout_flatten(const char **pp, const char *end, fanout_flat_t *f)
 }
 
 
+/* the mean in the shape of the answers: '[', ']' and 'n' for numbers */
+
+static void
+fanout_mean_format(fanout_flat_t *f, fanout_merged_t *m)
+{
+    size_t        i, k;
+    fanout_out_t  o;
+
+    o.buf = m->mean;
+    o.len = 0;
+
+    for (i = 0, k = 0; i < f->shape_len; i++) {
+        if (i > 0 && f->shape[i] != ']' && f->shape[i - 1] != '[') {
+            fanout_out_raw(&o, ",", 1);
+        }
+
+        if (f->shape[i] == 'n') {
+            fanout_out_double(&o, f->values[k++]);
+
+        } else {
+            fanout_out_raw(&o, &f->shape[i], 1);
+        }
+    }
+
+    m->mean_len = o.len;
+}
+
+
 static int
 fanout_merge_mean(fanout_part_t *parts, size_t n, fanout_merged_t *m)
 {
@@ -270,15 +298,25 @@ fanout_merge_mean(fanout_part_t *parts, size_t n, fanout_merged_t *m)
 
     free(f.shape);
     free(f.values);
+    f.shape = NULL;
+    f.values = NULL;
 
-    for (k = 0; k < first.nvalues; k++) {
-        first.values[k] /= total;
+    if (m->from) {
+        /* a double takes at most 24 bytes, its comma one more */
+        m->mean = malloc(first.nvalues * 25 + first.shape_len * 2 + 1);
+        if (m->mean == NULL) {
+            goto failed;
+        }
+
+        for (k = 0; k < first.nvalues; k++) {
+            first.values[k] /= total;
+        }
+
+        fanout_mean_format(&first, m);
     }
 
-    m->shape = first.shape;
-    m->shape_len = first.shape_len;
-    m->values = first.values;
-    m->nvalues = first.nvalues;
+    free(first.shape);
+    free(first.values);
 
     return 0;
 
@@ -395,39 +433,11 @@ fanout_merge_prepare(const fanout_merge_conf_t *conf, fanout_part_t *parts,
 void
 fanout_merged_free(fanout_merged_t *m)
 {
-    free(m->values);
-    free(m->shape);
+    free(m->mean);
     free(m->ballot);
     free(m->votes);
 
     memset(m, 0, sizeof(fanout_merged_t));
-}
-
-
-static void
-fanout_write_mean(const fanout_merged_t *m, fanout_out_t *o)
-{
-    size_t  i, k;
-
-    if (m->from == 0) {
-        fanout_out_cstr(o, "null");
-        return;
-    }
-
-    k = 0;
-
-    for (i = 0; i < m->shape_len; i++) {
-        if (i > 0 && m->shape[i] != ']' && m->shape[i - 1] != '[') {
-            fanout_out_raw(o, ",", 1);
-        }
-
-        if (m->shape[i] == 'n') {
-            fanout_out_double(o, m->values[k++]);
-
-        } else {
-            fanout_out_raw(o, &m->shape[i], 1);
-        }
-    }
 }
 
 
@@ -502,7 +512,13 @@ fanout_merge_write(const fanout_merge_conf_t *conf, const fanout_part_t *parts,
 
         if (conf->mode == FANOUT_MERGE_MEAN) {
             fanout_out_cstr(o, ",\"value\":");
-            fanout_write_mean(m, o);
+
+            if (m->from) {
+                fanout_out_raw(o, m->mean, m->mean_len);
+
+            } else {
+                fanout_out_cstr(o, "null");
+            }
             fanout_out_cstr(o, ",\"from\":");
             fanout_out_uint(o, m->from);
 

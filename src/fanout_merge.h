@@ -62,11 +62,9 @@ typedef struct {
     int                   status;  /* 200, 502 or 504 */
     unsigned              ok;
 
-    /* mean: the weighted sums, and the shape: '[', ']' and 'n' */
-    double               *values;
-    size_t                nvalues;
-    char                 *shape;
-    size_t                shape_len;
+    /* mean: the value, formatted once for both writing passes */
+    char                 *mean;
+    size_t                mean_len;
     unsigned              from;
 
     /* vote: distinct ballots in order of their first voter */

@@ -314,11 +314,19 @@ ngx_http_fanout_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_fanout_loc_conf_t *flcf = conf;
 
-    ngx_str_t                 *value;
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_str_t                    *value;
+    ngx_http_core_loc_conf_t     *clcf;
+    ngx_http_fanout_main_conf_t  *fmcf;
 
     if (flcf->status_format) {
         return "is duplicate";
+    }
+
+    fmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_fanout_module);
+
+    if (fmcf->status_file == NULL) {
+        fmcf->status_file = cf->conf_file->file.name.data;
+        fmcf->status_line = cf->conf_file->line;
     }
 
     value = cf->args->elts;

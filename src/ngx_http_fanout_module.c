@@ -114,6 +114,7 @@ ngx_http_fanout_create_main_conf(ngx_conf_t *cf)
      *
      *     fmcf->shm_zone = NULL;
      *     fmcf->target_file = NULL;
+     *     fmcf->status_file = NULL;
      */
 
     if (ngx_array_init(&fmcf->locations, cf->pool, 4,
@@ -139,6 +140,14 @@ ngx_http_fanout_init_main_conf(ngx_conf_t *cf, void *conf)
                       "\"fanout_target\" needs a \"fanout_zone\" in the "
                       "http block in %s:%ui",
                       fmcf->target_file, fmcf->target_line);
+        return NGX_CONF_ERROR;
+    }
+
+    if (fmcf->status_file && fmcf->shm_zone == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"fanout_status\" needs a \"fanout_zone\" in the "
+                      "http block in %s:%ui",
+                      fmcf->status_file, fmcf->status_line);
         return NGX_CONF_ERROR;
     }
 

@@ -57,6 +57,8 @@ typedef struct {
 
     u_char                     *target_file;   /* first fanout_target */
     ngx_uint_t                  target_line;
+    u_char                     *status_file;   /* first fanout_status */
+    ngx_uint_t                  status_line;
 } ngx_http_fanout_main_conf_t;
 
 

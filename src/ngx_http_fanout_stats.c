@@ -628,14 +628,9 @@ ngx_http_fanout_status_handler(ngx_http_request_t *r)
         return rc;
     }
 
+    /* nginx -t made sure that the zone exists */
     fmcf = ngx_http_get_module_main_conf(r, ngx_http_fanout_module);
     flcf = ngx_http_get_module_loc_conf(r, ngx_http_fanout_module);
-
-    if (fmcf->shm_zone == NULL) {
-        return ngx_http_fanout_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                          "no_zone", "fanout_zone is not "
-                                          "configured");
-    }
 
     b = ngx_create_temp_buf(r->pool, ngx_http_fanout_status_size(fmcf));
     if (b == NULL) {

@@ -33,12 +33,13 @@ ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
     r = ctx->request;
     targets = ctx->conf->targets->elts;
 
-    ctx->nsubs = ctx->conf->targets->nelts;
-    ctx->subs = ngx_pcalloc(r->pool,
-                            ctx->nsubs * sizeof(ngx_http_fanout_sub_t));
+    ctx->subs = ngx_pcalloc(r->pool, ctx->conf->targets->nelts
+                                     * sizeof(ngx_http_fanout_sub_t));
     if (ctx->subs == NULL) {
         return NGX_ERROR;
     }
+
+    ctx->nsubs = ctx->conf->targets->nelts;
 
     headers = ngx_http_fanout_headers(r);
     if (headers == NULL) {
@@ -581,7 +582,13 @@ ngx_http_fanout_header_filter(ngx_http_request_t *r)
     sub = ngx_http_fanout_capturing(r);
 
     if (sub == NULL) {
-        if (r == r->main && r->err_status >= NGX_HTTP_BAD_REQUEST) {
+        /* nginx's own error page is text/html; an answer of ours is not */
+        if (r == r->main && r->err_status >= NGX_HTTP_BAD_REQUEST
+            && r->headers_out.content_type.len == sizeof("text/html") - 1
+            && ngx_strncmp(r->headers_out.content_type.data, "text/html",
+                           sizeof("text/html") - 1)
+               == 0)
+        {
             flcf = ngx_http_get_module_loc_conf(r, ngx_http_fanout_module);
 
             if (flcf->targets) {

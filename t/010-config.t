@@ -110,6 +110,10 @@ like($out, qr/invalid zone size "lots"/, 'bad zone size');
                                zone => "fanout_zone a 1m;\nfanout_zone b 1m;"));
 like($out, qr/"fanout_zone" directive is duplicate/, 'two zones');
 
+($rc, $out) = $t->nginx_t(conf("fanout_status;", zone => ''));
+like($out, qr/"fanout_status" needs a "fanout_zone" in the http block in .*nginx\.conf:\d+/,
+     'fanout_status without a zone');
+
 ($rc, $out) = $t->nginx_t(conf("fanout_status yaml;"));
 like($out, qr/invalid format "yaml"/, 'bad status format');
 

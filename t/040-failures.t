@@ -78,6 +78,11 @@ server {
         fanout_target dead /_m/dead; fanout_target s503 /_m/s503;
         fanout_merge first;
     }
+    location /custom413 {
+        fanout_target ok /_m/ok;
+        error_page 413 = @too_big;
+    }
+    location @too_big { return 413 "custom page\n"; }
     location = /fanout/status { fanout_status; }
 }
 EOC
@@ -185,6 +190,24 @@ $res = $t->post('/dead', '{"x":"' . ('a' x 5000) . '"}');
 is($res->{status}, 413, 'body over client_max_body_size: 413');
 is($res->{json}{error}, 'body_too_large', '413 has a JSON body');
 
+# a malformed chunked body: nginx's 400, as JSON
+
+{
+    my $c = $t->connect;
+    print $c "POST /dead HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+           . "\r\nzz\r\n";
+    $res = FT::read_response($c, time(), 5, 0);
+    close $c;
+    is($res->{status}, 400, 'malformed chunked body: 400');
+    is($res->{json}{error}, 'bad_request', '400 has a JSON body');
+}
+
+# a location's own error_page wins over the JSON body
+
+$res = $t->post('/custom413', 'x' x 5000);
+is($res->{status}, 413, 'error_page location: still 413');
+is($res->{body}, "custom page\n", "the location's error_page is used");
+
 # the access log variables
 
 my @log = grep { m{^/target-timeout } } $t->access_log;
@@ -206,6 +229,6 @@ is($st->{locations}{'/large'}{targets}{big}{too_large}, 1, 'too_large counted');
 is($st->{locations}{'/badjson'}{targets}{trunc}{bad_json}, 1, 'bad_json counted');
 is($st->{locations}{'/quorum502'}{responses}{502}, 1, '502 counted');
 is($st->{locations}{'/quorum504'}{responses}{504}, 1, '504 counted');
-is($st->{locations}{'/dead'}{responses}{rejected}, 1, '413 counted as rejected');
+is($st->{locations}{'/dead'}{responses}{rejected}, 2, '413 and 400 counted as rejected');
 
 $t->done;

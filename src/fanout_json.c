@@ -405,9 +405,32 @@ fanout_key_is(const char *k, const char *kend, const char *seg, size_t n)
 }
 
 
+/* after a member: 1 when a comma says more follow, 0 at "close", -1 */
+
+static int
+fanout_scan_next(fanout_scan_t *s, char close)
+{
+    fanout_scan_ws(s);
+
+    if (s->p < s->end && *s->p == ',') {
+        s->p++;
+        fanout_scan_ws(s);
+        return 1;
+    }
+
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        return 0;
+    }
+
+    return -1;
+}
+
+
 static int
 fanout_scan_object(fanout_scan_t *s, const char *path)
 {
+    int          rc;
     size_t       n;
     const char  *key, *kend, *seg, *rest;
 
@@ -457,20 +480,11 @@ fanout_scan_object(fanout_scan_t *s, const char *path)
             return -1;
         }
 
-        fanout_scan_ws(s);
+        rc = fanout_scan_next(s, '}');
 
-        if (s->p < s->end && *s->p == ',') {
-            s->p++;
-            fanout_scan_ws(s);
-            continue;
+        if (rc <= 0) {
+            return rc;
         }
-
-        if (s->p < s->end && *s->p == '}') {
-            s->p++;
-            return 0;
-        }
-
-        return -1;
     }
 }
 
@@ -478,6 +492,7 @@ fanout_scan_object(fanout_scan_t *s, const char *path)
 static int
 fanout_scan_array(fanout_scan_t *s, const char *path)
 {
+    int          rc;
     size_t       n, i, index;
     const char  *rest;
 
@@ -514,20 +529,11 @@ fanout_scan_array(fanout_scan_t *s, const char *path)
             return -1;
         }
 
-        fanout_scan_ws(s);
+        rc = fanout_scan_next(s, ']');
 
-        if (s->p < s->end && *s->p == ',') {
-            s->p++;
-            fanout_scan_ws(s);
-            continue;
+        if (rc <= 0) {
+            return rc;
         }
-
-        if (s->p < s->end && *s->p == ']') {
-            s->p++;
-            return 0;
-        }
-
-        return -1;
     }
 }
 

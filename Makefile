@@ -16,7 +16,7 @@ ASAN_MODULE := $(BUILD)/asan/ngx_http_fanout_module.so
 # what the build, the tests, the demo and the benchmark need
 DEB_BUILD   := nginx nginx-dev libhiredis-dev gcc make
 # jansson is the oracle the JSON scanner is checked against
-DEB_TEST    := libjansson-dev redis-server libnginx-mod-http-echo curl perl
+DEB_TEST    := libjansson-dev redis-server libnginx-mod-http-echo curl perl cppcheck
 DEB_BENCH   := wrk libnginx-mod-http-lua lua-cjson
 DEB_ALL     := $(DEB_BUILD) $(DEB_TEST) $(DEB_BENCH)
 

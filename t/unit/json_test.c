@@ -180,7 +180,8 @@ test_oracle(void)
     static const char  *seeds[] = {
         "{\"output\":{\"scores\":[0.1,0.2,0.7]},\"label\":\"cat\"}",
         "[1,-0,2.5e-3,1E+2,true,false,null,\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"]",
-        "{\"k\":\"\\u00e9\\ud83d\\ude00 caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"}",
+        "{\"k\":\"\\u00e9\\ud83d\\ude00 caf\xc3\xa9 \xe2\x82\xac "
+            "\xf0\x9f\x98\x80\"}",
         " { \"a\" : [ { } , [ ] , \"\" ] } ",
         "-12.5e10",
         "\"x\"",

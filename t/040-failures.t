@@ -217,6 +217,16 @@ my ($line) = grep { /^\/target-timeout / } do {
 };
 like($line, qr{ 200 ok=1 failed=1 ms=\d+$}, '$fanout_ok, $fanout_failed, $fanout_latency_ms');
 
+# no upstream connection is leaked: every call that reached the hanging
+# target (deadline, timeouts, client aborts) saw its connection closed
+
+sleep 0.3;
+my @hang = $t->hits('hang');
+my $calls = grep { $_->{method} } @hang;
+my $closes = grep { ($_->{event} // '') eq 'closed' } @hang;
+cmp_ok($calls, '>=', 5, 'the hanging target was called by each case');
+is($closes, $calls, 'and nginx closed every one of those connections');
+
 # status counters for all of the above
 
 my $st = $t->status_json;

@@ -49,7 +49,6 @@ ngx_http_fanout_handler(ngx_http_request_t *r)
 
     ctx->request = r;
     ctx->conf = flcf;
-    ctx->start = ngx_current_msec;
 
     ngx_http_set_ctx(r, ctx, ngx_http_fanout_module);
 
@@ -88,6 +87,7 @@ ngx_http_fanout_body_handler(ngx_http_request_t *r)
     }
 
     ctx->started = 1;
+    ctx->start = ngx_current_msec;
 
     /* notice a client that goes away while the targets work */
     r->read_event_handler = ngx_http_test_reading;

@@ -5,6 +5,8 @@
 
 #include "ngx_http_fanout_module.h"
 #include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_redis.h"
+#include "ngx_http_fanout_cache.h"
 
 
 static void ngx_http_fanout_body_handler(ngx_http_request_t *r);
@@ -89,8 +91,26 @@ ngx_http_fanout_body_handler(ngx_http_request_t *r)
     ctx->started = 1;
     ctx->start = ngx_current_msec;
 
-    /* notice a client that goes away while the targets work */
+    /* notice a client that goes away while Redis or the targets work */
     r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_request_empty_handler;
+
+    if (ctx->conf->cache && ngx_http_fanout_cache_lookup(ctx) == NGX_OK) {
+        /* the reply answers, or calls ngx_http_fanout_begin() */
+        return;
+    }
+
+    ngx_http_fanout_begin(ctx);
+}
+
+
+void
+ngx_http_fanout_begin(ngx_http_fanout_ctx_t *ctx)
+{
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
     r->write_event_handler = ngx_http_fanout_wake;
 
     if (ngx_http_fanout_start(ctx) != NGX_OK) {
@@ -159,7 +179,8 @@ ngx_http_fanout_deadline_handler(ngx_event_t *ev)
 static void
 ngx_http_fanout_respond(ngx_http_fanout_ctx_t *ctx)
 {
-    ngx_str_t             type;
+    ngx_int_t             rc;
+    ngx_str_t             type, target;
     ngx_uint_t            i;
     fanout_out_t          out;
     fanout_part_t        *parts;
@@ -216,9 +237,16 @@ ngx_http_fanout_respond(ngx_http_fanout_ctx_t *ctx)
 
     type = ngx_http_fanout_json_type;
 
-    ngx_http_finalize_request(r, ngx_http_fanout_send(r, ctx->status, &type,
-                                                      (u_char *) out.buf,
-                                                      out.len));
+    rc = ngx_http_fanout_send(r, ctx->status, &type, (u_char *) out.buf,
+                              out.len);
+
+    /* the answer is out, so the store never delays it; finalizing may free
+     * the request, so it comes last */
+    ngx_str_null(&target);
+    ngx_http_fanout_cache_store(ctx, ctx->status, &type, &target,
+                                (u_char *) out.buf, out.len);
+
+    ngx_http_finalize_request(r, rc);
     return;
 
 failed:
@@ -239,33 +267,52 @@ static void
 ngx_http_fanout_respond_first(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_sub_t *sub)
 {
-    ngx_int_t            rc;
-    ngx_table_elt_t     *h;
-    ngx_http_request_t  *r;
-
-    r = ctx->request;
+    ngx_int_t   rc;
+    ngx_str_t  *type;
 
     /* the race is won: the other targets are not needed any more */
     ngx_http_fanout_cancel(ctx);
     ngx_http_fanout_finish(ctx, NGX_HTTP_OK);
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        ngx_http_finalize_request(r, NGX_ERROR);
-        return;
+    type = sub->content_type.len ? &sub->content_type
+                                 : &ngx_http_fanout_json_type;
+
+    rc = ngx_http_fanout_send_as_is(ctx, sub->part.status, type,
+                                    &sub->target->name,
+                                    (u_char *) sub->part.body,
+                                    sub->part.body_len);
+
+    ngx_http_fanout_cache_store(ctx, sub->part.status, type,
+                                &sub->target->name, (u_char *) sub->part.body,
+                                sub->part.body_len);
+
+    ngx_http_finalize_request(ctx->request, rc);
+}
+
+
+/* an answer as it came: a "first" winner, or one from the cache */
+
+ngx_int_t
+ngx_http_fanout_send_as_is(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
+    ngx_str_t *type, ngx_str_t *target, u_char *body, size_t len)
+{
+    ngx_table_elt_t     *h;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    if (target->len) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "X-Fanout-Target");
+        h->value = *target;
     }
 
-    h->hash = 1;
-    ngx_str_set(&h->key, "X-Fanout-Target");
-    h->value = sub->target->name;
-
-    rc = ngx_http_fanout_send(r, sub->part.status,
-                              sub->content_type.len
-                              ? &sub->content_type
-                              : &ngx_http_fanout_json_type,
-                              (u_char *) sub->part.body, sub->part.body_len);
-
-    ngx_http_finalize_request(r, rc);
+    return ngx_http_fanout_send(r, status, type, body, len);
 }
 
 
@@ -323,9 +370,24 @@ static ngx_int_t
 ngx_http_fanout_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, u_char *body, size_t len)
 {
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
+    ngx_int_t               rc;
+    ngx_buf_t              *b;
+    ngx_chain_t             out;
+    ngx_table_elt_t        *h;
+    ngx_http_fanout_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_fanout_module);
+
+    if (ctx && ctx->cache_status) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "X-Fanout-Cache");
+        h->value = ngx_http_fanout_cache_statuses[ctx->cache_status];
+    }
 
     r->headers_out.status = status;
     r->headers_out.content_type = *type;
@@ -406,6 +468,12 @@ ngx_http_fanout_cleanup(void *data)
 
     ngx_uint_t                i;
     ngx_http_fanout_sub_t    *sub;
+
+    if (ctx->cache_op) {
+        /* the request ends before Redis answers: the reply is dropped */
+        ngx_http_fanout_redis_cancel(ctx->cache_op);
+        ctx->cache_op = NULL;
+    }
 
     if (ctx->deadline.timer_set) {
         ngx_del_timer(&ctx->deadline);

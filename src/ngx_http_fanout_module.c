@@ -5,6 +5,8 @@
 
 #include "ngx_http_fanout_module.h"
 #include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_redis.h"
+#include "ngx_http_fanout_cache.h"
 
 
 static ngx_int_t ngx_http_fanout_postconfiguration(ngx_conf_t *cf);
@@ -57,6 +59,27 @@ static ngx_command_t  ngx_http_fanout_commands[] = {
       offsetof(ngx_http_fanout_loc_conf_t, timeout),
       NULL },
 
+    { ngx_string("fanout_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_fanout_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("fanout_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_fanout_cache,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("fanout_cache_bypass"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_set_predicate_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fanout_loc_conf_t, cache_bypass),
+      NULL },
+
     { ngx_string("fanout_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_fanout_status,
@@ -90,10 +113,10 @@ ngx_module_t  ngx_http_fanout_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_fanout_redis_init_process,    /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_fanout_redis_exit_process,    /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -115,6 +138,9 @@ ngx_http_fanout_create_main_conf(ngx_conf_t *cf)
      *     fmcf->shm_zone = NULL;
      *     fmcf->target_file = NULL;
      *     fmcf->status_file = NULL;
+     *     fmcf->cache_file = NULL;
+     *     fmcf->redis = NULL;
+     *     fmcf->redis_stats = NULL;
      */
 
     if (ngx_array_init(&fmcf->locations, cf->pool, 4,
@@ -140,6 +166,14 @@ ngx_http_fanout_init_main_conf(ngx_conf_t *cf, void *conf)
                       "\"fanout_target\" needs a \"fanout_zone\" in the "
                       "http block in %s:%ui",
                       fmcf->target_file, fmcf->target_line);
+        return NGX_CONF_ERROR;
+    }
+
+    if (fmcf->cache_file && fmcf->redis == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"fanout_cache\" needs a \"fanout_redis\" in the "
+                      "http block in %s:%ui",
+                      fmcf->cache_file, fmcf->cache_line);
         return NGX_CONF_ERROR;
     }
 
@@ -178,6 +212,8 @@ ngx_http_fanout_create_loc_conf(ngx_conf_t *cf)
     flcf->merge = NGX_CONF_UNSET_UINT;
     flcf->quorum = NGX_CONF_UNSET_UINT;
     flcf->timeout = NGX_CONF_UNSET_MSEC;
+    flcf->cache = NGX_CONF_UNSET_PTR;
+    flcf->cache_bypass = NGX_CONF_UNSET_PTR;
 
     return flcf;
 }
@@ -205,6 +241,8 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 60000);
+    ngx_conf_merge_ptr_value(conf->cache, prev->cache, NULL);
+    ngx_conf_merge_ptr_value(conf->cache_bypass, prev->cache_bypass, NULL);
 
     /* targets belong to their own location: they are not inherited */
 

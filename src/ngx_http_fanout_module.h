@@ -22,6 +22,9 @@
 
 
 typedef struct ngx_http_fanout_stats_s  ngx_http_fanout_stats_t;
+typedef struct ngx_http_fanout_cache_conf_s  ngx_http_fanout_cache_conf_t;
+typedef struct ngx_http_fanout_redis_op_s  ngx_http_fanout_redis_op_t;
+typedef struct ngx_http_fanout_redis_conf_s  ngx_http_fanout_redis_conf_t;
 
 
 typedef struct {
@@ -48,6 +51,9 @@ typedef struct {
     ngx_str_t                   location;
 
     ngx_uint_t                  status_format; /* fanout_status */
+
+    ngx_http_fanout_cache_conf_t  *cache;      /* NULL: off */
+    ngx_array_t                *cache_bypass;  /* predicates */
 } ngx_http_fanout_loc_conf_t;
 
 
@@ -59,6 +65,11 @@ typedef struct {
     ngx_uint_t                  target_line;
     u_char                     *status_file;   /* first fanout_status */
     ngx_uint_t                  status_line;
+    u_char                     *cache_file;    /* first fanout_cache */
+    ngx_uint_t                  cache_line;
+
+    ngx_http_fanout_redis_conf_t  *redis;      /* fanout_redis */
+    ngx_http_fanout_stats_t    *redis_stats;
 } ngx_http_fanout_main_conf_t;
 
 
@@ -108,6 +119,10 @@ struct ngx_http_fanout_ctx_s {
 
     ngx_buf_t                  *error_page;    /* JSON for nginx's own */
 
+    ngx_uint_t                  cache_status;
+    ngx_str_t                   cache_key;
+    ngx_http_fanout_redis_op_t *cache_op;
+
     unsigned                    started:1;
     unsigned                    finished:1;    /* the answer is decided */
 };
@@ -115,6 +130,10 @@ struct ngx_http_fanout_ctx_s {
 
 ngx_int_t ngx_http_fanout_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx);
+void ngx_http_fanout_begin(ngx_http_fanout_ctx_t *ctx);
+ngx_int_t ngx_http_fanout_send_as_is(ngx_http_fanout_ctx_t *ctx,
+    ngx_uint_t status, ngx_str_t *type, ngx_str_t *target, u_char *body,
+    size_t len);
 void ngx_http_fanout_cancel(ngx_http_fanout_ctx_t *ctx);
 void ngx_http_fanout_sub_account(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_sub_t *sub);

@@ -3,11 +3,17 @@
  */
 
 #include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_redis.h"
 
 
 typedef struct {
     ngx_http_fanout_stats_t    *head;
 } ngx_http_fanout_shctx_t;
+
+
+/* the Redis counters: a node keyed "\0redis", no location has that name */
+static ngx_str_t  ngx_http_fanout_none = { 0, (u_char *) "" };
+static ngx_str_t  ngx_http_fanout_redis_key = ngx_string("redis");
 
 
 ngx_msec_t  ngx_http_fanout_buckets[NGX_HTTP_FANOUT_NBUCKETS - 1] = {
@@ -16,7 +22,8 @@ ngx_msec_t  ngx_http_fanout_buckets[NGX_HTTP_FANOUT_NBUCKETS - 1] = {
 
 
 static const char  *ngx_http_fanout_loc_counters[] = {
-    "requests", "200", "502", "504", "rejected", "aborted"
+    "requests", "200", "502", "504", "rejected", "aborted",
+    "hit", "miss", "bypass", "error", "stored", "skipped"
 };
 
 
@@ -217,6 +224,15 @@ ngx_http_fanout_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         }
     }
 
+    if (fmcf->redis) {
+        fmcf->redis_stats = ngx_http_fanout_stats_node(shpool, sh,
+                                                       &ngx_http_fanout_none,
+                                                       &ngx_http_fanout_redis_key);
+        if (fmcf->redis_stats == NULL) {
+            goto failed;
+        }
+    }
+
     ngx_shmtx_unlock(&shpool->mutex);
 
     return NGX_OK;
@@ -322,8 +338,8 @@ ngx_http_fanout_escape_json(u_char *p, ngx_str_t *s)
 }
 
 
-static u_char *
-ngx_http_fanout_json_histogram(u_char *p, ngx_http_fanout_stats_t *st)
+u_char *
+ngx_http_fanout_stats_json_histogram(u_char *p, ngx_http_fanout_stats_t *st)
 {
     ngx_uint_t  i;
 
@@ -373,9 +389,21 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
                             st->counters[k]);
         }
 
-        p = ngx_sprintf(p, "},\"aborted\":%uA,",
+        p = ngx_sprintf(p, "},\"aborted\":%uA,\"cache\":{",
                         st->counters[NGX_HTTP_FANOUT_LOC_ABORTED]);
-        p = ngx_http_fanout_json_histogram(p, st);
+
+        for (k = NGX_HTTP_FANOUT_LOC_CACHE_HIT;
+             k < NGX_HTTP_FANOUT_LOC_NCOUNTERS;
+             k++)
+        {
+            p = ngx_sprintf(p, "%s\"%s\":%uA",
+                            k == NGX_HTTP_FANOUT_LOC_CACHE_HIT ? "" : ",",
+                            ngx_http_fanout_loc_counters[k],
+                            st->counters[k]);
+        }
+
+        p = ngx_sprintf(p, "},");
+        p = ngx_http_fanout_stats_json_histogram(p, st);
         p = ngx_sprintf(p, ",\"targets\":{");
 
         tgt = loc[i].targets.elts;
@@ -395,21 +423,36 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
 
             p = ngx_sprintf(p, ",\"cancelled\":%uA,",
                             st->counters[NGX_HTTP_FANOUT_TGT_CANCELLED]);
-            p = ngx_http_fanout_json_histogram(p, st);
+            p = ngx_http_fanout_stats_json_histogram(p, st);
             *p++ = '}';
         }
 
         p = ngx_sprintf(p, "}}%s", i + 1 < fmcf->locations.nelts ? "," : "");
     }
 
-    return ngx_sprintf(p, "}}\n");
+    p = ngx_sprintf(p, "}");
+
+    if (fmcf->redis_stats) {
+        *p++ = ',';
+        p = ngx_http_fanout_redis_status_json(p, fmcf->redis_stats);
+    }
+
+    return ngx_sprintf(p, "}\n");
 }
 
+
+/* "{location=...,target=..." without the closing brace; "{" alone */
 
 static u_char *
 ngx_http_fanout_prom_labels(u_char *p, ngx_str_t *loc, ngx_str_t *tgt)
 {
-    p = ngx_sprintf(p, "{location=\"");
+    *p++ = '{';
+
+    if (loc == NULL) {
+        return p;
+    }
+
+    p = ngx_sprintf(p, "location=\"");
     p = ngx_http_fanout_escape_label(p, loc);
 
     if (tgt) {
@@ -423,9 +466,9 @@ ngx_http_fanout_prom_labels(u_char *p, ngx_str_t *loc, ngx_str_t *tgt)
 }
 
 
-static u_char *
-ngx_http_fanout_prom_histogram(u_char *p, const char *metric, ngx_str_t *loc,
-    ngx_str_t *tgt, ngx_http_fanout_stats_t *st)
+u_char *
+ngx_http_fanout_stats_prom_histogram(u_char *p, const char *metric,
+    ngx_str_t *loc, ngx_str_t *tgt, ngx_http_fanout_stats_t *st)
 {
     ngx_uint_t    i;
     ngx_atomic_t  total;
@@ -438,13 +481,17 @@ ngx_http_fanout_prom_histogram(u_char *p, const char *metric, ngx_str_t *loc,
         p = ngx_sprintf(p, "%s_bucket", metric);
         p = ngx_http_fanout_prom_labels(p, loc, tgt);
 
+        if (loc) {
+            *p++ = ',';
+        }
+
         if (i < NGX_HTTP_FANOUT_NBUCKETS - 1) {
-            p = ngx_sprintf(p, ",le=\"%M.%03M\"} %uA\n",
+            p = ngx_sprintf(p, "le=\"%M.%03M\"} %uA\n",
                             ngx_http_fanout_buckets[i] / 1000,
                             ngx_http_fanout_buckets[i] % 1000, total);
 
         } else {
-            p = ngx_sprintf(p, ",le=\"+Inf\"} %uA\n", total);
+            p = ngx_sprintf(p, "le=\"+Inf\"} %uA\n", total);
         }
     }
 
@@ -487,7 +534,7 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
         "# TYPE fanout_responses_total counter\n");
 
     for (i = 0; i < fmcf->locations.nelts; i++) {
-        for (k = NGX_HTTP_FANOUT_LOC_200; k < NGX_HTTP_FANOUT_LOC_NCOUNTERS;
+        for (k = NGX_HTTP_FANOUT_LOC_200; k <= NGX_HTTP_FANOUT_LOC_ABORTED;
              k++)
         {
             p = ngx_sprintf(p, "fanout_responses_total");
@@ -499,12 +546,30 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
     }
 
     p = ngx_sprintf(p,
+        "# HELP fanout_cache_total Cache lookups (hit, miss, bypass, error) "
+        "and stores (stored, skipped over max_size).\n"
+        "# TYPE fanout_cache_total counter\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        for (k = NGX_HTTP_FANOUT_LOC_CACHE_HIT;
+             k < NGX_HTTP_FANOUT_LOC_NCOUNTERS;
+             k++)
+        {
+            p = ngx_sprintf(p, "fanout_cache_total");
+            p = ngx_http_fanout_prom_labels(p, &loc[i].name, NULL);
+            p = ngx_sprintf(p, ",result=\"%s\"} %uA\n",
+                            ngx_http_fanout_loc_counters[k],
+                            loc[i].node->counters[k]);
+        }
+    }
+
+    p = ngx_sprintf(p,
         "# HELP fanout_latency_seconds Time from the fan-out's start to "
         "its answer.\n"
         "# TYPE fanout_latency_seconds histogram\n");
 
     for (i = 0; i < fmcf->locations.nelts; i++) {
-        p = ngx_http_fanout_prom_histogram(p, "fanout_latency_seconds",
+        p = ngx_http_fanout_stats_prom_histogram(p, "fanout_latency_seconds",
                                            &loc[i].name, NULL, loc[i].node);
     }
 
@@ -568,10 +633,21 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
 
         for (j = 0; j < loc[i].targets.nelts; j++) {
             st = tgt[j].node;
-            p = ngx_http_fanout_prom_histogram(p,
+            p = ngx_http_fanout_stats_prom_histogram(p,
                                                "fanout_target_latency_seconds",
                                                &loc[i].name, &tgt[j].name, st);
         }
+    }
+
+    if (fmcf->redis_stats) {
+        p = ngx_http_fanout_redis_status_prometheus(p, fmcf->redis_stats);
+        p = ngx_sprintf(p,
+            "# HELP fanout_redis_latency_seconds Time to a Redis reply.\n"
+            "# TYPE fanout_redis_latency_seconds histogram\n");
+        p = ngx_http_fanout_stats_prom_histogram(p,
+                                                 "fanout_redis_latency_seconds",
+                                                 NULL, NULL,
+                                                 fmcf->redis_stats);
     }
 
     return p;
@@ -591,11 +667,12 @@ ngx_http_fanout_status_size(ngx_http_fanout_main_conf_t *fmcf)
      * besides its names, and escaping at most sextuples a name (\u00XX).
      */
 
-    size = 4096;
+    size = 4096 + ngx_http_fanout_redis_status_size();
     loc = fmcf->locations.elts;
 
     for (i = 0; i < fmcf->locations.nelts; i++) {
-        size += (NGX_HTTP_FANOUT_NBUCKETS + 16) * (128 + 6 * loc[i].name.len);
+        size += (NGX_HTTP_FANOUT_NBUCKETS + NGX_HTTP_FANOUT_NCOUNTERS + 16)
+                * (128 + 6 * loc[i].name.len);
 
         tgt = loc[i].targets.elts;
 

@@ -22,6 +22,12 @@ typedef enum {
     NGX_HTTP_FANOUT_LOC_504,
     NGX_HTTP_FANOUT_LOC_REJECTED,      /* 4xx for bad input, 500 */
     NGX_HTTP_FANOUT_LOC_ABORTED,       /* the client went away */
+    NGX_HTTP_FANOUT_LOC_CACHE_HIT,
+    NGX_HTTP_FANOUT_LOC_CACHE_MISS,
+    NGX_HTTP_FANOUT_LOC_CACHE_BYPASS,
+    NGX_HTTP_FANOUT_LOC_CACHE_ERROR,
+    NGX_HTTP_FANOUT_LOC_CACHE_STORED,
+    NGX_HTTP_FANOUT_LOC_CACHE_SKIPPED, /* over max_size */
     NGX_HTTP_FANOUT_LOC_NCOUNTERS
 } ngx_http_fanout_loc_counter_e;
 
@@ -35,7 +41,8 @@ typedef enum {
 } ngx_http_fanout_tgt_counter_e;
 
 
-#define NGX_HTTP_FANOUT_NCOUNTERS  NGX_HTTP_FANOUT_TGT_NCOUNTERS
+/* enough for locations, targets and Redis */
+#define NGX_HTTP_FANOUT_NCOUNTERS  16
 
 
 struct ngx_http_fanout_stats_s {
@@ -78,6 +85,10 @@ void ngx_http_fanout_stats_latency(ngx_http_fanout_stats_t *st,
     ngx_msec_t ms);
 
 ngx_int_t ngx_http_fanout_status_handler(ngx_http_request_t *r);
+u_char *ngx_http_fanout_stats_json_histogram(u_char *p,
+    ngx_http_fanout_stats_t *st);
+u_char *ngx_http_fanout_stats_prom_histogram(u_char *p, const char *metric,
+    ngx_str_t *loc, ngx_str_t *tgt, ngx_http_fanout_stats_t *st);
 
 
 extern ngx_msec_t  ngx_http_fanout_buckets[NGX_HTTP_FANOUT_NBUCKETS - 1];

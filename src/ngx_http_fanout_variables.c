@@ -3,9 +3,12 @@
  */
 
 #include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_cache.h"
 
 
 static ngx_int_t ngx_http_fanout_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_fanout_cache_status_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 
@@ -19,6 +22,9 @@ static ngx_http_variable_t  ngx_http_fanout_vars[] = {
 
     { ngx_string("fanout_latency_ms"), NULL, ngx_http_fanout_variable,
       offsetof(ngx_http_fanout_ctx_t, latency), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("fanout_cache_status"), NULL,
+      ngx_http_fanout_cache_status_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -71,6 +77,29 @@ ngx_http_fanout_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     v->no_cacheable = 0;
     v->not_found = 0;
     v->data = p;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_fanout_cache_status_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_fanout_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_fanout_module);
+
+    if (ctx == NULL || ctx->cache_status == NGX_HTTP_FANOUT_CACHE_NONE) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = ngx_http_fanout_cache_statuses[ctx->cache_status].len;
+    v->data = ngx_http_fanout_cache_statuses[ctx->cache_status].data;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
 
     return NGX_OK;
 }

@@ -1,0 +1,644 @@
+/*
+ * The Redis cache of fan-out answers.
+ *
+ * Keys: "fanout:LOCATION:SHA256" over the location's targets (names and
+ * URIs), the vary value (the Authorization header by default), and either
+ * key= or the method, URI and canonical body.  Values: a small header
+ * ("FO1", status, Content-Type, X-Fanout-Target) and the answer.
+ */
+
+#include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_cache.h"
+#include "ngx_http_fanout_redis.h"
+#include "ngx_http_fanout_stats.h"
+#include "fanout_json.h"
+
+
+ngx_str_t  ngx_http_fanout_cache_statuses[] = {
+    ngx_null_string,
+    ngx_string("HIT"),
+    ngx_string("MISS"),
+    ngx_string("BYPASS"),
+    ngx_string("ERROR")
+};
+
+
+char *
+ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_fanout_loc_conf_t *flcf = conf;
+
+    u_char                            *p, *end, *comma;
+    ssize_t                            size;
+    ngx_str_t                         *value, s, vary;
+    ngx_uint_t                         i, n;
+    fanout_field_t                    *f;
+    ngx_http_fanout_main_conf_t       *fmcf;
+    ngx_http_fanout_cache_conf_t      *cc;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (flcf->cache != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        flcf->cache = NULL;
+        return NGX_CONF_OK;
+    }
+
+    cc = ngx_pcalloc(cf->pool, sizeof(ngx_http_fanout_cache_conf_t));
+    if (cc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    cc->max_size = 1024 * 1024;
+    ngx_str_set(&vary, "$http_authorization");
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "ttl=", 4) == 0) {
+            s.data = value[i].data + 4;
+            s.len = value[i].len - 4;
+            cc->ttl = ngx_parse_time(&s, 1);
+
+            if (cc->ttl == (time_t) NGX_ERROR || cc->ttl == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "max_size=", 9) == 0) {
+            s.data = value[i].data + 9;
+            s.len = value[i].len - 9;
+            size = ngx_parse_size(&s);
+
+            if (size == NGX_ERROR || size == 0) {
+                goto invalid;
+            }
+
+            cc->max_size = (size_t) size;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "key=", 4) == 0
+            || ngx_strncmp(value[i].data, "vary=", 5) == 0)
+        {
+            n = (value[i].data[0] == 'k') ? 4 : 5;
+            s.data = value[i].data + n;
+            s.len = value[i].len - n;
+
+            if (n == 5) {
+                vary = s;
+                continue;
+            }
+
+            cc->key = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+            if (cc->key == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+            ccv.cf = cf;
+            ccv.value = &s;
+            ccv.complex_value = cc->key;
+
+            if (s.len == 0 || ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "ignore=", 7) == 0) {
+            p = value[i].data + 7;
+            end = value[i].data + value[i].len;
+
+            n = 1;
+            for (comma = p; comma < end; comma++) {
+                n += (*comma == ',');
+            }
+
+            cc->ignore = ngx_palloc(cf->pool, n * sizeof(fanout_field_t));
+            if (cc->ignore == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            while (p <= end) {
+                comma = ngx_strlchr(p, end, ',');
+                if (comma == NULL) {
+                    comma = end;
+                }
+
+                f = &cc->ignore[cc->nignore++];
+                f->path = (const char *) p;
+                f->len = comma - p;
+
+                if (fanout_json_path_check(f->path, f->len) != 0) {
+                    goto invalid;
+                }
+
+                p = comma + 1;
+            }
+
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    if (cc->ttl == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"fanout_cache\" needs ttl=, as in "
+                           "\"fanout_cache ttl=60s;\", or \"off\"");
+        return NGX_CONF_ERROR;
+    }
+
+    /* vary: an empty value is allowed, and means no variation */
+    if (vary.len) {
+        cc->vary = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+        if (cc->vary == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+        ccv.cf = cf;
+        ccv.value = &vary;
+        ccv.complex_value = cc->vary;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    fmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_fanout_module);
+
+    if (fmcf->cache_file == NULL) {
+        fmcf->cache_file = cf->conf_file->file.name.data;
+        fmcf->cache_line = cf->conf_file->line;
+    }
+
+    flcf->cache = cc;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+static void
+ngx_http_fanout_cache_count(ngx_http_fanout_ctx_t *ctx, ngx_uint_t counter)
+{
+    ngx_http_fanout_stats_count(
+        ngx_http_fanout_stats_location(ctx->request, ctx->conf), counter);
+}
+
+
+/* the client's body in one piece, from memory or its temp file */
+
+static ngx_int_t
+ngx_http_fanout_cache_body(ngx_http_request_t *r, ngx_str_t *body)
+{
+    off_t         size;
+    u_char       *p;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    ngx_str_null(body);
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    size = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        size += ngx_buf_size(cl->buf);
+    }
+
+    if (size > NGX_HTTP_FANOUT_CACHE_MAX_BODY) {
+        return NGX_DECLINED;
+    }
+
+    body->data = ngx_pnalloc(r->pool, (size_t) size);
+    if (body->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = body->data;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (ngx_buf_in_memory(b)) {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+            continue;
+        }
+
+        n = ngx_read_file(b->file, p, (size_t) (b->file_last - b->file_pos),
+                          b->file_pos);
+
+        if (n != b->file_last - b->file_pos) {
+            return NGX_ERROR;
+        }
+
+        p += n;
+    }
+
+    body->len = p - body->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
+{
+    u_char                        *p;
+    char                           digest[FANOUT_SHA256_HEX_LEN + 1];
+    char                           body_digest[FANOUT_SHA256_HEX_LEN + 1];
+    size_t                         len;
+    ngx_int_t                      rc;
+    ngx_str_t                      body, key, vary;
+    ngx_uint_t                     i;
+    ngx_http_request_t            *r;
+    ngx_http_fanout_target_t      *t;
+    ngx_http_fanout_cache_conf_t  *cc;
+
+    r = ctx->request;
+    cc = ctx->conf->cache;
+
+    ngx_str_null(&key);
+    ngx_str_null(&vary);
+
+    if (cc->vary && ngx_http_complex_value(r, cc->vary, &vary) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (cc->key) {
+        if (ngx_http_complex_value(r, cc->key, &key) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        body_digest[0] = '\0';
+
+    } else {
+        rc = ngx_http_fanout_cache_body(r, &body);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        if (fanout_cache_body_digest((const char *) body.data, body.len,
+                                     cc->ignore, cc->nignore, body_digest)
+            < 0)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    /* what the key stands for; the raw body never appears in it */
+
+    t = ctx->conf->targets->elts;
+
+    len = sizeof("fanout-key-v1") + r->method_name.len + r->uri.len
+          + r->args.len + key.len + vary.len + sizeof(body_digest) + 16;
+
+    for (i = 0; i < ctx->conf->targets->nelts; i++) {
+        len += t[i].name.len + t[i].uri.len + t[i].args.len + 3;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body.data = p;
+
+    p = ngx_sprintf(p, "fanout-key-v1\n");
+
+    for (i = 0; i < ctx->conf->targets->nelts; i++) {
+        p = ngx_sprintf(p, "%V=%V?%V;", &t[i].name, &t[i].uri, &t[i].args);
+    }
+
+    p = ngx_sprintf(p, "\n%V\n", &vary);
+
+    if (cc->key) {
+        p = ngx_sprintf(p, "%V", &key);
+
+    } else {
+        p = ngx_sprintf(p, "%V %V?%V %s", &r->method_name, &r->uri, &r->args,
+                        body_digest);
+    }
+
+    fanout_sha256_hex(body.data, p - body.data, digest);
+
+    /* readable in redis-cli --scan: the location, then the digest */
+
+    len = sizeof("fanout::") + ctx->conf->location.len + FANOUT_SHA256_HEX_LEN;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->cache_key.data = p;
+    p = ngx_cpymem(p, "fanout:", sizeof("fanout:") - 1);
+
+    for (i = 0; i < ctx->conf->location.len; i++) {
+        *p++ = (ctx->conf->location.data[i] > ' '
+                && ctx->conf->location.data[i] < 0x7f)
+               ? ctx->conf->location.data[i] : '_';
+    }
+
+    *p++ = ':';
+    p = ngx_cpymem(p, digest, FANOUT_SHA256_HEX_LEN);
+
+    ctx->cache_key.len = p - ctx->cache_key.data;
+
+    return NGX_OK;
+}
+
+
+/* FO1 STATUS\nCONTENT-TYPE\nTARGET\nBODY */
+
+static ngx_int_t
+ngx_http_fanout_cache_parse(u_char *p, size_t len, ngx_uint_t *status,
+    ngx_str_t *type, ngx_str_t *target, ngx_str_t *body)
+{
+    u_char     *end, *nl;
+    ngx_int_t   n;
+
+    end = p + len;
+
+    if (len < 8 || ngx_strncmp(p, "FO1 ", 4) != 0) {
+        return NGX_ERROR;
+    }
+
+    p += 4;
+
+    nl = ngx_strlchr(p, end, '\n');
+    if (nl == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = ngx_atoi(p, nl - p);
+    if (n < 200 || n > 599) {
+        return NGX_ERROR;
+    }
+
+    *status = (ngx_uint_t) n;
+
+    p = nl + 1;
+    nl = ngx_strlchr(p, end, '\n');
+    if (nl == NULL) {
+        return NGX_ERROR;
+    }
+
+    type->data = p;
+    type->len = nl - p;
+
+    p = nl + 1;
+    nl = ngx_strlchr(p, end, '\n');
+    if (nl == NULL) {
+        return NGX_ERROR;
+    }
+
+    target->data = p;
+    target->len = nl - p;
+
+    body->data = nl + 1;
+    body->len = end - (nl + 1);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_fanout_cache_got(void *data, redisReply *reply,
+    ngx_http_fanout_redis_error_e error)
+{
+    ngx_http_fanout_ctx_t *ctx = data;
+
+    u_char              *copy;
+    ngx_str_t            type, target, body;
+    ngx_uint_t           status;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+
+    ctx->cache_op = NULL;
+
+    ngx_http_set_log_request(c->log, r);
+
+    if (reply && reply->type == REDIS_REPLY_STRING) {
+
+        /* the reply is hiredis's: keep a copy in the request's pool */
+        copy = ngx_pnalloc(r->pool, reply->len);
+
+        if (copy) {
+            ngx_memcpy(copy, reply->str, reply->len);
+        }
+
+        if (copy
+            && ngx_http_fanout_cache_parse(copy, reply->len, &status, &type,
+                                           &target, &body)
+               == NGX_OK)
+        {
+            ctx->cache_status = NGX_HTTP_FANOUT_CACHE_HIT;
+            ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_HIT);
+
+            ngx_http_finalize_request(r,
+                ngx_http_fanout_send_as_is(ctx, status, &type, &target,
+                                           body.data, body.len));
+            ngx_http_run_posted_requests(c);
+            return;
+        }
+
+        ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                      "fanout cache entry \"%V\" is unreadable, ignored",
+                      &ctx->cache_key);
+    }
+
+    if (reply) {
+        ctx->cache_status = NGX_HTTP_FANOUT_CACHE_MISS;
+        ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_MISS);
+
+    } else {
+        /* Redis failed: fail open, the error is counted and logged */
+        ctx->cache_status = NGX_HTTP_FANOUT_CACHE_ERROR;
+        ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_ERROR);
+    }
+
+    ngx_http_fanout_begin(ctx);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* "Cache-Control: no-cache" or "Pragma: no-cache" from the client */
+
+static ngx_uint_t
+ngx_http_fanout_cache_no_cache(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return 0;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (!((h[i].key.len == sizeof("Cache-Control") - 1
+               && ngx_strncasecmp(h[i].key.data, (u_char *) "Cache-Control",
+                                  sizeof("Cache-Control") - 1) == 0)
+              || (h[i].key.len == sizeof("Pragma") - 1
+                  && ngx_strncasecmp(h[i].key.data, (u_char *) "Pragma",
+                                     sizeof("Pragma") - 1) == 0)))
+        {
+            continue;
+        }
+
+        if (ngx_strlcasestrn(h[i].value.data,
+                             h[i].value.data + h[i].value.len,
+                             (u_char *) "no-cache", sizeof("no-cache") - 2)
+            != NULL)
+        {
+            return 1;
+        }
+    }
+}
+
+
+ngx_int_t
+ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
+{
+    size_t               len[2];
+    ngx_int_t            rc;
+    const char          *argv[2];
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    rc = ngx_http_fanout_cache_key(ctx);
+
+    if (rc == NGX_DECLINED) {
+        /* a body too large to be a key: not cached at all */
+        ngx_str_null(&ctx->cache_key);
+        ctx->cache_status = NGX_HTTP_FANOUT_CACHE_BYPASS;
+        ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_BYPASS);
+        return NGX_DECLINED;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_str_null(&ctx->cache_key);
+        ctx->cache_status = NGX_HTTP_FANOUT_CACHE_ERROR;
+        ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_ERROR);
+        return NGX_DECLINED;
+    }
+
+    /* like proxy_cache_bypass, and a client's "Cache-Control: no-cache" */
+    if (ngx_http_test_predicates(r, ctx->conf->cache_bypass) == NGX_DECLINED
+        || ngx_http_fanout_cache_no_cache(r))
+    {
+        ctx->cache_status = NGX_HTTP_FANOUT_CACHE_BYPASS;
+        ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_BYPASS);
+        return NGX_DECLINED;
+    }
+
+    argv[0] = "GET";
+    len[0] = 3;
+    argv[1] = (const char *) ctx->cache_key.data;
+    len[1] = ctx->cache_key.len;
+
+    ctx->cache_op = ngx_http_fanout_redis_command(r->connection->log, 2, argv,
+                                                  len,
+                                                  ngx_http_fanout_cache_got,
+                                                  ctx);
+    if (ctx->cache_op == NULL) {
+        ctx->cache_status = NGX_HTTP_FANOUT_CACHE_ERROR;
+        ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_ERROR);
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_fanout_cache_store(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
+    ngx_str_t *type, ngx_str_t *target, u_char *body, size_t len)
+{
+    u_char                        *p, *value, ttl[NGX_TIME_T_LEN];
+    size_t                         size, argvlen[5];
+    const char                    *argv[5];
+    ngx_http_request_t            *r;
+    ngx_http_fanout_cache_conf_t  *cc;
+
+    cc = ctx->conf->cache;
+    r = ctx->request;
+
+    if (cc == NULL || ctx->cache_key.len == 0
+        || ctx->cache_status == NGX_HTTP_FANOUT_CACHE_HIT)
+    {
+        return;
+    }
+
+    /* only complete answers: not a failure, not a degraded one */
+    if (status != NGX_HTTP_OK || ctx->failed) {
+        return;
+    }
+
+    size = sizeof("FO1 000\n\n\n") - 1 + type->len + target->len + len;
+
+    if (size > cc->max_size) {
+        ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_SKIPPED);
+        return;
+    }
+
+    value = ngx_pnalloc(r->pool, size);
+    if (value == NULL) {
+        return;
+    }
+
+    p = ngx_sprintf(value, "FO1 %03ui\n%V\n%V\n", status, type, target);
+    p = ngx_cpymem(p, body, len);
+
+    argv[0] = "SET";
+    argvlen[0] = 3;
+    argv[1] = (const char *) ctx->cache_key.data;
+    argvlen[1] = ctx->cache_key.len;
+    argv[2] = (const char *) value;
+    argvlen[2] = p - value;
+    argv[3] = "EX";
+    argvlen[3] = 2;
+    argv[4] = (const char *) ttl;
+    argvlen[4] = ngx_sprintf(ttl, "%T", cc->ttl) - ttl;
+
+    /* after the answer went out, and nobody waits for the reply */
+    if (ngx_http_fanout_redis_command(r->connection->log, 5, argv, argvlen,
+                                      NULL, NULL)
+        != NULL)
+    {
+        ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_STORED);
+    }
+}

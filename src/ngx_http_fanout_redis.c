@@ -1,0 +1,813 @@
+/*
+ * The per-worker Redis client.  Each worker keeps "pool" connections, made
+ * in init_process and remade after any failure with a backoff.  A command
+ * goes to the next ready connection, pipelined with others; every command
+ * has a timer, and a command that times out takes its connection down, so
+ * that a stopped Redis costs at most one timeout per request.
+ */
+
+#include "ngx_http_fanout_redis.h"
+#include "ngx_http_fanout_stats.h"
+
+
+#define NGX_HTTP_FANOUT_REDIS_BACKOFF_MIN   100
+#define NGX_HTTP_FANOUT_REDIS_BACKOFF_MAX   5000
+#define NGX_HTTP_FANOUT_REDIS_MAX_PENDING   4096
+
+
+typedef enum {
+    NGX_HTTP_FANOUT_REDIS_IDLE = 0,
+    NGX_HTTP_FANOUT_REDIS_CONNECTING,
+    NGX_HTTP_FANOUT_REDIS_HELLO,         /* AUTH and SELECT sent */
+    NGX_HTTP_FANOUT_REDIS_READY
+} ngx_http_fanout_redis_state_e;
+
+
+typedef struct {
+    redisAsyncContext                *ac;
+    ngx_http_fanout_redis_state_e     state;
+    ngx_event_t                       timer;     /* connect or reconnect */
+    ngx_msec_t                        backoff;
+    ngx_queue_t                       ops;       /* sent, oldest first */
+    ngx_uint_t                        pending;
+    ngx_uint_t                        hello;     /* AUTH/SELECT replies due */
+    ngx_uint_t                        index;
+} ngx_http_fanout_redis_conn_t;
+
+
+struct ngx_http_fanout_redis_op_s {
+    ngx_queue_t                       queue;
+    ngx_http_fanout_redis_conn_t     *conn;
+    ngx_event_t                       timer;
+    ngx_msec_t                        sent;
+    ngx_http_fanout_redis_handler_pt  handler;   /* NULL: cancelled */
+    void                             *data;
+};
+
+
+static void ngx_http_fanout_redis_connect(ngx_http_fanout_redis_conn_t *rc);
+static void ngx_http_fanout_redis_drop(ngx_http_fanout_redis_conn_t *rc,
+    ngx_http_fanout_redis_error_e error, const char *why);
+
+
+static ngx_http_fanout_redis_conf_t   *ngx_http_fanout_redis_conf;
+static ngx_http_fanout_redis_conn_t   *ngx_http_fanout_redis_conns;
+static ngx_uint_t                      ngx_http_fanout_redis_next;
+static ngx_http_fanout_stats_t        *ngx_http_fanout_redis_stats;
+static time_t                          ngx_http_fanout_redis_logged;
+
+static const char  *ngx_http_fanout_redis_errors[] = {
+    "ok", "down", "timeout", "reply_error", "connect", "auth", "closed"
+};
+
+
+/* counters in the "redis" node of the zone */
+#define NGX_HTTP_FANOUT_REDIS_COMMANDS   NGX_HTTP_FANOUT_REDIS_NERRORS
+#define NGX_HTTP_FANOUT_REDIS_CONNECTS   (NGX_HTTP_FANOUT_REDIS_NERRORS + 1)
+#define NGX_HTTP_FANOUT_REDIS_READY_NOW  (NGX_HTTP_FANOUT_REDIS_NERRORS + 2)
+
+
+char *
+ngx_http_fanout_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_fanout_main_conf_t *fmcf = conf;
+
+    ngx_int_t                      n;
+    ngx_str_t                     *value, s;
+    ngx_url_t                      u;
+    ngx_uint_t                     i;
+    ngx_http_fanout_redis_conf_t  *rcf;
+
+    if (fmcf->redis) {
+        return "is duplicate";
+    }
+
+    rcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_fanout_redis_conf_t));
+    if (rcf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rcf->connect_timeout = 100;
+    rcf->timeout = 50;
+    rcf->pool = 2;
+
+    value = cf->args->elts;
+
+    if (ngx_strncmp(value[1].data, "unix:", 5) == 0) {
+        if (value[1].len < 6) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid Redis address \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        rcf->path.data = value[1].data + 5;
+        rcf->path.len = value[1].len - 5;
+
+    } else {
+        /* a name is resolved here, once: connecting must not block */
+        ngx_memzero(&u, sizeof(ngx_url_t));
+        u.url = value[1];
+        u.no_resolve = 0;
+
+        if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.no_port
+            || u.naddrs == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid Redis address \"%V\"%s%s: use "
+                               "\"host:port\" or \"unix:/path\"", &value[1],
+                               u.err ? ": " : "", u.err ? u.err : "");
+            return NGX_CONF_ERROR;
+        }
+
+        rcf->host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+        if (rcf->host.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        rcf->host.len = ngx_sock_ntop(u.addrs[0].sockaddr,
+                                      u.addrs[0].socklen, rcf->host.data,
+                                      NGX_SOCKADDR_STRLEN, 0);
+        rcf->host.data[rcf->host.len] = '\0';
+        rcf->port = u.port;
+
+        if (u.addrs[0].sockaddr->sa_family == AF_INET6) {
+            /* ngx_sock_ntop() without a port leaves no brackets */
+            rcf->host.data[rcf->host.len] = '\0';
+        }
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
+            n = ngx_atoi(value[i].data + 3, value[i].len - 3);
+            if (n == NGX_ERROR || n > 1000000) {
+                goto invalid;
+            }
+
+            rcf->db = (ngx_uint_t) n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
+            rcf->password.data = value[i].data + 9;
+            rcf->password.len = value[i].len - 9;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0) {
+            s.data = value[i].data + 16;
+            s.len = value[i].len - 16;
+            rcf->connect_timeout = ngx_parse_time(&s, 0);
+
+            if (rcf->connect_timeout == (ngx_msec_t) NGX_ERROR
+                || rcf->connect_timeout == 0)
+            {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+            rcf->timeout = ngx_parse_time(&s, 0);
+
+            if (rcf->timeout == (ngx_msec_t) NGX_ERROR || rcf->timeout == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "pool=", 5) == 0) {
+            n = ngx_atoi(value[i].data + 5, value[i].len - 5);
+            if (n == NGX_ERROR || n < 1 || n > 64) {
+                goto invalid;
+            }
+
+            rcf->pool = (ngx_uint_t) n;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    fmcf->redis = rcf;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* errors are counted always, and logged at most once a second per worker */
+
+static void
+ngx_http_fanout_redis_fail(ngx_log_t *log, ngx_http_fanout_redis_error_e err,
+    const char *why, const char *detail)
+{
+    if (ngx_http_fanout_redis_stats) {
+        (void) ngx_atomic_fetch_add(
+                   &ngx_http_fanout_redis_stats->counters[err], 1);
+    }
+
+    if (ngx_http_fanout_redis_logged == ngx_time()) {
+        return;
+    }
+
+    ngx_http_fanout_redis_logged = ngx_time();
+
+    ngx_log_error(NGX_LOG_ERR, log, 0,
+                  "fanout redis %s%s: %s%s%s, serving without the cache "
+                  "(logged once a second)",
+                  ngx_http_fanout_redis_conf->path.len ? "unix:" : "",
+                  ngx_http_fanout_redis_conf->path.len
+                  ? ngx_http_fanout_redis_conf->path.data
+                  : ngx_http_fanout_redis_conf->host.data,
+                  why, detail ? ": " : "", detail ? detail : "");
+}
+
+
+static void
+ngx_http_fanout_redis_count(ngx_uint_t counter, ngx_atomic_int_t n)
+{
+    if (ngx_http_fanout_redis_stats) {
+        (void) ngx_atomic_fetch_add(
+                   &ngx_http_fanout_redis_stats->counters[counter], n);
+    }
+}
+
+
+/* the reply of a command, or NULL when the context is being freed */
+
+static void
+ngx_http_fanout_redis_reply(redisAsyncContext *ac, void *r, void *data)
+{
+    ngx_http_fanout_redis_op_t *op = data;
+
+    redisReply                        *reply;
+    ngx_http_fanout_redis_handler_pt   handler;
+
+    reply = r;
+
+    ngx_queue_remove(&op->queue);
+    op->conn->pending--;
+
+    if (op->timer.timer_set) {
+        ngx_del_timer(&op->timer);
+    }
+
+    if (reply && ngx_http_fanout_redis_stats) {
+        ngx_http_fanout_stats_latency(ngx_http_fanout_redis_stats,
+                                      ngx_current_msec - op->sent);
+    }
+
+    handler = op->handler;
+
+    if (reply == NULL) {
+        if (handler) {
+            handler(op->data, NULL, NGX_HTTP_FANOUT_REDIS_CLOSED);
+        }
+
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_http_fanout_redis_fail(ngx_cycle->log,
+                                   NGX_HTTP_FANOUT_REDIS_REPLY_ERROR,
+                                   "answered an error", reply->str);
+        if (handler) {
+            handler(op->data, NULL, NGX_HTTP_FANOUT_REDIS_REPLY_ERROR);
+        }
+
+    } else if (handler) {
+        handler(op->data, reply, NGX_HTTP_FANOUT_REDIS_OK);
+    }
+
+    ngx_free(op);
+}
+
+
+static void
+ngx_http_fanout_redis_op_timeout(ngx_event_t *ev)
+{
+    ngx_http_fanout_redis_op_t *op = ev->data;
+
+    ngx_http_fanout_redis_handler_pt   handler;
+
+    handler = op->handler;
+    op->handler = NULL;
+
+    ngx_http_fanout_redis_fail(ev->log, NGX_HTTP_FANOUT_REDIS_TIMEOUT,
+                               "did not answer in time", NULL);
+
+    if (handler) {
+        handler(op->data, NULL, NGX_HTTP_FANOUT_REDIS_TIMEOUT);
+    }
+
+    /*
+     * Replies come in order: a connection that kept one command waiting
+     * that long is stuck (a stopped or overloaded Redis).  Freeing it ends
+     * every command on it at once; this op included.
+     */
+
+    ngx_http_fanout_redis_drop(op->conn, NGX_HTTP_FANOUT_REDIS_OK, NULL);
+}
+
+
+static ngx_http_fanout_redis_op_t *
+ngx_http_fanout_redis_send(ngx_http_fanout_redis_conn_t *rc, ngx_log_t *log,
+    int argc, const char **argv, const size_t *argvlen,
+    ngx_http_fanout_redis_handler_pt handler, void *data)
+{
+    ngx_http_fanout_redis_op_t  *op;
+
+    op = ngx_alloc(sizeof(ngx_http_fanout_redis_op_t), log);
+    if (op == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(op, sizeof(ngx_http_fanout_redis_op_t));
+
+    op->conn = rc;
+    op->handler = handler;
+    op->data = data;
+    op->sent = ngx_current_msec;
+
+    /* the arguments are copied into hiredis's buffer at once */
+    if (redisAsyncCommandArgv(rc->ac, ngx_http_fanout_redis_reply, op, argc,
+                              argv, argvlen)
+        != REDIS_OK)
+    {
+        ngx_free(op);
+        return NULL;
+    }
+
+    ngx_queue_insert_tail(&rc->ops, &op->queue);
+    rc->pending++;
+
+    op->timer.handler = ngx_http_fanout_redis_op_timeout;
+    op->timer.data = op;
+    op->timer.log = ngx_cycle->log;
+    op->timer.cancelable = 1;
+
+    ngx_add_timer(&op->timer, ngx_http_fanout_redis_conf->timeout);
+
+    ngx_http_fanout_redis_count(NGX_HTTP_FANOUT_REDIS_COMMANDS, 1);
+
+    return op;
+}
+
+
+ngx_http_fanout_redis_op_t *
+ngx_http_fanout_redis_command(ngx_log_t *log, int argc, const char **argv,
+    const size_t *argvlen, ngx_http_fanout_redis_handler_pt handler,
+    void *data)
+{
+    ngx_uint_t                     i, n;
+    ngx_http_fanout_redis_op_t    *op;
+    ngx_http_fanout_redis_conn_t  *rc;
+
+    n = ngx_http_fanout_redis_conf ? ngx_http_fanout_redis_conf->pool : 0;
+
+    for (i = 0; i < n; i++) {
+        rc = &ngx_http_fanout_redis_conns[ngx_http_fanout_redis_next++ % n];
+
+        if (rc->state != NGX_HTTP_FANOUT_REDIS_READY
+            || rc->pending >= NGX_HTTP_FANOUT_REDIS_MAX_PENDING)
+        {
+            continue;
+        }
+
+        op = ngx_http_fanout_redis_send(rc, log, argc, argv, argvlen,
+                                        handler, data);
+        if (op) {
+            return op;
+        }
+
+        ngx_http_fanout_redis_fail(log, NGX_HTTP_FANOUT_REDIS_CLOSED,
+                                   "refused a command", rc->ac->errstr);
+        goto failed;
+    }
+
+    ngx_http_fanout_redis_fail(log, NGX_HTTP_FANOUT_REDIS_DOWN,
+                               "has no connection ready", NULL);
+
+failed:
+
+    return NULL;
+}
+
+
+void
+ngx_http_fanout_redis_cancel(ngx_http_fanout_redis_op_t *op)
+{
+    /* the reply still comes and frees the op; nobody is told */
+    op->handler = NULL;
+}
+
+
+/* connections */
+
+static void
+ngx_http_fanout_redis_schedule(ngx_http_fanout_redis_conn_t *rc)
+{
+    ngx_msec_t  delay;
+
+    if (rc->state == NGX_HTTP_FANOUT_REDIS_READY) {
+        ngx_http_fanout_redis_count(NGX_HTTP_FANOUT_REDIS_READY_NOW, -1);
+    }
+
+    rc->state = NGX_HTTP_FANOUT_REDIS_IDLE;
+
+    if (rc->timer.timer_set) {
+        ngx_del_timer(&rc->timer);
+    }
+
+    if (ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    /* backoff with jitter, so that workers do not reconnect in step */
+    delay = rc->backoff + (ngx_random() % (rc->backoff / 4 + 1));
+
+    rc->backoff = ngx_min(rc->backoff * 2, NGX_HTTP_FANOUT_REDIS_BACKOFF_MAX);
+
+    ngx_add_timer(&rc->timer, delay);
+}
+
+
+/* takes a connection down, ending every command on it, and reconnects */
+
+static void
+ngx_http_fanout_redis_drop(ngx_http_fanout_redis_conn_t *rc,
+    ngx_http_fanout_redis_error_e error, const char *why)
+{
+    redisAsyncContext  *ac;
+
+    ac = rc->ac;
+
+    if (error) {
+        ngx_http_fanout_redis_fail(ngx_cycle->log, error, why,
+                                   ac ? ac->errstr : NULL);
+    }
+
+    /* the disconnect callback sees rc->ac != ac: the drop was ours */
+    rc->ac = NULL;
+
+    ngx_http_fanout_redis_schedule(rc);
+
+    if (ac) {
+        /* deferred by hiredis when called from one of its callbacks */
+        redisAsyncFree(ac);
+    }
+}
+
+
+static void
+ngx_http_fanout_redis_ready(ngx_http_fanout_redis_conn_t *rc)
+{
+    rc->state = NGX_HTTP_FANOUT_REDIS_READY;
+    rc->backoff = NGX_HTTP_FANOUT_REDIS_BACKOFF_MIN;
+
+    if (rc->timer.timer_set) {
+        ngx_del_timer(&rc->timer);
+    }
+
+    ngx_http_fanout_redis_count(NGX_HTTP_FANOUT_REDIS_READY_NOW, 1);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "fanout redis connection %ui ready", rc->index);
+}
+
+
+static void
+ngx_http_fanout_redis_hello(void *data, redisReply *reply,
+    ngx_http_fanout_redis_error_e error)
+{
+    ngx_http_fanout_redis_conn_t *rc = data;
+
+    if (rc->state != NGX_HTTP_FANOUT_REDIS_HELLO) {
+        return;
+    }
+
+    if (reply == NULL) {
+        if (error == NGX_HTTP_FANOUT_REDIS_REPLY_ERROR) {
+            /* a wrong password or db: say which directive to look at */
+            ngx_http_fanout_redis_logged = 0;
+            ngx_http_fanout_redis_drop(rc, NGX_HTTP_FANOUT_REDIS_AUTH,
+                                       "refused AUTH or SELECT, check "
+                                       "password= and db= of fanout_redis");
+            return;
+        }
+
+        ngx_http_fanout_redis_drop(rc, NGX_HTTP_FANOUT_REDIS_OK, NULL);
+        return;
+    }
+
+    if (--rc->hello == 0) {
+        ngx_http_fanout_redis_ready(rc);
+    }
+}
+
+
+static void
+ngx_http_fanout_redis_hello_send(ngx_http_fanout_redis_conn_t *rc,
+    const char *cmd, ngx_str_t *arg)
+{
+    size_t       len[2];
+    const char  *argv[2];
+
+    argv[0] = cmd;
+    len[0] = ngx_strlen(cmd);
+    argv[1] = (const char *) arg->data;
+    len[1] = arg->len;
+
+    if (ngx_http_fanout_redis_send(rc, ngx_cycle->log, 2, argv, len,
+                                   ngx_http_fanout_redis_hello, rc)
+        != NULL)
+    {
+        rc->hello++;
+    }
+}
+
+
+static void
+ngx_http_fanout_redis_on_connect(const redisAsyncContext *ac, int status)
+{
+    u_char                         db[NGX_INT_T_LEN];
+    ngx_str_t                      s;
+    ngx_http_fanout_redis_conn_t  *rc;
+    ngx_http_fanout_redis_conf_t  *rcf;
+
+    rc = ac->data;
+    rcf = ngx_http_fanout_redis_conf;
+
+    if (rc->ac != ac) {
+        return;
+    }
+
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback */
+        ngx_http_fanout_redis_fail(ngx_cycle->log,
+                                   NGX_HTTP_FANOUT_REDIS_CONNECT,
+                                   "cannot be reached", ac->errstr);
+        rc->ac = NULL;
+        ngx_http_fanout_redis_schedule(rc);
+        return;
+    }
+
+    ngx_http_fanout_redis_count(NGX_HTTP_FANOUT_REDIS_CONNECTS, 1);
+
+    /* AUTH and SELECT first; commands wait for their replies */
+    rc->state = NGX_HTTP_FANOUT_REDIS_HELLO;
+    rc->hello = 0;
+
+    if (rcf->password.len) {
+        ngx_http_fanout_redis_hello_send(rc, "AUTH", &rcf->password);
+    }
+
+    if (rcf->db) {
+        s.data = db;
+        s.len = ngx_sprintf(db, "%ui", rcf->db) - db;
+        ngx_http_fanout_redis_hello_send(rc, "SELECT", &s);
+    }
+
+    if (rc->hello == 0) {
+        ngx_http_fanout_redis_ready(rc);
+    }
+}
+
+
+static void
+ngx_http_fanout_redis_on_disconnect(const redisAsyncContext *ac, int status)
+{
+    ngx_http_fanout_redis_conn_t  *rc;
+
+    rc = ac->data;
+
+    if (rc->ac != ac) {
+        /* a drop of ours: already taken care of */
+        return;
+    }
+
+    rc->ac = NULL;
+
+    ngx_http_fanout_redis_fail(ngx_cycle->log, NGX_HTTP_FANOUT_REDIS_CLOSED,
+                               "closed the connection",
+                               status == REDIS_OK ? NULL : ac->errstr);
+
+    ngx_http_fanout_redis_schedule(rc);
+}
+
+
+static void
+ngx_http_fanout_redis_timer(ngx_event_t *ev)
+{
+    ngx_http_fanout_redis_conn_t *rc = ev->data;
+
+    if (rc->state == NGX_HTTP_FANOUT_REDIS_IDLE) {
+        ngx_http_fanout_redis_connect(rc);
+        return;
+    }
+
+    /* connecting, or AUTH/SELECT, took longer than connect_timeout */
+    ngx_http_fanout_redis_drop(rc, NGX_HTTP_FANOUT_REDIS_CONNECT,
+                               "did not accept the connection in time");
+}
+
+
+static void
+ngx_http_fanout_redis_connect(ngx_http_fanout_redis_conn_t *rc)
+{
+    redisAsyncContext             *ac;
+    ngx_http_fanout_redis_conf_t  *rcf;
+
+    rcf = ngx_http_fanout_redis_conf;
+
+    /* the host is an address already: no DNS here */
+    if (rcf->path.len) {
+        ac = redisAsyncConnectUnix((const char *) rcf->path.data);
+
+    } else {
+        ac = redisAsyncConnect((const char *) rcf->host.data, rcf->port);
+    }
+
+    if (ac == NULL || ac->err) {
+        ngx_http_fanout_redis_fail(ngx_cycle->log,
+                                   NGX_HTTP_FANOUT_REDIS_CONNECT,
+                                   "cannot be reached",
+                                   ac ? ac->errstr : "out of memory");
+        if (ac) {
+            redisAsyncFree(ac);
+        }
+
+        ngx_http_fanout_redis_schedule(rc);
+        return;
+    }
+
+    /* the adapter first: setting the connect callback adds a write event */
+    if (ngx_http_fanout_redis_attach(ac, rc, ngx_cycle->log) != NGX_OK) {
+        redisAsyncFree(ac);
+        ngx_http_fanout_redis_schedule(rc);
+        return;
+    }
+
+    rc->ac = ac;
+    rc->state = NGX_HTTP_FANOUT_REDIS_CONNECTING;
+
+    redisAsyncSetConnectCallback(ac, ngx_http_fanout_redis_on_connect);
+    redisAsyncSetDisconnectCallback(ac, ngx_http_fanout_redis_on_disconnect);
+
+    ngx_add_timer(&rc->timer, rcf->connect_timeout);
+}
+
+
+ngx_int_t
+ngx_http_fanout_redis_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                     i;
+    ngx_http_fanout_main_conf_t   *fmcf;
+    ngx_http_fanout_redis_conn_t  *rc;
+
+    /* workers only: not the cache manager, loader or helpers */
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    fmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_fanout_module);
+
+    if (fmcf == NULL || fmcf->redis == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_http_fanout_redis_conf = fmcf->redis;
+    ngx_http_fanout_redis_stats = fmcf->redis_stats;
+
+    ngx_http_fanout_redis_conns = ngx_pcalloc(cycle->pool,
+                                      fmcf->redis->pool
+                                      * sizeof(ngx_http_fanout_redis_conn_t));
+    if (ngx_http_fanout_redis_conns == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < fmcf->redis->pool; i++) {
+        rc = &ngx_http_fanout_redis_conns[i];
+
+        rc->index = i;
+        rc->backoff = NGX_HTTP_FANOUT_REDIS_BACKOFF_MIN;
+        ngx_queue_init(&rc->ops);
+
+        rc->timer.handler = ngx_http_fanout_redis_timer;
+        rc->timer.data = rc;
+        rc->timer.log = cycle->log;
+        rc->timer.cancelable = 1;
+
+        ngx_http_fanout_redis_connect(rc);
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_fanout_redis_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                     i;
+    redisAsyncContext             *ac;
+    ngx_http_fanout_redis_conn_t  *rc;
+
+    if (ngx_http_fanout_redis_conf == NULL) {
+        return;
+    }
+
+    for (i = 0; i < ngx_http_fanout_redis_conf->pool; i++) {
+        rc = &ngx_http_fanout_redis_conns[i];
+
+        if (rc->timer.timer_set) {
+            ngx_del_timer(&rc->timer);
+        }
+
+        ac = rc->ac;
+        rc->ac = NULL;
+
+        if (ac) {
+            if (rc->state == NGX_HTTP_FANOUT_REDIS_READY) {
+                ngx_http_fanout_redis_count(NGX_HTTP_FANOUT_REDIS_READY_NOW,
+                                            -1);
+            }
+
+            rc->state = NGX_HTTP_FANOUT_REDIS_IDLE;
+            redisAsyncFree(ac);
+        }
+    }
+
+    ngx_http_fanout_redis_conf = NULL;
+}
+
+
+/* status */
+
+size_t
+ngx_http_fanout_redis_status_size(void)
+{
+    return 2048 + 64 * NGX_HTTP_FANOUT_NBUCKETS;
+}
+
+
+u_char *
+ngx_http_fanout_redis_status_json(u_char *p, ngx_http_fanout_stats_t *st)
+{
+    ngx_uint_t  k;
+
+    p = ngx_sprintf(p, "\"redis\":{\"commands\":%uA,\"connects\":%uA,"
+                    "\"connections\":%uA,\"errors\":{",
+                    st->counters[NGX_HTTP_FANOUT_REDIS_COMMANDS],
+                    st->counters[NGX_HTTP_FANOUT_REDIS_CONNECTS],
+                    st->counters[NGX_HTTP_FANOUT_REDIS_READY_NOW]);
+
+    for (k = 1; k < NGX_HTTP_FANOUT_REDIS_NERRORS; k++) {
+        p = ngx_sprintf(p, "%s\"%s\":%uA", k == 1 ? "" : ",",
+                        ngx_http_fanout_redis_errors[k], st->counters[k]);
+    }
+
+    p = ngx_sprintf(p, "},");
+    p = ngx_http_fanout_stats_json_histogram(p, st);
+
+    return ngx_sprintf(p, "}");
+}
+
+
+u_char *
+ngx_http_fanout_redis_status_prometheus(u_char *p, ngx_http_fanout_stats_t *st)
+{
+    ngx_uint_t  k;
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_redis_commands_total Commands sent to Redis.\n"
+        "# TYPE fanout_redis_commands_total counter\n"
+        "fanout_redis_commands_total %uA\n"
+        "# HELP fanout_redis_connects_total Connections made to Redis.\n"
+        "# TYPE fanout_redis_connects_total counter\n"
+        "fanout_redis_connects_total %uA\n"
+        "# HELP fanout_redis_connections Connections ready, all workers.\n"
+        "# TYPE fanout_redis_connections gauge\n"
+        "fanout_redis_connections %uA\n"
+        "# HELP fanout_redis_errors_total Redis failures by kind; each one "
+        "was served without the cache.\n"
+        "# TYPE fanout_redis_errors_total counter\n",
+        st->counters[NGX_HTTP_FANOUT_REDIS_COMMANDS],
+        st->counters[NGX_HTTP_FANOUT_REDIS_CONNECTS],
+        st->counters[NGX_HTTP_FANOUT_REDIS_READY_NOW]);
+
+    for (k = 1; k < NGX_HTTP_FANOUT_REDIS_NERRORS; k++) {
+        p = ngx_sprintf(p, "fanout_redis_errors_total{kind=\"%s\"} %uA\n",
+                        ngx_http_fanout_redis_errors[k], st->counters[k]);
+    }
+
+    return p;
+}

@@ -1,0 +1,77 @@
+/*
+ * The per-worker Redis client: a small pool of hiredis async connections
+ * driven by nginx's event loop, a timer on every command, reconnects with
+ * backoff, AUTH and SELECT on every new connection, and fail-open errors.
+ */
+
+#ifndef _NGX_HTTP_FANOUT_REDIS_H_INCLUDED_
+#define _NGX_HTTP_FANOUT_REDIS_H_INCLUDED_
+
+
+#include "ngx_http_fanout_module.h"
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+
+/* why a command got no answer: each is a status counter */
+typedef enum {
+    NGX_HTTP_FANOUT_REDIS_OK = 0,
+    NGX_HTTP_FANOUT_REDIS_DOWN,          /* no connection ready */
+    NGX_HTTP_FANOUT_REDIS_TIMEOUT,
+    NGX_HTTP_FANOUT_REDIS_REPLY_ERROR,   /* an error reply: OOM, NOAUTH... */
+    NGX_HTTP_FANOUT_REDIS_CONNECT,       /* connecting failed */
+    NGX_HTTP_FANOUT_REDIS_AUTH,          /* AUTH or SELECT refused */
+    NGX_HTTP_FANOUT_REDIS_CLOSED,        /* the connection went away */
+    NGX_HTTP_FANOUT_REDIS_NERRORS
+} ngx_http_fanout_redis_error_e;
+
+
+struct ngx_http_fanout_redis_conf_s {
+    ngx_str_t                   host;      /* NUL-terminated */
+    in_port_t                   port;
+    ngx_str_t                   path;      /* unix socket, NUL-terminated */
+    ngx_str_t                   password;
+    ngx_uint_t                  db;
+    ngx_msec_t                  connect_timeout;
+    ngx_msec_t                  timeout;
+    ngx_uint_t                  pool;
+};
+
+
+/*
+ * Called once per command: with the reply (borrowed, valid during the
+ * call), or with NULL and the reason.
+ */
+typedef void (*ngx_http_fanout_redis_handler_pt)(void *data,
+    redisReply *reply, ngx_http_fanout_redis_error_e error);
+
+
+char *ngx_http_fanout_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_fanout_redis_init_process(ngx_cycle_t *cycle);
+void ngx_http_fanout_redis_exit_process(ngx_cycle_t *cycle);
+
+/*
+ * Sends a command; the handler is called exactly once, later, unless the
+ * op is cancelled first.  NULL when the command could not be sent (counted
+ * and logged): the handler is not called.  A NULL handler just counts.
+ */
+ngx_http_fanout_redis_op_t *ngx_http_fanout_redis_command(ngx_log_t *log,
+    int argc, const char **argv, const size_t *argvlen,
+    ngx_http_fanout_redis_handler_pt handler, void *data);
+
+/* the requester gives up (its request ends): the handler is not called */
+void ngx_http_fanout_redis_cancel(ngx_http_fanout_redis_op_t *op);
+
+u_char *ngx_http_fanout_redis_status_json(u_char *p,
+    ngx_http_fanout_stats_t *st);
+u_char *ngx_http_fanout_redis_status_prometheus(u_char *p,
+    ngx_http_fanout_stats_t *st);
+size_t ngx_http_fanout_redis_status_size(void);
+
+/* the adapter (ngx_http_fanout_redis_adapter.c) */
+ngx_int_t ngx_http_fanout_redis_attach(redisAsyncContext *ac, void *data,
+    ngx_log_t *log);
+
+
+#endif /* _NGX_HTTP_FANOUT_REDIS_H_INCLUDED_ */

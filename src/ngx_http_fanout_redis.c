@@ -93,6 +93,8 @@ ngx_http_fanout_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
+    rcf->address = value[1];
+
     if (ngx_strncmp(value[1].data, "unix:", 5) == 0) {
         if (value[1].len < 6) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -124,16 +126,13 @@ ngx_http_fanout_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             return NGX_CONF_ERROR;
         }
 
+        /* without a port, ngx_sock_ntop() writes IPv6 without brackets,
+         * as hiredis wants it */
         rcf->host.len = ngx_sock_ntop(u.addrs[0].sockaddr,
                                       u.addrs[0].socklen, rcf->host.data,
                                       NGX_SOCKADDR_STRLEN, 0);
         rcf->host.data[rcf->host.len] = '\0';
         rcf->port = u.port;
-
-        if (u.addrs[0].sockaddr->sa_family == AF_INET6) {
-            /* ngx_sock_ntop() without a port leaves no brackets */
-            rcf->host.data[rcf->host.len] = '\0';
-        }
     }
 
     for (i = 2; i < cf->args->nelts; i++) {
@@ -223,12 +222,9 @@ ngx_http_fanout_redis_fail(ngx_log_t *log, ngx_http_fanout_redis_error_e err,
     ngx_http_fanout_redis_logged = ngx_time();
 
     ngx_log_error(NGX_LOG_ERR, log, 0,
-                  "fanout redis %s%s: %s%s%s, serving without the cache "
-                  "(logged once a second)",
-                  ngx_http_fanout_redis_conf->path.len ? "unix:" : "",
-                  ngx_http_fanout_redis_conf->path.len
-                  ? ngx_http_fanout_redis_conf->path.data
-                  : ngx_http_fanout_redis_conf->host.data,
+                  "fanout redis %V %s%s%s, serving without the cache "
+                  "(logged at most once a second)",
+                  &ngx_http_fanout_redis_conf->address,
                   why, detail ? ": " : "", detail ? detail : "");
 }
 

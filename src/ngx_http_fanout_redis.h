@@ -28,6 +28,7 @@ typedef enum {
 
 
 struct ngx_http_fanout_redis_conf_s {
+    ngx_str_t                   address;   /* as configured, for logs */
     ngx_str_t                   host;      /* NUL-terminated */
     in_port_t                   port;
     ngx_str_t                   path;      /* unix socket, NUL-terminated */

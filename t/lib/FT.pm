@@ -93,6 +93,86 @@ sub mock {
     return $port;
 }
 
+# A real redis-server on a free loopback port (and a unix socket when
+# asked), without persistence.  Options: password, unix (1).
+sub redis {
+    my ($self, $name, %o) = @_;
+
+    my $port = $self->port("redis_$name");
+    my $dir = "$self->{dir}/redis_$name";
+    mkdir $dir;
+
+    my @args = ('--port', $port, '--bind', '127.0.0.1', '--save', '',
+                '--appendonly', 'no', '--dir', $dir, '--daemonize', 'no',
+                '--logfile', "$dir/redis.log");
+    push @args, '--requirepass', $o{password} if $o{password};
+    push @args, '--unixsocket', "$dir/redis.sock", '--unixsocketperm', '700'
+        if $o{unix};
+
+    my $pid = fork();
+    die "fork: $!" unless defined $pid;
+
+    if ($pid == 0) {
+        { exec 'redis-server', @args };
+        POSIX::_exit(127);
+    }
+
+    $self->{redis}{$name} = { pid => $pid, port => $port, args => \@args,
+                              password => $o{password} };
+
+    for (1 .. 200) {
+        last if ($self->redis_cli($name, 'PING') // '') eq 'PONG';
+        sleep 0.025;
+    }
+
+    return $port;
+}
+
+sub redis_cli {
+    my ($self, $name, @cmd) = @_;
+
+    my $r = $self->{redis}{$name};
+    my @auth = $r->{password} ? ('-a', $r->{password}, '--no-auth-warning')
+                              : ();
+    my $args = join ' ', map { "'$_'" } @auth, @cmd;
+
+    my $out = `redis-cli -h 127.0.0.1 -p $r->{port} $args 2>/dev/null`;
+    chomp $out;
+
+    return $out;
+}
+
+sub redis_signal {
+    my ($self, $name, $signal) = @_;
+
+    my $r = $self->{redis}{$name};
+    kill $signal, $r->{pid};
+
+    if ($signal eq 'KILL' || $signal eq 'TERM') {
+        waitpid($r->{pid}, 0);
+    }
+}
+
+# Starts a killed Redis again, on the same port.
+sub redis_restart {
+    my ($self, $name) = @_;
+
+    my $r = $self->{redis}{$name};
+    my $pid = fork();
+
+    if ($pid == 0) {
+        { exec 'redis-server', @{ $r->{args} } };
+        POSIX::_exit(127);
+    }
+
+    $r->{pid} = $pid;
+
+    for (1 .. 200) {
+        last if ($self->redis_cli($name, 'PING') // '') eq 'PONG';
+        sleep 0.025;
+    }
+}
+
 # The requests a mock received, oldest first.
 sub hits {
     my ($self, $name) = @_;
@@ -109,6 +189,7 @@ sub expand {
 
     $text =~ s/%%PORT_(\w+)%%/$self->port($1)/ge;
     $text =~ s/%%MOCK_(\w+)%%/$self->port("mock_$1")/ge;
+    $text =~ s/%%REDIS_(\w+)%%/$self->port("redis_$1")/ge;
     $text =~ s/%%TESTDIR%%/$self->{dir}/g;
     $text =~ s/%%MODULE%%/$MODULE/g;
 
@@ -299,6 +380,14 @@ sub stop {
     }
 
     $self->{mocks} = {};
+
+    for my $r (values %{ $self->{redis} || {} }) {
+        kill 'CONT', $r->{pid};
+        kill 'KILL', $r->{pid};
+        waitpid($r->{pid}, 0);
+    }
+
+    $self->{redis} = {};
 }
 
 # Stops everything and fails on serious error.log lines.

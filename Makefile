@@ -28,8 +28,9 @@ ASAN_OPT    := -g -O1 -fPIC -fno-omit-frame-pointer \
 
 UNIT_CFLAGS := -g -O1 -std=c99 -D_POSIX_C_SOURCE=200809L $(WARN) -Isrc \
                -fsanitize=address,undefined -fno-omit-frame-pointer
-UNIT_TESTS  := $(BUILD)/unit/json_test $(BUILD)/unit/merge_test
-CORE        := src/fanout_json.c src/fanout_merge.c
+UNIT_TESTS  := $(BUILD)/unit/json_test $(BUILD)/unit/merge_test \
+               $(BUILD)/unit/cache_key_test
+CORE        := src/fanout_json.c src/fanout_merge.c src/fanout_cache_key.c
 
 .PHONY: all deps deps-build build test unit test-asan demo bench lint clean
 
@@ -80,7 +81,7 @@ $(ASAN_MODULE): $(BUILD)/asan/objs/Makefile $(SRCS)
 
 $(BUILD)/unit/%_test: t/unit/%_test.c $(CORE) src/fanout_*.h t/unit/tap.h
 	mkdir -p $(BUILD)/unit
-	$(CC) $(UNIT_CFLAGS) -o $@ $< $(CORE) -ljansson -lm
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(CORE) -ljansson -lcrypto -lm
 
 unit: deps $(UNIT_TESTS)
 

@@ -114,6 +114,54 @@ like($out, qr/"fanout_zone" directive is duplicate/, 'two zones');
 like($out, qr/"fanout_status" needs a "fanout_zone" in the http block in .*nginx\.conf:\d+/,
      'fanout_status without a zone');
 
+# the cache and Redis
+($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a; fanout_cache ttl=10s;"));
+$line = lines()->{'fanout_cache ttl=10s'};
+like($out, qr/"fanout_cache" needs a "fanout_redis" in the http block in .*nginx\.conf:$line\b/,
+     'fanout_cache without fanout_redis');
+
+my %redis_bad = (
+    'fanout_redis nowhere;' => qr/invalid Redis address "nowhere"/,
+    'fanout_redis 127.0.0.1:6379 timeout=soon;' => qr/invalid parameter "timeout=soon"/,
+    'fanout_redis 127.0.0.1:6379 pool=0;' => qr/invalid parameter "pool=0"/,
+    'fanout_redis 127.0.0.1:6379 db=x;' => qr/invalid parameter "db=x"/,
+    'fanout_redis 127.0.0.1:6379 colour=red;' => qr/invalid parameter "colour=red"/,
+    "fanout_redis 127.0.0.1:6379;\nfanout_redis 127.0.0.1:6380;" => qr/"fanout_redis" directive is duplicate/,
+);
+
+for my $r (sort keys %redis_bad) {
+    ($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a;",
+                                   zone => "fanout_zone fanout 1m;\n$r"));
+    isnt($rc, 0, "$r: nginx -t fails");
+    like($out, $redis_bad{$r}, "$r: message") or diag($out);
+}
+
+my %cache_bad = (
+    'fanout_cache ttl=soon;' => qr/invalid parameter "ttl=soon"/,
+    'fanout_cache max_size=big ttl=1s;' => qr/invalid parameter "max_size=big"/,
+    'fanout_cache ttl=1s ignore=a..b;' => qr/invalid parameter "ignore=a\.\.b"/,
+    'fanout_cache max_size=1k;' => qr/"fanout_cache" needs ttl=/,
+    'fanout_cache ttl=1s level=target;' => qr/invalid parameter "level=target"/,
+);
+
+for my $c (sort keys %cache_bad) {
+    ($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a; $c",
+                                   zone => "fanout_zone fanout 1m;\n"
+                                           . "fanout_redis 127.0.0.1:6379;"));
+    isnt($rc, 0, "$c: nginx -t fails");
+    like($out, $cache_bad{$c}, "$c: message") or diag($out);
+}
+
+($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a;\n"
+                               . "fanout_cache ttl=30s vary=\$http_x_tenant "
+                               . "key=\$arg_q ignore=id,meta.ts max_size=64k;\n"
+                               . "fanout_cache_bypass \$http_x_refresh \$arg_fresh;",
+                               zone => "fanout_zone fanout 1m;\n"
+                                       . "fanout_redis unix:/tmp/r.sock db=2 "
+                                       . "password=x connect_timeout=1s "
+                                       . "timeout=20ms pool=4;"));
+is($rc, 0, 'a full cache configuration passes') or diag($out);
+
 ($rc, $out) = $t->nginx_t(conf("fanout_status yaml;"));
 like($out, qr/invalid format "yaml"/, 'bad status format');
 

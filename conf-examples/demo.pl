@@ -15,6 +15,9 @@ use Time::HiRes qw(time sleep);
 my $t = FT->new;
 my $ex = "$FindBin::Bin";
 
+# a real Redis for the cache
+$t->redis('cache');
+
 # three "models": different latencies and opinions
 $t->mock('resnet', ms => 40,
          body => '{"model":"resnet","label":"cat","output":{"scores":[0.70,0.20,0.10]}}');
@@ -33,6 +36,7 @@ my %port = (9001 => 'resnet', 9002 => 'vit', 9003 => 'clip');
 $conf =~ s{load_module \S+;}{load_module %%MODULE%%;};
 $conf =~ s{worker_processes auto;}{worker_processes 2;};
 $conf =~ s{127\.0\.0\.1:(900[123])}{"127.0.0.1:%%MOCK_$port{$1}%%"}ge;
+$conf =~ s{127\.0\.0\.1:6379}{127.0.0.1:%%REDIS_cache%%};
 $conf =~ s{listen 8080;}{listen 127.0.0.1:%%PORT_http%%;};
 $conf =~ s{/var/log/nginx/}{$dir/};
 $conf =~ s{include conf-examples/}{include $ex/}g;
@@ -47,7 +51,7 @@ sub show {
     my ($title, $res, @headers) = @_;
 
     printf "\n=== %s\n", $title;
-    printf "HTTP %s in %.0f ms%s\n", $res->{status}, $res->{time} * 1000,
+    printf "HTTP %s in %.1f ms%s\n", $res->{status}, $res->{time} * 1000,
         join('', map { "  $_: " . ($res->{headers}{lc $_} // '-') } @headers);
     my $j = $res->{json};
 
@@ -64,13 +68,21 @@ sub show {
 }
 
 print "nginx-fanout demo: nginx ", `nginx -v 2>&1` =~ s/.*\///sr;
-print "models on 127.0.0.1: resnet 40 ms, vit 90 ms, clip 150 ms\n";
+print "models on 127.0.0.1: resnet 40 ms, vit 90 ms, clip 150 ms; "
+    . "redis-server on port ", $t->port('redis_cache'), "\n";
 
 show('all: every answer side by side  (POST /compare)',
      $t->post('/compare', $input));
 
+sleep 0.2;    # the workers' Redis connections come up
+
 show('mean output.scores, resnet weight=2  (POST /predict)',
-     $t->post('/predict', $input));
+     $t->post('/predict', $input), 'X-Fanout-Cache');
+
+show('the same input again, keys reordered and another request_id: '
+     . 'from the Redis cache  (POST /predict)',
+     $t->post('/predict', '{"request_id":"demo-2","image":"aGVsbG8="}'),
+     'X-Fanout-Cache');
 
 show('first: the fastest good answer, as it came  (POST /fast)',
      $t->post('/fast', $input), 'X-Fanout-Target', 'Content-Type');
@@ -81,15 +93,15 @@ show('vote label, resnet weight=1.5  (POST /classify)',
 # the client's query string reaches the mock models: ?ms=400 makes them slow
 show('failure: every model takes 400 ms; resnet and vit have timeout=300ms '
      . 'and quorum is 2  (POST /predict?ms=400)',
-     $t->post('/predict?ms=400', $input));
+     $t->post('/predict?ms=400', $input), 'X-Fanout-Cache');
 
 my $st = $t->status_json;
 print "\n=== fanout_status (GET /fanout/status), per location\n";
 for my $loc (sort keys %{ $st->{locations} }) {
     my $l = $st->{locations}{$loc};
-    printf "%-10s requests=%d 200=%d 502=%d 504=%d targets: %s\n", $loc,
-        $l->{requests}, $l->{responses}{200}, $l->{responses}{502},
-        $l->{responses}{504},
+    printf "%-10s requests=%d 200=%d 502=%d 504=%d cache_hits=%d targets: %s\n",
+        $loc, $l->{requests}, $l->{responses}{200}, $l->{responses}{502},
+        $l->{responses}{504}, $l->{cache}{hit},
         join(' ', map { "$_(ok=$l->{targets}{$_}{ok}"
                         . ",timeout=$l->{targets}{$_}{timeout}"
                         . ",cancelled=$l->{targets}{$_}{cancelled})" }
@@ -99,5 +111,9 @@ for my $loc (sort keys %{ $st->{locations} }) {
 my $bad = () = $t->error_log =~ /\[(alert|crit|emerg)\]/g;
 $t->stop;
 
-print "\nstopped nginx and the mock models", ($bad ? "; error.log had $bad serious lines\n" : "\n");
+print "redis: $st->{redis}{commands} commands, "
+    . "$st->{redis}{connections} connections ready\n";
+
+print "\nstopped nginx, Redis and the mock models",
+    ($bad ? "; error.log had $bad serious lines\n" : "\n");
 exit($bad ? 1 : 0);

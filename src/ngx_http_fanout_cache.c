@@ -14,12 +14,34 @@
 #include "fanout_json.h"
 
 
+static ngx_int_t ngx_http_fanout_cache_entry(ngx_http_fanout_ctx_t *ctx,
+    const char *str, size_t len, ngx_http_fanout_cached_t **entry);
+static void ngx_http_fanout_cache_hit(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_cached_t *e, ngx_uint_t status, ngx_uint_t counter);
+static void ngx_http_fanout_cache_poll(ngx_event_t *ev);
+
+
+/* wall-clock milliseconds: entries are shared by nginx instances */
+
+static ngx_msec_int_t
+ngx_http_fanout_cache_now(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (ngx_msec_int_t) tp->sec * 1000 + tp->msec;
+}
+
+
 ngx_str_t  ngx_http_fanout_cache_statuses[] = {
     ngx_null_string,
     ngx_string("HIT"),
     ngx_string("MISS"),
     ngx_string("BYPASS"),
-    ngx_string("ERROR")
+    ngx_string("ERROR"),
+    ngx_string("STALE"),
+    ngx_string("COALESCED")
 };
 
 
@@ -54,6 +76,7 @@ ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     cc->max_size = 1024 * 1024;
+    cc->coalesce = 1;
     ngx_str_set(&vary, "$http_authorization");
 
     for (i = 1; i < cf->args->nelts; i++) {
@@ -64,6 +87,25 @@ ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             cc->ttl = ngx_parse_time(&s, 1);
 
             if (cc->ttl == (time_t) NGX_ERROR || cc->ttl == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "coalesce=on") == 0
+            || ngx_strcmp(value[i].data, "coalesce=off") == 0)
+        {
+            cc->coalesce = (value[i].data[10] == 'n');
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "stale=", 6) == 0) {
+            s.data = value[i].data + 6;
+            s.len = value[i].len - 6;
+            cc->stale = ngx_parse_time(&s, 1);
+
+            if (cc->stale == (time_t) NGX_ERROR) {
                 goto invalid;
             }
 
@@ -366,14 +408,15 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
 }
 
 
-/* FO1 STATUS\nCONTENT-TYPE\nTARGET\nBODY */
+/* "FO1 STATUS FRESH-UNTIL-MS\nCONTENT-TYPE\nTARGET\nBODY" */
 
 static ngx_int_t
-ngx_http_fanout_cache_parse(u_char *p, size_t len, ngx_uint_t *status,
-    ngx_str_t *type, ngx_str_t *target, ngx_str_t *body)
+ngx_http_fanout_cache_parse(u_char *p, size_t len,
+    ngx_http_fanout_cached_t *e)
 {
-    u_char     *end, *nl;
+    u_char     *end, *sp, *nl;
     ngx_int_t   n;
+    off_t       t;
 
     end = p + len;
 
@@ -383,17 +426,21 @@ ngx_http_fanout_cache_parse(u_char *p, size_t len, ngx_uint_t *status,
 
     p += 4;
 
+    sp = ngx_strlchr(p, end, ' ');
     nl = ngx_strlchr(p, end, '\n');
-    if (nl == NULL) {
+    if (sp == NULL || nl == NULL || sp > nl) {
         return NGX_ERROR;
     }
 
-    n = ngx_atoi(p, nl - p);
-    if (n < 200 || n > 599) {
+    n = ngx_atoi(p, sp - p);
+    t = ngx_atoof(sp + 1, nl - sp - 1);
+
+    if (n < 200 || n > 599 || t == NGX_ERROR) {
         return NGX_ERROR;
     }
 
-    *status = (ngx_uint_t) n;
+    e->status = (ngx_uint_t) n;
+    e->fresh_until = (ngx_msec_int_t) t;
 
     p = nl + 1;
     nl = ngx_strlchr(p, end, '\n');
@@ -401,8 +448,8 @@ ngx_http_fanout_cache_parse(u_char *p, size_t len, ngx_uint_t *status,
         return NGX_ERROR;
     }
 
-    type->data = p;
-    type->len = nl - p;
+    e->type.data = p;
+    e->type.len = nl - p;
 
     p = nl + 1;
     nl = ngx_strlchr(p, end, '\n');
@@ -410,15 +457,270 @@ ngx_http_fanout_cache_parse(u_char *p, size_t len, ngx_uint_t *status,
         return NGX_ERROR;
     }
 
-    target->data = p;
-    target->len = nl - p;
+    e->target.data = p;
+    e->target.len = nl - p;
 
-    body->data = nl + 1;
-    body->len = end - (nl + 1);
+    e->body.data = nl + 1;
+    e->body.len = end - (nl + 1);
 
     return NGX_OK;
 }
 
+
+/*
+ * Coalescing: on a miss, one request (in any worker of any instance) takes
+ * a short lock and fans out; the others poll for its answer and get it as
+ * COALESCED, or fan out themselves when the lock goes without an answer or
+ * after the wait.  The lock lives as long as a fan-out may take.
+ */
+
+#define NGX_HTTP_FANOUT_CACHE_POLL  15
+
+
+static ngx_str_t *
+ngx_http_fanout_cache_lock_key(ngx_http_fanout_ctx_t *ctx)
+{
+    u_char     *p;
+    ngx_str_t  *k;
+
+    k = ngx_palloc(ctx->request->pool, sizeof(ngx_str_t));
+    if (k == NULL) {
+        return NULL;
+    }
+
+    /* "fanout:lock:LOCATION:SHA256" */
+    k->len = ctx->cache_key.len + sizeof("lock:") - 1;
+    k->data = ngx_pnalloc(ctx->request->pool, k->len);
+    if (k->data == NULL) {
+        return NULL;
+    }
+
+    p = ngx_cpymem(k->data, "fanout:lock:", sizeof("fanout:lock:") - 1);
+    ngx_memcpy(p, ctx->cache_key.data + sizeof("fanout:") - 1,
+               ctx->cache_key.len - (sizeof("fanout:") - 1));
+
+    return k;
+}
+
+
+static void
+ngx_http_fanout_cache_give_up(ngx_http_fanout_ctx_t *ctx)
+{
+    ngx_connection_t  *c;
+
+    c = ctx->request->connection;
+
+    ngx_http_fanout_begin(ctx);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_fanout_cache_polled(void *data, redisReply *reply,
+    ngx_http_fanout_redis_error_e error)
+{
+    ngx_http_fanout_ctx_t *ctx = data;
+
+    ngx_connection_t          *c;
+    ngx_http_fanout_cached_t  *e;
+
+    c = ctx->request->connection;
+
+    ctx->cache_op = NULL;
+
+    ngx_http_set_log_request(c->log, ctx->request);
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 2)
+    {
+        ngx_http_fanout_cache_give_up(ctx);
+        return;
+    }
+
+    if (reply->element[0]->type == REDIS_REPLY_STRING
+        && ngx_http_fanout_cache_entry(ctx, reply->element[0]->str,
+                                       reply->element[0]->len, &e)
+           == NGX_OK)
+    {
+        ngx_http_fanout_cache_hit(ctx, e, NGX_HTTP_FANOUT_CACHE_COALESCED,
+                                  NGX_HTTP_FANOUT_LOC_CACHE_COALESCED);
+        return;
+    }
+
+    /* no answer yet: wait while the lock stands, up to the deadline */
+    if (reply->element[1]->type == REDIS_REPLY_STRING
+        && ctx->cache_waited < ctx->conf->timeout)
+    {
+        ngx_add_timer(&ctx->cache_wait, NGX_HTTP_FANOUT_CACHE_POLL);
+        ctx->cache_waited += NGX_HTTP_FANOUT_CACHE_POLL;
+        return;
+    }
+
+    /* the leader ended without an answer to share */
+    ngx_http_fanout_cache_give_up(ctx);
+}
+
+
+static void
+ngx_http_fanout_cache_poll(ngx_event_t *ev)
+{
+    ngx_http_fanout_ctx_t *ctx = ev->data;
+
+    size_t       len[3];
+    ngx_str_t   *lock;
+    const char  *argv[3];
+
+    lock = ngx_http_fanout_cache_lock_key(ctx);
+    if (lock == NULL) {
+        ngx_http_fanout_cache_give_up(ctx);
+        return;
+    }
+
+    argv[0] = "MGET";
+    len[0] = 4;
+    argv[1] = (const char *) ctx->cache_key.data;
+    len[1] = ctx->cache_key.len;
+    argv[2] = (const char *) lock->data;
+    len[2] = lock->len;
+
+    ctx->cache_op = ngx_http_fanout_redis_command(
+                        ctx->request->connection->log, 3, argv, len,
+                        ngx_http_fanout_cache_polled, ctx);
+
+    if (ctx->cache_op == NULL) {
+        ngx_http_fanout_cache_give_up(ctx);
+    }
+}
+
+
+/* the leader is done: whoever waits looks again at once */
+
+static void
+ngx_http_fanout_cache_del(ngx_str_t *lock, ngx_log_t *log)
+{
+    size_t       len[2];
+    const char  *argv[2];
+
+    argv[0] = "DEL";
+    len[0] = 3;
+    argv[1] = (const char *) lock->data;
+    len[1] = lock->len;
+
+    (void) ngx_http_fanout_redis_command(log, 2, argv, len, NULL, NULL);
+}
+
+
+void
+ngx_http_fanout_cache_unlock(ngx_http_fanout_ctx_t *ctx)
+{
+    ngx_str_t  *lock;
+
+    if (!ctx->cache_leader) {
+        return;
+    }
+
+    ctx->cache_leader = 0;
+
+    lock = ngx_http_fanout_cache_lock_key(ctx);
+    if (lock) {
+        ngx_http_fanout_cache_del(lock, ctx->request->connection->log);
+    }
+}
+
+
+/*
+ * The SET of a leader's answer has been applied: only now may the lock go,
+ * or a waiter could find neither.  The lock key outlives the request.
+ */
+
+static void
+ngx_http_fanout_cache_stored(void *data, redisReply *reply,
+    ngx_http_fanout_redis_error_e error)
+{
+    ngx_str_t *lock = data;
+
+    ngx_http_fanout_cache_del(lock, ngx_cycle->log);
+
+    ngx_free(lock);
+}
+
+
+/* an entry from Redis: fresh (NGX_OK), stale (kept) or unreadable */
+
+static ngx_int_t
+ngx_http_fanout_cache_entry(ngx_http_fanout_ctx_t *ctx, const char *str,
+    size_t len, ngx_http_fanout_cached_t **entry)
+{
+    u_char                    *copy;
+    ngx_http_fanout_cached_t  *e;
+
+    /* the reply is hiredis's: keep a copy in the request's pool */
+    copy = ngx_pnalloc(ctx->request->pool, len);
+    e = ngx_palloc(ctx->request->pool, sizeof(ngx_http_fanout_cached_t));
+
+    if (copy == NULL || e == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(copy, str, len);
+
+    if (ngx_http_fanout_cache_parse(copy, len, e) != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
+                      "fanout cache entry \"%V\" is unreadable, ignored",
+                      &ctx->cache_key);
+        return NGX_ERROR;
+    }
+
+    *entry = e;
+
+    if (e->fresh_until >= ngx_http_fanout_cache_now()) {
+        return NGX_OK;
+    }
+
+    /* expired but within stale=: a fallback if the fan-out fails */
+    ctx->stale = e;
+
+    return NGX_DECLINED;
+}
+
+
+static void
+ngx_http_fanout_cache_hit(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_cached_t *e, ngx_uint_t status, ngx_uint_t counter)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+
+    ctx->cache_status = status;
+    ngx_http_fanout_cache_count(ctx, counter);
+
+    ngx_http_finalize_request(r,
+        ngx_http_fanout_send_as_is(ctx, e->status, &e->type, &e->target,
+                                   e->body.data, e->body.len));
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_fanout_cache_wait(ngx_http_fanout_ctx_t *ctx)
+{
+    ctx->cache_wait.handler = ngx_http_fanout_cache_poll;
+    ctx->cache_wait.data = ctx;
+    ctx->cache_wait.log = ctx->request->connection->log;
+
+    ngx_add_timer(&ctx->cache_wait, NGX_HTTP_FANOUT_CACHE_POLL);
+    ctx->cache_waited = NGX_HTTP_FANOUT_CACHE_POLL;
+}
+
+
+/*
+ * The lookup's reply: a GET's, or with coalescing the script's
+ * {1, entry} fresh, {2, stale-or-""} elected, {3, stale-or-""} wait.
+ */
 
 static void
 ngx_http_fanout_cache_got(void *data, redisReply *reply,
@@ -426,61 +728,60 @@ ngx_http_fanout_cache_got(void *data, redisReply *reply,
 {
     ngx_http_fanout_ctx_t *ctx = data;
 
-    u_char              *copy;
-    ngx_str_t            type, target, body;
-    ngx_uint_t           status;
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
+    redisReply                *v;
+    ngx_uint_t                 verdict;
+    ngx_connection_t          *c;
+    ngx_http_fanout_cached_t  *e;
 
-    r = ctx->request;
-    c = r->connection;
+    c = ctx->request->connection;
 
     ctx->cache_op = NULL;
 
-    ngx_http_set_log_request(c->log, r);
+    ngx_http_set_log_request(c->log, ctx->request);
 
-    if (reply && reply->type == REDIS_REPLY_STRING) {
-
-        /* the reply is hiredis's: keep a copy in the request's pool */
-        copy = ngx_pnalloc(r->pool, reply->len);
-
-        if (copy) {
-            ngx_memcpy(copy, reply->str, reply->len);
-        }
-
-        if (copy
-            && ngx_http_fanout_cache_parse(copy, reply->len, &status, &type,
-                                           &target, &body)
-               == NGX_OK)
-        {
-            ctx->cache_status = NGX_HTTP_FANOUT_CACHE_HIT;
-            ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_HIT);
-
-            ngx_http_finalize_request(r,
-                ngx_http_fanout_send_as_is(ctx, status, &type, &target,
-                                           body.data, body.len));
-            ngx_http_run_posted_requests(c);
-            return;
-        }
-
-        ngx_log_error(NGX_LOG_WARN, c->log, 0,
-                      "fanout cache entry \"%V\" is unreadable, ignored",
-                      &ctx->cache_key);
-    }
-
-    if (reply) {
-        ctx->cache_status = NGX_HTTP_FANOUT_CACHE_MISS;
-        ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_MISS);
-
-    } else {
+    if (reply == NULL
+        || (reply->type == REDIS_REPLY_ARRAY
+            && (reply->elements != 2
+                || reply->element[0]->type != REDIS_REPLY_INTEGER)))
+    {
         /* Redis failed: fail open, the error is counted and logged */
         ctx->cache_status = NGX_HTTP_FANOUT_CACHE_ERROR;
         ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_ERROR);
+        ngx_http_fanout_cache_give_up(ctx);
+        return;
     }
 
-    ngx_http_fanout_begin(ctx);
+    if (reply->type == REDIS_REPLY_ARRAY) {
+        verdict = (ngx_uint_t) reply->element[0]->integer;
+        v = reply->element[1];
 
-    ngx_http_run_posted_requests(c);
+    } else {
+        verdict = 2;
+        v = reply;
+    }
+
+    e = NULL;
+
+    if (v->type == REDIS_REPLY_STRING && v->len
+        && ngx_http_fanout_cache_entry(ctx, v->str, v->len, &e) == NGX_OK)
+    {
+        ngx_http_fanout_cache_hit(ctx, e, NGX_HTTP_FANOUT_CACHE_HIT,
+                                  NGX_HTTP_FANOUT_LOC_CACHE_HIT);
+        return;
+    }
+
+    ctx->cache_status = NGX_HTTP_FANOUT_CACHE_MISS;
+    ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_MISS);
+
+    if (verdict == 3) {
+        /* someone else is fanning out: wait for its answer */
+        ngx_http_fanout_cache_wait(ctx);
+        return;
+    }
+
+    ctx->cache_leader = (reply->type == REDIS_REPLY_ARRAY);
+
+    ngx_http_fanout_cache_give_up(ctx);
 }
 
 
@@ -529,12 +830,34 @@ ngx_http_fanout_cache_no_cache(ngx_http_request_t *r)
 }
 
 
+/*
+ * KEYS: the entry and its lock; ARGV: the lock's lifetime (ms) and now
+ * (ms).  A fresh entry is returned; otherwise the caller is elected to fan
+ * out when it takes the lock (or when Redis refuses the lock, at
+ * maxmemory), or told to wait.  A stale entry comes along.
+ */
+
+static const char  ngx_http_fanout_cache_script[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v then "
+    "  local t = tonumber(string.match(v, '^FO1 %d+ (%d+)')) "
+    "  if t and t >= tonumber(ARGV[2]) then return {1, v} end "
+    "end "
+    "if redis.pcall('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then "
+    "  return {2, v or ''} "
+    "end "
+    "return {3, v or ''}";
+
+
 ngx_int_t
 ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
 {
-    size_t               len[2];
+    int                  n;
+    u_char               ms[NGX_INT_T_LEN], now[NGX_INT64_LEN];
+    size_t               len[7];
     ngx_int_t            rc;
-    const char          *argv[2];
+    ngx_str_t           *lock;
+    const char          *argv[7];
     ngx_http_request_t  *r;
 
     r = ctx->request;
@@ -565,12 +888,40 @@ ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
-    argv[0] = "GET";
-    len[0] = 3;
-    argv[1] = (const char *) ctx->cache_key.data;
-    len[1] = ctx->cache_key.len;
+    if (ctx->conf->cache->coalesce) {
+        lock = ngx_http_fanout_cache_lock_key(ctx);
+        if (lock == NULL) {
+            return NGX_DECLINED;
+        }
 
-    ctx->cache_op = ngx_http_fanout_redis_command(r->connection->log, 2, argv,
+        /* the lookup and the election in one atomic step */
+        argv[0] = "EVAL";
+        len[0] = 4;
+        argv[1] = ngx_http_fanout_cache_script;
+        len[1] = sizeof(ngx_http_fanout_cache_script) - 1;
+        argv[2] = "2";
+        len[2] = 1;
+        argv[3] = (const char *) ctx->cache_key.data;
+        len[3] = ctx->cache_key.len;
+        argv[4] = (const char *) lock->data;
+        len[4] = lock->len;
+        argv[5] = (const char *) ms;
+        len[5] = ngx_sprintf(ms, "%M", ctx->conf->timeout + 1000) - ms;
+        argv[6] = (const char *) now;
+        len[6] = ngx_sprintf(now, "%M",
+                             (ngx_msec_t) ngx_http_fanout_cache_now())
+                 - now;
+        n = 7;
+
+    } else {
+        argv[0] = "GET";
+        len[0] = 3;
+        argv[1] = (const char *) ctx->cache_key.data;
+        len[1] = ctx->cache_key.len;
+        n = 2;
+    }
+
+    ctx->cache_op = ngx_http_fanout_redis_command(r->connection->log, n, argv,
                                                   len,
                                                   ngx_http_fanout_cache_got,
                                                   ctx);
@@ -590,6 +941,7 @@ ngx_http_fanout_cache_store(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
 {
     u_char                        *p, *value, ttl[NGX_TIME_T_LEN];
     size_t                         size, argvlen[5];
+    ngx_str_t                     *key, *lock;
     const char                    *argv[5];
     ngx_http_request_t            *r;
     ngx_http_fanout_cache_conf_t  *cc;
@@ -605,22 +957,28 @@ ngx_http_fanout_cache_store(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
 
     /* only complete answers: not a failure, not a degraded one */
     if (status != NGX_HTTP_OK || ctx->failed) {
+        ngx_http_fanout_cache_unlock(ctx);
         return;
     }
 
-    size = sizeof("FO1 000\n\n\n") - 1 + type->len + target->len + len;
+    size = sizeof("FO1 000 \n\n\n") - 1 + NGX_INT64_LEN + type->len
+           + target->len + len;
 
     if (size > cc->max_size) {
         ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_SKIPPED);
+        ngx_http_fanout_cache_unlock(ctx);
         return;
     }
 
     value = ngx_pnalloc(r->pool, size);
     if (value == NULL) {
+        ngx_http_fanout_cache_unlock(ctx);
         return;
     }
 
-    p = ngx_sprintf(value, "FO1 %03ui\n%V\n%V\n", status, type, target);
+    p = ngx_sprintf(value, "FO1 %03ui %M\n%V\n%V\n", status,
+                    (ngx_msec_t) (ngx_http_fanout_cache_now() + cc->ttl * 1000),
+                    type, target);
     p = ngx_cpymem(p, body, len);
 
     argv[0] = "SET";
@@ -632,13 +990,70 @@ ngx_http_fanout_cache_store(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
     argv[3] = "EX";
     argvlen[3] = 2;
     argv[4] = (const char *) ttl;
-    argvlen[4] = ngx_sprintf(ttl, "%T", cc->ttl) - ttl;
+    /* kept stale= longer than it is fresh */
+    argvlen[4] = ngx_sprintf(ttl, "%T", cc->ttl + cc->stale) - ttl;
 
-    /* after the answer went out, and nobody waits for the reply */
+    /* a leader lets the waiters go once the SET has been applied */
+    lock = NULL;
+
+    if (ctx->cache_leader) {
+        key = ngx_http_fanout_cache_lock_key(ctx);
+
+        lock = key ? ngx_alloc(sizeof(ngx_str_t) + key->len,
+                               r->connection->log)
+                   : NULL;
+
+        if (lock) {
+            lock->data = (u_char *) (lock + 1);
+            lock->len = key->len;
+            ngx_memcpy(lock->data, key->data, key->len);
+        }
+    }
+
+    /* after the answer went out */
     if (ngx_http_fanout_redis_command(r->connection->log, 5, argv, argvlen,
-                                      NULL, NULL)
+                                      lock ? ngx_http_fanout_cache_stored
+                                           : NULL,
+                                      lock)
         != NULL)
     {
         ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_STORED);
+
+        if (lock) {
+            ctx->cache_leader = 0;
+        }
+
+    } else if (lock) {
+        ngx_free(lock);
     }
+
+    ngx_http_fanout_cache_unlock(ctx);
+}
+
+
+ngx_int_t
+ngx_http_fanout_cache_serve_stale(ngx_http_fanout_ctx_t *ctx, ngx_int_t *rc)
+{
+    ngx_http_fanout_cached_t  *e;
+
+    e = ctx->stale;
+
+    if (e == NULL
+        || e->fresh_until + ctx->conf->cache->stale * 1000
+           < ngx_http_fanout_cache_now())
+    {
+        return NGX_DECLINED;
+    }
+
+    ctx->cache_status = NGX_HTTP_FANOUT_CACHE_STALE;
+    ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_STALE);
+
+    ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
+                  "fanout: the fan-out failed, serving the stale entry "
+                  "\"%V\"", &ctx->cache_key);
+
+    *rc = ngx_http_fanout_send_as_is(ctx, e->status, &e->type, &e->target,
+                                     e->body.data, e->body.len);
+
+    return NGX_OK;
 }

@@ -19,17 +19,31 @@ typedef enum {
     NGX_HTTP_FANOUT_CACHE_HIT,
     NGX_HTTP_FANOUT_CACHE_MISS,
     NGX_HTTP_FANOUT_CACHE_BYPASS,
-    NGX_HTTP_FANOUT_CACHE_ERROR
+    NGX_HTTP_FANOUT_CACHE_ERROR,
+    NGX_HTTP_FANOUT_CACHE_STALE,
+    NGX_HTTP_FANOUT_CACHE_COALESCED
 } ngx_http_fanout_cache_status_e;
+
+
+/* a stored answer */
+typedef struct {
+    ngx_uint_t                  status;
+    ngx_msec_int_t              fresh_until;   /* epoch milliseconds */
+    ngx_str_t                   type;
+    ngx_str_t                   target;
+    ngx_str_t                   body;
+} ngx_http_fanout_cached_t;
 
 
 struct ngx_http_fanout_cache_conf_s {
     time_t                      ttl;
+    time_t                      stale;
     ngx_http_complex_value_t   *key;
     ngx_http_complex_value_t   *vary;
     fanout_field_t             *ignore;
     ngx_uint_t                  nignore;
     size_t                      max_size;
+    ngx_flag_t                  coalesce;
 };
 
 
@@ -40,6 +54,16 @@ char *ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
  * answer; NGX_DECLINED: fan out now (bypass, or Redis unavailable).
  */
 ngx_int_t ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx);
+
+/*
+ * A failed fan-out with a stale entry at hand: answers with the entry
+ * (NGX_OK and *rc set) or NGX_DECLINED.
+ */
+ngx_int_t ngx_http_fanout_cache_serve_stale(ngx_http_fanout_ctx_t *ctx,
+    ngx_int_t *rc);
+
+/* a leader that ends without storing (an aborted client) lets others go */
+void ngx_http_fanout_cache_unlock(ngx_http_fanout_ctx_t *ctx);
 
 /* after the answer: stores it when it is worth it */
 void ngx_http_fanout_cache_store(ngx_http_fanout_ctx_t *ctx,

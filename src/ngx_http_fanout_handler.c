@@ -237,6 +237,17 @@ ngx_http_fanout_respond(ngx_http_fanout_ctx_t *ctx)
 
     type = ngx_http_fanout_json_type;
 
+    if (ctx->status != NGX_HTTP_OK
+        && ngx_http_fanout_cache_serve_stale(ctx, &rc) == NGX_OK)
+    {
+        /* not stored, but whoever waits on this fan-out is let go */
+        ngx_str_null(&target);
+        ngx_http_fanout_cache_store(ctx, ctx->status, &type, &target, NULL,
+                                    0);
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
     rc = ngx_http_fanout_send(r, ctx->status, &type, (u_char *) out.buf,
                               out.len);
 
@@ -474,6 +485,12 @@ ngx_http_fanout_cleanup(void *data)
         ngx_http_fanout_redis_cancel(ctx->cache_op);
         ctx->cache_op = NULL;
     }
+
+    if (ctx->cache_wait.timer_set) {
+        ngx_del_timer(&ctx->cache_wait);
+    }
+
+    ngx_http_fanout_cache_unlock(ctx);
 
     if (ctx->deadline.timer_set) {
         ngx_del_timer(&ctx->deadline);

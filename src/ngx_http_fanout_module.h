@@ -122,6 +122,10 @@ struct ngx_http_fanout_ctx_s {
     ngx_uint_t                  cache_status;
     ngx_str_t                   cache_key;
     ngx_http_fanout_redis_op_t *cache_op;
+    void                       *stale;         /* an expired entry */
+    ngx_event_t                 cache_wait;    /* coalescing: next poll */
+    ngx_msec_t                  cache_waited;
+    unsigned                    cache_leader:1;
 
     unsigned                    started:1;
     unsigned                    finished:1;    /* the answer is decided */

@@ -23,7 +23,8 @@ ngx_msec_t  ngx_http_fanout_buckets[NGX_HTTP_FANOUT_NBUCKETS - 1] = {
 
 static const char  *ngx_http_fanout_loc_counters[] = {
     "requests", "200", "502", "504", "rejected", "aborted",
-    "hit", "miss", "bypass", "error", "stored", "skipped"
+    "hit", "miss", "bypass", "error", "stored", "skipped", "stale",
+    "coalesced"
 };
 
 

@@ -61,7 +61,7 @@ sleep 0.3;
 sub cache { $_[0]{headers}{'x-fanout-cache'} // '(none)' }
 
 my $res = $t->post('/p', '{"x":1}');
-is(cache($res), 'MISS', 'AUTH and SELECT over a unix socket: MISS');
+is(cache($res), "MISS", "AUTH and SELECT over a unix socket: MISS");
 $res = $t->post('/p', '{"x":1}');
 is(cache($res), 'HIT', 'then HIT');
 

@@ -173,6 +173,15 @@ sub redis_restart {
     }
 }
 
+sub kill_mock {
+    my ($self, $name) = @_;
+
+    my $pid = delete $self->{mocks}{$name} or return;
+    kill 'KILL', -$pid;
+    kill 'KILL', $pid;
+    waitpid($pid, 0);
+}
+
 # The requests a mock received, oldest first.
 sub hits {
     my ($self, $name) = @_;

@@ -1,0 +1,134 @@
+# Coalescing: identical requests arriving together cause one fan-out,
+# across worker processes and nginx instances sharing Redis; stale entries
+# answer when a fresh fan-out fails.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use FT;
+use JSON::PP;
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+my $t = FT->new;
+
+$t->redis('r');
+$t->mock('a', mode => 'echo', ms => 600);
+$t->mock('b', mode => 'echo', ms => 600);
+$t->mock('c', mode => 'echo');
+
+for my $name (qw(one two)) {
+    $t->run(prefix => $name, port => $t->port($name),
+            workers => ($name eq 'one' ? 2 : 1), http => <<"EOC");
+fanout_zone fanout 1m;
+# generous: this tests coalescing, not a loaded machine's Redis latency
+fanout_redis 127.0.0.1:%%REDIS_r%% timeout=500ms;
+server {
+    listen 127.0.0.1:%%PORT_$name%% reuseport;
+    location /_a { internal; proxy_pass http://127.0.0.1:%%MOCK_a%%/; }
+    location /_b { internal; proxy_pass http://127.0.0.1:%%MOCK_b%%/; }
+    location /_c { internal; proxy_pass http://127.0.0.1:%%MOCK_c%%/; }
+    location /p {
+        fanout_target a /_a;
+        fanout_target b /_b;
+        fanout_cache ttl=60s;
+        fanout_timeout 5s;
+    }
+    location /nocoalesce {
+        fanout_target a /_a;
+        fanout_cache ttl=60s coalesce=off;
+    }
+    location /stale {
+        fanout_target c /_c;
+        fanout_cache ttl=1s stale=60s;
+    }
+    location = /fanout/status { fanout_status; }
+}
+EOC
+}
+
+sleep 0.3;
+
+# 50 identical requests at once, over 2 workers of one instance and a
+# second instance
+
+my $body = '{"coalesce":"me"}';
+my $n = 50;
+my @pids;
+
+for my $i (1 .. $n) {
+    my $pid = fork();
+    if ($pid == 0) {
+        my $port = $t->port($i % 2 ? 'one' : 'two');
+        my $res = $t->request('POST', '/p', body => $body, port => $port,
+                              timeout => 10);
+        delete $res->{json};
+        FT::write_file($t->dir . "/res.$i", encode_json($res));
+        POSIX::_exit(0);
+    }
+    push @pids, $pid;
+}
+waitpid($_, 0) for @pids;
+
+my (%status, %cache, %bodies);
+for my $i (1 .. $n) {
+    my $res = decode_json(FT::read_text($t->dir . "/res.$i"));
+    $status{$res->{status}}++;
+    $cache{$res->{headers}{'x-fanout-cache'} // 'none'}++;
+    $bodies{$res->{body}}++;
+}
+
+is($status{200}, $n, "$n answers of 200");
+is(scalar keys %bodies, 1, 'all the same answer')
+    or diag(join ' ', map { "$_=$cache{$_}" } sort keys %cache);
+is($cache{MISS}, 1, 'one request fanned out')
+    or diag(join ' ', map { "$_=$cache{$_}" } sort keys %cache);
+is(($cache{COALESCED} // 0) + ($cache{HIT} // 0), $n - 1,
+   'the others were served its answer');
+cmp_ok($cache{COALESCED} // 0, '>=', 10, 'most of them while it ran');
+
+my @a = grep { $_->{method} } $t->hits('a');
+my @b = grep { $_->{method} } $t->hits('b');
+is(scalar @a, 1, 'model a was called once');
+is(scalar @b, 1, 'model b was called once');
+
+my $st1 = $t->get('/fanout/status', port => $t->port('one'))->{json};
+my $st2 = $t->get('/fanout/status', port => $t->port('two'))->{json};
+cmp_ok($st1->{locations}{'/p'}{cache}{coalesced}, '>=', 1,
+       'instance one counted coalesced requests');
+cmp_ok($st2->{locations}{'/p'}{cache}{coalesced}, '>=', 1,
+       'instance two counted coalesced requests');
+
+# coalesce=off: each request fans out
+
+my $before = grep { $_->{method} } $t->hits('a');
+my @res = $t->parallel(6, 'POST', '/nocoalesce', body => '{"x":"off"}',
+                       port => $t->port('one'), timeout => 10);
+is(scalar(grep { $_->{status} == 200 } @res), 6, 'coalesce=off: 6 answers');
+my $after = grep { $_->{method} } $t->hits('a');
+cmp_ok($after - $before, '>=', 5, 'coalesce=off: (almost) every one called');
+
+# stale: an expired entry answers when the fresh fan-out fails
+
+my $res = $t->post('/stale', '{"s":1}', port => $t->port('one'));
+is($res->{headers}{'x-fanout-cache'}, 'MISS', 'stale: stored');
+my $fresh = $res->{body};
+
+sleep 1.5;
+$t->kill_mock('c');
+
+$res = $t->post('/stale', '{"s":1}', port => $t->port('one'));
+is($res->{status}, 200, 'the model is dead, yet 200');
+is($res->{headers}{'x-fanout-cache'}, 'STALE', 'served STALE');
+is($res->{body}, $fresh, 'the stale answer');
+like($t->error_log('one'), qr/the fan-out failed, serving the stale entry/,
+     'the error log says so');
+
+$res = $t->post('/stale', '{"other":1}', port => $t->port('one'));
+is($res->{status}, 502, 'without a stale entry the failure shows');
+
+$st1 = $t->get('/fanout/status', port => $t->port('one'))->{json};
+is($st1->{locations}{'/stale'}{cache}{stale}, 1, 'stale counted');
+
+$t->done;

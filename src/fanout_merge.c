@@ -592,5 +592,22 @@ fanout_merge_write(const fanout_merge_conf_t *conf, const fanout_part_t *parts,
         fanout_out_uint(o, parts[i].latency_ms);
     }
 
-    fanout_out_cstr(o, "}}}");
+    fanout_out_raw(o, "}", 1);
+
+    if (conf->cache_meta) {
+        fanout_out_cstr(o, ",\"cache\":{");
+
+        for (i = 0; i < n; i++) {
+            if (i) {
+                fanout_out_raw(o, ",", 1);
+            }
+
+            fanout_out_string(o, parts[i].name, strlen(parts[i].name));
+            fanout_out_cstr(o, parts[i].cached ? ":\"HIT\"" : ":\"MISS\"");
+        }
+
+        fanout_out_raw(o, "}", 1);
+    }
+
+    fanout_out_cstr(o, "}}");
 }

@@ -46,6 +46,7 @@ typedef struct {
 
     fanout_span_t    field;        /* FIELD's value, by fanout_part_parse() */
     const char      *detail;       /* static text, for bad_field */
+    unsigned         cached:1;     /* from the per-target cache */
 } fanout_part_t;
 
 
@@ -54,6 +55,7 @@ typedef struct {
     const char           *field;   /* dot path for mean and vote */
     size_t                field_len;
     unsigned              quorum;
+    unsigned              cache_meta:1;  /* meta.cache: per-target hits */
 } fanout_merge_conf_t;
 
 

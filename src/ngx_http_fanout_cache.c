@@ -14,6 +14,7 @@
 #include "fanout_json.h"
 
 
+static void ngx_http_fanout_cache_store_targets(ngx_http_fanout_ctx_t *ctx);
 static ngx_int_t ngx_http_fanout_cache_entry(ngx_http_fanout_ctx_t *ctx,
     const char *str, size_t len, ngx_http_fanout_cached_t **entry);
 static void ngx_http_fanout_cache_hit(ngx_http_fanout_ctx_t *ctx,
@@ -90,6 +91,13 @@ ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 goto invalid;
             }
 
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "level=response") == 0
+            || ngx_strcmp(value[i].data, "level=target") == 0)
+        {
+            cc->per_target = (value[i].data[6] == 't');
             continue;
         }
 
@@ -300,15 +308,63 @@ ngx_http_fanout_cache_body(ngx_http_request_t *r, ngx_str_t *body)
 }
 
 
+/* "fanout:LOCATION[:TARGET]:DIGEST", readable in redis-cli --scan */
+
+static ngx_int_t
+ngx_http_fanout_cache_name(ngx_http_fanout_ctx_t *ctx, ngx_str_t *target,
+    u_char *material, size_t len, ngx_str_t *key)
+{
+    u_char      *p;
+    char         digest[FANOUT_SHA256_HEX_LEN + 1];
+    ngx_uint_t   i;
+
+    fanout_sha256_hex(material, len, digest);
+
+    key->data = ngx_pnalloc(ctx->request->pool,
+                            sizeof("fanout:::") + ctx->conf->location.len
+                            + (target ? target->len : 0)
+                            + FANOUT_SHA256_HEX_LEN);
+    if (key->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(key->data, "fanout:", sizeof("fanout:") - 1);
+
+    for (i = 0; i < ctx->conf->location.len; i++) {
+        *p++ = (ctx->conf->location.data[i] > ' '
+                && ctx->conf->location.data[i] < 0x7f)
+               ? ctx->conf->location.data[i] : '_';
+    }
+
+    *p++ = ':';
+
+    if (target) {
+        p = ngx_cpymem(p, target->data, target->len);
+        *p++ = ':';
+    }
+
+    p = ngx_cpymem(p, digest, FANOUT_SHA256_HEX_LEN);
+    key->len = p - key->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The keys stand for the targets (names and URIs), the vary value, and
+ * key= or the method, URI and canonical body; the raw body is never in
+ * them.  level=target: one key per target over that target alone, so that
+ * changing one target misses only that target.
+ */
+
 static ngx_int_t
 ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
 {
-    u_char                        *p;
-    char                           digest[FANOUT_SHA256_HEX_LEN + 1];
+    u_char                        *p, *start;
     char                           body_digest[FANOUT_SHA256_HEX_LEN + 1];
-    size_t                         len;
+    size_t                         len, id_len;
     ngx_int_t                      rc;
-    ngx_str_t                      body, key, vary;
+    ngx_str_t                      body, key, vary, id;
     ngx_uint_t                     i;
     ngx_http_request_t            *r;
     ngx_http_fanout_target_t      *t;
@@ -345,31 +401,25 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
         }
     }
 
-    /* what the key stands for; the raw body never appears in it */
+    /* the request's identity, then what it is asked of */
 
     t = ctx->conf->targets->elts;
 
-    len = sizeof("fanout-key-v1") + r->method_name.len + r->uri.len
-          + r->args.len + key.len + vary.len + sizeof(body_digest) + 16;
+    id_len = sizeof("fanout-key-v1\n\n") + vary.len + key.len
+             + r->method_name.len + r->uri.len + r->args.len
+             + sizeof(body_digest) + 4;
+    len = id_len;
 
     for (i = 0; i < ctx->conf->targets->nelts; i++) {
         len += t[i].name.len + t[i].uri.len + t[i].args.len + 3;
     }
 
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
+    start = ngx_pnalloc(r->pool, len);
+    if (start == NULL) {
         return NGX_ERROR;
     }
 
-    body.data = p;
-
-    p = ngx_sprintf(p, "fanout-key-v1\n");
-
-    for (i = 0; i < ctx->conf->targets->nelts; i++) {
-        p = ngx_sprintf(p, "%V=%V?%V;", &t[i].name, &t[i].uri, &t[i].args);
-    }
-
-    p = ngx_sprintf(p, "\n%V\n", &vary);
+    p = ngx_sprintf(start, "fanout-key-v1\n%V\n", &vary);
 
     if (cc->key) {
         p = ngx_sprintf(p, "%V", &key);
@@ -379,30 +429,39 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
                         body_digest);
     }
 
-    fanout_sha256_hex(body.data, p - body.data, digest);
+    id.data = start;
+    id.len = p - start;
 
-    /* readable in redis-cli --scan: the location, then the digest */
+    if (!cc->per_target) {
+        for (i = 0; i < ctx->conf->targets->nelts; i++) {
+            p = ngx_sprintf(p, "\n%V=%V?%V", &t[i].name, &t[i].uri,
+                            &t[i].args);
+        }
 
-    len = sizeof("fanout::") + ctx->conf->location.len + FANOUT_SHA256_HEX_LEN;
+        return ngx_http_fanout_cache_name(ctx, NULL, start, p - start,
+                                          &ctx->cache_key);
+    }
 
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
+    ctx->target_keys = ngx_palloc(r->pool, ctx->conf->targets->nelts
+                                           * sizeof(ngx_str_t));
+    if (ctx->target_keys == NULL) {
         return NGX_ERROR;
     }
 
-    ctx->cache_key.data = p;
-    p = ngx_cpymem(p, "fanout:", sizeof("fanout:") - 1);
+    for (i = 0; i < ctx->conf->targets->nelts; i++) {
+        p = ngx_sprintf(start + id.len, "\n%V=%V?%V", &t[i].name, &t[i].uri,
+                        &t[i].args);
 
-    for (i = 0; i < ctx->conf->location.len; i++) {
-        *p++ = (ctx->conf->location.data[i] > ' '
-                && ctx->conf->location.data[i] < 0x7f)
-               ? ctx->conf->location.data[i] : '_';
+        if (ngx_http_fanout_cache_name(ctx, &t[i].name, start, p - start,
+                                       &ctx->target_keys[i])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
     }
 
-    *p++ = ':';
-    p = ngx_cpymem(p, digest, FANOUT_SHA256_HEX_LEN);
-
-    ctx->cache_key.len = p - ctx->cache_key.data;
+    /* the location's name stands for the whole, for logs */
+    ctx->cache_key = ctx->target_keys[0];
 
     return NGX_OK;
 }
@@ -830,6 +889,96 @@ ngx_http_fanout_cache_no_cache(ngx_http_request_t *r)
 }
 
 
+/* level=target: the MGET of every target's entry */
+
+static void
+ngx_http_fanout_cache_got_targets(void *data, redisReply *reply,
+    ngx_http_fanout_redis_error_e error)
+{
+    ngx_http_fanout_ctx_t *ctx = data;
+
+    u_char                    *copy;
+    ngx_uint_t                 i, hits;
+    redisReply                *v;
+    ngx_connection_t          *c;
+    ngx_http_fanout_sub_t     *sub;
+    ngx_http_fanout_cached_t   e;
+
+    c = ctx->request->connection;
+
+    ctx->cache_op = NULL;
+
+    ngx_http_set_log_request(c->log, ctx->request);
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != ctx->conf->targets->nelts
+        || ngx_http_fanout_subs_init(ctx) != NGX_OK)
+    {
+        ctx->cache_status = NGX_HTTP_FANOUT_CACHE_ERROR;
+        ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_ERROR);
+        ngx_http_fanout_cache_give_up(ctx);
+        return;
+    }
+
+    hits = 0;
+
+    for (i = 0; i < reply->elements; i++) {
+        v = reply->element[i];
+        sub = &ctx->subs[i];
+
+        if (v->type != REDIS_REPLY_STRING) {
+            continue;
+        }
+
+        copy = ngx_pnalloc(ctx->request->pool, v->len);
+        if (copy == NULL) {
+            continue;
+        }
+
+        ngx_memcpy(copy, v->str, v->len);
+
+        if (ngx_http_fanout_cache_parse(copy, v->len, &e) != NGX_OK
+            || e.fresh_until < ngx_http_fanout_cache_now())
+        {
+            continue;
+        }
+
+        /* this target's answer, as if it had just come */
+        sub->done = 1;
+        sub->header = 1;
+        sub->part.cached = 1;
+        sub->part.status = (int) e.status;
+        sub->part.body = (const char *) e.body.data;
+        sub->part.body_len = e.body.len;
+        sub->content_type = e.type;
+
+        fanout_part_parse(&sub->part, (const char *) ctx->conf->field.data,
+                          ctx->conf->field.len);
+
+        if (sub->part.kind == FANOUT_OK
+            && ctx->conf->merge == FANOUT_MERGE_FIRST && ctx->winner == NULL)
+        {
+            ctx->winner = sub;
+        }
+
+        hits++;
+    }
+
+    /* every target cached, or a cached "first" winner: nothing is called */
+    if (hits == reply->elements || ctx->winner) {
+        ctx->cache_status = NGX_HTTP_FANOUT_CACHE_HIT;
+        ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_HIT);
+
+    } else {
+        ctx->cache_status = NGX_HTTP_FANOUT_CACHE_MISS;
+        ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_MISS);
+    }
+
+    /* only the targets that missed are called */
+    ngx_http_fanout_cache_give_up(ctx);
+}
+
+
 /*
  * KEYS: the entry and its lock; ARGV: the lock's lifetime (ms) and now
  * (ms).  A fresh entry is returned; otherwise the caller is elected to fan
@@ -847,6 +996,45 @@ static const char  ngx_http_fanout_cache_script[] =
     "  return {2, v or ''} "
     "end "
     "return {3, v or ''}";
+
+
+static ngx_int_t
+ngx_http_fanout_cache_lookup_targets(ngx_http_fanout_ctx_t *ctx)
+{
+    size_t       *len;
+    ngx_uint_t    i, n;
+    const char  **argv;
+
+    n = ctx->conf->targets->nelts;
+
+    argv = ngx_palloc(ctx->request->pool, (n + 1) * sizeof(char *));
+    len = ngx_palloc(ctx->request->pool, (n + 1) * sizeof(size_t));
+
+    if (argv == NULL || len == NULL) {
+        return NGX_DECLINED;
+    }
+
+    argv[0] = "MGET";
+    len[0] = 4;
+
+    for (i = 0; i < n; i++) {
+        argv[i + 1] = (const char *) ctx->target_keys[i].data;
+        len[i + 1] = ctx->target_keys[i].len;
+    }
+
+    /* every target in one round trip */
+    ctx->cache_op = ngx_http_fanout_redis_command(
+                        ctx->request->connection->log, (int) n + 1, argv, len,
+                        ngx_http_fanout_cache_got_targets, ctx);
+
+    if (ctx->cache_op == NULL) {
+        ctx->cache_status = NGX_HTTP_FANOUT_CACHE_ERROR;
+        ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_ERROR);
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
 
 
 ngx_int_t
@@ -886,6 +1074,10 @@ ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
         ctx->cache_status = NGX_HTTP_FANOUT_CACHE_BYPASS;
         ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_BYPASS);
         return NGX_DECLINED;
+    }
+
+    if (ctx->conf->cache->per_target) {
+        return ngx_http_fanout_cache_lookup_targets(ctx);
     }
 
     if (ctx->conf->cache->coalesce) {
@@ -935,14 +1127,98 @@ ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
 }
 
 
+/* SET key "FO1 STATUS FRESH-UNTIL\nTYPE\nTARGET\n" + body EX ttl+stale */
+
+static ngx_int_t
+ngx_http_fanout_cache_set(ngx_http_fanout_ctx_t *ctx, ngx_str_t *key,
+    ngx_uint_t status, ngx_str_t *type, ngx_str_t *target, u_char *body,
+    size_t len, ngx_http_fanout_redis_handler_pt handler, void *data)
+{
+    u_char                        *p, *value, ttl[NGX_TIME_T_LEN];
+    size_t                         size, argvlen[5];
+    const char                    *argv[5];
+    ngx_http_fanout_cache_conf_t  *cc;
+
+    cc = ctx->conf->cache;
+
+    size = sizeof("FO1 000 \n\n\n") - 1 + NGX_INT64_LEN + type->len
+           + target->len + len;
+
+    if (size > cc->max_size) {
+        ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_SKIPPED);
+        return NGX_DECLINED;
+    }
+
+    value = ngx_pnalloc(ctx->request->pool, size);
+    if (value == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(value, "FO1 %03ui %M\n%V\n%V\n", status,
+                    (ngx_msec_t) (ngx_http_fanout_cache_now() + cc->ttl * 1000),
+                    type, target);
+    p = ngx_cpymem(p, body, len);
+
+    argv[0] = "SET";
+    argvlen[0] = 3;
+    argv[1] = (const char *) key->data;
+    argvlen[1] = key->len;
+    argv[2] = (const char *) value;
+    argvlen[2] = p - value;
+    argv[3] = "EX";
+    argvlen[3] = 2;
+    argv[4] = (const char *) ttl;
+
+    /* kept stale= longer than it is fresh */
+    argvlen[4] = ngx_sprintf(ttl, "%T", cc->ttl + cc->stale) - ttl;
+
+    if (ngx_http_fanout_redis_command(ctx->request->connection->log, 5, argv,
+                                      argvlen, handler, data)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_STORED);
+
+    return NGX_OK;
+}
+
+
+/* level=target: each target that answered well, and was called, is kept */
+
+static void
+ngx_http_fanout_cache_store_targets(ngx_http_fanout_ctx_t *ctx)
+{
+    ngx_str_t               none;
+    ngx_uint_t              i;
+    ngx_http_fanout_sub_t  *sub;
+
+    ngx_str_null(&none);
+
+    for (i = 0; i < ctx->nsubs; i++) {
+        sub = &ctx->subs[i];
+
+        if (sub->part.cached || sub->part.kind != FANOUT_OK || sub->cancelled
+            || sub->part.body == NULL)
+        {
+            continue;
+        }
+
+        (void) ngx_http_fanout_cache_set(ctx, &ctx->target_keys[i],
+                                         (ngx_uint_t) sub->part.status,
+                                         &sub->content_type, &none,
+                                         (u_char *) sub->part.body,
+                                         sub->part.body_len, NULL, NULL);
+    }
+}
+
+
 void
 ngx_http_fanout_cache_store(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
     ngx_str_t *type, ngx_str_t *target, u_char *body, size_t len)
 {
-    u_char                        *p, *value, ttl[NGX_TIME_T_LEN];
-    size_t                         size, argvlen[5];
     ngx_str_t                     *key, *lock;
-    const char                    *argv[5];
     ngx_http_request_t            *r;
     ngx_http_fanout_cache_conf_t  *cc;
 
@@ -955,43 +1231,16 @@ ngx_http_fanout_cache_store(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
         return;
     }
 
+    if (cc->per_target) {
+        ngx_http_fanout_cache_store_targets(ctx);
+        return;
+    }
+
     /* only complete answers: not a failure, not a degraded one */
     if (status != NGX_HTTP_OK || ctx->failed) {
         ngx_http_fanout_cache_unlock(ctx);
         return;
     }
-
-    size = sizeof("FO1 000 \n\n\n") - 1 + NGX_INT64_LEN + type->len
-           + target->len + len;
-
-    if (size > cc->max_size) {
-        ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_SKIPPED);
-        ngx_http_fanout_cache_unlock(ctx);
-        return;
-    }
-
-    value = ngx_pnalloc(r->pool, size);
-    if (value == NULL) {
-        ngx_http_fanout_cache_unlock(ctx);
-        return;
-    }
-
-    p = ngx_sprintf(value, "FO1 %03ui %M\n%V\n%V\n", status,
-                    (ngx_msec_t) (ngx_http_fanout_cache_now() + cc->ttl * 1000),
-                    type, target);
-    p = ngx_cpymem(p, body, len);
-
-    argv[0] = "SET";
-    argvlen[0] = 3;
-    argv[1] = (const char *) ctx->cache_key.data;
-    argvlen[1] = ctx->cache_key.len;
-    argv[2] = (const char *) value;
-    argvlen[2] = p - value;
-    argv[3] = "EX";
-    argvlen[3] = 2;
-    argv[4] = (const char *) ttl;
-    /* kept stale= longer than it is fresh */
-    argvlen[4] = ngx_sprintf(ttl, "%T", cc->ttl + cc->stale) - ttl;
 
     /* a leader lets the waiters go once the SET has been applied */
     lock = NULL;
@@ -1011,14 +1260,12 @@ ngx_http_fanout_cache_store(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
     }
 
     /* after the answer went out */
-    if (ngx_http_fanout_redis_command(r->connection->log, 5, argv, argvlen,
-                                      lock ? ngx_http_fanout_cache_stored
-                                           : NULL,
-                                      lock)
-        != NULL)
+    if (ngx_http_fanout_cache_set(ctx, &ctx->cache_key, status, type, target,
+                                  body, len,
+                                  lock ? ngx_http_fanout_cache_stored : NULL,
+                                  lock)
+        == NGX_OK)
     {
-        ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_STORED);
-
         if (lock) {
             ctx->cache_leader = 0;
         }

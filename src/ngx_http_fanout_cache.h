@@ -44,6 +44,7 @@ struct ngx_http_fanout_cache_conf_s {
     ngx_uint_t                  nignore;
     size_t                      max_size;
     ngx_flag_t                  coalesce;
+    ngx_flag_t                  per_target;    /* level=target */
 };
 
 

@@ -206,6 +206,7 @@ ngx_http_fanout_respond(ngx_http_fanout_ctx_t *ctx)
     mc.field = (const char *) ctx->conf->field.data;
     mc.field_len = ctx->conf->field.len;
     mc.quorum = (unsigned) ctx->conf->quorum;
+    mc.cache_meta = (ctx->target_keys != NULL);
 
     if (fanout_merge_prepare(&mc, parts, ctx->nsubs, &merged) != 0) {
         goto failed;

@@ -123,6 +123,7 @@ struct ngx_http_fanout_ctx_s {
     ngx_str_t                   cache_key;
     ngx_http_fanout_redis_op_t *cache_op;
     void                       *stale;         /* an expired entry */
+    ngx_str_t                  *target_keys;   /* level=target */
     ngx_event_t                 cache_wait;    /* coalescing: next poll */
     ngx_msec_t                  cache_waited;
     unsigned                    cache_leader:1;
@@ -133,6 +134,7 @@ struct ngx_http_fanout_ctx_s {
 
 
 ngx_int_t ngx_http_fanout_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_fanout_subs_init(ngx_http_fanout_ctx_t *ctx);
 ngx_int_t ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx);
 void ngx_http_fanout_begin(ngx_http_fanout_ctx_t *ctx);
 ngx_int_t ngx_http_fanout_send_as_is(ngx_http_fanout_ctx_t *ctx,

@@ -422,8 +422,11 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
                                 st->counters[NGX_HTTP_FANOUT_TGT_KIND + k]);
             }
 
-            p = ngx_sprintf(p, ",\"cancelled\":%uA,",
-                            st->counters[NGX_HTTP_FANOUT_TGT_CANCELLED]);
+            p = ngx_sprintf(p, ",\"cancelled\":%uA,\"cache_hit\":%uA,"
+                            "\"cache_miss\":%uA,",
+                            st->counters[NGX_HTTP_FANOUT_TGT_CANCELLED],
+                            st->counters[NGX_HTTP_FANOUT_TGT_CACHE_HIT],
+                            st->counters[NGX_HTTP_FANOUT_TGT_CACHE_MISS]);
             p = ngx_http_fanout_stats_json_histogram(p, st);
             *p++ = '}';
         }
@@ -622,6 +625,27 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
             p = ngx_http_fanout_prom_labels(p, &loc[i].name, &tgt[j].name);
             p = ngx_sprintf(p, "} %uA\n",
                        tgt[j].node->counters[NGX_HTTP_FANOUT_TGT_CANCELLED]);
+        }
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_target_cache_total Per-target cache lookups "
+        "(level=target).\n"
+        "# TYPE fanout_target_cache_total counter\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        tgt = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            for (k = 0; k < 2; k++) {
+                p = ngx_sprintf(p, "fanout_target_cache_total");
+                p = ngx_http_fanout_prom_labels(p, &loc[i].name,
+                                                &tgt[j].name);
+                p = ngx_sprintf(p, ",result=\"%s\"} %uA\n",
+                       k ? "miss" : "hit",
+                       tgt[j].node->counters[NGX_HTTP_FANOUT_TGT_CACHE_HIT
+                                             + k]);
+            }
         }
     }
 

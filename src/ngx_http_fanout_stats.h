@@ -39,6 +39,8 @@ typedef enum {
     /* then one per fanout_kind_e: ok, timeout, http_4xx, ... */
     NGX_HTTP_FANOUT_TGT_KIND,
     NGX_HTTP_FANOUT_TGT_CANCELLED = NGX_HTTP_FANOUT_TGT_KIND + FANOUT_NKINDS,
+    NGX_HTTP_FANOUT_TGT_CACHE_HIT,     /* level=target: not called */
+    NGX_HTTP_FANOUT_TGT_CACHE_MISS,
     NGX_HTTP_FANOUT_TGT_NCOUNTERS
 } ngx_http_fanout_tgt_counter_e;
 

@@ -7,6 +7,7 @@
 
 #include "ngx_http_fanout_module.h"
 #include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_cache.h"
 
 
 static ngx_int_t ngx_http_fanout_sub_done(ngx_http_request_t *sr,
@@ -22,6 +23,43 @@ static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
 
 ngx_int_t
+ngx_http_fanout_subs_init(ngx_http_fanout_ctx_t *ctx)
+{
+    ngx_uint_t                 i;
+    ngx_http_fanout_sub_t     *sub;
+    ngx_http_fanout_target_t  *targets;
+
+    if (ctx->subs) {
+        return NGX_OK;
+    }
+
+    targets = ctx->conf->targets->elts;
+
+    ctx->subs = ngx_pcalloc(ctx->request->pool, ctx->conf->targets->nelts
+                                                * sizeof(ngx_http_fanout_sub_t));
+    if (ctx->subs == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->nsubs = ctx->conf->targets->nelts;
+
+    for (i = 0; i < ctx->nsubs; i++) {
+        sub = &ctx->subs[i];
+
+        sub->ctx = ctx;
+        sub->target = &targets[i];
+        sub->part.name = (const char *) targets[i].name.data;
+        sub->part.weight = (double) targets[i].weight
+                           / NGX_HTTP_FANOUT_WEIGHT_ONE;
+        sub->ps.handler = ngx_http_fanout_sub_done;
+        sub->ps.data = sub;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
 ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
 {
     ngx_uint_t                 i;
@@ -33,13 +71,9 @@ ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
     r = ctx->request;
     targets = ctx->conf->targets->elts;
 
-    ctx->subs = ngx_pcalloc(r->pool, ctx->conf->targets->nelts
-                                     * sizeof(ngx_http_fanout_sub_t));
-    if (ctx->subs == NULL) {
+    if (ngx_http_fanout_subs_init(ctx) != NGX_OK) {
         return NGX_ERROR;
     }
-
-    ctx->nsubs = ctx->conf->targets->nelts;
 
     headers = ngx_http_fanout_headers(r);
     if (headers == NULL) {
@@ -49,15 +83,12 @@ ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
     for (i = 0; i < ctx->nsubs; i++) {
         sub = &ctx->subs[i];
 
-        sub->ctx = ctx;
-        sub->target = &targets[i];
-        sub->start = ngx_current_msec;
-        sub->part.name = (const char *) targets[i].name.data;
-        sub->part.weight = (double) targets[i].weight
-                           / NGX_HTTP_FANOUT_WEIGHT_ONE;
+        if (sub->done || ctx->winner) {
+            /* answered from the per-target cache, or "first" has won */
+            continue;
+        }
 
-        sub->ps.handler = ngx_http_fanout_sub_done;
-        sub->ps.data = sub;
+        sub->start = ngx_current_msec;
 
         ctx->pending++;
 
@@ -108,7 +139,7 @@ ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
     }
 
     if (ctx->pending == 0) {
-        /* nothing could start: answer at once */
+        /* nothing to wait for (all cached, or none could start) */
         return ngx_http_post_request(r, NULL);
     }
 
@@ -429,6 +460,18 @@ ngx_http_fanout_sub_account(ngx_http_fanout_ctx_t *ctx,
     sub->accounted = 1;
 
     st = ngx_http_fanout_stats_target(ctx->request, ctx->conf, sub->target);
+
+    if (sub->part.cached) {
+        /* answered by the per-target cache: no call was made */
+        ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_TGT_CACHE_HIT);
+        return;
+    }
+
+    if (ctx->conf->cache && ctx->conf->cache->per_target
+        && ctx->target_keys)
+    {
+        ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_TGT_CACHE_MISS);
+    }
 
     ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_TGT_REQUESTS);
 

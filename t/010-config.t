@@ -141,7 +141,9 @@ my %cache_bad = (
     'fanout_cache max_size=big ttl=1s;' => qr/invalid parameter "max_size=big"/,
     'fanout_cache ttl=1s ignore=a..b;' => qr/invalid parameter "ignore=a\.\.b"/,
     'fanout_cache max_size=1k;' => qr/"fanout_cache" needs ttl=/,
-    'fanout_cache ttl=1s level=target;' => qr/invalid parameter "level=target"/,
+    'fanout_cache ttl=1s level=block;' => qr/invalid parameter "level=block"/,
+    'fanout_cache ttl=1s coalesce=maybe;' => qr/invalid parameter "coalesce=maybe"/,
+    'fanout_cache ttl=1s stale=later;' => qr/invalid parameter "stale=later"/,
 );
 
 for my $c (sort keys %cache_bad) {

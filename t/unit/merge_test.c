@@ -65,6 +65,7 @@ merge(fanout_merge_mode_e mode, unsigned quorum, fanout_part_t *parts,
     mc.field = field;
     mc.field_len = field ? strlen(field) : 0;
     mc.quorum = quorum;
+    mc.cache_meta = 0;
 
     if (fanout_merge_prepare(&mc, parts, n, &m) != 0) {
         return NULL;
@@ -213,6 +214,32 @@ test_all(void)
     ok(status == 502, "all: quorum 2 not met: 502");
     is_str(json_string_value(get(text, "error", NULL, NULL)),
            "quorum_not_met", "all: error names the quorum");
+
+    /* meta.cache: which answers came from the per-target cache */
+    {
+        fanout_merge_conf_t  mc;
+        fanout_merged_t      m;
+        fanout_out_t         o;
+
+        p[0].cached = 1;
+        mc.mode = FANOUT_MERGE_ALL;
+        mc.field = NULL;
+        mc.field_len = 0;
+        mc.quorum = 1;
+        mc.cache_meta = 1;
+
+        fanout_merge_prepare(&mc, p, 3, &m);
+        o.buf = text;
+        o.len = 0;
+        fanout_merge_write(&mc, p, 3, &m, &o);
+        text[o.len] = '\0';
+        fanout_merged_free(&m);
+
+        is_str(dump(get(text, "meta", "cache", NULL)),
+               "{\"a\":\"HIT\",\"b\":\"MISS\",\"c\":\"MISS\"}",
+               "all: meta.cache names the cached answers");
+        p[0].cached = 0;
+    }
 
     p[0] = failed("a \"quoted\"", FANOUT_TIMEOUT, 504);
     merge(FANOUT_MERGE_ALL, 1, p, 1, &status);

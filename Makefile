@@ -17,7 +17,7 @@ ASAN_MODULE := $(BUILD)/asan/ngx_http_fanout_module.so
 DEB_BUILD   := nginx nginx-dev libhiredis-dev gcc make
 # jansson is the oracle the JSON scanner is checked against
 DEB_TEST    := libjansson-dev redis-server libnginx-mod-http-echo curl perl cppcheck
-DEB_BENCH   := wrk libnginx-mod-http-lua lua-cjson
+DEB_BENCH   := wrk libnginx-mod-http-lua lua-cjson lua-nginx-redis
 DEB_ALL     := $(DEB_BUILD) $(DEB_TEST) $(DEB_BENCH)
 
 SRCS        := $(wildcard $(CURDIR)/src/*.c $(CURDIR)/src/*.h) $(CURDIR)/config

@@ -714,7 +714,9 @@ void
 ngx_http_fanout_redis_exit_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t                     i;
+    ngx_queue_t                   *q;
     redisAsyncContext             *ac;
+    ngx_http_fanout_redis_op_t    *op;
     ngx_http_fanout_redis_conn_t  *rc;
 
     if (ngx_http_fanout_redis_conf == NULL) {
@@ -726,6 +728,19 @@ ngx_http_fanout_redis_exit_process(ngx_cycle_t *cycle)
 
         if (rc->timer.timer_set) {
             ngx_del_timer(&rc->timer);
+        }
+
+        /*
+         * A fast shutdown leaves requests unfinalized: nobody is to be
+         * called back while the contexts are freed.
+         */
+
+        for (q = ngx_queue_head(&rc->ops);
+             q != ngx_queue_sentinel(&rc->ops);
+             q = ngx_queue_next(q))
+        {
+            op = ngx_queue_data(q, ngx_http_fanout_redis_op_t, queue);
+            op->handler = NULL;
         }
 
         ac = rc->ac;

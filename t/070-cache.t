@@ -242,4 +242,25 @@ cmp_ok($st->{redis}{connects}, '>=', 2, 'reconnects counted');
 my @log = do { open my $fh, '<', $t->dir . '/nginx/cache.log'; <$fh> };
 ok(scalar(grep { m{^/p HIT$} } @log), '$fanout_cache_status in the access log');
 
+# a fast shutdown (SIGTERM) with lookups pending on a stopped Redis: the
+# worker frees its connections without calling back into dead requests
+
+sleep 0.5;
+$t->redis_signal('r', 'STOP');
+
+my @clients;
+for (1 .. 3) {
+    my $pid = fork();
+    if ($pid == 0) {
+        $t->post('/p', $body, timeout => 2);
+        POSIX::_exit(0);
+    }
+    push @clients, $pid;
+}
+
+sleep 0.03;
+kill 'TERM', $t->{instances}{nginx}{pid};
+waitpid($_, 0) for @clients;
+$t->redis_signal('r', 'CONT');
+
 $t->done;

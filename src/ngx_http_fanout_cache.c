@@ -15,11 +15,185 @@
 
 
 static void ngx_http_fanout_cache_store_targets(ngx_http_fanout_ctx_t *ctx);
+static void ngx_http_fanout_cache_give_up(ngx_http_fanout_ctx_t *ctx);
+static void ngx_http_fanout_cache_count(ngx_http_fanout_ctx_t *ctx,
+    ngx_uint_t counter);
 static ngx_int_t ngx_http_fanout_cache_entry(ngx_http_fanout_ctx_t *ctx,
     const char *str, size_t len, ngx_http_fanout_cached_t **entry);
 static void ngx_http_fanout_cache_hit(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_cached_t *e, ngx_uint_t status, ngx_uint_t counter);
 static void ngx_http_fanout_cache_poll(ngx_event_t *ev);
+
+
+/*
+ * The fan-outs in flight in this worker, by cache key: a request finding
+ * one attaches to it without asking Redis, and is woken with its answer.
+ */
+
+#define NGX_HTTP_FANOUT_INFLIGHT  256
+
+static ngx_queue_t  ngx_http_fanout_inflight[NGX_HTTP_FANOUT_INFLIGHT];
+
+
+static ngx_queue_t *
+ngx_http_fanout_inflight_bucket(ngx_str_t *key)
+{
+    ngx_queue_t  *q;
+
+    q = &ngx_http_fanout_inflight[ngx_crc32_short(key->data, key->len)
+                                  % NGX_HTTP_FANOUT_INFLIGHT];
+
+    if (q->prev == NULL) {
+        ngx_queue_init(q);
+    }
+
+    return q;
+}
+
+
+static ngx_http_fanout_ctx_t *
+ngx_http_fanout_inflight_find(ngx_str_t *key)
+{
+    ngx_queue_t            *b, *q;
+    ngx_http_fanout_ctx_t  *leader;
+
+    b = ngx_http_fanout_inflight_bucket(key);
+
+    for (q = ngx_queue_head(b); q != ngx_queue_sentinel(b);
+         q = ngx_queue_next(q))
+    {
+        leader = ngx_queue_data(q, ngx_http_fanout_ctx_t, inflight);
+
+        if (leader->cache_key.len == key->len
+            && ngx_memcmp(leader->cache_key.data, key->data, key->len) == 0)
+        {
+            return leader;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* the request fans out for its key: others in this worker may wait on it */
+
+static void
+ngx_http_fanout_inflight_add(ngx_http_fanout_ctx_t *ctx)
+{
+    if (ctx->local_leader || !ctx->conf->cache->coalesce
+        || ctx->conf->cache->per_target
+        || ngx_http_fanout_inflight_find(&ctx->cache_key))
+    {
+        return;
+    }
+
+    ngx_queue_insert_tail(ngx_http_fanout_inflight_bucket(&ctx->cache_key),
+                          &ctx->inflight);
+    ngx_queue_init(&ctx->waiters);
+    ctx->local_leader = 1;
+}
+
+
+static void
+ngx_http_fanout_cache_woken(ngx_event_t *ev)
+{
+    ngx_http_fanout_ctx_t *ctx = ev->data;
+
+    ngx_connection_t          *c;
+    ngx_http_request_t        *r;
+    ngx_http_fanout_cached_t  *e;
+
+    r = ctx->request;
+    c = r->connection;
+
+    ngx_http_set_log_request(c->log, r);
+
+    e = ctx->shared;
+
+    if (e == NULL) {
+        /* the leader had nothing to share: fan out */
+        ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_MISS);
+        ngx_http_fanout_cache_give_up(ctx);
+        return;
+    }
+
+    ngx_http_fanout_cache_hit(ctx, e, NGX_HTTP_FANOUT_CACHE_COALESCED,
+                              NGX_HTTP_FANOUT_LOC_CACHE_COALESCED);
+}
+
+
+void
+ngx_http_fanout_cache_hand_over(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
+    ngx_str_t *type, ngx_str_t *target, u_char *body, size_t len)
+{
+    u_char                    *p;
+    ngx_queue_t               *q;
+    ngx_http_fanout_ctx_t     *w;
+    ngx_http_fanout_cached_t  *e;
+
+    if (!ctx->local_leader) {
+        return;
+    }
+
+    ctx->local_leader = 0;
+    ngx_queue_remove(&ctx->inflight);
+
+    while (!ngx_queue_empty(&ctx->waiters)) {
+        q = ngx_queue_head(&ctx->waiters);
+        ngx_queue_remove(q);
+
+        w = ngx_queue_data(q, ngx_http_fanout_ctx_t, waiting);
+        w->leader = NULL;
+        w->shared = NULL;
+
+        /* what would be stored is shared; a copy, as the leader may go */
+        if (body && status == NGX_HTTP_OK && !ctx->failed) {
+            e = ngx_palloc(w->request->pool, sizeof(ngx_http_fanout_cached_t));
+            p = ngx_pnalloc(w->request->pool,
+                            type->len + target->len + len + 1);
+
+            if (e && p) {
+                e->status = status;
+                e->fresh_until = 0;
+                e->type.data = p;
+                e->type.len = type->len;
+                p = ngx_cpymem(p, type->data, type->len);
+                e->target.data = p;
+                e->target.len = target->len;
+                p = ngx_cpymem(p, target->data, target->len);
+                e->body.data = p;
+                e->body.len = len;
+                ngx_memcpy(p, body, len);
+
+                w->shared = e;
+            }
+        }
+
+        /* each waiter goes on in its own event, not inside this one */
+        w->cache_wait.handler = ngx_http_fanout_cache_woken;
+        w->cache_wait.data = w;
+        w->cache_wait.log = w->request->connection->log;
+
+        ngx_post_event(&w->cache_wait, &ngx_posted_events);
+    }
+}
+
+
+void
+ngx_http_fanout_cache_leave(ngx_http_fanout_ctx_t *ctx)
+{
+    if (ctx->leader) {
+        ngx_queue_remove(&ctx->waiting);
+        ctx->leader = NULL;
+    }
+
+    if (ctx->cache_wait.posted) {
+        ngx_delete_posted_event(&ctx->cache_wait);
+    }
+
+    /* a leader that goes away lets its waiters fan out themselves */
+    ngx_http_fanout_cache_hand_over(ctx, 0, NULL, NULL, NULL, 0);
+}
 
 
 /* wall-clock milliseconds: entries are shared by nginx instances */
@@ -569,6 +743,10 @@ ngx_http_fanout_cache_give_up(ngx_http_fanout_ctx_t *ctx)
 
     c = ctx->request->connection;
 
+    if (ctx->cache_key.len) {
+        ngx_http_fanout_inflight_add(ctx);
+    }
+
     ngx_http_fanout_begin(ctx);
     ngx_http_run_posted_requests(c);
 }
@@ -625,9 +803,23 @@ ngx_http_fanout_cache_poll(ngx_event_t *ev)
 {
     ngx_http_fanout_ctx_t *ctx = ev->data;
 
-    size_t       len[3];
-    ngx_str_t   *lock;
-    const char  *argv[3];
+    size_t                  len[3];
+    ngx_str_t              *lock;
+    const char             *argv[3];
+    ngx_http_fanout_ctx_t  *leader;
+
+    /*
+     * The leader may be in this worker after all: its election reply can
+     * come on another pooled connection after the "wait" did.
+     */
+
+    leader = ngx_http_fanout_inflight_find(&ctx->cache_key);
+
+    if (leader) {
+        ngx_queue_insert_tail(&leader->waiters, &ctx->waiting);
+        ctx->leader = leader;
+        return;
+    }
 
     lock = ngx_http_fanout_cache_lock_key(ctx);
     if (lock == NULL) {
@@ -790,6 +982,7 @@ ngx_http_fanout_cache_got(void *data, redisReply *reply,
     redisReply                *v;
     ngx_uint_t                 verdict;
     ngx_connection_t          *c;
+    ngx_http_fanout_ctx_t     *leader;
     ngx_http_fanout_cached_t  *e;
 
     c = ctx->request->connection;
@@ -833,7 +1026,16 @@ ngx_http_fanout_cache_got(void *data, redisReply *reply,
     ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_MISS);
 
     if (verdict == 3) {
-        /* someone else is fanning out: wait for its answer */
+        leader = ngx_http_fanout_inflight_find(&ctx->cache_key);
+
+        if (leader) {
+            /* it is in this worker: wait on it, not on Redis */
+            ngx_queue_insert_tail(&leader->waiters, &ctx->waiting);
+            ctx->leader = leader;
+            return;
+        }
+
+        /* in another worker or instance: poll for its answer */
         ngx_http_fanout_cache_wait(ctx);
         return;
     }
@@ -1040,7 +1242,8 @@ ngx_http_fanout_cache_lookup_targets(ngx_http_fanout_ctx_t *ctx)
 ngx_int_t
 ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
 {
-    int                  n;
+    int                     n;
+    ngx_http_fanout_ctx_t  *leader;
     u_char               ms[NGX_INT_T_LEN], now[NGX_INT64_LEN];
     size_t               len[7];
     ngx_int_t            rc;
@@ -1078,6 +1281,18 @@ ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
 
     if (ctx->conf->cache->per_target) {
         return ngx_http_fanout_cache_lookup_targets(ctx);
+    }
+
+    if (ctx->conf->cache->coalesce) {
+        leader = ngx_http_fanout_inflight_find(&ctx->cache_key);
+
+        if (leader) {
+            /* the same request is being answered in this worker: wait */
+            ngx_queue_insert_tail(&leader->waiters, &ctx->waiting);
+            ctx->leader = leader;
+            ctx->cache_status = NGX_HTTP_FANOUT_CACHE_MISS;
+            return NGX_OK;
+        }
     }
 
     if (ctx->conf->cache->coalesce) {

@@ -66,6 +66,16 @@ ngx_int_t ngx_http_fanout_cache_serve_stale(ngx_http_fanout_ctx_t *ctx,
 /* a leader that ends without storing (an aborted client) lets others go */
 void ngx_http_fanout_cache_unlock(ngx_http_fanout_ctx_t *ctx);
 
+/*
+ * Coalescing in this worker: a leader hands its answer (or its failure,
+ * with body NULL) to the requests waiting on it; a request that ends
+ * leaves the table and the queue it is in.
+ */
+void ngx_http_fanout_cache_hand_over(ngx_http_fanout_ctx_t *ctx,
+    ngx_uint_t status, ngx_str_t *type, ngx_str_t *target, u_char *body,
+    size_t len);
+void ngx_http_fanout_cache_leave(ngx_http_fanout_ctx_t *ctx);
+
 /* after the answer: stores it when it is worth it */
 void ngx_http_fanout_cache_store(ngx_http_fanout_ctx_t *ctx,
     ngx_uint_t status, ngx_str_t *type, ngx_str_t *target, u_char *body,

@@ -245,6 +245,8 @@ ngx_http_fanout_respond(ngx_http_fanout_ctx_t *ctx)
         ngx_str_null(&target);
         ngx_http_fanout_cache_store(ctx, ctx->status, &type, &target, NULL,
                                     0);
+        ngx_http_fanout_cache_hand_over(ctx, ctx->status, &type, &target,
+                                        NULL, 0);
         ngx_http_finalize_request(r, rc);
         return;
     }
@@ -257,6 +259,8 @@ ngx_http_fanout_respond(ngx_http_fanout_ctx_t *ctx)
     ngx_str_null(&target);
     ngx_http_fanout_cache_store(ctx, ctx->status, &type, &target,
                                 (u_char *) out.buf, out.len);
+    ngx_http_fanout_cache_hand_over(ctx, ctx->status, &type, &target,
+                                    (u_char *) out.buf, out.len);
 
     ngx_http_finalize_request(r, rc);
     return;
@@ -297,6 +301,10 @@ ngx_http_fanout_respond_first(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_cache_store(ctx, sub->part.status, type,
                                 &sub->target->name, (u_char *) sub->part.body,
                                 sub->part.body_len);
+    ngx_http_fanout_cache_hand_over(ctx, sub->part.status, type,
+                                    &sub->target->name,
+                                    (u_char *) sub->part.body,
+                                    sub->part.body_len);
 
     ngx_http_finalize_request(ctx->request, rc);
 }
@@ -492,6 +500,7 @@ ngx_http_fanout_cleanup(void *data)
     }
 
     ngx_http_fanout_cache_unlock(ctx);
+    ngx_http_fanout_cache_leave(ctx);
 
     if (ctx->deadline.timer_set) {
         ngx_del_timer(&ctx->deadline);

@@ -124,9 +124,17 @@ struct ngx_http_fanout_ctx_s {
     ngx_http_fanout_redis_op_t *cache_op;
     void                       *stale;         /* an expired entry */
     ngx_str_t                  *target_keys;   /* level=target */
+
+    /* coalescing in this worker: leaders are in a table, waiters in theirs */
+    ngx_queue_t                 inflight;      /* in the worker's table */
+    ngx_queue_t                 waiters;       /* a leader's */
+    ngx_queue_t                 waiting;       /* a waiter's link */
+    ngx_http_fanout_ctx_t      *leader;        /* a waiter's */
+    void                       *shared;        /* the answer handed over */
     ngx_event_t                 cache_wait;    /* coalescing: next poll */
     ngx_msec_t                  cache_waited;
     unsigned                    cache_leader:1;
+    unsigned                    local_leader:1;
 
     unsigned                    started:1;
     unsigned                    finished:1;    /* the answer is decided */

@@ -12,6 +12,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 
 my $t = FT->new;
+my @res;
 
 $t->redis('r');
 $t->mock('a', mode => 'echo', ms => 600);
@@ -100,10 +101,47 @@ cmp_ok($st1->{locations}{'/p'}{cache}{coalesced}, '>=', 1,
 cmp_ok($st2->{locations}{'/p'}{cache}{coalesced}, '>=', 1,
        'instance two counted coalesced requests');
 
+# in one worker, waiters wait on the request in flight, not on Redis:
+# 20 identical requests cost a few Redis commands, not 15 ms polls
+
+my $cmds0 = $t->get('/fanout/status', port => $t->port('two'))->{json}{redis}{commands};
+my $hits0 = grep { $_->{method} } $t->hits('a');
+
+@res = $t->parallel(20, 'POST', '/p', body => '{"local":1}',
+                    port => $t->port('two'), timeout => 10);
+is(scalar(grep { $_->{status} == 200 } @res), 20, 'one worker: 20 answers');
+is(scalar(grep { $_->{method} } $t->hits('a')) - $hits0, 1,
+   'one worker: model a called once');
+
+my $st = $t->get('/fanout/status', port => $t->port('two'))->{json};
+cmp_ok($st->{redis}{commands} - $cmds0, '<=', 25,
+       'waiters in the worker sent (almost) no Redis commands')
+    or diag($st->{redis}{commands} - $cmds0);
+
+# a leader whose client goes away: its waiter fans out itself
+
+$hits0 = grep { $_->{method} } $t->hits('a');
+my $lead = $t->connect($t->port('two'));
+print $lead "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n{\"ab\":1}";
+sleep 0.1;
+
+my $pid = fork();
+if ($pid == 0) {
+    close $lead;    # or the leader's connection stays open in this child
+    my $r = $t->post('/p', '{"ab":1}', port => $t->port('two'), timeout => 10);
+    POSIX::_exit($r->{status} == 200 ? 0 : 1);
+}
+sleep 0.1;
+close $lead;
+waitpid($pid, 0);
+is($? >> 8, 0, 'the waiter of an aborted leader still answers 200');
+is(scalar(grep { $_->{method} } $t->hits('a')) - $hits0, 2,
+   'by fanning out itself');
+
 # coalesce=off: each request fans out
 
 my $before = grep { $_->{method} } $t->hits('a');
-my @res = $t->parallel(6, 'POST', '/nocoalesce', body => '{"x":"off"}',
+@res = $t->parallel(6, 'POST', '/nocoalesce', body => '{"x":"off"}',
                        port => $t->port('one'), timeout => 10);
 is(scalar(grep { $_->{status} == 200 } @res), 6, 'coalesce=off: 6 answers');
 my $after = grep { $_->{method} } $t->hits('a');

@@ -153,17 +153,29 @@ ngx_http_fanout_cache_hand_over(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
                             type->len + target->len + len + 1);
 
             if (e && p) {
+                /* memcpy() from NULL is undefined even for 0 bytes */
                 e->status = status;
                 e->fresh_until = 0;
                 e->type.data = p;
                 e->type.len = type->len;
-                p = ngx_cpymem(p, type->data, type->len);
+
+                if (type->len) {
+                    p = ngx_cpymem(p, type->data, type->len);
+                }
+
                 e->target.data = p;
                 e->target.len = target->len;
-                p = ngx_cpymem(p, target->data, target->len);
+
+                if (target->len) {
+                    p = ngx_cpymem(p, target->data, target->len);
+                }
+
                 e->body.data = p;
                 e->body.len = len;
-                ngx_memcpy(p, body, len);
+
+                if (len) {
+                    ngx_memcpy(p, body, len);
+                }
 
                 w->shared = e;
             }
@@ -1372,7 +1384,10 @@ ngx_http_fanout_cache_set(ngx_http_fanout_ctx_t *ctx, ngx_str_t *key,
     p = ngx_sprintf(value, "FO1 %03ui %M\n%V\n%V\n", status,
                     (ngx_msec_t) (ngx_http_fanout_cache_now() + cc->ttl * 1000),
                     type, target);
-    p = ngx_cpymem(p, body, len);
+
+    if (len) {
+        p = ngx_cpymem(p, body, len);
+    }
 
     argv[0] = "SET";
     argvlen[0] = 3;

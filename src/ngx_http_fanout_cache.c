@@ -232,19 +232,38 @@ ngx_str_t  ngx_http_fanout_cache_statuses[] = {
 };
 
 
+static ngx_http_complex_value_t *
+ngx_http_fanout_cache_value(ngx_conf_t *cf, ngx_str_t *value)
+{
+    ngx_http_complex_value_t          *cv;
+    ngx_http_compile_complex_value_t   ccv;
+
+    cv = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (cv == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+    ccv.cf = cf;
+    ccv.value = value;
+    ccv.complex_value = cv;
+
+    return (ngx_http_compile_complex_value(&ccv) == NGX_OK) ? cv : NULL;
+}
+
+
 char *
 ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_fanout_loc_conf_t *flcf = conf;
 
-    u_char                            *p, *end, *comma;
-    ssize_t                            size;
-    ngx_str_t                         *value, s, vary;
-    ngx_uint_t                         i, n;
-    fanout_field_t                    *f;
-    ngx_http_fanout_main_conf_t       *fmcf;
-    ngx_http_fanout_cache_conf_t      *cc;
-    ngx_http_compile_complex_value_t   ccv;
+    u_char                        *p, *end, *comma;
+    ssize_t                        size;
+    ngx_str_t                     *value, s, vary;
+    ngx_uint_t                     i, n;
+    fanout_field_t                *f;
+    ngx_http_fanout_main_conf_t   *fmcf;
+    ngx_http_fanout_cache_conf_t  *cc;
 
     if (flcf->cache != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
@@ -331,17 +350,8 @@ ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 continue;
             }
 
-            cc->key = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+            cc->key = s.len ? ngx_http_fanout_cache_value(cf, &s) : NULL;
             if (cc->key == NULL) {
-                return NGX_CONF_ERROR;
-            }
-
-            ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-            ccv.cf = cf;
-            ccv.value = &s;
-            ccv.complex_value = cc->key;
-
-            if (s.len == 0 || ngx_http_compile_complex_value(&ccv) != NGX_OK) {
                 goto invalid;
             }
 
@@ -394,17 +404,8 @@ ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     /* vary: an empty value is allowed, and means no variation */
     if (vary.len) {
-        cc->vary = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+        cc->vary = ngx_http_fanout_cache_value(cf, &vary);
         if (cc->vary == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-        ccv.cf = cf;
-        ccv.value = &vary;
-        ccv.complex_value = cc->vary;
-
-        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
             return NGX_CONF_ERROR;
         }
     }

@@ -29,8 +29,10 @@ ASAN_OPT    := -g -O1 -fPIC -fno-omit-frame-pointer \
 UNIT_CFLAGS := -g -O1 -std=c99 -D_POSIX_C_SOURCE=200809L $(WARN) -Isrc \
                -fsanitize=address,undefined -fno-omit-frame-pointer
 UNIT_TESTS  := $(BUILD)/unit/json_test $(BUILD)/unit/merge_test \
-               $(BUILD)/unit/cache_key_test
-CORE        := src/fanout_json.c src/fanout_merge.c src/fanout_cache_key.c
+               $(BUILD)/unit/cache_key_test $(BUILD)/unit/limit_test \
+               $(BUILD)/unit/breaker_test
+CORE        := src/fanout_json.c src/fanout_merge.c src/fanout_cache_key.c \
+               src/fanout_limit.c src/fanout_breaker.c
 
 .PHONY: all deps deps-build build test unit test-asan demo bench lint clean
 

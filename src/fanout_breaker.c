@@ -1,0 +1,196 @@
+/*
+ * Circuit breakers:
+ *
+ *   closed    --N consecutive failures, or the error rate over the window
+ *               above P% with at least min_requests-->  open
+ *   open      --cooldown passed-->  half-open
+ *   half-open --admits exactly half_open probes; a probe's success-->
+ *               closed (reset); a probe's failure--> open, with the
+ *               cooldown doubled up to max_cooldown
+ */
+
+#include <string.h>
+
+#include "fanout_breaker.h"
+
+
+const char *
+fanout_breaker_state_name(uint32_t state)
+{
+    static const char  *names[] = { "closed", "open", "half_open" };
+
+    return (state <= FANOUT_BREAKER_HALF_OPEN) ? names[state] : "unknown";
+}
+
+
+/* moves the window on to now, clearing the tenths that went by */
+
+static void
+fanout_breaker_slide(const fanout_breaker_conf_t *c, fanout_breaker_t *b,
+    uint64_t now_ms)
+{
+    uint64_t  width, n;
+
+    width = c->window_ms / FANOUT_BREAKER_SLOTS;
+    if (width == 0) {
+        width = 1;
+    }
+
+    if (b->slot_start_ms == 0 || now_ms >= b->slot_start_ms
+                                           + width * FANOUT_BREAKER_SLOTS * 2)
+    {
+        memset(b->requests, 0, sizeof(b->requests));
+        memset(b->errors, 0, sizeof(b->errors));
+        b->slot = 0;
+        b->slot_start_ms = now_ms;
+        return;
+    }
+
+    for (n = 0; now_ms >= b->slot_start_ms + width
+                && n < FANOUT_BREAKER_SLOTS; n++)
+    {
+        b->slot = (b->slot + 1) % FANOUT_BREAKER_SLOTS;
+        b->requests[b->slot] = 0;
+        b->errors[b->slot] = 0;
+        b->slot_start_ms += width;
+    }
+
+    if (now_ms >= b->slot_start_ms + width) {
+        /* idle for longer than a window: the loop cleared it all */
+        b->slot_start_ms = now_ms;
+    }
+}
+
+
+uint32_t
+fanout_breaker_rate(const fanout_breaker_conf_t *c, fanout_breaker_t *b,
+    uint64_t now_ms, uint32_t *requests)
+{
+    uint32_t  i, req, err;
+
+    fanout_breaker_slide(c, b, now_ms);
+
+    req = 0;
+    err = 0;
+
+    for (i = 0; i < FANOUT_BREAKER_SLOTS; i++) {
+        req += b->requests[i];
+        err += b->errors[i];
+    }
+
+    *requests = req;
+
+    return req ? (uint32_t) ((uint64_t) err * 100 / req) : 0;
+}
+
+
+static void
+fanout_breaker_open(const fanout_breaker_conf_t *c, fanout_breaker_t *b,
+    uint64_t now_ms, uint64_t cooldown_ms)
+{
+    b->state = FANOUT_BREAKER_OPEN;
+    b->cooldown_ms = cooldown_ms;
+    b->retry_at_ms = now_ms + cooldown_ms;
+    b->probes = 0;
+    b->consecutive = 0;
+}
+
+
+fanout_breaker_verdict_e
+fanout_breaker_allow(const fanout_breaker_conf_t *c, fanout_breaker_t *b,
+    uint64_t now_ms)
+{
+    if (b->state == FANOUT_BREAKER_CLOSED) {
+        return FANOUT_BREAKER_PASS;
+    }
+
+    if (b->state == FANOUT_BREAKER_OPEN) {
+        if (now_ms < b->retry_at_ms) {
+            return FANOUT_BREAKER_REJECT;
+        }
+
+        b->state = FANOUT_BREAKER_HALF_OPEN;
+        b->probes = 0;
+    }
+
+    /* half-open: a token per probe, taken under the caller's lock */
+    if (b->probes < (c->half_open ? c->half_open : 1)) {
+        b->probes++;
+        return FANOUT_BREAKER_PROBE;
+    }
+
+    return FANOUT_BREAKER_REJECT;
+}
+
+
+fanout_breaker_change_e
+fanout_breaker_record(const fanout_breaker_conf_t *c, fanout_breaker_t *b,
+    uint64_t now_ms, fanout_breaker_verdict_e verdict, int failure)
+{
+    uint32_t  rate, requests;
+    uint64_t  cooldown;
+
+    if (verdict == FANOUT_BREAKER_PROBE) {
+        if (b->state != FANOUT_BREAKER_HALF_OPEN) {
+            /* another probe decided already */
+            return FANOUT_BREAKER_SAME;
+        }
+
+        if (failure) {
+            cooldown = b->cooldown_ms ? b->cooldown_ms * 2 : c->cooldown_ms;
+            if (cooldown > c->max_cooldown_ms) {
+                cooldown = c->max_cooldown_ms;
+            }
+
+            fanout_breaker_open(c, b, now_ms, cooldown);
+            return FANOUT_BREAKER_REOPENED;
+        }
+
+        /* closing resets everything: the window starts anew */
+        memset(b, 0, sizeof(fanout_breaker_t));
+        return FANOUT_BREAKER_CLOSED_AGAIN;
+    }
+
+    if (b->state != FANOUT_BREAKER_CLOSED) {
+        return FANOUT_BREAKER_SAME;
+    }
+
+    fanout_breaker_slide(c, b, now_ms);
+
+    b->requests[b->slot]++;
+
+    if (!failure) {
+        b->consecutive = 0;
+        return FANOUT_BREAKER_SAME;
+    }
+
+    b->errors[b->slot]++;
+    b->consecutive++;
+
+    if (c->failures && b->consecutive >= c->failures) {
+        fanout_breaker_open(c, b, now_ms, c->cooldown_ms);
+        return FANOUT_BREAKER_OPENED;
+    }
+
+    if (c->error_rate) {
+        rate = fanout_breaker_rate(c, b, now_ms, &requests);
+
+        if (requests >= c->min_requests && rate > c->error_rate) {
+            fanout_breaker_open(c, b, now_ms, c->cooldown_ms);
+            return FANOUT_BREAKER_OPENED;
+        }
+    }
+
+    return FANOUT_BREAKER_SAME;
+}
+
+
+void
+fanout_breaker_release(fanout_breaker_t *b, fanout_breaker_verdict_e verdict)
+{
+    if (verdict == FANOUT_BREAKER_PROBE
+        && b->state == FANOUT_BREAKER_HALF_OPEN && b->probes > 0)
+    {
+        b->probes--;
+    }
+}

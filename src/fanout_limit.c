@@ -1,0 +1,54 @@
+/*
+ * GCRA: a request of cost n is admitted when the bucket, drained at one
+ * request per interval, can hold n more requests' worth:
+ *
+ *     new_tat = max(tat, now) + n * interval
+ *     admit  if new_tat - now <= capacity * interval
+ *
+ * Exact at any rate: no timer and no refill step per key, only this one
+ * number, so 1,000 r/s admits 1,000 r/s.
+ */
+
+#include "fanout_limit.h"
+
+
+int
+fanout_limit_conf(fanout_limit_conf_t *c, uint64_t rate, uint64_t period_us,
+    uint64_t burst)
+{
+    if (rate == 0 || period_us == 0 || period_us / rate == 0) {
+        return -1;
+    }
+
+    c->interval_us = period_us / rate;
+    c->capacity = burst ? burst : 1;
+
+    return 0;
+}
+
+
+void
+fanout_limit_take(const fanout_limit_conf_t *c, uint64_t *tat,
+    uint64_t now_us, uint64_t cost, fanout_limit_result_t *res)
+{
+    uint64_t  base, new_tat, limit, used;
+
+    limit = c->capacity * c->interval_us;
+    base = (*tat > now_us) ? *tat : now_us;
+    new_tat = base + cost * c->interval_us;
+
+    if (new_tat - now_us <= limit) {
+        *tat = new_tat;
+        res->allowed = 1;
+        used = new_tat - now_us;
+
+    } else {
+        res->allowed = 0;
+        used = base - now_us;
+    }
+
+    res->remaining = (limit - (used < limit ? used : limit)) / c->interval_us;
+    res->reset_us = used;
+    res->retry_after_us = res->allowed ? 0
+                          : (base + cost * c->interval_us - now_us) - limit;
+}

@@ -1,0 +1,161 @@
+/*
+ * Unit tests of fanout_breaker.c: transitions, probes, cooldowns, the
+ * error-rate window.
+ */
+
+#include "fanout_breaker.h"
+#include "tap.h"
+
+
+static fanout_breaker_conf_t
+conf(uint32_t failures, uint32_t rate, uint32_t min_requests,
+    uint32_t half_open)
+{
+    fanout_breaker_conf_t  c;
+
+    memset(&c, 0, sizeof(c));
+    c.failures = failures;
+    c.error_rate = rate;
+    c.min_requests = min_requests;
+    c.window_ms = 10000;
+    c.cooldown_ms = 10000;
+    c.max_cooldown_ms = 35000;
+    c.half_open = half_open;
+
+    return c;
+}
+
+
+static fanout_breaker_change_e
+call(fanout_breaker_conf_t *c, fanout_breaker_t *b, uint64_t now, int fail)
+{
+    fanout_breaker_verdict_e  v;
+
+    v = fanout_breaker_allow(c, b, now);
+
+    if (v == FANOUT_BREAKER_REJECT) {
+        return (fanout_breaker_change_e) -1;
+    }
+
+    return fanout_breaker_record(c, b, now, v, fail);
+}
+
+
+int
+main(void)
+{
+    int                    all;
+    uint32_t               i, n, req;
+    fanout_breaker_t       b;
+    fanout_breaker_conf_t  c;
+
+    /* N consecutive failures */
+    c = conf(5, 0, 0, 1);
+    memset(&b, 0, sizeof(b));
+
+    all = 1;
+    for (i = 0; i < 4; i++) {
+        all &= call(&c, &b, 1000, 1) == FANOUT_BREAKER_SAME;
+    }
+    ok(all && b.state == FANOUT_BREAKER_CLOSED, "4 failures: still closed");
+    ok(call(&c, &b, 1000, 0) == FANOUT_BREAKER_SAME && b.consecutive == 0,
+       "a success resets the count");
+
+    for (i = 0; i < 4; i++) {
+        call(&c, &b, 1000, 1);
+    }
+    ok(call(&c, &b, 1000, 1) == FANOUT_BREAKER_OPENED, "the 5th opens it");
+    is_str(fanout_breaker_state_name(b.state), "open", "state name");
+    ok(fanout_breaker_allow(&c, &b, 1000 + 9999) == FANOUT_BREAKER_REJECT,
+       "open: no call during the cooldown");
+
+    /* half-open: exactly one probe */
+    ok(fanout_breaker_allow(&c, &b, 11000) == FANOUT_BREAKER_PROBE,
+       "after the cooldown: a probe");
+    ok(b.state == FANOUT_BREAKER_HALF_OPEN, "half-open");
+    ok(fanout_breaker_allow(&c, &b, 11000) == FANOUT_BREAKER_REJECT,
+       "one probe at a time");
+
+    ok(fanout_breaker_record(&c, &b, 11100, FANOUT_BREAKER_PROBE, 1)
+       == FANOUT_BREAKER_REOPENED, "a failed probe reopens");
+    ok(b.cooldown_ms == 20000, "with the cooldown doubled");
+    ok(fanout_breaker_allow(&c, &b, 11100 + 19999) == FANOUT_BREAKER_REJECT,
+       "for the doubled cooldown");
+
+    ok(fanout_breaker_allow(&c, &b, 31100) == FANOUT_BREAKER_PROBE, "probe");
+    fanout_breaker_record(&c, &b, 31100, FANOUT_BREAKER_PROBE, 1);
+    ok(b.cooldown_ms == 35000, "doubled again, up to max_cooldown");
+    ok(fanout_breaker_allow(&c, &b, 66100) == FANOUT_BREAKER_PROBE, "probe");
+    fanout_breaker_record(&c, &b, 66100, FANOUT_BREAKER_PROBE, 1);
+    ok(b.cooldown_ms == 35000, "and no further");
+
+    ok(fanout_breaker_allow(&c, &b, 101100) == FANOUT_BREAKER_PROBE, "probe");
+    ok(fanout_breaker_record(&c, &b, 101100, FANOUT_BREAKER_PROBE, 0)
+       == FANOUT_BREAKER_CLOSED_AGAIN, "a good probe closes it");
+    ok(b.state == FANOUT_BREAKER_CLOSED && b.cooldown_ms == 0
+       && b.consecutive == 0, "closing resets everything");
+    ok(fanout_breaker_allow(&c, &b, 101100) == FANOUT_BREAKER_PASS,
+       "closed: calls pass");
+
+    /* half_open=3: exactly three tokens; an aborted probe gives one back */
+    c = conf(1, 0, 0, 3);
+    memset(&b, 0, sizeof(b));
+    call(&c, &b, 1000, 1);
+
+    n = 0;
+    for (i = 0; i < 10; i++) {
+        n += fanout_breaker_allow(&c, &b, 20000) == FANOUT_BREAKER_PROBE;
+    }
+    ok(n == 3, "half_open=3: exactly three probes");
+
+    fanout_breaker_release(&b, FANOUT_BREAKER_PROBE);
+    ok(fanout_breaker_allow(&c, &b, 20000) == FANOUT_BREAKER_PROBE,
+       "a released token is taken again");
+    ok(fanout_breaker_record(&c, &b, 20001, FANOUT_BREAKER_PROBE, 0)
+       == FANOUT_BREAKER_CLOSED_AGAIN, "the first good probe closes");
+    ok(fanout_breaker_record(&c, &b, 20002, FANOUT_BREAKER_PROBE, 1)
+       == FANOUT_BREAKER_SAME, "a late probe's failure changes nothing");
+    ok(b.state == FANOUT_BREAKER_CLOSED, "still closed");
+
+    /* error rate: above 50% of at least 10 requests in 10 s */
+    c = conf(0, 50, 10, 1);
+    memset(&b, 0, sizeof(b));
+
+    all = 1;
+    for (i = 0; i < 9; i++) {
+        all &= call(&c, &b, 1000 + i, 1) == FANOUT_BREAKER_SAME;
+    }
+    ok(all, "9 failures: fewer than min_requests, still closed");
+    ok(call(&c, &b, 1009, 1) == FANOUT_BREAKER_OPENED,
+       "the 10th request at 100% opens it");
+
+    memset(&b, 0, sizeof(b));
+    for (i = 0; i < 20; i++) {
+        call(&c, &b, 1000 + i * 10, i % 2 == 1);
+    }
+    ok(b.state == FANOUT_BREAKER_CLOSED, "50% is not above 50%");
+    ok(fanout_breaker_rate(&c, &b, 1200, &req) == 50 && req == 20,
+       "rate and requests over the window");
+
+    /* the window slides: old failures are forgotten */
+    memset(&b, 0, sizeof(b));
+    for (i = 0; i < 9; i++) {
+        call(&c, &b, 1000, 1);
+    }
+    fanout_breaker_rate(&c, &b, 1000 + 10500, &req);
+    ok(req == 0, "after a window they are gone");
+    ok(call(&c, &b, 1000 + 10500, 1) == FANOUT_BREAKER_SAME,
+       "so one more failure does not open it");
+
+    memset(&b, 0, sizeof(b));
+    for (i = 0; i < 5; i++) {
+        call(&c, &b, 1000, 1);
+    }
+    for (i = 0; i < 5; i++) {
+        call(&c, &b, 6000, 0);
+    }
+    fanout_breaker_rate(&c, &b, 11500, &req);
+    ok(req == 5, "half a window later only the recent half counts");
+
+    return done_testing();
+}

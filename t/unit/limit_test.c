@@ -1,0 +1,101 @@
+/*
+ * Unit tests of fanout_limit.c: GCRA arithmetic, bursts, refill, cost and
+ * accuracy at high rates.
+ */
+
+#include "fanout_limit.h"
+#include "tap.h"
+
+
+static unsigned
+admitted(const fanout_limit_conf_t *c, uint64_t *tat, uint64_t from_us,
+    uint64_t to_us, uint64_t step_us)
+{
+    uint64_t               now;
+    unsigned               n;
+    fanout_limit_result_t  r;
+
+    n = 0;
+
+    for (now = from_us; now < to_us; now += step_us) {
+        fanout_limit_take(c, tat, now, 1, &r);
+        n += r.allowed;
+    }
+
+    return n;
+}
+
+
+int
+main(void)
+{
+    char                   name[64];
+    uint64_t               tat, rate, n;
+    unsigned               i, ok_burst;
+    fanout_limit_conf_t    c;
+    fanout_limit_result_t  r;
+
+    ok(fanout_limit_conf(&c, 0, 1000000, 1) != 0, "rate 0 refused");
+    ok(fanout_limit_conf(&c, 2000000, 1000000, 1) != 0,
+       "a rate beyond the microsecond refused");
+
+    /* 10 r/s, burst 5: five at once, the sixth waits 100 ms */
+    fanout_limit_conf(&c, 10, 1000000, 5);
+    ok(c.interval_us == 100000 && c.capacity == 5, "10 r/s: 100 ms apart");
+
+    tat = 0;
+    ok_burst = 1;
+
+    for (i = 1; i <= 5; i++) {
+        fanout_limit_take(&c, &tat, 1000000000, 1, &r);
+        ok_burst &= r.allowed && r.remaining == 5 - i;
+    }
+
+    ok(ok_burst, "a burst of 5 admitted, remaining counts down 4..0");
+
+    fanout_limit_take(&c, &tat, 1000000000, 1, &r);
+    ok(!r.allowed, "the burst+1-th request is rejected");
+    ok(r.retry_after_us == 100000, "retry after one interval");
+    ok(r.reset_us == 500000, "full again after five intervals");
+    ok(r.remaining == 0, "nothing remaining");
+
+    fanout_limit_take(&c, &tat, 1000000000 + 99999, 1, &r);
+    ok(!r.allowed, "not a microsecond early");
+    fanout_limit_take(&c, &tat, 1000000000 + 100000, 1, &r);
+    ok(r.allowed, "admitted after the refill of one");
+
+    fanout_limit_take(&c, &tat, 1000000000 + 10000000, 1, &r);
+    ok(r.allowed && r.remaining == 4, "after idling the bucket is full");
+
+    /* cost */
+    tat = 0;
+    fanout_limit_take(&c, &tat, 5000000000ULL, 3, &r);
+    ok(r.allowed && r.remaining == 2, "cost 3 takes three");
+    fanout_limit_take(&c, &tat, 5000000000ULL, 3, &r);
+    ok(!r.allowed && r.remaining == 2, "a cost larger than what is left waits");
+    ok(r.retry_after_us == 100000, "until the bucket holds three");
+
+    /* without a burst: one at a time */
+    fanout_limit_conf(&c, 100, 1000000, 0);
+    tat = 0;
+    fanout_limit_take(&c, &tat, 1000, 1, &r);
+    ok(r.allowed, "burst 0: the first passes");
+    fanout_limit_take(&c, &tat, 1000, 1, &r);
+    ok(!r.allowed, "burst 0: the second at once does not");
+
+    /* accuracy: offered 4x the rate for 10 s, the rate is what passes */
+    for (rate = 10; rate <= 10000; rate *= 10) {
+        fanout_limit_conf(&c, rate, 1000000, 1);
+        tat = 0;
+        n = admitted(&c, &tat, 0, 10000000, 1000000 / (4 * rate));
+        snprintf(name, sizeof(name), "%llu r/s for 10 s admits %llu",
+                 (unsigned long long) rate, (unsigned long long) n);
+        ok(n >= rate * 10 && n <= rate * 10 + 1, name);
+    }
+
+    /* r/m */
+    fanout_limit_conf(&c, 30, 60000000, 1);
+    ok(c.interval_us == 2000000, "30 r/m: one every 2 s");
+
+    return done_testing();
+}

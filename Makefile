@@ -4,6 +4,7 @@
 #   make demo     start nginx + mock models on loopback, show real answers
 #   make test     unit tests and the t/ suite under prove
 #   make test-asan the suite with the module built with ASan and UBSan
+#   make leak-check nginx under valgrind: no invalid access, no leak of ours
 #   make bench    wrk benchmarks, see bench/README.md
 #   make deps     install missing Debian packages (needs root)
 
@@ -16,7 +17,8 @@ ASAN_MODULE := $(BUILD)/asan/ngx_http_fanout_module.so
 # what the build, the tests, the demo and the benchmark need
 DEB_BUILD   := nginx nginx-dev libhiredis-dev gcc make
 # jansson is the oracle the JSON scanner is checked against
-DEB_TEST    := libjansson-dev redis-server libnginx-mod-http-echo curl perl cppcheck
+DEB_TEST    := libjansson-dev redis-server libnginx-mod-http-echo curl perl \
+               cppcheck valgrind
 DEB_BENCH   := wrk libnginx-mod-http-lua lua-cjson lua-nginx-redis
 DEB_ALL     := $(DEB_BUILD) $(DEB_TEST) $(DEB_BENCH)
 
@@ -34,7 +36,8 @@ UNIT_TESTS  := $(BUILD)/unit/json_test $(BUILD)/unit/merge_test \
 CORE        := src/fanout_json.c src/fanout_merge.c src/fanout_cache_key.c \
                src/fanout_limit.c src/fanout_breaker.c
 
-.PHONY: all deps deps-build build test unit test-asan demo bench lint clean
+.PHONY: all deps deps-build build test unit test-asan leak-check demo bench \
+        lint clean
 
 all: build
 
@@ -92,6 +95,10 @@ test: deps build unit
 
 test-asan: deps $(ASAN_MODULE) unit
 	FT_MODULE=$(ASAN_MODULE) FT_ASAN=1 prove -r t/
+
+# the module under valgrind, through the cache and every merge mode
+leak-check: deps build
+	perl t/leak-check.pl
 
 demo: deps build
 	perl conf-examples/demo.pl

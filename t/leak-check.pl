@@ -1,0 +1,87 @@
+#!/usr/bin/perl
+# make leak-check: one nginx process (master_process off) under valgrind
+# through fan-outs, merges, deadlines, cache misses, hits, bypasses,
+# level=target and a killed Redis; fails on invalid memory accesses and on
+# any memory definitely lost but nginx's own environment copy.  The module's
+# symbols are kept, for the stacks, although nginx unloads it at exit.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+
+use FT;
+use Time::HiRes qw(sleep);
+
+my $t = FT->new;
+
+$t->redis('r');
+$t->mock('a', mode => 'echo');
+$t->mock('b', mode => 'echo', ms => 50);
+
+my $p = $t->dir . '/nginx';
+my $conf = $t->conf_text(main => 'master_process off;', http => <<'EOC');
+fanout_zone fanout 1m;
+fanout_redis 127.0.0.1:%%REDIS_r%% timeout=200ms;
+server {
+    listen 127.0.0.1:%%PORT_http%%;
+    location /_a { internal; proxy_pass http://127.0.0.1:%%MOCK_a%%/; }
+    location /_b { internal; proxy_pass http://127.0.0.1:%%MOCK_b%%/; }
+    location /p { fanout_target a /_a; fanout_target b /_b; fanout_cache ttl=60s; }
+    location /t { fanout_target a /_a; fanout_target b /_b;
+                  fanout_cache ttl=60s level=target; }
+    location /m { fanout_target a /_a; fanout_target b /_b;
+                  fanout_merge mean len; fanout_timeout 20ms; }
+    location /f { fanout_target a /_a; fanout_target b /_b; fanout_merge first; }
+    location = /fanout/status { fanout_status prometheus; }
+}
+EOC
+FT::write_file("$p/nginx.conf", $conf);
+
+my $pid = fork();
+if ($pid == 0) {
+    { exec 'valgrind', '--leak-check=full', '--show-leak-kinds=definite',
+           '--keep-debuginfo=yes',
+           "--log-file=$p/valgrind.log", $FT::NGINX, '-p', $p,
+           '-c', "$p/nginx.conf", '-e', "$p/error.log" };
+    POSIX::_exit(127);
+}
+
+FT::wait_port($t->port('http')) or die "nginx under valgrind did not start\n";
+sleep 1;
+
+for my $i (1 .. 20) {
+    $t->post('/p', qq({"i":$i}));
+    $t->post('/p', qq({"i":$i}));
+    $t->post('/p', '{}', headers => { 'Cache-Control' => 'no-cache' });
+    $t->post('/t', qq({"i":$i}));
+    $t->post('/m', '{}');
+    $t->post('/f', '{}');
+}
+$t->get('/fanout/status');
+
+$t->redis_signal('r', 'KILL');
+sleep 0.3;
+$t->post('/p', '{"down":1}') for 1 .. 5;
+
+kill 'QUIT', $pid;
+waitpid($pid, 0);
+
+my $log = FT::read_text("$p/valgrind.log");
+my @records = split /\n(?===\d+== \n)/, $log;
+
+my @invalid = grep { /Invalid (read|write|free)|uninitialised|Mismatched/ }
+              @records;
+# nginx keeps its environment copy to the end; every other loss is a leak
+my @ours = grep { /definitely lost in loss record/
+                  && !/ngx_set_environment/ }
+           @records;
+
+print @invalid || @ours ? join("\n", @invalid, @ours) . "\n" : '';
+printf "leak-check: %d invalid accesses, %d leaks\n",
+       scalar @invalid, scalar @ours;
+print +($log =~ /(total heap usage[^\n]*)/)[0] // '', "\n";
+
+$t->stop;
+exit(@invalid || @ours ? 1 : 0);

@@ -729,21 +729,24 @@ ngx_http_fanout_cache_lock_key(ngx_http_fanout_ctx_t *ctx)
     u_char     *p;
     ngx_str_t  *k;
 
-    k = ngx_palloc(ctx->request->pool, sizeof(ngx_str_t));
-    if (k == NULL) {
-        return NULL;
+    k = &ctx->lock_key;
+
+    if (k->len) {
+        return k;
     }
 
     /* "fanout:lock:LOCATION:SHA256" */
-    k->len = ctx->cache_key.len + sizeof("lock:") - 1;
-    k->data = ngx_pnalloc(ctx->request->pool, k->len);
+    k->data = ngx_pnalloc(ctx->request->pool,
+                          ctx->cache_key.len + sizeof("lock:") - 1);
     if (k->data == NULL) {
         return NULL;
     }
 
     p = ngx_cpymem(k->data, "fanout:lock:", sizeof("fanout:lock:") - 1);
-    ngx_memcpy(p, ctx->cache_key.data + sizeof("fanout:") - 1,
-               ctx->cache_key.len - (sizeof("fanout:") - 1));
+    p = ngx_cpymem(p, ctx->cache_key.data + sizeof("fanout:") - 1,
+                   ctx->cache_key.len - (sizeof("fanout:") - 1));
+
+    k->len = p - k->data;
 
     return k;
 }

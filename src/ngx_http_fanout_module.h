@@ -121,6 +121,7 @@ struct ngx_http_fanout_ctx_s {
 
     ngx_uint_t                  cache_status;
     ngx_str_t                   cache_key;
+    ngx_str_t                   lock_key;      /* coalescing, made once */
     ngx_http_fanout_redis_op_t *cache_op;
     void                       *stale;         /* an expired entry */
     ngx_str_t                  *target_keys;   /* level=target */

@@ -19,6 +19,8 @@ static ngx_int_t ngx_http_fanout_send(ngx_http_request_t *r,
 static void ngx_http_fanout_finish(ngx_http_fanout_ctx_t *ctx,
     ngx_uint_t status);
 static void ngx_http_fanout_cleanup(void *data);
+static ngx_int_t ngx_http_fanout_ratelimit_headers(ngx_http_request_t *r,
+    ngx_http_fanout_ctx_t *ctx);
 
 
 static ngx_str_t  ngx_http_fanout_json_type = ngx_string("application/json");
@@ -61,6 +63,16 @@ ngx_http_fanout_handler(ngx_http_request_t *r)
 
     cln->handler = ngx_http_fanout_cleanup;
     cln->data = ctx;
+
+    /* rate limits first: a rejected request reads no body */
+    if (flcf->limits) {
+        rc = ngx_http_fanout_limit_check(ctx);
+
+        if (rc != NGX_DECLINED) {
+            ctx->finished = 1;
+            return rc;
+        }
+    }
 
     /* every target sends the same body, from memory or the temp file */
     r->preserve_body = 1;
@@ -409,6 +421,12 @@ ngx_http_fanout_send(ngx_http_request_t *r, ngx_uint_t status,
         h->value = ngx_http_fanout_cache_statuses[ctx->cache_status];
     }
 
+    if (ctx && ctx->limited
+        && ngx_http_fanout_ratelimit_headers(r, ctx) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     r->headers_out.status = status;
     r->headers_out.content_type = *type;
     r->headers_out.content_type_len = type->len;
@@ -445,6 +463,54 @@ ngx_http_fanout_send(ngx_http_request_t *r, ngx_uint_t status,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+/* RateLimit-Limit, -Remaining and -Reset, of the tightest limit */
+
+static ngx_int_t
+ngx_http_fanout_ratelimit_headers(ngx_http_request_t *r,
+    ngx_http_fanout_ctx_t *ctx)
+{
+    u_char            *p;
+    ngx_uint_t         i, v[3];
+    ngx_table_elt_t   *h;
+    static ngx_str_t   names[3] = {
+        ngx_string("RateLimit-Limit"),
+        ngx_string("RateLimit-Remaining"),
+        ngx_string("RateLimit-Reset")
+    };
+
+    v[0] = ctx->limit_limit;
+    v[1] = ctx->limit_remaining;
+    v[2] = ctx->limit_reset;
+
+    for (i = 0; i < 3; i++) {
+        h = ngx_list_push(&r->headers_out.headers);
+        p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (h == NULL || p == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = 1;
+        h->key = names[i];
+        h->value.data = p;
+        h->value.len = ngx_sprintf(p, "%ui", v[i]) - p;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_fanout_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *body, size_t len)
+{
+    ngx_str_t  type;
+
+    type = ngx_http_fanout_json_type;
+
+    return ngx_http_fanout_send(r, status, &type, body, len);
 }
 
 

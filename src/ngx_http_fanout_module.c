@@ -80,6 +80,13 @@ static ngx_command_t  ngx_http_fanout_commands[] = {
       offsetof(ngx_http_fanout_loc_conf_t, cache_bypass),
       NULL },
 
+    { ngx_string("fanout_limit"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_fanout_limit,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("fanout_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_fanout_status,
@@ -253,6 +260,13 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                       "\"fanout_target\" cannot be combined with another "
                       "content handler (\"proxy_pass\" or similar) in "
                       "location \"%V\"", &conf->location);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->limits && conf->targets == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"fanout_limit\" works only in a location with "
+                      "\"fanout_target\" (location \"%V\")", &clcf->name);
         return NGX_CONF_ERROR;
     }
 

@@ -22,6 +22,7 @@
 
 
 typedef struct ngx_http_fanout_stats_s  ngx_http_fanout_stats_t;
+typedef struct ngx_http_fanout_shctx_s  ngx_http_fanout_shctx_t;
 typedef struct ngx_http_fanout_cache_conf_s  ngx_http_fanout_cache_conf_t;
 typedef struct ngx_http_fanout_redis_op_s  ngx_http_fanout_redis_op_t;
 typedef struct ngx_http_fanout_redis_conf_s  ngx_http_fanout_redis_conf_t;
@@ -54,6 +55,7 @@ typedef struct {
 
     ngx_http_fanout_cache_conf_t  *cache;      /* NULL: off */
     ngx_array_t                *cache_bypass;  /* predicates */
+    ngx_array_t                *limits;        /* ngx_http_fanout_limit_t */
 } ngx_http_fanout_loc_conf_t;
 
 
@@ -70,6 +72,9 @@ typedef struct {
 
     ngx_http_fanout_redis_conf_t  *redis;      /* fanout_redis */
     ngx_http_fanout_stats_t    *redis_stats;
+
+    ngx_http_fanout_shctx_t    *sh;            /* the zone, once made */
+    ngx_slab_pool_t            *shpool;
 } ngx_http_fanout_main_conf_t;
 
 
@@ -119,6 +124,12 @@ struct ngx_http_fanout_ctx_s {
 
     ngx_buf_t                  *error_page;    /* JSON for nginx's own */
 
+    /* fanout_limit: what the RateLimit-* headers say */
+    ngx_uint_t                  limit_limit;
+    ngx_uint_t                  limit_remaining;
+    ngx_uint_t                  limit_reset;   /* seconds */
+    unsigned                    limited:1;
+
     ngx_uint_t                  cache_status;
     ngx_str_t                   cache_key;
     ngx_str_t                   lock_key;      /* coalescing, made once */
@@ -156,6 +167,8 @@ void ngx_http_fanout_wake(ngx_http_request_t *r);
 ngx_int_t ngx_http_fanout_filter_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_fanout_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *error, const char *message);
+ngx_int_t ngx_http_fanout_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *body, size_t len);
 
 ngx_int_t ngx_http_fanout_add_variables(ngx_conf_t *cf);
 
@@ -164,6 +177,8 @@ char *ngx_http_fanout_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_fanout_merge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_fanout_quorum(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_fanout_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx);
 
 
 extern ngx_module_t  ngx_http_fanout_module;

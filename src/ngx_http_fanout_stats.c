@@ -6,11 +6,6 @@
 #include "ngx_http_fanout_redis.h"
 
 
-typedef struct {
-    ngx_http_fanout_stats_t    *head;
-} ngx_http_fanout_shctx_t;
-
-
 /* the Redis counters: a node keyed "\0redis", no location has that name */
 static ngx_str_t  ngx_http_fanout_none = { 0, (u_char *) "" };
 static ngx_str_t  ngx_http_fanout_redis_key = ngx_string("redis");
@@ -24,7 +19,7 @@ ngx_msec_t  ngx_http_fanout_buckets[NGX_HTTP_FANOUT_NBUCKETS - 1] = {
 static const char  *ngx_http_fanout_loc_counters[] = {
     "requests", "200", "502", "504", "rejected", "aborted",
     "hit", "miss", "bypass", "error", "stored", "skipped", "stale",
-    "coalesced"
+    "coalesced", "rejected", "dry_run", "evicted"
 };
 
 
@@ -192,6 +187,10 @@ ngx_http_fanout_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
         shpool->data = sh;
 
+        ngx_rbtree_init(&sh->limits, &sh->sentinel,
+                        ngx_http_fanout_limit_insert);
+        ngx_queue_init(&sh->lru);
+
         shpool->log_ctx = ngx_slab_alloc(shpool,
                                          sizeof(" in fanout_zone \"\"")
                                          + shm_zone->shm.name.len);
@@ -235,6 +234,12 @@ ngx_http_fanout_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
+
+    fmcf->sh = sh;
+    fmcf->shpool = shpool;
+
+    /* the limiter evicts and logs on its own when the zone is full */
+    shpool->log_nomem = 0;
 
     return NGX_OK;
 
@@ -394,7 +399,7 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
                         st->counters[NGX_HTTP_FANOUT_LOC_ABORTED]);
 
         for (k = NGX_HTTP_FANOUT_LOC_CACHE_HIT;
-             k < NGX_HTTP_FANOUT_LOC_NCOUNTERS;
+             k < NGX_HTTP_FANOUT_LOC_LIMITED;
              k++)
         {
             p = ngx_sprintf(p, "%s\"%s\":%uA",
@@ -403,7 +408,11 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
                             st->counters[k]);
         }
 
-        p = ngx_sprintf(p, "},");
+        p = ngx_sprintf(p, "},\"limit\":{\"rejected\":%uA,\"dry_run\":%uA,"
+                        "\"evicted\":%uA},",
+                        st->counters[NGX_HTTP_FANOUT_LOC_LIMITED],
+                        st->counters[NGX_HTTP_FANOUT_LOC_DRY_RUN],
+                        st->counters[NGX_HTTP_FANOUT_LOC_EVICTED]);
         p = ngx_http_fanout_stats_json_histogram(p, st);
         p = ngx_sprintf(p, ",\"targets\":{");
 
@@ -556,10 +565,28 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
 
     for (i = 0; i < fmcf->locations.nelts; i++) {
         for (k = NGX_HTTP_FANOUT_LOC_CACHE_HIT;
-             k < NGX_HTTP_FANOUT_LOC_NCOUNTERS;
+             k < NGX_HTTP_FANOUT_LOC_LIMITED;
              k++)
         {
             p = ngx_sprintf(p, "fanout_cache_total");
+            p = ngx_http_fanout_prom_labels(p, &loc[i].name, NULL);
+            p = ngx_sprintf(p, ",result=\"%s\"} %uA\n",
+                            ngx_http_fanout_loc_counters[k],
+                            loc[i].node->counters[k]);
+        }
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_limit_total fanout_limit: requests rejected, found "
+        "over a limit in dry_run, and keys evicted from a full zone.\n"
+        "# TYPE fanout_limit_total counter\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        for (k = NGX_HTTP_FANOUT_LOC_LIMITED;
+             k < NGX_HTTP_FANOUT_LOC_NCOUNTERS;
+             k++)
+        {
+            p = ngx_sprintf(p, "fanout_limit_total");
             p = ngx_http_fanout_prom_labels(p, &loc[i].name, NULL);
             p = ngx_sprintf(p, ",result=\"%s\"} %uA\n",
                             ngx_http_fanout_loc_counters[k],

@@ -30,6 +30,9 @@ typedef enum {
     NGX_HTTP_FANOUT_LOC_CACHE_SKIPPED, /* over max_size */
     NGX_HTTP_FANOUT_LOC_CACHE_STALE,
     NGX_HTTP_FANOUT_LOC_CACHE_COALESCED,
+    NGX_HTTP_FANOUT_LOC_LIMITED,       /* rejected by fanout_limit */
+    NGX_HTTP_FANOUT_LOC_DRY_RUN,       /* would have been */
+    NGX_HTTP_FANOUT_LOC_EVICTED,       /* limiter keys evicted, zone full */
     NGX_HTTP_FANOUT_LOC_NCOUNTERS
 } ngx_http_fanout_loc_counter_e;
 
@@ -46,7 +49,7 @@ typedef enum {
 
 
 /* enough for locations, targets and Redis */
-#define NGX_HTTP_FANOUT_NCOUNTERS  16
+#define NGX_HTTP_FANOUT_NCOUNTERS  20
 
 
 struct ngx_http_fanout_stats_s {
@@ -57,6 +60,15 @@ struct ngx_http_fanout_stats_s {
     ngx_atomic_t                buckets[NGX_HTTP_FANOUT_NBUCKETS];
     size_t                      len;
     u_char                      key[1];
+};
+
+
+/* the zone: counters, and the limiter's keys in a tree with an LRU queue */
+struct ngx_http_fanout_shctx_s {
+    ngx_http_fanout_stats_t    *head;
+    ngx_rbtree_t                limits;
+    ngx_rbtree_node_t           sentinel;
+    ngx_queue_t                 lru;
 };
 
 
@@ -89,6 +101,8 @@ void ngx_http_fanout_stats_latency(ngx_http_fanout_stats_t *st,
     ngx_msec_t ms);
 
 ngx_int_t ngx_http_fanout_status_handler(ngx_http_request_t *r);
+void ngx_http_fanout_limit_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 u_char *ngx_http_fanout_stats_json_histogram(u_char *p,
     ngx_http_fanout_stats_t *st);
 u_char *ngx_http_fanout_stats_prom_histogram(u_char *p, const char *metric,

@@ -164,6 +164,37 @@ for my $c (sort keys %cache_bad) {
                                        . "timeout=20ms pool=4;"));
 is($rc, 0, 'a full cache configuration passes') or diag($out);
 
+# fanout_limit
+my %limit_bad = (
+    'fanout_limit rate=1r/s;' => qr/"fanout_limit" needs key= and rate=/,
+    'fanout_limit key=$x;' => qr/"fanout_limit" needs key= and rate=/,
+    'fanout_limit key=$x rate=10r/h;' => qr/invalid parameter "rate=10r\/h"/,
+    'fanout_limit key=$x rate=fast;' => qr/invalid parameter "rate=fast"/,
+    'fanout_limit key=$x rate=1r/s burst=0;' => qr/invalid parameter "burst=0"/,
+    'fanout_limit key=$x rate=1r/s status=200;' => qr/invalid parameter "status=200"/,
+    'fanout_limit key=$x rate=1r/s cost=3;' => qr/cost=3 is more than the burst of 1/,
+    'fanout_limit key=$x rate=1r/s scope=cluster;' => qr/invalid parameter "scope=cluster"/,
+);
+
+for my $l (sort keys %limit_bad) {
+    ($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a; $l"));
+    isnt($rc, 0, "$l: nginx -t fails");
+    like($out, $limit_bad{$l}, "$l: message") or diag($out);
+}
+
+($rc, $out) = $t->nginx_t(http => <<'EOC');
+fanout_zone fanout 1m;
+server { listen 127.0.0.1:%%PORT_http%%;
+         location /x { fanout_limit key=$x rate=1r/s; return 200; } }
+EOC
+like($out, qr/"fanout_limit" works only in a location with "fanout_target"/,
+     'fanout_limit without targets');
+
+($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a;\n"
+                               . "fanout_limit key=\$binary_remote_addr rate=100r/s burst=20 cost=2 status=503 dry_run;\n"
+                               . "fanout_limit key=\$http_x_api_key rate=600r/m;"));
+is($rc, 0, 'a full fanout_limit configuration passes') or diag($out);
+
 ($rc, $out) = $t->nginx_t(conf("fanout_status yaml;"));
 like($out, qr/invalid format "yaml"/, 'bad status format');
 

@@ -34,6 +34,8 @@ server {
     location /m { fanout_target a /_a; fanout_target b /_b;
                   fanout_merge mean len; fanout_timeout 20ms; }
     location /f { fanout_target a /_a; fanout_target b /_b; fanout_merge first; }
+    location /l { fanout_target a /_a;
+                  fanout_limit key=$arg_k rate=1r/m burst=2; }
     location = /fanout/status { fanout_status prometheus; }
 }
 EOC
@@ -58,6 +60,7 @@ for my $i (1 .. 20) {
     $t->post('/t', qq({"i":$i}));
     $t->post('/m', '{}');
     $t->post('/f', '{}');
+    $t->get("/l?k=$_") for 1 .. 3;
 }
 $t->get('/fanout/status');
 

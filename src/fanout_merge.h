@@ -30,6 +30,7 @@ typedef enum {
     FANOUT_TOO_LARGE,
     FANOUT_UPSTREAM_ERROR,
     FANOUT_BAD_FIELD,
+    FANOUT_CIRCUIT_OPEN,           /* not called: its breaker is open */
     FANOUT_NKINDS
 } fanout_kind_e;
 

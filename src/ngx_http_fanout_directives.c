@@ -161,6 +161,9 @@ ngx_http_fanout_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /* ngx_array_push() does not zero: flags must start cleared */
+    ngx_memzero(t, sizeof(ngx_http_fanout_target_t));
+
     t->name = value[1];
     t->uri = value[2];
     ngx_str_null(&t->args);
@@ -190,6 +193,11 @@ ngx_http_fanout_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             }
 
             t->weight = (ngx_uint_t) n;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "breaker=off") == 0) {
+            t->no_breaker = 1;
             continue;
         }
 

@@ -87,6 +87,13 @@ static ngx_command_t  ngx_http_fanout_commands[] = {
       0,
       NULL },
 
+    { ngx_string("fanout_breaker"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_ANY,
+      ngx_http_fanout_breaker,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("fanout_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_fanout_status,
@@ -263,10 +270,12 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    if (conf->limits && conf->targets == NULL) {
+    if ((conf->limits || conf->breaker) && conf->targets == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "\"fanout_limit\" works only in a location with "
-                      "\"fanout_target\" (location \"%V\")", &clcf->name);
+                      "\"%s\" works only in a location with "
+                      "\"fanout_target\" (location \"%V\")",
+                      conf->limits ? "fanout_limit" : "fanout_breaker",
+                      &clcf->name);
         return NGX_CONF_ERROR;
     }
 

@@ -12,6 +12,7 @@
 #include <ngx_http.h>
 
 #include "fanout_merge.h"
+#include "fanout_breaker.h"
 
 
 #define NGX_HTTP_FANOUT_WEIGHT_ONE     1000     /* weight=1, fixed point */
@@ -35,6 +36,7 @@ typedef struct {
     ngx_uint_t                  weight;        /* thousandths */
     ngx_msec_t                  timeout;       /* NGX_CONF_UNSET_MSEC: none */
     ngx_uint_t                  stats;         /* index in the location's */
+    unsigned                    no_breaker:1;  /* breaker=off */
 } ngx_http_fanout_target_t;
 
 
@@ -56,6 +58,7 @@ typedef struct {
     ngx_http_fanout_cache_conf_t  *cache;      /* NULL: off */
     ngx_array_t                *cache_bypass;  /* predicates */
     ngx_array_t                *limits;        /* ngx_http_fanout_limit_t */
+    fanout_breaker_conf_t      *breaker;       /* NULL: none */
 } ngx_http_fanout_loc_conf_t;
 
 
@@ -103,6 +106,7 @@ typedef struct {
     unsigned                    too_large:1;
     unsigned                    broken:1;      /* capture failed */
     unsigned                    cancelled:1;   /* cut off, not needed */
+    unsigned                    verdict:2;     /* the breaker's */
     unsigned                    accounted:1;   /* counted in the zone */
 } ngx_http_fanout_sub_t;
 
@@ -178,6 +182,10 @@ char *ngx_http_fanout_merge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_fanout_quorum(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_fanout_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_fanout_breaker(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+void ngx_http_fanout_breaker_allow(ngx_http_fanout_ctx_t *ctx);
+void ngx_http_fanout_breaker_record(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_sub_t *sub);
 ngx_int_t ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx);
 
 

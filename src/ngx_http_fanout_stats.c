@@ -432,10 +432,19 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
             }
 
             p = ngx_sprintf(p, ",\"cancelled\":%uA,\"cache_hit\":%uA,"
-                            "\"cache_miss\":%uA,",
+                            "\"cache_miss\":%uA,\"breaker\":{\"state\":\"%s\","
+                            "\"consecutive_failures\":%uD,\"cooldown_ms\":%uL,"
+                            "\"retry_in_ms\":%uL},",
                             st->counters[NGX_HTTP_FANOUT_TGT_CANCELLED],
                             st->counters[NGX_HTTP_FANOUT_TGT_CACHE_HIT],
-                            st->counters[NGX_HTTP_FANOUT_TGT_CACHE_MISS]);
+                            st->counters[NGX_HTTP_FANOUT_TGT_CACHE_MISS],
+                            fanout_breaker_state_name(st->breaker.state),
+                            st->breaker.consecutive,
+                            st->breaker.cooldown_ms,
+                            (st->breaker.state == FANOUT_BREAKER_OPEN
+                             && st->breaker.retry_at_ms > ngx_current_msec)
+                            ? st->breaker.retry_at_ms - ngx_current_msec
+                            : (uint64_t) 0);
             p = ngx_http_fanout_stats_json_histogram(p, st);
             *p++ = '}';
         }
@@ -652,6 +661,21 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
             p = ngx_http_fanout_prom_labels(p, &loc[i].name, &tgt[j].name);
             p = ngx_sprintf(p, "} %uA\n",
                        tgt[j].node->counters[NGX_HTTP_FANOUT_TGT_CANCELLED]);
+        }
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_target_breaker_state Circuit breaker: 0 closed, "
+        "1 open, 2 half-open.\n"
+        "# TYPE fanout_target_breaker_state gauge\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        tgt = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            p = ngx_sprintf(p, "fanout_target_breaker_state");
+            p = ngx_http_fanout_prom_labels(p, &loc[i].name, &tgt[j].name);
+            p = ngx_sprintf(p, "} %uD\n", tgt[j].node->breaker.state);
         }
     }
 

@@ -9,6 +9,7 @@
 
 
 #include "ngx_http_fanout_module.h"
+#include "fanout_breaker.h"
 
 
 /* latency histogram bounds, ms; one more bucket counts the rest (+Inf) */
@@ -54,6 +55,7 @@ typedef enum {
 
 struct ngx_http_fanout_stats_s {
     ngx_http_fanout_stats_t    *next;
+    fanout_breaker_t            breaker;   /* a target's, under the lock */
     ngx_atomic_t                counters[NGX_HTTP_FANOUT_NCOUNTERS];
     ngx_atomic_t                latency_sum;
     ngx_atomic_t                latency_count;

@@ -80,6 +80,9 @@ ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
         return NGX_ERROR;
     }
 
+    /* open circuits: those targets are not called at all */
+    ngx_http_fanout_breaker_allow(ctx);
+
     for (i = 0; i < ctx->nsubs; i++) {
         sub = &ctx->subs[i];
 
@@ -458,6 +461,8 @@ ngx_http_fanout_sub_account(ngx_http_fanout_ctx_t *ctx,
     }
 
     sub->accounted = 1;
+
+    ngx_http_fanout_breaker_record(ctx, sub);
 
     st = ngx_http_fanout_stats_target(ctx->request, ctx->conf, sub->target);
 

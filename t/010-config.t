@@ -195,6 +195,31 @@ like($out, qr/"fanout_limit" works only in a location with "fanout_target"/,
                                . "fanout_limit key=\$http_x_api_key rate=600r/m;"));
 is($rc, 0, 'a full fanout_limit configuration passes') or diag($out);
 
+# fanout_breaker
+my %breaker_bad = (
+    'fanout_breaker failures=x;' => qr/invalid parameter "failures=x"/,
+    'fanout_breaker error_rate=50;' => qr/invalid parameter "error_rate=50"/,
+    'fanout_breaker error_rate=150%;' => qr/invalid parameter "error_rate=150%"/,
+    'fanout_breaker cooldown=never;' => qr/invalid parameter "cooldown=never"/,
+    'fanout_breaker half_open=0;' => qr/invalid parameter "half_open=0"/,
+    'fanout_breaker failures=0;' => qr/with failures=0 needs error_rate=/,
+    'fanout_breaker scope=cluster;' => qr/invalid parameter "scope=cluster"/,
+    'fanout_breaker; fanout_breaker;' => qr/"fanout_breaker" directive is duplicate/,
+);
+
+for my $b (sort keys %breaker_bad) {
+    ($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a; $b"));
+    isnt($rc, 0, "$b: nginx -t fails");
+    like($out, $breaker_bad{$b}, "$b: message") or diag($out);
+}
+
+($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a breaker=off;\n"
+                               . "fanout_target b /_m/b;\n"
+                               . "fanout_breaker failures=3 error_rate=50% "
+                               . "min_requests=10 window=30s cooldown=5s "
+                               . "max_cooldown=1m half_open=2;"));
+is($rc, 0, 'a full fanout_breaker configuration passes') or diag($out);
+
 ($rc, $out) = $t->nginx_t(conf("fanout_status yaml;"));
 like($out, qr/invalid format "yaml"/, 'bad status format');
 

@@ -36,6 +36,9 @@ server {
     location /f { fanout_target a /_a; fanout_target b /_b; fanout_merge first; }
     location /l { fanout_target a /_a;
                   fanout_limit key=$arg_k rate=1r/m burst=2; }
+    location /_bad { internal; return 500; }
+    location /br { fanout_target bad /_bad; fanout_target a /_a;
+                   fanout_breaker failures=2 cooldown=100ms; }
     location = /fanout/status { fanout_status prometheus; }
 }
 EOC
@@ -61,6 +64,7 @@ for my $i (1 .. 20) {
     $t->post('/m', '{}');
     $t->post('/f', '{}');
     $t->get("/l?k=$_") for 1 .. 3;
+    $t->get('/br');
 }
 $t->get('/fanout/status');
 

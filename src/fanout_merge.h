@@ -31,6 +31,7 @@ typedef enum {
     FANOUT_UPSTREAM_ERROR,
     FANOUT_BAD_FIELD,
     FANOUT_CIRCUIT_OPEN,           /* not called: its breaker is open */
+    FANOUT_OVERLOADED,             /* not called: max_inflight reached */
     FANOUT_NKINDS
 } fanout_kind_e;
 

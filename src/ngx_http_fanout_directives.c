@@ -196,6 +196,18 @@ ngx_http_fanout_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "max_inflight=", 13) == 0) {
+            n = ngx_atoi(value[i].data + 13, value[i].len - 13);
+            if (n <= 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid parameter \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            t->max_inflight = (ngx_uint_t) n;
+            continue;
+        }
+
         if (ngx_strcmp(value[i].data, "breaker=off") == 0) {
             t->no_breaker = 1;
             continue;

@@ -36,6 +36,7 @@ typedef struct {
     ngx_uint_t                  weight;        /* thousandths */
     ngx_msec_t                  timeout;       /* NGX_CONF_UNSET_MSEC: none */
     ngx_uint_t                  stats;         /* index in the location's */
+    ngx_uint_t                  max_inflight;  /* 0: no cap */
     unsigned                    no_breaker:1;  /* breaker=off */
 } ngx_http_fanout_target_t;
 
@@ -107,6 +108,7 @@ typedef struct {
     unsigned                    broken:1;      /* capture failed */
     unsigned                    cancelled:1;   /* cut off, not needed */
     unsigned                    verdict:2;     /* the breaker's */
+    unsigned                    inflight:1;    /* holds a max_inflight slot */
     unsigned                    accounted:1;   /* counted in the zone */
 } ngx_http_fanout_sub_t;
 

@@ -434,7 +434,7 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
             p = ngx_sprintf(p, ",\"cancelled\":%uA,\"cache_hit\":%uA,"
                             "\"cache_miss\":%uA,\"breaker\":{\"state\":\"%s\","
                             "\"consecutive_failures\":%uD,\"cooldown_ms\":%uL,"
-                            "\"retry_in_ms\":%uL},",
+                            "\"retry_in_ms\":%uL},\"inflight\":%uA,",
                             st->counters[NGX_HTTP_FANOUT_TGT_CANCELLED],
                             st->counters[NGX_HTTP_FANOUT_TGT_CACHE_HIT],
                             st->counters[NGX_HTTP_FANOUT_TGT_CACHE_MISS],
@@ -444,7 +444,8 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
                             (st->breaker.state == FANOUT_BREAKER_OPEN
                              && st->breaker.retry_at_ms > ngx_current_msec)
                             ? st->breaker.retry_at_ms - ngx_current_msec
-                            : (uint64_t) 0);
+                            : (uint64_t) 0,
+                            st->inflight);
             p = ngx_http_fanout_stats_json_histogram(p, st);
             *p++ = '}';
         }

@@ -56,6 +56,7 @@ typedef enum {
 struct ngx_http_fanout_stats_s {
     ngx_http_fanout_stats_t    *next;
     fanout_breaker_t            breaker;   /* a target's, under the lock */
+    ngx_atomic_t                inflight;  /* a target's calls under way */
     ngx_atomic_t                counters[NGX_HTTP_FANOUT_NCOUNTERS];
     ngx_atomic_t                latency_sum;
     ngx_atomic_t                latency_count;

@@ -66,6 +66,7 @@ ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
     ngx_list_t                *headers;
     ngx_http_request_t        *r, *sr;
     ngx_http_fanout_sub_t     *sub;
+    ngx_http_fanout_stats_t   *st;
     ngx_http_fanout_target_t  *targets;
 
     r = ctx->request;
@@ -89,6 +90,24 @@ ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
         if (sub->done || ctx->winner) {
             /* answered from the per-target cache, or "first" has won */
             continue;
+        }
+
+        if (targets[i].max_inflight) {
+            st = ngx_http_fanout_stats_target(r, ctx->conf, &targets[i]);
+
+            /* a slot across all workers, given back in sub_account() */
+            if (ngx_atomic_fetch_add(&st->inflight, 1)
+                >= (ngx_atomic_uint_t) targets[i].max_inflight)
+            {
+                (void) ngx_atomic_fetch_add(&st->inflight, -1);
+
+                sub->done = 1;
+                sub->part.kind = FANOUT_OVERLOADED;
+                sub->part.status = NGX_HTTP_SERVICE_UNAVAILABLE;
+                continue;
+            }
+
+            sub->inflight = 1;
         }
 
         sub->start = ngx_current_msec;
@@ -465,6 +484,12 @@ ngx_http_fanout_sub_account(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_breaker_record(ctx, sub);
 
     st = ngx_http_fanout_stats_target(ctx->request, ctx->conf, sub->target);
+
+    /* every path ends here once: answer, timeout, cut-off, client abort */
+    if (sub->inflight) {
+        sub->inflight = 0;
+        (void) ngx_atomic_fetch_add(&st->inflight, -1);
+    }
 
     if (sub->part.cached) {
         /* answered by the per-target cache: no call was made */

@@ -52,6 +52,8 @@ my @bad = (
       qr/invalid timeout "timeout=soon"/, 'bad target timeout' ],
     [ "fanout_target a /_m/a; fanout_timeout forever;",
       qr/"fanout_timeout" directive invalid value/, 'bad fanout_timeout' ],
+    [ "fanout_target a /_m/a max_inflight=0;",
+      qr/invalid parameter "max_inflight=0"/, 'bad max_inflight' ],
     [ "fanout_target a /_m/a color=red;",
       qr/invalid parameter "color=red"/, 'unknown parameter' ],
     [ "fanout_target a http://x/;",

@@ -210,7 +210,10 @@ ngx_http_fanout_breaker_record(ngx_http_fanout_ctx_t *ctx,
 
     old = st->breaker.state;
 
-    if (sub->cancelled || !sub->done) {
+    /* no call was made, or its outcome is not the model's: a turn back */
+    if (sub->cancelled || !sub->done
+        || sub->part.kind == FANOUT_OVERLOADED)
+    {
         fanout_breaker_release(&st->breaker,
                                (fanout_breaker_verdict_e) sub->verdict);
         change = FANOUT_BREAKER_SAME;

@@ -46,6 +46,10 @@ server {
         fanout_target slow /_slow;
         fanout_breaker failures=1 cooldown=1s half_open=2;
     }
+    location /ol {
+        fanout_target slow /_slow max_inflight=1;
+        fanout_breaker failures=1 cooldown=1s half_open=2;
+    }
     location = /fanout/status { fanout_status; }
 }
 EOC
@@ -118,6 +122,18 @@ my @res = $t->parallel(10, 'GET', '/h');
 is(calls('slow'), 3, 'ten requests at once: exactly two probes reached it');
 is(scalar(grep { ($_->{body} // '') =~ /circuit_open/ } @res), 8,
    'the other eight were told circuit_open');
+
+# a call refused by max_inflight is not an outcome: it must not close a
+# half-open breaker (its probe turn is given back)
+
+$t->get('/ol');
+is(breaker('/ol', 'slow')->{state}, 'open', 'ol: opened by one failure');
+sleep 1.1;
+@res = $t->parallel(2, 'GET', '/ol');
+is(scalar(grep { ($_->{body} // '') =~ /"overloaded"/ } @res), 1,
+   'two probes allowed, one refused by max_inflight=1');
+isnt(breaker('/ol', 'slow')->{state}, 'closed',
+     'the refused one did not count as a success');
 
 # the state is kept across a reload
 

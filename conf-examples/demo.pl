@@ -95,6 +95,29 @@ show('failure: every model takes 400 ms; resnet and vit have timeout=300ms '
      . 'and quorum is 2  (POST /predict?ms=400)',
      $t->post('/predict?ms=400', $input), 'X-Fanout-Cache');
 
+# rate limits: the API key's burst of 2, then 429
+print "\n=== fanout_limit: an API key limited to 60 r/m, bursts of 2  (POST /guarded x3)\n";
+for my $i (1 .. 3) {
+    my $res = $t->post('/guarded', $input, headers => { 'X-Api-Key' => 'demo' });
+    printf "HTTP %s  RateLimit-Remaining: %s%s\n", $res->{status},
+        $res->{headers}{'ratelimit-remaining'} // '-',
+        $res->{status} == 429 ? "  Retry-After: $res->{headers}{'retry-after'}  $res->{body}" : '';
+}
+
+# a breaker opening: resnet stops answering (killed); after 3 failures it
+# is not called any more
+$t->kill_mock('resnet');
+print "\n=== fanout_breaker: resnet is down (killed); failures=3  (POST /guarded x5)\n";
+for my $i (1 .. 5) {
+    my $res = $t->post('/guarded', $input);
+    printf "HTTP %s  resnet: %s\n", $res->{status},
+        $res->{json}{errors}{resnet}{error} // 'ok';
+}
+my $b = $t->status_json->{locations}{'/guarded'}{targets}{resnet}{breaker};
+printf "resnet breaker: %s, retry in %d ms\n", $b->{state}, $b->{retry_in_ms};
+my ($line) = $t->error_log =~ /(fanout breaker of target "resnet"[^\n]*?\))/;
+print "error.log: $line\n" if $line;
+
 my $st = $t->status_json;
 print "\n=== fanout_status (GET /fanout/status), per location\n";
 for my $loc (sort keys %{ $st->{locations} }) {

@@ -530,6 +530,31 @@ ngx_http_fanout_stats_prom_histogram(u_char *p, const char *metric,
 }
 
 
+/* one sample per location for each location counter in [from, to) */
+
+static u_char *
+ngx_http_fanout_prom_loc_counters(u_char *p, ngx_http_fanout_main_conf_t *fmcf,
+    const char *metric, const char *label, ngx_uint_t from, ngx_uint_t to)
+{
+    ngx_uint_t                    i, k;
+    ngx_http_fanout_stats_loc_t  *loc;
+
+    loc = fmcf->locations.elts;
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        for (k = from; k < to; k++) {
+            p = ngx_sprintf(p, "%s", metric);
+            p = ngx_http_fanout_prom_labels(p, &loc[i].name, NULL);
+            p = ngx_sprintf(p, ",%s=\"%s\"} %uA\n", label,
+                            ngx_http_fanout_loc_counters[k],
+                            loc[i].node->counters[k]);
+        }
+    }
+
+    return p;
+}
+
+
 static u_char *
 ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
 {
@@ -556,53 +581,29 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
         "rejected (bad input), aborted (client gone).\n"
         "# TYPE fanout_responses_total counter\n");
 
-    for (i = 0; i < fmcf->locations.nelts; i++) {
-        for (k = NGX_HTTP_FANOUT_LOC_200; k <= NGX_HTTP_FANOUT_LOC_ABORTED;
-             k++)
-        {
-            p = ngx_sprintf(p, "fanout_responses_total");
-            p = ngx_http_fanout_prom_labels(p, &loc[i].name, NULL);
-            p = ngx_sprintf(p, ",status=\"%s\"} %uA\n",
-                            ngx_http_fanout_loc_counters[k],
-                            loc[i].node->counters[k]);
-        }
-    }
+    p = ngx_http_fanout_prom_loc_counters(p, fmcf, "fanout_responses_total",
+                                          "status", NGX_HTTP_FANOUT_LOC_200,
+                                          NGX_HTTP_FANOUT_LOC_ABORTED + 1);
 
     p = ngx_sprintf(p,
         "# HELP fanout_cache_total Cache lookups (hit, miss, bypass, error) "
         "and stores (stored, skipped over max_size).\n"
         "# TYPE fanout_cache_total counter\n");
 
-    for (i = 0; i < fmcf->locations.nelts; i++) {
-        for (k = NGX_HTTP_FANOUT_LOC_CACHE_HIT;
-             k < NGX_HTTP_FANOUT_LOC_LIMITED;
-             k++)
-        {
-            p = ngx_sprintf(p, "fanout_cache_total");
-            p = ngx_http_fanout_prom_labels(p, &loc[i].name, NULL);
-            p = ngx_sprintf(p, ",result=\"%s\"} %uA\n",
-                            ngx_http_fanout_loc_counters[k],
-                            loc[i].node->counters[k]);
-        }
-    }
+    p = ngx_http_fanout_prom_loc_counters(p, fmcf, "fanout_cache_total",
+                                          "result",
+                                          NGX_HTTP_FANOUT_LOC_CACHE_HIT,
+                                          NGX_HTTP_FANOUT_LOC_LIMITED);
 
     p = ngx_sprintf(p,
         "# HELP fanout_limit_total fanout_limit: requests rejected, found "
         "over a limit in dry_run, and keys evicted from a full zone.\n"
         "# TYPE fanout_limit_total counter\n");
 
-    for (i = 0; i < fmcf->locations.nelts; i++) {
-        for (k = NGX_HTTP_FANOUT_LOC_LIMITED;
-             k < NGX_HTTP_FANOUT_LOC_NCOUNTERS;
-             k++)
-        {
-            p = ngx_sprintf(p, "fanout_limit_total");
-            p = ngx_http_fanout_prom_labels(p, &loc[i].name, NULL);
-            p = ngx_sprintf(p, ",result=\"%s\"} %uA\n",
-                            ngx_http_fanout_loc_counters[k],
-                            loc[i].node->counters[k]);
-        }
-    }
+    p = ngx_http_fanout_prom_loc_counters(p, fmcf, "fanout_limit_total",
+                                          "result",
+                                          NGX_HTTP_FANOUT_LOC_LIMITED,
+                                          NGX_HTTP_FANOUT_LOC_NCOUNTERS);
 
     p = ngx_sprintf(p,
         "# HELP fanout_latency_seconds Time from the fan-out's start to "

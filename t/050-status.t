@@ -99,14 +99,7 @@ ok($t->reload, 'reload');
 waitpid($pid, 0);
 is($? >> 8, 0, 'the fan-out in flight during the reload answered 200');
 
-my $gone = 0;
-for (1 .. 60) {
-    my %now = map { $_ => 1 } $t->workers;
-    $gone = !grep { $now{$_} } @old;
-    last if $gone;
-    sleep 0.1;
-}
-ok($gone, 'old workers exit: none stuck shutting down');
+ok($t->workers_gone(@old), 'old workers exit: none stuck shutting down');
 
 $st = $t->status_json;
 is($st->{locations}{'/p'}{requests}, $n, 'counters survive the reload');

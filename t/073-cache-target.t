@@ -84,14 +84,7 @@ my @old = $t->workers;
 ok($t->reload('nginx', http => $v2), 'reload with another URI for b');
 
 # old workers let go of their Redis connections and exit
-my $gone = 0;
-for (1 .. 60) {
-    my %now = map { $_ => 1 } $t->workers;
-    $gone = !grep { $now{$_} } @old;
-    last if $gone;
-    sleep 0.1;
-}
-ok($gone, 'old workers with Redis connections exit after the reload');
+ok($t->workers_gone(@old), 'old workers with Redis connections exit after the reload');
 sleep 0.3;
 
 $res = $t->post('/t', $body);

@@ -359,6 +359,19 @@ sub workers {
     return @pids;
 }
 
+# Waits until none of these worker pids runs any more (after a reload).
+sub workers_gone {
+    my ($self, @old) = @_;
+
+    for (1 .. 60) {
+        my %now = map { $_ => 1 } $self->workers;
+        return 1 unless grep { $now{$_} } @old;
+        sleep 0.1;
+    }
+
+    return 0;
+}
+
 sub stop_instance {
     my ($self, $name) = @_;
 

@@ -9,6 +9,7 @@
 #include "ngx_http_fanout_cache.h"
 
 
+static ngx_int_t ngx_http_fanout_read_body(ngx_http_fanout_ctx_t *ctx);
 static void ngx_http_fanout_body_handler(ngx_http_request_t *r);
 static void ngx_http_fanout_deadline_handler(ngx_event_t *ev);
 static void ngx_http_fanout_respond(ngx_http_fanout_ctx_t *ctx);
@@ -68,11 +69,29 @@ ngx_http_fanout_handler(ngx_http_request_t *r)
     if (flcf->limits) {
         rc = ngx_http_fanout_limit_check(ctx);
 
+        if (rc == NGX_AGAIN) {
+            /* Redis answers for a cluster limit: limit_resume() goes on */
+            r->main->count++;
+            return NGX_DONE;
+        }
+
         if (rc != NGX_DECLINED) {
             ctx->finished = 1;
             return rc;
         }
     }
+
+    return ngx_http_fanout_read_body(ctx);
+}
+
+
+static ngx_int_t
+ngx_http_fanout_read_body(ngx_http_fanout_ctx_t *ctx)
+{
+    ngx_int_t            rc;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
 
     /* every target sends the same body, from memory or the temp file */
     r->preserve_body = 1;
@@ -86,6 +105,34 @@ ngx_http_fanout_handler(ngx_http_request_t *r)
     }
 
     return NGX_DONE;
+}
+
+
+/*
+ * Redis answered a cluster limit: carry on as the content phase would
+ * have with the handler's result (the handler's extra reference to the
+ * request is what keeps it until now).
+ */
+
+void
+ngx_http_fanout_limit_resume(ngx_http_fanout_ctx_t *ctx, ngx_int_t rc)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+
+    if (rc == NGX_DECLINED) {
+        rc = ngx_http_fanout_read_body(ctx);
+
+    } else {
+        ctx->finished = 1;
+    }
+
+    ngx_http_finalize_request(r, rc);
+
+    ngx_http_run_posted_requests(c);
 }
 
 
@@ -554,6 +601,11 @@ ngx_http_fanout_cleanup(void *data)
 
     ngx_uint_t                i;
     ngx_http_fanout_sub_t    *sub;
+
+    if (ctx->limit_op) {
+        ngx_http_fanout_redis_cancel(ctx->limit_op);
+        ctx->limit_op = NULL;
+    }
 
     if (ctx->cache_op) {
         /* the request ends before Redis answers: the reply is dropped */

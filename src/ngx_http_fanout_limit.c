@@ -1,16 +1,32 @@
 /*
- * fanout_limit: token buckets (GCRA, src/fanout_limit.c) per key value,
- * kept in the fanout_zone shared memory for all workers, in a red-black
- * tree with an LRU queue: a full zone evicts the least recently used keys
- * (counted), never fails a request.
+ * fanout_limit: token buckets (GCRA, src/fanout_limit.c) per key value.
+ * scope=local keeps them in the fanout_zone shared memory for all workers,
+ * in a red-black tree with an LRU queue: a full zone evicts the least
+ * recently used keys (counted), never fails a request.  scope=cluster
+ * keeps them in Redis, taken by one Lua script for all of a request's
+ * cluster limits, so that every nginx instance shares them.
  */
 
 #include "ngx_http_fanout_module.h"
 #include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_redis.h"
 #include "fanout_limit.h"
 
 
 #define NGX_HTTP_FANOUT_MAX_LIMITS  8
+
+#define NGX_HTTP_FANOUT_LIMIT_LOCAL    0
+#define NGX_HTTP_FANOUT_LIMIT_CLUSTER  1
+
+/* on_redis_error= */
+#define NGX_HTTP_FANOUT_LIMIT_ERR_LOCAL   0
+#define NGX_HTTP_FANOUT_LIMIT_ERR_OPEN    1
+#define NGX_HTTP_FANOUT_LIMIT_ERR_CLOSED  2
+
+/* where one limit is checked for one request */
+#define NGX_HTTP_FANOUT_LIMIT_SKIP     0   /* empty key, or failed open */
+#define NGX_HTTP_FANOUT_LIMIT_SHM      1
+#define NGX_HTTP_FANOUT_LIMIT_REDIS    2
 
 
 typedef struct {
@@ -20,8 +36,69 @@ typedef struct {
     ngx_uint_t                  cost;
     ngx_uint_t                  status;
     ngx_uint_t                  id;            /* keys of limits differ */
+    ngx_uint_t                  scope;
+    ngx_uint_t                  on_error;
+    ngx_uint_t                  stats;         /* index in the location's */
+    ngx_str_t                   prefix;        /* of its keys in Redis */
+    u_char                      args[3][NGX_INT64_LEN];
+    size_t                      args_len[3];   /* interval, burst, cost */
     unsigned                    dry_run:1;
 } ngx_http_fanout_limit_t;
+
+
+/* one request's check, kept while Redis answers */
+typedef struct {
+    ngx_str_t                   values[NGX_HTTP_FANOUT_MAX_LIMITS];
+    ngx_uint_t                  where[NGX_HTTP_FANOUT_MAX_LIMITS];
+    fanout_limit_result_t       res[NGX_HTTP_FANOUT_MAX_LIMITS];
+    ngx_uint_t                  have[NGX_HTTP_FANOUT_MAX_LIMITS];
+    ngx_uint_t                  unavailable;   /* closed: the limit's index */
+} ngx_http_fanout_limit_run_t;
+
+
+/*
+ * GCRA over several buckets at Redis's clock, like src/fanout_limit.c:
+ * every bucket is asked first, and all are taken from only when none
+ * rejects.  KEYS: the buckets; ARGV, four per key: interval (us), burst,
+ * cost, dry_run.  Returns four integers per key: allowed, remaining,
+ * reset (us), retry after (us).
+ */
+static const char  ngx_http_fanout_limit_lua[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "local out, tats, reject = {}, {}, false\n"
+    "for i, key in ipairs(KEYS) do\n"
+    "  local b = (i - 1) * 4\n"
+    "  local iv, cap = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])\n"
+    "  local cost, dry = tonumber(ARGV[b + 3]), ARGV[b + 4] == '1'\n"
+    "  local tat = tonumber(redis.call('GET', key) or '0') or 0\n"
+    "  local base = math.max(tat, now)\n"
+    "  local new, limit = base + cost * iv, cap * iv\n"
+    "  local ok, used, retry = 1, new - now, 0\n"
+    "  if new - now > limit then\n"
+    "    ok, used, retry = 0, base - now, new - now - limit\n"
+    "    if not dry then reject = true end\n"
+    "  else\n"
+    "    tats[i] = new\n"
+    "  end\n"
+    "  local rem = math.floor((limit - math.min(used, limit)) / iv)\n"
+    "  out[#out + 1] = ok\n"
+    "  out[#out + 1] = rem\n"
+    "  out[#out + 1] = used\n"
+    "  out[#out + 1] = retry\n"
+    "end\n"
+    "if not reject then\n"
+    "  for i, key in ipairs(KEYS) do\n"
+    "    if tats[i] then\n"
+    "      redis.call('SET', key, string.format('%.0f', tats[i]), 'PX',\n"
+    "                 math.floor((tats[i] - now) / 1000) + 1000)\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+
+static ngx_http_fanout_redis_script_t  ngx_http_fanout_limit_script;
 
 
 typedef struct {
@@ -44,10 +121,12 @@ ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     u_char                            *p, *slash;
     ngx_int_t                          n, burst;
-    ngx_str_t                         *value, s;
+    ngx_str_t                         *value, s, name;
     uint64_t                           period;
-    ngx_uint_t                         i;
+    ngx_uint_t                         i, loc_index;
     ngx_http_fanout_limit_t           *l;
+    ngx_http_core_loc_conf_t          *clcf;
+    ngx_http_fanout_main_conf_t       *fmcf;
     ngx_http_compile_complex_value_t   ccv;
 
     if (flcf->limits == NULL) {
@@ -158,6 +237,35 @@ ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strcmp(value[i].data, "scope=local") == 0) {
+            l->scope = NGX_HTTP_FANOUT_LIMIT_LOCAL;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "scope=cluster") == 0) {
+            l->scope = NGX_HTTP_FANOUT_LIMIT_CLUSTER;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "on_redis_error=", 15) == 0) {
+            p = value[i].data + 15;
+
+            if (ngx_strcmp(p, "local") == 0) {
+                l->on_error = NGX_HTTP_FANOUT_LIMIT_ERR_LOCAL;
+
+            } else if (ngx_strcmp(p, "open") == 0) {
+                l->on_error = NGX_HTTP_FANOUT_LIMIT_ERR_OPEN;
+
+            } else if (ngx_strcmp(p, "closed") == 0) {
+                l->on_error = NGX_HTTP_FANOUT_LIMIT_ERR_CLOSED;
+
+            } else {
+                goto invalid;
+            }
+
+            continue;
+        }
+
         goto invalid;
     }
 
@@ -185,6 +293,57 @@ ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                            "cost=%ui is more than the burst of %uL: no "
                            "request could pass", l->cost, l->gcra.capacity);
         return NGX_CONF_ERROR;
+    }
+
+    /* the script's arguments, and the limit's name in status and Redis */
+
+    l->args_len[0] = ngx_sprintf(l->args[0], "%uL", l->gcra.interval_us)
+                     - l->args[0];
+    l->args_len[1] = ngx_sprintf(l->args[1], "%uL", l->gcra.capacity)
+                     - l->args[1];
+    l->args_len[2] = ngx_sprintf(l->args[2], "%ui", l->cost) - l->args[2];
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    fmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_fanout_module);
+
+    name.len = l->key.value.len + 1 + l->rate.len;
+    name.data = ngx_pnalloc(cf->pool, name.len);
+    if (name.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_sprintf(name.data, "%V %V", &l->key.value, &l->rate);
+
+    if (ngx_http_fanout_stats_register_limit(cf, fmcf, &clcf->name, &name,
+                                             &loc_index, &l->stats)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    flcf->stats = loc_index;
+
+    if (l->scope == NGX_HTTP_FANOUT_LIMIT_CLUSTER) {
+        /* fanout:limit:LOCATION:KEY RATE:value, the same on every instance */
+        l->prefix.len = sizeof("fanout:limit:::") - 1 + clcf->name.len
+                        + name.len;
+        l->prefix.data = ngx_pnalloc(cf->pool, l->prefix.len);
+        if (l->prefix.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_sprintf(l->prefix.data, "fanout:limit:%V:%V:", &clcf->name,
+                    &name);
+
+        if (fmcf->cluster_file == NULL) {
+            fmcf->cluster_file = cf->conf_file->file.name.data;
+            fmcf->cluster_line = cf->conf_file->line;
+        }
+
+        if (ngx_http_fanout_limit_script.body.len == 0) {
+            ngx_http_fanout_redis_script_init(&ngx_http_fanout_limit_script,
+                                              ngx_http_fanout_limit_lua);
+        }
     }
 
     return NGX_CONF_OK;
@@ -374,25 +533,28 @@ ngx_http_fanout_limit_reject(ngx_http_fanout_ctx_t *ctx,
 
 
 /*
- * All limits of the location, in two steps under the zone's lock: every
- * bucket is asked first, and only when all of them admit the request are
- * they all taken from, so a rejected request costs nothing.
+ * The shared-memory limits of this request, in two steps under the zone's
+ * lock: every bucket is asked first, and only when all of them admit the
+ * request (and commit is set) are they all taken from, so a rejected
+ * request costs nothing.  Returns the index of the limit that rejects, or
+ * n.
  */
 
-ngx_int_t
-ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx)
+static ngx_uint_t
+ngx_http_fanout_limit_shm(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_limit_run_t *run, ngx_uint_t commit)
 {
     u_char                        *p;
     uint32_t                       hash;
     uint64_t                       now, tat[NGX_HTTP_FANOUT_MAX_LIMITS];
-    ngx_str_t                      value, key;
+    ngx_str_t                      key;
     ngx_uint_t                     i, n, reject;
     ngx_time_t                    *tp;
     ngx_http_request_t            *r;
     ngx_http_fanout_limit_t       *limits;
-    fanout_limit_result_t          res[NGX_HTTP_FANOUT_MAX_LIMITS];
     ngx_http_fanout_main_conf_t   *fmcf;
     ngx_http_fanout_limit_node_t  *ln[NGX_HTTP_FANOUT_MAX_LIMITS];
+    u_char                         buf[sizeof(ngx_uint_t) + 1024];
 
     r = ctx->request;
     fmcf = ngx_http_get_module_main_conf(r, ngx_http_fanout_module);
@@ -402,33 +564,23 @@ ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx)
     tp = ngx_timeofday();
     now = (uint64_t) tp->sec * 1000000 + (uint64_t) tp->msec * 1000;
 
-    ngx_shmtx_lock(&fmcf->shpool->mutex);
-
     reject = n;
+
+    ngx_shmtx_lock(&fmcf->shpool->mutex);
 
     for (i = 0; i < n; i++) {
         ln[i] = NULL;
 
-        if (ngx_http_complex_value(r, &limits[i].key, &value) != NGX_OK) {
-            ngx_shmtx_unlock(&fmcf->shpool->mutex);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (value.len == 0) {
-            /* like limit_req: an empty key is not limited */
+        if (run->where[i] != NGX_HTTP_FANOUT_LIMIT_SHM) {
             continue;
         }
 
         /* the limit's id, then the value: limits never share a bucket */
-        key.len = sizeof(ngx_uint_t) + ngx_min(value.len, 1024);
-        key.data = ngx_pnalloc(r->pool, key.len);
-        if (key.data == NULL) {
-            ngx_shmtx_unlock(&fmcf->shpool->mutex);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
+        key.len = sizeof(ngx_uint_t) + ngx_min(run->values[i].len, 1024);
+        key.data = buf;
 
         p = ngx_cpymem(key.data, &limits[i].id, sizeof(ngx_uint_t));
-        ngx_memcpy(p, value.data, key.len - sizeof(ngx_uint_t));
+        ngx_memcpy(p, run->values[i].data, key.len - sizeof(ngx_uint_t));
 
         hash = ngx_crc32_short(key.data, key.len);
 
@@ -449,14 +601,15 @@ ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx)
 
         tat[i] = ln[i]->tat;
         fanout_limit_take(&limits[i].gcra, &tat[i], now, limits[i].cost,
-                          &res[i]);
+                          &run->res[i]);
+        run->have[i] = 1;
 
-        if (!res[i].allowed && !limits[i].dry_run && reject == n) {
+        if (!run->res[i].allowed && !limits[i].dry_run && reject == n) {
             reject = i;
         }
     }
 
-    if (reject == n) {
+    if (reject == n && commit) {
         for (i = 0; i < n; i++) {
             if (ln[i]) {
                 ln[i]->tat = tat[i];
@@ -466,30 +619,62 @@ ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx)
 
     ngx_shmtx_unlock(&fmcf->shpool->mutex);
 
-    /* the headers tell of the tightest limit */
+    return reject;
+}
+
+
+/* counts, the RateLimit-* headers of the tightest limit, and the answer */
+
+static ngx_int_t
+ngx_http_fanout_limit_verdict(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_limit_run_t *run)
+{
+    u_char                   *p, *body;
+    ngx_int_t                 rc;
+    ngx_uint_t                i, n, reject;
+    ngx_http_request_t       *r;
+    ngx_http_fanout_stats_t  *loc, *st;
+    ngx_http_fanout_limit_t  *limits;
+
+    r = ctx->request;
+    limits = ctx->conf->limits->elts;
+    n = ctx->conf->limits->nelts;
+    loc = ngx_http_fanout_stats_location(r, ctx->conf);
+
+    reject = n;
+
     for (i = 0; i < n; i++) {
-        if (ln[i] == NULL) {
+        if (!run->have[i]) {
             continue;
         }
 
-        if (!res[i].allowed) {
-            ngx_http_fanout_stats_count(
-                ngx_http_fanout_stats_location(r, ctx->conf),
-                limits[i].dry_run ? NGX_HTTP_FANOUT_LOC_DRY_RUN
-                                  : NGX_HTTP_FANOUT_LOC_LIMITED);
+        st = ngx_http_fanout_stats_limit(r, ctx->conf, limits[i].stats);
 
-            if (limits[i].dry_run) {
-                ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                              "fanout_limit %V would reject this request "
-                              "(dry_run)", &limits[i].rate);
+        if (run->res[i].allowed) {
+            ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_LIM_ADMITTED);
+
+        } else if (limits[i].dry_run) {
+            ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_LIM_DRY_RUN);
+            ngx_http_fanout_stats_count(loc, NGX_HTTP_FANOUT_LOC_DRY_RUN);
+
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "fanout_limit %V would reject this request "
+                          "(dry_run)", &limits[i].rate);
+
+        } else {
+            ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_LIM_REJECTED);
+            ngx_http_fanout_stats_count(loc, NGX_HTTP_FANOUT_LOC_LIMITED);
+
+            if (reject == n) {
+                reject = i;
             }
         }
 
-        if (!ctx->limited || res[i].remaining < ctx->limit_remaining) {
+        if (!ctx->limited || run->res[i].remaining < ctx->limit_remaining) {
             ctx->limited = 1;
             ctx->limit_limit = (ngx_uint_t) limits[i].gcra.capacity;
-            ctx->limit_remaining = (ngx_uint_t) res[i].remaining;
-            ctx->limit_reset = (ngx_uint_t) ((res[i].reset_us + 999999)
+            ctx->limit_remaining = (ngx_uint_t) run->res[i].remaining;
+            ctx->limit_reset = (ngx_uint_t) ((run->res[i].reset_us + 999999)
                                              / 1000000);
         }
     }
@@ -499,8 +684,308 @@ ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx)
                       "fanout_limit %V: request rejected", &limits[reject].rate);
 
         return ngx_http_fanout_limit_reject(ctx, &limits[reject],
-                                            &res[reject]);
+                                            &run->res[reject]);
+    }
+
+    if (run->unavailable < n) {
+        /* on_redis_error=closed: no answer from Redis, no request */
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        i = run->unavailable;
+
+        body = ngx_pnalloc(r->pool, 128 + limits[i].rate.len);
+        if (body == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_sprintf(body, "{\"error\":\"rate_limit_unavailable\","
+                        "\"limit\":\"%V\",\"message\":\"the cluster rate "
+                        "limit cannot be checked\"}", &limits[i].rate);
+
+        return ngx_http_fanout_send_json(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         body, p - body);
     }
 
     return NGX_DECLINED;
+}
+
+
+/* Redis did not answer: each cluster limit does what on_redis_error says */
+
+static void
+ngx_http_fanout_limit_redis_failed(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_limit_run_t *run)
+{
+    ngx_uint_t                i, n;
+    ngx_http_request_t       *r;
+    ngx_http_fanout_limit_t  *limits;
+
+    r = ctx->request;
+    limits = ctx->conf->limits->elts;
+    n = ctx->conf->limits->nelts;
+
+    for (i = 0; i < n; i++) {
+        if (run->where[i] != NGX_HTTP_FANOUT_LIMIT_REDIS) {
+            continue;
+        }
+
+        ngx_http_fanout_stats_count(
+            ngx_http_fanout_stats_limit(r, ctx->conf, limits[i].stats),
+            NGX_HTTP_FANOUT_LIM_REDIS_ERRORS);
+
+        switch (limits[i].on_error) {
+
+        case NGX_HTTP_FANOUT_LIMIT_ERR_LOCAL:
+            run->where[i] = NGX_HTTP_FANOUT_LIMIT_SHM;
+            break;
+
+        case NGX_HTTP_FANOUT_LIMIT_ERR_OPEN:
+            run->where[i] = NGX_HTTP_FANOUT_LIMIT_SKIP;
+            break;
+
+        default: /* closed */
+            run->where[i] = NGX_HTTP_FANOUT_LIMIT_SKIP;
+
+            if (run->unavailable == n) {
+                run->unavailable = i;
+
+                ngx_http_fanout_stats_count(
+                    ngx_http_fanout_stats_limit(r, ctx->conf,
+                                                limits[i].stats),
+                    NGX_HTTP_FANOUT_LIM_UNAVAILABLE);
+            }
+        }
+    }
+
+    /* the Redis client logs its trouble once a second; this says what now */
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "fanout_limit: Redis did not answer, on_redis_error "
+                   "applies");
+}
+
+
+static void
+ngx_http_fanout_limit_reply(void *data, redisReply *reply,
+    ngx_http_fanout_redis_error_e error)
+{
+    ngx_http_fanout_ctx_t *ctx = data;
+
+    ngx_int_t                     rc;
+    ngx_uint_t                    i, j, n, reject, bad;
+    redisReply                  **e;
+    ngx_http_request_t           *r;
+    ngx_http_fanout_limit_t      *limits;
+    fanout_limit_result_t        *res;
+    ngx_http_fanout_limit_run_t  *run;
+
+    r = ctx->request;
+    run = ctx->limit_run;
+    limits = ctx->conf->limits->elts;
+    n = ctx->conf->limits->nelts;
+
+    ctx->limit_op = NULL;
+
+    ngx_http_set_log_request(r->connection->log, r);
+
+    bad = 1;
+
+    if (reply && reply->type == REDIS_REPLY_ARRAY) {
+        /* four integers for each limit sent, in order */
+        e = reply->element;
+        j = 0;
+        bad = 0;
+
+        for (i = 0; i < n && !bad; i++) {
+            if (run->where[i] != NGX_HTTP_FANOUT_LIMIT_REDIS) {
+                continue;
+            }
+
+            if (j + 4 > reply->elements
+                || e[j]->type != REDIS_REPLY_INTEGER
+                || e[j + 1]->type != REDIS_REPLY_INTEGER
+                || e[j + 2]->type != REDIS_REPLY_INTEGER
+                || e[j + 3]->type != REDIS_REPLY_INTEGER)
+            {
+                bad = 1;
+                break;
+            }
+
+            res = &run->res[i];
+            res->allowed = e[j]->integer ? 1 : 0;
+            res->remaining = (uint64_t) ngx_max(e[j + 1]->integer, 0);
+            res->reset_us = (uint64_t) ngx_max(e[j + 2]->integer, 0);
+            res->retry_after_us = (uint64_t) ngx_max(e[j + 3]->integer, 0);
+            run->have[i] = 1;
+
+            j += 4;
+        }
+
+        if (bad) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "fanout_limit: unexpected reply from the Redis "
+                          "script");
+        }
+    }
+
+    if (bad) {
+        for (i = 0; i < n; i++) {
+            if (run->where[i] == NGX_HTTP_FANOUT_LIMIT_REDIS) {
+                run->have[i] = 0;
+            }
+        }
+
+        ngx_http_fanout_limit_redis_failed(ctx, run);
+    }
+
+    reject = n;
+
+    for (i = 0; i < n; i++) {
+        if (run->have[i] && !run->res[i].allowed && !limits[i].dry_run) {
+            reject = i;
+            break;
+        }
+    }
+
+    if (reject == n && run->unavailable == n) {
+        /* Redis admits: now take from the shared-memory buckets */
+        (void) ngx_http_fanout_limit_shm(ctx, run, 1);
+    }
+
+    rc = ngx_http_fanout_limit_verdict(ctx, run);
+
+    ngx_http_fanout_limit_resume(ctx, rc);
+}
+
+
+/*
+ * All limits of the location.  The shared-memory ones are asked first: a
+ * request they reject never reaches Redis.  Cluster limits then go to
+ * Redis in one script, and only when Redis admits are the shared-memory
+ * buckets taken from.  NGX_DECLINED: admitted; NGX_AGAIN: Redis will
+ * answer, and ngx_http_fanout_limit_resume() goes on; else a response.
+ */
+
+ngx_int_t
+ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx)
+{
+    size_t                       *lens;
+    ngx_str_t                     value;
+    ngx_uint_t                    i, n, k, ncluster, reject;
+    const char                  **argv;
+    ngx_http_request_t           *r;
+    ngx_http_fanout_limit_t      *limits;
+    ngx_http_fanout_limit_run_t  *run;
+    ngx_http_fanout_main_conf_t  *fmcf;
+
+    r = ctx->request;
+    fmcf = ngx_http_get_module_main_conf(r, ngx_http_fanout_module);
+    limits = ctx->conf->limits->elts;
+    n = ctx->conf->limits->nelts;
+
+    run = ngx_pcalloc(r->pool, sizeof(ngx_http_fanout_limit_run_t));
+    if (run == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->limit_run = run;
+    run->unavailable = n;
+    ncluster = 0;
+
+    for (i = 0; i < n; i++) {
+        if (ngx_http_complex_value(r, &limits[i].key, &value) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        run->values[i] = value;
+
+        if (value.len == 0) {
+            /* like limit_req: an empty key is not limited */
+            run->where[i] = NGX_HTTP_FANOUT_LIMIT_SKIP;
+
+        } else if (limits[i].scope == NGX_HTTP_FANOUT_LIMIT_CLUSTER) {
+            run->where[i] = NGX_HTTP_FANOUT_LIMIT_REDIS;
+            ncluster++;
+
+        } else {
+            run->where[i] = NGX_HTTP_FANOUT_LIMIT_SHM;
+        }
+    }
+
+    reject = ngx_http_fanout_limit_shm(ctx, run, ncluster == 0);
+
+    if (reject < n || ncluster == 0) {
+        return ngx_http_fanout_limit_verdict(ctx, run);
+    }
+
+    /* EVALSHA sha nkeys key... (interval burst cost dry_run)... */
+
+    argv = ngx_palloc(r->pool, (3 + 5 * ncluster) * sizeof(char *));
+    lens = ngx_palloc(r->pool, (3 + 5 * ncluster) * sizeof(size_t));
+    if (argv == NULL || lens == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    argv[2] = (const char *) ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (argv[2] == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    lens[2] = ngx_sprintf((u_char *) argv[2], "%ui", ncluster)
+              - (u_char *) argv[2];
+
+    k = 0;
+
+    for (i = 0; i < n; i++) {
+        if (run->where[i] != NGX_HTTP_FANOUT_LIMIT_REDIS) {
+            continue;
+        }
+
+        value.len = limits[i].prefix.len + run->values[i].len;
+        value.data = ngx_pnalloc(r->pool, value.len);
+        if (value.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_memcpy(ngx_cpymem(value.data, limits[i].prefix.data,
+                              limits[i].prefix.len),
+                   run->values[i].data, run->values[i].len);
+
+        argv[3 + k] = (const char *) value.data;
+        lens[3 + k] = value.len;
+
+        argv[3 + ncluster + 4 * k] = (const char *) limits[i].args[0];
+        lens[3 + ncluster + 4 * k] = limits[i].args_len[0];
+        argv[4 + ncluster + 4 * k] = (const char *) limits[i].args[1];
+        lens[4 + ncluster + 4 * k] = limits[i].args_len[1];
+        argv[5 + ncluster + 4 * k] = (const char *) limits[i].args[2];
+        lens[5 + ncluster + 4 * k] = limits[i].args_len[2];
+        argv[6 + ncluster + 4 * k] = limits[i].dry_run ? "1" : "0";
+        lens[6 + ncluster + 4 * k] = 1;
+
+        k++;
+    }
+
+    if (fmcf->redis) {
+        ctx->limit_op = ngx_http_fanout_redis_eval(r->connection->log,
+                                                   &ngx_http_fanout_limit_script,
+                                                   3 + 5 * ncluster, argv, lens,
+                                                   ngx_http_fanout_limit_reply,
+                                                   ctx);
+        if (ctx->limit_op) {
+            return NGX_AGAIN;
+        }
+    }
+
+    /* not sent: no connection ready (counted and logged by the client) */
+
+    ngx_http_fanout_limit_redis_failed(ctx, run);
+
+    if (run->unavailable == n) {
+        (void) ngx_http_fanout_limit_shm(ctx, run, 1);
+    }
+
+    return ngx_http_fanout_limit_verdict(ctx, run);
 }

@@ -191,6 +191,14 @@ ngx_http_fanout_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (fmcf->cluster_file && fmcf->redis == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"scope=cluster\" needs a \"fanout_redis\" in the "
+                      "http block in %s:%ui",
+                      fmcf->cluster_file, fmcf->cluster_line);
+        return NGX_CONF_ERROR;
+    }
+
     if (fmcf->status_file && fmcf->shm_zone == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"fanout_status\" needs a \"fanout_zone\" in the "

@@ -73,6 +73,8 @@ typedef struct {
     ngx_uint_t                  status_line;
     u_char                     *cache_file;    /* first fanout_cache */
     ngx_uint_t                  cache_line;
+    u_char                     *cluster_file;  /* first scope=cluster */
+    ngx_uint_t                  cluster_line;
 
     ngx_http_fanout_redis_conf_t  *redis;      /* fanout_redis */
     ngx_http_fanout_stats_t    *redis_stats;
@@ -135,6 +137,8 @@ struct ngx_http_fanout_ctx_s {
     ngx_uint_t                  limit_remaining;
     ngx_uint_t                  limit_reset;   /* seconds */
     unsigned                    limited:1;
+    void                       *limit_run;     /* the check under way */
+    ngx_http_fanout_redis_op_t *limit_op;      /* scope=cluster */
 
     ngx_uint_t                  cache_status;
     ngx_str_t                   cache_key;
@@ -189,6 +193,7 @@ void ngx_http_fanout_breaker_allow(ngx_http_fanout_ctx_t *ctx);
 void ngx_http_fanout_breaker_record(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_sub_t *sub);
 ngx_int_t ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx);
+void ngx_http_fanout_limit_resume(ngx_http_fanout_ctx_t *ctx, ngx_int_t rc);
 
 
 extern ngx_module_t  ngx_http_fanout_module;

@@ -9,6 +9,8 @@
 #include "ngx_http_fanout_redis.h"
 #include "ngx_http_fanout_stats.h"
 
+#include <openssl/sha.h>
+
 
 #define NGX_HTTP_FANOUT_REDIS_BACKOFF_MIN   100
 #define NGX_HTTP_FANOUT_REDIS_BACKOFF_MAX   5000
@@ -42,10 +44,20 @@ struct ngx_http_fanout_redis_op_s {
     ngx_msec_t                        sent;
     ngx_http_fanout_redis_handler_pt  handler;   /* NULL: cancelled */
     void                             *data;
+
+    /* EVALSHA: what to send again as EVAL when Redis lacks the script */
+    ngx_http_fanout_redis_script_t   *script;
+    int                               argc;
+    const char                      **argv;
+    size_t                           *argvlen;
 };
 
 
 static void ngx_http_fanout_redis_connect(ngx_http_fanout_redis_conn_t *rc);
+static ngx_int_t ngx_http_fanout_redis_noscript(ngx_http_fanout_redis_op_t *op,
+    redisReply *reply);
+static void ngx_http_fanout_redis_reply(redisAsyncContext *ac, void *r,
+    void *data);
 static void ngx_http_fanout_redis_drop(ngx_http_fanout_redis_conn_t *rc,
     ngx_http_fanout_redis_error_e error, const char *why);
 
@@ -222,7 +234,7 @@ ngx_http_fanout_redis_fail(ngx_log_t *log, ngx_http_fanout_redis_error_e err,
     ngx_http_fanout_redis_logged = ngx_time();
 
     ngx_log_error(NGX_LOG_ERR, log, 0,
-                  "fanout redis %V %s%s%s, serving without the cache "
+                  "fanout redis %V %s%s%s, failing open "
                   "(logged at most once a second)",
                   &ngx_http_fanout_redis_conf->address,
                   why, detail ? ": " : "", detail ? detail : "");
@@ -270,6 +282,12 @@ ngx_http_fanout_redis_reply(redisAsyncContext *ac, void *r, void *data)
             handler(op->data, NULL, NGX_HTTP_FANOUT_REDIS_CLOSED);
         }
 
+    } else if (reply->type == REDIS_REPLY_ERROR
+               && ngx_http_fanout_redis_noscript(op, reply) == NGX_OK)
+    {
+        /* sent again as EVAL, on the same connection: not over yet */
+        return;
+
     } else if (reply->type == REDIS_REPLY_ERROR) {
         ngx_http_fanout_redis_fail(ngx_cycle->log,
                                    NGX_HTTP_FANOUT_REDIS_REPLY_ERROR,
@@ -280,6 +298,10 @@ ngx_http_fanout_redis_reply(redisAsyncContext *ac, void *r, void *data)
 
     } else if (handler) {
         handler(op->data, reply, NGX_HTTP_FANOUT_REDIS_OK);
+    }
+
+    if (op->argv) {
+        ngx_free(op->argv);
     }
 
     ngx_free(op);
@@ -402,6 +424,117 @@ ngx_http_fanout_redis_cancel(ngx_http_fanout_redis_op_t *op)
 {
     /* the reply still comes and frees the op; nobody is told */
     op->handler = NULL;
+}
+
+
+/* scripts: EVALSHA, and EVAL once when Redis answers NOSCRIPT */
+
+void
+ngx_http_fanout_redis_script_init(ngx_http_fanout_redis_script_t *script,
+    const char *body)
+{
+    u_char  digest[SHA_DIGEST_LENGTH];
+
+    script->body.data = (u_char *) body;
+    script->body.len = ngx_strlen(body);
+
+    /* the name Redis gives the script */
+    SHA1(script->body.data, script->body.len, digest);
+
+    ngx_hex_dump(script->sha1, digest, SHA_DIGEST_LENGTH);
+}
+
+
+/* argv[0] and argv[1] are left for "EVALSHA" and the digest */
+
+ngx_http_fanout_redis_op_t *
+ngx_http_fanout_redis_eval(ngx_log_t *log,
+    ngx_http_fanout_redis_script_t *script, int argc, const char **argv,
+    size_t *argvlen, ngx_http_fanout_redis_handler_pt handler, void *data)
+{
+    u_char                      *p;
+    size_t                       size;
+    ngx_int_t                    i;
+    ngx_http_fanout_redis_op_t  *op;
+
+    argv[0] = "EVALSHA";
+    argvlen[0] = sizeof("EVALSHA") - 1;
+    argv[1] = (const char *) script->sha1;
+    argvlen[1] = 40;
+
+    op = ngx_http_fanout_redis_command(log, argc, argv, argvlen, handler,
+                                       data);
+    if (op == NULL) {
+        return NULL;
+    }
+
+    /* a copy of the arguments, for EVAL if the script is not loaded */
+
+    size = argc * (sizeof(char *) + sizeof(size_t));
+
+    for (i = 2; i < argc; i++) {
+        size += argvlen[i];
+    }
+
+    op->argv = ngx_alloc(size, log);
+    if (op->argv == NULL) {
+        /* then a NOSCRIPT answer is an error like any other */
+        return op;
+    }
+
+    op->argvlen = (size_t *) (op->argv + argc);
+    p = (u_char *) (op->argvlen + argc);
+
+    op->argv[0] = "EVAL";
+    op->argvlen[0] = sizeof("EVAL") - 1;
+    op->argv[1] = (const char *) script->body.data;
+    op->argvlen[1] = script->body.len;
+
+    for (i = 2; i < argc; i++) {
+        op->argv[i] = (const char *) p;
+        op->argvlen[i] = argvlen[i];
+        p = ngx_cpymem(p, argv[i], argvlen[i]);
+    }
+
+    op->argc = argc;
+    op->script = script;
+
+    return op;
+}
+
+
+static ngx_int_t
+ngx_http_fanout_redis_noscript(ngx_http_fanout_redis_op_t *op,
+    redisReply *reply)
+{
+    ngx_http_fanout_redis_conn_t  *rc;
+
+    if (op->script == NULL || op->argv == NULL
+        || reply->len < 8 || ngx_strncmp(reply->str, "NOSCRIPT", 8) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    rc = op->conn;
+    op->script = NULL;
+
+    if (rc->ac == NULL
+        || redisAsyncCommandArgv(rc->ac, ngx_http_fanout_redis_reply, op,
+                                 op->argc, op->argv, op->argvlen)
+           != REDIS_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "fanout redis: script not loaded, sent with EVAL");
+
+    ngx_queue_insert_tail(&rc->ops, &op->queue);
+    rc->pending++;
+
+    ngx_http_fanout_redis_count(NGX_HTTP_FANOUT_REDIS_COMMANDS, 1);
+
+    return NGX_OK;
 }
 
 

@@ -48,6 +48,13 @@ typedef void (*ngx_http_fanout_redis_handler_pt)(void *data,
     redisReply *reply, ngx_http_fanout_redis_error_e error);
 
 
+/* a Lua script, run with EVALSHA */
+typedef struct {
+    ngx_str_t                   body;
+    u_char                      sha1[40];
+} ngx_http_fanout_redis_script_t;
+
+
 char *ngx_http_fanout_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_fanout_redis_init_process(ngx_cycle_t *cycle);
 void ngx_http_fanout_redis_exit_process(ngx_cycle_t *cycle);
@@ -60,6 +67,17 @@ void ngx_http_fanout_redis_exit_process(ngx_cycle_t *cycle);
 ngx_http_fanout_redis_op_t *ngx_http_fanout_redis_command(ngx_log_t *log,
     int argc, const char **argv, const size_t *argvlen,
     ngx_http_fanout_redis_handler_pt handler, void *data);
+
+void ngx_http_fanout_redis_script_init(
+    ngx_http_fanout_redis_script_t *script, const char *body);
+
+/*
+ * EVALSHA, and EVAL on NOSCRIPT.  argv[0] and argv[1] are filled in here;
+ * argv[2] is the number of keys, then the keys and the arguments.
+ */
+ngx_http_fanout_redis_op_t *ngx_http_fanout_redis_eval(ngx_log_t *log,
+    ngx_http_fanout_redis_script_t *script, int argc, const char **argv,
+    size_t *argvlen, ngx_http_fanout_redis_handler_pt handler, void *data);
 
 /* the requester gives up (its request ends): the handler is not called */
 void ngx_http_fanout_redis_cancel(ngx_http_fanout_redis_op_t *op);

@@ -23,6 +23,11 @@ static const char  *ngx_http_fanout_loc_counters[] = {
 };
 
 
+static const char  *ngx_http_fanout_lim_counters[] = {
+    "admitted", "rejected", "dry_run", "redis_errors", "unavailable"
+};
+
+
 static ngx_uint_t
 ngx_http_fanout_stats_find(ngx_array_t *a, size_t size, ngx_str_t *name)
 {
@@ -72,7 +77,10 @@ ngx_http_fanout_stats_register(ngx_conf_t *cf,
 
         if (ngx_array_init(&loc->targets, cf->pool, 4,
                            sizeof(ngx_http_fanout_stats_target_t))
-            != NGX_OK)
+            != NGX_OK
+            || ngx_array_init(&loc->limits, cf->pool, 1,
+                              sizeof(ngx_http_fanout_stats_target_t))
+               != NGX_OK)
         {
             return NGX_ERROR;
         }
@@ -106,6 +114,47 @@ ngx_http_fanout_stats_register(ngx_conf_t *cf,
     }
 
     *target_index = i;
+
+    return NGX_OK;
+}
+
+
+/* a limit's node is keyed by its name after a \1: no target's name */
+
+ngx_int_t
+ngx_http_fanout_stats_register_limit(ngx_conf_t *cf,
+    ngx_http_fanout_main_conf_t *fmcf, ngx_str_t *location, ngx_str_t *name,
+    ngx_uint_t *loc_index, ngx_uint_t *limit_index)
+{
+    ngx_http_fanout_stats_loc_t     *loc;
+    ngx_http_fanout_stats_target_t  *lim;
+
+    if (ngx_http_fanout_stats_register(cf, fmcf, location, NULL, loc_index,
+                                       NULL)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    loc = fmcf->locations.elts;
+    loc = &loc[*loc_index];
+
+    lim = ngx_array_push(&loc->limits);
+    if (lim == NULL) {
+        return NGX_ERROR;
+    }
+
+    lim->name.len = name->len + 1;
+    lim->name.data = ngx_pnalloc(cf->pool, lim->name.len);
+    if (lim->name.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    lim->name.data[0] = '\1';
+    ngx_memcpy(lim->name.data + 1, name->data, name->len);
+    lim->node = NULL;
+
+    *limit_index = loc->limits.nelts - 1;
 
     return NGX_OK;
 }
@@ -222,6 +271,16 @@ ngx_http_fanout_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
                 goto failed;
             }
         }
+
+        tgt = loc[i].limits.elts;
+
+        for (j = 0; j < loc[i].limits.nelts; j++) {
+            tgt[j].node = ngx_http_fanout_stats_node(shpool, sh, &loc[i].name,
+                                                     &tgt[j].name);
+            if (tgt[j].node == NULL) {
+                goto failed;
+            }
+        }
     }
 
     if (fmcf->redis) {
@@ -282,6 +341,22 @@ ngx_http_fanout_stats_target(ngx_http_request_t *r,
     tgt = loc[flcf->stats].targets.elts;
 
     return tgt[target->stats].node;
+}
+
+
+ngx_http_fanout_stats_t *
+ngx_http_fanout_stats_limit(ngx_http_request_t *r,
+    ngx_http_fanout_loc_conf_t *flcf, ngx_uint_t limit)
+{
+    ngx_http_fanout_stats_loc_t     *loc;
+    ngx_http_fanout_main_conf_t     *fmcf;
+    ngx_http_fanout_stats_target_t  *lim;
+
+    fmcf = ngx_http_get_module_main_conf(r, ngx_http_fanout_module);
+    loc = fmcf->locations.elts;
+    lim = loc[flcf->stats].limits.elts;
+
+    return lim[limit].node;
 }
 
 
@@ -369,6 +444,7 @@ ngx_http_fanout_stats_json_histogram(u_char *p, ngx_http_fanout_stats_t *st)
 static u_char *
 ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
 {
+    ngx_str_t                        name;
     ngx_uint_t                       i, j, k;
     ngx_http_fanout_stats_t         *st;
     ngx_http_fanout_stats_loc_t     *loc;
@@ -409,10 +485,31 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
         }
 
         p = ngx_sprintf(p, "},\"limit\":{\"rejected\":%uA,\"dry_run\":%uA,"
-                        "\"evicted\":%uA},",
+                        "\"evicted\":%uA,\"limits\":{",
                         st->counters[NGX_HTTP_FANOUT_LOC_LIMITED],
                         st->counters[NGX_HTTP_FANOUT_LOC_DRY_RUN],
                         st->counters[NGX_HTTP_FANOUT_LOC_EVICTED]);
+
+        tgt = loc[i].limits.elts;
+
+        for (j = 0; j < loc[i].limits.nelts; j++) {
+            name.data = tgt[j].name.data + 1;      /* after the \1 */
+            name.len = tgt[j].name.len - 1;
+
+            p = ngx_sprintf(p, "%s\"", j ? "," : "");
+            p = ngx_http_fanout_escape_json(p, &name);
+            p = ngx_sprintf(p, "\":{");
+
+            for (k = 0; k < NGX_HTTP_FANOUT_LIM_NCOUNTERS; k++) {
+                p = ngx_sprintf(p, "%s\"%s\":%uA", k ? "," : "",
+                                ngx_http_fanout_lim_counters[k],
+                                tgt[j].node->counters[k]);
+            }
+
+            *p++ = '}';
+        }
+
+        p = ngx_sprintf(p, "}},");
         p = ngx_http_fanout_stats_json_histogram(p, st);
         p = ngx_sprintf(p, ",\"targets\":{");
 
@@ -558,6 +655,7 @@ ngx_http_fanout_prom_loc_counters(u_char *p, ngx_http_fanout_main_conf_t *fmcf,
 static u_char *
 ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
 {
+    ngx_str_t                        name;
     ngx_uint_t                       i, j, k;
     ngx_http_fanout_stats_t         *st;
     ngx_http_fanout_stats_loc_t     *loc;
@@ -604,6 +702,30 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
                                           "result",
                                           NGX_HTTP_FANOUT_LOC_LIMITED,
                                           NGX_HTTP_FANOUT_LOC_NCOUNTERS);
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_limit_requests_total Per fanout_limit (its key and "
+        "rate): admitted, rejected, dry_run, redis_errors, unavailable.\n"
+        "# TYPE fanout_limit_requests_total counter\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        tgt = loc[i].limits.elts;
+
+        for (j = 0; j < loc[i].limits.nelts; j++) {
+            name.data = tgt[j].name.data + 1;
+            name.len = tgt[j].name.len - 1;
+
+            for (k = 0; k < NGX_HTTP_FANOUT_LIM_NCOUNTERS; k++) {
+                p = ngx_sprintf(p, "fanout_limit_requests_total");
+                p = ngx_http_fanout_prom_labels(p, &loc[i].name, NULL);
+                p = ngx_sprintf(p, ",limit=\"");
+                p = ngx_http_fanout_escape_label(p, &name);
+                p = ngx_sprintf(p, "\",result=\"%s\"} %uA\n",
+                                ngx_http_fanout_lim_counters[k],
+                                tgt[j].node->counters[k]);
+            }
+        }
+    }
 
     p = ngx_sprintf(p,
         "# HELP fanout_latency_seconds Time from the fan-out's start to "
@@ -758,6 +880,13 @@ ngx_http_fanout_status_size(ngx_http_fanout_main_conf_t *fmcf)
             names = 6 * (loc[i].name.len + tgt[j].name.len);
             size += (NGX_HTTP_FANOUT_NBUCKETS + FANOUT_NKINDS + 16)
                     * (128 + names);
+        }
+
+        tgt = loc[i].limits.elts;
+
+        for (j = 0; j < loc[i].limits.nelts; j++) {
+            names = 6 * (loc[i].name.len + tgt[j].name.len);
+            size += (NGX_HTTP_FANOUT_LIM_NCOUNTERS + 2) * (128 + names);
         }
     }
 

@@ -49,6 +49,17 @@ typedef enum {
 } ngx_http_fanout_tgt_counter_e;
 
 
+/* a fanout_limit's, in a location */
+typedef enum {
+    NGX_HTTP_FANOUT_LIM_ADMITTED = 0,
+    NGX_HTTP_FANOUT_LIM_REJECTED,
+    NGX_HTTP_FANOUT_LIM_DRY_RUN,        /* would have been rejected */
+    NGX_HTTP_FANOUT_LIM_REDIS_ERRORS,   /* scope=cluster: on_redis_error */
+    NGX_HTTP_FANOUT_LIM_UNAVAILABLE,    /* on_redis_error=closed: 503 */
+    NGX_HTTP_FANOUT_LIM_NCOUNTERS
+} ngx_http_fanout_lim_counter_e;
+
+
 /* enough for locations, targets and Redis */
 #define NGX_HTTP_FANOUT_NCOUNTERS  20
 
@@ -85,12 +96,18 @@ typedef struct {
     ngx_str_t                   name;
     ngx_http_fanout_stats_t    *node;
     ngx_array_t                 targets;   /* ngx_http_fanout_stats_target_t */
+    ngx_array_t                 limits;    /* ngx_http_fanout_stats_target_t */
 } ngx_http_fanout_stats_loc_t;
 
 
 ngx_int_t ngx_http_fanout_stats_register(ngx_conf_t *cf,
     ngx_http_fanout_main_conf_t *fmcf, ngx_str_t *location, ngx_str_t *target,
     ngx_uint_t *loc_index, ngx_uint_t *target_index);
+ngx_int_t ngx_http_fanout_stats_register_limit(ngx_conf_t *cf,
+    ngx_http_fanout_main_conf_t *fmcf, ngx_str_t *location, ngx_str_t *name,
+    ngx_uint_t *loc_index, ngx_uint_t *limit_index);
+ngx_http_fanout_stats_t *ngx_http_fanout_stats_limit(ngx_http_request_t *r,
+    ngx_http_fanout_loc_conf_t *flcf, ngx_uint_t limit);
 ngx_int_t ngx_http_fanout_stats_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 ngx_http_fanout_stats_t *ngx_http_fanout_stats_location(ngx_http_request_t *r,

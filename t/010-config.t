@@ -175,7 +175,9 @@ my %limit_bad = (
     'fanout_limit key=$x rate=1r/s burst=0;' => qr/invalid parameter "burst=0"/,
     'fanout_limit key=$x rate=1r/s status=200;' => qr/invalid parameter "status=200"/,
     'fanout_limit key=$x rate=1r/s cost=3;' => qr/cost=3 is more than the burst of 1/,
-    'fanout_limit key=$x rate=1r/s scope=cluster;' => qr/invalid parameter "scope=cluster"/,
+    'fanout_limit key=$x rate=1r/s scope=cluster;' => qr/"scope=cluster" needs a "fanout_redis" in the http block in \S+nginx.conf:\d+/,
+    'fanout_limit key=$x rate=1r/s scope=fleet;' => qr/invalid parameter "scope=fleet"/,
+    'fanout_limit key=$x rate=1r/s on_redis_error=retry;' => qr/invalid parameter "on_redis_error=retry"/,
 );
 
 for my $l (sort keys %limit_bad) {

@@ -31,6 +31,8 @@ fanout_breaker_slide(const fanout_breaker_conf_t *c, fanout_breaker_t *b,
 {
     uint64_t  width, n;
 
+    b->window_ms = c->window_ms;
+
     width = c->window_ms / FANOUT_BREAKER_SLOTS;
     if (width == 0) {
         width = 1;
@@ -93,6 +95,7 @@ fanout_breaker_open(const fanout_breaker_conf_t *c, fanout_breaker_t *b,
     b->retry_at_ms = now_ms + cooldown_ms;
     b->probes = 0;
     b->consecutive = 0;
+    b->remote = 0;
 }
 
 
@@ -193,4 +196,66 @@ fanout_breaker_release(fanout_breaker_t *b, fanout_breaker_verdict_e verdict)
     {
         b->probes--;
     }
+}
+
+
+fanout_breaker_change_e
+fanout_breaker_learn(const fanout_breaker_conf_t *c, fanout_breaker_t *b,
+    uint64_t now_ms, uint64_t remaining_ms, uint64_t cooldown_ms)
+{
+    if (remaining_ms == 0) {
+        return FANOUT_BREAKER_SAME;
+    }
+
+    if (b->state == FANOUT_BREAKER_OPEN) {
+        /* reopened elsewhere with a longer cooldown: wait as long */
+        if (b->retry_at_ms < now_ms + remaining_ms) {
+            b->retry_at_ms = now_ms + remaining_ms;
+        }
+
+        return FANOUT_BREAKER_SAME;
+    }
+
+    fanout_breaker_open(c, b, now_ms, cooldown_ms ? cooldown_ms
+                                                  : c->cooldown_ms);
+    b->retry_at_ms = now_ms + remaining_ms;
+    b->remote = 1;
+
+    return FANOUT_BREAKER_OPENED;
+}
+
+
+fanout_breaker_change_e
+fanout_breaker_forget(fanout_breaker_t *b, uint64_t now_ms,
+    uint64_t margin_ms)
+{
+    if (b->state == FANOUT_BREAKER_OPEN && b->remote
+        && b->retry_at_ms > now_ms + margin_ms)
+    {
+        memset(b, 0, sizeof(fanout_breaker_t));
+        return FANOUT_BREAKER_CLOSED_AGAIN;
+    }
+
+    return FANOUT_BREAKER_SAME;
+}
+
+
+uint32_t
+fanout_breaker_peek(const fanout_breaker_t *b, uint64_t now_ms,
+    uint32_t *requests)
+{
+    fanout_breaker_t       copy;
+    fanout_breaker_conf_t  c;
+
+    if (b->window_ms == 0) {
+        /* nothing recorded yet */
+        *requests = 0;
+        return 0;
+    }
+
+    memset(&c, 0, sizeof(c));
+    c.window_ms = b->window_ms;
+    copy = *b;
+
+    return fanout_breaker_rate(&c, &copy, now_ms, requests);
 }

@@ -46,6 +46,7 @@ typedef struct {
     uint64_t    cooldown_ms;
     uint64_t    max_cooldown_ms;
     uint32_t    half_open;                /* probes at a time */
+    uint32_t    cluster;                  /* scope=cluster: the glue's */
 } fanout_breaker_conf_t;
 
 
@@ -55,9 +56,11 @@ typedef struct {
     uint64_t    cooldown_ms;              /* the current one */
     uint64_t    retry_at_ms;              /* open: when probes may start */
     uint32_t    probes;                   /* half-open: probes out */
+    uint32_t    remote;                   /* opened by another instance */
 
     /* the sliding window: requests and failures per tenth */
     uint64_t    slot_start_ms;
+    uint64_t    window_ms;                /* the conf's, for status */
     uint32_t    slot;
     uint32_t    requests[FANOUT_BREAKER_SLOTS];
     uint32_t    errors[FANOUT_BREAKER_SLOTS];
@@ -84,6 +87,27 @@ void fanout_breaker_release(fanout_breaker_t *b,
 /* the error rate over the window, percent, and its request count */
 uint32_t fanout_breaker_rate(const fanout_breaker_conf_t *c,
     fanout_breaker_t *b, uint64_t now_ms, uint32_t *requests);
+
+/*
+ * scope=cluster: another instance has the circuit open for remaining_ms
+ * more (with its cooldown): open it here too, until then.
+ */
+fanout_breaker_change_e fanout_breaker_learn(const fanout_breaker_conf_t *c,
+    fanout_breaker_t *b, uint64_t now_ms, uint64_t remaining_ms,
+    uint64_t cooldown_ms);
+
+/*
+ * The circuit is open nowhere else any more.  One learned from another
+ * instance, with more than margin_ms of its cooldown left, was closed
+ * there by a good probe: close it here too.  Near its end it is left to
+ * go half-open and probe on its own.
+ */
+fanout_breaker_change_e fanout_breaker_forget(fanout_breaker_t *b,
+    uint64_t now_ms, uint64_t margin_ms);
+
+/* the same as fanout_breaker_rate(), without changing b: for status */
+uint32_t fanout_breaker_peek(const fanout_breaker_t *b, uint64_t now_ms,
+    uint32_t *requests);
 
 const char *fanout_breaker_state_name(uint32_t state);
 

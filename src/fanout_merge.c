@@ -594,6 +594,20 @@ fanout_merge_write(const fanout_merge_conf_t *conf, const fanout_part_t *parts,
 
     fanout_out_raw(o, "}", 1);
 
+    for (i = 0, k = 0; i < n; i++) {
+        if (!parts[i].fallback) {
+            continue;
+        }
+
+        fanout_out_cstr(o, k++ ? "," : ",\"fallback\":{");
+        fanout_out_string(o, parts[i].name, strlen(parts[i].name));
+        fanout_out_cstr(o, ":true");
+    }
+
+    if (k) {
+        fanout_out_raw(o, "}", 1);
+    }
+
     if (conf->cache_meta) {
         fanout_out_cstr(o, ",\"cache\":{");
 

@@ -49,6 +49,7 @@ typedef struct {
     fanout_span_t    field;        /* FIELD's value, by fanout_part_parse() */
     const char      *detail;       /* static text, for bad_field */
     unsigned         cached:1;     /* from the per-target cache */
+    unsigned         fallback:1;   /* answered by the target's fallback */
 } fanout_part_t;
 
 

@@ -2,10 +2,54 @@
  * fanout_breaker: a circuit breaker per target (src/fanout_breaker.c), its
  * state in the target's node of the fanout_zone, the same for all workers
  * and kept across reloads; changed under the zone's lock.
+ *
+ * scope=cluster also writes each opening to Redis, as a key that lives as
+ * long as the cooldown, and deletes it on closing.  Twice a second one
+ * worker of each instance reads all such keys, so that every instance
+ * learns of an open circuit within a second.  Redis trouble leaves the
+ * local state as it is.
  */
 
 #include "ngx_http_fanout_module.h"
 #include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_redis.h"
+
+
+#define NGX_HTTP_FANOUT_BREAKER_SYNC  500      /* ms between reads */
+
+
+static void ngx_http_fanout_breaker_publish(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_sub_t *sub, fanout_breaker_change_e change,
+    uint64_t cooldown_ms);
+
+
+/* a target's breaker with scope=cluster */
+typedef struct {
+    ngx_str_t                   location;
+    ngx_str_t                   target;
+    ngx_str_t                   key;           /* fanout:breaker:LOC:TARGET */
+    ngx_uint_t                  loc;           /* stats indexes */
+    ngx_uint_t                  tgt;
+    fanout_breaker_conf_t      *conf;
+} ngx_http_fanout_breaker_peer_t;
+
+
+/*
+ * KEYS: the breakers.  Returns two integers per key: its PTTL (-2: none)
+ * and the cooldown it was opened with.
+ */
+static const char  ngx_http_fanout_breaker_lua[] =
+    "local out = {}\n"
+    "for i, key in ipairs(KEYS) do\n"
+    "  out[#out + 1] = redis.call('PTTL', key)\n"
+    "  out[#out + 1] = tonumber(redis.call('GET', key) or '0') or 0\n"
+    "end\n"
+    "return out\n";
+
+
+static ngx_http_fanout_redis_script_t  ngx_http_fanout_breaker_script;
+static ngx_event_t                     ngx_http_fanout_breaker_sync_ev;
+static ngx_http_fanout_redis_op_t     *ngx_http_fanout_breaker_sync_op;
 
 
 char *
@@ -13,11 +57,12 @@ ngx_http_fanout_breaker(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_fanout_loc_conf_t *flcf = conf;
 
-    ngx_int_t               n;
-    ngx_str_t              *value, s;
-    ngx_msec_t              ms;
-    ngx_uint_t              i;
-    fanout_breaker_conf_t  *bc;
+    ngx_int_t                     n;
+    ngx_str_t                    *value, s;
+    ngx_msec_t                    ms;
+    ngx_uint_t                    i;
+    fanout_breaker_conf_t        *bc;
+    ngx_http_fanout_main_conf_t  *fmcf;
 
     if (flcf->breaker) {
         return "is duplicate";
@@ -36,6 +81,7 @@ ngx_http_fanout_breaker(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     bc->half_open = 1;
 
     value = cf->args->elts;
+    fmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_fanout_module);
 
     for (i = 1; i < cf->args->nelts; i++) {
 
@@ -80,6 +126,22 @@ ngx_http_fanout_breaker(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             }
 
             bc->half_open = (uint32_t) n;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "scope=local") == 0) {
+            bc->cluster = 0;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "scope=cluster") == 0) {
+            bc->cluster = 1;
+
+            if (fmcf->cluster_file == NULL) {
+                fmcf->cluster_file = cf->conf_file->file.name.data;
+                fmcf->cluster_line = cf->conf_file->line;
+            }
+
             continue;
         }
 
@@ -131,6 +193,271 @@ invalid:
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid parameter \"%V\"", &value[i]);
     return NGX_CONF_ERROR;
+}
+
+
+/* merge time: the location's targets whose breaker is shared */
+
+ngx_int_t
+ngx_http_fanout_breaker_register(ngx_conf_t *cf,
+    ngx_http_fanout_loc_conf_t *flcf)
+{
+    ngx_uint_t                       i;
+    ngx_http_fanout_target_t        *t;
+    ngx_http_fanout_main_conf_t     *fmcf;
+    ngx_http_fanout_breaker_peer_t  *peer;
+
+    if (flcf->breaker == NULL || !flcf->breaker->cluster
+        || flcf->targets == NULL)
+    {
+        return NGX_OK;
+    }
+
+    fmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_fanout_module);
+
+    if (fmcf->breakers == NULL) {
+        fmcf->breakers = ngx_array_create(cf->pool, 4,
+                                     sizeof(ngx_http_fanout_breaker_peer_t));
+        if (fmcf->breakers == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_fanout_redis_script_init(&ngx_http_fanout_breaker_script,
+                                          ngx_http_fanout_breaker_lua);
+    }
+
+    t = flcf->targets->elts;
+
+    for (i = 0; i < flcf->targets->nelts; i++) {
+        if (t[i].no_breaker) {
+            continue;
+        }
+
+        peer = ngx_array_push(fmcf->breakers);
+        if (peer == NULL) {
+            return NGX_ERROR;
+        }
+
+        peer->location = flcf->location;
+        peer->target = t[i].name;
+        peer->loc = flcf->stats;
+        peer->tgt = t[i].stats;
+        peer->conf = flcf->breaker;
+
+        peer->key.len = sizeof("fanout:breaker::") - 1 + flcf->location.len
+                        + t[i].name.len;
+        peer->key.data = ngx_pnalloc(cf->pool, peer->key.len);
+        if (peer->key.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_sprintf(peer->key.data, "fanout:breaker:%V:%V", &flcf->location,
+                    &t[i].name);
+
+        t[i].breaker_key = peer->key;
+    }
+
+    return NGX_OK;
+}
+
+
+/* an opening goes to Redis for the cooldown; a closing deletes it */
+
+static void
+ngx_http_fanout_breaker_publish(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_sub_t *sub, fanout_breaker_change_e change,
+    uint64_t cooldown_ms)
+{
+    size_t       len[5];
+    u_char       ms[NGX_INT64_LEN];
+    const char  *argv[5];
+
+    argv[1] = (const char *) sub->target->breaker_key.data;
+    len[1] = sub->target->breaker_key.len;
+
+    if (change == FANOUT_BREAKER_CLOSED_AGAIN) {
+        argv[0] = "DEL";
+        len[0] = 3;
+
+        (void) ngx_http_fanout_redis_command(ctx->request->connection->log,
+                                             2, argv, len, NULL, NULL);
+        return;
+    }
+
+    argv[0] = "SET";
+    len[0] = 3;
+    argv[2] = (const char *) ms;
+    len[2] = ngx_sprintf(ms, "%uL", cooldown_ms) - ms;
+    argv[3] = "PX";
+    len[3] = 2;
+    argv[4] = argv[2];
+    len[4] = len[2];
+
+    (void) ngx_http_fanout_redis_command(ctx->request->connection->log, 5,
+                                         argv, len, NULL, NULL);
+}
+
+
+static void
+ngx_http_fanout_breaker_sync_reply(void *data, redisReply *reply,
+    ngx_http_fanout_redis_error_e error)
+{
+    uint64_t                         now;
+    ngx_uint_t                       i;
+    redisReply                     **e;
+    fanout_breaker_change_e          change;
+    ngx_http_fanout_stats_t         *st;
+    ngx_http_fanout_stats_loc_t     *loc;
+    ngx_http_fanout_main_conf_t     *fmcf;
+    ngx_http_fanout_breaker_peer_t  *peer;
+    ngx_http_fanout_stats_target_t  *tgt;
+
+    ngx_http_fanout_breaker_sync_op = NULL;
+
+    fmcf = data;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 2 * fmcf->breakers->nelts)
+    {
+        /* Redis trouble (counted and logged): local state as it is */
+        return;
+    }
+
+    e = reply->element;
+    peer = fmcf->breakers->elts;
+    loc = fmcf->locations.elts;
+    now = ngx_current_msec;
+
+    for (i = 0; i < fmcf->breakers->nelts; i++) {
+        if (e[2 * i]->type != REDIS_REPLY_INTEGER
+            || e[2 * i + 1]->type != REDIS_REPLY_INTEGER)
+        {
+            continue;
+        }
+
+        tgt = loc[peer[i].loc].targets.elts;
+        st = tgt[peer[i].tgt].node;
+
+        ngx_shmtx_lock(&fmcf->shpool->mutex);
+
+        if (e[2 * i]->integer > 0) {
+            change = fanout_breaker_learn(peer[i].conf, &st->breaker, now,
+                                          (uint64_t) e[2 * i]->integer,
+                                          (uint64_t) ngx_max(
+                                              e[2 * i + 1]->integer, 0));
+
+        } else {
+            change = fanout_breaker_forget(&st->breaker, now,
+                                           2 * NGX_HTTP_FANOUT_BREAKER_SYNC);
+        }
+
+        ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+        if (change != FANOUT_BREAKER_SAME) {
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "fanout breaker of target \"%V\" in location "
+                          "\"%V\": %s (%s on another instance)",
+                          &peer[i].target, &peer[i].location,
+                          change == FANOUT_BREAKER_OPENED
+                          ? "closed -> open" : "open -> closed",
+                          change == FANOUT_BREAKER_OPENED
+                          ? "opened" : "closed by a good probe");
+        }
+    }
+}
+
+
+/* one worker of the instance reads the shared breakers, twice a second */
+
+static void
+ngx_http_fanout_breaker_sync(ngx_event_t *ev)
+{
+    size_t                          *len;
+    ngx_uint_t                       i, n, go;
+    const char                     **argv;
+    ngx_http_fanout_main_conf_t     *fmcf;
+    ngx_http_fanout_breaker_peer_t  *peer;
+    u_char                           nkeys[NGX_INT_T_LEN];
+
+    if (ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_FANOUT_BREAKER_SYNC);
+
+    fmcf = ev->data;
+
+    if (ngx_http_fanout_breaker_sync_op) {
+        /* the last read is still out: Redis is slow, it has a timer */
+        return;
+    }
+
+    ngx_shmtx_lock(&fmcf->shpool->mutex);
+
+    go = (ngx_current_msec - fmcf->sh->breakers_synced
+          >= NGX_HTTP_FANOUT_BREAKER_SYNC - NGX_HTTP_FANOUT_BREAKER_SYNC / 5);
+
+    if (go) {
+        fmcf->sh->breakers_synced = ngx_current_msec;
+    }
+
+    ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+    if (!go) {
+        /* another worker of this instance did it */
+        return;
+    }
+
+    n = fmcf->breakers->nelts;
+    peer = fmcf->breakers->elts;
+
+    argv = ngx_alloc((3 + n) * (sizeof(char *) + sizeof(size_t)), ev->log);
+    if (argv == NULL) {
+        return;
+    }
+
+    len = (size_t *) (argv + 3 + n);
+
+    argv[2] = (const char *) nkeys;
+    len[2] = ngx_sprintf(nkeys, "%ui", n) - nkeys;
+
+    for (i = 0; i < n; i++) {
+        argv[3 + i] = (const char *) peer[i].key.data;
+        len[3 + i] = peer[i].key.len;
+    }
+
+    ngx_http_fanout_breaker_sync_op = ngx_http_fanout_redis_eval(ev->log,
+                                          &ngx_http_fanout_breaker_script,
+                                          3 + n, argv, len,
+                                          ngx_http_fanout_breaker_sync_reply,
+                                          fmcf);
+    ngx_free(argv);
+}
+
+
+ngx_int_t
+ngx_http_fanout_breaker_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_fanout_main_conf_t  *fmcf;
+
+    fmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_fanout_module);
+
+    if (fmcf == NULL || fmcf->breakers == NULL || fmcf->redis == NULL
+        || fmcf->sh == NULL)
+    {
+        return NGX_OK;
+    }
+
+    ngx_http_fanout_breaker_sync_ev.handler = ngx_http_fanout_breaker_sync;
+    ngx_http_fanout_breaker_sync_ev.data = fmcf;
+    ngx_http_fanout_breaker_sync_ev.log = cycle->log;
+    ngx_http_fanout_breaker_sync_ev.cancelable = 1;
+
+    /* staggered, so that workers do not all ask at once */
+    ngx_add_timer(&ngx_http_fanout_breaker_sync_ev,
+                  ngx_random() % NGX_HTTP_FANOUT_BREAKER_SYNC + 1);
+
+    return NGX_OK;
 }
 
 
@@ -229,6 +556,11 @@ ngx_http_fanout_breaker_record(ngx_http_fanout_ctx_t *ctx,
 
     if (change == FANOUT_BREAKER_SAME) {
         return;
+    }
+
+    if (ctx->conf->breaker->cluster) {
+        ngx_http_fanout_breaker_publish(ctx, sub, change,
+                                        st->breaker.cooldown_ms);
     }
 
     ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,

@@ -147,7 +147,7 @@ ngx_http_fanout_cache_hand_over(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
         w->shared = NULL;
 
         /* what would be stored is shared; a copy, as the leader may go */
-        if (body && status == NGX_HTTP_OK && !ctx->failed) {
+        if (body && status == NGX_HTTP_OK && !ctx->failed && !ctx->fallbacks) {
             e = ngx_palloc(w->request->pool, sizeof(ngx_http_fanout_cached_t));
             p = ngx_pnalloc(w->request->pool,
                             type->len + target->len + len + 1);
@@ -1433,8 +1433,9 @@ ngx_http_fanout_cache_store_targets(ngx_http_fanout_ctx_t *ctx)
     for (i = 0; i < ctx->nsubs; i++) {
         sub = &ctx->subs[i];
 
+        /* a fallback's answer is not the target's */
         if (sub->part.cached || sub->part.kind != FANOUT_OK || sub->cancelled
-            || sub->part.body == NULL)
+            || sub->fallback || sub->part.body == NULL)
         {
             continue;
         }
@@ -1471,7 +1472,7 @@ ngx_http_fanout_cache_store(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
     }
 
     /* only complete answers: not a failure, not a degraded one */
-    if (status != NGX_HTTP_OK || ctx->failed) {
+    if (status != NGX_HTTP_OK || ctx->failed || ctx->fallbacks) {
         ngx_http_fanout_cache_unlock(ctx);
         return;
     }

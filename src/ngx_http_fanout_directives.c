@@ -82,12 +82,31 @@ ngx_http_fanout_valid_name(ngx_str_t *name)
 }
 
 
+/* "/uri?args": args NULL when there is no "?", the client's are sent */
+
+void
+ngx_http_fanout_split_uri(ngx_str_t *value, ngx_str_t *uri, ngx_str_t *args)
+{
+    u_char  *q;
+
+    *uri = *value;
+    ngx_str_null(args);
+
+    q = ngx_strlchr(value->data, value->data + value->len, '?');
+
+    if (q) {
+        uri->len = q - value->data;
+        args->data = q + 1;
+        args->len = value->data + value->len - q - 1;
+    }
+}
+
+
 char *
 ngx_http_fanout_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_fanout_loc_conf_t *flcf = conf;
 
-    u_char                       *q;
     ngx_int_t                     n;
     ngx_str_t                    *value, s;
     ngx_uint_t                    i, loc_index;
@@ -165,18 +184,10 @@ ngx_http_fanout_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_memzero(t, sizeof(ngx_http_fanout_target_t));
 
     t->name = value[1];
-    t->uri = value[2];
-    ngx_str_null(&t->args);
     t->weight = NGX_HTTP_FANOUT_WEIGHT_ONE;
     t->timeout = NGX_CONF_UNSET_MSEC;
 
-    q = ngx_strlchr(value[2].data, value[2].data + value[2].len, '?');
-
-    if (q) {
-        t->uri.len = q - value[2].data;
-        t->args.data = q + 1;
-        t->args.len = value[2].data + value[2].len - q - 1;
-    }
+    ngx_http_fanout_split_uri(&value[2], &t->uri, &t->args);
 
     for (i = 3; i < cf->args->nelts; i++) {
 
@@ -205,6 +216,21 @@ ngx_http_fanout_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             }
 
             t->max_inflight = (ngx_uint_t) n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "fallback=", 9) == 0) {
+            s.data = value[i].data + 9;
+            s.len = value[i].len - 9;
+
+            if (s.len == 0 || s.data[0] != '/') {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid fallback URI \"%V\": it must be "
+                                   "a local URI that begins with \"/\"", &s);
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_http_fanout_split_uri(&s, &t->fallback, &t->fallback_args);
             continue;
         }
 

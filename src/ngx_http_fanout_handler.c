@@ -208,6 +208,8 @@ ngx_http_fanout_wake(ngx_http_request_t *r)
         return;
     }
 
+    ngx_http_fanout_fallbacks(ctx);
+
     if (ctx->pending == 0) {
         ngx_http_fanout_respond(ctx);
     }
@@ -342,8 +344,9 @@ static void
 ngx_http_fanout_respond_first(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_sub_t *sub)
 {
-    ngx_int_t   rc;
-    ngx_str_t  *type;
+    ngx_int_t         rc;
+    ngx_str_t        *type;
+    ngx_table_elt_t  *h;
 
     /* the race is won: the other targets are not needed any more */
     ngx_http_fanout_cancel(ctx);
@@ -351,6 +354,16 @@ ngx_http_fanout_respond_first(ngx_http_fanout_ctx_t *ctx,
 
     type = sub->content_type.len ? &sub->content_type
                                  : &ngx_http_fanout_json_type;
+
+    if (sub->fallback) {
+        /* the body is the fallback's, as is: the header says so */
+        h = ngx_list_push(&ctx->request->headers_out.headers);
+        if (h) {
+            h->hash = 1;
+            ngx_str_set(&h->key, "X-Fanout-Fallback");
+            ngx_str_set(&h->value, "true");
+        }
+    }
 
     rc = ngx_http_fanout_send_as_is(ctx, sub->part.status, type,
                                     &sub->target->name,
@@ -419,6 +432,10 @@ ngx_http_fanout_finish(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status)
 
         } else if (!sub->cancelled) {
             ctx->failed++;
+        }
+
+        if (sub->fallback) {
+            ctx->fallbacks++;
         }
 
         ngx_http_fanout_sub_account(ctx, sub);

@@ -10,6 +10,7 @@
 
 
 static ngx_int_t ngx_http_fanout_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_fanout_init_process(ngx_cycle_t *cycle);
 static void *ngx_http_fanout_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_fanout_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_fanout_create_loc_conf(ngx_conf_t *cf);
@@ -127,7 +128,7 @@ ngx_module_t  ngx_http_fanout_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    ngx_http_fanout_redis_init_process,    /* init process */
+    ngx_http_fanout_init_process,          /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     ngx_http_fanout_redis_exit_process,    /* exit process */
@@ -287,6 +288,10 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_http_fanout_breaker_register(cf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->targets && conf->quorum > conf->targets->nelts) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"fanout_quorum %ui\" is more than the %ui targets "
@@ -304,4 +309,22 @@ static ngx_int_t
 ngx_http_fanout_postconfiguration(ngx_conf_t *cf)
 {
     return ngx_http_fanout_filter_init(cf);
+}
+
+
+static ngx_int_t
+ngx_http_fanout_init_process(ngx_cycle_t *cycle)
+{
+    if (ngx_http_fanout_redis_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* workers only, like the Redis client */
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    return ngx_http_fanout_breaker_init_process(cycle);
 }

@@ -37,6 +37,9 @@ typedef struct {
     ngx_msec_t                  timeout;       /* NGX_CONF_UNSET_MSEC: none */
     ngx_uint_t                  stats;         /* index in the location's */
     ngx_uint_t                  max_inflight;  /* 0: no cap */
+    ngx_str_t                   fallback;      /* fallback=, its URI */
+    ngx_str_t                   fallback_args;
+    ngx_str_t                   breaker_key;   /* scope=cluster, in Redis */
     unsigned                    no_breaker:1;  /* breaker=off */
 } ngx_http_fanout_target_t;
 
@@ -77,6 +80,7 @@ typedef struct {
     ngx_uint_t                  cluster_line;
 
     ngx_http_fanout_redis_conf_t  *redis;      /* fanout_redis */
+    ngx_array_t                *breakers;      /* scope=cluster ones */
     ngx_http_fanout_stats_t    *redis_stats;
 
     ngx_http_fanout_shctx_t    *sh;            /* the zone, once made */
@@ -111,6 +115,7 @@ typedef struct {
     unsigned                    cancelled:1;   /* cut off, not needed */
     unsigned                    verdict:2;     /* the breaker's */
     unsigned                    inflight:1;    /* holds a max_inflight slot */
+    unsigned                    fallback:1;    /* this call is the fallback */
     unsigned                    accounted:1;   /* counted in the zone */
 } ngx_http_fanout_sub_t;
 
@@ -126,6 +131,8 @@ struct ngx_http_fanout_ctx_s {
     ngx_uint_t                  status;        /* of the merged answer */
     ngx_uint_t                  ok;
     ngx_uint_t                  failed;
+    ngx_uint_t                  fallbacks;     /* answers from fallback= */
+    ngx_list_t                 *headers;       /* the targets get these */
     ngx_msec_t                  start;
     ngx_msec_t                  latency;
     ngx_event_t                 deadline;
@@ -174,6 +181,9 @@ void ngx_http_fanout_cancel(ngx_http_fanout_ctx_t *ctx);
 void ngx_http_fanout_sub_account(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_sub_t *sub);
 void ngx_http_fanout_wake(ngx_http_request_t *r);
+void ngx_http_fanout_fallbacks(ngx_http_fanout_ctx_t *ctx);
+void ngx_http_fanout_split_uri(ngx_str_t *value, ngx_str_t *uri,
+    ngx_str_t *args);
 ngx_int_t ngx_http_fanout_filter_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_fanout_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *error, const char *message);
@@ -189,6 +199,9 @@ char *ngx_http_fanout_quorum(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_fanout_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_fanout_breaker(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_fanout_breaker_register(ngx_conf_t *cf,
+    ngx_http_fanout_loc_conf_t *flcf);
+ngx_int_t ngx_http_fanout_breaker_init_process(ngx_cycle_t *cycle);
 void ngx_http_fanout_breaker_allow(ngx_http_fanout_ctx_t *ctx);
 void ngx_http_fanout_breaker_record(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_sub_t *sub);

@@ -444,7 +444,9 @@ ngx_http_fanout_stats_json_histogram(u_char *p, ngx_http_fanout_stats_t *st)
 static u_char *
 ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
 {
+    uint32_t                         rate, requests;
     ngx_str_t                        name;
+    fanout_breaker_t                 breaker;
     ngx_uint_t                       i, j, k;
     ngx_http_fanout_stats_t         *st;
     ngx_http_fanout_stats_loc_t     *loc;
@@ -528,20 +530,33 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
                                 st->counters[NGX_HTTP_FANOUT_TGT_KIND + k]);
             }
 
+            /* a consistent copy: workers change it under the lock */
+            ngx_shmtx_lock(&fmcf->shpool->mutex);
+            breaker = st->breaker;
+            ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+            rate = fanout_breaker_peek(&breaker, ngx_current_msec, &requests);
+
             p = ngx_sprintf(p, ",\"cancelled\":%uA,\"cache_hit\":%uA,"
-                            "\"cache_miss\":%uA,\"breaker\":{\"state\":\"%s\","
-                            "\"consecutive_failures\":%uD,\"cooldown_ms\":%uL,"
-                            "\"retry_in_ms\":%uL},\"inflight\":%uA,",
+                            "\"cache_miss\":%uA,\"fallback\":%uA,"
+                            "\"fallback_ok\":%uA,\"breaker\":{\"state\":\"%s\","
+                            "\"consecutive_failures\":%uD,\"error_rate\":%uD,"
+                            "\"window_requests\":%uD,\"cooldown_ms\":%uL,"
+                            "\"retry_in_ms\":%uL,\"learned\":%s},"
+                            "\"inflight\":%uA,",
                             st->counters[NGX_HTTP_FANOUT_TGT_CANCELLED],
                             st->counters[NGX_HTTP_FANOUT_TGT_CACHE_HIT],
                             st->counters[NGX_HTTP_FANOUT_TGT_CACHE_MISS],
-                            fanout_breaker_state_name(st->breaker.state),
-                            st->breaker.consecutive,
-                            st->breaker.cooldown_ms,
-                            (st->breaker.state == FANOUT_BREAKER_OPEN
-                             && st->breaker.retry_at_ms > ngx_current_msec)
-                            ? st->breaker.retry_at_ms - ngx_current_msec
+                            st->counters[NGX_HTTP_FANOUT_TGT_FALLBACK],
+                            st->counters[NGX_HTTP_FANOUT_TGT_FALLBACK_OK],
+                            fanout_breaker_state_name(breaker.state),
+                            breaker.consecutive, rate, requests,
+                            breaker.cooldown_ms,
+                            (breaker.state == FANOUT_BREAKER_OPEN
+                             && breaker.retry_at_ms > ngx_current_msec)
+                            ? breaker.retry_at_ms - ngx_current_msec
                             : (uint64_t) 0,
+                            breaker.remote ? "true" : "false",
                             st->inflight);
             p = ngx_http_fanout_stats_json_histogram(p, st);
             *p++ = '}';
@@ -655,7 +670,9 @@ ngx_http_fanout_prom_loc_counters(u_char *p, ngx_http_fanout_main_conf_t *fmcf,
 static u_char *
 ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
 {
+    uint32_t                         requests;
     ngx_str_t                        name;
+    fanout_breaker_t                 breaker;
     ngx_uint_t                       i, j, k;
     ngx_http_fanout_stats_t         *st;
     ngx_http_fanout_stats_loc_t     *loc;
@@ -800,6 +817,48 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
             p = ngx_sprintf(p, "fanout_target_breaker_state");
             p = ngx_http_fanout_prom_labels(p, &loc[i].name, &tgt[j].name);
             p = ngx_sprintf(p, "} %uD\n", tgt[j].node->breaker.state);
+        }
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_target_error_rate Circuit breaker: failures per "
+        "hundred calls over its window.\n"
+        "# TYPE fanout_target_error_rate gauge\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        tgt = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            ngx_shmtx_lock(&fmcf->shpool->mutex);
+            breaker = tgt[j].node->breaker;
+            ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+            p = ngx_sprintf(p, "fanout_target_error_rate");
+            p = ngx_http_fanout_prom_labels(p, &loc[i].name, &tgt[j].name);
+            p = ngx_sprintf(p, "} %uD\n",
+                            fanout_breaker_peek(&breaker, ngx_current_msec,
+                                                &requests));
+        }
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_target_fallback_total Calls to a target's fallback= "
+        "(called) and those that answered (ok).\n"
+        "# TYPE fanout_target_fallback_total counter\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        tgt = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            for (k = 0; k < 2; k++) {
+                p = ngx_sprintf(p, "fanout_target_fallback_total");
+                p = ngx_http_fanout_prom_labels(p, &loc[i].name,
+                                                &tgt[j].name);
+                p = ngx_sprintf(p, ",result=\"%s\"} %uA\n",
+                       k ? "ok" : "called",
+                       tgt[j].node->counters[NGX_HTTP_FANOUT_TGT_FALLBACK
+                                             + k]);
+            }
         }
     }
 

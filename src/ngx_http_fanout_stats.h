@@ -45,6 +45,8 @@ typedef enum {
     NGX_HTTP_FANOUT_TGT_CANCELLED = NGX_HTTP_FANOUT_TGT_KIND + FANOUT_NKINDS,
     NGX_HTTP_FANOUT_TGT_CACHE_HIT,     /* level=target: not called */
     NGX_HTTP_FANOUT_TGT_CACHE_MISS,
+    NGX_HTTP_FANOUT_TGT_FALLBACK,      /* fallback= called instead */
+    NGX_HTTP_FANOUT_TGT_FALLBACK_OK,   /* and it answered */
     NGX_HTTP_FANOUT_TGT_NCOUNTERS
 } ngx_http_fanout_tgt_counter_e;
 
@@ -83,6 +85,7 @@ struct ngx_http_fanout_shctx_s {
     ngx_rbtree_t                limits;
     ngx_rbtree_node_t           sentinel;
     ngx_queue_t                 lru;
+    ngx_msec_t                  breakers_synced;  /* scope=cluster */
 };
 
 

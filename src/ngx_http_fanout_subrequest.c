@@ -15,6 +15,10 @@ static ngx_int_t ngx_http_fanout_sub_done(ngx_http_request_t *sr,
 static void ngx_http_fanout_sub_timeout(ngx_event_t *ev);
 static void ngx_http_fanout_sub_stop(ngx_event_t *ev);
 static void ngx_http_fanout_cut(ngx_http_fanout_sub_t *sub);
+static void ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_sub_t *sub, ngx_str_t *uri, ngx_str_t *args);
+static void ngx_http_fanout_fallback(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_sub_t *sub);
 static ngx_list_t *ngx_http_fanout_headers(ngx_http_request_t *r);
 
 
@@ -63,8 +67,7 @@ ngx_int_t
 ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
 {
     ngx_uint_t                 i;
-    ngx_list_t                *headers;
-    ngx_http_request_t        *r, *sr;
+    ngx_http_request_t        *r;
     ngx_http_fanout_sub_t     *sub;
     ngx_http_fanout_stats_t   *st;
     ngx_http_fanout_target_t  *targets;
@@ -76,8 +79,8 @@ ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    headers = ngx_http_fanout_headers(r);
-    if (headers == NULL) {
+    ctx->headers = ngx_http_fanout_headers(r);
+    if (ctx->headers == NULL) {
         return NGX_ERROR;
     }
 
@@ -89,6 +92,10 @@ ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
 
         if (sub->done || ctx->winner) {
             /* answered from the per-target cache, or "first" has won */
+            if (sub->part.kind == FANOUT_CIRCUIT_OPEN) {
+                ngx_http_fanout_fallback(ctx, sub);
+            }
+
             continue;
         }
 
@@ -104,60 +111,15 @@ ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
                 sub->done = 1;
                 sub->part.kind = FANOUT_OVERLOADED;
                 sub->part.status = NGX_HTTP_SERVICE_UNAVAILABLE;
+
+                ngx_http_fanout_fallback(ctx, sub);
                 continue;
             }
 
             sub->inflight = 1;
         }
 
-        sub->start = ngx_current_msec;
-
-        ctx->pending++;
-
-        if (ngx_http_subrequest(r, &targets[i].uri,
-                                targets[i].args.len ? &targets[i].args
-                                                    : &r->args,
-                                &sr, &sub->ps, NGX_HTTP_SUBREQUEST_BACKGROUND)
-            != NGX_OK)
-        {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "fanout target \"%V\": subrequest to \"%V\" failed",
-                          &targets[i].name, &targets[i].uri);
-
-            sub->done = 1;
-            sub->part.kind = FANOUT_UPSTREAM_ERROR;
-            sub->part.status = NGX_HTTP_INTERNAL_SERVER_ERROR;
-            ctx->pending--;
-            continue;
-        }
-
-        sub->sr = sr;
-
-        /*
-         * The client's method, body and headers, as the client sent them;
-         * HEAD becomes GET, as with proxy_cache_convert_head, since an
-         * answer without a body cannot be merged.
-         */
-
-        if (r->method != NGX_HTTP_HEAD) {
-            sr->method = r->method;
-            sr->method_name = r->method_name;
-        }
-
-        sr->headers_in.headers = *headers;
-#if (NGX_HTTP_GZIP || NGX_HTTP_HEADERS)
-        sr->headers_in.accept_encoding = NULL;
-#endif
-
-        if (targets[i].timeout != NGX_CONF_UNSET_MSEC
-            && targets[i].timeout < ctx->conf->timeout)
-        {
-            sub->timer.handler = ngx_http_fanout_sub_timeout;
-            sub->timer.data = sub;
-            sub->timer.log = r->connection->log;
-
-            ngx_add_timer(&sub->timer, targets[i].timeout);
-        }
+        ngx_http_fanout_call(ctx, sub, &targets[i].uri, &targets[i].args);
     }
 
     if (ctx->pending == 0) {
@@ -166,6 +128,154 @@ ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
     }
 
     return NGX_OK;
+}
+
+
+/* one background subrequest: the target's URI, or its fallback's */
+
+static void
+ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx, ngx_http_fanout_sub_t *sub,
+    ngx_str_t *uri, ngx_str_t *args)
+{
+    ngx_msec_t           timeout;
+    ngx_http_request_t  *r, *sr;
+
+    r = ctx->request;
+
+    sub->start = ngx_current_msec;
+
+    ctx->pending++;
+
+    if (ngx_http_subrequest(r, uri, args->len ? args : &r->args, &sr,
+                            &sub->ps, NGX_HTTP_SUBREQUEST_BACKGROUND)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "fanout target \"%V\": subrequest to \"%V\" failed",
+                      &sub->target->name, uri);
+
+        sub->done = 1;
+        sub->part.kind = FANOUT_UPSTREAM_ERROR;
+        sub->part.status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ctx->pending--;
+        return;
+    }
+
+    sub->sr = sr;
+
+    /*
+     * The client's method, body and headers, as the client sent them;
+     * HEAD becomes GET, as with proxy_cache_convert_head, since an
+     * answer without a body cannot be merged.
+     */
+
+    if (r->method != NGX_HTTP_HEAD) {
+        sr->method = r->method;
+        sr->method_name = r->method_name;
+    }
+
+    sr->headers_in.headers = *ctx->headers;
+#if (NGX_HTTP_GZIP || NGX_HTTP_HEADERS)
+    sr->headers_in.accept_encoding = NULL;
+#endif
+
+    timeout = sub->target->timeout;
+
+    if (timeout != NGX_CONF_UNSET_MSEC && timeout < ctx->conf->timeout) {
+        sub->timer.handler = ngx_http_fanout_sub_timeout;
+        sub->timer.data = sub;
+        sub->timer.log = r->connection->log;
+
+        ngx_add_timer(&sub->timer, timeout);
+    }
+}
+
+
+/*
+ * fallback=: the target is open, overloaded or failed, so its fallback is
+ * called in its place.  The target's own outcome is accounted first (its
+ * breaker learns of the failure); the fallback's answer then appears under
+ * the target's name, marked in meta.
+ */
+
+static void
+ngx_http_fanout_fallback(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_sub_t *sub)
+{
+    fanout_part_t              part;
+    ngx_http_fanout_target_t  *t;
+
+    t = sub->target;
+
+    if (t->fallback.len == 0 || sub->fallback || ctx->finished
+        || ctx->winner)
+    {
+        return;
+    }
+
+    switch (sub->part.kind) {
+    case FANOUT_TIMEOUT:
+    case FANOUT_HTTP_5XX:
+    case FANOUT_BAD_JSON:
+    case FANOUT_TOO_LARGE:
+    case FANOUT_UPSTREAM_ERROR:
+    case FANOUT_CIRCUIT_OPEN:
+    case FANOUT_OVERLOADED:
+        break;
+    default:
+        /* a 4xx is the client's: another model would say the same */
+        return;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "fanout target \"%V\" %s: calling its fallback",
+                   &t->name, fanout_kind_name(sub->part.kind));
+
+    ngx_http_fanout_sub_account(ctx, sub);
+
+    ngx_http_fanout_stats_count(
+        ngx_http_fanout_stats_target(ctx->request, ctx->conf, t),
+        NGX_HTTP_FANOUT_TGT_FALLBACK);
+
+    part = sub->part;
+
+    ngx_memzero(&sub->part, sizeof(fanout_part_t));
+    sub->part.name = part.name;
+    sub->part.weight = part.weight;
+    sub->part.fallback = 1;
+
+    sub->len = 0;
+    sub->header = 0;
+    sub->done = 0;
+    sub->too_large = 0;
+    sub->broken = 0;
+    sub->accounted = 0;
+    sub->fallback = 1;
+
+    /* the fallback's outcome is not the target's: its breaker skips it */
+    sub->verdict = FANOUT_BREAKER_REJECT;
+
+    ngx_http_fanout_call(ctx, sub, &t->fallback, &t->fallback_args);
+}
+
+
+/* from the main request's handler: targets that failed meanwhile */
+
+void
+ngx_http_fanout_fallbacks(ngx_http_fanout_ctx_t *ctx)
+{
+    ngx_uint_t              i;
+    ngx_http_fanout_sub_t  *sub;
+
+    for (i = 0; i < ctx->nsubs; i++) {
+        sub = &ctx->subs[i];
+
+        if (sub->done && !sub->fallback && sub->part.kind != FANOUT_OK
+            && !sub->part.cached)
+        {
+            ngx_http_fanout_fallback(ctx, sub);
+        }
+    }
 }
 
 
@@ -233,8 +343,11 @@ ngx_http_fanout_sub_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
 
     ctx = sub->ctx;
 
-    if (sub->done || rc == NGX_AGAIN) {
-        /* never NGX_ERROR here: it would terminate the client's request */
+    if (sub->done || rc == NGX_AGAIN || sr != sub->sr) {
+        /*
+         * Never NGX_ERROR here: it would terminate the client's request.
+         * A call replaced by its fallback may still end here: ignored.
+         */
         return NGX_OK;
     }
 
@@ -310,7 +423,11 @@ ngx_http_fanout_sub_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
      * them inside this subrequest's finalization.
      */
 
-    if (ctx->winner || ctx->pending == 0) {
+    if (ctx->winner || ctx->pending == 0
+        || (sub->target->fallback.len && !sub->fallback
+            && sub->part.kind != FANOUT_OK))
+    {
+        /* the parent decides, or calls the fallback */
         if (ngx_http_post_request(ctx->request, NULL) != NGX_OK) {
             return NGX_OK;
         }
@@ -484,6 +601,15 @@ ngx_http_fanout_sub_account(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_breaker_record(ctx, sub);
 
     st = ngx_http_fanout_stats_target(ctx->request, ctx->conf, sub->target);
+
+    if (sub->fallback) {
+        /* the target's own call was accounted before the fallback's */
+        if (sub->part.kind == FANOUT_OK && !sub->cancelled) {
+            ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_TGT_FALLBACK_OK);
+        }
+
+        return;
+    }
 
     /* every path ends here once: answer, timeout, cut-off, client abort */
     if (sub->inflight) {
@@ -674,7 +800,7 @@ ngx_http_fanout_header_filter(ngx_http_request_t *r)
 
     r->header_sent = 1;
 
-    if (sub->done) {
+    if (sub->done || sub->sr != r) {
         return NGX_OK;
     }
 
@@ -759,7 +885,9 @@ ngx_http_fanout_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         b = cl->buf;
         size = ngx_buf_size(b);
 
-        if (size == 0 || sub->done || sub->too_large || sub->broken) {
+        if (size == 0 || sub->done || sub->sr != r || sub->too_large
+            || sub->broken)
+        {
             /* consumed: let the upstream reuse its buffers */
             b->pos = b->last;
             b->file_pos = b->file_last;

@@ -207,7 +207,9 @@ my %breaker_bad = (
     'fanout_breaker cooldown=never;' => qr/invalid parameter "cooldown=never"/,
     'fanout_breaker half_open=0;' => qr/invalid parameter "half_open=0"/,
     'fanout_breaker failures=0;' => qr/with failures=0 needs error_rate=/,
-    'fanout_breaker scope=cluster;' => qr/invalid parameter "scope=cluster"/,
+    'fanout_breaker scope=cluster;' => qr/"scope=cluster" needs a "fanout_redis" in the http block in \S+nginx.conf:\d+/,
+    'fanout_breaker scope=fleet;' => qr/invalid parameter "scope=fleet"/,
+    'fanout_target b /_m/b fallback=x;' => qr/invalid fallback URI "x"/,
     'fanout_breaker; fanout_breaker;' => qr/"fanout_breaker" directive is duplicate/,
 );
 

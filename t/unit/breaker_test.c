@@ -136,6 +136,10 @@ main(void)
     ok(b.state == FANOUT_BREAKER_CLOSED, "50% is not above 50%");
     ok(fanout_breaker_rate(&c, &b, 1200, &req) == 50 && req == 20,
        "rate and requests over the window");
+    ok(fanout_breaker_peek(&b, 1200, &req) == 50 && req == 20
+       && fanout_breaker_peek(&b, 1000 + 20000, &req) == 0 && req == 0
+       && fanout_breaker_rate(&c, &b, 1200, &req) == 50,
+       "peek sees the same and changes nothing");
 
     /* the window slides: old failures are forgotten */
     memset(&b, 0, sizeof(b));
@@ -156,6 +160,46 @@ main(void)
     }
     fanout_breaker_rate(&c, &b, 11500, &req);
     ok(req == 5, "half a window later only the recent half counts");
+
+    /* scope=cluster: learning of a circuit opened on another instance */
+    c = conf(5, 0, 0, 1);
+    memset(&b, 0, sizeof(b));
+    ok(fanout_breaker_learn(&c, &b, 1000, 0, 0) == FANOUT_BREAKER_SAME
+       && b.state == FANOUT_BREAKER_CLOSED, "nothing left: nothing learned");
+    ok(fanout_breaker_learn(&c, &b, 1000, 7000, 20000)
+       == FANOUT_BREAKER_OPENED && b.state == FANOUT_BREAKER_OPEN
+       && b.remote && b.retry_at_ms == 8000 && b.cooldown_ms == 20000,
+       "learned: open here until it ends there, with its cooldown");
+    ok(call(&c, &b, 7999, 0) == (fanout_breaker_change_e) -1,
+       "no call before then");
+    ok(fanout_breaker_learn(&c, &b, 2000, 9000, 40000) == FANOUT_BREAKER_SAME
+       && b.retry_at_ms == 11000, "reopened there: waits longer here too");
+    ok(fanout_breaker_learn(&c, &b, 3000, 1000, 0) == FANOUT_BREAKER_SAME
+       && b.retry_at_ms == 11000, "never shorter");
+    ok(fanout_breaker_forget(&b, 10500, 1000) == FANOUT_BREAKER_SAME
+       && b.state == FANOUT_BREAKER_OPEN,
+       "gone near its end: left to probe on its own");
+    ok(fanout_breaker_forget(&b, 5000, 1000) == FANOUT_BREAKER_CLOSED_AGAIN
+       && b.state == FANOUT_BREAKER_CLOSED && !b.remote,
+       "gone early: closed there by a good probe, so closed here");
+
+    memset(&b, 0, sizeof(b));
+    for (i = 0; i < 5; i++) {
+        call(&c, &b, 1000, 1);
+    }
+    ok(b.state == FANOUT_BREAKER_OPEN && !b.remote
+       && fanout_breaker_forget(&b, 1500, 1000) == FANOUT_BREAKER_SAME
+       && b.state == FANOUT_BREAKER_OPEN,
+       "one opened here is not closed by a missing key");
+
+    memset(&b, 0, sizeof(b));
+    for (i = 0; i < 5; i++) {
+        call(&c, &b, 1000, 1);
+    }
+    ok(call(&c, &b, 11000, 1) == FANOUT_BREAKER_REOPENED, "half-open probe");
+    ok(fanout_breaker_learn(&c, &b, 11500, 3000, 10000)
+       == FANOUT_BREAKER_SAME && b.retry_at_ms == 31000,
+       "open here already with a longer wait: unchanged");
 
     return done_testing();
 }

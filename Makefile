@@ -36,7 +36,7 @@ UNIT_TESTS  := $(BUILD)/unit/json_test $(BUILD)/unit/merge_test \
 CORE        := src/fanout_json.c src/fanout_merge.c src/fanout_cache_key.c \
                src/fanout_limit.c src/fanout_breaker.c
 
-.PHONY: all deps deps-build build test unit test-asan leak-check demo bench \
+.PHONY: all deps deps-build build test unit test-asan leak-check demo bench bench-cost \
         lint clean
 
 all: build
@@ -105,6 +105,10 @@ demo: deps build
 
 bench: deps build
 	./bench/run
+
+# a limit and a breaker: instructions per request under callgrind
+bench-cost: deps build
+	./bench/cost
 
 # cppcheck over the pure core and the glue (with the configured nginx
 # tree's headers); the code follows nginx's style, which clang-format's

@@ -481,6 +481,9 @@ ngx_http_fanout_breaker_allow(ngx_http_fanout_ctx_t *ctx)
 
     fmcf = ngx_http_get_module_main_conf(ctx->request, ngx_http_fanout_module);
 
+    /* one lock for all the targets: this is on every request's path */
+    ngx_shmtx_lock(&fmcf->shpool->mutex);
+
     for (i = 0; i < ctx->nsubs; i++) {
         sub = &ctx->subs[i];
 
@@ -491,10 +494,8 @@ ngx_http_fanout_breaker_allow(ngx_http_fanout_ctx_t *ctx)
         st = ngx_http_fanout_stats_target(ctx->request, ctx->conf,
                                           sub->target);
 
-        ngx_shmtx_lock(&fmcf->shpool->mutex);
         sub->verdict = fanout_breaker_allow(ctx->conf->breaker, &st->breaker,
                                             ngx_current_msec);
-        ngx_shmtx_unlock(&fmcf->shpool->mutex);
 
         if (sub->verdict == FANOUT_BREAKER_REJECT) {
             sub->done = 1;
@@ -502,6 +503,8 @@ ngx_http_fanout_breaker_allow(ngx_http_fanout_ctx_t *ctx)
             sub->part.status = NGX_HTTP_SERVICE_UNAVAILABLE;
         }
     }
+
+    ngx_shmtx_unlock(&fmcf->shpool->mutex);
 }
 
 

@@ -107,12 +107,21 @@ for my $i (1 .. 3) {
 # a breaker opening: resnet stops answering (killed); after 3 failures it
 # is not called any more
 $t->kill_mock('resnet');
-print "\n=== fanout_breaker: resnet is down (killed); failures=3  (POST /guarded x5)\n";
+print "\n=== fanout_breaker: resnet is down (killed); failures=3, "
+    . "fallback=/_m/clip  (POST /guarded x5)\n";
 for my $i (1 .. 5) {
     my $res = $t->post('/guarded', $input);
     printf "HTTP %s  resnet: %s\n", $res->{status},
-        $res->{json}{errors}{resnet}{error} // 'ok';
+        $res->{json}{meta}{fallback}{resnet}
+        ? "answered by its fallback: $res->{json}{results}{resnet}{model}"
+        : $res->{json}{errors}{resnet}{error} // 'ok';
 }
+my $rt = $t->status_json->{locations}{'/guarded'}{targets}{resnet};
+printf "resnet: %d connection errors, then circuit_open %d times; "
+    . "fallback answered %d times\n", $rt->{upstream_error},
+    $rt->{circuit_open}, $rt->{fallback_ok};
+print "Redis: ", $t->redis_cli('cache', 'KEYS', 'fanout:breaker:*'),
+    " (the other instances learn of it)\n";
 my $b = $t->status_json->{locations}{'/guarded'}{targets}{resnet}{breaker};
 printf "resnet breaker: %s, retry in %d ms\n", $b->{state}, $b->{retry_in_ms};
 my ($line) = $t->error_log =~ /(fanout breaker of target "resnet"[^\n]*?\))/;

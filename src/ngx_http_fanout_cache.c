@@ -551,13 +551,14 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
     char                           body_digest[FANOUT_SHA256_HEX_LEN + 1];
     size_t                         len, id_len;
     ngx_int_t                      rc;
-    ngx_str_t                      body, key, vary, id;
+    ngx_str_t                      body, key, vary, id, none, *variant;
     ngx_uint_t                     i;
     ngx_http_request_t            *r;
     ngx_http_fanout_target_t      *t;
     ngx_http_fanout_cache_conf_t  *cc;
 
     r = ctx->request;
+    ngx_str_null(&none);
     cc = ctx->conf->cache;
 
     ngx_str_null(&key);
@@ -590,15 +591,23 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
 
     /* the request's identity, then what it is asked of */
 
-    t = ctx->conf->targets->elts;
+    if (ngx_http_fanout_subs_init(ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    variant = ngx_http_fanout_split_name(ctx);
+    if (variant == NULL) {
+        variant = &none;
+    }
 
     id_len = sizeof("fanout-key-v1\n\n") + vary.len + key.len
              + r->method_name.len + r->uri.len + r->args.len
-             + sizeof(body_digest) + 4;
+             + sizeof(body_digest) + 4 + sizeof("\nvariant=") + variant->len;
     len = id_len;
 
-    for (i = 0; i < ctx->conf->targets->nelts; i++) {
-        len += t[i].name.len + t[i].uri.len + t[i].args.len + 3;
+    for (i = 0; i < ctx->nsubs; i++) {
+        t = ctx->subs[i].target;
+        len += t->name.len + t->uri.len + t->args.len + 3;
     }
 
     start = ngx_pnalloc(r->pool, len);
@@ -616,30 +625,35 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
                         body_digest);
     }
 
+    if (variant->len) {
+        /* a variant's answer is its own: a different ensemble, maybe */
+        p = ngx_sprintf(p, "\nvariant=%V", variant);
+    }
+
     id.data = start;
     id.len = p - start;
 
     if (!cc->per_target) {
-        for (i = 0; i < ctx->conf->targets->nelts; i++) {
-            p = ngx_sprintf(p, "\n%V=%V?%V", &t[i].name, &t[i].uri,
-                            &t[i].args);
+        for (i = 0; i < ctx->nsubs; i++) {
+            t = ctx->subs[i].target;
+            p = ngx_sprintf(p, "\n%V=%V?%V", &t->name, &t->uri, &t->args);
         }
 
         return ngx_http_fanout_cache_name(ctx, NULL, start, p - start,
                                           &ctx->cache_key);
     }
 
-    ctx->target_keys = ngx_palloc(r->pool, ctx->conf->targets->nelts
-                                           * sizeof(ngx_str_t));
+    ctx->target_keys = ngx_palloc(r->pool, ctx->nsubs * sizeof(ngx_str_t));
     if (ctx->target_keys == NULL) {
         return NGX_ERROR;
     }
 
-    for (i = 0; i < ctx->conf->targets->nelts; i++) {
-        p = ngx_sprintf(start + id.len, "\n%V=%V?%V", &t[i].name, &t[i].uri,
-                        &t[i].args);
+    for (i = 0; i < ctx->nsubs; i++) {
+        t = ctx->subs[i].target;
+        p = ngx_sprintf(start + id.len, "\n%V=%V?%V", &t->name, &t->uri,
+                        &t->args);
 
-        if (ngx_http_fanout_cache_name(ctx, &t[i].name, start, p - start,
+        if (ngx_http_fanout_cache_name(ctx, &t->name, start, p - start,
                                        &ctx->target_keys[i])
             != NGX_OK)
         {
@@ -1129,7 +1143,7 @@ ngx_http_fanout_cache_got_targets(void *data, redisReply *reply,
     ngx_http_set_log_request(c->log, ctx->request);
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != ctx->conf->targets->nelts
+        || reply->elements != ctx->nsubs
         || ngx_http_fanout_subs_init(ctx) != NGX_OK)
     {
         ctx->cache_status = NGX_HTTP_FANOUT_CACHE_ERROR;
@@ -1223,7 +1237,7 @@ ngx_http_fanout_cache_lookup_targets(ngx_http_fanout_ctx_t *ctx)
     ngx_uint_t    i, n;
     const char  **argv;
 
-    n = ctx->conf->targets->nelts;
+    n = ctx->nsubs;
 
     argv = ngx_palloc(ctx->request->pool, (n + 1) * sizeof(char *));
     len = ngx_palloc(ctx->request->pool, (n + 1) * sizeof(size_t));

@@ -56,7 +56,7 @@ ngx_http_fanout_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_fanout_valid_name(ngx_str_t *name)
 {
     u_char  *p, *end;
@@ -216,6 +216,19 @@ ngx_http_fanout_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             }
 
             t->max_inflight = (ngx_uint_t) n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "variant=", 8) == 0) {
+            t->variant_name.data = value[i].data + 8;
+            t->variant_name.len = value[i].len - 8;
+
+            if (ngx_http_fanout_valid_name(&t->variant_name) != NGX_OK) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid parameter \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
             continue;
         }
 

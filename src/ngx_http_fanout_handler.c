@@ -54,8 +54,14 @@ ngx_http_fanout_handler(ngx_http_request_t *r)
 
     ctx->request = r;
     ctx->conf = flcf;
+    ctx->variant = -1;
 
     ngx_http_set_ctx(r, ctx, ngx_http_fanout_module);
+
+    /* the variant first: X-Fanout-Variant goes with every answer */
+    if (flcf->split && ngx_http_fanout_split_choose(ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     cln = ngx_http_cleanup_add(r, 0);
     if (cln == NULL) {
@@ -459,6 +465,39 @@ ngx_http_fanout_finish(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status)
 
     ngx_http_fanout_stats_count(st, counter);
     ngx_http_fanout_stats_latency(st, ctx->latency);
+
+    /* the same, per fanout_split variant, with its targets' outcomes */
+    st = ngx_http_fanout_split_stats(ctx);
+
+    if (st == NULL) {
+        return;
+    }
+
+    switch (status) {
+    case NGX_HTTP_OK:
+        counter = NGX_HTTP_FANOUT_VAR_200;
+        break;
+    case NGX_HTTP_BAD_GATEWAY:
+        counter = NGX_HTTP_FANOUT_VAR_502;
+        break;
+    case NGX_HTTP_GATEWAY_TIME_OUT:
+        counter = NGX_HTTP_FANOUT_VAR_504;
+        break;
+    default:
+        counter = NGX_HTTP_FANOUT_VAR_OTHER;
+    }
+
+    ngx_http_fanout_stats_count(st, counter);
+    ngx_http_fanout_stats_latency(st, ctx->latency);
+
+    for (i = 0; i < ctx->nsubs; i++) {
+        sub = &ctx->subs[i];
+
+        if (!sub->cancelled && !sub->part.cached) {
+            ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_VAR_KIND
+                                            + sub->part.kind);
+        }
+    }
 }
 
 

@@ -314,7 +314,8 @@ ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_sprintf(name.data, "%V %V", &l->key.value, &l->rate);
 
-    if (ngx_http_fanout_stats_register_limit(cf, fmcf, &clcf->name, &name,
+    if (ngx_http_fanout_stats_register_extra(cf, fmcf, &clcf->name, &name,
+                                             NGX_HTTP_FANOUT_STATS_LIMIT,
                                              &loc_index, &l->stats)
         != NGX_OK)
     {
@@ -648,7 +649,7 @@ ngx_http_fanout_limit_verdict(ngx_http_fanout_ctx_t *ctx,
             continue;
         }
 
-        st = ngx_http_fanout_stats_limit(r, ctx->conf, limits[i].stats);
+        st = ngx_http_fanout_stats_extra(r, ctx->conf, NGX_HTTP_FANOUT_STATS_LIMIT, limits[i].stats);
 
         if (run->res[i].allowed) {
             ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_LIM_ADMITTED);
@@ -733,7 +734,7 @@ ngx_http_fanout_limit_redis_failed(ngx_http_fanout_ctx_t *ctx,
         }
 
         ngx_http_fanout_stats_count(
-            ngx_http_fanout_stats_limit(r, ctx->conf, limits[i].stats),
+            ngx_http_fanout_stats_extra(r, ctx->conf, NGX_HTTP_FANOUT_STATS_LIMIT, limits[i].stats),
             NGX_HTTP_FANOUT_LIM_REDIS_ERRORS);
 
         switch (limits[i].on_error) {
@@ -753,8 +754,7 @@ ngx_http_fanout_limit_redis_failed(ngx_http_fanout_ctx_t *ctx,
                 run->unavailable = i;
 
                 ngx_http_fanout_stats_count(
-                    ngx_http_fanout_stats_limit(r, ctx->conf,
-                                                limits[i].stats),
+                    ngx_http_fanout_stats_extra(r, ctx->conf, NGX_HTTP_FANOUT_STATS_LIMIT, limits[i].stats),
                     NGX_HTTP_FANOUT_LIM_UNAVAILABLE);
             }
         }

@@ -60,6 +60,13 @@ static ngx_command_t  ngx_http_fanout_commands[] = {
       offsetof(ngx_http_fanout_loc_conf_t, timeout),
       NULL },
 
+    { ngx_string("fanout_split"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_BLOCK|NGX_CONF_TAKE1,
+      ngx_http_fanout_split,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("fanout_redis"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_http_fanout_redis,
@@ -285,6 +292,10 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                       "\"fanout_target\" (location \"%V\")",
                       conf->limits ? "fanout_limit" : "fanout_breaker",
                       &clcf->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_fanout_split_merge(cf, conf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 

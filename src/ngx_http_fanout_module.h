@@ -27,6 +27,7 @@ typedef struct ngx_http_fanout_shctx_s  ngx_http_fanout_shctx_t;
 typedef struct ngx_http_fanout_cache_conf_s  ngx_http_fanout_cache_conf_t;
 typedef struct ngx_http_fanout_redis_op_s  ngx_http_fanout_redis_op_t;
 typedef struct ngx_http_fanout_redis_conf_s  ngx_http_fanout_redis_conf_t;
+typedef struct ngx_http_fanout_split_conf_s  ngx_http_fanout_split_conf_t;
 
 
 typedef struct {
@@ -37,6 +38,8 @@ typedef struct {
     ngx_msec_t                  timeout;       /* NGX_CONF_UNSET_MSEC: none */
     ngx_uint_t                  stats;         /* index in the location's */
     ngx_uint_t                  max_inflight;  /* 0: no cap */
+    ngx_str_t                   variant_name;  /* variant= */
+    ngx_int_t                   variant;       /* its index; -1: all */
     ngx_str_t                   fallback;      /* fallback=, its URI */
     ngx_str_t                   fallback_args;
     ngx_str_t                   breaker_key;   /* scope=cluster, in Redis */
@@ -63,6 +66,7 @@ typedef struct {
     ngx_array_t                *cache_bypass;  /* predicates */
     ngx_array_t                *limits;        /* ngx_http_fanout_limit_t */
     fanout_breaker_conf_t      *breaker;       /* NULL: none */
+    ngx_http_fanout_split_conf_t  *split;      /* NULL: none */
 } ngx_http_fanout_loc_conf_t;
 
 
@@ -132,6 +136,7 @@ struct ngx_http_fanout_ctx_s {
     ngx_uint_t                  ok;
     ngx_uint_t                  failed;
     ngx_uint_t                  fallbacks;     /* answers from fallback= */
+    ngx_int_t                   variant;       /* fanout_split's; -1: none */
     ngx_list_t                 *headers;       /* the targets get these */
     ngx_msec_t                  start;
     ngx_msec_t                  latency;
@@ -206,6 +211,16 @@ void ngx_http_fanout_breaker_allow(ngx_http_fanout_ctx_t *ctx);
 void ngx_http_fanout_breaker_record(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_sub_t *sub);
 ngx_int_t ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx);
+char *ngx_http_fanout_split(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_fanout_split_merge(ngx_conf_t *cf,
+    ngx_http_fanout_loc_conf_t *flcf);
+ngx_int_t ngx_http_fanout_split_choose(ngx_http_fanout_ctx_t *ctx);
+ngx_str_t *ngx_http_fanout_split_name(ngx_http_fanout_ctx_t *ctx);
+ngx_uint_t ngx_http_fanout_split_runs(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_target_t *t);
+ngx_http_fanout_stats_t *ngx_http_fanout_split_stats(
+    ngx_http_fanout_ctx_t *ctx);
+ngx_int_t ngx_http_fanout_valid_name(ngx_str_t *name);
 void ngx_http_fanout_limit_resume(ngx_http_fanout_ctx_t *ctx, ngx_int_t rc);
 
 

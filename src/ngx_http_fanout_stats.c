@@ -28,6 +28,11 @@ static const char  *ngx_http_fanout_lim_counters[] = {
 };
 
 
+static const char  *ngx_http_fanout_var_counters[] = {
+    "requests", "200", "502", "504", "other"
+};
+
+
 static ngx_uint_t
 ngx_http_fanout_stats_find(ngx_array_t *a, size_t size, ngx_str_t *name)
 {
@@ -80,6 +85,9 @@ ngx_http_fanout_stats_register(ngx_conf_t *cf,
             != NGX_OK
             || ngx_array_init(&loc->limits, cf->pool, 1,
                               sizeof(ngx_http_fanout_stats_target_t))
+               != NGX_OK
+            || ngx_array_init(&loc->variants, cf->pool, 1,
+                              sizeof(ngx_http_fanout_stats_target_t))
                != NGX_OK)
         {
             return NGX_ERROR;
@@ -119,13 +127,17 @@ ngx_http_fanout_stats_register(ngx_conf_t *cf,
 }
 
 
-/* a limit's node is keyed by its name after a \1: no target's name */
+/*
+ * A limit's or a variant's node is keyed by its name after a \1 or a \2:
+ * no target has such a name.
+ */
 
 ngx_int_t
-ngx_http_fanout_stats_register_limit(ngx_conf_t *cf,
+ngx_http_fanout_stats_register_extra(ngx_conf_t *cf,
     ngx_http_fanout_main_conf_t *fmcf, ngx_str_t *location, ngx_str_t *name,
-    ngx_uint_t *loc_index, ngx_uint_t *limit_index)
+    ngx_uint_t kind, ngx_uint_t *loc_index, ngx_uint_t *index)
 {
+    ngx_array_t                     *a;
     ngx_http_fanout_stats_loc_t     *loc;
     ngx_http_fanout_stats_target_t  *lim;
 
@@ -139,7 +151,9 @@ ngx_http_fanout_stats_register_limit(ngx_conf_t *cf,
     loc = fmcf->locations.elts;
     loc = &loc[*loc_index];
 
-    lim = ngx_array_push(&loc->limits);
+    a = (kind == NGX_HTTP_FANOUT_STATS_LIMIT) ? &loc->limits : &loc->variants;
+
+    lim = ngx_array_push(a);
     if (lim == NULL) {
         return NGX_ERROR;
     }
@@ -150,11 +164,11 @@ ngx_http_fanout_stats_register_limit(ngx_conf_t *cf,
         return NGX_ERROR;
     }
 
-    lim->name.data[0] = '\1';
+    lim->name.data[0] = (u_char) kind;
     ngx_memcpy(lim->name.data + 1, name->data, name->len);
     lim->node = NULL;
 
-    *limit_index = loc->limits.nelts - 1;
+    *index = a->nelts - 1;
 
     return NGX_OK;
 }
@@ -281,6 +295,16 @@ ngx_http_fanout_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
                 goto failed;
             }
         }
+
+        tgt = loc[i].variants.elts;
+
+        for (j = 0; j < loc[i].variants.nelts; j++) {
+            tgt[j].node = ngx_http_fanout_stats_node(shpool, sh, &loc[i].name,
+                                                     &tgt[j].name);
+            if (tgt[j].node == NULL) {
+                goto failed;
+            }
+        }
     }
 
     if (fmcf->redis) {
@@ -345,8 +369,8 @@ ngx_http_fanout_stats_target(ngx_http_request_t *r,
 
 
 ngx_http_fanout_stats_t *
-ngx_http_fanout_stats_limit(ngx_http_request_t *r,
-    ngx_http_fanout_loc_conf_t *flcf, ngx_uint_t limit)
+ngx_http_fanout_stats_extra(ngx_http_request_t *r,
+    ngx_http_fanout_loc_conf_t *flcf, ngx_uint_t kind, ngx_uint_t index)
 {
     ngx_http_fanout_stats_loc_t     *loc;
     ngx_http_fanout_main_conf_t     *fmcf;
@@ -354,9 +378,10 @@ ngx_http_fanout_stats_limit(ngx_http_request_t *r,
 
     fmcf = ngx_http_get_module_main_conf(r, ngx_http_fanout_module);
     loc = fmcf->locations.elts;
-    lim = loc[flcf->stats].limits.elts;
+    lim = (kind == NGX_HTTP_FANOUT_STATS_LIMIT)
+          ? loc[flcf->stats].limits.elts : loc[flcf->stats].variants.elts;
 
-    return lim[limit].node;
+    return lim[index].node;
 }
 
 
@@ -511,7 +536,39 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
             *p++ = '}';
         }
 
-        p = ngx_sprintf(p, "}},");
+        p = ngx_sprintf(p, "}},\"variants\":{");
+
+        tgt = loc[i].variants.elts;
+
+        for (j = 0; j < loc[i].variants.nelts; j++) {
+            name.data = tgt[j].name.data + 1;
+            name.len = tgt[j].name.len - 1;
+
+            p = ngx_sprintf(p, "%s\"", j ? "," : "");
+            p = ngx_http_fanout_escape_json(p, &name);
+            p = ngx_sprintf(p, "\":{");
+
+            for (k = 0; k < NGX_HTTP_FANOUT_VAR_KIND; k++) {
+                p = ngx_sprintf(p, "%s\"%s\":%uA", k ? "," : "",
+                                ngx_http_fanout_var_counters[k],
+                                tgt[j].node->counters[k]);
+            }
+
+            p = ngx_sprintf(p, ",\"targets\":{");
+
+            for (k = 0; k < FANOUT_NKINDS; k++) {
+                p = ngx_sprintf(p, "%s\"%s\":%uA", k ? "," : "",
+                                fanout_kind_name(k),
+                                tgt[j].node->counters[NGX_HTTP_FANOUT_VAR_KIND
+                                                      + k]);
+            }
+
+            p = ngx_sprintf(p, "},");
+            p = ngx_http_fanout_stats_json_histogram(p, tgt[j].node);
+            *p++ = '}';
+        }
+
+        p = ngx_sprintf(p, "},");
         p = ngx_http_fanout_stats_json_histogram(p, st);
         p = ngx_sprintf(p, ",\"targets\":{");
 
@@ -745,6 +802,56 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
     }
 
     p = ngx_sprintf(p,
+        "# HELP fanout_variant_requests_total Per fanout_split variant: "
+        "requests, and answers by status (200, 502, 504, other).\n"
+        "# TYPE fanout_variant_requests_total counter\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        tgt = loc[i].variants.elts;
+
+        for (j = 0; j < loc[i].variants.nelts; j++) {
+            name.data = tgt[j].name.data + 1;
+            name.len = tgt[j].name.len - 1;
+
+            for (k = 0; k < NGX_HTTP_FANOUT_VAR_KIND; k++) {
+                p = ngx_sprintf(p, "fanout_variant_requests_total");
+                p = ngx_http_fanout_prom_labels(p, &loc[i].name, NULL);
+                p = ngx_sprintf(p, ",variant=\"");
+                p = ngx_http_fanout_escape_label(p, &name);
+                p = ngx_sprintf(p, "\",result=\"%s\"} %uA\n",
+                                ngx_http_fanout_var_counters[k],
+                                tgt[j].node->counters[k]);
+            }
+
+        }
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_variant_target_results_total Outcomes of the target "
+        "calls of a fanout_split variant.\n"
+        "# TYPE fanout_variant_target_results_total counter\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        tgt = loc[i].variants.elts;
+
+        for (j = 0; j < loc[i].variants.nelts; j++) {
+            name.data = tgt[j].name.data + 1;
+            name.len = tgt[j].name.len - 1;
+
+            for (k = 0; k < FANOUT_NKINDS; k++) {
+                p = ngx_sprintf(p, "fanout_variant_target_results_total");
+                p = ngx_http_fanout_prom_labels(p, &loc[i].name, NULL);
+                p = ngx_sprintf(p, ",variant=\"");
+                p = ngx_http_fanout_escape_label(p, &name);
+                p = ngx_sprintf(p, "\",result=\"%s\"} %uA\n",
+                                fanout_kind_name(k),
+                                tgt[j].node->counters[NGX_HTTP_FANOUT_VAR_KIND
+                                                      + k]);
+            }
+        }
+    }
+
+    p = ngx_sprintf(p,
         "# HELP fanout_latency_seconds Time from the fan-out's start to "
         "its answer.\n"
         "# TYPE fanout_latency_seconds histogram\n");
@@ -946,6 +1053,14 @@ ngx_http_fanout_status_size(ngx_http_fanout_main_conf_t *fmcf)
         for (j = 0; j < loc[i].limits.nelts; j++) {
             names = 6 * (loc[i].name.len + tgt[j].name.len);
             size += (NGX_HTTP_FANOUT_LIM_NCOUNTERS + 2) * (128 + names);
+        }
+
+        tgt = loc[i].variants.elts;
+
+        for (j = 0; j < loc[i].variants.nelts; j++) {
+            names = 6 * (loc[i].name.len + tgt[j].name.len);
+            size += (NGX_HTTP_FANOUT_VAR_NCOUNTERS + NGX_HTTP_FANOUT_NBUCKETS
+                     + 4) * (128 + names);
         }
     }
 

@@ -62,6 +62,24 @@ typedef enum {
 } ngx_http_fanout_lim_counter_e;
 
 
+/* a fanout_split variant's, in a location */
+typedef enum {
+    NGX_HTTP_FANOUT_VAR_REQUESTS = 0,
+    NGX_HTTP_FANOUT_VAR_200,
+    NGX_HTTP_FANOUT_VAR_502,
+    NGX_HTTP_FANOUT_VAR_504,
+    NGX_HTTP_FANOUT_VAR_OTHER,          /* refused, or the client went away */
+    /* then one per fanout_kind_e: its targets' outcomes */
+    NGX_HTTP_FANOUT_VAR_KIND,
+    NGX_HTTP_FANOUT_VAR_NCOUNTERS = NGX_HTTP_FANOUT_VAR_KIND + FANOUT_NKINDS
+} ngx_http_fanout_var_counter_e;
+
+
+/* the location's other counter nodes */
+#define NGX_HTTP_FANOUT_STATS_LIMIT    1
+#define NGX_HTTP_FANOUT_STATS_VARIANT  2
+
+
 /* enough for locations, targets and Redis */
 #define NGX_HTTP_FANOUT_NCOUNTERS  20
 
@@ -100,17 +118,18 @@ typedef struct {
     ngx_http_fanout_stats_t    *node;
     ngx_array_t                 targets;   /* ngx_http_fanout_stats_target_t */
     ngx_array_t                 limits;    /* ngx_http_fanout_stats_target_t */
+    ngx_array_t                 variants;  /* ngx_http_fanout_stats_target_t */
 } ngx_http_fanout_stats_loc_t;
 
 
 ngx_int_t ngx_http_fanout_stats_register(ngx_conf_t *cf,
     ngx_http_fanout_main_conf_t *fmcf, ngx_str_t *location, ngx_str_t *target,
     ngx_uint_t *loc_index, ngx_uint_t *target_index);
-ngx_int_t ngx_http_fanout_stats_register_limit(ngx_conf_t *cf,
+ngx_int_t ngx_http_fanout_stats_register_extra(ngx_conf_t *cf,
     ngx_http_fanout_main_conf_t *fmcf, ngx_str_t *location, ngx_str_t *name,
-    ngx_uint_t *loc_index, ngx_uint_t *limit_index);
-ngx_http_fanout_stats_t *ngx_http_fanout_stats_limit(ngx_http_request_t *r,
-    ngx_http_fanout_loc_conf_t *flcf, ngx_uint_t limit);
+    ngx_uint_t kind, ngx_uint_t *loc_index, ngx_uint_t *index);
+ngx_http_fanout_stats_t *ngx_http_fanout_stats_extra(ngx_http_request_t *r,
+    ngx_http_fanout_loc_conf_t *flcf, ngx_uint_t kind, ngx_uint_t index);
 ngx_int_t ngx_http_fanout_stats_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 ngx_http_fanout_stats_t *ngx_http_fanout_stats_location(ngx_http_request_t *r,

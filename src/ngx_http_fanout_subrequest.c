@@ -45,10 +45,14 @@ ngx_http_fanout_subs_init(ngx_http_fanout_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    ctx->nsubs = ctx->conf->targets->nelts;
+    /* the targets of this request: untagged ones, and its variant's */
 
-    for (i = 0; i < ctx->nsubs; i++) {
-        sub = &ctx->subs[i];
+    for (i = 0; i < ctx->conf->targets->nelts; i++) {
+        if (!ngx_http_fanout_split_runs(ctx, &targets[i])) {
+            continue;
+        }
+
+        sub = &ctx->subs[ctx->nsubs++];
 
         sub->ctx = ctx;
         sub->target = &targets[i];
@@ -70,10 +74,9 @@ ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
     ngx_http_request_t        *r;
     ngx_http_fanout_sub_t     *sub;
     ngx_http_fanout_stats_t   *st;
-    ngx_http_fanout_target_t  *targets;
+    ngx_http_fanout_target_t  *t;
 
     r = ctx->request;
-    targets = ctx->conf->targets->elts;
 
     if (ngx_http_fanout_subs_init(ctx) != NGX_OK) {
         return NGX_ERROR;
@@ -99,12 +102,14 @@ ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
             continue;
         }
 
-        if (targets[i].max_inflight) {
-            st = ngx_http_fanout_stats_target(r, ctx->conf, &targets[i]);
+        t = sub->target;
+
+        if (t->max_inflight) {
+            st = ngx_http_fanout_stats_target(r, ctx->conf, t);
 
             /* a slot across all workers, given back in sub_account() */
             if (ngx_atomic_fetch_add(&st->inflight, 1)
-                >= (ngx_atomic_uint_t) targets[i].max_inflight)
+                >= (ngx_atomic_uint_t) t->max_inflight)
             {
                 (void) ngx_atomic_fetch_add(&st->inflight, -1);
 
@@ -119,7 +124,7 @@ ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
             sub->inflight = 1;
         }
 
-        ngx_http_fanout_call(ctx, sub, &targets[i].uri, &targets[i].args);
+        ngx_http_fanout_call(ctx, sub, &t->uri, &t->args);
     }
 
     if (ctx->pending == 0) {

@@ -8,6 +8,8 @@
 
 static ngx_int_t ngx_http_fanout_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_fanout_variant_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_fanout_cache_status_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
@@ -25,6 +27,9 @@ static ngx_http_variable_t  ngx_http_fanout_vars[] = {
 
     { ngx_string("fanout_cache_status"), NULL,
       ngx_http_fanout_cache_status_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("fanout_variant"), NULL,
+      ngx_http_fanout_variant_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -100,6 +105,34 @@ ngx_http_fanout_cache_status_variable(ngx_http_request_t *r,
     v->valid = 1;
     v->no_cacheable = 0;
     v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/* the fanout_split variant; targets see their main request's */
+
+static ngx_int_t
+ngx_http_fanout_variant_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t              *name;
+    ngx_http_fanout_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_fanout_module);
+
+    name = ctx ? ngx_http_fanout_split_name(ctx) : NULL;
+
+    if (name == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = name->len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = name->data;
 
     return NGX_OK;
 }

@@ -1,0 +1,326 @@
+/*
+ * fanout_split: sticky weighted variants for a location, laid out as
+ * split_clients does (src/fanout_split.c), so that a key gets the same
+ * variant on every worker, every instance and after a reload.  Targets
+ * tagged variant=NAME run only when NAME is chosen; untagged ones always.
+ */
+
+#include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_stats.h"
+#include "fanout_split.h"
+
+
+struct ngx_http_fanout_split_conf_s {
+    ngx_http_complex_value_t    key;
+    fanout_split_t              split;
+    ngx_str_t                   names[FANOUT_SPLIT_MAX_VARIANTS];
+    ngx_uint_t                  stats[FANOUT_SPLIT_MAX_VARIANTS];
+};
+
+
+static char *ngx_http_fanout_split_entry(ngx_conf_t *cf,
+    ngx_command_t *dummy, void *conf);
+
+
+char *
+ngx_http_fanout_split(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_fanout_loc_conf_t *flcf = conf;
+
+    char                              *rv;
+    ngx_str_t                         *value;
+    ngx_conf_t                         save;
+    ngx_http_fanout_split_conf_t      *sc;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (flcf->split) {
+        return "is duplicate";
+    }
+
+    sc = ngx_pcalloc(cf->pool, sizeof(ngx_http_fanout_split_conf_t));
+    if (sc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    fanout_split_init(&sc->split);
+
+    value = cf->args->elts;
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = &sc->key;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    save = *cf;
+    cf->handler = ngx_http_fanout_split_entry;
+    cf->handler_conf = (void *) sc;
+
+    rv = ngx_conf_parse(cf, NULL);
+
+    *cf = save;
+
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    if (sc->split.n == 0) {
+        return "has no variants";
+    }
+
+    if (fanout_split_done(&sc->split) != 0) {
+        return "has shares over 100%";
+    }
+
+    flcf->split = sc;
+
+    return NGX_CONF_OK;
+}
+
+
+/* "10% v2;", "0.5% v3;", "* v1;" */
+
+static char *
+ngx_http_fanout_split_entry(ngx_conf_t *cf, ngx_command_t *dummy, void *conf)
+{
+    ngx_http_fanout_split_conf_t *sc = conf;
+
+    ngx_int_t   n;
+    ngx_str_t  *value;
+    ngx_uint_t  i, rest;
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts != 2) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "a variant is \"SHARE% NAME;\" or \"* NAME;\"");
+        return NGX_CONF_ERROR;
+    }
+
+    rest = (value[0].len == 1 && value[0].data[0] == '*');
+    n = 0;
+
+    if (!rest) {
+        if (value[0].len < 2 || value[0].data[value[0].len - 1] != '%') {
+            goto invalid;
+        }
+
+        n = ngx_atofp(value[0].data, value[0].len - 1, 2);
+
+        if (n == NGX_ERROR || n == 0) {
+            goto invalid;
+        }
+    }
+
+    if (ngx_http_fanout_valid_name(&value[1]) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid variant name \"%V\": use 1 to 64 "
+                           "letters, digits, \"_\", \"-\" or \".\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 0; i < sc->split.n; i++) {
+        if (sc->names[i].len == value[1].len
+            && ngx_strncmp(sc->names[i].data, value[1].data, value[1].len)
+               == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate variant \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (sc->split.rest >= 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"*\" must be the last variant");
+        return NGX_CONF_ERROR;
+    }
+
+    if (fanout_split_add(&sc->split, (uint32_t) n, (int) rest) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "too many variants, or shares over 100%%");
+        return NGX_CONF_ERROR;
+    }
+
+    sc->names[sc->split.n - 1] = value[1];
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid share \"%V\": use a percentage with at most "
+                       "two decimals, as \"10%%\" or \"0.5%%\", or \"*\"",
+                       &value[0]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* merge time: variant= names a variant; each variant gets its counters */
+
+ngx_int_t
+ngx_http_fanout_split_merge(ngx_conf_t *cf, ngx_http_fanout_loc_conf_t *flcf)
+{
+    ngx_uint_t                     i, j, loc;
+    ngx_http_fanout_target_t      *t;
+    ngx_http_fanout_main_conf_t   *fmcf;
+    ngx_http_fanout_split_conf_t  *sc;
+
+    sc = flcf->split;
+
+    if (flcf->targets == NULL) {
+        if (sc) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"fanout_split\" works only in a location with "
+                          "\"fanout_target\"");
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    t = flcf->targets->elts;
+
+    for (i = 0; i < flcf->targets->nelts; i++) {
+        t[i].variant = -1;
+
+        if (t[i].variant_name.len == 0) {
+            continue;
+        }
+
+        if (sc == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "target \"%V\" has variant=%V but location \"%V\" "
+                          "has no \"fanout_split\"",
+                          &t[i].name, &t[i].variant_name, &flcf->location);
+            return NGX_ERROR;
+        }
+
+        for (j = 0; j < sc->split.n; j++) {
+            if (sc->names[j].len == t[i].variant_name.len
+                && ngx_strncmp(sc->names[j].data, t[i].variant_name.data,
+                               sc->names[j].len)
+                   == 0)
+            {
+                t[i].variant = (ngx_int_t) j;
+                break;
+            }
+        }
+
+        if (t[i].variant < 0) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "target \"%V\" has variant=%V, which the "
+                          "\"fanout_split\" of location \"%V\" does not list",
+                          &t[i].name, &t[i].variant_name, &flcf->location);
+            return NGX_ERROR;
+        }
+    }
+
+    if (sc == NULL || sc->stats[0]) {
+        return NGX_OK;
+    }
+
+    fmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_fanout_module);
+
+    for (j = 0; j < sc->split.n; j++) {
+        if (ngx_http_fanout_stats_register_extra(cf, fmcf, &flcf->location,
+                                                 &sc->names[j],
+                                                 NGX_HTTP_FANOUT_STATS_VARIANT,
+                                                 &loc, &sc->stats[j])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        sc->stats[j]++;     /* 0: not registered yet */
+    }
+
+    return NGX_OK;
+}
+
+
+/* before anything else of the request: its variant, and the header */
+
+ngx_int_t
+ngx_http_fanout_split_choose(ngx_http_fanout_ctx_t *ctx)
+{
+    uint32_t                       hash;
+    ngx_str_t                      key;
+    ngx_table_elt_t               *h;
+    ngx_http_request_t            *r;
+    ngx_http_fanout_split_conf_t  *sc;
+
+    r = ctx->request;
+    sc = ctx->conf->split;
+
+    if (ngx_http_complex_value(r, &sc->key, &key) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (key.len == 0) {
+        /* no key: a variant per request, at random (32 bits of it) */
+        hash = ((uint32_t) ngx_random() << 16) ^ (uint32_t) ngx_random();
+
+    } else {
+        hash = fanout_murmur2(key.data, key.len);
+    }
+
+    ctx->variant = fanout_split_pick(&sc->split, hash);
+
+    if (ctx->variant < 0) {
+        return NGX_OK;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "X-Fanout-Variant");
+    h->value = sc->names[ctx->variant];
+
+    ngx_http_fanout_stats_count(ngx_http_fanout_split_stats(ctx),
+                                NGX_HTTP_FANOUT_VAR_REQUESTS);
+
+    return NGX_OK;
+}
+
+
+ngx_str_t *
+ngx_http_fanout_split_name(ngx_http_fanout_ctx_t *ctx)
+{
+    if (ctx->conf->split == NULL || ctx->variant < 0) {
+        return NULL;
+    }
+
+    return &ctx->conf->split->names[ctx->variant];
+}
+
+
+/* the target runs in this request's variant */
+
+ngx_uint_t
+ngx_http_fanout_split_runs(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_target_t *t)
+{
+    return t->variant < 0 || t->variant == ctx->variant;
+}
+
+
+ngx_http_fanout_stats_t *
+ngx_http_fanout_split_stats(ngx_http_fanout_ctx_t *ctx)
+{
+    if (ctx->conf->split == NULL || ctx->variant < 0) {
+        return NULL;
+    }
+
+    return ngx_http_fanout_stats_extra(ctx->request, ctx->conf,
+                                       NGX_HTTP_FANOUT_STATS_VARIANT,
+                                       ctx->conf->split->stats[ctx->variant]
+                                       - 1);
+}

@@ -508,26 +508,18 @@ ngx_http_fanout_breaker_allow(ngx_http_fanout_ctx_t *ctx)
 }
 
 
-/* once the answer is decided: the outcome of each call that was made */
+/*
+ * The outcome of one call, under the zone's lock held by the caller:
+ * what changed, with the state before in *old.
+ */
 
-void
-ngx_http_fanout_breaker_record(ngx_http_fanout_ctx_t *ctx,
-    ngx_http_fanout_sub_t *sub)
+static fanout_breaker_change_e
+ngx_http_fanout_breaker_locked(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_sub_t *sub, ngx_http_fanout_stats_t *st, uint32_t *old)
 {
-    int                           failure;
-    uint32_t                      old;
-    ngx_http_fanout_stats_t      *st;
-    fanout_breaker_change_e       change;
-    ngx_http_fanout_main_conf_t  *fmcf;
+    int  failure;
 
-    if (!ngx_http_fanout_breaker_on(ctx, sub) || sub->part.cached
-        || sub->verdict == FANOUT_BREAKER_REJECT)
-    {
-        return;
-    }
-
-    fmcf = ngx_http_get_module_main_conf(ctx->request, ngx_http_fanout_module);
-    st = ngx_http_fanout_stats_target(ctx->request, ctx->conf, sub->target);
+    sub->recorded = 1;
 
     /* the model's fault only: not 4xx, not a call cut off or abandoned */
     failure = (sub->part.kind == FANOUT_TIMEOUT
@@ -536,9 +528,7 @@ ngx_http_fanout_breaker_record(ngx_http_fanout_ctx_t *ctx,
                || sub->part.kind == FANOUT_TOO_LARGE
                || sub->part.kind == FANOUT_UPSTREAM_ERROR);
 
-    ngx_shmtx_lock(&fmcf->shpool->mutex);
-
-    old = st->breaker.state;
+    *old = st->breaker.state;
 
     /* no call was made, or its outcome is not the model's: a turn back */
     if (sub->cancelled || !sub->done
@@ -546,17 +536,32 @@ ngx_http_fanout_breaker_record(ngx_http_fanout_ctx_t *ctx,
     {
         fanout_breaker_release(&st->breaker,
                                (fanout_breaker_verdict_e) sub->verdict);
-        change = FANOUT_BREAKER_SAME;
-
-    } else {
-        change = fanout_breaker_record(ctx->conf->breaker, &st->breaker,
-                                       ngx_current_msec,
-                                       (fanout_breaker_verdict_e) sub->verdict,
-                                       failure);
+        return FANOUT_BREAKER_SAME;
     }
 
-    ngx_shmtx_unlock(&fmcf->shpool->mutex);
+    return fanout_breaker_record(ctx->conf->breaker, &st->breaker,
+                                 ngx_current_msec,
+                                 (fanout_breaker_verdict_e) sub->verdict,
+                                 failure);
+}
 
+
+static ngx_uint_t
+ngx_http_fanout_breaker_wanted(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_sub_t *sub)
+{
+    return ngx_http_fanout_breaker_on(ctx, sub) && !sub->part.cached
+           && !sub->recorded && sub->verdict != FANOUT_BREAKER_REJECT;
+}
+
+
+/* a transition: the log, and Redis for scope=cluster */
+
+static void
+ngx_http_fanout_breaker_changed(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_sub_t *sub, ngx_http_fanout_stats_t *st, uint32_t old,
+    fanout_breaker_change_e change)
+{
     if (change == FANOUT_BREAKER_SAME) {
         return;
     }
@@ -578,4 +583,70 @@ ngx_http_fanout_breaker_record(ngx_http_fanout_ctx_t *ctx,
                                                        : "a probe succeeded"),
                   change == FANOUT_BREAKER_CLOSED_AGAIN ? "" : ", calls stop "
                   "until the cooldown ends");
+}
+
+
+/* the outcome of one call (a target replaced by its fallback, an abort) */
+
+void
+ngx_http_fanout_breaker_record(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_sub_t *sub)
+{
+    uint32_t                      old;
+    ngx_http_fanout_stats_t      *st;
+    fanout_breaker_change_e       change;
+    ngx_http_fanout_main_conf_t  *fmcf;
+
+    if (!ngx_http_fanout_breaker_wanted(ctx, sub)) {
+        return;
+    }
+
+    fmcf = ngx_http_get_module_main_conf(ctx->request, ngx_http_fanout_module);
+    st = ngx_http_fanout_stats_target(ctx->request, ctx->conf, sub->target);
+
+    ngx_shmtx_lock(&fmcf->shpool->mutex);
+    change = ngx_http_fanout_breaker_locked(ctx, sub, st, &old);
+    ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+    ngx_http_fanout_breaker_changed(ctx, sub, st, old, change);
+}
+
+
+/* once the answer is decided: every call's outcome under one lock */
+
+void
+ngx_http_fanout_breaker_record_all(ngx_http_fanout_ctx_t *ctx)
+{
+    uint32_t                      old[NGX_HTTP_FANOUT_MAX_TARGETS];
+    ngx_uint_t                    i;
+    ngx_http_fanout_sub_t        *sub;
+    ngx_http_fanout_stats_t      *st[NGX_HTTP_FANOUT_MAX_TARGETS];
+    fanout_breaker_change_e       change[NGX_HTTP_FANOUT_MAX_TARGETS];
+    ngx_http_fanout_main_conf_t  *fmcf;
+
+    fmcf = ngx_http_get_module_main_conf(ctx->request, ngx_http_fanout_module);
+
+    ngx_shmtx_lock(&fmcf->shpool->mutex);
+
+    for (i = 0; i < ctx->nsubs; i++) {
+        sub = &ctx->subs[i];
+        change[i] = FANOUT_BREAKER_SAME;
+
+        if (!ngx_http_fanout_breaker_wanted(ctx, sub)) {
+            continue;
+        }
+
+        st[i] = ngx_http_fanout_stats_target(ctx->request, ctx->conf,
+                                             sub->target);
+        change[i] = ngx_http_fanout_breaker_locked(ctx, sub, st[i], &old[i]);
+    }
+
+    ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+    for (i = 0; i < ctx->nsubs; i++) {
+        if (change[i] != FANOUT_BREAKER_SAME) {
+            ngx_http_fanout_breaker_changed(ctx, &ctx->subs[i], st[i], old[i],
+                                            change[i]);
+        }
+    }
 }

@@ -430,6 +430,10 @@ ngx_http_fanout_finish(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status)
         ngx_del_timer(&ctx->deadline);
     }
 
+    if (ctx->conf->breaker) {
+        ngx_http_fanout_breaker_record_all(ctx);
+    }
+
     for (i = 0; i < ctx->nsubs; i++) {
         sub = &ctx->subs[i];
 
@@ -575,7 +579,7 @@ static ngx_int_t
 ngx_http_fanout_ratelimit_headers(ngx_http_request_t *r,
     ngx_http_fanout_ctx_t *ctx)
 {
-    u_char            *p;
+    u_char            *p, *last, digits[NGX_INT_T_LEN];
     ngx_uint_t         i, v[3];
     ngx_table_elt_t   *h;
     static ngx_str_t   names[3] = {
@@ -588,17 +592,31 @@ ngx_http_fanout_ratelimit_headers(ngx_http_request_t *r,
     v[1] = ctx->limit_remaining;
     v[2] = ctx->limit_reset;
 
+    /* on every answer of a limited location: plain digits, no ngx_sprintf */
+    p = ngx_pnalloc(r->pool, 3 * NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
     for (i = 0; i < 3; i++) {
         h = ngx_list_push(&r->headers_out.headers);
-        p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-        if (h == NULL || p == NULL) {
+        if (h == NULL) {
             return NGX_ERROR;
         }
+
+        last = digits + NGX_INT_T_LEN;
+
+        do {
+            *--last = (u_char) ('0' + v[i] % 10);
+            v[i] /= 10;
+        } while (v[i]);
 
         h->hash = 1;
         h->key = names[i];
         h->value.data = p;
-        h->value.len = ngx_sprintf(p, "%ui", v[i]) - p;
+        h->value.len = digits + NGX_INT_T_LEN - last;
+
+        p = ngx_cpymem(p, last, h->value.len);
     }
 
     return NGX_OK;

@@ -120,6 +120,7 @@ typedef struct {
     unsigned                    verdict:2;     /* the breaker's */
     unsigned                    inflight:1;    /* holds a max_inflight slot */
     unsigned                    fallback:1;    /* this call is the fallback */
+    unsigned                    recorded:1;    /* its breaker has the outcome */
     unsigned                    accounted:1;   /* counted in the zone */
 } ngx_http_fanout_sub_t;
 
@@ -210,6 +211,7 @@ ngx_int_t ngx_http_fanout_breaker_init_process(ngx_cycle_t *cycle);
 void ngx_http_fanout_breaker_allow(ngx_http_fanout_ctx_t *ctx);
 void ngx_http_fanout_breaker_record(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_sub_t *sub);
+void ngx_http_fanout_breaker_record_all(ngx_http_fanout_ctx_t *ctx);
 ngx_int_t ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx);
 char *ngx_http_fanout_split(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_fanout_split_merge(ngx_conf_t *cf,

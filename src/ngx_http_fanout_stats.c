@@ -724,11 +724,54 @@ ngx_http_fanout_prom_loc_counters(u_char *p, ngx_http_fanout_main_conf_t *fmcf,
 }
 
 
+/*
+ * One sample per limit or variant of each location for its counters
+ * [from, from + n), labelled with its name and the counter's (names[k], or
+ * the kind's name when names is NULL).
+ */
+
+static u_char *
+ngx_http_fanout_prom_extra(u_char *p, ngx_http_fanout_main_conf_t *fmcf,
+    const char *metric, ngx_uint_t kind, const char *label,
+    const char **names, ngx_uint_t from, ngx_uint_t n)
+{
+    ngx_str_t                        name;
+    ngx_uint_t                       i, j, k;
+    ngx_array_t                     *a;
+    ngx_http_fanout_stats_loc_t     *loc;
+    ngx_http_fanout_stats_target_t  *x;
+
+    loc = fmcf->locations.elts;
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        a = (kind == NGX_HTTP_FANOUT_STATS_LIMIT) ? &loc[i].limits
+                                                  : &loc[i].variants;
+        x = a->elts;
+
+        for (j = 0; j < a->nelts; j++) {
+            name.data = x[j].name.data + 1;     /* after the \1 or \2 */
+            name.len = x[j].name.len - 1;
+
+            for (k = 0; k < n; k++) {
+                p = ngx_sprintf(p, "%s", metric);
+                p = ngx_http_fanout_prom_labels(p, &loc[i].name, NULL);
+                p = ngx_sprintf(p, ",%s=\"", label);
+                p = ngx_http_fanout_escape_label(p, &name);
+                p = ngx_sprintf(p, "\",result=\"%s\"} %uA\n",
+                                names ? names[k] : fanout_kind_name(k),
+                                x[j].node->counters[from + k]);
+            }
+        }
+    }
+
+    return p;
+}
+
+
 static u_char *
 ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
 {
     uint32_t                         requests;
-    ngx_str_t                        name;
     fanout_breaker_t                 breaker;
     ngx_uint_t                       i, j, k;
     ngx_http_fanout_stats_t         *st;
@@ -782,74 +825,31 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
         "rate): admitted, rejected, dry_run, redis_errors, unavailable.\n"
         "# TYPE fanout_limit_requests_total counter\n");
 
-    for (i = 0; i < fmcf->locations.nelts; i++) {
-        tgt = loc[i].limits.elts;
-
-        for (j = 0; j < loc[i].limits.nelts; j++) {
-            name.data = tgt[j].name.data + 1;
-            name.len = tgt[j].name.len - 1;
-
-            for (k = 0; k < NGX_HTTP_FANOUT_LIM_NCOUNTERS; k++) {
-                p = ngx_sprintf(p, "fanout_limit_requests_total");
-                p = ngx_http_fanout_prom_labels(p, &loc[i].name, NULL);
-                p = ngx_sprintf(p, ",limit=\"");
-                p = ngx_http_fanout_escape_label(p, &name);
-                p = ngx_sprintf(p, "\",result=\"%s\"} %uA\n",
-                                ngx_http_fanout_lim_counters[k],
-                                tgt[j].node->counters[k]);
-            }
-        }
-    }
+    p = ngx_http_fanout_prom_extra(p, fmcf, "fanout_limit_requests_total",
+                                   NGX_HTTP_FANOUT_STATS_LIMIT, "limit",
+                                   ngx_http_fanout_lim_counters, 0,
+                                   NGX_HTTP_FANOUT_LIM_NCOUNTERS);
 
     p = ngx_sprintf(p,
         "# HELP fanout_variant_requests_total Per fanout_split variant: "
         "requests, and answers by status (200, 502, 504, other).\n"
         "# TYPE fanout_variant_requests_total counter\n");
 
-    for (i = 0; i < fmcf->locations.nelts; i++) {
-        tgt = loc[i].variants.elts;
-
-        for (j = 0; j < loc[i].variants.nelts; j++) {
-            name.data = tgt[j].name.data + 1;
-            name.len = tgt[j].name.len - 1;
-
-            for (k = 0; k < NGX_HTTP_FANOUT_VAR_KIND; k++) {
-                p = ngx_sprintf(p, "fanout_variant_requests_total");
-                p = ngx_http_fanout_prom_labels(p, &loc[i].name, NULL);
-                p = ngx_sprintf(p, ",variant=\"");
-                p = ngx_http_fanout_escape_label(p, &name);
-                p = ngx_sprintf(p, "\",result=\"%s\"} %uA\n",
-                                ngx_http_fanout_var_counters[k],
-                                tgt[j].node->counters[k]);
-            }
-
-        }
-    }
+    p = ngx_http_fanout_prom_extra(p, fmcf, "fanout_variant_requests_total",
+                                   NGX_HTTP_FANOUT_STATS_VARIANT, "variant",
+                                   ngx_http_fanout_var_counters, 0,
+                                   NGX_HTTP_FANOUT_VAR_KIND);
 
     p = ngx_sprintf(p,
         "# HELP fanout_variant_target_results_total Outcomes of the target "
         "calls of a fanout_split variant.\n"
         "# TYPE fanout_variant_target_results_total counter\n");
 
-    for (i = 0; i < fmcf->locations.nelts; i++) {
-        tgt = loc[i].variants.elts;
-
-        for (j = 0; j < loc[i].variants.nelts; j++) {
-            name.data = tgt[j].name.data + 1;
-            name.len = tgt[j].name.len - 1;
-
-            for (k = 0; k < FANOUT_NKINDS; k++) {
-                p = ngx_sprintf(p, "fanout_variant_target_results_total");
-                p = ngx_http_fanout_prom_labels(p, &loc[i].name, NULL);
-                p = ngx_sprintf(p, ",variant=\"");
-                p = ngx_http_fanout_escape_label(p, &name);
-                p = ngx_sprintf(p, "\",result=\"%s\"} %uA\n",
-                                fanout_kind_name(k),
-                                tgt[j].node->counters[NGX_HTTP_FANOUT_VAR_KIND
-                                                      + k]);
-            }
-        }
-    }
+    p = ngx_http_fanout_prom_extra(p, fmcf,
+                                   "fanout_variant_target_results_total",
+                                   NGX_HTTP_FANOUT_STATS_VARIANT, "variant",
+                                   NULL, NGX_HTTP_FANOUT_VAR_KIND,
+                                   FANOUT_NKINDS);
 
     p = ngx_sprintf(p,
         "# HELP fanout_latency_seconds Time from the fan-out's start to "

@@ -52,6 +52,7 @@ server {
                      on_redis_error=closed;
     }
     location = /fanout/status { fanout_status; }
+    location = /metrics { fanout_status prometheus; }
 }
 EOC
 }
@@ -109,6 +110,9 @@ my $lim = $st->{locations}{'/c'}{limit}{limits}{'$http_x_user 1r/m'};
 ok($lim, 'status: the limit by its key and rate') or diag(encode_json($st));
 cmp_ok($lim->{rejected}, '>=', 1, 'status: rejections of this limit');
 cmp_ok($lim->{admitted}, '>=', 1, 'status: admissions of this limit');
+like($t->get('/metrics', port => $ports[0])->{body},
+     qr/^fanout_limit_requests_total\{location="\/c",limit="\$http_x_user 1r\/m",result="rejected"\} $lim->{rejected}$/m,
+     'Prometheus: rejections per limit');
 
 # a local limit that rejects takes nothing from the cluster bucket
 

@@ -67,6 +67,7 @@ server {
         fanout_target base /_base;
     }
     location = /fanout/status { fanout_status; }
+    location = /metrics { fanout_status prometheus; }
 }
 EOC
 }
@@ -162,6 +163,14 @@ is($vs->{v2}{requests}, $count{v2}, 'status: v2 requests');
 is($vs->{v2}{200}, $count{v2}, 'status: v2 answers 200');
 is($vs->{v2}{targets}{ok}, 3 * $count{v2}, 'status: v2 target outcomes');
 is($vs->{v1}{latency_ms}{count}, $count{v1}, 'status: v1 latency histogram');
+
+my $prom = $t->get('/metrics', port => $port{two})->{body};
+like($prom, qr/^fanout_variant_requests_total\{location="\/ab",variant="v2",result="requests"\} $count{v2}$/m,
+     'Prometheus: requests per variant');
+like($prom, qr/^fanout_variant_target_results_total\{location="\/ab",variant="v2",result="ok"\} @{[3 * $count{v2}]}$/m,
+     'Prometheus: target outcomes per variant');
+like($prom, qr/# TYPE fanout_variant_target_results_total counter\n(fanout_variant_target_results_total\{[^\n]*\n)+# HELP/,
+     'Prometheus: one family in one block');
 
 # an empty key spreads at random
 

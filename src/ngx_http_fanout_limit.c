@@ -31,6 +31,7 @@
 
 typedef struct {
     ngx_http_complex_value_t    key;
+    ngx_int_t                   var;           /* key=$one_variable: index */
     fanout_limit_conf_t         gcra;
     ngx_str_t                   rate;          /* as written: "100r/s" */
     ngx_uint_t                  cost;
@@ -151,6 +152,7 @@ ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     l->cost = 1;
     l->status = 429;
     l->id = ++ngx_http_fanout_limit_ids;
+    l->var = NGX_ERROR;
 
     burst = 0;
     n = 0;
@@ -170,6 +172,30 @@ ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
             if (s.len == 0 || ngx_http_compile_complex_value(&ccv) != NGX_OK) {
                 goto invalid;
+            }
+
+            /* a key that is one variable is read without the script */
+            l->var = NGX_ERROR;
+
+            if (s.len > 1 && s.data[0] == '$') {
+                for (p = s.data + 1; p < s.data + s.len; p++) {
+                    if (!(*p == '_' || (*p >= 'a' && *p <= 'z')
+                          || (*p >= 'A' && *p <= 'Z')
+                          || (*p >= '0' && *p <= '9')))
+                    {
+                        break;
+                    }
+                }
+
+                if (p == s.data + s.len) {
+                    s.data++;
+                    s.len--;
+                    l->var = ngx_http_get_variable_index(cf, &s);
+
+                    if (l->var == NGX_ERROR) {
+                        return NGX_CONF_ERROR;
+                    }
+                }
             }
 
             continue;
@@ -583,7 +609,7 @@ ngx_http_fanout_limit_shm(ngx_http_fanout_ctx_t *ctx,
         p = ngx_cpymem(key.data, &limits[i].id, sizeof(ngx_uint_t));
         ngx_memcpy(p, run->values[i].data, key.len - sizeof(ngx_uint_t));
 
-        hash = ngx_crc32_short(key.data, key.len);
+        hash = ngx_murmur_hash2(key.data, key.len);
 
         ln[i] = ngx_http_fanout_limit_find(fmcf->sh, &key, hash);
 
@@ -640,7 +666,7 @@ ngx_http_fanout_limit_verdict(ngx_http_fanout_ctx_t *ctx,
     r = ctx->request;
     limits = ctx->conf->limits->elts;
     n = ctx->conf->limits->nelts;
-    loc = ngx_http_fanout_stats_location(r, ctx->conf);
+    loc = NULL;
 
     reject = n;
 
@@ -655,6 +681,7 @@ ngx_http_fanout_limit_verdict(ngx_http_fanout_ctx_t *ctx,
             ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_LIM_ADMITTED);
 
         } else if (limits[i].dry_run) {
+            loc = ngx_http_fanout_stats_location(r, ctx->conf);
             ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_LIM_DRY_RUN);
             ngx_http_fanout_stats_count(loc, NGX_HTTP_FANOUT_LOC_DRY_RUN);
 
@@ -663,6 +690,7 @@ ngx_http_fanout_limit_verdict(ngx_http_fanout_ctx_t *ctx,
                           "(dry_run)", &limits[i].rate);
 
         } else {
+            loc = ngx_http_fanout_stats_location(r, ctx->conf);
             ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_LIM_REJECTED);
             ngx_http_fanout_stats_count(loc, NGX_HTTP_FANOUT_LOC_LIMITED);
 
@@ -879,23 +907,40 @@ ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx)
     ngx_http_fanout_limit_t      *limits;
     ngx_http_fanout_limit_run_t  *run;
     ngx_http_fanout_main_conf_t  *fmcf;
+    ngx_http_variable_value_t    *vv;
 
     r = ctx->request;
     fmcf = ngx_http_get_module_main_conf(r, ngx_http_fanout_module);
     limits = ctx->conf->limits->elts;
     n = ctx->conf->limits->nelts;
 
-    run = ngx_pcalloc(r->pool, sizeof(ngx_http_fanout_limit_run_t));
+    /* every field is set before it is read; only have[] starts cleared */
+    run = ngx_palloc(r->pool, sizeof(ngx_http_fanout_limit_run_t));
     if (run == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ngx_memzero(run->have, n * sizeof(ngx_uint_t));
 
     ctx->limit_run = run;
     run->unavailable = n;
     ncluster = 0;
 
     for (i = 0; i < n; i++) {
-        if (ngx_http_complex_value(r, &limits[i].key, &value) != NGX_OK) {
+        if (limits[i].var != NGX_ERROR) {
+            vv = ngx_http_get_indexed_variable(r, limits[i].var);
+
+            if (vv == NULL || vv->not_found) {
+                ngx_str_null(&value);
+
+            } else {
+                value.data = vv->data;
+                value.len = vv->len;
+            }
+
+        } else if (ngx_http_complex_value(r, &limits[i].key, &value)
+                   != NGX_OK)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 

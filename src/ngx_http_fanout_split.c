@@ -15,6 +15,7 @@ struct ngx_http_fanout_split_conf_s {
     fanout_split_t              split;
     ngx_str_t                   names[FANOUT_SPLIT_MAX_VARIANTS];
     ngx_uint_t                  stats[FANOUT_SPLIT_MAX_VARIANTS];
+    unsigned                    registered:1;
 };
 
 
@@ -220,7 +221,7 @@ ngx_http_fanout_split_merge(ngx_conf_t *cf, ngx_http_fanout_loc_conf_t *flcf)
         }
     }
 
-    if (sc == NULL || sc->stats[0]) {
+    if (sc == NULL || sc->registered) {
         return NGX_OK;
     }
 
@@ -235,9 +236,9 @@ ngx_http_fanout_split_merge(ngx_conf_t *cf, ngx_http_fanout_loc_conf_t *flcf)
         {
             return NGX_ERROR;
         }
-
-        sc->stats[j]++;     /* 0: not registered yet */
     }
+
+    sc->registered = 1;
 
     return NGX_OK;
 }
@@ -321,6 +322,5 @@ ngx_http_fanout_split_stats(ngx_http_fanout_ctx_t *ctx)
 
     return ngx_http_fanout_stats_extra(ctx->request, ctx->conf,
                                        NGX_HTTP_FANOUT_STATS_VARIANT,
-                                       ctx->conf->split->stats[ctx->variant]
-                                       - 1);
+                                       ctx->conf->split->stats[ctx->variant]);
 }

@@ -21,6 +21,7 @@ $t->mock('flip', mode => 'echo');
 $t->mock('small', mode => 'echo');
 $t->mock('slow', mode => 'echo', ms => 400);
 $t->mock('hang', mode => 'echo', ms => 3000);
+$t->mock('missing', status => 404);
 
 for my $name (qw(one two)) {
     $t->run(prefix => $name, port => $t->port($name),
@@ -34,6 +35,7 @@ server {
     location /_small { internal; proxy_pass http://127.0.0.1:%%MOCK_small%%/; }
     location /_slow  { internal; proxy_pass http://127.0.0.1:%%MOCK_slow%%/; }
     location /_hang  { internal; proxy_pass http://127.0.0.1:%%MOCK_hang%%/; }
+    location /_missing { internal; proxy_pass http://127.0.0.1:%%MOCK_missing%%/; }
     location /_ok    { internal; default_type application/json;
                        return 200 '{"label":"cat","fallback_model":1}'; }
 
@@ -65,6 +67,12 @@ server {
     location /fbcache {
         fanout_target big /_dead fallback=/_ok;
         fanout_cache ttl=60s;
+    }
+    location /fbfail {
+        fanout_target big /_dead fallback=/_dead?again=1;
+    }
+    location /fb4xx {
+        fanout_target big /_missing fallback=/_ok;
     }
     location = /fanout/status { fanout_status; }
 }
@@ -198,6 +206,26 @@ my @par = $t->parallel(3, 'GET', '/fbcap', port => $port{two});
 my $fb = grep { ($_->{body} // '') =~ /"fallback":\{"big":true\}/ } @par;
 is(scalar(grep { $_->{status} == 200 } @par), 3, 'max_inflight=1: three 200s');
 cmp_ok($fb, '>=', 1, "overloaded calls went to the fallback ($fb)");
+
+# a fallback that fails too: one more call, then the target's error,
+# marked as the fallback's; a 4xx is the client's and falls back to nothing
+
+my $dead1 = grep { $_->{method} } $t->hits('dead');
+$res = $t->get('/fbfail', port => $port{two});
+is($res->{status}, 502, 'the fallback failed too: 502');
+is($res->{json}{errors}{big}{error}, 'http_500', 'the fallback\'s error');
+is($res->{json}{meta}{fallback}{big}, JSON::PP::true, 'marked as the fallback\'s');
+my @dead = grep { $_->{method} } $t->hits('dead');
+is(scalar @dead - $dead1, 2, 'the target and its fallback, once each');
+like($dead[-1]{uri}, qr/again=1/, 'the second call was the fallback');
+$st = breaker('two', '/fbfail', 'big');
+is($st->{fallback}, 1, 'status: one fallback call');
+is($st->{fallback_ok}, 0, 'status: no fallback answer');
+
+$res = $t->get('/fb4xx', port => $port{two});
+is($res->{json}{errors}{big}{error}, 'http_404', '4xx: the target\'s own error');
+ok(!$res->{json}{meta}{fallback}, '4xx: no fallback');
+is(breaker('two', '/fb4xx', 'big')->{fallback}, 0, '4xx: no fallback call');
 
 # a degraded answer is not cached
 

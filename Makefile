@@ -32,9 +32,11 @@ UNIT_CFLAGS := -g -O1 -std=c99 -D_POSIX_C_SOURCE=200809L $(WARN) -Isrc \
                -fsanitize=address,undefined -fno-omit-frame-pointer
 UNIT_TESTS  := $(BUILD)/unit/json_test $(BUILD)/unit/merge_test \
                $(BUILD)/unit/cache_key_test $(BUILD)/unit/limit_test \
-               $(BUILD)/unit/breaker_test $(BUILD)/unit/split_test
+               $(BUILD)/unit/breaker_test $(BUILD)/unit/split_test \
+               $(BUILD)/unit/compare_test
 CORE        := src/fanout_json.c src/fanout_merge.c src/fanout_cache_key.c \
-               src/fanout_limit.c src/fanout_breaker.c src/fanout_split.c
+               src/fanout_limit.c src/fanout_breaker.c src/fanout_split.c \
+               src/fanout_compare.c
 
 .PHONY: all deps deps-build build test unit test-asan leak-check demo bench bench-cost \
         lint clean

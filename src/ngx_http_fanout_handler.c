@@ -517,6 +517,11 @@ ngx_http_fanout_send(ngx_http_request_t *r, ngx_uint_t status,
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_fanout_module);
 
+    if (ctx && ctx->nshadows) {
+        /* what the client gets is what the shadows are compared with */
+        ngx_http_fanout_shadow_answer(ctx, status, body, len);
+    }
+
     if (ctx && ctx->cache_status) {
         h = ngx_list_push(&r->headers_out.headers);
         if (h == NULL) {
@@ -675,6 +680,11 @@ ngx_http_fanout_cleanup(void *data)
 
     ngx_uint_t                i;
     ngx_http_fanout_sub_t    *sub;
+
+    if (ctx->nshadows) {
+        /* gone before its answer: the shadows have nothing to compare */
+        ngx_http_fanout_shadow_answer(ctx, 0, NULL, 0);
+    }
 
     if (ctx->limit_op) {
         ngx_http_fanout_redis_cancel(ctx->limit_op);

@@ -67,6 +67,13 @@ static ngx_command_t  ngx_http_fanout_commands[] = {
       0,
       NULL },
 
+    { ngx_string("fanout_shadow"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_http_fanout_shadow,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("fanout_redis"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_http_fanout_redis,
@@ -207,6 +214,14 @@ ngx_http_fanout_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (fmcf->sample_file && fmcf->redis == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"sample=redis\" needs a \"fanout_redis\" in the "
+                      "http block in %s:%ui",
+                      fmcf->sample_file, fmcf->sample_line);
+        return NGX_CONF_ERROR;
+    }
+
     if (fmcf->status_file && fmcf->shm_zone == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"fanout_status\" needs a \"fanout_zone\" in the "
@@ -295,7 +310,9 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_http_fanout_split_merge(cf, conf) != NGX_OK) {
+    if (ngx_http_fanout_split_merge(cf, conf) != NGX_OK
+        || ngx_http_fanout_shadow_merge(cf, conf) != NGX_OK)
+    {
         return NGX_CONF_ERROR;
     }
 

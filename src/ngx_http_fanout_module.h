@@ -28,6 +28,7 @@ typedef struct ngx_http_fanout_cache_conf_s  ngx_http_fanout_cache_conf_t;
 typedef struct ngx_http_fanout_redis_op_s  ngx_http_fanout_redis_op_t;
 typedef struct ngx_http_fanout_redis_conf_s  ngx_http_fanout_redis_conf_t;
 typedef struct ngx_http_fanout_split_conf_s  ngx_http_fanout_split_conf_t;
+typedef struct ngx_http_fanout_shadow_s  ngx_http_fanout_shadow_t;
 
 
 typedef struct {
@@ -67,6 +68,7 @@ typedef struct {
     ngx_array_t                *limits;        /* ngx_http_fanout_limit_t */
     fanout_breaker_conf_t      *breaker;       /* NULL: none */
     ngx_http_fanout_split_conf_t  *split;      /* NULL: none */
+    ngx_array_t                *shadows;       /* fanout_shadow */
 } ngx_http_fanout_loc_conf_t;
 
 
@@ -82,6 +84,8 @@ typedef struct {
     ngx_uint_t                  cache_line;
     u_char                     *cluster_file;  /* first scope=cluster */
     ngx_uint_t                  cluster_line;
+    u_char                     *sample_file;   /* first sample=redis */
+    ngx_uint_t                  sample_line;
 
     ngx_http_fanout_redis_conf_t  *redis;      /* fanout_redis */
     ngx_array_t                *breakers;      /* scope=cluster ones */
@@ -122,6 +126,7 @@ typedef struct {
     unsigned                    fallback:1;    /* this call is the fallback */
     unsigned                    recorded:1;    /* its breaker has the outcome */
     unsigned                    accounted:1;   /* counted in the zone */
+    unsigned                    shadow:1;      /* a fanout_shadow's call */
 } ngx_http_fanout_sub_t;
 
 
@@ -144,6 +149,9 @@ struct ngx_http_fanout_ctx_s {
     ngx_event_t                 deadline;
 
     ngx_buf_t                  *error_page;    /* JSON for nginx's own */
+
+    ngx_http_fanout_shadow_t  **shadows;       /* waiting for the answer */
+    ngx_uint_t                  nshadows;
 
     /* fanout_limit: what the RateLimit-* headers say */
     ngx_uint_t                  limit_limit;
@@ -218,12 +226,23 @@ ngx_int_t ngx_http_fanout_split_merge(ngx_conf_t *cf,
     ngx_http_fanout_loc_conf_t *flcf);
 ngx_int_t ngx_http_fanout_split_choose(ngx_http_fanout_ctx_t *ctx);
 ngx_str_t *ngx_http_fanout_split_name(ngx_http_fanout_ctx_t *ctx);
+ngx_int_t ngx_http_fanout_split_key(ngx_http_fanout_ctx_t *ctx,
+    ngx_str_t *key);
 ngx_uint_t ngx_http_fanout_split_runs(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_target_t *t);
 ngx_http_fanout_stats_t *ngx_http_fanout_split_stats(
     ngx_http_fanout_ctx_t *ctx);
 ngx_int_t ngx_http_fanout_valid_name(ngx_str_t *name);
 void ngx_http_fanout_limit_resume(ngx_http_fanout_ctx_t *ctx, ngx_int_t rc);
+char *ngx_http_fanout_shadow(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_fanout_shadow_merge(ngx_conf_t *cf,
+    ngx_http_fanout_loc_conf_t *flcf);
+void ngx_http_fanout_shadow_start(ngx_http_fanout_ctx_t *ctx);
+void ngx_http_fanout_shadow_answer(ngx_http_fanout_ctx_t *ctx,
+    ngx_uint_t status, u_char *body, size_t len);
+ngx_int_t ngx_http_fanout_shadow_done(ngx_http_request_t *sr, void *data,
+    ngx_int_t rc);
+void ngx_http_fanout_shadow_stop(ngx_event_t *ev);
 
 
 extern ngx_module_t  ngx_http_fanout_module;

@@ -258,7 +258,7 @@ ngx_http_fanout_split_choose(ngx_http_fanout_ctx_t *ctx)
     r = ctx->request;
     sc = ctx->conf->split;
 
-    if (ngx_http_complex_value(r, &sc->key, &key) != NGX_OK) {
+    if (ngx_http_fanout_split_key(ctx, &key) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -289,6 +289,15 @@ ngx_http_fanout_split_choose(ngx_http_fanout_ctx_t *ctx)
                                 NGX_HTTP_FANOUT_VAR_REQUESTS);
 
     return NGX_OK;
+}
+
+
+/* the split's KEY for this request; fanout_shadow's percent= uses it too */
+
+ngx_int_t
+ngx_http_fanout_split_key(ngx_http_fanout_ctx_t *ctx, ngx_str_t *key)
+{
+    return ngx_http_complex_value(ctx->request, &ctx->conf->split->key, key);
 }
 
 

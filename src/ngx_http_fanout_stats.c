@@ -33,6 +33,13 @@ static const char  *ngx_http_fanout_var_counters[] = {
 };
 
 
+static const char  *ngx_http_fanout_sha_counters[] = {
+    "sent", "agree", "disagree", "shadow_error", "shed", "skipped",
+    "argmax_agree", "argmax_disagree", "sampled", "sample_errors",
+    "pairs", "shadow_ms_sum", "primary_ms_sum", "shadow_slower"
+};
+
+
 static ngx_uint_t
 ngx_http_fanout_stats_find(ngx_array_t *a, size_t size, ngx_str_t *name)
 {
@@ -88,6 +95,9 @@ ngx_http_fanout_stats_register(ngx_conf_t *cf,
                != NGX_OK
             || ngx_array_init(&loc->variants, cf->pool, 1,
                               sizeof(ngx_http_fanout_stats_target_t))
+               != NGX_OK
+            || ngx_array_init(&loc->shadows, cf->pool, 1,
+                              sizeof(ngx_http_fanout_stats_target_t))
                != NGX_OK)
         {
             return NGX_ERROR;
@@ -128,8 +138,8 @@ ngx_http_fanout_stats_register(ngx_conf_t *cf,
 
 
 /*
- * A limit's or a variant's node is keyed by its name after a \1 or a \2:
- * no target has such a name.
+ * A limit's, a variant's or a shadow's node is keyed by its name after a
+ * \1, \2 or \3: no target has such a name.
  */
 
 ngx_int_t
@@ -151,7 +161,7 @@ ngx_http_fanout_stats_register_extra(ngx_conf_t *cf,
     loc = fmcf->locations.elts;
     loc = &loc[*loc_index];
 
-    a = (kind == NGX_HTTP_FANOUT_STATS_LIMIT) ? &loc->limits : &loc->variants;
+    a = ngx_http_fanout_stats_extras(loc, kind);
 
     lim = ngx_array_push(a);
     if (lim == NULL) {
@@ -305,6 +315,16 @@ ngx_http_fanout_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
                 goto failed;
             }
         }
+
+        tgt = loc[i].shadows.elts;
+
+        for (j = 0; j < loc[i].shadows.nelts; j++) {
+            tgt[j].node = ngx_http_fanout_stats_node(shpool, sh, &loc[i].name,
+                                                     &tgt[j].name);
+            if (tgt[j].node == NULL) {
+                goto failed;
+            }
+        }
     }
 
     if (fmcf->redis) {
@@ -378,8 +398,7 @@ ngx_http_fanout_stats_extra(ngx_http_request_t *r,
 
     fmcf = ngx_http_get_module_main_conf(r, ngx_http_fanout_module);
     loc = fmcf->locations.elts;
-    lim = (kind == NGX_HTTP_FANOUT_STATS_LIMIT)
-          ? loc[flcf->stats].limits.elts : loc[flcf->stats].variants.elts;
+    lim = ngx_http_fanout_stats_extras(&loc[flcf->stats], kind)->elts;
 
     return lim[index].node;
 }
@@ -568,6 +587,42 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
             *p++ = '}';
         }
 
+        p = ngx_sprintf(p, "},\"shadows\":{");
+
+        tgt = loc[i].shadows.elts;
+
+        for (j = 0; j < loc[i].shadows.nelts; j++) {
+            name.data = tgt[j].name.data + 1;
+            name.len = tgt[j].name.len - 1;
+
+            p = ngx_sprintf(p, "%s\"", j ? "," : "");
+            p = ngx_http_fanout_escape_json(p, &name);
+            p = ngx_sprintf(p, "\":{");
+
+            for (k = 0; k < NGX_HTTP_FANOUT_SHA_PAIRS; k++) {
+                p = ngx_sprintf(p, "%s\"%s\":%uA", k ? "," : "",
+                                ngx_http_fanout_sha_counters[k],
+                                tgt[j].node->counters[k]);
+            }
+
+            p = ngx_sprintf(p, ",\"inflight\":%uA,\"vs_primary\":{",
+                            tgt[j].node->inflight);
+
+            for (k = NGX_HTTP_FANOUT_SHA_PAIRS;
+                 k < NGX_HTTP_FANOUT_SHA_NCOUNTERS;
+                 k++)
+            {
+                p = ngx_sprintf(p, "%s\"%s\":%uA",
+                                k == NGX_HTTP_FANOUT_SHA_PAIRS ? "" : ",",
+                                ngx_http_fanout_sha_counters[k],
+                                tgt[j].node->counters[k]);
+            }
+
+            p = ngx_sprintf(p, "},");
+            p = ngx_http_fanout_stats_json_histogram(p, tgt[j].node);
+            *p++ = '}';
+        }
+
         p = ngx_sprintf(p, "},");
         p = ngx_http_fanout_stats_json_histogram(p, st);
         p = ngx_sprintf(p, ",\"targets\":{");
@@ -744,8 +799,7 @@ ngx_http_fanout_prom_extra(u_char *p, ngx_http_fanout_main_conf_t *fmcf,
     loc = fmcf->locations.elts;
 
     for (i = 0; i < fmcf->locations.nelts; i++) {
-        a = (kind == NGX_HTTP_FANOUT_STATS_LIMIT) ? &loc[i].limits
-                                                  : &loc[i].variants;
+        a = ngx_http_fanout_stats_extras(&loc[i], kind);
         x = a->elts;
 
         for (j = 0; j < a->nelts; j++) {
@@ -850,6 +904,31 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
                                    NGX_HTTP_FANOUT_STATS_VARIANT, "variant",
                                    NULL, NGX_HTTP_FANOUT_VAR_KIND,
                                    FANOUT_NKINDS);
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_shadow_results_total Per fanout_shadow: sent, agree, "
+        "disagree, shadow_error, shed, skipped, argmax_agree, "
+        "argmax_disagree, sampled, sample_errors.\n"
+        "# TYPE fanout_shadow_results_total counter\n");
+
+    p = ngx_http_fanout_prom_extra(p, fmcf, "fanout_shadow_results_total",
+                                   NGX_HTTP_FANOUT_STATS_SHADOW, "shadow",
+                                   ngx_http_fanout_sha_counters, 0,
+                                   NGX_HTTP_FANOUT_SHA_PAIRS);
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_shadow_vs_primary_total Per fanout_shadow, over the "
+        "requests where both answered: pairs, the sums of both latencies "
+        "in ms, and how often the shadow was slower.\n"
+        "# TYPE fanout_shadow_vs_primary_total counter\n");
+
+    p = ngx_http_fanout_prom_extra(p, fmcf, "fanout_shadow_vs_primary_total",
+                                   NGX_HTTP_FANOUT_STATS_SHADOW, "shadow",
+                                   ngx_http_fanout_sha_counters
+                                   + NGX_HTTP_FANOUT_SHA_PAIRS,
+                                   NGX_HTTP_FANOUT_SHA_PAIRS,
+                                   NGX_HTTP_FANOUT_SHA_NCOUNTERS
+                                   - NGX_HTTP_FANOUT_SHA_PAIRS);
 
     p = ngx_sprintf(p,
         "# HELP fanout_latency_seconds Time from the fan-out's start to "
@@ -1060,6 +1139,14 @@ ngx_http_fanout_status_size(ngx_http_fanout_main_conf_t *fmcf)
         for (j = 0; j < loc[i].variants.nelts; j++) {
             names = 6 * (loc[i].name.len + tgt[j].name.len);
             size += (NGX_HTTP_FANOUT_VAR_NCOUNTERS + NGX_HTTP_FANOUT_NBUCKETS
+                     + 4) * (128 + names);
+        }
+
+        tgt = loc[i].shadows.elts;
+
+        for (j = 0; j < loc[i].shadows.nelts; j++) {
+            names = 6 * (loc[i].name.len + tgt[j].name.len);
+            size += (NGX_HTTP_FANOUT_SHA_NCOUNTERS + NGX_HTTP_FANOUT_NBUCKETS
                      + 4) * (128 + names);
         }
     }

@@ -75,9 +75,30 @@ typedef enum {
 } ngx_http_fanout_var_counter_e;
 
 
+/* a fanout_shadow's, in a location */
+typedef enum {
+    NGX_HTTP_FANOUT_SHA_SENT = 0,
+    NGX_HTTP_FANOUT_SHA_AGREE,
+    NGX_HTTP_FANOUT_SHA_DISAGREE,
+    NGX_HTTP_FANOUT_SHA_ERROR,          /* failed, timed out, not JSON */
+    NGX_HTTP_FANOUT_SHA_SHED,           /* max_inflight: not sent */
+    NGX_HTTP_FANOUT_SHA_SKIPPED,        /* the client's answer failed */
+    NGX_HTTP_FANOUT_SHA_ARGMAX_AGREE,   /* numeric arrays, same argmax */
+    NGX_HTTP_FANOUT_SHA_ARGMAX_DISAGREE,
+    NGX_HTTP_FANOUT_SHA_SAMPLED,        /* sample=redis: XADD sent */
+    NGX_HTTP_FANOUT_SHA_SAMPLE_ERRORS,  /* Redis could not take it */
+    NGX_HTTP_FANOUT_SHA_PAIRS,          /* both answered: latencies below */
+    NGX_HTTP_FANOUT_SHA_SHADOW_MS,      /* sums over the pairs */
+    NGX_HTTP_FANOUT_SHA_PRIMARY_MS,
+    NGX_HTTP_FANOUT_SHA_SLOWER,         /* the shadow took longer */
+    NGX_HTTP_FANOUT_SHA_NCOUNTERS
+} ngx_http_fanout_sha_counter_e;
+
+
 /* the location's other counter nodes */
 #define NGX_HTTP_FANOUT_STATS_LIMIT    1
 #define NGX_HTTP_FANOUT_STATS_VARIANT  2
+#define NGX_HTTP_FANOUT_STATS_SHADOW   3
 
 
 /* enough for locations, targets and Redis */
@@ -119,7 +140,24 @@ typedef struct {
     ngx_array_t                 targets;   /* ngx_http_fanout_stats_target_t */
     ngx_array_t                 limits;    /* ngx_http_fanout_stats_target_t */
     ngx_array_t                 variants;  /* ngx_http_fanout_stats_target_t */
+    ngx_array_t                 shadows;   /* ngx_http_fanout_stats_target_t */
 } ngx_http_fanout_stats_loc_t;
+
+
+/* a location's limits, variants or shadows */
+static ngx_inline ngx_array_t *
+ngx_http_fanout_stats_extras(ngx_http_fanout_stats_loc_t *loc,
+    ngx_uint_t kind)
+{
+    switch (kind) {
+    case NGX_HTTP_FANOUT_STATS_LIMIT:
+        return &loc->limits;
+    case NGX_HTTP_FANOUT_STATS_VARIANT:
+        return &loc->variants;
+    default:
+        return &loc->shadows;
+    }
+}
 
 
 ngx_int_t ngx_http_fanout_stats_register(ngx_conf_t *cf,

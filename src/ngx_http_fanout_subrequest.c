@@ -90,6 +90,10 @@ ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
     /* open circuits: those targets are not called at all */
     ngx_http_fanout_breaker_allow(ctx);
 
+    if (ctx->conf->shadows) {
+        ngx_http_fanout_shadow_start(ctx);
+    }
+
     for (i = 0; i < ctx->nsubs; i++) {
         sub = &ctx->subs[i];
 
@@ -653,12 +657,17 @@ ngx_http_fanout_capturing(ngx_http_request_t *r)
 {
     /* post_subrequest survives internal redirects, unlike module ctx */
 
-    if (r == r->main || r->post_subrequest == NULL
-        || r->post_subrequest->handler != ngx_http_fanout_sub_done)
+    if (r == r->main || r->post_subrequest == NULL) {
+        return NULL;
+    }
+
+    if (r->post_subrequest->handler != ngx_http_fanout_sub_done
+        && r->post_subrequest->handler != ngx_http_fanout_shadow_done)
     {
         return NULL;
     }
 
+    /* a shadow's data begins with its ngx_http_fanout_sub_t */
     return r->post_subrequest->data;
 }
 
@@ -685,9 +694,12 @@ ngx_http_fanout_give_up(ngx_http_request_t *r, ngx_http_fanout_sub_t *sub)
     }
 
     if (!sub->stop.posted) {
-        sub->stop.handler = ngx_http_fanout_sub_stop;
-        sub->stop.data = sub;
-        sub->stop.log = r->connection->log;
+        if (!sub->shadow) {
+            /* a shadow's is ngx_http_fanout_shadow_stop(), set beforehand */
+            sub->stop.handler = ngx_http_fanout_sub_stop;
+            sub->stop.data = sub;
+            sub->stop.log = r->connection->log;
+        }
 
         ngx_post_event(&sub->stop, &ngx_posted_events);
     }

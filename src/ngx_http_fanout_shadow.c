@@ -1,0 +1,1380 @@
+/*
+ * fanout_shadow: a share of the fan-outs is also sent to a shadow URI,
+ * whose answer is compared with the one the client got
+ * (src/fanout_compare.c), counted, and sampled to a Redis stream.
+ *
+ * A shadow must never hold the client's connection, not even for its next
+ * keepalive request (a mirror subrequest does, since it keeps the main
+ * request open).  So the shadow's call is a background subrequest of a
+ * request of its own: a copy of the client's (method, headers, body,
+ * $request_id) on a connection without a socket, as lua-nginx-module's
+ * timers make them.  That request outlives the client's and is freed once
+ * the shadow has answered and the client's answer is known.
+ */
+
+#include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_redis.h"
+#include "fanout_json.h"
+#include "fanout_compare.h"
+#include "fanout_split.h"
+
+
+#define NGX_HTTP_FANOUT_SHADOW_ALL  10000          /* 100.00% */
+
+
+typedef struct {
+    ngx_http_fanout_target_t    target;       /* name, URI, max_inflight */
+    ngx_uint_t                  percent;      /* hundredths of 1% */
+    ngx_str_t                   compare;      /* FIELD in the shadow's */
+    ngx_str_t                   against;      /* and in the client's */
+    double                      tolerance;
+    ngx_msec_t                  timeout;      /* unset: fanout_timeout's */
+    ngx_uint_t                  sample_max;   /* sample=redis; 0: off */
+    ngx_str_t                   stream;       /* fanout:shadow:LOC:NAME */
+    ngx_uint_t                  stats;
+} ngx_http_fanout_shadow_conf_t;
+
+
+struct ngx_http_fanout_shadow_s {
+    ngx_http_fanout_sub_t           sub;      /* first: the capture's */
+    ngx_http_fanout_shadow_conf_t  *conf;
+    ngx_http_fanout_loc_conf_t     *flcf;
+    ngx_http_request_t             *fake;     /* owns all of this */
+    ngx_http_fanout_stats_t        *st;
+    ngx_event_t                     reap;
+
+    ngx_str_t                       request_id;
+    ngx_str_t                       variant;
+    u_char                         *primary;  /* the client's answer */
+    size_t                          primary_len;
+    ngx_msec_t                      primary_ms;
+
+    unsigned                        answered:1;  /* the client's is known */
+    unsigned                        primary_ok:1;
+    unsigned                        finished:1;  /* the shadow's is known */
+    unsigned                        counted:1;
+    unsigned                        inflight:1;
+};
+
+
+static ngx_int_t ngx_http_fanout_shadow_sampled(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_shadow_conf_t *sc);
+static ngx_http_request_t *ngx_http_fanout_shadow_request(
+    ngx_http_request_t *r, ngx_list_t *headers);
+static ngx_int_t ngx_http_fanout_shadow_headers(ngx_http_request_t *fake,
+    ngx_http_request_t *r, ngx_list_t *headers);
+static ngx_int_t ngx_http_fanout_shadow_body(ngx_http_request_t *fake,
+    ngx_http_request_t *r);
+static void ngx_http_fanout_shadow_timeout(ngx_event_t *ev);
+static void ngx_http_fanout_shadow_end(ngx_http_fanout_shadow_t *sh,
+    fanout_kind_e kind);
+static void ngx_http_fanout_shadow_judge(ngx_http_fanout_shadow_t *sh);
+static void ngx_http_fanout_shadow_sample(ngx_http_fanout_shadow_t *sh,
+    fanout_span_t *primary, fanout_span_t *shadow);
+static void ngx_http_fanout_shadow_reap(ngx_event_t *ev);
+static void ngx_http_fanout_shadow_free(ngx_http_request_t *fake);
+
+
+static ngx_str_t  ngx_http_fanout_request_id = ngx_string("request_id");
+static ngx_int_t  ngx_http_fanout_request_id_index = NGX_ERROR;
+
+
+/* a copy in the shadow's pool: non-zero when out of memory */
+
+static ngx_int_t
+ngx_http_fanout_copy_str(ngx_pool_t *pool, ngx_str_t *dst, ngx_str_t *src)
+{
+    dst->len = src->len;
+
+    if (src->len == 0) {
+        dst->data = NULL;
+        return 0;
+    }
+
+    dst->data = ngx_pnalloc(pool, src->len);
+    if (dst->data == NULL) {
+        return 1;
+    }
+
+    ngx_memcpy(dst->data, src->data, src->len);
+
+    return 0;
+}
+
+
+/*
+ * fanout_shadow NAME URI [percent=P] [compare=FIELD] [against=FIELD]
+ *     [tolerance=X] [timeout=T] [max_inflight=N] [sample=redis]
+ *     [sample_max=N];
+ */
+
+char *
+ngx_http_fanout_shadow(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_fanout_loc_conf_t *flcf = conf;
+
+    u_char                         *end;
+    ngx_int_t                       n;
+    ngx_str_t                      *value, s;
+    ngx_uint_t                      i, sample;
+    ngx_http_fanout_main_conf_t    *fmcf;
+    ngx_http_fanout_shadow_conf_t  *sc, *shadows;
+
+    value = cf->args->elts;
+
+    if (flcf->shadows == NULL) {
+        flcf->shadows = ngx_array_create(cf->pool, 2,
+                                         sizeof(ngx_http_fanout_shadow_conf_t));
+        if (flcf->shadows == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (ngx_http_fanout_valid_name(&value[1]) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid shadow name \"%V\": use 1 to 64 letters, "
+                           "digits, \"_\", \"-\" or \".\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    shadows = flcf->shadows->elts;
+
+    for (i = 0; i < flcf->shadows->nelts; i++) {
+        if (shadows[i].target.name.len == value[1].len
+            && ngx_strncmp(shadows[i].target.name.data, value[1].data,
+                           value[1].len)
+               == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate shadow name \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (value[2].len == 0 || value[2].data[0] != '/') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid shadow URI \"%V\": it must be a local "
+                           "URI that begins with \"/\"", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    sc = ngx_array_push(flcf->shadows);
+    if (sc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(sc, sizeof(ngx_http_fanout_shadow_conf_t));
+
+    sc->target.name = value[1];
+    sc->target.variant = -1;
+    sc->percent = NGX_HTTP_FANOUT_SHADOW_ALL;
+    sc->timeout = NGX_CONF_UNSET_MSEC;
+    sample = 0;
+
+    ngx_http_fanout_split_uri(&value[2], &sc->target.uri, &sc->target.args);
+
+    for (i = 3; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "percent=", 8) == 0) {
+            n = ngx_atofp(value[i].data + 8, value[i].len - 8, 2);
+
+            if (n == NGX_ERROR || n == 0 || n > NGX_HTTP_FANOUT_SHADOW_ALL) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\": use a percentage over 0 "
+                                   "and at most 100, with at most two "
+                                   "decimals", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            sc->percent = (ngx_uint_t) n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "compare=", 8) == 0
+            || ngx_strncmp(value[i].data, "against=", 8) == 0)
+        {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+
+            if (fanout_json_path_check((const char *) s.data, s.len) != 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid field path in \"%V\"",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            if (value[i].data[0] == 'c') {
+                sc->compare = s;
+            } else {
+                sc->against = s;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "tolerance=", 10) == 0) {
+            s.data = value[i].data + 10;
+            s.len = value[i].len - 10;
+
+            errno = 0;
+            sc->tolerance = (s.len && s.len < 32)
+                            ? strtod((const char *) s.data, (char **) &end)
+                            : -1;
+
+            if (s.len == 0 || s.len >= 32 || end != s.data + s.len
+                || errno || !(sc->tolerance >= 0))
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\": use a number of 0 or "
+                                   "more", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+
+            sc->timeout = ngx_parse_time(&s, 0);
+
+            if (sc->timeout == (ngx_msec_t) NGX_ERROR || sc->timeout == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid timeout \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "max_inflight=", 13) == 0) {
+            n = ngx_atoi(value[i].data + 13, value[i].len - 13);
+            if (n <= 0) {
+                goto invalid;
+            }
+
+            sc->target.max_inflight = (ngx_uint_t) n;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "sample=redis") == 0) {
+            sample = 1;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "sample_max=", 11) == 0) {
+            n = ngx_atoi(value[i].data + 11, value[i].len - 11);
+            if (n <= 0) {
+                goto invalid;
+            }
+
+            sc->sample_max = (ngx_uint_t) n;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    if (sc->sample_max && !sample) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sample_max=\" needs \"sample=redis\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (sample) {
+        if (sc->sample_max == 0) {
+            sc->sample_max = 10000;
+        }
+
+        /* fanout_redis is checked once the http block is read */
+        fmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_fanout_module);
+
+        if (fmcf->sample_file == NULL) {
+            fmcf->sample_file = cf->conf_file->file.name.data;
+            fmcf->sample_line = cf->conf_file->line;
+        }
+    }
+
+    if (sc->against.len == 0) {
+        sc->against = sc->compare;
+    }
+
+    if (ngx_http_fanout_request_id_index == NGX_ERROR) {
+        ngx_http_fanout_request_id_index =
+            ngx_http_get_variable_index(cf, &ngx_http_fanout_request_id);
+
+        if (ngx_http_fanout_request_id_index == NGX_ERROR) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* merge time: a shadow needs a fan-out to shadow; counters per shadow */
+
+ngx_int_t
+ngx_http_fanout_shadow_merge(ngx_conf_t *cf, ngx_http_fanout_loc_conf_t *flcf)
+{
+    u_char                         *p;
+    ngx_str_t                       name;
+    ngx_uint_t                      i, loc;
+    ngx_http_fanout_main_conf_t    *fmcf;
+    ngx_http_fanout_shadow_conf_t  *sc;
+
+    if (flcf->shadows == NULL) {
+        return NGX_OK;
+    }
+
+    if (flcf->targets == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"fanout_shadow\" works only in a location with "
+                      "\"fanout_target\"");
+        return NGX_ERROR;
+    }
+
+    sc = flcf->shadows->elts;
+    fmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_fanout_module);
+
+    for (i = 0; i < flcf->shadows->nelts; i++) {
+        if (sc[i].stream.len) {
+            continue;
+        }
+
+        name = sc[i].target.name;
+
+        if (ngx_http_fanout_stats_register_extra(cf, fmcf, &flcf->location,
+                                                 &name,
+                                                 NGX_HTTP_FANOUT_STATS_SHADOW,
+                                                 &loc, &sc[i].stats)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        /* the stream of sampled disagreements */
+        sc[i].stream.len = sizeof("fanout:shadow::") - 1
+                           + flcf->location.len + name.len;
+        sc[i].stream.data = ngx_pnalloc(cf->pool, sc[i].stream.len);
+        if (sc[i].stream.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_sprintf(sc[i].stream.data, "fanout:shadow:%V:%V",
+                        &flcf->location, &name);
+        sc[i].stream.len = p - sc[i].stream.data;
+    }
+
+    return NGX_OK;
+}
+
+
+/* from ngx_http_fanout_start(): the targets are called, the shadows too */
+
+void
+ngx_http_fanout_shadow_start(ngx_http_fanout_ctx_t *ctx)
+{
+    ngx_int_t                       rc;
+    ngx_str_t                      *variant;
+    ngx_uint_t                      i;
+    ngx_msec_t                      timeout;
+    ngx_connection_t               *c;
+    ngx_http_request_t             *r, *fake, *sr;
+    ngx_http_fanout_stats_t        *st;
+    ngx_http_fanout_shadow_t       *sh;
+    ngx_http_fanout_shadow_conf_t  *shadows, *sc;
+    ngx_http_variable_value_t      *vv;
+
+    r = ctx->request;
+    shadows = ctx->conf->shadows->elts;
+
+    ctx->shadows = ngx_pcalloc(r->pool, ctx->conf->shadows->nelts
+                                        * sizeof(ngx_http_fanout_shadow_t *));
+    if (ctx->shadows == NULL) {
+        return;
+    }
+
+    for (i = 0; i < ctx->conf->shadows->nelts; i++) {
+        sc = &shadows[i];
+
+        if (!ngx_http_fanout_shadow_sampled(ctx, sc)) {
+            continue;
+        }
+
+        st = ngx_http_fanout_stats_extra(r, ctx->conf,
+                                         NGX_HTTP_FANOUT_STATS_SHADOW,
+                                         sc->stats);
+
+        /* counted always (status shows it), capped with max_inflight */
+        if (ngx_atomic_fetch_add(&st->inflight, 1)
+               >= (ngx_atomic_uint_t) sc->target.max_inflight
+            && sc->target.max_inflight)
+        {
+            /* shed, never queued: a shadow must not pile up */
+            (void) ngx_atomic_fetch_add(&st->inflight, -1);
+            ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_SHA_SHED);
+            continue;
+        }
+
+        fake = ngx_http_fanout_shadow_request(r, ctx->headers);
+
+        if (fake == NULL) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "fanout shadow \"%V\" could not be started",
+                          &sc->target.name);
+            goto failed;
+        }
+
+        c = fake->connection;
+
+        sh = ngx_pcalloc(fake->pool, sizeof(ngx_http_fanout_shadow_t));
+        if (sh == NULL) {
+            ngx_http_fanout_shadow_free(fake);
+            goto failed;
+        }
+
+        sh->conf = sc;
+        sh->flcf = ctx->conf;
+        sh->fake = fake;
+        sh->st = st;
+        sh->inflight = 1;
+
+        sh->sub.target = &sc->target;
+        sh->sub.shadow = 1;
+        sh->sub.ps.handler = ngx_http_fanout_shadow_done;
+        sh->sub.ps.data = sh;
+        sh->sub.stop.handler = ngx_http_fanout_shadow_stop;
+        sh->sub.stop.data = sh;
+        sh->sub.stop.log = c->log;
+        sh->reap.handler = ngx_http_fanout_shadow_reap;
+        sh->reap.data = sh;
+        sh->reap.log = c->log;
+        sh->reap.cancelable = 1;
+
+        /* what a sample names: the client's request id, its variant */
+        vv = ngx_http_get_indexed_variable(fake,
+                                    (ngx_uint_t) ngx_http_fanout_request_id_index);
+        if (vv && !vv->not_found) {
+            sh->request_id.data = vv->data;
+            sh->request_id.len = vv->len;
+        }
+
+        variant = ngx_http_fanout_split_name(ctx);
+        if (variant) {
+            sh->variant = *variant;
+        }
+
+        rc = ngx_http_subrequest(fake, &sc->target.uri,
+                                 sc->target.args.len ? &sc->target.args
+                                                     : &fake->args,
+                                 &sr, &sh->sub.ps,
+                                 NGX_HTTP_SUBREQUEST_BACKGROUND);
+        if (rc != NGX_OK) {
+            ngx_http_fanout_shadow_free(fake);
+            goto failed;
+        }
+
+        sh->sub.sr = sr;
+        sh->sub.start = ngx_current_msec;
+
+        if (r->method != NGX_HTTP_HEAD) {
+            sr->method = fake->method;
+            sr->method_name = fake->method_name;
+        }
+
+        /* the shadow's own deadline: it runs past the client's answer */
+        timeout = (sc->timeout != NGX_CONF_UNSET_MSEC) ? sc->timeout
+                                                       : ctx->conf->timeout;
+
+        sh->sub.timer.handler = ngx_http_fanout_shadow_timeout;
+        sh->sub.timer.data = sh;
+        sh->sub.timer.log = c->log;
+
+        ngx_add_timer(&sh->sub.timer, timeout);
+
+        ctx->shadows[ctx->nshadows++] = sh;
+
+        ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_SHA_SENT);
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "fanout shadow \"%V\" started on *%uA",
+                       &sc->target.name, c->number);
+
+        /* the subrequest starts now, on the shadow's own connection */
+        ngx_http_run_posted_requests(c);
+
+        continue;
+
+    failed:
+
+        (void) ngx_atomic_fetch_add(&st->inflight, -1);
+
+        ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_SHA_ERROR);
+    }
+}
+
+
+/* percent=: sticky by the fanout_split key, when there is one */
+
+static ngx_int_t
+ngx_http_fanout_shadow_sampled(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_shadow_conf_t *sc)
+{
+    u_char     *p;
+    uint32_t    hash;
+    ngx_str_t   key;
+
+    if (sc->percent >= NGX_HTTP_FANOUT_SHADOW_ALL) {
+        return 1;
+    }
+
+    key.len = 0;
+
+    if (ctx->conf->split
+        && ngx_http_fanout_split_key(ctx, &key) != NGX_OK)
+    {
+        return 0;
+    }
+
+    if (key.len == 0) {
+        hash = ((uint32_t) ngx_random() << 16) ^ (uint32_t) ngx_random();
+
+    } else {
+        /* NAME:KEY, so that each shadow and the split pick independently */
+        p = ngx_pnalloc(ctx->request->pool, sc->target.name.len + 1 + key.len);
+        if (p == NULL) {
+            return 0;
+        }
+
+        ngx_memcpy(p, sc->target.name.data, sc->target.name.len);
+        p[sc->target.name.len] = ':';
+        ngx_memcpy(p + sc->target.name.len + 1, key.data, key.len);
+
+        hash = fanout_murmur2(p, sc->target.name.len + 1 + key.len);
+    }
+
+    return hash % NGX_HTTP_FANOUT_SHADOW_ALL < sc->percent;
+}
+
+
+/*
+ * The shadow's own request: a copy of the client's that the client's end
+ * does not touch, on a connection without a socket.  Only ever freed by
+ * ngx_http_fanout_shadow_free(): it keeps one reference of its own, so that
+ * nginx never closes it as a real connection.
+ */
+
+static ngx_http_request_t *
+ngx_http_fanout_shadow_request(ngx_http_request_t *r, ngx_list_t *headers)
+{
+    ngx_log_t                  *log;
+    ngx_pool_t                 *pool;
+    ngx_time_t                 *tp;
+    ngx_connection_t           *c, *cc, *saved;
+    ngx_http_log_ctx_t         *lctx;
+    ngx_http_request_t         *fake;
+    ngx_http_connection_t      *hc;
+    ngx_http_core_main_conf_t  *cmcf;
+    ngx_http_variable_value_t  *vv, *id;
+
+    cc = r->connection;
+
+    /* the client's local address, for $server_addr in the shadow */
+    if (ngx_connection_local_sockaddr(cc, NULL, 0) != NGX_OK) {
+        return NULL;
+    }
+
+    pool = ngx_create_pool(4096, ngx_cycle->log);
+    if (pool == NULL) {
+        return NULL;
+    }
+
+    log = ngx_pcalloc(pool, sizeof(ngx_log_t));
+    lctx = ngx_pcalloc(pool, sizeof(ngx_http_log_ctx_t));
+    fake = ngx_pcalloc(pool, sizeof(ngx_http_request_t));
+    hc = ngx_palloc(pool, sizeof(ngx_http_connection_t));
+
+    if (log == NULL || lctx == NULL || fake == NULL || hc == NULL) {
+        ngx_destroy_pool(pool);
+        return NULL;
+    }
+
+    /*
+     * A connection slot without a socket: ngx_get_connection() wants a
+     * valid descriptor number for its files[] table (poll, select), so 0 is
+     * lent and its slot put back.
+     */
+
+    saved = ngx_cycle->files ? ngx_cycle->files[0] : NULL;
+
+    c = ngx_get_connection(0, ngx_cycle->log);
+
+    if (ngx_cycle->files) {
+        ngx_cycle->files[0] = saved;
+    }
+
+    if (c == NULL) {
+        ngx_destroy_pool(pool);
+        return NULL;
+    }
+
+    c->fd = (ngx_socket_t) -1;
+    c->pool = pool;
+    c->data = fake;
+
+    /* enough for ngx_http_fanout_shadow_free() from here on */
+    fake->connection = c;
+    fake->pool = pool;
+    fake->logged = 1;                  /* only the subrequest is logged */
+
+    c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
+    c->start_time = ngx_current_msec;
+    c->requests = 1;
+
+    *log = *cc->log;
+    log->connection = c->number;
+    log->data = lctx;
+    log->action = "shadowing";
+    c->log = log;
+    c->log_error = NGX_ERROR_INFO;
+    pool->log = log;
+
+    c->listening = cc->listening;
+    c->type = cc->type;
+    c->socklen = cc->socklen;
+    c->local_socklen = cc->local_socklen;
+    c->sockaddr = ngx_pnalloc(pool, cc->socklen);
+    c->local_sockaddr = ngx_pnalloc(pool, cc->local_socklen);
+    c->addr_text.data = ngx_pnalloc(pool, cc->addr_text.len);
+
+    if (c->sockaddr == NULL || c->local_sockaddr == NULL
+        || c->addr_text.data == NULL)
+    {
+        goto failed;
+    }
+
+    ngx_memcpy(c->sockaddr, cc->sockaddr, cc->socklen);
+    ngx_memcpy(c->local_sockaddr, cc->local_sockaddr, cc->local_socklen);
+    ngx_memcpy(c->addr_text.data, cc->addr_text.data, cc->addr_text.len);
+    c->addr_text.len = cc->addr_text.len;
+
+    /*
+     * Always writable, both events already "registered": the upstream then
+     * never adds them to epoll (it watches a client for aborts) nor sets a
+     * send timer.  Nothing is ever written to it: the capture filter takes
+     * the whole answer, and nothing is read from it.
+     */
+    c->read->active = 1;
+    c->write->ready = 1;
+    c->write->active = 1;
+    c->tcp_nodelay = NGX_TCP_NODELAY_DISABLED;
+    c->tcp_nopush = NGX_TCP_NOPUSH_DISABLED;
+
+    /* the server's configuration, none of the client's buffers */
+    ngx_memzero(hc, sizeof(ngx_http_connection_t));
+
+    if (r->http_connection) {
+        hc->addr_conf = ((ngx_http_connection_t *) r->http_connection)
+                        ->addr_conf;
+        hc->conf_ctx = ((ngx_http_connection_t *) r->http_connection)
+                       ->conf_ctx;
+    }
+
+    lctx->connection = c;
+    lctx->request = fake;
+    lctx->current_request = fake;
+
+    fake->signature = NGX_HTTP_MODULE;
+    fake->http_connection = hc;
+    fake->main = fake;
+    fake->count = 1;                   /* ours, until shadow_free() */
+    fake->main_conf = r->main_conf;
+    fake->srv_conf = r->srv_conf;
+    fake->loc_conf = r->loc_conf;
+    fake->log_handler = r->log_handler;
+    fake->read_event_handler = ngx_http_request_empty_handler;
+    fake->write_event_handler = ngx_http_request_empty_handler;
+    fake->http_state = NGX_HTTP_PROCESS_REQUEST_STATE;
+    fake->subrequests = NGX_HTTP_MAX_SUBREQUESTS + 1;
+    fake->uri_changes = NGX_HTTP_MAX_URI_CHANGES + 1;
+    tp = ngx_timeofday();
+    fake->start_sec = tp->sec;
+    fake->start_msec = tp->msec;
+    fake->internal = 1;
+
+    fake->method = r->method;
+    fake->http_version = r->http_version;
+
+    fake->ctx = ngx_pcalloc(pool, sizeof(void *) * ngx_http_max_module);
+    fake->header_in = ngx_calloc_buf(pool);
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_core_module);
+
+    fake->variables = ngx_pcalloc(pool, cmcf->variables.nelts
+                                        * sizeof(ngx_http_variable_value_t));
+
+    if (fake->ctx == NULL || fake->header_in == NULL
+        || fake->variables == NULL
+        || ngx_list_init(&fake->headers_out.headers, pool, 1,
+                         sizeof(ngx_table_elt_t))
+           != NGX_OK)
+    {
+        goto failed;
+    }
+
+    /* the strings the client's request keeps in its own buffers */
+    if (ngx_http_fanout_copy_str(pool, &fake->method_name, &r->method_name)
+        || ngx_http_fanout_copy_str(pool, &fake->request_line,
+                                    &r->request_line)
+        || ngx_http_fanout_copy_str(pool, &fake->uri, &r->uri)
+        || ngx_http_fanout_copy_str(pool, &fake->args, &r->args)
+        || ngx_http_fanout_copy_str(pool, &fake->unparsed_uri,
+                                    &r->unparsed_uri)
+        || ngx_http_fanout_copy_str(pool, &fake->http_protocol,
+                                    &r->http_protocol)
+        || ngx_http_fanout_copy_str(pool, &fake->schema, &r->schema)
+        || ngx_http_fanout_copy_str(pool, &fake->exten, &r->exten))
+    {
+        goto failed;
+    }
+
+    /* the same $request_id as the client's, for logs and samples */
+    vv = ngx_http_get_indexed_variable(r,
+                                (ngx_uint_t) ngx_http_fanout_request_id_index);
+
+    if (vv && !vv->not_found) {
+        id = &fake->variables[ngx_http_fanout_request_id_index];
+        *id = *vv;
+
+        if (vv->len) {
+            id->data = ngx_pnalloc(pool, vv->len);
+            if (id->data == NULL) {
+                goto failed;
+            }
+
+            ngx_memcpy(id->data, vv->data, vv->len);
+        }
+    }
+
+    if (ngx_http_fanout_shadow_headers(fake, r, headers) != NGX_OK
+        || ngx_http_fanout_shadow_body(fake, r) != NGX_OK)
+    {
+        goto failed;
+    }
+
+    return fake;
+
+failed:
+
+    ngx_http_fanout_shadow_free(fake);
+    return NULL;
+}
+
+
+/*
+ * The client's headers (less Accept-Encoding), copied, with headers_in's
+ * pointers to the known ones set as nginx's parser sets them.
+ */
+
+static ngx_int_t
+ngx_http_fanout_shadow_headers(ngx_http_request_t *fake,
+    ngx_http_request_t *r, ngx_list_t *headers)
+{
+    ngx_uint_t                  i;
+    ngx_list_part_t            *part;
+    ngx_table_elt_t            *h, *copy, **ph;
+    ngx_http_header_t          *hh;
+    ngx_http_headers_in_t      *in;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    in = &fake->headers_in;
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_core_module);
+
+    if (ngx_list_init(&in->headers, fake->pool, 16, sizeof(ngx_table_elt_t))
+        != NGX_OK
+        || ngx_http_fanout_copy_str(fake->pool, &in->server,
+                                    &r->headers_in.server))
+    {
+        return NGX_ERROR;
+    }
+
+#if (nginx_version < 1023000)
+    if (ngx_array_init(&in->cookies, fake->pool, 2, sizeof(ngx_table_elt_t *))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+#if (NGX_HTTP_X_FORWARDED_FOR)
+    if (ngx_array_init(&in->x_forwarded_for, fake->pool, 1,
+                       sizeof(ngx_table_elt_t *))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+#endif
+#endif
+
+    in->content_length_n = r->headers_in.content_length_n;
+    in->keep_alive_n = -1;
+    in->connection_type = r->headers_in.connection_type;
+
+    part = &headers->part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        copy = ngx_list_push(&in->headers);
+        if (copy == NULL) {
+            return NGX_ERROR;
+        }
+
+        *copy = h[i];
+
+        copy->key.data = ngx_pnalloc(fake->pool, h[i].key.len + 1
+                                                 + h[i].value.len + 1
+                                                 + h[i].key.len);
+        if (copy->key.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(copy->key.data, h[i].key.data, h[i].key.len);
+        copy->key.data[h[i].key.len] = '\0';
+
+        copy->value.data = copy->key.data + h[i].key.len + 1;
+        ngx_memcpy(copy->value.data, h[i].value.data, h[i].value.len);
+        copy->value.data[h[i].value.len] = '\0';
+
+        copy->lowcase_key = copy->value.data + h[i].value.len + 1;
+        ngx_memcpy(copy->lowcase_key, h[i].lowcase_key, h[i].key.len);
+
+#if (nginx_version >= 1023000)
+        copy->next = NULL;
+#endif
+
+        if (h[i].key.len == sizeof("Transfer-Encoding") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Transfer-Encoding",
+                               sizeof("Transfer-Encoding") - 1)
+               == 0)
+        {
+            /* the body goes as one piece of known length */
+            copy->hash = 0;
+            continue;
+        }
+
+        hh = ngx_hash_find(&cmcf->headers_in_hash, h[i].hash,
+                           h[i].lowcase_key, h[i].key.len);
+
+        if (hh == NULL || hh->offset == 0) {
+            continue;
+        }
+
+#if (nginx_version < 1023000)
+        if (hh->offset == offsetof(ngx_http_headers_in_t, cookies)
+#if (NGX_HTTP_X_FORWARDED_FOR)
+            || hh->offset == offsetof(ngx_http_headers_in_t, x_forwarded_for)
+#endif
+           )
+        {
+            ph = ngx_array_push((ngx_array_t *) ((char *) in + hh->offset));
+            if (ph == NULL) {
+                return NGX_ERROR;
+            }
+
+            *ph = copy;
+            continue;
+        }
+
+        ph = (ngx_table_elt_t **) ((char *) in + hh->offset);
+
+        if (*ph == NULL) {
+            *ph = copy;
+        }
+#else
+        for (ph = (ngx_table_elt_t **) ((char *) in + hh->offset);
+             *ph;
+             ph = &(*ph)->next)
+        {
+            /* void */
+        }
+
+        *ph = copy;
+#endif
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The client's body in one buffer of the shadow's pool.  A body that
+ * nginx spilled to a temp file is read back: a local file read, as for
+ * the cache key.
+ */
+
+static ngx_int_t
+ngx_http_fanout_shadow_body(ngx_http_request_t *fake, ngx_http_request_t *r)
+{
+    off_t         size;
+    ssize_t       n;
+    ngx_buf_t    *b, *in;
+    ngx_chain_t  *cl;
+
+    fake->request_body = ngx_pcalloc(fake->pool,
+                                     sizeof(ngx_http_request_body_t));
+    if (fake->request_body == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        if (r->headers_in.chunked) {
+            fake->headers_in.content_length_n = 0;
+        }
+
+        return NGX_OK;
+    }
+
+    size = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        size += ngx_buf_size(cl->buf);
+    }
+
+    fake->headers_in.content_length_n = size;
+
+    if (size == 0) {
+        return NGX_OK;
+    }
+
+    b = ngx_create_temp_buf(fake->pool, (size_t) size);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        in = cl->buf;
+
+        if (ngx_buf_in_memory(in)) {
+            b->last = ngx_cpymem(b->last, in->pos, in->last - in->pos);
+            continue;
+        }
+
+        n = ngx_read_file(in->file, b->last,
+                          (size_t) (in->file_last - in->file_pos),
+                          in->file_pos);
+
+        if (n != in->file_last - in->file_pos) {
+            return NGX_ERROR;
+        }
+
+        b->last += n;
+    }
+
+    b->last_buf = 1;
+
+    fake->request_body->bufs = ngx_alloc_chain_link(fake->pool);
+    if (fake->request_body->bufs == NULL) {
+        return NGX_ERROR;
+    }
+
+    fake->request_body->bufs->buf = b;
+    fake->request_body->bufs->next = NULL;
+
+    return NGX_OK;
+}
+
+
+/* the shadow's post_subrequest handler: may run more than once */
+
+ngx_int_t
+ngx_http_fanout_shadow_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
+{
+    ngx_http_fanout_shadow_t *sh = data;
+
+    fanout_kind_e           kind;
+    ngx_http_fanout_sub_t  *sub;
+
+    sub = &sh->sub;
+
+    if (sub->done || rc == NGX_AGAIN || sr != sub->sr) {
+        return NGX_OK;
+    }
+
+    if (sub->too_large || sub->broken) {
+        kind = sub->too_large ? FANOUT_TOO_LARGE : FANOUT_UPSTREAM_ERROR;
+
+    } else if (!sub->header || rc != NGX_OK) {
+        kind = (rc == NGX_HTTP_GATEWAY_TIME_OUT) ? FANOUT_TIMEOUT
+                                                 : FANOUT_UPSTREAM_ERROR;
+
+    } else {
+        sub->part.body = (const char *) sub->buf;
+        sub->part.body_len = sub->len;
+
+        /* 2xx and JSON; the compared field is looked up later */
+        fanout_part_parse(&sub->part, NULL, 0);
+        kind = sub->part.kind;
+    }
+
+    ngx_http_fanout_shadow_end(sh, kind);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_fanout_shadow_timeout(ngx_event_t *ev)
+{
+    ngx_http_request_t        *sr;
+    ngx_http_upstream_t       *u;
+    ngx_http_fanout_shadow_t  *sh;
+
+    sh = ev->data;
+    sr = sh->sub.sr;
+
+    ngx_log_error(NGX_LOG_INFO, ev->log, 0,
+                  "fanout shadow \"%V\" timed out", &sh->conf->target.name);
+
+    ngx_http_fanout_shadow_end(sh, FANOUT_TIMEOUT);
+
+    /* cut the call off, as the targets' are: its connection is closed */
+    if (sr && !sr->done) {
+        u = sr->upstream;
+
+        if (u && u->cleanup) {
+            sr->write_event_handler = ngx_http_request_empty_handler;
+            (*u->cleanup)(sr);
+            ngx_http_run_posted_requests(sh->fake->connection);
+        }
+    }
+}
+
+
+/* the capture gave up on the answer (too large, out of memory) */
+
+void
+ngx_http_fanout_shadow_stop(ngx_event_t *ev)
+{
+    ngx_http_fanout_shadow_t *sh = ev->data;
+
+    ngx_http_fanout_shadow_end(sh, sh->sub.too_large ? FANOUT_TOO_LARGE
+                                                     : FANOUT_UPSTREAM_ERROR);
+}
+
+
+static void
+ngx_http_fanout_shadow_end(ngx_http_fanout_shadow_t *sh, fanout_kind_e kind)
+{
+    ngx_http_fanout_sub_t  *sub;
+
+    sub = &sh->sub;
+
+    if (sub->done) {
+        return;
+    }
+
+    sub->done = 1;
+    sub->sr = NULL;
+    sub->part.kind = kind;
+    sub->part.latency_ms = ngx_current_msec - sub->start;
+
+    if (sub->timer.timer_set) {
+        ngx_del_timer(&sub->timer);
+    }
+
+    if (sub->stop.posted) {
+        ngx_delete_posted_event(&sub->stop);
+    }
+
+    if (sh->inflight) {
+        sh->inflight = 0;
+        (void) ngx_atomic_fetch_add(&sh->st->inflight, -1);
+    }
+
+    ngx_http_fanout_stats_latency(sh->st, sub->part.latency_ms);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, sh->fake->connection->log, 0,
+                   "fanout shadow \"%V\" done: %s",
+                   &sh->conf->target.name, fanout_kind_name(kind));
+
+    sh->finished = 1;
+
+    ngx_http_fanout_shadow_judge(sh);
+}
+
+
+/*
+ * The client's answer is decided (status 0: the client went away before
+ * it was): each shadow still running gets a copy of it.
+ */
+
+void
+ngx_http_fanout_shadow_answer(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
+    u_char *body, size_t len)
+{
+    ngx_uint_t                 i;
+    ngx_http_fanout_shadow_t  *sh;
+
+    for (i = 0; i < ctx->nshadows; i++) {
+        sh = ctx->shadows[i];
+
+        sh->answered = 1;
+        sh->primary_ms = ctx->latency;
+        sh->primary_ok = (status == NGX_HTTP_OK);
+
+        if (sh->primary_ok && len) {
+            sh->primary = ngx_pnalloc(sh->fake->pool, len);
+
+            if (sh->primary == NULL) {
+                sh->primary_ok = 0;
+
+            } else {
+                ngx_memcpy(sh->primary, body, len);
+                sh->primary_len = len;
+            }
+        }
+
+        ngx_http_fanout_shadow_judge(sh);
+    }
+
+    ctx->nshadows = 0;
+}
+
+
+/* both answers are known: compare, count, sample, and let go */
+
+static void
+ngx_http_fanout_shadow_judge(ngx_http_fanout_shadow_t *sh)
+{
+    ngx_http_fanout_sub_t          *sub;
+    ngx_http_fanout_stats_t        *st;
+    fanout_compare_t                res;
+    fanout_span_t                   a, b;
+    ngx_http_fanout_shadow_conf_t  *sc;
+
+    if (!sh->answered || !sh->finished || sh->counted) {
+        return;
+    }
+
+    sh->counted = 1;
+    sub = &sh->sub;
+    st = sh->st;
+    sc = sh->conf;
+
+    if (sub->part.kind != FANOUT_OK) {
+        ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_SHA_ERROR);
+
+    } else if (!sh->primary_ok
+               || fanout_json_scan((const char *) sh->primary,
+                                   sh->primary_len,
+                                   (const char *) sc->against.data,
+                                   sc->against.len, &a)
+                  != 0
+               || (sc->against.len && a.p == NULL))
+    {
+        /* nothing to compare with: the client's answer failed */
+        ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_SHA_SKIPPED);
+
+    } else {
+        if (sc->against.len == 0) {
+            a.p = (const char *) sh->primary;
+            a.len = sh->primary_len;
+        }
+
+        if (sc->compare.len == 0) {
+            b.p = sub->part.body;
+            b.len = sub->part.body_len;
+
+        } else if (fanout_json_scan(sub->part.body, sub->part.body_len,
+                                    (const char *) sc->compare.data,
+                                    sc->compare.len, &b)
+                   != 0)
+        {
+            b.p = NULL;
+        }
+
+        if (b.p == NULL) {
+            /* the shadow's answer lacks the field: it disagrees */
+            b.len = 0;
+            res.agree = 0;
+            res.argmax = -1;
+
+        } else {
+            fanout_compare(a.p, a.len, b.p, b.len, sc->tolerance, &res);
+        }
+
+        ngx_http_fanout_stats_count(st, res.agree
+                                        ? NGX_HTTP_FANOUT_SHA_AGREE
+                                        : NGX_HTTP_FANOUT_SHA_DISAGREE);
+
+        if (res.argmax >= 0) {
+            ngx_http_fanout_stats_count(st, res.argmax
+                                       ? NGX_HTTP_FANOUT_SHA_ARGMAX_AGREE
+                                       : NGX_HTTP_FANOUT_SHA_ARGMAX_DISAGREE);
+        }
+
+        /* latency against the client's, over the pairs that both answered */
+        ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_SHA_PAIRS);
+        (void) ngx_atomic_fetch_add(&st->counters[NGX_HTTP_FANOUT_SHA_SHADOW_MS],
+                                    sub->part.latency_ms);
+        (void) ngx_atomic_fetch_add(
+                              &st->counters[NGX_HTTP_FANOUT_SHA_PRIMARY_MS],
+                              sh->primary_ms);
+
+        if (sub->part.latency_ms > sh->primary_ms) {
+            ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_SHA_SLOWER);
+        }
+
+        if (!res.agree && sc->sample_max) {
+            ngx_http_fanout_shadow_sample(sh, &a, &b);
+        }
+    }
+
+    /* freed once nginx is done with the subrequest too */
+    ngx_post_event(&sh->reap, &ngx_posted_events);
+}
+
+
+/*
+ * sample=redis: XADD fanout:shadow:LOC:NAME MAXLEN ~ N * ...  Sent and
+ * forgotten: the Redis client's timer bounds it, and an error is counted
+ * (fail-open).
+ */
+
+static void
+ngx_http_fanout_shadow_sample(ngx_http_fanout_shadow_t *sh,
+    fanout_span_t *primary, fanout_span_t *shadow)
+{
+    u_char                         *p;
+    size_t                          argvlen[20];
+    ngx_uint_t                      argc;
+    const char                     *argv[20];
+    u_char                          num[4][NGX_INT_T_LEN];
+    ngx_http_fanout_shadow_conf_t  *sc;
+
+    sc = sh->conf;
+    argc = 0;
+
+#define ngx_http_fanout_arg(s, n)                                            \
+    argv[argc] = (const char *) (s); argvlen[argc++] = (n)
+
+    ngx_http_fanout_arg("XADD", 4);
+    ngx_http_fanout_arg(sc->stream.data, sc->stream.len);
+    ngx_http_fanout_arg("MAXLEN", 6);
+    ngx_http_fanout_arg("~", 1);
+    p = ngx_sprintf(num[0], "%ui", sc->sample_max);
+    ngx_http_fanout_arg(num[0], p - num[0]);
+    ngx_http_fanout_arg("*", 1);
+    ngx_http_fanout_arg("request_id", 10);
+    ngx_http_fanout_arg(sh->request_id.data, sh->request_id.len);
+    ngx_http_fanout_arg("variant", 7);
+    ngx_http_fanout_arg(sh->variant.data, sh->variant.len);
+    ngx_http_fanout_arg("field", 5);
+    ngx_http_fanout_arg(sc->compare.data, sc->compare.len);
+    ngx_http_fanout_arg("primary", 7);
+    ngx_http_fanout_arg(primary->p, primary->len);
+    ngx_http_fanout_arg("shadow", 6);
+    ngx_http_fanout_arg(shadow->p ? shadow->p : "", shadow->len);
+    ngx_http_fanout_arg("primary_ms", 10);
+    p = ngx_sprintf(num[1], "%M", sh->primary_ms);
+    ngx_http_fanout_arg(num[1], p - num[1]);
+    ngx_http_fanout_arg("shadow_ms", 9);
+    p = ngx_sprintf(num[2], "%M", sh->sub.part.latency_ms);
+    ngx_http_fanout_arg(num[2], p - num[2]);
+
+#undef ngx_http_fanout_arg
+
+    /* hiredis copies the arguments into its buffer before this returns */
+    if (ngx_http_fanout_redis_command(sh->fake->connection->log, (int) argc,
+                                      argv, argvlen, NULL, NULL)
+        == NULL)
+    {
+        ngx_http_fanout_stats_count(sh->st,
+                                    NGX_HTTP_FANOUT_SHA_SAMPLE_ERRORS);
+        return;
+    }
+
+    ngx_http_fanout_stats_count(sh->st, NGX_HTTP_FANOUT_SHA_SAMPLED);
+}
+
+
+/*
+ * Posted once both answers are known: by then nginx has usually finished
+ * the subrequest too (it holds a reference to the shadow's request until
+ * it has); if not, look again a little later.
+ */
+
+static void
+ngx_http_fanout_shadow_reap(ngx_event_t *ev)
+{
+    ngx_http_fanout_shadow_t *sh = ev->data;
+
+    if (sh->fake->count > 1) {
+        ngx_add_timer(ev, 100);
+        return;
+    }
+
+    ngx_http_fanout_shadow_free(sh->fake);
+}
+
+
+static void
+ngx_http_fanout_shadow_free(ngx_http_request_t *fake)
+{
+    ngx_connection_t  *c, *saved;
+
+    c = fake->connection;
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    c->destroyed = 1;
+    c->read->closed = 1;
+    c->write->closed = 1;
+
+    /* the request's cleanups run, and its pool (the connection's) goes */
+    ngx_http_free_request(fake, 0);
+
+    /* 0 is lent to ngx_free_connection() as to ngx_get_connection() */
+    saved = ngx_cycle->files ? ngx_cycle->files[0] : NULL;
+    c->fd = 0;
+
+    ngx_free_connection(c);
+
+    c->fd = (ngx_socket_t) -1;
+
+    if (ngx_cycle->files) {
+        ngx_cycle->files[0] = saved;
+    }
+}

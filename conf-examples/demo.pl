@@ -25,17 +25,21 @@ $t->mock('vit', ms => 90,
          body => '{"model":"vit","label":"dog","output":{"scores":[0.40,0.50,0.10]}}');
 $t->mock('clip', ms => 150,
          body => '{"model":"clip","label":"cat","output":{"scores":[0.60,0.30,0.10]}}');
+# the candidate that conf-examples/canary.conf rolls out
+my $resnet2 = '{"model":"resnet2","label":"%s","output":{"scores":[0.65,0.25,0.10]}}';
+$t->mock('resnet2', ms => 30, body => sprintf($resnet2, 'cat'));
 
 open my $fh, '<', "$ex/nginx.conf" or die "$ex/nginx.conf: $!";
 my $conf = do { local $/; <$fh> };
 close $fh;
 
 my $dir = $t->dir . '/nginx';
-my %port = (9001 => 'resnet', 9002 => 'vit', 9003 => 'clip');
+my %port = (9001 => 'resnet', 9002 => 'vit', 9003 => 'clip',
+            9004 => 'resnet2');
 
 $conf =~ s{load_module \S+;}{load_module %%MODULE%%;};
 $conf =~ s{worker_processes auto;}{worker_processes 2;};
-$conf =~ s{127\.0\.0\.1:(900[123])}{"127.0.0.1:%%MOCK_$port{$1}%%"}ge;
+$conf =~ s{127\.0\.0\.1:(900[1234])}{"127.0.0.1:%%MOCK_$port{$1}%%"}ge;
 $conf =~ s{127\.0\.0\.1:6379}{127.0.0.1:%%REDIS_cache%%};
 $conf =~ s{listen 8080;}{listen 127.0.0.1:%%PORT_http%%;};
 $conf =~ s{/var/log/nginx/}{$dir/};
@@ -89,6 +93,59 @@ show('first: the fastest good answer, as it came  (POST /fast)',
 
 show('vote label, resnet weight=1.5  (POST /classify)',
      $t->post('/classify', $input));
+
+# a shadow: resnet answers, resnet2 is called too and compared on "label"
+print "\n=== fanout_shadow: resnet answers, resnet2 shadows it, compare=label  "
+    . "(POST /canary x6)\n";
+for my $i (1 .. 6) {
+    if ($i == 5) {
+        # the candidate starts to disagree
+        $t->kill_mock('resnet2');
+        $t->mock('resnet2', ms => 30, body => sprintf($resnet2, 'dog'));
+        print "(resnet2 now answers \"dog\")\n";
+    }
+    my $res = $t->post('/canary', $input);
+    printf "HTTP %s in %.1f ms  X-Fanout-Target: %s  %s\n", $res->{status},
+        $res->{time} * 1000, $res->{headers}{'x-fanout-target'}, $res->{body};
+    sleep 0.1;
+}
+my $sh = $t->status_json->{locations}{'/canary'}{shadows}{resnet2};
+printf "shadow resnet2: sent=%d agree=%d disagree=%d shadow_error=%d "
+    . "shed=%d; mean latency %.0f ms vs the primary's %.0f ms\n",
+    $sh->{sent}, $sh->{agree}, $sh->{disagree}, $sh->{shadow_error},
+    $sh->{shed},
+    $sh->{vs_primary}{shadow_ms_sum} / ($sh->{vs_primary}{pairs} || 1),
+    $sh->{vs_primary}{primary_ms_sum} / ($sh->{vs_primary}{pairs} || 1);
+my $sample = $t->redis_cli('cache', 'XRANGE', 'fanout:shadow:/canary:resnet2',
+                           '-', '+', 'COUNT', '1');
+my @f = split /\n/, $sample;
+shift @f;
+my %e = @f;
+print "sampled to Redis (XRANGE fanout:shadow:/canary:resnet2): "
+    . join(' ', map { "$_=$e{$_}" } qw(request_id field primary shadow
+                                        primary_ms shadow_ms)), "\n";
+
+# a split: 5% of the users get resnet2, sticky by X-User-Id
+print "\n=== fanout_split: 5% of the users get resnet2, sticky by X-User-Id  "
+    . "(POST /canary-5, 40 users, twice each)\n";
+my (%got, $moved);
+for my $round (1 .. 2) {
+    for my $u (1 .. 40) {
+        my $res = $t->post('/canary-5', $input,
+                           headers => { 'X-User-Id' => "user-$u" });
+        my $v = $res->{headers}{'x-fanout-variant'};
+        $moved++ if $round == 2 && $got{$u} ne $v;
+        $got{$u} = $v;
+    }
+}
+my %n;
+$n{$_}++ for values %got;
+printf "variants: %s; users whose variant changed between rounds: %d\n",
+    join(', ', map { "$_=$n{$_}" } sort keys %n), $moved // 0;
+my $vs = $t->status_json->{locations}{'/canary-5'}{variants};
+printf "status variants: %s\n",
+    join('  ', map { "$_: requests=$vs->{$_}{requests} 200=$vs->{$_}{200}" }
+               sort keys %$vs);
 
 # the client's query string reaches the mock models: ?ms=400 makes them slow
 show('failure: every model takes 400 ms; resnet and vit have timeout=300ms '

@@ -69,6 +69,8 @@ typedef struct {
     fanout_breaker_conf_t      *breaker;       /* NULL: none */
     ngx_http_fanout_split_conf_t  *split;      /* NULL: none */
     ngx_array_t                *shadows;       /* fanout_shadow */
+    u_char                     *shadow_file;   /* the first one's */
+    ngx_uint_t                  shadow_line;
 } ngx_http_fanout_loc_conf_t;
 
 

@@ -129,6 +129,10 @@ ngx_http_fanout_shadow(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         if (flcf->shadows == NULL) {
             return NGX_CONF_ERROR;
         }
+
+        /* for the error message if the location has no fanout_target */
+        flcf->shadow_file = cf->conf_file->file.name.data;
+        flcf->shadow_line = cf->conf_file->line;
     }
 
     if (ngx_http_fanout_valid_name(&value[1]) != NGX_OK) {
@@ -338,7 +342,8 @@ ngx_http_fanout_shadow_merge(ngx_conf_t *cf, ngx_http_fanout_loc_conf_t *flcf)
     if (flcf->targets == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"fanout_shadow\" works only in a location with "
-                      "\"fanout_target\"");
+                      "\"fanout_target\" in %s:%ui",
+                      flcf->shadow_file, flcf->shadow_line);
         return NGX_ERROR;
     }
 

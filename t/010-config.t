@@ -226,6 +226,50 @@ for my $b (sort keys %breaker_bad) {
                                . "max_cooldown=1m half_open=2;"));
 is($rc, 0, 'a full fanout_breaker configuration passes') or diag($out);
 
+# fanout_shadow
+my %shadow_bad = (
+    'fanout_shadow s /_m/b;' =>
+        qr/"fanout_shadow" works only in a location with "fanout_target" in .*nginx\.conf:\d+/,
+    'fanout_target a /_m/a; fanout_shadow s /_m/b percent=0;' =>
+        qr/invalid "percent=0"/,
+    'fanout_target a /_m/a; fanout_shadow s /_m/b percent=101;' =>
+        qr/invalid "percent=101"/,
+    'fanout_target a /_m/a; fanout_shadow s /_m/b tolerance=-1;' =>
+        qr/invalid "tolerance=-1"/,
+    'fanout_target a /_m/a; fanout_shadow s /_m/b tolerance=0.1x;' =>
+        qr/invalid "tolerance=0.1x"/,
+    'fanout_target a /_m/a; fanout_shadow s /_m/b compare=a..b;' =>
+        qr/invalid field path in "compare=a\.\.b"/,
+    'fanout_target a /_m/a; fanout_shadow s /_m/b; fanout_shadow s /_m/a;' =>
+        qr/duplicate shadow name "s".*nginx\.conf:\d+/,
+    'fanout_target a /_m/a; fanout_shadow s http://x/;' =>
+        qr/invalid shadow URI "http:\/\/x\/"/,
+    'fanout_target a /_m/a; fanout_shadow s /_m/b max_inflight=0;' =>
+        qr/invalid parameter "max_inflight=0"/,
+    'fanout_target a /_m/a; fanout_shadow s /_m/b sample_max=5;' =>
+        qr/"sample_max=" needs "sample=redis"/,
+    'fanout_target a /_m/a; fanout_shadow s /_m/b sample=redis;' =>
+        qr/"sample=redis" needs a "fanout_redis" in the http block in .*nginx\.conf:\d+/,
+    'fanout_target a /_m/a; fanout_shadow s /_m/b colour=red;' =>
+        qr/invalid parameter "colour=red"/,
+);
+
+for my $s (sort keys %shadow_bad) {
+    ($rc, $out) = $t->nginx_t(conf($s));
+    isnt($rc, 0, "$s: nginx -t fails");
+    like($out, $shadow_bad{$s}, "$s: message") or diag($out);
+}
+
+($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a;\n"
+                               . "fanout_split \$arg_u { 10% x; * y; }\n"
+                               . "fanout_shadow s /_m/b percent=12.5 "
+                               . "compare=out.label against=results.a.label "
+                               . "tolerance=0.01 timeout=2s max_inflight=8 "
+                               . "sample=redis sample_max=100;",
+                               zone => "fanout_zone fanout 1m;\n"
+                                       . "fanout_redis 127.0.0.1:6379;"));
+is($rc, 0, 'a full fanout_shadow configuration passes') or diag($out);
+
 ($rc, $out) = $t->nginx_t(conf("fanout_status yaml;"));
 like($out, qr/invalid format "yaml"/, 'bad status format');
 

@@ -27,6 +27,8 @@ server {
     location /p { fanout_target a /_a; fanout_target b /_a; }
     location /deadline { fanout_target a /_a; fanout_target hang /_hang;
                          fanout_timeout 300ms; }
+    location /sh { fanout_target a /_a; fanout_merge first;
+                   fanout_shadow s /_a; }
     location = /fanout/status { fanout_status; }
 }
 EOC
@@ -69,5 +71,21 @@ like($out, qr/200$/, 'served after an aborted h2 stream');
 
 my $st = decode_json(`$curl $base/fanout/status`);
 is($st->{locations}{'/deadline'}{aborted}, 1, 'the aborted stream is counted');
+
+# a shadow of an h2 request: its own copy outlives the stream
+$out = `$curl -H 'Content-Type: application/json' --data-binary \@${\ $t->dir}/body.json -w '\\n%{http_version} %{http_code}' $base/sh`;
+like($out, qr/\n2 200$/, 'HTTP/2 POST with a shadow: 200 over h2');
+my $sh;
+for (1 .. 40) {
+    $sh = decode_json(`$curl $base/fanout/status`)->{locations}{'/sh'}{shadows}{s};
+    last if $sh->{agree} + $sh->{disagree} + $sh->{shadow_error};
+    sleep 0.05;
+}
+is($sh->{agree}, 1, 'the shadow got the same body and answered the same');
+my @sh = (grep { $_->{uri} eq '/' && $_->{len} == length $body }
+          $t->hits('a'))[-2, -1];
+is(scalar(grep { $_ } @sh), 2, 'the model saw the target call and the '
+                               . 'shadow call, each with the whole body');
+is($sh[0]{sha1}, $sh[1]{sha1}, 'the same body');
 
 $t->done;

@@ -1,7 +1,7 @@
 #!/usr/bin/perl
 # make leak-check: one nginx process (master_process off) under valgrind
 # through fan-outs, merges, deadlines, cache misses, hits, bypasses,
-# level=target and a killed Redis; fails on invalid memory accesses and on
+# level=target, shadows (compared, sampled, timed out) and a killed Redis; fails on invalid memory accesses and on
 # any memory definitely lost but nginx's own environment copy.  The module's
 # symbols are kept, for the stacks, although nginx unloads it at exit.
 
@@ -39,6 +39,9 @@ server {
     location /_bad { internal; return 500; }
     location /br { fanout_target bad /_bad; fanout_target a /_a;
                    fanout_breaker failures=2 cooldown=100ms; }
+    location /sh { fanout_target a /_a; fanout_merge first;
+                   fanout_shadow s /_b compare=len sample=redis;
+                   fanout_shadow slow /_b?ms=300 timeout=100ms; }
     location = /fanout/status { fanout_status prometheus; }
 }
 EOC
@@ -65,12 +68,16 @@ for my $i (1 .. 20) {
     $t->post('/f', '{}');
     $t->get("/l?k=$_") for 1 .. 3;
     $t->get('/br');
+    $t->post('/sh', qq({"i":$i}));
 }
+sleep 0.5;    # the last shadows end
 $t->get('/fanout/status');
 
 $t->redis_signal('r', 'KILL');
 sleep 0.3;
 $t->post('/p', '{"down":1}') for 1 .. 5;
+$t->post('/sh', '{"down":1}') for 1 .. 5;
+sleep 0.5;
 
 kill 'QUIT', $pid;
 waitpid($pid, 0);

@@ -491,8 +491,7 @@ ngx_http_fanout_breaker_allow(ngx_http_fanout_ctx_t *ctx)
             continue;
         }
 
-        st = ngx_http_fanout_stats_target(ctx->request, ctx->conf,
-                                          sub->target);
+        st = sub->st;
 
         sub->verdict = fanout_breaker_allow(ctx->conf->breaker, &st->breaker,
                                             ngx_current_msec);
@@ -602,7 +601,7 @@ ngx_http_fanout_breaker_record(ngx_http_fanout_ctx_t *ctx,
     }
 
     fmcf = ngx_http_get_module_main_conf(ctx->request, ngx_http_fanout_module);
-    st = ngx_http_fanout_stats_target(ctx->request, ctx->conf, sub->target);
+    st = sub->st;
 
     ngx_shmtx_lock(&fmcf->shpool->mutex);
     change = ngx_http_fanout_breaker_locked(ctx, sub, st, &old);
@@ -636,8 +635,7 @@ ngx_http_fanout_breaker_record_all(ngx_http_fanout_ctx_t *ctx)
             continue;
         }
 
-        st[i] = ngx_http_fanout_stats_target(ctx->request, ctx->conf,
-                                             sub->target);
+        st[i] = sub->st;
         change[i] = ngx_http_fanout_breaker_locked(ctx, sub, st[i], &old[i]);
     }
 

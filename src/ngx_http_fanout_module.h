@@ -104,6 +104,7 @@ typedef struct ngx_http_fanout_ctx_s  ngx_http_fanout_ctx_t;
 typedef struct {
     ngx_http_fanout_ctx_t      *ctx;
     ngx_http_fanout_target_t   *target;
+    ngx_http_fanout_stats_t    *st;            /* the target's counters */
     ngx_http_request_t         *sr;            /* NULL once it has ended */
     ngx_http_post_subrequest_t  ps;
     ngx_event_t                 timer;         /* the target's timeout= */

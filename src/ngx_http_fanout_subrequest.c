@@ -56,6 +56,8 @@ ngx_http_fanout_subs_init(ngx_http_fanout_ctx_t *ctx)
 
         sub->ctx = ctx;
         sub->target = &targets[i];
+        sub->st = ngx_http_fanout_stats_target(ctx->request, ctx->conf,
+                                               &targets[i]);
         sub->part.name = (const char *) targets[i].name.data;
         sub->part.weight = (double) targets[i].weight
                            / NGX_HTTP_FANOUT_WEIGHT_ONE;
@@ -109,7 +111,7 @@ ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
         t = sub->target;
 
         if (t->max_inflight) {
-            st = ngx_http_fanout_stats_target(r, ctx->conf, t);
+            st = sub->st;
 
             /* a slot across all workers, given back in sub_account() */
             if (ngx_atomic_fetch_add(&st->inflight, 1)
@@ -243,7 +245,7 @@ ngx_http_fanout_fallback(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_sub_account(ctx, sub);
 
     ngx_http_fanout_stats_count(
-        ngx_http_fanout_stats_target(ctx->request, ctx->conf, t),
+        sub->st,
         NGX_HTTP_FANOUT_TGT_FALLBACK);
 
     part = sub->part;
@@ -607,9 +609,12 @@ ngx_http_fanout_sub_account(ngx_http_fanout_ctx_t *ctx,
 
     sub->accounted = 1;
 
-    ngx_http_fanout_breaker_record(ctx, sub);
+    if (ctx->conf->breaker && !sub->recorded) {
+        /* usually recorded already, with the others, under one lock */
+        ngx_http_fanout_breaker_record(ctx, sub);
+    }
 
-    st = ngx_http_fanout_stats_target(ctx->request, ctx->conf, sub->target);
+    st = sub->st;
 
     if (sub->fallback) {
         /* the target's own call was accounted before the fallback's */

@@ -38,7 +38,7 @@ CORE        := src/fanout_json.c src/fanout_merge.c src/fanout_cache_key.c \
                src/fanout_limit.c src/fanout_breaker.c src/fanout_split.c \
                src/fanout_compare.c
 
-.PHONY: all deps deps-build build test unit test-asan leak-check demo bench bench-cost \
+.PHONY: all deps deps-build build test unit test-asan leak-check demo bench bench-cost bench-cpu \
         lint clean
 
 all: build
@@ -111,6 +111,10 @@ bench: deps build
 # a limit and a breaker: instructions per request under callgrind
 bench-cost: deps build
 	./bench/cost
+
+# the same: a worker's CPU time (user and kernel) per request
+bench-cpu: deps build
+	./bench/cpu
 
 # cppcheck over the pure core and the glue (with the configured nginx
 # tree's headers); the code follows nginx's style, which clang-format's

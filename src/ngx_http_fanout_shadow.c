@@ -419,6 +419,16 @@ ngx_http_fanout_shadow_start(ngx_http_fanout_ctx_t *ctx)
                                          NGX_HTTP_FANOUT_STATS_SHADOW,
                                          sc->stats);
 
+        /*
+         * A shadow takes two connections (its own and its upstream's):
+         * with under a quarter of worker_connections free, clients come
+         * first.
+         */
+        if (ngx_cycle->free_connection_n < ngx_cycle->connection_n / 4) {
+            ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_SHA_SHED);
+            continue;
+        }
+
         /* counted always (status shows it), capped with max_inflight */
         if (ngx_atomic_fetch_add(&st->inflight, 1)
                >= (ngx_atomic_uint_t) sc->target.max_inflight

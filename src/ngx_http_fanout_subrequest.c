@@ -693,9 +693,10 @@ ngx_http_fanout_give_up(ngx_http_request_t *r, ngx_http_fanout_sub_t *sub)
         clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "fanout target \"%V\" answered more than %uz bytes; "
+                      "fanout %s \"%V\" answered more than %uz bytes; "
                       "raise \"subrequest_output_buffer_size\" in location "
-                      "\"%V\"", &sub->target->name, sub->limit, &clcf->name);
+                      "\"%V\"", sub->shadow ? "shadow" : "target",
+                      &sub->target->name, sub->limit, &clcf->name);
     }
 
     if (!sub->stop.posted) {

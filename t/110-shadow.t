@@ -66,6 +66,9 @@ my $locations = join '',
     loc('sample',  'fanout_shadow s /_diff compare=label sample=redis '
                    . 'sample_max=5',
         extra => 'add_header X-Request-Id $request_id;'),
+    loc('ret',     'fanout_shadow s /_ret2 compare=label'),
+    loc('nowhere', 'fanout_shadow s /_nowhere'),
+    loc('big',     'fanout_shadow s /_big'),
     loc('pct',     'fanout_shadow s /_users percent=10',
         target => '/_ret', extra => 'fanout_split $arg_user { 50% a; * b; }');
 
@@ -103,6 +106,11 @@ server {
                          proxy_set_header Connection ""; }
     location /_ret     { internal; default_type application/json;
                          return 200 '{"ok":true}'; }
+    location /_ret2    { internal; default_type application/json;
+                         return 200 '{"label":"cat"}'; }
+    location /_nowhere { internal; return 404; }
+    location /_big     { internal; proxy_pass http://127.0.0.1:%%MOCK_same%%/;
+                         subrequest_output_buffer_size 16; }
 $locations
     location = /fanout/status { fanout_status; }
     location = /metrics { fanout_status prometheus; }
@@ -247,6 +255,20 @@ for my $case ([ 'err', 'a shadow answering 500' ],
     is($s->{skipped}, 1, 'and the shadow is skipped: nothing to compare');
 }
 
+for my $case ([ 'ret', 'agree', 'a shadow answered at once (return 200)' ],
+              [ 'nowhere', 'shadow_error', 'a shadow location answering 404' ],
+              [ 'big', 'shadow_error', 'a shadow answer over '
+                                       . 'subrequest_output_buffer_size' ]) {
+    my ($loc, $want, $name) = @$case;
+    my $res = $t->post("/$loc", '{"a":1}');
+    is($res->{status} . $res->{body}, "200$answer",
+       "$name: the client gets the primary's answer");
+    my $s = settle($loc, 1);
+    is($s->{$want}, 1, "$name: $want");
+}
+like($t->error_log, qr/fanout shadow "s" answered more than 16 bytes; raise "subrequest_output_buffer_size" in location "\/_big"/,
+     'the too-large shadow answer is logged, with the directive to raise');
+
 # --- max_inflight sheds, never queues -------------------------------------
 
 {
@@ -348,6 +370,38 @@ for my $case ([ 'err', 'a shadow answering 500' ],
     }
     is($s->{agree}, $before + 1,
        'the old worker still judged its shadow after the reload');
+}
+
+# --- shadows never take the last connections -----------------------------
+
+{
+    $t->run(prefix => 'tight', port => $t->port('tight'), connections => 24,
+            http => <<"EOC");
+fanout_zone fanout 1m;
+server {
+    listen 127.0.0.1:%%PORT_tight%%;
+    location /_prim { internal; proxy_pass http://127.0.0.1:%%MOCK_prim%%/; }
+    location /_slow { internal; proxy_pass http://127.0.0.1:%%MOCK_slow%%/; }
+    location /t { fanout_target m /_prim; fanout_merge first;
+                  fanout_shadow s /_slow; }
+    location = /fanout/status { fanout_status; }
+}
+EOC
+    my $c = $t->connect($t->port('tight'));
+    my @st = map { $t->send_request($c, 'POST', '/t', body => '{}')->{status} }
+             1 .. 12;
+    close $c;
+    is("@st", join(' ', ('200') x 12),
+       'worker_connections 24, 12 requests with 1 s shadows: all answered');
+
+    my $res = $t->get('/fanout/status', port => $t->port('tight'));
+    my $s = $res->{json}{locations}{'/t'}{shadows}{s};
+    cmp_ok($s->{shed}, '>=', 1, "shadows shed as connections ran short "
+                                . "(sent $s->{sent}, shed $s->{shed})");
+    cmp_ok($s->{sent}, '>=', 4, 'after some were sent');
+    unlike($t->error_log('tight'), qr/worker_connections are not enough/,
+           'the worker never ran out of connections');
+    sleep 1.2;
 }
 
 # --- metrics --------------------------------------------------------------

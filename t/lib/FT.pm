@@ -234,7 +234,7 @@ daemon off;
 $main
 
 events {
-    worker_connections 1024;
+    worker_connections ${\ ($o{connections} // 1024)};
 }
 
 http {

@@ -442,11 +442,7 @@ ngx_http_fanout_cache_count(ngx_http_fanout_ctx_t *ctx, ngx_uint_t counter)
 static ngx_int_t
 ngx_http_fanout_cache_body(ngx_http_request_t *r, ngx_str_t *body)
 {
-    off_t         size;
-    u_char       *p;
-    ssize_t       n;
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
+    off_t  size;
 
     ngx_str_null(body);
 
@@ -454,11 +450,7 @@ ngx_http_fanout_cache_body(ngx_http_request_t *r, ngx_str_t *body)
         return NGX_OK;
     }
 
-    size = 0;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        size += ngx_buf_size(cl->buf);
-    }
+    size = ngx_http_fanout_body_size(r);
 
     if (size > NGX_HTTP_FANOUT_CACHE_MAX_BODY) {
         return NGX_DECLINED;
@@ -469,29 +461,7 @@ ngx_http_fanout_cache_body(ngx_http_request_t *r, ngx_str_t *body)
         return NGX_ERROR;
     }
 
-    p = body->data;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-
-        if (ngx_buf_in_memory(b)) {
-            p = ngx_cpymem(p, b->pos, b->last - b->pos);
-            continue;
-        }
-
-        n = ngx_read_file(b->file, p, (size_t) (b->file_last - b->file_pos),
-                          b->file_pos);
-
-        if (n != b->file_last - b->file_pos) {
-            return NGX_ERROR;
-        }
-
-        p += n;
-    }
-
-    body->len = p - body->data;
-
-    return NGX_OK;
+    return ngx_http_fanout_body_copy(r, body->data, &body->len);
 }
 
 

@@ -628,6 +628,71 @@ ngx_http_fanout_ratelimit_headers(ngx_http_request_t *r,
 }
 
 
+/*
+ * The client's body, as read, into dst (ngx_http_fanout_body_size() bytes):
+ * from memory, or read back from nginx's temp file (a local file read).
+ * Empty and special buffers (a chunked body's end) carry nothing.
+ */
+
+off_t
+ngx_http_fanout_body_size(ngx_http_request_t *r)
+{
+    off_t         size;
+    ngx_chain_t  *cl;
+
+    size = 0;
+
+    if (r->request_body) {
+        for (cl = r->request_body->bufs; cl; cl = cl->next) {
+            size += ngx_buf_size(cl->buf);
+        }
+    }
+
+    return size;
+}
+
+
+ngx_int_t
+ngx_http_fanout_body_copy(ngx_http_request_t *r, u_char *dst, size_t *len)
+{
+    u_char       *p;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    p = dst;
+
+    for (cl = r->request_body ? r->request_body->bufs : NULL;
+         cl;
+         cl = cl->next)
+    {
+        b = cl->buf;
+
+        if (ngx_buf_size(b) == 0) {
+            continue;
+        }
+
+        if (ngx_buf_in_memory(b)) {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+            continue;
+        }
+
+        n = ngx_read_file(b->file, p, (size_t) (b->file_last - b->file_pos),
+                          b->file_pos);
+
+        if (n != b->file_last - b->file_pos) {
+            return NGX_ERROR;
+        }
+
+        p += n;
+    }
+
+    *len = p - dst;
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_http_fanout_send_json(ngx_http_request_t *r, ngx_uint_t status,
     u_char *body, size_t len)

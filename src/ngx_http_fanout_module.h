@@ -204,6 +204,9 @@ void ngx_http_fanout_split_uri(ngx_str_t *value, ngx_str_t *uri,
 ngx_int_t ngx_http_fanout_filter_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_fanout_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *error, const char *message);
+off_t ngx_http_fanout_body_size(ngx_http_request_t *r);
+ngx_int_t ngx_http_fanout_body_copy(ngx_http_request_t *r, u_char *dst,
+    size_t *len);
 ngx_int_t ngx_http_fanout_send_json(ngx_http_request_t *r, ngx_uint_t status,
     u_char *body, size_t len);
 

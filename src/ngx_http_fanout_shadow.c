@@ -857,6 +857,15 @@ ngx_http_fanout_shadow_headers(ngx_http_request_t *fake,
             i = 0;
         }
 
+        if (h[i].key.len == sizeof("Transfer-Encoding") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Transfer-Encoding",
+                               sizeof("Transfer-Encoding") - 1)
+               == 0)
+        {
+            /* the body goes as one piece of known length */
+            continue;
+        }
+
         copy = ngx_list_push(&in->headers);
         if (copy == NULL) {
             return NGX_ERROR;
@@ -884,16 +893,6 @@ ngx_http_fanout_shadow_headers(ngx_http_request_t *fake,
 #if (nginx_version >= 1023000)
         copy->next = NULL;
 #endif
-
-        if (h[i].key.len == sizeof("Transfer-Encoding") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Transfer-Encoding",
-                               sizeof("Transfer-Encoding") - 1)
-               == 0)
-        {
-            /* the body goes as one piece of known length */
-            copy->hash = 0;
-            continue;
-        }
 
         hh = ngx_hash_find(&cmcf->headers_in_hash, h[i].hash,
                            h[i].lowcase_key, h[i].key.len);
@@ -949,9 +948,8 @@ static ngx_int_t
 ngx_http_fanout_shadow_body(ngx_http_request_t *fake, ngx_http_request_t *r)
 {
     off_t         size;
-    ssize_t       n;
-    ngx_buf_t    *b, *in;
-    ngx_chain_t  *cl;
+    size_t        len;
+    ngx_buf_t    *b;
 
     fake->request_body = ngx_pcalloc(fake->pool,
                                      sizeof(ngx_http_request_body_t));
@@ -967,11 +965,7 @@ ngx_http_fanout_shadow_body(ngx_http_request_t *fake, ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    size = 0;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        size += ngx_buf_size(cl->buf);
-    }
+    size = ngx_http_fanout_body_size(r);
 
     fake->headers_in.content_length_n = size;
 
@@ -984,25 +978,11 @@ ngx_http_fanout_shadow_body(ngx_http_request_t *fake, ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        in = cl->buf;
-
-        if (ngx_buf_in_memory(in)) {
-            b->last = ngx_cpymem(b->last, in->pos, in->last - in->pos);
-            continue;
-        }
-
-        n = ngx_read_file(in->file, b->last,
-                          (size_t) (in->file_last - in->file_pos),
-                          in->file_pos);
-
-        if (n != in->file_last - in->file_pos) {
-            return NGX_ERROR;
-        }
-
-        b->last += n;
+    if (ngx_http_fanout_body_copy(r, b->pos, &len) != NGX_OK) {
+        return NGX_ERROR;
     }
 
+    b->last = b->pos + len;
     b->last_buf = 1;
 
     fake->request_body->bufs = ngx_alloc_chain_link(fake->pool);

@@ -93,6 +93,20 @@ is(cache($res), 'HIT', 'reordered keys, whitespace, other ignored fields: HIT');
 $res = $t->post('/p', '{"input":[1,2,4],"request_id":"r1"}');
 is(cache($res), 'MISS', 'another input: MISS');
 
+# a chunked body is the same body: the same entry (its end is no data)
+{
+    my $c = $t->connect;
+    my $chunks = join '', map { sprintf("%x\r\n%s\r\n", length, $_) }
+                 '{"input":[1,2,3],', '"meta":{"k":"v"},"request_id":"r9"}';
+    print $c "POST /p HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+           . "Content-Type: application/json\r\n"
+           . "Transfer-Encoding: chunked\r\n\r\n${chunks}0\r\n\r\n";
+    my $res = FT::read_response($c, time(), 5, 0);
+    close $c;
+    is($res->{status}, 200, 'a chunked body: 200');
+    is(cache($res), "HIT", "a chunked body hashes as the same body: HIT");
+}
+
 # raw, non-JSON bodies are hashed as bytes
 
 $res = $t->post('/p', 'raw bytes');

@@ -185,6 +185,25 @@ for my $loc (sort keys %cases) {
     is($b->{uri}, $a->{uri}, 'and the same URI');
 }
 
+{
+    # a chunked body reaches the shadow whole, with a Content-Length
+    my $c = $t->connect;
+    print $c "POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+           . "Transfer-Encoding: chunked\r\n\r\n"
+           . "6\r\n{\"a\":1\r\n1\r\n}\r\n0\r\n\r\n";
+    my $res = FT::read_response($c, time(), 5, 0);
+    close $c;
+    is($res->{status}, 200, 'a chunked body: 200');
+    settle('echo', 2);
+
+    my ($a, $b) = ($t->hits('echo'))[-2, -1];
+    is($b->{len}, 7, 'the shadow gets all of a chunked body');
+    is($b->{sha1}, $a->{sha1}, 'the same as the target');
+    is($b->{headers}{'content-length'}, 7, 'with its length');
+    ok(!defined $b->{headers}{'transfer-encoding'},
+       'and no Transfer-Encoding');
+}
+
 # --- a shadow never slows the client --------------------------------------
 
 {

@@ -584,8 +584,8 @@ static ngx_int_t
 ngx_http_fanout_ratelimit_headers(ngx_http_request_t *r,
     ngx_http_fanout_ctx_t *ctx)
 {
-    u_char            *p, *last, digits[NGX_INT_T_LEN];
-    ngx_uint_t         i, v[3];
+    u_char            *p, *last;
+    ngx_uint_t         i, v;
     ngx_table_elt_t   *h;
     static ngx_str_t   names[3] = {
         ngx_string("RateLimit-Limit"),
@@ -593,12 +593,11 @@ ngx_http_fanout_ratelimit_headers(ngx_http_request_t *r,
         ngx_string("RateLimit-Reset")
     };
 
-    v[0] = ctx->limit_limit;
-    v[1] = ctx->limit_remaining;
-    v[2] = ctx->limit_reset;
-
-    /* on every answer of a limited location: plain digits, no ngx_sprintf */
-    p = ngx_pnalloc(r->pool, 3 * NGX_INT_T_LEN);
+    /*
+     * On every answer of a limited location: the limit as written at
+     * configuration, the others in plain digits, no ngx_sprintf.
+     */
+    p = ngx_pnalloc(r->pool, 2 * NGX_INT_T_LEN);
     if (p == NULL) {
         return NGX_ERROR;
     }
@@ -609,19 +608,25 @@ ngx_http_fanout_ratelimit_headers(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
-        last = digits + NGX_INT_T_LEN;
-
-        do {
-            *--last = (u_char) ('0' + v[i] % 10);
-            v[i] /= 10;
-        } while (v[i]);
-
         h->hash = 1;
         h->key = names[i];
-        h->value.data = p;
-        h->value.len = digits + NGX_INT_T_LEN - last;
 
-        p = ngx_cpymem(p, last, h->value.len);
+        if (i == 0) {
+            h->value = ctx->limit_limit;
+            continue;
+        }
+
+        v = (i == 1) ? ctx->limit_remaining : ctx->limit_reset;
+        p += NGX_INT_T_LEN;
+        last = p;
+
+        do {
+            *--last = (u_char) ('0' + v % 10);
+            v /= 10;
+        } while (v);
+
+        h->value.data = last;
+        h->value.len = p - last;
     }
 
     return NGX_OK;

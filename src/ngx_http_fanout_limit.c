@@ -701,7 +701,8 @@ ngx_http_fanout_limit_verdict(ngx_http_fanout_ctx_t *ctx,
 
         if (!ctx->limited || run->res[i].remaining < ctx->limit_remaining) {
             ctx->limited = 1;
-            ctx->limit_limit = (ngx_uint_t) limits[i].gcra.capacity;
+            ctx->limit_limit.data = limits[i].args[1];
+            ctx->limit_limit.len = limits[i].args_len[1];
             ctx->limit_remaining = (ngx_uint_t) run->res[i].remaining;
             ctx->limit_reset = (ngx_uint_t) ((run->res[i].reset_us + 999999)
                                              / 1000000);

@@ -157,7 +157,7 @@ struct ngx_http_fanout_ctx_s {
     ngx_uint_t                  nshadows;
 
     /* fanout_limit: what the RateLimit-* headers say */
-    ngx_uint_t                  limit_limit;
+    ngx_str_t                   limit_limit;   /* its burst, as text */
     ngx_uint_t                  limit_remaining;
     ngx_uint_t                  limit_reset;   /* seconds */
     unsigned                    limited:1;

@@ -39,14 +39,13 @@ typedef struct {
 struct ngx_http_fanout_shadow_s {
     ngx_http_fanout_sub_t           sub;      /* first: the capture's */
     ngx_http_fanout_shadow_conf_t  *conf;
-    ngx_http_fanout_loc_conf_t     *flcf;
     ngx_http_request_t             *fake;     /* owns all of this */
     ngx_http_fanout_stats_t        *st;
     ngx_event_t                     reap;
 
     ngx_str_t                       request_id;
     ngx_str_t                       variant;
-    u_char                         *primary;  /* the client's answer */
+    u_char                         *primary;  /* its value at against= */
     size_t                          primary_len;
     ngx_msec_t                      primary_ms;
 
@@ -54,7 +53,6 @@ struct ngx_http_fanout_shadow_s {
     unsigned                        primary_ok:1;
     unsigned                        finished:1;  /* the shadow's is known */
     unsigned                        counted:1;
-    unsigned                        inflight:1;
 };
 
 
@@ -458,10 +456,8 @@ ngx_http_fanout_shadow_start(ngx_http_fanout_ctx_t *ctx)
         }
 
         sh->conf = sc;
-        sh->flcf = ctx->conf;
         sh->fake = fake;
         sh->st = st;
-        sh->inflight = 1;
 
         sh->sub.target = &sc->target;
         sh->sub.shadow = 1;
@@ -1099,10 +1095,8 @@ ngx_http_fanout_shadow_end(ngx_http_fanout_shadow_t *sh, fanout_kind_e kind)
         ngx_delete_posted_event(&sub->stop);
     }
 
-    if (sh->inflight) {
-        sh->inflight = 0;
-        (void) ngx_atomic_fetch_add(&sh->st->inflight, -1);
-    }
+    /* the max_inflight slot taken in shadow_start() */
+    (void) ngx_atomic_fetch_add(&sh->st->inflight, -1);
 
     ngx_http_fanout_stats_latency(sh->st, sub->part.latency_ms);
 
@@ -1118,32 +1112,48 @@ ngx_http_fanout_shadow_end(ngx_http_fanout_shadow_t *sh, fanout_kind_e kind)
 
 /*
  * The client's answer is decided (status 0: the client went away before
- * it was): each shadow still running gets a copy of it.
+ * it was): each shadow keeps a copy of the value it is compared with, not
+ * of the whole answer, since it may outlive the client's request.
  */
 
 void
 ngx_http_fanout_shadow_answer(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
     u_char *body, size_t len)
 {
-    ngx_uint_t                 i;
-    ngx_http_fanout_shadow_t  *sh;
+    ngx_uint_t                      i;
+    fanout_span_t                   v;
+    ngx_http_fanout_shadow_t       *sh;
+    ngx_http_fanout_shadow_conf_t  *sc;
 
     for (i = 0; i < ctx->nshadows; i++) {
         sh = ctx->shadows[i];
+        sc = sh->conf;
 
         sh->answered = 1;
         sh->primary_ms = ctx->latency;
-        sh->primary_ok = (status == NGX_HTTP_OK);
 
-        if (sh->primary_ok && len) {
-            sh->primary = ngx_pnalloc(sh->fake->pool, len);
+        v.p = (const char *) body;
+        v.len = len;
+
+        /* a failed answer, or one without the field: nothing to compare */
+        sh->primary_ok = status == NGX_HTTP_OK && len
+                         && (sc->against.len == 0
+                             || (fanout_json_scan((const char *) body, len,
+                                                  (const char *)
+                                                  sc->against.data,
+                                                  sc->against.len, &v)
+                                 == 0
+                                 && v.p != NULL));
+
+        if (sh->primary_ok) {
+            sh->primary = ngx_pnalloc(sh->fake->pool, v.len);
 
             if (sh->primary == NULL) {
                 sh->primary_ok = 0;
 
             } else {
-                ngx_memcpy(sh->primary, body, len);
-                sh->primary_len = len;
+                ngx_memcpy(sh->primary, v.p, v.len);
+                sh->primary_len = v.len;
             }
         }
 
@@ -1177,22 +1187,13 @@ ngx_http_fanout_shadow_judge(ngx_http_fanout_shadow_t *sh)
     if (sub->part.kind != FANOUT_OK) {
         ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_SHA_ERROR);
 
-    } else if (!sh->primary_ok
-               || fanout_json_scan((const char *) sh->primary,
-                                   sh->primary_len,
-                                   (const char *) sc->against.data,
-                                   sc->against.len, &a)
-                  != 0
-               || (sc->against.len && a.p == NULL))
-    {
+    } else if (!sh->primary_ok) {
         /* nothing to compare with: the client's answer failed */
         ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_SHA_SKIPPED);
 
     } else {
-        if (sc->against.len == 0) {
-            a.p = (const char *) sh->primary;
-            a.len = sh->primary_len;
-        }
+        a.p = (const char *) sh->primary;
+        a.len = sh->primary_len;
 
         if (sc->compare.len == 0) {
             b.p = sub->part.body;
@@ -1262,7 +1263,7 @@ ngx_http_fanout_shadow_sample(ngx_http_fanout_shadow_t *sh,
     size_t                          argvlen[20];
     ngx_uint_t                      argc;
     const char                     *argv[20];
-    u_char                          num[4][NGX_INT_T_LEN];
+    u_char                          num[3][NGX_INT_T_LEN];
     ngx_http_fanout_shadow_conf_t  *sc;
 
     sc = sh->conf;

@@ -7,6 +7,11 @@
 #   make leak-check nginx under valgrind: no invalid access, no leak of ours
 #   make bench    wrk benchmarks, see bench/README.md
 #   make deps     install missing Debian packages (needs root)
+#   make test-static  nginx built with the module in (--add-module), part
+#                 of the suite against it
+#   make test-compat  nginx.org stable and mainline, and hiredis 1.x, from
+#                 ../shared/nginx-src: the suite against each
+#   make fuzz     the libFuzzer targets, FUZZ_SECONDS each (default 600)
 
 SHELL       := /bin/bash
 NGX_SRC     ?= /usr/share/nginx/src
@@ -15,7 +20,9 @@ MODULE      := $(BUILD)/ngx_http_fanout_module.so
 ASAN_MODULE := $(BUILD)/asan/ngx_http_fanout_module.so
 
 # what the build, the tests, the demo and the benchmark need
-DEB_BUILD   := nginx nginx-dev libhiredis-dev gcc make
+# every library config probes is here, so that "make deps-build build"
+# works alone (make check-deps proves it on a prepared machine)
+DEB_BUILD   := nginx nginx-dev libhiredis-dev libjansson-dev libssl-dev gcc make
 # jansson is the oracle the JSON scanner is checked against
 DEB_TEST    := libjansson-dev redis-server libnginx-mod-http-echo curl perl \
                cppcheck valgrind
@@ -38,8 +45,9 @@ CORE        := src/fanout_json.c src/fanout_merge.c src/fanout_cache_key.c \
                src/fanout_limit.c src/fanout_breaker.c src/fanout_split.c \
                src/fanout_compare.c
 
-.PHONY: all deps deps-build build test unit test-asan leak-check demo bench bench-cost bench-cpu \
-        lint clean
+.PHONY: all deps deps-build check-deps build test unit test-asan leak-check demo bench \
+        bench-cost bench-cpu lint clean build-static test-static test-compat \
+        fuzz fuzz-ci
 
 all: build
 
@@ -62,6 +70,19 @@ deps deps-build:
 	        $$SUDO service $$s stop >/dev/null 2>&1 || true; done; \
 	    true; \
 	fi
+
+# The headers config probes must come from DEB_BUILD's packages: a package
+# missing there would only show on a clean machine.
+CONFIG_HEADERS := /usr/include/hiredis/async.h /usr/include/jansson.h \
+                  /usr/include/openssl/sha.h /usr/share/nginx/src/conf_flags
+check-deps:
+	@for h in $(CONFIG_HEADERS); do \
+	    pkg=$$(dpkg -S $$h 2>/dev/null | head -1 | cut -d: -f1); \
+	    case " $(DEB_BUILD) " in \
+	    *" $$pkg "*) echo "$$h: $$pkg, in DEB_BUILD" ;; \
+	    *) echo "$$h comes from '$$pkg', missing from DEB_BUILD"; exit 1 ;; \
+	    esac; \
+	done
 
 # The module is built in a copy of Debian's nginx tree with its own flags
 # (conf_flags), so the .so matches the installed binary.
@@ -91,6 +112,88 @@ $(BUILD)/unit/%_test: t/unit/%_test.c $(CORE) src/fanout_*.h t/unit/tap.h
 	$(CC) $(UNIT_CFLAGS) -o $@ $< $(CORE) -ljansson -lcrypto -lm
 
 unit: deps $(UNIT_TESTS)
+
+# nginx with the module built in, with Debian's flags: the filters must
+# take their place in a static build too
+STATIC_NGINX := $(BUILD)/static/objs/nginx
+STATIC_TESTS := t/010-config.t t/020-fanout.t t/030-merge.t t/040-failures.t \
+                t/070-cache.t t/110-shadow.t
+
+$(STATIC_NGINX): $(SRCS)
+	rm -rf $(BUILD)/static
+	mkdir -p $(BUILD)
+	cp -r $(NGX_SRC) $(BUILD)/static
+	cd $(BUILD)/static && . ./conf_flags && \
+	    ./configure "$${NGX_CONF_FLAGS[@]}" --with-cc-opt="$(CC_OPT)" \
+	        --add-module=$(CURDIR) > configure.log 2>&1 \
+	    || { tail -30 configure.log; exit 1; }
+	$(MAKE) -C $(BUILD)/static -f objs/Makefile -j2 binary
+
+build-static: deps $(STATIC_NGINX)
+
+test-static: deps unit $(STATIC_NGINX)
+	FT_NGINX=$(STATIC_NGINX) FT_MODULE=static prove $(STATIC_TESTS)
+
+# The compatibility matrix: nginx.org stable and mainline with
+# --with-compat, the module and the echo module (the tests' model servers)
+# built against each, the whole suite against each; then the module against
+# hiredis 1.x, with the suites that use Redis.
+COMPAT_SRC  ?= $(CURDIR)/../shared/nginx-src
+COMPAT      := $(BUILD)/compat
+COMPAT_NGX  := $(notdir $(basename $(basename $(wildcard $(COMPAT_SRC)/nginx-1.*.tar.gz))))
+HIREDIS_TGZ := $(firstword $(wildcard $(COMPAT_SRC)/hiredis-*.tar.gz))
+ECHO_TGZ    := $(firstword $(wildcard $(COMPAT_SRC)/echo-nginx-module-*.tar.gz))
+REDIS_TESTS := t/070-cache.t t/071-cache-redis.t t/072-cache-coalesce.t \
+               t/073-cache-target.t t/080-limit.t t/081-limit-cluster.t \
+               t/090-breaker.t t/091-breaker-cluster.t
+
+$(COMPAT)/%/objs/nginx: $(SRCS)
+	rm -rf $(COMPAT)/$* && mkdir -p $(COMPAT)/$* $(COMPAT)/echo
+	tar xzf $(COMPAT_SRC)/$*.tar.gz -C $(COMPAT)
+	tar xzf $(ECHO_TGZ) -C $(COMPAT)/echo --strip-components=1
+	cd $(COMPAT)/$* && auto/configure --with-compat --with-debug \
+	    --with-http_v2_module --with-http_auth_request_module \
+	    --with-cc-opt="$(CC_OPT)" \
+	    --add-dynamic-module=$(CURDIR) \
+	    --add-dynamic-module=$(COMPAT)/echo > configure.log 2>&1 \
+	    || { tail -30 configure.log; exit 1; }
+	$(MAKE) -C $(COMPAT)/$* -f objs/Makefile -j2
+
+$(COMPAT)/hiredis/lib/libhiredis.so:
+	rm -rf $(COMPAT)/hiredis-src && mkdir -p $(COMPAT)/hiredis-src
+	tar xzf $(HIREDIS_TGZ) -C $(COMPAT)/hiredis-src --strip-components=1
+	LIBRARY_PATH=lib $(MAKE) -C $(COMPAT)/hiredis-src -j2 \
+	    PREFIX=$(COMPAT)/hiredis install > $(COMPAT)/hiredis.log 2>&1 \
+	    || { tail -30 $(COMPAT)/hiredis.log; exit 1; }
+
+# the module against Debian's nginx and hiredis 1.x
+$(COMPAT)/hiredis1/objs/ngx_http_fanout_module.so: $(SRCS) \
+        $(COMPAT)/hiredis/lib/libhiredis.so
+	rm -rf $(COMPAT)/hiredis1 && cp -r $(NGX_SRC) $(COMPAT)/hiredis1
+	cd $(COMPAT)/hiredis1 && . ./conf_flags && \
+	    HIREDIS_INC=$(COMPAT)/hiredis/include \
+	    HIREDIS_LIB=$(COMPAT)/hiredis/lib \
+	    ./configure "$${NGX_CONF_FLAGS[@]}" --with-cc-opt="$(CC_OPT)" \
+	        --add-dynamic-module=$(CURDIR) > configure.log 2>&1 \
+	    || { tail -30 configure.log; exit 1; }
+	grep -q "hiredis async library in $(COMPAT)/hiredis/include .* found" \
+	    $(COMPAT)/hiredis1/configure.log
+	$(MAKE) -C $(COMPAT)/hiredis1 -f objs/Makefile modules
+
+test-compat: deps unit
+	@test -n "$(COMPAT_NGX)" || { echo "no nginx sources in $(COMPAT_SRC)"; exit 1; }
+	set -e; for v in $(COMPAT_NGX); do \
+	    $(MAKE) --no-print-directory $(COMPAT)/$$v/objs/nginx; \
+	    echo "== $$v"; \
+	    FT_NGINX=$(COMPAT)/$$v/objs/nginx \
+	    FT_MODULE=$(COMPAT)/$$v/objs/ngx_http_fanout_module.so \
+	    FT_ECHO_MODULE=$(COMPAT)/$$v/objs/ngx_http_echo_module.so \
+	        prove -r t/; \
+	done
+	$(MAKE) --no-print-directory $(COMPAT)/hiredis1/objs/ngx_http_fanout_module.so
+	@echo "== hiredis $(notdir $(HIREDIS_TGZ))"
+	ldd $(COMPAT)/hiredis1/objs/ngx_http_fanout_module.so | grep -q "$(COMPAT)/hiredis/lib"
+	FT_MODULE=$(COMPAT)/hiredis1/objs/ngx_http_fanout_module.so prove $(REDIS_TESTS)
 
 test: deps build unit
 	prove -r t/

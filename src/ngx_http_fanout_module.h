@@ -15,6 +15,9 @@
 #include "fanout_breaker.h"
 
 
+#define NGX_HTTP_FANOUT_VERSION        "0.3.0"
+#define NGX_HTTP_FANOUT_VERSION_NUM    3000   /* 0.3.0, as nginx_version */
+
 #define NGX_HTTP_FANOUT_WEIGHT_ONE     1000     /* weight=1, fixed point */
 #define NGX_HTTP_FANOUT_MAX_TARGETS    32
 

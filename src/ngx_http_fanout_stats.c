@@ -496,7 +496,8 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
     ngx_http_fanout_stats_loc_t     *loc;
     ngx_http_fanout_stats_target_t  *tgt;
 
-    p = ngx_sprintf(p, "{\"zone\":\"%V\",\"locations\":{",
+    p = ngx_sprintf(p, "{\"version\":\"" NGX_HTTP_FANOUT_VERSION "\","
+                    "\"zone\":\"%V\",\"locations\":{",
                     &fmcf->shm_zone->shm.name);
 
     loc = fmcf->locations.elts;
@@ -833,6 +834,11 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
     ngx_http_fanout_stats_target_t  *tgt;
 
     loc = fmcf->locations.elts;
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_module_info The module's version.\n"
+        "# TYPE fanout_module_info gauge\n"
+        "fanout_module_info{version=\"" NGX_HTTP_FANOUT_VERSION "\"} 1\n");
 
     p = ngx_sprintf(p,
         "# HELP fanout_requests_total Client requests to a fan-out location.\n"

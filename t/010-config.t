@@ -279,7 +279,7 @@ like($out, qr/invalid format "yaml"/, 'bad status format');
     system("mkdir -p $d/logs && cp -r $FT::ROOT/conf-examples $d/ "
            . "&& cp $FT::ROOT/conf-examples/nginx.conf $d/nginx.conf");
     my $conf = FT::read_text("$d/nginx.conf");
-    $conf =~ s{^load_module .*$}{load_module $FT::MODULE;}m;
+    $conf =~ s{^load_module .*$}{$FT::STATIC ? '' : "load_module $FT::MODULE;"}me;
     $conf =~ s{/var/log/nginx/}{$d/logs/}g;
     FT::write_file("$d/nginx.conf", $conf);
 

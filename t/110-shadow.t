@@ -75,7 +75,7 @@ my $locations = join '',
 # models served by nginx itself (the echo module), behind keepalive: the
 # latency comparison then measures nginx, not the mocks' forks
 $t->run(prefix => 'models', port => $t->port('models'), workers => 1,
-        main => 'load_module /usr/lib/nginx/modules/ngx_http_echo_module.so;',
+        main => "load_module $FT::ECHO_MODULE;",
         http => <<"EOC");
 server {
     listen 127.0.0.1:%%PORT_models%%;

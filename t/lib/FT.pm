@@ -27,7 +27,13 @@ use FT::Mock;
 
 our $ROOT = abs_path(dirname(__FILE__) . '/../..');
 our $NGINX = $ENV{FT_NGINX} // '/usr/sbin/nginx';
-our $MODULE = abs_path($ENV{FT_MODULE} // "$ROOT/build/ngx_http_fanout_module.so");
+# FT_MODULE=static: FT_NGINX has the module built in (--add-module)
+our $STATIC = ($ENV{FT_MODULE} // '') eq 'static';
+our $MODULE = $STATIC ? 'static'
+    : abs_path($ENV{FT_MODULE} // "$ROOT/build/ngx_http_fanout_module.so");
+# the echo module some tests' model servers use, built for FT_NGINX
+our $ECHO_MODULE = $ENV{FT_ECHO_MODULE}
+    // '/usr/lib/nginx/modules/ngx_http_echo_module.so';
 
 my %used_ports;
 
@@ -50,7 +56,8 @@ sub nginx_env {
 sub new {
     my ($class, %o) = @_;
 
-    die "module not built: $MODULE (run make)\n" unless -f $MODULE;
+    die "module not built: $MODULE (run make)\n"
+        unless $STATIC || -f $MODULE;
 
     my $dir = tempdir('ft-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{FT_KEEP});
     diag("test dir $dir") if $ENV{FT_KEEP};
@@ -224,8 +231,10 @@ sub conf_text {
     my $main = $o{main} // '';
     my $http = $o{http} // '';
 
+    my $load = $STATIC ? '' : "load_module %%MODULE%%;";
+
     return $self->expand(<<"EOC");
-load_module %%MODULE%%;
+$load
 $user
 worker_processes ${\ ($o{workers} // 1)};
 pid $p/nginx.pid;

@@ -7,8 +7,8 @@
 #   make leak-check nginx under valgrind: no invalid access, no leak of ours
 #   make bench    wrk benchmarks, see bench/README.md
 #   make deps     install missing Debian packages (needs root)
-#   make test-static  nginx built with the module in (--add-module), part
-#                 of the suite against it
+#   make test-static  nginx.org stable built with the module in
+#                 (--add-module), part of the suite against it
 #   make test-compat  nginx.org stable and mainline, and hiredis 1.x, from
 #                 ../shared/nginx-src: the suite against each
 #   make fuzz     the libFuzzer targets, FUZZ_SECONDS each (default 600)
@@ -22,7 +22,7 @@ ASAN_MODULE := $(BUILD)/asan/ngx_http_fanout_module.so
 # what the build, the tests, the demo and the benchmark need
 # every library config probes is here, so that "make deps-build build"
 # works alone (make check-deps proves it on a prepared machine)
-DEB_BUILD   := nginx nginx-dev libhiredis-dev libjansson-dev libssl-dev gcc make
+DEB_BUILD   := nginx nginx-dev libhiredis-dev libssl-dev gcc make
 # jansson is the oracle the JSON scanner is checked against
 DEB_TEST    := libjansson-dev redis-server libnginx-mod-http-echo curl perl \
                cppcheck valgrind
@@ -73,8 +73,8 @@ deps deps-build:
 
 # The headers config probes must come from DEB_BUILD's packages: a package
 # missing there would only show on a clean machine.
-CONFIG_HEADERS := /usr/include/hiredis/async.h /usr/include/jansson.h \
-                  /usr/include/openssl/sha.h /usr/share/nginx/src/conf_flags
+CONFIG_HEADERS := /usr/include/hiredis/async.h /usr/include/openssl/evp.h \
+                  /usr/share/nginx/src/conf_flags
 check-deps:
 	@for h in $(CONFIG_HEADERS); do \
 	    pkg=$$(dpkg -S $$h 2>/dev/null | head -1 | cut -d: -f1); \
@@ -112,27 +112,6 @@ $(BUILD)/unit/%_test: t/unit/%_test.c $(CORE) src/fanout_*.h t/unit/tap.h
 	$(CC) $(UNIT_CFLAGS) -o $@ $< $(CORE) -ljansson -lcrypto -lm
 
 unit: deps $(UNIT_TESTS)
-
-# nginx with the module built in, with Debian's flags: the filters must
-# take their place in a static build too
-STATIC_NGINX := $(BUILD)/static/objs/nginx
-STATIC_TESTS := t/010-config.t t/020-fanout.t t/030-merge.t t/040-failures.t \
-                t/070-cache.t t/110-shadow.t
-
-$(STATIC_NGINX): $(SRCS)
-	rm -rf $(BUILD)/static
-	mkdir -p $(BUILD)
-	cp -r $(NGX_SRC) $(BUILD)/static
-	cd $(BUILD)/static && . ./conf_flags && \
-	    ./configure "$${NGX_CONF_FLAGS[@]}" --with-cc-opt="$(CC_OPT)" \
-	        --add-module=$(CURDIR) > configure.log 2>&1 \
-	    || { tail -30 configure.log; exit 1; }
-	$(MAKE) -C $(BUILD)/static -f objs/Makefile -j2 binary
-
-build-static: deps $(STATIC_NGINX)
-
-test-static: deps unit $(STATIC_NGINX)
-	FT_NGINX=$(STATIC_NGINX) FT_MODULE=static prove $(STATIC_TESTS)
 
 # The compatibility matrix: nginx.org stable and mainline with
 # --with-compat, the module and the echo module (the tests' model servers)
@@ -179,6 +158,36 @@ $(COMPAT)/hiredis1/objs/ngx_http_fanout_module.so: $(SRCS) \
 	grep -q "hiredis async library in $(COMPAT)/hiredis/include .* found" \
 	    $(COMPAT)/hiredis1/configure.log
 	$(MAKE) -C $(COMPAT)/hiredis1 -f objs/Makefile modules
+
+# nginx with the module built in (--add-module), the README's static
+# build: the filters must take their place in the chain there too.
+# nginx-dev has only headers, so nginx.org's stable source is used.
+STATIC_NGX   := $(firstword $(COMPAT_NGX))
+STATIC_NGINX := $(COMPAT)/static/objs/nginx
+STATIC_TESTS := t/010-config.t t/020-fanout.t t/030-merge.t t/040-failures.t \
+                t/050-status.t t/070-cache.t t/074-cache-trust.t t/110-shadow.t
+
+$(STATIC_NGINX): $(SRCS)
+	@test -n "$(STATIC_NGX)" || { echo "no nginx sources in $(COMPAT_SRC)"; exit 1; }
+	rm -rf $(COMPAT)/static $(COMPAT)/static-echo
+	mkdir -p $(COMPAT)/static $(COMPAT)/static-echo
+	tar xzf $(COMPAT_SRC)/$(STATIC_NGX).tar.gz -C $(COMPAT)/static --strip-components=1
+	tar xzf $(ECHO_TGZ) -C $(COMPAT)/static-echo --strip-components=1
+	cd $(COMPAT)/static && auto/configure --with-compat --with-debug \
+	    --with-http_v2_module --with-http_auth_request_module \
+	    --with-cc-opt="$(CC_OPT)" --add-module=$(CURDIR) \
+	    --add-dynamic-module=$(COMPAT)/static-echo > configure.log 2>&1 \
+	    || { tail -30 configure.log; exit 1; }
+	$(MAKE) -C $(COMPAT)/static -f objs/Makefile -j2
+
+build-static: deps $(STATIC_NGINX)
+
+test-static: deps unit $(STATIC_NGINX)
+	@# the filter is in the chain once, after nginx's own AUX filters
+	grep -q ngx_http_fanout_module $(COMPAT)/static/objs/ngx_modules.c
+	FT_NGINX=$(STATIC_NGINX) FT_MODULE=static \
+	FT_ECHO_MODULE=$(COMPAT)/static/objs/ngx_http_echo_module.so \
+	    prove $(STATIC_TESTS)
 
 test-compat: deps unit
 	@test -n "$(COMPAT_NGX)" || { echo "no nginx sources in $(COMPAT_SRC)"; exit 1; }

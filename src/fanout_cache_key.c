@@ -1,27 +1,735 @@
 /*
  * Canonical JSON request bodies and their digests, for cache keys.
+ *
+ * Two passes over the body, no tree: the first validates it (the strict
+ * scanner's rules), records every object's members with their keys decoded
+ * and sorts them; the second writes the canonical text straight into
+ * SHA-256.  Work is linear in the body, plus O(m log m) for the m members
+ * of each object; memory is 16 bytes per member and object, and the
+ * decoded keys.
+ *
+ * Two bodies share a digest only when every JSON parser reads them alike:
+ * numbers keep their text (1.0 and 1 differ, 1e400 stays what it is),
+ * strings are compared decoded ("\u00e9" is "é"), and a body with a
+ * duplicate key (after decoding) is never canonicalised, since parsers
+ * disagree on which of the two counts.
  */
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-#include <openssl/sha.h>
+#include <openssl/evp.h>
 
+#include "fanout_json.h"
 #include "fanout_cache_key.h"
 
 
-void
-fanout_sha256_hex(const void *data, size_t len,
-    char hex[FANOUT_SHA256_HEX_LEN + 1])
+#define FANOUT_CANON_MAX_IGNORE  32
+
+
+typedef struct {
+    uint32_t        key;          /* in keys[] */
+    uint32_t        key_len;
+    uint32_t        val;          /* the value's offset in the body */
+    uint32_t        obj;          /* the first object id at or after it */
+} fanout_member_t;
+
+
+typedef struct {
+    uint32_t        first;        /* in members[], sorted */
+    uint32_t        n;
+    uint32_t        nested;       /* objects inside it */
+    uint32_t        end;          /* offset after its '}' */
+} fanout_object_t;
+
+
+typedef struct {
+    const char     *body;
+    const char     *end;
+    const char     *p;
+    unsigned        depth;
+    int             rc;
+
+    fanout_member_t  *stack;      /* members of the open objects */
+    size_t          nstack, cstack;
+    fanout_member_t  *members;    /* of closed objects, each run sorted */
+    size_t          nmembers, cmembers;
+    fanout_object_t  *objects;    /* by id: the order they open in */
+    size_t          nobjects, cobjects;
+    char           *keys;
+    size_t          nkeys, ckeys;
+
+    const fanout_field_t  *ignore;
+    size_t          nignore;
+
+    EVP_MD_CTX     *md;
+    unsigned        mute;         /* writing an ignored value: skip it */
+    size_t          nbuf;
+    char            buf[4096];
+} fanout_canon_t;
+
+
+static int
+fanout_grow(void **a, size_t *cap, size_t need, size_t size)
 {
-    size_t               i;
-    unsigned char        md[SHA256_DIGEST_LENGTH];
-    static const char    digits[] = "0123456789abcdef";
+    void    *p;
+    size_t   n;
 
-    SHA256(data, len, md);
+    if (need <= *cap) {
+        return 0;
+    }
 
-    for (i = 0; i < SHA256_DIGEST_LENGTH; i++) {
+    n = *cap ? *cap : 64;
+
+    while (n < need) {
+        n *= 2;
+    }
+
+    p = realloc(*a, n * size);
+    if (p == NULL) {
+        return -1;
+    }
+
+    *a = p;
+    *cap = n;
+
+    return 0;
+}
+
+
+static void
+fanout_ws(fanout_canon_t *c)
+{
+    while (c->p < c->end
+           && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n'
+               || *c->p == '\r'))
+    {
+        c->p++;
+    }
+}
+
+
+static int
+fanout_member_cmp(fanout_canon_t *c, fanout_member_t *a, fanout_member_t *b)
+{
+    int     r;
+    size_t  n;
+
+    n = a->key_len < b->key_len ? a->key_len : b->key_len;
+    r = memcmp(c->keys + a->key, c->keys + b->key, n);
+
+    if (r != 0) {
+        return r;
+    }
+
+    return (a->key_len > b->key_len) - (a->key_len < b->key_len);
+}
+
+
+/* bottom-up merge sort of m[0..n), with tmp[0..n) as scratch */
+
+static void
+fanout_members_sort(fanout_canon_t *c, fanout_member_t *m,
+    fanout_member_t *tmp, size_t n)
+{
+    size_t            w, i, l, r, lend, rend, k;
+    fanout_member_t  *from, *to, *t;
+
+    from = m;
+    to = tmp;
+
+    for (w = 1; w < n; w *= 2) {
+        for (i = 0; i < n; i += 2 * w) {
+            l = i;
+            lend = (i + w < n) ? i + w : n;
+            r = lend;
+            rend = (i + 2 * w < n) ? i + 2 * w : n;
+            k = i;
+
+            while (l < lend && r < rend) {
+                to[k++] = (fanout_member_cmp(c, &from[l], &from[r]) <= 0)
+                          ? from[l++] : from[r++];
+            }
+
+            while (l < lend) {
+                to[k++] = from[l++];
+            }
+
+            while (r < rend) {
+                to[k++] = from[r++];
+            }
+        }
+
+        t = from;
+        from = to;
+        to = t;
+    }
+
+    if (from != m) {
+        memcpy(m, from, n * sizeof(fanout_member_t));
+    }
+}
+
+
+/* the first pass: validation, members recorded and sorted */
+
+static int fanout_parse_value(fanout_canon_t *c);
+
+
+static int
+fanout_parse_object(fanout_canon_t *c)
+{
+    size_t            id, base, n, i;
+    const char       *k, *kend;
+    fanout_member_t  *m;
+    fanout_object_t  *o;
+
+    if (fanout_grow((void **) &c->objects, &c->cobjects, c->nobjects + 1,
+                    sizeof(fanout_object_t))
+        != 0)
+    {
+        c->rc = FANOUT_KEY_NOMEM;
+        return -1;
+    }
+
+    id = c->nobjects++;
+    base = c->nstack;
+
+    c->p++;
+    fanout_ws(c);
+
+    if (c->p < c->end && *c->p == '}') {
+        c->p++;
+        goto close;
+    }
+
+    for ( ;; ) {
+        k = c->p;
+        kend = fanout_json_string_end(k, c->end);
+
+        if (kend == NULL) {
+            return -1;
+        }
+
+        if (fanout_grow((void **) &c->stack, &c->cstack, c->nstack + 1,
+                        sizeof(fanout_member_t)) != 0
+            || fanout_grow((void **) &c->keys, &c->ckeys,
+                           c->nkeys + (size_t) (kend - k), 1) != 0)
+        {
+            c->rc = FANOUT_KEY_NOMEM;
+            return -1;
+        }
+
+        m = &c->stack[c->nstack++];
+        m->key = (uint32_t) c->nkeys;
+        m->key_len = (uint32_t) fanout_json_unescape(k + 1, kend - 1,
+                                                     c->keys + c->nkeys);
+        c->nkeys += m->key_len;
+
+        c->p = kend;
+        fanout_ws(c);
+
+        if (c->p >= c->end || *c->p != ':') {
+            return -1;
+        }
+
+        c->p++;
+        fanout_ws(c);
+
+        /* set before the value: parsing it may move the stack */
+        m->val = (uint32_t) (c->p - c->body);
+        m->obj = (uint32_t) c->nobjects;
+
+        if (fanout_parse_value(c) != 0) {
+            return -1;
+        }
+
+        fanout_ws(c);
+
+        if (c->p < c->end && *c->p == ',') {
+            c->p++;
+            fanout_ws(c);
+            continue;
+        }
+
+        if (c->p < c->end && *c->p == '}') {
+            c->p++;
+            break;
+        }
+
+        return -1;
+    }
+
+close:
+
+    /* the members move from the stack, sorted, with room to sort in */
+    n = c->nstack - base;
+
+    if (fanout_grow((void **) &c->members, &c->cmembers,
+                    c->nmembers + 2 * n + 1, sizeof(fanout_member_t))
+        != 0)
+    {
+        c->rc = FANOUT_KEY_NOMEM;
+        return -1;
+    }
+
+    m = &c->members[c->nmembers];
+
+    if (n) {
+        memcpy(m, &c->stack[base], n * sizeof(fanout_member_t));
+        fanout_members_sort(c, m, m + n, n);
+    }
+
+    for (i = 1; i < n; i++) {
+        if (fanout_member_cmp(c, &m[i - 1], &m[i]) == 0) {
+            /* parsers differ on which of the two counts */
+            c->rc = FANOUT_KEY_AMBIGUOUS;
+            return -1;
+        }
+    }
+
+    o = &c->objects[id];
+    o->first = (uint32_t) c->nmembers;
+    o->n = (uint32_t) n;
+    o->nested = (uint32_t) (c->nobjects - id - 1);
+    o->end = (uint32_t) (c->p - c->body);
+
+    c->nmembers += n;
+    c->nstack = base;
+
+    return 0;
+}
+
+
+static int
+fanout_parse_value(fanout_canon_t *c)
+{
+    int          rc;
+    const char  *e;
+
+    if (c->p >= c->end) {
+        return -1;
+    }
+
+    switch (*c->p) {
+
+    case '{':
+    case '[':
+        if (++c->depth > FANOUT_JSON_MAX_DEPTH) {
+            return -1;
+        }
+
+        if (*c->p == '{') {
+            rc = fanout_parse_object(c);
+
+        } else {
+            c->p++;
+            fanout_ws(c);
+            rc = 0;
+
+            if (c->p < c->end && *c->p == ']') {
+                c->p++;
+
+            } else {
+                for ( ;; ) {
+                    if (fanout_parse_value(c) != 0) {
+                        rc = -1;
+                        break;
+                    }
+
+                    fanout_ws(c);
+
+                    if (c->p < c->end && *c->p == ',') {
+                        c->p++;
+                        fanout_ws(c);
+                        continue;
+                    }
+
+                    if (c->p < c->end && *c->p == ']') {
+                        c->p++;
+                        break;
+                    }
+
+                    rc = -1;
+                    break;
+                }
+            }
+        }
+
+        c->depth--;
+        return rc;
+
+    case '"':
+        e = fanout_json_string_end(c->p, c->end);
+        break;
+
+    case 't':
+        e = ((size_t) (c->end - c->p) >= 4 && memcmp(c->p, "true", 4) == 0)
+            ? c->p + 4 : NULL;
+        break;
+
+    case 'f':
+        e = ((size_t) (c->end - c->p) >= 5 && memcmp(c->p, "false", 5) == 0)
+            ? c->p + 5 : NULL;
+        break;
+
+    case 'n':
+        e = ((size_t) (c->end - c->p) >= 4 && memcmp(c->p, "null", 4) == 0)
+            ? c->p + 4 : NULL;
+        break;
+
+    default:
+        e = fanout_json_number_end(c->p, c->end);
+    }
+
+    if (e == NULL) {
+        return -1;
+    }
+
+    c->p = e;
+
+    return 0;
+}
+
+
+/* the second pass: the canonical text, into SHA-256 */
+
+static void
+fanout_put(fanout_canon_t *c, const char *p, size_t n)
+{
+    if (c->mute) {
+        return;
+    }
+
+    if (c->nbuf + n > sizeof(c->buf)) {
+        (void) EVP_DigestUpdate(c->md, c->buf, c->nbuf);
+        c->nbuf = 0;
+
+        if (n > sizeof(c->buf)) {
+            (void) EVP_DigestUpdate(c->md, p, n);
+            return;
+        }
+    }
+
+    memcpy(c->buf + c->nbuf, p, n);
+    c->nbuf += n;
+}
+
+
+/* a string's decoded bytes, with only '"', '\\' and controls escaped */
+
+static void
+fanout_put_string(fanout_canon_t *c, const char *k, size_t n)
+{
+    char                esc[6];
+    size_t              i, start;
+    unsigned char       ch;
+    static const char   hex[] = "0123456789abcdef";
+
+    fanout_put(c, "\"", 1);
+
+    start = 0;
+
+    for (i = 0; i < n; i++) {
+        ch = (unsigned char) k[i];
+
+        if (ch >= 0x20 && ch != '"' && ch != '\\') {
+            continue;
+        }
+
+        fanout_put(c, k + start, i - start);
+        start = i + 1;
+
+        if (ch == '"' || ch == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char) ch;
+            fanout_put(c, esc, 2);
+            continue;
+        }
+
+        esc[0] = '\\';
+        esc[1] = 'u';
+        esc[2] = '0';
+        esc[3] = '0';
+        esc[4] = hex[ch >> 4];
+        esc[5] = hex[ch & 0xf];
+        fanout_put(c, esc, 6);
+    }
+
+    fanout_put(c, k + start, n - start);
+    fanout_put(c, "\"", 1);
+}
+
+
+/* the segment "depth" of an ignore= path, or NULL when it has fewer */
+
+static const char *
+fanout_segment_at(const fanout_field_t *f, unsigned depth, size_t *n)
+{
+    const char  *p, *end, *dot;
+
+    p = f->path;
+    end = f->path + f->len;
+
+    for ( ;; ) {
+        dot = memchr(p, '.', (size_t) (end - p));
+
+        if (depth == 0) {
+            *n = (size_t) ((dot ? dot : end) - p);
+            return p;
+        }
+
+        if (dot == NULL) {
+            return NULL;
+        }
+
+        depth--;
+        p = dot + 1;
+    }
+}
+
+
+/*
+ * Of the ignore= paths in "active" (those that led here), which go on
+ * below the member or element named (name, n) at "depth" (*below), and
+ * whether one of them ends there (returns 1: the value is left out).
+ */
+
+static int
+fanout_ignored(fanout_canon_t *c, uint32_t active, unsigned depth,
+    const char *name, size_t n, uint32_t *below)
+{
+    int          skip;
+    size_t       i, sn;
+    const char  *seg;
+
+    skip = 0;
+    *below = 0;
+
+    for (i = 0; active && i < c->nignore; i++) {
+        if (!(active & (1u << i))) {
+            continue;
+        }
+
+        seg = fanout_segment_at(&c->ignore[i], depth, &sn);
+
+        if (seg == NULL || sn != n || memcmp(seg, name, n) != 0) {
+            continue;
+        }
+
+        if (seg + sn == c->ignore[i].path + c->ignore[i].len) {
+            skip = 1;
+
+        } else {
+            *below |= 1u << i;
+        }
+    }
+
+    return skip;
+}
+
+
+/* writes the value at c->p, whose first object id is "id"; the next id */
+
+static uint32_t
+fanout_write_value(fanout_canon_t *c, uint32_t id, uint32_t active,
+    unsigned depth)
+{
+    char              num[24];
+    size_t            i, k, n;
+    uint32_t          below, next;
+    unsigned          mute;
+    const char       *e;
+    fanout_object_t  *o;
+    fanout_member_t  *m;
+
+    switch (*c->p) {
+
+    case '{':
+        o = &c->objects[id];
+        fanout_put(c, "{", 1);
+        k = 0;
+
+        for (i = 0; i < o->n; i++) {
+            m = &c->members[o->first + i];
+
+            mute = c->mute;
+
+            if (fanout_ignored(c, active, depth, c->keys + m->key, m->key_len,
+                               &below))
+            {
+                continue;
+            }
+
+            if (k++) {
+                fanout_put(c, ",", 1);
+            }
+
+            fanout_put_string(c, c->keys + m->key, m->key_len);
+            fanout_put(c, ":", 1);
+
+            c->p = c->body + m->val;
+            (void) fanout_write_value(c, m->obj, below, depth + 1);
+            c->mute = mute;
+        }
+
+        fanout_put(c, "}", 1);
+        c->p = c->body + o->end;
+
+        return id + 1 + o->nested;
+
+    case '[':
+        fanout_put(c, "[", 1);
+        c->p++;
+        fanout_ws(c);
+        next = id;
+        k = 0;
+
+        for (i = 0; *c->p != ']'; i++) {
+            mute = c->mute;
+
+            n = 0;
+            if (active) {
+                /* the element's index as a path segment */
+                size_t  v = i;
+                char   *d = num + sizeof(num);
+
+                do {
+                    *--d = (char) ('0' + v % 10);
+                    v /= 10;
+                } while (v);
+
+                n = (size_t) (num + sizeof(num) - d);
+                memmove(num, d, n);
+            }
+
+            if (fanout_ignored(c, active, depth, num, n, &below)) {
+                c->mute = 1;
+
+            } else if (k++) {
+                fanout_put(c, ",", 1);
+            }
+
+            next = fanout_write_value(c, next, below, depth + 1);
+            c->mute = mute;
+
+            fanout_ws(c);
+
+            if (*c->p == ',') {
+                c->p++;
+                fanout_ws(c);
+            }
+        }
+
+        c->p++;
+        fanout_put(c, "]", 1);
+
+        return next;
+
+    case '"':
+        e = fanout_json_string_end(c->p, c->end);
+
+        if (!c->mute) {
+            /* decoded in place of the raw text: never longer */
+            n = 0;
+            if (fanout_grow((void **) &c->keys, &c->ckeys,
+                            c->nkeys + (size_t) (e - c->p), 1)
+                == 0)
+            {
+                n = fanout_json_unescape(c->p + 1, e - 1, c->keys + c->nkeys);
+                fanout_put_string(c, c->keys + c->nkeys, n);
+
+            } else {
+                c->rc = FANOUT_KEY_NOMEM;
+            }
+        }
+
+        c->p = e;
+        return id;
+
+    case 't':
+        e = c->p + 4;
+        break;
+
+    case 'f':
+        e = c->p + 5;
+        break;
+
+    case 'n':
+        e = c->p + 4;
+        break;
+
+    default:
+        /* a number keeps its text: parsers read texts alike, not values */
+        e = fanout_json_number_end(c->p, c->end);
+    }
+
+    fanout_put(c, c->p, (size_t) (e - c->p));
+    c->p = e;
+
+    return id;
+}
+
+
+static int
+fanout_canonical_digest(fanout_canon_t *c, unsigned char *md)
+{
+    unsigned  mdlen;
+
+    c->p = c->body;
+    fanout_ws(c);
+
+    if (fanout_parse_value(c) != 0) {
+        return -1;
+    }
+
+    fanout_ws(c);
+
+    if (c->p != c->end) {
+        return -1;
+    }
+
+    c->md = EVP_MD_CTX_new();
+
+    if (c->md == NULL
+        || EVP_DigestInit_ex(c->md, EVP_sha256(), NULL) != 1)
+    {
+        c->rc = FANOUT_KEY_NOMEM;
+        return -1;
+    }
+
+    /* canonical texts and raw bodies never share a digest */
+    fanout_put(c, "j", 1);
+
+    c->p = c->body;
+    fanout_ws(c);
+
+    (void) fanout_write_value(c, 0,
+                             (c->nignore == 32) ? 0xffffffff
+                                                : (1u << c->nignore) - 1,
+                             0);
+
+    (void) EVP_DigestUpdate(c->md, c->buf, c->nbuf);
+
+    if (EVP_DigestFinal_ex(c->md, md, &mdlen) != 1
+        || c->rc == FANOUT_KEY_NOMEM)
+    {
+        c->rc = FANOUT_KEY_NOMEM;
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static void
+fanout_hex(const unsigned char *md, char hex[FANOUT_SHA256_HEX_LEN + 1])
+{
+    size_t             i;
+    static const char  digits[] = "0123456789abcdef";
+
+    for (i = 0; i < FANOUT_SHA256_HEX_LEN / 2; i++) {
         hex[2 * i] = digits[md[i] >> 4];
         hex[2 * i + 1] = digits[md[i] & 0xf];
     }
@@ -30,61 +738,15 @@ fanout_sha256_hex(const void *data, size_t len,
 }
 
 
-/* removes the value at a dot path, if there is one */
-
-static void
-fanout_remove(json_t *root, const char *path, size_t len)
+void
+fanout_sha256_hex(const void *data, size_t len,
+    char hex[FANOUT_SHA256_HEX_LEN + 1])
 {
-    char         key[256];
-    size_t       n, index;
-    json_t      *node;
-    const char  *p, *end, *dot;
+    unsigned char  md[EVP_MAX_MD_SIZE];
 
-    node = root;
-    p = path;
-    end = path + len;
+    (void) EVP_Digest(data, len, md, NULL, EVP_sha256(), NULL);
 
-    while (node && p < end) {
-        dot = memchr(p, '.', (size_t) (end - p));
-        n = (size_t) ((dot ? dot : end) - p);
-
-        if (n >= sizeof(key)) {
-            return;
-        }
-
-        memcpy(key, p, n);
-        key[n] = '\0';
-
-        if (json_is_array(node)) {
-            char  *last;
-
-            index = strtoul(key, &last, 10);
-
-            if (n == 0 || *last != '\0') {
-                return;
-            }
-
-            if (dot == NULL) {
-                json_array_remove(node, index);
-                return;
-            }
-
-            node = json_array_get(node, index);
-
-        } else if (json_is_object(node)) {
-            if (dot == NULL) {
-                json_object_del(node, key);
-                return;
-            }
-
-            node = json_object_get(node, key);
-
-        } else {
-            return;
-        }
-
-        p += n + 1;
-    }
+    fanout_hex(md, hex);
 }
 
 
@@ -93,39 +755,125 @@ fanout_cache_body_digest(const char *body, size_t len,
     const fanout_field_t *ignore, size_t nignore,
     char hex[FANOUT_SHA256_HEX_LEN + 1])
 {
-    char    *canon;
-    size_t   i, size, flags;
-    json_t  *doc;
+    int             rc;
+    unsigned char   md[EVP_MAX_MD_SIZE];
+    EVP_MD_CTX     *raw;
+    fanout_canon_t *c;
 
-    doc = (len > 0) ? json_loadb(body, len, JSON_DECODE_ANY, NULL) : NULL;
-
-    if (doc == NULL) {
-        /* not JSON: the bytes themselves */
-        fanout_sha256_hex(body, len, hex);
-        return 0;
+    if (nignore > FANOUT_CANON_MAX_IGNORE) {
+        nignore = FANOUT_CANON_MAX_IGNORE;
     }
 
-    for (i = 0; i < nignore; i++) {
-        fanout_remove(doc, ignore[i].path, ignore[i].len);
+    rc = FANOUT_KEY_RAW;
+
+    if (len > 0 && len < UINT32_MAX) {
+        c = calloc(1, sizeof(fanout_canon_t));
+        if (c == NULL) {
+            return FANOUT_KEY_NOMEM;
+        }
+
+        c->body = body;
+        c->end = body + len;
+        c->ignore = ignore;
+        c->nignore = nignore;
+        c->rc = FANOUT_KEY_RAW;
+
+        if (fanout_canonical_digest(c, md) == 0) {
+            fanout_hex(md, hex);
+            rc = FANOUT_KEY_CANONICAL;
+
+        } else {
+            rc = c->rc;
+        }
+
+        EVP_MD_CTX_free(c->md);
+        free(c->stack);
+        free(c->members);
+        free(c->objects);
+        free(c->keys);
+        free(c);
+
+        if (rc != FANOUT_KEY_RAW && rc != FANOUT_KEY_AMBIGUOUS) {
+            return rc;
+        }
     }
 
-    /* a fixed precision: one snprintf per real, and always the same text */
-    flags = JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY
-            | JSON_REAL_PRECISION(17);
+    /* not JSON, or not one that every parser reads alike: its bytes */
+    raw = EVP_MD_CTX_new();
 
-    size = json_dumpb(doc, NULL, 0, flags);
-    canon = malloc(size ? size : 1);
-
-    if (canon == NULL || json_dumpb(doc, canon, size, flags) != size) {
-        free(canon);
-        json_decref(doc);
-        return -1;
+    if (raw == NULL
+        || EVP_DigestInit_ex(raw, EVP_sha256(), NULL) != 1
+        || EVP_DigestUpdate(raw, "r", 1) != 1
+        || EVP_DigestUpdate(raw, body, len) != 1
+        || EVP_DigestFinal_ex(raw, md, NULL) != 1)
+    {
+        EVP_MD_CTX_free(raw);
+        return FANOUT_KEY_NOMEM;
     }
 
-    json_decref(doc);
+    EVP_MD_CTX_free(raw);
+    fanout_hex(md, hex);
 
-    fanout_sha256_hex(canon, size, hex);
-    free(canon);
+    return rc;
+}
 
-    return 1;
+
+size_t
+fanout_cache_echo(const char *body, size_t len, const fanout_field_t *paths,
+    const fanout_span_t *vals, size_t n, char *out)
+{
+    char           *o;
+    size_t          i, j, k, order[FANOUT_CACHE_MAX_ECHO];
+    const char     *p;
+    fanout_span_t   at[FANOUT_CACHE_MAX_ECHO];
+
+    if (n > FANOUT_CACHE_MAX_ECHO) {
+        n = FANOUT_CACHE_MAX_ECHO;
+    }
+
+    /* one scan per path: n is a handful, set in the configuration */
+    k = 0;
+
+    for (i = 0; i < n; i++) {
+        if (fanout_json_scan(body, len, paths[i].path, paths[i].len, &at[i])
+            != 0)
+        {
+            return (size_t) -1;
+        }
+
+        if (at[i].p == NULL) {
+            continue;
+        }
+
+        /* in the order they come in the body */
+        for (j = k; j > 0 && at[order[j - 1]].p > at[i].p; j--) {
+            order[j] = order[j - 1];
+        }
+
+        order[j] = i;
+        k++;
+    }
+
+    o = out;
+    p = body;
+
+    for (j = 0; j < k; j++) {
+        i = order[j];
+
+        if (at[i].p < p) {
+            /* inside a value replaced already */
+            continue;
+        }
+
+        memcpy(o, p, (size_t) (at[i].p - p));
+        o += at[i].p - p;
+        memcpy(o, vals[i].p, vals[i].len);
+        o += vals[i].len;
+        p = at[i].p + at[i].len;
+    }
+
+    memcpy(o, p, (size_t) (body + len - p));
+    o += body + len - p;
+
+    return (size_t) (o - out);
 }

@@ -316,81 +316,128 @@ fanout_segment(fanout_scan_t *s, const char *path, size_t *n)
 }
 
 
+/*
+ * One character of a validated string, from k (between the quotes): its
+ * UTF-8 bytes in utf8[], their number returned, *k moved past it.
+ */
+
+static size_t
+fanout_unescape1(const char **k, char utf8[4])
+{
+    unsigned     cp, lo;
+    const char  *p;
+
+    p = *k;
+    cp = 0;
+    lo = 0;
+
+    if (*p != '\\') {
+        utf8[0] = *p;
+        *k = p + 1;
+        return 1;
+    }
+
+    *k = p + 2;
+
+    switch (p[1]) {
+    case 'b': utf8[0] = '\b'; return 1;
+    case 'f': utf8[0] = '\f'; return 1;
+    case 'n': utf8[0] = '\n'; return 1;
+    case 'r': utf8[0] = '\r'; return 1;
+    case 't': utf8[0] = '\t'; return 1;
+    case 'u': break;
+    default: utf8[0] = p[1]; return 1;     /* '"', '\\', '/' */
+    }
+
+    (void) fanout_hex4(p + 2, &cp);
+    *k = p + 6;
+
+    if (cp >= 0xd800 && cp <= 0xdbff) {
+        (void) fanout_hex4(p + 8, &lo);
+        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+        *k = p + 12;
+    }
+
+    if (cp < 0x80) {
+        utf8[0] = (char) cp;
+        return 1;
+    }
+
+    if (cp < 0x800) {
+        utf8[0] = (char) (0xc0 | (cp >> 6));
+        utf8[1] = (char) (0x80 | (cp & 0x3f));
+        return 2;
+    }
+
+    if (cp < 0x10000) {
+        utf8[0] = (char) (0xe0 | (cp >> 12));
+        utf8[1] = (char) (0x80 | ((cp >> 6) & 0x3f));
+        utf8[2] = (char) (0x80 | (cp & 0x3f));
+        return 3;
+    }
+
+    utf8[0] = (char) (0xf0 | (cp >> 18));
+    utf8[1] = (char) (0x80 | ((cp >> 12) & 0x3f));
+    utf8[2] = (char) (0x80 | ((cp >> 6) & 0x3f));
+    utf8[3] = (char) (0x80 | (cp & 0x3f));
+    return 4;
+}
+
+
+size_t
+fanout_json_unescape(const char *k, const char *kend, char *out)
+{
+    char  *o;
+
+    o = out;
+
+    while (k < kend) {
+        o += fanout_unescape1(&k, o);
+    }
+
+    return (size_t) (o - out);
+}
+
+
+const char *
+fanout_json_string_end(const char *p, const char *end)
+{
+    fanout_scan_t  s;
+
+    s.p = p;
+    s.end = end;
+
+    return (p < end && *p == '"' && fanout_scan_string(&s) == 0) ? s.p : NULL;
+}
+
+
+const char *
+fanout_json_number_end(const char *p, const char *end)
+{
+    fanout_scan_t  s;
+
+    s.p = p;
+    s.end = end;
+
+    return (fanout_scan_number(&s) == 0) ? s.p : NULL;
+}
+
+
 /* does the key (raw, between quotes, maybe escaped) equal the segment? */
 
 static int
 fanout_key_is(const char *k, const char *kend, const char *seg, size_t n)
 {
-    char          utf8[4];
-    size_t        i, len;
-    unsigned      cp, lo;
-    const char   *end;
+    char         utf8[4];
+    size_t       i, len;
+    const char  *end;
 
     end = seg + n;
-    cp = 0;
-    lo = 0;
 
     /* the key was validated: its escapes are well-formed */
 
     while (k < kend) {
-        if (*k != '\\') {
-            if (seg >= end || *k != *seg) {
-                return 0;
-            }
-
-            k++;
-            seg++;
-            continue;
-        }
-
-        switch (k[1]) {
-        case 'b': utf8[0] = '\b'; len = 1; break;
-        case 'f': utf8[0] = '\f'; len = 1; break;
-        case 'n': utf8[0] = '\n'; len = 1; break;
-        case 'r': utf8[0] = '\r'; len = 1; break;
-        case 't': utf8[0] = '\t'; len = 1; break;
-
-        case 'u':
-            (void) fanout_hex4(k + 2, &cp);
-            k += 4;
-
-            if (cp >= 0xd800 && cp <= 0xdbff) {
-                (void) fanout_hex4(k + 4, &lo);
-                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-                k += 6;
-            }
-
-            if (cp < 0x80) {
-                utf8[0] = (char) cp;
-                len = 1;
-
-            } else if (cp < 0x800) {
-                utf8[0] = (char) (0xc0 | (cp >> 6));
-                utf8[1] = (char) (0x80 | (cp & 0x3f));
-                len = 2;
-
-            } else if (cp < 0x10000) {
-                utf8[0] = (char) (0xe0 | (cp >> 12));
-                utf8[1] = (char) (0x80 | ((cp >> 6) & 0x3f));
-                utf8[2] = (char) (0x80 | (cp & 0x3f));
-                len = 3;
-
-            } else {
-                utf8[0] = (char) (0xf0 | (cp >> 18));
-                utf8[1] = (char) (0x80 | ((cp >> 12) & 0x3f));
-                utf8[2] = (char) (0x80 | ((cp >> 6) & 0x3f));
-                utf8[3] = (char) (0x80 | (cp & 0x3f));
-                len = 4;
-            }
-
-            break;
-
-        default:        /* '"', '\\', '/' */
-            utf8[0] = k[1];
-            len = 1;
-        }
-
-        k += 2;
+        len = fanout_unescape1(&k, utf8);
 
         for (i = 0; i < len; i++) {
             if (seg >= end || *seg != utf8[i]) {

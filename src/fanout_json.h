@@ -40,6 +40,16 @@ int fanout_json_path_check(const char *path, size_t len);
 int fanout_json_scan(const char *p, size_t len, const char *path,
     size_t path_len, fanout_span_t *found);
 
+/*
+ * Pieces of the scanner for other passes over a text: the end of the
+ * string (at its opening quote) or number at p, NULL when it is not one;
+ * the UTF-8 bytes of a validated string's contents (between its quotes)
+ * into out, which needs kend - k bytes at most.
+ */
+const char *fanout_json_string_end(const char *p, const char *end);
+const char *fanout_json_number_end(const char *p, const char *end);
+size_t fanout_json_unescape(const char *k, const char *kend, char *out);
+
 /* the span of a number, copied for strtod(): -1 when not a number */
 int fanout_json_number(fanout_span_t *v, double *value);
 

@@ -252,16 +252,67 @@ ngx_http_fanout_cache_value(ngx_conf_t *cf, ngx_str_t *value)
 }
 
 
+/* "a,b.c": dot paths, at most max of them */
+
+static ngx_int_t
+ngx_http_fanout_cache_paths(ngx_conf_t *cf, ngx_str_t *list, ngx_uint_t max,
+    fanout_field_t **paths, ngx_uint_t *n)
+{
+    u_char          *p, *end, *comma;
+    ngx_uint_t       k;
+    fanout_field_t  *f;
+
+    p = list->data;
+    end = list->data + list->len;
+
+    k = 1;
+    for (comma = p; comma < end; comma++) {
+        k += (*comma == ',');
+    }
+
+    if (k > max) {
+        return NGX_ERROR;
+    }
+
+    *paths = ngx_palloc(cf->pool, k * sizeof(fanout_field_t));
+    if (*paths == NULL) {
+        return NGX_ERROR;
+    }
+
+    *n = 0;
+
+    while (p <= end) {
+        comma = ngx_strlchr(p, end, ',');
+        if (comma == NULL) {
+            comma = end;
+        }
+
+        f = &(*paths)[(*n)++];
+        f->path = (const char *) p;
+        f->len = comma - p;
+
+        if (fanout_json_path_check(f->path, f->len) != 0) {
+            return NGX_ERROR;
+        }
+
+        p = comma + 1;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_str_t  ngx_http_fanout_rid = ngx_string("request_id");
+
+
 char *
 ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_fanout_loc_conf_t *flcf = conf;
 
-    u_char                        *p, *end, *comma;
     ssize_t                        size;
-    ngx_str_t                     *value, s, vary;
+    ngx_str_t                     *value, s, vary, echo;
     ngx_uint_t                     i, n;
-    fanout_field_t                *f;
     ngx_http_fanout_main_conf_t   *fmcf;
     ngx_http_fanout_cache_conf_t  *cc;
 
@@ -284,6 +335,7 @@ ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     cc->max_size = 1024 * 1024;
     cc->coalesce = 1;
     ngx_str_set(&vary, "$http_authorization");
+    ngx_str_set(&echo, "id");
 
     for (i = 1; i < cf->args->nelts; i++) {
 
@@ -359,36 +411,23 @@ ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_strncmp(value[i].data, "ignore=", 7) == 0) {
-            p = value[i].data + 7;
-            end = value[i].data + value[i].len;
+            s.data = value[i].data + 7;
+            s.len = value[i].len - 7;
 
-            n = 1;
-            for (comma = p; comma < end; comma++) {
-                n += (*comma == ',');
+            if (ngx_http_fanout_cache_paths(cf, &s, 32, &cc->ignore,
+                                            &cc->nignore)
+                != NGX_OK)
+            {
+                goto invalid;
             }
 
-            cc->ignore = ngx_palloc(cf->pool, n * sizeof(fanout_field_t));
-            if (cc->ignore == NULL) {
-                return NGX_CONF_ERROR;
-            }
+            continue;
+        }
 
-            while (p <= end) {
-                comma = ngx_strlchr(p, end, ',');
-                if (comma == NULL) {
-                    comma = end;
-                }
-
-                f = &cc->ignore[cc->nignore++];
-                f->path = (const char *) p;
-                f->len = comma - p;
-
-                if (fanout_json_path_check(f->path, f->len) != 0) {
-                    goto invalid;
-                }
-
-                p = comma + 1;
-            }
-
+        if (ngx_strncmp(value[i].data, "echo=", 5) == 0) {
+            s.data = value[i].data + 5;
+            s.len = value[i].len - 5;
+            echo = s;
             continue;
         }
 
@@ -400,6 +439,26 @@ ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                            "\"fanout_cache\" needs ttl=, as in "
                            "\"fanout_cache ttl=60s;\", or \"off\"");
         return NGX_CONF_ERROR;
+    }
+
+    /* the fields of an answer that are the request's own (KServe's id) */
+    if (echo.len && ngx_strcmp(echo.data, "off") != 0) {
+        if (ngx_http_fanout_cache_paths(cf, &echo, FANOUT_CACHE_MAX_ECHO,
+                                        &cc->echo, &cc->necho)
+            != NGX_OK)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid echo=\"%V\": at most %d dot paths, "
+                               "comma-separated, or \"off\"", &echo,
+                               FANOUT_CACHE_MAX_ECHO);
+            return NGX_CONF_ERROR;
+        }
+
+        cc->request_id = ngx_http_get_variable_index(cf,
+                                                     &ngx_http_fanout_rid);
+        if (cc->request_id == NGX_ERROR) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     /* vary: an empty value is allowed, and means no variation */
@@ -426,6 +485,104 @@ invalid:
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid parameter \"%V\"", &value[i]);
     return NGX_CONF_ERROR;
+}
+
+
+/*
+ * The server block's identity: the ports it listens on and its server
+ * names, as written.  Two server blocks of one configuration never share
+ * both (name-based virtual hosts differ in names, the others in ports);
+ * the instances of a fleet do, whatever their addresses, and so does the
+ * same configuration after a reload.
+ */
+
+#define NGX_HTTP_FANOUT_CACHE_MAX_PORTS  64
+
+ngx_int_t
+ngx_http_fanout_cache_merge(ngx_conf_t *cf, ngx_http_fanout_loc_conf_t *flcf)
+{
+    u_char                     *p, *material;
+    size_t                      len;
+    in_port_t                   ports[NGX_HTTP_FANOUT_CACHE_MAX_PORTS];
+    ngx_uint_t                  i, j, k, n, known;
+    ngx_http_conf_port_t       *port;
+    ngx_http_conf_addr_t       *addr;
+    ngx_http_server_name_t     *sn;
+    ngx_http_core_srv_conf_t   *cscf, **servers;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    if (flcf->cache == NULL || flcf->targets == NULL) {
+        return NGX_OK;
+    }
+
+    cscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_core_module);
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    /* its ports, once each, in order: [::]:80 and 80 are one port */
+    n = 0;
+
+    for (i = 0; cmcf->ports && i < cmcf->ports->nelts; i++) {
+        port = &((ngx_http_conf_port_t *) cmcf->ports->elts)[i];
+        addr = port->addrs.elts;
+        known = 0;
+
+        for (j = 0; j < port->addrs.nelts && !known; j++) {
+            servers = addr[j].servers.elts;
+
+            for (k = 0; k < addr[j].servers.nelts; k++) {
+                if (servers[k] == cscf) {
+                    known = 1;
+                    break;
+                }
+            }
+        }
+
+        for (k = 0; known && k < n; k++) {
+            known = (ports[k] != port->port);
+        }
+
+        if (known && n < NGX_HTTP_FANOUT_CACHE_MAX_PORTS) {
+            for (k = n++; k > 0 && ports[k - 1] > port->port; k--) {
+                ports[k] = ports[k - 1];
+            }
+
+            ports[k] = port->port;
+        }
+    }
+
+    sn = cscf->server_names.elts;
+    len = n * (NGX_INT_T_LEN + 1);
+
+    for (i = 0; i < cscf->server_names.nelts; i++) {
+        len += sn[i].name.len + 2;
+    }
+
+    material = ngx_pnalloc(cf->pool, len + 1);
+    if (material == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = material;
+
+    for (i = 0; i < n; i++) {
+        p = ngx_sprintf(p, "%ui\n", (ngx_uint_t) ports[i]);
+    }
+
+    for (i = 0; i < cscf->server_names.nelts; i++) {
+        *p++ = '=';
+        p = ngx_cpymem(p, sn[i].name.data, sn[i].name.len);
+        *p++ = '\n';
+    }
+
+    flcf->server_id.data = ngx_pnalloc(cf->pool, FANOUT_SHA256_HEX_LEN + 1);
+    if (flcf->server_id.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    fanout_sha256_hex(material, p - material, (char *) flcf->server_id.data);
+    flcf->server_id.len = FANOUT_SHA256_HEX_LEN;
+
+    return NGX_OK;
 }
 
 
@@ -551,11 +708,25 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
             return rc;
         }
 
-        if (fanout_cache_body_digest((const char *) body.data, body.len,
-                                     cc->ignore, cc->nignore, body_digest)
-            < 0)
-        {
+        rc = fanout_cache_body_digest((const char *) body.data, body.len,
+                                      cc->ignore, cc->nignore, body_digest);
+
+        if (rc == FANOUT_KEY_NOMEM) {
             return NGX_ERROR;
+        }
+
+        if (rc == FANOUT_KEY_AMBIGUOUS) {
+            /* its bytes are its key: no other body shares it */
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "fanout cache: the body has a duplicate key, "
+                          "keyed by its bytes");
+            ngx_http_fanout_cache_count(ctx,
+                                        NGX_HTTP_FANOUT_LOC_CACHE_AMBIGUOUS);
+        }
+
+        if (body.len > NGX_HTTP_FANOUT_CACHE_LONG_WORK) {
+            /* the Redis timers that follow measure from now */
+            ngx_time_update();
         }
     }
 
@@ -570,7 +741,8 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
         variant = &none;
     }
 
-    id_len = sizeof("fanout-key-v1\n\n") + vary.len + key.len
+    id_len = sizeof("fanout-key-v2\n\n\n\n") + ctx->conf->server_id.len
+             + r->headers_in.server.len + vary.len + key.len
              + r->method_name.len + r->uri.len + r->args.len
              + sizeof(body_digest) + 4 + sizeof("\nvariant=") + variant->len;
     len = id_len;
@@ -585,7 +757,9 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    p = ngx_sprintf(start, "fanout-key-v1\n%V\n", &vary);
+    /* who answers (the server block, and the Host it may pass on) first */
+    p = ngx_sprintf(start, "fanout-key-v2\n%V\n%V\n%V\n",
+                    &ctx->conf->server_id, &r->headers_in.server, &vary);
 
     if (cc->key) {
         p = ngx_sprintf(p, "%V", &key);
@@ -935,6 +1109,108 @@ ngx_http_fanout_cache_entry(ngx_http_fanout_ctx_t *ctx, const char *str,
 }
 
 
+/*
+ * echo=: an answer from the cache carries another request's identity (the
+ * id KServe v2 and OpenAI echo).  Each such field becomes the current
+ * request's: the value at the same path in its body, or else at the top
+ * level under the path's last name (results.m.id takes the request's id),
+ * or else its $request_id.
+ */
+
+static void
+ngx_http_fanout_cache_echo(ngx_http_fanout_ctx_t *ctx, ngx_str_t *answer)
+{
+    u_char                        *out, *last;
+    size_t                         len, n;
+    ngx_str_t                      body;
+    ngx_uint_t                     i;
+    fanout_field_t                 f;
+    fanout_span_t                  vals[FANOUT_CACHE_MAX_ECHO];
+    ngx_http_request_t            *r;
+    ngx_http_variable_value_t     *id;
+    ngx_http_fanout_cache_conf_t  *cc;
+
+    cc = ctx->conf->cache;
+    r = ctx->request;
+
+    if (cc->necho == 0 || answer->len == 0) {
+        return;
+    }
+
+    if (ngx_http_fanout_cache_body(r, &body) != NGX_OK) {
+        ngx_str_null(&body);
+    }
+
+    id = ngx_http_get_indexed_variable(r, (ngx_uint_t) cc->request_id);
+
+    len = answer->len;
+
+    for (i = 0; i < cc->necho; i++) {
+        vals[i].p = NULL;
+
+        if (body.len) {
+            /* the same path in the request, or its last segment on top */
+            f = cc->echo[i];
+
+            if (fanout_json_scan((const char *) body.data, body.len, f.path,
+                                 f.len, &vals[i])
+                    == 0
+                && vals[i].p == NULL)
+            {
+                last = ngx_strlchr((u_char *) f.path,
+                                   (u_char *) f.path + f.len, '.');
+
+                while (last) {
+                    f.len -= (const char *) last + 1 - f.path;
+                    f.path = (const char *) last + 1;
+                    last = ngx_strlchr((u_char *) f.path,
+                                       (u_char *) f.path + f.len, '.');
+                }
+
+                (void) fanout_json_scan((const char *) body.data, body.len,
+                                        f.path, f.len, &vals[i]);
+            }
+        }
+
+        if (vals[i].p == NULL) {
+            if (id == NULL || id->not_found) {
+                vals[i].p = "null";
+                vals[i].len = 4;
+
+            } else {
+                /* $request_id is hex: a JSON string as it is */
+                out = ngx_pnalloc(r->pool, id->len + 2);
+                if (out == NULL) {
+                    return;
+                }
+
+                out[0] = '"';
+                ngx_memcpy(out + 1, id->data, id->len);
+                out[id->len + 1] = '"';
+
+                vals[i].p = (const char *) out;
+                vals[i].len = id->len + 2;
+            }
+        }
+
+        len += vals[i].len;
+    }
+
+    out = ngx_pnalloc(r->pool, len);
+    if (out == NULL) {
+        return;
+    }
+
+    n = fanout_cache_echo((const char *) answer->data, answer->len, cc->echo,
+                          vals, cc->necho, (char *) out);
+
+    if (n != (size_t) -1) {
+        answer->data = out;
+        answer->len = n;
+    }
+}
+
+
 static void
 ngx_http_fanout_cache_hit(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_cached_t *e, ngx_uint_t status, ngx_uint_t counter)
@@ -947,6 +1223,8 @@ ngx_http_fanout_cache_hit(ngx_http_fanout_ctx_t *ctx,
 
     ctx->cache_status = status;
     ngx_http_fanout_cache_count(ctx, counter);
+
+    ngx_http_fanout_cache_echo(ctx, &e->body);
 
     ngx_http_finalize_request(r,
         ngx_http_fanout_send_as_is(ctx, e->status, &e->type, &e->target,
@@ -1144,6 +1422,8 @@ ngx_http_fanout_cache_got_targets(void *data, redisReply *reply,
         {
             continue;
         }
+
+        ngx_http_fanout_cache_echo(ctx, &e.body);
 
         /* this target's answer, as if it had just come */
         sub->done = 1;
@@ -1517,6 +1797,8 @@ ngx_http_fanout_cache_serve_stale(ngx_http_fanout_ctx_t *ctx, ngx_int_t *rc)
     ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
                   "fanout: the fan-out failed, serving the stale entry "
                   "\"%V\"", &ctx->cache_key);
+
+    ngx_http_fanout_cache_echo(ctx, &e->body);
 
     *rc = ngx_http_fanout_send_as_is(ctx, e->status, &e->type, &e->target,
                                      e->body.data, e->body.len);

@@ -316,6 +316,10 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_http_fanout_cache_merge(cf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     if (ngx_http_fanout_breaker_register(cf, conf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }

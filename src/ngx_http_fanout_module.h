@@ -67,6 +67,7 @@ typedef struct {
     ngx_uint_t                  status_format; /* fanout_status */
 
     ngx_http_fanout_cache_conf_t  *cache;      /* NULL: off */
+    ngx_str_t                   server_id;     /* its server block's */
     ngx_array_t                *cache_bypass;  /* predicates */
     ngx_array_t                *limits;        /* ngx_http_fanout_limit_t */
     fanout_breaker_conf_t      *breaker;       /* NULL: none */

@@ -19,7 +19,7 @@ ngx_msec_t  ngx_http_fanout_buckets[NGX_HTTP_FANOUT_NBUCKETS - 1] = {
 static const char  *ngx_http_fanout_loc_counters[] = {
     "requests", "200", "502", "504", "rejected", "aborted",
     "hit", "miss", "bypass", "error", "stored", "skipped", "stale",
-    "coalesced", "rejected", "dry_run", "evicted"
+    "coalesced", "ambiguous", "rejected", "dry_run", "evicted"
 };
 
 
@@ -861,8 +861,9 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
                                           NGX_HTTP_FANOUT_LOC_ABORTED + 1);
 
     p = ngx_sprintf(p,
-        "# HELP fanout_cache_total Cache lookups (hit, miss, bypass, error) "
-        "and stores (stored, skipped over max_size).\n"
+        "# HELP fanout_cache_total Cache lookups (hit, miss, bypass, error, "
+        "stale, coalesced), stores (stored, skipped over max_size) and "
+        "bodies keyed by their bytes (ambiguous: duplicate keys).\n"
         "# TYPE fanout_cache_total counter\n");
 
     p = ngx_http_fanout_prom_loc_counters(p, fmcf, "fanout_cache_total",

@@ -31,6 +31,7 @@ typedef enum {
     NGX_HTTP_FANOUT_LOC_CACHE_SKIPPED, /* over max_size */
     NGX_HTTP_FANOUT_LOC_CACHE_STALE,
     NGX_HTTP_FANOUT_LOC_CACHE_COALESCED,
+    NGX_HTTP_FANOUT_LOC_CACHE_AMBIGUOUS, /* duplicate keys: raw-hashed */
     NGX_HTTP_FANOUT_LOC_LIMITED,       /* rejected by fanout_limit */
     NGX_HTTP_FANOUT_LOC_DRY_RUN,       /* would have been */
     NGX_HTTP_FANOUT_LOC_EVICTED,       /* limiter keys evicted, zone full */

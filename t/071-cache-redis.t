@@ -45,12 +45,18 @@ $locations
 EOC
 
 # two instances sharing one Redis, as behind a load balancer
+# a fleet's instances: the same port, each on an address of its own (the
+# cache key holds the server block's ports and names, not its addresses)
+my %inst = (one => '127.0.0.1:' . $t->port('fleet'),
+            two => '127.0.0.2:' . $t->port('fleet'));
+my ($one, $two) = @inst{qw(one two)};
+
 for my $name (qw(one two)) {
-    $t->run(prefix => $name, port => $t->port($name), http => <<"EOC");
+    $t->run(prefix => $name, port => $inst{$name}, http => <<"EOC");
 fanout_zone fanout 1m;
 fanout_redis 127.0.0.1:%%REDIS_plain%%;
 server {
-    listen 127.0.0.1:%%PORT_$name%%;
+    listen $inst{$name};
 $locations
 }
 EOC
@@ -81,9 +87,9 @@ like($t->error_log('wrong'),
 
 # two instances: what one stored, the other serves
 
-$res = $t->post('/p', '{"shared":1}', port => $t->port('one'));
+$res = $t->post('/p', '{"shared":1}', port => $one);
 is(cache($res), 'MISS', 'instance one: MISS');
-$res = $t->post('/p', '{"shared":1}', port => $t->port('two'));
+$res = $t->post('/p', '{"shared":1}', port => $two);
 is(cache($res), 'HIT', 'instance two: HIT on what one stored');
 
 # Redis out of memory: writes fail, answers do not
@@ -93,13 +99,13 @@ $t->redis_cli('plain', 'CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
 $t->redis_cli('plain', 'CONFIG', 'SET', 'maxmemory', '1');
 
 for (1 .. 3) {
-    $res = $t->post('/p', qq({"oom":$_}), port => $t->port('one'));
+    $res = $t->post('/p', qq({"oom":$_}), port => $one);
     is($res->{status}, 200, 'Redis out of memory: 200');
 }
-$res = $t->post('/p', '{"oom":1}', port => $t->port('one'));
+$res = $t->post('/p', '{"oom":1}', port => $one);
 is(cache($res), 'MISS', 'the refused write left nothing behind');
 
-my $st = $t->get('/fanout/status', port => $t->port('one'))->{json};
+my $st = $t->get('/fanout/status', port => $one)->{json};
 cmp_ok($st->{redis}{errors}{reply_error}, '>=', 3,
        'OOM replies counted as reply_error');
 like($t->error_log('one'), qr/fanout redis 127\.0\.0\.1:\d+ answered an error: OOM/,

@@ -19,14 +19,20 @@ $t->mock('a', mode => 'echo', ms => 600);
 $t->mock('b', mode => 'echo', ms => 600);
 $t->mock('c', mode => 'echo');
 
+# a fleet's instances: the same port, each on an address of its own (the
+# cache key holds the server block's ports and names, not its addresses)
+my %inst = (one => '127.0.0.1:' . $t->port('fleet'),
+            two => '127.0.0.2:' . $t->port('fleet'));
+my ($one, $two) = @inst{qw(one two)};
+
 for my $name (qw(one two)) {
-    $t->run(prefix => $name, port => $t->port($name),
+    $t->run(prefix => $name, port => $inst{$name},
             workers => ($name eq 'one' ? 2 : 1), http => <<"EOC");
 fanout_zone fanout 1m;
 # generous: this tests coalescing, not a loaded machine's Redis latency
 fanout_redis 127.0.0.1:%%REDIS_r%% timeout=500ms;
 server {
-    listen 127.0.0.1:%%PORT_$name%% reuseport;
+    listen $inst{$name} reuseport;
     location /_a { internal; proxy_pass http://127.0.0.1:%%MOCK_a%%/; }
     location /_b { internal; proxy_pass http://127.0.0.1:%%MOCK_b%%/; }
     location /_c { internal; proxy_pass http://127.0.0.1:%%MOCK_c%%/; }
@@ -61,7 +67,7 @@ my @pids;
 for my $i (1 .. $n) {
     my $pid = fork();
     if ($pid == 0) {
-        my $port = $t->port($i % 2 ? 'one' : 'two');
+        my $port = ($i % 2 ? $one : $two);
         my $res = $t->request('POST', '/p', body => $body, port => $port,
                               timeout => 10);
         delete $res->{json};
@@ -94,8 +100,8 @@ my @b = grep { $_->{method} } $t->hits('b');
 is(scalar @a, 1, 'model a was called once');
 is(scalar @b, 1, 'model b was called once');
 
-my $st1 = $t->get('/fanout/status', port => $t->port('one'))->{json};
-my $st2 = $t->get('/fanout/status', port => $t->port('two'))->{json};
+my $st1 = $t->get('/fanout/status', port => $one)->{json};
+my $st2 = $t->get('/fanout/status', port => $two)->{json};
 cmp_ok($st1->{locations}{'/p'}{cache}{coalesced}, '>=', 1,
        'instance one counted coalesced requests');
 cmp_ok($st2->{locations}{'/p'}{cache}{coalesced}, '>=', 1,
@@ -104,16 +110,16 @@ cmp_ok($st2->{locations}{'/p'}{cache}{coalesced}, '>=', 1,
 # in one worker, waiters wait on the request in flight, not on Redis:
 # 20 identical requests cost a few Redis commands, not 15 ms polls
 
-my $cmds0 = $t->get('/fanout/status', port => $t->port('two'))->{json}{redis}{commands};
+my $cmds0 = $t->get('/fanout/status', port => $two)->{json}{redis}{commands};
 my $hits0 = grep { $_->{method} } $t->hits('a');
 
 @res = $t->parallel(20, 'POST', '/p', body => '{"local":1}',
-                    port => $t->port('two'), timeout => 10);
+                    port => $two, timeout => 10);
 is(scalar(grep { $_->{status} == 200 } @res), 20, 'one worker: 20 answers');
 is(scalar(grep { $_->{method} } $t->hits('a')) - $hits0, 1,
    'one worker: model a called once');
 
-my $st = $t->get('/fanout/status', port => $t->port('two'))->{json};
+my $st = $t->get('/fanout/status', port => $two)->{json};
 cmp_ok($st->{redis}{commands} - $cmds0, '<=', 25,
        'waiters in the worker sent (almost) no Redis commands')
     or diag($st->{redis}{commands} - $cmds0);
@@ -121,14 +127,14 @@ cmp_ok($st->{redis}{commands} - $cmds0, '<=', 25,
 # a leader whose client goes away: its waiter fans out itself
 
 $hits0 = grep { $_->{method} } $t->hits('a');
-my $lead = $t->connect($t->port('two'));
+my $lead = $t->connect($two);
 print $lead "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n{\"ab\":1}";
 sleep 0.1;
 
 my $pid = fork();
 if ($pid == 0) {
     close $lead;    # or the leader's connection stays open in this child
-    my $r = $t->post('/p', '{"ab":1}', port => $t->port('two'), timeout => 10);
+    my $r = $t->post('/p', '{"ab":1}', port => $two, timeout => 10);
     POSIX::_exit($r->{status} == 200 ? 0 : 1);
 }
 sleep 0.1;
@@ -142,31 +148,31 @@ is(scalar(grep { $_->{method} } $t->hits('a')) - $hits0, 2,
 
 my $before = grep { $_->{method} } $t->hits('a');
 @res = $t->parallel(6, 'POST', '/nocoalesce', body => '{"x":"off"}',
-                       port => $t->port('one'), timeout => 10);
+                       port => $one, timeout => 10);
 is(scalar(grep { $_->{status} == 200 } @res), 6, 'coalesce=off: 6 answers');
 my $after = grep { $_->{method} } $t->hits('a');
 cmp_ok($after - $before, '>=', 5, 'coalesce=off: (almost) every one called');
 
 # stale: an expired entry answers when the fresh fan-out fails
 
-my $res = $t->post('/stale', '{"s":1}', port => $t->port('one'));
+my $res = $t->post('/stale', '{"s":1}', port => $one);
 is($res->{headers}{'x-fanout-cache'}, 'MISS', 'stale: stored');
 my $fresh = $res->{body};
 
 sleep 1.5;
 $t->kill_mock('c');
 
-$res = $t->post('/stale', '{"s":1}', port => $t->port('one'));
+$res = $t->post('/stale', '{"s":1}', port => $one);
 is($res->{status}, 200, 'the model is dead, yet 200');
 is($res->{headers}{'x-fanout-cache'}, 'STALE', 'served STALE');
 is($res->{body}, $fresh, 'the stale answer');
 like($t->error_log('one'), qr/the fan-out failed, serving the stale entry/,
      'the error log says so');
 
-$res = $t->post('/stale', '{"other":1}', port => $t->port('one'));
+$res = $t->post('/stale', '{"other":1}', port => $one);
 is($res->{status}, 502, 'without a stale entry the failure shows');
 
-$st1 = $t->get('/fanout/status', port => $t->port('one'))->{json};
+$st1 = $t->get('/fanout/status', port => $one)->{json};
 is($st1->{locations}{'/stale'}{cache}{stale}, 1, 'stale counted');
 
 $t->done;

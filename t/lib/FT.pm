@@ -473,11 +473,19 @@ sub get  { my $self = shift; $self->request('GET', @_) }
 sub post { my ($self, $uri, $body, %o) = @_;
            $self->request('POST', $uri, body => $body, %o) }
 
+# A port, or "ADDR:PORT" for an instance on another loopback address (a
+# fleet's instances listen on the same port, on addresses of their own).
+sub peer {
+    my ($port) = @_;
+
+    return $port =~ /^(.+):(\d+)$/ ? ($1, $2) : ('127.0.0.1', $port);
+}
+
 sub connect {
     my ($self, $port) = @_;
 
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                  PeerPort => $port // $self->port('http'),
+    my ($addr, $p) = peer($port // $self->port('http'));
+    my $s = IO::Socket::INET->new(PeerAddr => $addr, PeerPort => $p,
                                   Proto => 'tcp', Timeout => 5)
         or die "connect: $!";
     $s->autoflush(1);
@@ -632,9 +640,11 @@ sub status_json {
 sub wait_port {
     my ($port) = @_;
 
+    my ($addr, $p) = peer($port);
+
     for (1 .. 200) {
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                      PeerPort => $port, Proto => 'tcp');
+        my $s = IO::Socket::INET->new(PeerAddr => $addr, PeerPort => $p,
+                                      Proto => 'tcp');
         if ($s) {
             close $s;
             return 1;

@@ -180,6 +180,44 @@ sub answer {
             xtest    => $req->{headers}{'x-test'},
         });
 
+    } elsif ($mode eq 'kserve') {
+        # KServe v2: the request's id, when it has one, comes back
+        my $in = eval { decode_json($req->{body}) } || {};
+        $body = encode_json({
+            (ref $in eq 'HASH' && exists $in->{id} ? (id => $in->{id}) : ()),
+            model_name => $b->{name},
+            outputs    => [ { name => 'p', datatype => 'FP32', shape => [1],
+                              data => [ $b->{score} // 0.5 ] } ],
+        });
+
+    } elsif ($mode eq 'cl_short') {
+        # a Content-Length of 5, "123" sent, then a close: JSON, but cut
+        print $c "HTTP/1.1 $status X\r\nContent-Type: $ctype\r\n"
+               . "Content-Length: 5\r\nConnection: close\r\n\r\n123";
+        return 0;
+
+    } elsif ($mode eq 'chunk_cut') {
+        # chunked, without its last chunk, then a close
+        print $c "HTTP/1.1 $status X\r\nContent-Type: $ctype\r\n"
+               . "Transfer-Encoding: chunked\r\n\r\n3\r\n123\r\n";
+        return 0;
+
+    } elsif ($mode eq 'stall') {
+        # part of the body, then nothing until the caller gives up
+        print $c "HTTP/1.1 $status X\r\nContent-Type: $ctype\r\n"
+               . "Content-Length: 5\r\n\r\n123";
+        my $rin = '';
+        vec($rin, fileno($c), 1) = 1;
+        while (select(my $rout = $rin, undef, undef, 3600)) {
+            last unless sysread($c, my $junk, 4096);
+        }
+        return 0;
+
+    } elsif ($mode eq 'raw') {
+        # no status line at all (HTTP/0.9): only a body, then a close
+        print $c $body;
+        return 0;
+
     } elsif ($mode eq 'empty') {
         $body = '';
 

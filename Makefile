@@ -183,8 +183,14 @@ $(STATIC_NGINX): $(SRCS)
 build-static: deps $(STATIC_NGINX)
 
 test-static: deps unit $(STATIC_NGINX)
-	@# the filter is in the chain once, after nginx's own AUX filters
-	grep -q ngx_http_fanout_module $(COMPAT)/static/objs/ngx_modules.c
+	@# the capture filter sits between the postpone and copy filters, as
+	@# an AUX filter: it sees a subrequest's output before postpone does
+	awk '/^    &ngx_http_postpone_filter_module,/ { p = NR } \
+	     /^    &ngx_http_fanout_module,/ { f = NR } \
+	     /^    &ngx_http_copy_filter_module,/ { c = NR } \
+	     END { if (!(p && f && c && p < f && f < c)) { \
+	         print "ngx_http_fanout_module is out of place in ngx_modules.c"; \
+	         exit 1 } }' $(COMPAT)/static/objs/ngx_modules.c
 	FT_NGINX=$(STATIC_NGINX) FT_MODULE=static \
 	FT_ECHO_MODULE=$(COMPAT)/static/objs/ngx_http_echo_module.so \
 	    prove $(STATIC_TESTS)

@@ -115,6 +115,7 @@ typedef struct {
     ngx_event_t                 stop;          /* posted: cut it off */
 
     ngx_msec_t                  start;
+    ngx_msec_t                  last_read;     /* the answer's latest bytes */
     ngx_str_t                   content_type;
     u_char                     *buf;           /* the captured body */
     size_t                      len;
@@ -124,6 +125,7 @@ typedef struct {
     fanout_part_t               part;          /* status, body, outcome */
 
     unsigned                    header:1;      /* the target answered */
+    unsigned                    complete:1;    /* to its last byte */
     unsigned                    done:1;        /* the outcome is known */
     unsigned                    too_large:1;
     unsigned                    broken:1;      /* capture failed */
@@ -189,6 +191,33 @@ struct ngx_http_fanout_ctx_s {
     unsigned                    started:1;
     unsigned                    finished:1;    /* the answer is decided */
 };
+
+
+/*
+ * What a call's capture saw when its subrequest ended (rc: the
+ * post_subrequest handler's), for fanout_capture_kind().  A body cut short
+ * by proxy_read_timeout ends read_timeout after its latest bytes.
+ */
+static ngx_inline void
+ngx_http_fanout_sub_capture(ngx_http_fanout_sub_t *sub,
+    ngx_http_request_t *sr, ngx_int_t rc, fanout_capture_t *cap)
+{
+    ngx_http_upstream_t  *u;
+
+    ngx_memzero(cap, sizeof(fanout_capture_t));
+
+    u = sr->upstream;
+
+    cap->rc = (rc >= NGX_HTTP_SPECIAL_RESPONSE && rc <= 599) ? (int) rc : 0;
+    cap->status = sub->part.status;
+    cap->header = sub->header;
+    cap->complete = sub->complete || sr->header_only;
+    cap->too_large = sub->too_large;
+    cap->broken = sub->broken;
+    cap->read_timeout = (u && u->conf
+                         && ngx_current_msec - sub->last_read + 1
+                            >= u->conf->read_timeout);
+}
 
 
 ngx_int_t ngx_http_fanout_handler(ngx_http_request_t *r);

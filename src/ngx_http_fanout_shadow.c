@@ -1001,6 +1001,7 @@ ngx_http_fanout_shadow_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
     ngx_http_fanout_shadow_t *sh = data;
 
     fanout_kind_e           kind;
+    fanout_capture_t        cap;
     ngx_http_fanout_sub_t  *sub;
 
     sub = &sh->sub;
@@ -1009,14 +1010,11 @@ ngx_http_fanout_shadow_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
         return NGX_OK;
     }
 
-    if (sub->too_large || sub->broken) {
-        kind = sub->too_large ? FANOUT_TOO_LARGE : FANOUT_UPSTREAM_ERROR;
+    ngx_http_fanout_sub_capture(sub, sr, rc, &cap);
 
-    } else if (!sub->header || rc != NGX_OK) {
-        kind = (rc == NGX_HTTP_GATEWAY_TIME_OUT) ? FANOUT_TIMEOUT
-                                                 : FANOUT_UPSTREAM_ERROR;
+    kind = fanout_capture_kind(&cap, &sub->part.status);
 
-    } else {
+    if (kind == FANOUT_OK) {
         sub->part.body = (const char *) sub->buf;
         sub->part.body_len = sub->len;
 

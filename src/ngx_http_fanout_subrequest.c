@@ -350,6 +350,7 @@ ngx_http_fanout_sub_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
 {
     ngx_http_fanout_sub_t *sub = data;
 
+    fanout_capture_t        cap;
     ngx_http_fanout_ctx_t  *ctx;
 
     ctx = sub->ctx;
@@ -374,42 +375,31 @@ ngx_http_fanout_sub_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
         ngx_delete_posted_event(&sub->stop);
     }
 
-    if (sub->too_large) {
-        sub->part.kind = FANOUT_TOO_LARGE;
+    ngx_http_fanout_sub_capture(sub, sr, rc, &cap);
 
-    } else if (sub->broken) {
-        sub->part.kind = FANOUT_UPSTREAM_ERROR;
+    sub->part.kind = fanout_capture_kind(&cap, &sub->part.status);
 
-    } else if (sub->header && rc != NGX_OK) {
-        /* the answer broke off after its header: what came is no JSON */
-        sub->part.kind = FANOUT_BAD_JSON;
-
-    } else if (sub->header) {
+    if (sub->part.kind == FANOUT_OK) {
+        /* a whole answer: validated in one pass, which finds the FIELD */
         sub->part.body = (const char *) sub->buf;
         sub->part.body_len = sub->len;
 
-        /* validated in one pass, which also finds the merge FIELD */
         fanout_part_parse(&sub->part, (const char *) ctx->conf->field.data,
                           ctx->conf->field.len);
 
-    } else if (rc == NGX_HTTP_GATEWAY_TIME_OUT) {
-        sub->part.kind = FANOUT_TIMEOUT;
-        sub->part.status = NGX_HTTP_GATEWAY_TIME_OUT;
-
-    } else if (rc >= NGX_HTTP_SPECIAL_RESPONSE
-               && rc != NGX_HTTP_BAD_GATEWAY
-               && rc != NGX_HTTP_SERVICE_UNAVAILABLE
-               && rc != NGX_HTTP_INTERNAL_SERVER_ERROR)
+    } else if (sub->header && !cap.complete && !sub->too_large
+               && !sub->broken)
     {
-        /* the target location itself refused: "return 404", deny, ... */
-        sub->part.status = rc;
-        sub->part.kind = (rc >= 500) ? FANOUT_HTTP_5XX : FANOUT_HTTP_4XX;
+        ngx_log_error(NGX_LOG_ERR, sr->connection->log, 0,
+                      "fanout target \"%V\" answered %uz bytes and no more%s:"
+                      " the answer is not used", &sub->target->name,
+                      sub->len, cap.read_timeout ? " (read timed out)" : "");
 
-    } else {
-        /* refused, reset, unresolvable, invalid header, ... */
-        sub->part.kind = FANOUT_UPSTREAM_ERROR;
-        sub->part.status = (rc >= NGX_HTTP_SPECIAL_RESPONSE)
-                           ? rc : NGX_HTTP_BAD_GATEWAY;
+    } else if (sub->header && sub->part.kind == FANOUT_UPSTREAM_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, sr->connection->log, 0,
+                      "fanout target \"%V\" answered with status %d, "
+                      "not a final HTTP answer", &sub->target->name,
+                      cap.status);
     }
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
@@ -828,6 +818,7 @@ ngx_http_fanout_header_filter(ngx_http_request_t *r)
     }
 
     sub->header = 1;
+    sub->last_read = ngx_current_msec;
     sub->part.status = (int) r->headers_out.status;
     sub->content_type = r->headers_out.content_type;
 
@@ -907,6 +898,18 @@ ngx_http_fanout_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     for (cl = in; cl; cl = cl->next) {
         b = cl->buf;
         size = ngx_buf_size(b);
+
+        if (sub->sr == r && !sub->done) {
+            /* only the end of the answer says it is whole */
+            if (b->last_buf || b->last_in_chain) {
+                sub->complete = 1;
+            }
+
+            if (size) {
+                /* not the flush that ends a broken answer */
+                sub->last_read = ngx_current_msec;
+            }
+        }
 
         if (size == 0 || sub->done || sub->sr != r || sub->too_large
             || sub->broken)

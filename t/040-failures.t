@@ -108,7 +108,9 @@ is($res->{json}{meta}{failed}, 2, 'two failed');
 
 $res = $t->get('/badjson');
 is(err($res, $_)->{error}, 'bad_json', "$_ is bad_json")
-    for qw(text empty trunc);
+    for qw(text empty);
+# a body cut short is never judged as JSON: the answer was not whole
+is(err($res, 'trunc')->{error}, 'upstream_error', 'trunc is upstream_error');
 is($res->{json}{meta}{ok}, 1, 'the good one still counts');
 is($res->{status}, 200, 'bad bodies never break the merged answer');
 
@@ -236,7 +238,9 @@ is($abort->{targets}{slow}{cancelled}, 3, 'their calls counted as cancelled');
 is($st->{locations}{'/deadline'}{targets}{hang}{timeout}, 1,
    'deadline timeouts counted');
 is($st->{locations}{'/large'}{targets}{big}{too_large}, 1, 'too_large counted');
-is($st->{locations}{'/badjson'}{targets}{trunc}{bad_json}, 1, 'bad_json counted');
+is($st->{locations}{'/badjson'}{targets}{text}{bad_json}, 1, 'bad_json counted');
+is($st->{locations}{'/badjson'}{targets}{trunc}{upstream_error}, 1,
+   'a cut answer counted as upstream_error');
 is($st->{locations}{'/quorum502'}{responses}{502}, 1, '502 counted');
 is($st->{locations}{'/quorum504'}{responses}{504}, 1, '504 counted');
 is($st->{locations}{'/dead'}{responses}{rejected}, 2, '413 and 400 counted as rejected');

@@ -47,7 +47,7 @@ CORE        := src/fanout_json.c src/fanout_merge.c src/fanout_cache_key.c \
 
 .PHONY: all deps deps-build check-deps build test unit test-asan leak-check demo bench \
         bench-cost bench-cpu lint clean build-static test-static test-compat \
-        fuzz fuzz-ci
+        fuzz fuzz-ci deps-fuzz
 
 all: build
 
@@ -233,6 +233,48 @@ bench-cost: deps build
 # the same: a worker's CPU time (user and kernel) per request
 bench-cpu: deps build
 	./bench/cpu
+
+# libFuzzer targets over the pure core, with ASan and UBSan: each runs on
+# a copy of its seed corpus (t/fuzz/corpus/NAME, kept in the repository);
+# a crash stops it and leaves its input in build/fuzz/NAME/ (crash-*), to
+# be added to the corpus with a regression unit test.
+FUZZERS      := json merge compare cache_key
+FUZZ_SECONDS ?= 600
+FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=undefined -fno-omit-frame-pointer -Isrc
+
+$(BUILD)/fuzz/%: t/fuzz/fuzz_%.c $(CORE) src/fanout_*.h
+	mkdir -p $(BUILD)/fuzz
+	clang $(FUZZ_CFLAGS) -o $@ $< $(CORE) -lcrypto -lm
+
+fuzz fuzz-ci:
+	@$(MAKE) --no-print-directory deps-fuzz
+	$(MAKE) $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
+	@set -e; for f in $(FUZZERS); do \
+	    rm -rf $(BUILD)/fuzz/$$f.corpus; mkdir -p $(BUILD)/fuzz/$$f.corpus; \
+	    cp t/fuzz/corpus/$$f/* $(BUILD)/fuzz/$$f.corpus/; \
+	    echo "== fuzz $$f: $(FUZZ_SECONDS) s"; \
+	    ( cd $(BUILD)/fuzz && ./$$f -max_total_time=$(FUZZ_SECONDS) \
+	        -max_len=65536 -timeout=10 -print_final_stats=1 \
+	        $$f.corpus > $$f.log 2>&1 ) \
+	    || { tail -40 $(BUILD)/fuzz/$$f.log; exit 1; }; \
+	    grep -E "stat::number_of_executed_units|Done" $(BUILD)/fuzz/$$f.log | tail -2; \
+	done
+
+# CI: a minute each
+fuzz-ci: FUZZ_SECONDS = 60
+
+deps-fuzz: PKGS = clang libclang-rt-14-dev
+deps-fuzz:
+	@missing=$$(for p in $(PKGS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	        | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    SUDO=$$( [ $$(id -u) -eq 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q \
+	        --no-install-recommends $$missing; \
+	fi
 
 # cppcheck over the pure core and the glue (with the configured nginx
 # tree's headers); the code follows nginx's style, which clang-format's

@@ -50,6 +50,7 @@ typedef struct {
     const char     *p;
     unsigned        depth;
     int             rc;
+    unsigned        ambiguous;    /* a duplicate key: valid, not canonical */
 
     fanout_member_t  *stack;      /* members of the open objects */
     size_t          nstack, cstack;
@@ -284,8 +285,7 @@ close:
     for (i = 1; i < n; i++) {
         if (fanout_member_cmp(c, &m[i - 1], &m[i]) == 0) {
             /* parsers differ on which of the two counts */
-            c->rc = FANOUT_KEY_AMBIGUOUS;
-            return -1;
+            c->ambiguous = 1;
         }
     }
 
@@ -687,6 +687,11 @@ fanout_canonical_digest(fanout_canon_t *c, unsigned char *md)
     fanout_ws(c);
 
     if (c->p != c->end) {
+        return -1;
+    }
+
+    if (c->ambiguous) {
+        c->rc = FANOUT_KEY_AMBIGUOUS;
         return -1;
     }
 

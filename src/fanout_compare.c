@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fanout_json.h"
@@ -241,60 +242,147 @@ fanout_string_equal(fanout_span_t *a, fanout_span_t *b)
 }
 
 
-/* the last member of an object with this key, as nginx's JSON scan does */
+/*
+ * Objects are compared through their members sorted by decoded key: O(k log
+ * k) for k keys, where looking each key up in the other object was O(k^2)
+ * (2,000 keys took seconds).  Of duplicate keys the last one counts, as in
+ * the scanner.
+ */
+
+typedef struct {
+    const char     *key;          /* decoded, in the object's key buffer */
+    size_t          key_len;
+    size_t          order;        /* in the object */
+    fanout_span_t   value;
+} fanout_pair_t;
+
+
+typedef struct {
+    fanout_pair_t  *pairs;
+    size_t          n;
+    char           *keys;
+} fanout_members_t;
+
+
 static int
-fanout_member(fanout_span_t *object, fanout_span_t *key, fanout_span_t *found)
+fanout_pair_cmp(const void *x, const void *y)
 {
-    int            seen;
-    fanout_cur_t   c;
-    fanout_span_t  k, v;
+    int                   r;
+    size_t                n;
+    const fanout_pair_t  *a = x, *b = y;
 
-    c.p = object->p + 1;
-    c.end = object->p + object->len;
-    seen = 0;
+    n = a->key_len < b->key_len ? a->key_len : b->key_len;
+    r = memcmp(a->key, b->key, n);
 
-    while (fanout_next(&c, 1, &k, &v)) {
-        if (fanout_string_equal(&k, key)) {
-            *found = v;
-            seen = 1;
-        }
+    if (r != 0) {
+        return r;
     }
 
-    return seen;
+    if (a->key_len != b->key_len) {
+        return a->key_len < b->key_len ? -1 : 1;
+    }
+
+    return (a->order > b->order) - (a->order < b->order);
 }
 
 
-/* every key of a is in b, with an equal value */
+/* the members of an object, sorted; -1 when out of memory */
 static int
-fanout_members_in(fanout_span_t *a, fanout_span_t *b, double tolerance,
-    int values)
+fanout_members(fanout_span_t *object, fanout_members_t *m)
 {
-    fanout_cur_t   c;
-    fanout_span_t  k, v, w, last;
+    char           *k;
+    size_t          n, i, j;
+    fanout_cur_t    c;
+    fanout_span_t   key, value;
 
-    c.p = a->p + 1;
-    c.end = a->p + a->len;
+    m->pairs = NULL;
+    m->keys = NULL;
+    m->n = 0;
 
-    while (fanout_next(&c, 1, &k, &v)) {
-        if (!fanout_member(b, &k, &w)) {
-            return 0;
-        }
+    c.p = object->p + 1;
+    c.end = object->p + object->len;
 
-        if (!values) {
+    for (n = 0; fanout_next(&c, 1, &key, &value); n++) { /* void */ }
+
+    if (n == 0) {
+        return 0;
+    }
+
+    m->pairs = malloc(n * sizeof(fanout_pair_t));
+    m->keys = malloc(object->len);
+
+    if (m->pairs == NULL || m->keys == NULL) {
+        free(m->pairs);
+        free(m->keys);
+        return -1;
+    }
+
+    c.p = object->p + 1;
+    k = m->keys;
+
+    for (i = 0; fanout_next(&c, 1, &key, &value); i++) {
+        m->pairs[i].key = k;
+        m->pairs[i].key_len = fanout_json_unescape(key.p + 1,
+                                                   key.p + key.len - 1, k);
+        m->pairs[i].order = i;
+        m->pairs[i].value = value;
+        k += m->pairs[i].key_len;
+    }
+
+    qsort(m->pairs, n, sizeof(fanout_pair_t), fanout_pair_cmp);
+
+    /* of each run of one key, keep the last one */
+    for (i = 0, j = 0; i < n; i++) {
+        if (i + 1 < n && m->pairs[i].key_len == m->pairs[i + 1].key_len
+            && memcmp(m->pairs[i].key, m->pairs[i + 1].key,
+                      m->pairs[i].key_len) == 0)
+        {
             continue;
         }
 
-        /* of duplicate keys in a, only the last one counts */
-        (void) fanout_member(a, &k, &last);
-
-        if (last.p == v.p
-            && !fanout_equal(v.p, v.len, w.p, w.len, tolerance))
-        {
-            return 0;
-        }
+        m->pairs[j++] = m->pairs[i];
     }
 
-    return 1;
+    m->n = j;
+
+    return 0;
+}
+
+
+static int
+fanout_objects_equal(fanout_span_t *a, fanout_span_t *b, double tolerance)
+{
+    int               equal;
+    size_t            i;
+    fanout_members_t  ma, mb;
+
+    if (fanout_members(a, &ma) != 0) {
+        return 0;
+    }
+
+    if (fanout_members(b, &mb) != 0) {
+        free(ma.pairs);
+        free(ma.keys);
+        return 0;
+    }
+
+    equal = (ma.n == mb.n);
+
+    for (i = 0; equal && i < ma.n; i++) {
+        equal = ma.pairs[i].key_len == mb.pairs[i].key_len
+                && memcmp(ma.pairs[i].key, mb.pairs[i].key,
+                          ma.pairs[i].key_len) == 0
+                && fanout_equal(ma.pairs[i].value.p, ma.pairs[i].value.len,
+                                mb.pairs[i].value.p, mb.pairs[i].value.len,
+                                tolerance);
+    }
+
+    free(ma.pairs);
+    free(ma.keys);
+    free(mb.pairs);
+    free(mb.keys);
+
+    return equal;
 }
 
 
@@ -317,6 +405,11 @@ fanout_equal(const char *a, size_t alen, const char *b, size_t blen,
 
     if (sa.len == 0 || sb.len == 0) {
         return sa.len == sb.len;
+    }
+
+    /* the same text is the same value, even 1e400 or 70 digits */
+    if (sa.len == sb.len && memcmp(sa.p, sb.p, sa.len) == 0) {
+        return 1;
     }
 
     switch (*sa.p) {
@@ -348,9 +441,7 @@ fanout_equal(const char *a, size_t alen, const char *b, size_t blen,
         }
 
     case '{':
-        return *sb.p == '{'
-               && fanout_members_in(&sa, &sb, tolerance, 1)
-               && fanout_members_in(&sb, &sa, tolerance, 0);
+        return *sb.p == '{' && fanout_objects_equal(&sa, &sb, tolerance);
 
     case 't':
     case 'f':

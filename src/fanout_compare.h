@@ -3,8 +3,11 @@
  * and nulls exactly, numbers within an absolute tolerance, arrays element
  * by element and objects key by key with the same rule, plus whether two
  * numeric arrays have the same argmax.  Pure logic on JSON texts already
- * validated by fanout_json_scan(): no nginx headers, no allocation,
- * unit-tested in t/unit.
+ * validated by fanout_json_scan(): no nginx headers, unit-tested and
+ * fuzzed.  Objects are compared through their members sorted by key, so a
+ * comparison costs O(n log n) in the keys of an object and O(n * depth) in
+ * the text (depth at most FANOUT_JSON_MAX_DEPTH); memory is freed before it
+ * returns.
  */
 
 #ifndef _FANOUT_COMPARE_H_INCLUDED_

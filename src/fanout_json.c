@@ -689,15 +689,126 @@ invalid:
 }
 
 
+/*
+ * A number of any length: its significant digits (at most 40, and a sticky
+ * 1 when more non-zero ones follow, which keeps the rounding right) and its
+ * decimal exponent, rewritten as "-0.DDDDe+X" for strtod().
+ */
+
+static int
+fanout_json_long_number(const char *p, const char *end, double *value)
+{
+    int          neg, sticky, eneg;
+    long         exp10, e;
+    char         buf[64], *o, *last;
+    size_t       nsig;
+    const char  *q;
+
+    if (fanout_json_number_end(p, end) != end) {
+        return -1;
+    }
+
+    o = buf;
+    neg = (*p == '-');
+    p += neg;
+
+    if (neg) {
+        *o++ = '-';
+    }
+
+    *o++ = '0';
+    *o++ = '.';
+
+    nsig = 0;
+    sticky = 0;
+    exp10 = 0;
+
+    /* the integer part, then the fraction: leading zeros are not digits */
+    for (q = p; q < end && *q >= '0' && *q <= '9'; q++) {
+        if (nsig == 0 && *q == '0') {
+            continue;
+        }
+
+        if (nsig < 40) {
+            *o++ = *q;
+            nsig++;
+
+        } else {
+            sticky |= (*q != '0');
+        }
+
+        exp10++;
+    }
+
+    if (q < end && *q == '.') {
+        for (q++; q < end && *q >= '0' && *q <= '9'; q++) {
+            if (nsig == 0 && *q == '0') {
+                exp10--;
+                continue;
+            }
+
+            if (nsig < 40) {
+                *o++ = *q;
+                nsig++;
+
+            } else {
+                sticky |= (*q != '0');
+            }
+        }
+    }
+
+    if (nsig == 0) {
+        *value = neg ? -0.0 : 0.0;
+        return 0;
+    }
+
+    if (sticky) {
+        *o++ = '1';
+    }
+
+    if (q < end && (*q == 'e' || *q == 'E')) {
+        q++;
+        eneg = (*q == '-');
+        q += (*q == '-' || *q == '+');
+
+        for (e = 0; q < end; q++) {
+            if (e < 1000000) {
+                e = e * 10 + (*q - '0');
+            }
+        }
+
+        exp10 += eneg ? -e : e;
+    }
+
+    /* far beyond a double's range either way: strtod() says 0 or inf */
+    if (exp10 > 100000) {
+        exp10 = 100000;
+
+    } else if (exp10 < -100000) {
+        exp10 = -100000;
+    }
+
+    o += snprintf(o, (size_t) (buf + sizeof(buf) - o), "e%ld", exp10);
+
+    *value = strtod(buf, &last);
+
+    return (last == o && isfinite(*value)) ? 0 : -1;
+}
+
+
 int
 fanout_json_number(fanout_span_t *v, double *value)
 {
     char   buf[64], *end;
 
-    if (v->len == 0 || v->len >= sizeof(buf)
+    if (v->len == 0
         || !(v->p[0] == '-' || (v->p[0] >= '0' && v->p[0] <= '9')))
     {
         return -1;
+    }
+
+    if (v->len >= sizeof(buf)) {
+        return fanout_json_long_number(v->p, v->p + v->len, value);
     }
 
     /* the body is not NUL-terminated: strtod() needs a copy */

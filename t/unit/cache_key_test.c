@@ -92,6 +92,8 @@ main(void)
        "nor that of its first");
     ok(digest("{\"a\":{\"x\":1,\"\\u0078\":2}}", NULL, a)
        == FANOUT_KEY_AMBIGUOUS, "keys are compared decoded: x and \\u0078");
+    ok(digest("{\"id\":1,\"id\":0},2]", NULL, a) == FANOUT_KEY_RAW,
+       "a duplicate key in a text that is no JSON: raw, not ambiguous (fuzzer)");
     ok(digest("[{\"a\":1},{\"a\":2}]", NULL, a) == FANOUT_KEY_CANONICAL,
        "the same key in two objects is no duplicate");
     ok(same("{\"s\":\"caf\\u00e9\"}", "{\"s\":\"caf\xc3\xa9\"}", NULL),

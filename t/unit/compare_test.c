@@ -3,7 +3,10 @@
  * shadow's answer and the client's.
  */
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fanout_compare.h"
 #include "tap.h"
@@ -34,6 +37,8 @@ argmax(const char *a, const char *b)
 int
 main(void)
 {
+    fanout_compare_t  res;
+
     ok(agree("\"cat\"", "\"cat\"", 0), "equal strings");
     ok(!agree("\"cat\"", "\"dog\"", 0), "unequal strings");
     ok(!agree("\"cat\"", "\"cats\"", 0), "a longer string");
@@ -85,6 +90,53 @@ main(void)
     ok(argmax("[1, \"x\"]", "[1, 2]") == -1, "nor for mixed arrays");
     ok(argmax("[]", "[]") == -1, "nor for empty ones");
     ok(fanout_argmax(" [-3, -1, -2] ", 14) == 1, "negative numbers");
+
+    ok(agree("[1e400]", "[1e400]", 0), "the same huge number agrees");
+    ok(agree("{\"v\":123456789012345678901234567890123456789012345678901234567890123456789}",
+             "{\"v\":1.23456789012345678901234567890e68}", 0),
+       "a 69-digit number compares by value");
+    ok(!agree("[1e400]", "[2e400]", 0), "two different huge numbers do not");
+    ok(agree("{\"a\":{\"x\":1,\"y\":2}}", "{\"a\":{\"y\":2,\"x\":1}}", 0),
+       "nested objects in any order");
+    ok(agree("{\"\\u0061\":1}", "{\"a\":1}", 0), "keys compared decoded");
+
+    {
+        /* 25,000 keys in reverse order: sorted, not looked up one by one */
+        size_t   i, n, na, nb;
+        char    *a, *b;
+        clock_t  t;
+        double   secs;
+
+        n = 25000;
+        a = malloc(n * 24 + 2);
+        b = malloc(n * 24 + 2);
+        na = nb = 0;
+        a[na++] = '{';
+        b[nb++] = '{';
+
+        for (i = 0; i < n; i++) {
+            na += (size_t) sprintf(a + na, "\"k%zu\":%zu,", i, i);
+            nb += (size_t) sprintf(b + nb, "\"k%zu\":%zu,", n - 1 - i,
+                                   n - 1 - i);
+        }
+
+        a[na - 1] = '}';
+        b[nb - 1] = '}';
+
+        t = clock();
+        fanout_compare(a, na, b, nb, 0, &res);
+        secs = (double) (clock() - t) / CLOCKS_PER_SEC;
+        ok(res.agree == 1, "25,000 keys in another order agree");
+        printf("# 25,000 keys compared in %.3f s\n", secs);
+        ok(secs < 1.0, "in well under a second (minutes before)");
+
+        b[nb - 2] = '9';
+        fanout_compare(a, na, b, nb, 0, &res);
+        ok(res.agree == 0, "and one value changed disagrees");
+
+        free(a);
+        free(b);
+    }
 
     return done_testing();
 }

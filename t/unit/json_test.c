@@ -294,5 +294,47 @@ main(void)
     test_paths();
     test_writer();
 
+    {
+        /* numbers of any length, read by value */
+        double         v;
+        fanout_span_t  n;
+        const char    *seventy = "1234567890123456789012345678901234567890"
+                                 "123456789012345678901234567890";
+
+        n.p = seventy;
+        n.len = strlen(seventy);
+        ok(fanout_json_number(&n, &v) == 0 && v == 1.2345678901234568e69,
+           "a 70-digit number");
+
+        n.p = "0.000000000000000000000000000000000000000000000000000000000000000025";
+        n.len = strlen(n.p);
+        ok(fanout_json_number(&n, &v) == 0 && v == 2.5e-65,
+           "a long fraction");
+
+        n.p = "-000.0000000000000000000000000000000000000000000000000000000000000e5";
+        n.len = 3;
+        ok(fanout_json_number(&n, &v) == -1 || v == 0, "zeros");
+
+        n.p = "0.50000000000000000000000000000000000000000000000000000000000000000";
+        n.len = strlen(n.p);
+        ok(fanout_json_number(&n, &v) == 0 && v == 0.5, "trailing zeros");
+
+        n.p = "1000000000000000000000000000000000000000000000000000000000000000000e-66";
+        n.len = strlen(n.p);
+        ok(fanout_json_number(&n, &v) == 0 && v == 1.0, "with an exponent");
+
+        n.p = "1e400";
+        n.len = 5;
+        ok(fanout_json_number(&n, &v) == -1, "1e400 is not finite");
+
+        n.p = "1000000000000000000000000000000000000000000000000000000000000000000e400";
+        n.len = strlen(n.p);
+        ok(fanout_json_number(&n, &v) == -1, "nor a long one beyond range");
+
+        n.p = "1000000000000000000000000000000000000000000000000000000000000000000x";
+        n.len = strlen(n.p);
+        ok(fanout_json_number(&n, &v) == -1, "a long non-number");
+    }
+
     return done_testing();
 }

@@ -1,0 +1,54 @@
+/*
+ * libFuzzer: the JSON scanner.  The first byte picks a path; the scan must
+ * never read outside the input, and a found value must lie inside it and
+ * scan alone as valid JSON.
+ */
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fanout_json.h"
+
+
+static const char  *paths[] = {
+    NULL, "a", "a.b", "0", "a.0", "outputs.0.data", "x.1.y", "label"
+};
+
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char           *copy;
+    double          v;
+    const char     *path;
+    fanout_span_t   found;
+
+    if (size == 0) {
+        return 0;
+    }
+
+    path = paths[data[0] % (sizeof(paths) / sizeof(paths[0]))];
+    data++;
+    size--;
+
+    /* a copy of exactly size bytes: ASan catches any read past it */
+    copy = malloc(size ? size : 1);
+    memcpy(copy, data, size);
+
+    if (fanout_json_scan(copy, size, path, path ? strlen(path) : 0, &found)
+        == 0 && found.p)
+    {
+        if (found.p < copy || found.p + found.len > copy + size
+            || fanout_json_scan(found.p, found.len, NULL, 0, NULL) != 0)
+        {
+            abort();
+        }
+
+        (void) fanout_json_number(&found, &v);
+    }
+
+    free(copy);
+
+    return 0;
+}

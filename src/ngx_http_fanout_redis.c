@@ -532,6 +532,10 @@ ngx_http_fanout_redis_noscript(ngx_http_fanout_redis_op_t *op,
     ngx_queue_insert_tail(&rc->ops, &op->queue);
     rc->pending++;
 
+    /* the EVAL is a command of its own: it waits no longer than any */
+    op->sent = ngx_current_msec;
+    ngx_add_timer(&op->timer, ngx_http_fanout_redis_conf->timeout);
+
     ngx_http_fanout_redis_count(NGX_HTTP_FANOUT_REDIS_COMMANDS, 1);
 
     return NGX_OK;

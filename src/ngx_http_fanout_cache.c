@@ -23,6 +23,7 @@ static ngx_int_t ngx_http_fanout_cache_entry(ngx_http_fanout_ctx_t *ctx,
 static void ngx_http_fanout_cache_hit(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_cached_t *e, ngx_uint_t status, ngx_uint_t counter);
 static void ngx_http_fanout_cache_poll(ngx_event_t *ev);
+static void ngx_http_fanout_cache_renew(ngx_event_t *ev);
 
 
 /*
@@ -302,9 +303,6 @@ ngx_http_fanout_cache_paths(ngx_conf_t *cf, ngx_str_t *list, ngx_uint_t max,
 }
 
 
-static ngx_str_t  ngx_http_fanout_rid = ngx_string("request_id");
-
-
 char *
 ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -453,12 +451,6 @@ ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                FANOUT_CACHE_MAX_ECHO);
             return NGX_CONF_ERROR;
         }
-
-        cc->request_id = ngx_http_get_variable_index(cf,
-                                                     &ngx_http_fanout_rid);
-        if (cc->request_id == NGX_ERROR) {
-            return NGX_CONF_ERROR;
-        }
     }
 
     /* vary: an empty value is allowed, and means no variation */
@@ -485,104 +477,6 @@ invalid:
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid parameter \"%V\"", &value[i]);
     return NGX_CONF_ERROR;
-}
-
-
-/*
- * The server block's identity: the ports it listens on and its server
- * names, as written.  Two server blocks of one configuration never share
- * both (name-based virtual hosts differ in names, the others in ports);
- * the instances of a fleet do, whatever their addresses, and so does the
- * same configuration after a reload.
- */
-
-#define NGX_HTTP_FANOUT_CACHE_MAX_PORTS  64
-
-ngx_int_t
-ngx_http_fanout_cache_merge(ngx_conf_t *cf, ngx_http_fanout_loc_conf_t *flcf)
-{
-    u_char                     *p, *material;
-    size_t                      len;
-    in_port_t                   ports[NGX_HTTP_FANOUT_CACHE_MAX_PORTS];
-    ngx_uint_t                  i, j, k, n, known;
-    ngx_http_conf_port_t       *port;
-    ngx_http_conf_addr_t       *addr;
-    ngx_http_server_name_t     *sn;
-    ngx_http_core_srv_conf_t   *cscf, **servers;
-    ngx_http_core_main_conf_t  *cmcf;
-
-    if (flcf->cache == NULL || flcf->targets == NULL) {
-        return NGX_OK;
-    }
-
-    cscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_core_module);
-    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
-
-    /* its ports, once each, in order: [::]:80 and 80 are one port */
-    n = 0;
-
-    for (i = 0; cmcf->ports && i < cmcf->ports->nelts; i++) {
-        port = &((ngx_http_conf_port_t *) cmcf->ports->elts)[i];
-        addr = port->addrs.elts;
-        known = 0;
-
-        for (j = 0; j < port->addrs.nelts && !known; j++) {
-            servers = addr[j].servers.elts;
-
-            for (k = 0; k < addr[j].servers.nelts; k++) {
-                if (servers[k] == cscf) {
-                    known = 1;
-                    break;
-                }
-            }
-        }
-
-        for (k = 0; known && k < n; k++) {
-            known = (ports[k] != port->port);
-        }
-
-        if (known && n < NGX_HTTP_FANOUT_CACHE_MAX_PORTS) {
-            for (k = n++; k > 0 && ports[k - 1] > port->port; k--) {
-                ports[k] = ports[k - 1];
-            }
-
-            ports[k] = port->port;
-        }
-    }
-
-    sn = cscf->server_names.elts;
-    len = n * (NGX_INT_T_LEN + 1);
-
-    for (i = 0; i < cscf->server_names.nelts; i++) {
-        len += sn[i].name.len + 2;
-    }
-
-    material = ngx_pnalloc(cf->pool, len + 1);
-    if (material == NULL) {
-        return NGX_ERROR;
-    }
-
-    p = material;
-
-    for (i = 0; i < n; i++) {
-        p = ngx_sprintf(p, "%ui\n", (ngx_uint_t) ports[i]);
-    }
-
-    for (i = 0; i < cscf->server_names.nelts; i++) {
-        *p++ = '=';
-        p = ngx_cpymem(p, sn[i].name.data, sn[i].name.len);
-        *p++ = '\n';
-    }
-
-    flcf->server_id.data = ngx_pnalloc(cf->pool, FANOUT_SHA256_HEX_LEN + 1);
-    if (flcf->server_id.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    fanout_sha256_hex(material, p - material, (char *) flcf->server_id.data);
-    flcf->server_id.len = FANOUT_SHA256_HEX_LEN;
-
-    return NGX_OK;
 }
 
 
@@ -875,7 +769,7 @@ ngx_http_fanout_cache_parse(u_char *p, size_t len,
  * Coalescing: on a miss, one request (in any worker of any instance) takes
  * a short lock and fans out; the others poll for its answer and get it as
  * COALESCED, or fan out themselves when the lock goes without an answer or
- * after the wait.  The lock lives as long as a fan-out may take.
+ * after the wait.  The lock is a lease its leader renews (see renew).
  */
 
 #define NGX_HTTP_FANOUT_CACHE_POLL  15
@@ -1040,6 +934,10 @@ ngx_http_fanout_cache_unlock(ngx_http_fanout_ctx_t *ctx)
 {
     ngx_str_t  *lock;
 
+    if (ctx->cache_renew.timer_set) {
+        ngx_del_timer(&ctx->cache_renew);
+    }
+
     if (!ctx->cache_leader) {
         return;
     }
@@ -1141,7 +1039,7 @@ ngx_http_fanout_cache_echo(ngx_http_fanout_ctx_t *ctx, ngx_str_t *answer)
         ngx_str_null(&body);
     }
 
-    id = ngx_http_get_indexed_variable(r, (ngx_uint_t) cc->request_id);
+    id = ngx_http_get_indexed_variable(r, ngx_http_fanout_rid(r));
 
     len = answer->len;
 
@@ -1247,6 +1145,43 @@ ngx_http_fanout_cache_wait(ngx_http_fanout_ctx_t *ctx)
 
 
 /*
+ * The coalescing lock is a lease of NGX_HTTP_FANOUT_CACHE_LEASE: the
+ * leader renews it every third of that while it fans out, so that when the
+ * leader dies (kill -9, an OOM, a lost DEL) the lock is gone within a lease
+ * and its waiters fan out themselves, instead of waiting fanout_timeout.
+ */
+
+static void
+ngx_http_fanout_cache_renew(ngx_event_t *ev)
+{
+    ngx_http_fanout_ctx_t *ctx = ev->data;
+
+    u_char       ms[NGX_INT_T_LEN];
+    size_t       len[3];
+    ngx_str_t   *lock;
+    const char  *argv[3];
+
+    if (!ctx->cache_leader || ctx->lock_key.len == 0) {
+        return;
+    }
+
+    lock = &ctx->lock_key;
+
+    argv[0] = "PEXPIRE";
+    len[0] = sizeof("PEXPIRE") - 1;
+    argv[1] = (const char *) lock->data;
+    len[1] = lock->len;
+    argv[2] = (const char *) ms;
+    len[2] = ngx_sprintf(ms, "%M", (ngx_msec_t) NGX_HTTP_FANOUT_CACHE_LEASE)
+             - ms;
+
+    (void) ngx_http_fanout_redis_command(ev->log, 3, argv, len, NULL, NULL);
+
+    ngx_add_timer(ev, NGX_HTTP_FANOUT_CACHE_LEASE / 3);
+}
+
+
+/*
  * The lookup's reply: a GET's, or with coalescing the script's
  * {1, entry} fresh, {2, stale-or-""} elected, {3, stale-or-""} wait.
  */
@@ -1319,6 +1254,15 @@ ngx_http_fanout_cache_got(void *data, redisReply *reply,
     }
 
     ctx->cache_leader = (reply->type == REDIS_REPLY_ARRAY);
+
+    if (ctx->cache_leader) {
+        /* the lock is a lease, renewed while this request lives */
+        ctx->cache_renew.handler = ngx_http_fanout_cache_renew;
+        ctx->cache_renew.data = ctx;
+        ctx->cache_renew.log = c->log;
+        ctx->cache_renew.cancelable = 1;
+        ngx_add_timer(&ctx->cache_renew, NGX_HTTP_FANOUT_CACHE_LEASE / 3);
+    }
 
     ngx_http_fanout_cache_give_up(ctx);
 }
@@ -1593,7 +1537,8 @@ ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
         argv[4] = (const char *) lock->data;
         len[4] = lock->len;
         argv[5] = (const char *) ms;
-        len[5] = ngx_sprintf(ms, "%M", ctx->conf->timeout + 1000) - ms;
+        len[5] = ngx_sprintf(ms, "%M", (ngx_msec_t) NGX_HTTP_FANOUT_CACHE_LEASE)
+                 - ms;
         argv[6] = (const char *) now;
         len[6] = ngx_sprintf(now, "%M",
                              (ngx_msec_t) ngx_http_fanout_cache_now())

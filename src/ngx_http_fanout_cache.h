@@ -13,6 +13,9 @@
 
 #define NGX_HTTP_FANOUT_CACHE_MAX_BODY  (8 * 1024 * 1024)
 
+/* the coalescing lock's lease, renewed by its leader every third of it */
+#define NGX_HTTP_FANOUT_CACHE_LEASE  1000
+
 /* a body over this takes a millisecond or more: nginx's clock is updated */
 #define NGX_HTTP_FANOUT_CACHE_LONG_WORK  (256 * 1024)
 
@@ -47,7 +50,6 @@ struct ngx_http_fanout_cache_conf_s {
     ngx_uint_t                  nignore;
     fanout_field_t             *echo;          /* echo=: id by default */
     ngx_uint_t                  necho;
-    ngx_int_t                   request_id;    /* $request_id's index */
     size_t                      max_size;
     ngx_flag_t                  coalesce;
     ngx_flag_t                  per_target;    /* level=target */
@@ -55,10 +57,6 @@ struct ngx_http_fanout_cache_conf_s {
 
 
 char *ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-
-/* merge time: the server block's identity, for the keys */
-ngx_int_t ngx_http_fanout_cache_merge(ngx_conf_t *cf,
-    ngx_http_fanout_loc_conf_t *flcf);
 
 /*
  * NGX_OK: a lookup is under way and ends in ngx_http_fanout_begin() or an

@@ -36,7 +36,10 @@ typedef struct {
     ngx_str_t                   rate;          /* as written: "100r/s" */
     ngx_uint_t                  cost;
     ngx_uint_t                  status;
-    ngx_uint_t                  id;            /* keys of limits differ */
+    ngx_str_t                   name;          /* "KEY RATE", as written */
+    uint64_t                    id;            /* of the server, location,
+                                                  name: stable across
+                                                  reloads */
     ngx_uint_t                  scope;
     ngx_uint_t                  on_error;
     ngx_uint_t                  stats;         /* index in the location's */
@@ -112,7 +115,6 @@ typedef struct {
 } ngx_http_fanout_limit_node_t;
 
 
-static ngx_uint_t  ngx_http_fanout_limit_ids;
 
 
 char *
@@ -151,7 +153,6 @@ ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     l->cost = 1;
     l->status = 429;
-    l->id = ++ngx_http_fanout_limit_ids;
     l->var = NGX_ERROR;
 
     burst = 0;
@@ -339,6 +340,7 @@ ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     ngx_sprintf(name.data, "%V %V", &l->key.value, &l->rate);
+    l->name = name;
 
     if (ngx_http_fanout_stats_register_extra(cf, fmcf, &clcf->name, &name,
                                              NGX_HTTP_FANOUT_STATS_LIMIT,
@@ -581,7 +583,7 @@ ngx_http_fanout_limit_shm(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_limit_t       *limits;
     ngx_http_fanout_main_conf_t   *fmcf;
     ngx_http_fanout_limit_node_t  *ln[NGX_HTTP_FANOUT_MAX_LIMITS];
-    u_char                         buf[sizeof(ngx_uint_t) + 1024];
+    u_char                         buf[sizeof(uint64_t) + 1024];
 
     r = ctx->request;
     fmcf = ngx_http_get_module_main_conf(r, ngx_http_fanout_module);
@@ -603,11 +605,11 @@ ngx_http_fanout_limit_shm(ngx_http_fanout_ctx_t *ctx,
         }
 
         /* the limit's id, then the value: limits never share a bucket */
-        key.len = sizeof(ngx_uint_t) + ngx_min(run->values[i].len, 1024);
+        key.len = sizeof(uint64_t) + ngx_min(run->values[i].len, 1024);
         key.data = buf;
 
-        p = ngx_cpymem(key.data, &limits[i].id, sizeof(ngx_uint_t));
-        ngx_memcpy(p, run->values[i].data, key.len - sizeof(ngx_uint_t));
+        p = ngx_cpymem(key.data, &limits[i].id, sizeof(uint64_t));
+        ngx_memcpy(p, run->values[i].data, key.len - sizeof(uint64_t));
 
         hash = ngx_murmur_hash2(key.data, key.len);
 
@@ -896,6 +898,51 @@ ngx_http_fanout_limit_reply(void *data, redisReply *reply,
  * buckets taken from.  NGX_DECLINED: admitted; NGX_AGAIN: Redis will
  * answer, and ngx_http_fanout_limit_resume() goes on; else a response.
  */
+
+/*
+ * Merge time: each limit's buckets are keyed by its server block, its
+ * location and its "KEY RATE" as written, never by the order it was read
+ * in: a reload (or a deploy) keeps every client's bucket.
+ */
+
+ngx_int_t
+ngx_http_fanout_limit_merge(ngx_conf_t *cf, ngx_http_fanout_loc_conf_t *flcf)
+{
+    u_char                    *p, *material;
+    size_t                     len;
+    ngx_uint_t                 i;
+    ngx_http_fanout_limit_t   *l;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (flcf->limits == NULL) {
+        return NGX_OK;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    l = flcf->limits->elts;
+
+    for (i = 0; i < flcf->limits->nelts; i++) {
+        len = flcf->server_id.len + clcf->name.len + l[i].name.len + 2;
+
+        material = ngx_pnalloc(cf->pool, len);
+        if (material == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_cpymem(material, flcf->server_id.data, flcf->server_id.len);
+        *p++ = '\n';
+        p = ngx_cpymem(p, clcf->name.data, clcf->name.len);
+        *p++ = '\n';
+        p = ngx_cpymem(p, l[i].name.data, l[i].name.len);
+
+        /* two 32-bit hashes: two limits sharing one is out of reach */
+        l[i].id = ((uint64_t) ngx_crc32_long(material, len) << 32)
+                  | ngx_murmur_hash2(material, len);
+    }
+
+    return NGX_OK;
+}
+
 
 ngx_int_t
 ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx)

@@ -7,6 +7,7 @@
 #include "ngx_http_fanout_stats.h"
 #include "ngx_http_fanout_redis.h"
 #include "ngx_http_fanout_cache.h"
+#include "fanout_cache_key.h"
 
 
 static ngx_int_t ngx_http_fanout_postconfiguration(ngx_conf_t *cf);
@@ -16,6 +17,8 @@ static char *ngx_http_fanout_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_fanout_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static ngx_int_t ngx_http_fanout_server_id(ngx_conf_t *cf,
+    ngx_http_fanout_loc_conf_t *flcf);
 
 
 static ngx_conf_num_bounds_t  ngx_http_fanout_quorum_bounds = {
@@ -188,6 +191,14 @@ ngx_http_fanout_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_fanout_main_conf_t *fmcf = conf;
 
+    static ngx_str_t  request_id = ngx_string("request_id");
+
+    /* after preconfiguration, which makes the variables */
+    fmcf->request_id = ngx_http_get_variable_index(cf, &request_id);
+    if (fmcf->request_id == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
     /* the zone may be declared after the locations that need it */
 
     if (fmcf->target_file && fmcf->shm_zone == NULL) {
@@ -316,7 +327,9 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_http_fanout_cache_merge(cf, conf) != NGX_OK) {
+    if (ngx_http_fanout_server_id(cf, conf) != NGX_OK
+        || ngx_http_fanout_limit_merge(cf, conf) != NGX_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -334,6 +347,105 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The server block's identity: the ports it listens on and its server
+ * names, as written.  Two server blocks of one configuration never share
+ * both (name-based virtual hosts differ in names, the others in ports);
+ * the instances of a fleet do, whatever their addresses, and so does the
+ * same configuration after a reload.  Cache keys and limiter buckets are
+ * keyed by it.
+ */
+
+#define NGX_HTTP_FANOUT_CACHE_MAX_PORTS  64
+
+static ngx_int_t
+ngx_http_fanout_server_id(ngx_conf_t *cf, ngx_http_fanout_loc_conf_t *flcf)
+{
+    u_char                     *p, *material;
+    size_t                      len;
+    in_port_t                   ports[NGX_HTTP_FANOUT_CACHE_MAX_PORTS];
+    ngx_uint_t                  i, j, k, n, known;
+    ngx_http_conf_port_t       *port;
+    ngx_http_conf_addr_t       *addr;
+    ngx_http_server_name_t     *sn;
+    ngx_http_core_srv_conf_t   *cscf, **servers;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    if (flcf->targets == NULL) {
+        return NGX_OK;
+    }
+
+    cscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_core_module);
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    /* its ports, once each, in order: [::]:80 and 80 are one port */
+    n = 0;
+
+    for (i = 0; cmcf->ports && i < cmcf->ports->nelts; i++) {
+        port = &((ngx_http_conf_port_t *) cmcf->ports->elts)[i];
+        addr = port->addrs.elts;
+        known = 0;
+
+        for (j = 0; j < port->addrs.nelts && !known; j++) {
+            servers = addr[j].servers.elts;
+
+            for (k = 0; k < addr[j].servers.nelts; k++) {
+                if (servers[k] == cscf) {
+                    known = 1;
+                    break;
+                }
+            }
+        }
+
+        for (k = 0; known && k < n; k++) {
+            known = (ports[k] != port->port);
+        }
+
+        if (known && n < NGX_HTTP_FANOUT_CACHE_MAX_PORTS) {
+            for (k = n++; k > 0 && ports[k - 1] > port->port; k--) {
+                ports[k] = ports[k - 1];
+            }
+
+            ports[k] = port->port;
+        }
+    }
+
+    sn = cscf->server_names.elts;
+    len = n * (NGX_INT_T_LEN + 1);
+
+    for (i = 0; i < cscf->server_names.nelts; i++) {
+        len += sn[i].name.len + 2;
+    }
+
+    material = ngx_pnalloc(cf->pool, len + 1);
+    if (material == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = material;
+
+    for (i = 0; i < n; i++) {
+        p = ngx_sprintf(p, "%ui\n", (ngx_uint_t) ports[i]);
+    }
+
+    for (i = 0; i < cscf->server_names.nelts; i++) {
+        *p++ = '=';
+        p = ngx_cpymem(p, sn[i].name.data, sn[i].name.len);
+        *p++ = '\n';
+    }
+
+    flcf->server_id.data = ngx_pnalloc(cf->pool, FANOUT_SHA256_HEX_LEN + 1);
+    if (flcf->server_id.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    fanout_sha256_hex(material, p - material, (char *) flcf->server_id.data);
+    flcf->server_id.len = FANOUT_SHA256_HEX_LEN;
+
+    return NGX_OK;
 }
 
 

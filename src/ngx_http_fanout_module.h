@@ -67,7 +67,7 @@ typedef struct {
     ngx_uint_t                  status_format; /* fanout_status */
 
     ngx_http_fanout_cache_conf_t  *cache;      /* NULL: off */
-    ngx_str_t                   server_id;     /* its server block's */
+    ngx_str_t                   server_id;     /* its server block's, hex */
     ngx_array_t                *cache_bypass;  /* predicates */
     ngx_array_t                *limits;        /* ngx_http_fanout_limit_t */
     fanout_breaker_conf_t      *breaker;       /* NULL: none */
@@ -96,6 +96,9 @@ typedef struct {
     ngx_http_fanout_redis_conf_t  *redis;      /* fanout_redis */
     ngx_array_t                *breakers;      /* scope=cluster ones */
     ngx_http_fanout_stats_t    *redis_stats;
+
+    ngx_int_t                   request_id;    /* $request_id's index, in
+                                                  this configuration */
 
     ngx_http_fanout_shctx_t    *sh;            /* the zone, once made */
     ngx_slab_pool_t            *shpool;
@@ -184,6 +187,7 @@ struct ngx_http_fanout_ctx_s {
     ngx_http_fanout_ctx_t      *leader;        /* a waiter's */
     void                       *shared;        /* the answer handed over */
     ngx_event_t                 cache_wait;    /* coalescing: next poll */
+    ngx_event_t                 cache_renew;   /* a leader's lock lease */
     ngx_msec_t                  cache_waited;
     unsigned                    cache_leader:1;
     unsigned                    local_leader:1;
@@ -218,6 +222,12 @@ ngx_http_fanout_sub_capture(ngx_http_fanout_sub_t *sub,
                          && ngx_current_msec - sub->last_read + 1
                             >= u->conf->read_timeout);
 }
+
+
+/* $request_id's index: kept in the configuration, as a reload renumbers */
+#define ngx_http_fanout_rid(r)                                                \
+    ((ngx_uint_t) ((ngx_http_fanout_main_conf_t *)                            \
+        ngx_http_get_module_main_conf(r, ngx_http_fanout_module))->request_id)
 
 
 ngx_int_t ngx_http_fanout_handler(ngx_http_request_t *r);
@@ -260,6 +270,8 @@ void ngx_http_fanout_breaker_record(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_sub_t *sub);
 void ngx_http_fanout_breaker_record_all(ngx_http_fanout_ctx_t *ctx);
 ngx_int_t ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx);
+ngx_int_t ngx_http_fanout_limit_merge(ngx_conf_t *cf,
+    ngx_http_fanout_loc_conf_t *flcf);
 char *ngx_http_fanout_split(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_fanout_split_merge(ngx_conf_t *cf,
     ngx_http_fanout_loc_conf_t *flcf);

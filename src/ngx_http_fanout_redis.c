@@ -369,7 +369,13 @@ ngx_http_fanout_redis_send(ngx_http_fanout_redis_conn_t *rc, ngx_log_t *log,
     op->timer.handler = ngx_http_fanout_redis_op_timeout;
     op->timer.data = op;
     op->timer.log = ngx_cycle->log;
-    op->timer.cancelable = 1;
+
+    /*
+     * A request waiting on the reply keeps its worker from exiting on a
+     * reload or quit until the reply or the timeout, which fails it open;
+     * a command nobody waits for (a SET, a sample) does not.
+     */
+    op->timer.cancelable = (handler == NULL);
 
     ngx_add_timer(&op->timer, ngx_http_fanout_redis_conf->timeout);
 
@@ -424,6 +430,7 @@ ngx_http_fanout_redis_cancel(ngx_http_fanout_redis_op_t *op)
 {
     /* the reply still comes and frees the op; nobody is told */
     op->handler = NULL;
+    op->timer.cancelable = 1;
 }
 
 

@@ -74,8 +74,6 @@ static void ngx_http_fanout_shadow_reap(ngx_event_t *ev);
 static void ngx_http_fanout_shadow_free(ngx_http_request_t *fake);
 
 
-static ngx_str_t  ngx_http_fanout_request_id = ngx_string("request_id");
-static ngx_int_t  ngx_http_fanout_request_id_index = NGX_ERROR;
 
 
 /* a copy in the shadow's pool: non-zero when out of memory */
@@ -303,15 +301,6 @@ ngx_http_fanout_shadow(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         sc->against = sc->compare;
     }
 
-    if (ngx_http_fanout_request_id_index == NGX_ERROR) {
-        ngx_http_fanout_request_id_index =
-            ngx_http_get_variable_index(cf, &ngx_http_fanout_request_id);
-
-        if (ngx_http_fanout_request_id_index == NGX_ERROR) {
-            return NGX_CONF_ERROR;
-        }
-    }
-
     return NGX_CONF_OK;
 
 invalid:
@@ -472,8 +461,7 @@ ngx_http_fanout_shadow_start(ngx_http_fanout_ctx_t *ctx)
         sh->reap.cancelable = 1;
 
         /* what a sample names: the client's request id, its variant */
-        vv = ngx_http_get_indexed_variable(fake,
-                                    (ngx_uint_t) ngx_http_fanout_request_id_index);
+        vv = ngx_http_get_indexed_variable(fake, ngx_http_fanout_rid(r));
         if (vv && !vv->not_found) {
             sh->request_id.data = vv->data;
             sh->request_id.len = vv->len;
@@ -759,11 +747,10 @@ ngx_http_fanout_shadow_request(ngx_http_request_t *r, ngx_list_t *headers)
     }
 
     /* the same $request_id as the client's, for logs and samples */
-    vv = ngx_http_get_indexed_variable(r,
-                                (ngx_uint_t) ngx_http_fanout_request_id_index);
+    vv = ngx_http_get_indexed_variable(r, ngx_http_fanout_rid(r));
 
     if (vv && !vv->not_found) {
-        id = &fake->variables[ngx_http_fanout_request_id_index];
+        id = &fake->variables[ngx_http_fanout_rid(r)];
         *id = *vv;
 
         if (vv->len) {

@@ -54,6 +54,13 @@ is_deeply($res->{json}{meta}{cache}, { a => 'MISS', b => 'MISS' },
           'meta.cache: both missed');
 is(calls('a') + calls('b'), 2, 'both targets called');
 
+# the stores go after the answer, on any pooled connection: wait for both
+for (1 .. 100) {
+    my @k = split /\n/, $t->redis_cli('r', '--scan', '--pattern', 'fanout:/t:*');
+    last if @k >= 2;
+    sleep 0.02;
+}
+
 $res = $t->post('/t', $body);
 is($res->{headers}{'x-fanout-cache'}, 'HIT', 'again: HIT');
 is_deeply($res->{json}{meta}{cache}, { a => 'HIT', b => 'HIT' },

@@ -404,6 +404,7 @@ fanout_json_string_end(const char *p, const char *end)
 {
     fanout_scan_t  s;
 
+    memset(&s, 0, sizeof(fanout_scan_t));
     s.p = p;
     s.end = end;
 
@@ -416,6 +417,7 @@ fanout_json_number_end(const char *p, const char *end)
 {
     fanout_scan_t  s;
 
+    memset(&s, 0, sizeof(fanout_scan_t));
     s.p = p;
     s.end = end;
 

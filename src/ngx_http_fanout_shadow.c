@@ -746,6 +746,11 @@ ngx_http_fanout_shadow_request(ngx_http_request_t *r, ngx_list_t *headers)
         goto failed;
     }
 
+#if (nginx_version >= 1029003)
+    /* the port the client asked for: $request_port, $is_request_port */
+    fake->port = r->port;
+#endif
+
     /* the same $request_id as the client's, for logs and samples */
     vv = ngx_http_get_indexed_variable(r, ngx_http_fanout_rid(r));
 

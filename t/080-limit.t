@@ -36,11 +36,11 @@ server {
     }
     location /r100 {
         fanout_target m /_m;
-        fanout_limit key=all rate=100r/s burst=1;
+        fanout_limit key=all rate=100r/s burst=10;
     }
     location /r1000 {
         fanout_target m /_m;
-        fanout_limit key=all rate=1000r/s burst=1;
+        fanout_limit key=all rate=1000r/s burst=100;
     }
     location = /fanout/status { fanout_status; }
 }
@@ -112,7 +112,10 @@ is($res->{status}, 200,
 is($res->{headers}{'ratelimit-remaining'}, 0,
    'RateLimit-Remaining tells of the tightest limit (the user, now empty)');
 
-# accuracy: wrk offers far more than the rate for 3 s
+# accuracy: wrk offers far more than the rate for 3 s.  A burst of a tenth
+# of a second's worth lets a worker descheduled on a busy machine catch
+# up, instead of losing admissions for good (burst=1 flaked); the burst,
+# taken once at the start, is not counted as rate.
 
 for my $rate (100, 1000) {
     my $url = 'http://127.0.0.1:' . $t->port('http') . "/r$rate";
@@ -121,7 +124,7 @@ for my $rate (100, 1000) {
     my ($non2xx) = $out =~ /Non-2xx or 3xx responses: (\d+)/;
     my ($secs) = $out =~ /requests in ([\d.]+)s/;
 
-    my $admitted = ($total // 0) - ($non2xx // 0);
+    my $admitted = ($total // 0) - ($non2xx // 0) - $rate / 10;
     my $measured = $secs ? $admitted / $secs : 0;
 
     cmp_ok(abs($measured - $rate) / $rate, '<=', 0.10,

@@ -417,48 +417,33 @@ fanout_put(fanout_canon_t *c, const char *p, size_t n)
 }
 
 
-/* a string's decoded bytes, with only '"', '\\' and controls escaped */
+/*
+ * A string's decoded bytes, escaped by the answer writer's own rule (only
+ * '"', '\\' and controls), through scratch room after the decoded keys.
+ */
 
 static void
-fanout_put_string(fanout_canon_t *c, const char *k, size_t n)
+fanout_put_string(fanout_canon_t *c, size_t off, size_t n)
 {
-    char                esc[6];
-    size_t              i, start;
-    unsigned char       ch;
-    static const char   hex[] = "0123456789abcdef";
+    fanout_out_t  o;
 
-    fanout_put(c, "\"", 1);
-
-    start = 0;
-
-    for (i = 0; i < n; i++) {
-        ch = (unsigned char) k[i];
-
-        if (ch >= 0x20 && ch != '"' && ch != '\\') {
-            continue;
-        }
-
-        fanout_put(c, k + start, i - start);
-        start = i + 1;
-
-        if (ch == '"' || ch == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char) ch;
-            fanout_put(c, esc, 2);
-            continue;
-        }
-
-        esc[0] = '\\';
-        esc[1] = 'u';
-        esc[2] = '0';
-        esc[3] = '0';
-        esc[4] = hex[ch >> 4];
-        esc[5] = hex[ch & 0xf];
-        fanout_put(c, esc, 6);
+    if (c->mute) {
+        return;
     }
 
-    fanout_put(c, k + start, n - start);
-    fanout_put(c, "\"", 1);
+    /* the string is at off in c->keys: a key, or one just decoded */
+    if (fanout_grow((void **) &c->keys, &c->ckeys,
+                    c->nkeys + n + 6 * n + 2, 1) != 0)
+    {
+        c->rc = FANOUT_KEY_NOMEM;
+        return;
+    }
+
+    o.buf = c->keys + c->nkeys + n;
+    o.len = 0;
+    fanout_out_string(&o, c->keys + off, n);
+
+    fanout_put(c, o.buf, o.len);
 }
 
 
@@ -566,7 +551,7 @@ fanout_write_value(fanout_canon_t *c, uint32_t id, uint32_t active,
                 fanout_put(c, ",", 1);
             }
 
-            fanout_put_string(c, c->keys + m->key, m->key_len);
+            fanout_put_string(c, m->key, m->key_len);
             fanout_put(c, ":", 1);
 
             c->p = c->body + m->val;
@@ -638,7 +623,7 @@ fanout_write_value(fanout_canon_t *c, uint32_t id, uint32_t active,
                 == 0)
             {
                 n = fanout_json_unescape(c->p + 1, e - 1, c->keys + c->nkeys);
-                fanout_put_string(c, c->keys + c->nkeys, n);
+                fanout_put_string(c, c->nkeys, n);
 
             } else {
                 c->rc = FANOUT_KEY_NOMEM;

@@ -379,21 +379,135 @@ failed:
 }
 
 
-/* vote: ballots are compared by their JSON text; ties go to the earlier */
+/*
+ * vote: ballots are compared by what they mean: strings by their decoded
+ * bytes ("caf\u00e9" is "café"), numbers by value (1, 1.0 and 1e0 are one
+ * ballot), booleans as such; a string never equals a number.  Each voter
+ * is hashed once and compared in full only with a ballot of its hash, so
+ * the work is linear in the answers' bytes, plus n^2 hash comparisons for
+ * n <= 32 targets.  Ties go to the earlier first voter.
+ */
+
+static unsigned long
+fanout_ballot_hash(char kind, const char *p, size_t len)
+{
+    size_t         i;
+    unsigned long  h;
+
+    h = 2166136261UL ^ (unsigned char) kind;
+
+    for (i = 0; i < len; i++) {
+        h = (h ^ (unsigned char) p[i]) * 16777619UL;
+    }
+
+    return h;
+}
+
+
+static int
+fanout_ballot_same(const fanout_ballot_t *a, const fanout_ballot_t *b)
+{
+    if (a->kind != b->kind || a->hash != b->hash) {
+        return 0;
+    }
+
+    if (a->kind == 'n') {
+        return a->number == b->number;
+    }
+
+    return a->len == b->len
+           && (a->len == 0 || memcmp(a->text, b->text, a->len) == 0);
+}
+
+
+/*
+ * The keys of "votes": a string ballot is its own key, others their JSON
+ * text ("1", "true"); but when strings meet other kinds, every key is the
+ * ballot's JSON text ("\"1\"" and "1"), so that no two ballots share one.
+ */
+
+static int
+fanout_vote_keys(const fanout_part_t *parts, fanout_merged_t *m)
+{
+    size_t            b, strings;
+    fanout_out_t      o;
+    fanout_ballot_t  *bl;
+
+    strings = 0;
+
+    for (b = 0; b < m->nballots; b++) {
+        bl = &m->ballots[b];
+        strings += (bl->kind == 's');
+
+        if (bl->kind == 's') {
+            bl->key = bl->text;
+            bl->key_len = bl->len;
+
+        } else {
+            bl->key = parts[bl->voter].field.p;
+            bl->key_len = parts[bl->voter].field.len;
+        }
+    }
+
+    if (strings == 0 || strings == m->nballots) {
+        return 0;
+    }
+
+    o.buf = NULL;
+    o.len = 0;
+
+    for (b = 0; b < m->nballots; b++) {
+        if (m->ballots[b].kind == 's') {
+            fanout_out_string(&o, m->ballots[b].text, m->ballots[b].len);
+        }
+    }
+
+    m->keys = malloc(o.len + 1);
+    if (m->keys == NULL) {
+        return -1;
+    }
+
+    o.buf = m->keys;
+    o.len = 0;
+
+    for (b = 0; b < m->nballots; b++) {
+        bl = &m->ballots[b];
+
+        if (bl->kind == 's') {
+            bl->key = m->keys + o.len;
+            fanout_out_string(&o, bl->text, bl->len);
+            bl->key_len = (size_t) (m->keys + o.len - bl->key);
+        }
+    }
+
+    return 0;
+}
+
 
 static int
 fanout_merge_vote(fanout_part_t *parts, size_t n, fanout_merged_t *m)
 {
-    char           c;
-    size_t         i, b;
-    fanout_span_t  *v, *w;
+    char             *d;
+    size_t            i, b, total;
+    fanout_span_t    *v;
+    fanout_ballot_t   x;
 
-    m->ballot = malloc(n * sizeof(size_t));
-    m->votes = malloc(n * sizeof(double));
+    total = 0;
 
-    if (m->ballot == NULL || m->votes == NULL) {
+    for (i = 0; i < n; i++) {
+        if (parts[i].kind == FANOUT_OK && parts[i].field.p != NULL) {
+            total += parts[i].field.len;
+        }
+    }
+
+    m->ballots = malloc(n * sizeof(fanout_ballot_t));
+    m->decoded = malloc(total + 1);
+
+    if (m->ballots == NULL || m->decoded == NULL) {
         return -1;
     }
+
+    d = m->decoded;
 
     for (i = 0; i < n; i++) {
         if (parts[i].kind != FANOUT_OK) {
@@ -407,36 +521,76 @@ fanout_merge_vote(fanout_part_t *parts, size_t n, fanout_merged_t *m)
             continue;
         }
 
-        c = v->p[0];
+        memset(&x, 0, sizeof(fanout_ballot_t));
 
-        if (c == '{' || c == '[' || c == 'n') {
+        switch (v->p[0]) {
+
+        case '"':
+            /* validated by the scanner: the escapes are well-formed */
+            x.kind = 's';
+            x.text = d;
+            x.len = fanout_json_unescape(v->p + 1, v->p + v->len - 1, d);
+            d += x.len;
+            break;
+
+        case 't':
+        case 'f':
+            x.kind = v->p[0];
+            break;
+
+        case '{':
+        case '[':
+        case 'n':
             fanout_bad_field(&parts[i], "field is not a string, number or "
                                         "boolean");
             continue;
+
+        default:
+            if (fanout_json_number(v, &x.number) != 0) {
+                fanout_bad_field(&parts[i], "field is a number beyond a "
+                                            "double's range");
+                continue;
+            }
+
+            /* -0 votes with 0 */
+            x.number += 0.0;
+            x.kind = 'n';
+            x.text = (const char *) &x.number;
+            x.len = sizeof(double);
         }
 
-        for (b = 0; b < m->nballots; b++) {
-            w = &parts[m->ballot[b]].field;
+        x.hash = fanout_ballot_hash(x.kind, x.text, x.len);
 
-            if (w->len == v->len && memcmp(w->p, v->p, v->len) == 0) {
+        for (b = 0; b < m->nballots; b++) {
+            if (fanout_ballot_same(&m->ballots[b], &x)) {
                 break;
             }
         }
 
         if (b == m->nballots) {
-            m->ballot[b] = i;
-            m->votes[b] = 0;
+            x.voter = i;
+            x.votes = 0;
+
+            if (x.kind == 'n') {
+                x.text = NULL;
+            }
+
+            m->ballots[b] = x;
             m->nballots++;
         }
 
-        m->votes[b] += parts[i].weight;
+        m->ballots[b].votes += parts[i].weight;
+    }
+
+    if (fanout_vote_keys(parts, m) != 0) {
+        return -1;
     }
 
     m->winner = 0;
 
     for (b = 1; b < m->nballots; b++) {
         /* weights are decimals: 0.1 + 0.2 must tie with 0.3 */
-        if (m->votes[b] > m->votes[m->winner] + 1e-9) {
+        if (m->ballots[b].votes > m->ballots[m->winner].votes + 1e-9) {
             m->winner = b;
         }
     }
@@ -482,8 +636,9 @@ void
 fanout_merged_free(fanout_merged_t *m)
 {
     free(m->mean);
-    free(m->ballot);
-    free(m->votes);
+    free(m->ballots);
+    free(m->decoded);
+    free(m->keys);
 
     memset(m, 0, sizeof(fanout_merged_t));
 }
@@ -497,12 +652,30 @@ fanout_write_weight(fanout_out_t *o, double w)
 }
 
 
+/* a ballot as a value: a string as decoded, others as their first voter */
+
+static void
+fanout_write_ballot(const fanout_part_t *parts, const fanout_ballot_t *bl,
+    fanout_out_t *o)
+{
+    const fanout_span_t  *v;
+
+    if (bl->kind == 's') {
+        fanout_out_string(o, bl->text, bl->len);
+        return;
+    }
+
+    v = &parts[bl->voter].field;
+    fanout_out_raw(o, v->p, v->len);
+}
+
+
 static void
 fanout_write_vote(const fanout_part_t *parts, const fanout_merged_t *m,
     fanout_out_t *o)
 {
-    size_t                b;
-    const fanout_span_t  *v;
+    size_t                  b;
+    const fanout_ballot_t  *bl;
 
     fanout_out_cstr(o, ",\"value\":");
 
@@ -510,31 +683,21 @@ fanout_write_vote(const fanout_part_t *parts, const fanout_merged_t *m,
         fanout_out_cstr(o, "null");
 
     } else {
-        v = &parts[m->ballot[m->winner]].field;
-        fanout_out_raw(o, v->p, v->len);
+        fanout_write_ballot(parts, &m->ballots[m->winner], o);
     }
 
     fanout_out_cstr(o, ",\"votes\":{");
 
     for (b = 0; b < m->nballots; b++) {
-        v = &parts[m->ballot[b]].field;
+        bl = &m->ballots[b];
 
         if (b) {
             fanout_out_raw(o, ",", 1);
         }
 
-        /* a string ballot is its own key; others get quoted */
-        if (v->p[0] == '"') {
-            fanout_out_raw(o, v->p, v->len);
-
-        } else {
-            fanout_out_raw(o, "\"", 1);
-            fanout_out_raw(o, v->p, v->len);
-            fanout_out_raw(o, "\"", 1);
-        }
-
+        fanout_out_string(o, bl->key, bl->key_len);
         fanout_out_raw(o, ":", 1);
-        fanout_write_weight(o, m->votes[b]);
+        fanout_write_weight(o, bl->votes);
     }
 
     fanout_out_raw(o, "}", 1);

@@ -62,6 +62,20 @@ typedef struct {
 } fanout_merge_conf_t;
 
 
+/* a distinct vote value, by what it means, not how it was written */
+typedef struct {
+    size_t                voter;   /* index of its first voter */
+    double                votes;
+    char                  kind;    /* 's'tring, 'n'umber, 't'rue, 'f'alse */
+    const char           *text;    /* a string's decoded bytes */
+    size_t                len;
+    double                number;
+    unsigned long         hash;
+    const char           *key;     /* its key in "votes", unescaped */
+    size_t                key_len;
+} fanout_ballot_t;
+
+
 /* what fanout_merge_prepare() works out, for fanout_merge_write() */
 typedef struct {
     int                   status;  /* 200, 502 or 504 */
@@ -73,10 +87,11 @@ typedef struct {
     unsigned              from;
 
     /* vote: distinct ballots in order of their first voter */
-    size_t               *ballot;  /* index of the first voter */
-    double               *votes;
+    fanout_ballot_t      *ballots;
     size_t                nballots;
-    size_t                winner;  /* index in ballot[] */
+    size_t                winner;  /* index in ballots[] */
+    char                 *decoded; /* the strings' bytes */
+    char                 *keys;    /* when strings meet other kinds */
 } fanout_merged_t;
 
 

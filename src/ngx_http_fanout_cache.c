@@ -618,7 +618,7 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
                                         NGX_HTTP_FANOUT_LOC_CACHE_AMBIGUOUS);
         }
 
-        if (body.len > NGX_HTTP_FANOUT_CACHE_LONG_WORK) {
+        if (body.len > NGX_HTTP_FANOUT_LONG_WORK) {
             /* the Redis timers that follow measure from now */
             ngx_time_update();
         }

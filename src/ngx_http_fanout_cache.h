@@ -16,9 +16,6 @@
 /* the coalescing lock's lease, renewed by its leader every third of it */
 #define NGX_HTTP_FANOUT_CACHE_LEASE  1000
 
-/* a body over this takes a millisecond or more: nginx's clock is updated */
-#define NGX_HTTP_FANOUT_CACHE_LONG_WORK  (256 * 1024)
-
 
 typedef enum {
     NGX_HTTP_FANOUT_CACHE_NONE = 0,

@@ -55,6 +55,7 @@ ngx_http_fanout_handler(ngx_http_request_t *r)
     ctx->request = r;
     ctx->conf = flcf;
     ctx->variant = -1;
+    ctx->start = ngx_current_msec;    /* again once the body is read */
 
     ngx_http_set_ctx(r, ctx, ngx_http_fanout_module);
 
@@ -288,6 +289,11 @@ ngx_http_fanout_respond(ngx_http_fanout_ctx_t *ctx)
     out.buf = NULL;
     out.len = 0;
     fanout_merge_write(&mc, parts, ctx->nsubs, &merged, &out);
+
+    if (out.len > NGX_HTTP_FANOUT_LONG_WORK) {
+        /* a mean over megabytes takes milliseconds: timers measure from now */
+        ngx_time_update();
+    }
 
     out.buf = ngx_pnalloc(r->pool, out.len);
     if (out.buf == NULL) {
@@ -750,6 +756,7 @@ ngx_http_fanout_cleanup(void *data)
 
     ngx_uint_t                i;
     ngx_http_fanout_sub_t    *sub;
+    ngx_http_fanout_stats_t  *st;
 
     if (ctx->nshadows) {
         /* gone before its answer: the shadows have nothing to compare */
@@ -790,8 +797,12 @@ ngx_http_fanout_cleanup(void *data)
         }
     }
 
-    if (!ctx->finished && ctx->started) {
-        /* the client went away: nginx ends the subrequests itself */
+    if (!ctx->finished) {
+        /*
+         * The client went away: mid fan-out (nginx ends the subrequests
+         * itself), or before it, while its body was uploading or Redis
+         * was asked.  Every request the status counts ends in one outcome.
+         */
         for (i = 0; i < ctx->nsubs; i++) {
             sub = &ctx->subs[i];
 
@@ -806,6 +817,12 @@ ngx_http_fanout_cleanup(void *data)
         ngx_http_fanout_stats_count(
             ngx_http_fanout_stats_location(ctx->request, ctx->conf),
             NGX_HTTP_FANOUT_LOC_ABORTED);
+
+        st = ngx_http_fanout_split_stats(ctx);
+
+        if (st) {
+            ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_VAR_OTHER);
+        }
 
         for (i = 0; i < ctx->nsubs; i++) {
             ngx_http_fanout_sub_account(ctx, &ctx->subs[i]);

@@ -21,6 +21,10 @@
 #define NGX_HTTP_FANOUT_WEIGHT_ONE     1000     /* weight=1, fixed point */
 #define NGX_HTTP_FANOUT_MAX_TARGETS    32
 
+/* work on more bytes than this takes a millisecond or more: after it,
+ * nginx's clock is updated so that the timers that follow are right */
+#define NGX_HTTP_FANOUT_LONG_WORK      (256 * 1024)
+
 #define NGX_HTTP_FANOUT_STATUS_JSON        1
 #define NGX_HTTP_FANOUT_STATUS_PROMETHEUS  2
 

@@ -15,6 +15,8 @@ struct ngx_http_fanout_split_conf_s {
     fanout_split_t              split;
     ngx_str_t                   names[FANOUT_SPLIT_MAX_VARIANTS];
     ngx_uint_t                  stats[FANOUT_SPLIT_MAX_VARIANTS];
+    u_char                     *file;      /* where it is, for nginx -t */
+    ngx_uint_t                  line;
     unsigned                    registered:1;
 };
 
@@ -44,6 +46,8 @@ ngx_http_fanout_split(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     fanout_split_init(&sc->split);
+    sc->file = cf->conf_file->file.name.data;
+    sc->line = cf->conf_file->line;
 
     value = cf->args->elts;
 
@@ -161,6 +165,82 @@ invalid:
 }
 
 
+/*
+ * Every request of every variant must be able to meet the quorum: with its
+ * variant's targets and the untagged ones, or with the untagged ones alone
+ * when the shares leave it without a variant.
+ */
+
+static ngx_int_t
+ngx_http_fanout_split_check(ngx_conf_t *cf, ngx_http_fanout_loc_conf_t *flcf)
+{
+    ngx_int_t                      j;
+    ngx_uint_t                     i, n, share;
+    ngx_http_fanout_target_t      *t;
+    ngx_http_fanout_split_conf_t  *sc;
+
+    sc = flcf->split;
+    t = flcf->targets->elts;
+    share = 0;
+
+    for (j = -1; j < (ngx_int_t) sc->split.n; j++) {
+        n = 0;
+
+        for (i = 0; i < flcf->targets->nelts; i++) {
+            n += (t[i].variant < 0 || t[i].variant == j);
+        }
+
+        if (j >= 0) {
+            share += sc->split.share[j];
+        }
+
+        if (j < 0 || n >= flcf->quorum) {
+            continue;
+        }
+
+        if (flcf->quorum_file) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "variant \"%V\" of location \"%V\" has %ui "
+                          "target%s, fewer than \"fanout_quorum %ui\" in "
+                          "%s:%ui", &sc->names[j], &flcf->location, n,
+                          n == 1 ? "" : "s", flcf->quorum,
+                          flcf->quorum_file, flcf->quorum_line);
+
+        } else {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "variant \"%V\" of the \"fanout_split\" in %s:%ui "
+                          "has no target", &sc->names[j], sc->file, sc->line);
+        }
+
+        return NGX_ERROR;
+    }
+
+    if (sc->split.rest >= 0 || share >= FANOUT_SPLIT_WHOLE) {
+        return NGX_OK;
+    }
+
+    /* (100 - share)% of requests have no variant: untagged targets only */
+    for (n = 0, i = 0; i < flcf->targets->nelts; i++) {
+        n += (t[i].variant < 0);
+    }
+
+    if (n >= flcf->quorum && n > 0) {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                  "the \"fanout_split\" in %s:%ui leaves %ui.%02ui%% of "
+                  "requests without a variant, and %s",
+                  sc->file, sc->line, (FANOUT_SPLIT_WHOLE - share) / 100,
+                  (FANOUT_SPLIT_WHOLE - share) % 100,
+                  n == 0 ? "no target runs without one: add \"* VARIANT;\" "
+                           "or an untagged target"
+                         : "the untagged targets are fewer than the quorum");
+
+    return NGX_ERROR;
+}
+
+
 /* merge time: variant= names a variant; each variant gets its counters */
 
 ngx_int_t
@@ -221,7 +301,15 @@ ngx_http_fanout_split_merge(ngx_conf_t *cf, ngx_http_fanout_loc_conf_t *flcf)
         }
     }
 
-    if (sc == NULL || sc->registered) {
+    if (sc == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_fanout_split_check(cf, flcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (sc->registered) {
         return NGX_OK;
     }
 

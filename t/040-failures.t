@@ -74,6 +74,9 @@ server {
     location /abort {
         fanout_target slow /_m/slow; fanout_target hang /_m/hang;
     }
+    location /upload {
+        fanout_target ok /_m/ok;
+    }
     location /first-fail {
         fanout_target dead /_m/dead; fanout_target s503 /_m/s503;
         fanout_merge first;
@@ -181,6 +184,16 @@ for (1 .. 3) {
     sleep 0.1;
     close $c;
 }
+
+# and one that goes away while its body is uploading
+
+for (1 .. 2) {
+    my $c = $t->connect;
+    print $c "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 900\r\n\r\n"
+             . '{"x":' . ('1' x 50);
+    sleep 0.1;
+    close $c;
+}
 sleep 0.3;
 
 $res = $t->get('/dead');
@@ -235,6 +248,18 @@ my $st = $t->status_json;
 my $abort = $st->{locations}{'/abort'};
 is($abort->{aborted}, 3, 'three aborts counted');
 is($abort->{targets}{slow}{cancelled}, 3, 'their calls counted as cancelled');
+is($st->{locations}{'/upload'}{aborted}, 2,
+   'clients gone during their body upload counted as aborted');
+is($st->{locations}{'/upload'}{targets}{ok}{requests}, 0,
+   'and nothing called for them');
+
+# every request counted ends in exactly one outcome
+for my $l (sort keys %{ $st->{locations} }) {
+    my $loc = $st->{locations}{$l};
+    my $sum = $loc->{aborted};
+    $sum += $_ for values %{ $loc->{responses} };
+    is($sum, $loc->{requests}, "$l: responses and aborted add up to requests");
+}
 is($st->{locations}{'/deadline'}{targets}{hang}{timeout}, 1,
    'deadline timeouts counted');
 is($st->{locations}{'/large'}{targets}{big}{too_large}, 1, 'too_large counted');

@@ -3,6 +3,8 @@
  * jansson as an oracle on mutated documents), dot paths and the writer.
  */
 
+#include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <jansson.h>
 
@@ -286,6 +288,155 @@ test_writer(void)
 }
 
 
+/* the writer and the reader against printf and strtod */
+
+static uint64_t  rnd_state = 88172645463325252ULL;
+
+static uint64_t
+rnd(void)
+{
+    rnd_state ^= rnd_state << 13;
+    rnd_state ^= rnd_state >> 7;
+    rnd_state ^= rnd_state << 17;
+    return rnd_state;
+}
+
+
+static size_t
+ref_double(double v, char *buf)
+{
+    int  prec, n;
+
+    n = 0;
+
+    for (prec = 15; prec <= 17; prec++) {
+        n = snprintf(buf, 32, "%.*g", prec, v);
+
+        if (strtod(buf, NULL) == v) {
+            break;
+        }
+    }
+
+    return (size_t) n;
+}
+
+
+static void
+test_numbers_random(void)
+{
+    int            kind, e;
+    char           buf[256], ref[32], text[64];
+    double         v, w;
+    size_t         i, n, bad, longer, same, badread, nref;
+    uint64_t       bits;
+    fanout_out_t   o;
+    fanout_span_t  s;
+    const char    *env;
+
+    env = getenv("FANOUT_NUMBER_TESTS");
+    n = env ? (size_t) strtoul(env, NULL, 10) : 1000000;
+
+    bad = 0;
+    longer = 0;
+    same = 0;
+
+    for (i = 0; i < n; i++) {
+        kind = (int) (i % 4);
+
+        if (kind == 0) {
+            /* any finite double */
+            do {
+                bits = rnd();
+                memcpy(&v, &bits, sizeof(double));
+            } while (!isfinite(v) || v == 0);
+
+        } else if (kind == 1) {
+            /* probabilities */
+            v = (double) (rnd() >> 11) / 9007199254740992.0;
+
+        } else if (kind == 2) {
+            /* means of short decimals, as models write them */
+            v = ((double) (rnd() % 10000000) / 1e7
+                 + (double) (rnd() % 10000000) / 1e7
+                 + (double) (rnd() % 10000000) / 1e7) / 3;
+
+        } else {
+            /* around 1e-16 .. 2^64, the exact path's edges */
+            v = ldexp((double) (rnd() >> 11) + 1, (int) (rnd() % 140) - 110);
+        }
+
+        o.buf = buf;
+        o.len = 0;
+        fanout_out_double(&o, v);
+        buf[o.len] = '\0';
+        nref = ref_double(v, ref);
+
+        if (strtod(buf, NULL) != v) {
+            if (bad++ < 5) {
+                printf("# %.17g written as %s\n", v, buf);
+            }
+        }
+
+        if (o.len > nref) {
+            if (longer++ < 5) {
+                printf("# %.17g written as %s, printf: %s\n", v, buf, ref);
+            }
+        }
+
+        same += (o.len == nref && memcmp(buf, ref, nref) == 0);
+    }
+
+    ok(bad == 0, "every random double reads back the same");
+    ok(longer == 0, "and is never longer than printf's shortest");
+    ok(same == n, "and is the very text printf's shortest %g writes");
+
+    badread = 0;
+
+    for (i = 0; i < n; i++) {
+        /* decimal texts: up to 20 digits, a point, an exponent */
+        e = (int) (rnd() % 60) - 30;
+        snprintf(text, sizeof(text), "%s%llu%s%llue%d",
+                 (rnd() & 1) ? "-" : "",
+                 (unsigned long long) (rnd() % 100000),
+                 (rnd() & 1) ? "." : ".0",
+                 (unsigned long long) (rnd() % 1000000000000ULL), e);
+        s.p = text;
+        s.len = strlen(text);
+        w = strtod(text, NULL);
+
+        if (fanout_json_number(&s, &v) != 0 || v != w) {
+            if (badread++ < 5) {
+                printf("# %s read as %.17g, strtod: %.17g\n", text, v, w);
+            }
+        }
+    }
+
+    ok(badread == 0, "random decimal texts read as strtod reads them");
+
+    o.buf = buf;
+    o.len = 0;
+    fanout_out_double(&o, 0.9809526);
+    fanout_out_raw(&o, " ", 1);
+    fanout_out_double(&o, 1e-05);
+    fanout_out_raw(&o, " ", 1);
+    fanout_out_double(&o, -123456789012345680.0);
+    fanout_out_raw(&o, " ", 1);
+    fanout_out_double(&o, 5e-324);
+    fanout_out_raw(&o, " ", 1);
+    fanout_out_double(&o, 1e300);
+    fanout_out_raw(&o, " ", 1);
+    fanout_out_double(&o, 18446744073709551616.0);
+    fanout_out_raw(&o, " ", 1);
+    fanout_out_double(&o, 100);
+    fanout_out_raw(&o, " ", 1);
+    fanout_out_double(&o, -0.0);
+    buf[o.len] = '\0';
+    is_str(buf, "0.9809526 1e-05 -1.2345678901234568e+17 4.94065645841247e-324"
+           " 1e+300 1.8446744073709552e+19 100 -0",
+           "doubles at the exact path's edges and beyond");
+}
+
+
 int
 main(void)
 {
@@ -293,6 +444,7 @@ main(void)
     test_oracle();
     test_paths();
     test_writer();
+    test_numbers_random();
 
     {
         /* numbers of any length, read by value */

@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <time.h>
 #include <jansson.h>
 
 #include "fanout_merge.h"
@@ -50,7 +51,7 @@ failed(const char *name, fanout_kind_e kind, int status)
 
 /* the merged document as text, and its status */
 
-static char  text[4096];
+static char  *text;
 
 static const char *
 merge(fanout_merge_mode_e mode, unsigned quorum, fanout_part_t *parts,
@@ -76,6 +77,7 @@ merge(fanout_merge_mode_e mode, unsigned quorum, fanout_part_t *parts,
     fanout_merge_write(&mc, parts, n, &m, &o);
     len = o.len;
 
+    text = realloc(text, len + 1);
     o.buf = text;
     o.len = 0;
     fanout_merge_write(&mc, parts, n, &m, &o);
@@ -97,7 +99,7 @@ get(const char *doc, const char *a, const char *b, const char *c)
     json_t         *v;
 
     json_decref(root);
-    root = json_loads(doc, JSON_DECODE_ANY, NULL);
+    root = json_loads(doc, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
 
     if (root == NULL) {
         printf("# not JSON: %s\n", doc);
@@ -229,6 +231,10 @@ test_all(void)
         mc.cache_meta = 1;
 
         fanout_merge_prepare(&mc, p, 3, &m);
+        o.buf = NULL;
+        o.len = 0;
+        fanout_merge_write(&mc, p, 3, &m, &o);
+        text = realloc(text, o.len + 1);
         o.buf = text;
         o.len = 0;
         fanout_merge_write(&mc, p, 3, &m, &o);
@@ -322,6 +328,49 @@ test_mean(void)
     merge(FANOUT_MERGE_MEAN, 1, p, 2, &status);
     ok(get(text, "merged", NULL, NULL) != NULL,
        "mean: overflow still writes JSON");
+
+    {
+        /* 3 answers of 400,000 numbers: exact reads, shortest writes */
+        char           *b[3];
+        size_t          i, k, len, bad;
+        json_t         *v;
+        fanout_part_t   q[3];
+
+        for (k = 0; k < 3; k++) {
+            b[k] = malloc(400000 * 12 + 16);
+            len = (size_t) sprintf(b[k], "{\"m\":[");
+
+            for (i = 0; i < 400000; i++) {
+                len += (size_t) sprintf(b[k] + len, "%s0.%06zu",
+                                        i ? "," : "", (i * 7 + k) % 1000000);
+            }
+
+            memcpy(b[k] + len, "]}", 3);
+            q[k] = part(k == 0 ? "a" : k == 1 ? "b" : "c", 1, 200, b[k]);
+        }
+
+        merge(FANOUT_MERGE_MEAN, 1, q, 3, &status);
+        v = get(text, "merged", "value", NULL);
+        bad = 0;
+
+        for (i = 0; i < 400000; i += 997) {
+            /* the mean of x, x + 1e-6 and x + 2e-6 is x + 1e-6 */
+            if (json_real_value(json_array_get(v, i))
+                != ((double) ((i * 7 + 0) % 1000000) / 1e6
+                    + (double) ((i * 7 + 1) % 1000000) / 1e6
+                    + (double) ((i * 7 + 2) % 1000000) / 1e6) / 3)
+            {
+                bad++;
+            }
+        }
+
+        ok(status == 200 && json_array_size(v) == 400000 && bad == 0,
+           "mean: 3 answers of 400,000 numbers");
+
+        for (k = 0; k < 3; k++) {
+            free(b[k]);
+        }
+    }
 }
 
 
@@ -381,6 +430,70 @@ test_vote(void)
     ok(json_is_null(get(text, "merged", "value", NULL)),
        "vote: null without ballots");
     ok(status == 504, "vote: all timed out: 504");
+
+    /* ballots by what they mean, not how they are written */
+    p[0] = part("a", 1, 200, "{\"l\":\"caf\\u00e9\"}");
+    p[1] = part("b", 1, 200, "{\"l\":\"caf\xc3\xa9\"}");
+    p[2] = part("c", 1.5, 200, "{\"l\":\"tea\"}");
+    merge(FANOUT_MERGE_VOTE, 1, p, 3, &status);
+    is_str(json_string_value(get(text, "merged", "value", NULL)),
+           "caf\xc3\xa9", "vote: an escaped string is the same ballot");
+    is_str(dump(get(text, "merged", "votes", NULL)),
+           "{\"caf\xc3\xa9\":2,\"tea\":1.5}", "vote: and one key, decoded");
+
+    p[0] = part("a", 1, 200, "{\"l\":1}");
+    p[1] = part("b", 1, 200, "{\"l\":1.0}");
+    p[2] = part("c", 1, 200, "{\"l\":1e0}");
+    p[3] = part("d", 2.5, 200, "{\"l\":-0}");
+    merge(FANOUT_MERGE_VOTE, 1, p, 4, &status);
+    ok(json_integer_value(get(text, "merged", "value", NULL)) == 1
+       && json_integer_value(get(text, "merged", "votes", "1")) == 3,
+       "vote: 1, 1.0 and 1e0 are one ballot");
+
+    p[0] = part("a", 1, 200, "{\"l\":\"1\"}");
+    p[1] = part("b", 1, 200, "{\"l\":1}");
+    p[2] = part("c", 1, 200, "{\"l\":\"true\"}");
+    p[3] = part("d", 1, 200, "{\"l\":true}");
+    merge(FANOUT_MERGE_VOTE, 1, p, 4, &status);
+    is_str(dump(get(text, "merged", "votes", NULL)),
+           "{\"\\\"1\\\"\":1,\"1\":1,\"\\\"true\\\"\":1,\"true\":1}",
+           "vote: strings meeting other kinds are keyed as JSON, no "
+           "duplicate key");
+    is_str(json_string_value(get(text, "merged", "value", NULL)), "1",
+           "vote: the string still wins as a string");
+
+    p[0] = part("a", 1, 200, "{\"l\":0}");
+    p[1] = part("b", 1, 200, "{\"l\":-0.0}");
+    p[2] = part("c", 1, 200, "{\"l\":1e400}");
+    merge(FANOUT_MERGE_VOTE, 1, p, 3, &status);
+    ok(json_integer_value(get(text, "merged", "votes", "0")) == 2
+       && p[2].kind == FANOUT_BAD_FIELD,
+       "vote: -0 votes with 0, 1e400 is bad_field");
+
+    {
+        /* 32 voters of a 1 MB label: linear, one full comparison each */
+        char           *big;
+        size_t          i, len;
+        fanout_part_t   q[32];
+        clock_t         t0;
+
+        len = 1024 * 1024;
+        big = malloc(len + 16);
+        memcpy(big, "{\"l\":\"", 6);
+        memset(big + 6, 'x', len);
+        memcpy(big + 6 + len, "\"}", 3);
+
+        for (i = 0; i < 32; i++) {
+            q[i] = part(i % 2 ? "b" : "a", 1, 200, big);
+        }
+
+        t0 = clock();
+        merge(FANOUT_MERGE_VOTE, 1, q, 32, &status);
+        ok(status == 200 && strstr(text, "\"votes\":{") != NULL
+           && clock() - t0 < 20 * CLOCKS_PER_SEC,
+           "vote: 32 answers of 1 MB");
+        free(big);
+    }
 }
 
 

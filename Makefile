@@ -46,7 +46,7 @@ CORE        := src/fanout_json.c src/fanout_merge.c src/fanout_cache_key.c \
                src/fanout_compare.c
 
 .PHONY: all deps deps-build check-deps build test unit test-asan leak-check demo bench \
-        bench-cost bench-cpu lint clean build-static test-static test-compat \
+        bench-cost bench-cpu bench-mean lint clean build-static test-static test-compat \
         fuzz fuzz-ci deps-fuzz
 
 all: build
@@ -233,6 +233,13 @@ bench-cost: deps build
 # the same: a worker's CPU time (user and kernel) per request
 bench-cpu: deps build
 	./bench/cpu
+
+# mean over three large answers in the pure core, against the scan
+bench-mean: deps
+	mkdir -p $(BUILD)/bench
+	$(CC) -O2 -std=c99 -D_POSIX_C_SOURCE=200809L $(WARN) -Isrc \
+	    -o $(BUILD)/bench/mean-large bench/mean-large.c $(CORE) -lcrypto -lm
+	$(BUILD)/bench/mean-large $(BENCH_MEAN_SIZE)
 
 # libFuzzer targets over the pure core, with ASan and UBSan: each runs on
 # a copy of its seed corpus (t/fuzz/corpus/NAME, kept in the repository);

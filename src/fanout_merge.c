@@ -422,22 +422,21 @@ fanout_ballot_same(const fanout_ballot_t *a, const fanout_ballot_t *b)
 
 /*
  * The keys of "votes": a string ballot is its own key, others their JSON
- * text ("1", "true"); but when strings meet other kinds, every key is the
- * ballot's JSON text ("\"1\"" and "1"), so that no two ballots share one.
+ * text ("1", "true").  Two ballots of one kind never share a key; when a
+ * string would share one with a number or a boolean ("1" and 1), every key
+ * is the ballot's JSON text instead ("\"1\"" and "1").  At most 32 x 32
+ * comparisons of keys, each stopping at the shorter.
  */
 
 static int
 fanout_vote_keys(const fanout_part_t *parts, fanout_merged_t *m)
 {
-    size_t            b, strings;
+    size_t            a, b, clash;
     fanout_out_t      o;
-    fanout_ballot_t  *bl;
-
-    strings = 0;
+    fanout_ballot_t  *bl, *x;
 
     for (b = 0; b < m->nballots; b++) {
         bl = &m->ballots[b];
-        strings += (bl->kind == 's');
 
         if (bl->kind == 's') {
             bl->key = bl->text;
@@ -449,7 +448,24 @@ fanout_vote_keys(const fanout_part_t *parts, fanout_merged_t *m)
         }
     }
 
-    if (strings == 0 || strings == m->nballots) {
+    clash = 0;
+
+    for (a = 0; a < m->nballots && !clash; a++) {
+        x = &m->ballots[a];
+
+        for (b = 0; b < m->nballots && x->kind == 's'; b++) {
+            bl = &m->ballots[b];
+
+            if (bl->kind != 's' && bl->key_len == x->key_len
+                && memcmp(bl->key, x->key, x->key_len) == 0)
+            {
+                clash = 1;
+                break;
+            }
+        }
+    }
+
+    if (!clash) {
         return 0;
     }
 

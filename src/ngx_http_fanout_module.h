@@ -131,6 +131,11 @@ typedef struct {
 
     fanout_part_t               part;          /* status, body, outcome */
 
+    /* the upstream module's finalizer, wrapped to learn how it ended */
+    void                      (*upstream_finalize)(ngx_http_request_t *r,
+                                                   ngx_int_t rc);
+    ngx_int_t                   upstream_rc;
+
     unsigned                    header:1;      /* the target answered */
     unsigned                    complete:1;    /* to its last byte */
     unsigned                    done:1;        /* the outcome is known */
@@ -222,9 +227,20 @@ ngx_http_fanout_sub_capture(ngx_http_fanout_sub_t *sub,
     cap->complete = sub->complete || sr->header_only;
     cap->too_large = sub->too_large;
     cap->broken = sub->broken;
-    cap->read_timeout = (u && u->conf
-                         && ngx_current_msec - sub->last_read + 1
-                            >= u->conf->read_timeout);
+    /*
+     * The upstream ends a call that timed out with 504, which nginx turns
+     * into a plain end once the header is out: the wrapped finalizer keeps
+     * it.  A buffering upstream (a cached target location) ends it as 502
+     * like a reset: there, a read error after proxy_read_timeout of
+     * silence, give or take the lazy re-arming of nginx's timers, is one.
+     */
+    cap->read_timeout = (rc == NGX_HTTP_GATEWAY_TIME_OUT
+                         || sub->upstream_rc == NGX_HTTP_GATEWAY_TIME_OUT
+                         || (u && u->conf && u->buffering && u->pipe
+                             && u->pipe->upstream_error
+                             && ngx_current_msec - sub->last_read + 1
+                                + NGX_TIMER_LAZY_DELAY
+                                >= u->conf->read_timeout));
 }
 
 

@@ -20,6 +20,8 @@ static void ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx,
 static void ngx_http_fanout_fallback(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_sub_t *sub);
 static ngx_list_t *ngx_http_fanout_headers(ngx_http_request_t *r);
+static void ngx_http_fanout_upstream_finalize(ngx_http_request_t *r,
+    ngx_int_t rc);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -841,7 +843,40 @@ ngx_http_fanout_header_filter(ngx_http_request_t *r)
         r->upstream->buffering = 0;
     }
 
+    if (r->upstream && r->upstream->finalize_request
+        && r->upstream->finalize_request != ngx_http_fanout_upstream_finalize)
+    {
+        sub->upstream_finalize = r->upstream->finalize_request;
+        r->upstream->finalize_request = ngx_http_fanout_upstream_finalize;
+    }
+
     return NGX_OK;
+}
+
+
+/*
+ * How the upstream ended the call: nginx finalizes a subrequest whose
+ * header is out with 0 whatever happened, so a read timeout after part of
+ * the body would look like any other cut.  The upstream modules' own
+ * finalizers (proxy, fastcgi, grpc...) only log; they still run.
+ */
+
+static void
+ngx_http_fanout_upstream_finalize(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_fanout_sub_t  *sub;
+
+    sub = ngx_http_fanout_capturing(r);
+
+    if (sub == NULL || sub->upstream_finalize == NULL) {
+        return;
+    }
+
+    if (sub->sr == r) {
+        sub->upstream_rc = rc;
+    }
+
+    sub->upstream_finalize(r, rc);
 }
 
 

@@ -80,22 +80,13 @@ my $r = $t->post('/whole', '{}');
 is($r->{status}, 200, 'a whole 12345: 200');
 is($r->{json}{results}{x}, 12345, 'merged whole');
 
-my ($ngx) = `$FT::NGINX -v 2>&1` =~ m{nginx/(\d+\.\d+)};
-
 for my $case (sort keys %want) {
     $r = $t->post("/one/$case", '{}');
     my $err = $r->{json}{errors}{x}{error} // '(none)';
     isnt($err, 'ok', "$case: not ok");
-    TODO: {
-        # known: on nginx.org 1.30/1.31 a read timeout after part of the
-        # body is told apart from a close by a timing rule that misses
-        local $TODO = "read timeout after a partial body on nginx $ngx"
-            if $case eq 'stall' && ($ngx // '') ne '1.22';
-        is($err, $want{$case}, "$case: $want{$case}");
-        is($r->{status}, $want{$case} eq 'timeout' ? 504 : 502,
-           "$case: the client gets "
-           . ($want{$case} eq 'timeout' ? 504 : 502));
-    }
+    is($err, $want{$case}, "$case: $want{$case}");
+    is($r->{status}, $want{$case} eq 'timeout' ? 504 : 502,
+       "$case: the client gets " . ($want{$case} eq 'timeout' ? 504 : 502));
     ok(!exists $r->{json}{results}{x}, "$case: nothing of it is merged");
     $r = $t->post("/one/$case", '{}');
     isnt($r->{headers}{'x-fanout-cache'}, 'HIT', "$case: never cached");
@@ -103,12 +94,8 @@ for my $case (sort keys %want) {
 
 like($t->error_log, qr/fanout target "x" answered 3 bytes and no more: the answer is not used/,
      'the error log says a cut answer was not used');
-TODO: {
-    local $TODO = "read timeout after a partial body on nginx $ngx"
-        if ($ngx // '') ne '1.22';
-    like($t->error_log, qr/answered 3 bytes and no more \(read timed out\)/,
-         'and when the read timed out');
-}
+like($t->error_log, qr/answered 3 bytes and no more \(read timed out\)/,
+     'and when the read timed out');
 like($t->error_log, qr/fanout target "x" answered with status 999, not a final HTTP answer/,
      'and names a status that is no final answer');
 

@@ -457,10 +457,18 @@ test_vote(void)
     merge(FANOUT_MERGE_VOTE, 1, p, 4, &status);
     is_str(dump(get(text, "merged", "votes", NULL)),
            "{\"\\\"1\\\"\":1,\"1\":1,\"\\\"true\\\"\":1,\"true\":1}",
-           "vote: strings meeting other kinds are keyed as JSON, no "
-           "duplicate key");
+           "vote: a string sharing a key with a number: all keyed as JSON, "
+           "no duplicate key");
     is_str(json_string_value(get(text, "merged", "value", NULL)), "1",
            "vote: the string still wins as a string");
+
+    p[0] = part("a", 1, 200, "{\"l\":\"z\"}");
+    p[1] = part("b", 1, 200, "{\"l\":1}");
+    p[2] = part("c", 1, 200, "{\"l\":true}");
+    merge(FANOUT_MERGE_VOTE, 1, p, 3, &status);
+    is_str(dump(get(text, "merged", "votes", NULL)),
+           "{\"z\":1,\"1\":1,\"true\":1}",
+           "vote: kinds that share no key keep their plain keys");
 
     p[0] = part("a", 1, 200, "{\"l\":0}");
     p[1] = part("b", 1, 200, "{\"l\":-0.0}");

@@ -15,16 +15,12 @@ static void ngx_http_fanout_deadline_handler(ngx_event_t *ev);
 static void ngx_http_fanout_respond(ngx_http_fanout_ctx_t *ctx);
 static void ngx_http_fanout_respond_first(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_sub_t *sub);
-static ngx_int_t ngx_http_fanout_send(ngx_http_request_t *r,
-    ngx_uint_t status, ngx_str_t *type, u_char *body, size_t len);
 static void ngx_http_fanout_finish(ngx_http_fanout_ctx_t *ctx,
     ngx_uint_t status);
 static void ngx_http_fanout_cleanup(void *data);
-static ngx_int_t ngx_http_fanout_ratelimit_headers(ngx_http_request_t *r,
-    ngx_http_fanout_ctx_t *ctx);
+static void ngx_http_fanout_answered(ngx_http_fanout_ctx_t *ctx);
 
 
-static ngx_str_t  ngx_http_fanout_json_type = ngx_string("application/json");
 
 
 ngx_int_t
@@ -173,6 +169,7 @@ ngx_http_fanout_body_handler(ngx_http_request_t *r)
 void
 ngx_http_fanout_begin(ngx_http_fanout_ctx_t *ctx)
 {
+    ngx_int_t            rc;
     ngx_http_request_t  *r;
 
     r = ctx->request;
@@ -182,10 +179,11 @@ ngx_http_fanout_begin(ngx_http_fanout_ctx_t *ctx)
     if (ngx_http_fanout_start(ctx) != NGX_OK) {
         ngx_http_fanout_cancel(ctx);
         ngx_http_fanout_finish(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        ngx_http_finalize_request(r,
-            ngx_http_fanout_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                       "internal", "the fan-out could not "
-                                       "be started"));
+        rc = ngx_http_fanout_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                        "internal", "the fan-out could not "
+                                        "be started");
+        ngx_http_fanout_answered(ctx);
+        ngx_http_finalize_request(r, rc);
         return;
     }
 
@@ -320,6 +318,7 @@ ngx_http_fanout_respond(ngx_http_fanout_ctx_t *ctx)
                                     0);
         ngx_http_fanout_cache_hand_over(ctx, ctx->status, &type, &target,
                                         NULL, 0);
+        ngx_http_fanout_answered(ctx);
         ngx_http_finalize_request(r, rc);
         return;
     }
@@ -334,6 +333,7 @@ ngx_http_fanout_respond(ngx_http_fanout_ctx_t *ctx)
                                 (u_char *) out.buf, out.len);
     ngx_http_fanout_cache_hand_over(ctx, ctx->status, &type, &target,
                                     (u_char *) out.buf, out.len);
+    ngx_http_fanout_answered(ctx);
 
     ngx_http_finalize_request(r, rc);
     return;
@@ -345,10 +345,11 @@ failed:
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                   "fanout: could not build the merged answer");
 
-    ngx_http_finalize_request(r,
-        ngx_http_fanout_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                   "internal", "the answer could not be "
-                                   "built"));
+    rc = ngx_http_fanout_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                    "internal", "the answer could not be "
+                                    "built");
+    ngx_http_fanout_answered(ctx);
+    ngx_http_finalize_request(r, rc);
 }
 
 
@@ -389,34 +390,21 @@ ngx_http_fanout_respond_first(ngx_http_fanout_ctx_t *ctx,
                                     &sub->target->name,
                                     (u_char *) sub->part.body,
                                     sub->part.body_len);
+    ngx_http_fanout_answered(ctx);
 
     ngx_http_finalize_request(ctx->request, rc);
 }
 
 
-/* an answer as it came: a "first" winner, or one from the cache */
+/* after the answer: the shadows compare theirs with what the client got */
 
-ngx_int_t
-ngx_http_fanout_send_as_is(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
-    ngx_str_t *type, ngx_str_t *target, u_char *body, size_t len)
+static void
+ngx_http_fanout_answered(ngx_http_fanout_ctx_t *ctx)
 {
-    ngx_table_elt_t     *h;
-    ngx_http_request_t  *r;
-
-    r = ctx->request;
-
-    if (target->len) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "X-Fanout-Target");
-        h->value = *target;
+    if (ctx->nshadows && ctx->answer.sent) {
+        ngx_http_fanout_shadow_answer(ctx, ctx->answer.status,
+                                      ctx->answer.body, ctx->answer.len);
     }
-
-    return ngx_http_fanout_send(r, status, type, body, len);
 }
 
 
@@ -508,244 +496,6 @@ ngx_http_fanout_finish(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status)
                                             + sub->part.kind);
         }
     }
-}
-
-
-static ngx_int_t
-ngx_http_fanout_send(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_str_t *type, u_char *body, size_t len)
-{
-    ngx_int_t               rc;
-    ngx_buf_t              *b;
-    ngx_chain_t             out;
-    ngx_table_elt_t        *h;
-    ngx_http_fanout_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_fanout_module);
-
-    if (ctx && ctx->nshadows) {
-        /* what the client gets is what the shadows are compared with */
-        ngx_http_fanout_shadow_answer(ctx, status, body, len);
-    }
-
-    if (ctx && ctx->cache_status) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "X-Fanout-Cache");
-        h->value = ngx_http_fanout_cache_statuses[ctx->cache_status];
-    }
-
-    if (ctx && ctx->limited
-        && ngx_http_fanout_ratelimit_headers(r, ctx) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    r->headers_out.status = status;
-    r->headers_out.content_type = *type;
-    r->headers_out.content_type_len = type->len;
-    r->headers_out.content_type_lowcase = NULL;
-    r->headers_out.content_length_n = len;
-
-    if (r->headers_out.content_length) {
-        r->headers_out.content_length->hash = 0;
-        r->headers_out.content_length = NULL;
-    }
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    if (len == 0) {
-        return ngx_http_send_special(r, NGX_HTTP_LAST);
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_ERROR;
-    }
-
-    b->pos = body;
-    b->last = body + len;
-    b->memory = 1;
-    b->last_buf = 1;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
-}
-
-
-/* RateLimit-Limit, -Remaining and -Reset, of the tightest limit */
-
-static ngx_int_t
-ngx_http_fanout_ratelimit_headers(ngx_http_request_t *r,
-    ngx_http_fanout_ctx_t *ctx)
-{
-    u_char            *p, *last;
-    ngx_uint_t         i, v;
-    ngx_table_elt_t   *h;
-    static ngx_str_t   names[3] = {
-        ngx_string("RateLimit-Limit"),
-        ngx_string("RateLimit-Remaining"),
-        ngx_string("RateLimit-Reset")
-    };
-
-    /*
-     * On every answer of a limited location: the limit as written at
-     * configuration, the others in plain digits, no ngx_sprintf.
-     */
-    p = ngx_pnalloc(r->pool, 2 * NGX_INT_T_LEN);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    for (i = 0; i < 3; i++) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_ERROR;
-        }
-
-        h->hash = 1;
-        h->key = names[i];
-
-        if (i == 0) {
-            h->value = ctx->limit_limit;
-            continue;
-        }
-
-        v = (i == 1) ? ctx->limit_remaining : ctx->limit_reset;
-        p += NGX_INT_T_LEN;
-        last = p;
-
-        do {
-            *--last = (u_char) ('0' + v % 10);
-            v /= 10;
-        } while (v);
-
-        h->value.data = last;
-        h->value.len = p - last;
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * The client's body, as read, into dst (ngx_http_fanout_body_size() bytes):
- * from memory, or read back from nginx's temp file (a local file read).
- * Empty and special buffers (a chunked body's end) carry nothing.
- */
-
-off_t
-ngx_http_fanout_body_size(ngx_http_request_t *r)
-{
-    off_t         size;
-    ngx_chain_t  *cl;
-
-    size = 0;
-
-    if (r->request_body) {
-        for (cl = r->request_body->bufs; cl; cl = cl->next) {
-            size += ngx_buf_size(cl->buf);
-        }
-    }
-
-    return size;
-}
-
-
-ngx_int_t
-ngx_http_fanout_body_copy(ngx_http_request_t *r, u_char *dst, size_t *len)
-{
-    u_char       *p;
-    ssize_t       n;
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
-
-    p = dst;
-
-    for (cl = r->request_body ? r->request_body->bufs : NULL;
-         cl;
-         cl = cl->next)
-    {
-        b = cl->buf;
-
-        if (ngx_buf_size(b) == 0) {
-            continue;
-        }
-
-        if (ngx_buf_in_memory(b)) {
-            p = ngx_cpymem(p, b->pos, b->last - b->pos);
-            continue;
-        }
-
-        n = ngx_read_file(b->file, p, (size_t) (b->file_last - b->file_pos),
-                          b->file_pos);
-
-        if (n != b->file_last - b->file_pos) {
-            return NGX_ERROR;
-        }
-
-        p += n;
-    }
-
-    *len = p - dst;
-
-    return NGX_OK;
-}
-
-
-ngx_int_t
-ngx_http_fanout_send_json(ngx_http_request_t *r, ngx_uint_t status,
-    u_char *body, size_t len)
-{
-    ngx_str_t  type;
-
-    type = ngx_http_fanout_json_type;
-
-    return ngx_http_fanout_send(r, status, &type, body, len);
-}
-
-
-ngx_int_t
-ngx_http_fanout_send_error(ngx_http_request_t *r, ngx_uint_t status,
-    const char *error, const char *message)
-{
-    size_t     len;
-    u_char    *body, *p;
-    ngx_str_t  type;
-
-    /* like nginx's own error pages, do not keep a connection with junk */
-    if (status == NGX_HTTP_BAD_REQUEST
-        || status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE
-        || status == NGX_HTTP_INTERNAL_SERVER_ERROR)
-    {
-        r->keepalive = 0;
-    }
-
-    len = sizeof("{\"error\":\"\",\"message\":\"\"}") - 1
-          + ngx_strlen(error) + ngx_strlen(message);
-
-    body = ngx_pnalloc(r->pool, len);
-    if (body == NULL) {
-        return NGX_ERROR;
-    }
-
-    p = ngx_sprintf(body, "{\"error\":\"%s\",\"message\":\"%s\"}",
-                    error, message);
-
-    type = ngx_http_fanout_json_type;
-
-    return ngx_http_fanout_send(r, status, &type, body, p - body);
 }
 
 

@@ -452,6 +452,11 @@ ngx_http_fanout_server_id(ngx_conf_t *cf, ngx_http_fanout_loc_conf_t *flcf)
 static ngx_int_t
 ngx_http_fanout_postconfiguration(ngx_conf_t *cf)
 {
+    /* the capture first: it sees subrequests before the error pages do */
+    if (ngx_http_fanout_response_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_fanout_filter_init(cf);
 }
 

@@ -201,6 +201,14 @@ struct ngx_http_fanout_ctx_s {
     unsigned                    cache_leader:1;
     unsigned                    local_leader:1;
 
+    /* what the client got, for the shadows to compare with */
+    struct {
+        ngx_uint_t              status;
+        u_char                 *body;
+        size_t                  len;
+        unsigned                sent:1;
+    }                           answer;
+
     unsigned                    started:1;
     unsigned                    finished:1;    /* the answer is decided */
 };
@@ -272,6 +280,12 @@ ngx_int_t ngx_http_fanout_body_copy(ngx_http_request_t *r, u_char *dst,
     size_t *len);
 ngx_int_t ngx_http_fanout_send_json(ngx_http_request_t *r, ngx_uint_t status,
     u_char *body, size_t len);
+ngx_int_t ngx_http_fanout_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, u_char *body, size_t len);
+ngx_int_t ngx_http_fanout_response_init(ngx_conf_t *cf);
+ngx_list_t *ngx_http_fanout_headers(ngx_http_request_t *r);
+
+extern ngx_str_t  ngx_http_fanout_json_type;
 
 ngx_int_t ngx_http_fanout_add_variables(ngx_conf_t *cf);
 

@@ -186,6 +186,9 @@ void ngx_http_fanout_limit_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 u_char *ngx_http_fanout_stats_json_histogram(u_char *p,
     ngx_http_fanout_stats_t *st);
+u_char *ngx_http_fanout_escape_json(u_char *p, ngx_str_t *s);
+u_char *ngx_http_fanout_escape_label(u_char *p, ngx_str_t *s);
+u_char *ngx_http_fanout_prom_labels(u_char *p, ngx_str_t *loc, ngx_str_t *tgt);
 u_char *ngx_http_fanout_stats_prom_histogram(u_char *p, const char *metric,
     ngx_str_t *loc, ngx_str_t *tgt, ngx_http_fanout_stats_t *st);
 

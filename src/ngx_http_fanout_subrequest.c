@@ -19,7 +19,6 @@ static void ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_sub_t *sub, ngx_str_t *uri, ngx_str_t *args);
 static void ngx_http_fanout_fallback(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_sub_t *sub);
-static ngx_list_t *ngx_http_fanout_headers(ngx_http_request_t *r);
 static void ngx_http_fanout_upstream_finalize(ngx_http_request_t *r,
     ngx_int_t rc);
 
@@ -289,59 +288,6 @@ ngx_http_fanout_fallbacks(ngx_http_fanout_ctx_t *ctx)
             ngx_http_fanout_fallback(ctx, sub);
         }
     }
-}
-
-
-/*
- * The targets get the client's headers but Accept-Encoding: the answers
- * must arrive as plain JSON to be merged.
- */
-
-static ngx_list_t *
-ngx_http_fanout_headers(ngx_http_request_t *r)
-{
-    ngx_uint_t        i;
-    ngx_list_t       *headers;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *copy;
-
-    headers = ngx_list_create(r->pool, 16, sizeof(ngx_table_elt_t));
-    if (headers == NULL) {
-        return NULL;
-    }
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("Accept-Encoding") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Accept-Encoding",
-                               sizeof("Accept-Encoding") - 1)
-               == 0)
-        {
-            continue;
-        }
-
-        copy = ngx_list_push(headers);
-        if (copy == NULL) {
-            return NULL;
-        }
-
-        *copy = h[i];
-    }
-
-    return headers;
 }
 
 
@@ -704,112 +650,15 @@ ngx_http_fanout_give_up(ngx_http_request_t *r, ngx_http_fanout_sub_t *sub)
 }
 
 
-/*
- * nginx's own error pages (413 for client_max_body_size, 400, 500, ...)
- * in a fan-out location become JSON, with nginx's status and connection
- * handling kept; a location's error_page still wins.
- */
-
-static ngx_int_t
-ngx_http_fanout_error_page(ngx_http_request_t *r)
-{
-    u_char                      *p;
-    ngx_buf_t                   *b;
-    const char                  *error;
-    ngx_http_fanout_ctx_t       *ctx;
-    ngx_http_fanout_loc_conf_t  *flcf;
-
-    flcf = ngx_http_get_module_loc_conf(r, ngx_http_fanout_module);
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_fanout_module);
-
-    if (ctx == NULL) {
-        /* refused before the content phase: count it here */
-        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_fanout_ctx_t));
-        if (ctx == NULL) {
-            return NGX_ERROR;
-        }
-
-        ctx->request = r;
-        ctx->conf = flcf;
-        ctx->finished = 1;
-        ngx_http_set_ctx(r, ctx, ngx_http_fanout_module);
-
-        ngx_http_fanout_stats_count(ngx_http_fanout_stats_location(r, flcf),
-                                    NGX_HTTP_FANOUT_LOC_REQUESTS);
-    }
-
-    ngx_http_fanout_stats_count(ngx_http_fanout_stats_location(r, flcf),
-                                NGX_HTTP_FANOUT_LOC_REJECTED);
-
-    switch (r->err_status) {
-    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
-        error = "body_too_large";
-        break;
-    case NGX_HTTP_BAD_REQUEST:
-        error = "bad_request";
-        break;
-    case NGX_HTTP_NOT_ALLOWED:
-        error = "method_not_allowed";
-        break;
-    case NGX_HTTP_REQUEST_TIME_OUT:
-        error = "body_timeout";
-        break;
-    default:
-        error = "internal";
-    }
-
-    b = ngx_create_temp_buf(r->pool, 64 + NGX_INT_T_LEN);
-    if (b == NULL) {
-        return NGX_ERROR;
-    }
-
-    p = ngx_sprintf(b->pos, "{\"error\":\"%s\",\"status\":%ui}",
-                    error, r->err_status);
-    b->last = p;
-    b->last_buf = 1;
-    b->last_in_chain = 1;
-
-    ctx->error_page = b;
-
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-    r->headers_out.content_length_n = b->last - b->pos;
-
-    if (r->headers_out.content_length) {
-        r->headers_out.content_length->hash = 0;
-        r->headers_out.content_length = NULL;
-    }
-
-    return ngx_http_next_header_filter(r);
-}
-
-
 static ngx_int_t
 ngx_http_fanout_header_filter(ngx_http_request_t *r)
 {
     ngx_http_fanout_sub_t       *sub;
     ngx_http_core_loc_conf_t    *clcf;
-    ngx_http_fanout_loc_conf_t  *flcf;
 
     sub = ngx_http_fanout_capturing(r);
 
     if (sub == NULL) {
-        /* nginx's own error page is text/html; an answer of ours is not */
-        if (r == r->main && r->err_status >= NGX_HTTP_BAD_REQUEST
-            && r->headers_out.content_type.len == sizeof("text/html") - 1
-            && ngx_strncmp(r->headers_out.content_type.data, "text/html",
-                           sizeof("text/html") - 1)
-               == 0)
-        {
-            flcf = ngx_http_get_module_loc_conf(r, ngx_http_fanout_module);
-
-            if (flcf->targets) {
-                return ngx_http_fanout_error_page(r);
-            }
-        }
-
         return ngx_http_next_header_filter(r);
     }
 
@@ -880,35 +729,6 @@ ngx_http_fanout_upstream_finalize(ngx_http_request_t *r, ngx_int_t rc)
 }
 
 
-/* the HTML of nginx's error page is replaced by the JSON made above */
-
-static ngx_int_t
-ngx_http_fanout_error_body(ngx_http_request_t *r, ngx_chain_t *in)
-{
-    ngx_chain_t             *cl, out;
-    ngx_http_fanout_ctx_t   *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_fanout_module);
-
-    if (ctx == NULL || ctx->error_page == NULL) {
-        return ngx_http_next_body_filter(r, in);
-    }
-
-    for (cl = in; cl; cl = cl->next) {
-        cl->buf->pos = cl->buf->last;
-
-        if (cl->buf->last_buf) {
-            out.buf = ctx->error_page;
-            out.next = NULL;
-
-            return ngx_http_next_body_filter(r, &out);
-        }
-    }
-
-    return NGX_OK;
-}
-
-
 static ngx_int_t
 ngx_http_fanout_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
@@ -923,10 +743,6 @@ ngx_http_fanout_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     sub = ngx_http_fanout_capturing(r);
 
     if (sub == NULL) {
-        if (r == r->main && r->err_status >= NGX_HTTP_BAD_REQUEST) {
-            return ngx_http_fanout_error_body(r, in);
-        }
-
         return ngx_http_next_body_filter(r, in);
     }
 

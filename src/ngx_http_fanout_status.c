@@ -1,0 +1,700 @@
+/*
+ * fanout_status: the zone's counters, Redis's and the module's version as
+ * JSON or Prometheus text, like nginx-module-vts's display: it reads the
+ * nodes (ngx_http_fanout_stats.c) and asks Redis for its own part.
+ */
+
+#include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_redis.h"
+
+
+static const char  *ngx_http_fanout_loc_counters[] = {
+    "requests", "200", "502", "504", "rejected", "aborted",
+    "hit", "miss", "bypass", "error", "stored", "skipped", "stale",
+    "coalesced", "ambiguous", "rejected", "dry_run", "evicted"
+};
+
+
+static const char  *ngx_http_fanout_lim_counters[] = {
+    "admitted", "rejected", "dry_run", "redis_errors", "unavailable"
+};
+
+
+static const char  *ngx_http_fanout_var_counters[] = {
+    "requests", "200", "502", "504", "other"
+};
+
+
+static const char  *ngx_http_fanout_sha_counters[] = {
+    "sent", "agree", "disagree", "shadow_error", "shed", "skipped",
+    "argmax_agree", "argmax_disagree", "sampled", "sample_errors",
+    "pairs", "shadow_ms_sum", "primary_ms_sum", "shadow_slower"
+};
+
+
+static u_char *
+ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
+{
+    uint32_t                         rate, requests;
+    ngx_str_t                        name;
+    fanout_breaker_t                 breaker;
+    ngx_uint_t                       i, j, k;
+    ngx_http_fanout_stats_t         *st;
+    ngx_http_fanout_stats_loc_t     *loc;
+    ngx_http_fanout_stats_target_t  *tgt;
+
+    p = ngx_sprintf(p, "{\"version\":\"" NGX_HTTP_FANOUT_VERSION "\","
+                    "\"zone\":\"%V\",\"locations\":{",
+                    &fmcf->shm_zone->shm.name);
+
+    loc = fmcf->locations.elts;
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        st = loc[i].node;
+
+        *p++ = '"';
+        p = ngx_http_fanout_escape_json(p, &loc[i].name);
+        p = ngx_sprintf(p, "\":{\"requests\":%uA,\"responses\":{",
+                        st->counters[NGX_HTTP_FANOUT_LOC_REQUESTS]);
+
+        for (k = NGX_HTTP_FANOUT_LOC_200; k < NGX_HTTP_FANOUT_LOC_ABORTED; k++)
+        {
+            p = ngx_sprintf(p, "%s\"%s\":%uA",
+                            k == NGX_HTTP_FANOUT_LOC_200 ? "" : ",",
+                            ngx_http_fanout_loc_counters[k],
+                            st->counters[k]);
+        }
+
+        p = ngx_sprintf(p, "},\"aborted\":%uA,\"cache\":{",
+                        st->counters[NGX_HTTP_FANOUT_LOC_ABORTED]);
+
+        for (k = NGX_HTTP_FANOUT_LOC_CACHE_HIT;
+             k < NGX_HTTP_FANOUT_LOC_LIMITED;
+             k++)
+        {
+            p = ngx_sprintf(p, "%s\"%s\":%uA",
+                            k == NGX_HTTP_FANOUT_LOC_CACHE_HIT ? "" : ",",
+                            ngx_http_fanout_loc_counters[k],
+                            st->counters[k]);
+        }
+
+        p = ngx_sprintf(p, "},\"limit\":{\"rejected\":%uA,\"dry_run\":%uA,"
+                        "\"evicted\":%uA,\"limits\":{",
+                        st->counters[NGX_HTTP_FANOUT_LOC_LIMITED],
+                        st->counters[NGX_HTTP_FANOUT_LOC_DRY_RUN],
+                        st->counters[NGX_HTTP_FANOUT_LOC_EVICTED]);
+
+        tgt = loc[i].limits.elts;
+
+        for (j = 0; j < loc[i].limits.nelts; j++) {
+            name.data = tgt[j].name.data + 1;      /* after the \1 */
+            name.len = tgt[j].name.len - 1;
+
+            p = ngx_sprintf(p, "%s\"", j ? "," : "");
+            p = ngx_http_fanout_escape_json(p, &name);
+            p = ngx_sprintf(p, "\":{");
+
+            for (k = 0; k < NGX_HTTP_FANOUT_LIM_NCOUNTERS; k++) {
+                p = ngx_sprintf(p, "%s\"%s\":%uA", k ? "," : "",
+                                ngx_http_fanout_lim_counters[k],
+                                tgt[j].node->counters[k]);
+            }
+
+            *p++ = '}';
+        }
+
+        p = ngx_sprintf(p, "}},\"variants\":{");
+
+        tgt = loc[i].variants.elts;
+
+        for (j = 0; j < loc[i].variants.nelts; j++) {
+            name.data = tgt[j].name.data + 1;
+            name.len = tgt[j].name.len - 1;
+
+            p = ngx_sprintf(p, "%s\"", j ? "," : "");
+            p = ngx_http_fanout_escape_json(p, &name);
+            p = ngx_sprintf(p, "\":{");
+
+            for (k = 0; k < NGX_HTTP_FANOUT_VAR_KIND; k++) {
+                p = ngx_sprintf(p, "%s\"%s\":%uA", k ? "," : "",
+                                ngx_http_fanout_var_counters[k],
+                                tgt[j].node->counters[k]);
+            }
+
+            p = ngx_sprintf(p, ",\"targets\":{");
+
+            for (k = 0; k < FANOUT_NKINDS; k++) {
+                p = ngx_sprintf(p, "%s\"%s\":%uA", k ? "," : "",
+                                fanout_kind_name(k),
+                                tgt[j].node->counters[NGX_HTTP_FANOUT_VAR_KIND
+                                                      + k]);
+            }
+
+            p = ngx_sprintf(p, "},");
+            p = ngx_http_fanout_stats_json_histogram(p, tgt[j].node);
+            *p++ = '}';
+        }
+
+        p = ngx_sprintf(p, "},\"shadows\":{");
+
+        tgt = loc[i].shadows.elts;
+
+        for (j = 0; j < loc[i].shadows.nelts; j++) {
+            name.data = tgt[j].name.data + 1;
+            name.len = tgt[j].name.len - 1;
+
+            p = ngx_sprintf(p, "%s\"", j ? "," : "");
+            p = ngx_http_fanout_escape_json(p, &name);
+            p = ngx_sprintf(p, "\":{");
+
+            for (k = 0; k < NGX_HTTP_FANOUT_SHA_PAIRS; k++) {
+                p = ngx_sprintf(p, "%s\"%s\":%uA", k ? "," : "",
+                                ngx_http_fanout_sha_counters[k],
+                                tgt[j].node->counters[k]);
+            }
+
+            p = ngx_sprintf(p, ",\"inflight\":%uA,\"vs_primary\":{",
+                            tgt[j].node->inflight);
+
+            for (k = NGX_HTTP_FANOUT_SHA_PAIRS;
+                 k < NGX_HTTP_FANOUT_SHA_NCOUNTERS;
+                 k++)
+            {
+                p = ngx_sprintf(p, "%s\"%s\":%uA",
+                                k == NGX_HTTP_FANOUT_SHA_PAIRS ? "" : ",",
+                                ngx_http_fanout_sha_counters[k],
+                                tgt[j].node->counters[k]);
+            }
+
+            p = ngx_sprintf(p, "},");
+            p = ngx_http_fanout_stats_json_histogram(p, tgt[j].node);
+            *p++ = '}';
+        }
+
+        p = ngx_sprintf(p, "},");
+        p = ngx_http_fanout_stats_json_histogram(p, st);
+        p = ngx_sprintf(p, ",\"targets\":{");
+
+        tgt = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            st = tgt[j].node;
+
+            p = ngx_sprintf(p, "%s\"", j ? "," : "");
+            p = ngx_http_fanout_escape_json(p, &tgt[j].name);
+            p = ngx_sprintf(p, "\":{\"requests\":%uA",
+                            st->counters[NGX_HTTP_FANOUT_TGT_REQUESTS]);
+
+            for (k = 0; k < FANOUT_NKINDS; k++) {
+                p = ngx_sprintf(p, ",\"%s\":%uA", fanout_kind_name(k),
+                                st->counters[NGX_HTTP_FANOUT_TGT_KIND + k]);
+            }
+
+            /* a consistent copy: workers change it under the lock */
+            ngx_shmtx_lock(&fmcf->shpool->mutex);
+            breaker = st->breaker;
+            ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+            rate = fanout_breaker_peek(&breaker, ngx_current_msec, &requests);
+
+            p = ngx_sprintf(p, ",\"cancelled\":%uA,\"cache_hit\":%uA,"
+                            "\"cache_miss\":%uA,\"fallback\":%uA,"
+                            "\"fallback_ok\":%uA,\"breaker\":{\"state\":\"%s\","
+                            "\"consecutive_failures\":%uD,\"error_rate\":%uD,"
+                            "\"window_requests\":%uD,\"cooldown_ms\":%uL,"
+                            "\"retry_in_ms\":%uL,\"learned\":%s},"
+                            "\"inflight\":%uA,",
+                            st->counters[NGX_HTTP_FANOUT_TGT_CANCELLED],
+                            st->counters[NGX_HTTP_FANOUT_TGT_CACHE_HIT],
+                            st->counters[NGX_HTTP_FANOUT_TGT_CACHE_MISS],
+                            st->counters[NGX_HTTP_FANOUT_TGT_FALLBACK],
+                            st->counters[NGX_HTTP_FANOUT_TGT_FALLBACK_OK],
+                            fanout_breaker_state_name(breaker.state),
+                            breaker.consecutive, rate, requests,
+                            breaker.cooldown_ms,
+                            (breaker.state == FANOUT_BREAKER_OPEN
+                             && breaker.retry_at_ms > ngx_current_msec)
+                            ? breaker.retry_at_ms - ngx_current_msec
+                            : (uint64_t) 0,
+                            breaker.remote ? "true" : "false",
+                            st->inflight);
+            p = ngx_http_fanout_stats_json_histogram(p, st);
+            *p++ = '}';
+        }
+
+        p = ngx_sprintf(p, "}}%s", i + 1 < fmcf->locations.nelts ? "," : "");
+    }
+
+    p = ngx_sprintf(p, "}");
+
+    if (fmcf->redis_stats) {
+        *p++ = ',';
+        p = ngx_http_fanout_redis_status_json(p, fmcf->redis_stats);
+    }
+
+    return ngx_sprintf(p, "}\n");
+}
+
+
+/* one sample per location for each location counter in [from, to) */
+
+static u_char *
+ngx_http_fanout_prom_loc_counters(u_char *p, ngx_http_fanout_main_conf_t *fmcf,
+    const char *metric, const char *label, ngx_uint_t from, ngx_uint_t to)
+{
+    ngx_uint_t                    i, k;
+    ngx_http_fanout_stats_loc_t  *loc;
+
+    loc = fmcf->locations.elts;
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        for (k = from; k < to; k++) {
+            p = ngx_sprintf(p, "%s", metric);
+            p = ngx_http_fanout_prom_labels(p, &loc[i].name, NULL);
+            p = ngx_sprintf(p, ",%s=\"%s\"} %uA\n", label,
+                            ngx_http_fanout_loc_counters[k],
+                            loc[i].node->counters[k]);
+        }
+    }
+
+    return p;
+}
+
+
+/*
+ * One sample per limit or variant of each location for its counters
+ * [from, from + n), labelled with its name and the counter's (names[k], or
+ * the kind's name when names is NULL).
+ */
+
+static u_char *
+ngx_http_fanout_prom_extra(u_char *p, ngx_http_fanout_main_conf_t *fmcf,
+    const char *metric, ngx_uint_t kind, const char *label,
+    const char **names, ngx_uint_t from, ngx_uint_t n)
+{
+    ngx_str_t                        name;
+    ngx_uint_t                       i, j, k;
+    ngx_array_t                     *a;
+    ngx_http_fanout_stats_loc_t     *loc;
+    ngx_http_fanout_stats_target_t  *x;
+
+    loc = fmcf->locations.elts;
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        a = ngx_http_fanout_stats_extras(&loc[i], kind);
+        x = a->elts;
+
+        for (j = 0; j < a->nelts; j++) {
+            name.data = x[j].name.data + 1;     /* after the \1 or \2 */
+            name.len = x[j].name.len - 1;
+
+            for (k = 0; k < n; k++) {
+                p = ngx_sprintf(p, "%s", metric);
+                p = ngx_http_fanout_prom_labels(p, &loc[i].name, NULL);
+                p = ngx_sprintf(p, ",%s=\"", label);
+                p = ngx_http_fanout_escape_label(p, &name);
+                p = ngx_sprintf(p, "\",result=\"%s\"} %uA\n",
+                                names ? names[k] : fanout_kind_name(k),
+                                x[j].node->counters[from + k]);
+            }
+        }
+    }
+
+    return p;
+}
+
+
+static u_char *
+ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
+{
+    uint32_t                         requests;
+    fanout_breaker_t                 breaker;
+    ngx_uint_t                       i, j, k;
+    ngx_http_fanout_stats_t         *st;
+    ngx_http_fanout_stats_loc_t     *loc;
+    ngx_http_fanout_stats_target_t  *tgt;
+
+    loc = fmcf->locations.elts;
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_module_info The module's version.\n"
+        "# TYPE fanout_module_info gauge\n"
+        "fanout_module_info{version=\"" NGX_HTTP_FANOUT_VERSION "\"} 1\n");
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_requests_total Client requests to a fan-out location.\n"
+        "# TYPE fanout_requests_total counter\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        p = ngx_sprintf(p, "fanout_requests_total");
+        p = ngx_http_fanout_prom_labels(p, &loc[i].name, NULL);
+        p = ngx_sprintf(p, "} %uA\n",
+                     loc[i].node->counters[NGX_HTTP_FANOUT_LOC_REQUESTS]);
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_responses_total Answers by status: 200, 502, 504, "
+        "rejected (bad input), aborted (client gone).\n"
+        "# TYPE fanout_responses_total counter\n");
+
+    p = ngx_http_fanout_prom_loc_counters(p, fmcf, "fanout_responses_total",
+                                          "status", NGX_HTTP_FANOUT_LOC_200,
+                                          NGX_HTTP_FANOUT_LOC_ABORTED + 1);
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_cache_total Cache lookups (hit, miss, bypass, error, "
+        "stale, coalesced), stores (stored, skipped over max_size) and "
+        "bodies keyed by their bytes (ambiguous: duplicate keys).\n"
+        "# TYPE fanout_cache_total counter\n");
+
+    p = ngx_http_fanout_prom_loc_counters(p, fmcf, "fanout_cache_total",
+                                          "result",
+                                          NGX_HTTP_FANOUT_LOC_CACHE_HIT,
+                                          NGX_HTTP_FANOUT_LOC_LIMITED);
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_limit_total fanout_limit: requests rejected, found "
+        "over a limit in dry_run, and keys evicted from a full zone.\n"
+        "# TYPE fanout_limit_total counter\n");
+
+    p = ngx_http_fanout_prom_loc_counters(p, fmcf, "fanout_limit_total",
+                                          "result",
+                                          NGX_HTTP_FANOUT_LOC_LIMITED,
+                                          NGX_HTTP_FANOUT_LOC_NCOUNTERS);
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_limit_requests_total Per fanout_limit (its key and "
+        "rate): admitted, rejected, dry_run, redis_errors, unavailable.\n"
+        "# TYPE fanout_limit_requests_total counter\n");
+
+    p = ngx_http_fanout_prom_extra(p, fmcf, "fanout_limit_requests_total",
+                                   NGX_HTTP_FANOUT_STATS_LIMIT, "limit",
+                                   ngx_http_fanout_lim_counters, 0,
+                                   NGX_HTTP_FANOUT_LIM_NCOUNTERS);
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_variant_requests_total Per fanout_split variant: "
+        "requests, and answers by status (200, 502, 504, other).\n"
+        "# TYPE fanout_variant_requests_total counter\n");
+
+    p = ngx_http_fanout_prom_extra(p, fmcf, "fanout_variant_requests_total",
+                                   NGX_HTTP_FANOUT_STATS_VARIANT, "variant",
+                                   ngx_http_fanout_var_counters, 0,
+                                   NGX_HTTP_FANOUT_VAR_KIND);
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_variant_target_results_total Outcomes of the target "
+        "calls of a fanout_split variant.\n"
+        "# TYPE fanout_variant_target_results_total counter\n");
+
+    p = ngx_http_fanout_prom_extra(p, fmcf,
+                                   "fanout_variant_target_results_total",
+                                   NGX_HTTP_FANOUT_STATS_VARIANT, "variant",
+                                   NULL, NGX_HTTP_FANOUT_VAR_KIND,
+                                   FANOUT_NKINDS);
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_shadow_results_total Per fanout_shadow: sent, agree, "
+        "disagree, shadow_error, shed, skipped, argmax_agree, "
+        "argmax_disagree, sampled, sample_errors.\n"
+        "# TYPE fanout_shadow_results_total counter\n");
+
+    p = ngx_http_fanout_prom_extra(p, fmcf, "fanout_shadow_results_total",
+                                   NGX_HTTP_FANOUT_STATS_SHADOW, "shadow",
+                                   ngx_http_fanout_sha_counters, 0,
+                                   NGX_HTTP_FANOUT_SHA_PAIRS);
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_shadow_vs_primary_total Per fanout_shadow, over the "
+        "requests where both answered: pairs, the sums of both latencies "
+        "in ms, and how often the shadow was slower.\n"
+        "# TYPE fanout_shadow_vs_primary_total counter\n");
+
+    p = ngx_http_fanout_prom_extra(p, fmcf, "fanout_shadow_vs_primary_total",
+                                   NGX_HTTP_FANOUT_STATS_SHADOW, "shadow",
+                                   ngx_http_fanout_sha_counters
+                                   + NGX_HTTP_FANOUT_SHA_PAIRS,
+                                   NGX_HTTP_FANOUT_SHA_PAIRS,
+                                   NGX_HTTP_FANOUT_SHA_NCOUNTERS
+                                   - NGX_HTTP_FANOUT_SHA_PAIRS);
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_latency_seconds Time from the fan-out's start to "
+        "its answer.\n"
+        "# TYPE fanout_latency_seconds histogram\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        p = ngx_http_fanout_stats_prom_histogram(p, "fanout_latency_seconds",
+                                           &loc[i].name, NULL, loc[i].node);
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_target_requests_total Calls made to a target.\n"
+        "# TYPE fanout_target_requests_total counter\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        tgt = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            p = ngx_sprintf(p, "fanout_target_requests_total");
+            p = ngx_http_fanout_prom_labels(p, &loc[i].name, &tgt[j].name);
+            p = ngx_sprintf(p, "} %uA\n",
+                        tgt[j].node->counters[NGX_HTTP_FANOUT_TGT_REQUESTS]);
+        }
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_target_results_total Target calls by outcome.\n"
+        "# TYPE fanout_target_results_total counter\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        tgt = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            for (k = 0; k < FANOUT_NKINDS; k++) {
+                p = ngx_sprintf(p, "fanout_target_results_total");
+                p = ngx_http_fanout_prom_labels(p, &loc[i].name,
+                                                &tgt[j].name);
+                p = ngx_sprintf(p, ",result=\"%s\"} %uA\n",
+                             fanout_kind_name(k),
+                             tgt[j].node->counters[NGX_HTTP_FANOUT_TGT_KIND
+                                                   + k]);
+            }
+        }
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_target_cancelled_total Calls cut off after their "
+        "timeout or once the answer was sent.\n"
+        "# TYPE fanout_target_cancelled_total counter\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        tgt = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            p = ngx_sprintf(p, "fanout_target_cancelled_total");
+            p = ngx_http_fanout_prom_labels(p, &loc[i].name, &tgt[j].name);
+            p = ngx_sprintf(p, "} %uA\n",
+                       tgt[j].node->counters[NGX_HTTP_FANOUT_TGT_CANCELLED]);
+        }
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_target_breaker_state Circuit breaker: 0 closed, "
+        "1 open, 2 half-open.\n"
+        "# TYPE fanout_target_breaker_state gauge\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        tgt = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            p = ngx_sprintf(p, "fanout_target_breaker_state");
+            p = ngx_http_fanout_prom_labels(p, &loc[i].name, &tgt[j].name);
+            p = ngx_sprintf(p, "} %uD\n", tgt[j].node->breaker.state);
+        }
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_target_error_rate Circuit breaker: failures per "
+        "hundred calls over its window.\n"
+        "# TYPE fanout_target_error_rate gauge\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        tgt = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            ngx_shmtx_lock(&fmcf->shpool->mutex);
+            breaker = tgt[j].node->breaker;
+            ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+            p = ngx_sprintf(p, "fanout_target_error_rate");
+            p = ngx_http_fanout_prom_labels(p, &loc[i].name, &tgt[j].name);
+            p = ngx_sprintf(p, "} %uD\n",
+                            fanout_breaker_peek(&breaker, ngx_current_msec,
+                                                &requests));
+        }
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_target_fallback_total Calls to a target's fallback= "
+        "(called) and those that answered (ok).\n"
+        "# TYPE fanout_target_fallback_total counter\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        tgt = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            for (k = 0; k < 2; k++) {
+                p = ngx_sprintf(p, "fanout_target_fallback_total");
+                p = ngx_http_fanout_prom_labels(p, &loc[i].name,
+                                                &tgt[j].name);
+                p = ngx_sprintf(p, ",result=\"%s\"} %uA\n",
+                       k ? "ok" : "called",
+                       tgt[j].node->counters[NGX_HTTP_FANOUT_TGT_FALLBACK
+                                             + k]);
+            }
+        }
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_target_cache_total Per-target cache lookups "
+        "(level=target).\n"
+        "# TYPE fanout_target_cache_total counter\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        tgt = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            for (k = 0; k < 2; k++) {
+                p = ngx_sprintf(p, "fanout_target_cache_total");
+                p = ngx_http_fanout_prom_labels(p, &loc[i].name,
+                                                &tgt[j].name);
+                p = ngx_sprintf(p, ",result=\"%s\"} %uA\n",
+                       k ? "miss" : "hit",
+                       tgt[j].node->counters[NGX_HTTP_FANOUT_TGT_CACHE_HIT
+                                             + k]);
+            }
+        }
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_target_latency_seconds Time a target took to answer.\n"
+        "# TYPE fanout_target_latency_seconds histogram\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        tgt = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            st = tgt[j].node;
+            p = ngx_http_fanout_stats_prom_histogram(p,
+                                               "fanout_target_latency_seconds",
+                                               &loc[i].name, &tgt[j].name, st);
+        }
+    }
+
+    if (fmcf->redis_stats) {
+        p = ngx_http_fanout_redis_status_prometheus(p, fmcf->redis_stats);
+        p = ngx_sprintf(p,
+            "# HELP fanout_redis_latency_seconds Time to a Redis reply.\n"
+            "# TYPE fanout_redis_latency_seconds histogram\n");
+        p = ngx_http_fanout_stats_prom_histogram(p,
+                                                 "fanout_redis_latency_seconds",
+                                                 NULL, NULL,
+                                                 fmcf->redis_stats);
+    }
+
+    return p;
+}
+
+
+static size_t
+ngx_http_fanout_status_size(ngx_http_fanout_main_conf_t *fmcf)
+{
+    size_t                           size, names;
+    ngx_uint_t                       i, j;
+    ngx_http_fanout_stats_loc_t     *loc;
+    ngx_http_fanout_stats_target_t  *tgt;
+
+    /*
+     * An upper bound: every line of either format is under 128 bytes
+     * besides its names, and escaping at most sextuples a name (\u00XX).
+     */
+
+    size = 4096 + ngx_http_fanout_redis_status_size();
+    loc = fmcf->locations.elts;
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        size += (NGX_HTTP_FANOUT_NBUCKETS + NGX_HTTP_FANOUT_NCOUNTERS + 16)
+                * (128 + 6 * loc[i].name.len);
+
+        tgt = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            names = 6 * (loc[i].name.len + tgt[j].name.len);
+            size += (NGX_HTTP_FANOUT_NBUCKETS + FANOUT_NKINDS + 16)
+                    * (128 + names);
+        }
+
+        tgt = loc[i].limits.elts;
+
+        for (j = 0; j < loc[i].limits.nelts; j++) {
+            names = 6 * (loc[i].name.len + tgt[j].name.len);
+            size += (NGX_HTTP_FANOUT_LIM_NCOUNTERS + 2) * (128 + names);
+        }
+
+        tgt = loc[i].variants.elts;
+
+        for (j = 0; j < loc[i].variants.nelts; j++) {
+            names = 6 * (loc[i].name.len + tgt[j].name.len);
+            size += (NGX_HTTP_FANOUT_VAR_NCOUNTERS + NGX_HTTP_FANOUT_NBUCKETS
+                     + 4) * (128 + names);
+        }
+
+        tgt = loc[i].shadows.elts;
+
+        for (j = 0; j < loc[i].shadows.nelts; j++) {
+            names = 6 * (loc[i].name.len + tgt[j].name.len);
+            size += (NGX_HTTP_FANOUT_SHA_NCOUNTERS + NGX_HTTP_FANOUT_NBUCKETS
+                     + 4) * (128 + names);
+        }
+    }
+
+    return size;
+}
+
+
+ngx_int_t
+ngx_http_fanout_status_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                     rc;
+    ngx_buf_t                    *b;
+    ngx_chain_t                   out;
+    ngx_http_fanout_loc_conf_t   *flcf;
+    ngx_http_fanout_main_conf_t  *fmcf;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    /* nginx -t made sure that the zone exists */
+    fmcf = ngx_http_get_module_main_conf(r, ngx_http_fanout_module);
+    flcf = ngx_http_get_module_loc_conf(r, ngx_http_fanout_module);
+
+    b = ngx_create_temp_buf(r->pool, ngx_http_fanout_status_size(fmcf));
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (flcf->status_format == NGX_HTTP_FANOUT_STATUS_PROMETHEUS) {
+        b->last = ngx_http_fanout_status_prometheus(b->last, fmcf);
+        ngx_str_set(&r->headers_out.content_type,
+                    "text/plain; version=0.0.4; charset=utf-8");
+
+    } else {
+        b->last = ngx_http_fanout_status_json(b->last, fmcf);
+        ngx_str_set(&r->headers_out.content_type, "application/json");
+    }
+
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = b->last - b->pos;
+
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}

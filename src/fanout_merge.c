@@ -23,54 +23,6 @@ fanout_kind_name(fanout_kind_e kind)
 }
 
 
-fanout_kind_e
-fanout_capture_kind(const fanout_capture_t *c, int *status)
-{
-    if (c->too_large) {
-        return FANOUT_TOO_LARGE;
-    }
-
-    if (c->broken) {
-        *status = 502;
-        return FANOUT_UPSTREAM_ERROR;
-    }
-
-    if (c->header) {
-        if (!c->complete) {
-            *status = c->read_timeout ? 504 : 502;
-            return c->read_timeout ? FANOUT_TIMEOUT : FANOUT_UPSTREAM_ERROR;
-        }
-
-        if (c->status < 200 || c->status > 599) {
-            /* not a final HTTP answer: the upstream is broken */
-            *status = 502;
-            return FANOUT_UPSTREAM_ERROR;
-        }
-
-        *status = c->status;
-        return FANOUT_OK;
-    }
-
-    if (c->rc == 504) {
-        *status = 504;
-        return FANOUT_TIMEOUT;
-    }
-
-    if (c->rc >= 300 && c->rc <= 599 && c->rc != 500 && c->rc != 502
-        && c->rc != 503)
-    {
-        /* the target location itself refused: "return 404", deny, ... */
-        *status = c->rc;
-        return (c->rc >= 500) ? FANOUT_HTTP_5XX : FANOUT_HTTP_4XX;
-    }
-
-    /* refused, reset, unresolvable, an invalid header, ... */
-    *status = (c->rc >= 300 && c->rc <= 599) ? c->rc : 502;
-
-    return FANOUT_UPSTREAM_ERROR;
-}
-
-
 void
 fanout_part_parse(fanout_part_t *p, const char *field, size_t len)
 {

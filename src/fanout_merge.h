@@ -95,27 +95,6 @@ typedef struct {
 } fanout_merged_t;
 
 
-/* what the capture of one call saw, when the call ended */
-typedef struct {
-    int              rc;           /* the subrequest's: 0, or a status */
-    int              status;       /* the answer's, when header is set */
-    unsigned         header:1;     /* an answer's header came */
-    unsigned         complete:1;   /* and its whole body, to the last byte */
-    unsigned         too_large:1;  /* over the capture's limit */
-    unsigned         broken:1;     /* the capture itself failed */
-    unsigned         read_timeout:1;  /* it stopped for proxy_read_timeout */
-} fanout_capture_t;
-
-
-/*
- * The outcome of a call from what its capture saw.  FANOUT_OK means "a
- * whole answer with a final status": fanout_part_parse() then judges its
- * status and body.  A body cut short is never judged: it is a timeout
- * when the upstream's read timed out, an upstream_error otherwise; so is
- * an answer that is not HTTP (status 0, HTTP/0.9), 1xx or outside 100-599.
- */
-fanout_kind_e fanout_capture_kind(const fanout_capture_t *c, int *status);
-
 /*
  * Classify an answer that arrived with an HTTP status: a 2xx body must be
  * JSON (FANOUT_OK), otherwise bad_json or http_4xx/5xx; with a field, its

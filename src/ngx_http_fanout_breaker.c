@@ -521,11 +521,7 @@ ngx_http_fanout_breaker_locked(ngx_http_fanout_ctx_t *ctx,
     sub->recorded = 1;
 
     /* the model's fault only: not 4xx, not a call cut off or abandoned */
-    failure = (sub->part.kind == FANOUT_TIMEOUT
-               || sub->part.kind == FANOUT_HTTP_5XX
-               || sub->part.kind == FANOUT_BAD_JSON
-               || sub->part.kind == FANOUT_TOO_LARGE
-               || sub->part.kind == FANOUT_UPSTREAM_ERROR);
+    failure = fanout_kind_failure(sub->part.kind);
 
     *old = st->breaker.state;
 

@@ -807,16 +807,12 @@ ngx_http_fanout_cache_lock_key(ngx_http_fanout_ctx_t *ctx)
 static void
 ngx_http_fanout_cache_give_up(ngx_http_fanout_ctx_t *ctx)
 {
-    ngx_connection_t  *c;
-
-    c = ctx->request->connection;
-
     if (ctx->cache_key.len) {
         ngx_http_fanout_inflight_add(ctx);
     }
 
-    ngx_http_fanout_begin(ctx);
-    ngx_http_run_posted_requests(c);
+    /* a miss: on to the fan-out */
+    ngx_http_fanout_resume(ctx, NGX_DECLINED);
 }
 
 
@@ -1113,22 +1109,14 @@ static void
 ngx_http_fanout_cache_hit(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_cached_t *e, ngx_uint_t status, ngx_uint_t counter)
 {
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
-
-    r = ctx->request;
-    c = r->connection;
-
     ctx->cache_status = status;
     ngx_http_fanout_cache_count(ctx, counter);
 
     ngx_http_fanout_cache_echo(ctx, &e->body);
 
-    ngx_http_finalize_request(r,
+    ngx_http_fanout_resume(ctx,
         ngx_http_fanout_send_as_is(ctx, e->status, &e->type, &e->target,
                                    e->body.data, e->body.len));
-
-    ngx_http_run_posted_requests(c);
 }
 
 
@@ -1749,4 +1737,38 @@ ngx_http_fanout_cache_serve_stale(ngx_http_fanout_ctx_t *ctx, ngx_int_t *rc)
                                      e->body.data, e->body.len);
 
     return NGX_OK;
+}
+
+
+/* before the fan-out: NGX_AGAIN while Redis (or a leader) is waited for */
+
+ngx_int_t
+ngx_http_fanout_cache_stage(ngx_http_fanout_ctx_t *ctx)
+{
+    if (ctx->conf->cache == NULL) {
+        return NGX_DECLINED;
+    }
+
+    return (ngx_http_fanout_cache_lookup(ctx) == NGX_OK) ? NGX_AGAIN
+                                                         : NGX_DECLINED;
+}
+
+
+/* after the answer is out: stored, and handed to who waits on it */
+
+ngx_int_t
+ngx_http_fanout_store_stage(ngx_http_fanout_ctx_t *ctx)
+{
+    if (!ctx->keep.ready) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_fanout_cache_store(ctx, ctx->keep.status, &ctx->keep.type,
+                                &ctx->keep.target, ctx->keep.body,
+                                ctx->keep.len);
+    ngx_http_fanout_cache_hand_over(ctx, ctx->keep.status, &ctx->keep.type,
+                                    &ctx->keep.target, ctx->keep.body,
+                                    ctx->keep.len);
+
+    return NGX_DECLINED;
 }

@@ -56,8 +56,9 @@ struct ngx_http_fanout_cache_conf_s {
 char *ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /*
- * NGX_OK: a lookup is under way and ends in ngx_http_fanout_begin() or an
- * answer; NGX_DECLINED: fan out now (bypass, or Redis unavailable).
+ * NGX_OK: a lookup is under way and resumes the pipeline, to fan out or
+ * with the answer it sent; NGX_DECLINED: fan out now (bypass, or Redis
+ * unavailable).
  */
 ngx_int_t ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx);
 

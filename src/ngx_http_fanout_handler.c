@@ -1,6 +1,8 @@
 /*
- * The request state machine: read the body, fan out, wait for the answers
- * or the deadline, merge, answer, and cut off whatever is still running.
+ * The content handler of fan-out locations: the request's state (its
+ * ctx), the stages of the request itself (its body, its counters), and
+ * what a request that ends early leaves to clean.  The stages run from
+ * the pipeline (ngx_http_fanout_pipeline.c); DESIGN.md has the sequence.
  */
 
 #include "ngx_http_fanout_module.h"
@@ -9,24 +11,15 @@
 #include "ngx_http_fanout_cache.h"
 
 
-static ngx_int_t ngx_http_fanout_read_body(ngx_http_fanout_ctx_t *ctx);
 static void ngx_http_fanout_body_handler(ngx_http_request_t *r);
-static void ngx_http_fanout_deadline_handler(ngx_event_t *ev);
-static void ngx_http_fanout_respond(ngx_http_fanout_ctx_t *ctx);
-static void ngx_http_fanout_respond_first(ngx_http_fanout_ctx_t *ctx,
-    ngx_http_fanout_sub_t *sub);
 static void ngx_http_fanout_finish(ngx_http_fanout_ctx_t *ctx,
     ngx_uint_t status);
 static void ngx_http_fanout_cleanup(void *data);
-static void ngx_http_fanout_answered(ngx_http_fanout_ctx_t *ctx);
-
-
 
 
 ngx_int_t
 ngx_http_fanout_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                    rc;
     ngx_http_cleanup_t          *cln;
     ngx_http_fanout_ctx_t       *ctx;
     ngx_http_fanout_loc_conf_t  *flcf;
@@ -55,11 +48,6 @@ ngx_http_fanout_handler(ngx_http_request_t *r)
 
     ngx_http_set_ctx(r, ctx, ngx_http_fanout_module);
 
-    /* the variant first: X-Fanout-Variant goes with every answer */
-    if (flcf->split && ngx_http_fanout_split_choose(ctx) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     cln = ngx_http_cleanup_add(r, 0);
     if (cln == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -68,28 +56,14 @@ ngx_http_fanout_handler(ngx_http_request_t *r)
     cln->handler = ngx_http_fanout_cleanup;
     cln->data = ctx;
 
-    /* rate limits first: a rejected request reads no body */
-    if (flcf->limits) {
-        rc = ngx_http_fanout_limit_check(ctx);
-
-        if (rc == NGX_AGAIN) {
-            /* Redis answers for a cluster limit: limit_resume() goes on */
-            r->main->count++;
-            return NGX_DONE;
-        }
-
-        if (rc != NGX_DECLINED) {
-            ctx->finished = 1;
-            return rc;
-        }
-    }
-
-    return ngx_http_fanout_read_body(ctx);
+    return ngx_http_fanout_pipeline(ctx);
 }
 
 
-static ngx_int_t
-ngx_http_fanout_read_body(ngx_http_fanout_ctx_t *ctx)
+/* after the limits (a rejected request reads no body), before the cache */
+
+ngx_int_t
+ngx_http_fanout_body_stage(ngx_http_fanout_ctx_t *ctx)
 {
     ngx_int_t            rc;
     ngx_http_request_t  *r;
@@ -102,40 +76,17 @@ ngx_http_fanout_read_body(ngx_http_fanout_ctx_t *ctx)
     rc = ngx_http_read_client_request_body(r, ngx_http_fanout_body_handler);
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-        /* nginx's own error page, made JSON by the header filter */
-        ctx->finished = 1;
+        /* nginx's own error page, made JSON by the response filter */
         return rc;
     }
 
-    return NGX_DONE;
-}
+    /*
+     * The body handler goes on, maybe already done.  The reference nginx
+     * took for the body is the pipeline's to hold while it waits.
+     */
+    r->main->count--;
 
-
-/*
- * Redis answered a cluster limit: carry on as the content phase would
- * have with the handler's result (the handler's extra reference to the
- * request is what keeps it until now).
- */
-
-void
-ngx_http_fanout_limit_resume(ngx_http_fanout_ctx_t *ctx, ngx_int_t rc)
-{
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
-
-    r = ctx->request;
-    c = r->connection;
-
-    if (rc == NGX_DECLINED) {
-        rc = ngx_http_fanout_read_body(ctx);
-
-    } else {
-        ctx->finished = 1;
-    }
-
-    ngx_http_finalize_request(r, rc);
-
-    ngx_http_run_posted_requests(c);
+    return NGX_AGAIN;
 }
 
 
@@ -157,258 +108,38 @@ ngx_http_fanout_body_handler(ngx_http_request_t *r)
     r->read_event_handler = ngx_http_test_reading;
     r->write_event_handler = ngx_http_request_empty_handler;
 
-    if (ctx->conf->cache && ngx_http_fanout_cache_lookup(ctx) == NGX_OK) {
-        /* the reply answers, or calls ngx_http_fanout_begin() */
-        return;
-    }
-
-    ngx_http_fanout_begin(ctx);
+    ngx_http_fanout_next(ctx, NGX_DECLINED);
 }
 
 
-void
-ngx_http_fanout_begin(ngx_http_fanout_ctx_t *ctx)
+/*
+ * Every request is counted once, by how it ended: the fan-out's status
+ * (also when a stale entry answered in its place), or the status it was
+ * answered or refused with early (a cache hit, a limit, a bad body).
+ */
+
+ngx_int_t
+ngx_http_fanout_log_stage(ngx_http_fanout_ctx_t *ctx)
 {
-    ngx_int_t            rc;
-    ngx_http_request_t  *r;
+    ngx_uint_t  status;
 
-    r = ctx->request;
-
-    r->write_event_handler = ngx_http_fanout_wake;
-
-    if (ngx_http_fanout_start(ctx) != NGX_OK) {
-        ngx_http_fanout_cancel(ctx);
-        ngx_http_fanout_finish(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        rc = ngx_http_fanout_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                        "internal", "the fan-out could not "
-                                        "be started");
-        ngx_http_fanout_answered(ctx);
-        ngx_http_finalize_request(r, rc);
-        return;
+    if (ctx->finished) {
+        return NGX_DECLINED;
     }
 
-    ctx->deadline.handler = ngx_http_fanout_deadline_handler;
-    ctx->deadline.data = ctx;
-    ctx->deadline.log = r->connection->log;
+    status = ctx->status;
 
-    ngx_add_timer(&ctx->deadline, ctx->conf->timeout);
+    if (status == 0) {
+        status = (ctx->rc >= NGX_HTTP_SPECIAL_RESPONSE)
+                 ? (ngx_uint_t) ctx->rc
+                 : ctx->request->headers_out.status;
+    }
+
+    ngx_http_fanout_finish(ctx, status);
+
+    return NGX_DECLINED;
 }
 
-
-/* runs as the main request's write handler, posted by each finished target */
-
-void
-ngx_http_fanout_wake(ngx_http_request_t *r)
-{
-    ngx_http_fanout_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_fanout_module);
-
-    if (ctx == NULL || ctx->finished) {
-        return;
-    }
-
-    if (ctx->winner) {
-        ngx_http_fanout_respond_first(ctx, ctx->winner);
-        return;
-    }
-
-    ngx_http_fanout_fallbacks(ctx);
-
-    if (ctx->pending == 0) {
-        ngx_http_fanout_respond(ctx);
-    }
-}
-
-
-static void
-ngx_http_fanout_deadline_handler(ngx_event_t *ev)
-{
-    ngx_connection_t       *c;
-    ngx_http_request_t     *r;
-    ngx_http_fanout_ctx_t  *ctx;
-
-    ctx = ev->data;
-    r = ctx->request;
-    c = r->connection;
-
-    ngx_http_set_log_request(c->log, r);
-
-    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0, "fanout deadline");
-
-    ngx_http_fanout_respond(ctx);
-
-    ngx_http_run_posted_requests(c);
-}
-
-
-static void
-ngx_http_fanout_respond(ngx_http_fanout_ctx_t *ctx)
-{
-    ngx_int_t             rc;
-    ngx_str_t             type, target;
-    ngx_uint_t            i;
-    fanout_out_t          out;
-    fanout_part_t        *parts;
-    fanout_merged_t       merged;
-    ngx_http_request_t   *r;
-    fanout_merge_conf_t   mc;
-
-    r = ctx->request;
-
-    /* whatever is still running missed the deadline */
-    ngx_http_fanout_cancel(ctx);
-
-    parts = ngx_palloc(r->pool, ctx->nsubs * sizeof(fanout_part_t));
-    if (parts == NULL) {
-        goto failed;
-    }
-
-    for (i = 0; i < ctx->nsubs; i++) {
-        parts[i] = ctx->subs[i].part;
-    }
-
-    mc.mode = (fanout_merge_mode_e) ctx->conf->merge;
-    mc.field = (const char *) ctx->conf->field.data;
-    mc.field_len = ctx->conf->field.len;
-    mc.quorum = (unsigned) ctx->conf->quorum;
-    mc.cache_meta = (ctx->target_keys != NULL);
-
-    if (fanout_merge_prepare(&mc, parts, ctx->nsubs, &merged) != 0) {
-        goto failed;
-    }
-
-    /* mean and vote may have turned answers into bad_field */
-    for (i = 0; i < ctx->nsubs; i++) {
-        ctx->subs[i].part.kind = parts[i].kind;
-    }
-
-    /* one pass to size the answer, one to write it */
-    out.buf = NULL;
-    out.len = 0;
-    fanout_merge_write(&mc, parts, ctx->nsubs, &merged, &out);
-
-    if (out.len > NGX_HTTP_FANOUT_LONG_WORK) {
-        /* a mean over megabytes takes milliseconds: timers measure from now */
-        ngx_time_update();
-    }
-
-    out.buf = ngx_pnalloc(r->pool, out.len);
-    if (out.buf == NULL) {
-        fanout_merged_free(&merged);
-        goto failed;
-    }
-
-    out.len = 0;
-    fanout_merge_write(&mc, parts, ctx->nsubs, &merged, &out);
-
-    ctx->status = (ngx_uint_t) merged.status;
-    fanout_merged_free(&merged);
-
-    ngx_http_fanout_finish(ctx, ctx->status);
-
-    type = ngx_http_fanout_json_type;
-
-    if (ctx->status != NGX_HTTP_OK
-        && ngx_http_fanout_cache_serve_stale(ctx, &rc) == NGX_OK)
-    {
-        /* not stored, but whoever waits on this fan-out is let go */
-        ngx_str_null(&target);
-        ngx_http_fanout_cache_store(ctx, ctx->status, &type, &target, NULL,
-                                    0);
-        ngx_http_fanout_cache_hand_over(ctx, ctx->status, &type, &target,
-                                        NULL, 0);
-        ngx_http_fanout_answered(ctx);
-        ngx_http_finalize_request(r, rc);
-        return;
-    }
-
-    rc = ngx_http_fanout_send(r, ctx->status, &type, (u_char *) out.buf,
-                              out.len);
-
-    /* the answer is out, so the store never delays it; finalizing may free
-     * the request, so it comes last */
-    ngx_str_null(&target);
-    ngx_http_fanout_cache_store(ctx, ctx->status, &type, &target,
-                                (u_char *) out.buf, out.len);
-    ngx_http_fanout_cache_hand_over(ctx, ctx->status, &type, &target,
-                                    (u_char *) out.buf, out.len);
-    ngx_http_fanout_answered(ctx);
-
-    ngx_http_finalize_request(r, rc);
-    return;
-
-failed:
-
-    ngx_http_fanout_finish(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
-
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                  "fanout: could not build the merged answer");
-
-    rc = ngx_http_fanout_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                    "internal", "the answer could not be "
-                                    "built");
-    ngx_http_fanout_answered(ctx);
-    ngx_http_finalize_request(r, rc);
-}
-
-
-static void
-ngx_http_fanout_respond_first(ngx_http_fanout_ctx_t *ctx,
-    ngx_http_fanout_sub_t *sub)
-{
-    ngx_int_t         rc;
-    ngx_str_t        *type;
-    ngx_table_elt_t  *h;
-
-    /* the race is won: the other targets are not needed any more */
-    ngx_http_fanout_cancel(ctx);
-    ngx_http_fanout_finish(ctx, NGX_HTTP_OK);
-
-    type = sub->content_type.len ? &sub->content_type
-                                 : &ngx_http_fanout_json_type;
-
-    if (sub->fallback) {
-        /* the body is the fallback's, as is: the header says so */
-        h = ngx_list_push(&ctx->request->headers_out.headers);
-        if (h) {
-            h->hash = 1;
-            ngx_str_set(&h->key, "X-Fanout-Fallback");
-            ngx_str_set(&h->value, "true");
-        }
-    }
-
-    rc = ngx_http_fanout_send_as_is(ctx, sub->part.status, type,
-                                    &sub->target->name,
-                                    (u_char *) sub->part.body,
-                                    sub->part.body_len);
-
-    ngx_http_fanout_cache_store(ctx, sub->part.status, type,
-                                &sub->target->name, (u_char *) sub->part.body,
-                                sub->part.body_len);
-    ngx_http_fanout_cache_hand_over(ctx, sub->part.status, type,
-                                    &sub->target->name,
-                                    (u_char *) sub->part.body,
-                                    sub->part.body_len);
-    ngx_http_fanout_answered(ctx);
-
-    ngx_http_finalize_request(ctx->request, rc);
-}
-
-
-/* after the answer: the shadows compare theirs with what the client got */
-
-static void
-ngx_http_fanout_answered(ngx_http_fanout_ctx_t *ctx)
-{
-    if (ctx->nshadows && ctx->answer.sent) {
-        ngx_http_fanout_shadow_answer(ctx, ctx->answer.status,
-                                      ctx->answer.body, ctx->answer.len);
-    }
-}
-
-
-/* bookkeeping once the answer is decided */
 
 static void
 ngx_http_fanout_finish(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status)

@@ -887,7 +887,7 @@ ngx_http_fanout_limit_reply(void *data, redisReply *reply,
 
     rc = ngx_http_fanout_limit_verdict(ctx, run);
 
-    ngx_http_fanout_limit_resume(ctx, rc);
+    ngx_http_fanout_resume(ctx, rc);
 }
 
 
@@ -896,7 +896,7 @@ ngx_http_fanout_limit_reply(void *data, redisReply *reply,
  * request they reject never reaches Redis.  Cluster limits then go to
  * Redis in one script, and only when Redis admits are the shared-memory
  * buckets taken from.  NGX_DECLINED: admitted; NGX_AGAIN: Redis will
- * answer, and ngx_http_fanout_limit_resume() goes on; else a response.
+ * answer, and the pipeline resumes with the verdict; else a response.
  */
 
 /*
@@ -1081,4 +1081,15 @@ ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx)
     }
 
     return ngx_http_fanout_limit_verdict(ctx, run);
+}
+
+
+ngx_int_t
+ngx_http_fanout_limit_stage(ngx_http_fanout_ctx_t *ctx)
+{
+    if (ctx->conf->limits == NULL) {
+        return NGX_DECLINED;
+    }
+
+    return ngx_http_fanout_limit_check(ctx);
 }

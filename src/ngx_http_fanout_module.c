@@ -452,6 +452,21 @@ ngx_http_fanout_server_id(ngx_conf_t *cf, ngx_http_fanout_loc_conf_t *flcf)
 static ngx_int_t
 ngx_http_fanout_postconfiguration(ngx_conf_t *cf)
 {
+    ngx_http_fanout_stage_pt  *st;
+
+    /* the request's stages, in order, as modules register phase handlers */
+    st = ngx_http_fanout_stages;
+    st[NGX_HTTP_FANOUT_STAGE_VARIANT] = ngx_http_fanout_split_stage;
+    st[NGX_HTTP_FANOUT_STAGE_LIMIT] = ngx_http_fanout_limit_stage;
+    st[NGX_HTTP_FANOUT_STAGE_BODY] = ngx_http_fanout_body_stage;
+    st[NGX_HTTP_FANOUT_STAGE_CACHE] = ngx_http_fanout_cache_stage;
+    st[NGX_HTTP_FANOUT_STAGE_SHADOWS] = ngx_http_fanout_shadow_stage;
+    st[NGX_HTTP_FANOUT_STAGE_CALLS] = ngx_http_fanout_calls_stage;
+    st[NGX_HTTP_FANOUT_STAGE_ANSWER] = ngx_http_fanout_answer_stage;
+    st[NGX_HTTP_FANOUT_STAGE_LOG] = ngx_http_fanout_log_stage;
+    st[NGX_HTTP_FANOUT_STAGE_STORE] = ngx_http_fanout_store_stage;
+    st[NGX_HTTP_FANOUT_STAGE_COMPARE] = ngx_http_fanout_compare_stage;
+
     /* the capture first: it sees subrequests before the error pages do */
     if (ngx_http_fanout_response_init(cf) != NGX_OK) {
         return NGX_ERROR;

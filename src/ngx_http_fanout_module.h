@@ -11,7 +11,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "fanout_merge.h"
+#include "fanout_call.h"
 #include "fanout_breaker.h"
 
 
@@ -112,6 +112,25 @@ typedef struct {
 typedef struct ngx_http_fanout_ctx_s  ngx_http_fanout_ctx_t;
 
 
+/* the request's stages, in the order they run (ngx_http_fanout_pipeline.c) */
+typedef enum {
+    NGX_HTTP_FANOUT_STAGE_VARIANT = 0,   /* fanout_split */
+    NGX_HTTP_FANOUT_STAGE_LIMIT,         /* fanout_limit */
+    NGX_HTTP_FANOUT_STAGE_BODY,          /* the client's body */
+    NGX_HTTP_FANOUT_STAGE_CACHE,         /* fanout_cache: lookup, waiting */
+    NGX_HTTP_FANOUT_STAGE_SHADOWS,       /* fanout_shadow: started */
+    NGX_HTTP_FANOUT_STAGE_CALLS,         /* the targets, to the deadline */
+    NGX_HTTP_FANOUT_STAGE_ANSWER,        /* merged, or the winner, sent */
+    NGX_HTTP_FANOUT_STAGE_LOG,           /* counted: every request, once */
+    NGX_HTTP_FANOUT_STAGE_STORE,         /* fanout_cache: stored, handed */
+    NGX_HTTP_FANOUT_STAGE_COMPARE,       /* fanout_shadow: compared */
+    NGX_HTTP_FANOUT_NSTAGES
+} ngx_http_fanout_stage_e;
+
+
+typedef ngx_int_t (*ngx_http_fanout_stage_pt)(ngx_http_fanout_ctx_t *ctx);
+
+
 typedef struct {
     ngx_http_fanout_ctx_t      *ctx;
     ngx_http_fanout_target_t   *target;
@@ -201,6 +220,21 @@ struct ngx_http_fanout_ctx_s {
     unsigned                    cache_leader:1;
     unsigned                    local_leader:1;
 
+    /* the pipeline */
+    ngx_int_t                   stage;
+    ngx_int_t                   rc;            /* the answer's, once sent */
+    ngx_int_t                   resume_rc;
+
+    /* what the fan-out's answer leaves for the cache (STORE stage) */
+    struct {
+        ngx_uint_t              status;
+        ngx_str_t               type;
+        ngx_str_t               target;
+        u_char                 *body;          /* NULL: a failure */
+        size_t                  len;
+        unsigned                ready:1;
+    }                           keep;
+
     /* what the client got, for the shadows to compare with */
     struct {
         ngx_uint_t              status;
@@ -209,8 +243,12 @@ struct ngx_http_fanout_ctx_s {
         unsigned                sent:1;
     }                           answer;
 
-    unsigned                    started:1;
+    unsigned                    started:1;     /* the body is read */
+    unsigned                    calls:1;       /* the targets are called */
+    unsigned                    deadline_passed:1;
     unsigned                    finished:1;    /* the answer is decided */
+    unsigned                    running:1;     /* in the pipeline's driver */
+    unsigned                    resumed:1;     /* while it was running */
 };
 
 
@@ -260,8 +298,25 @@ ngx_http_fanout_sub_capture(ngx_http_fanout_sub_t *sub,
 
 ngx_int_t ngx_http_fanout_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_fanout_subs_init(ngx_http_fanout_ctx_t *ctx);
+extern ngx_http_fanout_stage_pt  ngx_http_fanout_stages[NGX_HTTP_FANOUT_NSTAGES];
+
+ngx_int_t ngx_http_fanout_pipeline(ngx_http_fanout_ctx_t *ctx);
+void ngx_http_fanout_next(ngx_http_fanout_ctx_t *ctx, ngx_int_t rc);
+void ngx_http_fanout_resume(ngx_http_fanout_ctx_t *ctx, ngx_int_t rc);
+
+/* the stages, registered by ngx_http_fanout_module.c */
+ngx_int_t ngx_http_fanout_split_stage(ngx_http_fanout_ctx_t *ctx);
+ngx_int_t ngx_http_fanout_limit_stage(ngx_http_fanout_ctx_t *ctx);
+ngx_int_t ngx_http_fanout_body_stage(ngx_http_fanout_ctx_t *ctx);
+ngx_int_t ngx_http_fanout_cache_stage(ngx_http_fanout_ctx_t *ctx);
+ngx_int_t ngx_http_fanout_shadow_stage(ngx_http_fanout_ctx_t *ctx);
+ngx_int_t ngx_http_fanout_calls_stage(ngx_http_fanout_ctx_t *ctx);
+ngx_int_t ngx_http_fanout_answer_stage(ngx_http_fanout_ctx_t *ctx);
+ngx_int_t ngx_http_fanout_log_stage(ngx_http_fanout_ctx_t *ctx);
+ngx_int_t ngx_http_fanout_store_stage(ngx_http_fanout_ctx_t *ctx);
+ngx_int_t ngx_http_fanout_compare_stage(ngx_http_fanout_ctx_t *ctx);
+
 ngx_int_t ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx);
-void ngx_http_fanout_begin(ngx_http_fanout_ctx_t *ctx);
 ngx_int_t ngx_http_fanout_send_as_is(ngx_http_fanout_ctx_t *ctx,
     ngx_uint_t status, ngx_str_t *type, ngx_str_t *target, u_char *body,
     size_t len);
@@ -269,7 +324,6 @@ void ngx_http_fanout_cancel(ngx_http_fanout_ctx_t *ctx);
 void ngx_http_fanout_sub_account(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_sub_t *sub);
 void ngx_http_fanout_wake(ngx_http_request_t *r);
-void ngx_http_fanout_fallbacks(ngx_http_fanout_ctx_t *ctx);
 void ngx_http_fanout_split_uri(ngx_str_t *value, ngx_str_t *uri,
     ngx_str_t *args);
 ngx_int_t ngx_http_fanout_filter_init(ngx_conf_t *cf);
@@ -318,7 +372,6 @@ ngx_uint_t ngx_http_fanout_split_runs(ngx_http_fanout_ctx_t *ctx,
 ngx_http_fanout_stats_t *ngx_http_fanout_split_stats(
     ngx_http_fanout_ctx_t *ctx);
 ngx_int_t ngx_http_fanout_valid_name(ngx_str_t *name);
-void ngx_http_fanout_limit_resume(ngx_http_fanout_ctx_t *ctx, ngx_int_t rc);
 char *ngx_http_fanout_shadow(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_fanout_shadow_merge(ngx_conf_t *cf,
     ngx_http_fanout_loc_conf_t *flcf);

@@ -257,10 +257,11 @@ ngx_http_fanout_error_page(ngx_http_request_t *r)
 
         ngx_http_fanout_stats_count(ngx_http_fanout_stats_location(r, flcf),
                                     NGX_HTTP_FANOUT_LOC_REQUESTS);
+        ngx_http_fanout_stats_count(ngx_http_fanout_stats_location(r, flcf),
+                                    NGX_HTTP_FANOUT_LOC_REJECTED);
     }
 
-    ngx_http_fanout_stats_count(ngx_http_fanout_stats_location(r, flcf),
-                                NGX_HTTP_FANOUT_LOC_REJECTED);
+    /* otherwise the pipeline's log stage has counted it */
 
     switch (r->err_status) {
     case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:

@@ -370,7 +370,7 @@ ngx_http_fanout_shadow_merge(ngx_conf_t *cf, ngx_http_fanout_loc_conf_t *flcf)
 }
 
 
-/* from ngx_http_fanout_start(): the targets are called, the shadows too */
+/* from the shadows' stage, just before the targets are called */
 
 void
 ngx_http_fanout_shadow_start(ngx_http_fanout_ctx_t *ctx)
@@ -1363,4 +1363,40 @@ ngx_http_fanout_shadow_free(ngx_http_request_t *fake)
     if (ngx_cycle->files) {
         ngx_cycle->files[0] = saved;
     }
+}
+
+
+/* before the targets: the shadows start with them */
+
+ngx_int_t
+ngx_http_fanout_shadow_stage(ngx_http_fanout_ctx_t *ctx)
+{
+    if (ctx->conf->shadows == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (ctx->headers == NULL) {
+        ctx->headers = ngx_http_fanout_headers(ctx->request);
+        if (ctx->headers == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    ngx_http_fanout_shadow_start(ctx);
+
+    return NGX_DECLINED;
+}
+
+
+/* after the answer is out: what the client got is what they compare with */
+
+ngx_int_t
+ngx_http_fanout_compare_stage(ngx_http_fanout_ctx_t *ctx)
+{
+    if (ctx->nshadows && ctx->answer.sent) {
+        ngx_http_fanout_shadow_answer(ctx, ctx->answer.status,
+                                      ctx->answer.body, ctx->answer.len);
+    }
+
+    return NGX_DECLINED;
 }

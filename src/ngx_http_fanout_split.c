@@ -421,3 +421,17 @@ ngx_http_fanout_split_stats(ngx_http_fanout_ctx_t *ctx)
                                        NGX_HTTP_FANOUT_STATS_VARIANT,
                                        ctx->conf->split->stats[ctx->variant]);
 }
+
+
+/* the first stage: X-Fanout-Variant goes with every answer */
+
+ngx_int_t
+ngx_http_fanout_split_stage(ngx_http_fanout_ctx_t *ctx)
+{
+    if (ctx->conf->split == NULL) {
+        return NGX_DECLINED;
+    }
+
+    return (ngx_http_fanout_split_choose(ctx) == NGX_OK)
+           ? NGX_DECLINED : NGX_HTTP_INTERNAL_SERVER_ERROR;
+}

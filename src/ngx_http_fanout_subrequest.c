@@ -12,6 +12,8 @@
 
 static ngx_int_t ngx_http_fanout_sub_done(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
+static void ngx_http_fanout_deadline_handler(ngx_event_t *ev);
+static void ngx_http_fanout_fallbacks(ngx_http_fanout_ctx_t *ctx);
 static void ngx_http_fanout_sub_timeout(ngx_event_t *ev);
 static void ngx_http_fanout_sub_stop(ngx_event_t *ev);
 static void ngx_http_fanout_cut(ngx_http_fanout_sub_t *sub);
@@ -85,17 +87,15 @@ ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    ctx->headers = ngx_http_fanout_headers(r);
     if (ctx->headers == NULL) {
-        return NGX_ERROR;
+        ctx->headers = ngx_http_fanout_headers(r);
+        if (ctx->headers == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     /* open circuits: those targets are not called at all */
     ngx_http_fanout_breaker_allow(ctx);
-
-    if (ctx->conf->shadows) {
-        ngx_http_fanout_shadow_start(ctx);
-    }
 
     for (i = 0; i < ctx->nsubs; i++) {
         sub = &ctx->subs[i];
@@ -134,12 +134,65 @@ ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
         ngx_http_fanout_call(ctx, sub, &t->uri, &t->args);
     }
 
-    if (ctx->pending == 0) {
-        /* nothing to wait for (all cached, or none could start) */
-        return ngx_http_post_request(r, NULL);
+    return NGX_OK;
+}
+
+
+/*
+ * The targets' stage: called once to start them and the deadline, then
+ * again each time one of them ends (the main request is posted) or the
+ * deadline passes, until the answer can be decided.
+ */
+
+ngx_int_t
+ngx_http_fanout_calls_stage(ngx_http_fanout_ctx_t *ctx)
+{
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    if (!ctx->calls) {
+        ctx->calls = 1;
+
+        r->write_event_handler = ngx_http_fanout_wake;
+
+        if (ngx_http_fanout_start(ctx) != NGX_OK) {
+            ngx_http_fanout_cancel(ctx);
+            ctx->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return ngx_http_fanout_send_error(r,
+                                              NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                              "internal", "the fan-out could "
+                                              "not be started");
+        }
+
+        ctx->deadline.handler = ngx_http_fanout_deadline_handler;
+        ctx->deadline.data = ctx;
+        ctx->deadline.log = r->connection->log;
+
+        ngx_add_timer(&ctx->deadline, ctx->conf->timeout);
     }
 
-    return NGX_OK;
+    if (ctx->winner || ctx->deadline_passed) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_fanout_fallbacks(ctx);
+
+    /* nothing (more) to wait for: all answered, cached or not started */
+    return (ctx->pending == 0) ? NGX_DECLINED : NGX_AGAIN;
+}
+
+
+static void
+ngx_http_fanout_deadline_handler(ngx_event_t *ev)
+{
+    ngx_http_fanout_ctx_t *ctx = ev->data;
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ev->log, 0, "fanout deadline");
+
+    ctx->deadline_passed = 1;
+
+    ngx_http_fanout_resume(ctx, NGX_AGAIN);
 }
 
 
@@ -225,16 +278,7 @@ ngx_http_fanout_fallback(ngx_http_fanout_ctx_t *ctx,
         return;
     }
 
-    switch (sub->part.kind) {
-    case FANOUT_TIMEOUT:
-    case FANOUT_HTTP_5XX:
-    case FANOUT_BAD_JSON:
-    case FANOUT_TOO_LARGE:
-    case FANOUT_UPSTREAM_ERROR:
-    case FANOUT_CIRCUIT_OPEN:
-    case FANOUT_OVERLOADED:
-        break;
-    default:
+    if (!fanout_kind_falls_back(sub->part.kind)) {
         /* a 4xx is the client's: another model would say the same */
         return;
     }
@@ -271,9 +315,9 @@ ngx_http_fanout_fallback(ngx_http_fanout_ctx_t *ctx,
 }
 
 
-/* from the main request's handler: targets that failed meanwhile */
+/* from the targets' stage: targets that failed meanwhile */
 
-void
+static void
 ngx_http_fanout_fallbacks(ngx_http_fanout_ctx_t *ctx)
 {
     ngx_uint_t              i;
@@ -422,9 +466,7 @@ ngx_http_fanout_sub_end(ngx_http_fanout_sub_t *sub, fanout_kind_e kind,
 
     ngx_http_fanout_cut(sub);
 
-    ngx_http_fanout_wake(r);
-
-    ngx_http_run_posted_requests(c);
+    ngx_http_fanout_resume(ctx, NGX_AGAIN);
 }
 
 

@@ -144,4 +144,5 @@ my $st = $t->status_json;
 is($st->{locations}{'/first'}{targets}{a}{cancelled}, 1,
    'first: the slower targets are cut off and counted');
 
+$t->outcomes_add_up;
 $t->done;

@@ -105,4 +105,5 @@ $st = $t->status_json;
 is($st->{locations}{'/p'}{requests}, $n, 'counters survive the reload');
 is($st->{locations}{'/slow'}{responses}{200}, 1, 'the in-flight one counted');
 
+$t->outcomes_add_up;
 $t->done;

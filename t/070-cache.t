@@ -256,6 +256,8 @@ cmp_ok($st->{redis}{connects}, '>=', 2, 'reconnects counted');
 my @log = do { open my $fh, '<', $t->dir . '/nginx/cache.log'; <$fh> };
 ok(scalar(grep { m{^/p HIT$} } @log), '$fanout_cache_status in the access log');
 
+$t->outcomes_add_up;
+
 # a fast shutdown (SIGTERM) with lookups pending on a stopped Redis: the
 # worker frees its connections without calling back into dead requests
 

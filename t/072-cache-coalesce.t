@@ -175,4 +175,5 @@ is($res->{status}, 502, 'without a stale entry the failure shows');
 $st1 = $t->get('/fanout/status', port => $one)->{json};
 is($st1->{locations}{'/stale'}{cache}{stale}, 1, 'stale counted');
 
+$t->outcomes_add_up(port => $_) for $one, $two;
 $t->done;

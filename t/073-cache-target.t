@@ -119,4 +119,5 @@ is($ta->{cache_hit}, 2, 'per-target hits counted');
 is($ta->{cache_miss}, 2, 'per-target misses counted');
 is($ta->{requests}, 2, 'calls counted apart from hits');
 
+$t->outcomes_add_up;
 $t->done;

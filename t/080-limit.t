@@ -169,4 +169,5 @@ cmp_ok($st->{locations}{'/k'}{limit}{evicted}, '>=', 1, 'evictions counted');
 like($t->error_log('tiny'), qr/zone "fanout" is full, \d+ least recently used keys evicted/,
      'evictions logged');
 
+$t->outcomes_add_up;
 $t->done;

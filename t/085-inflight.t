@@ -56,4 +56,5 @@ my $before = calls('slow');
 @res = $t->parallel(3, 'GET', '/cap');
 is(calls('slow') - $before, 3, 'and three calls go through again');
 
+$t->outcomes_add_up;
 $t->done;

@@ -142,4 +142,5 @@ my $state = breaker('/b', 'bad')->{state};
 ok($t->reload, 'reload');
 is(breaker('/b', 'bad')->{state}, $state, "still $state after the reload");
 
+$t->outcomes_add_up;
 $t->done;

@@ -223,4 +223,5 @@ is(scalar(grep { $d->{$_}[0] eq 'v2' } @had), scalar @had,
 my $now = grep { $d->{$_}[0] eq 'v2' } keys %$d;
 cmp_ok(abs($now / $n - 0.20), '<=', 0.015, "v2 share now $now/$n");
 
+$t->outcomes_add_up(port => $t->port($_)) for qw(one two);
 $t->done;

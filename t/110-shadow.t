@@ -433,4 +433,5 @@ EOC
          'Prometheus: fanout_shadow_vs_primary_total');
 }
 
+$t->outcomes_add_up;
 $t->done;

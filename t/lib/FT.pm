@@ -635,6 +635,40 @@ sub status_json {
     return $res->{json};
 }
 
+# Every request a location counted ended in one outcome: its responses and
+# aborted add up to requests, and so do each variant's.  Asked once the
+# location is idle (retried briefly: a client's last request may still be
+# finishing its log stage in another worker).
+sub outcomes_add_up {
+    my ($self, %o) = @_;
+
+    my @bad;
+    for (1 .. 20) {
+        @bad = ();
+        my $st = $self->get($o{uri} // '/fanout/status',
+                            $o{port} ? (port => $o{port}) : ())->{json};
+        for my $l (sort keys %{ $st->{locations} || {} }) {
+            my $loc = $st->{locations}{$l};
+            my $sum = $loc->{aborted} // 0;
+            $sum += $_ for values %{ $loc->{responses} || {} };
+            push @bad, "$l: requests $loc->{requests}, outcomes $sum"
+                if $sum != $loc->{requests};
+            for my $v (sort keys %{ $loc->{variants} || {} }) {
+                my $var = $loc->{variants}{$v};
+                my $n = 0;
+                $n += $var->{$_} // 0 for qw(200 502 504 other);
+                push @bad, "$l variant $v: requests $var->{requests}, outcomes $n"
+                    if $n != $var->{requests};
+            }
+        }
+        last unless @bad;
+        select(undef, undef, undef, 0.1);
+    }
+
+    Test::More::ok(!@bad, 'every request counted ends in one outcome')
+        or Test::More::diag(join "\n", @bad);
+}
+
 # Helpers.
 
 sub wait_port {

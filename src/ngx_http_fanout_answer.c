@@ -1,0 +1,166 @@
+/*
+ * The answer stage: the targets have answered, failed or missed the
+ * deadline, or "first" has a winner.  Whatever still runs is cut off, the
+ * answers are merged (src/fanout_merge.c) or the winner's is sent as it
+ * came, and what the cache may keep is left for the store stage.
+ */
+
+#include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_cache.h"
+
+
+static ngx_int_t ngx_http_fanout_answer_merged(ngx_http_fanout_ctx_t *ctx);
+static ngx_int_t ngx_http_fanout_answer_first(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_sub_t *sub);
+
+
+ngx_int_t
+ngx_http_fanout_answer_stage(ngx_http_fanout_ctx_t *ctx)
+{
+    /* whatever still runs missed the deadline, or lost the race */
+    ngx_http_fanout_cancel(ctx);
+
+    ctx->rc = ctx->winner ? ngx_http_fanout_answer_first(ctx, ctx->winner)
+                          : ngx_http_fanout_answer_merged(ctx);
+
+    return NGX_DECLINED;
+}
+
+
+static void
+ngx_http_fanout_keep(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
+    ngx_str_t *type, ngx_str_t *target, u_char *body, size_t len)
+{
+    ctx->keep.status = status;
+    ctx->keep.type = *type;
+
+    if (target) {
+        ctx->keep.target = *target;
+
+    } else {
+        ngx_str_null(&ctx->keep.target);
+    }
+
+    ctx->keep.body = body;
+    ctx->keep.len = len;
+    ctx->keep.ready = 1;
+}
+
+
+static ngx_int_t
+ngx_http_fanout_answer_merged(ngx_http_fanout_ctx_t *ctx)
+{
+    ngx_int_t             rc;
+    ngx_uint_t            i;
+    fanout_out_t          out;
+    fanout_part_t        *parts;
+    fanout_merged_t       merged;
+    ngx_http_request_t   *r;
+    fanout_merge_conf_t   mc;
+
+    r = ctx->request;
+
+    parts = ngx_palloc(r->pool, ctx->nsubs * sizeof(fanout_part_t));
+    if (parts == NULL) {
+        goto failed;
+    }
+
+    for (i = 0; i < ctx->nsubs; i++) {
+        parts[i] = ctx->subs[i].part;
+    }
+
+    mc.mode = (fanout_merge_mode_e) ctx->conf->merge;
+    mc.field = (const char *) ctx->conf->field.data;
+    mc.field_len = ctx->conf->field.len;
+    mc.quorum = (unsigned) ctx->conf->quorum;
+    mc.cache_meta = (ctx->target_keys != NULL);
+
+    if (fanout_merge_prepare(&mc, parts, ctx->nsubs, &merged) != 0) {
+        goto failed;
+    }
+
+    /* mean and vote may have turned answers into bad_field */
+    for (i = 0; i < ctx->nsubs; i++) {
+        ctx->subs[i].part.kind = parts[i].kind;
+    }
+
+    /* one pass to size the answer, one to write it */
+    out.buf = NULL;
+    out.len = 0;
+    fanout_merge_write(&mc, parts, ctx->nsubs, &merged, &out);
+
+    if (out.len > NGX_HTTP_FANOUT_LONG_WORK) {
+        /* a mean over megabytes takes milliseconds: timers measure from now */
+        ngx_time_update();
+    }
+
+    out.buf = ngx_pnalloc(r->pool, out.len);
+    if (out.buf == NULL) {
+        fanout_merged_free(&merged);
+        goto failed;
+    }
+
+    out.len = 0;
+    fanout_merge_write(&mc, parts, ctx->nsubs, &merged, &out);
+
+    ctx->status = (ngx_uint_t) merged.status;
+    fanout_merged_free(&merged);
+
+    if (ctx->status != NGX_HTTP_OK
+        && ngx_http_fanout_cache_serve_stale(ctx, &rc) == NGX_OK)
+    {
+        /* not stored, but whoever waits on this fan-out is let go */
+        ngx_http_fanout_keep(ctx, ctx->status, &ngx_http_fanout_json_type,
+                             NULL, NULL, 0);
+        return rc;
+    }
+
+    ngx_http_fanout_keep(ctx, ctx->status, &ngx_http_fanout_json_type, NULL,
+                         (u_char *) out.buf, out.len);
+
+    return ngx_http_fanout_send(r, ctx->status, &ngx_http_fanout_json_type,
+                                (u_char *) out.buf, out.len);
+
+failed:
+
+    ctx->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "fanout: could not build the merged answer");
+
+    return ngx_http_fanout_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      "internal", "the answer could not be "
+                                      "built");
+}
+
+
+static ngx_int_t
+ngx_http_fanout_answer_first(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_sub_t *sub)
+{
+    ngx_str_t        *type;
+    ngx_table_elt_t  *h;
+
+    ctx->status = NGX_HTTP_OK;
+
+    type = sub->content_type.len ? &sub->content_type
+                                 : &ngx_http_fanout_json_type;
+
+    if (sub->fallback) {
+        /* the body is the fallback's, as is: the header says so */
+        h = ngx_list_push(&ctx->request->headers_out.headers);
+        if (h) {
+            h->hash = 1;
+            ngx_str_set(&h->key, "X-Fanout-Fallback");
+            ngx_str_set(&h->value, "true");
+        }
+    }
+
+    ngx_http_fanout_keep(ctx, sub->part.status, type, &sub->target->name,
+                         (u_char *) sub->part.body, sub->part.body_len);
+
+    return ngx_http_fanout_send_as_is(ctx, sub->part.status, type,
+                                      &sub->target->name,
+                                      (u_char *) sub->part.body,
+                                      sub->part.body_len);
+}

@@ -11,7 +11,7 @@
 
 static ngx_int_t ngx_http_fanout_answer_merged(ngx_http_fanout_ctx_t *ctx);
 static ngx_int_t ngx_http_fanout_answer_first(ngx_http_fanout_ctx_t *ctx,
-    ngx_http_fanout_sub_t *sub);
+    ngx_http_fanout_call_t *sub);
 
 
 ngx_int_t
@@ -136,7 +136,7 @@ failed:
 
 static ngx_int_t
 ngx_http_fanout_answer_first(ngx_http_fanout_ctx_t *ctx,
-    ngx_http_fanout_sub_t *sub)
+    ngx_http_fanout_call_t *sub)
 {
     ngx_str_t        *type;
     ngx_table_elt_t  *h;

@@ -19,7 +19,7 @@
 
 
 static void ngx_http_fanout_breaker_publish(ngx_http_fanout_ctx_t *ctx,
-    ngx_http_fanout_sub_t *sub, fanout_breaker_change_e change,
+    ngx_http_fanout_call_t *sub, fanout_breaker_change_e change,
     uint64_t cooldown_ms);
 
 
@@ -265,7 +265,7 @@ ngx_http_fanout_breaker_register(ngx_conf_t *cf,
 
 static void
 ngx_http_fanout_breaker_publish(ngx_http_fanout_ctx_t *ctx,
-    ngx_http_fanout_sub_t *sub, fanout_breaker_change_e change,
+    ngx_http_fanout_call_t *sub, fanout_breaker_change_e change,
     uint64_t cooldown_ms)
 {
     size_t       len[5];
@@ -463,7 +463,7 @@ ngx_http_fanout_breaker_init_process(ngx_cycle_t *cycle)
 
 static ngx_uint_t
 ngx_http_fanout_breaker_on(ngx_http_fanout_ctx_t *ctx,
-    ngx_http_fanout_sub_t *sub)
+    ngx_http_fanout_call_t *sub)
 {
     return ctx->conf->breaker && !sub->target->no_breaker;
 }
@@ -475,7 +475,7 @@ void
 ngx_http_fanout_breaker_allow(ngx_http_fanout_ctx_t *ctx)
 {
     ngx_uint_t                    i;
-    ngx_http_fanout_sub_t        *sub;
+    ngx_http_fanout_call_t        *sub;
     ngx_http_fanout_stats_t      *st;
     ngx_http_fanout_main_conf_t  *fmcf;
 
@@ -514,7 +514,7 @@ ngx_http_fanout_breaker_allow(ngx_http_fanout_ctx_t *ctx)
 
 static fanout_breaker_change_e
 ngx_http_fanout_breaker_locked(ngx_http_fanout_ctx_t *ctx,
-    ngx_http_fanout_sub_t *sub, ngx_http_fanout_stats_t *st, uint32_t *old)
+    ngx_http_fanout_call_t *sub, ngx_http_fanout_stats_t *st, uint32_t *old)
 {
     int  failure;
 
@@ -543,7 +543,7 @@ ngx_http_fanout_breaker_locked(ngx_http_fanout_ctx_t *ctx,
 
 static ngx_uint_t
 ngx_http_fanout_breaker_wanted(ngx_http_fanout_ctx_t *ctx,
-    ngx_http_fanout_sub_t *sub)
+    ngx_http_fanout_call_t *sub)
 {
     return ngx_http_fanout_breaker_on(ctx, sub) && !sub->part.cached
            && !sub->recorded && sub->verdict != FANOUT_BREAKER_REJECT;
@@ -554,7 +554,7 @@ ngx_http_fanout_breaker_wanted(ngx_http_fanout_ctx_t *ctx,
 
 static void
 ngx_http_fanout_breaker_changed(ngx_http_fanout_ctx_t *ctx,
-    ngx_http_fanout_sub_t *sub, ngx_http_fanout_stats_t *st, uint32_t old,
+    ngx_http_fanout_call_t *sub, ngx_http_fanout_stats_t *st, uint32_t old,
     fanout_breaker_change_e change)
 {
     if (change == FANOUT_BREAKER_SAME) {
@@ -585,7 +585,7 @@ ngx_http_fanout_breaker_changed(ngx_http_fanout_ctx_t *ctx,
 
 void
 ngx_http_fanout_breaker_record(ngx_http_fanout_ctx_t *ctx,
-    ngx_http_fanout_sub_t *sub)
+    ngx_http_fanout_call_t *sub)
 {
     uint32_t                      old;
     ngx_http_fanout_stats_t      *st;
@@ -614,7 +614,7 @@ ngx_http_fanout_breaker_record_all(ngx_http_fanout_ctx_t *ctx)
 {
     uint32_t                      old[NGX_HTTP_FANOUT_MAX_TARGETS];
     ngx_uint_t                    i;
-    ngx_http_fanout_sub_t        *sub;
+    ngx_http_fanout_call_t        *sub;
     ngx_http_fanout_stats_t      *st[NGX_HTTP_FANOUT_MAX_TARGETS];
     fanout_breaker_change_e       change[NGX_HTTP_FANOUT_MAX_TARGETS];
     ngx_http_fanout_main_conf_t  *fmcf;

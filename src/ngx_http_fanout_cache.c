@@ -1313,7 +1313,7 @@ ngx_http_fanout_cache_got_targets(void *data, redisReply *reply,
     ngx_uint_t                 i, hits;
     redisReply                *v;
     ngx_connection_t          *c;
-    ngx_http_fanout_sub_t     *sub;
+    ngx_http_fanout_call_t     *sub;
     ngx_http_fanout_cached_t   e;
 
     c = ctx->request->connection;
@@ -1359,7 +1359,6 @@ ngx_http_fanout_cache_got_targets(void *data, redisReply *reply,
 
         /* this target's answer, as if it had just come */
         sub->done = 1;
-        sub->header = 1;
         sub->part.cached = 1;
         sub->part.status = (int) e.status;
         sub->part.body = (const char *) e.body.data;
@@ -1623,7 +1622,7 @@ ngx_http_fanout_cache_store_targets(ngx_http_fanout_ctx_t *ctx)
 {
     ngx_str_t               none;
     ngx_uint_t              i;
-    ngx_http_fanout_sub_t  *sub;
+    ngx_http_fanout_call_t  *sub;
 
     ngx_str_null(&none);
 

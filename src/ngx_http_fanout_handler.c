@@ -145,7 +145,7 @@ static void
 ngx_http_fanout_finish(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status)
 {
     ngx_uint_t                i, counter;
-    ngx_http_fanout_sub_t    *sub;
+    ngx_http_fanout_call_t    *sub;
     ngx_http_fanout_stats_t  *st;
 
     ctx->finished = 1;
@@ -236,7 +236,7 @@ ngx_http_fanout_cleanup(void *data)
     ngx_http_fanout_ctx_t *ctx = data;
 
     ngx_uint_t                i;
-    ngx_http_fanout_sub_t    *sub;
+    ngx_http_fanout_call_t    *sub;
     ngx_http_fanout_stats_t  *st;
 
     if (ctx->nshadows) {
@@ -273,8 +273,10 @@ ngx_http_fanout_cleanup(void *data)
             ngx_del_timer(&sub->timer);
         }
 
-        if (sub->stop.posted) {
-            ngx_delete_posted_event(&sub->stop);
+        ngx_http_fanout_attempt_forget(&sub->first);
+
+        if (sub->attempt) {
+            ngx_http_fanout_attempt_forget(sub->attempt);
         }
     }
 

@@ -472,7 +472,7 @@ ngx_http_fanout_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    return ngx_http_fanout_filter_init(cf);
+    return ngx_http_fanout_capture_init(cf);
 }
 
 

@@ -131,52 +131,82 @@ typedef enum {
 typedef ngx_int_t (*ngx_http_fanout_stage_pt)(ngx_http_fanout_ctx_t *ctx);
 
 
-typedef struct {
-    ngx_http_fanout_ctx_t      *ctx;
-    ngx_http_fanout_target_t   *target;
-    ngx_http_fanout_stats_t    *st;            /* the target's counters */
+typedef struct ngx_http_fanout_attempt_s  ngx_http_fanout_attempt_t;
+
+typedef void (*ngx_http_fanout_attempt_pt)(ngx_http_fanout_attempt_t *a);
+
+
+/* one subrequest of a call or of a shadow (ngx_http_fanout_capture.c) */
+struct ngx_http_fanout_attempt_s {
+    void                       *owner;         /* its call, or its shadow */
+    ngx_http_fanout_attempt_pt  ended;         /* the owner's: it ended */
+    ngx_http_fanout_attempt_pt  stopped;       /* the owner's: the capture
+                                                  gave up (posted) */
+    ngx_str_t                  *name;          /* for the error log */
+    const char                 *what;          /* "target", "shadow" */
+
     ngx_http_request_t         *sr;            /* NULL once it has ended */
     ngx_http_post_subrequest_t  ps;
-    ngx_event_t                 timer;         /* the target's timeout= */
     ngx_event_t                 stop;          /* posted: cut it off */
-
     ngx_msec_t                  start;
     ngx_msec_t                  last_read;     /* the answer's latest bytes */
+    ngx_msec_t                  latency;
+
+    /* the answer, as captured */
+    int                         status;
     ngx_str_t                   content_type;
-    u_char                     *buf;           /* the captured body */
+    u_char                     *buf;
     size_t                      len;
     size_t                      cap;
     size_t                      limit;         /* the in-memory limit */
-
-    fanout_part_t               part;          /* status, body, outcome */
 
     /* the upstream module's finalizer, wrapped to learn how it ended */
     void                      (*upstream_finalize)(ngx_http_request_t *r,
                                                    ngx_int_t rc);
     ngx_int_t                   upstream_rc;
 
-    unsigned                    header:1;      /* the target answered */
+    /* once ended: what the capture saw, and the outcome it makes */
+    fanout_capture_t            capture;
+    fanout_kind_e               kind;
+    int                         result;        /* the status for kind */
+
+    unsigned                    header:1;      /* an answer began */
     unsigned                    complete:1;    /* to its last byte */
-    unsigned                    done:1;        /* the outcome is known */
+    unsigned                    done:1;        /* ended, or cut off */
     unsigned                    too_large:1;
     unsigned                    broken:1;      /* capture failed */
+};
+
+
+/* a target call: its attempts (the target, its fallback) and outcome */
+typedef struct {
+    ngx_http_fanout_ctx_t      *ctx;
+    ngx_http_fanout_target_t   *target;
+    ngx_http_fanout_stats_t    *st;            /* the target's counters */
+    ngx_http_fanout_attempt_t   first;         /* the target's own */
+    ngx_http_fanout_attempt_t  *attempt;       /* the latest, or NULL */
+    ngx_event_t                 timer;         /* the target's timeout= */
+
+    ngx_str_t                   content_type;  /* of the answer it took */
+    fanout_part_t               part;          /* status, body, outcome */
+
+    unsigned                    done:1;        /* the outcome is known */
     unsigned                    cancelled:1;   /* cut off, not needed */
     unsigned                    verdict:2;     /* the breaker's */
     unsigned                    inflight:1;    /* holds a max_inflight slot */
-    unsigned                    fallback:1;    /* this call is the fallback */
+    unsigned                    fallback:1;    /* its answer is the fallback's */
     unsigned                    recorded:1;    /* its breaker has the outcome */
     unsigned                    accounted:1;   /* counted in the zone */
-    unsigned                    shadow:1;      /* a fanout_shadow's call */
-} ngx_http_fanout_sub_t;
+} ngx_http_fanout_call_t;
 
 
 struct ngx_http_fanout_ctx_s {
     ngx_http_request_t         *request;
     ngx_http_fanout_loc_conf_t *conf;
-    ngx_http_fanout_sub_t      *subs;
+    ngx_http_fanout_call_t      *subs;
     ngx_uint_t                  nsubs;
     ngx_uint_t                  pending;
-    ngx_http_fanout_sub_t      *winner;        /* merge first */
+    ngx_http_fanout_call_t      *winner;        /* merge first */
 
     ngx_uint_t                  status;        /* of the merged answer */
     ngx_uint_t                  ok;
@@ -252,44 +282,6 @@ struct ngx_http_fanout_ctx_s {
 };
 
 
-/*
- * What a call's capture saw when its subrequest ended (rc: the
- * post_subrequest handler's), for fanout_capture_kind().  A body cut short
- * by proxy_read_timeout ends read_timeout after its latest bytes.
- */
-static ngx_inline void
-ngx_http_fanout_sub_capture(ngx_http_fanout_sub_t *sub,
-    ngx_http_request_t *sr, ngx_int_t rc, fanout_capture_t *cap)
-{
-    ngx_http_upstream_t  *u;
-
-    ngx_memzero(cap, sizeof(fanout_capture_t));
-
-    u = sr->upstream;
-
-    cap->rc = (rc >= NGX_HTTP_SPECIAL_RESPONSE && rc <= 599) ? (int) rc : 0;
-    cap->status = sub->part.status;
-    cap->header = sub->header;
-    cap->complete = sub->complete || sr->header_only;
-    cap->too_large = sub->too_large;
-    cap->broken = sub->broken;
-    /*
-     * The upstream ends a call that timed out with 504, which nginx turns
-     * into a plain end once the header is out: the wrapped finalizer keeps
-     * it.  A buffering upstream (a cached target location) ends it as 502
-     * like a reset: there, a read error after proxy_read_timeout of
-     * silence, give or take the lazy re-arming of nginx's timers, is one.
-     */
-    cap->read_timeout = (rc == NGX_HTTP_GATEWAY_TIME_OUT
-                         || sub->upstream_rc == NGX_HTTP_GATEWAY_TIME_OUT
-                         || (u && u->conf && u->buffering && u->pipe
-                             && u->pipe->upstream_error
-                             && ngx_current_msec - sub->last_read + 1
-                                + NGX_TIMER_LAZY_DELAY
-                                >= u->conf->read_timeout));
-}
-
-
 /* $request_id's index: kept in the configuration, as a reload renumbers */
 #define ngx_http_fanout_rid(r)                                                \
     ((ngx_uint_t) ((ngx_http_fanout_main_conf_t *)                            \
@@ -322,11 +314,15 @@ ngx_int_t ngx_http_fanout_send_as_is(ngx_http_fanout_ctx_t *ctx,
     size_t len);
 void ngx_http_fanout_cancel(ngx_http_fanout_ctx_t *ctx);
 void ngx_http_fanout_sub_account(ngx_http_fanout_ctx_t *ctx,
-    ngx_http_fanout_sub_t *sub);
+    ngx_http_fanout_call_t *sub);
 void ngx_http_fanout_wake(ngx_http_request_t *r);
 void ngx_http_fanout_split_uri(ngx_str_t *value, ngx_str_t *uri,
     ngx_str_t *args);
-ngx_int_t ngx_http_fanout_filter_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_fanout_capture_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_fanout_attempt_start(ngx_http_request_t *r,
+    ngx_http_fanout_attempt_t *a, ngx_str_t *uri, ngx_str_t *args);
+void ngx_http_fanout_attempt_cut(ngx_http_fanout_attempt_t *a);
+void ngx_http_fanout_attempt_forget(ngx_http_fanout_attempt_t *a);
 ngx_int_t ngx_http_fanout_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *error, const char *message);
 off_t ngx_http_fanout_body_size(ngx_http_request_t *r);
@@ -355,7 +351,7 @@ ngx_int_t ngx_http_fanout_breaker_register(ngx_conf_t *cf,
 ngx_int_t ngx_http_fanout_breaker_init_process(ngx_cycle_t *cycle);
 void ngx_http_fanout_breaker_allow(ngx_http_fanout_ctx_t *ctx);
 void ngx_http_fanout_breaker_record(ngx_http_fanout_ctx_t *ctx,
-    ngx_http_fanout_sub_t *sub);
+    ngx_http_fanout_call_t *sub);
 void ngx_http_fanout_breaker_record_all(ngx_http_fanout_ctx_t *ctx);
 ngx_int_t ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx);
 ngx_int_t ngx_http_fanout_limit_merge(ngx_conf_t *cf,
@@ -378,9 +374,6 @@ ngx_int_t ngx_http_fanout_shadow_merge(ngx_conf_t *cf,
 void ngx_http_fanout_shadow_start(ngx_http_fanout_ctx_t *ctx);
 void ngx_http_fanout_shadow_answer(ngx_http_fanout_ctx_t *ctx,
     ngx_uint_t status, u_char *body, size_t len);
-ngx_int_t ngx_http_fanout_shadow_done(ngx_http_request_t *sr, void *data,
-    ngx_int_t rc);
-void ngx_http_fanout_shadow_stop(ngx_event_t *ev);
 
 
 extern ngx_module_t  ngx_http_fanout_module;

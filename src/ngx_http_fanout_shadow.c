@@ -37,7 +37,7 @@ typedef struct {
 
 
 struct ngx_http_fanout_shadow_s {
-    ngx_http_fanout_sub_t           sub;      /* first: the capture's */
+    ngx_http_fanout_call_t           sub;      /* first: the capture's */
     ngx_http_fanout_shadow_conf_t  *conf;
     ngx_http_request_t             *fake;     /* owns all of this */
     ngx_http_fanout_stats_t        *st;
@@ -65,6 +65,8 @@ static ngx_int_t ngx_http_fanout_shadow_headers(ngx_http_request_t *fake,
 static ngx_int_t ngx_http_fanout_shadow_body(ngx_http_request_t *fake,
     ngx_http_request_t *r);
 static void ngx_http_fanout_shadow_timeout(ngx_event_t *ev);
+static void ngx_http_fanout_shadow_ended(ngx_http_fanout_attempt_t *a);
+static void ngx_http_fanout_shadow_stopped(ngx_http_fanout_attempt_t *a);
 static void ngx_http_fanout_shadow_end(ngx_http_fanout_shadow_t *sh,
     fanout_kind_e kind);
 static void ngx_http_fanout_shadow_judge(ngx_http_fanout_shadow_t *sh);
@@ -449,12 +451,12 @@ ngx_http_fanout_shadow_start(ngx_http_fanout_ctx_t *ctx)
         sh->st = st;
 
         sh->sub.target = &sc->target;
-        sh->sub.shadow = 1;
-        sh->sub.ps.handler = ngx_http_fanout_shadow_done;
-        sh->sub.ps.data = sh;
-        sh->sub.stop.handler = ngx_http_fanout_shadow_stop;
-        sh->sub.stop.data = sh;
-        sh->sub.stop.log = c->log;
+        sh->sub.attempt = &sh->sub.first;
+        sh->sub.first.owner = sh;
+        sh->sub.first.ended = ngx_http_fanout_shadow_ended;
+        sh->sub.first.stopped = ngx_http_fanout_shadow_stopped;
+        sh->sub.first.name = &sc->target.name;
+        sh->sub.first.what = "shadow";
         sh->reap.handler = ngx_http_fanout_shadow_reap;
         sh->reap.data = sh;
         sh->reap.log = c->log;
@@ -472,18 +474,14 @@ ngx_http_fanout_shadow_start(ngx_http_fanout_ctx_t *ctx)
             sh->variant = *variant;
         }
 
-        rc = ngx_http_subrequest(fake, &sc->target.uri,
-                                 sc->target.args.len ? &sc->target.args
-                                                     : &fake->args,
-                                 &sr, &sh->sub.ps,
-                                 NGX_HTTP_SUBREQUEST_BACKGROUND);
+        rc = ngx_http_fanout_attempt_start(fake, &sh->sub.first,
+                                           &sc->target.uri, &sc->target.args);
         if (rc != NGX_OK) {
             ngx_http_fanout_shadow_free(fake);
             goto failed;
         }
 
-        sh->sub.sr = sr;
-        sh->sub.start = ngx_current_msec;
+        sr = sh->sub.first.sr;
 
         if (r->method != NGX_HTTP_HEAD) {
             sr->method = fake->method;
@@ -987,28 +985,26 @@ ngx_http_fanout_shadow_body(ngx_http_request_t *fake, ngx_http_request_t *r)
 
 /* the shadow's post_subrequest handler: may run more than once */
 
-ngx_int_t
-ngx_http_fanout_shadow_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
+static void
+ngx_http_fanout_shadow_ended(ngx_http_fanout_attempt_t *a)
 {
-    ngx_http_fanout_shadow_t *sh = data;
+    ngx_http_fanout_shadow_t *sh = a->owner;
 
     fanout_kind_e           kind;
-    fanout_capture_t        cap;
-    ngx_http_fanout_sub_t  *sub;
+    ngx_http_fanout_call_t  *sub;
 
     sub = &sh->sub;
 
-    if (sub->done || rc == NGX_AGAIN || sr != sub->sr) {
-        return NGX_OK;
+    if (sub->done) {
+        return;
     }
 
-    ngx_http_fanout_sub_capture(sub, sr, rc, &cap);
-
-    kind = fanout_capture_kind(&cap, &sub->part.status);
+    kind = a->kind;
+    sub->part.status = a->result;
 
     if (kind == FANOUT_OK) {
-        sub->part.body = (const char *) sub->buf;
-        sub->part.body_len = sub->len;
+        sub->part.body = (const char *) a->buf;
+        sub->part.body_len = a->len;
 
         /* 2xx and JSON; the compared field is looked up later */
         fanout_part_parse(&sub->part, NULL, 0);
@@ -1016,20 +1012,15 @@ ngx_http_fanout_shadow_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
     }
 
     ngx_http_fanout_shadow_end(sh, kind);
-
-    return NGX_OK;
 }
 
 
 static void
 ngx_http_fanout_shadow_timeout(ngx_event_t *ev)
 {
-    ngx_http_request_t        *sr;
-    ngx_http_upstream_t       *u;
     ngx_http_fanout_shadow_t  *sh;
 
     sh = ev->data;
-    sr = sh->sub.sr;
 
     ngx_log_error(NGX_LOG_INFO, ev->log, 0,
                   "fanout shadow \"%V\" timed out", &sh->conf->target.name);
@@ -1037,34 +1028,30 @@ ngx_http_fanout_shadow_timeout(ngx_event_t *ev)
     ngx_http_fanout_shadow_end(sh, FANOUT_TIMEOUT);
 
     /* cut the call off, as the targets' are: its connection is closed */
-    if (sr && !sr->done) {
-        u = sr->upstream;
-
-        if (u && u->cleanup) {
-            sr->write_event_handler = ngx_http_request_empty_handler;
-            (*u->cleanup)(sr);
-            ngx_http_run_posted_requests(sh->fake->connection);
-        }
-    }
+    ngx_http_fanout_attempt_cut(&sh->sub.first);
+    ngx_http_run_posted_requests(sh->fake->connection);
 }
 
 
 /* the capture gave up on the answer (too large, out of memory) */
 
-void
-ngx_http_fanout_shadow_stop(ngx_event_t *ev)
+static void
+ngx_http_fanout_shadow_stopped(ngx_http_fanout_attempt_t *a)
 {
-    ngx_http_fanout_shadow_t *sh = ev->data;
+    ngx_http_fanout_shadow_t *sh = a->owner;
 
-    ngx_http_fanout_shadow_end(sh, sh->sub.too_large ? FANOUT_TOO_LARGE
-                                                     : FANOUT_UPSTREAM_ERROR);
+    ngx_http_fanout_shadow_end(sh, a->too_large ? FANOUT_TOO_LARGE
+                                                : FANOUT_UPSTREAM_ERROR);
+
+    ngx_http_fanout_attempt_cut(a);
+    ngx_http_run_posted_requests(sh->fake->connection);
 }
 
 
 static void
 ngx_http_fanout_shadow_end(ngx_http_fanout_shadow_t *sh, fanout_kind_e kind)
 {
-    ngx_http_fanout_sub_t  *sub;
+    ngx_http_fanout_call_t  *sub;
 
     sub = &sh->sub;
 
@@ -1073,17 +1060,14 @@ ngx_http_fanout_shadow_end(ngx_http_fanout_shadow_t *sh, fanout_kind_e kind)
     }
 
     sub->done = 1;
-    sub->sr = NULL;
     sub->part.kind = kind;
-    sub->part.latency_ms = ngx_current_msec - sub->start;
+    sub->part.latency_ms = ngx_current_msec - sub->first.start;
 
     if (sub->timer.timer_set) {
         ngx_del_timer(&sub->timer);
     }
 
-    if (sub->stop.posted) {
-        ngx_delete_posted_event(&sub->stop);
-    }
+    ngx_http_fanout_attempt_forget(&sub->first);
 
     /* the max_inflight slot taken in shadow_start() */
     (void) ngx_atomic_fetch_add(&sh->st->inflight, -1);
@@ -1159,7 +1143,7 @@ ngx_http_fanout_shadow_answer(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
 static void
 ngx_http_fanout_shadow_judge(ngx_http_fanout_shadow_t *sh)
 {
-    ngx_http_fanout_sub_t          *sub;
+    ngx_http_fanout_call_t          *sub;
     ngx_http_fanout_stats_t        *st;
     fanout_compare_t                res;
     fanout_span_t                   a, b;

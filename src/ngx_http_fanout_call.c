@@ -1,0 +1,582 @@
+/*
+ * The calls stage: one call per target of the request's variant, each
+ * owning its attempts (the target's own, then its fallback), under the
+ * target's timeout= and the fan-out's deadline; its outcome is taken from
+ * the attempt that decided it.  Attempts and their capture are in
+ * ngx_http_fanout_capture.c; the rules in src/fanout_call.c.
+ */
+
+#include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_cache.h"
+
+
+static void ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a);
+static void ngx_http_fanout_call_stopped(ngx_http_fanout_attempt_t *a);
+static void ngx_http_fanout_attempt_init(ngx_http_fanout_call_t *sub,
+    ngx_http_fanout_attempt_t *a);
+static void ngx_http_fanout_deadline_handler(ngx_event_t *ev);
+static void ngx_http_fanout_fallbacks(ngx_http_fanout_ctx_t *ctx);
+static void ngx_http_fanout_sub_timeout(ngx_event_t *ev);
+static void ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub, ngx_http_fanout_attempt_t *a, ngx_str_t *uri,
+    ngx_str_t *args);
+static void ngx_http_fanout_fallback(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub);
+
+
+
+
+ngx_int_t
+ngx_http_fanout_subs_init(ngx_http_fanout_ctx_t *ctx)
+{
+    ngx_uint_t                 i;
+    ngx_http_fanout_call_t     *sub;
+    ngx_http_fanout_target_t  *targets;
+
+    if (ctx->subs) {
+        return NGX_OK;
+    }
+
+    targets = ctx->conf->targets->elts;
+
+    ctx->subs = ngx_pcalloc(ctx->request->pool, ctx->conf->targets->nelts
+                                                * sizeof(ngx_http_fanout_call_t));
+    if (ctx->subs == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* the targets of this request: untagged ones, and its variant's */
+
+    for (i = 0; i < ctx->conf->targets->nelts; i++) {
+        if (!ngx_http_fanout_split_runs(ctx, &targets[i])) {
+            continue;
+        }
+
+        sub = &ctx->subs[ctx->nsubs++];
+
+        sub->ctx = ctx;
+        sub->target = &targets[i];
+        sub->st = ngx_http_fanout_stats_target(ctx->request, ctx->conf,
+                                               &targets[i]);
+        sub->part.name = (const char *) targets[i].name.data;
+        sub->part.weight = (double) targets[i].weight
+                           / NGX_HTTP_FANOUT_WEIGHT_ONE;
+        ngx_http_fanout_attempt_init(sub, &sub->first);
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
+{
+    ngx_uint_t                 i;
+    ngx_http_request_t        *r;
+    ngx_http_fanout_call_t     *sub;
+    ngx_http_fanout_stats_t   *st;
+    ngx_http_fanout_target_t  *t;
+
+    r = ctx->request;
+
+    if (ngx_http_fanout_subs_init(ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->headers == NULL) {
+        ctx->headers = ngx_http_fanout_headers(r);
+        if (ctx->headers == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    /* open circuits: those targets are not called at all */
+    ngx_http_fanout_breaker_allow(ctx);
+
+    for (i = 0; i < ctx->nsubs; i++) {
+        sub = &ctx->subs[i];
+
+        if (sub->done || ctx->winner) {
+            /* answered from the per-target cache, or "first" has won */
+            if (sub->part.kind == FANOUT_CIRCUIT_OPEN) {
+                ngx_http_fanout_fallback(ctx, sub);
+            }
+
+            continue;
+        }
+
+        t = sub->target;
+
+        if (t->max_inflight) {
+            st = sub->st;
+
+            /* a slot across all workers, given back in sub_account() */
+            if (ngx_atomic_fetch_add(&st->inflight, 1)
+                >= (ngx_atomic_uint_t) t->max_inflight)
+            {
+                (void) ngx_atomic_fetch_add(&st->inflight, -1);
+
+                sub->done = 1;
+                sub->part.kind = FANOUT_OVERLOADED;
+                sub->part.status = NGX_HTTP_SERVICE_UNAVAILABLE;
+
+                ngx_http_fanout_fallback(ctx, sub);
+                continue;
+            }
+
+            sub->inflight = 1;
+        }
+
+        ngx_http_fanout_call(ctx, sub, &sub->first, &t->uri, &t->args);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The targets' stage: called once to start them and the deadline, then
+ * again each time one of them ends (the main request is posted) or the
+ * deadline passes, until the answer can be decided.
+ */
+
+ngx_int_t
+ngx_http_fanout_calls_stage(ngx_http_fanout_ctx_t *ctx)
+{
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    if (!ctx->calls) {
+        ctx->calls = 1;
+
+        r->write_event_handler = ngx_http_fanout_wake;
+
+        if (ngx_http_fanout_start(ctx) != NGX_OK) {
+            ngx_http_fanout_cancel(ctx);
+            ctx->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return ngx_http_fanout_send_error(r,
+                                              NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                              "internal", "the fan-out could "
+                                              "not be started");
+        }
+
+        ctx->deadline.handler = ngx_http_fanout_deadline_handler;
+        ctx->deadline.data = ctx;
+        ctx->deadline.log = r->connection->log;
+
+        ngx_add_timer(&ctx->deadline, ctx->conf->timeout);
+    }
+
+    if (ctx->winner || ctx->deadline_passed) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_fanout_fallbacks(ctx);
+
+    /* nothing (more) to wait for: all answered, cached or not started */
+    return (ctx->pending == 0) ? NGX_DECLINED : NGX_AGAIN;
+}
+
+
+static void
+ngx_http_fanout_deadline_handler(ngx_event_t *ev)
+{
+    ngx_http_fanout_ctx_t *ctx = ev->data;
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ev->log, 0, "fanout deadline");
+
+    ctx->deadline_passed = 1;
+
+    ngx_http_fanout_resume(ctx, NGX_AGAIN);
+}
+
+
+/* an attempt of a call: the owner's callbacks */
+
+static void
+ngx_http_fanout_attempt_init(ngx_http_fanout_call_t *sub,
+    ngx_http_fanout_attempt_t *a)
+{
+    a->owner = sub;
+    a->ended = ngx_http_fanout_call_ended;
+    a->stopped = ngx_http_fanout_call_stopped;
+    a->name = &sub->target->name;
+    a->what = "target";
+}
+
+
+/* one attempt of a call: the target's URI, or its fallback's */
+
+static void
+ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx, ngx_http_fanout_call_t *sub,
+    ngx_http_fanout_attempt_t *a, ngx_str_t *uri, ngx_str_t *args)
+{
+    ngx_msec_t           timeout;
+    ngx_http_request_t  *r, *sr;
+
+    r = ctx->request;
+
+    sub->attempt = a;
+
+    ctx->pending++;
+
+    if (ngx_http_fanout_attempt_start(r, a, uri, args) != NGX_OK) {
+        sub->done = 1;
+        sub->part.kind = FANOUT_UPSTREAM_ERROR;
+        sub->part.status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ctx->pending--;
+        return;
+    }
+
+    sr = a->sr;
+
+    /*
+     * The client's method, body and headers, as the client sent them;
+     * HEAD becomes GET, as with proxy_cache_convert_head, since an
+     * answer without a body cannot be merged.
+     */
+
+    if (r->method != NGX_HTTP_HEAD) {
+        sr->method = r->method;
+        sr->method_name = r->method_name;
+    }
+
+    sr->headers_in.headers = *ctx->headers;
+#if (NGX_HTTP_GZIP || NGX_HTTP_HEADERS)
+    sr->headers_in.accept_encoding = NULL;
+#endif
+
+    timeout = sub->target->timeout;
+
+    if (timeout != NGX_CONF_UNSET_MSEC && timeout < ctx->conf->timeout) {
+        sub->timer.handler = ngx_http_fanout_sub_timeout;
+        sub->timer.data = sub;
+        sub->timer.log = r->connection->log;
+
+        ngx_add_timer(&sub->timer, timeout);
+    }
+}
+
+
+/*
+ * fallback=: the target is open, overloaded or failed, so its fallback is
+ * called in its place.  The target's own outcome is accounted first (its
+ * breaker learns of the failure); the fallback's answer then appears under
+ * the target's name, marked in meta.
+ */
+
+static void
+ngx_http_fanout_fallback(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub)
+{
+    fanout_part_t               part;
+    ngx_http_fanout_target_t   *t;
+    ngx_http_fanout_attempt_t  *a;
+
+    t = sub->target;
+
+    if (t->fallback.len == 0 || sub->fallback || ctx->finished
+        || ctx->winner)
+    {
+        return;
+    }
+
+    if (!fanout_kind_falls_back(sub->part.kind)) {
+        /* a 4xx is the client's: another model would say the same */
+        return;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "fanout target \"%V\" %s: calling its fallback",
+                   &t->name, fanout_kind_name(sub->part.kind));
+
+    ngx_http_fanout_sub_account(ctx, sub);
+
+    ngx_http_fanout_stats_count(
+        sub->st,
+        NGX_HTTP_FANOUT_TGT_FALLBACK);
+
+    /* an attempt of its own, to another URI */
+    a = ngx_pcalloc(ctx->request->pool, sizeof(ngx_http_fanout_attempt_t));
+    if (a == NULL) {
+        return;
+    }
+
+    ngx_http_fanout_attempt_init(sub, a);
+
+    part = sub->part;
+
+    ngx_memzero(&sub->part, sizeof(fanout_part_t));
+    sub->part.name = part.name;
+    sub->part.weight = part.weight;
+    sub->part.fallback = 1;
+    ngx_str_null(&sub->content_type);
+
+    sub->done = 0;
+    sub->accounted = 0;
+    sub->fallback = 1;
+
+    /* the fallback's outcome is not the target's: its breaker skips it */
+    sub->verdict = FANOUT_BREAKER_REJECT;
+
+    ngx_http_fanout_call(ctx, sub, a, &t->fallback, &t->fallback_args);
+}
+
+
+/* from the targets' stage: targets that failed meanwhile */
+
+static void
+ngx_http_fanout_fallbacks(ngx_http_fanout_ctx_t *ctx)
+{
+    ngx_uint_t              i;
+    ngx_http_fanout_call_t  *sub;
+
+    for (i = 0; i < ctx->nsubs; i++) {
+        sub = &ctx->subs[i];
+
+        if (sub->done && !sub->fallback && sub->part.kind != FANOUT_OK
+            && !sub->part.cached)
+        {
+            ngx_http_fanout_fallback(ctx, sub);
+        }
+    }
+}
+
+
+/* an attempt ended (ngx_http_fanout_capture.c): its outcome is the call's */
+
+static void
+ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
+{
+    ngx_http_fanout_call_t  *sub;
+    ngx_http_fanout_ctx_t  *ctx;
+
+    sub = a->owner;
+    ctx = sub->ctx;
+
+    if (sub->done || a != sub->attempt) {
+        /* an attempt replaced by its fallback may still end: ignored */
+        return;
+    }
+
+    sub->done = 1;
+    sub->part.latency_ms = a->latency;
+    sub->part.kind = a->kind;
+    sub->part.status = a->result;
+    sub->content_type = a->content_type;
+
+    if (sub->timer.timer_set) {
+        ngx_del_timer(&sub->timer);
+    }
+
+    if (sub->part.kind == FANOUT_OK) {
+        /* a whole answer: validated in one pass, which finds the FIELD */
+        sub->part.body = (const char *) a->buf;
+        sub->part.body_len = a->len;
+
+        fanout_part_parse(&sub->part, (const char *) ctx->conf->field.data,
+                          ctx->conf->field.len);
+    }
+
+    ctx->pending--;
+
+    if (ctx->finished) {
+        return;
+    }
+
+    if (sub->part.kind == FANOUT_OK
+        && ctx->conf->merge == FANOUT_MERGE_FIRST
+        && ctx->winner == NULL)
+    {
+        ctx->winner = sub;
+    }
+
+    /*
+     * Only post the parent: running posted requests from here would run
+     * them inside this subrequest's finalization.
+     */
+
+    if (ctx->winner || ctx->pending == 0
+        || (sub->target->fallback.len && !sub->fallback
+            && sub->part.kind != FANOUT_OK))
+    {
+        /* the parent decides, or calls the fallback */
+        (void) ngx_http_post_request(ctx->request, NULL);
+    }
+}
+
+
+/* ends one call from an event handler of ours: a timer or a posted event */
+
+static void
+ngx_http_fanout_sub_end(ngx_http_fanout_call_t *sub, fanout_kind_e kind,
+    int status)
+{
+    ngx_connection_t       *c;
+    ngx_http_request_t     *r;
+    ngx_http_fanout_ctx_t  *ctx;
+
+    ctx = sub->ctx;
+    r = ctx->request;
+    c = r->connection;
+
+    if (sub->done || ctx->finished) {
+        return;
+    }
+
+    ngx_http_set_log_request(c->log, r);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "fanout target \"%V\" ended: %s",
+                   &sub->target->name, fanout_kind_name(kind));
+
+    if (sub->timer.timer_set) {
+        ngx_del_timer(&sub->timer);
+    }
+
+    sub->done = 1;
+    sub->part.kind = kind;
+    sub->part.status = status;
+    sub->part.latency_ms = sub->attempt
+                                 ? ngx_current_msec - sub->attempt->start : 0;
+    ctx->pending--;
+
+    if (sub->attempt) {
+        ngx_http_fanout_attempt_cut(sub->attempt);
+    }
+
+    ngx_http_fanout_resume(ctx, NGX_AGAIN);
+}
+
+
+static void
+ngx_http_fanout_sub_timeout(ngx_event_t *ev)
+{
+    ngx_http_fanout_sub_end(ev->data, FANOUT_TIMEOUT,
+                            NGX_HTTP_GATEWAY_TIME_OUT);
+}
+
+
+/* the capture gave up on the answer (too large, out of memory) */
+
+static void
+ngx_http_fanout_call_stopped(ngx_http_fanout_attempt_t *a)
+{
+    ngx_http_fanout_call_t  *sub;
+
+    sub = a->owner;
+
+    if (a != sub->attempt) {
+        return;
+    }
+
+    ngx_http_fanout_sub_end(sub, a->too_large ? FANOUT_TOO_LARGE
+                                              : FANOUT_UPSTREAM_ERROR,
+                            a->too_large ? a->status
+                                         : NGX_HTTP_BAD_GATEWAY);
+}
+
+
+/*
+ * The answer is decided: calls still running either missed the deadline
+ * or lost the race of "first"; end them so that they do not hold the
+ * client's connection.
+ */
+
+void
+ngx_http_fanout_cancel(ngx_http_fanout_ctx_t *ctx)
+{
+    ngx_uint_t              i;
+    ngx_http_fanout_call_t  *sub;
+
+    for (i = 0; i < ctx->nsubs; i++) {
+        sub = &ctx->subs[i];
+
+        if (sub->timer.timer_set) {
+            ngx_del_timer(&sub->timer);
+        }
+
+        if (!sub->done) {
+            sub->done = 1;
+            sub->part.latency_ms = sub->attempt
+                                   ? ngx_current_msec - sub->attempt->start
+                                   : 0;
+
+            if (ctx->winner) {
+                sub->cancelled = 1;
+
+            } else {
+                sub->part.kind = FANOUT_TIMEOUT;
+                sub->part.status = NGX_HTTP_GATEWAY_TIME_OUT;
+            }
+        }
+
+        if (sub->attempt) {
+            ngx_http_fanout_attempt_cut(sub->attempt);
+        }
+    }
+
+    ctx->pending = 0;
+}
+
+
+void
+ngx_http_fanout_sub_account(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub)
+{
+    ngx_http_fanout_stats_t  *st;
+
+    if (sub->accounted) {
+        return;
+    }
+
+    sub->accounted = 1;
+
+    if (ctx->conf->breaker && !sub->recorded) {
+        /* usually recorded already, with the others, under one lock */
+        ngx_http_fanout_breaker_record(ctx, sub);
+    }
+
+    st = sub->st;
+
+    if (sub->fallback) {
+        /* the target's own call was accounted before the fallback's */
+        if (sub->part.kind == FANOUT_OK && !sub->cancelled) {
+            ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_TGT_FALLBACK_OK);
+        }
+
+        return;
+    }
+
+    /* every path ends here once: answer, timeout, cut-off, client abort */
+    if (sub->inflight) {
+        sub->inflight = 0;
+        (void) ngx_atomic_fetch_add(&st->inflight, -1);
+    }
+
+    if (sub->part.cached) {
+        /* answered by the per-target cache: no call was made */
+        ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_TGT_CACHE_HIT);
+        return;
+    }
+
+    if (ctx->conf->cache && ctx->conf->cache->per_target
+        && ctx->target_keys)
+    {
+        ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_TGT_CACHE_MISS);
+    }
+
+    ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_TGT_REQUESTS);
+
+    if (sub->cancelled) {
+        ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_TGT_CANCELLED);
+        return;
+    }
+
+    ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_TGT_KIND + sub->part.kind);
+    ngx_http_fanout_stats_latency(st, sub->part.latency_ms);
+}
+
+

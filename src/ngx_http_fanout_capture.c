@@ -1,0 +1,453 @@
+/*
+ * Attempts: one subrequest each, of a target call or of a shadow, with
+ * its capture (the answer kept in memory, never sent to the client), its
+ * outcome as the capture saw it, and the way to cut it off.  Every
+ * attempt has the same post_subrequest handler, which hands the ended
+ * attempt to its owner (a call, a shadow) through the owner's callback:
+ * this file knows no owner.
+ */
+
+#include "ngx_http_fanout_module.h"
+
+
+static ngx_int_t ngx_http_fanout_attempt_done(ngx_http_request_t *sr,
+    void *data, ngx_int_t rc);
+static void ngx_http_fanout_attempt_stopped(ngx_event_t *ev);
+static void ngx_http_fanout_upstream_finalize(ngx_http_request_t *r,
+    ngx_int_t rc);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+
+/*
+ * One background subrequest of r (the client's request, or a shadow's
+ * copy of it) to uri.  The owner has set owner, ended, stopped, name and
+ * what; the caller sets the subrequest's method and headers.
+ */
+
+ngx_int_t
+ngx_http_fanout_attempt_start(ngx_http_request_t *r,
+    ngx_http_fanout_attempt_t *a, ngx_str_t *uri, ngx_str_t *args)
+{
+    ngx_http_request_t  *sr;
+
+    a->ps.handler = ngx_http_fanout_attempt_done;
+    a->ps.data = a;
+
+    a->stop.handler = ngx_http_fanout_attempt_stopped;
+    a->stop.data = a;
+    a->stop.log = r->connection->log;
+
+    a->start = ngx_current_msec;
+
+    if (ngx_http_subrequest(r, uri, args->len ? args : &r->args, &sr, &a->ps,
+                            NGX_HTTP_SUBREQUEST_BACKGROUND)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "fanout %s \"%V\": subrequest to \"%V\" failed",
+                      a->what, a->name, uri);
+        a->done = 1;
+        return NGX_ERROR;
+    }
+
+    a->sr = sr;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The post_subrequest handler: may run more than once for one attempt.
+ * Never NGX_ERROR here: it would terminate the client's request.
+ */
+
+static ngx_int_t
+ngx_http_fanout_attempt_done(ngx_http_request_t *sr, void *data,
+    ngx_int_t rc)
+{
+    ngx_http_fanout_attempt_t *a = data;
+
+    ngx_http_upstream_t  *u;
+    fanout_capture_t     *cap;
+
+    if (a->done || rc == NGX_AGAIN || sr != a->sr) {
+        /* ended already: cut off, or its owner gave up on it */
+        return NGX_OK;
+    }
+
+    a->done = 1;
+    a->sr = NULL;
+    a->latency = ngx_current_msec - a->start;
+
+    if (a->stop.posted) {
+        ngx_delete_posted_event(&a->stop);
+    }
+
+    u = sr->upstream;
+    cap = &a->capture;
+
+    cap->rc = (rc >= NGX_HTTP_SPECIAL_RESPONSE && rc <= 599) ? (int) rc : 0;
+    cap->status = a->status;
+    cap->header = a->header;
+    cap->complete = a->complete || sr->header_only;
+    cap->too_large = a->too_large;
+    cap->broken = a->broken;
+
+    /*
+     * The upstream ends a call that timed out with 504, which nginx turns
+     * into a plain end once the header is out: the wrapped finalizer keeps
+     * it.  A buffering upstream (a cached target location) ends it as 502
+     * like a reset: there, a read error after proxy_read_timeout of
+     * silence, give or take the lazy re-arming of nginx's timers, is one.
+     */
+    cap->read_timeout = (rc == NGX_HTTP_GATEWAY_TIME_OUT
+                         || a->upstream_rc == NGX_HTTP_GATEWAY_TIME_OUT
+                         || (u && u->conf && u->buffering && u->pipe
+                             && u->pipe->upstream_error
+                             && ngx_current_msec - a->last_read + 1
+                                + NGX_TIMER_LAZY_DELAY
+                                >= u->conf->read_timeout));
+
+    a->kind = fanout_capture_kind(cap, &a->result);
+
+    if (a->header && !cap->complete && !a->too_large && !a->broken) {
+        ngx_log_error(NGX_LOG_ERR, sr->connection->log, 0,
+                      "fanout %s \"%V\" answered %uz bytes and no more%s: "
+                      "the answer is not used", a->what, a->name, a->len,
+                      cap->read_timeout ? " (read timed out)" : "");
+
+    } else if (a->header && a->kind == FANOUT_UPSTREAM_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, sr->connection->log, 0,
+                      "fanout %s \"%V\" answered with status %d, not a "
+                      "final HTTP answer", a->what, a->name, cap->status);
+    }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
+                   "fanout %s \"%V\" done: %s, rc:%i", a->what, a->name,
+                   fanout_kind_name(a->kind), rc);
+
+    a->ended(a);
+
+    return NGX_OK;
+}
+
+
+/* the capture gave up on the answer: its owner ends it, from an event */
+
+static void
+ngx_http_fanout_attempt_stopped(ngx_event_t *ev)
+{
+    ngx_http_fanout_attempt_t *a = ev->data;
+
+    if (!a->done) {
+        a->stopped(a);
+    }
+}
+
+
+/*
+ * Ends an attempt its owner no longer waits for (a timeout, a lost race,
+ * the deadline): the upstream's own cleanup handler, which nginx runs when
+ * a client aborts, closes the upstream connection and finalizes the
+ * subrequest with NGX_DONE, which releases its reference to the main
+ * request without calling the post_subrequest handler.
+ */
+
+void
+ngx_http_fanout_attempt_cut(ngx_http_fanout_attempt_t *a)
+{
+    ngx_http_request_t   *sr;
+    ngx_http_upstream_t  *u;
+
+    if (a->stop.posted) {
+        ngx_delete_posted_event(&a->stop);
+    }
+
+    sr = a->sr;
+    a->done = 1;
+
+    if (sr == NULL || sr->done) {
+        return;
+    }
+
+    u = sr->upstream;
+
+    if (u == NULL || u->cleanup == NULL) {
+        /*
+         * Not (or no more) an upstream call, e.g. a location that is still
+         * in its access phase: it runs to its end, and its answer is
+         * ignored.
+         */
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
+                       "fanout %s \"%V\" cannot be cut off", a->what,
+                       a->name);
+        return;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
+                   "fanout %s \"%V\" cut off", a->what, a->name);
+
+    a->sr = NULL;
+
+    sr->write_event_handler = ngx_http_request_empty_handler;
+
+    (*u->cleanup)(sr);
+}
+
+
+/* the request ends: nothing of its attempts may run after it */
+
+void
+ngx_http_fanout_attempt_forget(ngx_http_fanout_attempt_t *a)
+{
+    if (a->stop.posted) {
+        ngx_delete_posted_event(&a->stop);
+    }
+}
+
+
+static ngx_http_fanout_attempt_t *
+ngx_http_fanout_capturing(ngx_http_request_t *r)
+{
+    /* post_subrequest survives internal redirects, unlike module ctx */
+
+    if (r == r->main || r->post_subrequest == NULL) {
+        return NULL;
+    }
+
+    /* ours: the one post_subrequest handler of every attempt */
+    if (r->post_subrequest->handler != ngx_http_fanout_attempt_done) {
+        return NULL;
+    }
+
+    return r->post_subrequest->data;
+}
+
+
+/*
+ * The capture gives up on an answer.  A body filter must not return
+ * NGX_ERROR for this: ngx_http_output_filter() would then mark the client's
+ * connection as broken.  The rest of the answer is swallowed and the call
+ * is cut off from a posted event, outside the upstream's own handlers.
+ */
+
+static void
+ngx_http_fanout_give_up(ngx_http_request_t *r, ngx_http_fanout_attempt_t *a)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (a->too_large) {
+        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "fanout %s \"%V\" answered more than %uz bytes; "
+                      "raise \"subrequest_output_buffer_size\" in location "
+                      "\"%V\"", a->what, a->name, a->limit, &clcf->name);
+    }
+
+    if (!a->stop.posted) {
+        ngx_post_event(&a->stop, &ngx_posted_events);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_fanout_header_filter(ngx_http_request_t *r)
+{
+    ngx_http_fanout_attempt_t       *a;
+    ngx_http_core_loc_conf_t    *clcf;
+
+    a = ngx_http_fanout_capturing(r);
+
+    if (a == NULL) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    r->header_sent = 1;
+
+    if (a->done || a->sr != r) {
+        return NGX_OK;
+    }
+
+    a->header = 1;
+    a->last_read = ngx_current_msec;
+    a->status = (int) r->headers_out.status;
+    a->content_type = r->headers_out.content_type;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+    a->limit = clcf->subrequest_output_buffer_size;
+
+    if (r->headers_out.content_length_n > (off_t) a->limit) {
+        a->too_large = 1;
+        ngx_http_fanout_give_up(r, a);
+        return NGX_OK;
+    }
+
+    /*
+     * A buffering upstream holds a background subrequest's answer until
+     * its end, spilling to temp files: take it as it comes instead, as
+     * "X-Accel-Buffering: no" does, unless the location caches it.
+     */
+
+    if (r->upstream && !r->upstream->cacheable && !r->upstream->store) {
+        r->upstream->buffering = 0;
+    }
+
+    if (r->upstream && r->upstream->finalize_request
+        && r->upstream->finalize_request != ngx_http_fanout_upstream_finalize)
+    {
+        a->upstream_finalize = r->upstream->finalize_request;
+        r->upstream->finalize_request = ngx_http_fanout_upstream_finalize;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * How the upstream ended the call: nginx finalizes a subrequest whose
+ * header is out with 0 whatever happened, so a read timeout after part of
+ * the body would look like any other cut.  The upstream modules' own
+ * finalizers (proxy, fastcgi, grpc...) only log; they still run.
+ */
+
+static void
+ngx_http_fanout_upstream_finalize(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_fanout_attempt_t  *a;
+
+    a = ngx_http_fanout_capturing(r);
+
+    if (a == NULL || a->upstream_finalize == NULL) {
+        return;
+    }
+
+    if (a->sr == r) {
+        a->upstream_rc = rc;
+    }
+
+    a->upstream_finalize(r, rc);
+}
+
+
+static ngx_int_t
+ngx_http_fanout_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    off_t                   size;
+    u_char                 *p;
+    size_t                  cap;
+    ssize_t                 n;
+    ngx_buf_t              *b;
+    ngx_chain_t            *cl;
+    ngx_http_fanout_attempt_t  *a;
+
+    a = ngx_http_fanout_capturing(r);
+
+    if (a == NULL) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+        size = ngx_buf_size(b);
+
+        if (a->sr == r && !a->done) {
+            /* only the end of the answer says it is whole */
+            if (b->last_buf || b->last_in_chain) {
+                a->complete = 1;
+            }
+
+            if (size) {
+                /* not the flush that ends a broken answer */
+                a->last_read = ngx_current_msec;
+            }
+        }
+
+        if (size == 0 || a->done || a->sr != r || a->too_large
+            || a->broken)
+        {
+            /* consumed: let the upstream reuse its buffers */
+            b->pos = b->last;
+            b->file_pos = b->file_last;
+            continue;
+        }
+
+        if ((off_t) (a->limit - a->len) < size) {
+            a->too_large = 1;
+            ngx_http_fanout_give_up(r, a);
+            b->pos = b->last;
+            b->file_pos = b->file_last;
+            continue;
+        }
+
+        if (a->len + size > a->cap) {
+            cap = ngx_max(a->cap * 2, 4096);
+
+            if (r->headers_out.content_length_n > 0) {
+                cap = ngx_max(cap, (size_t) r->headers_out.content_length_n);
+            }
+
+            cap = ngx_max(cap, a->len + (size_t) size);
+            cap = ngx_min(cap, a->limit);
+
+            p = ngx_pnalloc(r->pool, cap);
+            if (p == NULL) {
+                a->broken = 1;
+                ngx_http_fanout_give_up(r, a);
+                b->pos = b->last;
+                b->file_pos = b->file_last;
+                continue;
+            }
+
+            if (a->len) {
+                ngx_memcpy(p, a->buf, a->len);
+            }
+
+            if (a->buf) {
+                ngx_pfree(r->pool, a->buf);
+            }
+
+            a->buf = p;
+            a->cap = cap;
+        }
+
+        if (ngx_buf_in_memory(b)) {
+            ngx_memcpy(a->buf + a->len, b->pos, (size_t) size);
+            b->pos = b->last;
+
+        } else {
+            /* the upstream spilled to a temp file */
+            n = ngx_read_file(b->file, a->buf + a->len, (size_t) size,
+                              b->file_pos);
+
+            if (n != (ssize_t) size) {
+                a->broken = 1;
+                ngx_http_fanout_give_up(r, a);
+                b->file_pos = b->file_last;
+                continue;
+            }
+
+            b->file_pos = b->file_last;
+        }
+
+        a->len += (size_t) size;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_fanout_capture_init(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_fanout_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_fanout_body_filter;
+
+    return NGX_OK;
+}

@@ -98,3 +98,118 @@ fanout_kind_retries(fanout_kind_e kind, int status, unsigned on)
         return 0;
     }
 }
+
+
+uint64_t
+fanout_backoff(uint64_t base_ms, uint64_t max_ms, unsigned k, uint32_t rnd)
+{
+    uint64_t  cap;
+
+    cap = base_ms;
+
+    while (k-- && cap < max_ms) {
+        cap *= 2;
+    }
+
+    if (cap > max_ms) {
+        cap = max_ms;
+    }
+
+    /* uniform in [0, cap], without the modulo's bias beyond 2^-32 */
+    return (uint64_t) (((cap + 1) * (uint64_t) rnd) >> 32);
+}
+
+
+int64_t
+fanout_retry_after(const char *p, size_t len)
+{
+    size_t   i;
+    int64_t  s;
+
+    while (len && (*p == ' ' || *p == '\t')) {
+        p++;
+        len--;
+    }
+
+    while (len && (p[len - 1] == ' ' || p[len - 1] == '\t')) {
+        len--;
+    }
+
+    if (len == 0 || len > 9) {
+        /* empty, or more than 31 years: not a delay worth waiting for */
+        return -1;
+    }
+
+    for (s = 0, i = 0; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9') {
+            return -1;
+        }
+
+        s = s * 10 + (p[i] - '0');
+    }
+
+    return s * 1000;
+}
+
+
+/* the slots of the seconds since the newest one are emptied */
+
+static void
+fanout_budget_roll(fanout_budget_t *b, uint64_t now_ms)
+{
+    uint64_t  now, s;
+
+    now = now_ms / 1000;
+
+    if (now <= b->second) {
+        /* the same second, or a clock that went back: the newest slot */
+        return;
+    }
+
+    for (s = b->second + 1; s <= now && s <= b->second + FANOUT_BUDGET_SLOTS;
+         s++)
+    {
+        b->calls[s % FANOUT_BUDGET_SLOTS] = 0;
+        b->extra[s % FANOUT_BUDGET_SLOTS] = 0;
+    }
+
+    b->second = now;
+}
+
+
+void
+fanout_budget_call(fanout_budget_t *b, uint64_t now_ms)
+{
+    fanout_budget_roll(b, now_ms);
+
+    b->calls[b->second % FANOUT_BUDGET_SLOTS]++;
+}
+
+
+int
+fanout_budget_take(fanout_budget_t *b, uint64_t now_ms, uint32_t ratio,
+    uint32_t min_per_s)
+{
+    size_t    i;
+    uint64_t  calls, extra, allowed;
+
+    fanout_budget_roll(b, now_ms);
+
+    calls = 0;
+    extra = 0;
+
+    for (i = 0; i < FANOUT_BUDGET_SLOTS; i++) {
+        calls += b->calls[i];
+        extra += b->extra[i];
+    }
+
+    allowed = calls * ratio / 10000 + (uint64_t) min_per_s * FANOUT_BUDGET_SLOTS;
+
+    if (extra >= allowed) {
+        return 0;
+    }
+
+    b->extra[b->second % FANOUT_BUDGET_SLOTS]++;
+
+    return 1;
+}

@@ -11,6 +11,8 @@
 #define _FANOUT_CALL_H_INCLUDED_
 
 
+#include <stdint.h>
+
 #include "fanout_merge.h"
 
 
@@ -54,6 +56,45 @@ int fanout_kind_falls_back(fanout_kind_e kind);
 
 /* may an attempt that ended so be tried again, for on= */
 int fanout_kind_retries(fanout_kind_e kind, int status, unsigned on);
+
+/*
+ * Full jitter: the wait before retry k (0 for the first retry) is uniform
+ * in [0, min(max, base * 2^k)]; rnd is a random 32-bit number.
+ */
+uint64_t fanout_backoff(uint64_t base_ms, uint64_t max_ms, unsigned k,
+    uint32_t rnd);
+
+/*
+ * A Retry-After value (RFC 9110: delay-seconds, or an HTTP-date the
+ * caller has turned into seconds from now): its milliseconds, or -1 when
+ * it is not a number of seconds.
+ */
+int64_t fanout_retry_after(const char *p, size_t len);
+
+
+/*
+ * The budget of extra attempts (retries and hedges) to one target, over a
+ * sliding window of FANOUT_BUDGET_SLOTS seconds, shared by every worker
+ * (it lives in the zone, under its lock): extra attempts may add at most
+ * ratio (in hundredths of a percent) of the calls made in the window,
+ * plus min_per_s for each second of it, as Linkerd's and Envoy's retry
+ * budgets and the Gateway API's GEP-3388 do (20%, 10 s, 3/s).
+ */
+
+#define FANOUT_BUDGET_SLOTS  10
+
+typedef struct {
+    uint64_t    second;                     /* of the newest slot */
+    uint32_t    calls[FANOUT_BUDGET_SLOTS];
+    uint32_t    extra[FANOUT_BUDGET_SLOTS];
+} fanout_budget_t;
+
+/* a target's call (its first attempt) */
+void fanout_budget_call(fanout_budget_t *b, uint64_t now_ms);
+
+/* 1: an extra attempt may go, and is counted; 0: the budget is spent */
+int fanout_budget_take(fanout_budget_t *b, uint64_t now_ms, uint32_t ratio,
+    uint32_t min_per_s);
 
 
 #endif /* _FANOUT_CALL_H_INCLUDED_ */

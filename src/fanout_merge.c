@@ -787,6 +787,22 @@ fanout_merge_write(const fanout_merge_conf_t *conf, const fanout_part_t *parts,
         fanout_out_raw(o, "}", 1);
     }
 
+    /* fanout_retry: the calls that took more than one attempt */
+    for (i = 0, k = 0; i < n; i++) {
+        if (parts[i].attempts <= 1) {
+            continue;
+        }
+
+        fanout_out_cstr(o, k++ ? "," : ",\"attempts\":{");
+        fanout_out_string(o, parts[i].name, strlen(parts[i].name));
+        fanout_out_raw(o, ":", 1);
+        fanout_out_uint(o, parts[i].attempts);
+    }
+
+    if (k) {
+        fanout_out_raw(o, "}", 1);
+    }
+
     if (conf->cache_meta) {
         fanout_out_cstr(o, ",\"cache\":{");
 

@@ -48,6 +48,7 @@ typedef struct {
 
     fanout_span_t    field;        /* FIELD's value, by fanout_part_parse() */
     const char      *detail;       /* static text, for bad_field */
+    unsigned         attempts;     /* the call's tries: 0 or 1 when one */
     unsigned         cached:1;     /* from the per-target cache */
     unsigned         fallback:1;   /* answered by the target's fallback */
 } fanout_part_t;

@@ -607,6 +607,57 @@ ngx_http_fanout_breaker_record(ngx_http_fanout_ctx_t *ctx,
 }
 
 
+/*
+ * fanout_retry: the failed attempt of a call that would be tried again is
+ * recorded now, each attempt counting, and the next one asks the breaker
+ * again: NGX_DECLINED when it opened meanwhile (no retry: the failure
+ * stands, and goes to fallback= if there is one).
+ */
+
+ngx_int_t
+ngx_http_fanout_breaker_retry(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub)
+{
+    uint32_t                      old;
+    ngx_http_fanout_stats_t      *st;
+    fanout_breaker_change_e       change;
+    ngx_http_fanout_main_conf_t  *fmcf;
+
+    if (!ngx_http_fanout_breaker_on(ctx, sub) || sub->part.cached) {
+        return NGX_OK;
+    }
+
+    fmcf = ngx_http_get_module_main_conf(ctx->request, ngx_http_fanout_module);
+    st = sub->st;
+
+    ngx_shmtx_lock(&fmcf->shpool->mutex);
+
+    change = FANOUT_BREAKER_SAME;
+    old = st->breaker.state;
+
+    if (!sub->recorded && sub->verdict != FANOUT_BREAKER_REJECT) {
+        change = ngx_http_fanout_breaker_locked(ctx, sub, st, &old);
+    }
+
+    sub->verdict = fanout_breaker_allow(ctx->conf->breaker, &st->breaker,
+                                        ngx_current_msec);
+
+    ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+    ngx_http_fanout_breaker_changed(ctx, sub, st, old, change);
+
+    if (sub->verdict == FANOUT_BREAKER_REJECT) {
+        /* nothing more to record for this call */
+        sub->recorded = 1;
+        return NGX_DECLINED;
+    }
+
+    sub->recorded = 0;
+
+    return NGX_OK;
+}
+
+
 /* once the answer is decided: every call's outcome under one lock */
 
 void

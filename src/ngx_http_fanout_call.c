@@ -16,6 +16,11 @@ static void ngx_http_fanout_call_stopped(ngx_http_fanout_attempt_t *a);
 static void ngx_http_fanout_attempt_init(ngx_http_fanout_call_t *sub,
     ngx_http_fanout_attempt_t *a);
 static void ngx_http_fanout_deadline_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_fanout_call_retry(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub, ngx_http_fanout_attempt_t *a);
+static void ngx_http_fanout_call_again(ngx_event_t *ev);
+static void ngx_http_fanout_sub_end(ngx_http_fanout_call_t *sub,
+    fanout_kind_e kind, int status);
 static void ngx_http_fanout_fallbacks(ngx_http_fanout_ctx_t *ctx);
 static void ngx_http_fanout_sub_timeout(ngx_event_t *ev);
 static void ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx,
@@ -72,7 +77,8 @@ ngx_http_fanout_subs_init(ngx_http_fanout_ctx_t *ctx)
 ngx_int_t
 ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
 {
-    ngx_uint_t                 i;
+    ngx_uint_t                    i;
+    ngx_http_fanout_main_conf_t  *fmcf;
     ngx_http_request_t        *r;
     ngx_http_fanout_call_t     *sub;
     ngx_http_fanout_stats_t   *st;
@@ -128,7 +134,24 @@ ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
             sub->inflight = 1;
         }
 
+        sub->nattempts = 1;
         ngx_http_fanout_call(ctx, sub, &sub->first, &t->uri, &t->args);
+    }
+
+    if (ctx->conf->retry) {
+        /* the calls made, which the retry budget is a share of */
+        fmcf = ngx_http_get_module_main_conf(r, ngx_http_fanout_module);
+
+        ngx_shmtx_lock(&fmcf->shpool->mutex);
+
+        for (i = 0; i < ctx->nsubs; i++) {
+            if (ctx->subs[i].attempt == &ctx->subs[i].first) {
+                fanout_budget_call(&ctx->subs[i].st->budget,
+                                   ngx_current_msec);
+            }
+        }
+
+        ngx_shmtx_unlock(&fmcf->shpool->mutex);
     }
 
     return NGX_OK;
@@ -250,7 +273,10 @@ ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx, ngx_http_fanout_call_t *sub,
 
     timeout = sub->target->timeout;
 
-    if (timeout != NGX_CONF_UNSET_MSEC && timeout < ctx->conf->timeout) {
+    if (timeout != NGX_CONF_UNSET_MSEC && timeout < ctx->conf->timeout
+        && !sub->timer.timer_set)
+    {
+        /* one timeout= for all the retries of the call */
         sub->timer.handler = ngx_http_fanout_sub_timeout;
         sub->timer.data = sub;
         sub->timer.log = r->connection->log;
@@ -362,14 +388,14 @@ ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
     }
 
     sub->done = 1;
-    sub->part.latency_ms = a->latency;
     sub->part.kind = a->kind;
     sub->part.status = a->result;
+    sub->part.attempts = (unsigned) sub->nattempts;
     sub->content_type = a->content_type;
 
-    if (sub->timer.timer_set) {
-        ngx_del_timer(&sub->timer);
-    }
+    /* a retried call took all its attempts; a fallback is timed alone */
+    sub->part.latency_ms = sub->fallback ? a->latency
+                                         : ngx_current_msec - sub->first.start;
 
     if (sub->part.kind == FANOUT_OK) {
         /* a whole answer: validated in one pass, which finds the FIELD */
@@ -378,6 +404,20 @@ ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
 
         fanout_part_parse(&sub->part, (const char *) ctx->conf->field.data,
                           ctx->conf->field.len);
+    }
+
+    if (ctx->conf->retry && ngx_http_fanout_call_retry(ctx, sub, a) == NGX_OK)
+    {
+        /* tried again after its backoff: the call goes on */
+        return;
+    }
+
+    if (sub->timer.timer_set) {
+        ngx_del_timer(&sub->timer);
+    }
+
+    if (sub->part.kind == FANOUT_OK && sub->nattempts > 1 && !sub->fallback) {
+        ngx_http_fanout_stats_count(sub->st, NGX_HTTP_FANOUT_TGT_RETRIES_WON);
     }
 
     ctx->pending--;
@@ -408,6 +448,160 @@ ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
 }
 
 
+/*
+ * fanout_retry: a failed attempt is tried again, to the same URI, after a
+ * full-jitter backoff or the Retry-After of a 429/503, when on= names its
+ * failure, attempts= allows it, the wait ends before the target's
+ * timeout= and the deadline, the breaker is not open, and the target's
+ * budget has room.  NGX_OK: a retry is due.
+ */
+
+static ngx_int_t
+ngx_http_fanout_call_retry(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub, ngx_http_fanout_attempt_t *a)
+{
+    ngx_msec_t                     delay, left;
+    ngx_http_fanout_main_conf_t   *fmcf;
+    ngx_http_fanout_retry_conf_t  *rc;
+
+    rc = ctx->conf->retry;
+
+    if (sub->fallback || ctx->finished || ctx->winner
+        || sub->nattempts >= rc->attempts
+        || !fanout_kind_retries(sub->part.kind, sub->part.status, rc->on))
+    {
+        return NGX_DECLINED;
+    }
+
+    if (a->retry_after >= 0) {
+        delay = (ngx_msec_t) a->retry_after;
+
+    } else {
+        delay = (ngx_msec_t) fanout_backoff(rc->backoff, rc->max_backoff,
+                                            (unsigned) sub->nattempts - 1,
+                                            ((uint32_t) ngx_random() << 1)
+                                            ^ (uint32_t) ngx_random());
+    }
+
+    /* never past the deadline, nor the target's own timeout= */
+    left = ctx->deadline.timer_set
+           ? (ngx_msec_t) ctx->deadline.timer.key - ngx_current_msec : 0;
+
+    if (sub->timer.timer_set
+        && (ngx_msec_t) sub->timer.timer.key - ngx_current_msec < left)
+    {
+        left = (ngx_msec_t) sub->timer.timer.key - ngx_current_msec;
+    }
+
+    if (delay >= left) {
+        ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
+                      "fanout target \"%V\" %s: not retried, %s of %M ms "
+                      "would pass the deadline", &sub->target->name,
+                      fanout_kind_name(sub->part.kind),
+                      a->retry_after >= 0 ? "its Retry-After" : "a backoff",
+                      delay);
+        return NGX_DECLINED;
+    }
+
+    /* each attempt counts for the breaker; an open one stops retries */
+    if (ctx->conf->breaker
+        && ngx_http_fanout_breaker_retry(ctx, sub) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    /* the budget, shared by the workers, keeps an outage from doubling */
+    fmcf = ngx_http_get_module_main_conf(ctx->request, ngx_http_fanout_module);
+
+    ngx_shmtx_lock(&fmcf->shpool->mutex);
+
+    if (!fanout_budget_take(&sub->st->budget, ngx_current_msec,
+                            (uint32_t) rc->budget, (uint32_t) rc->min_per_s))
+    {
+        ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+        ngx_http_fanout_stats_count(sub->st,
+                                    NGX_HTTP_FANOUT_TGT_RETRY_DENIED);
+        ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
+                      "fanout target \"%V\" %s: not retried, its retry "
+                      "budget is spent", &sub->target->name,
+                      fanout_kind_name(sub->part.kind));
+        return NGX_DECLINED;
+    }
+
+    ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+    ngx_http_fanout_stats_count(sub->st, NGX_HTTP_FANOUT_TGT_RETRIES);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "fanout target \"%V\" %s: retry in %M ms",
+                   &sub->target->name, fanout_kind_name(sub->part.kind),
+                   delay);
+
+    sub->done = 0;
+
+    sub->retry.handler = ngx_http_fanout_call_again;
+    sub->retry.data = sub;
+    sub->retry.log = ctx->request->connection->log;
+
+    ngx_add_timer(&sub->retry, delay ? delay : 1);
+
+    return NGX_OK;
+}
+
+
+/* the backoff is over: the next attempt */
+
+static void
+ngx_http_fanout_call_again(ngx_event_t *ev)
+{
+    ngx_http_fanout_call_t     *sub = ev->data;
+
+    ngx_connection_t           *c;
+    ngx_http_fanout_ctx_t      *ctx;
+    ngx_http_fanout_attempt_t  *a;
+
+    ctx = sub->ctx;
+    c = ctx->request->connection;
+
+    if (sub->done || ctx->finished) {
+        return;
+    }
+
+    ngx_http_set_log_request(c->log, ctx->request);
+
+    a = ngx_pcalloc(ctx->request->pool, sizeof(ngx_http_fanout_attempt_t));
+    if (a == NULL) {
+        ngx_http_fanout_sub_end(sub, FANOUT_UPSTREAM_ERROR,
+                                NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_http_fanout_attempt_init(sub, a);
+
+    sub->nattempts++;
+    sub->part.body = NULL;
+    sub->part.body_len = 0;
+    sub->part.field.p = NULL;
+    sub->part.field.len = 0;
+    sub->part.detail = NULL;
+
+    /* the call was pending all along: the attempt counts it again */
+    ctx->pending--;
+
+    ngx_http_fanout_call(ctx, sub, a, &sub->target->uri, &sub->target->args);
+
+    if (sub->done) {
+        /* it could not even start */
+        ngx_http_fanout_resume(ctx, NGX_AGAIN);
+        return;
+    }
+
+    /* the subrequest was posted: it runs now, not at the next event */
+    ngx_http_run_posted_requests(c);
+}
+
+
 /* ends one call from an event handler of ours: a timer or a posted event */
 
 static void
@@ -434,6 +628,10 @@ ngx_http_fanout_sub_end(ngx_http_fanout_call_t *sub, fanout_kind_e kind,
 
     if (sub->timer.timer_set) {
         ngx_del_timer(&sub->timer);
+    }
+
+    if (sub->retry.timer_set) {
+        ngx_del_timer(&sub->retry);
     }
 
     sub->done = 1;
@@ -496,6 +694,10 @@ ngx_http_fanout_cancel(ngx_http_fanout_ctx_t *ctx)
 
         if (sub->timer.timer_set) {
             ngx_del_timer(&sub->timer);
+        }
+
+        if (sub->retry.timer_set) {
+            ngx_del_timer(&sub->retry);
         }
 
         if (!sub->done) {

@@ -41,6 +41,7 @@ ngx_http_fanout_attempt_start(ngx_http_request_t *r,
     a->stop.log = r->connection->log;
 
     a->start = ngx_current_msec;
+    a->retry_after = -1;
 
     if (ngx_http_subrequest(r, uri, args->len ? args : &r->args, &sr, &a->ps,
                             NGX_HTTP_SUBREQUEST_BACKGROUND)
@@ -254,6 +255,58 @@ ngx_http_fanout_give_up(ngx_http_request_t *r, ngx_http_fanout_attempt_t *a)
 }
 
 
+/* Retry-After of a 429 or 503, in ms from now (delay-seconds or a date) */
+
+static ngx_msec_int_t
+ngx_http_fanout_retry_after(ngx_http_request_t *r)
+{
+    time_t            t;
+    int64_t           ms;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return -1;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0
+            || h[i].key.len != sizeof("Retry-After") - 1
+            || ngx_strncasecmp(h[i].key.data, (u_char *) "Retry-After",
+                               sizeof("Retry-After") - 1)
+               != 0)
+        {
+            continue;
+        }
+
+        ms = fanout_retry_after((const char *) h[i].value.data,
+                                h[i].value.len);
+        if (ms >= 0) {
+            return (ngx_msec_int_t) ms;
+        }
+
+        t = ngx_parse_http_time(h[i].value.data, h[i].value.len);
+        if (t == NGX_ERROR) {
+            return -1;
+        }
+
+        return (t > ngx_time()) ? (ngx_msec_int_t) (t - ngx_time()) * 1000
+                                : 0;
+    }
+}
+
+
 static ngx_int_t
 ngx_http_fanout_header_filter(ngx_http_request_t *r)
 {
@@ -279,6 +332,12 @@ ngx_http_fanout_header_filter(ngx_http_request_t *r)
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
     a->limit = clcf->subrequest_output_buffer_size;
+
+    if (a->status == NGX_HTTP_TOO_MANY_REQUESTS
+        || a->status == NGX_HTTP_SERVICE_UNAVAILABLE)
+    {
+        a->retry_after = ngx_http_fanout_retry_after(r);
+    }
 
     if (r->headers_out.content_length_n > (off_t) a->limit) {
         a->too_large = 1;

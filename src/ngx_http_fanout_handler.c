@@ -273,6 +273,10 @@ ngx_http_fanout_cleanup(void *data)
             ngx_del_timer(&sub->timer);
         }
 
+        if (sub->retry.timer_set) {
+            ngx_del_timer(&sub->retry);
+        }
+
         ngx_http_fanout_attempt_forget(&sub->first);
 
         if (sub->attempt) {

@@ -105,6 +105,13 @@ static ngx_command_t  ngx_http_fanout_commands[] = {
       0,
       NULL },
 
+    { ngx_string("fanout_retry"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_ANY,
+      ngx_http_fanout_retry,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("fanout_breaker"),
       NGX_HTTP_LOC_CONF|NGX_CONF_ANY,
       ngx_http_fanout_breaker,
@@ -269,6 +276,7 @@ ngx_http_fanout_create_loc_conf(ngx_conf_t *cf)
     flcf->quorum = NGX_CONF_UNSET_UINT;
     flcf->timeout = NGX_CONF_UNSET_MSEC;
     flcf->cache = NGX_CONF_UNSET_PTR;
+    flcf->retry = NGX_CONF_UNSET_PTR;
     flcf->cache_bypass = NGX_CONF_UNSET_PTR;
 
     return flcf;
@@ -298,6 +306,7 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 60000);
     ngx_conf_merge_ptr_value(conf->cache, prev->cache, NULL);
+    ngx_conf_merge_ptr_value(conf->retry, prev->retry, NULL);
     ngx_conf_merge_ptr_value(conf->cache_bypass, prev->cache_bypass, NULL);
 
     /* targets belong to their own location: they are not inherited */

@@ -20,6 +20,7 @@
 
 #define NGX_HTTP_FANOUT_WEIGHT_ONE     1000     /* weight=1, fixed point */
 #define NGX_HTTP_FANOUT_MAX_TARGETS    32
+#define NGX_HTTP_FANOUT_MAX_ATTEMPTS   10     /* fanout_retry attempts= */
 
 /* work on more bytes than this takes a millisecond or more: after it,
  * nginx's clock is updated so that the timers that follow are right */
@@ -55,6 +56,17 @@ typedef struct {
 } ngx_http_fanout_target_t;
 
 
+/* fanout_retry: a failed attempt of a call is tried again */
+typedef struct {
+    ngx_uint_t                  attempts;      /* in all, the first one too */
+    ngx_uint_t                  on;            /* FANOUT_RETRY_* */
+    ngx_msec_t                  backoff;
+    ngx_msec_t                  max_backoff;
+    ngx_uint_t                  budget;        /* hundredths of a percent */
+    ngx_uint_t                  min_per_s;     /* min_retries=N/s */
+} ngx_http_fanout_retry_conf_t;
+
+
 typedef struct {
     ngx_array_t                *targets;       /* ngx_http_fanout_target_t */
     ngx_uint_t                  merge;         /* fanout_merge_mode_e */
@@ -75,6 +87,7 @@ typedef struct {
     ngx_array_t                *cache_bypass;  /* predicates */
     ngx_array_t                *limits;        /* ngx_http_fanout_limit_t */
     fanout_breaker_conf_t      *breaker;       /* NULL: none */
+    ngx_http_fanout_retry_conf_t  *retry;      /* NULL: off */
     ngx_http_fanout_split_conf_t  *split;      /* NULL: none */
     ngx_array_t                *shadows;       /* fanout_shadow */
     u_char                     *shadow_file;   /* the first one's */
@@ -151,6 +164,7 @@ struct ngx_http_fanout_attempt_s {
     ngx_msec_t                  start;
     ngx_msec_t                  last_read;     /* the answer's latest bytes */
     ngx_msec_t                  latency;
+    ngx_msec_int_t              retry_after;   /* of a 429/503, or -1 */
 
     /* the answer, as captured */
     int                         status;
@@ -185,7 +199,9 @@ typedef struct {
     ngx_http_fanout_stats_t    *st;            /* the target's counters */
     ngx_http_fanout_attempt_t   first;         /* the target's own */
     ngx_http_fanout_attempt_t  *attempt;       /* the latest, or NULL */
+    ngx_uint_t                  nattempts;     /* of the target's URI */
     ngx_event_t                 timer;         /* the target's timeout= */
+    ngx_event_t                 retry;         /* fanout_retry's backoff */
 
     ngx_str_t                   content_type;  /* of the answer it took */
     fanout_part_t               part;          /* status, body, outcome */
@@ -346,6 +362,9 @@ char *ngx_http_fanout_quorum(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_fanout_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_fanout_breaker(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_fanout_retry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_fanout_breaker_retry(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub);
 ngx_int_t ngx_http_fanout_breaker_register(ngx_conf_t *cf,
     ngx_http_fanout_loc_conf_t *flcf);
 ngx_int_t ngx_http_fanout_breaker_init_process(ngx_cycle_t *cycle);

@@ -10,6 +10,7 @@
 
 #include "ngx_http_fanout_module.h"
 #include "fanout_breaker.h"
+#include "fanout_call.h"
 
 
 /* latency histogram bounds, ms; one more bucket counts the rest (+Inf) */
@@ -48,6 +49,9 @@ typedef enum {
     NGX_HTTP_FANOUT_TGT_CACHE_MISS,
     NGX_HTTP_FANOUT_TGT_FALLBACK,      /* fallback= called instead */
     NGX_HTTP_FANOUT_TGT_FALLBACK_OK,   /* and it answered */
+    NGX_HTTP_FANOUT_TGT_RETRIES,       /* fanout_retry: attempts again */
+    NGX_HTTP_FANOUT_TGT_RETRIES_WON,   /* calls a retry answered */
+    NGX_HTTP_FANOUT_TGT_RETRY_DENIED,  /* retries the budget refused */
     NGX_HTTP_FANOUT_TGT_NCOUNTERS
 } ngx_http_fanout_tgt_counter_e;
 
@@ -109,6 +113,7 @@ typedef enum {
 struct ngx_http_fanout_stats_s {
     ngx_http_fanout_stats_t    *next;
     fanout_breaker_t            breaker;   /* a target's, under the lock */
+    fanout_budget_t             budget;    /* its retries', under the lock */
     ngx_atomic_t                inflight;  /* a target's calls under way */
     ngx_atomic_t                counters[NGX_HTTP_FANOUT_NCOUNTERS];
     ngx_atomic_t                latency_sum;

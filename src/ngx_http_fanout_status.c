@@ -199,7 +199,9 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
 
             p = ngx_sprintf(p, ",\"cancelled\":%uA,\"cache_hit\":%uA,"
                             "\"cache_miss\":%uA,\"fallback\":%uA,"
-                            "\"fallback_ok\":%uA,\"breaker\":{\"state\":\"%s\","
+                            "\"fallback_ok\":%uA,\"retries\":%uA,"
+                            "\"retries_won\":%uA,\"retry_budget_denied\":%uA,"
+                            "\"breaker\":{\"state\":\"%s\","
                             "\"consecutive_failures\":%uD,\"error_rate\":%uD,"
                             "\"window_requests\":%uD,\"cooldown_ms\":%uL,"
                             "\"retry_in_ms\":%uL,\"learned\":%s},"
@@ -209,6 +211,9 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
                             st->counters[NGX_HTTP_FANOUT_TGT_CACHE_MISS],
                             st->counters[NGX_HTTP_FANOUT_TGT_FALLBACK],
                             st->counters[NGX_HTTP_FANOUT_TGT_FALLBACK_OK],
+                            st->counters[NGX_HTTP_FANOUT_TGT_RETRIES],
+                            st->counters[NGX_HTTP_FANOUT_TGT_RETRIES_WON],
+                            st->counters[NGX_HTTP_FANOUT_TGT_RETRY_DENIED],
                             fanout_breaker_state_name(breaker.state),
                             breaker.consecutive, rate, requests,
                             breaker.cooldown_ms,
@@ -537,6 +542,28 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
     }
 
     p = ngx_sprintf(p,
+        "# HELP fanout_target_retries_total fanout_retry: attempts tried "
+        "again (tried), calls a retry answered (won), retries the budget "
+        "refused (denied).\n"
+        "# TYPE fanout_target_retries_total counter\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        tgt = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            for (k = 0; k < 3; k++) {
+                p = ngx_sprintf(p, "fanout_target_retries_total");
+                p = ngx_http_fanout_prom_labels(p, &loc[i].name,
+                                                &tgt[j].name);
+                p = ngx_sprintf(p, ",result=\"%s\"} %uA\n",
+                       k == 0 ? "tried" : k == 1 ? "won" : "denied",
+                       tgt[j].node->counters[NGX_HTTP_FANOUT_TGT_RETRIES
+                                             + k]);
+            }
+        }
+    }
+
+    p = ngx_sprintf(p,
         "# HELP fanout_target_cache_total Per-target cache lookups "
         "(level=target).\n"
         "# TYPE fanout_target_cache_total counter\n");
@@ -611,7 +638,7 @@ ngx_http_fanout_status_size(ngx_http_fanout_main_conf_t *fmcf)
 
         for (j = 0; j < loc[i].targets.nelts; j++) {
             names = 6 * (loc[i].name.len + tgt[j].name.len);
-            size += (NGX_HTTP_FANOUT_NBUCKETS + FANOUT_NKINDS + 16)
+            size += (NGX_HTTP_FANOUT_NBUCKETS + FANOUT_NKINDS + 24)
                     * (128 + names);
         }
 

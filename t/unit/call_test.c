@@ -127,11 +127,116 @@ test_policy(void)
 }
 
 
+static void
+test_backoff(void)
+{
+    int       over, under;
+    uint64_t  d, max0, max3, maxcap;
+    uint32_t  r;
+    unsigned  i;
+
+    ok(fanout_backoff(25, 250, 0, 0) == 0, "backoff: from 0");
+    ok(fanout_backoff(25, 250, 0, 0xffffffff) == 25, "backoff: to base");
+    ok(fanout_backoff(25, 250, 2, 0xffffffff) == 100, "backoff: base * 2^k");
+    ok(fanout_backoff(25, 250, 5, 0xffffffff) == 250
+       && fanout_backoff(25, 250, 60, 0xffffffff) == 250,
+       "backoff: capped at max, even for a huge k");
+
+    over = 0;
+    under = 0;
+    max0 = 0;
+    max3 = 0;
+    maxcap = 0;
+    r = 12345;
+
+    for (i = 0; i < 100000; i++) {
+        r = r * 1103515245 + 12345;
+        d = fanout_backoff(25, 250, 0, r);
+        max0 = d > max0 ? d : max0;
+        over += (d > 25);
+        under += (d < 13);
+        d = fanout_backoff(25, 250, 3, r);
+        max3 = d > max3 ? d : max3;
+        d = fanout_backoff(25, 250, 10, r);
+        maxcap = d > maxcap ? d : maxcap;
+    }
+
+    ok(over == 0 && max0 == 25 && max3 == 200 && maxcap == 250,
+       "full jitter stays in [0, min(max, base * 2^k)]");
+    ok(under > 45000 && under < 55000, "and is spread over it");
+
+    ok(fanout_retry_after("2", 1) == 2000, "Retry-After: 2");
+    ok(fanout_retry_after(" 120 ", 5) == 120000, "Retry-After: spaces");
+    ok(fanout_retry_after("0", 1) == 0, "Retry-After: 0");
+    ok(fanout_retry_after("1.5", 3) == -1 && fanout_retry_after("-1", 2) == -1
+       && fanout_retry_after("", 0) == -1
+       && fanout_retry_after("9999999999", 10) == -1
+       && fanout_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 29) == -1,
+       "Retry-After: not seconds");
+}
+
+
+static void
+test_budget(void)
+{
+    int              n;
+    unsigned         i;
+    uint64_t         t;
+    fanout_budget_t  b;
+
+    memset(&b, 0, sizeof(b));
+    t = 1000000;
+
+    /* no calls yet: only the floor of 3/s over 10 s */
+    for (n = 0, i = 0; i < 100; i++) {
+        n += fanout_budget_take(&b, t, 2000, 3);
+    }
+
+    ok(n == 30, "budget: min_retries 3/s gives 30 over the window");
+
+    memset(&b, 0, sizeof(b));
+
+    for (i = 0; i < 1000; i++) {
+        fanout_budget_call(&b, t);
+    }
+
+    for (n = 0, i = 0; i < 1000; i++) {
+        n += fanout_budget_take(&b, t, 2000, 3);
+    }
+
+    ok(n == 230, "budget: 20% of 1000 calls plus 30");
+
+    /* 11 s later the window has forgotten them */
+    for (n = 0, i = 0; i < 1000; i++) {
+        n += fanout_budget_take(&b, t + 11000, 2000, 0);
+    }
+
+    ok(n == 0, "budget: a window later, no calls, no floor: nothing");
+
+    /* a steady stream: 100 calls a second, each retried if it may */
+    memset(&b, 0, sizeof(b));
+
+    for (n = 0, t = 0; t < 60000; t += 10) {
+        fanout_budget_call(&b, t);
+        n += fanout_budget_take(&b, t, 2000, 3);
+    }
+
+    ok(n <= 6000 * 20 / 100 + 3 * 60 + 30 && n >= 6000 * 20 / 100,
+       "budget: 60 s of an outage at 100 calls/s: retries <= 20% + 3/s");
+
+    /* a clock that goes back does not wipe the window */
+    n = fanout_budget_take(&b, 1000, 2000, 0);
+    ok(n == 0, "budget: a clock going back keeps the count");
+}
+
+
 int
 main(void)
 {
     test_capture();
     test_policy();
+    test_backoff();
+    test_budget();
 
     return done_testing();
 }

@@ -375,6 +375,32 @@ test_mean(void)
 
 
 static void
+test_attempts(void)
+{
+    int            status;
+    fanout_part_t  p[3];
+
+    field = NULL;
+    p[0] = part("a", 1, 200, "{}");
+    p[1] = part("b", 1, 200, "{}");
+    p[2] = failed("c", FANOUT_HTTP_5XX, 503);
+    p[1].attempts = 3;
+    p[2].attempts = 2;
+    p[0].attempts = 1;
+
+    merge(FANOUT_MERGE_ALL, 1, p, 3, &status);
+    is_str(dump(get(text, "meta", "attempts", NULL)), "{\"b\":3,\"c\":2}",
+           "meta.attempts: the calls retried, with their tries");
+
+    p[1].attempts = 0;
+    p[2].attempts = 1;
+    merge(FANOUT_MERGE_ALL, 1, p, 3, &status);
+    ok(get(text, "meta", "attempts", NULL) == NULL,
+       "no meta.attempts when nothing was retried");
+}
+
+
+static void
 test_vote(void)
 {
     int            status;
@@ -513,6 +539,7 @@ main(void)
     test_all();
     test_mean();
     test_vote();
+    test_attempts();
 
     /* free what the helpers keep */
     get("{}", "x", NULL, NULL);

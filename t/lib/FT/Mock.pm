@@ -9,6 +9,10 @@ package FT::Mock;
 #   mode=M      normal | echo | empty | truncate | big | slowbody | hang
 #               | close | gzip-ish (see answer() below)
 #   bytes=N     body size for mode=big
+#   flaky=N     the first N calls with a given body answer flaky_status
+#               (default 503), the later ones as usual: a model that fails
+#               then recovers, whatever process serves the retry
+#   retry_after=V   a Retry-After: V header on the answer
 #
 # Every request is logged as one JSON line to $log: arrival time, method,
 # URI, body length and SHA-1, and the request headers.
@@ -156,6 +160,7 @@ sub send_response {
 
     my $len = $x{length} // length $body;
     my $head = "HTTP/1.1 $status X\r\nContent-Type: $ctype\r\n"
+             . ($x{retry_after} ? "Retry-After: $x{retry_after}\r\n" : '')
              . "Content-Length: $len\r\nConnection: keep-alive\r\n\r\n";
 
     print $c $head . $body;
@@ -168,6 +173,20 @@ sub answer {
     my $status = $b->{status} // 200;
     my $ctype = $b->{ctype} // 'application/json';
     my $body = $b->{body} // '{"label":"cat","score":0.5}';
+
+    if ($b->{flaky}) {
+        # the calls with this body so far, counted by exclusive files
+        my $dir = "$b->{log}.flaky";
+        mkdir $dir;
+        my $key = sha1_hex($req->{body});
+        my $i = 0;
+        $i++ until sysopen(my $fh, "$dir/$key.$i",
+                           POSIX::O_CREAT() | POSIX::O_EXCL() | POSIX::O_WRONLY());
+        if ($i < $b->{flaky}) {
+            $status = $b->{flaky_status} // 503;
+            $body = '{"error":"flaky"}';
+        }
+    }
 
     if ($mode eq 'echo') {
         $body = encode_json({
@@ -267,7 +286,8 @@ sub answer {
         return 0;
     }
 
-    send_response($c, $status, $ctype, $body);
+    send_response($c, $status, $ctype, $body,
+                  $b->{retry_after} ? (retry_after => $b->{retry_after}) : ());
     return 1;
 }
 

@@ -2,6 +2,8 @@
  * A target call's outcome and what it leads to (see fanout_call.h).
  */
 
+#include <string.h>
+
 #include "fanout_call.h"
 
 
@@ -212,4 +214,117 @@ fanout_budget_take(fanout_budget_t *b, uint64_t now_ms, uint32_t ratio,
     b->extra[b->second % FANOUT_BUDGET_SLOTS]++;
 
     return 1;
+}
+
+
+/* bucket i holds latencies up to fanout_window_bounds[i] ms */
+
+static const uint64_t  fanout_window_bounds[FANOUT_WINDOW_BUCKETS] = {
+    1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 18, 22, 27, 33, 41, 51, 63, 78, 97,
+    121, 151, 188, 235, 293, 366, 457, 571, 713, 891, 1113, 1391, 1738,
+    2172, 2715, 3393, 4241, 5301, 6626, 8282, 10352, 12940, 16175, 20218,
+    25272, 31590, 39487, 49358, 61697, 77121, 96401, 120501, 150626, 188282,
+    235352, 294190, 367737, 459671, 574588, 718235,
+    UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX
+};
+
+
+uint64_t
+fanout_window_bound(size_t bucket)
+{
+    return fanout_window_bounds[bucket < FANOUT_WINDOW_BUCKETS
+                                ? bucket : FANOUT_WINDOW_BUCKETS - 1];
+}
+
+
+size_t
+fanout_window_bucket(uint64_t ms)
+{
+    size_t  lo, hi, mid;
+
+    lo = 0;
+    hi = FANOUT_WINDOW_BUCKETS - 1;
+
+    /* the first bound at or above ms */
+    while (lo < hi) {
+        mid = (lo + hi) / 2;
+
+        if (fanout_window_bounds[mid] >= ms) {
+            hi = mid;
+
+        } else {
+            lo = mid + 1;
+        }
+    }
+
+    return lo;
+}
+
+
+static void
+fanout_window_roll(fanout_window_t *w, uint64_t now_ms, uint64_t slot_ms)
+{
+    uint64_t  slot;
+
+    slot = now_ms / slot_ms;
+
+    if (slot <= w->slot) {
+        return;
+    }
+
+    if (slot == w->slot + 1) {
+        /* the current slot becomes the one before; the new one is empty */
+        w->n[slot % 2] = 0;
+        memset(w->counts[slot % 2], 0, sizeof(w->counts[0]));
+
+    } else {
+        memset(w->n, 0, sizeof(w->n));
+        memset(w->counts, 0, sizeof(w->counts));
+    }
+
+    w->slot = slot;
+}
+
+
+void
+fanout_window_add(fanout_window_t *w, uint64_t now_ms, uint64_t slot_ms,
+    uint64_t ms)
+{
+    fanout_window_roll(w, now_ms, slot_ms);
+
+    w->n[w->slot % 2]++;
+    w->counts[w->slot % 2][fanout_window_bucket(ms)]++;
+}
+
+
+uint64_t
+fanout_window_quantile(fanout_window_t *w, uint64_t now_ms, uint64_t slot_ms,
+    unsigned per_mille, uint32_t *samples)
+{
+    size_t    i;
+    uint64_t  n, rank, seen;
+
+    fanout_window_roll(w, now_ms, slot_ms);
+
+    n = (uint64_t) w->n[0] + w->n[1];
+    *samples = (uint32_t) n;
+
+    if (n == 0) {
+        return 0;
+    }
+
+    /* the smallest value with at least per_mille of the samples at or
+     * under it */
+    rank = (n * per_mille + 999) / 1000;
+    rank = rank ? rank : 1;
+
+    for (seen = 0, i = 0; i < FANOUT_WINDOW_BUCKETS; i++) {
+        seen += (uint64_t) w->counts[0][i] + w->counts[1][i];
+
+        if (seen >= rank) {
+            return fanout_window_bounds[i];
+        }
+    }
+
+    return fanout_window_bounds[FANOUT_WINDOW_BUCKETS - 1];
 }

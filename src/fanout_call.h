@@ -97,4 +97,34 @@ int fanout_budget_take(fanout_budget_t *b, uint64_t now_ms, uint32_t ratio,
     uint32_t min_per_s);
 
 
+/*
+ * Recent latencies of a target, for fanout_hedge after=pN: a histogram of
+ * log-scale buckets (each 25% wider than the one before, from 1 ms to
+ * 12 minutes), over a window of two slots: the current one and the
+ * one before it, so that it always holds between one and two slots' worth
+ * of answers.  A quantile is the upper bound of its bucket: at most 25%
+ * over the true value, never under it.  Adding and reading are linear in
+ * FANOUT_WINDOW_BUCKETS, under the zone's lock.
+ */
+
+#define FANOUT_WINDOW_BUCKETS  64
+
+typedef struct {
+    uint64_t    slot;                       /* now / slot_ms, the newest */
+    uint32_t    n[2];
+    uint32_t    counts[2][FANOUT_WINDOW_BUCKETS];
+} fanout_window_t;
+
+/* the upper bound, in ms, of the bucket of a latency */
+uint64_t fanout_window_bound(size_t bucket);
+size_t fanout_window_bucket(uint64_t ms);
+
+void fanout_window_add(fanout_window_t *w, uint64_t now_ms,
+    uint64_t slot_ms, uint64_t ms);
+
+/* the per_mille-th quantile (950: p95) and the samples it comes from */
+uint64_t fanout_window_quantile(fanout_window_t *w, uint64_t now_ms,
+    uint64_t slot_ms, unsigned per_mille, uint32_t *samples);
+
+
 #endif /* _FANOUT_CALL_H_INCLUDED_ */

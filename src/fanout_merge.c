@@ -787,6 +787,21 @@ fanout_merge_write(const fanout_merge_conf_t *conf, const fanout_part_t *parts,
         fanout_out_raw(o, "}", 1);
     }
 
+    /* fanout_hedge: the calls a backup answered */
+    for (i = 0, k = 0; i < n; i++) {
+        if (!parts[i].hedged) {
+            continue;
+        }
+
+        fanout_out_cstr(o, k++ ? "," : ",\"hedged\":{");
+        fanout_out_string(o, parts[i].name, strlen(parts[i].name));
+        fanout_out_cstr(o, ":true");
+    }
+
+    if (k) {
+        fanout_out_raw(o, "}", 1);
+    }
+
     /* fanout_retry: the calls that took more than one attempt */
     for (i = 0, k = 0; i < n; i++) {
         if (parts[i].attempts <= 1) {

@@ -51,6 +51,7 @@ typedef struct {
     unsigned         attempts;     /* the call's tries: 0 or 1 when one */
     unsigned         cached:1;     /* from the per-target cache */
     unsigned         fallback:1;   /* answered by the target's fallback */
+    unsigned         hedged:1;     /* answered by a fanout_hedge backup */
 } fanout_part_t;
 
 

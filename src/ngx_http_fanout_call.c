@@ -23,9 +23,13 @@ static void ngx_http_fanout_sub_end(ngx_http_fanout_call_t *sub,
     fanout_kind_e kind, int status);
 static void ngx_http_fanout_fallbacks(ngx_http_fanout_ctx_t *ctx);
 static void ngx_http_fanout_sub_timeout(ngx_event_t *ev);
-static void ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx,
+static ngx_int_t ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub, ngx_http_fanout_attempt_t *a, ngx_str_t *uri,
     ngx_str_t *args);
+static void ngx_http_fanout_call_cut(ngx_http_fanout_call_t *sub);
+static void ngx_http_fanout_hedge_arm(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub);
+static void ngx_http_fanout_call_hedge(ngx_event_t *ev);
 static void ngx_http_fanout_fallback(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub);
 
@@ -135,17 +139,34 @@ ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
         }
 
         sub->nattempts = 1;
-        ngx_http_fanout_call(ctx, sub, &sub->first, &t->uri, &t->args);
+
+        if (ngx_http_fanout_call(ctx, sub, &sub->first, &t->uri, &t->args)
+            != NGX_OK)
+        {
+            sub->done = 1;
+            sub->part.kind = FANOUT_UPSTREAM_ERROR;
+            sub->part.status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            continue;
+        }
+
+        ctx->pending++;
+
+        if (ctx->conf->hedge && sub->verdict != FANOUT_BREAKER_PROBE) {
+            /* a half-open breaker's probe is never doubled */
+            ngx_http_fanout_hedge_arm(ctx, sub);
+        }
     }
 
-    if (ctx->conf->retry) {
-        /* the calls made, which the retry budget is a share of */
+    if (ctx->conf->retry || ctx->conf->hedge) {
+        /* the calls made, which the budget of extra attempts shares */
         fmcf = ngx_http_get_module_main_conf(r, ngx_http_fanout_module);
 
         ngx_shmtx_lock(&fmcf->shpool->mutex);
 
         for (i = 0; i < ctx->nsubs; i++) {
-            if (ctx->subs[i].attempt == &ctx->subs[i].first) {
+            if (ctx->subs[i].attempt == &ctx->subs[i].first
+                && ctx->subs[i].first.live)
+            {
                 fanout_budget_call(&ctx->subs[i].st->budget,
                                    ngx_current_msec);
             }
@@ -232,7 +253,7 @@ ngx_http_fanout_attempt_init(ngx_http_fanout_call_t *sub,
 
 /* one attempt of a call: the target's URI, or its fallback's */
 
-static void
+static ngx_int_t
 ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx, ngx_http_fanout_call_t *sub,
     ngx_http_fanout_attempt_t *a, ngx_str_t *uri, ngx_str_t *args)
 {
@@ -241,17 +262,20 @@ ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx, ngx_http_fanout_call_t *sub,
 
     r = ctx->request;
 
+    if (ngx_http_fanout_attempt_start(r, a, uri, args) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    a->live = 1;
+    sub->running++;
     sub->attempt = a;
 
-    ctx->pending++;
-
-    if (ngx_http_fanout_attempt_start(r, a, uri, args) != NGX_OK) {
-        sub->done = 1;
-        sub->part.kind = FANOUT_UPSTREAM_ERROR;
-        sub->part.status = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        ctx->pending--;
-        return;
+    if (a != &sub->first) {
+        /* after the first, even one never started (an open breaker) */
+        (sub->last ? sub->last : &sub->first)->next = a;
     }
+
+    sub->last = a;
 
     sr = a->sr;
 
@@ -276,13 +300,15 @@ ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx, ngx_http_fanout_call_t *sub,
     if (timeout != NGX_CONF_UNSET_MSEC && timeout < ctx->conf->timeout
         && !sub->timer.timer_set)
     {
-        /* one timeout= for all the retries of the call */
+        /* one timeout= for all the attempts of the call */
         sub->timer.handler = ngx_http_fanout_sub_timeout;
         sub->timer.data = sub;
         sub->timer.log = r->connection->log;
 
         ngx_add_timer(&sub->timer, timeout);
     }
+
+    return NGX_OK;
 }
 
 
@@ -347,7 +373,16 @@ ngx_http_fanout_fallback(ngx_http_fanout_ctx_t *ctx,
     /* the fallback's outcome is not the target's: its breaker skips it */
     sub->verdict = FANOUT_BREAKER_REJECT;
 
-    ngx_http_fanout_call(ctx, sub, a, &t->fallback, &t->fallback_args);
+    if (ngx_http_fanout_call(ctx, sub, a, &t->fallback, &t->fallback_args)
+        != NGX_OK)
+    {
+        sub->done = 1;
+        sub->part.kind = FANOUT_UPSTREAM_ERROR;
+        sub->part.status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return;
+    }
+
+    ctx->pending++;
 }
 
 
@@ -376,34 +411,83 @@ ngx_http_fanout_fallbacks(ngx_http_fanout_ctx_t *ctx)
 static void
 ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
 {
-    ngx_http_fanout_call_t  *sub;
-    ngx_http_fanout_ctx_t  *ctx;
+    fanout_part_t                 part;
+    ngx_http_fanout_ctx_t        *ctx;
+    ngx_http_fanout_call_t       *sub;
+    ngx_http_fanout_main_conf_t  *fmcf;
 
     sub = a->owner;
     ctx = sub->ctx;
 
-    if (sub->done || a != sub->attempt) {
-        /* an attempt replaced by its fallback may still end: ignored */
+    if (!a->live) {
+        /* cut off, or its call ended without it: ignored */
+        return;
+    }
+
+    a->live = 0;
+    sub->running--;
+
+    if (sub->done) {
+        return;
+    }
+
+    if (ctx->conf->hedge) {
+        /* after=pN learns from every attempt that came back */
+        fmcf = ngx_http_get_module_main_conf(ctx->request,
+                                             ngx_http_fanout_module);
+
+        ngx_shmtx_lock(&fmcf->shpool->mutex);
+        fanout_window_add(&sub->st->window, ngx_current_msec,
+                          NGX_HTTP_FANOUT_WINDOW_SLOT, a->latency);
+        ngx_shmtx_unlock(&fmcf->shpool->mutex);
+    }
+
+    part = sub->part;
+    part.kind = a->kind;
+    part.status = a->result;
+    part.body = NULL;
+    part.body_len = 0;
+    part.field.p = NULL;
+    part.field.len = 0;
+    part.detail = NULL;
+
+    if (part.kind == FANOUT_OK) {
+        /* a whole answer: validated in one pass, which finds the FIELD */
+        part.body = (const char *) a->buf;
+        part.body_len = a->len;
+
+        fanout_part_parse(&part, (const char *) ctx->conf->field.data,
+                          ctx->conf->field.len);
+    }
+
+    if (part.kind != FANOUT_OK && sub->running) {
+        /* only a good answer wins: another attempt may still give one */
         return;
     }
 
     sub->done = 1;
-    sub->part.kind = a->kind;
-    sub->part.status = a->result;
+    sub->part = part;
     sub->part.attempts = (unsigned) sub->nattempts;
     sub->content_type = a->content_type;
 
-    /* a retried call took all its attempts; a fallback is timed alone */
+    /* a call took all its attempts; a fallback is timed alone */
     sub->part.latency_ms = sub->fallback ? a->latency
                                          : ngx_current_msec - sub->first.start;
 
-    if (sub->part.kind == FANOUT_OK) {
-        /* a whole answer: validated in one pass, which finds the FIELD */
-        sub->part.body = (const char *) a->buf;
-        sub->part.body_len = a->len;
+    if (sub->hedge.timer_set) {
+        ngx_del_timer(&sub->hedge);
+    }
 
-        fanout_part_parse(&sub->part, (const char *) ctx->conf->field.data,
-                          ctx->conf->field.len);
+    if (part.kind == FANOUT_OK) {
+        if (a->hedge) {
+            sub->hedged = 1;
+            sub->part.hedged = 1;
+            ngx_http_fanout_stats_count(sub->st,
+                                        NGX_HTTP_FANOUT_TGT_HEDGES_WON);
+        }
+
+        /* the race is won: the other attempts are cut off at once */
+        ngx_http_fanout_call_cut(sub);
     }
 
     if (ctx->conf->retry && ngx_http_fanout_call_retry(ctx, sub, a) == NGX_OK)
@@ -445,6 +529,140 @@ ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
         /* the parent decides, or calls the fallback */
         (void) ngx_http_post_request(ctx->request, NULL);
     }
+}
+
+
+/* the call's live attempts, but the one that answered, are cut off */
+
+static void
+ngx_http_fanout_call_cut(ngx_http_fanout_call_t *sub)
+{
+    ngx_http_fanout_attempt_t  *a;
+
+    for (a = &sub->first; a; a = a->next) {
+        if (a->live) {
+            a->live = 0;
+            sub->running--;
+            ngx_http_fanout_attempt_cut(a);
+        }
+    }
+}
+
+
+/*
+ * fanout_hedge: when the first attempt has not answered after a delay (a
+ * fixed time, or the target's recent pN clamped to [min, max]; max until
+ * 20 answers are known), a backup attempt goes to the same URI or to=,
+ * within the budget of extra attempts the target shares with retries.
+ */
+
+static void
+ngx_http_fanout_hedge_arm(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub)
+{
+    uint32_t                       n;
+    uint64_t                       q;
+    ngx_msec_t                     delay;
+    ngx_http_fanout_main_conf_t   *fmcf;
+    ngx_http_fanout_hedge_conf_t  *hc;
+
+    hc = ctx->conf->hedge;
+    delay = hc->after;
+
+    if (hc->per_mille) {
+        fmcf = ngx_http_get_module_main_conf(ctx->request,
+                                             ngx_http_fanout_module);
+
+        ngx_shmtx_lock(&fmcf->shpool->mutex);
+        q = fanout_window_quantile(&sub->st->window, ngx_current_msec,
+                                   NGX_HTTP_FANOUT_WINDOW_SLOT,
+                                   (unsigned) hc->per_mille, &n);
+        ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+        delay = (n < NGX_HTTP_FANOUT_HEDGE_SAMPLES) ? hc->max
+                : ngx_min(ngx_max((ngx_msec_t) q, hc->min), hc->max);
+
+        sub->st->hedge_delay = delay;
+    }
+
+    sub->hedge_after = delay;
+    sub->hedge.handler = ngx_http_fanout_call_hedge;
+    sub->hedge.data = sub;
+    sub->hedge.log = ctx->request->connection->log;
+
+    ngx_add_timer(&sub->hedge, delay);
+}
+
+
+static void
+ngx_http_fanout_call_hedge(ngx_event_t *ev)
+{
+    ngx_http_fanout_call_t *sub = ev->data;
+
+    ngx_str_t                     *uri, *args;
+    ngx_connection_t              *c;
+    ngx_http_fanout_ctx_t         *ctx;
+    ngx_http_fanout_attempt_t     *a;
+    ngx_http_fanout_main_conf_t   *fmcf;
+    ngx_http_fanout_hedge_conf_t  *hc;
+
+    ctx = sub->ctx;
+    hc = ctx->conf->hedge;
+    c = ctx->request->connection;
+
+    if (sub->done || sub->fallback || ctx->finished || ctx->winner
+        || sub->nhedges >= hc->max_hedges)
+    {
+        return;
+    }
+
+    ngx_http_set_log_request(c->log, ctx->request);
+
+    fmcf = ngx_http_get_module_main_conf(ctx->request, ngx_http_fanout_module);
+
+    ngx_shmtx_lock(&fmcf->shpool->mutex);
+
+    if (!fanout_budget_take(&sub->st->budget, ngx_current_msec,
+                            (uint32_t) hc->budget, 0))
+    {
+        ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+        /* during an outage, no request becomes two */
+        ngx_http_fanout_stats_count(sub->st,
+                                    NGX_HTTP_FANOUT_TGT_HEDGE_DENIED);
+        return;
+    }
+
+    ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+    a = ngx_pcalloc(ctx->request->pool, sizeof(ngx_http_fanout_attempt_t));
+    if (a == NULL) {
+        return;
+    }
+
+    ngx_http_fanout_attempt_init(sub, a);
+    a->hedge = 1;
+
+    uri = hc->to.len ? &hc->to : &sub->target->uri;
+    args = hc->to.len ? &hc->to_args : &sub->target->args;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "fanout target \"%V\": no answer after %M ms, hedged",
+                   &sub->target->name, sub->hedge_after);
+
+    if (ngx_http_fanout_call(ctx, sub, a, uri, args) != NGX_OK) {
+        return;
+    }
+
+    sub->nhedges++;
+    ngx_http_fanout_stats_count(sub->st, NGX_HTTP_FANOUT_TGT_HEDGES);
+
+    if (sub->nhedges < hc->max_hedges) {
+        ngx_add_timer(&sub->hedge, sub->hedge_after);
+    }
+
+    /* the subrequest was posted: it runs now, not at the next event */
+    ngx_http_run_posted_requests(c);
 }
 
 
@@ -586,13 +804,15 @@ ngx_http_fanout_call_again(ngx_event_t *ev)
     sub->part.field.len = 0;
     sub->part.detail = NULL;
 
-    /* the call was pending all along: the attempt counts it again */
-    ctx->pending--;
-
-    ngx_http_fanout_call(ctx, sub, a, &sub->target->uri, &sub->target->args);
-
-    if (sub->done) {
-        /* it could not even start */
+    if (ngx_http_fanout_call(ctx, sub, a, &sub->target->uri,
+                             &sub->target->args)
+        != NGX_OK)
+    {
+        /* it could not even start: the call ends */
+        sub->done = 1;
+        sub->part.kind = FANOUT_UPSTREAM_ERROR;
+        sub->part.status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ctx->pending--;
         ngx_http_fanout_resume(ctx, NGX_AGAIN);
         return;
     }
@@ -634,6 +854,10 @@ ngx_http_fanout_sub_end(ngx_http_fanout_call_t *sub, fanout_kind_e kind,
         ngx_del_timer(&sub->retry);
     }
 
+    if (sub->hedge.timer_set) {
+        ngx_del_timer(&sub->hedge);
+    }
+
     sub->done = 1;
     sub->part.kind = kind;
     sub->part.status = status;
@@ -641,9 +865,7 @@ ngx_http_fanout_sub_end(ngx_http_fanout_call_t *sub, fanout_kind_e kind,
                                  ? ngx_current_msec - sub->attempt->start : 0;
     ctx->pending--;
 
-    if (sub->attempt) {
-        ngx_http_fanout_attempt_cut(sub->attempt);
-    }
+    ngx_http_fanout_call_cut(sub);
 
     ngx_http_fanout_resume(ctx, NGX_AGAIN);
 }
@@ -666,7 +888,16 @@ ngx_http_fanout_call_stopped(ngx_http_fanout_attempt_t *a)
 
     sub = a->owner;
 
-    if (a != sub->attempt) {
+    if (!a->live) {
+        return;
+    }
+
+    a->live = 0;
+    sub->running--;
+    ngx_http_fanout_attempt_cut(a);
+
+    if (sub->done || sub->running) {
+        /* another attempt of the call may still answer */
         return;
     }
 
@@ -700,6 +931,10 @@ ngx_http_fanout_cancel(ngx_http_fanout_ctx_t *ctx)
             ngx_del_timer(&sub->retry);
         }
 
+        if (sub->hedge.timer_set) {
+            ngx_del_timer(&sub->hedge);
+        }
+
         if (!sub->done) {
             sub->done = 1;
             sub->part.latency_ms = sub->attempt
@@ -715,9 +950,7 @@ ngx_http_fanout_cancel(ngx_http_fanout_ctx_t *ctx)
             }
         }
 
-        if (sub->attempt) {
-            ngx_http_fanout_attempt_cut(sub->attempt);
-        }
+        ngx_http_fanout_call_cut(sub);
     }
 
     ctx->pending = 0;

@@ -1,6 +1,6 @@
 /*
  * Directive handlers: fanout_zone, fanout_target, fanout_merge,
- * fanout_quorum, fanout_retry and fanout_status.
+ * fanout_quorum, fanout_retry, fanout_hedge and fanout_status.
  */
 
 #include "ngx_http_fanout_module.h"
@@ -606,6 +606,173 @@ ngx_http_fanout_retry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     flcf->retry = rc;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * fanout_hedge after=TIME|pN [min=TIME] [max=TIME] [budget=P%]
+ *              [max_hedges=N] [to=URI];
+ * fanout_hedge off;
+ */
+
+char *
+ngx_http_fanout_hedge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_fanout_loc_conf_t *flcf = conf;
+
+    ngx_int_t                      n;
+    ngx_str_t                     *value, s;
+    ngx_uint_t                     i, after;
+    ngx_http_fanout_hedge_conf_t  *hc;
+
+    if (flcf->hedge != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        flcf->hedge = NULL;
+        return NGX_CONF_OK;
+    }
+
+    hc = ngx_pcalloc(cf->pool, sizeof(ngx_http_fanout_hedge_conf_t));
+    if (hc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    hc->min = 10;
+    hc->max = 2000;
+    hc->budget = 500;
+    hc->max_hedges = 1;
+    after = 0;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "after=", 6) == 0) {
+            after = 1;
+
+            if (value[i].len > 7 && value[i].data[6] == 'p') {
+                /* p95, p99.9: a per-mille of the target's recent calls */
+                n = ngx_atofp(value[i].data + 7, value[i].len - 7, 1);
+
+                if (n == NGX_ERROR || n < 1 || n > 999) {
+                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                       "invalid \"%V\": a percentile from "
+                                       "p0.1 to p99.9", &value[i]);
+                    return NGX_CONF_ERROR;
+                }
+
+                hc->per_mille = (ngx_uint_t) n;
+                continue;
+            }
+
+            s.data = value[i].data + 6;
+            s.len = value[i].len - 6;
+            n = ngx_parse_time(&s, 0);
+
+            if (n == NGX_ERROR || n == 0 || n > 60000) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\": a time up to 60s, or a "
+                                   "percentile (\"after=p95\")", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            hc->after = (ngx_msec_t) n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "min=", 4) == 0
+            || ngx_strncmp(value[i].data, "max=", 4) == 0)
+        {
+            s.data = value[i].data + 4;
+            s.len = value[i].len - 4;
+            n = ngx_parse_time(&s, 0);
+
+            if (n == NGX_ERROR || n == 0 || n > 60000) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\": a time up to 60s",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            if (value[i].data[1] == 'i') {
+                hc->min = (ngx_msec_t) n;
+
+            } else {
+                hc->max = (ngx_msec_t) n;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "budget=", 7) == 0) {
+            n = NGX_ERROR;
+
+            if (value[i].len > 8 && value[i].data[value[i].len - 1] == '%') {
+                n = ngx_atofp(value[i].data + 7, value[i].len - 8, 2);
+            }
+
+            if (n == NGX_ERROR || n > 10000) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\": a share of the calls, "
+                                   "0%% to 100%%", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            hc->budget = (ngx_uint_t) n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "max_hedges=", 11) == 0) {
+            n = ngx_atoi(value[i].data + 11, value[i].len - 11);
+
+            if (n < 1 || n > NGX_HTTP_FANOUT_MAX_ATTEMPTS - 1) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\": from 1 to %d",
+                                   &value[i], NGX_HTTP_FANOUT_MAX_ATTEMPTS - 1);
+                return NGX_CONF_ERROR;
+            }
+
+            hc->max_hedges = (ngx_uint_t) n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "to=", 3) == 0) {
+            s.data = value[i].data + 3;
+            s.len = value[i].len - 3;
+
+            if (s.len == 0 || s.data[0] != '/') {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\": a local URI, as "
+                                   "\"to=/_m/replica\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_http_fanout_split_uri(&s, &hc->to, &hc->to_args);
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (!after) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"fanout_hedge\" needs \"after=\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (hc->min > hc->max) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"min=\" is more than \"max=\"");
+        return NGX_CONF_ERROR;
+    }
+
+    flcf->hedge = hc;
 
     return NGX_CONF_OK;
 }

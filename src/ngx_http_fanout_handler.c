@@ -235,9 +235,10 @@ ngx_http_fanout_cleanup(void *data)
 {
     ngx_http_fanout_ctx_t *ctx = data;
 
-    ngx_uint_t                i;
-    ngx_http_fanout_call_t    *sub;
-    ngx_http_fanout_stats_t  *st;
+    ngx_uint_t                  i;
+    ngx_http_fanout_call_t     *sub;
+    ngx_http_fanout_stats_t    *st;
+    ngx_http_fanout_attempt_t  *a;
 
     if (ctx->nshadows) {
         /* gone before its answer: the shadows have nothing to compare */
@@ -277,10 +278,12 @@ ngx_http_fanout_cleanup(void *data)
             ngx_del_timer(&sub->retry);
         }
 
-        ngx_http_fanout_attempt_forget(&sub->first);
+        if (sub->hedge.timer_set) {
+            ngx_del_timer(&sub->hedge);
+        }
 
-        if (sub->attempt) {
-            ngx_http_fanout_attempt_forget(sub->attempt);
+        for (a = &sub->first; a; a = a->next) {
+            ngx_http_fanout_attempt_forget(a);
         }
     }
 

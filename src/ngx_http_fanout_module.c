@@ -112,6 +112,13 @@ static ngx_command_t  ngx_http_fanout_commands[] = {
       0,
       NULL },
 
+    { ngx_string("fanout_hedge"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_fanout_hedge,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("fanout_breaker"),
       NGX_HTTP_LOC_CONF|NGX_CONF_ANY,
       ngx_http_fanout_breaker,
@@ -277,6 +284,7 @@ ngx_http_fanout_create_loc_conf(ngx_conf_t *cf)
     flcf->timeout = NGX_CONF_UNSET_MSEC;
     flcf->cache = NGX_CONF_UNSET_PTR;
     flcf->retry = NGX_CONF_UNSET_PTR;
+    flcf->hedge = NGX_CONF_UNSET_PTR;
     flcf->cache_bypass = NGX_CONF_UNSET_PTR;
 
     return flcf;
@@ -307,6 +315,7 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 60000);
     ngx_conf_merge_ptr_value(conf->cache, prev->cache, NULL);
     ngx_conf_merge_ptr_value(conf->retry, prev->retry, NULL);
+    ngx_conf_merge_ptr_value(conf->hedge, prev->hedge, NULL);
     ngx_conf_merge_ptr_value(conf->cache_bypass, prev->cache_bypass, NULL);
 
     /* targets belong to their own location: they are not inherited */

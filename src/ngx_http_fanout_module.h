@@ -21,6 +21,8 @@
 #define NGX_HTTP_FANOUT_WEIGHT_ONE     1000     /* weight=1, fixed point */
 #define NGX_HTTP_FANOUT_MAX_TARGETS    32
 #define NGX_HTTP_FANOUT_MAX_ATTEMPTS   10     /* fanout_retry attempts= */
+#define NGX_HTTP_FANOUT_WINDOW_SLOT    5000   /* after=pN: 5 to 10 s */
+#define NGX_HTTP_FANOUT_HEDGE_SAMPLES  20     /* before pN is trusted */
 
 /* work on more bytes than this takes a millisecond or more: after it,
  * nginx's clock is updated so that the timers that follow are right */
@@ -67,6 +69,19 @@ typedef struct {
 } ngx_http_fanout_retry_conf_t;
 
 
+/* fanout_hedge: a backup attempt when the first is late */
+typedef struct {
+    ngx_msec_t                  after;         /* after=TIME */
+    ngx_uint_t                  per_mille;     /* after=pN: N * 10; 0: TIME */
+    ngx_msec_t                  min;
+    ngx_msec_t                  max;
+    ngx_uint_t                  budget;        /* hundredths of a percent */
+    ngx_uint_t                  max_hedges;
+    ngx_str_t                   to;            /* to=URI, or empty */
+    ngx_str_t                   to_args;
+} ngx_http_fanout_hedge_conf_t;
+
+
 typedef struct {
     ngx_array_t                *targets;       /* ngx_http_fanout_target_t */
     ngx_uint_t                  merge;         /* fanout_merge_mode_e */
@@ -88,6 +103,7 @@ typedef struct {
     ngx_array_t                *limits;        /* ngx_http_fanout_limit_t */
     fanout_breaker_conf_t      *breaker;       /* NULL: none */
     ngx_http_fanout_retry_conf_t  *retry;      /* NULL: off */
+    ngx_http_fanout_hedge_conf_t  *hedge;      /* NULL: off */
     ngx_http_fanout_split_conf_t  *split;      /* NULL: none */
     ngx_array_t                *shadows;       /* fanout_shadow */
     u_char                     *shadow_file;   /* the first one's */
@@ -157,6 +173,7 @@ struct ngx_http_fanout_attempt_s {
                                                   gave up (posted) */
     ngx_str_t                  *name;          /* for the error log */
     const char                 *what;          /* "target", "shadow" */
+    ngx_http_fanout_attempt_t  *next;          /* the call's next one */
 
     ngx_http_request_t         *sr;            /* NULL once it has ended */
     ngx_http_post_subrequest_t  ps;
@@ -189,6 +206,8 @@ struct ngx_http_fanout_attempt_s {
     unsigned                    done:1;        /* ended, or cut off */
     unsigned                    too_large:1;
     unsigned                    broken:1;      /* capture failed */
+    unsigned                    live:1;        /* its call waits for it */
+    unsigned                    hedge:1;       /* a fanout_hedge backup */
 };
 
 
@@ -199,9 +218,14 @@ typedef struct {
     ngx_http_fanout_stats_t    *st;            /* the target's counters */
     ngx_http_fanout_attempt_t   first;         /* the target's own */
     ngx_http_fanout_attempt_t  *attempt;       /* the latest, or NULL */
-    ngx_uint_t                  nattempts;     /* of the target's URI */
+    ngx_http_fanout_attempt_t  *last;          /* of the list from first */
+    ngx_uint_t                  nattempts;     /* tries: first, retries */
+    ngx_uint_t                  nhedges;
+    ngx_uint_t                  running;       /* live attempts */
     ngx_event_t                 timer;         /* the target's timeout= */
     ngx_event_t                 retry;         /* fanout_retry's backoff */
+    ngx_event_t                 hedge;         /* fanout_hedge's delay */
+    ngx_msec_t                  hedge_after;
 
     ngx_str_t                   content_type;  /* of the answer it took */
     fanout_part_t               part;          /* status, body, outcome */
@@ -211,6 +235,7 @@ typedef struct {
     unsigned                    verdict:2;     /* the breaker's */
     unsigned                    inflight:1;    /* holds a max_inflight slot */
     unsigned                    fallback:1;    /* its answer is the fallback's */
+    unsigned                    hedged:1;      /* its answer is a hedge's */
     unsigned                    recorded:1;    /* its breaker has the outcome */
     unsigned                    accounted:1;   /* counted in the zone */
 } ngx_http_fanout_call_t;
@@ -363,6 +388,7 @@ char *ngx_http_fanout_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_fanout_breaker(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_fanout_retry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_fanout_hedge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_fanout_breaker_retry(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub);
 ngx_int_t ngx_http_fanout_breaker_register(ngx_conf_t *cf,

@@ -52,6 +52,9 @@ typedef enum {
     NGX_HTTP_FANOUT_TGT_RETRIES,       /* fanout_retry: attempts again */
     NGX_HTTP_FANOUT_TGT_RETRIES_WON,   /* calls a retry answered */
     NGX_HTTP_FANOUT_TGT_RETRY_DENIED,  /* retries the budget refused */
+    NGX_HTTP_FANOUT_TGT_HEDGES,        /* fanout_hedge: backups sent */
+    NGX_HTTP_FANOUT_TGT_HEDGES_WON,    /* calls a backup answered */
+    NGX_HTTP_FANOUT_TGT_HEDGE_DENIED,  /* backups the budget refused */
     NGX_HTTP_FANOUT_TGT_NCOUNTERS
 } ngx_http_fanout_tgt_counter_e;
 
@@ -107,13 +110,15 @@ typedef enum {
 
 
 /* enough for locations, targets and Redis */
-#define NGX_HTTP_FANOUT_NCOUNTERS  20
+#define NGX_HTTP_FANOUT_NCOUNTERS  24
 
 
 struct ngx_http_fanout_stats_s {
     ngx_http_fanout_stats_t    *next;
     fanout_breaker_t            breaker;   /* a target's, under the lock */
-    fanout_budget_t             budget;    /* its retries', under the lock */
+    fanout_budget_t             budget;    /* its retries and hedges' */
+    fanout_window_t             window;    /* its recent latencies */
+    ngx_atomic_t                hedge_delay;  /* the latest, in ms */
     ngx_atomic_t                inflight;  /* a target's calls under way */
     ngx_atomic_t                counters[NGX_HTTP_FANOUT_NCOUNTERS];
     ngx_atomic_t                latency_sum;

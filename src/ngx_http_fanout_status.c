@@ -201,6 +201,8 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
                             "\"cache_miss\":%uA,\"fallback\":%uA,"
                             "\"fallback_ok\":%uA,\"retries\":%uA,"
                             "\"retries_won\":%uA,\"retry_budget_denied\":%uA,"
+                            "\"hedges\":%uA,\"hedges_won\":%uA,"
+                            "\"hedge_budget_denied\":%uA,\"hedge_delay_ms\":%uA,"
                             "\"breaker\":{\"state\":\"%s\","
                             "\"consecutive_failures\":%uD,\"error_rate\":%uD,"
                             "\"window_requests\":%uD,\"cooldown_ms\":%uL,"
@@ -214,6 +216,10 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
                             st->counters[NGX_HTTP_FANOUT_TGT_RETRIES],
                             st->counters[NGX_HTTP_FANOUT_TGT_RETRIES_WON],
                             st->counters[NGX_HTTP_FANOUT_TGT_RETRY_DENIED],
+                            st->counters[NGX_HTTP_FANOUT_TGT_HEDGES],
+                            st->counters[NGX_HTTP_FANOUT_TGT_HEDGES_WON],
+                            st->counters[NGX_HTTP_FANOUT_TGT_HEDGE_DENIED],
+                            st->hedge_delay,
                             fanout_breaker_state_name(breaker.state),
                             breaker.consecutive, rate, requests,
                             breaker.cooldown_ms,
@@ -564,6 +570,43 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
     }
 
     p = ngx_sprintf(p,
+        "# HELP fanout_target_hedges_total fanout_hedge: backup attempts "
+        "sent (sent), calls a backup answered (won), backups the budget "
+        "refused (denied).\n"
+        "# TYPE fanout_target_hedges_total counter\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        tgt = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            for (k = 0; k < 3; k++) {
+                p = ngx_sprintf(p, "fanout_target_hedges_total");
+                p = ngx_http_fanout_prom_labels(p, &loc[i].name,
+                                                &tgt[j].name);
+                p = ngx_sprintf(p, ",result=\"%s\"} %uA\n",
+                       k == 0 ? "sent" : k == 1 ? "won" : "denied",
+                       tgt[j].node->counters[NGX_HTTP_FANOUT_TGT_HEDGES
+                                             + k]);
+            }
+        }
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_target_hedge_delay_ms fanout_hedge after=pN: the "
+        "latest delay before a backup, in ms.\n"
+        "# TYPE fanout_target_hedge_delay_ms gauge\n");
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        tgt = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            p = ngx_sprintf(p, "fanout_target_hedge_delay_ms");
+            p = ngx_http_fanout_prom_labels(p, &loc[i].name, &tgt[j].name);
+            p = ngx_sprintf(p, "} %uA\n", tgt[j].node->hedge_delay);
+        }
+    }
+
+    p = ngx_sprintf(p,
         "# HELP fanout_target_cache_total Per-target cache lookups "
         "(level=target).\n"
         "# TYPE fanout_target_cache_total counter\n");
@@ -638,7 +681,7 @@ ngx_http_fanout_status_size(ngx_http_fanout_main_conf_t *fmcf)
 
         for (j = 0; j < loc[i].targets.nelts; j++) {
             names = 6 * (loc[i].name.len + tgt[j].name.len);
-            size += (NGX_HTTP_FANOUT_NBUCKETS + FANOUT_NKINDS + 24)
+            size += (NGX_HTTP_FANOUT_NBUCKETS + FANOUT_NKINDS + 32)
                     * (128 + names);
         }
 

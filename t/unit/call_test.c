@@ -230,6 +230,63 @@ test_budget(void)
 }
 
 
+static void
+test_window(void)
+{
+    int              mono, tight;
+    size_t           i;
+    uint32_t         n;
+    uint64_t         q, t;
+    fanout_window_t  w;
+
+    mono = 1;
+    tight = 1;
+
+    for (i = 1; i < 60; i++) {
+        mono &= fanout_window_bound(i) > fanout_window_bound(i - 1);
+
+        if (fanout_window_bound(i - 1) >= 8) {
+            tight &= fanout_window_bound(i) * 100
+                     <= fanout_window_bound(i - 1) * 126;
+        }
+    }
+
+    ok(mono && tight, "window: bounds grow, at most 26% a bucket");
+    ok(fanout_window_bucket(0) == 0 && fanout_window_bucket(1) == 0
+       && fanout_window_bound(fanout_window_bucket(10)) >= 10
+       && fanout_window_bound(fanout_window_bucket(10)) <= 13
+       && fanout_window_bound(fanout_window_bucket(1000000)) >= 1000000,
+       "window: a latency's bucket bounds it from above, closely");
+
+    memset(&w, 0, sizeof(w));
+    t = 100000;
+
+    for (i = 0; i < 95; i++) {
+        fanout_window_add(&w, t, 5000, 10);
+    }
+
+    for (i = 0; i < 5; i++) {
+        fanout_window_add(&w, t, 5000, 1000);
+    }
+
+    q = fanout_window_quantile(&w, t, 5000, 950, &n);
+    ok(n == 100 && q >= 10 && q <= 13, "window: p95 of 95 x 10 ms, 5 x 1 s");
+    q = fanout_window_quantile(&w, t, 5000, 960, &n);
+    ok(q >= 1000 && q <= 1260, "window: p96 is the slow ones");
+    q = fanout_window_quantile(&w, t, 5000, 500, &n);
+    ok(q >= 10 && q <= 13, "window: p50");
+
+    /* the next slot keeps the one before; two slots later all is gone */
+    fanout_window_add(&w, t + 5000, 5000, 50);
+    q = fanout_window_quantile(&w, t + 5000, 5000, 950, &n);
+    ok(n == 101, "window: the previous slot still counts");
+    q = fanout_window_quantile(&w, t + 10000, 5000, 950, &n);
+    ok(n == 1 && q >= 50 && q <= 63, "window: a slot later only the newest");
+    q = fanout_window_quantile(&w, t + 30000, 5000, 950, &n);
+    ok(n == 0 && q == 0, "window: empty once both slots passed");
+}
+
+
 int
 main(void)
 {
@@ -237,6 +294,7 @@ main(void)
     test_policy();
     test_backoff();
     test_budget();
+    test_window();
 
     return done_testing();
 }

@@ -13,6 +13,12 @@ package FT::Mock;
 #               (default 503), the later ones as usual: a model that fails
 #               then recovers, whatever process serves the retry
 #   retry_after=V   a Retry-After: V header on the answer
+#   slow_pct=P  with probability P% (decimals allowed) wait slow_ms (default
+#               1000) instead of ms: a model with a tail
+#   slow_marked=MS  the first call with a given body that contains "slow"
+#               waits MS, and logs a "closed" event if nginx closes the
+#               connection meanwhile (a hedged call cut off); later calls
+#               with that body, and other bodies, answer at once
 #
 # Every request is logged as one JSON line to $log: arrival time, method,
 # URI, body length and SHA-1, and the request headers.
@@ -122,7 +128,11 @@ sub serve {
 
         log_request($o->{log}, $req);
 
-        sleep($b{ms} / 1000) if $b{ms};
+        if ($b{slow_pct} && rand(100) < $b{slow_pct}) {
+            sleep(($b{slow_ms} // 1000) / 1000);
+        } elsif ($b{ms}) {
+            sleep($b{ms} / 1000);
+        }
 
         my $keep = answer($c, $req, \%b);
         last unless $keep;
@@ -185,6 +195,20 @@ sub answer {
         if ($i < $b->{flaky}) {
             $status = $b->{flaky_status} // 503;
             $body = '{"error":"flaky"}';
+        }
+    }
+
+    if ($b->{slow_marked} && $req->{body} =~ /slow/) {
+        my $dir = "$b->{log}.slow";
+        mkdir $dir;
+        if (sysopen(my $fh, "$dir/" . sha1_hex($req->{body}),
+                    POSIX::O_CREAT() | POSIX::O_EXCL() | POSIX::O_WRONLY())) {
+            my $rin = '';
+            vec($rin, fileno($c), 1) = 1;
+            if (select(my $rout = $rin, undef, undef, $b->{slow_marked} / 1000)) {
+                log_event($b->{log}, 'closed');
+                return 0;
+            }
         }
     }
 

@@ -46,7 +46,7 @@ CORE        := src/fanout_json.c src/fanout_merge.c src/fanout_cache_key.c \
                src/fanout_compare.c src/fanout_call.c
 
 .PHONY: all deps deps-build check-deps build test unit test-asan leak-check demo bench \
-        bench-cost bench-cpu bench-mean lint clean build-static test-static test-compat \
+        bench-cost bench-cpu bench-mean bench-tail lint clean build-static test-static test-compat \
         fuzz fuzz-ci deps-fuzz
 
 all: build
@@ -233,6 +233,10 @@ bench-cost: deps build
 # the same: a worker's CPU time (user and kernel) per request
 bench-cpu: deps build
 	./bench/cpu
+
+# tail latency under an open-loop load: no hedging, after=p95, after=50ms
+bench-tail: deps build
+	./bench/tail
 
 # mean over three large answers in the pure core, against the scan
 bench-mean: deps

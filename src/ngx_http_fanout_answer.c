@@ -20,6 +20,15 @@ ngx_http_fanout_answer_stage(ngx_http_fanout_ctx_t *ctx)
     /* whatever still runs missed the deadline, or lost the race */
     ngx_http_fanout_cancel(ctx);
 
+    if (ctx->winner && ctx->winner->streaming) {
+        /* sent as it came: whole, or broken (the connection is closed) */
+        ctx->status = (ctx->winner->part.kind == FANOUT_OK)
+                      ? NGX_HTTP_OK : NGX_HTTP_BAD_GATEWAY;
+        ctx->rc = (ctx->winner->part.kind == FANOUT_OK) ? NGX_OK : NGX_ERROR;
+
+        return NGX_DECLINED;
+    }
+
     ctx->rc = ctx->winner ? ngx_http_fanout_answer_first(ctx, ctx->winner)
                           : ngx_http_fanout_answer_merged(ctx);
 

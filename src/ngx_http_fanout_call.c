@@ -30,6 +30,9 @@ static void ngx_http_fanout_call_cut(ngx_http_fanout_call_t *sub);
 static void ngx_http_fanout_hedge_arm(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub);
 static void ngx_http_fanout_call_hedge(ngx_event_t *ev);
+static ngx_int_t ngx_http_fanout_call_streamed(ngx_http_fanout_attempt_t *a);
+static void ngx_http_fanout_cut_others(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *winner);
 static void ngx_http_fanout_fallback(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub);
 
@@ -213,6 +216,12 @@ ngx_http_fanout_calls_stage(ngx_http_fanout_ctx_t *ctx)
         ngx_add_timer(&ctx->deadline, ctx->conf->timeout);
     }
 
+    if (ctx->winner && ctx->winner->streaming) {
+        /* the winner streams to its end (or breaks): the others stop now */
+        ngx_http_fanout_cut_others(ctx, ctx->winner);
+        return ctx->winner->done ? NGX_DECLINED : NGX_AGAIN;
+    }
+
     if (ctx->winner || ctx->deadline_passed) {
         return NGX_DECLINED;
     }
@@ -248,6 +257,121 @@ ngx_http_fanout_attempt_init(ngx_http_fanout_call_t *sub,
     a->stopped = ngx_http_fanout_call_stopped;
     a->name = &sub->target->name;
     a->what = "target";
+
+    if (sub->ctx->conf->merge == FANOUT_MERGE_FIRST) {
+        /* "first": an answer that is not JSON wins by its first bytes */
+        a->stream = 1;
+        a->streamed = ngx_http_fanout_call_streamed;
+        a->sink = sub->ctx->request;
+    }
+}
+
+
+/*
+ * A stream's first bytes ("first", a 2xx that is not JSON): the race is
+ * won, if nobody won it before.  The fan-out's deadline and the target's
+ * timeout= bounded the time to them; proxy_read_timeout bounds the rest.
+ * The header goes out now; the other calls are cut off by the calls
+ * stage, not from inside this filter.
+ */
+
+static ngx_int_t
+ngx_http_fanout_call_streamed(ngx_http_fanout_attempt_t *a)
+{
+    ngx_int_t                rc;
+    ngx_table_elt_t         *h;
+    ngx_http_fanout_ctx_t   *ctx;
+    ngx_http_fanout_call_t  *sub;
+
+    sub = a->owner;
+    ctx = sub->ctx;
+
+    if (ctx->winner || ctx->finished || sub->done || !a->live) {
+        return NGX_DECLINED;
+    }
+
+    ctx->winner = sub;
+    sub->streaming = 1;
+
+    if (ctx->deadline.timer_set) {
+        ngx_del_timer(&ctx->deadline);
+    }
+
+    if (sub->timer.timer_set) {
+        ngx_del_timer(&sub->timer);
+    }
+
+    if (sub->hedge.timer_set) {
+        ngx_del_timer(&sub->hedge);
+    }
+
+    if (sub->fallback) {
+        h = ngx_list_push(&ctx->request->headers_out.headers);
+        if (h) {
+            h->hash = 1;
+            ngx_str_set(&h->key, "X-Fanout-Fallback");
+            ngx_str_set(&h->value, "true");
+        }
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "fanout target \"%V\" streams", &sub->target->name);
+
+    rc = ngx_http_fanout_stream_header(ctx, (ngx_uint_t) a->status,
+                                       &a->content_type, &sub->target->name);
+
+    (void) ngx_http_post_request(ctx->request, NULL);
+
+    return (rc == NGX_ERROR || rc > NGX_OK) ? NGX_DECLINED : NGX_OK;
+}
+
+
+/* a stream won: every other call, and the winner's other attempts, end */
+
+static void
+ngx_http_fanout_cut_others(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *winner)
+{
+    ngx_uint_t                  i;
+    ngx_http_fanout_call_t     *sub;
+    ngx_http_fanout_attempt_t  *a;
+
+    for (i = 0; i < ctx->nsubs; i++) {
+        sub = &ctx->subs[i];
+
+        if (sub == winner) {
+            for (a = &sub->first; a; a = a->next) {
+                if (a->live && !a->streaming) {
+                    a->live = 0;
+                    sub->running--;
+                    ngx_http_fanout_attempt_cut(a);
+                }
+            }
+
+            continue;
+        }
+
+        if (sub->timer.timer_set) {
+            ngx_del_timer(&sub->timer);
+        }
+
+        if (sub->retry.timer_set) {
+            ngx_del_timer(&sub->retry);
+        }
+
+        if (sub->hedge.timer_set) {
+            ngx_del_timer(&sub->hedge);
+        }
+
+        if (!sub->done) {
+            sub->done = 1;
+            sub->cancelled = 1;
+            sub->part.latency_ms = ngx_current_msec - sub->first.start;
+            ctx->pending--;
+        }
+
+        ngx_http_fanout_call_cut(sub);
+    }
 }
 
 
@@ -451,7 +575,17 @@ ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
     part.field.len = 0;
     part.detail = NULL;
 
-    if (part.kind == FANOUT_OK) {
+    if (a->streaming) {
+        /* forwarded, not kept: whole or broken, as the capture saw it */
+        if (part.kind != FANOUT_OK) {
+            ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                          "fanout target \"%V\": its stream broke after %O "
+                          "bytes (%s): the client's connection is closed",
+                          &sub->target->name, a->sent,
+                          fanout_kind_name(part.kind));
+        }
+
+    } else if (part.kind == FANOUT_OK) {
         /* a whole answer: validated in one pass, which finds the FIELD */
         part.body = (const char *) a->buf;
         part.body_len = a->len;
@@ -460,7 +594,7 @@ ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
                           ctx->conf->field.len);
     }
 
-    if (part.kind != FANOUT_OK && sub->running) {
+    if (part.kind != FANOUT_OK && sub->running && !a->streaming) {
         /* only a good answer wins: another attempt may still give one */
         return;
     }
@@ -684,7 +818,7 @@ ngx_http_fanout_call_retry(ngx_http_fanout_ctx_t *ctx,
 
     rc = ctx->conf->retry;
 
-    if (sub->fallback || ctx->finished || ctx->winner
+    if (sub->fallback || sub->streaming || ctx->finished || ctx->winner
         || sub->nattempts >= rc->attempts
         || !fanout_kind_retries(sub->part.kind, sub->part.status, rc->on))
     {

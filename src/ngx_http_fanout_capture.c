@@ -255,6 +255,137 @@ ngx_http_fanout_give_up(ngx_http_request_t *r, ngx_http_fanout_attempt_t *a)
 }
 
 
+/* application/json, or a type ending in +json, whatever its parameters */
+
+static ngx_uint_t
+ngx_http_fanout_is_json(ngx_str_t *type)
+{
+    size_t   n;
+    u_char  *p;
+
+    p = type->data;
+
+    for (n = 0; n < type->len && p[n] != ';' && p[n] != ' '; n++) {
+        /* void */
+    }
+
+    return (n == sizeof("application/json") - 1
+            && ngx_strncasecmp(p, (u_char *) "application/json", n) == 0)
+           || (n > 5
+               && ngx_strncasecmp(p + n - 5, (u_char *) "+json", 5) == 0);
+}
+
+
+/*
+ * A stream: from the first bytes on, the owner may take the attempt's
+ * answer (NGX_OK), which is then forwarded to the client as it comes,
+ * chunk by chunk, each copied since the upstream reuses its buffers; the
+ * body is not kept.  Bounded as a captured answer is: by the target
+ * location's subrequest_output_buffer_size.
+ */
+
+static ngx_int_t
+ngx_http_fanout_stream(ngx_http_request_t *r, ngx_http_fanout_attempt_t *a,
+    ngx_chain_t *in)
+{
+    off_t         size;
+    ssize_t       n;
+    ngx_buf_t    *b, *nb;
+    ngx_uint_t    last;
+    ngx_chain_t  *cl, out;
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+        size = ngx_buf_size(b);
+        last = b->last_buf || b->last_in_chain;
+
+        if (a->done || a->sr != r || a->broken || a->too_large) {
+            b->pos = b->last;
+            b->file_pos = b->file_last;
+            continue;
+        }
+
+        if (last) {
+            a->complete = 1;
+        }
+
+        if (size) {
+            a->last_read = ngx_current_msec;
+        }
+
+        if (!a->streaming && size) {
+            if (a->streamed(a) != NGX_OK) {
+                /* another answer won: this one is cut off soon */
+                a->stream = 0;
+                b->pos = b->last;
+                b->file_pos = b->file_last;
+                continue;
+            }
+
+            a->streaming = 1;
+        }
+
+        if (!a->streaming || (size == 0 && !last)) {
+            b->pos = b->last;
+            b->file_pos = b->file_last;
+            continue;
+        }
+
+        if ((off_t) a->limit - a->sent < size) {
+            a->too_large = 1;
+            ngx_http_fanout_give_up(r, a);
+            b->pos = b->last;
+            b->file_pos = b->file_last;
+            continue;
+        }
+
+        nb = size ? ngx_create_temp_buf(a->sink->pool, (size_t) size)
+                  : ngx_calloc_buf(a->sink->pool);
+        if (nb == NULL) {
+            a->broken = 1;
+            ngx_http_fanout_give_up(r, a);
+            continue;
+        }
+
+        if (size && ngx_buf_in_memory(b)) {
+            nb->last = ngx_cpymem(nb->pos, b->pos, (size_t) size);
+
+        } else if (size) {
+            n = ngx_read_file(b->file, nb->pos, (size_t) size, b->file_pos);
+
+            if (n != (ssize_t) size) {
+                a->broken = 1;
+                ngx_http_fanout_give_up(r, a);
+                b->file_pos = b->file_last;
+                continue;
+            }
+
+            nb->last = nb->pos + n;
+        }
+
+        b->pos = b->last;
+        b->file_pos = b->file_last;
+
+        nb->flush = 1;
+        nb->last_buf = last;
+        nb->last_in_chain = last;
+
+        out.buf = nb;
+        out.next = NULL;
+
+        a->sent += size;
+
+        if (ngx_http_output_filter(a->sink, &out) == NGX_ERROR) {
+            /* the client is gone: so is the stream */
+            a->broken = 1;
+            ngx_http_fanout_give_up(r, a);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 /* Retry-After of a 429 or 503, in ms from now (delay-seconds or a date) */
 
 static ngx_msec_int_t
@@ -339,6 +470,12 @@ ngx_http_fanout_header_filter(ngx_http_request_t *r)
         a->retry_after = ngx_http_fanout_retry_after(r);
     }
 
+    if (a->stream) {
+        /* a 2xx that is not JSON races by its first bytes; JSON is whole */
+        a->stream = (a->status >= NGX_HTTP_OK && a->status < 300
+                     && !ngx_http_fanout_is_json(&a->content_type));
+    }
+
     if (r->headers_out.content_length_n > (off_t) a->limit) {
         a->too_large = 1;
         ngx_http_fanout_give_up(r, a);
@@ -407,6 +544,10 @@ ngx_http_fanout_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     if (a == NULL) {
         return ngx_http_next_body_filter(r, in);
+    }
+
+    if (a->stream && a->sr == r) {
+        return ngx_http_fanout_stream(r, a, in);
     }
 
     for (cl = in; cl; cl = cl->next) {

@@ -174,6 +174,12 @@ struct ngx_http_fanout_attempt_s {
     ngx_str_t                  *name;          /* for the error log */
     const char                 *what;          /* "target", "shadow" */
     ngx_http_fanout_attempt_t  *next;          /* the call's next one */
+    ngx_int_t                 (*streamed)(ngx_http_fanout_attempt_t *a);
+                                               /* the owner's, at a stream's
+                                                  first bytes: NGX_OK to
+                                                  forward it to sink */
+    ngx_http_request_t         *sink;
+    off_t                       sent;          /* bytes forwarded */
 
     ngx_http_request_t         *sr;            /* NULL once it has ended */
     ngx_http_post_subrequest_t  ps;
@@ -208,6 +214,9 @@ struct ngx_http_fanout_attempt_s {
     unsigned                    broken:1;      /* capture failed */
     unsigned                    live:1;        /* its call waits for it */
     unsigned                    hedge:1;       /* a fanout_hedge backup */
+    unsigned                    stream:1;      /* a 2xx that is not JSON may
+                                                  race by its first bytes */
+    unsigned                    streaming:1;   /* forwarded as it comes */
 };
 
 
@@ -236,6 +245,7 @@ typedef struct {
     unsigned                    inflight:1;    /* holds a max_inflight slot */
     unsigned                    fallback:1;    /* its answer is the fallback's */
     unsigned                    hedged:1;      /* its answer is a hedge's */
+    unsigned                    streaming:1;   /* "first": it streams */
     unsigned                    recorded:1;    /* its breaker has the outcome */
     unsigned                    accounted:1;   /* counted in the zone */
 } ngx_http_fanout_call_t;
@@ -373,6 +383,8 @@ ngx_int_t ngx_http_fanout_send_json(ngx_http_request_t *r, ngx_uint_t status,
     u_char *body, size_t len);
 ngx_int_t ngx_http_fanout_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, u_char *body, size_t len);
+ngx_int_t ngx_http_fanout_stream_header(ngx_http_fanout_ctx_t *ctx,
+    ngx_uint_t status, ngx_str_t *type, ngx_str_t *target);
 ngx_int_t ngx_http_fanout_response_init(ngx_conf_t *cf);
 ngx_list_t *ngx_http_fanout_headers(ngx_http_request_t *r);
 

@@ -100,6 +100,59 @@ ngx_http_fanout_send(ngx_http_request_t *r, ngx_uint_t status,
 
 /* RateLimit-Limit, -Remaining and -Reset, of the tightest limit */
 
+/*
+ * The header of an answer that streams ("first" over a 2xx that is not
+ * JSON): the same headers as any answer of ours, no Content-Length.
+ */
+
+ngx_int_t
+ngx_http_fanout_stream_header(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
+    ngx_str_t *type, ngx_str_t *target)
+{
+    ngx_table_elt_t     *h;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "X-Fanout-Target");
+    h->value = *target;
+
+    if (ctx->cache_status) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "X-Fanout-Cache");
+        h->value = ngx_http_fanout_cache_statuses[ctx->cache_status];
+    }
+
+    if (ctx->limited && ngx_http_fanout_ratelimit_headers(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    r->headers_out.status = status;
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.content_length_n = -1;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
+    return ngx_http_send_header(r);
+}
+
+
 static ngx_int_t
 ngx_http_fanout_ratelimit_headers(ngx_http_request_t *r,
     ngx_http_fanout_ctx_t *ctx)

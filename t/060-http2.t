@@ -17,6 +17,9 @@ my $t = FT->new;
 
 $t->mock('a', ms => 50, mode => 'echo');
 $t->mock('hang', mode => 'hang');
+$t->mock('fast', mode => 'sse', gap => 50, events => 6);
+$t->mock('slow', mode => 'sse', first => 400, gap => 50, events => 6);
+$t->mock('m');
 
 $t->run(http => <<'EOC');
 fanout_zone fanout 1m;
@@ -29,6 +32,14 @@ server {
                          fanout_timeout 300ms; }
     location /sh { fanout_target a /_a; fanout_merge first;
                    fanout_shadow s /_a; }
+    location /_fast { internal; proxy_pass http://127.0.0.1:%%MOCK_fast%%/; }
+    location /_slow { internal; proxy_pass http://127.0.0.1:%%MOCK_slow%%/; }
+    location /_flaky { internal; proxy_pass http://127.0.0.1:%%MOCK_m%%/?flaky=1; }
+    location /_late { internal; proxy_pass http://127.0.0.1:%%MOCK_m%%/?slow_marked=1000; }
+    location /stream { fanout_target slow /_slow; fanout_target fast /_fast;
+                       fanout_merge first; }
+    location /retry { fanout_target m /_flaky; fanout_retry; }
+    location /hedge { fanout_target m /_late; fanout_hedge after=50ms budget=100%; }
     location = /fanout/status { fanout_status; }
 }
 EOC
@@ -87,5 +98,22 @@ my @sh = (grep { $_->{uri} eq '/' && $_->{len} == length $body }
 is(scalar(grep { $_ } @sh), 2, 'the model saw the target call and the '
                                . 'shadow call, each with the whole body');
 is($sh[0]{sha1}, $sh[1]{sha1}, 'the same body');
+
+# a streaming race over h2: the first event goes out before the end
+$out = `$curl -N -w '\n%{time_starttransfer} %{time_total} %{http_version} %{http_code}' $base/stream`;
+my ($ttfb, $total, $ver, $code) = $out =~ /\n([\d.]+) ([\d.]+) (\S+) (\d+)$/;
+is("$ver $code", '2 200', 'a stream over h2: 200');
+cmp_ok($ttfb, '<', 0.25, "its first event at $ttfb s");
+cmp_ok($total - $ttfb, '>=', 0.2, "its end at $total s: streamed as it came");
+is(scalar(() = $out =~ /"model":"fast"/g), 6, 'the six events of the winner');
+unlike($out, qr/"model":"slow"/, 'none of the other');
+
+# a retry and a backup over h2
+$out = `$curl -H 'Content-Type: application/json' --data-binary '{"h2":1}' $base/retry`;
+is(decode_json($out)->{meta}{attempts}{m}, 2, 'fanout_retry over h2');
+my $t0 = time;
+$out = `$curl -H 'Content-Type: application/json' --data-binary '{"slow":"h2"}' $base/hedge`;
+ok(decode_json($out)->{meta}{hedged}{m}, 'fanout_hedge over h2');
+cmp_ok(time - $t0, '<', 0.7, 'answered by the backup');
 
 $t->done;

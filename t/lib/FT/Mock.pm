@@ -13,6 +13,11 @@ package FT::Mock;
 #               (default 503), the later ones as usual: a model that fails
 #               then recovers, whatever process serves the retry
 #   retry_after=V   a Retry-After: V header on the answer
+#   mode=sse    an OpenAI-style stream: text/event-stream, chunked, events
+#               "data: {"model":NAME,"token":I}" every gap ms (default 50),
+#               events=N of them (10) after first ms (0), then "data:
+#               [DONE]" and the last chunk; die=K closes after K events
+#               without it; a close by nginx is logged as "closed"
 #   slow_pct=P  with probability P% (decimals allowed) wait slow_ms (default
 #               1000) instead of ms: a model with a tail
 #   slow_marked=MS  the first call with a given body that contains "slow"
@@ -267,6 +272,29 @@ sub answer {
     } elsif ($mode eq 'big') {
         my $n = $b->{bytes} // 100000;
         $body = '{"pad":"' . ('x' x ($n - 10)) . '"}';
+
+    } elsif ($mode eq 'sse') {
+        print $c "HTTP/1.1 $status X\r\nContent-Type: text/event-stream\r\n"
+               . "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n";
+        my $n = $b->{events} // 10;
+        my $rin = '';
+        vec($rin, fileno($c), 1) = 1;
+        for my $i (0 .. $n) {
+            my $wait = ($i == 0 ? ($b->{first} // 0) : ($b->{gap} // 50)) / 1000;
+            if ($wait > 0 && select(my $rout = $rin, undef, undef, $wait)) {
+                log_event($b->{log}, 'closed');
+                return 0;
+            }
+            if (defined $b->{die} && $i == $b->{die}) {
+                log_event($b->{log}, 'died');
+                return 0;
+            }
+            my $ev = $i == $n ? "data: [DONE]\n\n"
+                   : qq(data: {"model":"$b->{name}","token":$i}\n\n);
+            printf $c "%x\r\n%s\r\n", length $ev, $ev;
+        }
+        print $c "0\r\n\r\n";
+        return 1;
 
     } elsif ($mode eq 'chunked') {
         # no Content-Length: the size is only known while reading

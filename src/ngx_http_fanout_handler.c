@@ -274,12 +274,8 @@ ngx_http_fanout_cleanup(void *data)
             ngx_del_timer(&sub->timer);
         }
 
-        if (sub->retry.timer_set) {
-            ngx_del_timer(&sub->retry);
-        }
-
-        if (sub->hedge.timer_set) {
-            ngx_del_timer(&sub->hedge);
+        if (sub->later.timer_set) {
+            ngx_del_timer(&sub->later);
         }
 
         for (a = &sub->first; a; a = a->next) {

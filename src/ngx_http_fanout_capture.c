@@ -36,9 +36,6 @@ ngx_http_fanout_attempt_start(ngx_http_request_t *r,
     a->ps.handler = ngx_http_fanout_attempt_done;
     a->ps.data = a;
 
-    a->stop.handler = ngx_http_fanout_attempt_stopped;
-    a->stop.data = a;
-    a->stop.log = r->connection->log;
 
     a->start = ngx_current_msec;
     a->retry_after = -1;
@@ -83,8 +80,8 @@ ngx_http_fanout_attempt_done(ngx_http_request_t *sr, void *data,
     a->sr = NULL;
     a->latency = ngx_current_msec - a->start;
 
-    if (a->stop.posted) {
-        ngx_delete_posted_event(&a->stop);
+    if (a->stop && a->stop->posted) {
+        ngx_delete_posted_event(a->stop);
     }
 
     u = sr->upstream;
@@ -163,8 +160,8 @@ ngx_http_fanout_attempt_cut(ngx_http_fanout_attempt_t *a)
     ngx_http_request_t   *sr;
     ngx_http_upstream_t  *u;
 
-    if (a->stop.posted) {
-        ngx_delete_posted_event(&a->stop);
+    if (a->stop && a->stop->posted) {
+        ngx_delete_posted_event(a->stop);
     }
 
     sr = a->sr;
@@ -204,8 +201,8 @@ ngx_http_fanout_attempt_cut(ngx_http_fanout_attempt_t *a)
 void
 ngx_http_fanout_attempt_forget(ngx_http_fanout_attempt_t *a)
 {
-    if (a->stop.posted) {
-        ngx_delete_posted_event(&a->stop);
+    if (a->stop && a->stop->posted) {
+        ngx_delete_posted_event(a->stop);
     }
 }
 
@@ -249,8 +246,20 @@ ngx_http_fanout_give_up(ngx_http_request_t *r, ngx_http_fanout_attempt_t *a)
                       "\"%V\"", a->what, a->name, a->limit, &clcf->name);
     }
 
-    if (!a->stop.posted) {
-        ngx_post_event(&a->stop, &ngx_posted_events);
+    if (a->stop == NULL) {
+        /* only an answer given up on needs it */
+        a->stop = ngx_pcalloc(r->pool, sizeof(ngx_event_t));
+        if (a->stop == NULL) {
+            return;
+        }
+
+        a->stop->handler = ngx_http_fanout_attempt_stopped;
+        a->stop->data = a;
+        a->stop->log = r->connection->log;
+    }
+
+    if (!a->stop->posted) {
+        ngx_post_event(a->stop, &ngx_posted_events);
     }
 }
 

@@ -339,6 +339,30 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    /* the stages of its requests: those of what it uses, and the core */
+    conf->stages = (1 << NGX_HTTP_FANOUT_STAGE_BODY)
+                   | (1 << NGX_HTTP_FANOUT_STAGE_CALLS)
+                   | (1 << NGX_HTTP_FANOUT_STAGE_ANSWER)
+                   | (1 << NGX_HTTP_FANOUT_STAGE_LOG);
+
+    if (conf->split) {
+        conf->stages |= 1 << NGX_HTTP_FANOUT_STAGE_VARIANT;
+    }
+
+    if (conf->limits) {
+        conf->stages |= 1 << NGX_HTTP_FANOUT_STAGE_LIMIT;
+    }
+
+    if (conf->cache) {
+        conf->stages |= (1 << NGX_HTTP_FANOUT_STAGE_CACHE)
+                        | (1 << NGX_HTTP_FANOUT_STAGE_STORE);
+    }
+
+    if (conf->shadows) {
+        conf->stages |= (1 << NGX_HTTP_FANOUT_STAGE_SHADOWS)
+                        | (1 << NGX_HTTP_FANOUT_STAGE_COMPARE);
+    }
+
     if (ngx_http_fanout_split_merge(cf, conf) != NGX_OK
         || ngx_http_fanout_shadow_merge(cf, conf) != NGX_OK)
     {

@@ -89,6 +89,7 @@ typedef struct {
     ngx_uint_t                  quorum;
     ngx_msec_t                  timeout;
     ngx_uint_t                  stats;         /* index in fmcf->locations */
+    ngx_uint_t                  stages;        /* the stages it runs: bits */
 
     /* where directives were given, for errors found at merge time */
     u_char                     *quorum_file;
@@ -183,7 +184,7 @@ struct ngx_http_fanout_attempt_s {
 
     ngx_http_request_t         *sr;            /* NULL once it has ended */
     ngx_http_post_subrequest_t  ps;
-    ngx_event_t                 stop;          /* posted: cut it off */
+    ngx_event_t                *stop;          /* posted: cut it off */
     ngx_msec_t                  start;
     ngx_msec_t                  last_read;     /* the answer's latest bytes */
     ngx_msec_t                  latency;

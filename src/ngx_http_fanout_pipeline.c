@@ -14,7 +14,10 @@
  *                 on, or the result of an answer it sent;
  *   anything else the request is answered or refused: its rc (an HTTP
  *                 status makes nginx's error page, made JSON).
- * Whatever ends the pipeline, the log stage counts the request once.
+ * Whatever ends the pipeline, the log stage counts the request once.  A
+ * location runs only the stages of what it uses (its conf's bits, set at
+ * merge time), as nginx's phase engine only holds the handlers modules
+ * registered.
  */
 
 #include "ngx_http_fanout_module.h"
@@ -38,6 +41,11 @@ ngx_http_fanout_run(ngx_http_fanout_ctx_t *ctx, ngx_int_t rc)
             if (++ctx->stage == NGX_HTTP_FANOUT_NSTAGES) {
                 rc = ctx->rc;
                 break;
+            }
+
+            if (!(ctx->conf->stages & (1 << ctx->stage))) {
+                /* the location does not use it */
+                continue;
             }
 
         } else if (rc != NGX_AGAIN) {

@@ -19,6 +19,10 @@ my $t = FT->new;
 $t->redis('r');
 $t->mock('a', mode => 'echo');
 $t->mock('b', mode => 'echo', ms => 50);
+$t->mock('m');
+$t->mock('sf', mode => 'sse', gap => 10, events => 5);
+$t->mock('ss', mode => 'sse', first => 200, gap => 10, events => 5);
+$t->mock('sd', mode => 'sse', gap => 10, events => 5, die => 2);
 
 my $p = $t->dir . '/nginx';
 my $conf = $t->conf_text(main => 'master_process off;', http => <<'EOC');
@@ -42,6 +46,17 @@ server {
     location /sh { fanout_target a /_a; fanout_merge first;
                    fanout_shadow s /_b compare=len sample=redis;
                    fanout_shadow slow /_b?ms=300 timeout=100ms; }
+    location /_flaky { internal; proxy_pass http://127.0.0.1:%%MOCK_m%%/?flaky=1; }
+    location /_late { internal; proxy_pass http://127.0.0.1:%%MOCK_m%%/?slow_marked=300; }
+    location /_sf { internal; proxy_pass http://127.0.0.1:%%MOCK_sf%%/; }
+    location /_ss { internal; proxy_pass http://127.0.0.1:%%MOCK_ss%%/; }
+    location /_sd { internal; proxy_pass http://127.0.0.1:%%MOCK_sd%%/; }
+    location /rt { fanout_target m /_flaky;
+                   fanout_retry attempts=3 backoff=1ms max_backoff=2ms; }
+    location /hd { fanout_target m /_late; fanout_hedge after=20ms budget=100%; }
+    location /st { fanout_target ss /_ss; fanout_target sf /_sf;
+                   fanout_merge first; }
+    location /sd { fanout_target sd /_sd; fanout_merge first; }
     location = /fanout/status { fanout_status prometheus; }
 }
 EOC
@@ -69,6 +84,10 @@ for my $i (1 .. 20) {
     $t->get("/l?k=$_") for 1 .. 3;
     $t->get('/br');
     $t->post('/sh', qq({"i":$i}));
+    $t->post('/rt', qq({"rt":$i}));
+    $t->post('/hd', qq({"slow":$i}));
+    $t->post('/st', '{}');
+    $t->post('/sd', '{}');
 }
 sleep 0.5;    # the last shadows end
 $t->get('/fanout/status');

@@ -10,6 +10,7 @@
 
 
 static ngx_int_t ngx_http_fanout_answer_merged(ngx_http_fanout_ctx_t *ctx);
+static void ngx_http_fanout_counted(ngx_http_fanout_ctx_t *ctx);
 static ngx_int_t ngx_http_fanout_answer_first(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub);
 
@@ -24,6 +25,7 @@ ngx_http_fanout_answer_stage(ngx_http_fanout_ctx_t *ctx)
         /* sent as it came: whole, or broken (the connection is closed) */
         ctx->status = (ctx->winner->part.kind == FANOUT_OK)
                       ? NGX_HTTP_OK : NGX_HTTP_BAD_GATEWAY;
+        ngx_http_fanout_counted(ctx);
         ctx->rc = (ctx->winner->part.kind == FANOUT_OK) ? NGX_OK : NGX_ERROR;
 
         return NGX_DECLINED;
@@ -33,6 +35,20 @@ ngx_http_fanout_answer_stage(ngx_http_fanout_ctx_t *ctx)
                           : ngx_http_fanout_answer_merged(ctx);
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * The log stage, now rather than after the send: once the client has the
+ * answer, its next request (maybe in another worker) must find the
+ * breakers and counters that this one left.  The log stage then has
+ * nothing left to do.
+ */
+
+static void
+ngx_http_fanout_counted(ngx_http_fanout_ctx_t *ctx)
+{
+    (void) ngx_http_fanout_stages[NGX_HTTP_FANOUT_STAGE_LOG](ctx);
 }
 
 
@@ -115,6 +131,8 @@ ngx_http_fanout_answer_merged(ngx_http_fanout_ctx_t *ctx)
     ctx->status = (ngx_uint_t) merged.status;
     fanout_merged_free(&merged);
 
+    ngx_http_fanout_counted(ctx);
+
     if (ctx->status != NGX_HTTP_OK
         && ngx_http_fanout_cache_serve_stale(ctx, &rc) == NGX_OK)
     {
@@ -134,6 +152,8 @@ failed:
 
     ctx->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
 
+    ngx_http_fanout_counted(ctx);
+
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                   "fanout: could not build the merged answer");
 
@@ -151,6 +171,8 @@ ngx_http_fanout_answer_first(ngx_http_fanout_ctx_t *ctx,
     ngx_table_elt_t  *h;
 
     ctx->status = NGX_HTTP_OK;
+
+    ngx_http_fanout_counted(ctx);
 
     type = sub->content_type.len ? &sub->content_type
                                  : &ngx_http_fanout_json_type;

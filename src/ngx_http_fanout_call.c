@@ -19,6 +19,8 @@ static void ngx_http_fanout_deadline_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_fanout_call_retry(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub, ngx_http_fanout_attempt_t *a);
 static void ngx_http_fanout_call_again(ngx_event_t *ev);
+static ngx_int_t ngx_http_fanout_call_later(ngx_http_fanout_call_t *sub,
+    ngx_event_handler_pt handler);
 static void ngx_http_fanout_sub_end(ngx_http_fanout_call_t *sub,
     fanout_kind_e kind, int status);
 static void ngx_http_fanout_fallbacks(ngx_http_fanout_ctx_t *ctx);
@@ -52,19 +54,10 @@ ngx_http_fanout_subs_init(ngx_http_fanout_ctx_t *ctx)
 
     targets = ctx->conf->targets->elts;
 
-    ctx->subs = ngx_palloc(ctx->request->pool, ctx->conf->targets->nelts
-                                               * sizeof(ngx_http_fanout_call_t));
+    ctx->subs = ngx_pcalloc(ctx->request->pool, ctx->conf->targets->nelts
+                                                * sizeof(ngx_http_fanout_call_t));
     if (ctx->subs == NULL) {
         return NGX_ERROR;
-    }
-
-    /*
-     * Zeroed one call at a time: small clears take glibc's vector stores,
-     * while a clear over 2 KB takes "rep stosb", which valgrind counts
-     * byte by byte (bench/cost would see 2,300 instructions more).
-     */
-    for (i = 0; i < ctx->conf->targets->nelts; i++) {
-        ngx_memzero(&ctx->subs[i], sizeof(ngx_http_fanout_call_t));
     }
 
     /* the targets of this request: untagged ones, and its variant's */
@@ -306,12 +299,12 @@ ngx_http_fanout_call_streamed(ngx_http_fanout_attempt_t *a)
         ngx_del_timer(&ctx->deadline);
     }
 
-    if (sub->timer.timer_set) {
-        ngx_del_timer(&sub->timer);
+    if (sub->timer && sub->timer->timer_set) {
+        ngx_del_timer(sub->timer);
     }
 
-    if (sub->later.timer_set) {
-        ngx_del_timer(&sub->later);
+    if (sub->later && sub->later->timer_set) {
+        ngx_del_timer(sub->later);
     }
 
     if (sub->fallback) {
@@ -360,12 +353,12 @@ ngx_http_fanout_cut_others(ngx_http_fanout_ctx_t *ctx,
             continue;
         }
 
-        if (sub->timer.timer_set) {
-            ngx_del_timer(&sub->timer);
+        if (sub->timer && sub->timer->timer_set) {
+            ngx_del_timer(sub->timer);
         }
 
-        if (sub->later.timer_set) {
-            ngx_del_timer(&sub->later);
+        if (sub->later && sub->later->timer_set) {
+            ngx_del_timer(sub->later);
         }
 
         if (!sub->done) {
@@ -427,14 +420,21 @@ ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx, ngx_http_fanout_call_t *sub,
     timeout = sub->target->timeout;
 
     if (timeout != NGX_CONF_UNSET_MSEC && timeout < ctx->conf->timeout
-        && !sub->timer.timer_set)
+        && (sub->timer == NULL || !sub->timer->timer_set))
     {
-        /* one timeout= for all the attempts of the call */
-        sub->timer.handler = ngx_http_fanout_sub_timeout;
-        sub->timer.data = sub;
-        sub->timer.log = r->connection->log;
+        /* one timeout= for all the attempts of the call, made when used */
+        if (sub->timer == NULL) {
+            sub->timer = ngx_pcalloc(r->pool, sizeof(ngx_event_t));
+            if (sub->timer == NULL) {
+                return NGX_ERROR;
+            }
+        }
 
-        ngx_add_timer(&sub->timer, timeout);
+        sub->timer->handler = ngx_http_fanout_sub_timeout;
+        sub->timer->data = sub;
+        sub->timer->log = r->connection->log;
+
+        ngx_add_timer(sub->timer, timeout);
     }
 
     return NGX_OK;
@@ -540,7 +540,6 @@ ngx_http_fanout_fallbacks(ngx_http_fanout_ctx_t *ctx)
 static void
 ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
 {
-    fanout_part_t                 part;
     ngx_http_fanout_ctx_t        *ctx;
     ngx_http_fanout_call_t       *sub;
     ngx_http_fanout_main_conf_t  *fmcf;
@@ -571,41 +570,40 @@ ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
         ngx_shmtx_unlock(&fmcf->shpool->mutex);
     }
 
-    part = sub->part;
-    part.kind = a->kind;
-    part.status = a->result;
-    part.body = NULL;
-    part.body_len = 0;
-    part.field.p = NULL;
-    part.field.len = 0;
-    part.detail = NULL;
+    /* judged in place: the call has no outcome yet */
+    sub->part.kind = a->kind;
+    sub->part.status = a->result;
 
     if (a->streaming) {
         /* forwarded, not kept: whole or broken, as the capture saw it */
-        if (part.kind != FANOUT_OK) {
+        if (sub->part.kind != FANOUT_OK) {
             ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
                           "fanout target \"%V\": its stream broke after %O "
                           "bytes (%s): the client's connection is closed",
                           &sub->target->name, a->sent,
-                          fanout_kind_name(part.kind));
+                          fanout_kind_name(sub->part.kind));
         }
 
-    } else if (part.kind == FANOUT_OK) {
+    } else if (sub->part.kind == FANOUT_OK) {
         /* a whole answer: validated in one pass, which finds the FIELD */
-        part.body = (const char *) a->buf;
-        part.body_len = a->len;
+        sub->part.body = (const char *) a->buf;
+        sub->part.body_len = a->len;
 
-        fanout_part_parse(&part, (const char *) ctx->conf->field.data,
+        fanout_part_parse(&sub->part, (const char *) ctx->conf->field.data,
                           ctx->conf->field.len);
     }
 
-    if (part.kind != FANOUT_OK && sub->running && !a->streaming) {
+    if (sub->part.kind != FANOUT_OK && sub->running && !a->streaming) {
         /* only a good answer wins: another attempt may still give one */
+        sub->part.body = NULL;
+        sub->part.body_len = 0;
+        sub->part.field.p = NULL;
+        sub->part.field.len = 0;
+        sub->part.detail = NULL;
         return;
     }
 
     sub->done = 1;
-    sub->part = part;
     sub->part.attempts = (unsigned) sub->nattempts;
     sub->content_type = a->content_type;
 
@@ -613,11 +611,11 @@ ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
     sub->part.latency_ms = sub->fallback ? a->latency
                                          : ngx_current_msec - sub->first.start;
 
-    if (sub->later.timer_set) {
-        ngx_del_timer(&sub->later);
+    if (sub->later && sub->later->timer_set) {
+        ngx_del_timer(sub->later);
     }
 
-    if (part.kind == FANOUT_OK) {
+    if (sub->part.kind == FANOUT_OK) {
         if (a->hedge) {
             sub->hedged = 1;
             sub->part.hedged = 1;
@@ -635,8 +633,8 @@ ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
         return;
     }
 
-    if (sub->timer.timer_set) {
-        ngx_del_timer(&sub->timer);
+    if (sub->timer && sub->timer->timer_set) {
+        ngx_del_timer(sub->timer);
     }
 
     if (sub->part.kind == FANOUT_OK && sub->nattempts > 1 && !sub->fallback) {
@@ -725,11 +723,13 @@ ngx_http_fanout_hedge_arm(ngx_http_fanout_ctx_t *ctx,
     }
 
     sub->hedge_after = delay;
-    sub->later.handler = ngx_http_fanout_call_hedge;
-    sub->later.data = sub;
-    sub->later.log = ctx->request->connection->log;
 
-    ngx_add_timer(&sub->later, delay);
+    if (ngx_http_fanout_call_later(sub, ngx_http_fanout_call_hedge) != NGX_OK)
+    {
+        return;
+    }
+
+    ngx_add_timer(sub->later, delay);
 }
 
 
@@ -797,7 +797,7 @@ ngx_http_fanout_call_hedge(ngx_event_t *ev)
     ngx_http_fanout_stats_count(sub->st, NGX_HTTP_FANOUT_TGT_HEDGES);
 
     if (sub->nhedges < hc->max_hedges) {
-        ngx_add_timer(&sub->later, sub->hedge_after);
+        ngx_add_timer(sub->later, sub->hedge_after);
     }
 
     /* the subrequest was posted: it runs now, not at the next event */
@@ -844,10 +844,10 @@ ngx_http_fanout_call_retry(ngx_http_fanout_ctx_t *ctx,
     left = ctx->deadline.timer_set
            ? (ngx_msec_t) ctx->deadline.timer.key - ngx_current_msec : 0;
 
-    if (sub->timer.timer_set
-        && (ngx_msec_t) sub->timer.timer.key - ngx_current_msec < left)
+    if (sub->timer && sub->timer->timer_set
+        && (ngx_msec_t) sub->timer->timer.key - ngx_current_msec < left)
     {
-        left = (ngx_msec_t) sub->timer.timer.key - ngx_current_msec;
+        left = (ngx_msec_t) sub->timer->timer.key - ngx_current_msec;
     }
 
     if (delay >= left) {
@@ -897,11 +897,35 @@ ngx_http_fanout_call_retry(ngx_http_fanout_ctx_t *ctx,
 
     sub->done = 0;
 
-    sub->later.handler = ngx_http_fanout_call_again;
-    sub->later.data = sub;
-    sub->later.log = ctx->request->connection->log;
+    if (ngx_http_fanout_call_later(sub, ngx_http_fanout_call_again) != NGX_OK) {
+        sub->done = 1;
+        return NGX_DECLINED;
+    }
 
-    ngx_add_timer(&sub->later, delay ? delay : 1);
+    ngx_add_timer(sub->later, delay ? delay : 1);
+
+    return NGX_OK;
+}
+
+
+/* the call's timer for a retry's backoff or a hedge's delay, made once */
+
+static ngx_int_t
+ngx_http_fanout_call_later(ngx_http_fanout_call_t *sub,
+    ngx_event_handler_pt handler)
+{
+    if (sub->later == NULL) {
+        sub->later = ngx_pcalloc(sub->ctx->request->pool,
+                                 sizeof(ngx_event_t));
+        if (sub->later == NULL) {
+            return NGX_ERROR;
+        }
+
+        sub->later->data = sub;
+        sub->later->log = sub->ctx->request->connection->log;
+    }
+
+    sub->later->handler = handler;
 
     return NGX_OK;
 }
@@ -985,12 +1009,12 @@ ngx_http_fanout_sub_end(ngx_http_fanout_call_t *sub, fanout_kind_e kind,
                    "fanout target \"%V\" ended: %s",
                    &sub->target->name, fanout_kind_name(kind));
 
-    if (sub->timer.timer_set) {
-        ngx_del_timer(&sub->timer);
+    if (sub->timer && sub->timer->timer_set) {
+        ngx_del_timer(sub->timer);
     }
 
-    if (sub->later.timer_set) {
-        ngx_del_timer(&sub->later);
+    if (sub->later && sub->later->timer_set) {
+        ngx_del_timer(sub->later);
     }
 
     sub->done = 1;
@@ -1058,12 +1082,12 @@ ngx_http_fanout_cancel(ngx_http_fanout_ctx_t *ctx)
     for (i = 0; i < ctx->nsubs; i++) {
         sub = &ctx->subs[i];
 
-        if (sub->timer.timer_set) {
-            ngx_del_timer(&sub->timer);
+        if (sub->timer && sub->timer->timer_set) {
+            ngx_del_timer(sub->timer);
         }
 
-        if (sub->later.timer_set) {
-            ngx_del_timer(&sub->later);
+        if (sub->later && sub->later->timer_set) {
+            ngx_del_timer(sub->later);
         }
 
         if (!sub->done) {

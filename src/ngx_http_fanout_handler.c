@@ -270,12 +270,12 @@ ngx_http_fanout_cleanup(void *data)
     for (i = 0; i < ctx->nsubs; i++) {
         sub = &ctx->subs[i];
 
-        if (sub->timer.timer_set) {
-            ngx_del_timer(&sub->timer);
+        if (sub->timer && sub->timer->timer_set) {
+            ngx_del_timer(sub->timer);
         }
 
-        if (sub->later.timer_set) {
-            ngx_del_timer(&sub->later);
+        if (sub->later && sub->later->timer_set) {
+            ngx_del_timer(sub->later);
         }
 
         for (a = &sub->first; a; a = a->next) {

@@ -232,8 +232,8 @@ typedef struct {
     ngx_uint_t                  nattempts;     /* tries: first, retries */
     ngx_uint_t                  nhedges;
     ngx_uint_t                  running;       /* live attempts */
-    ngx_event_t                 timer;         /* the target's timeout= */
-    ngx_event_t                 later;         /* a retry's backoff, or a
+    ngx_event_t                *timer;         /* the target's timeout= */
+    ngx_event_t                *later;         /* a retry's backoff, or a
                                                   hedge's delay: never both */
     ngx_msec_t                  hedge_after;
 

@@ -450,6 +450,12 @@ ngx_http_fanout_shadow_start(ngx_http_fanout_ctx_t *ctx)
         sh->fake = fake;
         sh->st = st;
 
+        sh->sub.timer = ngx_pcalloc(fake->pool, sizeof(ngx_event_t));
+        if (sh->sub.timer == NULL) {
+            ngx_http_fanout_shadow_free(fake);
+            goto failed;
+        }
+
         sh->sub.target = &sc->target;
         sh->sub.attempt = &sh->sub.first;
         sh->sub.first.owner = sh;
@@ -492,11 +498,11 @@ ngx_http_fanout_shadow_start(ngx_http_fanout_ctx_t *ctx)
         timeout = (sc->timeout != NGX_CONF_UNSET_MSEC) ? sc->timeout
                                                        : ctx->conf->timeout;
 
-        sh->sub.timer.handler = ngx_http_fanout_shadow_timeout;
-        sh->sub.timer.data = sh;
-        sh->sub.timer.log = c->log;
+        sh->sub.timer->handler = ngx_http_fanout_shadow_timeout;
+        sh->sub.timer->data = sh;
+        sh->sub.timer->log = c->log;
 
-        ngx_add_timer(&sh->sub.timer, timeout);
+        ngx_add_timer(sh->sub.timer, timeout);
 
         ctx->shadows[ctx->nshadows++] = sh;
 
@@ -1063,8 +1069,8 @@ ngx_http_fanout_shadow_end(ngx_http_fanout_shadow_t *sh, fanout_kind_e kind)
     sub->part.kind = kind;
     sub->part.latency_ms = ngx_current_msec - sub->first.start;
 
-    if (sub->timer.timer_set) {
-        ngx_del_timer(&sub->timer);
+    if (sub->timer && sub->timer->timer_set) {
+        ngx_del_timer(sub->timer);
     }
 
     ngx_http_fanout_attempt_forget(&sub->first);

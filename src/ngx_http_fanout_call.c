@@ -29,6 +29,8 @@ static ngx_int_t ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub, ngx_http_fanout_attempt_t *a, ngx_str_t *uri,
     ngx_str_t *args);
 static void ngx_http_fanout_call_cut(ngx_http_fanout_call_t *sub);
+static void ngx_http_fanout_call_end(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub);
 static void ngx_http_fanout_hedge_arm(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub);
 static void ngx_http_fanout_call_hedge(ngx_event_t *ev);
@@ -299,13 +301,7 @@ ngx_http_fanout_call_streamed(ngx_http_fanout_attempt_t *a)
         ngx_del_timer(&ctx->deadline);
     }
 
-    if (sub->timer && sub->timer->timer_set) {
-        ngx_del_timer(sub->timer);
-    }
-
-    if (sub->later && sub->later->timer_set) {
-        ngx_del_timer(sub->later);
-    }
+    ngx_http_fanout_call_stop_timers(sub);
 
     if (sub->fallback) {
         h = ngx_list_push(&ctx->request->headers_out.headers);
@@ -353,22 +349,11 @@ ngx_http_fanout_cut_others(ngx_http_fanout_ctx_t *ctx,
             continue;
         }
 
-        if (sub->timer && sub->timer->timer_set) {
-            ngx_del_timer(sub->timer);
-        }
-
-        if (sub->later && sub->later->timer_set) {
-            ngx_del_timer(sub->later);
-        }
-
         if (!sub->done) {
-            sub->done = 1;
-            sub->cancelled = 1;
-            sub->part.latency_ms = ngx_current_msec - sub->first.start;
             ctx->pending--;
         }
 
-        ngx_http_fanout_call_cut(sub);
+        ngx_http_fanout_call_end(ctx, sub);
     }
 }
 
@@ -1009,13 +994,7 @@ ngx_http_fanout_sub_end(ngx_http_fanout_call_t *sub, fanout_kind_e kind,
                    "fanout target \"%V\" ended: %s",
                    &sub->target->name, fanout_kind_name(kind));
 
-    if (sub->timer && sub->timer->timer_set) {
-        ngx_del_timer(sub->timer);
-    }
-
-    if (sub->later && sub->later->timer_set) {
-        ngx_del_timer(sub->later);
-    }
+    ngx_http_fanout_call_stop_timers(sub);
 
     sub->done = 1;
     sub->part.kind = kind;
@@ -1076,39 +1055,39 @@ ngx_http_fanout_call_stopped(ngx_http_fanout_attempt_t *a)
 void
 ngx_http_fanout_cancel(ngx_http_fanout_ctx_t *ctx)
 {
-    ngx_uint_t              i;
-    ngx_http_fanout_call_t  *sub;
+    ngx_uint_t  i;
 
     for (i = 0; i < ctx->nsubs; i++) {
-        sub = &ctx->subs[i];
-
-        if (sub->timer && sub->timer->timer_set) {
-            ngx_del_timer(sub->timer);
-        }
-
-        if (sub->later && sub->later->timer_set) {
-            ngx_del_timer(sub->later);
-        }
-
-        if (!sub->done) {
-            sub->done = 1;
-            sub->part.latency_ms = sub->attempt
-                                   ? ngx_current_msec - sub->attempt->start
-                                   : 0;
-
-            if (ctx->winner) {
-                sub->cancelled = 1;
-
-            } else {
-                sub->part.kind = FANOUT_TIMEOUT;
-                sub->part.status = NGX_HTTP_GATEWAY_TIME_OUT;
-            }
-        }
-
-        ngx_http_fanout_call_cut(sub);
+        ngx_http_fanout_call_end(ctx, &ctx->subs[i]);
     }
 
     ctx->pending = 0;
+}
+
+
+/* a call no longer waited for: cancelled if another won, else too late */
+
+static void
+ngx_http_fanout_call_end(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub)
+{
+    ngx_http_fanout_call_stop_timers(sub);
+
+    if (!sub->done) {
+        sub->done = 1;
+        sub->part.latency_ms = sub->attempt
+                               ? ngx_current_msec - sub->attempt->start : 0;
+
+        if (ctx->winner) {
+            sub->cancelled = 1;
+
+        } else {
+            sub->part.kind = FANOUT_TIMEOUT;
+            sub->part.status = NGX_HTTP_GATEWAY_TIME_OUT;
+        }
+    }
+
+    ngx_http_fanout_call_cut(sub);
 }
 
 

@@ -418,6 +418,59 @@ ngx_http_fanout_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* "NAME=TIME" from skip on, up to 60s, 0 allowed unless nonzero */
+
+static ngx_int_t
+ngx_http_fanout_conf_time(ngx_conf_t *cf, ngx_str_t *v, size_t skip,
+    ngx_uint_t nonzero, ngx_msec_t *ms)
+{
+    ngx_int_t  n;
+    ngx_str_t  s;
+
+    s.data = v->data + skip;
+    s.len = v->len - skip;
+
+    n = ngx_parse_time(&s, 0);
+
+    if (n == NGX_ERROR || n > 60000 || (nonzero && n == 0)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"%V\": a time up to 60s", v);
+        return NGX_ERROR;
+    }
+
+    *ms = (ngx_msec_t) n;
+
+    return NGX_OK;
+}
+
+
+/* "budget=P%": hundredths of a percent, up to 100% */
+
+static ngx_int_t
+ngx_http_fanout_conf_share(ngx_conf_t *cf, ngx_str_t *v, size_t skip,
+    ngx_uint_t *share)
+{
+    ngx_int_t  n;
+
+    n = NGX_ERROR;
+
+    if (v->len > skip + 1 && v->data[v->len - 1] == '%') {
+        n = ngx_atofp(v->data + skip, v->len - skip - 1, 2);
+    }
+
+    if (n == NGX_ERROR || n > 10000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"%V\": a share of the calls, 0%% to "
+                           "100%%", v);
+        return NGX_ERROR;
+    }
+
+    *share = (ngx_uint_t) n;
+
+    return NGX_OK;
+}
+
+
 /*
  * fanout_retry [attempts=N] [on=error,timeout,5xx,429,bad_json]
  *              [backoff=TIME] [max_backoff=TIME] [budget=P%]
@@ -432,7 +485,7 @@ ngx_http_fanout_retry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     u_char                        *p, *last;
     ngx_int_t                      n;
-    ngx_str_t                     *value, s, w;
+    ngx_str_t                     *value, w;
     ngx_uint_t                     i;
     ngx_http_fanout_retry_conf_t  *rc;
 
@@ -532,44 +585,26 @@ ngx_http_fanout_retry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         if (ngx_strncmp(value[i].data, "backoff=", 8) == 0
             || ngx_strncmp(value[i].data, "max_backoff=", 12) == 0)
         {
-            n = (value[i].data[0] == 'b') ? 8 : 12;
-            s.data = value[i].data + n;
-            s.len = value[i].len - n;
-
-            n = ngx_parse_time(&s, 0);
-
-            if (n == NGX_ERROR || n > 60000) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\": a time up to 60s",
-                                   &value[i]);
+            if (ngx_http_fanout_conf_time(cf, &value[i],
+                                          value[i].data[0] == 'b' ? 8 : 12,
+                                          0,
+                                          value[i].data[0] == 'b'
+                                          ? &rc->backoff : &rc->max_backoff)
+                != NGX_OK)
+            {
                 return NGX_CONF_ERROR;
-            }
-
-            if (value[i].data[0] == 'b') {
-                rc->backoff = (ngx_msec_t) n;
-
-            } else {
-                rc->max_backoff = (ngx_msec_t) n;
             }
 
             continue;
         }
 
         if (ngx_strncmp(value[i].data, "budget=", 7) == 0) {
-            n = NGX_ERROR;
-
-            if (value[i].len > 8 && value[i].data[value[i].len - 1] == '%') {
-                n = ngx_atofp(value[i].data + 7, value[i].len - 8, 2);
-            }
-
-            if (n == NGX_ERROR || n > 10000) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\": a share of the calls, "
-                                   "0%% to 100%%", &value[i]);
+            if (ngx_http_fanout_conf_share(cf, &value[i], 7, &rc->budget)
+                != NGX_OK)
+            {
                 return NGX_CONF_ERROR;
             }
 
-            rc->budget = (ngx_uint_t) n;
             continue;
         }
 
@@ -687,42 +722,24 @@ ngx_http_fanout_hedge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         if (ngx_strncmp(value[i].data, "min=", 4) == 0
             || ngx_strncmp(value[i].data, "max=", 4) == 0)
         {
-            s.data = value[i].data + 4;
-            s.len = value[i].len - 4;
-            n = ngx_parse_time(&s, 0);
-
-            if (n == NGX_ERROR || n == 0 || n > 60000) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\": a time up to 60s",
-                                   &value[i]);
+            if (ngx_http_fanout_conf_time(cf, &value[i], 4, 1,
+                                          value[i].data[1] == 'i'
+                                          ? &hc->min : &hc->max)
+                != NGX_OK)
+            {
                 return NGX_CONF_ERROR;
-            }
-
-            if (value[i].data[1] == 'i') {
-                hc->min = (ngx_msec_t) n;
-
-            } else {
-                hc->max = (ngx_msec_t) n;
             }
 
             continue;
         }
 
         if (ngx_strncmp(value[i].data, "budget=", 7) == 0) {
-            n = NGX_ERROR;
-
-            if (value[i].len > 8 && value[i].data[value[i].len - 1] == '%') {
-                n = ngx_atofp(value[i].data + 7, value[i].len - 8, 2);
-            }
-
-            if (n == NGX_ERROR || n > 10000) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\": a share of the calls, "
-                                   "0%% to 100%%", &value[i]);
+            if (ngx_http_fanout_conf_share(cf, &value[i], 7, &hc->budget)
+                != NGX_OK)
+            {
                 return NGX_CONF_ERROR;
             }
 
-            hc->budget = (ngx_uint_t) n;
             continue;
         }
 

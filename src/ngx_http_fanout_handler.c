@@ -270,13 +270,7 @@ ngx_http_fanout_cleanup(void *data)
     for (i = 0; i < ctx->nsubs; i++) {
         sub = &ctx->subs[i];
 
-        if (sub->timer && sub->timer->timer_set) {
-            ngx_del_timer(sub->timer);
-        }
-
-        if (sub->later && sub->later->timer_set) {
-            ngx_del_timer(sub->later);
-        }
+        ngx_http_fanout_call_stop_timers(sub);
 
         for (a = &sub->first; a; a = a->next) {
             ngx_http_fanout_attempt_forget(a);

@@ -334,6 +334,20 @@ struct ngx_http_fanout_ctx_s {
 };
 
 
+/* a call's timers: its timeout=, its retry backoff or hedge delay */
+static ngx_inline void
+ngx_http_fanout_call_stop_timers(ngx_http_fanout_call_t *sub)
+{
+    if (sub->timer && sub->timer->timer_set) {
+        ngx_del_timer(sub->timer);
+    }
+
+    if (sub->later && sub->later->timer_set) {
+        ngx_del_timer(sub->later);
+    }
+}
+
+
 /* $request_id's index: kept in the configuration, as a reload renumbers */
 #define ngx_http_fanout_rid(r)                                                \
     ((ngx_uint_t) ((ngx_http_fanout_main_conf_t *)                            \

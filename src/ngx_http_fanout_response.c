@@ -11,6 +11,10 @@
 #include "ngx_http_fanout_cache.h"
 
 
+static ngx_int_t ngx_http_fanout_send_header(ngx_http_request_t *r,
+    ngx_http_fanout_ctx_t *ctx, ngx_uint_t status, ngx_str_t *type, off_t len);
+static ngx_int_t ngx_http_fanout_target_header(ngx_http_request_t *r,
+    ngx_str_t *target);
 static ngx_int_t ngx_http_fanout_ratelimit_headers(ngx_http_request_t *r,
     ngx_http_fanout_ctx_t *ctx);
 
@@ -29,7 +33,6 @@ ngx_http_fanout_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_int_t               rc;
     ngx_buf_t              *b;
     ngx_chain_t             out;
-    ngx_table_elt_t        *h;
     ngx_http_fanout_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_fanout_module);
@@ -41,6 +44,59 @@ ngx_http_fanout_send(ngx_http_request_t *r, ngx_uint_t status,
         ctx->answer.len = len;
         ctx->answer.sent = 1;
     }
+
+    rc = ngx_http_fanout_send_header(r, ctx, status, type, (off_t) len);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    if (len == 0) {
+        return ngx_http_send_special(r, NGX_HTTP_LAST);
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = body;
+    b->last = body + len;
+    b->memory = 1;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * The header of an answer that streams ("first" over a 2xx that is not
+ * JSON): the same headers as any answer of ours, no Content-Length.
+ */
+
+ngx_int_t
+ngx_http_fanout_stream_header(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
+    ngx_str_t *type, ngx_str_t *target)
+{
+    if (ngx_http_fanout_target_header(ctx->request, target) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_fanout_send_header(ctx->request, ctx, status, type, -1);
+}
+
+
+/* what every answer of ours carries, then nginx's header filters */
+
+static ngx_int_t
+ngx_http_fanout_send_header(ngx_http_request_t *r, ngx_http_fanout_ctx_t *ctx,
+    ngx_uint_t status, ngx_str_t *type, off_t len)
+{
+    ngx_table_elt_t  *h;
 
     if (ctx && ctx->cache_status) {
         h = ngx_list_push(&r->headers_out.headers);
@@ -70,49 +126,20 @@ ngx_http_fanout_send(ngx_http_request_t *r, ngx_uint_t status,
         r->headers_out.content_length = NULL;
     }
 
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    if (len == 0) {
-        return ngx_http_send_special(r, NGX_HTTP_LAST);
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_ERROR;
-    }
-
-    b->pos = body;
-    b->last = body + len;
-    b->memory = 1;
-    b->last_buf = 1;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_send_header(r);
 }
 
 
-/* RateLimit-Limit, -Remaining and -Reset, of the tightest limit */
+/* X-Fanout-Target: the target whose answer goes as it came */
 
-/*
- * The header of an answer that streams ("first" over a 2xx that is not
- * JSON): the same headers as any answer of ours, no Content-Length.
- */
-
-ngx_int_t
-ngx_http_fanout_stream_header(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
-    ngx_str_t *type, ngx_str_t *target)
+static ngx_int_t
+ngx_http_fanout_target_header(ngx_http_request_t *r, ngx_str_t *target)
 {
-    ngx_table_elt_t     *h;
-    ngx_http_request_t  *r;
+    ngx_table_elt_t  *h;
 
-    r = ctx->request;
+    if (target->len == 0) {
+        return NGX_OK;
+    }
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
@@ -123,35 +150,11 @@ ngx_http_fanout_stream_header(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
     ngx_str_set(&h->key, "X-Fanout-Target");
     h->value = *target;
 
-    if (ctx->cache_status) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "X-Fanout-Cache");
-        h->value = ngx_http_fanout_cache_statuses[ctx->cache_status];
-    }
-
-    if (ctx->limited && ngx_http_fanout_ratelimit_headers(r, ctx) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    r->headers_out.status = status;
-    r->headers_out.content_type = *type;
-    r->headers_out.content_type_len = type->len;
-    r->headers_out.content_type_lowcase = NULL;
-    r->headers_out.content_length_n = -1;
-
-    if (r->headers_out.content_length) {
-        r->headers_out.content_length->hash = 0;
-        r->headers_out.content_length = NULL;
-    }
-
-    return ngx_http_send_header(r);
+    return NGX_OK;
 }
 
+
+/* RateLimit-Limit, -Remaining and -Reset, of the tightest limit */
 
 static ngx_int_t
 ngx_http_fanout_ratelimit_headers(ngx_http_request_t *r,
@@ -212,23 +215,11 @@ ngx_int_t
 ngx_http_fanout_send_as_is(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
     ngx_str_t *type, ngx_str_t *target, u_char *body, size_t len)
 {
-    ngx_table_elt_t     *h;
-    ngx_http_request_t  *r;
-
-    r = ctx->request;
-
-    if (target->len) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "X-Fanout-Target");
-        h->value = *target;
+    if (ngx_http_fanout_target_header(ctx->request, target) != NGX_OK) {
+        return NGX_ERROR;
     }
 
-    return ngx_http_fanout_send(r, status, type, body, len);
+    return ngx_http_fanout_send(ctx->request, status, type, body, len);
 }
 
 

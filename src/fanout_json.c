@@ -950,24 +950,6 @@ fanout_json_number(fanout_span_t *v, double *value)
 /* the writer */
 
 void
-fanout_out_raw(fanout_out_t *o, const char *p, size_t n)
-{
-    if (o->buf) {
-        memcpy(o->buf + o->len, p, n);
-    }
-
-    o->len += n;
-}
-
-
-void
-fanout_out_cstr(fanout_out_t *o, const char *s)
-{
-    fanout_out_raw(o, s, strlen(s));
-}
-
-
-void
 fanout_out_string(fanout_out_t *o, const char *s, size_t n)
 {
     char                  esc[7];

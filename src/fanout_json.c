@@ -21,6 +21,8 @@ typedef struct {
     /* the path still to match below the current value, or NULL */
     const char     *path_end;
     fanout_span_t  *found;
+    unsigned        matches;       /* values the path matched */
+    unsigned        dups;          /* keys on the path met again */
 } fanout_scan_t;
 
 
@@ -481,13 +483,15 @@ fanout_scan_next(fanout_scan_t *s, char close)
 static int
 fanout_scan_object(fanout_scan_t *s, const char *path)
 {
-    int          rc;
+    int          rc, on;
     size_t       n;
+    unsigned     hits;
     const char  *key, *kend, *seg, *rest;
 
     seg = NULL;
     rest = NULL;
     n = 0;
+    hits = 0;
 
     if (path) {
         seg = path;
@@ -524,10 +528,14 @@ fanout_scan_object(fanout_scan_t *s, const char *path)
         s->p++;
         fanout_scan_ws(s);
 
-        if (fanout_scan_value(s,
-                (seg && fanout_key_is(key, kend, seg, n)) ? rest : NULL)
-            != 0)
-        {
+        on = (seg && fanout_key_is(key, kend, seg, n));
+
+        if (on && hits++) {
+            /* a key on the path twice: parsers differ on which counts */
+            s->dups++;
+        }
+
+        if (fanout_scan_value(s, on ? rest : NULL) != 0) {
             return -1;
         }
 
@@ -645,6 +653,7 @@ fanout_scan_value(fanout_scan_t *s, const char *path)
     if (rc == 0 && path != NULL && path == s->path_end && s->found) {
         s->found->p = start;
         s->found->len = (size_t) (s->p - start);
+        s->matches++;
     }
 
     return rc;
@@ -655,6 +664,16 @@ int
 fanout_json_scan(const char *p, size_t len, const char *path, size_t path_len,
     fanout_span_t *found)
 {
+    unsigned  matches;
+
+    return fanout_json_find(p, len, path, path_len, found, &matches);
+}
+
+
+int
+fanout_json_find(const char *p, size_t len, const char *path, size_t path_len,
+    fanout_span_t *found, unsigned *matches)
+{
     fanout_scan_t  s;
 
     s.p = p;
@@ -662,6 +681,10 @@ fanout_json_scan(const char *p, size_t len, const char *path, size_t path_len,
     s.depth = 0;
     s.path_end = path ? path + path_len : NULL;
     s.found = found;
+    s.matches = 0;
+    s.dups = 0;
+
+    *matches = 0;
 
     if (found) {
         found->p = NULL;
@@ -680,6 +703,8 @@ fanout_json_scan(const char *p, size_t len, const char *path, size_t path_len,
         goto invalid;
     }
 
+    *matches = s.matches + s.dups;
+
     return 0;
 
 invalid:
@@ -690,6 +715,58 @@ invalid:
     }
 
     return -1;
+}
+
+
+long
+fanout_json_array(const char *p, size_t len, fanout_span_t *items, size_t max)
+{
+    size_t         n;
+    const char    *start;
+    fanout_scan_t  s;
+
+    if (len < 2 || p[0] != '[') {
+        return -1;
+    }
+
+    s.p = p + 1;
+    s.end = p + len;
+    s.depth = 1;
+    s.path_end = NULL;
+    s.found = NULL;
+    s.matches = 0;
+    s.dups = 0;
+
+    fanout_scan_ws(&s);
+
+    if (s.p < s.end && *s.p == ']') {
+        return 0;
+    }
+
+    for (n = 0; /* void */; n++) {
+        start = s.p;
+
+        if (fanout_scan_value(&s, NULL) != 0) {
+            return -1;
+        }
+
+        if (n == max) {
+            /* one more than allowed: enough to say so */
+            return (long) n + 1;
+        }
+
+        items[n].p = start;
+        items[n].len = (size_t) (s.p - start);
+
+        switch (fanout_scan_next(&s, ']')) {
+        case 0:
+            return (long) n + 1;
+        case 1:
+            break;
+        default:
+            return -1;
+        }
+    }
 }
 
 

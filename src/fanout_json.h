@@ -42,6 +42,23 @@ int fanout_json_scan(const char *p, size_t len, const char *path,
     size_t path_len, fanout_span_t *found);
 
 /*
+ * The same, and *matches counts the values the path matched and the keys
+ * on it met more than once in their object: more than one when a key on
+ * the path is duplicated (parsers disagree on which one counts).
+ */
+int fanout_json_find(const char *p, size_t len, const char *path,
+    size_t path_len, fanout_span_t *found, unsigned *matches);
+
+/*
+ * The elements of a validated array (len bytes from its '[' to its ']'):
+ * their spans into items, at most max of them.  Returns their number
+ * (max + 1 when there are more: counting stops there), -1 when it is not
+ * an array.
+ */
+long fanout_json_array(const char *p, size_t len, fanout_span_t *items,
+    size_t max);
+
+/*
  * Pieces of the scanner for other passes over a text: the end of the
  * string (at its opening quote) or number at p, NULL when it is not one;
  * the UTF-8 bytes of a validated string's contents (between its quotes)

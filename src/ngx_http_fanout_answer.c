@@ -10,6 +10,7 @@
 
 
 static ngx_int_t ngx_http_fanout_answer_merged(ngx_http_fanout_ctx_t *ctx);
+static ngx_int_t ngx_http_fanout_answer_batch(ngx_http_fanout_ctx_t *ctx);
 static void ngx_http_fanout_counted(ngx_http_fanout_ctx_t *ctx);
 static ngx_int_t ngx_http_fanout_answer_first(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub);
@@ -28,6 +29,11 @@ ngx_http_fanout_answer_stage(ngx_http_fanout_ctx_t *ctx)
         ngx_http_fanout_counted(ctx);
         ctx->rc = (ctx->winner->part.kind == FANOUT_OK) ? NGX_OK : NGX_ERROR;
 
+        return NGX_DECLINED;
+    }
+
+    if (ctx->batch) {
+        ctx->rc = ngx_http_fanout_answer_batch(ctx);
         return NGX_DECLINED;
     }
 
@@ -156,6 +162,121 @@ failed:
 
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                   "fanout: could not build the merged answer");
+
+    return ngx_http_fanout_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      "internal", "the answer could not be "
+                                      "built");
+}
+
+
+/*
+ * fanout_batch: each item's calls merged as a request's are, joined in
+ * the items' order (src/fanout_batch.c).  Only the per-call entries are
+ * stored (the store stage), never the joined answer.
+ */
+
+static ngx_int_t
+ngx_http_fanout_answer_batch(ngx_http_fanout_ctx_t *ctx)
+{
+    ngx_uint_t              i;
+    fanout_out_t            out;
+    fanout_part_t          *parts;
+    ngx_table_elt_t        *h;
+    ngx_http_request_t     *r;
+    fanout_merge_conf_t     mc;
+    fanout_batch_answer_t   ba;
+
+    r = ctx->request;
+
+    parts = ngx_palloc(r->pool, ctx->nsubs * sizeof(fanout_part_t));
+    ba.merged = ngx_palloc(r->pool,
+                           ctx->batch->ncalls * sizeof(fanout_merged_t));
+
+    if (parts == NULL || ba.merged == NULL) {
+        goto failed;
+    }
+
+    for (i = 0; i < ctx->nsubs; i++) {
+        parts[i] = ctx->subs[i].part;
+    }
+
+    mc.mode = (fanout_merge_mode_e) ctx->conf->merge;
+    mc.field = (const char *) ctx->conf->field.data;
+    mc.field_len = ctx->conf->field.len;
+    mc.quorum = (unsigned) ctx->conf->quorum;
+    mc.cache_meta = (ctx->target_keys != NULL);
+
+    ba.conf = &mc;
+    ba.parts = parts;
+    ba.ncalls = ctx->batch->ncalls;
+    ba.ntargets = ctx->batch->ntargets;
+    ba.nitems = ctx->batch->split.nitems;
+    ba.chunk = ctx->conf->batch->chunk;
+
+    if (fanout_batch_prepare(&ba) != 0) {
+        goto failed;
+    }
+
+    for (i = 0; i < ctx->nsubs; i++) {
+        ctx->subs[i].part.kind = parts[i].kind;
+    }
+
+    out.buf = NULL;
+    out.len = 0;
+    fanout_batch_write(&ba, &out);
+
+    out.buf = ngx_pnalloc(r->pool, out.len);
+    if (out.buf == NULL) {
+        fanout_batch_free(&ba);
+        goto failed;
+    }
+
+    out.len = 0;
+    fanout_batch_write(&ba, &out);
+
+    if (out.len > NGX_HTTP_FANOUT_LONG_WORK) {
+        ngx_time_update();
+    }
+
+    ctx->status = (ngx_uint_t) ba.status;
+
+    if (ba.ok < ba.ncalls) {
+        /* a 200 with failed items says so, as a degraded answer does */
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h) {
+            h->hash = 1;
+            ngx_str_set(&h->key, "X-Fanout-Batch-Failed");
+            h->value.data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+            if (h->value.data == NULL) {
+                h->hash = 0;
+
+            } else {
+                h->value.len = ngx_sprintf(h->value.data, "%uz",
+                                           ba.ncalls - ba.ok)
+                               - h->value.data;
+            }
+        }
+    }
+
+    fanout_batch_free(&ba);
+
+    ngx_http_fanout_counted(ctx);
+
+    /* the store stage keeps each call's answer, not this one */
+    ngx_http_fanout_keep(ctx, ctx->status, &ngx_http_fanout_json_type, NULL,
+                         NULL, 0);
+
+    return ngx_http_fanout_send(r, ctx->status, &ngx_http_fanout_json_type,
+                                (u_char *) out.buf, out.len);
+
+failed:
+
+    ctx->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    ngx_http_fanout_counted(ctx);
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "fanout batch: could not build the answer");
 
     return ngx_http_fanout_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                       "internal", "the answer could not be "

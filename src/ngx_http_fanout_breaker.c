@@ -472,19 +472,24 @@ ngx_http_fanout_breaker_on(ngx_http_fanout_ctx_t *ctx,
 /* before the calls: an open circuit means no call at all */
 
 void
-ngx_http_fanout_breaker_allow(ngx_http_fanout_ctx_t *ctx)
+ngx_http_fanout_breaker_allow(ngx_http_fanout_ctx_t *ctx, ngx_uint_t from,
+    ngx_uint_t to)
 {
     ngx_uint_t                    i;
     ngx_http_fanout_call_t        *sub;
     ngx_http_fanout_stats_t      *st;
     ngx_http_fanout_main_conf_t  *fmcf;
 
+    if (ctx->conf->breaker == NULL) {
+        return;
+    }
+
     fmcf = ngx_http_get_module_main_conf(ctx->request, ngx_http_fanout_module);
 
     /* one lock for all the targets: this is on every request's path */
     ngx_shmtx_lock(&fmcf->shpool->mutex);
 
-    for (i = 0; i < ctx->nsubs; i++) {
+    for (i = from; i < to; i++) {
         sub = &ctx->subs[i];
 
         if (sub->done || !ngx_http_fanout_breaker_on(ctx, sub)) {

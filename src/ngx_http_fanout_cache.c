@@ -82,7 +82,7 @@ static void
 ngx_http_fanout_inflight_add(ngx_http_fanout_ctx_t *ctx)
 {
     if (ctx->local_leader || !ctx->conf->cache->coalesce
-        || ctx->conf->cache->per_target
+        || ctx->conf->cache->per_target || ctx->batch
         || ngx_http_fanout_inflight_find(&ctx->cache_key))
     {
         return;
@@ -559,6 +559,143 @@ ngx_http_fanout_cache_name(ngx_http_fanout_ctx_t *ctx, ngx_str_t *target,
 
 
 /*
+ * fanout_batch: the client's body with its batch array as null, so that
+ * what is around the items (parameters, a model name) is in every key.
+ */
+
+static ngx_int_t
+ngx_http_fanout_cache_rest(ngx_http_fanout_ctx_t *ctx, ngx_str_t *rest)
+{
+    u_char                   *p;
+    size_t                    before, after;
+    ngx_http_fanout_batch_t  *b;
+
+    b = ctx->batch;
+
+    before = (u_char *) b->split.array.p - b->body.data;
+    after = b->body.len - before - b->split.array.len;
+
+    if (b->body.len > NGX_HTTP_FANOUT_CACHE_MAX_BODY) {
+        return NGX_DECLINED;
+    }
+
+    rest->data = ngx_pnalloc(ctx->request->pool, before + 4 + after);
+    if (rest->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(rest->data, b->body.data, before);
+    p = ngx_cpymem(p, "null", 4);
+    p = ngx_cpymem(p, b->split.array.p + b->split.array.len, after);
+
+    rest->len = p - rest->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * fanout_batch: a key per call and target, over the request's identity
+ * (id, with the digest of the body around the batch), the call's items
+ * (their canonical digest) and the target.  Each item's text is digested
+ * once: linear in the body.
+ */
+
+static ngx_int_t
+ngx_http_fanout_cache_batch_keys(ngx_http_fanout_ctx_t *ctx, u_char *id,
+    size_t id_len)
+{
+    int                        rc;
+    char                       item_digest[FANOUT_SHA256_HEX_LEN + 1];
+    u_char                    *start, *p, *scratch;
+    size_t                     len, n, max, total;
+    ngx_uint_t                 i, k, nt;
+    fanout_span_t              piece[FANOUT_BATCH_PIECES];
+    ngx_http_request_t        *r;
+    ngx_http_fanout_batch_t   *b;
+    ngx_http_fanout_target_t  *t;
+
+    r = ctx->request;
+    b = ctx->batch;
+    nt = b->ntargets;
+
+    len = 0;
+
+    for (i = 0; i < nt; i++) {
+        t = ctx->subs[i].target;
+        len = ngx_max(len, t->name.len + t->uri.len + t->args.len + 3);
+    }
+
+    start = ngx_pnalloc(r->pool, id_len + sizeof("\nitems=")
+                                 + FANOUT_SHA256_HEX_LEN + len);
+    ctx->target_keys = ngx_palloc(r->pool, ctx->nsubs * sizeof(ngx_str_t));
+
+    if (start == NULL || ctx->target_keys == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(start, id, id_len);
+
+    /* the largest call's items (bracketed for a chunk): one scratch */
+    max = 0;
+
+    for (k = 0; k < b->ncalls; k++) {
+        n = fanout_batch_pieces((const char *) b->body.data, b->body.len,
+                                &b->split, ctx->conf->batch->chunk, k, piece,
+                                &total);
+        max = ngx_max(max, total - piece[0].len - piece[n - 1].len);
+    }
+
+    scratch = ngx_pnalloc(r->pool, max);
+    if (scratch == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (k = 0; k < b->ncalls; k++) {
+        n = fanout_batch_pieces((const char *) b->body.data, b->body.len,
+                                &b->split, ctx->conf->batch->chunk, k, piece,
+                                &total);
+
+        /* the pieces but the body around them: the item, or [ slice ] */
+        p = scratch;
+
+        for (i = 1; i < n - 1; i++) {
+            p = ngx_cpymem(p, piece[i].p, piece[i].len);
+        }
+
+        rc = fanout_cache_body_digest((const char *) scratch, p - scratch,
+                                      NULL, 0, item_digest);
+        if (rc == FANOUT_KEY_NOMEM) {
+            return NGX_ERROR;
+        }
+
+        for (i = 0; i < nt; i++) {
+            t = ctx->subs[k * nt + i].target;
+
+            p = ngx_sprintf(start + id_len, "\nitems=%s\n%V=%V?%V",
+                            item_digest, &t->name, &t->uri, &t->args);
+
+            if (ngx_http_fanout_cache_name(ctx, &t->name, start, p - start,
+                                           &ctx->target_keys[k * nt + i])
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    if (b->body.len > NGX_HTTP_FANOUT_LONG_WORK) {
+        ngx_time_update();
+    }
+
+    /* the location's name stands for the whole, for logs */
+    ctx->cache_key = ctx->target_keys[0];
+
+    return NGX_OK;
+}
+
+
+/*
  * The keys stand for the targets (names and URIs), the vary value, and
  * key= or the method, URI and canonical body; the raw body is never in
  * them.  level=target: one key per target over that target alone, so that
@@ -595,6 +732,20 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
         }
 
         body_digest[0] = '\0';
+
+    } else if (ctx->batch) {
+        /* the body around the batch: the items are keyed one by one */
+        rc = ngx_http_fanout_cache_rest(ctx, &body);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        rc = fanout_cache_body_digest((const char *) body.data, body.len,
+                                      cc->ignore, cc->nignore, body_digest);
+
+        if (rc == FANOUT_KEY_NOMEM) {
+            return NGX_ERROR;
+        }
 
     } else {
         rc = ngx_http_fanout_cache_body(r, &body);
@@ -670,6 +821,10 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
 
     id.data = start;
     id.len = p - start;
+
+    if (ctx->batch) {
+        return ngx_http_fanout_cache_batch_keys(ctx, start, p - start);
+    }
 
     if (!cc->per_target) {
         for (i = 0; i < ctx->nsubs; i++) {
@@ -1368,7 +1523,7 @@ ngx_http_fanout_cache_got_targets(void *data, redisReply *reply,
         fanout_part_parse(&sub->part, (const char *) ctx->conf->field.data,
                           ctx->conf->field.len);
 
-        if (sub->part.kind == FANOUT_OK
+        if (sub->part.kind == FANOUT_OK && !ctx->batch
             && ctx->conf->merge == FANOUT_MERGE_FIRST && ctx->winner == NULL)
         {
             ctx->winner = sub;
@@ -1490,7 +1645,7 @@ ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
-    if (ctx->conf->cache->per_target) {
+    if (ctx->conf->cache->per_target || ctx->batch) {
         return ngx_http_fanout_cache_lookup_targets(ctx);
     }
 
@@ -1662,7 +1817,7 @@ ngx_http_fanout_cache_store(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
         return;
     }
 
-    if (cc->per_target) {
+    if (cc->per_target || ctx->batch) {
         ngx_http_fanout_cache_store_targets(ctx);
         return;
     }

@@ -39,6 +39,9 @@ static void ngx_http_fanout_cut_others(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *winner);
 static void ngx_http_fanout_fallback(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub);
+static void ngx_http_fanout_start_calls(ngx_http_fanout_ctx_t *ctx);
+static void ngx_http_fanout_item_won(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub);
 
 
 
@@ -46,7 +49,7 @@ static void ngx_http_fanout_fallback(ngx_http_fanout_ctx_t *ctx,
 ngx_int_t
 ngx_http_fanout_subs_init(ngx_http_fanout_ctx_t *ctx)
 {
-    ngx_uint_t                 i;
+    ngx_uint_t                 i, k, n, ncalls;
     ngx_http_fanout_call_t     *sub;
     ngx_http_fanout_target_t  *targets;
 
@@ -56,8 +59,12 @@ ngx_http_fanout_subs_init(ngx_http_fanout_ctx_t *ctx)
 
     targets = ctx->conf->targets->elts;
 
-    ctx->subs = ngx_pcalloc(ctx->request->pool, ctx->conf->targets->nelts
-                                                * sizeof(ngx_http_fanout_call_t));
+    /* fanout_batch: every target for each item, the item's calls together */
+    ncalls = ctx->batch ? ctx->batch->ncalls : 1;
+
+    ctx->subs = ngx_pcalloc(ctx->request->pool,
+                            ncalls * ctx->conf->targets->nelts
+                            * sizeof(ngx_http_fanout_call_t));
     if (ctx->subs == NULL) {
         return NGX_ERROR;
     }
@@ -78,7 +85,23 @@ ngx_http_fanout_subs_init(ngx_http_fanout_ctx_t *ctx)
         sub->part.name = (const char *) targets[i].name.data;
         sub->part.weight = (double) targets[i].weight
                            / NGX_HTTP_FANOUT_WEIGHT_ONE;
-        ngx_http_fanout_attempt_init(sub, &sub->first);
+    }
+
+    n = ctx->nsubs;
+
+    if (ctx->batch) {
+        ctx->batch->ntargets = n;
+
+        for (k = 1; k < ncalls; k++) {
+            ngx_memcpy(&ctx->subs[k * n], ctx->subs,
+                       n * sizeof(ngx_http_fanout_call_t));
+        }
+
+        ctx->nsubs = ncalls * n;
+    }
+
+    for (i = 0; i < ctx->nsubs; i++) {
+        ngx_http_fanout_attempt_init(&ctx->subs[i], &ctx->subs[i].first);
     }
 
     return NGX_OK;
@@ -88,12 +111,7 @@ ngx_http_fanout_subs_init(ngx_http_fanout_ctx_t *ctx)
 ngx_int_t
 ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
 {
-    ngx_uint_t                    i;
-    ngx_http_fanout_main_conf_t  *fmcf;
-    ngx_http_request_t        *r;
-    ngx_http_fanout_call_t     *sub;
-    ngx_http_fanout_stats_t   *st;
-    ngx_http_fanout_target_t  *t;
+    ngx_http_request_t  *r;
 
     r = ctx->request;
 
@@ -108,81 +126,188 @@ ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
         }
     }
 
-    /* open circuits: those targets are not called at all */
-    ngx_http_fanout_breaker_allow(ctx);
+    ngx_http_fanout_start_calls(ctx);
 
-    for (i = 0; i < ctx->nsubs; i++) {
-        sub = &ctx->subs[i];
+    return NGX_OK;
+}
 
-        if (sub->done || ctx->winner) {
-            /* answered from the per-target cache, or "first" has won */
-            if (sub->part.kind == FANOUT_CIRCUIT_OPEN) {
-                ngx_http_fanout_fallback(ctx, sub);
+
+/*
+ * Starts the calls not yet started: all of them, or with fanout_batch
+ * concurrency= as many as keep that many running, in the items' order;
+ * the calls stage starts more as they end.
+ */
+
+static void
+ngx_http_fanout_start_calls(ngx_http_fanout_ctx_t *ctx)
+{
+    ngx_uint_t                    i, from, to, room, limit;
+    ngx_http_fanout_main_conf_t  *fmcf;
+    ngx_http_fanout_call_t       *sub;
+    ngx_http_fanout_stats_t      *st;
+    ngx_http_fanout_target_t     *t;
+
+    limit = ctx->batch ? ctx->conf->batch->concurrency : 0;
+
+    while (ctx->next_call < ctx->nsubs
+           && (limit == 0 || ctx->pending < limit))
+    {
+        from = ctx->next_call;
+        to = ctx->nsubs;
+
+        if (limit) {
+            /* the next calls that will run: cached ones take no room */
+            room = limit - ctx->pending;
+
+            for (to = from; to < ctx->nsubs && room; to++) {
+                if (!ctx->subs[to].done) {
+                    room--;
+                }
             }
-
-            continue;
         }
 
-        t = sub->target;
+        ctx->next_call = to;
 
-        if (t->max_inflight) {
-            st = sub->st;
+        /* open circuits: those targets are not called at all */
+        ngx_http_fanout_breaker_allow(ctx, from, to);
 
-            /* a slot across all workers, given back in sub_account() */
-            if (ngx_atomic_fetch_add(&st->inflight, 1)
-                >= (ngx_atomic_uint_t) t->max_inflight)
+        for (i = from; i < to; i++) {
+            sub = &ctx->subs[i];
+
+            if (ctx->batch && ctx->conf->merge == FANOUT_MERGE_FIRST
+                && !sub->done)
             {
-                (void) ngx_atomic_fetch_add(&st->inflight, -1);
+                /* a batch's "first": its item may have its answer */
+                ngx_http_fanout_item_won(ctx, sub);
+            }
 
-                sub->done = 1;
-                sub->part.kind = FANOUT_OVERLOADED;
-                sub->part.status = NGX_HTTP_SERVICE_UNAVAILABLE;
+            if (sub->done || ctx->winner) {
+                /* answered from the per-target cache, or "first" has won */
+                if (sub->part.kind == FANOUT_CIRCUIT_OPEN) {
+                    ngx_http_fanout_fallback(ctx, sub);
+                }
 
-                ngx_http_fanout_fallback(ctx, sub);
                 continue;
             }
 
-            sub->inflight = 1;
-        }
+            t = sub->target;
 
-        sub->nattempts = 1;
+            if (t->max_inflight) {
+                st = sub->st;
 
-        if (ngx_http_fanout_call(ctx, sub, &sub->first, &t->uri, &t->args)
-            != NGX_OK)
-        {
-            sub->done = 1;
-            sub->part.kind = FANOUT_UPSTREAM_ERROR;
-            sub->part.status = NGX_HTTP_INTERNAL_SERVER_ERROR;
-            continue;
-        }
+                /* a slot across all workers, given back in sub_account() */
+                if (ngx_atomic_fetch_add(&st->inflight, 1)
+                    >= (ngx_atomic_uint_t) t->max_inflight)
+                {
+                    (void) ngx_atomic_fetch_add(&st->inflight, -1);
 
-        ctx->pending++;
+                    sub->done = 1;
+                    sub->part.kind = FANOUT_OVERLOADED;
+                    sub->part.status = NGX_HTTP_SERVICE_UNAVAILABLE;
 
-        if (ctx->conf->hedge && sub->verdict != FANOUT_BREAKER_PROBE) {
-            /* a half-open breaker's probe is never doubled */
-            ngx_http_fanout_hedge_arm(ctx, sub);
-        }
-    }
+                    ngx_http_fanout_fallback(ctx, sub);
+                    continue;
+                }
 
-    if (ctx->conf->retry || ctx->conf->hedge) {
-        /* the calls made, which the budget of extra attempts shares */
-        fmcf = ngx_http_get_module_main_conf(r, ngx_http_fanout_module);
+                sub->inflight = 1;
+            }
 
-        ngx_shmtx_lock(&fmcf->shpool->mutex);
+            sub->nattempts = 1;
 
-        for (i = 0; i < ctx->nsubs; i++) {
-            if (ctx->subs[i].attempt == &ctx->subs[i].first
-                && ctx->subs[i].first.live)
+            if (ngx_http_fanout_call(ctx, sub, &sub->first, &t->uri,
+                                     &t->args)
+                != NGX_OK)
             {
-                fanout_budget_call(&ctx->subs[i].st->budget,
-                                   ngx_current_msec);
+                sub->done = 1;
+                sub->part.kind = FANOUT_UPSTREAM_ERROR;
+                sub->part.status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+                continue;
+            }
+
+            ctx->pending++;
+
+            if (ctx->conf->hedge && sub->verdict != FANOUT_BREAKER_PROBE) {
+                /* a half-open breaker's probe is never doubled */
+                ngx_http_fanout_hedge_arm(ctx, sub);
             }
         }
 
-        ngx_shmtx_unlock(&fmcf->shpool->mutex);
+        if (ctx->conf->retry || ctx->conf->hedge) {
+            /* the calls made, which the budget of extra attempts shares */
+            fmcf = ngx_http_get_module_main_conf(ctx->request,
+                                                 ngx_http_fanout_module);
+
+            ngx_shmtx_lock(&fmcf->shpool->mutex);
+
+            for (i = from; i < to; i++) {
+                if (ctx->subs[i].attempt == &ctx->subs[i].first
+                    && ctx->subs[i].first.live)
+                {
+                    fanout_budget_call(&ctx->subs[i].st->budget,
+                                       ngx_current_msec);
+                }
+            }
+
+            ngx_shmtx_unlock(&fmcf->shpool->mutex);
+        }
+    }
+}
+
+
+/*
+ * A batch's "first": once a call of an item has a good answer (or had it
+ * from the cache), the item's other calls are not needed: those running
+ * are cut off, those not started never are.  sub is one of the item's.
+ */
+
+static void
+ngx_http_fanout_item_won(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub)
+{
+    ngx_uint_t               i, first, n;
+    ngx_http_fanout_call_t  *other, *winner;
+
+    n = ctx->batch->ntargets;
+    first = (sub - ctx->subs) / n * n;
+    winner = NULL;
+
+    for (i = first; i < first + n; i++) {
+        other = &ctx->subs[i];
+
+        if (other->done && !other->cancelled
+            && other->part.kind == FANOUT_OK)
+        {
+            winner = other;
+            break;
+        }
     }
 
-    return NGX_OK;
+    if (winner == NULL) {
+        return;
+    }
+
+    for (i = first; i < first + n; i++) {
+        other = &ctx->subs[i];
+
+        if (other == winner || other->done) {
+            continue;
+        }
+
+        if (other->attempt) {
+            /* started: it holds a place among the pending ones */
+            ctx->pending--;
+        }
+
+        ngx_http_fanout_call_stop_timers(other);
+
+        other->done = 1;
+        other->cancelled = 1;
+        other->part.latency_ms = other->attempt
+                                 ? ngx_current_msec - other->attempt->start
+                                 : 0;
+
+        ngx_http_fanout_call_cut(other);
+    }
 }
 
 
@@ -232,8 +357,14 @@ ngx_http_fanout_calls_stage(ngx_http_fanout_ctx_t *ctx)
 
     ngx_http_fanout_fallbacks(ctx);
 
+    if (ctx->next_call < ctx->nsubs) {
+        /* fanout_batch concurrency=: calls ended, others take their place */
+        ngx_http_fanout_start_calls(ctx);
+    }
+
     /* nothing (more) to wait for: all answered, cached or not started */
-    return (ctx->pending == 0) ? NGX_DECLINED : NGX_AGAIN;
+    return (ctx->pending == 0 && ctx->next_call == ctx->nsubs)
+           ? NGX_DECLINED : NGX_AGAIN;
 }
 
 
@@ -262,7 +393,7 @@ ngx_http_fanout_attempt_init(ngx_http_fanout_call_t *sub,
     a->name = &sub->target->name;
     a->what = "target";
 
-    if (sub->ctx->conf->merge == FANOUT_MERGE_FIRST) {
+    if (sub->ctx->conf->merge == FANOUT_MERGE_FIRST && !sub->ctx->batch) {
         /* "first": an answer that is not JSON wins by its first bytes */
         a->stream = 1;
         a->streamed = ngx_http_fanout_call_streamed;
@@ -364,6 +495,7 @@ static ngx_int_t
 ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx, ngx_http_fanout_call_t *sub,
     ngx_http_fanout_attempt_t *a, ngx_str_t *uri, ngx_str_t *args)
 {
+    ngx_uint_t           k;
     ngx_msec_t           timeout;
     ngx_http_request_t  *r, *sr;
 
@@ -401,6 +533,14 @@ ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx, ngx_http_fanout_call_t *sub,
 #if (NGX_HTTP_GZIP || NGX_HTTP_HEADERS)
     sr->headers_in.accept_encoding = NULL;
 #endif
+
+    if (ctx->batch) {
+        /* fanout_batch: the body of the call's item, as its length says */
+        k = (sub - ctx->subs) / ctx->batch->ntargets;
+        sr->request_body = &ctx->batch->bodies[k];
+        sr->headers_in.content_length_n = ctx->batch->lengths[k];
+        sr->headers_in.chunked = 0;
+    }
 
     timeout = sub->target->timeout;
 
@@ -626,6 +766,11 @@ ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
         ngx_http_fanout_stats_count(sub->st, NGX_HTTP_FANOUT_TGT_RETRIES_WON);
     }
 
+    if (ctx->batch && ctx->conf->breaker) {
+        /* a batch's later calls find what this one taught the breaker */
+        ngx_http_fanout_breaker_record(ctx, sub);
+    }
+
     ctx->pending--;
 
     if (ctx->finished) {
@@ -633,10 +778,15 @@ ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
     }
 
     if (sub->part.kind == FANOUT_OK
-        && ctx->conf->merge == FANOUT_MERGE_FIRST
-        && ctx->winner == NULL)
+        && ctx->conf->merge == FANOUT_MERGE_FIRST)
     {
-        ctx->winner = sub;
+        if (ctx->batch) {
+            /* the item has its answer: its other calls end */
+            ngx_http_fanout_item_won(ctx, sub);
+
+        } else if (ctx->winner == NULL) {
+            ctx->winner = sub;
+        }
     }
 
     /*
@@ -645,6 +795,7 @@ ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
      */
 
     if (ctx->winner || ctx->pending == 0
+        || ctx->next_call < ctx->nsubs
         || (sub->target->fallback.len && !sub->fallback
             && sub->part.kind != FANOUT_OK))
     {
@@ -1005,6 +1156,10 @@ ngx_http_fanout_sub_end(ngx_http_fanout_call_t *sub, fanout_kind_e kind,
 
     ngx_http_fanout_call_cut(sub);
 
+    if (ctx->batch && ctx->conf->breaker) {
+        ngx_http_fanout_breaker_record(ctx, sub);
+    }
+
     ngx_http_fanout_resume(ctx, NGX_AGAIN);
 }
 
@@ -1131,10 +1286,14 @@ ngx_http_fanout_sub_account(ngx_http_fanout_ctx_t *ctx,
         return;
     }
 
-    if (ctx->conf->cache && ctx->conf->cache->per_target
-        && ctx->target_keys)
-    {
+    if (ctx->target_keys) {
+        /* level=target, or a batch: each call was looked up */
         ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_TGT_CACHE_MISS);
+    }
+
+    if (sub->cancelled && sub->attempt == NULL) {
+        /* a batch's "first": never called, its item had its answer */
+        return;
     }
 
     ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_TGT_REQUESTS);

@@ -119,6 +119,13 @@ static ngx_command_t  ngx_http_fanout_commands[] = {
       0,
       NULL },
 
+    { ngx_string("fanout_batch"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_fanout_batch,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("fanout_breaker"),
       NGX_HTTP_LOC_CONF|NGX_CONF_ANY,
       ngx_http_fanout_breaker,
@@ -285,6 +292,7 @@ ngx_http_fanout_create_loc_conf(ngx_conf_t *cf)
     flcf->cache = NGX_CONF_UNSET_PTR;
     flcf->retry = NGX_CONF_UNSET_PTR;
     flcf->hedge = NGX_CONF_UNSET_PTR;
+    flcf->batch = NGX_CONF_UNSET_PTR;
     flcf->cache_bypass = NGX_CONF_UNSET_PTR;
 
     return flcf;
@@ -316,6 +324,7 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->cache, prev->cache, NULL);
     ngx_conf_merge_ptr_value(conf->retry, prev->retry, NULL);
     ngx_conf_merge_ptr_value(conf->hedge, prev->hedge, NULL);
+    ngx_conf_merge_ptr_value(conf->batch, prev->batch, NULL);
     ngx_conf_merge_ptr_value(conf->cache_bypass, prev->cache_bypass, NULL);
 
     /* targets belong to their own location: they are not inherited */
@@ -327,6 +336,45 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                       "\"fanout_target\" cannot be combined with another "
                       "content handler (\"proxy_pass\" or similar) in "
                       "location \"%V\"", &conf->location);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->batch && conf->targets == NULL) {
+        if (conf->batch != prev->batch) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"fanout_batch\" works only in a location with "
+                          "\"fanout_target\" (location \"%V\") in %s:%ui",
+                          &clcf->name, conf->batch->file, conf->batch->line);
+            return NGX_CONF_ERROR;
+        }
+
+        /* inherited by a location without targets: nothing to batch */
+        conf->batch = NULL;
+    }
+
+    if (conf->batch && conf->targets
+        && (conf->batch->chunk ? (conf->batch->max_items
+                                  + conf->batch->chunk - 1)
+                                 / conf->batch->chunk
+                               : conf->batch->max_items)
+           * conf->targets->nelts > FANOUT_BATCH_MAX_CALLS)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"fanout_batch\" max_items=%ui with %ui targets "
+                      "makes more than %d calls a request (location \"%V\") "
+                      "in %s:%ui", conf->batch->max_items,
+                      conf->targets->nelts, FANOUT_BATCH_MAX_CALLS,
+                      &clcf->name, conf->batch->file, conf->batch->line);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->batch && conf->shadows) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"fanout_batch\" cannot be combined with "
+                      "\"fanout_shadow\" (location \"%V\"): a shadow "
+                      "would compare the whole batch with one item, in "
+                      "%s:%ui", &clcf->name, conf->batch->file,
+                      conf->batch->line);
         return NGX_CONF_ERROR;
     }
 
@@ -351,6 +399,10 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->limits) {
         conf->stages |= 1 << NGX_HTTP_FANOUT_STAGE_LIMIT;
+    }
+
+    if (conf->batch) {
+        conf->stages |= 1 << NGX_HTTP_FANOUT_STAGE_BATCH;
     }
 
     if (conf->cache) {
@@ -501,6 +553,7 @@ ngx_http_fanout_postconfiguration(ngx_conf_t *cf)
     st[NGX_HTTP_FANOUT_STAGE_VARIANT] = ngx_http_fanout_split_stage;
     st[NGX_HTTP_FANOUT_STAGE_LIMIT] = ngx_http_fanout_limit_stage;
     st[NGX_HTTP_FANOUT_STAGE_BODY] = ngx_http_fanout_body_stage;
+    st[NGX_HTTP_FANOUT_STAGE_BATCH] = ngx_http_fanout_batch_stage;
     st[NGX_HTTP_FANOUT_STAGE_CACHE] = ngx_http_fanout_cache_stage;
     st[NGX_HTTP_FANOUT_STAGE_SHADOWS] = ngx_http_fanout_shadow_stage;
     st[NGX_HTTP_FANOUT_STAGE_CALLS] = ngx_http_fanout_calls_stage;

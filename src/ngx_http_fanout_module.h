@@ -13,6 +13,7 @@
 
 #include "fanout_call.h"
 #include "fanout_breaker.h"
+#include "fanout_batch.h"
 
 
 #define NGX_HTTP_FANOUT_VERSION        "0.3.0"
@@ -82,6 +83,28 @@ typedef struct {
 } ngx_http_fanout_hedge_conf_t;
 
 
+/* fanout_batch: the client's batch, a call per item (or chunk) */
+typedef struct {
+    ngx_str_t                   field;         /* where the array is */
+    ngx_uint_t                  max_items;
+    ngx_uint_t                  chunk;         /* 0: an item a call */
+    ngx_uint_t                  concurrency;   /* calls at once; 0: all */
+    u_char                     *file;          /* where it was given */
+    ngx_uint_t                  line;
+} ngx_http_fanout_batch_conf_t;
+
+
+/* a request's batch (ngx_http_fanout_batch.c), read by the calls */
+typedef struct {
+    ngx_str_t                   body;          /* the client's, in memory */
+    fanout_batch_t              split;         /* its array and items */
+    ngx_uint_t                  ncalls;        /* per target */
+    ngx_uint_t                  ntargets;      /* per call */
+    ngx_http_request_body_t    *bodies;        /* ncalls: what each sends */
+    off_t                      *lengths;
+} ngx_http_fanout_batch_t;
+
+
 typedef struct {
     ngx_array_t                *targets;       /* ngx_http_fanout_target_t */
     ngx_uint_t                  merge;         /* fanout_merge_mode_e */
@@ -106,6 +129,7 @@ typedef struct {
     ngx_http_fanout_retry_conf_t  *retry;      /* NULL: off */
     ngx_http_fanout_hedge_conf_t  *hedge;      /* NULL: off */
     ngx_http_fanout_split_conf_t  *split;      /* NULL: none */
+    ngx_http_fanout_batch_conf_t  *batch;      /* NULL: off */
     ngx_array_t                *shadows;       /* fanout_shadow */
     u_char                     *shadow_file;   /* the first one's */
     ngx_uint_t                  shadow_line;
@@ -147,6 +171,7 @@ typedef enum {
     NGX_HTTP_FANOUT_STAGE_VARIANT = 0,   /* fanout_split */
     NGX_HTTP_FANOUT_STAGE_LIMIT,         /* fanout_limit */
     NGX_HTTP_FANOUT_STAGE_BODY,          /* the client's body */
+    NGX_HTTP_FANOUT_STAGE_BATCH,         /* fanout_batch: items, bodies */
     NGX_HTTP_FANOUT_STAGE_CACHE,         /* fanout_cache: lookup, waiting */
     NGX_HTTP_FANOUT_STAGE_SHADOWS,       /* fanout_shadow: started */
     NGX_HTTP_FANOUT_STAGE_CALLS,         /* the targets, to the deadline */
@@ -259,6 +284,8 @@ struct ngx_http_fanout_ctx_s {
     ngx_uint_t                  nsubs;
     ngx_uint_t                  pending;
     ngx_http_fanout_call_t      *winner;        /* merge first */
+    ngx_uint_t                  next_call;     /* the next to start */
+    ngx_http_fanout_batch_t    *batch;         /* fanout_batch; or NULL */
 
     ngx_uint_t                  status;        /* of the merged answer */
     ngx_uint_t                  ok;
@@ -366,6 +393,7 @@ void ngx_http_fanout_resume(ngx_http_fanout_ctx_t *ctx, ngx_int_t rc);
 ngx_int_t ngx_http_fanout_split_stage(ngx_http_fanout_ctx_t *ctx);
 ngx_int_t ngx_http_fanout_limit_stage(ngx_http_fanout_ctx_t *ctx);
 ngx_int_t ngx_http_fanout_body_stage(ngx_http_fanout_ctx_t *ctx);
+ngx_int_t ngx_http_fanout_batch_stage(ngx_http_fanout_ctx_t *ctx);
 ngx_int_t ngx_http_fanout_cache_stage(ngx_http_fanout_ctx_t *ctx);
 ngx_int_t ngx_http_fanout_shadow_stage(ngx_http_fanout_ctx_t *ctx);
 ngx_int_t ngx_http_fanout_calls_stage(ngx_http_fanout_ctx_t *ctx);
@@ -416,12 +444,14 @@ char *ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_fanout_breaker(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_fanout_retry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_fanout_hedge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_fanout_batch(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_fanout_breaker_retry(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub);
 ngx_int_t ngx_http_fanout_breaker_register(ngx_conf_t *cf,
     ngx_http_fanout_loc_conf_t *flcf);
 ngx_int_t ngx_http_fanout_breaker_init_process(ngx_cycle_t *cycle);
-void ngx_http_fanout_breaker_allow(ngx_http_fanout_ctx_t *ctx);
+void ngx_http_fanout_breaker_allow(ngx_http_fanout_ctx_t *ctx,
+    ngx_uint_t from, ngx_uint_t to);
 void ngx_http_fanout_breaker_record(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub);
 void ngx_http_fanout_breaker_record_all(ngx_http_fanout_ctx_t *ctx);

@@ -20,6 +20,7 @@ $t->mock('hang', mode => 'hang');
 $t->mock('fast', mode => 'sse', gap => 50, events => 6);
 $t->mock('slow', mode => 'sse', first => 400, gap => 50, events => 6);
 $t->mock('m');
+$t->mock('model', mode => 'model');
 
 $t->run(http => <<'EOC');
 fanout_zone fanout 1m;
@@ -40,6 +41,11 @@ server {
                        fanout_merge first; }
     location /retry { fanout_target m /_flaky; fanout_retry; }
     location /hedge { fanout_target m /_late; fanout_hedge after=50ms budget=100%; }
+    location /_model { internal; proxy_pass http://127.0.0.1:%%MOCK_model%%/; }
+    location /_model2 { internal; proxy_pass http://127.0.0.1:%%MOCK_model%%/?off=1; }
+    location /batch { fanout_target a /_model; fanout_target b /_model2;
+                      client_body_buffer_size 1k;
+                      fanout_batch instances; }
     location = /fanout/status { fanout_status; }
 }
 EOC
@@ -56,6 +62,20 @@ is($meta, '2 200', 'HTTP/2 POST: 200 over h2');
 my $j = decode_json($json);
 is($j->{results}{a}{len}, length $body, 'the h2 body reached target a');
 is($j->{results}{b}{method}, 'POST', 'and target b');
+
+# a batch over h2, its body in nginx's temporary file (over 1k)
+
+my @words = map { 'w' x (100 + $_) } 1 .. 40;
+FT::write_file($t->dir . '/batch.json',
+               '{"instances":[' . join(',', map { qq("$_") } @words) . ']}');
+$out = `$curl -H 'Content-Type: application/json' --data-binary \@${\ $t->dir}/batch.json -w '\\n%{http_version} %{http_code}' $base/batch`;
+($json, $meta) = $out =~ /^(.*)\n(\S+ \d+)$/s;
+is($meta, '2 200', 'a batch of 40 over h2, from a temporary file: 200');
+$j = eval { decode_json($json) } || {};
+is_deeply([ map { [ $_->{results}{a}{prediction}, $_->{results}{b}{prediction} ] }
+            @{ $j->{items} || [] } ],
+          [ map { [ 100 + $_, 101 + $_ ] } 1 .. 40 ],
+          'every item answered from its own input, in order');
 
 # the deadline over h2: the straggler's upstream connection is closed
 # right away (curl 7.88 cannot reuse a prior-knowledge h2c connection, so

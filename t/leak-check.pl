@@ -57,6 +57,10 @@ server {
     location /st { fanout_target ss /_ss; fanout_target sf /_sf;
                    fanout_merge first; }
     location /sd { fanout_target sd /_sd; fanout_merge first; }
+    location /bt { fanout_target a /_a; fanout_target b /_b;
+                   fanout_cache ttl=60s; fanout_batch instances concurrency=3; }
+    location /bf { fanout_target a /_a; fanout_target b /_b; fanout_merge first;
+                   fanout_batch instances chunk=2; }
     location = /fanout/status { fanout_status prometheus; }
 }
 EOC
@@ -88,6 +92,9 @@ for my $i (1 .. 20) {
     $t->post('/hd', qq({"slow":$i}));
     $t->post('/st', '{}');
     $t->post('/sd', '{}');
+    $t->post('/bt', qq({"instances":[$i,1,2,3,"x$i"]}));
+    $t->post('/bf', qq({"instances":[$i,1,2]}));
+    $t->post('/bt', '{"instances":[1],"instances":[2]}');
 }
 sleep 0.5;    # the last shadows end
 $t->get('/fanout/status');

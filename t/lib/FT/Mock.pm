@@ -24,9 +24,21 @@ package FT::Mock;
 #               waits MS, and logs a "closed" event if nginx closes the
 #               connection meanwhile (a hedged call cut off); later calls
 #               with that body, and other bodies, answer at once
+#   mode=model  a model that answers each input from its value, so that a
+#               swapped or lost input shows: proto=v1 (default) reads
+#               "instances" (an array, or one input) and answers
+#               "predictions" (or "prediction"); proto=v2 reads
+#               inputs[0].data (rows by shape[0]) and answers outputs[0]
+#               with shape [n]; proto=openai reads "input" (a string or an
+#               array) and answers data[i].embedding.  An input's value is
+#               f(x) = 2x + off for a number, length + off for a string,
+#               the sum of f over an array, f(x.x) for an object; an input
+#               "fail" makes the call a 500; the model's name is in the
+#               answer
 #
 # Every request is logged as one JSON line to $log: arrival time, method,
-# URI, body length and SHA-1, and the request headers.
+# URI, body length and SHA-1 (and the body itself up to 1 KB), and the
+# request headers.
 
 use strict;
 use warnings;
@@ -158,6 +170,7 @@ sub log_request {
         len     => length $req->{body},
         sha1    => sha1_hex($req->{body}),
         headers => $req->{headers},
+        (length $req->{body} <= 1024 ? (body => $req->{body}) : ()),
     }), "\n";
     close $fh;
 }
@@ -179,6 +192,82 @@ sub send_response {
              . "Content-Length: $len\r\nConnection: keep-alive\r\n\r\n";
 
     print $c $head . $body;
+}
+
+sub model_value {
+    my ($x, $off) = @_;
+
+    return 2 * $x + $off if !ref $x && $x =~ /^-?[0-9.eE+-]+$/;
+    return length($x) + $off if !ref $x;
+    if (ref $x eq 'ARRAY') {
+        my $sum = 0;
+        $sum += model_value($_, $off) for @$x;
+        return $sum;
+    }
+    return model_value($x->{x} // 0, $off) if ref $x eq 'HASH';
+    return $off;
+}
+
+sub model_answer {
+    my ($text, $b) = @_;
+
+    my $in = eval { decode_json($text) };
+    return (400, '{"error":"not json"}') unless ref $in eq 'HASH';
+
+    my $proto = $b->{proto} // 'v1';
+    my $off = $b->{off} // 0;
+    my $name = $b->{name};
+    my $fails = sub {
+        my @x = @_;
+        return scalar grep { !ref $_ && $_ eq 'fail' } @x;
+    };
+
+    if ($proto eq 'v2') {
+        my $t = $in->{inputs} && $in->{inputs}[0];
+        return (400, '{"error":"no inputs"}')
+            unless ref $t eq 'HASH' && ref $t->{data} eq 'ARRAY'
+                   && ref $t->{shape} eq 'ARRAY';
+        my ($rows, @rest) = @{ $t->{shape} };
+        my $per = 1;
+        $per *= $_ for @rest;
+        my @flat = @{ $t->{data} };
+        return (400, '{"error":"shape"}') unless @flat == $rows * $per;
+        return (500, '{"error":"failed"}') if $fails->(@flat);
+        my @out = map { model_value([ @flat[$_ * $per .. ($_ + 1) * $per - 1] ],
+                                    $off) } 0 .. $rows - 1;
+        return (200, encode_json({
+            model_name => $name,
+            (exists $in->{id} ? (id => $in->{id}) : ()),
+            outputs => [ { name => 'y', datatype => 'FP64',
+                           shape => [ scalar @out ], data => \@out } ],
+        }));
+    }
+
+    if ($proto eq 'openai') {
+        my $x = $in->{input};
+        my @x = ref $x eq 'ARRAY' ? @$x : ($x);
+        return (500, '{"error":"failed"}') if $fails->(@x);
+        return (200, encode_json({
+            object => 'list', model => $name,
+            data => [ map { { object => 'embedding', index => $_,
+                              embedding => [ model_value($x[$_], $off) ] } }
+                      0 .. $#x ],
+        }));
+    }
+
+    my $field = $b->{field} // 'instances';
+    return (400, '{"error":"no instances"}') unless exists $in->{$field};
+    my $x = $in->{$field};
+
+    if (ref $x eq 'ARRAY') {
+        return (500, '{"error":"failed"}') if $fails->(@$x);
+        return (200, encode_json({ model => $name,
+                                   predictions => [ map { model_value($_, $off) } @$x ] }));
+    }
+
+    return (500, '{"error":"failed"}') if $fails->($x);
+    return (200, encode_json({ model => $name,
+                               prediction => model_value($x, $off) }));
 }
 
 sub answer {
@@ -237,6 +326,10 @@ sub answer {
             outputs    => [ { name => 'p', datatype => 'FP32', shape => [1],
                               data => [ $b->{score} // 0.5 ] } ],
         });
+
+    } elsif ($mode eq 'model') {
+        # status= and flaky= still say how the call ends
+        ($status, $body) = model_answer($req->{body}, $b) if $status == 200;
 
     } elsif ($mode eq 'cl_short') {
         # a Content-Length of 5, "123" sent, then a close: JSON, but cut

@@ -1,0 +1,245 @@
+/*
+ * The batch stage (fanout_batch): the client's body holds an array at
+ * FIELD; each item (or each chunk of items) becomes a body of its own,
+ * the client's body with the array replaced, which every target of the
+ * request is called with.  The bodies are chains of buffers into the one
+ * copy of the client's body in memory: a batch of N items costs N small
+ * chains, not N copies.  The calls stage calls them (up to concurrency=
+ * at once); the answer stage joins their answers in the items' order.
+ * The rules (the split, the pieces, the answer) are pure: fanout_batch.c.
+ */
+
+#include "ngx_http_fanout_module.h"
+
+
+static ngx_int_t ngx_http_fanout_batch_body(ngx_http_fanout_ctx_t *ctx,
+    ngx_str_t *body);
+static ngx_int_t ngx_http_fanout_batch_bodies(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_batch_t *b);
+static ngx_int_t ngx_http_fanout_batch_refuse(ngx_http_fanout_ctx_t *ctx,
+    ngx_uint_t status, const char *error, fanout_batch_rc_e rc);
+
+
+ngx_int_t
+ngx_http_fanout_batch_stage(ngx_http_fanout_ctx_t *ctx)
+{
+    ngx_int_t                      rc;
+    fanout_span_t                 *items;
+    fanout_batch_rc_e              brc;
+    ngx_http_request_t            *r;
+    ngx_http_fanout_batch_t       *b;
+    ngx_http_fanout_batch_conf_t  *bc;
+
+    r = ctx->request;
+    bc = ctx->conf->batch;
+
+    b = ngx_pcalloc(r->pool, sizeof(ngx_http_fanout_batch_t));
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_fanout_batch_body(ctx, &b->body);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    /* one more than allowed is enough to tell the client */
+    items = ngx_palloc(r->pool, (bc->max_items + 1) * sizeof(fanout_span_t));
+    if (items == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    brc = fanout_batch_split((const char *) b->body.data, b->body.len,
+                             (const char *) bc->field.data, bc->field.len,
+                             bc->max_items, items, &b->split);
+
+    if (b->body.len > NGX_HTTP_FANOUT_LONG_WORK) {
+        /* the timers that follow measure from now */
+        ngx_time_update();
+    }
+
+    if (brc == FANOUT_BATCH_TOO_MANY) {
+        return ngx_http_fanout_batch_refuse(ctx,
+                                            NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                            "batch_too_large", brc);
+    }
+
+    if (brc != FANOUT_BATCH_OK) {
+        return ngx_http_fanout_batch_refuse(ctx, NGX_HTTP_BAD_REQUEST,
+                                            "bad_batch", brc);
+    }
+
+    b->ncalls = fanout_batch_calls(&b->split, bc->chunk);
+
+    if (ngx_http_fanout_batch_bodies(ctx, b) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "fanout batch: %uz items, %ui calls per target, "
+                   "%uz bytes", b->split.nitems, b->ncalls, b->body.len);
+
+    ctx->batch = b;
+
+    return NGX_DECLINED;
+}
+
+
+/* the client's body in one piece of memory: as read, or one copy; an
+ * error status when it cannot be had */
+
+static ngx_int_t
+ngx_http_fanout_batch_body(ngx_http_fanout_ctx_t *ctx, ngx_str_t *body)
+{
+    off_t                size;
+    ngx_buf_t           *buf;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    if (r->request_body && r->request_body->bufs
+        && r->request_body->bufs->next == NULL)
+    {
+        buf = r->request_body->bufs->buf;
+
+        if (ngx_buf_in_memory(buf) && !buf->in_file) {
+            /* nginx read it into one buffer: no copy at all */
+            body->data = buf->pos;
+            body->len = buf->last - buf->pos;
+            return NGX_OK;
+        }
+    }
+
+    size = ngx_http_fanout_body_size(r);
+
+    if (size == 0) {
+        ngx_str_null(body);
+        return NGX_OK;
+    }
+
+    body->data = ngx_pnalloc(r->pool, (size_t) size);
+    if (body->data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_fanout_body_copy(r, body->data, &body->len) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "fanout batch: the body could not be read back from "
+                      "its temporary file");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Each call's body, as buffers into the client's body (a call's buffers
+ * are shared by its targets: the upstream modules copy a body's buffer
+ * headers before they send it, as they do with the client's own body).
+ */
+
+static ngx_int_t
+ngx_http_fanout_batch_bodies(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_batch_t *b)
+{
+    size_t               total, n, i;
+    ngx_buf_t           *bufs, *buf = NULL;
+    ngx_uint_t           k, chunk;
+    ngx_chain_t         *cl, **last;
+    fanout_span_t        piece[FANOUT_BATCH_PIECES];
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    chunk = ctx->conf->batch->chunk;
+
+    b->bodies = ngx_pcalloc(r->pool,
+                            b->ncalls * sizeof(ngx_http_request_body_t));
+    b->lengths = ngx_palloc(r->pool, b->ncalls * sizeof(off_t));
+
+    /* the most pieces a call has: shared ones and its own */
+    bufs = ngx_pcalloc(r->pool,
+                       b->ncalls * FANOUT_BATCH_PIECES * sizeof(ngx_buf_t));
+    cl = ngx_palloc(r->pool,
+                    b->ncalls * FANOUT_BATCH_PIECES * sizeof(ngx_chain_t));
+
+    if (b->bodies == NULL || b->lengths == NULL || bufs == NULL
+        || cl == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    for (k = 0; k < b->ncalls; k++) {
+        n = fanout_batch_pieces((const char *) b->body.data, b->body.len,
+                                &b->split, chunk, k, piece, &total);
+
+        last = &b->bodies[k].bufs;
+        buf = NULL;
+
+        for (i = 0; i < n; i++) {
+            if (piece[i].len == 0) {
+                continue;
+            }
+
+            buf = &bufs[k * FANOUT_BATCH_PIECES + i];
+
+            /* read only: nothing of ours is written through these */
+            buf->pos = (u_char *) piece[i].p;
+            buf->last = buf->pos + piece[i].len;
+            buf->start = buf->pos;
+            buf->end = buf->last;
+            buf->memory = 1;
+
+            cl->buf = buf;
+            *last = cl;
+            last = &cl->next;
+            cl++;
+        }
+
+        *last = NULL;
+
+        if (buf) {
+            /* the last buffer of a body, as nginx marks a body it read */
+            buf->last_buf = 1;
+        }
+
+        b->lengths[k] = (off_t) total;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_fanout_batch_refuse(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
+    const char *error, fanout_batch_rc_e rc)
+{
+    u_char                        *msg, *p;
+    ngx_http_request_t            *r;
+    ngx_http_fanout_batch_conf_t  *bc;
+
+    r = ctx->request;
+    bc = ctx->conf->batch;
+
+    msg = ngx_pnalloc(r->pool, 160 + bc->field.len);
+    if (msg == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == FANOUT_BATCH_TOO_MANY) {
+        p = ngx_sprintf(msg, "the batch at \\\"%V\\\" has more than "
+                        "max_items=%ui items", &bc->field, bc->max_items);
+
+    } else {
+        p = ngx_sprintf(msg, "%s (fanout_batch \\\"%V\\\")",
+                        fanout_batch_error(rc), &bc->field);
+    }
+
+    *p = '\0';
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "fanout batch refused with %ui: %s", status,
+                  fanout_batch_error(rc));
+
+    return ngx_http_fanout_send_error(r, status, error, (char *) msg);
+}

@@ -629,7 +629,8 @@ ngx_http_fanout_limit_shm(ngx_http_fanout_ctx_t *ctx,
         }
 
         tat[i] = ln[i]->tat;
-        fanout_limit_take(&limits[i].gcra, &tat[i], now, limits[i].cost,
+        fanout_limit_take(&limits[i].gcra, &tat[i], now,
+                          limits[i].cost * ngx_max(ctx->limit_weight, 1),
                           &run->res[i]);
         run->have[i] = 1;
 
@@ -938,6 +939,20 @@ ngx_http_fanout_limit_merge(ngx_conf_t *cf, ngx_http_fanout_loc_conf_t *flcf)
         /* two 32-bit hashes: two limits sharing one is out of reach */
         l[i].id = ((uint64_t) ngx_crc32_long(material, len) << 32)
                   | ngx_murmur_hash2(material, len);
+
+        if (flcf->batch
+            && l[i].cost * flcf->batch->max_items > l[i].gcra.capacity)
+        {
+            /* a batch weighs its calls: larger ones can never pass */
+            ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                          "\"fanout_limit\" \"%V\" of location \"%V\": a "
+                          "batch of more than %uL calls is over its burst "
+                          "and is always refused (fanout_batch max_items=%ui "
+                          "in %s:%ui)", &l[i].name, &clcf->name,
+                          l[i].gcra.capacity / l[i].cost,
+                          flcf->batch->max_items, flcf->batch->file,
+                          flcf->batch->line);
+        }
     }
 
     return NGX_OK;
@@ -1055,6 +1070,20 @@ ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx)
         lens[4 + ncluster + 4 * k] = limits[i].args_len[1];
         argv[5 + ncluster + 4 * k] = (const char *) limits[i].args[2];
         lens[5 + ncluster + 4 * k] = limits[i].args_len[2];
+
+        if (ctx->limit_weight > 1) {
+            /* a batch weighs its calls */
+            value.data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+            if (value.data == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            argv[5 + ncluster + 4 * k] = (const char *) value.data;
+            lens[5 + ncluster + 4 * k] =
+                ngx_sprintf(value.data, "%ui",
+                            limits[i].cost * ctx->limit_weight)
+                - value.data;
+        }
         argv[6 + ncluster + 4 * k] = limits[i].dry_run ? "1" : "0";
         lens[6 + ncluster + 4 * k] = 1;
 
@@ -1087,7 +1116,8 @@ ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx)
 ngx_int_t
 ngx_http_fanout_limit_stage(ngx_http_fanout_ctx_t *ctx)
 {
-    if (ctx->conf->limits == NULL) {
+    if (ctx->conf->limits == NULL || ctx->conf->batch) {
+        /* a batch is weighed by its calls in the batch stage, once read */
         return NGX_DECLINED;
     }
 

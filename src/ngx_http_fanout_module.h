@@ -306,6 +306,7 @@ struct ngx_http_fanout_ctx_s {
     ngx_str_t                   limit_limit;   /* its burst, as text */
     ngx_uint_t                  limit_remaining;
     ngx_uint_t                  limit_reset;   /* seconds */
+    ngx_uint_t                  limit_weight;  /* a batch's calls; 0: 1 */
     unsigned                    limited:1;
     void                       *limit_run;     /* the check under way */
     ngx_http_fanout_redis_op_t *limit_op;      /* scope=cluster */

@@ -107,6 +107,17 @@ server {
         fanout_target n /_nest;
         fanout_batch req.instances chunk=1;
     }
+    location /lim {
+        fanout_target a /_a;
+        fanout_limit key=\$remote_addr rate=1r/m burst=10;
+        fanout_batch instances max_items=16;
+    }
+    location /climit {
+        fanout_target a /_a;
+        fanout_limit key=\$remote_addr rate=1r/m burst=10 scope=cluster
+                     on_redis_error=closed;
+        fanout_batch instances max_items=16;
+    }
     location /abort {
         fanout_target h /_hang;
         fanout_batch instances;
@@ -300,6 +311,23 @@ is($r->{headers}{'x-fanout-cache'}, 'HIT', 'every item cached: HIT');
 
 $r = $t->post('/cache', '{"instances":[11],"temperature":1}');
 is($r->{json}{meta}{cached}, 0, 'the body around the items is in the key');
+
+# fanout_limit weighs a batch by its calls: 10 calls' worth of burst
+
+is($t->post('/lim', '{"instances":[1,2,3,4]}')->{status}, 200, 'a limit: 4 calls pass');
+is($t->post('/lim', '{"instances":[1,2,3,4]}')->{status}, 200, '4 more pass');
+$r = $t->post('/lim', '{"instances":[1,2,3,4]}');
+is($r->{status}, 429, 'a third batch of 4 is over the burst of 10: 429');
+is($t->post('/lim', '{"instances":[1,2]}')->{status}, 200,
+   'a batch of 2 still fits');
+is($t->post('/lim', '{"instances":[1]}')->{status}, 429, 'then nothing does');
+is($t->post('/climit', '{"instances":[1,2,3,4,5,6]}')->{status}, 200,
+   'a cluster limit (Redis): 6 calls pass');
+is($t->post('/climit', '{"instances":[1,2,3,4,5]}')->{status}, 429,
+   '5 more are over its burst of 10: 429');
+is($t->post('/climit', '{"instances":[1,2,3,4]}')->{status}, 200, '4 still fit');
+like($t->error_log, qr/\[warn\].*"fanout_limit" .* of location "\/lim": a batch of more than 10 calls is over its burst/,
+     'nginx -t warns of batches the burst can never admit');
 
 # a client that leaves mid-batch
 

@@ -40,10 +40,12 @@ UNIT_CFLAGS := -g -O1 -std=c99 -D_POSIX_C_SOURCE=200809L $(WARN) -Isrc \
 UNIT_TESTS  := $(BUILD)/unit/json_test $(BUILD)/unit/merge_test $(BUILD)/unit/batch_test \
                $(BUILD)/unit/cache_key_test $(BUILD)/unit/limit_test \
                $(BUILD)/unit/breaker_test $(BUILD)/unit/split_test \
-               $(BUILD)/unit/compare_test $(BUILD)/unit/call_test
+               $(BUILD)/unit/compare_test $(BUILD)/unit/call_test \
+               $(BUILD)/unit/microbatch_test
 CORE        := src/fanout_json.c src/fanout_merge.c src/fanout_cache_key.c \
                src/fanout_limit.c src/fanout_breaker.c src/fanout_split.c \
-               src/fanout_compare.c src/fanout_call.c src/fanout_batch.c
+               src/fanout_compare.c src/fanout_call.c src/fanout_batch.c \
+               src/fanout_microbatch.c
 
 .PHONY: all deps deps-build check-deps build test unit test-asan leak-check demo bench \
         bench-cost bench-cpu bench-mean bench-tail lint clean build-static test-static test-compat \

@@ -755,8 +755,10 @@ fanout_json_array(const char *p, size_t len, fanout_span_t *items, size_t max)
             return (long) n + 1;
         }
 
-        items[n].p = start;
-        items[n].len = (size_t) (s.p - start);
+        if (items) {
+            items[n].p = start;
+            items[n].len = (size_t) (s.p - start);
+        }
 
         switch (fanout_scan_next(&s, ']')) {
         case 0:

@@ -51,7 +51,7 @@ int fanout_json_find(const char *p, size_t len, const char *path,
 
 /*
  * The elements of a validated array (len bytes from its '[' to its ']'):
- * their spans into items, at most max of them.  Returns their number
+ * their spans into items (unless NULL), at most max of them.  Returns their number
  * (max + 1 when there are more: counting stops there), -1 when it is not
  * an array.
  */

@@ -431,6 +431,9 @@ ngx_int_t ngx_http_fanout_stream_header(ngx_http_fanout_ctx_t *ctx,
     ngx_uint_t status, ngx_str_t *type, ngx_str_t *target);
 ngx_int_t ngx_http_fanout_response_init(ngx_conf_t *cf);
 ngx_list_t *ngx_http_fanout_headers(ngx_http_request_t *r);
+ngx_http_request_t *ngx_http_fanout_detach(ngx_http_request_t *r,
+    ngx_list_t *headers, const char *action, ngx_uint_t body);
+void ngx_http_fanout_detached_free(ngx_http_request_t *fake);
 
 extern ngx_str_t  ngx_http_fanout_json_type;
 

@@ -64,6 +64,7 @@ fanout_kind_failure(fanout_kind_e kind)
     case FANOUT_BAD_JSON:
     case FANOUT_TOO_LARGE:
     case FANOUT_UPSTREAM_ERROR:
+    case FANOUT_BAD_BATCH:
         return 1;
     default:
         return 0;
@@ -84,6 +85,8 @@ fanout_kind_retries(fanout_kind_e kind, int status, unsigned on)
 {
     switch (kind) {
     case FANOUT_UPSTREAM_ERROR:
+    case FANOUT_BAD_BATCH:
+        /* a batch's answer that did not fit: the retry joins another */
         return (on & FANOUT_RETRY_ERROR) != 0;
     case FANOUT_TIMEOUT:
         return (on & FANOUT_RETRY_TIMEOUT) != 0;

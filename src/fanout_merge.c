@@ -12,7 +12,7 @@
 
 static const char  *fanout_kind_names[FANOUT_NKINDS] = {
     "ok", "timeout", "http_4xx", "http_5xx", "bad_json", "too_large",
-    "upstream_error", "bad_field", "circuit_open", "overloaded"
+    "upstream_error", "bad_field", "circuit_open", "overloaded", "bad_batch"
 };
 
 

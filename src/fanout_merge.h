@@ -32,6 +32,7 @@ typedef enum {
     FANOUT_BAD_FIELD,
     FANOUT_CIRCUIT_OPEN,           /* not called: its breaker is open */
     FANOUT_OVERLOADED,             /* not called: max_inflight reached */
+    FANOUT_BAD_BATCH,              /* batch=: its batch's answer unusable */
     FANOUT_NKINDS
 } fanout_kind_e;
 

@@ -501,8 +501,17 @@ ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx, ngx_http_fanout_call_t *sub,
 
     r = ctx->request;
 
-    if (ngx_http_fanout_attempt_start(r, a, uri, args) != NGX_OK) {
+    if (sub->target->batch && uri == &sub->target->uri
+        && ngx_http_fanout_batcher_join(ctx, sub, a) == NGX_OK)
+    {
+        /* batch=: no subrequest of its own, a place in a batch */
+        sr = NULL;
+
+    } else if (ngx_http_fanout_attempt_start(r, a, uri, args) != NGX_OK) {
         return NGX_ERROR;
+
+    } else {
+        sr = a->sr;
     }
 
     a->live = 1;
@@ -516,25 +525,25 @@ ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx, ngx_http_fanout_call_t *sub,
 
     sub->last = a;
 
-    sr = a->sr;
-
     /*
      * The client's method, body and headers, as the client sent them;
      * HEAD becomes GET, as with proxy_cache_convert_head, since an
      * answer without a body cannot be merged.
      */
 
-    if (r->method != NGX_HTTP_HEAD) {
+    if (sr && r->method != NGX_HTTP_HEAD) {
         sr->method = r->method;
         sr->method_name = r->method_name;
     }
 
-    sr->headers_in.headers = *ctx->headers;
+    if (sr) {
+        sr->headers_in.headers = *ctx->headers;
 #if (NGX_HTTP_GZIP || NGX_HTTP_HEADERS)
-    sr->headers_in.accept_encoding = NULL;
+        sr->headers_in.accept_encoding = NULL;
 #endif
+    }
 
-    if (ctx->batch) {
+    if (sr && ctx->batch) {
         /* fanout_batch: the body of the call's item, as its length says */
         k = (sub - ctx->subs) / ctx->batch->ntargets;
         sr->request_body = &ctx->batch->bodies[k];

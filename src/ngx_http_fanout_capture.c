@@ -164,6 +164,11 @@ ngx_http_fanout_attempt_cut(ngx_http_fanout_attempt_t *a)
         ngx_delete_posted_event(a->stop);
     }
 
+    if (a->leave) {
+        /* micro-batched: out of its batch, or its share of the answer */
+        a->leave(a);
+    }
+
     sr = a->sr;
     a->done = 1;
 
@@ -204,6 +209,46 @@ ngx_http_fanout_attempt_forget(ngx_http_fanout_attempt_t *a)
     if (a->stop && a->stop->posted) {
         ngx_delete_posted_event(a->stop);
     }
+
+    if (a->leave) {
+        a->leave(a);
+    }
+}
+
+
+/*
+ * A micro-batched attempt's answer, its share of its batch's: judged as
+ * the batch's was (or bad_batch), handed to its owner like any other.
+ */
+
+void
+ngx_http_fanout_attempt_answered(ngx_http_fanout_attempt_t *a,
+    fanout_kind_e kind, int result, int status, ngx_str_t *type,
+    u_char *buf, size_t len)
+{
+    if (a->done) {
+        return;
+    }
+
+    a->done = 1;
+    a->latency = ngx_current_msec - a->start;
+    a->kind = kind;
+    a->result = result;
+    a->status = status;
+    a->header = (status != 0);
+    a->complete = (kind == FANOUT_OK);
+    a->buf = buf;
+    a->len = len;
+
+    if (type) {
+        a->content_type = *type;
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "fanout %s \"%V\" done in its batch: %s", a->what,
+                   a->name, fanout_kind_name(kind));
+
+    a->ended(a);
 }
 
 

@@ -109,7 +109,7 @@ ngx_http_fanout_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_int_t                     n;
     ngx_str_t                    *value, s;
-    ngx_uint_t                    i, loc_index;
+    ngx_uint_t                    i, loc_index, formatted;
     ngx_http_fanout_target_t     *t, *targets;
     ngx_http_core_loc_conf_t     *clcf;
     ngx_http_fanout_main_conf_t  *fmcf;
@@ -186,6 +186,8 @@ ngx_http_fanout_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     t->name = value[1];
     t->weight = NGX_HTTP_FANOUT_WEIGHT_ONE;
     t->timeout = NGX_CONF_UNSET_MSEC;
+    t->batch_wait = NGX_CONF_UNSET_MSEC;
+    formatted = 0;
 
     ngx_http_fanout_split_uri(&value[2], &t->uri, &t->args);
 
@@ -252,6 +254,62 @@ ngx_http_fanout_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "batch=", 6) == 0) {
+            n = ngx_atoi(value[i].data + 6, value[i].len - 6);
+
+            if (n < 2 || n > 1024) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\": inputs a call, from 2 "
+                                   "to 1024", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            t->batch = (ngx_uint_t) n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "batch_wait=", 11) == 0) {
+            s.data = value[i].data + 11;
+            s.len = value[i].len - 11;
+
+            n = ngx_parse_time(&s, 0);
+
+            if (n == NGX_ERROR || n > 1000) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\": a time up to 1s",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            t->batch_wait = (ngx_msec_t) n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "batch_format=", 13) == 0) {
+            s.data = value[i].data + 13;
+            s.len = value[i].len - 13;
+
+            for (n = FANOUT_MB_INSTANCES; n <= FANOUT_MB_ARRAY; n++) {
+                if (ngx_strlen(fanout_mb_format_name(n)) == s.len
+                    && ngx_strncmp(fanout_mb_format_name(n), s.data, s.len)
+                       == 0)
+                {
+                    break;
+                }
+            }
+
+            if (n > FANOUT_MB_ARRAY) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\": use instances, v2, "
+                                   "openai or array", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            t->batch_format = (ngx_uint_t) n;
+            formatted = 1;
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
 
             s.data = value[i].data + 8;
@@ -273,6 +331,13 @@ ngx_http_fanout_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if ((t->batch_wait != NGX_CONF_UNSET_MSEC || formatted) && !t->batch) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"batch_wait=\" and \"batch_format=\" need "
+                           "\"batch=N\" (target \"%V\")", &t->name);
+        return NGX_CONF_ERROR;
+    }
+
     if (ngx_http_fanout_stats_register(cf, fmcf, &flcf->location, &t->name,
                                        &loc_index, &t->stats)
         != NGX_OK)
@@ -281,6 +346,22 @@ ngx_http_fanout_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     flcf->stats = loc_index;
+
+    if (t->batch) {
+        if (t->batch_wait == NGX_CONF_UNSET_MSEC) {
+            t->batch_wait = 2;
+        }
+
+        if (ngx_http_fanout_stats_register_extra(cf, fmcf, &flcf->location,
+                                                 &t->name,
+                                                 NGX_HTTP_FANOUT_STATS_BATCH,
+                                                 &loc_index, &t->batch_stats)
+            != NGX_OK
+            || ngx_http_fanout_batcher_init(cf, t) != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
 
     return NGX_CONF_OK;
 }

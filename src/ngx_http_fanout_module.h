@@ -14,6 +14,7 @@
 #include "fanout_call.h"
 #include "fanout_breaker.h"
 #include "fanout_batch.h"
+#include "fanout_microbatch.h"
 
 
 #define NGX_HTTP_FANOUT_VERSION        "0.3.0"
@@ -55,6 +56,11 @@ typedef struct {
     ngx_str_t                   fallback;      /* fallback=, its URI */
     ngx_str_t                   fallback_args;
     ngx_str_t                   breaker_key;   /* scope=cluster, in Redis */
+    ngx_uint_t                  batch;         /* batch=: inputs a call */
+    ngx_msec_t                  batch_wait;
+    ngx_uint_t                  batch_format;  /* fanout_mb_format_e */
+    ngx_uint_t                  batch_stats;   /* its batches' counters */
+    void                       *batcher;       /* this worker's batches */
     unsigned                    no_breaker:1;  /* breaker=off */
 } ngx_http_fanout_target_t;
 
@@ -206,6 +212,10 @@ struct ngx_http_fanout_attempt_s {
                                                   forward it to sink */
     ngx_http_request_t         *sink;
     off_t                       sent;          /* bytes forwarded */
+
+    /* micro-batched (batch=): no subrequest of its own, a place in one */
+    void                      (*leave)(ngx_http_fanout_attempt_t *a);
+    void                       *batched;
 
     ngx_http_request_t         *sr;            /* NULL once it has ended */
     ngx_http_post_subrequest_t  ps;
@@ -418,6 +428,9 @@ ngx_int_t ngx_http_fanout_attempt_start(ngx_http_request_t *r,
     ngx_http_fanout_attempt_t *a, ngx_str_t *uri, ngx_str_t *args);
 void ngx_http_fanout_attempt_cut(ngx_http_fanout_attempt_t *a);
 void ngx_http_fanout_attempt_forget(ngx_http_fanout_attempt_t *a);
+void ngx_http_fanout_attempt_answered(ngx_http_fanout_attempt_t *a,
+    fanout_kind_e kind, int result, int status, ngx_str_t *type,
+    u_char *buf, size_t len);
 ngx_int_t ngx_http_fanout_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *error, const char *message);
 off_t ngx_http_fanout_body_size(ngx_http_request_t *r);
@@ -431,6 +444,10 @@ ngx_int_t ngx_http_fanout_stream_header(ngx_http_fanout_ctx_t *ctx,
     ngx_uint_t status, ngx_str_t *type, ngx_str_t *target);
 ngx_int_t ngx_http_fanout_response_init(ngx_conf_t *cf);
 ngx_list_t *ngx_http_fanout_headers(ngx_http_request_t *r);
+ngx_int_t ngx_http_fanout_batcher_join(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub, ngx_http_fanout_attempt_t *a);
+ngx_int_t ngx_http_fanout_batcher_init(ngx_conf_t *cf,
+    ngx_http_fanout_target_t *t);
 ngx_http_request_t *ngx_http_fanout_detach(ngx_http_request_t *r,
     ngx_list_t *headers, const char *action, ngx_uint_t body);
 void ngx_http_fanout_detached_free(ngx_http_request_t *fake);

@@ -78,6 +78,9 @@ ngx_http_fanout_stats_register(ngx_conf_t *cf,
                != NGX_OK
             || ngx_array_init(&loc->shadows, cf->pool, 1,
                               sizeof(ngx_http_fanout_stats_target_t))
+               != NGX_OK
+            || ngx_array_init(&loc->batches, cf->pool, 1,
+                              sizeof(ngx_http_fanout_stats_target_t))
                != NGX_OK)
         {
             return NGX_ERROR;
@@ -118,8 +121,8 @@ ngx_http_fanout_stats_register(ngx_conf_t *cf,
 
 
 /*
- * A limit's, a variant's or a shadow's node is keyed by its name after a
- * \1, \2 or \3: no target has such a name.
+ * A limit's, a variant's, a shadow's or a batched target's node is keyed
+ * by its name after a \1, \2, \3 or \4: no target has such a name.
  */
 
 ngx_int_t
@@ -299,6 +302,16 @@ ngx_http_fanout_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         tgt = loc[i].shadows.elts;
 
         for (j = 0; j < loc[i].shadows.nelts; j++) {
+            tgt[j].node = ngx_http_fanout_stats_node(shpool, sh, &loc[i].name,
+                                                     &tgt[j].name);
+            if (tgt[j].node == NULL) {
+                goto failed;
+            }
+        }
+
+        tgt = loc[i].batches.elts;
+
+        for (j = 0; j < loc[i].batches.nelts; j++) {
             tgt[j].node = ngx_http_fanout_stats_node(shpool, sh, &loc[i].name,
                                                      &tgt[j].name);
             if (tgt[j].node == NULL) {

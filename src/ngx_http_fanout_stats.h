@@ -103,14 +103,34 @@ typedef enum {
 } ngx_http_fanout_sha_counter_e;
 
 
+/* a batch=: target's micro-batches, in a location */
+#define NGX_HTTP_FANOUT_BAT_NSIZES  12      /* inputs: 1, 2, 4 ... 1024, more */
+#define NGX_HTTP_FANOUT_BAT_NWAITS  7       /* ms: 0, 1, 2, 5, 10, 25, more */
+
+typedef enum {
+    NGX_HTTP_FANOUT_BAT_BATCHES = 0,    /* upstream calls with their inputs */
+    NGX_HTTP_FANOUT_BAT_INPUTS,         /* the inputs in them */
+    NGX_HTTP_FANOUT_BAT_CALLERS,        /* the calls in them */
+    NGX_HTTP_FANOUT_BAT_ERRORS,         /* batches that failed their calls */
+    NGX_HTTP_FANOUT_BAT_ALONE,          /* calls not batchable: sent alone */
+    NGX_HTTP_FANOUT_BAT_WAIT_MS,        /* the calls' waits, summed */
+    NGX_HTTP_FANOUT_BAT_SIZE,           /* inputs per batch, by bucket */
+    NGX_HTTP_FANOUT_BAT_WAIT = NGX_HTTP_FANOUT_BAT_SIZE
+                               + NGX_HTTP_FANOUT_BAT_NSIZES,
+    NGX_HTTP_FANOUT_BAT_NCOUNTERS = NGX_HTTP_FANOUT_BAT_WAIT
+                                    + NGX_HTTP_FANOUT_BAT_NWAITS
+} ngx_http_fanout_bat_counter_e;
+
+
 /* the location's other counter nodes */
 #define NGX_HTTP_FANOUT_STATS_LIMIT    1
 #define NGX_HTTP_FANOUT_STATS_VARIANT  2
 #define NGX_HTTP_FANOUT_STATS_SHADOW   3
+#define NGX_HTTP_FANOUT_STATS_BATCH    4
 
 
-/* enough for locations, targets and Redis */
-#define NGX_HTTP_FANOUT_NCOUNTERS  24
+/* enough for locations, targets, batches and Redis */
+#define NGX_HTTP_FANOUT_NCOUNTERS  28
 
 
 struct ngx_http_fanout_stats_s {
@@ -152,10 +172,11 @@ typedef struct {
     ngx_array_t                 limits;    /* ngx_http_fanout_stats_target_t */
     ngx_array_t                 variants;  /* ngx_http_fanout_stats_target_t */
     ngx_array_t                 shadows;   /* ngx_http_fanout_stats_target_t */
+    ngx_array_t                 batches;   /* ngx_http_fanout_stats_target_t */
 } ngx_http_fanout_stats_loc_t;
 
 
-/* a location's limits, variants or shadows */
+/* a location's limits, variants, shadows or micro-batched targets */
 static ngx_inline ngx_array_t *
 ngx_http_fanout_stats_extras(ngx_http_fanout_stats_loc_t *loc,
     ngx_uint_t kind)
@@ -165,6 +186,8 @@ ngx_http_fanout_stats_extras(ngx_http_fanout_stats_loc_t *loc,
         return &loc->limits;
     case NGX_HTTP_FANOUT_STATS_VARIANT:
         return &loc->variants;
+    case NGX_HTTP_FANOUT_STATS_BATCH:
+        return &loc->batches;
     default:
         return &loc->shadows;
     }

@@ -25,6 +25,21 @@ static const char  *ngx_http_fanout_var_counters[] = {
 };
 
 
+static const char  *ngx_http_fanout_bat_counters[] = {
+    "batches", "inputs", "callers", "errors", "alone", "wait_ms_sum"
+};
+
+
+/* the upper bounds of the batches' buckets: inputs, and ms waited */
+static const char  *ngx_http_fanout_bat_sizes[] = {
+    "1", "2", "4", "8", "16", "32", "64", "128", "256", "512", "1024", "+Inf"
+};
+
+static const char  *ngx_http_fanout_bat_waits[] = {
+    "0", "1", "2", "5", "10", "25", "+Inf"
+};
+
+
 static const char  *ngx_http_fanout_sha_counters[] = {
     "sent", "agree", "disagree", "shadow_error", "shed", "skipped",
     "argmax_agree", "argmax_disagree", "sampled", "sample_errors",
@@ -171,6 +186,45 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
             *p++ = '}';
         }
 
+        p = ngx_sprintf(p, "},\"batches\":{");
+
+        tgt = loc[i].batches.elts;
+
+        for (j = 0; j < loc[i].batches.nelts; j++) {
+            name.data = tgt[j].name.data + 1;
+            name.len = tgt[j].name.len - 1;
+
+            p = ngx_sprintf(p, "%s\"", j ? "," : "");
+            p = ngx_http_fanout_escape_json(p, &name);
+            p = ngx_sprintf(p, "\":{");
+
+            for (k = 0; k < NGX_HTTP_FANOUT_BAT_SIZE; k++) {
+                p = ngx_sprintf(p, "%s\"%s\":%uA", k ? "," : "",
+                                ngx_http_fanout_bat_counters[k],
+                                tgt[j].node->counters[k]);
+            }
+
+            p = ngx_sprintf(p, ",\"inputs_per_batch\":{");
+
+            for (k = 0; k < NGX_HTTP_FANOUT_BAT_NSIZES; k++) {
+                p = ngx_sprintf(p, "%s\"%s\":%uA", k ? "," : "",
+                                ngx_http_fanout_bat_sizes[k],
+                                tgt[j].node->counters[NGX_HTTP_FANOUT_BAT_SIZE
+                                                      + k]);
+            }
+
+            p = ngx_sprintf(p, "},\"wait_ms\":{");
+
+            for (k = 0; k < NGX_HTTP_FANOUT_BAT_NWAITS; k++) {
+                p = ngx_sprintf(p, "%s\"%s\":%uA", k ? "," : "",
+                                ngx_http_fanout_bat_waits[k],
+                                tgt[j].node->counters[NGX_HTTP_FANOUT_BAT_WAIT
+                                                      + k]);
+            }
+
+            p = ngx_sprintf(p, "}}");
+        }
+
         p = ngx_sprintf(p, "},");
         p = ngx_http_fanout_stats_json_histogram(p, st);
         p = ngx_sprintf(p, ",\"targets\":{");
@@ -315,6 +369,55 @@ ngx_http_fanout_prom_extra(u_char *p, ngx_http_fanout_main_conf_t *fmcf,
 }
 
 
+/*
+ * A histogram of the batched targets' counters: n buckets from first
+ * (non-cumulative in the zone, cumulative here), its sum at counter sum;
+ * its count is the last cumulative bucket.
+ */
+
+static u_char *
+ngx_http_fanout_prom_buckets(u_char *p, ngx_http_fanout_main_conf_t *fmcf,
+    const char *metric, const char **bounds, ngx_uint_t first, ngx_uint_t n,
+    ngx_uint_t sum)
+{
+    ngx_str_t                        name;
+    ngx_uint_t                       i, j, k;
+    ngx_atomic_uint_t                total;
+    ngx_http_fanout_stats_loc_t     *loc;
+    ngx_http_fanout_stats_target_t  *x;
+
+    loc = fmcf->locations.elts;
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        x = loc[i].batches.elts;
+
+        for (j = 0; j < loc[i].batches.nelts; j++) {
+            name.data = x[j].name.data + 1;
+            name.len = x[j].name.len - 1;
+            total = 0;
+
+            for (k = 0; k < n; k++) {
+                total += x[j].node->counters[first + k];
+
+                p = ngx_sprintf(p, "%s_bucket", metric);
+                p = ngx_http_fanout_prom_labels(p, &loc[i].name, &name);
+                p = ngx_sprintf(p, ",le=\"%s\"} %uA\n", bounds[k], total);
+            }
+
+            p = ngx_sprintf(p, "%s_sum", metric);
+            p = ngx_http_fanout_prom_labels(p, &loc[i].name, &name);
+            p = ngx_sprintf(p, "} %uA\n", x[j].node->counters[sum]);
+
+            p = ngx_sprintf(p, "%s_count", metric);
+            p = ngx_http_fanout_prom_labels(p, &loc[i].name, &name);
+            p = ngx_sprintf(p, "} %uA\n", total);
+        }
+    }
+
+    return p;
+}
+
+
 static u_char *
 ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
 {
@@ -428,6 +531,37 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
                                    NGX_HTTP_FANOUT_SHA_PAIRS,
                                    NGX_HTTP_FANOUT_SHA_NCOUNTERS
                                    - NGX_HTTP_FANOUT_SHA_PAIRS);
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_batch_total Per batch= target: upstream calls made "
+        "of several calls' inputs, the inputs and calls in them, batches "
+        "that failed their calls, calls sent alone, ms waited (sum).\n"
+        "# TYPE fanout_batch_total counter\n");
+
+    p = ngx_http_fanout_prom_extra(p, fmcf, "fanout_batch_total",
+                                   NGX_HTTP_FANOUT_STATS_BATCH, "target",
+                                   ngx_http_fanout_bat_counters, 0,
+                                   NGX_HTTP_FANOUT_BAT_SIZE);
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_batch_inputs Inputs per micro-batch.\n"
+        "# TYPE fanout_batch_inputs histogram\n");
+
+    p = ngx_http_fanout_prom_buckets(p, fmcf, "fanout_batch_inputs",
+                                     ngx_http_fanout_bat_sizes,
+                                     NGX_HTTP_FANOUT_BAT_SIZE,
+                                     NGX_HTTP_FANOUT_BAT_NSIZES,
+                                     NGX_HTTP_FANOUT_BAT_INPUTS);
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_batch_wait_ms Time a call waited for its batch.\n"
+        "# TYPE fanout_batch_wait_ms histogram\n");
+
+    p = ngx_http_fanout_prom_buckets(p, fmcf, "fanout_batch_wait_ms",
+                                     ngx_http_fanout_bat_waits,
+                                     NGX_HTTP_FANOUT_BAT_WAIT,
+                                     NGX_HTTP_FANOUT_BAT_NWAITS,
+                                     NGX_HTTP_FANOUT_BAT_WAIT_MS);
 
     p = ngx_sprintf(p,
         "# HELP fanout_latency_seconds Time from the fan-out's start to "
@@ -706,6 +840,13 @@ ngx_http_fanout_status_size(ngx_http_fanout_main_conf_t *fmcf)
             names = 6 * (loc[i].name.len + tgt[j].name.len);
             size += (NGX_HTTP_FANOUT_SHA_NCOUNTERS + NGX_HTTP_FANOUT_NBUCKETS
                      + 4) * (128 + names);
+        }
+
+        tgt = loc[i].batches.elts;
+
+        for (j = 0; j < loc[i].batches.nelts; j++) {
+            names = 6 * (loc[i].name.len + tgt[j].name.len);
+            size += (NGX_HTTP_FANOUT_BAT_NCOUNTERS + 4) * (128 + names);
         }
     }
 

@@ -84,19 +84,20 @@ test_policy(void)
         falls += fanout_kind_falls_back((fanout_kind_e) k);
     }
 
-    ok(failures == 5 && fanout_kind_failure(FANOUT_TIMEOUT)
+    ok(failures == 6 && fanout_kind_failure(FANOUT_TIMEOUT)
        && fanout_kind_failure(FANOUT_HTTP_5XX)
        && fanout_kind_failure(FANOUT_BAD_JSON)
        && fanout_kind_failure(FANOUT_TOO_LARGE)
-       && fanout_kind_failure(FANOUT_UPSTREAM_ERROR),
+       && fanout_kind_failure(FANOUT_UPSTREAM_ERROR)
+       && fanout_kind_failure(FANOUT_BAD_BATCH),
        "the breaker counts timeout, 5xx, bad_json, too_large, "
-       "upstream_error");
+       "upstream_error, bad_batch");
     ok(!fanout_kind_failure(FANOUT_HTTP_4XX)
        && !fanout_kind_failure(FANOUT_CIRCUIT_OPEN)
        && !fanout_kind_failure(FANOUT_OVERLOADED)
        && !fanout_kind_failure(FANOUT_BAD_FIELD),
        "not a 4xx, nor calls never made, nor an unusable field");
-    ok(falls == 7 && fanout_kind_falls_back(FANOUT_CIRCUIT_OPEN)
+    ok(falls == 8 && fanout_kind_falls_back(FANOUT_CIRCUIT_OPEN)
        && fanout_kind_falls_back(FANOUT_OVERLOADED)
        && !fanout_kind_falls_back(FANOUT_HTTP_4XX)
        && !fanout_kind_falls_back(FANOUT_OK),
@@ -109,6 +110,10 @@ test_policy(void)
        && !fanout_kind_retries(FANOUT_UPSTREAM_ERROR, 502,
                                all & ~FANOUT_RETRY_ERROR),
        "on=error retries upstream_error, only it");
+    ok(fanout_kind_retries(FANOUT_BAD_BATCH, 502, FANOUT_RETRY_ERROR)
+       && !fanout_kind_retries(FANOUT_BAD_BATCH, 502,
+                               all & ~FANOUT_RETRY_ERROR),
+       "on=error retries bad_batch (into another batch), only it");
     ok(fanout_kind_retries(FANOUT_HTTP_5XX, 503, FANOUT_RETRY_5XX)
        && fanout_kind_retries(FANOUT_TIMEOUT, 504, FANOUT_RETRY_TIMEOUT)
        && fanout_kind_retries(FANOUT_BAD_JSON, 200, FANOUT_RETRY_BAD_JSON),

@@ -99,9 +99,43 @@ fanout_mb_uint(fanout_span_t *v, size_t *n)
 }
 
 
+/* v2: the elements of a row, the product of shape[1:] */
+
+#define FANOUT_MB_MAX_DIMS   16
+#define FANOUT_MB_MAX_ROW    ((size_t) 1 << 32)
+
+static int
+fanout_mb_row_size(fanout_span_t *shape, size_t *per)
+{
+    long           n, i;
+    size_t         d;
+    fanout_span_t  dims[FANOUT_MB_MAX_DIMS];
+
+    n = fanout_json_array(shape->p, shape->len, dims, FANOUT_MB_MAX_DIMS);
+
+    if (n < 1 || n > FANOUT_MB_MAX_DIMS) {
+        return -1;
+    }
+
+    *per = 1;
+
+    for (i = 1; i < n; i++) {
+        if (fanout_mb_uint(&dims[i], &d) != 0 || d == 0
+            || *per > FANOUT_MB_MAX_ROW / d)
+        {
+            return -1;
+        }
+
+        *per *= d;
+    }
+
+    return 0;
+}
+
+
 /*
  * v2: the tensors of "inputs" (or "outputs"), each with the same rows in
- * shape[0] and data whose elements those rows divide.
+ * shape[0] and flat data of as many elements as its shape says.
  */
 
 static int
@@ -110,7 +144,7 @@ fanout_mb_tensors(const char *body, size_t len, const char *field,
 {
     long           n, m;
     char           path[64];
-    size_t         count;
+    size_t         count, per;
     unsigned       k;
     fanout_span_t  v, shape, data;
 
@@ -136,6 +170,14 @@ fanout_mb_tensors(const char *body, size_t len, const char *field,
             return -1;
         }
 
+        snprintf(path, sizeof(path), "%s.%u.shape", field, k);
+
+        if (fanout_mb_find(body, len, path, &v) != 0
+            || fanout_mb_row_size(&v, &per) != 0)
+        {
+            return -1;
+        }
+
         snprintf(path, sizeof(path), "%s.%u.data", field, k);
 
         if (fanout_mb_find(body, len, path, &data) != 0) {
@@ -144,7 +186,8 @@ fanout_mb_tensors(const char *body, size_t len, const char *field,
 
         m = fanout_mb_count(&data);
 
-        if (m < 1 || (size_t) m % count != 0) {
+        /* flat data, as many elements as the shape says */
+        if (m < 1 || (size_t) m != count * per) {
             return -1;
         }
 

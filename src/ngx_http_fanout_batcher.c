@@ -51,6 +51,7 @@ typedef struct {
     ngx_event_t                    deliver;    /* its answer is ready */
 
     /* its answer */
+    unsigned                       follower:1; /* not its batch's first */
     fanout_kind_e                  kind;
     int                            result;
     int                            status;
@@ -87,6 +88,7 @@ struct ngx_http_fanout_mb_carrier_s {
     ngx_event_t                    reap;
     unsigned                       ended:1;
     unsigned                       cut:1;
+    unsigned                       given:1;    /* an outcome went out */
 };
 
 
@@ -705,7 +707,12 @@ ngx_http_fanout_batcher_ended(ngx_http_fanout_attempt_t *a)
     t = &c->batcher->target;
     fmt = (fanout_mb_format_e) t->batch_format;
 
-    if (a->kind != FANOUT_OK) {
+    if (a->kind != FANOUT_OK || a->result < 200 || a->result > 299) {
+        /*
+         * Failed, or answered with an error status: each caller has that
+         * outcome (a 503 is each one's http_503), not the body, which may
+         * speak of the others' inputs.
+         */
         ngx_http_fanout_batcher_fail(c, a->kind, a->result, a->status);
         goto done;
     }
@@ -836,6 +843,10 @@ ngx_http_fanout_batcher_give(ngx_http_fanout_mb_member_t *m,
     m->status = status;
 
     if (m->carrier) {
+        /* the breaker learns a batch's outcome once, from its first */
+        m->follower = m->carrier->given;
+        m->carrier->given = 1;
+
         m->carrier->members[m->slot] = NULL;
         m->carrier->live--;
         m->carrier = NULL;
@@ -858,6 +869,7 @@ ngx_http_fanout_batcher_delivered(ngx_event_t *ev)
 
     a->leave = NULL;
     a->batched = NULL;
+    a->follower = m->follower;
 
     ngx_http_set_log_request(c->log, m->r);
 

@@ -708,6 +708,11 @@ ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
     sub->part.kind = a->kind;
     sub->part.status = a->result;
 
+    if (a->follower && sub->verdict == FANOUT_BREAKER_PASS) {
+        /* batch=: a batch is one call for the breaker, its first caller's */
+        sub->recorded = 1;
+    }
+
     if (a->streaming) {
         /* forwarded, not kept: whole or broken, as the capture saw it */
         if (sub->part.kind != FANOUT_OK) {

@@ -253,6 +253,9 @@ struct ngx_http_fanout_attempt_s {
     unsigned                    stream:1;      /* a 2xx that is not JSON may
                                                   race by its first bytes */
     unsigned                    streaming:1;   /* forwarded as it comes */
+    unsigned                    follower:1;    /* batch=: its batch's outcome
+                                                  is another call's for the
+                                                  breaker */
 };
 
 

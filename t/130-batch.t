@@ -34,7 +34,7 @@ server {
     location /_b    { internal; proxy_pass $m/?off=100&k=b; }
     location /_kb   { internal; proxy_pass $m/?off=100&k=kb; }
     location /_c    { internal; proxy_pass $m/?off=200&k=c; }
-    location /_slow { internal; proxy_pass $s/?ms=300&off=1&k=slow; }
+    location /_slow { internal; proxy_pass $s/?ms=1000&off=1&k=slow; }
     location /_s100 { internal; proxy_pass $s/?ms=100&k=s100; }
     location /_hang { internal; proxy_pass $s/?ms=3000&k=hang; }
     location /_e    { internal; proxy_pass $f/?status=500&k=e; }
@@ -172,7 +172,7 @@ my $took = time() - $t0;
 is($r->{status}, 200, 'first per item: 200');
 is_deeply([ map { $_->{prediction} } @{ $r->{json}{items} } ], [ 6, 8, 10 ],
           'each item is its fastest model\'s answer, as it came');
-ok($took < 0.29, sprintf('the slower model was not waited for (%.3f s)', $took));
+ok($took < 0.8, sprintf('the slower model (1 s) was not waited for (%.3f s)', $took));
 
 # chunks: the models take arrays themselves
 
@@ -196,8 +196,8 @@ is_deeply([ sort map { $_->{body} } calls('m', 'nest') ],
 $t0 = time();
 $r = $t->post('/par', '{"instances":[1,2,3,4,5,6,7,8]}');
 $took = time() - $t0;
-is($r->{json}{meta}{ok}, 8, '8 items of a 300 ms model: all answered');
-ok($took < 2.0, sprintf('in about one call\'s time, not 8 (%.2f s; 2.4 s in turn)',
+is($r->{json}{meta}{ok}, 8, '8 items of a 1 s model: all answered');
+ok($took < 4.0, sprintf('in about one call\'s time, not 8 (%.2f s; 8 s in turn)',
                         $took));
 
 $t0 = time();

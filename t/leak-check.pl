@@ -23,6 +23,7 @@ $t->mock('m');
 $t->mock('sf', mode => 'sse', gap => 10, events => 5);
 $t->mock('ss', mode => 'sse', first => 200, gap => 10, events => 5);
 $t->mock('sd', mode => 'sse', gap => 10, events => 5, die => 2);
+$t->mock('mb', mode => 'model');
 
 my $p = $t->dir . '/nginx';
 my $conf = $t->conf_text(main => 'master_process off;', http => <<'EOC');
@@ -59,6 +60,8 @@ server {
     location /sd { fanout_target sd /_sd; fanout_merge first; }
     location /bt { fanout_target a /_a; fanout_target b /_b;
                    fanout_cache ttl=60s; fanout_batch instances concurrency=3; }
+    location /_mb { internal; proxy_pass http://127.0.0.1:%%MOCK_mb%%/; }
+    location /mb { fanout_target m /_mb batch=4 batch_wait=5ms; }
     location /bf { fanout_target a /_a; fanout_target b /_b; fanout_merge first;
                    fanout_batch instances chunk=2; }
     location = /fanout/status { fanout_status prometheus; }
@@ -95,6 +98,8 @@ for my $i (1 .. 20) {
     $t->post('/bt', qq({"instances":[$i,1,2,3,"x$i"]}));
     $t->post('/bf', qq({"instances":[$i,1,2]}));
     $t->post('/bt', '{"instances":[1],"instances":[2]}');
+    $t->parallel(3, 'POST', '/mb', body => qq({"instances":[$i]}));
+    $t->post('/mb', 'not json');
 }
 sleep 0.5;    # the last shadows end
 $t->get('/fanout/status');

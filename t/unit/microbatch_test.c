@@ -279,6 +279,16 @@ test_v2(void)
                              "\"data\":[1]},{\"name\":\"b\",\"shape\":[2],"
                              "\"data\":[1,2]}]}"), "(not batchable)",
            "v2: tensors of different rows: sent alone");
+    is_str(key(FANOUT_MB_V2, "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,2],"
+                             "\"data\":[1,2,3,4]}]}"), "(not batchable)",
+           "v2: data the shape does not say (4 for 1x2): sent alone, it "
+           "would spoil a batch");
+    is_str(key(FANOUT_MB_V2, "{\"inputs\":[{\"name\":\"x\",\"shape\":[2,2],"
+                             "\"data\":[[1,2],[3,4]]}]}"), "(not batchable)",
+           "v2: nested data: sent alone");
+    is_str(slice(FANOUT_MB_V2, "{\"outputs\":[{\"name\":\"y\",\"shape\":[3,2],"
+                 "\"data\":[1,2,3]}]}", rows, 2, 0, NULL), "(bad_batch)",
+           "v2: an output shorter than its shape: bad_batch");
     ok(strcmp(fanout_mb_format_name(FANOUT_MB_V2), "v2") == 0, "names");
 }
 

@@ -30,11 +30,12 @@ package FT::Mock;
 #               "predictions" (or "prediction"); proto=v2 reads
 #               inputs[0].data (rows by shape[0]) and answers outputs[0]
 #               with shape [n]; proto=openai reads "input" (a string or an
-#               array) and answers data[i].embedding.  An input's value is
+#               array) and answers data[i].embedding; proto=array reads
+#               an array and answers an array.  An input's value is
 #               f(x) = 2x + off for a number, length + off for a string,
 #               the sum of f over an array, f(x.x) for an object; an input
 #               "fail" makes the call a 500; the model's name is in the
-#               answer
+#               answer; short=1 loses the last prediction of an array
 #
 # Every request is logged as one JSON line to $log: arrival time, method,
 # URI, body length and SHA-1 (and the body itself up to 1 KB), and the
@@ -212,9 +213,15 @@ sub model_answer {
     my ($text, $b) = @_;
 
     my $in = eval { decode_json($text) };
+    my $proto = $b->{proto} // 'v1';
+
+    if ($proto eq 'array' && ref $in eq 'ARRAY') {
+        return (500, '{"error":"failed"}') if grep { !ref $_ && $_ eq 'fail' } @$in;
+        return (200, encode_json([ map { model_value($_, $b->{off} // 0) } @$in ]));
+    }
+
     return (400, '{"error":"not json"}') unless ref $in eq 'HASH';
 
-    my $proto = $b->{proto} // 'v1';
     my $off = $b->{off} // 0;
     my $name = $b->{name};
     my $fails = sub {
@@ -261,8 +268,10 @@ sub model_answer {
 
     if (ref $x eq 'ARRAY') {
         return (500, '{"error":"failed"}') if $fails->(@$x);
-        return (200, encode_json({ model => $name,
-                                   predictions => [ map { model_value($_, $off) } @$x ] }));
+        my @p = map { model_value($_, $off) } @$x;
+        pop @p if $b->{short};      # a model that loses an answer
+        return (200, encode_json({ model => $name, calls_inputs => scalar @$x,
+                                   predictions => \@p }));
     }
 
     return (500, '{"error":"failed"}') if $fails->($x);

@@ -48,7 +48,7 @@ CORE        := src/fanout_json.c src/fanout_merge.c src/fanout_cache_key.c \
                src/fanout_microbatch.c
 
 .PHONY: all deps deps-build check-deps build test unit test-asan leak-check demo bench \
-        bench-cost bench-cpu bench-mean bench-tail lint clean build-static test-static test-compat \
+        bench-cost bench-cpu bench-mean bench-tail bench-batch lint clean build-static test-static test-compat \
         fuzz fuzz-ci deps-fuzz
 
 all: build
@@ -239,6 +239,10 @@ bench-cpu: deps build
 # tail latency under an open-loop load: no hedging, after=p95, after=50ms
 bench-tail: deps build
 	./bench/tail
+
+# batching against a GPU-like model: micro-batches, a client batch, 0 ms
+bench-batch: deps build
+	./bench/batch
 
 # mean over three large answers in the pure core, against the scan
 bench-mean: deps

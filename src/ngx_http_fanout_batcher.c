@@ -27,10 +27,19 @@ typedef struct ngx_http_fanout_mb_group_s    ngx_http_fanout_mb_group_t;
 typedef struct ngx_http_fanout_mb_carrier_s  ngx_http_fanout_mb_carrier_t;
 
 
+/* open groups: found by their key's hash, and at most so many */
+#define NGX_HTTP_FANOUT_MB_BUCKETS  64
+#define NGX_HTTP_FANOUT_MB_GROUPS   1024
+
+/* a call with more headers than this goes alone: they are sorted */
+#define NGX_HTTP_FANOUT_MB_HEADERS  64
+
+
 typedef struct {
     ngx_http_fanout_target_t       target;     /* a copy: the location's
                                                   array of them may move */
-    ngx_queue_t                    groups;     /* waiting to be sent */
+    ngx_queue_t                    groups[NGX_HTTP_FANOUT_MB_BUCKETS];
+    ngx_uint_t                     ngroups;    /* waiting to be sent */
 } ngx_http_fanout_batcher_t;
 
 
@@ -113,6 +122,7 @@ static void ngx_http_fanout_batcher_reap(ngx_event_t *ev);
 ngx_int_t
 ngx_http_fanout_batcher_init(ngx_conf_t *cf, ngx_http_fanout_target_t *t)
 {
+    ngx_uint_t                  i;
     ngx_http_fanout_batcher_t  *b;
 
     b = ngx_pcalloc(cf->pool, sizeof(ngx_http_fanout_batcher_t));
@@ -122,7 +132,11 @@ ngx_http_fanout_batcher_init(ngx_conf_t *cf, ngx_http_fanout_target_t *t)
 
     /* each worker has its own copy of this after the fork */
     b->target = *t;
-    ngx_queue_init(&b->groups);
+
+    for (i = 0; i < NGX_HTTP_FANOUT_MB_BUCKETS; i++) {
+        ngx_queue_init(&b->groups[i]);
+    }
+
     t->batcher = b;
 
     return NGX_OK;
@@ -141,7 +155,7 @@ ngx_http_fanout_batcher_join(ngx_http_fanout_ctx_t *ctx,
 {
     uint32_t                      hash;
     ngx_str_t                     key;
-    ngx_queue_t                  *q;
+    ngx_queue_t                  *q, *bucket;
     ngx_http_request_t           *r;
     ngx_http_fanout_target_t     *t;
     ngx_http_fanout_batcher_t    *b;
@@ -173,13 +187,15 @@ ngx_http_fanout_batcher_join(ngx_http_fanout_ctx_t *ctx,
     }
 
     if (ngx_http_fanout_batcher_key(ctx, m, &key) != NGX_OK) {
+        ngx_http_fanout_stats_count(m->st, NGX_HTTP_FANOUT_BAT_ALONE);
         return NGX_DECLINED;
     }
 
     hash = ngx_murmur_hash2(key.data, key.len);
+    bucket = &b->groups[hash % NGX_HTTP_FANOUT_MB_BUCKETS];
 
-    for (q = ngx_queue_head(&b->groups), g = NULL;
-         q != ngx_queue_sentinel(&b->groups);
+    for (q = ngx_queue_head(bucket), g = NULL;
+         q != ngx_queue_sentinel(bucket);
          q = ngx_queue_next(q))
     {
         g = ngx_queue_data(q, ngx_http_fanout_mb_group_t, queue);
@@ -200,6 +216,12 @@ ngx_http_fanout_batcher_join(ngx_http_fanout_ctx_t *ctx,
     }
 
     if (g == NULL) {
+        if (b->ngroups >= NGX_HTTP_FANOUT_MB_GROUPS) {
+            /* that many distinct kinds of calls waiting: this one goes */
+            ngx_http_fanout_stats_count(m->st, NGX_HTTP_FANOUT_BAT_ALONE);
+            return NGX_DECLINED;
+        }
+
         g = ngx_alloc(sizeof(ngx_http_fanout_mb_group_t) + key.len,
                       ngx_cycle->log);
         if (g == NULL) {
@@ -220,7 +242,8 @@ ngx_http_fanout_batcher_join(ngx_http_fanout_ctx_t *ctx,
         g->timer.log = ngx_cycle->log;
         g->timer.cancelable = 1;
 
-        ngx_queue_insert_tail(&b->groups, &g->queue);
+        ngx_queue_insert_tail(bucket, &g->queue);
+        b->ngroups++;
 
         if (t->batch_wait) {
             ngx_add_timer(&g->timer, t->batch_wait);
@@ -383,6 +406,11 @@ ngx_http_fanout_batcher_key(ngx_http_fanout_ctx_t *ctx,
         }
     }
 
+    if (n > NGX_HTTP_FANOUT_MB_HEADERS) {
+        /* sorting them would cost more than a call: it goes alone */
+        return NGX_DECLINED;
+    }
+
     sorted = ngx_palloc(r->pool, (n ? n : 1) * sizeof(ngx_table_elt_t *));
     if (sorted == NULL) {
         return NGX_ERROR;
@@ -464,6 +492,7 @@ ngx_http_fanout_batcher_close(ngx_http_fanout_mb_group_t *g)
     }
 
     ngx_queue_remove(&g->queue);
+    g->batcher->ngroups--;
     ngx_free(g);
 }
 

@@ -221,6 +221,11 @@ $r = $t->post('/p', 'not json', port => $h1);
 is($r->{status}, 502, 'a body the batch cannot read: sent alone');
 is($r->{json}{errors}{m}{status}, 400, 'the model answered it itself (400)');
 is(status()->{locations}{'/p'}{batches}{m}{alone}, 1, 'status: alone');
+$r = $t->post('/p', '{"instances":[9]}', port => $h1,
+              headers => { map { ("X-H-$_" => $_) } 1 .. 70 });
+is($r->{json}{results}{m}{predictions}[0], 18, 'a call with 70 headers: answered');
+is(status()->{locations}{'/p'}{batches}{m}{alone}, 2,
+   'it went alone (headers are sorted for the key: bounded)');
 
 # the protocols
 

@@ -1,0 +1,314 @@
+/*
+ * An open-loop HTTP/1.1 load generator: requests are due at a fixed rate
+ * whatever the answers do, and each is timed from when it was due (a
+ * closed-loop tool such as wrk waits for answers and hides the queueing
+ * that makes the tail).  Keepalive connections, opened as needed up to a
+ * limit; a request due while all of them are busy waits for one, and its
+ * wait counts.
+ *
+ * usage: openloop HOST PORT URI BODY_FILE RATE SECONDS [MAX_CONNS]
+ * prints: sent ok errors p50 p90 p99 p999 max   (milliseconds)
+ */
+
+#define _GNU_SOURCE
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+
+typedef struct {
+    int        fd;
+    int        busy;
+    double     due;          /* of the request on it */
+    char      *out;
+    size_t     out_len, out_sent;
+    char       in[65536];
+    size_t     in_len;
+} conn_t;
+
+
+static struct sockaddr_in  addr;
+static char               *request;
+static size_t              request_len;
+
+
+static double
+now(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+
+static int
+cmp(const void *a, const void *b)
+{
+    double  x = *(const double *) a, y = *(const double *) b;
+
+    return (x > y) - (x < y);
+}
+
+
+static int
+open_conn(int ep, conn_t *c)
+{
+    int                 one = 1;
+    struct epoll_event  ev;
+
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (c->fd < 0) {
+        return -1;
+    }
+
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+    if (connect(c->fd, (struct sockaddr *) &addr, sizeof(addr)) < 0
+        && errno != EINPROGRESS)
+    {
+        close(c->fd);
+        c->fd = -1;
+        return -1;
+    }
+
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLET;
+    ev.data.ptr = c;
+    epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
+
+    return 0;
+}
+
+
+static void
+send_some(conn_t *c)
+{
+    ssize_t  n;
+
+    while (c->out_sent < c->out_len) {
+        n = write(c->fd, c->out + c->out_sent, c->out_len - c->out_sent);
+        if (n <= 0) {
+            return;
+        }
+
+        c->out_sent += (size_t) n;
+    }
+}
+
+
+/* 1: a whole answer is in; its status in *status */
+
+static int
+answer_in(conn_t *c, int *status)
+{
+    char    *end, *cl;
+    size_t   head, body;
+
+    c->in[c->in_len < sizeof(c->in) ? c->in_len : sizeof(c->in) - 1] = '\0';
+
+    end = strstr(c->in, "\r\n\r\n");
+    if (end == NULL) {
+        return 0;
+    }
+
+    head = (size_t) (end + 4 - c->in);
+    cl = strcasestr(c->in, "\r\nContent-Length:");
+    body = (cl && cl < end) ? (size_t) strtoul(cl + 17, NULL, 10) : 0;
+
+    if (c->in_len < head + body) {
+        return 0;
+    }
+
+    *status = atoi(c->in + 9);
+    c->in_len = 0;
+
+    return 1;
+}
+
+
+int
+main(int argc, char **argv)
+{
+    int                  ep, i, n, status, nconns, maxconns;
+    long                 total, sent, ok, errors, done, queued, k;
+    double               rate, secs, start, t, wait, *lat, *due_q;
+    FILE                *f;
+    char                 body[1 << 20];
+    size_t               blen;
+    conn_t              *conns, *c;
+    struct epoll_event   evs[256];
+
+    if (argc < 7) {
+        fprintf(stderr, "usage: openloop HOST PORT URI BODY_FILE RATE "
+                        "SECONDS [MAX_CONNS]\n");
+        return 2;
+    }
+
+    memset(&addr, 0, sizeof(addr));
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((unsigned short) atoi(argv[2]));
+    inet_pton(AF_INET, argv[1], &addr.sin_addr);
+
+    f = fopen(argv[4], "rb");
+    if (f == NULL) {
+        perror(argv[4]);
+        return 2;
+    }
+
+    blen = fread(body, 1, sizeof(body), f);
+    fclose(f);
+
+    request = malloc(blen + 512);
+    request_len = (size_t) sprintf(request,
+                                   "POST %s HTTP/1.1\r\nHost: bench\r\n"
+                                   "Content-Type: application/json\r\n"
+                                   "Content-Length: %zu\r\n\r\n",
+                                   argv[3], blen);
+    memcpy(request + request_len, body, blen);
+    request_len += blen;
+
+    rate = atof(argv[5]);
+    secs = atof(argv[6]);
+    maxconns = argc > 7 ? atoi(argv[7]) : 512;
+
+    total = (long) (rate * secs);
+    lat = calloc((size_t) total + 1, sizeof(double));
+    due_q = calloc((size_t) total + 1, sizeof(double));
+    conns = calloc((size_t) maxconns, sizeof(conn_t));
+
+    ep = epoll_create1(0);
+    nconns = 0;
+    sent = ok = errors = done = queued = 0;
+    k = 0;
+
+    start = now() + 0.01;
+
+    while (done < total) {
+        t = now();
+
+        /* requests falling due join the queue */
+        while (queued < total && start + queued / rate <= t) {
+            due_q[queued] = start + queued / rate;
+            queued++;
+        }
+
+        /* each queued one on an idle connection, or a new one */
+        while (sent < queued) {
+            c = NULL;
+
+            for (i = 0; i < nconns; i++) {
+                if (!conns[i].busy && conns[i].fd >= 0) {
+                    c = &conns[i];
+                    break;
+                }
+            }
+
+            if (c == NULL && nconns < maxconns) {
+                c = &conns[nconns];
+                if (open_conn(ep, c) != 0) {
+                    errors++;
+                    done++;
+                    sent++;
+                    continue;
+                }
+
+                nconns++;
+            }
+
+            if (c == NULL) {
+                break;
+            }
+
+            c->busy = 1;
+            c->due = due_q[sent++];
+            c->out = request;
+            c->out_len = request_len;
+            c->out_sent = 0;
+            c->in_len = 0;
+            send_some(c);
+        }
+
+        wait = (queued < total) ? start + queued / rate - now() : 0.05;
+        if (wait < 0) {
+            wait = 0;
+        }
+
+        n = epoll_wait(ep, evs, 256, (int) (wait * 1000));
+
+        for (i = 0; i < n; i++) {
+            c = evs[i].data.ptr;
+
+            if (evs[i].events & EPOLLOUT && c->busy) {
+                send_some(c);
+            }
+
+            if (!(evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+                continue;
+            }
+
+            for ( ;; ) {
+                ssize_t  r;
+
+                r = read(c->fd, c->in + c->in_len,
+                         sizeof(c->in) - 1 - c->in_len);
+
+                if (r > 0) {
+                    c->in_len += (size_t) r;
+
+                    if (c->busy && answer_in(c, &status)) {
+                        lat[k++] = (now() - c->due) * 1000;
+                        if (status == 200) {
+                            ok++;
+                        } else {
+                            errors++;
+                        }
+
+                        c->busy = 0;
+                        done++;
+                    }
+
+                    continue;
+                }
+
+                if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+                    /* closed: a request on it is lost */
+                    if (c->busy) {
+                        errors++;
+                        done++;
+                        c->busy = 0;
+                    }
+
+                    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+                    close(c->fd);
+
+                    /* reopened when needed */
+                    if (open_conn(ep, c) != 0) {
+                        c->fd = -1;
+                    }
+                }
+
+                break;
+            }
+        }
+    }
+
+    qsort(lat, (size_t) k, sizeof(double), cmp);
+
+#define Q(q) (k ? lat[(long) ((q) * (k - 1) + 0.5)] : 0)
+
+    printf("%ld %ld %ld %.3f %.3f %.3f %.3f %.3f\n", sent, ok, errors,
+           Q(0.5), Q(0.9), Q(0.99), Q(0.999), k ? lat[k - 1] : 0);
+
+    return 0;
+}

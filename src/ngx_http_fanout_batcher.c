@@ -50,6 +50,8 @@ typedef struct {
     ngx_http_request_t            *r;          /* the caller's */
     ngx_list_t                    *headers;    /* what its calls send */
     ngx_http_fanout_stats_t       *st;         /* its target's batches */
+    ngx_http_fanout_stats_t       *tst;        /* its target's counters */
+    ngx_http_fanout_retry_conf_t  *retry;      /* its location's */
     u_char                        *body;
     size_t                         len;
     fanout_mb_doc_t                doc;        /* its inputs, read */
@@ -61,6 +63,7 @@ typedef struct {
 
     /* its answer */
     unsigned                       follower:1; /* not its batch's first */
+    unsigned                       retried:1;  /* its batch was retried */
     fanout_kind_e                  kind;
     int                            result;
     int                            status;
@@ -88,7 +91,11 @@ struct ngx_http_fanout_mb_carrier_s {
     ngx_http_request_t            *fake;
     ngx_http_fanout_batcher_t     *batcher;
     ngx_http_fanout_stats_t       *st;
-    ngx_http_fanout_attempt_t      attempt;    /* the batch's subrequest */
+    ngx_http_fanout_attempt_t     *attempt;    /* the batch's subrequest */
+    ngx_http_fanout_stats_t       *tst;        /* its target's counters */
+    ngx_http_fanout_retry_conf_t  *retry;      /* fanout_retry, or NULL */
+    ngx_uint_t                     tries;
+    ngx_event_t                    again;      /* a retry's backoff */
     ngx_http_fanout_mb_member_t  **members;    /* NULL: gone */
     size_t                        *rows;       /* each one's inputs */
     ngx_uint_t                     n;
@@ -117,6 +124,11 @@ static void ngx_http_fanout_batcher_give(ngx_http_fanout_mb_member_t *m,
     fanout_kind_e kind, int result, int status);
 static void ngx_http_fanout_batcher_delivered(ngx_event_t *ev);
 static void ngx_http_fanout_batcher_reap(ngx_event_t *ev);
+static ngx_int_t ngx_http_fanout_batcher_call(
+    ngx_http_fanout_mb_carrier_t *c);
+static ngx_int_t ngx_http_fanout_batcher_retry(
+    ngx_http_fanout_mb_carrier_t *c, ngx_http_fanout_attempt_t *a);
+static void ngx_http_fanout_batcher_again(ngx_event_t *ev);
 
 
 ngx_int_t
@@ -175,6 +187,8 @@ ngx_http_fanout_batcher_join(ngx_http_fanout_ctx_t *ctx,
                                         NGX_HTTP_FANOUT_STATS_BATCH,
                                         t->batch_stats);
     m->headers = ctx->headers;
+    m->tst = sub->st;
+    m->retry = ctx->conf->retry;
 
     if (ngx_http_fanout_batcher_body(ctx, sub, m) != NGX_OK
         || fanout_mb_request((fanout_mb_format_e) t->batch_format,
@@ -539,7 +553,7 @@ ngx_http_fanout_batcher_send(ngx_http_fanout_mb_group_t *g)
     const char                   **bodies;
     size_t                        *lens;
     fanout_mb_doc_t               *docs;
-    ngx_http_request_t            *fake, *sr;
+    ngx_http_request_t            *fake;
     ngx_http_fanout_target_t      *t;
     ngx_http_fanout_mb_member_t   *m, *first;
     ngx_http_fanout_mb_carrier_t  *c;
@@ -630,27 +644,22 @@ ngx_http_fanout_batcher_send(ngx_http_fanout_mb_group_t *g)
     fake->method = first->r->method;
     fake->method_name = first->r->method_name;
 
-    c->attempt.owner = c;
-    c->attempt.ended = ngx_http_fanout_batcher_ended;
-    c->attempt.stopped = ngx_http_fanout_batcher_stopped;
-    c->attempt.name = &t->name;
-    c->attempt.what = "batch";
+    c->tst = first->tst;
+    c->retry = first->retry;
+    c->tries = 1;
 
     c->reap.handler = ngx_http_fanout_batcher_reap;
     c->reap.data = c;
     c->reap.log = fake->connection->log;
     c->reap.cancelable = 1;
 
-    if (ngx_http_fanout_attempt_start(fake, &c->attempt, &t->uri, &t->args)
-        != NGX_OK)
-    {
+    c->again.handler = ngx_http_fanout_batcher_again;
+    c->again.data = c;
+    c->again.log = fake->connection->log;
+
+    if (ngx_http_fanout_batcher_call(c) != NGX_OK) {
         goto failed;
     }
-
-    sr = c->attempt.sr;
-
-    sr->method = first->r->method;
-    sr->method_name = first->r->method_name;
 
     /* the counters, and each call now waits in the batch */
     ngx_http_fanout_stats_count(c->st, NGX_HTTP_FANOUT_BAT_BATCHES);
@@ -715,6 +724,135 @@ failed:
 }
 
 
+/* one attempt of the batch: its first, or a retry of the whole batch */
+
+static ngx_int_t
+ngx_http_fanout_batcher_call(ngx_http_fanout_mb_carrier_t *c)
+{
+    ngx_http_request_t         *sr;
+    ngx_http_fanout_target_t   *t;
+    ngx_http_fanout_attempt_t  *a;
+
+    t = &c->batcher->target;
+
+    a = ngx_pcalloc(c->fake->pool, sizeof(ngx_http_fanout_attempt_t));
+    if (a == NULL) {
+        return NGX_ERROR;
+    }
+
+    a->owner = c;
+    a->ended = ngx_http_fanout_batcher_ended;
+    a->stopped = ngx_http_fanout_batcher_stopped;
+    a->name = &t->name;
+    a->what = "batch";
+
+    if (ngx_http_fanout_attempt_start(c->fake, a, &t->uri, &t->args)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    c->attempt = a;
+
+    sr = a->sr;
+    sr->method = c->fake->method;
+    sr->method_name = c->fake->method_name;
+
+    return NGX_OK;
+}
+
+
+/*
+ * fanout_retry for a batch: a batch is one call, tried again as a whole
+ * (when its callers' location retries that failure, within attempts= and
+ * the target's budget, after a backoff), so that a failed batch of 32
+ * callers is one retry, not 32.  Its callers wait for the last try.
+ */
+
+static ngx_int_t
+ngx_http_fanout_batcher_retry(ngx_http_fanout_mb_carrier_t *c,
+    ngx_http_fanout_attempt_t *a)
+{
+    int                            status;
+    ngx_msec_t                     delay;
+    fanout_kind_e                  kind;
+    ngx_http_fanout_main_conf_t   *fmcf;
+    ngx_http_fanout_retry_conf_t  *rc;
+
+    rc = c->retry;
+
+    if (rc == NULL || c->live == 0 || c->tries >= rc->attempts) {
+        return NGX_DECLINED;
+    }
+
+    kind = a->kind;
+    status = a->result;
+
+    if (kind == FANOUT_OK) {
+        /* a whole answer with an error status: as the call would judge it */
+        kind = (status >= 500) ? FANOUT_HTTP_5XX : FANOUT_HTTP_4XX;
+    }
+
+    if (!fanout_kind_retries(kind, status, rc->on)) {
+        return NGX_DECLINED;
+    }
+
+    fmcf = ngx_http_get_module_main_conf(c->fake, ngx_http_fanout_module);
+
+    ngx_shmtx_lock(&fmcf->shpool->mutex);
+
+    if (!fanout_budget_take(&c->tst->budget, ngx_current_msec,
+                            (uint32_t) rc->budget, (uint32_t) rc->min_per_s))
+    {
+        ngx_shmtx_unlock(&fmcf->shpool->mutex);
+        ngx_http_fanout_stats_count(c->tst, NGX_HTTP_FANOUT_TGT_RETRY_DENIED);
+        return NGX_DECLINED;
+    }
+
+    ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+    delay = (ngx_msec_t) fanout_backoff(rc->backoff, rc->max_backoff,
+                                        (unsigned) c->tries - 1,
+                                        ((uint32_t) ngx_random() << 1)
+                                        ^ (uint32_t) ngx_random());
+
+    ngx_http_fanout_stats_count(c->tst, NGX_HTTP_FANOUT_TGT_RETRIES);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c->fake->connection->log, 0,
+                   "fanout batch of %ui calls %s: retried as a whole",
+                   c->n, fanout_kind_name(kind));
+
+    ngx_add_timer(&c->again, delay ? delay : 1);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_fanout_batcher_again(ngx_event_t *ev)
+{
+    ngx_http_fanout_mb_carrier_t *c = ev->data;
+
+    if (c->live == 0) {
+        /* nobody waits for it any more */
+        ngx_post_event(&c->reap, &ngx_posted_events);
+        return;
+    }
+
+    c->tries++;
+
+    if (ngx_http_fanout_batcher_call(c) != NGX_OK) {
+        c->ended = 1;
+        ngx_http_fanout_batcher_fail(c, FANOUT_UPSTREAM_ERROR,
+                                     NGX_HTTP_INTERNAL_SERVER_ERROR, 0);
+        ngx_post_event(&c->reap, &ngx_posted_events);
+        return;
+    }
+
+    ngx_http_run_posted_requests(c->fake->connection);
+}
+
+
 /* the batch's answer: each caller's share, or its failure */
 
 static void
@@ -732,9 +870,17 @@ ngx_http_fanout_batcher_ended(ngx_http_fanout_attempt_t *a)
     ngx_http_fanout_mb_member_t  *m;
     fanout_mb_format_e            fmt;
 
-    c->ended = 1;
     t = &c->batcher->target;
     fmt = (fanout_mb_format_e) t->batch_format;
+
+    if ((a->kind != FANOUT_OK || a->result < 200 || a->result > 299)
+        && ngx_http_fanout_batcher_retry(c, a) == NGX_OK)
+    {
+        /* tried again as a whole: its callers go on waiting */
+        return;
+    }
+
+    c->ended = 1;
 
     if (a->kind != FANOUT_OK || a->result < 200 || a->result > 299) {
         /*
@@ -872,6 +1018,9 @@ ngx_http_fanout_batcher_give(ngx_http_fanout_mb_member_t *m,
     m->status = status;
 
     if (m->carrier) {
+        /* its batch was tried as often as the call would have been */
+        m->retried = (m->carrier->retry != NULL);
+
         /* the breaker learns a batch's outcome once, from its first */
         m->follower = m->carrier->given;
         m->carrier->given = 1;
@@ -899,6 +1048,7 @@ ngx_http_fanout_batcher_delivered(ngx_event_t *ev)
     a->leave = NULL;
     a->batched = NULL;
     a->follower = m->follower;
+    a->retried = m->retried;
 
     ngx_http_set_log_request(c->log, m->r);
 
@@ -968,7 +1118,12 @@ ngx_http_fanout_batcher_reap(ngx_event_t *ev)
 
         c->ended = 1;
         c->cut = 1;
-        ngx_http_fanout_attempt_cut(&c->attempt);
+
+        if (c->again.timer_set) {
+            ngx_del_timer(&c->again);
+        }
+
+        ngx_http_fanout_attempt_cut(c->attempt);
     }
 
     if (c->fake->count > 1) {

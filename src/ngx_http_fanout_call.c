@@ -766,7 +766,8 @@ ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
         ngx_http_fanout_call_cut(sub);
     }
 
-    if (ctx->conf->retry && ngx_http_fanout_call_retry(ctx, sub, a) == NGX_OK)
+    if (ctx->conf->retry && !a->retried
+        && ngx_http_fanout_call_retry(ctx, sub, a) == NGX_OK)
     {
         /* tried again after its backoff: the call goes on */
         return;

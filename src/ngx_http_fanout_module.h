@@ -256,6 +256,7 @@ struct ngx_http_fanout_attempt_s {
     unsigned                    follower:1;    /* batch=: its batch's outcome
                                                   is another call's for the
                                                   breaker */
+    unsigned                    retried:1;     /* batch=: retried as a batch */
 };
 
 

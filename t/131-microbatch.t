@@ -40,6 +40,7 @@ server {
     location /_slow  { internal; proxy_pass http://127.0.0.1:%%MOCK_slow%%/; }
     location /_cb    { internal; proxy_pass $m/?k=cb; }
     location /_e     { internal; proxy_pass $m/?status=500&k=e; }
+    location /_flk   { internal; proxy_pass $m/?flaky=1&k=flk; }
 
     location /p     { fanout_target m /_m batch=16 batch_wait=1s; }
     location /wait  { fanout_target w /_w batch=16 batch_wait=500ms; }
@@ -54,6 +55,9 @@ server {
                       fanout_batch instances chunk=1; }
     location /brk   { fanout_target x /_e batch=8 batch_wait=300ms;
                       fanout_breaker failures=3 cooldown=30s; }
+    location /rb    { fanout_target f /_flk batch=8 batch_wait=300ms;
+                      fanout_retry attempts=2 backoff=1ms max_backoff=2ms
+                                   budget=100%; }
     location = /fanout/status { fanout_status; }
     location = /metrics { fanout_status prometheus; }
 }
@@ -187,6 +191,15 @@ is(scalar(calls('m', 'e')), 1, 'in one upstream call');
 my $br = status()->{locations}{'/brk'}{targets}{x}{breaker};
 is($br->{consecutive_failures}, 1, 'the breaker counts one failure, not four');
 is($br->{state}, 'closed', 'and stays closed (failures=3)');
+
+# retries: a batch is one call, tried again as a whole
+
+@res = $t->parallel(4, 'POST', '/rb', port => $h1, body => '{"instances":[4]}');
+is(scalar(grep { $_->{status} == 200 } @res), 4,
+   'a batch failing once (503), then answering: 4 answers');
+is(scalar(calls('m', 'flk')), 2, 'two upstream calls: the batch and its retry');
+is(status()->{locations}{'/rb'}{targets}{f}{retries}, 1,
+   'one retry counted, not four');
 
 # headers: two tenants never share a batch
 

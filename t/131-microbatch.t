@@ -364,6 +364,30 @@ SKIP: {
               'HTTP/2: each its own');
 }
 
+# a reload while calls wait for their batch: the old worker sends it
+
+{
+    my $dir = $t->dir;
+    my @pids;
+    for my $i (1 .. 4) {
+        my $pid = fork();
+        if ($pid == 0) {
+            my $r = $t->request('POST', '/wait', port => $h1,
+                                body => qq({"instances":[$i]}));
+            open my $fh, '>', "$dir/rl.$i";
+            print $fh "$r->{status} " . ($r->{json}{results}{w}{predictions}[0] // '');
+            close $fh;
+            POSIX::_exit(0);
+        }
+        push @pids, $pid;
+    }
+    sleep 0.15;
+    ok($t->reload, 'a reload while 4 calls wait for their batch');
+    waitpid($_, 0) for @pids;
+    is(join(',', map { FT::read_text("$dir/rl.$_") } 1 .. 4),
+       '200 2,200 4,200 6,200 8', 'each answered by the old worker, its own');
+}
+
 # Prometheus
 
 my $prom = $t->get('/metrics', port => $h1)->{body};

@@ -388,9 +388,10 @@ ngx_http_fanout_batcher_header_cmp(const void *one, const void *two)
 
 /*
  * The group's key: what must be the same for two calls to share one
- * upstream call.  The target, its URI, the method, the headers but the
- * per-request ones (sorted: clients order them as they like), and the
- * body with its inputs cut out.
+ * upstream call.  The target (the batcher's), the method and the
+ * client's URI with its query string, the headers but the per-request
+ * ones (sorted: clients order them as they like), and the body with its
+ * inputs cut out.
  */
 
 static ngx_int_t
@@ -409,7 +410,7 @@ ngx_http_fanout_batcher_key(ngx_http_fanout_ctx_t *ctx,
     r = ctx->request;
 
     n = 0;
-    len = r->method_name.len + 2;
+    len = r->method_name.len + r->unparsed_uri.len + 3;
 
     for (part = &m->headers->part; part; part = part->next) {
         h = part->elts;
@@ -463,7 +464,11 @@ ngx_http_fanout_batcher_key(ngx_http_fanout_ctx_t *ctx,
         return NGX_ERROR;
     }
 
+    /* the URI and query string too: a target URI without one passes on
+     * the client's, which the batch's call then has from its first */
     p = ngx_cpymem(key->data, r->method_name.data, r->method_name.len);
+    *p++ = ' ';
+    p = ngx_cpymem(p, r->unparsed_uri.data, r->unparsed_uri.len);
     *p++ = '\n';
 
     for (i = 0; i < n; i++) {

@@ -41,6 +41,7 @@ server {
     location /_cb    { internal; proxy_pass $m/?k=cb; }
     location /_e     { internal; proxy_pass $m/?status=500&k=e; }
     location /_flk   { internal; proxy_pass $m/?flaky=1&k=flk; }
+    location /_q     { internal; proxy_pass $m; }
 
     location /p     { fanout_target m /_m batch=16 batch_wait=1s; }
     location /wait  { fanout_target w /_w batch=16 batch_wait=500ms; }
@@ -55,6 +56,7 @@ server {
                       fanout_batch instances chunk=1; }
     location /brk   { fanout_target x /_e batch=8 batch_wait=300ms;
                       fanout_breaker failures=3 cooldown=30s; }
+    location /qa    { fanout_target q /_q batch=8 batch_wait=300ms; }
     location /rb    { fanout_target f /_flk batch=8 batch_wait=300ms;
                       fanout_retry attempts=2 backoff=1ms max_backoff=2ms
                                    budget=100%; }
@@ -227,6 +229,28 @@ my $mixed = grep {
 } @tc;
 ok(@tc >= 2, scalar(@tc) . ' calls for two tenants');
 is($mixed, 0, 'no call carried another tenant\'s input under a tenant\'s Authorization');
+
+# the query string the target URI passes on: never another's
+
+{
+    my @pids;
+    for my $i (1 .. 4) {
+        my $pid = fork();
+        if ($pid == 0) {
+            my $q = $i % 2 ? 'qa1' : 'qa2';
+            $t->request('POST', "/qa?k=$q", port => $h1,
+                        body => qq({"instances":["$q-$i"]}));
+            POSIX::_exit(0);
+        }
+        push @pids, $pid;
+    }
+    waitpid($_, 0) for @pids;
+}
+my @qc = (calls('m', 'qa1'), calls('m', 'qa2'));
+is(scalar @qc, 2, 'two query strings, two calls');
+my ($qa1) = calls('m', 'qa1');
+ok($qa1 && !grep({ !/^qa1-/ } @{ (decode_json($qa1->{body}))->{instances} }),
+   'each call holds only the inputs of its query string');
 
 # a body that cannot be batched goes alone, as it came
 

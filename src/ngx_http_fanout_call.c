@@ -29,6 +29,8 @@ static ngx_int_t ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub, ngx_http_fanout_attempt_t *a, ngx_str_t *uri,
     ngx_str_t *args);
 static void ngx_http_fanout_call_cut(ngx_http_fanout_call_t *sub);
+static void ngx_http_fanout_call_over(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub);
 static void ngx_http_fanout_call_end(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub);
 static void ngx_http_fanout_hedge_arm(ngx_http_fanout_ctx_t *ctx,
@@ -781,10 +783,7 @@ ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
         ngx_http_fanout_stats_count(sub->st, NGX_HTTP_FANOUT_TGT_RETRIES_WON);
     }
 
-    if (ctx->batch && ctx->conf->breaker) {
-        /* a batch's later calls find what this one taught the breaker */
-        ngx_http_fanout_breaker_record(ctx, sub);
-    }
+    ngx_http_fanout_call_over(ctx, sub);
 
     ctx->pending--;
 
@@ -816,6 +815,27 @@ ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
     {
         /* the parent decides, or calls the fallback */
         (void) ngx_http_post_request(ctx->request, NULL);
+    }
+}
+
+
+/*
+ * A call has its outcome: its max_inflight slot is given back now, not
+ * when the request ends, and in a batch the calls after it find what it
+ * taught the breaker.
+ */
+
+static void
+ngx_http_fanout_call_over(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub)
+{
+    if (sub->inflight) {
+        sub->inflight = 0;
+        (void) ngx_atomic_fetch_add(&sub->st->inflight, -1);
+    }
+
+    if (ctx->batch && ctx->conf->breaker) {
+        ngx_http_fanout_breaker_record(ctx, sub);
     }
 }
 
@@ -1171,9 +1191,7 @@ ngx_http_fanout_sub_end(ngx_http_fanout_call_t *sub, fanout_kind_e kind,
 
     ngx_http_fanout_call_cut(sub);
 
-    if (ctx->batch && ctx->conf->breaker) {
-        ngx_http_fanout_breaker_record(ctx, sub);
-    }
+    ngx_http_fanout_call_over(ctx, sub);
 
     ngx_http_fanout_resume(ctx, NGX_AGAIN);
 }

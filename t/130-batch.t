@@ -43,6 +43,8 @@ server {
     location /_cch  { internal; proxy_pass $m/?off=0&k=cch; }
     location /_cch2 { internal; proxy_pass $m/?off=100&k=cch2; }
     location /_nest { internal; proxy_pass $m/?field=req&k=nest; }
+    location /_late { internal; proxy_pass $s/?slow_marked=1500&k=late; }
+    location /_cap  { internal; proxy_pass $s/?ms=200&k=cap; }
 
     location /all {
         fanout_target a /_a; fanout_target b /_b; fanout_target c /_c;
@@ -117,6 +119,19 @@ server {
         fanout_limit key=\$remote_addr rate=1r/m burst=10 scope=cluster
                      on_redis_error=closed;
         fanout_batch instances max_items=16;
+    }
+    location /hedge {
+        fanout_target x /_late;
+        fanout_hedge after=50ms budget=100%;
+        fanout_batch instances;
+    }
+    location /cap {
+        fanout_target x /_cap max_inflight=2;
+        fanout_batch instances;
+    }
+    location /capc {
+        fanout_target x /_cap max_inflight=2;
+        fanout_batch instances concurrency=2;
     }
     location /abort {
         fanout_target h /_hang;
@@ -278,6 +293,25 @@ is($r->{status}, 502, 'a dead model: every item failed');
 is(scalar(calls('f', 'brk')), 3,
    'the breaker opened after 3 failed calls: the other 7 never reached it');
 is($r->{json}{errors}{9}{errors}{x}{error}, 'circuit_open', 'they say circuit_open');
+
+# hedges per call: the slow item's call is answered by its backup
+
+$t0 = time();
+$r = $t->post('/hedge', '{"instances":["slow-1","fast-2"]}');
+$took = time() - $t0;
+is($r->{status}, 200, 'hedges: 200');
+is_deeply([ map { $_->{results}{x}{prediction} } @{ $r->{json}{items} } ], [ 6, 6 ],
+          'both items answered');
+ok($took < 1.2, sprintf('the slow item by its backup, not after 1.5 s (%.2f s)', $took));
+is($r->{json}{items}[0]{meta}{hedged}{x}, JSON::PP::true, 'item 0 says hedged');
+
+# max_inflight per call: concurrency= keeps a batch within it
+
+$r = $t->post('/cap', '{"instances":[1,2,3,4,5,6]}');
+is($r->{json}{meta}{ok}, 2, 'max_inflight=2, 6 items at once: 2 called');
+is($r->{json}{errors}{5}{errors}{x}{error}, 'overloaded', 'the others overloaded');
+$r = $t->post('/capc', '{"instances":[1,2,3,4,5,6]}');
+is($r->{json}{meta}{ok}, 6, 'with concurrency=2: all 6 answered');
 
 # the cache, per item and per target
 

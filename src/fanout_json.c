@@ -27,12 +27,15 @@ typedef struct {
 
 
 static int fanout_scan_value(fanout_scan_t *s, const char *path);
+static int fanout_key_is(const char *k, const char *kend, const char *seg,
+    size_t n);
 
 
 int
 fanout_json_path_check(const char *path, size_t len)
 {
-    size_t  i, seg;
+    size_t       i, seg;
+    const char  *eq;
 
     if (len == 0) {
         return -1;
@@ -50,14 +53,65 @@ fanout_json_path_check(const char *path, size_t len)
             continue;
         }
 
-        if ((unsigned char) path[i] <= ' ' || path[i] == 0x7f) {
+        if (path[i] == '[') {
+            /* [MEMBER=VALUE]: after a segment, then "." or the end */
+            if (seg == 0 && (i == 0 || path[i - 1] != ']')) {
+                return -1;
+            }
+
+            eq = NULL;
+
+            for (i++; i < len && path[i] != ']'; i++) {
+                if (path[i] == '[' || (unsigned char) path[i] < ' '
+                    || path[i] == 0x7f)
+                {
+                    return -1;
+                }
+
+                if (path[i] == '=' && eq == NULL) {
+                    eq = &path[i];
+
+                } else if (eq == NULL && (path[i] == '.' || path[i] == ' ')) {
+                    /* the member is a plain name */
+                    return -1;
+                }
+            }
+
+            if (i == len || eq == NULL || eq == &path[i] - 1
+                || path[eq - path - 1] == '[')
+            {
+                /* unclosed, no "=", no value, or no member */
+                return -1;
+            }
+
+            if (i + 1 < len && path[i + 1] != '.' && path[i + 1] != '[') {
+                return -1;
+            }
+
+            seg = 1;
+
+            if (i + 1 < len && path[i + 1] == '.') {
+                i++;
+                seg = 0;
+
+                if (i + 1 == len) {
+                    return -1;
+                }
+            }
+
+            continue;
+        }
+
+        if (path[i] == ']' || (unsigned char) path[i] <= ' '
+            || path[i] == 0x7f)
+        {
             return -1;
         }
 
         seg++;
     }
 
-    return seg == 0 ? -1 : 0;
+    return (seg == 0 && path[len - 1] != ']') ? -1 : 0;
 }
 
 
@@ -311,12 +365,30 @@ fanout_scan_word(fanout_scan_t *s, const char *word, size_t n)
 static const char *
 fanout_segment(fanout_scan_t *s, const char *path, size_t *n)
 {
-    const char  *dot;
+    const char  *p;
 
-    dot = memchr(path, '.', (size_t) (s->path_end - path));
-    *n = (size_t) ((dot ? dot : s->path_end) - path);
+    p = path;
 
-    return dot ? dot + 1 : s->path_end;
+    if (*p == '[') {
+        /* a selector, "[name=value]": to its "]" */
+        while (p < s->path_end && *p != ']') {
+            p++;
+        }
+
+        if (p < s->path_end) {
+            p++;
+        }
+
+    } else {
+        while (p < s->path_end && *p != '.' && *p != '[') {
+            p++;
+        }
+    }
+
+    *n = (size_t) (p - path);
+
+    /* the rest: after a ".", or a selector that follows at once */
+    return (p < s->path_end && *p == '.') ? p + 1 : p;
 }
 
 
@@ -548,6 +620,89 @@ fanout_scan_object(fanout_scan_t *s, const char *path)
 }
 
 
+/*
+ * A selector, "[name=value]": of the array's elements, the first object
+ * whose member "name" is the string "value".  Each element is validated
+ * by the scan, then looked into again (twice at most): linear.  Another
+ * element that matches is counted as a duplicate.
+ */
+
+static int
+fanout_scan_select(fanout_scan_t *s, const char *path)
+{
+    int            rc;
+    size_t         n, mlen;
+    unsigned       m;
+    const char    *rest, *member, *value, *vend, *start;
+    fanout_span_t  v, elem;
+    unsigned       hits;
+
+    rest = fanout_segment(s, path, &n);
+
+    member = path + 1;
+    value = memchr(member, '=', n - 2);
+    mlen = (size_t) (value - member);
+    value++;
+    vend = path + n - 1;
+    hits = 0;
+
+    s->p++;
+    fanout_scan_ws(s);
+
+    if (s->p < s->end && *s->p == ']') {
+        s->p++;
+        return 0;
+    }
+
+    for ( ;; ) {
+        start = s->p;
+
+        if (fanout_scan_value(s, NULL) != 0) {
+            return -1;
+        }
+
+        elem.p = start;
+        elem.len = (size_t) (s->p - start);
+
+        if (*start == '{'
+            && fanout_json_find(elem.p, elem.len, member, mlen, &v, &m) == 0
+            && v.p && v.p[0] == '"'
+            && fanout_key_is(v.p + 1, v.p + v.len - 1, value,
+                             (size_t) (vend - value)))
+        {
+            if (hits++) {
+                s->dups++;
+
+            } else if (rest == s->path_end) {
+                if (s->found) {
+                    *s->found = elem;
+                }
+
+                s->matches++;
+
+            } else if (fanout_json_find(elem.p, elem.len, rest,
+                                        (size_t) (s->path_end - rest), &v,
+                                        &m)
+                       == 0
+                       && v.p)
+            {
+                if (s->found) {
+                    *s->found = v;
+                }
+
+                s->matches += m;
+            }
+        }
+
+        rc = fanout_scan_next(s, ']');
+
+        if (rc <= 0) {
+            return rc;
+        }
+    }
+}
+
+
 static int
 fanout_scan_array(fanout_scan_t *s, const char *path)
 {
@@ -557,6 +712,10 @@ fanout_scan_array(fanout_scan_t *s, const char *path)
 
     index = (size_t) -1;
     rest = NULL;
+
+    if (path && *path == '[') {
+        return fanout_scan_select(s, path);
+    }
 
     if (path) {
         rest = fanout_segment(s, path, &n);

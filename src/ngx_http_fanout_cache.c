@@ -292,7 +292,12 @@ ngx_http_fanout_cache_paths(ngx_conf_t *cf, ngx_str_t *list, ngx_uint_t max,
         f->path = (const char *) p;
         f->len = comma - p;
 
-        if (fanout_json_path_check(f->path, f->len) != 0) {
+        /* dot paths: the canonical form walks them, without selectors */
+        if (fanout_json_path_check(f->path, f->len) != 0
+            || ngx_strlchr((u_char *) f->path, (u_char *) f->path + f->len,
+                           '[')
+               != NULL)
+        {
             return NGX_ERROR;
         }
 

@@ -12,7 +12,8 @@
 
 
 static const char  *paths[] = {
-    NULL, "a", "a.b", "0", "a.0", "outputs.0.data", "x.1.y", "label"
+    NULL, "a", "a.b", "0", "a.0", "outputs.0.data", "x.1.y", "label",
+    "outputs[name=p].data", "a[b=c]", "a[b=c].d.0", "a.0[b=x][c=y].z"
 };
 
 

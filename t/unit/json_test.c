@@ -236,6 +236,63 @@ test_paths(void)
 
 
 static void
+test_selectors(void)
+{
+    unsigned       m;
+    const char    *doc, *ok_paths[] = {
+        "outputs[name=p].data", "a[b=c]", "a[b=c].d.0", "a.0[b=c]",
+        "a[b=c][d=e]", "a[b=x y]", "a[b=c.d]"
+    }, *bad_paths[] = {
+        "a[b=[x]",
+        "[a=b]", "a[b]", "a[=x]", "a[b=]", "a[b=c", "a[b=c]x", "a]b",
+        "a[b=c].", "a[b.c=d]", "a[b c=d]", ".a[b=c]", "a..b[c=d]"
+    };
+    size_t         i;
+    fanout_span_t  v;
+
+    for (i = 0; i < sizeof(ok_paths) / sizeof(ok_paths[0]); i++) {
+        ok(fanout_json_path_check(ok_paths[i], strlen(ok_paths[i])) == 0,
+           ok_paths[i]);
+    }
+
+    for (i = 0; i < sizeof(bad_paths) / sizeof(bad_paths[0]); i++) {
+        ok(fanout_json_path_check(bad_paths[i], strlen(bad_paths[i])) != 0,
+           bad_paths[i]);
+    }
+
+    /* KServe v2 outputs in any order */
+    doc = "{\"outputs\":[{\"data\":[1,2],\"name\":\"label\"},"
+          "{\"name\":\"probabilities\",\"shape\":[2],"
+          "\"data\":[0.25,0.75]}]}";
+
+    is_str(at(doc, "outputs[name=probabilities].data"), "[0.25,0.75]",
+           "select: by member value, the member before or after");
+    is_str(at(doc, "outputs[name=label].data"), "[1,2]",
+           "select: the member after the data");
+    is_str(at(doc, "outputs[name=probabilities].data.1"), "0.75",
+           "select: then an index");
+    is_str(at(doc, "outputs[name=label]"),
+           "{\"data\":[1,2],\"name\":\"label\"}", "select: the element");
+    is_str(at(doc, "outputs[name=missing].data"), "(absent)",
+           "select: no such element");
+    is_str(at(doc, "outputs[shape=2].data"), "(absent)",
+           "select: only a string member matches");
+    is_str(at("{\"o\":[{\"n\":\"caf\\u00e9\",\"d\":1}]}", "o[n=caf\xc3\xa9].d"),
+           "1", "select: an escaped value matches its text");
+    is_str(at("{\"o\":{\"n\":\"x\"}}", "o[n=x]"), "(absent)",
+           "select: an object is not an array");
+    is_str(at("{\"o\":[{\"n\":\"x\",\"d\":1},{\"n\":\"x\",\"d\":2}]}",
+              "o[n=x].d"), "1", "select: the first of two that match");
+
+    doc = "{\"o\":[{\"n\":\"x\",\"d\":1},{\"n\":\"x\",\"d\":2}]}";
+    ok(fanout_json_find(doc, strlen(doc), "o[n=x].d", 8, &v, &m) == 0
+       && m > 1, "select: two that match count as a duplicate");
+    is_str(at("{\"o\":[{\"n\":\"x\",\"d\":[1,{\"e\":[{\"k\":\"y\",\"z\":7}]}]}]}",
+              "o[n=x].d.1.e[k=y].z"), "7", "select: nested selectors");
+}
+
+
+static void
 test_writer(void)
 {
     char          buf[256];
@@ -443,6 +500,7 @@ main(void)
     test_scan();
     test_oracle();
     test_paths();
+    test_selectors();
     test_writer();
     test_numbers_random();
 

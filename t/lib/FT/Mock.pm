@@ -29,7 +29,8 @@ package FT::Mock;
 #               "instances" (an array, or one input) and answers
 #               "predictions" (or "prediction"); proto=v2 reads
 #               inputs[0].data (rows by shape[0]) and answers outputs[0]
-#               with shape [n]; proto=openai reads "input" (a string or an
+#               with shape [n] (two=1: "label" and "probabilities", in
+#               that order, or reversed with rev=1); proto=openai reads "input" (a string or an
 #               array) and answers data[i].embedding; proto=array reads
 #               an array and answers an array.  An input's value is
 #               f(x) = 2x + off for a number, length + off for a string,
@@ -242,11 +243,21 @@ sub model_answer {
         return (500, '{"error":"failed"}') if $fails->(@flat);
         my @out = map { model_value([ @flat[$_ * $per .. ($_ + 1) * $per - 1] ],
                                     $off) } 0 .. $rows - 1;
+        my @outputs = ({ name => 'y', datatype => 'FP64',
+                         shape => [ scalar @out ], data => \@out });
+        if ($b->{two}) {
+            # a classifier: labels and probabilities, in the order asked
+            @outputs = ({ name => 'label', datatype => 'INT64',
+                          shape => [ scalar @out ], data => [ map { $_ % 3 } @out ] },
+                        { name => 'probabilities', datatype => 'FP64',
+                          shape => [ scalar @out ],
+                          data => [ map { $_ / 100 + $off / 1000 } @out ] });
+            @outputs = reverse @outputs if $b->{rev};
+        }
         return (200, encode_json({
             model_name => $name,
             (exists $in->{id} ? (id => $in->{id}) : ()),
-            outputs => [ { name => 'y', datatype => 'FP64',
-                           shape => [ scalar @out ], data => \@out } ],
+            outputs => \@outputs,
         }));
     }
 

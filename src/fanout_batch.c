@@ -218,6 +218,11 @@ fanout_batch_call(const fanout_batch_answer_t *a, size_t k, fanout_out_t *o)
         return;
     }
 
+    if (a->conf->v2) {
+        fanout_merge_write_v2(a->conf, parts, a->ntargets, &a->merged[k], o);
+        return;
+    }
+
     fanout_merge_write(a->conf, parts, a->ntargets, &a->merged[k], o);
 }
 

@@ -835,3 +835,200 @@ fanout_merge_write(const fanout_merge_conf_t *conf, const fanout_part_t *parts,
 
     fanout_out_cstr(o, "}}");
 }
+
+
+/* format=v2: the shape of the mean: its arrays are regular, so each
+ * level's first one says the size of its level */
+
+static void
+fanout_v2_shape(const char *p, size_t len, fanout_out_t *o)
+{
+    long           n;
+    unsigned       k;
+    fanout_span_t  first;
+
+    fanout_out_raw(o, "[", 1);
+
+    for (k = 0; len && p[0] == '['; k++) {
+        n = fanout_json_array(p, len, NULL, (size_t) -1 / 2);
+
+        if (n <= 0) {
+            break;
+        }
+
+        if (k) {
+            fanout_out_raw(o, ",", 1);
+        }
+
+        fanout_out_uint(o, (unsigned long) n);
+
+        (void) fanout_json_array(p, len, &first, 1);
+        p = first.p;
+        len = first.len;
+    }
+
+    if (k == 0) {
+        /* a number: one element */
+        fanout_out_raw(o, "1", 1);
+    }
+
+    fanout_out_raw(o, "]", 1);
+}
+
+
+/* format=v2: the numbers of the mean, flat */
+
+static void
+fanout_v2_flat(const char *p, size_t len, fanout_out_t *o)
+{
+    size_t  i, start;
+
+    fanout_out_raw(o, "[", 1);
+
+    for (i = 0, start = 0; i < len; i++) {
+        if (p[i] == '[' || p[i] == ']') {
+            fanout_out_raw(o, p + start, i - start);
+            start = i + 1;
+        }
+    }
+
+    fanout_out_raw(o, p + start, len - start);
+    fanout_out_raw(o, "]", 1);
+}
+
+
+void
+fanout_merge_write_v2(const fanout_merge_conf_t *conf,
+    const fanout_part_t *parts, size_t n, const fanout_merged_t *m,
+    fanout_out_t *o)
+{
+    char                    buf[16];
+    size_t                  i, k;
+    const char             *type;
+    const fanout_ballot_t  *bl;
+
+    if (m->status != 200 || (conf->mode == FANOUT_MERGE_MEAN && !m->from)
+        || (conf->mode == FANOUT_MERGE_VOTE && m->nballots == 0))
+    {
+        /* the protocol's error: a message, the status says the rest */
+        fanout_out_cstr(o, "{\"error\":\"quorum_not_met: ");
+        fanout_out_uint(o, m->ok);
+        fanout_out_cstr(o, " of ");
+        fanout_out_uint(o, n);
+        fanout_out_cstr(o, " targets answered, ");
+        fanout_out_uint(o, conf->quorum);
+        fanout_out_cstr(o, " needed\"}");
+        return;
+    }
+
+    fanout_out_cstr(o, "{\"model_name\":");
+    fanout_out_string(o, conf->model, conf->model_len);
+
+    if (conf->id) {
+        fanout_out_cstr(o, ",\"id\":");
+        fanout_out_raw(o, conf->id, conf->id_len);
+    }
+
+    fanout_out_cstr(o, ",\"outputs\":[{\"name\":");
+    fanout_out_string(o, conf->output, conf->output_len);
+    fanout_out_cstr(o, ",\"shape\":");
+
+    if (conf->mode == FANOUT_MERGE_MEAN) {
+        fanout_v2_shape(m->mean, m->mean_len, o);
+        fanout_out_cstr(o, ",\"datatype\":\"FP64\",\"data\":");
+        fanout_v2_flat(m->mean, m->mean_len, o);
+
+    } else {
+        bl = &m->ballots[m->winner];
+        type = (bl->kind == 's') ? "BYTES" : (bl->kind == 'n') ? "FP64"
+                                                               : "BOOL";
+        fanout_out_cstr(o, "[1],\"datatype\":\"");
+        fanout_out_cstr(o, type);
+        fanout_out_cstr(o, "\",\"data\":[");
+        fanout_write_ballot(parts, bl, o);
+        fanout_out_raw(o, "]", 1);
+    }
+
+    /* the per-target details, as the protocol's scalar parameters */
+    fanout_out_cstr(o, "}],\"parameters\":{\"fanout_targets\":");
+    fanout_out_uint(o, n);
+    fanout_out_cstr(o, ",\"fanout_ok\":");
+    fanout_out_uint(o, m->ok);
+    fanout_out_cstr(o, ",\"fanout_quorum\":");
+    fanout_out_uint(o, conf->quorum);
+    fanout_out_cstr(o, ",\"fanout_failed\":\"");
+
+    for (i = 0, k = 0; i < n; i++) {
+        if (parts[i].kind == FANOUT_OK) {
+            continue;
+        }
+
+        if (k++) {
+            fanout_out_raw(o, ",", 1);
+        }
+
+        /* target names are letters, digits, "_", "-", ".": no escapes */
+        fanout_out_cstr(o, parts[i].name);
+        fanout_out_raw(o, ":", 1);
+        fanout_out_cstr(o, fanout_kind_error(&parts[i], buf, sizeof(buf)));
+    }
+
+    fanout_out_cstr(o, "\"}}");
+}
+
+
+void
+fanout_merge_output_name(const char *field, size_t len, const char **name,
+    size_t *name_len)
+{
+    size_t       i, start, end;
+    const char  *eq;
+
+    /* a selector's value, the last one */
+    for (i = len; i > 0; i--) {
+        if (field[i - 1] == ']') {
+            end = i - 1;
+
+            for (start = end; start > 0 && field[start - 1] != '['; start--) {
+                /* void */
+            }
+
+            eq = memchr(field + start, '=', end - start);
+
+            if (eq) {
+                *name = eq + 1;
+                *name_len = (size_t) (field + end - eq - 1);
+                return;
+            }
+        }
+    }
+
+    /* else the last segment that is not an index */
+    end = len;
+
+    for (i = len; ; i--) {
+        if (i == 0 || field[i - 1] == '.') {
+            for (start = i; start < end && field[start] >= '0'
+                            && field[start] <= '9'; start++)
+            {
+                /* void */
+            }
+
+            if (start < end || i == 0) {
+                *name = field + i;
+                *name_len = end - i;
+                return;
+            }
+
+            end = i - 1;
+        }
+
+        if (i == 0) {
+            break;
+        }
+    }
+
+    *name = field;
+    *name_len = len;
+}
+

@@ -62,6 +62,16 @@ typedef struct {
     size_t                field_len;
     unsigned              quorum;
     unsigned              cache_meta:1;  /* meta.cache: per-target hits */
+    unsigned              v2:1;          /* format=v2: the OIP's shape */
+
+    /* format=v2: the answer's model_name and output name, and the
+     * request's "id" (its JSON text, or NULL) */
+    const char           *model;
+    size_t                model_len;
+    const char           *output;
+    size_t                output_len;
+    const char           *id;
+    size_t                id_len;
 } fanout_merge_conf_t;
 
 
@@ -127,6 +137,24 @@ int fanout_merge_prepare(const fanout_merge_conf_t *conf,
 void fanout_merge_write(const fanout_merge_conf_t *conf,
     const fanout_part_t *parts, size_t n, const fanout_merged_t *m,
     fanout_out_t *out);
+
+/*
+ * format=v2: the merged value as an Open Inference Protocol answer:
+ * {"model_name","id","outputs":[{"name","shape","datatype","data"}],
+ * "parameters"} (mean: the value's shape, its numbers flat, FP64; vote:
+ * one value, BYTES, FP64 or BOOL), or {"error":...} when the quorum is
+ * not met.  With out->buf NULL only counts.
+ */
+void fanout_merge_write_v2(const fanout_merge_conf_t *conf,
+    const fanout_part_t *parts, size_t n, const fanout_merged_t *m,
+    fanout_out_t *out);
+
+/*
+ * The output name format=v2 gives by default: FIELD's selector value
+ * (outputs[name=probabilities].data: "probabilities"), or its last key.
+ */
+void fanout_merge_output_name(const char *field, size_t len,
+    const char **name, size_t *name_len);
 
 void fanout_merged_free(fanout_merged_t *m);
 

@@ -11,6 +11,8 @@
 
 static ngx_int_t ngx_http_fanout_answer_merged(ngx_http_fanout_ctx_t *ctx);
 static ngx_int_t ngx_http_fanout_answer_batch(ngx_http_fanout_ctx_t *ctx);
+static void ngx_http_fanout_merge_conf(ngx_http_fanout_ctx_t *ctx,
+    fanout_merge_conf_t *mc, ngx_uint_t id);
 static void ngx_http_fanout_counted(ngx_http_fanout_ctx_t *ctx);
 static ngx_int_t ngx_http_fanout_answer_first(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub);
@@ -78,6 +80,75 @@ ngx_http_fanout_keep(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
 }
 
 
+/*
+ * The merge's configuration; format=v2 echoes the request's "id" (a
+ * string at the top of its body), but not in a batch's items.
+ */
+
+static void
+ngx_http_fanout_merge_conf(ngx_http_fanout_ctx_t *ctx,
+    fanout_merge_conf_t *mc, ngx_uint_t id)
+{
+    size_t               len;
+    u_char              *body;
+    unsigned             matches;
+    ngx_buf_t           *b;
+    fanout_span_t        v;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    ngx_memzero(mc, sizeof(fanout_merge_conf_t));
+
+    mc->mode = (fanout_merge_mode_e) ctx->conf->merge;
+    mc->field = (const char *) ctx->conf->field.data;
+    mc->field_len = ctx->conf->field.len;
+    mc->quorum = (unsigned) ctx->conf->quorum;
+    mc->cache_meta = (ctx->target_keys != NULL);
+
+    if (!ctx->conf->merge_v2) {
+        return;
+    }
+
+    mc->v2 = 1;
+    mc->model = (const char *) ctx->conf->merge_model.data;
+    mc->model_len = ctx->conf->merge_model.len;
+    mc->output = (const char *) ctx->conf->merge_output.data;
+    mc->output_len = ctx->conf->merge_output.len;
+
+    if (!id || r->request_body == NULL || r->request_body->bufs == NULL) {
+        return;
+    }
+
+    b = r->request_body->bufs->buf;
+
+    if (r->request_body->bufs->next == NULL && ngx_buf_in_memory(b)
+        && !b->in_file)
+    {
+        body = b->pos;
+        len = b->last - b->pos;
+
+    } else {
+        len = (size_t) ngx_http_fanout_body_size(r);
+        body = ngx_pnalloc(r->pool, len ? len : 1);
+
+        if (body == NULL || ngx_http_fanout_body_copy(r, body, &len)
+                            != NGX_OK)
+        {
+            return;
+        }
+    }
+
+    if (fanout_json_find((const char *) body, len, "id", 2, &v, &matches)
+        == 0
+        && v.p && v.p[0] == '"' && matches == 1)
+    {
+        mc->id = v.p;
+        mc->id_len = v.len;
+    }
+}
+
+
 static ngx_int_t
 ngx_http_fanout_answer_merged(ngx_http_fanout_ctx_t *ctx)
 {
@@ -88,6 +159,9 @@ ngx_http_fanout_answer_merged(ngx_http_fanout_ctx_t *ctx)
     fanout_merged_t       merged;
     ngx_http_request_t   *r;
     fanout_merge_conf_t   mc;
+    void                (*write)(const fanout_merge_conf_t *conf,
+                                 const fanout_part_t *parts, size_t n,
+                                 const fanout_merged_t *m, fanout_out_t *o);
 
     r = ctx->request;
 
@@ -100,11 +174,7 @@ ngx_http_fanout_answer_merged(ngx_http_fanout_ctx_t *ctx)
         parts[i] = ctx->subs[i].part;
     }
 
-    mc.mode = (fanout_merge_mode_e) ctx->conf->merge;
-    mc.field = (const char *) ctx->conf->field.data;
-    mc.field_len = ctx->conf->field.len;
-    mc.quorum = (unsigned) ctx->conf->quorum;
-    mc.cache_meta = (ctx->target_keys != NULL);
+    ngx_http_fanout_merge_conf(ctx, &mc, 1);
 
     if (fanout_merge_prepare(&mc, parts, ctx->nsubs, &merged) != 0) {
         goto failed;
@@ -115,10 +185,12 @@ ngx_http_fanout_answer_merged(ngx_http_fanout_ctx_t *ctx)
         ctx->subs[i].part.kind = parts[i].kind;
     }
 
+    write = mc.v2 ? fanout_merge_write_v2 : fanout_merge_write;
+
     /* one pass to size the answer, one to write it */
     out.buf = NULL;
     out.len = 0;
-    fanout_merge_write(&mc, parts, ctx->nsubs, &merged, &out);
+    write(&mc, parts, ctx->nsubs, &merged, &out);
 
     if (out.len > NGX_HTTP_FANOUT_LONG_WORK) {
         /* a mean over megabytes takes milliseconds: timers measure from now */
@@ -132,7 +204,7 @@ ngx_http_fanout_answer_merged(ngx_http_fanout_ctx_t *ctx)
     }
 
     out.len = 0;
-    fanout_merge_write(&mc, parts, ctx->nsubs, &merged, &out);
+    write(&mc, parts, ctx->nsubs, &merged, &out);
 
     ctx->status = (ngx_uint_t) merged.status;
     fanout_merged_free(&merged);
@@ -200,11 +272,7 @@ ngx_http_fanout_answer_batch(ngx_http_fanout_ctx_t *ctx)
         parts[i] = ctx->subs[i].part;
     }
 
-    mc.mode = (fanout_merge_mode_e) ctx->conf->merge;
-    mc.field = (const char *) ctx->conf->field.data;
-    mc.field_len = ctx->conf->field.len;
-    mc.quorum = (unsigned) ctx->conf->quorum;
-    mc.cache_meta = (ctx->target_keys != NULL);
+    ngx_http_fanout_merge_conf(ctx, &mc, 0);
 
     ba.conf = &mc;
     ba.parts = parts;

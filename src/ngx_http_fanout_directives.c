@@ -372,7 +372,10 @@ ngx_http_fanout_merge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_fanout_loc_conf_t *flcf = conf;
 
-    ngx_str_t  *value;
+    size_t       name_len;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+    const char  *name;
 
     if (flcf->merge != NGX_CONF_UNSET_UINT) {
         return "is duplicate";
@@ -402,10 +405,51 @@ ngx_http_fanout_merge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (flcf->merge == FANOUT_MERGE_MEAN || flcf->merge == FANOUT_MERGE_VOTE) {
 
-        if (cf->args->nelts != 3) {
+        if (cf->args->nelts < 3
+            || ngx_strncmp(value[2].data, "format=", 7) == 0
+            || ngx_strncmp(value[2].data, "model=", 6) == 0
+            || ngx_strncmp(value[2].data, "output=", 7) == 0)
+        {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "merge mode \"%V\" needs a FIELD, a dot path "
                                "such as \"output.scores\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        for (i = 3; i < cf->args->nelts; i++) {
+            if (ngx_strcmp(value[i].data, "format=v2") == 0) {
+                flcf->merge_v2 = 1;
+                continue;
+            }
+
+            if (ngx_strncmp(value[i].data, "model=", 6) == 0
+                && value[i].len > 6)
+            {
+                flcf->merge_model.data = value[i].data + 6;
+                flcf->merge_model.len = value[i].len - 6;
+                continue;
+            }
+
+            if (ngx_strncmp(value[i].data, "output=", 7) == 0
+                && value[i].len > 7)
+            {
+                flcf->merge_output.data = value[i].data + 7;
+                flcf->merge_output.len = value[i].len - 7;
+                continue;
+            }
+
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\": use format=v2, "
+                               "model=NAME or output=NAME", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        if ((flcf->merge_model.len || flcf->merge_output.len)
+            && !flcf->merge_v2)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"model=\" and \"output=\" go with "
+                               "\"format=v2\"");
             return NGX_CONF_ERROR;
         }
 
@@ -417,6 +461,13 @@ ngx_http_fanout_merge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         flcf->field = value[2];
+
+        if (flcf->merge_v2 && flcf->merge_output.len == 0) {
+            fanout_merge_output_name((const char *) value[2].data,
+                                     value[2].len, &name, &name_len);
+            flcf->merge_output.data = (u_char *) name;
+            flcf->merge_output.len = name_len;
+        }
 
     } else if (cf->args->nelts != 2) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

@@ -43,7 +43,7 @@ static ngx_command_t  ngx_http_fanout_commands[] = {
       NULL },
 
     { ngx_string("fanout_merge"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_fanout_merge,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -307,10 +307,29 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_http_core_loc_conf_t  *clcf;
 
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
     if (conf->merge == NGX_CONF_UNSET_UINT) {
         conf->merge = (prev->merge == NGX_CONF_UNSET_UINT)
                       ? FANOUT_MERGE_ALL : prev->merge;
         conf->field = prev->field;
+        conf->merge_v2 = prev->merge_v2;
+        conf->merge_model = prev->merge_model;
+        conf->merge_output = prev->merge_output;
+    }
+
+    if (conf->merge_v2 && conf->merge_model.len == 0) {
+        /* the location's name, without its first "/" */
+        conf->merge_model = clcf->name;
+
+        if (conf->merge_model.len && conf->merge_model.data[0] == '/') {
+            conf->merge_model.data++;
+            conf->merge_model.len--;
+        }
+
+        if (conf->merge_model.len == 0) {
+            ngx_str_set(&conf->merge_model, "fanout");
+        }
     }
 
     if (conf->quorum == NGX_CONF_UNSET_UINT) {

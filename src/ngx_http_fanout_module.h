@@ -115,6 +115,9 @@ typedef struct {
     ngx_array_t                *targets;       /* ngx_http_fanout_target_t */
     ngx_uint_t                  merge;         /* fanout_merge_mode_e */
     ngx_str_t                   field;
+    ngx_flag_t                  merge_v2;      /* format=v2 */
+    ngx_str_t                   merge_model;   /* its model_name */
+    ngx_str_t                   merge_output;  /* its output's name */
     ngx_uint_t                  quorum;
     ngx_msec_t                  timeout;
     ngx_uint_t                  stats;         /* index in fmcf->locations */

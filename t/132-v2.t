@@ -30,6 +30,18 @@ server {
                       fanout_merge vote outputs[name=label].data.0; }
     location /missing { fanout_target a /_a;
                         fanout_merge mean outputs[name=logits].data; }
+    location /_dead { internal; return 503; }
+    location /v2mean { fanout_target a /_a; fanout_target b /_b;
+                       fanout_merge mean outputs[name=probabilities].data format=v2; }
+    location /v2vote { fanout_target a /_a; fanout_target b /_b; fanout_target c /_c;
+                       fanout_merge vote outputs[name=label].data.0 format=v2
+                                    model=ensemble output=label; }
+    location /v2fail { fanout_target a /_dead; fanout_target b /_b;
+                       fanout_quorum 2;
+                       fanout_merge mean outputs[name=probabilities].data format=v2; }
+    location /v2batch { fanout_target a /_a; fanout_target b /_b;
+                        fanout_merge mean outputs[name=probabilities].data format=v2;
+                        fanout_batch inputs chunk=1; }
     location = /fanout/status { fanout_status; }
 }
 EOC
@@ -54,5 +66,73 @@ is($r->{json}{merged}{value}, 0, 'models a and c say label 0, b says 2: 0 wins')
 $r = $t->post('/missing', $body);
 is($r->{status}, 502, 'no output of that name: 502');
 is($r->{json}{errors}{a}{error}, 'bad_field', 'bad_field');
+
+# format=v2: answers a v2 client reads as the protocol says
+
+my %datatypes = map { $_ => 1 } qw(BOOL UINT8 UINT16 UINT32 UINT64 INT8 INT16
+                                  INT32 INT64 FP16 FP32 FP64 BYTES);
+
+# a v2 client: the checks tritonclient and the kserve SDK make of an
+# inference response (REST), and its outputs by name
+sub v2_response {
+    my ($res, $want_id) = @_;
+    my $j = $res->{json};
+    my @why;
+    push @why, 'not a JSON object' unless ref $j eq 'HASH';
+    return (undef, @why) if @why;
+    push @why, 'model_name' unless defined $j->{model_name} && !ref $j->{model_name};
+    push @why, 'id' if defined $want_id && ($j->{id} // '') ne $want_id;
+    push @why, 'outputs' unless ref $j->{outputs} eq 'ARRAY' && @{ $j->{outputs} };
+    my %out;
+    for my $o (@{ $j->{outputs} || [] }) {
+        push @why, 'output name' unless defined $o->{name} && !ref $o->{name};
+        push @why, 'datatype' unless $datatypes{ $o->{datatype} // '' };
+        push @why, 'shape' unless ref $o->{shape} eq 'ARRAY'
+                                  && !grep { !/^\d+$/ } @{ $o->{shape} };
+        push @why, 'data' unless ref $o->{data} eq 'ARRAY'
+                                 && !grep { ref $_ } @{ $o->{data} };
+        my $n = 1;
+        $n *= $_ for @{ $o->{shape} || [] };
+        push @why, "data has " . scalar(@{ $o->{data} || [] }) . " elements, shape says $n"
+            unless @{ $o->{data} || [] } == $n;
+        $out{ $o->{name} } = $o;
+    }
+    if (exists $j->{parameters}) {
+        push @why, 'parameters not scalars'
+            unless ref $j->{parameters} eq 'HASH'
+                   && !grep { ref $_ && !JSON::PP::is_bool($_) } values %{ $j->{parameters} };
+    }
+    return (\%out, @why);
+}
+
+my $idbody = '{"id":"req-42","inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2]}]}';
+
+$r = $t->post('/v2mean', $idbody);
+is($r->{status}, 200, 'format=v2 mean: 200');
+my ($out, @why) = v2_response($r, 'req-42');
+is_deeply(\@why, [], 'a valid v2 inference response, with the request\'s id');
+is($r->{json}{model_name}, 'v2mean', 'model_name: the location\'s name');
+is_deeply($out->{probabilities}{data}, [ 0.165 ], 'the merged probabilities');
+is_deeply($out->{probabilities}{shape}, [ 1 ], 'shape [1]');
+is($out->{probabilities}{datatype}, 'FP64', 'FP64');
+is($r->{json}{parameters}{fanout_ok}, 2, 'parameters: fanout_ok');
+
+$r = $t->post('/v2vote', $idbody);
+($out, @why) = v2_response($r, 'req-42');
+is_deeply(\@why, [], 'format=v2 vote: a valid v2 response');
+is($r->{json}{model_name}, 'ensemble', 'model=');
+is_deeply($out->{label}{data}, [ 0 ], 'the winning label');
+is($out->{label}{datatype}, 'FP64', 'a number votes FP64');
+
+$r = $t->post('/v2fail', $body);
+is($r->{status}, 502, 'format=v2, quorum not met: 502');
+like($r->{json}{error}, qr/^quorum_not_met: 1 of 2 targets answered, 2 needed$/,
+     'the protocol\'s error object, a message');
+
+$r = $t->post('/v2batch', '{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2]},'
+                          . '{"name":"x","shape":[1,2],"datatype":"FP32","data":[3,4]}]}');
+is($r->{status}, 200, 'a fanout_batch of v2 inputs, format=v2 items: 200');
+my @ok = map { [ v2_response({ json => $_ }) ] } @{ $r->{json}{items} || [] };
+is(scalar(grep { @$_ == 1 } @ok), 2, 'each item a valid v2 response');
 
 $t->done;

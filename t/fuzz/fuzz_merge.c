@@ -74,6 +74,34 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     free(out.buf);
+
+    if (mc.field) {
+        /* format=v2 of the same merge: JSON too, and sized alike */
+        mc.v2 = 1;
+        mc.model = "m";
+        mc.model_len = 1;
+        mc.output = "p";
+        mc.output_len = 1;
+        mc.id = (ctl & 0x80) ? "\"id\"" : NULL;
+        mc.id_len = mc.id ? 4 : 0;
+
+        out.buf = NULL;
+        out.len = 0;
+        fanout_merge_write_v2(&mc, parts, n, &m, &out);
+
+        len = out.len;
+        out.buf = malloc(len ? len : 1);
+        out.len = 0;
+        fanout_merge_write_v2(&mc, parts, n, &m, &out);
+
+        if (out.len != len
+            || fanout_json_scan(out.buf, len, NULL, 0, NULL) != 0)
+        {
+            abort();
+        }
+
+        free(out.buf);
+    }
     fanout_merged_free(&m);
 
     return 0;

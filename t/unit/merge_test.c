@@ -62,6 +62,7 @@ merge(fanout_merge_mode_e mode, unsigned quorum, fanout_part_t *parts,
     fanout_merged_t      m;
     fanout_merge_conf_t  mc;
 
+    memset(&mc, 0, sizeof(mc));
     mc.mode = mode;
     mc.field = field;
     mc.field_len = field ? strlen(field) : 0;
@@ -531,6 +532,101 @@ test_vote(void)
 }
 
 
+static const char *
+write_v2(fanout_merge_mode_e mode, fanout_part_t *parts, size_t n,
+    const char *id)
+{
+    size_t               len;
+    fanout_out_t         o;
+    fanout_merged_t      m;
+    fanout_merge_conf_t  mc;
+
+    memset(&mc, 0, sizeof(mc));
+    mc.mode = mode;
+    mc.field = field;
+    mc.field_len = strlen(field);
+    mc.quorum = 1;
+    mc.v2 = 1;
+    mc.model = "ens";
+    mc.model_len = 3;
+    fanout_merge_output_name(field, strlen(field), &mc.output,
+                             &mc.output_len);
+    mc.id = id;
+    mc.id_len = id ? strlen(id) : 0;
+
+    if (fanout_merge_prepare(&mc, parts, n, &m) != 0) {
+        return NULL;
+    }
+
+    o.buf = NULL;
+    o.len = 0;
+    fanout_merge_write_v2(&mc, parts, n, &m, &o);
+    len = o.len;
+
+    text = realloc(text, len + 1);
+    o.buf = text;
+    o.len = 0;
+    fanout_merge_write_v2(&mc, parts, n, &m, &o);
+    text[o.len] = '\0';
+
+    fanout_merged_free(&m);
+
+    return (len == o.len) ? text : "(sizing pass differs)";
+}
+
+
+static void
+test_v2(void)
+{
+    const char     *name;
+    size_t          len;
+    fanout_part_t   p[3];
+
+    fanout_merge_output_name("outputs[name=probabilities].data", 32, &name,
+                             &len);
+    ok(len == 13 && strncmp(name, "probabilities", 13) == 0,
+       "v2: the output named by the selector");
+    fanout_merge_output_name("output.scores.0", 15, &name, &len);
+    ok(len == 6 && strncmp(name, "scores", 6) == 0,
+       "v2: else the last key, not an index");
+    fanout_merge_output_name("p", 1, &name, &len);
+    ok(len == 1 && name[0] == 'p', "v2: a one-key path");
+
+    field = "outputs[name=p].data";
+    p[0] = part("a", 1, 200, "{\"outputs\":[{\"name\":\"p\",\"data\":"
+                             "[[1,2],[3,4],[5,6]]}]}");
+    p[1] = part("b", 1, 200, "{\"outputs\":[{\"data\":[[3,4],[5,6],[7,8]],"
+                             "\"name\":\"p\"}]}");
+    p[2] = failed("c", FANOUT_TIMEOUT, 504);
+
+    is_str(write_v2(FANOUT_MERGE_MEAN, p, 3, "\"r1\""),
+           "{\"model_name\":\"ens\",\"id\":\"r1\",\"outputs\":[{\"name\":"
+           "\"p\",\"shape\":[3,2],\"datatype\":\"FP64\",\"data\":"
+           "[2,3,4,5,6,7]}],\"parameters\":{\"fanout_targets\":3,"
+           "\"fanout_ok\":2,\"fanout_quorum\":1,\"fanout_failed\":"
+           "\"c:timeout\"}}",
+           "v2 mean: shape [3,2], data flat, the id, the failures");
+
+    field = "outputs[name=p].data.0";
+    p[0] = part("a", 1, 200, "{\"outputs\":[{\"name\":\"p\",\"data\":[\"cat\"]}]}");
+    p[1] = part("b", 1, 200, "{\"outputs\":[{\"name\":\"p\",\"data\":[\"cat\"]}]}");
+    is_str(write_v2(FANOUT_MERGE_VOTE, p, 3, NULL),
+           "{\"model_name\":\"ens\",\"outputs\":[{\"name\":\"p\",\"shape\":"
+           "[1],\"datatype\":\"BYTES\",\"data\":[\"cat\"]}],\"parameters\":"
+           "{\"fanout_targets\":3,\"fanout_ok\":2,\"fanout_quorum\":1,"
+           "\"fanout_failed\":\"c:timeout\"}}",
+           "v2 vote: a string is BYTES, no id when none came");
+
+    p[0] = failed("a", FANOUT_HTTP_5XX, 503);
+    p[1] = failed("b", FANOUT_HTTP_5XX, 503);
+    is_str(write_v2(FANOUT_MERGE_VOTE, p, 3, NULL),
+           "{\"error\":\"quorum_not_met: 0 of 3 targets answered, 1 "
+           "needed\"}", "v2: the protocol's error object");
+
+    field = NULL;
+}
+
+
 int
 main(void)
 {
@@ -539,6 +635,7 @@ main(void)
     test_all();
     test_mean();
     test_vote();
+    test_v2();
     test_attempts();
 
     /* free what the helpers keep */

@@ -510,6 +510,11 @@ fanout_key_is(const char *k, const char *kend, const char *seg, size_t n)
     size_t       i, len;
     const char  *end;
 
+    /* most keys have no escape: their bytes are their text */
+    if (memchr(k, '\\', (size_t) (kend - k)) == NULL) {
+        return (size_t) (kend - k) == n && memcmp(k, seg, n) == 0;
+    }
+
     end = seg + n;
 
     /* the key was validated: its escapes are well-formed */
@@ -1558,6 +1563,18 @@ fanout_out_double(fanout_out_t *o, double v)
         return;
     }
 
+    if (v > -1e15 && v < 1e15 && v == (double) (int64_t) v) {
+        /* (the range first: a cast of a larger double is undefined) */
+        /* an integer (a count, a weight): its digits, as %.17g has them */
+        if (v < 0) {
+            fanout_out_raw(o, "-", 1);
+            v = -v;
+        }
+
+        fanout_out_uint(o, (unsigned long) v);
+        return;
+    }
+
 #if (defined __SIZEOF_INT128__)
     if (fanout_out_double_fast(o, v) == 0) {
         return;
@@ -1576,3 +1593,109 @@ fanout_out_double(fanout_out_t *o, double v)
 
     fanout_out_raw(o, buf, (size_t) n);
 }
+
+
+#if (defined __SIZEOF_INT128__)
+
+/* v (positive) rounded to prec significant digits, as %.<prec>g would */
+
+static int
+fanout_round_digits(double v, int prec, uint64_t *c, int *e10)
+{
+    int       dir;
+    uint64_t  d, p, lo, rem;
+
+    if (fanout_digits17(v, &d, e10, &dir) != 0) {
+        return -1;
+    }
+
+    p = fanout_pow10u[17 - prec];
+    lo = d / p;
+    rem = d - lo * p;
+
+    if (rem > p - rem
+        || (rem == p - rem && (dir > 0 || (dir == 0 && (lo & 1)))))
+    {
+        lo++;
+    }
+
+    *c = lo;
+    *e10 += 17 - prec;
+
+    return 0;
+}
+
+#endif
+
+
+void
+fanout_out_number(fanout_out_t *o, double v, int precision)
+{
+    int           prec, n;
+    char          buf[48];
+    float         f;
+    fanout_out_t  t;
+#if (defined __SIZEOF_INT128__)
+    int           e10;
+    uint64_t      c;
+#endif
+
+    if (precision == FANOUT_PRECISION_FP64) {
+        fanout_out_double(o, v);
+        return;
+    }
+
+    if (precision == FANOUT_PRECISION_FP32) {
+        f = (float) v;
+
+        if (!isfinite(f)) {
+            fanout_out_raw(o, "null", 4);
+            return;
+        }
+
+        if (f == 0) {
+            fanout_out_raw(o, signbit(f) ? "-0" : "0", signbit(f) ? 2 : 1);
+            return;
+        }
+
+        /* the shortest that reads back as the same float */
+        for (prec = 1; prec <= 9; prec++) {
+            t.buf = buf;
+            t.len = 0;
+            fanout_out_number(&t, (double) f, prec);
+            buf[t.len] = '\0';
+
+            if (strtof(buf, NULL) == f || prec == 9) {
+                fanout_out_raw(o, buf, t.len);
+                return;
+            }
+        }
+    }
+
+    if (!isfinite(v)) {
+        fanout_out_raw(o, "null", 4);
+        return;
+    }
+
+    if (v == 0) {
+        fanout_out_raw(o, signbit(v) ? "-0" : "0", signbit(v) ? 2 : 1);
+        return;
+    }
+
+    prec = (precision < 1) ? 1 : (precision > 17) ? 17 : precision;
+
+#if (defined __SIZEOF_INT128__)
+    if (fanout_round_digits(v < 0 ? -v : v, prec, &c, &e10) == 0) {
+        if (v < 0) {
+            fanout_out_raw(o, "-", 1);
+        }
+
+        fanout_out_g(o, c, e10, prec);
+        return;
+    }
+#endif
+
+    n = snprintf(buf, sizeof(buf), "%.*g", prec, v);
+    fanout_out_raw(o, buf, (size_t) n);
+}
+

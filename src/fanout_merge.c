@@ -92,41 +92,90 @@ typedef struct {
     double   *values;
     size_t    nvalues;
     size_t    values_cap;
+    unsigned  heap:1;              /* its arrays left the caller's */
 } fanout_flat_t;
+
+
+/* the first arrays are the caller's (on its stack): a small field costs
+ * no allocation; a larger one moves to the heap */
+
+#define FANOUT_FLAT_SHAPE   64
+#define FANOUT_FLAT_VALUES  16
+
+typedef struct {
+    char      shape[FANOUT_FLAT_SHAPE];
+    double    values[FANOUT_FLAT_VALUES];
+} fanout_flat_room_t;
+
+
+static void
+fanout_flat_init(fanout_flat_t *f, fanout_flat_room_t *room)
+{
+    memset(f, 0, sizeof(fanout_flat_t));
+    f->shape = room->shape;
+    f->shape_cap = FANOUT_FLAT_SHAPE;
+    f->values = room->values;
+    f->values_cap = FANOUT_FLAT_VALUES;
+}
+
+
+static void
+fanout_flat_free(fanout_flat_t *f)
+{
+    if (f->heap) {
+        free(f->shape);
+        free(f->values);
+    }
+
+    f->heap = 0;
+}
+
+
+static int
+fanout_flat_grow(fanout_flat_t *f)
+{
+    char    *shape;
+    double  *values;
+
+    shape = malloc(f->shape_cap * 2);
+    values = malloc(f->values_cap * 2 * sizeof(double));
+
+    if (shape == NULL || values == NULL) {
+        free(shape);
+        free(values);
+        return -1;
+    }
+
+    memcpy(shape, f->shape, f->shape_len);
+    memcpy(values, f->values, f->nvalues * sizeof(double));
+
+    fanout_flat_free(f);
+
+    f->shape = shape;
+    f->shape_cap *= 2;
+    f->values = values;
+    f->values_cap *= 2;
+    f->heap = 1;
+
+    return 0;
+}
 
 
 static int
 fanout_flat_push(fanout_flat_t *f, char c, double v)
 {
-    void  *p;
-
-    if (f->shape_len == f->shape_cap) {
-        f->shape_cap = f->shape_cap ? f->shape_cap * 2 : 64;
-        p = realloc(f->shape, f->shape_cap);
-        if (p == NULL) {
-            return -1;
-        }
-
-        f->shape = p;
+    if ((f->shape_len == f->shape_cap
+         || (c == 'n' && f->nvalues == f->values_cap))
+        && fanout_flat_grow(f) != 0)
+    {
+        return -1;
     }
 
     f->shape[f->shape_len++] = c;
 
-    if (c != 'n') {
-        return 0;
+    if (c == 'n') {
+        f->values[f->nvalues++] = v;
     }
-
-    if (f->nvalues == f->values_cap) {
-        f->values_cap = f->values_cap ? f->values_cap * 2 : 32;
-        p = realloc(f->values, f->values_cap * sizeof(double));
-        if (p == NULL) {
-            return -1;
-        }
-
-        f->values = p;
-    }
-
-    f->values[f->nvalues++] = v;
 
     return 0;
 }
@@ -206,7 +255,7 @@ fanout_flatten(const char **pp, const char *end, fanout_flat_t *f)
 /* the mean in the shape of the answers: '[', ']' and 'n' for numbers */
 
 static void
-fanout_mean_format(fanout_flat_t *f, fanout_merged_t *m)
+fanout_mean_format(fanout_flat_t *f, fanout_merged_t *m, int precision)
 {
     size_t        i, k;
     fanout_out_t  o;
@@ -220,7 +269,7 @@ fanout_mean_format(fanout_flat_t *f, fanout_merged_t *m)
         }
 
         if (f->shape[i] == 'n') {
-            fanout_out_double(&o, f->values[k++]);
+            fanout_out_number(&o, f->values[k++], precision);
 
         } else {
             fanout_out_raw(&o, &f->shape[i], 1);
@@ -232,16 +281,21 @@ fanout_mean_format(fanout_flat_t *f, fanout_merged_t *m)
 
 
 static int
-fanout_merge_mean(fanout_part_t *parts, size_t n, fanout_merged_t *m)
+fanout_merge_mean(fanout_part_t *parts, size_t n, fanout_merged_t *m,
+    int precision)
 {
-    int             rc;
-    size_t          i, k;
-    double          total;
-    const char     *p;
-    fanout_flat_t   f, first;
+    int                 rc;
+    size_t              i, k, need;
+    double              total;
+    const char         *p;
+    fanout_flat_t       f, first;
+    fanout_flat_room_t  room[2];
+    unsigned            taken;
 
+    /* the first answer's arrays stay in room[0]; the others use room[1] */
+    fanout_flat_init(&f, &room[0]);
     memset(&first, 0, sizeof(fanout_flat_t));
-    memset(&f, 0, sizeof(fanout_flat_t));
+    taken = 0;
 
     total = 0;
 
@@ -271,9 +325,10 @@ fanout_merge_mean(fanout_part_t *parts, size_t n, fanout_merged_t *m)
             continue;
         }
 
-        if (first.shape == NULL) {
+        if (!taken) {
             first = f;
-            memset(&f, 0, sizeof(fanout_flat_t));
+            taken = 1;
+            fanout_flat_init(&f, &room[1]);
 
             for (k = 0; k < first.nvalues; k++) {
                 first.values[k] *= parts[i].weight;
@@ -296,14 +351,14 @@ fanout_merge_mean(fanout_part_t *parts, size_t n, fanout_merged_t *m)
         m->from++;
     }
 
-    free(f.shape);
-    free(f.values);
-    f.shape = NULL;
-    f.values = NULL;
+    fanout_flat_free(&f);
 
     if (m->from) {
         /* a double takes at most 24 bytes, its comma one more */
-        m->mean = malloc(first.nvalues * 25 + first.shape_len * 2 + 1);
+        need = first.nvalues * 25 + first.shape_len * 2 + 1;
+
+        m->mean = (need <= sizeof(m->mean_room)) ? m->mean_room
+                                                 : malloc(need);
         if (m->mean == NULL) {
             goto failed;
         }
@@ -312,20 +367,22 @@ fanout_merge_mean(fanout_part_t *parts, size_t n, fanout_merged_t *m)
             first.values[k] /= total;
         }
 
-        fanout_mean_format(&first, m);
+        fanout_mean_format(&first, m, precision);
     }
 
-    free(first.shape);
-    free(first.values);
+    if (taken) {
+        fanout_flat_free(&first);
+    }
 
     return 0;
 
 failed:
 
-    free(f.shape);
-    free(f.values);
-    free(first.shape);
-    free(first.values);
+    fanout_flat_free(&f);
+
+    if (taken) {
+        fanout_flat_free(&first);
+    }
 
     return -1;
 }
@@ -576,7 +633,7 @@ fanout_merge_prepare(const fanout_merge_conf_t *conf, fanout_part_t *parts,
     memset(m, 0, sizeof(fanout_merged_t));
 
     if (conf->mode == FANOUT_MERGE_MEAN
-        && fanout_merge_mean(parts, n, m) != 0)
+        && fanout_merge_mean(parts, n, m, conf->precision) != 0)
     {
         return -1;
     }
@@ -603,7 +660,10 @@ fanout_merge_prepare(const fanout_merge_conf_t *conf, fanout_part_t *parts,
 void
 fanout_merged_free(fanout_merged_t *m)
 {
-    free(m->mean);
+    if (m->mean != m->mean_room) {
+        free(m->mean);
+    }
+
     free(m->ballots);
     free(m->decoded);
     free(m->keys);

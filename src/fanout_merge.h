@@ -63,6 +63,8 @@ typedef struct {
     unsigned              quorum;
     unsigned              cache_meta:1;  /* meta.cache: per-target hits */
     unsigned              v2:1;          /* format=v2: the OIP's shape */
+    int                   precision;     /* mean's numbers: see
+                                            fanout_out_number() */
 
     /* format=v2: the answer's model_name and output name, and the
      * request's "id" (its JSON text, or NULL) */
@@ -94,10 +96,12 @@ typedef struct {
     int                   status;  /* 200, 502 or 504 */
     unsigned              ok;
 
-    /* mean: the value, formatted once for both writing passes */
+    /* mean: the value, formatted once for both writing passes (a small
+     * one in mean_room: the struct is not moved once prepared) */
     char                 *mean;
     size_t                mean_len;
     unsigned              from;
+    char                  mean_room[128];
 
     /* vote: distinct ballots in order of their first voter */
     fanout_ballot_t      *ballots;

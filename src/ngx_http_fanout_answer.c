@@ -105,6 +105,7 @@ ngx_http_fanout_merge_conf(ngx_http_fanout_ctx_t *ctx,
     mc->field_len = ctx->conf->field.len;
     mc->quorum = (unsigned) ctx->conf->quorum;
     mc->cache_meta = (ctx->target_keys != NULL);
+    mc->precision = (int) ctx->conf->precision;
 
     if (!ctx->conf->merge_v2) {
         return;

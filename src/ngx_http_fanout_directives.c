@@ -373,6 +373,7 @@ ngx_http_fanout_merge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_fanout_loc_conf_t *flcf = conf;
 
     size_t       name_len;
+    ngx_int_t    n;
     ngx_str_t   *value;
     ngx_uint_t   i;
     const char  *name;
@@ -422,6 +423,33 @@ ngx_http_fanout_merge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 continue;
             }
 
+            if (ngx_strncmp(value[i].data, "precision=", 10) == 0
+                && flcf->merge == FANOUT_MERGE_MEAN)
+            {
+                if (ngx_strcmp(value[i].data + 10, "fp32") == 0) {
+                    flcf->precision = FANOUT_PRECISION_FP32;
+                    continue;
+                }
+
+                if (ngx_strcmp(value[i].data + 10, "fp64") == 0) {
+                    flcf->precision = FANOUT_PRECISION_FP64;
+                    continue;
+                }
+
+                n = ngx_atoi(value[i].data + 10, value[i].len - 10);
+
+                if (n < 1 || n > 17) {
+                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                       "invalid \"%V\": significant digits "
+                                       "from 1 to 17, fp32 or fp64",
+                                       &value[i]);
+                    return NGX_CONF_ERROR;
+                }
+
+                flcf->precision = n;
+                continue;
+            }
+
             if (ngx_strncmp(value[i].data, "model=", 6) == 0
                 && value[i].len > 6)
             {
@@ -440,7 +468,8 @@ ngx_http_fanout_merge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid parameter \"%V\": use format=v2, "
-                               "model=NAME or output=NAME", &value[i]);
+                               "model=NAME, output=NAME or (mean) "
+                               "precision=", &value[i]);
             return NGX_CONF_ERROR;
         }
 

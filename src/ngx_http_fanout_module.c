@@ -314,6 +314,7 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                       ? FANOUT_MERGE_ALL : prev->merge;
         conf->field = prev->field;
         conf->merge_v2 = prev->merge_v2;
+        conf->precision = prev->precision;
         conf->merge_model = prev->merge_model;
         conf->merge_output = prev->merge_output;
     }

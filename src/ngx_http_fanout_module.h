@@ -116,6 +116,8 @@ typedef struct {
     ngx_uint_t                  merge;         /* fanout_merge_mode_e */
     ngx_str_t                   field;
     ngx_flag_t                  merge_v2;      /* format=v2 */
+    ngx_int_t                   precision;     /* mean: FANOUT_PRECISION_* or
+                                                  digits */
     ngx_str_t                   merge_model;   /* its model_name */
     ngx_str_t                   merge_output;  /* its output's name */
     ngx_uint_t                  quorum;

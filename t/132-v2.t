@@ -31,6 +31,14 @@ server {
     location /missing { fanout_target a /_a;
                         fanout_merge mean outputs[name=logits].data; }
     location /_dead { internal; return 503; }
+    location /_p1 { internal; proxy_pass $m/?p=0.9809526; }
+    location /_p2 { internal; proxy_pass $m/?p=0.9809526&rev=1; }
+    location /p64 { fanout_target a /_p1; fanout_target b /_p2; fanout_target c /_p1;
+                    fanout_merge mean outputs[name=probabilities].data; }
+    location /p32 { fanout_target a /_p1; fanout_target b /_p2; fanout_target c /_p1;
+                    fanout_merge mean outputs[name=probabilities].data precision=fp32; }
+    location /p3  { fanout_target a /_p1; fanout_target b /_p2; fanout_target c /_p1;
+                    fanout_merge mean outputs[name=probabilities].data precision=3; }
     location /v2mean { fanout_target a /_a; fanout_target b /_b;
                        fanout_merge mean outputs[name=probabilities].data format=v2; }
     location /v2vote { fanout_target a /_a; fanout_target b /_b; fanout_target c /_c;
@@ -66,6 +74,15 @@ is($r->{json}{merged}{value}, 0, 'models a and c say label 0, b says 2: 0 wins')
 $r = $t->post('/missing', $body);
 is($r->{status}, 502, 'no output of that name: 502');
 is($r->{json}{errors}{a}{error}, 'bad_field', 'bad_field');
+
+# precision=: the shortest text at the precision the models have
+
+like($t->post('/p64', $body)->{body}, qr/"value":\[0\.9809525999999998\]/,
+     'fp64 (the default): every digit of the double (3 x 0.9809526 / 3)');
+like($t->post('/p32', $body)->{body}, qr/"value":\[0\.9809526\]/,
+     'precision=fp32: 0.9809526, the shortest that reads back as the float');
+like($t->post('/p3', $body)->{body}, qr/"value":\[0\.981\]/,
+     'precision=3: 3 significant digits');
 
 # format=v2: answers a v2 client reads as the protocol says
 

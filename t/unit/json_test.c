@@ -494,6 +494,91 @@ test_numbers_random(void)
 }
 
 
+static const char *
+number(double v, int precision)
+{
+    static char   buf[64];
+    fanout_out_t  o;
+
+    o.buf = buf;
+    o.len = 0;
+    fanout_out_number(&o, v, precision);
+    buf[o.len] = '\0';
+
+    return buf;
+}
+
+
+static void
+test_precision(void)
+{
+    int      i, p, bad_digits, bad_fp32;
+    char     want[64];
+    float    f;
+    double   v;
+
+    is_str(number(0.9809526000000001, FANOUT_PRECISION_FP32), "0.9809526",
+           "fp32: the FP32 mean the issue saw");
+    is_str(number(0.011902453333333333, FANOUT_PRECISION_FP32),
+           "0.011902453", "fp32: the other one");
+    is_str(number(0.9809526000000001, FANOUT_PRECISION_FP64),
+           "0.9809526000000001", "fp64: every digit the double has");
+    is_str(number(0.9809526000000001, 4), "0.981", "4 digits");
+    is_str(number(1234567.0, 3), "1.23e+06", "3 digits of a large number");
+    is_str(number(-0.000123456, 2), "-0.00012", "2 digits, negative");
+    is_str(number(9.999, 2), "10", "rounding carries");
+    is_str(number(0.5, 1), "0.5", "1 digit");
+    is_str(number(5e90, FANOUT_PRECISION_FP64), "5e+90",
+           "a large integral value is not cast to an integer (undefined)");
+    is_str(number(3, FANOUT_PRECISION_FP64), "3", "a small integer");
+    is_str(number(-123456789012345.0, FANOUT_PRECISION_FP64),
+           "-123456789012345", "an integer under 1e15, negative");
+    is_str(number(1e300 * 1e10, FANOUT_PRECISION_FP32), "null",
+           "fp32: infinity is null");
+    is_str(number(1e39, FANOUT_PRECISION_FP32), "null",
+           "fp32: past the float range is null");
+
+    /* against printf and strtof, on random values */
+    srand(7);
+    bad_digits = 0;
+    bad_fp32 = 0;
+
+    for (i = 0; i < 200000; i++) {
+        v = ((double) rand() / RAND_MAX - 0.5)
+            * pow(10, (rand() % 40) - 20);
+        p = 1 + rand() % 17;
+
+        snprintf(want, sizeof(want), "%.*g", p, v);
+        if (strcmp(number(v, p), want) != 0) {
+            if (bad_digits++ < 3) {
+                printf("# %.17g at %d: %s, printf %s\n", v, p,
+                       number(v, p), want);
+            }
+        }
+
+        f = (float) v;
+
+        for (p = 1; p <= 9; p++) {
+            snprintf(want, sizeof(want), "%.*g", p, (double) f);
+            if (strtof(want, NULL) == f) {
+                break;
+            }
+        }
+
+        if (f != 0 && strcmp(number(v, FANOUT_PRECISION_FP32), want) != 0) {
+            if (bad_fp32++ < 3) {
+                printf("# fp32 %.9g: %s, want %s\n", (double) f,
+                       number(v, FANOUT_PRECISION_FP32), want);
+            }
+        }
+    }
+
+    ok(bad_digits == 0, "digits=N writes what printf's %.Ng does (200,000 values)");
+    ok(bad_fp32 == 0, "fp32 writes the shortest that strtof reads back as "
+                      "the same float (200,000 values)");
+}
+
+
 int
 main(void)
 {
@@ -501,6 +586,7 @@ main(void)
     test_oracle();
     test_paths();
     test_selectors();
+    test_precision();
     test_writer();
     test_numbers_random();
 

@@ -30,7 +30,8 @@ package FT::Mock;
 #               "predictions" (or "prediction"); proto=v2 reads
 #               inputs[0].data (rows by shape[0]) and answers outputs[0]
 #               with shape [n] (two=1: "label" and "probabilities", in
-#               that order, or reversed with rev=1); proto=openai reads "input" (a string or an
+#               that order, or reversed with rev=1; p=X: probabilities X);
+#               proto=openai reads "input" (a string or an
 #               array) and answers data[i].embedding; proto=array reads
 #               an array and answers an array.  An input's value is
 #               f(x) = 2x + off for a number, length + off for a string,
@@ -251,7 +252,7 @@ sub model_answer {
                           shape => [ scalar @out ], data => [ map { $_ % 3 } @out ] },
                         { name => 'probabilities', datatype => 'FP64',
                           shape => [ scalar @out ],
-                          data => [ map { $_ / 100 + $off / 1000 } @out ] });
+                          data => [ map { defined $b->{p} ? 0 + $b->{p} : $_ / 100 + $off / 1000 } @out ] });
             @outputs = reverse @outputs if $b->{rev};
         }
         return (200, encode_json({

@@ -646,6 +646,9 @@ ngx_http_fanout_batcher_send(ngx_http_fanout_mb_group_t *g)
     fake->request_body->bufs->next = NULL;
     fake->headers_in.content_length_n = (off_t) len;
     fake->headers_in.chunked = 0;
+
+    /* $content_length reads the header first: the batch's length */
+    fake->headers_in.content_length = NULL;
     fake->method = first->r->method;
     fake->method_name = first->r->method_name;
 

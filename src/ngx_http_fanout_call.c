@@ -551,6 +551,10 @@ ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx, ngx_http_fanout_call_t *sub,
         sr->request_body = &ctx->batch->bodies[k];
         sr->headers_in.content_length_n = ctx->batch->lengths[k];
         sr->headers_in.chunked = 0;
+
+        /* $content_length (fastcgi_param CONTENT_LENGTH) reads the
+         * header first: the item's length, not the client's */
+        sr->headers_in.content_length = NULL;
     }
 
     timeout = sub->target->timeout;

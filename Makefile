@@ -5,7 +5,8 @@
 #   make test     unit tests and the t/ suite under prove
 #   make test-asan the suite with the module built with ASan and UBSan
 #   make leak-check nginx under valgrind: no invalid access, no leak of ours
-#   make bench    wrk benchmarks, see bench/README.md
+#   make bench    wrk benchmarks, see bench/README.md (and bench-cost,
+#                 bench-cpu, bench-mean, bench-tail, bench-batch)
 #   make deps     install missing Debian packages (needs root)
 #   make test-static  nginx.org stable built with the module in
 #                 (--add-module), part of the suite against it

@@ -28,6 +28,16 @@ $t->mock('clip', ms => 150,
 # the candidate that conf-examples/canary.conf rolls out
 my $resnet2 = '{"model":"resnet2","label":"%s","output":{"scores":[0.65,0.25,0.10]}}';
 $t->mock('resnet2', ms => 30, body => sprintf($resnet2, 'cat'));
+# conf-examples/serving.conf's: a flaky model, one with a tail, two LLMs
+# streaming, a GPU-like model that answers each input, a KServe v2 one
+$t->mock('flaky', ms => 10, flaky => 1,
+         body => '{"model":"flaky","label":"cat"}');
+$t->mock('slowtail', ms => 10, slow_pct => 10, slow_ms => 400,
+         body => '{"model":"slowtail","label":"cat"}');
+$t->mock('llm_a', mode => 'sse', first => 300, gap => 30, events => 4);
+$t->mock('llm_b', mode => 'sse', first => 40, gap => 30, events => 4);
+$t->mock('gpu', mode => 'model', ms => 5, fail_status => 422);
+$t->mock('triton', mode => 'model', proto => 'v2', two => 1, ms => 5);
 
 open my $fh, '<', "$ex/nginx.conf" or die "$ex/nginx.conf: $!";
 my $conf = do { local $/; <$fh> };
@@ -35,11 +45,12 @@ close $fh;
 
 my $dir = $t->dir . '/nginx';
 my %port = (9001 => 'resnet', 9002 => 'vit', 9003 => 'clip',
-            9004 => 'resnet2');
+            9004 => 'resnet2', 9005 => 'flaky', 9006 => 'slowtail',
+            9007 => 'llm_a', 9008 => 'llm_b', 9009 => 'gpu', 9010 => 'triton');
 
 $conf =~ s{load_module \S+;}{load_module %%MODULE%%;};
 $conf =~ s{worker_processes auto;}{worker_processes 2;};
-$conf =~ s{127\.0\.0\.1:(900[1234])}{"127.0.0.1:%%MOCK_$port{$1}%%"}ge;
+$conf =~ s{127\.0\.0\.1:(900[1-9]|9010)}{"127.0.0.1:%%MOCK_$port{$1}%%"}ge;
 $conf =~ s{127\.0\.0\.1:6379}{127.0.0.1:%%REDIS_cache%%};
 $conf =~ s{listen 8080;}{listen 127.0.0.1:%%PORT_http%%;};
 $conf =~ s{/var/log/nginx/}{$dir/};
@@ -179,10 +190,71 @@ printf "resnet: %d connection errors, then circuit_open %d times; "
     $rt->{circuit_open}, $rt->{fallback_ok};
 print "Redis: ", $t->redis_cli('cache', 'KEYS', 'fanout:breaker:*'),
     " (the other instances learn of it)\n";
-my $b = $t->status_json->{locations}{'/guarded'}{targets}{resnet}{breaker};
-printf "resnet breaker: %s, retry in %d ms\n", $b->{state}, $b->{retry_in_ms};
+my $brk = $t->status_json->{locations}{'/guarded'}{targets}{resnet}{breaker};
+printf "resnet breaker: %s, retry in %d ms\n", $brk->{state}, $brk->{retry_in_ms};
 my ($line) = $t->error_log =~ /(fanout breaker of target "resnet"[^\n]*?\))/;
 print "error.log: $line\n" if $line;
+
+# serving: retries, hedges, a streaming race, batches, KServe v2
+
+show('fanout_retry: the model fails its first call (503), the retry '
+     . 'answers  (POST /retry)', $t->post('/retry', $input));
+
+print "\n=== fanout_hedge: 1 call in 10 takes 400 ms; a backup after the "
+    . "model's p95 (at most 50 ms)  (POST /hedge x40)\n";
+my @ms;
+for my $i (1 .. 40) {
+    my $res = $t->post('/hedge', qq({"n":$i}));
+    push @ms, $res->{time} * 1000;
+}
+@ms = sort { $a <=> $b } @ms;
+my $ht = $t->status_json->{locations}{'/hedge'}{targets}{slowtail};
+printf "40 requests: p50 %.0f ms, slowest %.0f ms; hedges %d, won %d, "
+    . "delay now %d ms\n", $ms[19], $ms[-1], $ht->{hedges}, $ht->{hedges_won},
+    $ht->{hedge_delay_ms};
+
+{
+    my $s = $t->connect;
+    my $t0 = time;
+    print $s "POST /chat HTTP/1.1\r\nHost: demo\r\nContent-Type: application/json\r\n"
+           . "Content-Length: 2\r\nConnection: close\r\n\r\n{}";
+    my ($first, $all) = (0, '');
+    while (sysread($s, my $buf, 4096)) {
+        $first ||= time - $t0 if $buf =~ /data:/;
+        $all .= $buf;
+    }
+    close $s;
+    my @events = $all =~ /data: (\{[^\n]*\}|\[DONE\])/g;
+    printf "\n=== fanout_merge first over two LLMs streaming (SSE): llm_b "
+        . "starts after 40 ms, llm_a after 300 ms  (POST /chat)\n"
+        . "first event after %.0f ms, %d events, all from %s; the other "
+        . "cut off\n", $first * 1000, scalar @events,
+        ($all =~ /"model":"(\w+)"/)[0] // '?';
+}
+
+my $res = $t->post('/batch', '{"instances":[1,2,"fail",4]}');
+show('fanout_batch: 4 items, each its own call, micro-batched into one '
+     . 'upstream call; the model refuses "fail" (422), so each item goes '
+     . 'again alone and only item 2 fails  (POST /batch)', $res,
+     'X-Fanout-Batch-Failed');
+printf "items: %s\n", join(' ', map { $_ ? $json->encode($_->{results}{gpu}{predictions}) : 'null' }
+                               @{ $res->{json}{items} || [] });
+
+my @gpu = $t->parallel(16, 'POST', '/gpu', body => '{"instances":[21]}');
+my $gb = $t->status_json->{locations}{'/gpu'}{batches}{gpu};
+printf "\n=== micro-batching: 16 concurrent requests to a GPU-like model, "
+    . "batch=32 batch_wait=5ms  (POST /gpu x16)\n%d answers 200, each "
+    . "%s; %d upstream calls held %d inputs\n",
+    scalar(grep { $_->{status} == 200 } @gpu),
+    ($gpu[0]{body} =~ /"predictions":(\[[^\]]*\])/)[0] // '?',
+    $gb->{batches}, $gb->{inputs};
+
+show('KServe v2: two models answer [label, probabilities] in either order; '
+     . 'the mean of outputs[name=probabilities], precision=fp32, as a v2 '
+     . 'response  (POST /v2/models/ensemble/infer)',
+     $t->post('/v2/models/ensemble/infer',
+              '{"id":"demo-v2","inputs":[{"name":"x","shape":[1,2],'
+              . '"datatype":"FP32","data":[1,2]}]}'));
 
 my $st = $t->status_json;
 print "\n=== fanout_status (GET /fanout/status), per location\n";

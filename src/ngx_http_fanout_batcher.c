@@ -64,6 +64,7 @@ typedef struct {
     /* its answer */
     unsigned                       follower:1; /* not its batch's first */
     unsigned                       retried:1;  /* its batch was retried */
+    unsigned                       split:1;    /* to be sent alone */
     fanout_kind_e                  kind;
     int                            result;
     int                            status;
@@ -129,6 +130,7 @@ static ngx_int_t ngx_http_fanout_batcher_call(
 static ngx_int_t ngx_http_fanout_batcher_retry(
     ngx_http_fanout_mb_carrier_t *c, ngx_http_fanout_attempt_t *a);
 static void ngx_http_fanout_batcher_again(ngx_event_t *ev);
+static void ngx_http_fanout_batcher_split(ngx_http_fanout_mb_carrier_t *c);
 
 
 ngx_int_t
@@ -890,6 +892,21 @@ ngx_http_fanout_batcher_ended(ngx_http_fanout_attempt_t *a)
 
     c->ended = 1;
 
+    if (a->kind == FANOUT_OK && (a->result == NGX_HTTP_BAD_REQUEST
+                                 || a->result == 422)
+        && c->live > 1)
+    {
+        /*
+         * The model refused the batch for an input: each caller goes
+         * again alone, so that one bad input fails only its own call.
+         * Not for a 5xx or a timeout: a model that is down would be asked
+         * once per caller.
+         */
+        ngx_http_fanout_stats_count(c->st, NGX_HTTP_FANOUT_BAT_ERRORS);
+        ngx_http_fanout_batcher_split(c);
+        goto done;
+    }
+
     if (a->kind != FANOUT_OK || a->result < 200 || a->result > 299) {
         /*
          * Failed, or answered with an error status: each caller has that
@@ -1015,6 +1032,31 @@ ngx_http_fanout_batcher_fail(ngx_http_fanout_mb_carrier_t *c,
 }
 
 
+/* the batch's callers, each to be sent alone */
+
+static void
+ngx_http_fanout_batcher_split(ngx_http_fanout_mb_carrier_t *c)
+{
+    ngx_uint_t                    i;
+    ngx_http_fanout_mb_member_t  *m;
+
+    ngx_log_error(NGX_LOG_INFO, c->fake->connection->log, 0,
+                  "fanout target \"%V\": a batch of %ui calls was refused "
+                  "(%d): each is sent alone", &c->batcher->target.name,
+                  c->n, c->attempt->result);
+
+    for (i = 0; i < c->n; i++) {
+        m = c->members[i];
+
+        if (m) {
+            m->split = 1;
+            ngx_http_fanout_batcher_give(m, FANOUT_BAD_BATCH,
+                                         NGX_HTTP_BAD_GATEWAY, 0);
+        }
+    }
+}
+
+
 /* a caller's answer: handed over from an event in its own context */
 
 static void
@@ -1057,6 +1099,7 @@ ngx_http_fanout_batcher_delivered(ngx_event_t *ev)
     a->batched = NULL;
     a->follower = m->follower;
     a->retried = m->retried;
+    a->split = m->split;
 
     ngx_http_set_log_request(c->log, m->r);
 

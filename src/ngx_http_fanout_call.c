@@ -503,7 +503,7 @@ ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx, ngx_http_fanout_call_t *sub,
 
     r = ctx->request;
 
-    if (sub->target->batch && uri == &sub->target->uri
+    if (sub->target->batch && !sub->alone && uri == &sub->target->uri
         && ngx_http_fanout_batcher_join(ctx, sub, a) == NGX_OK)
     {
         /* batch=: no subrequest of its own, a place in a batch */
@@ -682,6 +682,7 @@ ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
 {
     ngx_http_fanout_ctx_t        *ctx;
     ngx_http_fanout_call_t       *sub;
+    ngx_http_fanout_attempt_t    *na;
     ngx_http_fanout_main_conf_t  *fmcf;
 
     sub = a->owner;
@@ -697,6 +698,29 @@ ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
 
     if (sub->done) {
         return;
+    }
+
+    if (a->split) {
+        /*
+         * batch=: its batch was refused for an input (a 400 or 422), and
+         * the model must not fail every caller for one: the call goes
+         * again alone, not as a retry, so the refusal is its input's own.
+         */
+        sub->alone = 1;
+
+        na = ngx_pcalloc(ctx->request->pool,
+                         sizeof(ngx_http_fanout_attempt_t));
+
+        if (na) {
+            ngx_http_fanout_attempt_init(sub, na);
+
+            if (ngx_http_fanout_call(ctx, sub, na, &sub->target->uri,
+                                     &sub->target->args)
+                == NGX_OK)
+            {
+                return;
+            }
+        }
     }
 
     if (ctx->conf->hedge) {

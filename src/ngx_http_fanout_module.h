@@ -262,6 +262,8 @@ struct ngx_http_fanout_attempt_s {
                                                   is another call's for the
                                                   breaker */
     unsigned                    retried:1;     /* batch=: retried as a batch */
+    unsigned                    split:1;       /* batch=: its batch refused an
+                                                  input: to be sent alone */
 };
 
 
@@ -293,6 +295,7 @@ typedef struct {
     unsigned                    streaming:1;   /* "first": it streams */
     unsigned                    recorded:1;    /* its breaker has the outcome */
     unsigned                    accounted:1;   /* counted in the zone */
+    unsigned                    alone:1;       /* batch=: never batched */
 } ngx_http_fanout_call_t;
 
 

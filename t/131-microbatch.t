@@ -42,6 +42,7 @@ server {
     location /_e     { internal; proxy_pass $m/?status=500&k=e; }
     location /_flk   { internal; proxy_pass $m/?flaky=1&k=flk; }
     location /_q     { internal; proxy_pass $m; }
+    location /_split { internal; proxy_pass $m/?fail_status=422&k=split; }
 
     location /p     { fanout_target m /_m batch=16 batch_wait=1s; }
     location /wait  { fanout_target w /_w batch=16 batch_wait=500ms; }
@@ -56,6 +57,7 @@ server {
                       fanout_batch instances chunk=1; }
     location /brk   { fanout_target x /_e batch=8 batch_wait=300ms;
                       fanout_breaker failures=3 cooldown=30s; }
+    location /split { fanout_target s /_split batch=8 batch_wait=300ms; }
     location /qa    { fanout_target q /_q batch=8 batch_wait=300ms; }
     location /rb    { fanout_target f /_flk batch=8 batch_wait=300ms;
                       fanout_retry attempts=2 backoff=1ms max_backoff=2ms
@@ -184,6 +186,41 @@ is(scalar(grep { $_->{status} == 502
     or diag(join "\n", map { "$_->{status} $_->{body}" } @res);
 $r = $t->post('/ten', '{"instances":[7]}', port => $h1);
 is($r->{status}, 200, 'the next batch is whole');
+
+# a batch refused for one input (422): each caller again alone, so the
+# bad input fails only its own request
+
+@res = ();
+{
+    my @pids;
+    my $dir = $t->dir;
+    for my $i (1 .. 4) {
+        my $pid = fork();
+        if ($pid == 0) {
+            my $in = $i == 3 ? '"fail"' : $i;
+            my $r = $t->request('POST', '/split', port => $h1,
+                                body => qq({"instances":[$in]}));
+            open my $fh, '>', "$dir/split.$i";
+            print $fh encode_json({ status => $r->{status}, body => $r->{body} });
+            close $fh;
+            POSIX::_exit(0);
+        }
+        push @pids, $pid;
+    }
+    waitpid($_, 0) for @pids;
+    for my $i (1 .. 4) {
+        open my $fh, '<', "$dir/split.$i" or next;
+        local $/;
+        push @res, decode_json(<$fh>);
+    }
+}
+is_deeply([ map { $_->{status} } @res ], [ 200, 200, 502, 200 ],
+          'a batch refused (422) for one input: the other three answered');
+is((decode_json($res[2]{body}))->{errors}{s}{error}, 'http_422',
+   'and the bad one has its own http_422');
+is((decode_json($res[3]{body}))->{results}{s}{predictions}[0], 8,
+   'each its own prediction');
+is(scalar(calls('m', 'split')), 5, 'one batch, then four calls alone');
 
 # the breaker: a batch is one call
 

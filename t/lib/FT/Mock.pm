@@ -37,7 +37,8 @@ package FT::Mock;
 #               f(x) = 2x + off for a number, length + off for a string,
 #               the sum of f over an array, f(x.x) for an object; an input
 #               "fail" makes the call a 500; the model's name is in the
-#               answer; short=1 loses the last prediction of an array
+#               answer (fail_status=N another status); short=1 loses the
+#               last prediction of an array
 #
 # Every request is logged as one JSON line to $log: arrival time, method,
 # URI, body length and SHA-1 (and the body itself up to 1 KB), and the
@@ -279,7 +280,7 @@ sub model_answer {
     my $x = $in->{$field};
 
     if (ref $x eq 'ARRAY') {
-        return (500, '{"error":"failed"}') if $fails->(@$x);
+        return ($b->{fail_status} // 500, '{"error":"failed"}') if $fails->(@$x);
         my @p = map { model_value($_, $off) } @$x;
         pop @p if $b->{short};      # a model that loses an answer
         return (200, encode_json({ model => $name, calls_inputs => scalar @$x,

@@ -13,6 +13,9 @@ static ngx_int_t ngx_http_fanout_answer_merged(ngx_http_fanout_ctx_t *ctx);
 static ngx_int_t ngx_http_fanout_answer_batch(ngx_http_fanout_ctx_t *ctx);
 static void ngx_http_fanout_merge_conf(ngx_http_fanout_ctx_t *ctx,
     fanout_merge_conf_t *mc, ngx_uint_t id);
+static fanout_part_t *ngx_http_fanout_parts(ngx_http_fanout_ctx_t *ctx);
+static ngx_int_t ngx_http_fanout_answer_failed(ngx_http_fanout_ctx_t *ctx,
+    const char *what);
 static void ngx_http_fanout_counted(ngx_http_fanout_ctx_t *ctx);
 static ngx_int_t ngx_http_fanout_answer_first(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub);
@@ -80,6 +83,45 @@ ngx_http_fanout_keep(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
 }
 
 
+/* the calls' outcomes, side by side, as the pure merges take them */
+
+static fanout_part_t *
+ngx_http_fanout_parts(ngx_http_fanout_ctx_t *ctx)
+{
+    ngx_uint_t      i;
+    fanout_part_t  *parts;
+
+    parts = ngx_palloc(ctx->request->pool,
+                       ctx->nsubs * sizeof(fanout_part_t));
+    if (parts == NULL) {
+        return NULL;
+    }
+
+    for (i = 0; i < ctx->nsubs; i++) {
+        parts[i] = ctx->subs[i].part;
+    }
+
+    return parts;
+}
+
+
+static ngx_int_t
+ngx_http_fanout_answer_failed(ngx_http_fanout_ctx_t *ctx, const char *what)
+{
+    ctx->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    ngx_http_fanout_counted(ctx);
+
+    ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                  "fanout: could not build %s", what);
+
+    return ngx_http_fanout_send_error(ctx->request,
+                                      NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      "internal", "the answer could not be "
+                                      "built");
+}
+
+
 /*
  * The merge's configuration; format=v2 echoes the request's "id" (a
  * string at the top of its body), but not in a batch's items.
@@ -89,10 +131,8 @@ static void
 ngx_http_fanout_merge_conf(ngx_http_fanout_ctx_t *ctx,
     fanout_merge_conf_t *mc, ngx_uint_t id)
 {
-    size_t               len;
-    u_char              *body;
     unsigned             matches;
-    ngx_buf_t           *b;
+    ngx_str_t            body;
     fanout_span_t        v;
     ngx_http_request_t  *r;
 
@@ -117,30 +157,12 @@ ngx_http_fanout_merge_conf(ngx_http_fanout_ctx_t *ctx,
     mc->output = (const char *) ctx->conf->merge_output.data;
     mc->output_len = ctx->conf->merge_output.len;
 
-    if (!id || r->request_body == NULL || r->request_body->bufs == NULL) {
+    if (!id || ngx_http_fanout_body_memory(r, &body) != NGX_OK) {
         return;
     }
 
-    b = r->request_body->bufs->buf;
-
-    if (r->request_body->bufs->next == NULL && ngx_buf_in_memory(b)
-        && !b->in_file)
-    {
-        body = b->pos;
-        len = b->last - b->pos;
-
-    } else {
-        len = (size_t) ngx_http_fanout_body_size(r);
-        body = ngx_pnalloc(r->pool, len ? len : 1);
-
-        if (body == NULL || ngx_http_fanout_body_copy(r, body, &len)
-                            != NGX_OK)
-        {
-            return;
-        }
-    }
-
-    if (fanout_json_find((const char *) body, len, "id", 2, &v, &matches)
+    if (fanout_json_find((const char *) body.data, body.len, "id", 2, &v,
+                         &matches)
         == 0
         && v.p && v.p[0] == '"' && matches == 1)
     {
@@ -166,13 +188,9 @@ ngx_http_fanout_answer_merged(ngx_http_fanout_ctx_t *ctx)
 
     r = ctx->request;
 
-    parts = ngx_palloc(r->pool, ctx->nsubs * sizeof(fanout_part_t));
+    parts = ngx_http_fanout_parts(ctx);
     if (parts == NULL) {
         goto failed;
-    }
-
-    for (i = 0; i < ctx->nsubs; i++) {
-        parts[i] = ctx->subs[i].part;
     }
 
     ngx_http_fanout_merge_conf(ctx, &mc, 1);
@@ -229,16 +247,7 @@ ngx_http_fanout_answer_merged(ngx_http_fanout_ctx_t *ctx)
 
 failed:
 
-    ctx->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
-
-    ngx_http_fanout_counted(ctx);
-
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                  "fanout: could not build the merged answer");
-
-    return ngx_http_fanout_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                      "internal", "the answer could not be "
-                                      "built");
+    return ngx_http_fanout_answer_failed(ctx, "the merged answer");
 }
 
 
@@ -261,16 +270,12 @@ ngx_http_fanout_answer_batch(ngx_http_fanout_ctx_t *ctx)
 
     r = ctx->request;
 
-    parts = ngx_palloc(r->pool, ctx->nsubs * sizeof(fanout_part_t));
+    parts = ngx_http_fanout_parts(ctx);
     ba.merged = ngx_palloc(r->pool,
                            ctx->batch->ncalls * sizeof(fanout_merged_t));
 
     if (parts == NULL || ba.merged == NULL) {
         goto failed;
-    }
-
-    for (i = 0; i < ctx->nsubs; i++) {
-        parts[i] = ctx->subs[i].part;
     }
 
     ngx_http_fanout_merge_conf(ctx, &mc, 0);
@@ -340,16 +345,7 @@ ngx_http_fanout_answer_batch(ngx_http_fanout_ctx_t *ctx)
 
 failed:
 
-    ctx->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
-
-    ngx_http_fanout_counted(ctx);
-
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                  "fanout batch: could not build the answer");
-
-    return ngx_http_fanout_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                      "internal", "the answer could not be "
-                                      "built");
+    return ngx_http_fanout_answer_failed(ctx, "the batch's answer");
 }
 
 

@@ -12,8 +12,6 @@
 #include "ngx_http_fanout_module.h"
 
 
-static ngx_int_t ngx_http_fanout_batch_body(ngx_http_fanout_ctx_t *ctx,
-    ngx_str_t *body);
 static ngx_int_t ngx_http_fanout_batch_bodies(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_batch_t *b);
 static ngx_int_t ngx_http_fanout_batch_refuse(ngx_http_fanout_ctx_t *ctx,
@@ -23,7 +21,6 @@ static ngx_int_t ngx_http_fanout_batch_refuse(ngx_http_fanout_ctx_t *ctx,
 ngx_int_t
 ngx_http_fanout_batch_stage(ngx_http_fanout_ctx_t *ctx)
 {
-    ngx_int_t                      rc;
     fanout_span_t                 *items;
     fanout_batch_rc_e              brc;
     ngx_http_request_t            *r;
@@ -38,9 +35,8 @@ ngx_http_fanout_batch_stage(ngx_http_fanout_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_http_fanout_batch_body(ctx, &b->body);
-    if (rc != NGX_OK) {
-        return rc;
+    if (ngx_http_fanout_body_memory(r, &b->body) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     /* one more than allowed is enough to tell the client */
@@ -88,54 +84,6 @@ ngx_http_fanout_batch_stage(ngx_http_fanout_ctx_t *ctx)
     }
 
     return NGX_DECLINED;
-}
-
-
-/* the client's body in one piece of memory: as read, or one copy; an
- * error status when it cannot be had */
-
-static ngx_int_t
-ngx_http_fanout_batch_body(ngx_http_fanout_ctx_t *ctx, ngx_str_t *body)
-{
-    off_t                size;
-    ngx_buf_t           *buf;
-    ngx_http_request_t  *r;
-
-    r = ctx->request;
-
-    if (r->request_body && r->request_body->bufs
-        && r->request_body->bufs->next == NULL)
-    {
-        buf = r->request_body->bufs->buf;
-
-        if (ngx_buf_in_memory(buf) && !buf->in_file) {
-            /* nginx read it into one buffer: no copy at all */
-            body->data = buf->pos;
-            body->len = buf->last - buf->pos;
-            return NGX_OK;
-        }
-    }
-
-    size = ngx_http_fanout_body_size(r);
-
-    if (size == 0) {
-        ngx_str_null(body);
-        return NGX_OK;
-    }
-
-    body->data = ngx_pnalloc(r->pool, (size_t) size);
-    if (body->data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ngx_http_fanout_body_copy(r, body->data, &body->len) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "fanout batch: the body could not be read back from "
-                      "its temporary file");
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return NGX_OK;
 }
 
 

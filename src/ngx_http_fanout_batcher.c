@@ -307,8 +307,7 @@ ngx_http_fanout_batcher_body(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub, ngx_http_fanout_mb_member_t *m)
 {
     u_char              *p;
-    off_t                size;
-    ngx_buf_t           *buf;
+    ngx_str_t            body;
     ngx_uint_t           k;
     ngx_chain_t         *cl;
     ngx_http_request_t  *r;
@@ -334,28 +333,14 @@ ngx_http_fanout_batcher_body(ngx_http_fanout_ctx_t *ctx,
         return NGX_OK;
     }
 
-    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+    if (ngx_http_fanout_body_memory(r, &body) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    buf = r->request_body->bufs->buf;
+    m->body = body.data;
+    m->len = body.len;
 
-    if (r->request_body->bufs->next == NULL && ngx_buf_in_memory(buf)
-        && !buf->in_file)
-    {
-        m->body = buf->pos;
-        m->len = buf->last - buf->pos;
-        return NGX_OK;
-    }
-
-    size = ngx_http_fanout_body_size(r);
-
-    m->body = ngx_pnalloc(r->pool, size ? (size_t) size : 1);
-    if (m->body == NULL) {
-        return NGX_ERROR;
-    }
-
-    return ngx_http_fanout_body_copy(r, m->body, &m->len);
+    return (body.len == 0) ? NGX_ERROR : NGX_OK;
 }
 
 

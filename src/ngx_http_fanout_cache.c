@@ -498,26 +498,14 @@ ngx_http_fanout_cache_count(ngx_http_fanout_ctx_t *ctx, ngx_uint_t counter)
 static ngx_int_t
 ngx_http_fanout_cache_body(ngx_http_request_t *r, ngx_str_t *body)
 {
-    off_t  size;
-
     ngx_str_null(body);
 
-    if (r->request_body == NULL || r->request_body->bufs == NULL) {
-        return NGX_OK;
-    }
-
-    size = ngx_http_fanout_body_size(r);
-
-    if (size > NGX_HTTP_FANOUT_CACHE_MAX_BODY) {
+    if (ngx_http_fanout_body_size(r) > NGX_HTTP_FANOUT_CACHE_MAX_BODY) {
         return NGX_DECLINED;
     }
 
-    body->data = ngx_pnalloc(r->pool, (size_t) size);
-    if (body->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    return ngx_http_fanout_body_copy(r, body->data, &body->len);
+    /* read only: the key's canonical form and echo= copy what they keep */
+    return ngx_http_fanout_body_memory(r, body);
 }
 
 

@@ -448,6 +448,8 @@ ngx_int_t ngx_http_fanout_send_error(ngx_http_request_t *r,
 off_t ngx_http_fanout_body_size(ngx_http_request_t *r);
 ngx_int_t ngx_http_fanout_body_copy(ngx_http_request_t *r, u_char *dst,
     size_t *len);
+ngx_int_t ngx_http_fanout_body_memory(ngx_http_request_t *r,
+    ngx_str_t *body);
 ngx_int_t ngx_http_fanout_send_json(ngx_http_request_t *r, ngx_uint_t status,
     u_char *body, size_t len);
 ngx_int_t ngx_http_fanout_send(ngx_http_request_t *r, ngx_uint_t status,

@@ -81,6 +81,56 @@ ngx_http_fanout_body_copy(ngx_http_request_t *r, u_char *dst, size_t *len)
 
 
 /*
+ * The client's body in one piece of memory: nginx's own buffer when it
+ * read the body into one (no copy), else one copy in the request's pool
+ * (a body in nginx's temp file is read back).  An empty body is empty.
+ */
+
+ngx_int_t
+ngx_http_fanout_body_memory(ngx_http_request_t *r, ngx_str_t *body)
+{
+    off_t       size;
+    ngx_buf_t  *buf;
+
+    ngx_str_null(body);
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    buf = r->request_body->bufs->buf;
+
+    if (r->request_body->bufs->next == NULL && ngx_buf_in_memory(buf)
+        && !buf->in_file)
+    {
+        body->data = buf->pos;
+        body->len = buf->last - buf->pos;
+        return NGX_OK;
+    }
+
+    size = ngx_http_fanout_body_size(r);
+
+    if (size == 0) {
+        return NGX_OK;
+    }
+
+    body->data = ngx_pnalloc(r->pool, (size_t) size);
+    if (body->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_fanout_body_copy(r, body->data, &body->len) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "fanout: the body could not be read back from its "
+                      "temporary file");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
  * The targets get the client's headers but Accept-Encoding: the answers
  * must arrive as plain JSON to be merged.
  */

@@ -220,7 +220,8 @@ ngx_http_fanout_stats_node(ngx_slab_pool_t *shpool,
 ngx_int_t
 ngx_http_fanout_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
-    ngx_uint_t                        i, j;
+    ngx_uint_t                        i, j, k;
+    ngx_array_t                      *a;
     ngx_slab_pool_t                  *shpool;
     ngx_http_fanout_shctx_t          *sh;
     ngx_http_fanout_stats_loc_t      *loc;
@@ -279,43 +280,21 @@ ngx_http_fanout_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
             }
         }
 
-        tgt = loc[i].limits.elts;
+        /* limits, variants, shadows, batches */
+        for (k = NGX_HTTP_FANOUT_STATS_LIMIT;
+             k <= NGX_HTTP_FANOUT_STATS_BATCH;
+             k++)
+        {
+            a = ngx_http_fanout_stats_extras(&loc[i], k);
+            tgt = a->elts;
 
-        for (j = 0; j < loc[i].limits.nelts; j++) {
-            tgt[j].node = ngx_http_fanout_stats_node(shpool, sh, &loc[i].name,
-                                                     &tgt[j].name);
-            if (tgt[j].node == NULL) {
-                goto failed;
-            }
-        }
-
-        tgt = loc[i].variants.elts;
-
-        for (j = 0; j < loc[i].variants.nelts; j++) {
-            tgt[j].node = ngx_http_fanout_stats_node(shpool, sh, &loc[i].name,
-                                                     &tgt[j].name);
-            if (tgt[j].node == NULL) {
-                goto failed;
-            }
-        }
-
-        tgt = loc[i].shadows.elts;
-
-        for (j = 0; j < loc[i].shadows.nelts; j++) {
-            tgt[j].node = ngx_http_fanout_stats_node(shpool, sh, &loc[i].name,
-                                                     &tgt[j].name);
-            if (tgt[j].node == NULL) {
-                goto failed;
-            }
-        }
-
-        tgt = loc[i].batches.elts;
-
-        for (j = 0; j < loc[i].batches.nelts; j++) {
-            tgt[j].node = ngx_http_fanout_stats_node(shpool, sh, &loc[i].name,
-                                                     &tgt[j].name);
-            if (tgt[j].node == NULL) {
-                goto failed;
+            for (j = 0; j < a->nelts; j++) {
+                tgt[j].node = ngx_http_fanout_stats_node(shpool, sh,
+                                                         &loc[i].name,
+                                                         &tgt[j].name);
+                if (tgt[j].node == NULL) {
+                    goto failed;
+                }
             }
         }
     }

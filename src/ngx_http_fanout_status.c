@@ -791,11 +791,22 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
 }
 
 
+/* the most lines a limit's, variant's, shadow's or batch's node writes */
+static const ngx_uint_t  ngx_http_fanout_extra_lines[] = {
+    0,
+    NGX_HTTP_FANOUT_LIM_NCOUNTERS + 2,
+    NGX_HTTP_FANOUT_VAR_NCOUNTERS + NGX_HTTP_FANOUT_NBUCKETS + 4,
+    NGX_HTTP_FANOUT_SHA_NCOUNTERS + NGX_HTTP_FANOUT_NBUCKETS + 4,
+    NGX_HTTP_FANOUT_BAT_NCOUNTERS + 4
+};
+
+
 static size_t
 ngx_http_fanout_status_size(ngx_http_fanout_main_conf_t *fmcf)
 {
     size_t                           size, names;
-    ngx_uint_t                       i, j;
+    ngx_uint_t                       i, j, k;
+    ngx_array_t                     *a;
     ngx_http_fanout_stats_loc_t     *loc;
     ngx_http_fanout_stats_target_t  *tgt;
 
@@ -819,34 +830,18 @@ ngx_http_fanout_status_size(ngx_http_fanout_main_conf_t *fmcf)
                     * (128 + names);
         }
 
-        tgt = loc[i].limits.elts;
+        /* limits, variants, shadows, batches: their lines each */
+        for (k = NGX_HTTP_FANOUT_STATS_LIMIT;
+             k <= NGX_HTTP_FANOUT_STATS_BATCH;
+             k++)
+        {
+            a = ngx_http_fanout_stats_extras(&loc[i], k);
+            tgt = a->elts;
 
-        for (j = 0; j < loc[i].limits.nelts; j++) {
-            names = 6 * (loc[i].name.len + tgt[j].name.len);
-            size += (NGX_HTTP_FANOUT_LIM_NCOUNTERS + 2) * (128 + names);
-        }
-
-        tgt = loc[i].variants.elts;
-
-        for (j = 0; j < loc[i].variants.nelts; j++) {
-            names = 6 * (loc[i].name.len + tgt[j].name.len);
-            size += (NGX_HTTP_FANOUT_VAR_NCOUNTERS + NGX_HTTP_FANOUT_NBUCKETS
-                     + 4) * (128 + names);
-        }
-
-        tgt = loc[i].shadows.elts;
-
-        for (j = 0; j < loc[i].shadows.nelts; j++) {
-            names = 6 * (loc[i].name.len + tgt[j].name.len);
-            size += (NGX_HTTP_FANOUT_SHA_NCOUNTERS + NGX_HTTP_FANOUT_NBUCKETS
-                     + 4) * (128 + names);
-        }
-
-        tgt = loc[i].batches.elts;
-
-        for (j = 0; j < loc[i].batches.nelts; j++) {
-            names = 6 * (loc[i].name.len + tgt[j].name.len);
-            size += (NGX_HTTP_FANOUT_BAT_NCOUNTERS + 4) * (128 + names);
+            for (j = 0; j < a->nelts; j++) {
+                names = 6 * (loc[i].name.len + tgt[j].name.len);
+                size += ngx_http_fanout_extra_lines[k] * (128 + names);
+            }
         }
     }
 

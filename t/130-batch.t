@@ -363,6 +363,16 @@ is($t->post('/climit', '{"instances":[1,2,3,4]}')->{status}, 200, '4 still fit')
 like($t->error_log, qr/\[warn\].*"fanout_limit" .* of location "\/lim": a batch of more than 10 calls is over its burst/,
      'nginx -t warns of batches the burst can never admit');
 
+# Redis stopped mid-command: the batch's lookup times out, every item is
+# called, nothing fails
+$t->redis_signal('r', 'STOP');
+my $before_stop = calls('m', 'cch');
+$r = $t->post('/cache', '{"instances":[31,32]}');
+is($r->{status}, 200, 'Redis stopped: the batch still answered');
+is($r->{headers}{'x-fanout-cache'}, 'ERROR', 'X-Fanout-Cache: ERROR');
+is(scalar(calls('m', 'cch')) - $before_stop, 2, 'both items called');
+$t->redis_signal('r', 'CONT');
+
 # a client that leaves mid-batch
 
 my $sock = $t->connect;

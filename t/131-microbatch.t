@@ -79,30 +79,11 @@ sub calls {
 
 # many clients at once, each with its own input
 
-# parallel() sends one body to all: here each child has its own
-my @res;
-{
-    my $dir = $t->dir;
-    my @pids;
-    for my $i (1 .. 32) {
-        my $pid = fork();
-        if ($pid == 0) {
-            my $r = $t->request('POST', '/p', port => $h1,
-                                body => qq({"instances":[$i],"parameters":{"t":1}}));
-            open my $fh, '>', "$dir/mb.$i";
-            print $fh encode_json({ status => $r->{status}, body => $r->{body} });
-            close $fh;
-            POSIX::_exit(0);
-        }
-        push @pids, $pid;
-    }
-    waitpid($_, 0) for @pids;
-    for my $i (1 .. 32) {
-        open my $fh, '<', "$dir/mb.$i" or next;
-        local $/;
-        push @res, { i => $i, %{ decode_json(<$fh>) } };
-    }
-}
+my $i = 0;
+my @res = map { { i => ++$i, %$_ } }
+          $t->concurrent([ map { [ 'POST', '/p', port => $h1,
+                                   body => qq({"instances":[$_],"parameters":{"t":1}}) ] }
+                           1 .. 32 ]);
 
 is(scalar(grep { $_->{status} == 200 } @res), 32, '32 concurrent requests: 32 answers');
 my $wrong = grep {
@@ -156,30 +137,9 @@ is(status()->{locations}{'/short'}{targets}{s}{bad_batch}, 4,
 # a batch that fails (one input makes the model answer 500) fails only
 # its own callers; a later batch is whole
 
-@res = ();
-{
-    my @pids;
-    my $dir = $t->dir;
-    for my $i (1 .. 4) {
-        my $pid = fork();
-        if ($pid == 0) {
-            my $in = $i == 2 ? '"fail"' : $i;
-            my $r = $t->request('POST', '/ten', port => $h1,
-                                body => qq({"instances":[$in]}));
-            open my $fh, '>', "$dir/ten.$i";
-            print $fh encode_json({ status => $r->{status}, body => $r->{body} });
-            close $fh;
-            POSIX::_exit(0);
-        }
-        push @pids, $pid;
-    }
-    waitpid($_, 0) for @pids;
-    for my $i (1 .. 4) {
-        open my $fh, '<', "$dir/ten.$i" or next;
-        local $/;
-        push @res, decode_json(<$fh>);
-    }
-}
+@res = $t->concurrent([ map { [ 'POST', '/ten', port => $h1,
+                                body => '{"instances":[' . ($_ == 2 ? '"fail"' : $_) . ']}' ] }
+                        1 .. 4 ]);
 is(scalar(grep { $_->{status} == 502
                  && (decode_json($_->{body}))->{errors}{t}{error} eq 'http_500' } @res),
    4, 'a batch answered 500: each of its callers has http_500')
@@ -190,30 +150,9 @@ is($r->{status}, 200, 'the next batch is whole');
 # a batch refused for one input (422): each caller again alone, so the
 # bad input fails only its own request
 
-@res = ();
-{
-    my @pids;
-    my $dir = $t->dir;
-    for my $i (1 .. 4) {
-        my $pid = fork();
-        if ($pid == 0) {
-            my $in = $i == 3 ? '"fail"' : $i;
-            my $r = $t->request('POST', '/split', port => $h1,
-                                body => qq({"instances":[$in]}));
-            open my $fh, '>', "$dir/split.$i";
-            print $fh encode_json({ status => $r->{status}, body => $r->{body} });
-            close $fh;
-            POSIX::_exit(0);
-        }
-        push @pids, $pid;
-    }
-    waitpid($_, 0) for @pids;
-    for my $i (1 .. 4) {
-        open my $fh, '<', "$dir/split.$i" or next;
-        local $/;
-        push @res, decode_json(<$fh>);
-    }
-}
+@res = $t->concurrent([ map { [ 'POST', '/split', port => $h1,
+                                body => '{"instances":[' . ($_ == 3 ? '"fail"' : $_) . ']}' ] }
+                        1 .. 4 ]);
 is_deeply([ map { $_->{status} } @res ], [ 200, 200, 502, 200 ],
           'a batch refused (422) for one input: the other three answered');
 is((decode_json($res[2]{body}))->{errors}{s}{error}, 'http_422',
@@ -242,22 +181,10 @@ is(status()->{locations}{'/rb'}{targets}{f}{retries}, 1,
 
 # headers: two tenants never share a batch
 
-@res = ();
-{
-    my @pids;
-    for my $i (1 .. 8) {
-        my $pid = fork();
-        if ($pid == 0) {
-            my $tenant = $i % 2 ? 'A' : 'B';
-            $t->request('POST', '/p', port => $h1,
+$t->concurrent([ map { my $tenant = $_ % 2 ? 'A' : 'B';
+                      [ 'POST', '/p', port => $h1,
                         headers => { Authorization => "Bearer $tenant" },
-                        body => qq({"instances":["$tenant$i"]}));
-            POSIX::_exit(0);
-        }
-        push @pids, $pid;
-    }
-    waitpid($_, 0) for @pids;
-}
+                        body => qq({"instances":["$tenant$_"]}) ] } 1 .. 8 ]);
 my @tc = grep { ($_->{headers}{authorization} // '') =~ /Bearer/ } calls('m', 'm');
 my $mixed = grep {
     my $auth = $_->{headers}{authorization};
@@ -269,20 +196,9 @@ is($mixed, 0, 'no call carried another tenant\'s input under a tenant\'s Authori
 
 # the query string the target URI passes on: never another's
 
-{
-    my @pids;
-    for my $i (1 .. 4) {
-        my $pid = fork();
-        if ($pid == 0) {
-            my $q = $i % 2 ? 'qa1' : 'qa2';
-            $t->request('POST', "/qa?k=$q", port => $h1,
-                        body => qq({"instances":["$q-$i"]}));
-            POSIX::_exit(0);
-        }
-        push @pids, $pid;
-    }
-    waitpid($_, 0) for @pids;
-}
+$t->concurrent([ map { my $q = $_ % 2 ? 'qa1' : 'qa2';
+                      [ 'POST', "/qa?k=$q", port => $h1,
+                        body => qq({"instances":["$q-$_"]}) ] } 1 .. 4 ]);
 my @qc = (calls('m', 'qa1'), calls('m', 'qa2'));
 is(scalar @qc, 2, 'two query strings, two calls');
 my ($qa1) = calls('m', 'qa1');
@@ -303,33 +219,10 @@ is(status()->{locations}{'/p'}{batches}{m}{alone}, 2,
 
 # the protocols
 
-@res = ();
-{
-    my @pids;
-    my $dir = $t->dir;
-    my @bodies = (
-        '{"id":"r1","inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2]}]}',
-        '{"id":"r2","inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[3,4,5,6]}]}',
-        '{"id":"r3","inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[7,8]}]}',
-    );
-    for my $i (0 .. 2) {
-        my $pid = fork();
-        if ($pid == 0) {
-            my $r = $t->request('POST', '/v2', port => $h1, body => $bodies[$i]);
-            open my $fh, '>', "$dir/v2.$i";
-            print $fh $r->{body};
-            close $fh;
-            POSIX::_exit(0);
-        }
-        push @pids, $pid;
-    }
-    waitpid($_, 0) for @pids;
-    for my $i (0 .. 2) {
-        open my $fh, '<', "$dir/v2.$i" or next;
-        local $/;
-        push @res, decode_json(<$fh>);
-    }
-}
+@res = map { $_->{json} } $t->concurrent([ map { [ 'POST', '/v2', port => $h1, body => $_ ] } (
+    '{"id":"r1","inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2]}]}',
+    '{"id":"r2","inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[3,4,5,6]}]}',
+    '{"id":"r3","inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[7,8]}]}') ]);
 my @v2calls = calls('v2');
 is(scalar @v2calls, 1, 'v2: three requests, one call');
 my $v2in = decode_json($v2calls[0]{body});
@@ -347,29 +240,8 @@ for my $a (@res) {
 }
 is($v2bad, 0, 'v2: each caller its own rows, shape and id, read as the protocol says');
 
-@res = ();
-{
-    my @pids;
-    my $dir = $t->dir;
-    my @bodies = ('{"model":"e5","input":["aa","bbbb"]}', '{"model":"e5","input":["c"]}');
-    for my $i (0 .. 1) {
-        my $pid = fork();
-        if ($pid == 0) {
-            my $r = $t->request('POST', '/oa', port => $h1, body => $bodies[$i]);
-            open my $fh, '>', "$dir/oa.$i";
-            print $fh $r->{body};
-            close $fh;
-            POSIX::_exit(0);
-        }
-        push @pids, $pid;
-    }
-    waitpid($_, 0) for @pids;
-    for my $i (0 .. 1) {
-        open my $fh, '<', "$dir/oa.$i" or next;
-        local $/;
-        push @res, decode_json(<$fh>);
-    }
-}
+@res = map { $_->{json} } $t->concurrent([ map { [ 'POST', '/oa', port => $h1, body => $_ ] }
+    '{"model":"e5","input":["aa","bbbb"]}', '{"model":"e5","input":["c"]}' ]);
 is(scalar(calls('oa')), 1, 'openai: two requests, one call');
 is_deeply([ map { [ $_->{index}, $_->{embedding}[0] ] } @{ $res[0]{results}{o}{data} } ],
           [ [ 0, 2 ], [ 1, 4 ] ], 'openai: the first caller\'s embeddings, indexed from 0');
@@ -427,27 +299,13 @@ SKIP: {
 
 # a reload while calls wait for their batch: the old worker sends it
 
-{
-    my $dir = $t->dir;
-    my @pids;
-    for my $i (1 .. 4) {
-        my $pid = fork();
-        if ($pid == 0) {
-            my $r = $t->request('POST', '/wait', port => $h1,
-                                body => qq({"instances":[$i]}));
-            open my $fh, '>', "$dir/rl.$i";
-            print $fh "$r->{status} " . ($r->{json}{results}{w}{predictions}[0] // '');
-            close $fh;
-            POSIX::_exit(0);
-        }
-        push @pids, $pid;
-    }
-    sleep 0.15;
-    ok($t->reload, 'a reload while 4 calls wait for their batch');
-    waitpid($_, 0) for @pids;
-    is(join(',', map { FT::read_text("$dir/rl.$_") } 1 .. 4),
-       '200 2,200 4,200 6,200 8', 'each answered by the old worker, its own');
-}
+my $reloaded;
+my @rl = $t->concurrent([ map { [ 'POST', '/wait', port => $h1,
+                                  body => qq({"instances":[$_]}) ] } 1 .. 4 ],
+                        during => sub { sleep 0.15; $reloaded = $t->reload });
+ok($reloaded, 'a reload while 4 calls wait for their batch');
+is(join(',', map { "$_->{status} " . ($_->{json}{results}{w}{predictions}[0] // '') } @rl),
+   '200 2,200 4,200 6,200 8', 'each answered by the old worker, its own');
 
 # Prometheus
 

@@ -594,19 +594,29 @@ sub read_response {
     return $res;
 }
 
-# Parallel requests, each in a child; returns the responses.
+# The same request n times at once (concurrent() below); the responses.
 sub parallel {
     my ($self, $n, $method, $uri, %o) = @_;
 
-    my @pids;
-    my $dir = $self->{dir};
+    return $self->concurrent([ map { [ $method, $uri, %o ] } 1 .. $n ]);
+}
 
-    for my $i (1 .. $n) {
+# Requests at once, each its own: [METHOD, URI, %options] each, in a child
+# of its own; returns their responses in order (status, headers, body,
+# json).  during => CODE runs in the parent while they are under way.
+sub concurrent {
+    my ($self, $requests, %o) = @_;
+
+    my $dir = $self->{dir};
+    my @pids;
+
+    for my $i (0 .. $#$requests) {
         my $pid = fork();
         if ($pid == 0) {
-            my $res = $self->request($method, $uri, %o);
+            my ($method, $uri, %ro) = @{ $requests->[$i] };
+            my $res = $self->request($method, $uri, %ro);
+            open my $fh, '>', "$dir/conc.$i" or POSIX::_exit(1);
             delete $res->{json};
-            open my $fh, '>', "$dir/par.$i" or POSIX::_exit(1);
             print $fh encode_json($res);
             close $fh;
             POSIX::_exit(0);
@@ -614,15 +624,16 @@ sub parallel {
         push @pids, $pid;
     }
 
+    $o{during}->() if $o{during};
+
     waitpid($_, 0) for @pids;
 
     my @res;
-    for my $i (1 .. $n) {
-        open my $fh, '<', "$dir/par.$i" or next;
-        local $/;
-        push @res, decode_json(<$fh>);
-        close $fh;
-        unlink "$dir/par.$i";
+    for my $i (0 .. $#$requests) {
+        my $res = eval { decode_json(read_text("$dir/conc.$i")) } || {};
+        $res->{json} = eval { decode_json($res->{body} // '') };
+        unlink "$dir/conc.$i";
+        push @res, $res;
     }
 
     return @res;

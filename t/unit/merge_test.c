@@ -53,13 +53,50 @@ failed(const char *name, fanout_kind_e kind, int status)
 
 static char  *text;
 
+/* conf's answer written (by fanout_merge_write, or _v2), both passes */
+
+static const char *
+written(fanout_merge_conf_t *mc, fanout_part_t *parts, size_t n,
+    int *status)
+{
+    size_t            len;
+    fanout_out_t      o;
+    fanout_merged_t   m;
+    void            (*write)(const fanout_merge_conf_t *conf,
+                             const fanout_part_t *parts, size_t n,
+                             const fanout_merged_t *m, fanout_out_t *out);
+
+    write = mc->v2 ? fanout_merge_write_v2 : fanout_merge_write;
+
+    if (fanout_merge_prepare(mc, parts, n, &m) != 0) {
+        return NULL;
+    }
+
+    o.buf = NULL;
+    o.len = 0;
+    write(mc, parts, n, &m, &o);
+    len = o.len;
+
+    text = realloc(text, len + 1);
+    o.buf = text;
+    o.len = 0;
+    write(mc, parts, n, &m, &o);
+    text[o.len] = '\0';
+
+    if (status) {
+        *status = m.status;
+    }
+
+    fanout_merged_free(&m);
+
+    return (len == o.len) ? text : "(sizing pass differs)";
+}
+
+
 static const char *
 merge(fanout_merge_mode_e mode, unsigned quorum, fanout_part_t *parts,
     size_t n, int *status)
 {
-    size_t               len;
-    fanout_out_t         o;
-    fanout_merged_t      m;
     fanout_merge_conf_t  mc;
 
     memset(&mc, 0, sizeof(mc));
@@ -67,27 +104,8 @@ merge(fanout_merge_mode_e mode, unsigned quorum, fanout_part_t *parts,
     mc.field = field;
     mc.field_len = field ? strlen(field) : 0;
     mc.quorum = quorum;
-    mc.cache_meta = 0;
 
-    if (fanout_merge_prepare(&mc, parts, n, &m) != 0) {
-        return NULL;
-    }
-
-    o.buf = NULL;
-    o.len = 0;
-    fanout_merge_write(&mc, parts, n, &m, &o);
-    len = o.len;
-
-    text = realloc(text, len + 1);
-    o.buf = text;
-    o.len = 0;
-    fanout_merge_write(&mc, parts, n, &m, &o);
-    text[o.len] = '\0';
-
-    *status = m.status;
-    fanout_merged_free(&m);
-
-    return (len == o.len) ? text : "(sizing pass differs)";
+    return written(&mc, parts, n, status);
 }
 
 
@@ -536,9 +554,6 @@ static const char *
 write_v2(fanout_merge_mode_e mode, fanout_part_t *parts, size_t n,
     const char *id)
 {
-    size_t               len;
-    fanout_out_t         o;
-    fanout_merged_t      m;
     fanout_merge_conf_t  mc;
 
     memset(&mc, 0, sizeof(mc));
@@ -554,24 +569,7 @@ write_v2(fanout_merge_mode_e mode, fanout_part_t *parts, size_t n,
     mc.id = id;
     mc.id_len = id ? strlen(id) : 0;
 
-    if (fanout_merge_prepare(&mc, parts, n, &m) != 0) {
-        return NULL;
-    }
-
-    o.buf = NULL;
-    o.len = 0;
-    fanout_merge_write_v2(&mc, parts, n, &m, &o);
-    len = o.len;
-
-    text = realloc(text, len + 1);
-    o.buf = text;
-    o.len = 0;
-    fanout_merge_write_v2(&mc, parts, n, &m, &o);
-    text[o.len] = '\0';
-
-    fanout_merged_free(&m);
-
-    return (len == o.len) ? text : "(sizing pass differs)";
+    return written(&mc, parts, n, NULL);
 }
 
 

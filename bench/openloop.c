@@ -6,8 +6,14 @@
  * limit; a request due while all of them are busy waits for one, and its
  * wait counts.
  *
- * usage: openloop HOST PORT URI BODY_FILE RATE SECONDS [MAX_CONNS]
- * prints: sent ok errors p50 p90 p99 p999 max   (milliseconds)
+ * With "spread" after MAX_CONNS, all MAX_CONNS connections are opened and
+ * established before the clock starts, and the requests go round them in
+ * turn (idle connections in a FIFO): a fixed rate over that many keepalive
+ * clients, as an inference front end sees them.
+ *
+ * usage: openloop HOST PORT URI BODY_FILE RATE SECONDS [MAX_CONNS [spread]]
+ * prints: sent ok errors p50 p90 p99 p999 max conns   (milliseconds; conns:
+ *         connections open at the end)
  */
 
 #define _GNU_SOURCE
@@ -29,6 +35,7 @@
 typedef struct {
     int        fd;
     int        busy;
+    int        up;           /* connected: writable once */
     double     due;          /* of the request on it */
     char      *out;
     size_t     out_len, out_sent;
@@ -40,6 +47,34 @@ typedef struct {
 static struct sockaddr_in  addr;
 static char               *request;
 static size_t              request_len;
+
+/* the idle connections, oldest first: each is used in turn */
+static conn_t            **idle;
+static int                 idle_head, idle_n, idle_cap;
+
+
+static void
+idle_push(conn_t *c)
+{
+    idle[(idle_head + idle_n++) % idle_cap] = c;
+}
+
+
+static conn_t *
+idle_pop(void)
+{
+    conn_t  *c;
+
+    if (idle_n == 0) {
+        return NULL;
+    }
+
+    c = idle[idle_head];
+    idle_head = (idle_head + 1) % idle_cap;
+    idle_n--;
+
+    return c;
+}
 
 
 static double
@@ -68,6 +103,7 @@ open_conn(int ep, conn_t *c)
     int                 one = 1;
     struct epoll_event  ev;
 
+    c->up = 0;
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     if (c->fd < 0) {
         return -1;
@@ -140,7 +176,7 @@ answer_in(conn_t *c, int *status)
 int
 main(int argc, char **argv)
 {
-    int                  ep, i, n, status, nconns, maxconns;
+    int                  ep, i, n, status, nconns, maxconns, spread, up;
     long                 total, sent, ok, errors, done, queued, k;
     double               rate, secs, start, t, wait, *lat, *due_q;
     FILE                *f;
@@ -181,16 +217,55 @@ main(int argc, char **argv)
     rate = atof(argv[5]);
     secs = atof(argv[6]);
     maxconns = argc > 7 ? atoi(argv[7]) : 512;
+    spread = argc > 8 && strcmp(argv[8], "spread") == 0;
 
     total = (long) (rate * secs);
     lat = calloc((size_t) total + 1, sizeof(double));
     due_q = calloc((size_t) total + 1, sizeof(double));
     conns = calloc((size_t) maxconns, sizeof(conn_t));
 
+    idle_cap = maxconns;
+    idle = calloc((size_t) maxconns, sizeof(conn_t *));
+
     ep = epoll_create1(0);
     nconns = 0;
     sent = ok = errors = done = queued = 0;
     k = 0;
+
+    if (spread) {
+        /* every connection up before the first request is due */
+        for (i = 0; i < maxconns; i++) {
+            if (open_conn(ep, &conns[i]) != 0) {
+                fprintf(stderr, "openloop: connection %d: %s\n", i,
+                        strerror(errno));
+                return 1;
+            }
+        }
+
+        nconns = maxconns;
+        up = 0;
+        start = now();
+
+        while (up < maxconns && now() - start < 30) {
+            n = epoll_wait(ep, evs, 256, 100);
+
+            for (i = 0; i < n; i++) {
+                c = evs[i].data.ptr;
+
+                if ((evs[i].events & EPOLLOUT) && !c->up) {
+                    c->up = 1;
+                    up++;
+                    idle_push(c);
+                }
+            }
+        }
+
+        if (up < maxconns) {
+            fprintf(stderr, "openloop: %d of %d connections up\n", up,
+                    maxconns);
+            return 1;
+        }
+    }
 
     start = now() + 0.01;
 
@@ -205,13 +280,12 @@ main(int argc, char **argv)
 
         /* each queued one on an idle connection, or a new one */
         while (sent < queued) {
-            c = NULL;
+            c = idle_pop();
 
-            for (i = 0; i < nconns; i++) {
-                if (!conns[i].busy && conns[i].fd >= 0) {
-                    c = &conns[i];
-                    break;
-                }
+            if (c && c->fd < 0 && open_conn(ep, c) != 0) {
+                /* lost, and cannot be opened again */
+                c->fd = -1;
+                continue;
             }
 
             if (c == NULL && nconns < maxconns) {
@@ -276,6 +350,7 @@ main(int argc, char **argv)
 
                         c->busy = 0;
                         done++;
+                        idle_push(c);
                     }
 
                     continue;
@@ -283,18 +358,19 @@ main(int argc, char **argv)
 
                 if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
                     /* closed: a request on it is lost */
+                    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+                    close(c->fd);
+
+                    /* reopened now (an idle one is in the FIFO already) */
+                    if (open_conn(ep, c) != 0) {
+                        c->fd = -1;
+                    }
+
                     if (c->busy) {
                         errors++;
                         done++;
                         c->busy = 0;
-                    }
-
-                    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
-                    close(c->fd);
-
-                    /* reopened when needed */
-                    if (open_conn(ep, c) != 0) {
-                        c->fd = -1;
+                        idle_push(c);
                     }
                 }
 
@@ -307,8 +383,12 @@ main(int argc, char **argv)
 
 #define Q(q) (k ? lat[(long) ((q) * (k - 1) + 0.5)] : 0)
 
-    printf("%ld %ld %ld %.3f %.3f %.3f %.3f %.3f\n", sent, ok, errors,
-           Q(0.5), Q(0.9), Q(0.99), Q(0.999), k ? lat[k - 1] : 0);
+    for (i = 0, up = 0; i < nconns; i++) {
+        up += (conns[i].fd >= 0);
+    }
+
+    printf("%ld %ld %ld %.3f %.3f %.3f %.3f %.3f %d\n", sent, ok, errors,
+           Q(0.5), Q(0.9), Q(0.99), Q(0.999), k ? lat[k - 1] : 0, up);
 
     return 0;
 }

@@ -20,6 +20,8 @@ static void ngx_http_fanout_cache_count(ngx_http_fanout_ctx_t *ctx,
     ngx_uint_t counter);
 static ngx_int_t ngx_http_fanout_cache_entry(ngx_http_fanout_ctx_t *ctx,
     const char *str, size_t len, ngx_http_fanout_cached_t **entry);
+static ngx_int_t ngx_http_fanout_cache_read(ngx_http_fanout_ctx_t *ctx,
+    u_char *copy, size_t len, ngx_http_fanout_cached_t **entry);
 static void ngx_http_fanout_cache_hit(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_cached_t *e, ngx_uint_t status, ngx_uint_t counter);
 static void ngx_http_fanout_cache_poll(ngx_event_t *ev);
@@ -337,6 +339,7 @@ ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     cc->max_size = 1024 * 1024;
     cc->coalesce = 1;
+    cc->l1_ttl = NGX_CONF_UNSET_MSEC;
     ngx_str_set(&vary, "$http_authorization");
     ngx_str_set(&echo, "id");
 
@@ -374,6 +377,36 @@ ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             cc->stale = ngx_parse_time(&s, 1);
 
             if (cc->stale == (time_t) NGX_ERROR) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "l1=", 3) == 0) {
+            s.data = value[i].data + 3;
+            s.len = value[i].len - 3;
+            size = ngx_parse_size(&s);
+
+            /* a zone that holds a few entries at least */
+            if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\": l1= is a size of %uzk "
+                                   "or more, as in \"l1=16m\"", &value[i],
+                                   (8 * ngx_pagesize) >> 10);
+                return NGX_CONF_ERROR;
+            }
+
+            cc->l1_size = (size_t) size;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "l1_ttl=", 7) == 0) {
+            s.data = value[i].data + 7;
+            s.len = value[i].len - 7;
+            cc->l1_ttl = ngx_parse_time(&s, 0);
+
+            if (cc->l1_ttl == (ngx_msec_t) NGX_ERROR || cc->l1_ttl == 0) {
                 goto invalid;
             }
 
@@ -444,6 +477,19 @@ ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (cc->l1_ttl != NGX_CONF_UNSET_MSEC && cc->l1_size == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"l1_ttl=\" needs \"l1=SIZE\"");
+        return NGX_CONF_ERROR;
+    }
+
+    /* the L1 is never fresher than Redis: at most ttl=, 5s by default */
+    if (cc->l1_ttl == NGX_CONF_UNSET_MSEC) {
+        cc->l1_ttl = 5000;
+    }
+
+    cc->l1_ttl = ngx_min(cc->l1_ttl, (ngx_msec_t) cc->ttl * 1000);
+
     /* the fields of an answer that are the request's own (KServe's id) */
     if (echo.len && ngx_strcmp(echo.data, "off") != 0) {
         if (ngx_http_fanout_cache_paths(cf, &echo, FANOUT_CACHE_MAX_ECHO,
@@ -482,6 +528,38 @@ invalid:
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid parameter \"%V\"", &value[i]);
     return NGX_CONF_ERROR;
+}
+
+
+ngx_int_t
+ngx_http_fanout_cache_merge(ngx_conf_t *cf, ngx_http_fanout_loc_conf_t *conf)
+{
+    ngx_http_core_loc_conf_t      *clcf;
+    ngx_http_fanout_main_conf_t   *fmcf;
+    ngx_http_fanout_stats_loc_t   *loc;
+    ngx_http_fanout_cache_conf_t  *cc;
+
+    cc = conf->cache;
+
+    if (cc == NULL || cc->l1_size == 0 || conf->targets == NULL) {
+        return NGX_OK;
+    }
+
+    /* a location's own, an inherited fanout_cache's too */
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    conf->cache_l1 = ngx_http_fanout_l1_add(cf, &conf->server_id, &clcf->name,
+                                            cc->l1_size, cc->max_size,
+                                            cc->l1_ttl);
+    if (conf->cache_l1 == NULL) {
+        return NGX_ERROR;
+    }
+
+    fmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_fanout_module);
+    loc = fmcf->locations.elts;
+    ngx_http_fanout_l1_link(&loc[conf->stats].l1, conf->cache_l1);
+
+    return NGX_OK;
 }
 
 
@@ -703,6 +781,9 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
     size_t                         len, id_len;
     ngx_int_t                      rc;
     ngx_str_t                      body, key, vary, id, none, *variant;
+    ngx_str_t                     *method;
+    static ngx_str_t               get = ngx_string("GET");
+    static ngx_str_t               post = ngx_string("POST");
     ngx_uint_t                     i;
     ngx_http_request_t            *r;
     ngx_http_fanout_target_t      *t;
@@ -711,6 +792,13 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
     r = ctx->request;
     ngx_str_null(&none);
     cc = ctx->conf->cache;
+
+    /* a purge stands for the POST of its body, or the GET of its URI */
+    method = &r->method_name;
+
+    if (ctx->purging) {
+        method = (ngx_http_fanout_body_size(r) > 0) ? &post : &get;
+    }
 
     ngx_str_null(&key);
     ngx_str_null(&vary);
@@ -781,7 +869,8 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
 
     id_len = sizeof("fanout-key-v2\n\n\n\n") + ctx->conf->server_id.len
              + r->headers_in.server.len + vary.len + key.len
-             + r->method_name.len + r->uri.len + r->args.len
+             + sizeof("POST") + r->method_name.len + r->uri.len
+             + r->args.len
              + sizeof(body_digest) + 4 + sizeof("\nvariant=") + variant->len;
     len = id_len;
 
@@ -803,7 +892,7 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
         p = ngx_sprintf(p, "%V", &key);
 
     } else {
-        p = ngx_sprintf(p, "%V %V?%V %s", &r->method_name, &r->uri, &r->args,
+        p = ngx_sprintf(p, "%V %V?%V %s", method, &r->uri, &r->args,
                         body_digest);
     }
 
@@ -1096,19 +1185,43 @@ ngx_http_fanout_cache_unlock(ngx_http_fanout_ctx_t *ctx)
 
 
 /*
- * The SET of a leader's answer has been applied: only now may the lock go,
- * or a waiter could find neither.  The lock key outlives the request.
+ * What a SET leaves to do once Redis has applied it, past the request: the
+ * L1 keeps its copy only now, so that it is never ahead of Redis; and a
+ * leader's lock goes only now, or a waiter could find neither.
  */
+
+typedef struct {
+    ngx_http_fanout_l1_t       *l1;        /* NULL: no copy */
+    ngx_http_fanout_stats_t    *stats;     /* the location's */
+    ngx_msec_int_t              fresh_until;
+    ngx_str_t                   key;
+    ngx_str_t                   value;
+    ngx_str_t                   lock;      /* empty: not a leader's */
+} ngx_http_fanout_cache_kept_t;
+
 
 static void
 ngx_http_fanout_cache_stored(void *data, redisReply *reply,
     ngx_http_fanout_redis_error_e error)
 {
-    ngx_str_t *lock = data;
+    ngx_http_fanout_cache_kept_t *kept = data;
 
-    ngx_http_fanout_cache_del(lock, ngx_cycle->log);
+    if (kept->l1 && reply && reply->type == REDIS_REPLY_STATUS
+        && ngx_http_fanout_l1_put(kept->l1, &kept->key, kept->value.data,
+                                  kept->value.len,
+                                  ngx_http_fanout_cache_now(),
+                                  kept->fresh_until)
+           == NGX_OK)
+    {
+        ngx_http_fanout_stats_count(kept->stats,
+                                    NGX_HTTP_FANOUT_LOC_CACHE_L1_STORED);
+    }
 
-    ngx_free(lock);
+    if (kept->lock.len) {
+        ngx_http_fanout_cache_del(&kept->lock, ngx_cycle->log);
+    }
+
+    ngx_free(kept);
 }
 
 
@@ -1118,18 +1231,32 @@ static ngx_int_t
 ngx_http_fanout_cache_entry(ngx_http_fanout_ctx_t *ctx, const char *str,
     size_t len, ngx_http_fanout_cached_t **entry)
 {
-    u_char                    *copy;
-    ngx_http_fanout_cached_t  *e;
+    u_char  *copy;
 
     /* the reply is hiredis's: keep a copy in the request's pool */
     copy = ngx_pnalloc(ctx->request->pool, len);
-    e = ngx_palloc(ctx->request->pool, sizeof(ngx_http_fanout_cached_t));
-
-    if (copy == NULL || e == NULL) {
+    if (copy == NULL) {
         return NGX_ERROR;
     }
 
     ngx_memcpy(copy, str, len);
+
+    return ngx_http_fanout_cache_read(ctx, copy, len, entry);
+}
+
+
+/* an entry in the request's pool, from Redis or the L1 */
+
+static ngx_int_t
+ngx_http_fanout_cache_read(ngx_http_fanout_ctx_t *ctx, u_char *copy,
+    size_t len, ngx_http_fanout_cached_t **entry)
+{
+    ngx_http_fanout_cached_t  *e;
+
+    e = ngx_palloc(ctx->request->pool, sizeof(ngx_http_fanout_cached_t));
+    if (e == NULL) {
+        return NGX_ERROR;
+    }
 
     if (ngx_http_fanout_cache_parse(copy, len, e) != NGX_OK) {
         ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
@@ -1144,8 +1271,11 @@ ngx_http_fanout_cache_entry(ngx_http_fanout_ctx_t *ctx, const char *str,
         return NGX_OK;
     }
 
-    /* expired but within stale=: a fallback if the fan-out fails */
-    ctx->stale = e;
+    /* expired but within stale=: a fallback if the fan-out fails (a whole
+     * answer only: a target's entry is not one) */
+    if (!ctx->conf->cache->per_target && ctx->batch == NULL) {
+        ctx->stale = e;
+    }
 
     return NGX_DECLINED;
 }
@@ -1250,6 +1380,55 @@ ngx_http_fanout_cache_echo(ngx_http_fanout_ctx_t *ctx, ngx_str_t *answer)
         answer->data = out;
         answer->len = n;
     }
+}
+
+
+static void
+ngx_http_fanout_cache_l1_put(ngx_http_fanout_ctx_t *ctx, ngx_str_t *key,
+    u_char *value, size_t len, ngx_msec_int_t fresh_until)
+{
+    ngx_http_fanout_l1_t  *l1;
+
+    l1 = ctx->conf->cache_l1;
+
+    if (l1 && ngx_http_fanout_l1_put(l1, key, value, len,
+                                     ngx_http_fanout_cache_now(), fresh_until)
+              == NGX_OK)
+    {
+        ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_L1_STORED);
+    }
+}
+
+
+/* a fresh entry of the L1 (NGX_OK, in *entry), or NGX_DECLINED */
+
+static ngx_int_t
+ngx_http_fanout_cache_l1_get(ngx_http_fanout_ctx_t *ctx, ngx_str_t *key,
+    ngx_http_fanout_cached_t **entry)
+{
+    ngx_str_t              value;
+    ngx_http_fanout_l1_t  *l1;
+
+    l1 = ctx->conf->cache_l1;
+
+    if (l1 == NULL
+        || ngx_http_fanout_l1_get(l1, key, ngx_http_fanout_cache_now(),
+                                  ctx->request->pool, &value)
+           != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    /* never stale: its expiry is at most its freshness */
+    if (ngx_http_fanout_cache_read(ctx, value.data, value.len, entry)
+        != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_L1_HIT);
+
+    return NGX_OK;
 }
 
 
@@ -1366,6 +1545,10 @@ ngx_http_fanout_cache_got(void *data, redisReply *reply,
     if (v->type == REDIS_REPLY_STRING && v->len
         && ngx_http_fanout_cache_entry(ctx, v->str, v->len, &e) == NGX_OK)
     {
+        /* it is in Redis: the L1 may keep it */
+        ngx_http_fanout_cache_l1_put(ctx, &ctx->cache_key, (u_char *) v->str,
+                                     v->len, e->fresh_until);
+
         ngx_http_fanout_cache_hit(ctx, e, NGX_HTTP_FANOUT_CACHE_HIT,
                                   NGX_HTTP_FANOUT_LOC_CACHE_HIT);
         return;
@@ -1449,7 +1632,50 @@ ngx_http_fanout_cache_no_cache(ngx_http_request_t *r)
 }
 
 
-/* level=target: the MGET of every target's entry */
+/* level=target: a target's entry, as if its answer had just come */
+
+static void
+ngx_http_fanout_cache_target_hit(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub, ngx_http_fanout_cached_t *e)
+{
+    ngx_http_fanout_cache_echo(ctx, &e->body);
+
+    sub->done = 1;
+    sub->part.cached = 1;
+    sub->part.status = (int) e->status;
+    sub->part.body = (const char *) e->body.data;
+    sub->part.body_len = e->body.len;
+    sub->content_type = e->type;
+
+    fanout_part_parse(&sub->part, (const char *) ctx->conf->field.data,
+                      ctx->conf->field.len);
+
+    if (sub->part.kind == FANOUT_OK && !ctx->batch
+        && ctx->conf->merge == FANOUT_MERGE_FIRST && ctx->winner == NULL)
+    {
+        ctx->winner = sub;
+    }
+}
+
+
+/* every target cached, or a cached "first" winner: nothing is called */
+
+static void
+ngx_http_fanout_cache_targets_found(ngx_http_fanout_ctx_t *ctx,
+    ngx_uint_t hits)
+{
+    if (hits == ctx->nsubs || ctx->winner) {
+        ctx->cache_status = NGX_HTTP_FANOUT_CACHE_HIT;
+        ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_HIT);
+
+    } else {
+        ctx->cache_status = NGX_HTTP_FANOUT_CACHE_MISS;
+        ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_MISS);
+    }
+}
+
+
+/* level=target: the MGET of the entries the L1 did not have */
 
 static void
 ngx_http_fanout_cache_got_targets(void *data, redisReply *reply,
@@ -1457,12 +1683,11 @@ ngx_http_fanout_cache_got_targets(void *data, redisReply *reply,
 {
     ngx_http_fanout_ctx_t *ctx = data;
 
-    u_char                    *copy;
-    ngx_uint_t                 i, hits;
+    ngx_uint_t                 i, j, hits;
     redisReply                *v;
     ngx_connection_t          *c;
-    ngx_http_fanout_call_t     *sub;
-    ngx_http_fanout_cached_t   e;
+    ngx_http_fanout_call_t    *sub;
+    ngx_http_fanout_cached_t  *e;
 
     c = ctx->request->connection;
 
@@ -1471,8 +1696,7 @@ ngx_http_fanout_cache_got_targets(void *data, redisReply *reply,
     ngx_http_set_log_request(c->log, ctx->request);
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != ctx->nsubs
-        || ngx_http_fanout_subs_init(ctx) != NGX_OK)
+        || reply->elements != ctx->cache_asked)
     {
         ctx->cache_status = NGX_HTTP_FANOUT_CACHE_ERROR;
         ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_ERROR);
@@ -1480,60 +1704,34 @@ ngx_http_fanout_cache_got_targets(void *data, redisReply *reply,
         return;
     }
 
-    hits = 0;
+    hits = ctx->nsubs - ctx->cache_asked;
+    j = 0;
 
-    for (i = 0; i < reply->elements; i++) {
-        v = reply->element[i];
+    for (i = 0; i < ctx->nsubs; i++) {
         sub = &ctx->subs[i];
 
-        if (v->type != REDIS_REPLY_STRING) {
+        if (sub->part.cached) {
+            /* the L1 had it: not asked */
             continue;
         }
 
-        copy = ngx_pnalloc(ctx->request->pool, v->len);
-        if (copy == NULL) {
-            continue;
-        }
+        v = reply->element[j++];
 
-        ngx_memcpy(copy, v->str, v->len);
-
-        if (ngx_http_fanout_cache_parse(copy, v->len, &e) != NGX_OK
-            || e.fresh_until < ngx_http_fanout_cache_now())
+        if (v->type != REDIS_REPLY_STRING
+            || ngx_http_fanout_cache_entry(ctx, v->str, v->len, &e) != NGX_OK)
         {
             continue;
         }
 
-        ngx_http_fanout_cache_echo(ctx, &e.body);
+        ngx_http_fanout_cache_l1_put(ctx, &ctx->target_keys[i],
+                                     (u_char *) v->str, v->len,
+                                     e->fresh_until);
 
-        /* this target's answer, as if it had just come */
-        sub->done = 1;
-        sub->part.cached = 1;
-        sub->part.status = (int) e.status;
-        sub->part.body = (const char *) e.body.data;
-        sub->part.body_len = e.body.len;
-        sub->content_type = e.type;
-
-        fanout_part_parse(&sub->part, (const char *) ctx->conf->field.data,
-                          ctx->conf->field.len);
-
-        if (sub->part.kind == FANOUT_OK && !ctx->batch
-            && ctx->conf->merge == FANOUT_MERGE_FIRST && ctx->winner == NULL)
-        {
-            ctx->winner = sub;
-        }
-
+        ngx_http_fanout_cache_target_hit(ctx, sub, e);
         hits++;
     }
 
-    /* every target cached, or a cached "first" winner: nothing is called */
-    if (hits == reply->elements || ctx->winner) {
-        ctx->cache_status = NGX_HTTP_FANOUT_CACHE_HIT;
-        ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_HIT);
-
-    } else {
-        ctx->cache_status = NGX_HTTP_FANOUT_CACHE_MISS;
-        ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_MISS);
-    }
+    ngx_http_fanout_cache_targets_found(ctx, hits);
 
     /* only the targets that missed are called */
     ngx_http_fanout_cache_give_up(ctx);
@@ -1562,14 +1760,13 @@ static const char  ngx_http_fanout_cache_script[] =
 static ngx_int_t
 ngx_http_fanout_cache_lookup_targets(ngx_http_fanout_ctx_t *ctx)
 {
-    size_t       *len;
-    ngx_uint_t    i, n;
-    const char  **argv;
+    size_t                     *len;
+    ngx_uint_t                  i, n;
+    const char                **argv;
+    ngx_http_fanout_cached_t   *e;
 
-    n = ctx->nsubs;
-
-    argv = ngx_palloc(ctx->request->pool, (n + 1) * sizeof(char *));
-    len = ngx_palloc(ctx->request->pool, (n + 1) * sizeof(size_t));
+    argv = ngx_palloc(ctx->request->pool, (ctx->nsubs + 1) * sizeof(char *));
+    len = ngx_palloc(ctx->request->pool, (ctx->nsubs + 1) * sizeof(size_t));
 
     if (argv == NULL || len == NULL) {
         return NGX_DECLINED;
@@ -1577,13 +1774,31 @@ ngx_http_fanout_cache_lookup_targets(ngx_http_fanout_ctx_t *ctx)
 
     argv[0] = "MGET";
     len[0] = 4;
+    n = 0;
 
-    for (i = 0; i < n; i++) {
-        argv[i + 1] = (const char *) ctx->target_keys[i].data;
-        len[i + 1] = ctx->target_keys[i].len;
+    for (i = 0; i < ctx->nsubs; i++) {
+        if (ngx_http_fanout_cache_l1_get(ctx, &ctx->target_keys[i], &e)
+            == NGX_OK)
+        {
+            ngx_http_fanout_cache_target_hit(ctx, &ctx->subs[i], e);
+            continue;
+        }
+
+        n++;
+        argv[n] = (const char *) ctx->target_keys[i].data;
+        len[n] = ctx->target_keys[i].len;
     }
 
-    /* every target in one round trip */
+    ctx->cache_asked = n;
+
+    if (n == 0 || ctx->winner) {
+        /* the L1 had them all, or a winner: Redis is not asked */
+        ngx_http_fanout_cache_targets_found(ctx, ctx->nsubs - n);
+        ngx_http_fanout_cache_give_up(ctx);
+        return NGX_OK;
+    }
+
+    /* the others in one round trip */
     ctx->cache_op = ngx_http_fanout_redis_command(
                         ctx->request->connection->log, (int) n + 1, argv, len,
                         ngx_http_fanout_cache_got_targets, ctx);
@@ -1601,8 +1816,9 @@ ngx_http_fanout_cache_lookup_targets(ngx_http_fanout_ctx_t *ctx)
 ngx_int_t
 ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
 {
-    int                     n;
-    ngx_http_fanout_ctx_t  *leader;
+    int                        n;
+    ngx_http_fanout_ctx_t     *leader;
+    ngx_http_fanout_cached_t  *e;
     u_char               ms[NGX_INT_T_LEN], now[NGX_INT64_LEN];
     size_t               len[7];
     ngx_int_t            rc;
@@ -1612,7 +1828,32 @@ ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
 
     r = ctx->request;
 
+    ctx->purging = (ngx_http_test_predicates(r, ctx->conf->cache_purge)
+                    == NGX_DECLINED);
+
     rc = ngx_http_fanout_cache_key(ctx);
+
+    /* fanout_cache_purge: this request's entries go, nothing is called */
+    if (ctx->purging) {
+
+        if (rc != NGX_OK) {
+            /* too large to have been cached, or no memory */
+            ngx_http_fanout_resume(ctx, (rc == NGX_DECLINED)
+                ? ngx_http_fanout_send_error(r, NGX_HTTP_NOT_FOUND,
+                                             "not_found",
+                                             "this request is never cached")
+                : NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return NGX_OK;
+        }
+
+        if (ctx->conf->cache->per_target || ctx->batch) {
+            return ngx_http_fanout_purge(ctx, ctx->target_keys, ctx->nsubs,
+                                         ctx->conf->cache_l1);
+        }
+
+        return ngx_http_fanout_purge(ctx, &ctx->cache_key, 1,
+                                     ctx->conf->cache_l1);
+    }
 
     if (rc == NGX_DECLINED) {
         /* a body too large to be a key: not cached at all */
@@ -1640,6 +1881,13 @@ ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
 
     if (ctx->conf->cache->per_target || ctx->batch) {
         return ngx_http_fanout_cache_lookup_targets(ctx);
+    }
+
+    if (ngx_http_fanout_cache_l1_get(ctx, &ctx->cache_key, &e) == NGX_OK) {
+        /* this instance's memory answers: Redis is not asked */
+        ngx_http_fanout_cache_hit(ctx, e, NGX_HTTP_FANOUT_CACHE_HIT,
+                                  NGX_HTTP_FANOUT_LOC_CACHE_HIT);
+        return NGX_OK;
     }
 
     if (ctx->conf->cache->coalesce) {
@@ -1707,11 +1955,13 @@ ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
 static ngx_int_t
 ngx_http_fanout_cache_set(ngx_http_fanout_ctx_t *ctx, ngx_str_t *key,
     ngx_uint_t status, ngx_str_t *type, ngx_str_t *target, u_char *body,
-    size_t len, ngx_http_fanout_redis_handler_pt handler, void *data)
+    size_t len, ngx_str_t *lock)
 {
     u_char                        *p, *value, ttl[NGX_TIME_T_LEN];
     size_t                         size, argvlen[5];
+    ngx_msec_int_t                 fresh_until;
     const char                    *argv[5];
+    ngx_http_fanout_cache_kept_t  *kept;
     ngx_http_fanout_cache_conf_t  *cc;
 
     cc = ctx->conf->cache;
@@ -1724,17 +1974,50 @@ ngx_http_fanout_cache_set(ngx_http_fanout_ctx_t *ctx, ngx_str_t *key,
         return NGX_DECLINED;
     }
 
-    value = ngx_pnalloc(ctx->request->pool, size);
-    if (value == NULL) {
-        return NGX_ERROR;
+    kept = NULL;
+
+    if (ctx->conf->cache_l1 || lock) {
+        /* the value is built where the L1's copy waits for the reply */
+        kept = ngx_alloc(sizeof(ngx_http_fanout_cache_kept_t) + key->len
+                         + size + (lock ? lock->len : 0),
+                         ctx->request->connection->log);
+        if (kept == NULL) {
+            return NGX_ERROR;
+        }
+
+        kept->l1 = ctx->conf->cache_l1;
+        kept->stats = ngx_http_fanout_stats_location(ctx->request, ctx->conf);
+        kept->key.data = (u_char *) (kept + 1);
+        kept->key.len = key->len;
+        value = ngx_cpymem(kept->key.data, key->data, key->len);
+        kept->lock.len = 0;
+
+        if (lock) {
+            kept->lock.data = value;
+            kept->lock.len = lock->len;
+            value = ngx_cpymem(value, lock->data, lock->len);
+        }
+
+    } else {
+        value = ngx_pnalloc(ctx->request->pool, size);
+        if (value == NULL) {
+            return NGX_ERROR;
+        }
     }
 
+    fresh_until = ngx_http_fanout_cache_now() + cc->ttl * 1000;
+
     p = ngx_sprintf(value, "FO1 %03ui %M\n%V\n%V\n", status,
-                    (ngx_msec_t) (ngx_http_fanout_cache_now() + cc->ttl * 1000),
-                    type, target);
+                    (ngx_msec_t) fresh_until, type, target);
 
     if (len) {
         p = ngx_cpymem(p, body, len);
+    }
+
+    if (kept) {
+        kept->value.data = value;
+        kept->value.len = p - value;
+        kept->fresh_until = fresh_until;
     }
 
     argv[0] = "SET";
@@ -1751,9 +2034,14 @@ ngx_http_fanout_cache_set(ngx_http_fanout_ctx_t *ctx, ngx_str_t *key,
     argvlen[4] = ngx_sprintf(ttl, "%T", cc->ttl + cc->stale) - ttl;
 
     if (ngx_http_fanout_redis_command(ctx->request->connection->log, 5, argv,
-                                      argvlen, handler, data)
+                                      argvlen,
+                                      kept ? ngx_http_fanout_cache_stored
+                                           : NULL,
+                                      kept)
         == NULL)
     {
+        /* its handler was not called: nothing waits for it */
+        ngx_free(kept);
         return NGX_ERROR;
     }
 
@@ -1788,7 +2076,7 @@ ngx_http_fanout_cache_store_targets(ngx_http_fanout_ctx_t *ctx)
                                          (ngx_uint_t) sub->part.status,
                                          &sub->content_type, &none,
                                          (u_char *) sub->part.body,
-                                         sub->part.body_len, NULL, NULL);
+                                         sub->part.body_len, NULL);
     }
 }
 
@@ -1797,12 +2085,10 @@ void
 ngx_http_fanout_cache_store(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
     ngx_str_t *type, ngx_str_t *target, u_char *body, size_t len)
 {
-    ngx_str_t                     *key, *lock;
-    ngx_http_request_t            *r;
+    ngx_str_t                     *lock;
     ngx_http_fanout_cache_conf_t  *cc;
 
     cc = ctx->conf->cache;
-    r = ctx->request;
 
     if (cc == NULL || ctx->cache_key.len == 0
         || ctx->cache_status == NGX_HTTP_FANOUT_CACHE_HIT)
@@ -1822,35 +2108,15 @@ ngx_http_fanout_cache_store(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
     }
 
     /* a leader lets the waiters go once the SET has been applied */
-    lock = NULL;
-
-    if (ctx->cache_leader) {
-        key = ngx_http_fanout_cache_lock_key(ctx);
-
-        lock = key ? ngx_alloc(sizeof(ngx_str_t) + key->len,
-                               r->connection->log)
-                   : NULL;
-
-        if (lock) {
-            lock->data = (u_char *) (lock + 1);
-            lock->len = key->len;
-            ngx_memcpy(lock->data, key->data, key->len);
-        }
-    }
+    lock = ctx->cache_leader ? ngx_http_fanout_cache_lock_key(ctx) : NULL;
 
     /* after the answer went out */
     if (ngx_http_fanout_cache_set(ctx, &ctx->cache_key, status, type, target,
-                                  body, len,
-                                  lock ? ngx_http_fanout_cache_stored : NULL,
-                                  lock)
-        == NGX_OK)
+                                  body, len, lock)
+            == NGX_OK
+        && lock)
     {
-        if (lock) {
-            ctx->cache_leader = 0;
-        }
-
-    } else if (lock) {
-        ngx_free(lock);
+        ctx->cache_leader = 0;
     }
 
     ngx_http_fanout_cache_unlock(ctx);

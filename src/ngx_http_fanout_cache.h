@@ -9,6 +9,7 @@
 
 #include "ngx_http_fanout_module.h"
 #include "fanout_cache_key.h"
+#include "ngx_http_fanout_l1.h"
 
 
 #define NGX_HTTP_FANOUT_CACHE_MAX_BODY  (8 * 1024 * 1024)
@@ -50,10 +51,16 @@ struct ngx_http_fanout_cache_conf_s {
     size_t                      max_size;
     ngx_flag_t                  coalesce;
     ngx_flag_t                  per_target;    /* level=target */
+    size_t                      l1_size;       /* l1=; 0: none */
+    ngx_msec_t                  l1_ttl;
 };
 
 
 char *ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+/* at merge time, once the server block is known: the l1= zone */
+ngx_int_t ngx_http_fanout_cache_merge(ngx_conf_t *cf,
+    ngx_http_fanout_loc_conf_t *conf);
 
 /*
  * NGX_OK: a lookup is under way and resumes the pipeline, to fan out or

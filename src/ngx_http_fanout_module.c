@@ -98,6 +98,13 @@ static ngx_command_t  ngx_http_fanout_commands[] = {
       offsetof(ngx_http_fanout_loc_conf_t, cache_bypass),
       NULL },
 
+    { ngx_string("fanout_cache_purge"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_set_predicate_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fanout_loc_conf_t, cache_purge),
+      NULL },
+
     { ngx_string("fanout_limit"),
       NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_fanout_limit,
@@ -294,6 +301,7 @@ ngx_http_fanout_create_loc_conf(ngx_conf_t *cf)
     flcf->hedge = NGX_CONF_UNSET_PTR;
     flcf->batch = NGX_CONF_UNSET_PTR;
     flcf->cache_bypass = NGX_CONF_UNSET_PTR;
+    flcf->cache_purge = NGX_CONF_UNSET_PTR;
 
     return flcf;
 }
@@ -346,6 +354,7 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->hedge, prev->hedge, NULL);
     ngx_conf_merge_ptr_value(conf->batch, prev->batch, NULL);
     ngx_conf_merge_ptr_value(conf->cache_bypass, prev->cache_bypass, NULL);
+    ngx_conf_merge_ptr_value(conf->cache_purge, prev->cache_purge, NULL);
 
     /* targets belong to their own location: they are not inherited */
 
@@ -442,7 +451,8 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     if (ngx_http_fanout_server_id(cf, conf) != NGX_OK
-        || ngx_http_fanout_limit_merge(cf, conf) != NGX_OK)
+        || ngx_http_fanout_limit_merge(cf, conf) != NGX_OK
+        || ngx_http_fanout_cache_merge(cf, conf) != NGX_OK)
     {
         return NGX_CONF_ERROR;
     }

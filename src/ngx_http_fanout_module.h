@@ -41,6 +41,7 @@ typedef struct ngx_http_fanout_redis_op_s  ngx_http_fanout_redis_op_t;
 typedef struct ngx_http_fanout_redis_conf_s  ngx_http_fanout_redis_conf_t;
 typedef struct ngx_http_fanout_split_conf_s  ngx_http_fanout_split_conf_t;
 typedef struct ngx_http_fanout_shadow_s  ngx_http_fanout_shadow_t;
+typedef struct ngx_http_fanout_l1_s  ngx_http_fanout_l1_t;
 
 
 typedef struct {
@@ -133,8 +134,10 @@ typedef struct {
     ngx_uint_t                  status_format; /* fanout_status */
 
     ngx_http_fanout_cache_conf_t  *cache;      /* NULL: off */
+    ngx_http_fanout_l1_t       *cache_l1;      /* its l1= zone, or NULL */
     ngx_str_t                   server_id;     /* its server block's, hex */
     ngx_array_t                *cache_bypass;  /* predicates */
+    ngx_array_t                *cache_purge;   /* predicates */
     ngx_array_t                *limits;        /* ngx_http_fanout_limit_t */
     fanout_breaker_conf_t      *breaker;       /* NULL: none */
     ngx_http_fanout_retry_conf_t  *retry;      /* NULL: off */
@@ -349,7 +352,10 @@ struct ngx_http_fanout_ctx_s {
     ngx_event_t                 cache_wait;    /* coalescing: next poll */
     ngx_event_t                 cache_renew;   /* a leader's lock lease */
     ngx_msec_t                  cache_waited;
+    ngx_uint_t                  cache_asked;   /* level=target: in Redis */
+    ngx_uint_t                  purged_l1;     /* fanout_cache_purge */
     unsigned                    cache_leader:1;
+    unsigned                    purging:1;     /* fanout_cache_purge */
     unsigned                    local_leader:1;
 
     /* the pipeline */
@@ -443,6 +449,8 @@ void ngx_http_fanout_attempt_forget(ngx_http_fanout_attempt_t *a);
 void ngx_http_fanout_attempt_answered(ngx_http_fanout_attempt_t *a,
     fanout_kind_e kind, int result, int status, ngx_str_t *type,
     u_char *buf, size_t len);
+ngx_int_t ngx_http_fanout_purge(ngx_http_fanout_ctx_t *ctx, ngx_str_t *keys,
+    ngx_uint_t n, ngx_http_fanout_l1_t *l1);
 ngx_int_t ngx_http_fanout_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *error, const char *message);
 off_t ngx_http_fanout_body_size(ngx_http_request_t *r);

@@ -33,6 +33,9 @@ typedef enum {
     NGX_HTTP_FANOUT_LOC_CACHE_STALE,
     NGX_HTTP_FANOUT_LOC_CACHE_COALESCED,
     NGX_HTTP_FANOUT_LOC_CACHE_AMBIGUOUS, /* duplicate keys: raw-hashed */
+    NGX_HTTP_FANOUT_LOC_CACHE_L1_HIT,  /* hits the L1 answered alone */
+    NGX_HTTP_FANOUT_LOC_CACHE_L1_STORED,
+    NGX_HTTP_FANOUT_LOC_CACHE_PURGED,  /* fanout_cache_purge: keys gone */
     NGX_HTTP_FANOUT_LOC_LIMITED,       /* rejected by fanout_limit */
     NGX_HTTP_FANOUT_LOC_DRY_RUN,       /* would have been */
     NGX_HTTP_FANOUT_LOC_EVICTED,       /* limiter keys evicted, zone full */
@@ -173,6 +176,7 @@ typedef struct {
     ngx_array_t                 variants;  /* ngx_http_fanout_stats_target_t */
     ngx_array_t                 shadows;   /* ngx_http_fanout_stats_target_t */
     ngx_array_t                 batches;   /* ngx_http_fanout_stats_target_t */
+    ngx_http_fanout_l1_t       *l1;        /* fanout_cache l1=, or NULL */
 } ngx_http_fanout_stats_loc_t;
 
 

@@ -6,12 +6,14 @@
 
 #include "ngx_http_fanout_stats.h"
 #include "ngx_http_fanout_redis.h"
+#include "ngx_http_fanout_l1.h"
 
 
 static const char  *ngx_http_fanout_loc_counters[] = {
     "requests", "200", "502", "504", "rejected", "aborted",
     "hit", "miss", "bypass", "error", "stored", "skipped", "stale",
-    "coalesced", "ambiguous", "rejected", "dry_run", "evicted"
+    "coalesced", "ambiguous", "l1_hit", "l1_stored", "purged",
+    "rejected", "dry_run", "evicted"
 };
 
 
@@ -45,6 +47,83 @@ static const char  *ngx_http_fanout_sha_counters[] = {
     "argmax_agree", "argmax_disagree", "sampled", "sample_errors",
     "pairs", "shadow_ms_sum", "primary_ms_sum", "shadow_slower"
 };
+
+
+static u_char *
+ngx_http_fanout_status_l1_json(u_char *p, ngx_http_fanout_l1_t *l1)
+{
+    ngx_http_fanout_l1_usage_t  u;
+
+    ngx_http_fanout_l1_usage(l1, &u);
+
+    return ngx_sprintf(p, ",\"l1\":{\"size\":%uz,\"ttl_ms\":%M,"
+                       "\"entries\":%ui,\"bytes\":%ui,\"evicted\":%ui,"
+                       "\"expired\":%ui}",
+                       u.size, u.ttl, u.entries, u.bytes, u.evicted,
+                       u.expired);
+}
+
+
+/* fanout_cache l1=: gauges and counters of each location's zone */
+
+static u_char *
+ngx_http_fanout_status_l1_prometheus(u_char *p,
+    ngx_http_fanout_main_conf_t *fmcf)
+{
+    ngx_uint_t                    i, k;
+    ngx_http_fanout_l1_usage_t    u;
+    ngx_http_fanout_stats_loc_t  *loc;
+
+    static const char  *metrics[] = {
+        "# HELP fanout_cache_l1_size_bytes fanout_cache l1=: the zone's "
+        "size.\n# TYPE fanout_cache_l1_size_bytes gauge\n",
+        "fanout_cache_l1_size_bytes",
+        "# HELP fanout_cache_l1_entries Entries in the L1.\n"
+        "# TYPE fanout_cache_l1_entries gauge\n",
+        "fanout_cache_l1_entries",
+        "# HELP fanout_cache_l1_bytes Bytes of keys and values in the L1.\n"
+        "# TYPE fanout_cache_l1_bytes gauge\n",
+        "fanout_cache_l1_bytes",
+        "# HELP fanout_cache_l1_evicted_total L1 entries evicted to make "
+        "room.\n# TYPE fanout_cache_l1_evicted_total counter\n",
+        "fanout_cache_l1_evicted_total",
+        "# HELP fanout_cache_l1_expired_total L1 entries found past their "
+        "l1_ttl.\n# TYPE fanout_cache_l1_expired_total counter\n",
+        "fanout_cache_l1_expired_total"
+    };
+
+    loc = fmcf->locations.elts;
+
+    for (i = 0; i < fmcf->locations.nelts && loc[i].l1 == NULL; i++) {
+        /* void */
+    }
+
+    if (i == fmcf->locations.nelts) {
+        return p;
+    }
+
+    for (k = 0; k < sizeof(metrics) / sizeof(metrics[0]); k += 2) {
+        p = ngx_sprintf(p, "%s", metrics[k]);
+
+        for (i = 0; i < fmcf->locations.nelts; i++) {
+            if (loc[i].l1 == NULL) {
+                continue;
+            }
+
+            ngx_http_fanout_l1_usage(loc[i].l1, &u);
+
+            p = ngx_sprintf(p, "%s", metrics[k + 1]);
+            p = ngx_http_fanout_prom_labels(p, &loc[i].name, NULL);
+            p = ngx_sprintf(p, "} %ui\n",
+                            k == 0 ? (ngx_uint_t) u.size
+                            : k == 2 ? u.entries
+                            : k == 4 ? u.bytes
+                            : k == 6 ? u.evicted : u.expired);
+        }
+    }
+
+    return p;
+}
 
 
 static u_char *
@@ -91,6 +170,10 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
                             k == NGX_HTTP_FANOUT_LOC_CACHE_HIT ? "" : ",",
                             ngx_http_fanout_loc_counters[k],
                             st->counters[k]);
+        }
+
+        if (loc[i].l1) {
+            p = ngx_http_fanout_status_l1_json(p, loc[i].l1);
         }
 
         p = ngx_sprintf(p, "},\"limit\":{\"rejected\":%uA,\"dry_run\":%uA,"
@@ -457,14 +540,17 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
 
     p = ngx_sprintf(p,
         "# HELP fanout_cache_total Cache lookups (hit, miss, bypass, error, "
-        "stale, coalesced), stores (stored, skipped over max_size) and "
-        "bodies keyed by their bytes (ambiguous: duplicate keys).\n"
+        "stale, coalesced), stores (stored, skipped over max_size), "
+        "bodies keyed by their bytes (ambiguous: duplicate keys), the L1's "
+        "hits and stores, and purges.\n"
         "# TYPE fanout_cache_total counter\n");
 
     p = ngx_http_fanout_prom_loc_counters(p, fmcf, "fanout_cache_total",
                                           "result",
                                           NGX_HTTP_FANOUT_LOC_CACHE_HIT,
                                           NGX_HTTP_FANOUT_LOC_LIMITED);
+
+    p = ngx_http_fanout_status_l1_prometheus(p, fmcf);
 
     p = ngx_sprintf(p,
         "# HELP fanout_limit_total fanout_limit: requests rejected, found "
@@ -819,7 +905,7 @@ ngx_http_fanout_status_size(ngx_http_fanout_main_conf_t *fmcf)
     loc = fmcf->locations.elts;
 
     for (i = 0; i < fmcf->locations.nelts; i++) {
-        size += (NGX_HTTP_FANOUT_NBUCKETS + NGX_HTTP_FANOUT_NCOUNTERS + 16)
+        size += (NGX_HTTP_FANOUT_NBUCKETS + NGX_HTTP_FANOUT_NCOUNTERS + 24)
                 * (128 + 6 * loc[i].name.len);
 
         tgt = loc[i].targets.elts;

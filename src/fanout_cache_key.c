@@ -15,14 +15,26 @@
  * disagree on which of the two counts.
  */
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* SHA256_Init() and the like are deprecated in OpenSSL 3, not gone */
+#define OPENSSL_SUPPRESS_DEPRECATED  1
+
 #include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include "fanout_json.h"
 #include "fanout_cache_key.h"
+
+
+#if !defined(OPENSSL_NO_DEPRECATED_3_0)
+typedef SHA256_CTX    fanout_sha256_t;
+#else
+typedef EVP_MD_CTX   *fanout_sha256_t;
+#endif
 
 
 #define FANOUT_CANON_MAX_IGNORE  32
@@ -64,15 +76,25 @@ typedef struct {
     const fanout_field_t  *ignore;
     size_t          nignore;
 
-    EVP_MD_CTX     *md;
+    fanout_sha256_t  sha;
+    unsigned        hashing;      /* sha is under way */
     unsigned        mute;         /* writing an ignored value: skip it */
+
+    /* a request's body of a few objects needs no malloc() at all */
+    fanout_member_t   stack_in[16];
+    fanout_member_t   members_in[32];
+    fanout_object_t   objects_in[8];
+    char              keys_in[512];
+
     size_t          nbuf;
     char            buf[4096];
 } fanout_canon_t;
 
 
+/* an array grown by doubling, from its first space in the canon_t (inl) */
+
 static int
-fanout_grow(void **a, size_t *cap, size_t need, size_t size)
+fanout_grow(void **a, size_t *cap, size_t need, size_t size, void *inl)
 {
     void    *p;
     size_t   n;
@@ -87,9 +109,19 @@ fanout_grow(void **a, size_t *cap, size_t need, size_t size)
         n *= 2;
     }
 
-    p = realloc(*a, n * size);
-    if (p == NULL) {
-        return -1;
+    if (*a == inl) {
+        p = malloc(n * size);
+        if (p == NULL) {
+            return -1;
+        }
+
+        memcpy(p, inl, *cap * size);
+
+    } else {
+        p = realloc(*a, n * size);
+        if (p == NULL) {
+            return -1;
+        }
     }
 
     *a = p;
@@ -187,7 +219,7 @@ fanout_parse_object(fanout_canon_t *c)
     fanout_object_t  *o;
 
     if (fanout_grow((void **) &c->objects, &c->cobjects, c->nobjects + 1,
-                    sizeof(fanout_object_t))
+                    sizeof(fanout_object_t), c->objects_in)
         != 0)
     {
         c->rc = FANOUT_KEY_NOMEM;
@@ -214,9 +246,10 @@ fanout_parse_object(fanout_canon_t *c)
         }
 
         if (fanout_grow((void **) &c->stack, &c->cstack, c->nstack + 1,
-                        sizeof(fanout_member_t)) != 0
+                        sizeof(fanout_member_t), c->stack_in) != 0
             || fanout_grow((void **) &c->keys, &c->ckeys,
-                           c->nkeys + (size_t) (kend - k), 1) != 0)
+                           c->nkeys + (size_t) (kend - k), 1, c->keys_in)
+               != 0)
         {
             c->rc = FANOUT_KEY_NOMEM;
             return -1;
@@ -268,7 +301,8 @@ close:
     n = c->nstack - base;
 
     if (fanout_grow((void **) &c->members, &c->cmembers,
-                    c->nmembers + 2 * n + 1, sizeof(fanout_member_t))
+                    c->nmembers + 2 * n + 1, sizeof(fanout_member_t),
+                    c->members_in)
         != 0)
     {
         c->rc = FANOUT_KEY_NOMEM;
@@ -393,6 +427,78 @@ fanout_parse_value(fanout_canon_t *c)
 }
 
 
+/*
+ * SHA-256 from libcrypto: its low-level functions while the library has
+ * them (a plain call on a context on the stack, with the CPU's SHA
+ * instructions), else EVP with the algorithm fetched once and one context
+ * reused.  OpenSSL 3's EVP_sha256() init, and its one-shot SHA256(), look
+ * the algorithm up each time under a lock: a few thousand instructions, more
+ * than hashing a small body.  A worker computes one digest at a time.
+ */
+
+#if !defined(OPENSSL_NO_DEPRECATED_3_0)
+
+static int
+fanout_sha256_init(fanout_sha256_t *s)
+{
+    return SHA256_Init(s) == 1 ? 0 : -1;
+}
+
+
+static void
+fanout_sha256_update(fanout_sha256_t *s, const void *p, size_t n)
+{
+    (void) SHA256_Update(s, p, n);
+}
+
+
+static int
+fanout_sha256_final(fanout_sha256_t *s, unsigned char *md)
+{
+    return SHA256_Final(md, s) == 1 ? 0 : -1;
+}
+
+#else
+
+static int
+fanout_sha256_init(fanout_sha256_t *s)
+{
+    static const EVP_MD  *md;
+    static EVP_MD_CTX    *ctx;
+
+    if (ctx == NULL) {
+        md = EVP_MD_fetch(NULL, "SHA256", NULL);
+        ctx = EVP_MD_CTX_new();
+
+        if (md == NULL || ctx == NULL) {
+            EVP_MD_CTX_free(ctx);
+            ctx = NULL;
+            return -1;
+        }
+    }
+
+    *s = ctx;
+
+    return EVP_DigestInit_ex(ctx, md, NULL) == 1 ? 0 : -1;
+}
+
+
+static void
+fanout_sha256_update(fanout_sha256_t *s, const void *p, size_t n)
+{
+    (void) EVP_DigestUpdate(*s, p, n);
+}
+
+
+static int
+fanout_sha256_final(fanout_sha256_t *s, unsigned char *md)
+{
+    return EVP_DigestFinal_ex(*s, md, NULL) == 1 ? 0 : -1;
+}
+
+#endif
+
+
 /* the second pass: the canonical text, into SHA-256 */
 
 static void
@@ -403,11 +509,22 @@ fanout_put(fanout_canon_t *c, const char *p, size_t n)
     }
 
     if (c->nbuf + n > sizeof(c->buf)) {
-        (void) EVP_DigestUpdate(c->md, c->buf, c->nbuf);
+        /* more than the buffer: hashed as it goes */
+        if (!c->hashing) {
+            if (fanout_sha256_init(&c->sha) != 0) {
+                c->rc = FANOUT_KEY_NOMEM;
+                c->mute = 1;
+                return;
+            }
+
+            c->hashing = 1;
+        }
+
+        fanout_sha256_update(&c->sha, c->buf, c->nbuf);
         c->nbuf = 0;
 
         if (n > sizeof(c->buf)) {
-            (void) EVP_DigestUpdate(c->md, p, n);
+            fanout_sha256_update(&c->sha, p, n);
             return;
         }
     }
@@ -433,7 +550,7 @@ fanout_put_string(fanout_canon_t *c, size_t off, size_t n)
 
     /* the string is at off in c->keys: a key, or one just decoded */
     if (fanout_grow((void **) &c->keys, &c->ckeys,
-                    c->nkeys + n + 6 * n + 2, 1) != 0)
+                    c->nkeys + n + 6 * n + 2, 1, c->keys_in) != 0)
     {
         c->rc = FANOUT_KEY_NOMEM;
         return;
@@ -619,7 +736,7 @@ fanout_write_value(fanout_canon_t *c, uint32_t id, uint32_t active,
             /* decoded in place of the raw text: never longer */
             n = 0;
             if (fanout_grow((void **) &c->keys, &c->ckeys,
-                            c->nkeys + (size_t) (e - c->p), 1)
+                            c->nkeys + (size_t) (e - c->p), 1, c->keys_in)
                 == 0)
             {
                 n = fanout_json_unescape(c->p + 1, e - 1, c->keys + c->nkeys);
@@ -660,8 +777,6 @@ fanout_write_value(fanout_canon_t *c, uint32_t id, uint32_t active,
 static int
 fanout_canonical_digest(fanout_canon_t *c, unsigned char *md)
 {
-    unsigned  mdlen;
-
     c->p = c->body;
     fanout_ws(c);
 
@@ -680,15 +795,6 @@ fanout_canonical_digest(fanout_canon_t *c, unsigned char *md)
         return -1;
     }
 
-    c->md = EVP_MD_CTX_new();
-
-    if (c->md == NULL
-        || EVP_DigestInit_ex(c->md, EVP_sha256(), NULL) != 1)
-    {
-        c->rc = FANOUT_KEY_NOMEM;
-        return -1;
-    }
-
     /* canonical texts and raw bodies never share a digest */
     fanout_put(c, "j", 1);
 
@@ -700,11 +806,22 @@ fanout_canonical_digest(fanout_canon_t *c, unsigned char *md)
                                                 : (1u << c->nignore) - 1,
                              0);
 
-    (void) EVP_DigestUpdate(c->md, c->buf, c->nbuf);
+    if (c->rc == FANOUT_KEY_NOMEM) {
+        return -1;
+    }
 
-    if (EVP_DigestFinal_ex(c->md, md, &mdlen) != 1
-        || c->rc == FANOUT_KEY_NOMEM)
-    {
+    if (!c->hashing) {
+        if (fanout_sha256_init(&c->sha) != 0) {
+            c->rc = FANOUT_KEY_NOMEM;
+            return -1;
+        }
+
+        c->hashing = 1;
+    }
+
+    fanout_sha256_update(&c->sha, c->buf, c->nbuf);
+
+    if (fanout_sha256_final(&c->sha, md) != 0) {
         c->rc = FANOUT_KEY_NOMEM;
         return -1;
     }
@@ -732,9 +849,20 @@ void
 fanout_sha256_hex(const void *data, size_t len,
     char hex[FANOUT_SHA256_HEX_LEN + 1])
 {
-    unsigned char  md[EVP_MAX_MD_SIZE];
+    unsigned char    md[SHA256_DIGEST_LENGTH];
+    fanout_sha256_t  sha;
 
-    (void) EVP_Digest(data, len, md, NULL, EVP_sha256(), NULL);
+    if (fanout_sha256_init(&sha) != 0) {
+        /* no memory: a digest no key has */
+        memset(md, 0, sizeof(md));
+
+    } else {
+        fanout_sha256_update(&sha, data, len);
+
+        if (fanout_sha256_final(&sha, md) != 0) {
+            memset(md, 0, sizeof(md));
+        }
+    }
 
     fanout_hex(md, hex);
 }
@@ -746,9 +874,9 @@ fanout_cache_body_digest(const char *body, size_t len,
     char hex[FANOUT_SHA256_HEX_LEN + 1])
 {
     int             rc;
-    unsigned char   md[EVP_MAX_MD_SIZE];
-    EVP_MD_CTX     *raw;
-    fanout_canon_t *c;
+    unsigned char    md[EVP_MAX_MD_SIZE];
+    fanout_sha256_t  raw;
+    fanout_canon_t   canon, *c;
 
     if (nignore > FANOUT_CANON_MAX_IGNORE) {
         nignore = FANOUT_CANON_MAX_IGNORE;
@@ -757,10 +885,20 @@ fanout_cache_body_digest(const char *body, size_t len,
     rc = FANOUT_KEY_RAW;
 
     if (len > 0 && len < UINT32_MAX) {
-        c = calloc(1, sizeof(fanout_canon_t));
-        if (c == NULL) {
-            return FANOUT_KEY_NOMEM;
-        }
+        /* on the stack, all but its buffers zeroed: no malloc() for a
+         * small body, and no 4k memset */
+        c = &canon;
+        memset(c, 0, offsetof(fanout_canon_t, stack_in));
+
+        c->stack = c->stack_in;
+        c->cstack = sizeof(c->stack_in) / sizeof(fanout_member_t);
+        c->members = c->members_in;
+        c->cmembers = sizeof(c->members_in) / sizeof(fanout_member_t);
+        c->objects = c->objects_in;
+        c->cobjects = sizeof(c->objects_in) / sizeof(fanout_object_t);
+        c->keys = c->keys_in;
+        c->ckeys = sizeof(c->keys_in);
+        c->nbuf = 0;
 
         c->body = body;
         c->end = body + len;
@@ -776,12 +914,21 @@ fanout_cache_body_digest(const char *body, size_t len,
             rc = c->rc;
         }
 
-        EVP_MD_CTX_free(c->md);
-        free(c->stack);
-        free(c->members);
-        free(c->objects);
-        free(c->keys);
-        free(c);
+        if (c->stack != c->stack_in) {
+            free(c->stack);
+        }
+
+        if (c->members != c->members_in) {
+            free(c->members);
+        }
+
+        if (c->objects != c->objects_in) {
+            free(c->objects);
+        }
+
+        if (c->keys != c->keys_in) {
+            free(c->keys);
+        }
 
         if (rc != FANOUT_KEY_RAW && rc != FANOUT_KEY_AMBIGUOUS) {
             return rc;
@@ -789,48 +936,66 @@ fanout_cache_body_digest(const char *body, size_t len,
     }
 
     /* not JSON, or not one that every parser reads alike: its bytes */
-    raw = EVP_MD_CTX_new();
-
-    if (raw == NULL
-        || EVP_DigestInit_ex(raw, EVP_sha256(), NULL) != 1
-        || EVP_DigestUpdate(raw, "r", 1) != 1
-        || EVP_DigestUpdate(raw, body, len) != 1
-        || EVP_DigestFinal_ex(raw, md, NULL) != 1)
-    {
-        EVP_MD_CTX_free(raw);
+    if (fanout_sha256_init(&raw) != 0) {
         return FANOUT_KEY_NOMEM;
     }
 
-    EVP_MD_CTX_free(raw);
+    fanout_sha256_update(&raw, "r", 1);
+    fanout_sha256_update(&raw, body, len);
+
+    if (fanout_sha256_final(&raw, md) != 0) {
+        return FANOUT_KEY_NOMEM;
+    }
+
     fanout_hex(md, hex);
 
     return rc;
 }
 
 
-size_t
-fanout_cache_echo(const char *body, size_t len, const fanout_field_t *paths,
-    const fanout_span_t *vals, size_t n, char *out)
+int
+fanout_cache_echo_find(const char *body, size_t len,
+    const fanout_field_t *paths, size_t n, fanout_span_t *at)
 {
-    char           *o;
-    size_t          i, j, k, order[FANOUT_CACHE_MAX_ECHO];
-    const char     *p;
-    fanout_span_t   at[FANOUT_CACHE_MAX_ECHO];
+    int     found;
+    size_t  i;
 
     if (n > FANOUT_CACHE_MAX_ECHO) {
         n = FANOUT_CACHE_MAX_ECHO;
     }
 
     /* one scan per path: n is a handful, set in the configuration */
-    k = 0;
+    found = 0;
 
     for (i = 0; i < n; i++) {
         if (fanout_json_scan(body, len, paths[i].path, paths[i].len, &at[i])
             != 0)
         {
-            return (size_t) -1;
+            return -1;
         }
 
+        found += (at[i].p != NULL);
+    }
+
+    return found;
+}
+
+
+size_t
+fanout_cache_echo_write(const char *body, size_t len,
+    const fanout_span_t *at, const fanout_span_t *vals, size_t n, char *out)
+{
+    char        *o;
+    size_t       i, j, k, order[FANOUT_CACHE_MAX_ECHO];
+    const char  *p;
+
+    if (n > FANOUT_CACHE_MAX_ECHO) {
+        n = FANOUT_CACHE_MAX_ECHO;
+    }
+
+    k = 0;
+
+    for (i = 0; i < n; i++) {
         if (at[i].p == NULL) {
             continue;
         }
@@ -866,4 +1031,18 @@ fanout_cache_echo(const char *body, size_t len, const fanout_field_t *paths,
     o += body + len - p;
 
     return (size_t) (o - out);
+}
+
+
+size_t
+fanout_cache_echo(const char *body, size_t len, const fanout_field_t *paths,
+    const fanout_span_t *vals, size_t n, char *out)
+{
+    fanout_span_t  at[FANOUT_CACHE_MAX_ECHO];
+
+    if (fanout_cache_echo_find(body, len, paths, n, at) < 0) {
+        return (size_t) -1;
+    }
+
+    return fanout_cache_echo_write(body, len, at, vals, n, out);
 }

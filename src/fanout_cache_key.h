@@ -50,6 +50,14 @@ size_t fanout_cache_echo(const char *body, size_t len,
     const fanout_field_t *paths, const fanout_span_t *vals, size_t n,
     char *out);
 
+/* the same in two steps: where each path is in the answer (at[i].p NULL:
+ * not there; returns how many are, or -1: not JSON), then the answer
+ * written with those found replaced (vals of the others are not read) */
+int fanout_cache_echo_find(const char *body, size_t len,
+    const fanout_field_t *paths, size_t n, fanout_span_t *at);
+size_t fanout_cache_echo_write(const char *body, size_t len,
+    const fanout_span_t *at, const fanout_span_t *vals, size_t n, char *out);
+
 void fanout_sha256_hex(const void *data, size_t len,
     char hex[FANOUT_SHA256_HEX_LEN + 1]);
 

@@ -634,6 +634,25 @@ ngx_http_fanout_cache_name(ngx_http_fanout_ctx_t *ctx, ngx_str_t *target,
  * what is around the items (parameters, a model name) is in every key.
  */
 
+/*
+ * level=response: the Redis key from the key's material, once.  The L1
+ * keys its entries by the material itself (a few hundred bytes, compared
+ * whole): an L1 hit needs no digest of it.
+ */
+
+static ngx_int_t
+ngx_http_fanout_cache_named(ngx_http_fanout_ctx_t *ctx)
+{
+    if (ctx->cache_key.len || ctx->cache_material.len == 0) {
+        return NGX_OK;
+    }
+
+    return ngx_http_fanout_cache_name(ctx, NULL, ctx->cache_material.data,
+                                      ctx->cache_material.len,
+                                      &ctx->cache_key);
+}
+
+
 static ngx_int_t
 ngx_http_fanout_cache_rest(ngx_http_fanout_ctx_t *ctx, ngx_str_t *rest)
 {
@@ -766,6 +785,16 @@ ngx_http_fanout_cache_batch_keys(ngx_http_fanout_ctx_t *ctx, u_char *id,
 }
 
 
+static ngx_inline u_char *
+ngx_http_fanout_cache_put(u_char *p, ngx_str_t *s, u_char sep)
+{
+    p = ngx_cpymem(p, s->data, s->len);
+    *p++ = sep;
+
+    return p;
+}
+
+
 /*
  * The keys stand for the targets (names and URIs), the vary value, and
  * key= or the method, URI and canonical body; the raw body is never in
@@ -884,21 +913,30 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    /* who answers (the server block, and the Host it may pass on) first */
-    p = ngx_sprintf(start, "fanout-key-v2\n%V\n%V\n%V\n",
-                    &ctx->conf->server_id, &r->headers_in.server, &vary);
+    /*
+     * Who answers (the server block, and the Host it may pass on) first.
+     * Copied, not printed: ngx_sprintf() would cost more than the L1 hit
+     * it serves.
+     */
+    p = ngx_cpymem(start, "fanout-key-v2\n", sizeof("fanout-key-v2\n") - 1);
+    p = ngx_http_fanout_cache_put(p, &ctx->conf->server_id, '\n');
+    p = ngx_http_fanout_cache_put(p, &r->headers_in.server, '\n');
+    p = ngx_http_fanout_cache_put(p, &vary, '\n');
 
     if (cc->key) {
-        p = ngx_sprintf(p, "%V", &key);
+        p = ngx_cpymem(p, key.data, key.len);
 
     } else {
-        p = ngx_sprintf(p, "%V %V?%V %s", method, &r->uri, &r->args,
-                        body_digest);
+        p = ngx_http_fanout_cache_put(p, method, ' ');
+        p = ngx_http_fanout_cache_put(p, &r->uri, '?');
+        p = ngx_http_fanout_cache_put(p, &r->args, ' ');
+        p = ngx_cpymem(p, body_digest, ngx_strlen(body_digest));
     }
 
     if (variant->len) {
         /* a variant's answer is its own: a different ensemble, maybe */
-        p = ngx_sprintf(p, "\nvariant=%V", variant);
+        p = ngx_cpymem(p, "\nvariant=", sizeof("\nvariant=") - 1);
+        p = ngx_cpymem(p, variant->data, variant->len);
     }
 
     id.data = start;
@@ -911,11 +949,17 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
     if (!cc->per_target) {
         for (i = 0; i < ctx->nsubs; i++) {
             t = ctx->subs[i].target;
-            p = ngx_sprintf(p, "\n%V=%V?%V", &t->name, &t->uri, &t->args);
+            *p++ = '\n';
+            p = ngx_http_fanout_cache_put(p, &t->name, '=');
+            p = ngx_http_fanout_cache_put(p, &t->uri, '?');
+            p = ngx_cpymem(p, t->args.data, t->args.len);
         }
 
-        return ngx_http_fanout_cache_name(ctx, NULL, start, p - start,
-                                          &ctx->cache_key);
+        /* named when Redis needs it: an L1 hit goes by the material */
+        ctx->cache_material.data = start;
+        ctx->cache_material.len = p - start;
+
+        return NGX_OK;
     }
 
     ctx->target_keys = ngx_palloc(r->pool, ctx->nsubs * sizeof(ngx_str_t));
@@ -976,6 +1020,7 @@ ngx_http_fanout_cache_parse(u_char *p, size_t len,
 
     e->status = (ngx_uint_t) n;
     e->fresh_until = (ngx_msec_int_t) t;
+    e->plain = 0;
 
     p = nl + 1;
     nl = ngx_strlchr(p, end, '\n');
@@ -1194,6 +1239,7 @@ typedef struct {
     ngx_http_fanout_l1_t       *l1;        /* NULL: no copy */
     ngx_http_fanout_stats_t    *stats;     /* the location's */
     ngx_msec_int_t              fresh_until;
+    ngx_uint_t                  flags;     /* the L1's */
     ngx_str_t                   key;
     ngx_str_t                   value;
     ngx_str_t                   lock;      /* empty: not a leader's */
@@ -1210,7 +1256,7 @@ ngx_http_fanout_cache_stored(void *data, redisReply *reply,
         && ngx_http_fanout_l1_put(kept->l1, &kept->key, kept->value.data,
                                   kept->value.len,
                                   ngx_http_fanout_cache_now(),
-                                  kept->fresh_until)
+                                  kept->fresh_until, kept->flags)
            == NGX_OK)
     {
         ngx_http_fanout_stats_count(kept->stats,
@@ -1298,6 +1344,7 @@ ngx_http_fanout_cache_echo(ngx_http_fanout_ctx_t *ctx, ngx_str_t *answer)
     ngx_uint_t                     i;
     fanout_field_t                 f;
     fanout_span_t                  vals[FANOUT_CACHE_MAX_ECHO];
+    fanout_span_t                  at[FANOUT_CACHE_MAX_ECHO];
     ngx_http_request_t            *r;
     ngx_http_variable_value_t     *id;
     ngx_http_fanout_cache_conf_t  *cc;
@@ -1309,29 +1356,43 @@ ngx_http_fanout_cache_echo(ngx_http_fanout_ctx_t *ctx, ngx_str_t *answer)
         return;
     }
 
+    /* the answer's fields first: most answers have none to replace */
+    if (fanout_cache_echo_find((const char *) answer->data, answer->len,
+                               cc->echo, cc->necho, at)
+        <= 0)
+    {
+        return;
+    }
+
     if (ngx_http_fanout_cache_body(r, &body) != NGX_OK) {
         ngx_str_null(&body);
     }
 
-    id = ngx_http_get_indexed_variable(r, ngx_http_fanout_rid(r));
+    /* $request_id only when a field needs it: making one costs more than
+     * the rest of a hit */
+    id = NULL;
 
     len = answer->len;
 
     for (i = 0; i < cc->necho; i++) {
         vals[i].p = NULL;
 
+        if (at[i].p == NULL) {
+            continue;
+        }
+
         if (body.len) {
             /* the same path in the request, or its last segment on top */
             f = cc->echo[i];
 
+            last = ngx_strlchr((u_char *) f.path, (u_char *) f.path + f.len,
+                               '.');
+
             if (fanout_json_scan((const char *) body.data, body.len, f.path,
                                  f.len, &vals[i])
                     == 0
-                && vals[i].p == NULL)
+                && vals[i].p == NULL && last)
             {
-                last = ngx_strlchr((u_char *) f.path,
-                                   (u_char *) f.path + f.len, '.');
-
                 while (last) {
                     f.len -= (const char *) last + 1 - f.path;
                     f.path = (const char *) last + 1;
@@ -1345,6 +1406,10 @@ ngx_http_fanout_cache_echo(ngx_http_fanout_ctx_t *ctx, ngx_str_t *answer)
         }
 
         if (vals[i].p == NULL) {
+            if (id == NULL) {
+                id = ngx_http_get_indexed_variable(r, ngx_http_fanout_rid(r));
+            }
+
             if (id == NULL || id->not_found) {
                 vals[i].p = "null";
                 vals[i].len = 4;
@@ -1373,26 +1438,53 @@ ngx_http_fanout_cache_echo(ngx_http_fanout_ctx_t *ctx, ngx_str_t *answer)
         return;
     }
 
-    n = fanout_cache_echo((const char *) answer->data, answer->len, cc->echo,
-                          vals, cc->necho, (char *) out);
+    n = fanout_cache_echo_write((const char *) answer->data, answer->len, at,
+                                vals, cc->necho, (char *) out);
 
-    if (n != (size_t) -1) {
-        answer->data = out;
-        answer->len = n;
+    answer->data = out;
+    answer->len = n;
+}
+
+
+/*
+ * What the L1 keeps with an entry: whether its answer has echo= fields, so
+ * that an L1 hit on an answer without them (most) skips their search.
+ */
+
+#define NGX_HTTP_FANOUT_L1_ECHO  1
+
+static ngx_uint_t
+ngx_http_fanout_cache_l1_flags(ngx_http_fanout_cache_conf_t *cc, u_char *body,
+    size_t len)
+{
+    fanout_span_t  at[FANOUT_CACHE_MAX_ECHO];
+
+    if (cc->necho == 0 || len == 0
+        || fanout_cache_echo_find((const char *) body, len, cc->echo,
+                                  cc->necho, at)
+           <= 0)
+    {
+        return 0;
     }
+
+    return NGX_HTTP_FANOUT_L1_ECHO;
 }
 
 
 static void
 ngx_http_fanout_cache_l1_put(ngx_http_fanout_ctx_t *ctx, ngx_str_t *key,
-    u_char *value, size_t len, ngx_msec_int_t fresh_until)
+    u_char *value, size_t len, ngx_http_fanout_cached_t *e)
 {
     ngx_http_fanout_l1_t  *l1;
 
     l1 = ctx->conf->cache_l1;
 
     if (l1 && ngx_http_fanout_l1_put(l1, key, value, len,
-                                     ngx_http_fanout_cache_now(), fresh_until)
+                                     ngx_http_fanout_cache_now(),
+                                     e->fresh_until,
+                                     ngx_http_fanout_cache_l1_flags(
+                                         ctx->conf->cache, e->body.data,
+                                         e->body.len))
               == NGX_OK)
     {
         ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_L1_STORED);
@@ -1407,13 +1499,14 @@ ngx_http_fanout_cache_l1_get(ngx_http_fanout_ctx_t *ctx, ngx_str_t *key,
     ngx_http_fanout_cached_t **entry)
 {
     ngx_str_t              value;
+    ngx_uint_t             flags;
     ngx_http_fanout_l1_t  *l1;
 
     l1 = ctx->conf->cache_l1;
 
     if (l1 == NULL
         || ngx_http_fanout_l1_get(l1, key, ngx_http_fanout_cache_now(),
-                                  ctx->request->pool, &value)
+                                  ctx->request->pool, &value, &flags)
            != NGX_OK)
     {
         return NGX_DECLINED;
@@ -1425,6 +1518,8 @@ ngx_http_fanout_cache_l1_get(ngx_http_fanout_ctx_t *ctx, ngx_str_t *key,
     {
         return NGX_DECLINED;
     }
+
+    (*entry)->plain = !(flags & NGX_HTTP_FANOUT_L1_ECHO);
 
     ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_L1_HIT);
 
@@ -1439,7 +1534,9 @@ ngx_http_fanout_cache_hit(ngx_http_fanout_ctx_t *ctx,
     ctx->cache_status = status;
     ngx_http_fanout_cache_count(ctx, counter);
 
-    ngx_http_fanout_cache_echo(ctx, &e->body);
+    if (!e->plain) {
+        ngx_http_fanout_cache_echo(ctx, &e->body);
+    }
 
     ngx_http_fanout_resume(ctx,
         ngx_http_fanout_send_as_is(ctx, e->status, &e->type, &e->target,
@@ -1546,8 +1643,8 @@ ngx_http_fanout_cache_got(void *data, redisReply *reply,
         && ngx_http_fanout_cache_entry(ctx, v->str, v->len, &e) == NGX_OK)
     {
         /* it is in Redis: the L1 may keep it */
-        ngx_http_fanout_cache_l1_put(ctx, &ctx->cache_key, (u_char *) v->str,
-                                     v->len, e->fresh_until);
+        ngx_http_fanout_cache_l1_put(ctx, &ctx->cache_material,
+                                     (u_char *) v->str, v->len, e);
 
         ngx_http_fanout_cache_hit(ctx, e, NGX_HTTP_FANOUT_CACHE_HIT,
                                   NGX_HTTP_FANOUT_LOC_CACHE_HIT);
@@ -1638,7 +1735,9 @@ static void
 ngx_http_fanout_cache_target_hit(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub, ngx_http_fanout_cached_t *e)
 {
-    ngx_http_fanout_cache_echo(ctx, &e->body);
+    if (!e->plain) {
+        ngx_http_fanout_cache_echo(ctx, &e->body);
+    }
 
     sub->done = 1;
     sub->part.cached = 1;
@@ -1724,8 +1823,7 @@ ngx_http_fanout_cache_got_targets(void *data, redisReply *reply,
         }
 
         ngx_http_fanout_cache_l1_put(ctx, &ctx->target_keys[i],
-                                     (u_char *) v->str, v->len,
-                                     e->fresh_until);
+                                     (u_char *) v->str, v->len, e);
 
         ngx_http_fanout_cache_target_hit(ctx, sub, e);
         hits++;
@@ -1836,6 +1934,10 @@ ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
     /* fanout_cache_purge: this request's entries go, nothing is called */
     if (ctx->purging) {
 
+        if (rc == NGX_OK && ngx_http_fanout_cache_named(ctx) != NGX_OK) {
+            rc = NGX_ERROR;
+        }
+
         if (rc != NGX_OK) {
             /* too large to have been cached, or no memory */
             ngx_http_fanout_resume(ctx, (rc == NGX_DECLINED)
@@ -1847,11 +1949,13 @@ ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
         }
 
         if (ctx->conf->cache->per_target || ctx->batch) {
-            return ngx_http_fanout_purge(ctx, ctx->target_keys, ctx->nsubs,
+            return ngx_http_fanout_purge(ctx, ctx->target_keys,
+                                         ctx->target_keys, ctx->nsubs,
                                          ctx->conf->cache_l1);
         }
 
-        return ngx_http_fanout_purge(ctx, &ctx->cache_key, 1,
+        return ngx_http_fanout_purge(ctx, &ctx->cache_key,
+                                     &ctx->cache_material, 1,
                                      ctx->conf->cache_l1);
     }
 
@@ -1874,6 +1978,10 @@ ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
     if (ngx_http_test_predicates(r, ctx->conf->cache_bypass) == NGX_DECLINED
         || ngx_http_fanout_cache_no_cache(r))
     {
+        if (ngx_http_fanout_cache_named(ctx) != NGX_OK) {
+            ngx_str_null(&ctx->cache_key);
+        }
+
         ctx->cache_status = NGX_HTTP_FANOUT_CACHE_BYPASS;
         ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_BYPASS);
         return NGX_DECLINED;
@@ -1883,11 +1991,19 @@ ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
         return ngx_http_fanout_cache_lookup_targets(ctx);
     }
 
-    if (ngx_http_fanout_cache_l1_get(ctx, &ctx->cache_key, &e) == NGX_OK) {
+    if (ngx_http_fanout_cache_l1_get(ctx, &ctx->cache_material, &e)
+        == NGX_OK)
+    {
         /* this instance's memory answers: Redis is not asked */
         ngx_http_fanout_cache_hit(ctx, e, NGX_HTTP_FANOUT_CACHE_HIT,
                                   NGX_HTTP_FANOUT_LOC_CACHE_HIT);
         return NGX_OK;
+    }
+
+    if (ngx_http_fanout_cache_named(ctx) != NGX_OK) {
+        ctx->cache_status = NGX_HTTP_FANOUT_CACHE_ERROR;
+        ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_ERROR);
+        return NGX_DECLINED;
     }
 
     if (ctx->conf->cache->coalesce) {
@@ -1954,8 +2070,8 @@ ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
 
 static ngx_int_t
 ngx_http_fanout_cache_set(ngx_http_fanout_ctx_t *ctx, ngx_str_t *key,
-    ngx_uint_t status, ngx_str_t *type, ngx_str_t *target, u_char *body,
-    size_t len, ngx_str_t *lock)
+    ngx_str_t *l1key, ngx_uint_t status, ngx_str_t *type, ngx_str_t *target,
+    u_char *body, size_t len, ngx_str_t *lock)
 {
     u_char                        *p, *value, ttl[NGX_TIME_T_LEN];
     size_t                         size, argvlen[5];
@@ -1978,7 +2094,7 @@ ngx_http_fanout_cache_set(ngx_http_fanout_ctx_t *ctx, ngx_str_t *key,
 
     if (ctx->conf->cache_l1 || lock) {
         /* the value is built where the L1's copy waits for the reply */
-        kept = ngx_alloc(sizeof(ngx_http_fanout_cache_kept_t) + key->len
+        kept = ngx_alloc(sizeof(ngx_http_fanout_cache_kept_t) + l1key->len
                          + size + (lock ? lock->len : 0),
                          ctx->request->connection->log);
         if (kept == NULL) {
@@ -1988,8 +2104,8 @@ ngx_http_fanout_cache_set(ngx_http_fanout_ctx_t *ctx, ngx_str_t *key,
         kept->l1 = ctx->conf->cache_l1;
         kept->stats = ngx_http_fanout_stats_location(ctx->request, ctx->conf);
         kept->key.data = (u_char *) (kept + 1);
-        kept->key.len = key->len;
-        value = ngx_cpymem(kept->key.data, key->data, key->len);
+        kept->key.len = l1key->len;
+        value = ngx_cpymem(kept->key.data, l1key->data, l1key->len);
         kept->lock.len = 0;
 
         if (lock) {
@@ -2018,6 +2134,8 @@ ngx_http_fanout_cache_set(ngx_http_fanout_ctx_t *ctx, ngx_str_t *key,
         kept->value.data = value;
         kept->value.len = p - value;
         kept->fresh_until = fresh_until;
+        kept->flags = kept->l1 ? ngx_http_fanout_cache_l1_flags(cc, body, len)
+                               : 0;
     }
 
     argv[0] = "SET";
@@ -2073,6 +2191,7 @@ ngx_http_fanout_cache_store_targets(ngx_http_fanout_ctx_t *ctx)
         }
 
         (void) ngx_http_fanout_cache_set(ctx, &ctx->target_keys[i],
+                                         &ctx->target_keys[i],
                                          (ngx_uint_t) sub->part.status,
                                          &sub->content_type, &none,
                                          (u_char *) sub->part.body,
@@ -2111,8 +2230,8 @@ ngx_http_fanout_cache_store(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
     lock = ctx->cache_leader ? ngx_http_fanout_cache_lock_key(ctx) : NULL;
 
     /* after the answer went out */
-    if (ngx_http_fanout_cache_set(ctx, &ctx->cache_key, status, type, target,
-                                  body, len, lock)
+    if (ngx_http_fanout_cache_set(ctx, &ctx->cache_key, &ctx->cache_material,
+                                  status, type, target, body, len, lock)
             == NGX_OK
         && lock)
     {
@@ -2144,7 +2263,9 @@ ngx_http_fanout_cache_serve_stale(ngx_http_fanout_ctx_t *ctx, ngx_int_t *rc)
                   "fanout: the fan-out failed, serving the stale entry "
                   "\"%V\"", &ctx->cache_key);
 
-    ngx_http_fanout_cache_echo(ctx, &e->body);
+    if (!e->plain) {
+        ngx_http_fanout_cache_echo(ctx, &e->body);
+    }
 
     *rc = ngx_http_fanout_send_as_is(ctx, e->status, &e->type, &e->target,
                                      e->body.data, e->body.len);

@@ -36,6 +36,7 @@ typedef struct {
     ngx_str_t                   type;
     ngx_str_t                   target;
     ngx_str_t                   body;
+    ngx_uint_t                  plain;         /* no echo= field in it */
 } ngx_http_fanout_cached_t;
 
 

@@ -23,6 +23,7 @@ typedef struct {
     ngx_str_node_t              sn;        /* key: crc32; str: the key */
     ngx_queue_t                 lru;
     ngx_msec_int_t              expires;   /* epoch milliseconds */
+    ngx_uint_t                  flags;     /* the caller's, kept with it */
     size_t                      len;
     u_char                      data[1];   /* the key, then the value */
 } ngx_http_fanout_l1_node_t;
@@ -173,12 +174,13 @@ ngx_http_fanout_l1_free(ngx_http_fanout_l1_t *l1,
 
 ngx_int_t
 ngx_http_fanout_l1_get(ngx_http_fanout_l1_t *l1, ngx_str_t *key,
-    ngx_msec_int_t now, ngx_pool_t *pool, ngx_str_t *value)
+    ngx_msec_int_t now, ngx_pool_t *pool, ngx_str_t *value, ngx_uint_t *flags)
 {
     uint32_t                    hash;
     ngx_http_fanout_l1_node_t  *n;
 
-    hash = ngx_crc32_short(key->data, key->len);
+    /* keys end in a digest: a fast hash suffices */
+    hash = ngx_murmur_hash2(key->data, key->len);
 
     ngx_shmtx_lock(&l1->shpool->mutex);
 
@@ -204,6 +206,7 @@ ngx_http_fanout_l1_get(ngx_http_fanout_l1_t *l1, ngx_str_t *key,
 
     ngx_memcpy(value->data, n->data + n->sn.str.len, n->len);
     value->len = n->len;
+    *flags = n->flags;
 
     ngx_queue_remove(&n->lru);
     ngx_queue_insert_head(&l1->sh->lru, &n->lru);
@@ -253,7 +256,8 @@ ngx_http_fanout_l1_alloc(ngx_http_fanout_l1_t *l1, size_t size)
 
 ngx_int_t
 ngx_http_fanout_l1_put(ngx_http_fanout_l1_t *l1, ngx_str_t *key,
-    u_char *value, size_t len, ngx_msec_int_t now, ngx_msec_int_t fresh_until)
+    u_char *value, size_t len, ngx_msec_int_t now, ngx_msec_int_t fresh_until,
+    ngx_uint_t flags)
 {
     uint32_t                    hash;
     ngx_msec_int_t              expires;
@@ -269,7 +273,8 @@ ngx_http_fanout_l1_put(ngx_http_fanout_l1_t *l1, ngx_str_t *key,
         return NGX_DECLINED;
     }
 
-    hash = ngx_crc32_short(key->data, key->len);
+    /* keys end in a digest: a fast hash suffices */
+    hash = ngx_murmur_hash2(key->data, key->len);
 
     ngx_shmtx_lock(&l1->shpool->mutex);
 
@@ -290,6 +295,7 @@ ngx_http_fanout_l1_put(ngx_http_fanout_l1_t *l1, ngx_str_t *key,
     n->sn.str.data = n->data;
     n->sn.str.len = key->len;
     n->expires = expires;
+    n->flags = flags;
     n->len = len;
 
     ngx_memcpy(n->data, key->data, key->len);
@@ -313,7 +319,8 @@ ngx_http_fanout_l1_delete(ngx_http_fanout_l1_t *l1, ngx_str_t *key)
     uint32_t                    hash;
     ngx_http_fanout_l1_node_t  *n;
 
-    hash = ngx_crc32_short(key->data, key->len);
+    /* keys end in a digest: a fast hash suffices */
+    hash = ngx_murmur_hash2(key->data, key->len);
 
     ngx_shmtx_lock(&l1->shpool->mutex);
 

@@ -25,14 +25,18 @@ ngx_http_fanout_l1_t *ngx_http_fanout_l1_add(ngx_conf_t *cf,
     ngx_str_t *server_id, ngx_str_t *location, size_t size, size_t max_size,
     ngx_msec_t ttl);
 
-/* NGX_OK: the value, copied into pool; NGX_DECLINED: none, or expired */
+/*
+ * NGX_OK: the value, copied into pool, and the flags it was put with;
+ * NGX_DECLINED: none, or expired
+ */
 ngx_int_t ngx_http_fanout_l1_get(ngx_http_fanout_l1_t *l1, ngx_str_t *key,
-    ngx_msec_int_t now, ngx_pool_t *pool, ngx_str_t *value);
+    ngx_msec_int_t now, ngx_pool_t *pool, ngx_str_t *value,
+    ngx_uint_t *flags);
 
 /* kept until min(now + l1_ttl, fresh_until); NGX_DECLINED: too large */
 ngx_int_t ngx_http_fanout_l1_put(ngx_http_fanout_l1_t *l1, ngx_str_t *key,
     u_char *value, size_t len, ngx_msec_int_t now,
-    ngx_msec_int_t fresh_until);
+    ngx_msec_int_t fresh_until, ngx_uint_t flags);
 
 /* NGX_OK: it was there */
 ngx_int_t ngx_http_fanout_l1_delete(ngx_http_fanout_l1_t *l1,

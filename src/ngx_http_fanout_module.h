@@ -338,6 +338,9 @@ struct ngx_http_fanout_ctx_s {
 
     ngx_uint_t                  cache_status;
     ngx_str_t                   cache_key;
+    ngx_str_t                   cache_material;  /* level=response: what
+                                                    cache_key digests, the
+                                                    L1's key */
     ngx_str_t                   lock_key;      /* coalescing, made once */
     ngx_http_fanout_redis_op_t *cache_op;
     void                       *stale;         /* an expired entry */
@@ -450,7 +453,7 @@ void ngx_http_fanout_attempt_answered(ngx_http_fanout_attempt_t *a,
     fanout_kind_e kind, int result, int status, ngx_str_t *type,
     u_char *buf, size_t len);
 ngx_int_t ngx_http_fanout_purge(ngx_http_fanout_ctx_t *ctx, ngx_str_t *keys,
-    ngx_uint_t n, ngx_http_fanout_l1_t *l1);
+    ngx_str_t *l1keys, ngx_uint_t n, ngx_http_fanout_l1_t *l1);
 ngx_int_t ngx_http_fanout_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *error, const char *message);
 off_t ngx_http_fanout_body_size(ngx_http_request_t *r);

@@ -88,7 +88,7 @@ ngx_http_fanout_purged(void *data, redisReply *reply,
 
 ngx_int_t
 ngx_http_fanout_purge(ngx_http_fanout_ctx_t *ctx, ngx_str_t *keys,
-    ngx_uint_t n, ngx_http_fanout_l1_t *l1)
+    ngx_str_t *l1keys, ngx_uint_t n, ngx_http_fanout_l1_t *l1)
 {
     size_t       *len;
     ngx_uint_t    i;
@@ -97,7 +97,7 @@ ngx_http_fanout_purge(ngx_http_fanout_ctx_t *ctx, ngx_str_t *keys,
     ctx->purged_l1 = 0;
 
     for (i = 0; l1 && i < n; i++) {
-        if (ngx_http_fanout_l1_delete(l1, &keys[i]) == NGX_OK) {
+        if (ngx_http_fanout_l1_delete(l1, &l1keys[i]) == NGX_OK) {
             ctx->purged_l1++;
         }
     }

@@ -57,6 +57,45 @@ main(void)
            "SHA-256 of \"abc\"");
 
     ok(digest("{\"a\":1}", NULL, a) == 1, "JSON is canonicalized");
+
+    {
+        /* past the canonicalizer's first arrays (16 open members, 32
+         * closed, 8 objects, 512 bytes of keys): the same digest for the
+         * same object in two key orders */
+        char    x[16384], y[16384], *px, *py;
+        int     i, j;
+
+        px = x;
+        py = y;
+        px += sprintf(px, "[");
+        py += sprintf(py, "[");
+
+        for (j = 0; j < 12; j++) {
+            px += sprintf(px, "%s{", j ? "," : "");
+            py += sprintf(py, "%s{", j ? "," : "");
+
+            for (i = 0; i < 40; i++) {
+                px += sprintf(px, "%s\"key_%02d_with_a_long_name_%02d\":%d",
+                              i ? "," : "", i, j, i * j);
+                py += sprintf(py, "%s\"key_%02d_with_a_long_name_%02d\":%d",
+                              i ? "," : "", 39 - i, j, (39 - i) * j);
+            }
+
+            px += sprintf(px, "}");
+            py += sprintf(py, "}");
+        }
+
+        sprintf(px, "]");
+        sprintf(py, "]");
+
+        ok(digest(x, NULL, a) == 1 && digest(y, NULL, b) == 1
+           && strcmp(a, b) == 0,
+           "a body past the first arrays: canonical, key order ignored");
+
+        y[strlen(y) - 3] = '9';
+        digest(y, NULL, b);
+        ok(strcmp(a, b) != 0, "and one value changed changes it");
+    }
     ok(digest("not json", NULL, a) == 0, "anything else is hashed raw");
     ok(digest("", NULL, a) == 0, "an empty body is hashed raw");
 

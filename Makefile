@@ -6,7 +6,8 @@
 #   make test-asan the suite with the module built with ASan and UBSan
 #   make leak-check nginx under valgrind: no invalid access, no leak of ours
 #   make bench    wrk benchmarks, see bench/README.md (and bench-cost,
-#                 bench-cpu, bench-mean, bench-tail, bench-batch)
+#                 bench-cpu, bench-mean, bench-tail, bench-batch,
+#                 bench-conns)
 #   make deps     install missing Debian packages (needs root)
 #   make test-static  nginx.org stable built with the module in
 #                 (--add-module), part of the suite against it
@@ -49,7 +50,7 @@ CORE        := src/fanout_json.c src/fanout_merge.c src/fanout_cache_key.c \
                src/fanout_microbatch.c
 
 .PHONY: all deps deps-build check-deps build test unit test-asan leak-check demo bench \
-        bench-cost bench-cpu bench-mean bench-tail bench-batch lint clean build-static test-static test-compat \
+        bench-cost bench-cpu bench-mean bench-tail bench-batch bench-conns lint clean build-static test-static test-compat \
         fuzz fuzz-ci deps-fuzz
 
 all: build
@@ -244,6 +245,10 @@ bench-tail: deps build
 # batching against a GPU-like model: micro-batches, a client batch, 0 ms
 bench-batch: deps build
 	./bench/batch
+
+# 10,000 keepalive clients, open loop, against the Lua peer
+bench-conns: deps build
+	./bench/conns
 
 # mean over three large answers in the pure core, against the scan
 bench-mean: deps

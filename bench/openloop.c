@@ -233,26 +233,45 @@ main(int argc, char **argv)
     k = 0;
 
     if (spread) {
-        /* every connection up before the first request is due */
-        for (i = 0; i < maxconns; i++) {
-            if (open_conn(ep, &conns[i]) != 0) {
-                fprintf(stderr, "openloop: connection %d: %s\n", i,
-                        strerror(errno));
-                return 1;
-            }
-        }
-
-        nconns = maxconns;
+        /* every connection up before the first request is due, opened 256
+         * at a time (a listen backlog drops a larger burst of SYNs) */
         up = 0;
         start = now();
 
-        while (up < maxconns && now() - start < 30) {
-            n = epoll_wait(ep, evs, 256, 100);
+        for (nconns = 0; nconns < maxconns; /* void */) {
+            int  batch = nconns + 256 < maxconns ? nconns + 256 : maxconns;
 
-            for (i = 0; i < n; i++) {
-                c = evs[i].data.ptr;
+            for (i = nconns; i < batch; i++) {
+                if (open_conn(ep, &conns[i]) != 0) {
+                    fprintf(stderr, "openloop: connection %d: %s\n", i,
+                            strerror(errno));
+                    return 1;
+                }
+            }
 
-                if ((evs[i].events & EPOLLOUT) && !c->up) {
+            nconns = batch;
+
+            while (up < nconns && now() - start < 60) {
+                n = epoll_wait(ep, evs, 256, 100);
+
+                for (i = 0; i < n; i++) {
+                    int        err = 0;
+                    socklen_t  elen = sizeof(err);
+
+                    c = evs[i].data.ptr;
+
+                    if (!(evs[i].events & EPOLLOUT) || c->up) {
+                        continue;
+                    }
+
+                    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &elen);
+
+                    if (err) {
+                        fprintf(stderr, "openloop: connect: %s\n",
+                                strerror(err));
+                        return 1;
+                    }
+
                     c->up = 1;
                     up++;
                     idle_push(c);

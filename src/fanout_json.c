@@ -1278,6 +1278,17 @@ static const uint64_t  fanout_pow10u[20] = {
 };
 
 
+static const uint64_t  fanout_pow5u[28] = {
+    1ULL, 5ULL, 25ULL, 125ULL, 625ULL, 3125ULL, 15625ULL, 78125ULL,
+    390625ULL, 1953125ULL, 9765625ULL, 48828125ULL, 244140625ULL,
+    1220703125ULL, 6103515625ULL, 30517578125ULL, 152587890625ULL,
+    762939453125ULL, 3814697265625ULL, 19073486328125ULL,
+    95367431640625ULL, 476837158203125ULL, 2384185791015625ULL,
+    11920928955078125ULL, 59604644775390625ULL, 298023223876953125ULL,
+    1490116119384765625ULL, 7450580596923828125ULL
+};
+
+
 /*
  * v > 0: d has 17 digits, v ~ d * 10^e10, and *dir says where v lies: 1
  * above d, -1 below, 0 at it; -1 out of the exact range.
@@ -1335,7 +1346,13 @@ fanout_digits17(double v, uint64_t *d, int *e10, int *dir)
         return 0;
     }
 
-    k = 16 - (int) floor(log10(v));
+    /*
+     * floor(log10(v)) from the binary exponent, without libm: log10(2)
+     * is 1233/4096 to within 1e-5, so the estimate is off by at most one
+     * for the exponents here, and the loop below corrects it.
+     */
+    n = t + 52;                             /* v in [2^n, 2^(n+1)) */
+    k = 16 - ((n >= 0) ? (n * 1233) >> 12 : -((-n * 1233 + 4095) >> 12));
 
     for (i = 0; i < 3; i++) {
         if (k < 0 || k > 32) {
@@ -1343,13 +1360,10 @@ fanout_digits17(double v, uint64_t *d, int *e10, int *dir)
         }
 
         /* m * 5^k < 2^53 * 5^32 < 2^128 */
-        for (p5 = 1, n = 0; n < k && n < 27; n++) {
-            p5 *= 5;
-        }
-
+        p5 = fanout_pow5u[k < 27 ? k : 27];
         x = (fanout_u128_t) m * p5;
 
-        for ( /* void */ ; n < k; n++) {
+        for (n = 27; n < k; n++) {
             x *= 5;
         }
 

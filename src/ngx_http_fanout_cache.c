@@ -785,10 +785,15 @@ ngx_http_fanout_cache_batch_keys(ngx_http_fanout_ctx_t *ctx, u_char *id,
 }
 
 
+/* s, then sep; an empty s may have no data at all (memcpy's NULL) */
+
 static ngx_inline u_char *
 ngx_http_fanout_cache_put(u_char *p, ngx_str_t *s, u_char sep)
 {
-    p = ngx_cpymem(p, s->data, s->len);
+    if (s->len) {
+        p = ngx_cpymem(p, s->data, s->len);
+    }
+
     *p++ = sep;
 
     return p;
@@ -924,7 +929,7 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
     p = ngx_http_fanout_cache_put(p, &vary, '\n');
 
     if (cc->key) {
-        p = ngx_cpymem(p, key.data, key.len);
+        p = ngx_http_fanout_cache_put(p, &key, '\0') - 1;
 
     } else {
         p = ngx_http_fanout_cache_put(p, method, ' ');
@@ -952,7 +957,7 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
             *p++ = '\n';
             p = ngx_http_fanout_cache_put(p, &t->name, '=');
             p = ngx_http_fanout_cache_put(p, &t->uri, '?');
-            p = ngx_cpymem(p, t->args.data, t->args.len);
+            p = ngx_http_fanout_cache_put(p, &t->args, '\0') - 1;
         }
 
         /* named when Redis needs it: an L1 hit goes by the material */

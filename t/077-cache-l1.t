@@ -241,6 +241,18 @@ for (1 .. 50) { last if loc_cache('/p')->{l1}{entries}; sleep 0.02 }
 $res = $t->post('/p', '{"v":1}', port => $t->port('other'));
 is(cache($res), 'MISS', 'another vhost, same location and body: a miss');
 
+# --- two tenants: the L1 keeps them apart as Redis does ---------------
+
+my $stored_before = loc_cache('/p')->{l1_stored};
+$res = $t->post('/p', '{"tenant":1}', headers => { Authorization => 'Bearer A' });
+for (1 .. 100) { last if loc_cache('/p')->{l1_stored} > $stored_before; sleep 0.02 }
+my $l1_before = loc_cache('/p')->{l1_hit};
+$res = $t->post('/p', '{"tenant":1}', headers => { Authorization => 'Bearer A' });
+is(cache($res), 'HIT', 'tenant A: its own entry');
+is(loc_cache('/p')->{l1_hit}, $l1_before + 1, 'from the L1');
+$res = $t->post('/p', '{"tenant":1}', headers => { Authorization => 'Bearer B' });
+is(cache($res), 'MISS', 'tenant B, the same body: a miss, not A\'s answer');
+
 # --- eviction in a small zone ------------------------------------------
 
 for my $i (1 .. 120) {

@@ -43,11 +43,11 @@ UNIT_TESTS  := $(BUILD)/unit/json_test $(BUILD)/unit/merge_test $(BUILD)/unit/ba
                $(BUILD)/unit/cache_key_test $(BUILD)/unit/limit_test \
                $(BUILD)/unit/breaker_test $(BUILD)/unit/split_test \
                $(BUILD)/unit/compare_test $(BUILD)/unit/call_test \
-               $(BUILD)/unit/microbatch_test
+               $(BUILD)/unit/microbatch_test $(BUILD)/unit/trace_test
 CORE        := src/fanout_json.c src/fanout_merge.c src/fanout_cache_key.c \
                src/fanout_limit.c src/fanout_breaker.c src/fanout_split.c \
                src/fanout_compare.c src/fanout_call.c src/fanout_batch.c \
-               src/fanout_microbatch.c
+               src/fanout_microbatch.c src/fanout_trace.c
 
 .PHONY: all deps deps-build check-deps build test unit test-asan leak-check demo bench \
         bench-cost bench-cpu bench-mean bench-tail bench-batch bench-conns lint clean build-static test-static test-compat \
@@ -261,7 +261,7 @@ bench-mean: deps
 # a copy of its seed corpus (t/fuzz/corpus/NAME, kept in the repository);
 # a crash stops it and leaves its input in build/fuzz/NAME/ (crash-*), to
 # be added to the corpus with a regression unit test.
-FUZZERS      := json merge compare cache_key call batch microbatch
+FUZZERS      := json merge compare cache_key call batch microbatch trace
 FUZZ_SECONDS ?= 600
 FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=undefined -fno-omit-frame-pointer -Isrc

@@ -819,6 +819,20 @@ fanout_merge_write(const fanout_merge_conf_t *conf, const fanout_part_t *parts,
     fanout_out_uint(o, n - m->ok);
     fanout_out_cstr(o, ",\"quorum\":");
     fanout_out_uint(o, conf->quorum);
+
+    /* ids of hex, or of a request id's characters: nothing to escape */
+    if (conf->trace_id_len) {
+        fanout_out_cstr(o, ",\"trace_id\":\"");
+        fanout_out_raw(o, conf->trace_id, conf->trace_id_len);
+        fanout_out_raw(o, "\"", 1);
+    }
+
+    if (conf->request_id_len) {
+        fanout_out_cstr(o, ",\"request_id\":\"");
+        fanout_out_raw(o, conf->request_id, conf->request_id_len);
+        fanout_out_raw(o, "\"", 1);
+    }
+
     fanout_out_cstr(o, ",\"latency_ms\":{");
 
     for (i = 0; i < n; i++) {

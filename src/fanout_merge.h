@@ -74,6 +74,13 @@ typedef struct {
     size_t                output_len;
     const char           *id;
     size_t                id_len;
+
+    /* meta.trace_id and meta.request_id, when set: written as they are
+     * (hex, or fanout_request_id_valid()'s characters) */
+    const char           *trace_id;
+    size_t                trace_id_len;
+    const char           *request_id;
+    size_t                request_id_len;
 } fanout_merge_conf_t;
 
 

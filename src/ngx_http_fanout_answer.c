@@ -147,6 +147,14 @@ ngx_http_fanout_merge_conf(ngx_http_fanout_ctx_t *ctx,
     mc->cache_meta = (ctx->target_keys != NULL);
     mc->precision = (int) ctx->conf->precision;
 
+    if (ctx->trace.traced) {
+        mc->trace_id = ctx->trace.ids.trace_id;
+        mc->trace_id_len = FANOUT_TRACE_ID_LEN;
+    }
+
+    mc->request_id = (const char *) ctx->trace.request_id.data;
+    mc->request_id_len = ctx->trace.request_id.len;
+
     if (!ctx->conf->merge_v2) {
         return;
     }

@@ -188,7 +188,12 @@ ngx_http_fanout_batcher_join(ngx_http_fanout_ctx_t *ctx,
     m->st = ngx_http_fanout_stats_extra(r, ctx->conf,
                                         NGX_HTTP_FANOUT_STATS_BATCH,
                                         t->batch_stats);
-    m->headers = ctx->headers;
+    /* the first member's own traceparent goes with the batch */
+    m->headers = ngx_http_fanout_trace_headers(ctx, ctx->headers, a->span);
+    if (m->headers == NULL) {
+        return NGX_DECLINED;
+    }
+
     m->tst = sub->st;
     m->retry = ctx->conf->retry;
 

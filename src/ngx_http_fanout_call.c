@@ -498,6 +498,7 @@ ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx, ngx_http_fanout_call_t *sub,
     ngx_http_fanout_attempt_t *a, ngx_str_t *uri, ngx_str_t *args)
 {
     ngx_uint_t           k;
+    ngx_list_t          *headers;
     ngx_msec_t           timeout;
     ngx_http_request_t  *r, *sr;
 
@@ -539,7 +540,13 @@ ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx, ngx_http_fanout_call_t *sub,
     }
 
     if (sr) {
-        sr->headers_in.headers = *ctx->headers;
+        /* the client's headers, with this attempt's own traceparent */
+        headers = ngx_http_fanout_trace_headers(ctx, ctx->headers, a->span);
+        if (headers == NULL) {
+            return NGX_ERROR;
+        }
+
+        sr->headers_in.headers = *headers;
 #if (NGX_HTTP_GZIP || NGX_HTTP_HEADERS)
         sr->headers_in.accept_encoding = NULL;
 #endif

@@ -56,6 +56,12 @@ ngx_http_fanout_handler(ngx_http_request_t *r)
     cln->handler = ngx_http_fanout_cleanup;
     cln->data = ctx;
 
+    if ((flcf->trace || flcf->request_id != NGX_HTTP_FANOUT_RID_OFF)
+        && ngx_http_fanout_trace_start(ctx) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     return ngx_http_fanout_pipeline(ctx);
 }
 

@@ -26,6 +26,14 @@ static ngx_conf_num_bounds_t  ngx_http_fanout_quorum_bounds = {
 };
 
 
+static ngx_conf_enum_t  ngx_http_fanout_request_ids[] = {
+    { ngx_string("off"), NGX_HTTP_FANOUT_RID_OFF },
+    { ngx_string("on"), NGX_HTTP_FANOUT_RID_ON },
+    { ngx_string("trust"), NGX_HTTP_FANOUT_RID_TRUST },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_http_fanout_commands[] = {
 
     { ngx_string("fanout_zone"),
@@ -139,6 +147,20 @@ static ngx_command_t  ngx_http_fanout_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
+
+    { ngx_string("fanout_trace"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fanout_loc_conf_t, trace),
+      NULL },
+
+    { ngx_string("fanout_request_id"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fanout_loc_conf_t, request_id),
+      &ngx_http_fanout_request_ids },
 
     { ngx_string("fanout_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
@@ -295,6 +317,8 @@ ngx_http_fanout_create_loc_conf(ngx_conf_t *cf)
 
     flcf->merge = NGX_CONF_UNSET_UINT;
     flcf->quorum = NGX_CONF_UNSET_UINT;
+    flcf->trace = NGX_CONF_UNSET;
+    flcf->request_id = NGX_CONF_UNSET_UINT;
     flcf->timeout = NGX_CONF_UNSET_MSEC;
     flcf->cache = NGX_CONF_UNSET_PTR;
     flcf->retry = NGX_CONF_UNSET_PTR;
@@ -349,6 +373,9 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 60000);
+    ngx_conf_merge_value(conf->trace, prev->trace, 1);
+    ngx_conf_merge_uint_value(conf->request_id, prev->request_id,
+                              NGX_HTTP_FANOUT_RID_ON);
     ngx_conf_merge_ptr_value(conf->cache, prev->cache, NULL);
     ngx_conf_merge_ptr_value(conf->retry, prev->retry, NULL);
     ngx_conf_merge_ptr_value(conf->hedge, prev->hedge, NULL);
@@ -613,6 +640,10 @@ ngx_http_fanout_init_process(ngx_cycle_t *cycle)
         && ngx_process != NGX_PROCESS_SINGLE)
     {
         return NGX_OK;
+    }
+
+    if (ngx_http_fanout_trace_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     return ngx_http_fanout_breaker_init_process(cycle);

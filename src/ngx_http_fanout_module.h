@@ -15,6 +15,7 @@
 #include "fanout_breaker.h"
 #include "fanout_batch.h"
 #include "fanout_microbatch.h"
+#include "fanout_trace.h"
 
 
 #define NGX_HTTP_FANOUT_VERSION        "0.3.0"
@@ -147,7 +148,29 @@ typedef struct {
     ngx_array_t                *shadows;       /* fanout_shadow */
     u_char                     *shadow_file;   /* the first one's */
     ngx_uint_t                  shadow_line;
+
+    ngx_flag_t                  trace;         /* fanout_trace */
+    ngx_uint_t                  request_id;    /* fanout_request_id */
 } ngx_http_fanout_loc_conf_t;
+
+
+/* fanout_request_id */
+#define NGX_HTTP_FANOUT_RID_OFF    1
+#define NGX_HTTP_FANOUT_RID_ON     2
+#define NGX_HTTP_FANOUT_RID_TRUST  3
+
+
+/* a request's trace and request id (ngx_http_fanout_trace.c) */
+typedef struct {
+    fanout_trace_t              ids;           /* trace id, the calls'
+                                                  parent span, flags */
+    ngx_str_t                   request_id;    /* empty: not sent */
+    ngx_list_t                  rid_list;      /* X-Request-ID, then the
+                                                  client's headers */
+    ngx_table_elt_t             rid_elt;
+    unsigned                    traced:1;
+    unsigned                    fresh:1;       /* a new trace, ours */
+} ngx_http_fanout_trace_ctx_t;
 
 
 typedef struct {
@@ -227,6 +250,8 @@ struct ngx_http_fanout_attempt_s {
 
     ngx_http_request_t         *sr;            /* NULL once it has ended */
     ngx_http_post_subrequest_t  ps;
+    u_char                      span[FANOUT_SPAN_ID_LEN];  /* its own, in
+                                                  its traceparent */
     ngx_event_t                *stop;          /* posted: cut it off */
     ngx_msec_t                  start;
     ngx_msec_t                  last_read;     /* the answer's latest bytes */
@@ -311,6 +336,7 @@ struct ngx_http_fanout_ctx_s {
     ngx_http_fanout_call_t      *winner;        /* merge first */
     ngx_uint_t                  next_call;     /* the next to start */
     ngx_http_fanout_batch_t    *batch;         /* fanout_batch; or NULL */
+    ngx_http_fanout_trace_ctx_t trace;         /* fanout_trace, the id */
 
     ngx_uint_t                  status;        /* of the merged answer */
     ngx_uint_t                  ok;
@@ -452,6 +478,10 @@ void ngx_http_fanout_attempt_forget(ngx_http_fanout_attempt_t *a);
 void ngx_http_fanout_attempt_answered(ngx_http_fanout_attempt_t *a,
     fanout_kind_e kind, int result, int status, ngx_str_t *type,
     u_char *buf, size_t len);
+ngx_int_t ngx_http_fanout_trace_init_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_fanout_trace_start(ngx_http_fanout_ctx_t *ctx);
+ngx_list_t *ngx_http_fanout_trace_headers(ngx_http_fanout_ctx_t *ctx,
+    ngx_list_t *shared, u_char *span);
 ngx_int_t ngx_http_fanout_purge(ngx_http_fanout_ctx_t *ctx, ngx_str_t *keys,
     ngx_str_t *l1keys, ngx_uint_t n, ngx_http_fanout_l1_t *l1);
 ngx_int_t ngx_http_fanout_send_error(ngx_http_request_t *r,

@@ -138,10 +138,16 @@ ngx_http_fanout_body_memory(ngx_http_request_t *r, ngx_str_t *body)
 ngx_list_t *
 ngx_http_fanout_headers(ngx_http_request_t *r)
 {
-    ngx_uint_t        i;
-    ngx_list_t       *headers;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *copy;
+    ngx_uint_t                   i, trace, rid;
+    ngx_list_t                  *headers;
+    ngx_list_part_t             *part;
+    ngx_table_elt_t             *h, *copy;
+    ngx_http_fanout_loc_conf_t  *flcf;
+
+    /* what each call sends of its own (trace.c) is not the client's */
+    flcf = ngx_http_get_module_loc_conf(r, ngx_http_fanout_module);
+    trace = flcf->trace;
+    rid = (flcf->request_id != NGX_HTTP_FANOUT_RID_OFF);
 
     headers = ngx_list_create(r->pool, 16, sizeof(ngx_table_elt_t));
     if (headers == NULL) {
@@ -166,6 +172,22 @@ ngx_http_fanout_headers(ngx_http_request_t *r)
         if (h[i].key.len == sizeof("Accept-Encoding") - 1
             && ngx_strncasecmp(h[i].key.data, (u_char *) "Accept-Encoding",
                                sizeof("Accept-Encoding") - 1)
+               == 0)
+        {
+            continue;
+        }
+
+        if (trace && h[i].key.len == sizeof("traceparent") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "traceparent",
+                               sizeof("traceparent") - 1)
+               == 0)
+        {
+            continue;
+        }
+
+        if (rid && h[i].key.len == sizeof("X-Request-ID") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Request-ID",
+                               sizeof("X-Request-ID") - 1)
                == 0)
         {
             continue;

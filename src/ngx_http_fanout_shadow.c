@@ -347,7 +347,9 @@ ngx_http_fanout_shadow_merge(ngx_conf_t *cf, ngx_http_fanout_loc_conf_t *flcf)
 void
 ngx_http_fanout_shadow_start(ngx_http_fanout_ctx_t *ctx)
 {
+    u_char                          span[FANOUT_SPAN_ID_LEN];
     ngx_int_t                       rc;
+    ngx_list_t                     *headers;
     ngx_str_t                      *variant;
     ngx_uint_t                      i;
     ngx_msec_t                      timeout;
@@ -399,7 +401,12 @@ ngx_http_fanout_shadow_start(ngx_http_fanout_ctx_t *ctx)
             continue;
         }
 
-        fake = ngx_http_fanout_detach(r, ctx->headers, "shadowing", 1);
+        /* a span of its own in the client's trace, the request's id */
+        ngx_memzero(span, sizeof(span));
+        headers = ngx_http_fanout_trace_headers(ctx, ctx->headers, span);
+
+        fake = headers ? ngx_http_fanout_detach(r, headers, "shadowing", 1)
+                       : NULL;
 
         if (fake == NULL) {
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -433,6 +440,7 @@ ngx_http_fanout_shadow_start(ngx_http_fanout_ctx_t *ctx)
         sh->sub.first.stopped = ngx_http_fanout_shadow_stopped;
         sh->sub.first.name = &sc->target.name;
         sh->sub.first.what = "shadow";
+        ngx_memcpy(sh->sub.first.span, span, FANOUT_SPAN_ID_LEN);
         sh->reap.handler = ngx_http_fanout_shadow_reap;
         sh->reap.data = sh;
         sh->reap.log = c->log;

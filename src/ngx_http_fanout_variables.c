@@ -1,5 +1,7 @@
 /*
- * $fanout_ok, $fanout_failed and $fanout_latency_ms, for access logs.
+ * $fanout_ok, $fanout_failed, $fanout_latency_ms, $fanout_cache_status,
+ * $fanout_variant, $fanout_trace_id, $fanout_span_id and
+ * $fanout_request_id, for access logs.
  */
 
 #include "ngx_http_fanout_module.h"
@@ -11,6 +13,8 @@ static ngx_int_t ngx_http_fanout_variable(ngx_http_request_t *r,
 static ngx_int_t ngx_http_fanout_variant_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_fanout_cache_status_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_fanout_trace_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 
@@ -30,6 +34,15 @@ static ngx_http_variable_t  ngx_http_fanout_vars[] = {
 
     { ngx_string("fanout_variant"), NULL,
       ngx_http_fanout_variant_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("fanout_trace_id"), NULL, ngx_http_fanout_trace_variable,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("fanout_span_id"), NULL, ngx_http_fanout_trace_variable,
+      1, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("fanout_request_id"), NULL, ngx_http_fanout_trace_variable,
+      2, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -102,6 +115,47 @@ ngx_http_fanout_cache_status_variable(ngx_http_request_t *r,
 
     v->len = ngx_http_fanout_cache_statuses[ctx->cache_status].len;
     v->data = ngx_http_fanout_cache_statuses[ctx->cache_status].data;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The request's trace id, the span its calls are children of (the
+ * client's, or the module's root span of a new trace), its request id.
+ */
+
+static ngx_int_t
+ngx_http_fanout_trace_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_fanout_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_fanout_module);
+
+    if (ctx == NULL || (data < 2 && !ctx->trace.traced)
+        || (data == 2 && ctx->trace.request_id.len == 0))
+    {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    if (data == 0) {
+        v->data = (u_char *) ctx->trace.ids.trace_id;
+        v->len = FANOUT_TRACE_ID_LEN;
+
+    } else if (data == 1) {
+        v->data = (u_char *) ctx->trace.ids.parent_id;
+        v->len = FANOUT_SPAN_ID_LEN;
+
+    } else {
+        v->data = ctx->trace.request_id.data;
+        v->len = ctx->trace.request_id.len;
+    }
+
     v->valid = 1;
     v->no_cacheable = 0;
     v->not_found = 0;

@@ -11,7 +11,7 @@ my $dir = "$FindBin::Bin/../build/unit";
 
 for my $name (qw(json_test merge_test cache_key_test limit_test
                   breaker_test split_test compare_test call_test
-                  batch_test microbatch_test)) {
+                  batch_test microbatch_test trace_test)) {
     subtest $name => sub {
         plan skip_all => "$dir/$name is not built (make unit)"
             unless -x "$dir/$name";

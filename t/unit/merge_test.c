@@ -243,6 +243,7 @@ test_all(void)
         fanout_out_t         o;
 
         p[0].cached = 1;
+        memset(&mc, 0, sizeof(mc));
         mc.mode = FANOUT_MERGE_ALL;
         mc.field = NULL;
         mc.field_len = 0;
@@ -264,6 +265,29 @@ test_all(void)
                "{\"a\":\"HIT\",\"b\":\"MISS\",\"c\":\"MISS\"}",
                "all: meta.cache names the cached answers");
         p[0].cached = 0;
+
+        /* the trace and request ids, as they are */
+        mc.cache_meta = 0;
+        mc.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        mc.trace_id_len = 32;
+        mc.request_id = "req-42:a";
+        mc.request_id_len = 8;
+
+        fanout_merge_prepare(&mc, p, 3, &m);
+        o.buf = NULL;
+        o.len = 0;
+        fanout_merge_write(&mc, p, 3, &m, &o);
+        text = realloc(text, o.len + 1);
+        o.buf = text;
+        o.len = 0;
+        fanout_merge_write(&mc, p, 3, &m, &o);
+        text[o.len] = '\0';
+        fanout_merged_free(&m);
+
+        is_str(dump(get(text, "meta", "trace_id", NULL)),
+               "\"4bf92f3577b34da6a3ce929d0e0e4736\"", "all: meta.trace_id");
+        is_str(dump(get(text, "meta", "request_id", NULL)), "\"req-42:a\"",
+               "all: meta.request_id");
     }
 
     p[0] = failed("a \"quoted\"", FANOUT_TIMEOUT, 504);

@@ -101,13 +101,14 @@ sub read_request {
     $line =~ s/\r\n$//;
 
     my ($method, $uri) = split / /, $line;
-    my %h;
+    my (%h, %n);
 
     while (my $hl = <$c>) {
         $hl =~ s/\r\n$//;
         last if $hl eq '';
         my ($k, $v) = split /:\s*/, $hl, 2;
         $h{lc $k} = $v;
+        $n{lc $k}++;
     }
 
     my $body = '';
@@ -135,7 +136,8 @@ sub read_request {
         <$c>;
     }
 
-    return { method => $method, uri => $uri, headers => \%h, body => $body };
+    return { method => $method, uri => $uri, headers => \%h, body => $body,
+             times => \%n };
 }
 
 sub serve {
@@ -174,6 +176,7 @@ sub log_request {
         len     => length $req->{body},
         sha1    => sha1_hex($req->{body}),
         headers => $req->{headers},
+        times   => $req->{times},    # each header's count: duplicates
         (length $req->{body} <= 1024 ? (body => $req->{body}) : ()),
     }), "\n";
     close $fh;

@@ -331,3 +331,65 @@ fanout_window_quantile(fanout_window_t *w, uint64_t now_ms, uint64_t slot_ms,
 
     return fanout_window_bounds[FANOUT_WINDOW_BUCKETS - 1];
 }
+
+
+size_t
+fanout_qring_bucket(uint64_t ms)
+{
+    size_t  b;
+
+    b = fanout_window_bucket(ms);
+
+    return (b < FANOUT_QRING_BUCKETS) ? b : FANOUT_QRING_BUCKETS - 1;
+}
+
+
+void
+fanout_qring_quantiles(const uint64_t *stamps, const uint64_t *counts,
+    uint64_t now_slot, const unsigned *per_mille, size_t nq, uint64_t *out,
+    uint64_t *samples)
+{
+    size_t    s, b, q;
+    uint64_t  n, rank, seen, merged[FANOUT_QRING_BUCKETS];
+
+    memset(merged, 0, sizeof(merged));
+    n = 0;
+
+    /* the slots of the window: a stamp from now_slot back SLOTS - 1 */
+    for (s = 0; s < FANOUT_QRING_SLOTS; s++) {
+        if (stamps[s] > now_slot || stamps[s] + FANOUT_QRING_SLOTS <= now_slot)
+        {
+            continue;
+        }
+
+        for (b = 0; b < FANOUT_QRING_BUCKETS; b++) {
+            merged[b] += counts[s * FANOUT_QRING_BUCKETS + b];
+            n += counts[s * FANOUT_QRING_BUCKETS + b];
+        }
+    }
+
+    *samples = n;
+
+    for (q = 0; q < nq; q++) {
+        out[q] = 0;
+
+        if (n == 0) {
+            continue;
+        }
+
+        /* the smallest bound with per_mille of the samples at or under it */
+        rank = (n * per_mille[q] + 999) / 1000;
+        rank = rank ? rank : 1;
+
+        for (seen = 0, b = 0; b < FANOUT_QRING_BUCKETS; b++) {
+            seen += merged[b];
+
+            if (seen >= rank) {
+                break;
+            }
+        }
+
+        out[q] = fanout_window_bound(b < FANOUT_QRING_BUCKETS
+                                     ? b : FANOUT_QRING_BUCKETS - 1);
+    }
+}

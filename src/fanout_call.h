@@ -127,4 +127,31 @@ uint64_t fanout_window_quantile(fanout_window_t *w, uint64_t now_ms,
     uint64_t slot_ms, unsigned per_mille, uint32_t *samples);
 
 
+/*
+ * Recent quantiles for the status page (p50, p90, p99, p99.9 of the last
+ * minute): a ring of FANOUT_QRING_SLOTS slots of FANOUT_QRING_SLOT_MS,
+ * each a histogram over the window's first FANOUT_QRING_BUCKETS buckets
+ * (the last holds everything over 39.5 s, and reads as 49.4 s).  The counters live in the
+ * zone and are added to with atomics by the glue; a slot is reused when
+ * its stamp (its slot number) is older than the window.  A quantile is
+ * the upper bound of its bucket: never under the true value, at most 25%
+ * over it (or "over 39.5 s"); the window holds between 50 and 60 s.
+ */
+
+#define FANOUT_QRING_SLOTS     6
+#define FANOUT_QRING_SLOT_MS   10000
+#define FANOUT_QRING_BUCKETS   48
+
+size_t fanout_qring_bucket(uint64_t ms);
+
+/*
+ * The per_mille[i]-th quantiles into out[i] (in ms; 0 without samples)
+ * from the slots whose stamp is within the window ending at now_slot
+ * (now_ms / FANOUT_QRING_SLOT_MS); *samples is how many they hold.
+ */
+void fanout_qring_quantiles(const uint64_t *stamps, const uint64_t *counts,
+    uint64_t now_slot, const unsigned *per_mille, size_t nq, uint64_t *out,
+    uint64_t *samples);
+
+
 #endif /* _FANOUT_CALL_H_INCLUDED_ */

@@ -9,6 +9,23 @@
 
 
 /* the Redis counters: a node keyed "\0redis", no location has that name */
+static void ngx_http_fanout_stats_recent(ngx_http_fanout_stats_t *st,
+    ngx_msec_t ms);
+
+
+/* the wall clock's milliseconds: the same slots in every worker */
+
+static ngx_inline uint64_t
+ngx_http_fanout_stats_now(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
+}
+
+
 static ngx_str_t  ngx_http_fanout_none = { 0, (u_char *) "" };
 static ngx_str_t  ngx_http_fanout_redis_key = ngx_string("redis");
 
@@ -397,6 +414,44 @@ ngx_http_fanout_stats_latency(ngx_http_fanout_stats_t *st, ngx_msec_t ms)
     (void) ngx_atomic_fetch_add(&st->buckets[i], 1);
     (void) ngx_atomic_fetch_add(&st->latency_sum, ms);
     (void) ngx_atomic_fetch_add(&st->latency_count, 1);
+
+    ngx_http_fanout_stats_recent(st, ms);
+}
+
+
+/*
+ * The last minute's ring (fanout_call.h): the slot of now, emptied first
+ * by the one worker that moves its stamp on.  Without a lock: an answer
+ * counted by another worker while the slot is emptied may be lost, and
+ * none is counted twice.
+ */
+
+static void
+ngx_http_fanout_stats_recent(ngx_http_fanout_stats_t *st, ngx_msec_t ms)
+{
+    ngx_uint_t    i, b;
+    ngx_atomic_t  old;
+    uint64_t      slot;
+
+    slot = (uint64_t) ngx_http_fanout_stats_now() / FANOUT_QRING_SLOT_MS;
+    i = slot % FANOUT_QRING_SLOTS;
+    old = st->qstamp[i];
+
+    if (old != slot) {
+        if (old > slot || !ngx_atomic_cmp_set(&st->qstamp[i], old, slot)) {
+            /* another worker moved it on (or the clock went back) */
+            if (st->qstamp[i] != slot) {
+                return;
+            }
+
+        } else {
+            for (b = 0; b < FANOUT_QRING_BUCKETS; b++) {
+                st->qcounts[i][b] = 0;
+            }
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&st->qcounts[i][fanout_qring_bucket(ms)], 1);
 }
 
 
@@ -438,7 +493,11 @@ ngx_http_fanout_escape_json(u_char *p, ngx_str_t *s)
 u_char *
 ngx_http_fanout_stats_json_histogram(u_char *p, ngx_http_fanout_stats_t *st)
 {
-    ngx_uint_t  i;
+    ngx_uint_t  i, s;
+    uint64_t    q[4], samples, stamps[FANOUT_QRING_SLOTS],
+                counts[FANOUT_QRING_SLOTS * FANOUT_QRING_BUCKETS];
+
+    static const unsigned  per_mille[4] = { 500, 900, 990, 999 };
 
     p = ngx_sprintf(p, "\"latency_ms\":{\"sum\":%uA,\"count\":%uA,"
                     "\"buckets\":{", st->latency_sum, st->latency_count);
@@ -453,7 +512,25 @@ ngx_http_fanout_stats_json_histogram(u_char *p, ngx_http_fanout_stats_t *st)
         }
     }
 
-    return ngx_sprintf(p, "}}");
+    /* the last minute's quantiles, copied without the lock (ngx_atomic_t
+     * is 32 bits on some platforms) */
+    for (s = 0; s < FANOUT_QRING_SLOTS; s++) {
+        stamps[s] = st->qstamp[s];
+
+        for (i = 0; i < FANOUT_QRING_BUCKETS; i++) {
+            counts[s * FANOUT_QRING_BUCKETS + i] = st->qcounts[s][i];
+        }
+    }
+
+    fanout_qring_quantiles(stamps, counts,
+                           ngx_http_fanout_stats_now() / FANOUT_QRING_SLOT_MS,
+                           per_mille, 4, q, &samples);
+
+    return ngx_sprintf(p, "},\"recent\":{\"seconds\":%d,\"samples\":%uL,"
+                       "\"p50\":%uL,\"p90\":%uL,\"p99\":%uL,"
+                       "\"p99.9\":%uL}}",
+                       FANOUT_QRING_SLOTS * FANOUT_QRING_SLOT_MS / 1000,
+                       samples, q[0], q[1], q[2], q[3]);
 }
 
 

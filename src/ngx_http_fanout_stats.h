@@ -147,6 +147,9 @@ struct ngx_http_fanout_stats_s {
     ngx_atomic_t                latency_sum;
     ngx_atomic_t                latency_count;
     ngx_atomic_t                buckets[NGX_HTTP_FANOUT_NBUCKETS];
+    ngx_atomic_t                qstamp[FANOUT_QRING_SLOTS];  /* the last */
+    ngx_atomic_t                qcounts[FANOUT_QRING_SLOTS]    /* minute */
+                                       [FANOUT_QRING_BUCKETS];
     size_t                      len;
     u_char                      key[1];
 };

@@ -881,8 +881,8 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
 static const ngx_uint_t  ngx_http_fanout_extra_lines[] = {
     0,
     NGX_HTTP_FANOUT_LIM_NCOUNTERS + 2,
-    NGX_HTTP_FANOUT_VAR_NCOUNTERS + NGX_HTTP_FANOUT_NBUCKETS + 4,
-    NGX_HTTP_FANOUT_SHA_NCOUNTERS + NGX_HTTP_FANOUT_NBUCKETS + 4,
+    NGX_HTTP_FANOUT_VAR_NCOUNTERS + NGX_HTTP_FANOUT_NBUCKETS + 6,
+    NGX_HTTP_FANOUT_SHA_NCOUNTERS + NGX_HTTP_FANOUT_NBUCKETS + 6,
     NGX_HTTP_FANOUT_BAT_NCOUNTERS + 4
 };
 

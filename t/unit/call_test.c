@@ -4,6 +4,7 @@
  */
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "fanout_call.h"
 #include "tap.h"
@@ -292,6 +293,55 @@ test_window(void)
 }
 
 
+static void
+test_qring(void)
+{
+    size_t    i;
+    uint64_t  stamps[FANOUT_QRING_SLOTS], q[4], n;
+    uint64_t  counts[FANOUT_QRING_SLOTS * FANOUT_QRING_BUCKETS];
+
+    static const unsigned  pm[4] = { 500, 900, 990, 999 };
+
+    memset(stamps, 0, sizeof(stamps));
+    memset(counts, 0, sizeof(counts));
+
+    /* slot 100: 900 answers of 20 ms, 90 of 200 ms, 10 of 2 s */
+    stamps[100 % FANOUT_QRING_SLOTS] = 100;
+    counts[(100 % FANOUT_QRING_SLOTS) * FANOUT_QRING_BUCKETS
+           + fanout_qring_bucket(20)] = 900;
+    counts[(100 % FANOUT_QRING_SLOTS) * FANOUT_QRING_BUCKETS
+           + fanout_qring_bucket(200)] = 90;
+    counts[(100 % FANOUT_QRING_SLOTS) * FANOUT_QRING_BUCKETS
+           + fanout_qring_bucket(2000)] = 10;
+
+    fanout_qring_quantiles(stamps, counts, 100, pm, 4, q, &n);
+    ok(n == 1000, "qring: every sample of the window");
+    ok(q[0] >= 20 && q[0] <= 25, "qring: p50 within 25% over 20 ms");
+    ok(q[1] >= 20 && q[1] <= 25, "qring: p90 too");
+    ok(q[2] >= 200 && q[2] <= 250, "qring: p99 within 25% over 200 ms");
+    ok(q[3] >= 2000 && q[3] <= 2500, "qring: p99.9 within 25% over 2 s");
+
+    fanout_qring_quantiles(stamps, counts, 105, pm, 4, q, &n);
+    ok(n == 1000, "qring: five slots later, still in the window");
+    fanout_qring_quantiles(stamps, counts, 106, pm, 4, q, &n);
+    ok(n == 0 && q[0] == 0, "qring: six slots later, out of it");
+    fanout_qring_quantiles(stamps, counts, 99, pm, 4, q, &n);
+    ok(n == 0, "qring: a slot stamped ahead of now is not read");
+
+    ok(fanout_qring_bucket(10000000) == FANOUT_QRING_BUCKETS - 1,
+       "qring: hours go to the last bucket");
+
+    /* the bound of every bucket reads back into it */
+    for (i = 0; i < FANOUT_QRING_BUCKETS - 1; i++) {
+        if (fanout_qring_bucket(fanout_window_bound(i)) != i) {
+            break;
+        }
+    }
+
+    ok(i == FANOUT_QRING_BUCKETS - 1, "qring: each bound is its bucket's");
+}
+
+
 int
 main(void)
 {
@@ -300,6 +350,7 @@ main(void)
     test_backoff();
     test_budget();
     test_window();
+    test_qring();
 
     return done_testing();
 }

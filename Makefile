@@ -27,7 +27,7 @@ ASAN_MODULE := $(BUILD)/asan/ngx_http_fanout_module.so
 DEB_BUILD   := nginx nginx-dev libhiredis-dev libssl-dev gcc make
 # jansson is the oracle the JSON scanner is checked against
 DEB_TEST    := libjansson-dev redis-server libnginx-mod-http-echo curl perl \
-               cppcheck valgrind
+               cppcheck valgrind prometheus
 DEB_BENCH   := wrk libnginx-mod-http-lua lua-cjson lua-nginx-redis
 DEB_ALL     := $(DEB_BUILD) $(DEB_TEST) $(DEB_BENCH)
 
@@ -70,7 +70,7 @@ deps deps-build:
 	    $$SUDO apt-get update -q && \
 	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q \
 	        --no-install-recommends $$missing; \
-	    for s in nginx redis-server; do \
+	    for s in nginx redis-server prometheus; do \
 	        $$SUDO service $$s stop >/dev/null 2>&1 || true; done; \
 	    true; \
 	fi

@@ -28,7 +28,8 @@ static void ngx_http_fanout_sub_timeout(ngx_event_t *ev);
 static ngx_int_t ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub, ngx_http_fanout_attempt_t *a, ngx_str_t *uri,
     ngx_str_t *args);
-static void ngx_http_fanout_call_cut(ngx_http_fanout_call_t *sub);
+static void ngx_http_fanout_call_cut(ngx_http_fanout_call_t *sub,
+    const char *why);
 static void ngx_http_fanout_call_over(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub);
 static void ngx_http_fanout_call_end(ngx_http_fanout_ctx_t *ctx,
@@ -308,7 +309,7 @@ ngx_http_fanout_item_won(ngx_http_fanout_ctx_t *ctx,
                                  ? ngx_current_msec - other->attempt->start
                                  : 0;
 
-        ngx_http_fanout_call_cut(other);
+        ngx_http_fanout_call_cut(other, "cancelled");
     }
 }
 
@@ -473,6 +474,12 @@ ngx_http_fanout_cut_others(ngx_http_fanout_ctx_t *ctx,
         if (sub == winner) {
             for (a = &sub->first; a; a = a->next) {
                 if (a->live && !a->streaming) {
+                    if (ctx->conf->call_log) {
+                        a->latency = ngx_current_msec - a->start;
+                        ngx_http_fanout_call_log_attempt(ctx, sub, a,
+                                                         "cancelled");
+                    }
+
                     a->live = 0;
                     sub->running--;
                     ngx_http_fanout_attempt_cut(a);
@@ -503,6 +510,7 @@ ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx, ngx_http_fanout_call_t *sub,
     ngx_http_request_t  *r, *sr;
 
     r = ctx->request;
+    a->uri = uri;
 
     if (sub->target->batch && !sub->alone && uri == &sub->target->uri
         && ngx_http_fanout_batcher_join(ctx, sub, a) == NGX_OK)
@@ -707,6 +715,10 @@ ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
         return;
     }
 
+    if (ctx->conf->call_log && a->split) {
+        ngx_http_fanout_call_log_attempt(ctx, sub, a, "split");
+    }
+
     if (a->split) {
         /*
          * batch=: its batch was refused for an input (a 400 or 422), and
@@ -769,6 +781,12 @@ ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
                           ctx->conf->field.len);
     }
 
+    if (ctx->conf->call_log) {
+        /* judged: its status and body as the call sees them */
+        ngx_http_fanout_call_log_attempt(ctx, sub, a,
+                                         fanout_kind_name(sub->part.kind));
+    }
+
     if (sub->part.kind != FANOUT_OK && sub->running && !a->streaming) {
         /* only a good answer wins: another attempt may still give one */
         sub->part.body = NULL;
@@ -800,7 +818,7 @@ ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
         }
 
         /* the race is won: the other attempts are cut off at once */
-        ngx_http_fanout_call_cut(sub);
+        ngx_http_fanout_call_cut(sub, "cancelled");
     }
 
     if (ctx->conf->retry && !a->retried
@@ -878,12 +896,18 @@ ngx_http_fanout_call_over(ngx_http_fanout_ctx_t *ctx,
 /* the call's live attempts, but the one that answered, are cut off */
 
 static void
-ngx_http_fanout_call_cut(ngx_http_fanout_call_t *sub)
+ngx_http_fanout_call_cut(ngx_http_fanout_call_t *sub, const char *why)
 {
     ngx_http_fanout_attempt_t  *a;
 
     for (a = &sub->first; a; a = a->next) {
         if (a->live) {
+            if (sub->ctx->conf->call_log) {
+                /* cut off: its end is the call's, not its own */
+                a->latency = ngx_current_msec - a->start;
+                ngx_http_fanout_call_log_attempt(sub->ctx, sub, a, why);
+            }
+
             a->live = 0;
             sub->running--;
             ngx_http_fanout_attempt_cut(a);
@@ -1224,7 +1248,7 @@ ngx_http_fanout_sub_end(ngx_http_fanout_call_t *sub, fanout_kind_e kind,
                                  ? ngx_current_msec - sub->attempt->start : 0;
     ctx->pending--;
 
-    ngx_http_fanout_call_cut(sub);
+    ngx_http_fanout_call_cut(sub, fanout_kind_name(kind));
 
     ngx_http_fanout_call_over(ctx, sub);
 
@@ -1251,6 +1275,13 @@ ngx_http_fanout_call_stopped(ngx_http_fanout_attempt_t *a)
 
     if (!a->live) {
         return;
+    }
+
+    if (sub->ctx->conf->call_log) {
+        a->latency = ngx_current_msec - a->start;
+        ngx_http_fanout_call_log_attempt(sub->ctx, sub, a,
+            fanout_kind_name(a->too_large ? FANOUT_TOO_LARGE
+                                          : FANOUT_UPSTREAM_ERROR));
     }
 
     a->live = 0;
@@ -1310,7 +1341,8 @@ ngx_http_fanout_call_end(ngx_http_fanout_ctx_t *ctx,
         }
     }
 
-    ngx_http_fanout_call_cut(sub);
+    /* the deadline, or a winner elsewhere */
+    ngx_http_fanout_call_cut(sub, ctx->winner ? "cancelled" : "timeout");
 }
 
 

@@ -58,6 +58,52 @@ ngx_http_fanout_attempt_start(ngx_http_request_t *r,
 
 
 /*
+ * Why an upstream_error or a timeout happened, from the upstream's own
+ * account of the attempt (ngx_http_upstream_state_t), for the call log.
+ */
+
+static const char *
+ngx_http_fanout_attempt_cause(ngx_http_request_t *sr, fanout_kind_e kind,
+    ngx_uint_t header, ngx_uint_t complete, ngx_uint_t read_timeout)
+{
+    ngx_http_upstream_t        *u;
+    ngx_http_upstream_state_t  *st;
+
+    if (kind != FANOUT_UPSTREAM_ERROR && kind != FANOUT_TIMEOUT) {
+        return NULL;
+    }
+
+    u = sr->upstream;
+
+    if (u == NULL) {
+        return header ? (complete ? "not_http" : "closed_mid_body") : NULL;
+    }
+
+    st = u->state;
+
+    if (st == NULL || st->peer == NULL) {
+        return "unresolvable_or_no_peer";
+    }
+
+    if (st->connect_time == (ngx_msec_t) -1) {
+        return read_timeout ? "connect_timed_out" : "connect_failed";
+    }
+
+    if (st->header_time == (ngx_msec_t) -1 && !header) {
+        return read_timeout ? "timed_out_before_header"
+                            : "closed_or_reset_before_header";
+    }
+
+    if (header && !complete) {
+        return read_timeout ? "timed_out_mid_body" : "closed_mid_body";
+    }
+
+    return (st->status == NGX_HTTP_BAD_GATEWAY) ? "invalid_header"
+                                                : "upstream_error";
+}
+
+
+/*
  * The post_subrequest handler: may run more than once for one attempt.
  * Never NGX_ERROR here: it would terminate the client's request.
  */
@@ -110,6 +156,8 @@ ngx_http_fanout_attempt_done(ngx_http_request_t *sr, void *data,
                                 >= u->conf->read_timeout));
 
     a->kind = fanout_capture_kind(cap, &a->result);
+    a->cause = ngx_http_fanout_attempt_cause(sr, a->kind, a->header,
+                                             cap->complete, cap->read_timeout);
 
     if (a->header && !cap->complete && !a->too_large && !a->broken) {
         ngx_log_error(NGX_LOG_ERR, sr->connection->log, 0,

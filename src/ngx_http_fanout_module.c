@@ -148,6 +148,13 @@ static ngx_command_t  ngx_http_fanout_commands[] = {
       0,
       NULL },
 
+    { ngx_string("fanout_call_log"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_fanout_call_log,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("fanout_trace"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -318,6 +325,7 @@ ngx_http_fanout_create_loc_conf(ngx_conf_t *cf)
     flcf->merge = NGX_CONF_UNSET_UINT;
     flcf->quorum = NGX_CONF_UNSET_UINT;
     flcf->trace = NGX_CONF_UNSET;
+    flcf->call_log = NGX_CONF_UNSET_PTR;
     flcf->request_id = NGX_CONF_UNSET_UINT;
     flcf->timeout = NGX_CONF_UNSET_MSEC;
     flcf->cache = NGX_CONF_UNSET_PTR;
@@ -374,6 +382,7 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 60000);
     ngx_conf_merge_value(conf->trace, prev->trace, 1);
+    ngx_conf_merge_ptr_value(conf->call_log, prev->call_log, NULL);
     ngx_conf_merge_uint_value(conf->request_id, prev->request_id,
                               NGX_HTTP_FANOUT_RID_ON);
     ngx_conf_merge_ptr_value(conf->cache, prev->cache, NULL);

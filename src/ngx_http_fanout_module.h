@@ -43,6 +43,7 @@ typedef struct ngx_http_fanout_redis_conf_s  ngx_http_fanout_redis_conf_t;
 typedef struct ngx_http_fanout_split_conf_s  ngx_http_fanout_split_conf_t;
 typedef struct ngx_http_fanout_shadow_s  ngx_http_fanout_shadow_t;
 typedef struct ngx_http_fanout_l1_s  ngx_http_fanout_l1_t;
+typedef struct ngx_http_fanout_call_log_s  ngx_http_fanout_call_log_t;
 
 
 typedef struct {
@@ -149,6 +150,7 @@ typedef struct {
     u_char                     *shadow_file;   /* the first one's */
     ngx_uint_t                  shadow_line;
 
+    ngx_http_fanout_call_log_t *call_log;      /* NULL: off */
     ngx_flag_t                  trace;         /* fanout_trace */
     ngx_uint_t                  request_id;    /* fanout_request_id */
 } ngx_http_fanout_loc_conf_t;
@@ -252,6 +254,9 @@ struct ngx_http_fanout_attempt_s {
     ngx_http_post_subrequest_t  ps;
     u_char                      span[FANOUT_SPAN_ID_LEN];  /* its own, in
                                                   its traceparent */
+    ngx_str_t                  *uri;           /* what it called */
+    const char                 *cause;         /* an upstream_error's or a
+                                                  timeout's, or NULL */
     ngx_event_t                *stop;          /* posted: cut it off */
     ngx_msec_t                  start;
     ngx_msec_t                  last_read;     /* the answer's latest bytes */
@@ -478,6 +483,11 @@ void ngx_http_fanout_attempt_forget(ngx_http_fanout_attempt_t *a);
 void ngx_http_fanout_attempt_answered(ngx_http_fanout_attempt_t *a,
     fanout_kind_e kind, int result, int status, ngx_str_t *type,
     u_char *buf, size_t len);
+char *ngx_http_fanout_call_log(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_http_fanout_call_log_attempt(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub, ngx_http_fanout_attempt_t *a,
+    const char *outcome);
 ngx_int_t ngx_http_fanout_trace_init_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_fanout_trace_start(ngx_http_fanout_ctx_t *ctx);
 ngx_list_t *ngx_http_fanout_trace_headers(ngx_http_fanout_ctx_t *ctx,

@@ -53,7 +53,7 @@ $conf =~ s{worker_processes auto;}{worker_processes 2;};
 $conf =~ s{127\.0\.0\.1:(900[1-9]|9010)}{"127.0.0.1:%%MOCK_$port{$1}%%"}ge;
 $conf =~ s{127\.0\.0\.1:6379}{127.0.0.1:%%REDIS_cache%%};
 $conf =~ s{listen 8080;}{listen 127.0.0.1:%%PORT_http%%;};
-$conf =~ s{/var/log/nginx/}{$dir/};
+$conf =~ s{/var/log/nginx/}{$dir/}g;
 $conf =~ s{include conf-examples/}{include $ex/}g;
 $conf =~ s{(http \{)}{$1\n    client_body_temp_path $dir/body;\n    proxy_temp_path $dir/proxy;};
 
@@ -98,6 +98,31 @@ show('the same input again, keys reordered and another request_id: '
      . 'from the Redis cache  (POST /predict)',
      $t->post('/predict', '{"request_id":"demo-2","image":"aGVsbG8="}'),
      'X-Fanout-Cache');
+
+sleep 0.1;    # the L1 takes the entry once Redis has it
+show('once more: from the shared-memory L1, no Redis round trip  '
+     . '(POST /predict)',
+     $t->post('/predict', $input), 'X-Fanout-Cache', 'X-Request-ID');
+
+show('fanout_cache_purge: the entry goes from Redis and the L1  '
+     . '(PURGE /predict)',
+     $t->request('PURGE', '/predict', body => $input));
+
+show('and the next one calls the models again  (POST /predict)',
+     $t->post('/predict', $input), 'X-Fanout-Cache');
+
+{
+    my $res = $t->post('/compare', $input, headers => {
+        traceparent => '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' });
+    my @h = $t->hits('vit');
+    printf "\n=== trace context: the client's traceparent, a span per call  "
+         . "(POST /compare)\n";
+    printf "  client sent   traceparent: %s\n",
+        '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    printf "  vit received  traceparent: %s\n", $h[-1]{headers}{traceparent};
+    printf "  vit received  X-Request-ID: %s (the client got %s)\n",
+        $h[-1]{headers}{'x-request-id'}, $res->{headers}{'x-request-id'};
+}
 
 show('first: the fastest good answer, as it came  (POST /fast)',
      $t->post('/fast', $input), 'X-Fanout-Target', 'Content-Type');
@@ -267,6 +292,28 @@ for my $loc (sort keys %{ $st->{locations} }) {
                         . ",timeout=$l->{targets}{$_}{timeout}"
                         . ",cancelled=$l->{targets}{$_}{cancelled})" }
                   sort keys %{ $l->{targets} });
+}
+
+my $pr = $st->{locations}{'/predict'};
+printf "\n=== the last minute's quantiles (fanout_status latency_ms.recent)\n";
+for my $tg (sort keys %{ $pr->{targets} }) {
+    my $q = $pr->{targets}{$tg}{latency_ms}{recent};
+    printf "  /predict %-7s p50 %s ms  p99 %s ms  (%d calls)\n", $tg,
+        $q->{p50}, $q->{p99}, $q->{samples};
+}
+printf "  L1: %d entries, %d hits (cache.l1, cache.l1_hit)\n",
+    $pr->{cache}{l1}{entries}, $pr->{cache}{l1_hit};
+
+sleep 1.2;    # the call log's flush=1s
+my @calls = split /\n/, (eval { FT::read_text("$dir/fanout-calls.log") } // '');
+printf "\n=== fanout_call_log: %d lines; the last two\n", scalar @calls;
+print "  $_\n" for @calls[-2, -1];
+
+if ($ENV{DEMO_HOLD}) {
+    printf "\nDEMO_HOLD: nginx stays up on http://127.0.0.1:%d/ "
+         . "(/fanout/status, /metrics); Ctrl-C to stop\n", $t->port('http');
+    $SIG{INT} = sub { print "\n"; };
+    sleep 3600;
 }
 
 my $bad = () = $t->error_log =~ /\[(alert|crit|emerg)\]/g;

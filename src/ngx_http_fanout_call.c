@@ -1358,6 +1358,12 @@ ngx_http_fanout_sub_account(ngx_http_fanout_ctx_t *ctx,
 
     sub->accounted = 1;
 
+    if (sub->attempt == NULL && !sub->done && !sub->part.cached) {
+        /* never called: answered from the cache (level=response), a
+         * purge, or a client gone before the fan-out */
+        return;
+    }
+
     if (ctx->conf->breaker && !sub->recorded) {
         /* usually recorded already, with the others, under one lock */
         ngx_http_fanout_breaker_record(ctx, sub);

@@ -121,6 +121,10 @@ is(hits_of('a'), $a_before, 'no model was called');
 my $r1 = decode_json($res->{body});
 ok($r1->{results}{a} && $r1->{results}{b}, 'the hit is the whole answer');
 
+my $tg = $t->status_json->{locations}{'/p'}{targets}{a};
+is($tg->{requests}, 1, 'a hit is no target call in the status');
+is($tg->{latency_ms}{count}, 1, 'nor a latency sample');
+
 # --- two workers see one L1, with Redis gone ---------------------------
 
 $t->redis_signal('r', 'KILL');

@@ -180,6 +180,68 @@ ngx_http_fanout_merge_conf(ngx_http_fanout_ctx_t *ctx,
 }
 
 
+/*
+ * A 200 that lacks some answers says so in a header as well as in its
+ * errors: "X-Fanout-Degraded: resnet,clip", the targets that failed (not
+ * those cut off after a winner), so that a proxy or a client can tell
+ * without reading the body.
+ */
+
+static ngx_int_t
+ngx_http_fanout_degraded(ngx_http_fanout_ctx_t *ctx)
+{
+    u_char                  *p;
+    size_t                   len;
+    ngx_uint_t               i;
+    ngx_table_elt_t         *h;
+    ngx_http_fanout_call_t  *sub;
+
+    len = 0;
+
+    for (i = 0; i < ctx->nsubs; i++) {
+        sub = &ctx->subs[i];
+
+        if (sub->part.kind != FANOUT_OK && !sub->cancelled) {
+            len += sub->target->name.len + 1;
+        }
+    }
+
+    if (len == 0) {
+        return NGX_OK;
+    }
+
+    h = ngx_list_push(&ctx->request->headers_out.headers);
+    p = ngx_pnalloc(ctx->request->pool, len);
+
+    if (h == NULL || p == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    ngx_str_set(&h->key, "X-Fanout-Degraded");
+    h->value.data = p;
+
+    for (i = 0; i < ctx->nsubs; i++) {
+        sub = &ctx->subs[i];
+
+        if (sub->part.kind != FANOUT_OK && !sub->cancelled) {
+            if (p != h->value.data) {
+                *p++ = ',';
+            }
+
+            p = ngx_cpymem(p, sub->target->name.data, sub->target->name.len);
+        }
+    }
+
+    h->value.len = p - h->value.data;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_fanout_answer_merged(ngx_http_fanout_ctx_t *ctx)
 {
@@ -249,6 +311,12 @@ ngx_http_fanout_answer_merged(ngx_http_fanout_ctx_t *ctx)
 
     ngx_http_fanout_keep(ctx, ctx->status, &ngx_http_fanout_json_type, NULL,
                          (u_char *) out.buf, out.len);
+
+    if (ctx->status == NGX_HTTP_OK
+        && ngx_http_fanout_degraded(ctx) != NGX_OK)
+    {
+        goto failed;
+    }
 
     return ngx_http_fanout_send(r, ctx->status, &ngx_http_fanout_json_type,
                                 (u_char *) out.buf, out.len);

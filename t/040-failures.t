@@ -99,6 +99,8 @@ is($res->{status}, 200, 'one dead target of two: still 200 (quorum 1)');
 is_deeply(err($res, 'dead'), { status => 502, error => 'upstream_error' },
           'dead target is upstream_error');
 ok($res->{json}{results}{ok}, 'the live target answered');
+is($res->{headers}{'x-fanout-degraded'}, 'dead',
+   'X-Fanout-Degraded names the target that failed');
 
 # targets answering errors
 

@@ -88,6 +88,8 @@ sub last_hit {
 
 my $res = $t->post('/p', '{"x":1}');
 is($res->{status}, 200, 'a fan-out');
+ok(!exists $res->{headers}{'x-fanout-degraded'},
+   'every target answered: no X-Fanout-Degraded');
 
 my $ha = last_hit('a');
 my $hb = last_hit('b');

@@ -550,10 +550,9 @@ static ngx_uint_t
 ngx_http_fanout_breaker_wanted(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub)
 {
-    /* a call never made (a cache hit, a purge) tells the breaker nothing */
     return ngx_http_fanout_breaker_on(ctx, sub) && !sub->part.cached
            && !sub->recorded && sub->verdict != FANOUT_BREAKER_REJECT
-           && (sub->attempt != NULL || sub->done);
+           && ngx_http_fanout_call_made(sub);
 }
 
 

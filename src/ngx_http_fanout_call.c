@@ -1358,9 +1358,7 @@ ngx_http_fanout_sub_account(ngx_http_fanout_ctx_t *ctx,
 
     sub->accounted = 1;
 
-    if (sub->attempt == NULL && !sub->done && !sub->part.cached) {
-        /* never called: answered from the cache (level=response), a
-         * purge, or a client gone before the fan-out */
+    if (!ngx_http_fanout_call_made(sub) && !sub->part.cached) {
         return;
     }
 

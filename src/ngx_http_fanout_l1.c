@@ -135,7 +135,8 @@ ngx_http_fanout_l1_add(ngx_conf_t *cf, ngx_str_t *server_id,
     }
 
     if (l1->zone->data) {
-        /* an inherited fanout_cache: the same zone, the same settings */
+        /* two server blocks with the same ports and names (nginx warns of
+         * the conflict): the same keys, so the same zone */
         return l1->zone->data;
     }
 

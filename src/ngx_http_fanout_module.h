@@ -438,6 +438,16 @@ ngx_http_fanout_call_stop_timers(ngx_http_fanout_call_t *sub)
 }
 
 
+/*
+ * Was the call made, or did it end (a breaker's refusal, a timeout)?  Not
+ * when the cache answered the request (level=response), a purge, or a
+ * client gone before the fan-out: such a call tells no counter and no
+ * breaker anything.
+ */
+#define ngx_http_fanout_call_made(sub)                                        \
+    ((sub)->attempt != NULL || (sub)->done)
+
+
 /* $request_id's index: kept in the configuration, as a reload renumbers */
 #define ngx_http_fanout_rid(r)                                                \
     ((ngx_uint_t) ((ngx_http_fanout_main_conf_t *)                            \

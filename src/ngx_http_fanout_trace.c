@@ -22,8 +22,9 @@
 #include <openssl/rand.h>
 
 
+/* seeded by every process that serves requests (a worker, or nginx with
+ * master_process off) before its first request */
 static fanout_rng_t  ngx_http_fanout_rng;
-static ngx_uint_t    ngx_http_fanout_rng_seeded;
 
 static ngx_str_t  ngx_http_fanout_traceparent = ngx_string("traceparent");
 static ngx_str_t  ngx_http_fanout_request_id = ngx_string("X-Request-ID");
@@ -48,7 +49,6 @@ ngx_http_fanout_trace_init_process(ngx_cycle_t *cycle)
     }
 
     fanout_rng_seed(&ngx_http_fanout_rng, seed);
-    ngx_http_fanout_rng_seeded = 1;
 
     return NGX_OK;
 }
@@ -57,15 +57,6 @@ ngx_http_fanout_trace_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_fanout_rng_hex(u_char *out, size_t n)
 {
-    unsigned char  seed[32];
-
-    if (!ngx_http_fanout_rng_seeded) {
-        /* a single process (nginx -g "master_process off"), or tests */
-        (void) RAND_bytes(seed, sizeof(seed));
-        fanout_rng_seed(&ngx_http_fanout_rng, seed);
-        ngx_http_fanout_rng_seeded = 1;
-    }
-
     fanout_rng_hex(&ngx_http_fanout_rng, (char *) out, n);
 }
 

@@ -239,28 +239,14 @@ test_all(void)
     /* meta.cache: which answers came from the per-target cache */
     {
         fanout_merge_conf_t  mc;
-        fanout_merged_t      m;
-        fanout_out_t         o;
 
         p[0].cached = 1;
         memset(&mc, 0, sizeof(mc));
         mc.mode = FANOUT_MERGE_ALL;
-        mc.field = NULL;
-        mc.field_len = 0;
         mc.quorum = 1;
         mc.cache_meta = 1;
 
-        fanout_merge_prepare(&mc, p, 3, &m);
-        o.buf = NULL;
-        o.len = 0;
-        fanout_merge_write(&mc, p, 3, &m, &o);
-        text = realloc(text, o.len + 1);
-        o.buf = text;
-        o.len = 0;
-        fanout_merge_write(&mc, p, 3, &m, &o);
-        text[o.len] = '\0';
-        fanout_merged_free(&m);
-
+        written(&mc, p, 3, NULL);
         is_str(dump(get(text, "meta", "cache", NULL)),
                "{\"a\":\"HIT\",\"b\":\"MISS\",\"c\":\"MISS\"}",
                "all: meta.cache names the cached answers");
@@ -273,17 +259,7 @@ test_all(void)
         mc.request_id = "req-42:a";
         mc.request_id_len = 8;
 
-        fanout_merge_prepare(&mc, p, 3, &m);
-        o.buf = NULL;
-        o.len = 0;
-        fanout_merge_write(&mc, p, 3, &m, &o);
-        text = realloc(text, o.len + 1);
-        o.buf = text;
-        o.len = 0;
-        fanout_merge_write(&mc, p, 3, &m, &o);
-        text[o.len] = '\0';
-        fanout_merged_free(&m);
-
+        written(&mc, p, 3, NULL);
         is_str(dump(get(text, "meta", "trace_id", NULL)),
                "\"4bf92f3577b34da6a3ce929d0e0e4736\"", "all: meta.trace_id");
         is_str(dump(get(text, "meta", "request_id", NULL)), "\"req-42:a\"",

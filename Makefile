@@ -24,10 +24,10 @@ ASAN_MODULE := $(BUILD)/asan/ngx_http_fanout_module.so
 # what the build, the tests, the demo and the benchmark need
 # every library config probes is here, so that "make deps-build build"
 # works alone (make check-deps proves it on a prepared machine)
-DEB_BUILD   := nginx nginx-dev libhiredis-dev libssl-dev gcc make
+DEB_BUILD   := nginx nginx-dev libhiredis-dev libssl-dev gcc make perl
 # jansson is the oracle the JSON scanner is checked against
 DEB_TEST    := libjansson-dev redis-server libnginx-mod-http-echo curl perl \
-               cppcheck valgrind prometheus
+               cppcheck valgrind prometheus chromium chromium-driver
 DEB_BENCH   := wrk libnginx-mod-http-lua lua-cjson lua-nginx-redis
 DEB_ALL     := $(DEB_BUILD) $(DEB_TEST) $(DEB_BENCH)
 
@@ -50,6 +50,7 @@ CORE        := src/fanout_json.c src/fanout_merge.c src/fanout_cache_key.c \
                src/fanout_microbatch.c src/fanout_trace.c
 
 .PHONY: all deps deps-build check-deps build test unit test-asan leak-check demo bench \
+        dashboard check-dashboard screenshot \
         bench-cost bench-cpu bench-mean bench-tail bench-batch bench-conns lint clean build-static test-static test-compat \
         fuzz fuzz-ci deps-fuzz
 
@@ -306,7 +307,22 @@ NGX_INCS    := $(addprefix -I$(BUILD)/nginx/,src/core src/event \
                src/event/modules src/os/unix objs src/http src/http/modules \
                src/http/v2)
 
-lint: $(MODULE)
+# the dashboard page is compiled in: its header is made from the page, and
+# lint fails when the two differ
+dashboard: $(CURDIR)/src/ngx_http_fanout_dashboard.h
+
+$(CURDIR)/src/ngx_http_fanout_dashboard.h: src/ngx_http_fanout_dashboard.html tools/embed-html
+	tools/embed-html $< > $@.tmp && mv $@.tmp $@
+
+# the README's picture of the dashboard, taken by its test under load
+screenshot: build
+	mkdir -p docs && FT_SCREENSHOT=$(CURDIR)/docs/dashboard.png prove t/151-dashboard.t
+
+check-dashboard:
+	tools/embed-html src/ngx_http_fanout_dashboard.html | cmp - src/ngx_http_fanout_dashboard.h \
+	    || { echo "src/ngx_http_fanout_dashboard.h is stale: run make dashboard"; exit 1; }
+
+lint: $(MODULE) check-dashboard
 	cppcheck --quiet --error-exitcode=1 --std=c99 \
 	    --enable=warning,portability,performance src/fanout_*.c
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \

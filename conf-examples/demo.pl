@@ -309,11 +309,29 @@ my @calls = split /\n/, (eval { FT::read_text("$dir/fanout-calls.log") } // '');
 printf "\n=== fanout_call_log: %d lines; the last two\n", scalar @calls;
 print "  $_\n" for @calls[-2, -1];
 
+my $page = $t->get('/fanout/dashboard');
+printf "\n=== the dashboard (fanout_status html): HTTP %s, %d bytes of %s\n"
+     . "  http://127.0.0.1:%d/fanout/dashboard%s\n",
+    $page->{status}, length $page->{body}, $page->{headers}{'content-type'},
+    $t->port('http'),
+    $ENV{DEMO_HOLD} ? '' : '  (DEMO_HOLD=1 make demo keeps it up)';
+
 if ($ENV{DEMO_HOLD}) {
     printf "\nDEMO_HOLD: nginx stays up on http://127.0.0.1:%d/ "
-         . "(/fanout/status, /metrics); Ctrl-C to stop\n", $t->port('http');
+         . "(/fanout/dashboard, /fanout/status, /metrics); Ctrl-C to stop\n",
+         $t->port('http');
+    # a light load, so that the dashboard has something to draw
+    my $load = fork() // die "fork: $!";
+    if ($load == 0) {
+        for (my $i = 0; ; $i++) {
+            $t->post('/predict', '{"image":"aGVsbG8=","n":' . ($i % 20) . '}');
+            select(undef, undef, undef, 0.2);
+        }
+    }
     $SIG{INT} = sub { print "\n"; };
     sleep 3600;
+    kill 'TERM', $load;
+    waitpid($load, 0);
 }
 
 my $bad = () = $t->error_log =~ /\[(alert|crit|emerg)\]/g;

@@ -107,12 +107,14 @@ ngx_http_fanout_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_fanout_loc_conf_t *flcf = conf;
 
-    ngx_int_t                     n;
-    ngx_str_t                    *value, s;
-    ngx_uint_t                    i, loc_index, formatted;
-    ngx_http_fanout_target_t     *t, *targets;
-    ngx_http_core_loc_conf_t     *clcf;
-    ngx_http_fanout_main_conf_t  *fmcf;
+    ngx_int_t                        n;
+    ngx_str_t                       *value, s;
+    ngx_uint_t                       i, loc_index, formatted;
+    ngx_http_fanout_target_t        *t, *targets;
+    ngx_http_core_loc_conf_t        *clcf;
+    ngx_http_fanout_stats_loc_t     *sloc;
+    ngx_http_fanout_main_conf_t     *fmcf;
+    ngx_http_fanout_stats_target_t  *stgt;
 
     value = cf->args->elts;
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
@@ -347,6 +349,14 @@ ngx_http_fanout_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     flcf->stats = loc_index;
 
+    /* two server blocks' targets of one name share a node: the larger cap */
+    sloc = fmcf->locations.elts;
+    stgt = sloc[loc_index].targets.elts;
+
+    if (t->max_inflight > stgt[t->stats].max_inflight) {
+        stgt[t->stats].max_inflight = t->max_inflight;
+    }
+
     if (t->batch) {
         if (t->batch_wait == NGX_CONF_UNSET_MSEC) {
             t->batch_wait = 2;
@@ -553,13 +563,12 @@ ngx_http_fanout_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     flcf->status_format = NGX_HTTP_FANOUT_STATUS_JSON;
 
     if (cf->args->nelts == 2) {
-        if (ngx_strcmp(value[1].data, "prometheus") == 0) {
-            flcf->status_format = NGX_HTTP_FANOUT_STATUS_PROMETHEUS;
+        flcf->status_format = ngx_http_fanout_status_format(&value[1]);
 
-        } else if (ngx_strcmp(value[1].data, "json") != 0) {
+        if (flcf->status_format == 0) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid format \"%V\": use \"json\" or "
-                               "\"prometheus\"", &value[1]);
+                               "invalid format \"%V\": use \"json\", "
+                               "\"prometheus\" or \"html\"", &value[1]);
             return NGX_CONF_ERROR;
         }
     }

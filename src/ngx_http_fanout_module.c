@@ -169,6 +169,13 @@ static ngx_command_t  ngx_http_fanout_commands[] = {
       offsetof(ngx_http_fanout_loc_conf_t, request_id),
       &ngx_http_fanout_request_ids },
 
+    { ngx_string("fanout_instance"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_fanout_main_conf_t, instance),
+      NULL },
+
     { ngx_string("fanout_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_fanout_status,
@@ -230,6 +237,7 @@ ngx_http_fanout_create_main_conf(ngx_conf_t *cf)
      *     fmcf->cache_file = NULL;
      *     fmcf->redis = NULL;
      *     fmcf->redis_stats = NULL;
+     *     fmcf->instance = { 0, NULL };
      */
 
     if (ngx_array_init(&fmcf->locations, cf->pool, 4,
@@ -249,6 +257,11 @@ ngx_http_fanout_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_http_fanout_main_conf_t *fmcf = conf;
 
     static ngx_str_t  request_id = ngx_string("request_id");
+
+    /* the status and the metrics name the instance: the host's name */
+    if (fmcf->instance.data == NULL) {
+        fmcf->instance = cf->cycle->hostname;
+    }
 
     /* after preconfiguration, which makes the variables */
     fmcf->request_id = ngx_http_get_variable_index(cf, &request_id);

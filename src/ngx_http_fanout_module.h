@@ -33,6 +33,7 @@
 
 #define NGX_HTTP_FANOUT_STATUS_JSON        1
 #define NGX_HTTP_FANOUT_STATUS_PROMETHEUS  2
+#define NGX_HTTP_FANOUT_STATUS_HTML        3
 
 
 typedef struct ngx_http_fanout_stats_s  ngx_http_fanout_stats_t;
@@ -197,6 +198,8 @@ typedef struct {
     ngx_int_t                   request_id;    /* $request_id's index, in
                                                   this configuration */
 
+    ngx_str_t                   instance;      /* fanout_instance */
+    time_t                      loaded;        /* this configuration's */
     ngx_http_fanout_shctx_t    *sh;            /* the zone, once made */
     ngx_slab_pool_t            *shpool;
 } ngx_http_fanout_main_conf_t;

@@ -127,6 +127,7 @@ ngx_http_fanout_stats_register(ngx_conf_t *cf,
 
         tgt->name = *target;
         tgt->node = NULL;
+        tgt->max_inflight = 0;
 
         i = loc->targets.nelts - 1;
     }
@@ -247,6 +248,7 @@ ngx_http_fanout_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     fmcf = shm_zone->data;
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    fmcf->loaded = ngx_time();
 
     /* a reload or a zone inherited by a new binary keeps the counters */
 
@@ -260,6 +262,8 @@ ngx_http_fanout_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         }
 
         shpool->data = sh;
+
+        sh->started = ngx_time();
 
         ngx_rbtree_init(&sh->limits, &sh->sentinel,
                         ngx_http_fanout_limit_insert);

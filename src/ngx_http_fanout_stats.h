@@ -162,12 +162,14 @@ struct ngx_http_fanout_shctx_s {
     ngx_rbtree_node_t           sentinel;
     ngx_queue_t                 lru;
     ngx_msec_t                  breakers_synced;  /* scope=cluster */
+    time_t                      started;   /* the zone made: nginx started */
 };
 
 
 typedef struct {
     ngx_str_t                   name;
     ngx_http_fanout_stats_t    *node;
+    ngx_uint_t                  max_inflight;  /* a target's cap, 0: none */
 } ngx_http_fanout_stats_target_t;
 
 
@@ -222,6 +224,7 @@ void ngx_http_fanout_stats_latency(ngx_http_fanout_stats_t *st,
     ngx_msec_t ms);
 
 ngx_int_t ngx_http_fanout_status_handler(ngx_http_request_t *r);
+ngx_uint_t ngx_http_fanout_status_format(ngx_str_t *name);
 void ngx_http_fanout_limit_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 u_char *ngx_http_fanout_stats_json_histogram(u_char *p,

@@ -4,9 +4,11 @@
  * nodes (ngx_http_fanout_stats.c) and asks Redis for its own part.
  */
 
+#include <nginx.h>
 #include "ngx_http_fanout_stats.h"
 #include "ngx_http_fanout_redis.h"
 #include "ngx_http_fanout_l1.h"
+#include "ngx_http_fanout_dashboard.h"
 
 
 static const char  *ngx_http_fanout_loc_counters[] = {
@@ -39,6 +41,11 @@ static const char  *ngx_http_fanout_bat_sizes[] = {
 
 static const char  *ngx_http_fanout_bat_waits[] = {
     "0", "1", "2", "5", "10", "25", "+Inf"
+};
+
+/* the same bounds for Prometheus, which wants seconds */
+static const char  *ngx_http_fanout_bat_waits_s[] = {
+    "0", "0.001", "0.002", "0.005", "0.01", "0.025", "+Inf"
 };
 
 
@@ -126,6 +133,23 @@ ngx_http_fanout_status_l1_prometheus(u_char *p,
 }
 
 
+/* the zone's pages in use, slab headers included */
+
+static size_t
+ngx_http_fanout_zone_used(ngx_http_fanout_main_conf_t *fmcf)
+{
+    size_t  size, free;
+
+    size = fmcf->shm_zone->shm.size;
+
+    ngx_shmtx_lock(&fmcf->shpool->mutex);
+    free = fmcf->shpool->pfree << ngx_pagesize_shift;
+    ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+    return free < size ? size - free : 0;
+}
+
+
 static u_char *
 ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
 {
@@ -138,8 +162,15 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
     ngx_http_fanout_stats_target_t  *tgt;
 
     p = ngx_sprintf(p, "{\"version\":\"" NGX_HTTP_FANOUT_VERSION "\","
-                    "\"zone\":\"%V\",\"locations\":{",
+                    "\"zone\":\"%V\",\"instance\":{\"name\":\"",
                     &fmcf->shm_zone->shm.name);
+    p = ngx_http_fanout_escape_json(p, &fmcf->instance);
+    p = ngx_sprintf(p, "\",\"nginx_version\":\"" NGINX_VERSION "\","
+                    "\"started\":%T,\"uptime_s\":%T,\"loaded\":%T,"
+                    "\"zone_size\":%uz,\"zone_used\":%uz},\"locations\":{",
+                    fmcf->sh->started, ngx_time() - fmcf->sh->started,
+                    fmcf->loaded, fmcf->shm_zone->shm.size,
+                    ngx_http_fanout_zone_used(fmcf));
 
     loc = fmcf->locations.elts;
 
@@ -344,7 +375,7 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
                             "\"consecutive_failures\":%uD,\"error_rate\":%uD,"
                             "\"window_requests\":%uD,\"cooldown_ms\":%uL,"
                             "\"retry_in_ms\":%uL,\"learned\":%s},"
-                            "\"inflight\":%uA,",
+                            "\"inflight\":%uA,\"max_inflight\":%ui,",
                             st->counters[NGX_HTTP_FANOUT_TGT_CANCELLED],
                             st->counters[NGX_HTTP_FANOUT_TGT_CACHE_HIT],
                             st->counters[NGX_HTTP_FANOUT_TGT_CACHE_MISS],
@@ -365,7 +396,7 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
                             ? breaker.retry_at_ms - ngx_current_msec
                             : (uint64_t) 0,
                             breaker.remote ? "true" : "false",
-                            st->inflight);
+                            st->inflight, tgt[j].max_inflight);
             p = ngx_http_fanout_stats_json_histogram(p, st);
             *p++ = '}';
         }
@@ -461,8 +492,9 @@ ngx_http_fanout_prom_extra(u_char *p, ngx_http_fanout_main_conf_t *fmcf,
 static u_char *
 ngx_http_fanout_prom_buckets(u_char *p, ngx_http_fanout_main_conf_t *fmcf,
     const char *metric, const char **bounds, ngx_uint_t first, ngx_uint_t n,
-    ngx_uint_t sum)
+    ngx_uint_t sum, ngx_uint_t ms)
 {
+    ngx_atomic_uint_t                v;
     ngx_str_t                        name;
     ngx_uint_t                       i, j, k;
     ngx_atomic_uint_t                total;
@@ -489,7 +521,9 @@ ngx_http_fanout_prom_buckets(u_char *p, ngx_http_fanout_main_conf_t *fmcf,
 
             p = ngx_sprintf(p, "%s_sum", metric);
             p = ngx_http_fanout_prom_labels(p, &loc[i].name, &name);
-            p = ngx_sprintf(p, "} %uA\n", x[j].node->counters[sum]);
+            v = x[j].node->counters[sum];
+            p = ms ? ngx_sprintf(p, "} %uA.%03uA\n", v / 1000, v % 1000)
+                   : ngx_sprintf(p, "} %uA\n", v);
 
             p = ngx_sprintf(p, "%s_count", metric);
             p = ngx_http_fanout_prom_labels(p, &loc[i].name, &name);
@@ -516,7 +550,31 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
     p = ngx_sprintf(p,
         "# HELP fanout_module_info The module's version.\n"
         "# TYPE fanout_module_info gauge\n"
-        "fanout_module_info{version=\"" NGX_HTTP_FANOUT_VERSION "\"} 1\n");
+        "fanout_module_info{version=\"" NGX_HTTP_FANOUT_VERSION "\"} 1\n"
+        "# HELP fanout_build_info The instance (fanout_instance), the "
+        "module's and nginx's versions.\n"
+        "# TYPE fanout_build_info gauge\n"
+        "fanout_build_info{instance_name=\"");
+    p = ngx_http_fanout_escape_label(p, &fmcf->instance);
+    p = ngx_sprintf(p,
+        "\",version=\"" NGX_HTTP_FANOUT_VERSION "\","
+        "nginx_version=\"" NGINX_VERSION "\"} 1\n"
+        "# HELP fanout_start_time_seconds When nginx started (the zone was "
+        "made; reloads keep it), in seconds since the epoch.\n"
+        "# TYPE fanout_start_time_seconds gauge\n"
+        "fanout_start_time_seconds %T\n"
+        "# HELP fanout_config_load_time_seconds When this configuration was "
+        "loaded, in seconds since the epoch.\n"
+        "# TYPE fanout_config_load_time_seconds gauge\n"
+        "fanout_config_load_time_seconds %T\n"
+        "# HELP fanout_zone_size_bytes The fanout_zone's size.\n"
+        "# TYPE fanout_zone_size_bytes gauge\n"
+        "fanout_zone_size_bytes %uz\n"
+        "# HELP fanout_zone_used_bytes The fanout_zone's pages in use.\n"
+        "# TYPE fanout_zone_used_bytes gauge\n"
+        "fanout_zone_used_bytes %uz\n",
+        fmcf->sh->started, fmcf->loaded, fmcf->shm_zone->shm.size,
+        ngx_http_fanout_zone_used(fmcf));
 
     p = ngx_sprintf(p,
         "# HELP fanout_requests_total Client requests to a fan-out location.\n"
@@ -637,17 +695,18 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
                                      ngx_http_fanout_bat_sizes,
                                      NGX_HTTP_FANOUT_BAT_SIZE,
                                      NGX_HTTP_FANOUT_BAT_NSIZES,
-                                     NGX_HTTP_FANOUT_BAT_INPUTS);
+                                     NGX_HTTP_FANOUT_BAT_INPUTS, 0);
 
     p = ngx_sprintf(p,
-        "# HELP fanout_batch_wait_ms Time a call waited for its batch.\n"
-        "# TYPE fanout_batch_wait_ms histogram\n");
+        "# HELP fanout_batch_wait_seconds Time a call waited for its "
+        "batch.\n"
+        "# TYPE fanout_batch_wait_seconds histogram\n");
 
-    p = ngx_http_fanout_prom_buckets(p, fmcf, "fanout_batch_wait_ms",
-                                     ngx_http_fanout_bat_waits,
+    p = ngx_http_fanout_prom_buckets(p, fmcf, "fanout_batch_wait_seconds",
+                                     ngx_http_fanout_bat_waits_s,
                                      NGX_HTTP_FANOUT_BAT_WAIT,
                                      NGX_HTTP_FANOUT_BAT_NWAITS,
-                                     NGX_HTTP_FANOUT_BAT_WAIT_MS);
+                                     NGX_HTTP_FANOUT_BAT_WAIT_MS, 1);
 
     p = ngx_sprintf(p,
         "# HELP fanout_latency_seconds Time from the fan-out's start to "
@@ -812,17 +871,43 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
     }
 
     p = ngx_sprintf(p,
-        "# HELP fanout_target_hedge_delay_ms fanout_hedge after=pN: the "
-        "latest delay before a backup, in ms.\n"
-        "# TYPE fanout_target_hedge_delay_ms gauge\n");
+        "# HELP fanout_target_hedge_delay_seconds fanout_hedge after=pN: "
+        "the latest delay before a backup.\n"
+        "# TYPE fanout_target_hedge_delay_seconds gauge\n");
 
     for (i = 0; i < fmcf->locations.nelts; i++) {
         tgt = loc[i].targets.elts;
 
         for (j = 0; j < loc[i].targets.nelts; j++) {
-            p = ngx_sprintf(p, "fanout_target_hedge_delay_ms");
+            p = ngx_sprintf(p, "fanout_target_hedge_delay_seconds");
             p = ngx_http_fanout_prom_labels(p, &loc[i].name, &tgt[j].name);
-            p = ngx_sprintf(p, "} %uA\n", tgt[j].node->hedge_delay);
+            p = ngx_sprintf(p, "} %uA.%03uA\n",
+                            tgt[j].node->hedge_delay / 1000,
+                            tgt[j].node->hedge_delay % 1000);
+        }
+    }
+
+    for (k = 0; k < 2; k++) {
+        p = ngx_sprintf(p, "%s",
+            k == 0
+            ? "# HELP fanout_target_inflight Calls under way now, over all "
+              "workers.\n# TYPE fanout_target_inflight gauge\n"
+            : "# HELP fanout_target_max_inflight The target's max_inflight "
+              "(0: no cap).\n# TYPE fanout_target_max_inflight gauge\n");
+
+        for (i = 0; i < fmcf->locations.nelts; i++) {
+            tgt = loc[i].targets.elts;
+
+            for (j = 0; j < loc[i].targets.nelts; j++) {
+                p = ngx_sprintf(p, "%s", k == 0 ? "fanout_target_inflight"
+                                                : "fanout_target_max_inflight");
+                p = ngx_http_fanout_prom_labels(p, &loc[i].name,
+                                                &tgt[j].name);
+                p = ngx_sprintf(p, "} %uA\n",
+                                k == 0 ? tgt[j].node->inflight
+                                       : (ngx_atomic_uint_t)
+                                         tgt[j].max_inflight);
+            }
         }
     }
 
@@ -901,7 +986,8 @@ ngx_http_fanout_status_size(ngx_http_fanout_main_conf_t *fmcf)
      * besides its names, and escaping at most sextuples a name (\u00XX).
      */
 
-    size = 4096 + ngx_http_fanout_redis_status_size();
+    size = 4096 + ngx_http_fanout_redis_status_size()
+           + 12 * fmcf->instance.len;
     loc = fmcf->locations.elts;
 
     for (i = 0; i < fmcf->locations.nelts; i++) {
@@ -912,7 +998,7 @@ ngx_http_fanout_status_size(ngx_http_fanout_main_conf_t *fmcf)
 
         for (j = 0; j < loc[i].targets.nelts; j++) {
             names = 6 * (loc[i].name.len + tgt[j].name.len);
-            size += (NGX_HTTP_FANOUT_NBUCKETS + FANOUT_NKINDS + 32)
+            size += (NGX_HTTP_FANOUT_NBUCKETS + FANOUT_NKINDS + 34)
                     * (128 + names);
         }
 
@@ -935,10 +1021,95 @@ ngx_http_fanout_status_size(ngx_http_fanout_main_conf_t *fmcf)
 }
 
 
+ngx_uint_t
+ngx_http_fanout_status_format(ngx_str_t *name)
+{
+    if (name->len == 4 && ngx_strncmp(name->data, "json", 4) == 0) {
+        return NGX_HTTP_FANOUT_STATUS_JSON;
+    }
+
+    if (name->len == 10 && ngx_strncmp(name->data, "prometheus", 10) == 0) {
+        return NGX_HTTP_FANOUT_STATUS_PROMETHEUS;
+    }
+
+    if (name->len == 4 && ngx_strncmp(name->data, "html", 4) == 0) {
+        return NGX_HTTP_FANOUT_STATUS_HTML;
+    }
+
+    return 0;
+}
+
+
+/*
+ * The dashboard: one static page that polls this location's JSON. Its
+ * policy allows only its own inline script and style (by their hashes)
+ * and fetches to its own origin.
+ */
+
+static ngx_int_t
+ngx_http_fanout_status_html(ngx_http_request_t *r)
+{
+    ngx_int_t         rc;
+    ngx_buf_t        *b;
+    ngx_chain_t       out;
+    ngx_table_elt_t  *h;
+
+    static ngx_str_t  headers[] = {
+        ngx_string("Content-Security-Policy"),
+        ngx_string(NGX_HTTP_FANOUT_DASHBOARD_CSP),
+        ngx_string("X-Content-Type-Options"), ngx_string("nosniff"),
+        ngx_string("Cache-Control"), ngx_string("no-store"),
+        ngx_string("Referrer-Policy"), ngx_string("no-referrer")
+    };
+
+    ngx_uint_t  i;
+
+    for (i = 0; i < sizeof(headers) / sizeof(headers[0]); i += 2) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        h->key = headers[i];
+        h->value = headers[i + 1];
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = (u_char *) ngx_http_fanout_dashboard;
+    b->last = b->pos + sizeof(ngx_http_fanout_dashboard) - 1;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    ngx_str_set(&r->headers_out.content_type, "text/html; charset=utf-8");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = b->last - b->pos;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
 ngx_int_t
 ngx_http_fanout_status_handler(ngx_http_request_t *r)
 {
     ngx_int_t                     rc;
+    ngx_str_t                     arg;
+    ngx_uint_t                    format;
     ngx_buf_t                    *b;
     ngx_chain_t                   out;
     ngx_http_fanout_loc_conf_t   *flcf;
@@ -957,12 +1128,30 @@ ngx_http_fanout_status_handler(ngx_http_request_t *r)
     fmcf = ngx_http_get_module_main_conf(r, ngx_http_fanout_module);
     flcf = ngx_http_get_module_loc_conf(r, ngx_http_fanout_module);
 
+    /* ?format= picks another view of the same counters */
+    format = flcf->status_format;
+
+    if (ngx_http_arg(r, (u_char *) "format", 6, &arg) == NGX_OK) {
+        format = ngx_http_fanout_status_format(&arg);
+
+        if (format == 0) {
+            return ngx_http_fanout_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                              "bad_format",
+                                              "format= is json, prometheus "
+                                              "or html");
+        }
+    }
+
+    if (format == NGX_HTTP_FANOUT_STATUS_HTML) {
+        return ngx_http_fanout_status_html(r);
+    }
+
     b = ngx_create_temp_buf(r->pool, ngx_http_fanout_status_size(fmcf));
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (flcf->status_format == NGX_HTTP_FANOUT_STATUS_PROMETHEUS) {
+    if (format == NGX_HTTP_FANOUT_STATUS_PROMETHEUS) {
         b->last = ngx_http_fanout_status_prometheus(b->last, fmcf);
         ngx_str_set(&r->headers_out.content_type,
                     "text/plain; version=0.0.4; charset=utf-8");

@@ -314,8 +314,8 @@ like($prom, qr/^fanout_batch_total\{location="\/p",target="m",result="batches"\}
      'prometheus: fanout_batch_total');
 like($prom, qr/^fanout_batch_inputs_bucket\{location="\/p",target="m",le="\+Inf"\} \d+$/m,
      'prometheus: fanout_batch_inputs histogram');
-like($prom, qr/^fanout_batch_wait_ms_count\{location="\/p",target="m"\} \d+$/m,
-     'prometheus: fanout_batch_wait_ms histogram');
+like($prom, qr/^fanout_batch_wait_seconds_count\{location="\/p",target="m"\} \d+$/m,
+     'prometheus: fanout_batch_wait_seconds histogram');
 
 $t->outcomes_add_up(port => $h1);
 

@@ -117,10 +117,18 @@ my $rules = "$root/conf-examples/prometheus-alerts.yml";
 SKIP: {
     my $promtool = `sh -c 'command -v promtool'`;
     chomp $promtool;
-    skip 'promtool is not installed (Debian package prometheus)', 1
+    skip 'promtool is not installed (Debian package prometheus)', 2
         unless $promtool;
     my $out = `$promtool check rules $rules 2>&1`;
     is($?, 0, "promtool check rules: $out" =~ s/\n/ /gr);
+
+    # the exposition itself: names, units, HELP and TYPE lines (promtool
+    # reads it on stdin)
+    my $dir = $t->dir;
+    FT::write_file("$dir/live.prom", $live);
+    $out = `$promtool check metrics < $dir/live.prom 2>&1`;
+    is($?, 0, 'promtool check metrics: the live output is clean')
+        or diag($out);
 }
 
 require CPAN::Meta::YAML;

@@ -936,6 +936,83 @@ fanout_json_array(const char *p, size_t len, fanout_span_t *items, size_t max)
 }
 
 
+long
+fanout_json_members(const char *p, size_t len, fanout_span_t *keys,
+    fanout_span_t *values, size_t max)
+{
+    size_t         n;
+    const char    *start, *kend;
+    fanout_scan_t  s;
+
+    if (len < 2 || p[0] != '{') {
+        return -1;
+    }
+
+    s.p = p + 1;
+    s.end = p + len;
+    s.depth = 1;
+    s.path_end = NULL;
+    s.found = NULL;
+    s.matches = 0;
+    s.dups = 0;
+
+    fanout_scan_ws(&s);
+
+    if (s.p < s.end && *s.p == '}') {
+        return 0;
+    }
+
+    for (n = 0; /* void */; n++) {
+        fanout_scan_ws(&s);
+
+        kend = fanout_json_string_end(s.p, s.end);
+        if (kend == NULL) {
+            return -1;
+        }
+
+        start = s.p;
+        s.p = kend;
+        fanout_scan_ws(&s);
+
+        if (s.p >= s.end || *s.p != ':') {
+            return -1;
+        }
+
+        s.p++;
+        fanout_scan_ws(&s);
+
+        if (n == max) {
+            return (long) n + 1;
+        }
+
+        if (keys) {
+            keys[n].p = start;
+            keys[n].len = (size_t) (kend - start);
+        }
+
+        start = s.p;
+
+        if (fanout_scan_value(&s, NULL) != 0) {
+            return -1;
+        }
+
+        if (values) {
+            values[n].p = start;
+            values[n].len = (size_t) (s.p - start);
+        }
+
+        switch (fanout_scan_next(&s, '}')) {
+        case 0:
+            return (long) n + 1;
+        case 1:
+            break;
+        default:
+            return -1;
+        }
+    }
+}
+
+
 /*
  * A number of any length: its significant digits (at most 40, and a sticky
  * 1 when more non-zero ones follow, which keeps the rounding right) and its

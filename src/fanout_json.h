@@ -59,6 +59,15 @@ long fanout_json_array(const char *p, size_t len, fanout_span_t *items,
     size_t max);
 
 /*
+ * The members of a validated object (len bytes from its '{' to its '}'):
+ * each key's span (with its quotes) and its value's, at most max of them.
+ * Returns their number (max + 1 when there are more), -1 when it is not an
+ * object.
+ */
+long fanout_json_members(const char *p, size_t len, fanout_span_t *keys,
+    fanout_span_t *values, size_t max);
+
+/*
  * Pieces of the scanner for other passes over a text: the end of the
  * string (at its opening quote) or number at p, NULL when it is not one;
  * the UTF-8 bytes of a validated string's contents (between its quotes)

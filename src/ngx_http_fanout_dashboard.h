@@ -1,7 +1,7 @@
 /* generated from ngx_http_fanout_dashboard.html by "make dashboard" (tools/embed-html): do not edit */
 
 #define NGX_HTTP_FANOUT_DASHBOARD_CSP \
-    "default-src 'none'; script-src 'sha256-dl77io3pnTguZnR5ZO4g1VA7E3KtSzdlqZzNXLtEF5c='; style-src 'sha256-vUPykNE6ARY2B58doc11/n4Jj/nYuhcI8L27C99r6B4='; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    "default-src 'none'; script-src 'sha256-zoyiF7A0lgH6zpTcTl3g724p5EXXliTu6f544Bl7Ghw='; style-src 'sha256-vUPykNE6ARY2B58doc11/n4Jj/nYuhcI8L27C99r6B4='; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 static const u_char  ngx_http_fanout_dashboard[] =
     "<!DOCTYPE html>\n"
@@ -378,7 +378,7 @@ static const u_char  ngx_http_fanout_dashboard[] =
     "        document.getElementById(\"inst\").textContent =\n"
     "            [inst.name, \"module \" + (cur.version || \"?\"), inst.nginx_version ? \"nginx \" + inst.nginx_version : \"\",\n"
     "             num(inst.uptime_s) !== undefined ? \"up \" + fmt(inst.uptime_s / 3600) + \" h\" : \"\",\n"
-    "             cur.zone ? \"zone \" + cur.zone : \"\"].filter(Boolean).join(\" \\u00b7 \");\n"
+    "             cur.zone ? \"zone \" + cur.zone : \"\", inst.draining ? \"DRAINING\" : \"\"].filter(Boolean).join(\" \\u00b7 \");\n"
     "        Object.keys(cur.locations || {}).forEach(function (n) { next.appendChild(locationCard(cur, n)); });\n"
     "        var rs = redis(cur);\n"
     "        if (rs) { next.appendChild(rs); }\n"

@@ -36,6 +36,13 @@ ngx_http_fanout_handler(ngx_http_request_t *r)
     ngx_http_fanout_stats_count(ngx_http_fanout_stats_location(r, flcf),
                                 NGX_HTTP_FANOUT_LOC_REQUESTS);
 
+    /* draining: answer, then let the client reconnect elsewhere */
+    if (ngx_http_fanout_draining(ngx_http_get_module_main_conf(r,
+                                     ngx_http_fanout_module)))
+    {
+        r->keepalive = 0;
+    }
+
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_fanout_ctx_t));
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

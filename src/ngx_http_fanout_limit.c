@@ -46,6 +46,8 @@ typedef struct {
     ngx_str_t                   prefix;        /* of its keys in Redis */
     u_char                      args[3][NGX_INT64_LEN];
     size_t                      args_len[3];   /* interval, burst, cost */
+    ngx_str_t                   quota;         /* RateLimit-Limit: "100" */
+    ngx_str_t                   policy;        /* "100;w=1;burst=10" */
     unsigned                    dry_run:1;
 } ngx_http_fanout_limit_t;
 
@@ -320,6 +322,30 @@ ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                            "cost=%ui is more than the burst of %uL: no "
                            "request could pass", l->cost, l->gcra.capacity);
         return NGX_CONF_ERROR;
+    }
+
+    /*
+     * RateLimit-Limit is the quota, the rate's count in its window, as in
+     * draft-ietf-httpapi-ratelimit-headers-07; RateLimit-Policy says the
+     * window and the burst (an extension parameter of the draft's).
+     */
+    l->quota.len = l->rate.len - 3;
+    l->quota.data = l->rate.data;
+    l->policy.data = ngx_pnalloc(cf->pool, l->quota.len + 32 + NGX_INT64_LEN);
+    if (l->policy.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    l->policy.len = ngx_sprintf(l->policy.data, "%V;w=%d;burst=%uL",
+                                &l->quota, period == 1000000 ? 1 : 60,
+                                l->gcra.capacity)
+                    - l->policy.data;
+
+    /* fanout_health: the location cannot serve without Redis */
+    if (l->scope == NGX_HTTP_FANOUT_LIMIT_CLUSTER
+        && l->on_error == NGX_HTTP_FANOUT_LIMIT_ERR_CLOSED)
+    {
+        flcf->needs_redis = 1;
     }
 
     /* the script's arguments, and the limit's name in status and Redis */
@@ -704,8 +730,8 @@ ngx_http_fanout_limit_verdict(ngx_http_fanout_ctx_t *ctx,
 
         if (!ctx->limited || run->res[i].remaining < ctx->limit_remaining) {
             ctx->limited = 1;
-            ctx->limit_limit.data = limits[i].args[1];
-            ctx->limit_limit.len = limits[i].args_len[1];
+            ctx->limit_limit = limits[i].quota;
+            ctx->limit_policy = limits[i].policy;
             ctx->limit_remaining = (ngx_uint_t) run->res[i].remaining;
             ctx->limit_reset = (ngx_uint_t) ((run->res[i].reset_us + 999999)
                                              / 1000000);

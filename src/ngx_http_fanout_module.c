@@ -169,6 +169,27 @@ static ngx_command_t  ngx_http_fanout_commands[] = {
       offsetof(ngx_http_fanout_loc_conf_t, request_id),
       &ngx_http_fanout_request_ids },
 
+    { ngx_string("fanout_health"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_ANY,
+      ngx_http_fanout_health,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("fanout_api"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_http_fanout_api,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("fanout_drain_on_quit"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_fanout_main_conf_t, drain_on_quit),
+      NULL },
+
     { ngx_string("fanout_instance"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -240,6 +261,8 @@ ngx_http_fanout_create_main_conf(ngx_conf_t *cf)
      *     fmcf->instance = { 0, NULL };
      */
 
+    fmcf->drain_on_quit = NGX_CONF_UNSET_MSEC;
+
     if (ngx_array_init(&fmcf->locations, cf->pool, 4,
                        sizeof(ngx_http_fanout_stats_loc_t))
         != NGX_OK)
@@ -257,6 +280,19 @@ ngx_http_fanout_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_http_fanout_main_conf_t *fmcf = conf;
 
     static ngx_str_t  request_id = ngx_string("request_id");
+
+    ngx_conf_init_msec_value(fmcf->drain_on_quit, 0);
+
+    if (fmcf->drain_on_quit && fmcf->shm_zone == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"fanout_drain_on_quit\" needs a \"fanout_zone\" "
+                           "in the http block");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_fanout_health_init_conf(cf, fmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     /* the status and the metrics name the instance: the host's name */
     if (fmcf->instance.data == NULL) {
@@ -300,6 +336,14 @@ ngx_http_fanout_init_main_conf(ngx_conf_t *cf, void *conf)
                       "\"sample=redis\" needs a \"fanout_redis\" in the "
                       "http block in %s:%ui",
                       fmcf->sample_file, fmcf->sample_line);
+        return NGX_CONF_ERROR;
+    }
+
+    if (fmcf->api_file && fmcf->shm_zone == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"fanout_api\" needs a \"fanout_zone\" in the "
+                      "http block in %s:%ui",
+                      fmcf->api_file, fmcf->api_line);
         return NGX_CONF_ERROR;
     }
 
@@ -358,7 +402,9 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_fanout_loc_conf_t *prev = parent;
     ngx_http_fanout_loc_conf_t *conf = child;
 
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_core_loc_conf_t     *clcf;
+    ngx_http_fanout_stats_loc_t  *sloc;
+    ngx_http_fanout_main_conf_t  *fmcf;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
@@ -415,6 +461,19 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                       "content handler (\"proxy_pass\" or similar) in "
                       "location \"%V\"", &conf->location);
         return NGX_CONF_ERROR;
+    }
+
+    /* fanout_health reads these per location name */
+    if (conf->targets) {
+        fmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_fanout_module);
+        sloc = fmcf->locations.elts;
+        sloc = &sloc[conf->stats];
+
+        if (conf->quorum > sloc->quorum) {
+            sloc->quorum = conf->quorum;
+        }
+
+        sloc->needs_redis |= conf->needs_redis;
     }
 
     if (conf->batch && conf->targets == NULL) {
@@ -664,7 +723,9 @@ ngx_http_fanout_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    if (ngx_http_fanout_trace_init_process(cycle) != NGX_OK) {
+    if (ngx_http_fanout_trace_init_process(cycle) != NGX_OK
+        || ngx_http_fanout_health_init_process(cycle) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

@@ -45,6 +45,7 @@ typedef struct ngx_http_fanout_split_conf_s  ngx_http_fanout_split_conf_t;
 typedef struct ngx_http_fanout_shadow_s  ngx_http_fanout_shadow_t;
 typedef struct ngx_http_fanout_l1_s  ngx_http_fanout_l1_t;
 typedef struct ngx_http_fanout_call_log_s  ngx_http_fanout_call_log_t;
+typedef struct ngx_http_fanout_health_conf_s  ngx_http_fanout_health_conf_t;
 
 
 typedef struct {
@@ -135,6 +136,9 @@ typedef struct {
     ngx_str_t                   location;
 
     ngx_uint_t                  status_format; /* fanout_status */
+    ngx_http_fanout_health_conf_t  *health;    /* fanout_health */
+    ngx_uint_t                  api;           /* fanout_api: 1 read, 2 write */
+    ngx_uint_t                  needs_redis;   /* a limit that fails closed */
 
     ngx_http_fanout_cache_conf_t  *cache;      /* NULL: off */
     ngx_http_fanout_l1_t       *cache_l1;      /* its l1= zone, or NULL */
@@ -184,6 +188,8 @@ typedef struct {
     ngx_uint_t                  target_line;
     u_char                     *status_file;   /* first fanout_status */
     ngx_uint_t                  status_line;
+    u_char                     *api_file;      /* first fanout_api */
+    ngx_uint_t                  api_line;
     u_char                     *cache_file;    /* first fanout_cache */
     ngx_uint_t                  cache_line;
     u_char                     *cluster_file;  /* first scope=cluster */
@@ -199,6 +205,8 @@ typedef struct {
                                                   this configuration */
 
     ngx_str_t                   instance;      /* fanout_instance */
+    ngx_array_t                *healths;       /* fanout_health's confs */
+    ngx_msec_t                  drain_on_quit; /* fanout_drain_on_quit */
     time_t                      loaded;        /* this configuration's */
     ngx_http_fanout_shctx_t    *sh;            /* the zone, once made */
     ngx_slab_pool_t            *shpool;
@@ -362,7 +370,8 @@ struct ngx_http_fanout_ctx_s {
     ngx_uint_t                  nshadows;
 
     /* fanout_limit: what the RateLimit-* headers say */
-    ngx_str_t                   limit_limit;   /* its burst, as text */
+    ngx_str_t                   limit_limit;   /* its quota, as text */
+    ngx_str_t                   limit_policy;  /* RateLimit-Policy */
     ngx_uint_t                  limit_remaining;
     ngx_uint_t                  limit_reset;   /* seconds */
     ngx_uint_t                  limit_weight;  /* a batch's calls; 0: 1 */
@@ -539,6 +548,14 @@ char *ngx_http_fanout_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_fanout_merge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_fanout_quorum(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_fanout_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_fanout_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_fanout_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_fanout_api_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_fanout_health_init_conf(ngx_conf_t *cf,
+    ngx_http_fanout_main_conf_t *fmcf);
+ngx_int_t ngx_http_fanout_health_init_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_fanout_health_handler(ngx_http_request_t *r);
+ngx_uint_t ngx_http_fanout_draining(ngx_http_fanout_main_conf_t *fmcf);
 char *ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_fanout_breaker(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_fanout_retry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

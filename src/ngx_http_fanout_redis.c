@@ -914,6 +914,15 @@ ngx_http_fanout_redis_status_size(void)
 }
 
 
+/* fanout_health: connections ready now, over all workers */
+
+ngx_uint_t
+ngx_http_fanout_redis_ready_now(ngx_http_fanout_stats_t *st)
+{
+    return (ngx_uint_t) st->counters[NGX_HTTP_FANOUT_REDIS_READY_NOW];
+}
+
+
 u_char *
 ngx_http_fanout_redis_status_json(u_char *p, ngx_http_fanout_stats_t *st)
 {

@@ -82,6 +82,7 @@ ngx_http_fanout_redis_op_t *ngx_http_fanout_redis_eval(ngx_log_t *log,
 /* the requester gives up (its request ends): the handler is not called */
 void ngx_http_fanout_redis_cancel(ngx_http_fanout_redis_op_t *op);
 
+ngx_uint_t ngx_http_fanout_redis_ready_now(ngx_http_fanout_stats_t *st);
 u_char *ngx_http_fanout_redis_status_json(u_char *p,
     ngx_http_fanout_stats_t *st);
 u_char *ngx_http_fanout_redis_status_prometheus(u_char *p,

@@ -154,7 +154,7 @@ ngx_http_fanout_target_header(ngx_http_request_t *r, ngx_str_t *target)
 }
 
 
-/* RateLimit-Limit, -Remaining and -Reset, of the tightest limit */
+/* RateLimit-Limit, -Remaining, -Reset and -Policy, of the tightest limit */
 
 static ngx_int_t
 ngx_http_fanout_ratelimit_headers(ngx_http_request_t *r,
@@ -163,10 +163,11 @@ ngx_http_fanout_ratelimit_headers(ngx_http_request_t *r,
     u_char            *p, *last;
     ngx_uint_t         i, v;
     ngx_table_elt_t   *h;
-    static ngx_str_t   names[3] = {
+    static ngx_str_t   names[4] = {
         ngx_string("RateLimit-Limit"),
         ngx_string("RateLimit-Remaining"),
-        ngx_string("RateLimit-Reset")
+        ngx_string("RateLimit-Reset"),
+        ngx_string("RateLimit-Policy")
     };
 
     /*
@@ -178,7 +179,7 @@ ngx_http_fanout_ratelimit_headers(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    for (i = 0; i < 3; i++) {
+    for (i = 0; i < 4; i++) {
         h = ngx_list_push(&r->headers_out.headers);
         if (h == NULL) {
             return NGX_ERROR;
@@ -187,8 +188,8 @@ ngx_http_fanout_ratelimit_headers(ngx_http_request_t *r,
         h->hash = 1;
         h->key = names[i];
 
-        if (i == 0) {
-            h->value = ctx->limit_limit;
+        if (i == 0 || i == 3) {
+            h->value = (i == 0) ? ctx->limit_limit : ctx->limit_policy;
             continue;
         }
 

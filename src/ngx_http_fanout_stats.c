@@ -254,6 +254,7 @@ ngx_http_fanout_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     if (data || shm_zone->shm.exists) {
         sh = shpool->data;
+        sh->generation++;           /* the old workers quit: a reload */
 
     } else {
         sh = ngx_slab_calloc(shpool, sizeof(ngx_http_fanout_shctx_t));

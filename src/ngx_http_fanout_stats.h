@@ -163,6 +163,10 @@ struct ngx_http_fanout_shctx_s {
     ngx_queue_t                 lru;
     ngx_msec_t                  breakers_synced;  /* scope=cluster */
     time_t                      started;   /* the zone made: nginx started */
+    ngx_atomic_t                generation;   /* reloads that kept it */
+    ngx_atomic_t                drain;        /* fanout_api: drained */
+    ngx_atomic_t                api_version;  /* fanout_api: changes */
+    ngx_msec_t                  quit_drain_until;  /* fanout_drain_on_quit */
 };
 
 
@@ -182,6 +186,8 @@ typedef struct {
     ngx_array_t                 shadows;   /* ngx_http_fanout_stats_target_t */
     ngx_array_t                 batches;   /* ngx_http_fanout_stats_target_t */
     ngx_http_fanout_l1_t       *l1;        /* fanout_cache l1=, or NULL */
+    ngx_uint_t                  quorum;    /* the largest of its configs' */
+    ngx_uint_t                  needs_redis;  /* cannot serve without it */
 } ngx_http_fanout_stats_loc_t;
 
 

@@ -167,10 +167,12 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
     p = ngx_http_fanout_escape_json(p, &fmcf->instance);
     p = ngx_sprintf(p, "\",\"nginx_version\":\"" NGINX_VERSION "\","
                     "\"started\":%T,\"uptime_s\":%T,\"loaded\":%T,"
-                    "\"zone_size\":%uz,\"zone_used\":%uz},\"locations\":{",
+                    "\"zone_size\":%uz,\"zone_used\":%uz,\"draining\":%s},"
+                    "\"locations\":{",
                     fmcf->sh->started, ngx_time() - fmcf->sh->started,
                     fmcf->loaded, fmcf->shm_zone->shm.size,
-                    ngx_http_fanout_zone_used(fmcf));
+                    ngx_http_fanout_zone_used(fmcf),
+                    ngx_http_fanout_draining(fmcf) ? "true" : "false");
 
     loc = fmcf->locations.elts;
 
@@ -572,9 +574,13 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
         "fanout_zone_size_bytes %uz\n"
         "# HELP fanout_zone_used_bytes The fanout_zone's pages in use.\n"
         "# TYPE fanout_zone_used_bytes gauge\n"
-        "fanout_zone_used_bytes %uz\n",
+        "fanout_zone_used_bytes %uz\n"
+        "# HELP fanout_draining 1 while the instance drains (fanout_api, "
+        "fanout_drain_on_quit): fanout_health answers 503.\n"
+        "# TYPE fanout_draining gauge\n"
+        "fanout_draining %ui\n",
         fmcf->sh->started, fmcf->loaded, fmcf->shm_zone->shm.size,
-        ngx_http_fanout_zone_used(fmcf));
+        ngx_http_fanout_zone_used(fmcf), ngx_http_fanout_draining(fmcf));
 
     p = ngx_sprintf(p,
         "# HELP fanout_requests_total Client requests to a fan-out location.\n"

@@ -342,6 +342,37 @@ is($rc, 0, 'a full fanout_shadow configuration passes') or diag($out);
 ($rc, $out) = $t->nginx_t(conf("fanout_status yaml;"));
 like($out, qr/invalid format "yaml"/, 'bad status format');
 
+# fanout_health, fanout_api, fanout_drain_on_quit
+($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a; }\n"
+                               . "location = /h { fanout_health /p;"));
+is($rc, 0, 'fanout_health of a fan-out location passes') or diag($out);
+($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a; }\n"
+                               . "location = /h { fanout_health /nowhere;"));
+like($out, qr/"fanout_health": no fan-out location "\/nowhere" in .*nginx\.conf:\d+/,
+     'fanout_health of an unknown location');
+($rc, $out) = $t->nginx_t(conf("fanout_health;", zone => ''));
+like($out, qr/"fanout_health" needs a "fanout_zone" in the http block in .*nginx\.conf:\d+/,
+     'fanout_health without a zone');
+($rc, $out) = $t->nginx_t(conf("fanout_health; fanout_health;"));
+like($out, qr/"fanout_health" directive is duplicate/, 'fanout_health twice');
+($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a; fanout_health;"));
+like($out, qr/"fanout_health" cannot be combined with another content handler/,
+     'fanout_health in a fan-out location');
+($rc, $out) = $t->nginx_t(conf("fanout_api;", zone => ''));
+like($out, qr/"fanout_api" needs a "fanout_zone" in the http block in .*nginx\.conf:\d+/,
+     'fanout_api without a zone');
+($rc, $out) = $t->nginx_t(conf("fanout_api read;"));
+like($out, qr/invalid parameter "read": only "write"/, 'fanout_api read');
+($rc, $out) = $t->nginx_t(conf("fanout_api write; fanout_status;"));
+like($out, qr/"fanout_status" cannot be combined with another content handler/,
+     'fanout_api and fanout_status in one location');
+($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a;",
+                               zone => "fanout_drain_on_quit soon;"));
+like($out, qr/"fanout_drain_on_quit" directive invalid value/, 'fanout_drain_on_quit soon');
+($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a;",
+                               zone => "fanout_drain_on_quit 5s;"));
+like($out, qr/"fanout_drain_on_quit" needs a "fanout_zone"/, 'fanout_drain_on_quit without a zone');
+
 # conf-examples/nginx.conf, laid out as the Dockerfile does
 {
     my $d = $t->dir . '/docker';

@@ -65,7 +65,8 @@ is($res->{json}{limit}, '1r/s', 'limit: the rate');
 cmp_ok($res->{json}{retry_after_ms}, '>', 0, 'retry_after_ms');
 cmp_ok($res->{json}{retry_after_ms}, '<=', 1000, 'at most one interval');
 is($res->{headers}{'retry-after'}, 1, 'Retry-After: 1');
-is($res->{headers}{'ratelimit-limit'}, 3, 'RateLimit-Limit: 3');
+is($res->{headers}{'ratelimit-limit'}, 1, 'RateLimit-Limit: the quota (1 of 1r/s), not the burst');
+is($res->{headers}{'ratelimit-policy'}, '1;w=1;burst=3', 'RateLimit-Policy: the window and the burst');
 is($res->{headers}{'ratelimit-remaining'}, 0, 'RateLimit-Remaining: 0');
 ok(defined $res->{headers}{'ratelimit-reset'}, 'RateLimit-Reset');
 

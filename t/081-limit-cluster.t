@@ -77,7 +77,8 @@ is($status{200}, 5, 'two instances admit the burst of 5 together');
 is($status{429}, 5, 'and reject the other 5');
 is($res[4]{headers}{'ratelimit-remaining'}, 0,
    'RateLimit-Remaining counts down across instances');
-is($res[0]{headers}{'ratelimit-limit'}, 5, 'RateLimit-Limit: 5');
+is($res[0]{headers}{'ratelimit-limit'}, 1, 'RateLimit-Limit: 1 (of 1r/m)');
+is($res[0]{headers}{'ratelimit-policy'}, '1;w=60;burst=5', 'RateLimit-Policy: a minute, a burst of 5');
 is($res[5]{json}{error}, 'rate_limited', '429 body: rate_limited');
 cmp_ok($res[5]{json}{retry_after_ms}, '>', 0, 'retry_after_ms');
 ok($res[5]{headers}{'retry-after'}, 'Retry-After');

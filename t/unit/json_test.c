@@ -579,10 +579,32 @@ test_precision(void)
 }
 
 
+static void
+test_members(void)
+{
+    fanout_span_t  k[4], v[4];
+
+    ok(fanout_json_members("{}", 2, k, v, 4) == 0, "members: none");
+    ok(fanout_json_members("{ \"a\" : 1 , \"b\":[2,{\"c\":3}] }", 29, k, v, 4)
+       == 2 && k[0].len == 3 && memcmp(k[0].p, "\"a\"", 3) == 0
+       && v[0].len == 1 && v[0].p[0] == '1'
+       && v[1].len == 11 && v[1].p[0] == '[',
+       "members: keys with their quotes, values as spans");
+    ok(fanout_json_members("[1]", 3, k, v, 4) == -1, "members: not an object");
+    ok(fanout_json_members("{\"a\":1,\"b\":2}", 13, k, v, 1) == 2,
+       "members: counting stops one past max");
+    ok(fanout_json_members("{\"a\"1}", 6, k, v, 4) == -1,
+       "members: a key without its colon");
+    ok(fanout_json_members("{\"a\":1,\"a\":2}", 13, NULL, NULL, 4) == 2,
+       "members: a duplicate key is two members (the caller decides)");
+}
+
+
 int
 main(void)
 {
     test_scan();
+    test_members();
     test_oracle();
     test_paths();
     test_selectors();

@@ -27,7 +27,7 @@ ASAN_MODULE := $(BUILD)/asan/ngx_http_fanout_module.so
 DEB_BUILD   := nginx nginx-dev libhiredis-dev libssl-dev gcc make perl
 # jansson is the oracle the JSON scanner is checked against
 DEB_TEST    := libjansson-dev redis-server libnginx-mod-http-echo curl perl \
-               cppcheck valgrind prometheus chromium chromium-driver
+               cppcheck valgrind prometheus chromium chromium-driver haproxy
 DEB_BENCH   := wrk libnginx-mod-http-lua lua-cjson lua-nginx-redis
 DEB_ALL     := $(DEB_BUILD) $(DEB_TEST) $(DEB_BENCH)
 

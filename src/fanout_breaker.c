@@ -226,6 +226,50 @@ fanout_breaker_learn(const fanout_breaker_conf_t *c, fanout_breaker_t *b,
 
 
 fanout_breaker_change_e
+fanout_breaker_closed_elsewhere(fanout_breaker_t *b, uint64_t now_ms,
+    uint64_t age_ms)
+{
+    uint64_t  opened;
+
+    if (b->state == FANOUT_BREAKER_CLOSED) {
+        return FANOUT_BREAKER_SAME;
+    }
+
+    /* when this opening began: its retry time less its cooldown */
+    opened = b->retry_at_ms > b->cooldown_ms ? b->retry_at_ms - b->cooldown_ms
+                                             : 0;
+
+    if (now_ms < age_ms || opened >= now_ms - age_ms) {
+        return FANOUT_BREAKER_SAME;
+    }
+
+    memset(b, 0, sizeof(fanout_breaker_t));
+
+    return FANOUT_BREAKER_CLOSED_AGAIN;
+}
+
+
+int
+fanout_breaker_adopt(fanout_breaker_t *b, uint64_t now_ms,
+    uint64_t remaining_ms, uint64_t cooldown_ms)
+{
+    if (b->state != FANOUT_BREAKER_OPEN || remaining_ms == 0
+        || b->retry_at_ms == now_ms + remaining_ms)
+    {
+        return 0;
+    }
+
+    b->retry_at_ms = now_ms + remaining_ms;
+
+    if (cooldown_ms) {
+        b->cooldown_ms = cooldown_ms;
+    }
+
+    return 1;
+}
+
+
+fanout_breaker_change_e
 fanout_breaker_forget(fanout_breaker_t *b, uint64_t now_ms,
     uint64_t margin_ms)
 {

@@ -97,6 +97,24 @@ fanout_breaker_change_e fanout_breaker_learn(const fanout_breaker_conf_t *c,
     uint64_t cooldown_ms);
 
 /*
+ * scope=cluster: a good probe on another instance closed the circuit
+ * age_ms ago. A breaker here that opened before that, learned or its own,
+ * open or half-open, closes too: one probe speaks for the fleet. One that
+ * opened since (the model failed again here) stays as it is.
+ */
+fanout_breaker_change_e fanout_breaker_closed_elsewhere(fanout_breaker_t *b,
+    uint64_t now_ms, uint64_t age_ms);
+
+/*
+ * scope=cluster: this instance opened the circuit, and the fleet had it
+ * open already, remaining_ms more with cooldown_ms: the fleet's schedule
+ * wins, so that every instance probes at the same moment. 1 when it
+ * changed anything.
+ */
+int fanout_breaker_adopt(fanout_breaker_t *b, uint64_t now_ms,
+    uint64_t remaining_ms, uint64_t cooldown_ms);
+
+/*
  * The circuit is open nowhere else any more.  One learned from another
  * instance, with more than margin_ms of its cooldown left, was closed
  * there by a good probe: close it here too.  Near its end it is left to

@@ -52,3 +52,18 @@ fanout_limit_take(const fanout_limit_conf_t *c, uint64_t *tat,
     res->retry_after_us = res->allowed ? 0
                           : (base + cost * c->interval_us - now_us) - limit;
 }
+
+
+void
+fanout_limit_share(const fanout_limit_conf_t *c, uint64_t n,
+    fanout_limit_conf_t *out)
+{
+    *out = *c;
+
+    if (n <= 1) {
+        return;
+    }
+
+    out->interval_us = c->interval_us * n;
+    out->capacity = (c->capacity + n - 1) / n;
+}

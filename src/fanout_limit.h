@@ -41,4 +41,12 @@ void fanout_limit_take(const fanout_limit_conf_t *c, uint64_t *tat,
     uint64_t now_us, uint64_t cost, fanout_limit_result_t *res);
 
 
+/*
+ * One instance's share of a fleet limit, for n instances: 1/n of the rate
+ * and of the burst (at least one request). n of 0 or 1: the whole limit.
+ */
+void fanout_limit_share(const fanout_limit_conf_t *c, uint64_t n,
+    fanout_limit_conf_t *out);
+
+
 #endif /* _FANOUT_LIMIT_H_INCLUDED_ */

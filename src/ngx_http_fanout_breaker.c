@@ -4,10 +4,17 @@
  * and kept across reloads; changed under the zone's lock.
  *
  * scope=cluster also writes each opening to Redis, as a key that lives as
- * long as the cooldown, and deletes it on closing.  Twice a second one
- * worker of each instance reads all such keys, so that every instance
- * learns of an open circuit within a second.  Redis trouble leaves the
+ * long as the cooldown (unless the fleet has it open already: then this
+ * instance takes the fleet's retry time, so that all probe together), and
+ * a closing as a marker that lives a second.  Twice a second one worker
+ * of each instance reads all such keys, so that every instance learns of
+ * an open circuit within a second, and a good probe anywhere closes the
+ * breakers that opened before it everywhere.  Redis trouble leaves the
  * local state as it is.
+ *
+ * breaker_key=NAME: the breaker's state is in a node of its own, shared
+ * by every location that calls the model by that name, and its key in
+ * Redis is fanout:breaker:key:NAME.
  */
 
 #include "ngx_http_fanout_module.h"
@@ -15,7 +22,8 @@
 #include "ngx_http_fanout_redis.h"
 
 
-#define NGX_HTTP_FANOUT_BREAKER_SYNC  500      /* ms between reads */
+#define NGX_HTTP_FANOUT_BREAKER_SYNC    500    /* ms between reads */
+#define NGX_HTTP_FANOUT_BREAKER_CLOSED  1000   /* ms a close is told */
 
 
 static void ngx_http_fanout_breaker_publish(ngx_http_fanout_ctx_t *ctx,
@@ -31,6 +39,7 @@ typedef struct {
     ngx_uint_t                  loc;           /* stats indexes */
     ngx_uint_t                  tgt;
     fanout_breaker_conf_t      *conf;
+    ngx_http_fanout_main_conf_t  *fmcf;
 } ngx_http_fanout_breaker_peer_t;
 
 
@@ -47,7 +56,23 @@ static const char  ngx_http_fanout_breaker_lua[] =
     "return out\n";
 
 
+/*
+ * An opening. KEYS[1]: the breaker; ARGV[1]: its cooldown. When the fleet
+ * has it open already (a cooldown, not a close's 0) it stays as it is;
+ * returns the key's PTTL and cooldown either way.
+ */
+static const char  ngx_http_fanout_breaker_open_lua[] =
+    "local v = tonumber(redis.call('GET', KEYS[1]) or '0') or 0\n"
+    "if v > 0 then\n"
+    "  local ttl = redis.call('PTTL', KEYS[1])\n"
+    "  if ttl > 0 then return {ttl, v} end\n"
+    "end\n"
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[1])\n"
+    "return {tonumber(ARGV[1]), tonumber(ARGV[1])}\n";
+
+
 static ngx_http_fanout_redis_script_t  ngx_http_fanout_breaker_script;
+static ngx_http_fanout_redis_script_t  ngx_http_fanout_breaker_open_script;
 static ngx_event_t                     ngx_http_fanout_breaker_sync_ev;
 static ngx_http_fanout_redis_op_t     *ngx_http_fanout_breaker_sync_op;
 
@@ -202,7 +227,8 @@ ngx_int_t
 ngx_http_fanout_breaker_register(ngx_conf_t *cf,
     ngx_http_fanout_loc_conf_t *flcf)
 {
-    ngx_uint_t                       i;
+    size_t                           len;
+    ngx_uint_t                       i, j;
     ngx_http_fanout_target_t        *t;
     ngx_http_fanout_main_conf_t     *fmcf;
     ngx_http_fanout_breaker_peer_t  *peer;
@@ -224,6 +250,9 @@ ngx_http_fanout_breaker_register(ngx_conf_t *cf,
 
         ngx_http_fanout_redis_script_init(&ngx_http_fanout_breaker_script,
                                           ngx_http_fanout_breaker_lua);
+        ngx_http_fanout_redis_script_init(
+                                    &ngx_http_fanout_breaker_open_script,
+                                    ngx_http_fanout_breaker_open_lua);
     }
 
     t = flcf->targets->elts;
@@ -231,6 +260,31 @@ ngx_http_fanout_breaker_register(ngx_conf_t *cf,
     for (i = 0; i < flcf->targets->nelts; i++) {
         if (t[i].no_breaker) {
             continue;
+        }
+
+        /* breaker_key=: one key, one peer, for all its locations */
+        if (t[i].breaker_name.len) {
+            len = sizeof("fanout:breaker:key:") - 1 + t[i].breaker_name.len;
+            peer = fmcf->breakers->elts;
+
+            for (j = 0; j < fmcf->breakers->nelts; j++) {
+                if (peer[j].key.len == len
+                    && ngx_strncmp(peer[j].key.data + len
+                                   - t[i].breaker_name.len,
+                                   t[i].breaker_name.data,
+                                   t[i].breaker_name.len) == 0
+                    && ngx_strncmp(peer[j].key.data, "fanout:breaker:key:",
+                                   sizeof("fanout:breaker:key:") - 1) == 0)
+                {
+                    break;
+                }
+            }
+
+            if (j < fmcf->breakers->nelts) {
+                t[i].breaker_key = peer[j].key;
+                t[i].breaker_peer = j;
+                continue;
+            }
         }
 
         peer = ngx_array_push(fmcf->breakers);
@@ -243,58 +297,129 @@ ngx_http_fanout_breaker_register(ngx_conf_t *cf,
         peer->loc = flcf->stats;
         peer->tgt = t[i].stats;
         peer->conf = flcf->breaker;
+        peer->fmcf = fmcf;
 
-        peer->key.len = sizeof("fanout:breaker::") - 1 + flcf->location.len
-                        + t[i].name.len;
+        peer->key.len = t[i].breaker_name.len
+                        ? sizeof("fanout:breaker:key:") - 1
+                          + t[i].breaker_name.len
+                        : sizeof("fanout:breaker::") - 1 + flcf->location.len
+                          + t[i].name.len;
         peer->key.data = ngx_pnalloc(cf->pool, peer->key.len);
         if (peer->key.data == NULL) {
             return NGX_ERROR;
         }
 
-        ngx_sprintf(peer->key.data, "fanout:breaker:%V:%V", &flcf->location,
-                    &t[i].name);
+        if (t[i].breaker_name.len) {
+            ngx_sprintf(peer->key.data, "fanout:breaker:key:%V",
+                        &t[i].breaker_name);
+
+        } else {
+            ngx_sprintf(peer->key.data, "fanout:breaker:%V:%V",
+                        &flcf->location, &t[i].name);
+        }
 
         t[i].breaker_key = peer->key;
+        t[i].breaker_peer = fmcf->breakers->nelts - 1;
     }
 
     return NGX_OK;
 }
 
 
-/* an opening goes to Redis for the cooldown; a closing deletes it */
+/*
+ * The fleet had the circuit open already when this instance opened it:
+ * its retry time and cooldown win. The reply outlives the request: its
+ * data is the peer, of the configuration.
+ */
+
+static void
+ngx_http_fanout_breaker_opened_reply(void *data, redisReply *reply,
+    ngx_http_fanout_redis_error_e error)
+{
+    ngx_http_fanout_stats_t         *st;
+    ngx_http_fanout_stats_loc_t     *loc;
+    ngx_http_fanout_main_conf_t     *fmcf;
+    ngx_http_fanout_breaker_peer_t  *peer;
+    ngx_http_fanout_stats_target_t  *tgt;
+
+    peer = data;
+    fmcf = peer->fmcf;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 2
+        || reply->element[0]->type != REDIS_REPLY_INTEGER
+        || reply->element[1]->type != REDIS_REPLY_INTEGER
+        || reply->element[0]->integer <= 0)
+    {
+        return;
+    }
+
+    loc = fmcf->locations.elts;
+    tgt = loc[peer->loc].targets.elts;
+    st = tgt[peer->tgt].bnode;
+
+    ngx_shmtx_lock(&fmcf->shpool->mutex);
+
+    if (fanout_breaker_adopt(&st->breaker, ngx_current_msec,
+                             (uint64_t) reply->element[0]->integer,
+                             (uint64_t) reply->element[1]->integer))
+    {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "fanout breaker \"%V\": the fleet's retry in %L ms",
+                       &peer->key, reply->element[0]->integer);
+    }
+
+    ngx_shmtx_unlock(&fmcf->shpool->mutex);
+}
+
+
+/* an opening goes to Redis for the cooldown; a closing as a marker */
 
 static void
 ngx_http_fanout_breaker_publish(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub, fanout_breaker_change_e change,
     uint64_t cooldown_ms)
 {
-    size_t       len[5];
-    u_char       ms[NGX_INT64_LEN];
-    const char  *argv[5];
-
-    argv[1] = (const char *) sub->target->breaker_key.data;
-    len[1] = sub->target->breaker_key.len;
+    size_t                           len[5];
+    u_char                           ms[NGX_INT64_LEN];
+    const char                      *argv[5];
+    ngx_http_fanout_main_conf_t     *fmcf;
+    ngx_http_fanout_breaker_peer_t  *peer;
 
     if (change == FANOUT_BREAKER_CLOSED_AGAIN) {
-        argv[0] = "DEL";
+        /* "0" for a second: closed by a good probe, and when */
+        argv[0] = "SET";
         len[0] = 3;
+        argv[1] = (const char *) sub->target->breaker_key.data;
+        len[1] = sub->target->breaker_key.len;
+        argv[2] = "0";
+        len[2] = 1;
+        argv[3] = "PX";
+        len[3] = 2;
+        argv[4] = (const char *) ms;
+        len[4] = ngx_sprintf(ms, "%d", NGX_HTTP_FANOUT_BREAKER_CLOSED) - ms;
 
         (void) ngx_http_fanout_redis_command(ctx->request->connection->log,
-                                             2, argv, len, NULL, NULL);
+                                             5, argv, len, NULL, NULL);
         return;
     }
 
-    argv[0] = "SET";
-    len[0] = 3;
-    argv[2] = (const char *) ms;
-    len[2] = ngx_sprintf(ms, "%uL", cooldown_ms) - ms;
-    argv[3] = "PX";
-    len[3] = 2;
-    argv[4] = argv[2];
-    len[4] = len[2];
+    fmcf = ngx_http_get_module_main_conf(ctx->request, ngx_http_fanout_module);
+    peer = fmcf->breakers->elts;
 
-    (void) ngx_http_fanout_redis_command(ctx->request->connection->log, 5,
-                                         argv, len, NULL, NULL);
+    /* EVALSHA sha 1 KEY COOLDOWN: argv[0] and argv[1] are the script's */
+    argv[2] = "1";
+    len[2] = 1;
+    argv[3] = (const char *) sub->target->breaker_key.data;
+    len[3] = sub->target->breaker_key.len;
+    argv[4] = (const char *) ms;
+    len[4] = ngx_sprintf(ms, "%uL", cooldown_ms) - ms;
+
+    (void) ngx_http_fanout_redis_eval(ctx->request->connection->log,
+                                      &ngx_http_fanout_breaker_open_script,
+                                      5, argv, len,
+                                      ngx_http_fanout_breaker_opened_reply,
+                                      &peer[sub->target->breaker_peer]);
 }
 
 
@@ -336,11 +461,17 @@ ngx_http_fanout_breaker_sync_reply(void *data, redisReply *reply,
         }
 
         tgt = loc[peer[i].loc].targets.elts;
-        st = tgt[peer[i].tgt].node;
+        st = tgt[peer[i].tgt].bnode;
 
         ngx_shmtx_lock(&fmcf->shpool->mutex);
 
-        if (e[2 * i]->integer > 0) {
+        if (e[2 * i]->integer > 0 && e[2 * i + 1]->integer == 0) {
+            /* a good probe elsewhere, so long ago */
+            change = fanout_breaker_closed_elsewhere(&st->breaker, now,
+                         (uint64_t) ngx_max(NGX_HTTP_FANOUT_BREAKER_CLOSED
+                                            - e[2 * i]->integer, 0));
+
+        } else if (e[2 * i]->integer > 0) {
             change = fanout_breaker_learn(peer[i].conf, &st->breaker, now,
                                           (uint64_t) e[2 * i]->integer,
                                           (uint64_t) ngx_max(
@@ -496,7 +627,7 @@ ngx_http_fanout_breaker_allow(ngx_http_fanout_ctx_t *ctx, ngx_uint_t from,
             continue;
         }
 
-        st = sub->st;
+        st = sub->bst;
 
         sub->verdict = fanout_breaker_allow(ctx->conf->breaker, &st->breaker,
                                             ngx_current_msec);
@@ -603,7 +734,7 @@ ngx_http_fanout_breaker_record(ngx_http_fanout_ctx_t *ctx,
     }
 
     fmcf = ngx_http_get_module_main_conf(ctx->request, ngx_http_fanout_module);
-    st = sub->st;
+    st = sub->bst;
 
     ngx_shmtx_lock(&fmcf->shpool->mutex);
     change = ngx_http_fanout_breaker_locked(ctx, sub, st, &old);
@@ -634,7 +765,7 @@ ngx_http_fanout_breaker_retry(ngx_http_fanout_ctx_t *ctx,
     }
 
     fmcf = ngx_http_get_module_main_conf(ctx->request, ngx_http_fanout_module);
-    st = sub->st;
+    st = sub->bst;
 
     ngx_shmtx_lock(&fmcf->shpool->mutex);
 
@@ -688,7 +819,7 @@ ngx_http_fanout_breaker_record_all(ngx_http_fanout_ctx_t *ctx)
             continue;
         }
 
-        st[i] = sub->st;
+        st[i] = sub->bst;
         change[i] = ngx_http_fanout_breaker_locked(ctx, sub, st[i], &old[i]);
     }
 

@@ -85,6 +85,8 @@ ngx_http_fanout_subs_init(ngx_http_fanout_ctx_t *ctx)
         sub->target = &targets[i];
         sub->st = ngx_http_fanout_stats_target(ctx->request, ctx->conf,
                                                &targets[i]);
+        sub->bst = ngx_http_fanout_stats_breaker(ctx->request, ctx->conf,
+                                                 &targets[i]);
         sub->part.name = (const char *) targets[i].name.data;
         sub->part.weight = (double) targets[i].weight
                            / NGX_HTTP_FANOUT_WEIGHT_ONE;

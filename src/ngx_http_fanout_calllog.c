@@ -339,7 +339,7 @@ ngx_http_fanout_call_log_attempt(ngx_http_fanout_ctx_t *ctx,
     p = ngx_http_fanout_cl_uint(p, a->latency);
     p = ngx_http_fanout_cl_lit(p, ",\"breaker\":\"");
     p = ngx_http_fanout_cl_cstr(p, sub->st ? fanout_breaker_state_name(
-                                                 sub->st->breaker.state)
+                                                 sub->bst->breaker.state)
                                            : "none");
     *p++ = '"';
 

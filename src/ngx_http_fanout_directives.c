@@ -256,6 +256,21 @@ ngx_http_fanout_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "breaker_key=", 12) == 0) {
+            t->breaker_name.data = value[i].data + 12;
+            t->breaker_name.len = value[i].len - 12;
+
+            if (ngx_http_fanout_valid_name(&t->breaker_name) != NGX_OK) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid breaker_key \"%V\": use 1 to 64 "
+                                   "letters, digits, \"_\", \"-\" or \".\"",
+                                   &t->breaker_name);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "batch=", 6) == 0) {
             n = ngx_atoi(value[i].data + 6, value[i].len - 6);
 
@@ -355,6 +370,20 @@ ngx_http_fanout_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (t->max_inflight > stgt[t->stats].max_inflight) {
         stgt[t->stats].max_inflight = t->max_inflight;
+    }
+
+    /* breaker_key=: the breaker's state in a node of its own, by name */
+    if (t->breaker_name.len && stgt[t->stats].bkey.len == 0) {
+        stgt[t->stats].bkey.len = t->breaker_name.len + 1;
+        stgt[t->stats].bkey.data = ngx_pnalloc(cf->pool,
+                                               stgt[t->stats].bkey.len);
+        if (stgt[t->stats].bkey.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        stgt[t->stats].bkey.data[0] = '\5';
+        ngx_memcpy(stgt[t->stats].bkey.data + 1, t->breaker_name.data,
+                   t->breaker_name.len);
     }
 
     if (t->batch) {

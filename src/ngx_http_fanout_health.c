@@ -292,7 +292,7 @@ ngx_http_fanout_health_handler(ngx_http_request_t *r)
         for (j = 0; j < l->targets.nelts; j++, t++) {
             /* a consistent copy: workers change it under the lock */
             ngx_shmtx_lock(&fmcf->shpool->mutex);
-            t->breaker = tgt[j].node->breaker;
+            t->breaker = tgt[j].bnode->breaker;
             ngx_shmtx_unlock(&fmcf->shpool->mutex);
 
             t->why = NGX_HTTP_FANOUT_HEALTH_OK;

@@ -22,6 +22,11 @@
 #define NGX_HTTP_FANOUT_LIMIT_ERR_LOCAL   0
 #define NGX_HTTP_FANOUT_LIMIT_ERR_OPEN    1
 #define NGX_HTTP_FANOUT_LIMIT_ERR_CLOSED  2
+#define NGX_HTTP_FANOUT_LIMIT_ERR_SHARE   3   /* local_share */
+
+/* local_share: how often an instance says it is there, and for how long */
+#define NGX_HTTP_FANOUT_HEARTBEAT         1000
+#define NGX_HTTP_FANOUT_HEARTBEAT_TTL     5000
 
 /* where one limit is checked for one request */
 #define NGX_HTTP_FANOUT_LIMIT_SKIP     0   /* empty key, or failed open */
@@ -46,6 +51,7 @@ typedef struct {
     ngx_str_t                   prefix;        /* of its keys in Redis */
     u_char                      args[3][NGX_INT64_LEN];
     size_t                      args_len[3];   /* interval, burst, cost */
+    ngx_uint_t                  instances;     /* local_share: 0 learned */
     ngx_str_t                   quota;         /* RateLimit-Limit: "100" */
     ngx_str_t                   policy;        /* "100;w=1;burst=10" */
     unsigned                    dry_run:1;
@@ -59,6 +65,8 @@ typedef struct {
     fanout_limit_result_t       res[NGX_HTTP_FANOUT_MAX_LIMITS];
     ngx_uint_t                  have[NGX_HTTP_FANOUT_MAX_LIMITS];
     ngx_uint_t                  unavailable;   /* closed: the limit's index */
+    ngx_uint_t                  share[NGX_HTTP_FANOUT_MAX_LIMITS];
+                                               /* local_share: instances */
 } ngx_http_fanout_limit_run_t;
 
 
@@ -107,6 +115,29 @@ static const char  ngx_http_fanout_limit_lua[] =
 static ngx_http_fanout_redis_script_t  ngx_http_fanout_limit_script;
 
 
+/*
+ * local_share's heartbeat. KEYS[1]: the fleet's sorted set; ARGV[1]: this
+ * instance; ARGV[2]: how long a silent instance still counts, ms. Scored
+ * by Redis's own clock; returns the instances heard from since.
+ */
+static const char  ngx_http_fanout_heartbeat_lua[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "redis.call('ZADD', KEYS[1], now, ARGV[1])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))\n"
+    "redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)\n"
+    "return redis.call('ZCARD', KEYS[1])\n";
+
+
+static ngx_http_fanout_redis_script_t  ngx_http_fanout_heartbeat_script;
+static ngx_event_t                     ngx_http_fanout_heartbeat_ev;
+static ngx_http_fanout_redis_op_t     *ngx_http_fanout_heartbeat_op;
+static u_char                          ngx_http_fanout_heartbeat_id[256];
+static size_t                          ngx_http_fanout_heartbeat_len;
+
+static ngx_uint_t ngx_http_fanout_limit_fleet(ngx_http_fanout_ctx_t *ctx);
+
+
 typedef struct {
     u_char                      color;
     u_char                      dummy;
@@ -125,7 +156,7 @@ ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_fanout_loc_conf_t *flcf = conf;
 
     u_char                            *p, *slash;
-    ngx_int_t                          n, burst;
+    ngx_int_t                          n, n2, burst;
     ngx_str_t                         *value, s, name;
     uint64_t                           period;
     ngx_uint_t                         i, loc_index;
@@ -276,6 +307,16 @@ ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "instances=", 10) == 0) {
+            n2 = ngx_atoi(value[i].data + 10, value[i].len - 10);
+            if (n2 <= 0 || n2 > 10000) {
+                goto invalid;
+            }
+
+            l->instances = (ngx_uint_t) n2;
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "on_redis_error=", 15) == 0) {
             p = value[i].data + 15;
 
@@ -287,6 +328,9 @@ ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
             } else if (ngx_strcmp(p, "closed") == 0) {
                 l->on_error = NGX_HTTP_FANOUT_LIMIT_ERR_CLOSED;
+
+            } else if (ngx_strcmp(p, "local_share") == 0) {
+                l->on_error = NGX_HTTP_FANOUT_LIMIT_ERR_SHARE;
 
             } else {
                 goto invalid;
@@ -340,6 +384,19 @@ ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                 &l->quota, period == 1000000 ? 1 : 60,
                                 l->gcra.capacity)
                     - l->policy.data;
+
+    if (l->instances && l->on_error != NGX_HTTP_FANOUT_LIMIT_ERR_SHARE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"instances=\" goes with "
+                           "\"on_redis_error=local_share\"");
+        return NGX_CONF_ERROR;
+    }
+
+    /* local_share without instances=: the fleet counts itself in Redis */
+    if (l->on_error == NGX_HTTP_FANOUT_LIMIT_ERR_SHARE && l->instances == 0) {
+        fmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_fanout_module);
+        fmcf->heartbeat = 1;
+    }
 
     /* fanout_health: the location cannot serve without Redis */
     if (l->scope == NGX_HTTP_FANOUT_LIMIT_CLUSTER
@@ -608,6 +665,7 @@ ngx_http_fanout_limit_shm(ngx_http_fanout_ctx_t *ctx,
     ngx_http_request_t            *r;
     ngx_http_fanout_limit_t       *limits;
     ngx_http_fanout_main_conf_t   *fmcf;
+    fanout_limit_conf_t            gcra;
     ngx_http_fanout_limit_node_t  *ln[NGX_HTTP_FANOUT_MAX_LIMITS];
     u_char                         buf[sizeof(uint64_t) + 1024];
 
@@ -655,7 +713,13 @@ ngx_http_fanout_limit_shm(ngx_http_fanout_ctx_t *ctx,
         }
 
         tat[i] = ln[i]->tat;
-        fanout_limit_take(&limits[i].gcra, &tat[i], now,
+        gcra = limits[i].gcra;
+
+        if (run->share[i] > 1) {
+            fanout_limit_share(&limits[i].gcra, run->share[i], &gcra);
+        }
+
+        fanout_limit_take(&gcra, &tat[i], now,
                           limits[i].cost * ngx_max(ctx->limit_weight, 1),
                           &run->res[i]);
         run->have[i] = 1;
@@ -799,6 +863,14 @@ ngx_http_fanout_limit_redis_failed(ngx_http_fanout_ctx_t *ctx,
 
         case NGX_HTTP_FANOUT_LIMIT_ERR_LOCAL:
             run->where[i] = NGX_HTTP_FANOUT_LIMIT_SHM;
+            break;
+
+        case NGX_HTTP_FANOUT_LIMIT_ERR_SHARE:
+            /* this instance's share: declared, or the last count learned */
+            run->where[i] = NGX_HTTP_FANOUT_LIMIT_SHM;
+            run->share[i] = limits[i].instances
+                            ? limits[i].instances
+                            : ngx_http_fanout_limit_fleet(ctx);
             break;
 
         case NGX_HTTP_FANOUT_LIMIT_ERR_OPEN:
@@ -1010,6 +1082,7 @@ ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx)
     }
 
     ngx_memzero(run->have, n * sizeof(ngx_uint_t));
+    ngx_memzero(run->share, n * sizeof(ngx_uint_t));
 
     ctx->limit_run = run;
     run->unavailable = n;
@@ -1148,4 +1221,120 @@ ngx_http_fanout_limit_stage(ngx_http_fanout_ctx_t *ctx)
     }
 
     return ngx_http_fanout_limit_check(ctx);
+}
+
+
+/* the instances local_share divides by: the last count, at least one */
+
+static ngx_uint_t
+ngx_http_fanout_limit_fleet(ngx_http_fanout_ctx_t *ctx)
+{
+    ngx_http_fanout_main_conf_t  *fmcf;
+
+    fmcf = ngx_http_get_module_main_conf(ctx->request, ngx_http_fanout_module);
+
+    return fmcf->sh->fleet_instances ? fmcf->sh->fleet_instances : 1;
+}
+
+
+static void
+ngx_http_fanout_heartbeat_reply(void *data, redisReply *reply,
+    ngx_http_fanout_redis_error_e error)
+{
+    ngx_http_fanout_main_conf_t  *fmcf = data;
+
+    ngx_http_fanout_heartbeat_op = NULL;
+
+    /* Redis down: the last count stays, as local_share wants */
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0) {
+        fmcf->sh->fleet_instances = (ngx_atomic_uint_t) reply->integer;
+    }
+}
+
+
+/* once a second, one worker of the instance says it is there */
+
+static void
+ngx_http_fanout_heartbeat(ngx_event_t *ev)
+{
+    size_t                        len[6];
+    ngx_uint_t                    go;
+    const char                   *argv[6];
+    ngx_http_fanout_main_conf_t  *fmcf;
+    u_char                        ttl[NGX_INT_T_LEN];
+
+    if (ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_FANOUT_HEARTBEAT);
+
+    fmcf = ev->data;
+
+    if (ngx_http_fanout_heartbeat_op) {
+        return;
+    }
+
+    ngx_shmtx_lock(&fmcf->shpool->mutex);
+
+    go = (ngx_current_msec - fmcf->sh->heartbeat_at
+          >= NGX_HTTP_FANOUT_HEARTBEAT - NGX_HTTP_FANOUT_HEARTBEAT / 5);
+
+    if (go) {
+        fmcf->sh->heartbeat_at = ngx_current_msec;
+    }
+
+    ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+    if (!go) {
+        return;
+    }
+
+    /* EVALSHA sha 1 KEY ID TTL */
+    argv[2] = "1";
+    len[2] = 1;
+    argv[3] = "fanout:instances";
+    len[3] = sizeof("fanout:instances") - 1;
+    argv[4] = (const char *) ngx_http_fanout_heartbeat_id;
+    len[4] = ngx_http_fanout_heartbeat_len;
+    argv[5] = (const char *) ttl;
+    len[5] = ngx_sprintf(ttl, "%d", NGX_HTTP_FANOUT_HEARTBEAT_TTL) - ttl;
+
+    ngx_http_fanout_heartbeat_op = ngx_http_fanout_redis_eval(ev->log,
+                                       &ngx_http_fanout_heartbeat_script,
+                                       6, argv, len,
+                                       ngx_http_fanout_heartbeat_reply, fmcf);
+}
+
+
+ngx_int_t
+ngx_http_fanout_limit_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_fanout_main_conf_t  *fmcf;
+
+    fmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_fanout_module);
+
+    if (fmcf == NULL || !fmcf->heartbeat || fmcf->redis == NULL
+        || fmcf->sh == NULL)
+    {
+        return NGX_OK;
+    }
+
+    /* the instance: its name and its master, unique in the fleet */
+    ngx_http_fanout_heartbeat_len = ngx_snprintf(ngx_http_fanout_heartbeat_id,
+                                        sizeof(ngx_http_fanout_heartbeat_id),
+                                        "%V:%P", &fmcf->instance, ngx_parent)
+                                    - ngx_http_fanout_heartbeat_id;
+
+    ngx_http_fanout_redis_script_init(&ngx_http_fanout_heartbeat_script,
+                                      ngx_http_fanout_heartbeat_lua);
+
+    ngx_http_fanout_heartbeat_ev.handler = ngx_http_fanout_heartbeat;
+    ngx_http_fanout_heartbeat_ev.data = fmcf;
+    ngx_http_fanout_heartbeat_ev.log = cycle->log;
+    ngx_http_fanout_heartbeat_ev.cancelable = 1;
+
+    ngx_add_timer(&ngx_http_fanout_heartbeat_ev, 1);
+
+    return NGX_OK;
 }

@@ -724,7 +724,8 @@ ngx_http_fanout_init_process(ngx_cycle_t *cycle)
     }
 
     if (ngx_http_fanout_trace_init_process(cycle) != NGX_OK
-        || ngx_http_fanout_health_init_process(cycle) != NGX_OK)
+        || ngx_http_fanout_health_init_process(cycle) != NGX_OK
+        || ngx_http_fanout_limit_init_process(cycle) != NGX_OK)
     {
         return NGX_ERROR;
     }

@@ -61,6 +61,8 @@ typedef struct {
     ngx_str_t                   fallback;      /* fallback=, its URI */
     ngx_str_t                   fallback_args;
     ngx_str_t                   breaker_key;   /* scope=cluster, in Redis */
+    ngx_str_t                   breaker_name;  /* breaker_key=, or empty */
+    ngx_uint_t                  breaker_peer;  /* scope=cluster: its index */
     ngx_uint_t                  batch;         /* batch=: inputs a call */
     ngx_msec_t                  batch_wait;
     ngx_uint_t                  batch_format;  /* fanout_mb_format_e */
@@ -207,6 +209,7 @@ typedef struct {
     ngx_str_t                   instance;      /* fanout_instance */
     ngx_array_t                *healths;       /* fanout_health's confs */
     ngx_msec_t                  drain_on_quit; /* fanout_drain_on_quit */
+    ngx_uint_t                  heartbeat;     /* local_share: counted */
     time_t                      loaded;        /* this configuration's */
     ngx_http_fanout_shctx_t    *sh;            /* the zone, once made */
     ngx_slab_pool_t            *shpool;
@@ -316,6 +319,7 @@ typedef struct {
     ngx_http_fanout_ctx_t      *ctx;
     ngx_http_fanout_target_t   *target;
     ngx_http_fanout_stats_t    *st;            /* the target's counters */
+    ngx_http_fanout_stats_t    *bst;           /* its breaker's node */
     ngx_http_fanout_attempt_t   first;         /* the target's own */
     ngx_http_fanout_attempt_t  *attempt;       /* the latest, or NULL */
     ngx_http_fanout_attempt_t  *last;          /* of the list from first */
@@ -566,6 +570,7 @@ ngx_int_t ngx_http_fanout_breaker_retry(ngx_http_fanout_ctx_t *ctx,
 ngx_int_t ngx_http_fanout_breaker_register(ngx_conf_t *cf,
     ngx_http_fanout_loc_conf_t *flcf);
 ngx_int_t ngx_http_fanout_breaker_init_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_fanout_limit_init_process(ngx_cycle_t *cycle);
 void ngx_http_fanout_breaker_allow(ngx_http_fanout_ctx_t *ctx,
     ngx_uint_t from, ngx_uint_t to);
 void ngx_http_fanout_breaker_record(ngx_http_fanout_ctx_t *ctx,

@@ -128,6 +128,8 @@ ngx_http_fanout_stats_register(ngx_conf_t *cf,
         tgt->name = *target;
         tgt->node = NULL;
         tgt->max_inflight = 0;
+        ngx_str_null(&tgt->bkey);
+        tgt->bnode = NULL;
 
         i = loc->targets.nelts - 1;
     }
@@ -300,6 +302,16 @@ ngx_http_fanout_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
             if (tgt[j].node == NULL) {
                 goto failed;
             }
+
+            /* breaker_key=: locations calling one model share its breaker */
+            tgt[j].bnode = tgt[j].bkey.len
+                           ? ngx_http_fanout_stats_node(shpool, sh,
+                                                        &ngx_http_fanout_none,
+                                                        &tgt[j].bkey)
+                           : tgt[j].node;
+            if (tgt[j].bnode == NULL) {
+                goto failed;
+            }
         }
 
         /* limits, variants, shadows, batches */
@@ -379,6 +391,22 @@ ngx_http_fanout_stats_target(ngx_http_request_t *r,
     tgt = loc[flcf->stats].targets.elts;
 
     return tgt[target->stats].node;
+}
+
+
+ngx_http_fanout_stats_t *
+ngx_http_fanout_stats_breaker(ngx_http_request_t *r,
+    ngx_http_fanout_loc_conf_t *flcf, ngx_http_fanout_target_t *target)
+{
+    ngx_http_fanout_stats_loc_t     *loc;
+    ngx_http_fanout_main_conf_t     *fmcf;
+    ngx_http_fanout_stats_target_t  *tgt;
+
+    fmcf = ngx_http_get_module_main_conf(r, ngx_http_fanout_module);
+    loc = fmcf->locations.elts;
+    tgt = loc[flcf->stats].targets.elts;
+
+    return tgt[target->stats].bnode;
 }
 
 

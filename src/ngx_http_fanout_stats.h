@@ -130,6 +130,7 @@ typedef enum {
 #define NGX_HTTP_FANOUT_STATS_VARIANT  2
 #define NGX_HTTP_FANOUT_STATS_SHADOW   3
 #define NGX_HTTP_FANOUT_STATS_BATCH    4
+/* a breaker_key= breaker's node: "\5NAME", under no location */
 
 
 /* enough for locations, targets, batches and Redis */
@@ -167,6 +168,8 @@ struct ngx_http_fanout_shctx_s {
     ngx_atomic_t                drain;        /* fanout_api: drained */
     ngx_atomic_t                api_version;  /* fanout_api: changes */
     ngx_msec_t                  quit_drain_until;  /* fanout_drain_on_quit */
+    ngx_atomic_t                fleet_instances;   /* local_share: heard */
+    ngx_msec_t                  heartbeat_at;      /* its last, any worker */
 };
 
 
@@ -174,6 +177,8 @@ typedef struct {
     ngx_str_t                   name;
     ngx_http_fanout_stats_t    *node;
     ngx_uint_t                  max_inflight;  /* a target's cap, 0: none */
+    ngx_str_t                   bkey;      /* breaker_key=: "\5NAME" */
+    ngx_http_fanout_stats_t    *bnode;     /* its breaker: node or shared */
 } ngx_http_fanout_stats_target_t;
 
 
@@ -221,6 +226,8 @@ ngx_int_t ngx_http_fanout_stats_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 ngx_http_fanout_stats_t *ngx_http_fanout_stats_location(ngx_http_request_t *r,
     ngx_http_fanout_loc_conf_t *flcf);
+ngx_http_fanout_stats_t *ngx_http_fanout_stats_breaker(ngx_http_request_t *r,
+    ngx_http_fanout_loc_conf_t *flcf, ngx_http_fanout_target_t *target);
 ngx_http_fanout_stats_t *ngx_http_fanout_stats_target(ngx_http_request_t *r,
     ngx_http_fanout_loc_conf_t *flcf, ngx_http_fanout_target_t *target);
 

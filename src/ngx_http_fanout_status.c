@@ -167,12 +167,13 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
     p = ngx_http_fanout_escape_json(p, &fmcf->instance);
     p = ngx_sprintf(p, "\",\"nginx_version\":\"" NGINX_VERSION "\","
                     "\"started\":%T,\"uptime_s\":%T,\"loaded\":%T,"
-                    "\"zone_size\":%uz,\"zone_used\":%uz,\"draining\":%s},"
-                    "\"locations\":{",
+                    "\"zone_size\":%uz,\"zone_used\":%uz,\"draining\":%s,"
+                    "\"fleet_instances\":%uA},\"locations\":{",
                     fmcf->sh->started, ngx_time() - fmcf->sh->started,
                     fmcf->loaded, fmcf->shm_zone->shm.size,
                     ngx_http_fanout_zone_used(fmcf),
-                    ngx_http_fanout_draining(fmcf) ? "true" : "false");
+                    ngx_http_fanout_draining(fmcf) ? "true" : "false",
+                    fmcf->sh->fleet_instances);
 
     loc = fmcf->locations.elts;
 
@@ -362,7 +363,7 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
 
             /* a consistent copy: workers change it under the lock */
             ngx_shmtx_lock(&fmcf->shpool->mutex);
-            breaker = st->breaker;
+            breaker = tgt[j].bnode->breaker;
             ngx_shmtx_unlock(&fmcf->shpool->mutex);
 
             rate = fanout_breaker_peek(&breaker, ngx_current_msec, &requests);
@@ -578,9 +579,14 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
         "# HELP fanout_draining 1 while the instance drains (fanout_api, "
         "fanout_drain_on_quit): fanout_health answers 503.\n"
         "# TYPE fanout_draining gauge\n"
-        "fanout_draining %ui\n",
+        "fanout_draining %ui\n"
+        "# HELP fanout_fleet_instances Instances heard from in Redis in the "
+        "last 5 s (local_share's divisor; 0: not counted).\n"
+        "# TYPE fanout_fleet_instances gauge\n"
+        "fanout_fleet_instances %uA\n",
         fmcf->sh->started, fmcf->loaded, fmcf->shm_zone->shm.size,
-        ngx_http_fanout_zone_used(fmcf), ngx_http_fanout_draining(fmcf));
+        ngx_http_fanout_zone_used(fmcf), ngx_http_fanout_draining(fmcf),
+        fmcf->sh->fleet_instances);
 
     p = ngx_sprintf(p,
         "# HELP fanout_requests_total Client requests to a fan-out location.\n"
@@ -786,7 +792,7 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
         for (j = 0; j < loc[i].targets.nelts; j++) {
             p = ngx_sprintf(p, "fanout_target_breaker_state");
             p = ngx_http_fanout_prom_labels(p, &loc[i].name, &tgt[j].name);
-            p = ngx_sprintf(p, "} %uD\n", tgt[j].node->breaker.state);
+            p = ngx_sprintf(p, "} %uD\n", tgt[j].bnode->breaker.state);
         }
     }
 
@@ -800,7 +806,7 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
 
         for (j = 0; j < loc[i].targets.nelts; j++) {
             ngx_shmtx_lock(&fmcf->shpool->mutex);
-            breaker = tgt[j].node->breaker;
+            breaker = tgt[j].bnode->breaker;
             ngx_shmtx_unlock(&fmcf->shpool->mutex);
 
             p = ngx_sprintf(p, "fanout_target_error_rate");

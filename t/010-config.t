@@ -342,6 +342,13 @@ is($rc, 0, 'a full fanout_shadow configuration passes') or diag($out);
 ($rc, $out) = $t->nginx_t(conf("fanout_status yaml;"));
 like($out, qr/invalid format "yaml"/, 'bad status format');
 
+($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a breaker_key=a/b;"));
+like($out, qr/invalid breaker_key "a\/b"/, 'a bad breaker_key');
+($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a; fanout_limit key=x rate=1r/s instances=3;"));
+like($out, qr/"instances=" goes with "on_redis_error=local_share"/, 'instances= without local_share');
+($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a; fanout_limit key=x rate=1r/s instances=0 on_redis_error=local_share;"));
+like($out, qr/invalid parameter "instances=0"/, 'instances=0');
+
 # fanout_health, fanout_api, fanout_drain_on_quit
 ($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a; }\n"
                                . "location = /h { fanout_health /p;"));

@@ -145,8 +145,10 @@ sleep 1.2;    # the cooldown (2s) is over on one: a probe
 $res = $t->get('/flip', port => $port{one});
 is($res->{status}, 200, 'the probe on instance one succeeds');
 is(breaker('one', '/flip', 'flip')->{breaker}{state}, 'closed', 'closed on one');
-is($t->redis_cli('r', 'EXISTS', 'fanout:breaker:/flip:flip'), 0,
-   'and its Redis key is gone');
+is($t->redis_cli('r', 'GET', 'fanout:breaker:/flip:flip'), '0',
+   'and its Redis key says closed (0)');
+my $pttl = $t->redis_cli('r', 'PTTL', 'fanout:breaker:/flip:flip');
+ok($pttl > 0 && $pttl <= 1000, "for a second at most ($pttl ms)");
 
 # Redis gone: each instance keeps its own state and serves
 

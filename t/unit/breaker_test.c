@@ -183,6 +183,47 @@ main(void)
        && b.state == FANOUT_BREAKER_CLOSED && !b.remote,
        "gone early: closed there by a good probe, so closed here");
 
+    /* a good probe elsewhere closes every breaker that opened before it */
+    memset(&b, 0, sizeof(b));
+    for (i = 0; i < 5; i++) {
+        call(&c, &b, 1000, 1);
+    }
+    ok(fanout_breaker_closed_elsewhere(&b, 3000, 500)
+       == FANOUT_BREAKER_CLOSED_AGAIN && b.state == FANOUT_BREAKER_CLOSED,
+       "closed elsewhere after it opened here: closed here, own or not");
+    for (i = 0; i < 5; i++) {
+        call(&c, &b, 4000, 1);
+    }
+    ok(fanout_breaker_closed_elsewhere(&b, 4200, 500) == FANOUT_BREAKER_SAME
+       && b.state == FANOUT_BREAKER_OPEN,
+       "closed elsewhere before it opened again here: stays open");
+    ok(call(&c, &b, 14000, 0) == FANOUT_BREAKER_CLOSED_AGAIN
+       && fanout_breaker_closed_elsewhere(&b, 14500, 100) == FANOUT_BREAKER_SAME,
+       "a closed one stays as it is");
+    for (i = 0; i < 5; i++) {
+        call(&c, &b, 20000, 1);
+    }
+    ok(call(&c, &b, 30000, 1) == FANOUT_BREAKER_REOPENED
+       && fanout_breaker_closed_elsewhere(&b, 30600, 800) == FANOUT_BREAKER_SAME,
+       "reopened by its own failed probe after the close: stays open");
+    ok(fanout_breaker_closed_elsewhere(&b, 30600, 300)
+       == FANOUT_BREAKER_CLOSED_AGAIN, "a close after the reopening closes it");
+
+    /* the fleet's schedule */
+    memset(&b, 0, sizeof(b));
+    for (i = 0; i < 5; i++) {
+        call(&c, &b, 1000, 1);
+    }
+    ok(fanout_breaker_adopt(&b, 1200, 4000, 10000) && b.retry_at_ms == 5200
+       && b.cooldown_ms == 10000,
+       "opened here while the fleet had it open: the fleet's retry time");
+    ok(!fanout_breaker_adopt(&b, 1200, 4000, 10000), "adopted once");
+    ok(call(&c, &b, 5100, 0) == (fanout_breaker_change_e) -1
+       && call(&c, &b, 5200, 0) == FANOUT_BREAKER_CLOSED_AGAIN,
+       "and it probes then");
+    ok(!fanout_breaker_adopt(&b, 6000, 4000, 10000),
+       "a closed one adopts nothing");
+
     memset(&b, 0, sizeof(b));
     for (i = 0; i < 5; i++) {
         call(&c, &b, 1000, 1);

@@ -97,5 +97,26 @@ main(void)
     fanout_limit_conf(&c, 30, 60000000, 1);
     ok(c.interval_us == 2000000, "30 r/m: one every 2 s");
 
+    /* local_share: three instances, a third each, together the rate */
+    {
+        fanout_limit_conf_t  s;
+
+        fanout_limit_conf(&c, 90, 1000000, 10);
+        fanout_limit_share(&c, 3, &s);
+        ok(s.interval_us == 3 * c.interval_us && s.capacity == 4,
+           "a third of 90 r/s burst 10: 30 r/s, burst 4 (rounded up)");
+        tat = 0;
+        n = admitted(&s, &tat, 0, 10000000, 1000);
+        ok(n >= 300 && n <= 304, "a share admits a third over 10 s");
+        fanout_limit_share(&c, 1, &s);
+        ok(s.interval_us == c.interval_us && s.capacity == c.capacity,
+           "one instance: the whole limit");
+        fanout_limit_share(&c, 0, &s);
+        ok(s.capacity == c.capacity, "none known: the whole limit");
+        fanout_limit_conf(&c, 10, 1000000, 1);
+        fanout_limit_share(&c, 50, &s);
+        ok(s.capacity == 1, "a burst never under one request");
+    }
+
     return done_testing();
 }

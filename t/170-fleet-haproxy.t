@@ -1,0 +1,224 @@
+# A fleet behind real HAProxy (Debian's package) that checks fanout_health:
+# three instances, one Redis, a quorum of two models with cluster breakers.
+# - A drain through fanout_api takes an instance out of HAProxy, and
+#   stopping it with fanout_drain_on_quit fails no request.
+# - A model killed: no instance can meet its quorum, every instance goes
+#   503 and HAProxy marks them all down; the model back, the open breakers
+#   come due a probe, the health is 200 again and HAProxy brings them back.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use FT;
+use JSON::PP;
+use Test::More;
+use POSIX ":sys_wait_h";
+use Time::HiRes qw(time sleep);
+
+my $haproxy = `sh -c 'command -v haproxy'`;
+chomp $haproxy;
+unless ($haproxy) {
+    fail("needs Debian's haproxy");
+    done_testing;
+    exit;
+}
+
+my $t = FT->new;
+my $dir = $t->dir;
+
+$t->redis('r');
+$t->mock('a', mode => 'echo');
+$t->mock('b', mode => 'echo');
+
+my @names = qw(one two three);
+
+for my $name (@names) {
+    $t->run(prefix => $name, port => $t->port($name), workers => 2,
+            http => <<"EOC");
+fanout_zone fanout 1m;
+fanout_redis 127.0.0.1:%%REDIS_r%% timeout=300ms;
+fanout_instance $name;
+fanout_drain_on_quit 1500ms;
+server {
+    listen 127.0.0.1:%%PORT_$name%%;
+    location /_a { internal; proxy_pass http://127.0.0.1:%%MOCK_a%%/; }
+    location /_b { internal; proxy_pass http://127.0.0.1:%%MOCK_b%%/; }
+    location /p {
+        fanout_target a /_a;
+        fanout_target b /_b;
+        fanout_quorum 2;
+        fanout_breaker failures=2 cooldown=1s scope=cluster;
+        add_header X-Instance $name always;
+    }
+    location = /health { fanout_health; }
+    location = /api { fanout_api write; allow 127.0.0.1; deny all; }
+}
+EOC
+}
+
+my $lb = $t->port('lb');
+my $stats = $t->port('stats');
+my $servers = join '', map {
+    "    server $_ 127.0.0.1:" . $t->port($_) . " check inter 200ms fall 2 rise 2\n"
+} @names;
+
+FT::write_file("$dir/haproxy.cfg", <<"EOC");
+global
+    maxconn 1000
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 10s
+    timeout server 10s
+    retries 0
+frontend fe
+    bind 127.0.0.1:$lb
+    default_backend fanout
+frontend stats
+    bind 127.0.0.1:$stats
+    stats enable
+    stats uri /stats
+backend fanout
+    balance roundrobin
+    option httpchk GET /health
+    http-check expect status 200
+$servers
+EOC
+
+my $hp = fork() // die;
+if ($hp == 0) {
+    open STDOUT, '>', "$dir/haproxy.log";
+    open STDERR, '>&', \*STDOUT;
+    { exec $haproxy, "-db", "-f", "$dir/haproxy.cfg" };
+    POSIX::_exit(127);
+}
+FT::wait_port($lb) or die "haproxy did not start";
+
+# HAProxy's view: server => UP / DOWN / ...
+sub states {
+    my $csv = $t->get('/stats;csv', port => $stats)->{body} // '';
+    my ($head, @rows) = split /\n/, $csv;
+    return {} unless $head;
+    $head =~ s/^# //;
+    my @h = split /,/, $head;
+    my %i = map { $h[$_] => $_ } 0 .. $#h;
+    my %s;
+    for (@rows) {
+        my @f = split /,/;
+        next unless ($f[$i{pxname}] // '') eq 'fanout';
+        next if $f[$i{svname}] eq 'BACKEND';
+        $s{$f[$i{svname}]} = $f[$i{status}];
+    }
+    return \%s;
+}
+
+sub wait_states {
+    my ($want, $secs) = @_;
+    my $end = time + $secs;
+    my $s;
+    while (time < $end) {
+        $s = states();
+        return (1, $s) unless grep { ($s->{$_} // '') !~ /^$want->{$_}/ } keys %$want;
+        sleep 0.1;
+    }
+    return (0, $s);
+}
+
+my ($ok, $s) = wait_states({ one => 'UP', two => 'UP', three => 'UP' }, 10);
+ok($ok, 'HAProxy sees three instances up') or diag(encode_json($s));
+
+# a steady load through HAProxy, each answer's status and instance
+sub load {
+    my ($file) = @_;
+    my $pid = fork() // die;
+    if ($pid == 0) {
+        my $stop = 0;
+        local $SIG{TERM} = sub { $stop = 1 };
+        open my $fh, '>', $file or POSIX::_exit(1);
+        $fh->autoflush(1);
+        while (!$stop) {
+            my $r = eval { $t->post('/p', '{"x":1}', port => $lb) } || { status => 0 };
+            print $fh ($r->{status} // 0), ' ', ($r->{headers}{'x-instance'} // '-'), "\n";
+            sleep 0.01;
+        }
+        POSIX::_exit(0);
+    }
+    return $pid;
+}
+
+sub results {
+    my ($file) = @_;
+    my @lines = split /\n/, FT::read_text($file);
+    return map { [split / /] } @lines;
+}
+
+# --- a drain, then a stop: no request fails
+
+my $l = load("$dir/load1");
+sleep 0.5;
+
+my $r = $t->request('PATCH', '/api', port => $t->port('two'), body => '{"draining":true}');
+is($r->{json}{draining}, JSON::PP::true, 'instance two drains');
+($ok, $s) = wait_states({ two => 'DOWN' }, 5);
+ok($ok, 'HAProxy takes it out') or diag(encode_json($s));
+sleep 0.3;
+my $n_before = () = grep { $_->[1] eq 'two' } results("$dir/load1");
+
+my $pid2 = $t->{instances}{two}{pid};
+kill 'QUIT', $pid2;
+my $t0 = time;
+my $exited;
+while (time - $t0 < 10) {
+    if (waitpid($pid2, WNOHANG) == $pid2) {
+        $exited = time - $t0;
+        last;
+    }
+    sleep 0.05;
+}
+delete $t->{instances}{two};
+push @{ $t->{stopped} }, 'two';
+ok($exited && $exited >= 1.4, sprintf('two stops after its drain (%.1f s)', $exited // 0));
+sleep 0.5;
+
+kill 'TERM', $l;
+waitpid($l, 0);
+
+my @res = results("$dir/load1");
+my @failed = grep { $_->[0] != 200 } @res;
+cmp_ok(scalar @res, '>', 50, scalar(@res) . ' requests through HAProxy meanwhile');
+is(scalar @failed, 0, 'none failed');
+my $n_after = () = grep { $_->[1] eq 'two' } @res;
+is($n_after, $n_before, 'none reached two once it was out');
+ok((grep { $_->[1] eq 'one' } @res) && (grep { $_->[1] eq 'three' } @res),
+   'one and three served');
+
+# --- a model killed: no quorum anywhere, all down; back: all up
+
+$t->kill_mock('b');
+$t->post('/p', '{"x":2}', port => $t->port($_)) for qw(one three one three);
+
+($ok, $s) = wait_states({ one => 'DOWN', three => 'DOWN' }, 5);
+ok($ok, 'model b killed: every instance is not ready and HAProxy marks them down')
+    or diag(encode_json($s));
+my $h = $t->get('/health', port => $t->port('three'));
+is($h->{status}, 503, 'the health says 503');
+like(join(' ', @{ $h->{json}{reasons} || [] }), qr{/p: 1 of 2 targets can answer, quorum 2},
+     'because /p cannot meet its quorum');
+
+$t->mock('b', mode => 'echo');
+($ok, $s) = wait_states({ one => 'UP', three => 'UP' }, 8);
+ok($ok, 'model b back: the breakers come due a probe and HAProxy brings both back')
+    or diag(encode_json($s));
+my $ok200 = 0;
+for (1 .. 20) {
+    $r = $t->post('/p', '{"x":3}', port => $lb);
+    $ok200 = 1, last if $r->{status} == 200;
+    sleep 0.1;
+}
+ok($ok200, 'and answers through HAProxy are 200 again');
+
+kill 'TERM', $hp;
+waitpid($hp, 0);
+
+$t->done;

@@ -147,8 +147,8 @@ is($res->{status}, 200, 'the probe on instance one succeeds');
 is(breaker('one', '/flip', 'flip')->{breaker}{state}, 'closed', 'closed on one');
 is($t->redis_cli('r', 'GET', 'fanout:breaker:/flip:flip'), '0',
    'and its Redis key says closed (0)');
-my $pttl = $t->redis_cli('r', 'PTTL', 'fanout:breaker:/flip:flip');
-ok($pttl > 0 && $pttl <= 1000, "for a second at most ($pttl ms)");
+my $closed_ttl = $t->redis_cli('r', 'PTTL', 'fanout:breaker:/flip:flip');
+ok($closed_ttl > 0 && $closed_ttl <= 1000, "for a second at most ($closed_ttl ms)");
 
 # Redis gone: each instance keeps its own state and serves
 

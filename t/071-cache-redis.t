@@ -89,6 +89,7 @@ like($t->error_log('wrong'),
 
 $res = $t->post('/p', '{"shared":1}', port => $one);
 is(cache($res), 'MISS', 'instance one: MISS');
+sleep 0.3;    # its SET goes after the answer: in Redis, not under way
 $res = $t->post('/p', '{"shared":1}', port => $two);
 is(cache($res), 'HIT', 'instance two: HIT on what one stored');
 

@@ -227,7 +227,6 @@ ngx_http_fanout_health_handler(ngx_http_request_t *r)
     ngx_str_t                         type;
     ngx_uint_t                        i, j, n, avail, ready, draining,
                                       redis_needed, redis_up, quorum, *idx;
-    ngx_chain_t                       out;
     ngx_table_elt_t                  *h;
     ngx_http_fanout_stats_loc_t      *loc, *l;
     ngx_http_fanout_stats_target_t   *tgt;
@@ -438,25 +437,10 @@ ngx_http_fanout_health_handler(ngx_http_request_t *r)
     ngx_str_set(&h->value, "no-store");
 
     ngx_str_set(&type, "application/json");
-    r->headers_out.content_type = type;
-    r->headers_out.content_type_len = type.len;
-    r->headers_out.status = ready ? NGX_HTTP_OK
-                                  : NGX_HTTP_SERVICE_UNAVAILABLE;
-    r->headers_out.content_length_n = b->last - b->pos;
 
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_fanout_send(r, ready ? NGX_HTTP_OK
+                                         : NGX_HTTP_SERVICE_UNAVAILABLE,
+                                &type, b->pos, b->last - b->pos);
 }
 
 

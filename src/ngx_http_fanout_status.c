@@ -1061,9 +1061,7 @@ ngx_http_fanout_status_format(ngx_str_t *name)
 static ngx_int_t
 ngx_http_fanout_status_html(ngx_http_request_t *r)
 {
-    ngx_int_t         rc;
-    ngx_buf_t        *b;
-    ngx_chain_t       out;
+    ngx_str_t         type;
     ngx_table_elt_t  *h;
 
     static ngx_str_t  headers[] = {
@@ -1087,32 +1085,11 @@ ngx_http_fanout_status_html(ngx_http_request_t *r)
         h->value = headers[i + 1];
     }
 
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    ngx_str_set(&type, "text/html; charset=utf-8");
 
-    b->pos = (u_char *) ngx_http_fanout_dashboard;
-    b->last = b->pos + sizeof(ngx_http_fanout_dashboard) - 1;
-    b->memory = 1;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    ngx_str_set(&r->headers_out.content_type, "text/html; charset=utf-8");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = b->last - b->pos;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_fanout_send(r, NGX_HTTP_OK, &type,
+                                (u_char *) ngx_http_fanout_dashboard,
+                                sizeof(ngx_http_fanout_dashboard) - 1);
 }
 
 

@@ -15,6 +15,7 @@
 
 #include "ngx_http_fanout_module.h"
 #include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_redis.h"
 #include "fanout_json.h"
 
 
@@ -27,7 +28,8 @@
 
 
 static void ngx_http_fanout_api_body(ngx_http_request_t *r);
-static ngx_int_t ngx_http_fanout_api_state(ngx_http_request_t *r);
+static ngx_int_t ngx_http_fanout_api_state(ngx_http_request_t *r,
+    const char *written);
 
 
 char *
@@ -93,7 +95,7 @@ ngx_http_fanout_api_handler(ngx_http_request_t *r)
             return rc;
         }
 
-        return ngx_http_fanout_api_state(r);
+        return ngx_http_fanout_api_state(r, NULL);
     }
 
     if (!(r->method & (NGX_HTTP_PATCH|NGX_HTTP_PUT|NGX_HTTP_POST))) {
@@ -144,17 +146,132 @@ ngx_http_fanout_api_handler(ngx_http_request_t *r)
 }
 
 
+/* a change waiting for Redis to take it */
+typedef struct {
+    ngx_http_request_t          *request;
+    ngx_http_fanout_redis_op_t  *op;
+} ngx_http_fanout_api_wait_t;
+
+
+static void
+ngx_http_fanout_api_cleanup(void *data)
+{
+    ngx_http_fanout_api_wait_t *w = data;
+
+    if (w->op) {
+        /* the request ends first: the reply is dropped, the change stays */
+        ngx_http_fanout_redis_cancel(w->op);
+        w->op = NULL;
+    }
+}
+
+
+static void
+ngx_http_fanout_api_written(void *data, ngx_int_t version)
+{
+    ngx_http_fanout_api_wait_t *w = data;
+
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = w->request;
+    c = r->connection;
+    w->op = NULL;
+
+    if (version < 0) {
+        ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                      "fanout_api: the change is made on this instance, but "
+                      "Redis did not take it: the fleet does not have it");
+    }
+
+    ngx_http_finalize_request(r, ngx_http_fanout_api_state(r,
+                                     version < 0 ? "local" : "fleet"));
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* a JSON string's contents, unescaped into the pool */
+
+static ngx_int_t
+ngx_http_fanout_api_string(ngx_http_request_t *r, fanout_span_t *v,
+    ngx_str_t *out)
+{
+    if (v->len < 2 || v->p[0] != '"') {
+        return NGX_DECLINED;
+    }
+
+    out->data = ngx_pnalloc(r->pool, v->len);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->len = fanout_json_unescape(v->p + 1, v->p + v->len - 1,
+                                    (char *) out->data);
+
+    return NGX_OK;
+}
+
+
+/* 0 to 100 with at most two decimals, in hundredths; -1 otherwise */
+
+static ngx_int_t
+ngx_http_fanout_api_share(fanout_span_t *v)
+{
+    double     d, x;
+    ngx_int_t  n;
+
+    if (fanout_json_number(v, &d) != 0 || !(d >= 0 && d <= 100)) {
+        return -1;
+    }
+
+    x = d * 100;
+    n = (ngx_int_t) (x + 0.5);
+
+    return (x - n < 1e-6 && n - x < 1e-6) ? n : -1;
+}
+
+
+#define NGX_HTTP_FANOUT_API_DRAINING  0
+#define NGX_HTTP_FANOUT_API_LOCATION  1
+#define NGX_HTTP_FANOUT_API_WEIGHTS   2
+#define NGX_HTTP_FANOUT_API_SHADOW    3
+#define NGX_HTTP_FANOUT_API_PERCENT   4
+#define NGX_HTTP_FANOUT_API_TARGET    5
+#define NGX_HTTP_FANOUT_API_BREAKER   6
+#define NGX_HTTP_FANOUT_API_ENABLED   7
+#define NGX_HTTP_FANOUT_API_RAMP      8
+#define NGX_HTTP_FANOUT_API_NFIELDS   9
+
+static ngx_str_t  ngx_http_fanout_api_fields[] = {
+    ngx_string("\"draining\""),
+    ngx_string("\"location\""),
+    ngx_string("\"weights\""),
+    ngx_string("\"shadow\""),
+    ngx_string("\"percent\""),
+    ngx_string("\"target\""),
+    ngx_string("\"breaker\""),
+    ngx_string("\"enabled\""),
+    ngx_string("\"ramp\"")
+};
+
+
 /* the change, checked whole, then made */
 
 static void
 ngx_http_fanout_api_body(ngx_http_request_t *r)
 {
-    long                          n, i;
-    ngx_str_t                     body;
-    ngx_int_t                     rc, draining;
+    long                          n, i, k, m;
+    ngx_str_t                     body, s;
+    ngx_int_t                     rc, draining, share;
+    ngx_uint_t                    seen, f;
     const char                   *error, *message;
     fanout_span_t                 keys[NGX_HTTP_FANOUT_API_MAX_KEYS],
-                                  values[NGX_HTTP_FANOUT_API_MAX_KEYS];
+                                  values[NGX_HTTP_FANOUT_API_MAX_KEYS],
+                                  field[NGX_HTTP_FANOUT_API_NFIELDS],
+                                  wkeys[16], wvalues[16];
+    ngx_pool_cleanup_t           *cln;
+    ngx_http_fanout_api_wait_t   *w;
+    ngx_http_fanout_rt_change_t  *ch;
     ngx_http_fanout_main_conf_t  *fmcf;
 
     fmcf = ngx_http_get_module_main_conf(r, ngx_http_fanout_module);
@@ -214,53 +331,308 @@ ngx_http_fanout_api_body(ngx_http_request_t *r)
         goto refused;
     }
 
+    /* each known field once; anything else is refused */
+    seen = 0;
+
     for (i = 0; i < n; i++) {
-        if (keys[i].len == sizeof("\"draining\"") - 1
-            && ngx_strncmp(keys[i].p, "\"draining\"", keys[i].len) == 0)
-        {
-            if (draining != -1) {
-                error = "bad_request";
-                message = "\\\"draining\\\" twice";
-                goto refused;
-            }
-
-            if (values[i].len == 4 && ngx_strncmp(values[i].p, "true", 4) == 0)
+        for (f = 0; f < NGX_HTTP_FANOUT_API_NFIELDS; f++) {
+            if (keys[i].len == ngx_http_fanout_api_fields[f].len
+                && ngx_strncmp(keys[i].p, ngx_http_fanout_api_fields[f].data,
+                               keys[i].len) == 0)
             {
-                draining = 1;
-
-            } else if (values[i].len == 5
-                       && ngx_strncmp(values[i].p, "false", 5) == 0)
-            {
-                draining = 0;
-
-            } else {
-                error = "bad_value";
-                message = "\\\"draining\\\" is true or false";
-                goto refused;
+                break;
             }
-
-            continue;
         }
 
-        error = "unknown_field";
-        message = "the known field is \\\"draining\\\"";
+        if (f == NGX_HTTP_FANOUT_API_NFIELDS) {
+            error = "unknown_field";
+            message = "the fields are \\\"draining\\\", or \\\"location\\\" "
+                      "with \\\"weights\\\", \\\"shadow\\\" and "
+                      "\\\"percent\\\", \\\"target\\\" and \\\"breaker\\\" or "
+                      "\\\"enabled\\\", or \\\"ramp\\\"";
+            goto refused;
+        }
+
+        if (seen & (1 << f)) {
+            error = "bad_request";
+            message = "a field given twice";
+            goto refused;
+        }
+
+        seen |= 1 << f;
+        field[f] = values[i];
+    }
+
+    if (seen == (1 << NGX_HTTP_FANOUT_API_DRAINING)) {
+        if (field[0].len == 4 && ngx_strncmp(field[0].p, "true", 4) == 0) {
+            draining = 1;
+
+        } else if (field[0].len == 5
+                   && ngx_strncmp(field[0].p, "false", 5) == 0)
+        {
+            draining = 0;
+
+        } else {
+            error = "bad_value";
+            message = "\\\"draining\\\" is true or false";
+            goto refused;
+        }
+
+        if ((ngx_int_t) fmcf->sh->drain != draining) {
+            ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                          "fanout_api: draining %s -> %s (version %uA)",
+                          fmcf->sh->drain ? "true" : "false",
+                          draining ? "true" : "false",
+                          fmcf->sh->api_version + 1);
+
+            fmcf->sh->drain = draining;
+            (void) ngx_atomic_fetch_add(&fmcf->sh->api_version, 1);
+        }
+
+        ngx_http_finalize_request(r, ngx_http_fanout_api_state(r, NULL));
+        return;
+    }
+
+    /* a location's change: one of them */
+
+    ch = ngx_pcalloc(r->pool, sizeof(ngx_http_fanout_rt_change_t));
+    if (ch == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    error = "bad_request";
+
+    if (!(seen & (1 << NGX_HTTP_FANOUT_API_LOCATION))
+        || (seen & (1 << NGX_HTTP_FANOUT_API_DRAINING)))
+    {
+        message = "a change is \\\"draining\\\" alone, or names a "
+                  "\\\"location\\\"";
         goto refused;
     }
 
-    /* checked: now the change */
+    seen &= ~(1 << NGX_HTTP_FANOUT_API_LOCATION);
 
-    if ((ngx_int_t) fmcf->sh->drain != draining) {
-        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
-                      "fanout_api: draining %s -> %s (version %uA)",
-                      fmcf->sh->drain ? "true" : "false",
-                      draining ? "true" : "false",
-                      fmcf->sh->api_version + 1);
-
-        fmcf->sh->drain = draining;
-        (void) ngx_atomic_fetch_add(&fmcf->sh->api_version, 1);
+    if (ngx_http_fanout_api_string(r, &field[NGX_HTTP_FANOUT_API_LOCATION],
+                                   &ch->location)
+        != NGX_OK)
+    {
+        error = "bad_value";
+        message = "\\\"location\\\" is a string";
+        goto refused;
     }
 
-    ngx_http_finalize_request(r, ngx_http_fanout_api_state(r));
+    if (seen == (1 << NGX_HTTP_FANOUT_API_WEIGHTS)) {
+        fanout_span_t  *v = &field[NGX_HTTP_FANOUT_API_WEIGHTS];
+
+        error = "bad_value";
+
+        if (v->len == 8 && ngx_strncmp(v->p, "\"config\"", 8) == 0) {
+            ch->what = NGX_HTTP_FANOUT_RT_CONFIG;
+            goto change;
+        }
+
+        m = fanout_json_members(v->p, v->len, wkeys, wvalues, 16);
+
+        if (m <= 0 || m > 16) {
+            message = "\\\"weights\\\" is an object of variants and their "
+                      "percentages, or \\\"config\\\"";
+            goto refused;
+        }
+
+        ch->what = NGX_HTTP_FANOUT_RT_WEIGHTS;
+        ch->nshares = m;
+
+        for (k = 0; k < m; k++) {
+            share = ngx_http_fanout_api_share(&wvalues[k]);
+
+            if (share < 0
+                || ngx_http_fanout_api_string(r, &wkeys[k], &ch->names[k])
+                   != NGX_OK)
+            {
+                message = "a weight is a percentage from 0 to 100 with at "
+                          "most two decimals";
+                goto refused;
+            }
+
+            for (i = 0; i < k; i++) {
+                if (ch->names[i].len == ch->names[k].len
+                    && ngx_strncmp(ch->names[i].data, ch->names[k].data,
+                                   ch->names[k].len) == 0)
+                {
+                    error = "bad_weights";
+                    message = "a variant given twice";
+                    goto refused;
+                }
+            }
+
+            ch->shares[k] = (uint32_t) share;
+        }
+
+        goto change;
+    }
+
+    if (seen == ((1 << NGX_HTTP_FANOUT_API_SHADOW)
+                 | (1 << NGX_HTTP_FANOUT_API_PERCENT)))
+    {
+        fanout_span_t  *v = &field[NGX_HTTP_FANOUT_API_PERCENT];
+
+        error = "bad_value";
+        ch->what = NGX_HTTP_FANOUT_RT_PERCENT;
+
+        if (ngx_http_fanout_api_string(r, &field[NGX_HTTP_FANOUT_API_SHADOW],
+                                       &ch->name)
+            != NGX_OK)
+        {
+            message = "\\\"shadow\\\" is a string";
+            goto refused;
+        }
+
+        if (v->len == 8 && ngx_strncmp(v->p, "\"config\"", 8) == 0) {
+            ch->value = NGX_HTTP_FANOUT_RT_AS_CONFIGURED;
+            goto change;
+        }
+
+        share = ngx_http_fanout_api_share(v);
+
+        if (share < 0) {
+            message = "\\\"percent\\\" is from 0 to 100 with at most two "
+                      "decimals, or \\\"config\\\"";
+            goto refused;
+        }
+
+        ch->value = (ngx_uint_t) share;
+        goto change;
+    }
+
+    if (seen == ((1 << NGX_HTTP_FANOUT_API_TARGET)
+                 | (1 << NGX_HTTP_FANOUT_API_BREAKER))
+        || seen == ((1 << NGX_HTTP_FANOUT_API_TARGET)
+                    | (1 << NGX_HTTP_FANOUT_API_ENABLED)))
+    {
+        error = "bad_value";
+
+        if (ngx_http_fanout_api_string(r, &field[NGX_HTTP_FANOUT_API_TARGET],
+                                       &ch->name)
+            != NGX_OK)
+        {
+            message = "\\\"target\\\" is a string";
+            goto refused;
+        }
+
+        if (seen & (1 << NGX_HTTP_FANOUT_API_ENABLED)) {
+            fanout_span_t  *v = &field[NGX_HTTP_FANOUT_API_ENABLED];
+
+            ch->what = NGX_HTTP_FANOUT_RT_TARGET;
+
+            if (v->len == 4 && ngx_strncmp(v->p, "true", 4) == 0) {
+                ch->value = 1;
+
+            } else if (v->len == 5 && ngx_strncmp(v->p, "false", 5) == 0) {
+                ch->value = 0;
+
+            } else {
+                message = "\\\"enabled\\\" is true or false";
+                goto refused;
+            }
+
+            goto change;
+        }
+
+        ch->what = NGX_HTTP_FANOUT_RT_BREAKER;
+
+        if (ngx_http_fanout_api_string(r, &field[NGX_HTTP_FANOUT_API_BREAKER],
+                                       &s)
+            == NGX_OK)
+        {
+            if (s.len == 4 && ngx_strncmp(s.data, "auto", 4) == 0) {
+                ch->value = 0;
+                goto change;
+            }
+
+            if (s.len == 4 && ngx_strncmp(s.data, "open", 4) == 0) {
+                ch->value = 1;
+                goto change;
+            }
+
+            if (s.len == 6 && ngx_strncmp(s.data, "closed", 6) == 0) {
+                ch->value = 2;
+                goto change;
+            }
+        }
+
+        message = "\\\"breaker\\\" is \\\"open\\\", \\\"closed\\\" or "
+                  "\\\"auto\\\"";
+        goto refused;
+    }
+
+    if (seen == (1 << NGX_HTTP_FANOUT_API_RAMP)) {
+        error = "bad_value";
+
+        if (ngx_http_fanout_api_string(r, &field[NGX_HTTP_FANOUT_API_RAMP], &s)
+            == NGX_OK)
+        {
+            if (s.len == 8 && ngx_strncmp(s.data, "rollback", 8) == 0) {
+                ch->what = NGX_HTTP_FANOUT_RT_ROLLBACK;
+                goto change;
+            }
+
+            if (s.len == 7 && ngx_strncmp(s.data, "restart", 7) == 0) {
+                ch->what = NGX_HTTP_FANOUT_RT_RESTART;
+                goto change;
+            }
+        }
+
+        message = "\\\"ramp\\\" is \\\"rollback\\\" or \\\"restart\\\"";
+        goto refused;
+    }
+
+    message = "with \\\"location\\\": \\\"weights\\\", \\\"shadow\\\" and "
+              "\\\"percent\\\", \\\"target\\\" and \\\"breaker\\\" or "
+              "\\\"enabled\\\", or \\\"ramp\\\": one change at a time";
+    goto refused;
+
+change:
+
+    w = NULL;
+    cln = NULL;
+
+    if (fmcf->redis) {
+        cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_fanout_api_wait_t));
+        if (cln == NULL) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        w = cln->data;
+        w->request = r;
+        w->op = NULL;
+    }
+
+    rc = ngx_http_fanout_runtime_change(fmcf, r->connection->log, ch,
+                                        ngx_http_fanout_api_written, w,
+                                        w ? &w->op : (void *) &cln);
+
+    if (rc == NGX_DECLINED) {
+        rc = ch->status;
+        error = ch->error;
+        message = ch->message;
+        goto refused;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (w && w->op) {
+        /* answered once Redis has it (or its timer ran out) */
+        cln->handler = ngx_http_fanout_api_cleanup;
+        return;
+    }
+
+    ngx_http_finalize_request(r, ngx_http_fanout_api_state(r,
+                                     fmcf->redis ? "local" : NULL));
     return;
 
 refused:
@@ -274,7 +646,7 @@ refused:
 
 
 static ngx_int_t
-ngx_http_fanout_api_state(ngx_http_request_t *r)
+ngx_http_fanout_api_state(ngx_http_request_t *r, const char *written)
 {
     u_char                       *body, *p;
     ngx_msec_int_t                left;
@@ -284,7 +656,8 @@ ngx_http_fanout_api_state(ngx_http_request_t *r)
     fmcf = ngx_http_get_module_main_conf(r, ngx_http_fanout_module);
     sh = fmcf->sh;
 
-    body = ngx_pnalloc(r->pool, 256 + 6 * fmcf->instance.len);
+    body = ngx_pnalloc(r->pool, 320 + 6 * fmcf->instance.len
+                                + ngx_http_fanout_runtime_json_size(fmcf));
     if (body == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -295,11 +668,20 @@ ngx_http_fanout_api_state(ngx_http_request_t *r)
     p = ngx_sprintf(body, "{\"version\":%uA,\"instance\":\"",
                     sh->api_version);
     p = ngx_http_fanout_escape_json(p, &fmcf->instance);
-    p = ngx_sprintf(p, "\",\"draining\":%s,\"drain\":{\"api\":%s,"
-                    "\"on_quit_ms\":%M,\"quit_left_ms\":%M}}\n",
+    p = ngx_sprintf(p, "\",");
+
+    if (written) {
+        /* "fleet": Redis has the change; "local": this instance only */
+        p = ngx_sprintf(p, "\"written\":\"%s\",", written);
+    }
+
+    p = ngx_sprintf(p, "\"draining\":%s,\"drain\":{\"api\":%s,"
+                    "\"on_quit_ms\":%M,\"quit_left_ms\":%M},",
                     ngx_http_fanout_draining(fmcf) ? "true" : "false",
                     sh->drain ? "true" : "false", fmcf->drain_on_quit,
                     (ngx_msec_t) (left > 0 ? left : 0));
+    p = ngx_http_fanout_runtime_json(p, fmcf);
+    p = ngx_sprintf(p, "}\n");
 
     return ngx_http_fanout_send_json(r, NGX_HTTP_OK, body, p - body);
 }

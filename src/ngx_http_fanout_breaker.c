@@ -629,8 +629,12 @@ ngx_http_fanout_breaker_allow(ngx_http_fanout_ctx_t *ctx, ngx_uint_t from,
 
         st = sub->bst;
 
-        sub->verdict = fanout_breaker_allow(ctx->conf->breaker, &st->breaker,
-                                            ngx_current_msec);
+        /* fanout_api forced it: open refuses, closed lets all through */
+        sub->verdict = st->rt.forced == 0
+                       ? fanout_breaker_allow(ctx->conf->breaker,
+                                              &st->breaker, ngx_current_msec)
+                       : st->rt.forced == 1 ? FANOUT_BREAKER_REJECT
+                                            : FANOUT_BREAKER_PASS;
 
         if (sub->verdict == FANOUT_BREAKER_REJECT) {
             sub->done = 1;

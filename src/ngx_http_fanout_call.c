@@ -54,6 +54,7 @@ ngx_http_fanout_subs_init(ngx_http_fanout_ctx_t *ctx)
 {
     ngx_uint_t                 i, k, n, ncalls;
     ngx_http_fanout_call_t     *sub;
+    ngx_http_fanout_stats_t   *st;
     ngx_http_fanout_target_t  *targets;
 
     if (ctx->subs) {
@@ -79,12 +80,19 @@ ngx_http_fanout_subs_init(ngx_http_fanout_ctx_t *ctx)
             continue;
         }
 
+        st = ngx_http_fanout_stats_target(ctx->request, ctx->conf,
+                                          &targets[i]);
+
+        if (st->rt.disabled) {
+            /* taken out by fanout_api: as if not configured */
+            continue;
+        }
+
         sub = &ctx->subs[ctx->nsubs++];
 
         sub->ctx = ctx;
         sub->target = &targets[i];
-        sub->st = ngx_http_fanout_stats_target(ctx->request, ctx->conf,
-                                               &targets[i]);
+        sub->st = st;
         sub->bst = ngx_http_fanout_stats_breaker(ctx->request, ctx->conf,
                                                  &targets[i]);
         sub->part.name = (const char *) targets[i].name.data;

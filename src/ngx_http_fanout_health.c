@@ -33,6 +33,7 @@ struct ngx_http_fanout_health_conf_s {
 #define NGX_HTTP_FANOUT_HEALTH_OK            0
 #define NGX_HTTP_FANOUT_HEALTH_BREAKER_OPEN  1
 #define NGX_HTTP_FANOUT_HEALTH_FULL          2
+#define NGX_HTTP_FANOUT_HEALTH_DISABLED      3
 
 
 typedef struct {
@@ -298,8 +299,15 @@ ngx_http_fanout_health_handler(ngx_http_request_t *r)
             t->retry_in = 0;
 
             /* open and not yet due a probe; a learned one counts alike */
-            if (t->breaker.state == FANOUT_BREAKER_OPEN
-                && t->breaker.retry_at_ms > ngx_current_msec)
+            if (tgt[j].node->rt.disabled) {
+                t->why = NGX_HTTP_FANOUT_HEALTH_DISABLED;
+
+            } else if (tgt[j].bnode->rt.forced == 1) {
+                t->why = NGX_HTTP_FANOUT_HEALTH_BREAKER_OPEN;
+
+            } else if (tgt[j].bnode->rt.forced == 0
+                       && t->breaker.state == FANOUT_BREAKER_OPEN
+                       && t->breaker.retry_at_ms > ngx_current_msec)
             {
                 t->why = NGX_HTTP_FANOUT_HEALTH_BREAKER_OPEN;
                 t->retry_in = t->breaker.retry_at_ms - ngx_current_msec;
@@ -408,7 +416,10 @@ ngx_http_fanout_health_handler(ngx_http_request_t *r)
             if (t->why) {
                 p = ngx_sprintf(p, ",\"reason\":\"%s\"",
                                 t->why == NGX_HTTP_FANOUT_HEALTH_BREAKER_OPEN
-                                ? "breaker_open" : "max_inflight");
+                                ? (tgt[j].bnode->rt.forced == 1
+                                   ? "breaker_forced_open" : "breaker_open")
+                                : t->why == NGX_HTTP_FANOUT_HEALTH_DISABLED
+                                ? "disabled" : "max_inflight");
             }
 
             *p++ = '}';

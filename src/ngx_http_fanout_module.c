@@ -72,7 +72,7 @@ static ngx_command_t  ngx_http_fanout_commands[] = {
       NULL },
 
     { ngx_string("fanout_split"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_BLOCK|NGX_CONF_TAKE1,
+      NGX_HTTP_LOC_CONF|NGX_CONF_BLOCK|NGX_CONF_1MORE,
       ngx_http_fanout_split,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -474,6 +474,7 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         }
 
         sloc->needs_redis |= conf->needs_redis;
+        sloc->breaker |= (conf->breaker != NULL);
     }
 
     if (conf->batch && conf->targets == NULL) {
@@ -724,6 +725,7 @@ ngx_http_fanout_init_process(ngx_cycle_t *cycle)
     }
 
     if (ngx_http_fanout_trace_init_process(cycle) != NGX_OK
+        || ngx_http_fanout_runtime_init_process(cycle) != NGX_OK
         || ngx_http_fanout_health_init_process(cycle) != NGX_OK
         || ngx_http_fanout_limit_init_process(cycle) != NGX_OK)
     {

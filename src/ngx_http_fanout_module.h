@@ -555,6 +555,46 @@ char *ngx_http_fanout_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_fanout_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_fanout_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_fanout_api_handler(ngx_http_request_t *r);
+
+
+/* a runtime change (ngx_http_fanout_runtime.c), as fanout_api read it */
+#define NGX_HTTP_FANOUT_RT_WEIGHTS   1   /* names, shares */
+#define NGX_HTTP_FANOUT_RT_CONFIG    2   /* the split's weights as configured */
+#define NGX_HTTP_FANOUT_RT_PERCENT   3   /* name (a shadow), value */
+#define NGX_HTTP_FANOUT_RT_BREAKER   4   /* name (a target), value 0 auto,
+                                            1 open, 2 closed */
+#define NGX_HTTP_FANOUT_RT_TARGET    5   /* name, value 1 enabled */
+#define NGX_HTTP_FANOUT_RT_ROLLBACK  6   /* the ramp, to 0% now */
+#define NGX_HTTP_FANOUT_RT_RESTART   7   /* the ramp, from its first step */
+
+#define NGX_HTTP_FANOUT_RT_AS_CONFIGURED  ((ngx_uint_t) -1)
+#define NGX_HTTP_FANOUT_RT_FIELD     512   /* a Redis field's bytes, most */
+
+typedef struct {
+    ngx_uint_t                  what;
+    ngx_str_t                   location;
+    ngx_str_t                   name;
+    ngx_uint_t                  value;
+    ngx_uint_t                  nshares;
+    ngx_str_t                   names[16];   /* FANOUT_SPLIT_MAX_VARIANTS */
+    uint32_t                    shares[16];  /* hundredths of 1% */
+    uint32_t                    order[16];   /* the same, by variant */
+    ngx_uint_t                  status;      /* refused: why */
+    const char                 *error;
+    const char                 *message;
+} ngx_http_fanout_rt_change_t;
+
+/* written for the fleet: its version, or -1 when Redis did not take it */
+typedef void (*ngx_http_fanout_rt_done_pt)(void *data, ngx_int_t version);
+
+ngx_int_t ngx_http_fanout_runtime_change(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_log_t *log, ngx_http_fanout_rt_change_t *ch,
+    ngx_http_fanout_rt_done_pt handler, void *data,
+    ngx_http_fanout_redis_op_t **op);
+size_t ngx_http_fanout_runtime_json_size(ngx_http_fanout_main_conf_t *fmcf);
+u_char *ngx_http_fanout_runtime_json(u_char *p,
+    ngx_http_fanout_main_conf_t *fmcf);
+ngx_int_t ngx_http_fanout_runtime_init_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_fanout_health_init_conf(ngx_conf_t *cf,
     ngx_http_fanout_main_conf_t *fmcf);
 ngx_int_t ngx_http_fanout_health_init_process(ngx_cycle_t *cycle);

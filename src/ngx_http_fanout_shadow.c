@@ -57,7 +57,7 @@ struct ngx_http_fanout_shadow_s {
 
 
 static ngx_int_t ngx_http_fanout_shadow_sampled(ngx_http_fanout_ctx_t *ctx,
-    ngx_http_fanout_shadow_conf_t *sc);
+    ngx_http_fanout_shadow_conf_t *sc, ngx_http_fanout_stats_t *st);
 static void ngx_http_fanout_shadow_timeout(ngx_event_t *ev);
 static void ngx_http_fanout_shadow_ended(ngx_http_fanout_attempt_t *a);
 static void ngx_http_fanout_shadow_stopped(ngx_http_fanout_attempt_t *a);
@@ -151,11 +151,12 @@ ngx_http_fanout_shadow(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         if (ngx_strncmp(value[i].data, "percent=", 8) == 0) {
             n = ngx_atofp(value[i].data + 8, value[i].len - 8, 2);
 
-            if (n == NGX_ERROR || n == 0 || n > NGX_HTTP_FANOUT_SHADOW_ALL) {
+            /* 0: off until fanout_api turns it on */
+            if (n == NGX_ERROR || n > NGX_HTTP_FANOUT_SHADOW_ALL) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\": use a percentage over 0 "
-                                   "and at most 100, with at most two "
-                                   "decimals", &value[i]);
+                                   "invalid \"%V\": use a percentage from 0 "
+                                   "to 100, with at most two decimals",
+                                   &value[i]);
                 return NGX_CONF_ERROR;
             }
 
@@ -372,13 +373,13 @@ ngx_http_fanout_shadow_start(ngx_http_fanout_ctx_t *ctx)
     for (i = 0; i < ctx->conf->shadows->nelts; i++) {
         sc = &shadows[i];
 
-        if (!ngx_http_fanout_shadow_sampled(ctx, sc)) {
-            continue;
-        }
-
         st = ngx_http_fanout_stats_extra(r, ctx->conf,
                                          NGX_HTTP_FANOUT_STATS_SHADOW,
                                          sc->stats);
+
+        if (!ngx_http_fanout_shadow_sampled(ctx, sc, st)) {
+            continue;
+        }
 
         /*
          * A shadow takes two connections (its own and its upstream's):
@@ -504,18 +505,28 @@ ngx_http_fanout_shadow_start(ngx_http_fanout_ctx_t *ctx)
 }
 
 
-/* percent=: sticky by the fanout_split key, when there is one */
+/*
+ * percent=, or fanout_api's percent for it: sticky by the fanout_split
+ * key, when there is one
+ */
 
 static ngx_int_t
 ngx_http_fanout_shadow_sampled(ngx_http_fanout_ctx_t *ctx,
-    ngx_http_fanout_shadow_conf_t *sc)
+    ngx_http_fanout_shadow_conf_t *sc, ngx_http_fanout_stats_t *st)
 {
-    u_char     *p;
-    uint32_t    hash;
-    ngx_str_t   key;
+    u_char      *p;
+    uint32_t     hash;
+    ngx_str_t    key;
+    ngx_uint_t   percent;
 
-    if (sc->percent >= NGX_HTTP_FANOUT_SHADOW_ALL) {
+    percent = st->rt.percent ? st->rt.percent - 1 : sc->percent;
+
+    if (percent >= NGX_HTTP_FANOUT_SHADOW_ALL) {
         return 1;
+    }
+
+    if (percent == 0) {
+        return 0;
     }
 
     key.len = 0;
@@ -543,7 +554,7 @@ ngx_http_fanout_shadow_sampled(ngx_http_fanout_ctx_t *ctx,
         hash = fanout_murmur2(p, sc->target.name.len + 1 + key.len);
     }
 
-    return hash % NGX_HTTP_FANOUT_SHADOW_ALL < sc->percent;
+    return hash % NGX_HTTP_FANOUT_SHADOW_ALL < percent;
 }
 
 

@@ -17,12 +17,26 @@ struct ngx_http_fanout_split_conf_s {
     ngx_uint_t                  stats[FANOUT_SPLIT_MAX_VARIANTS];
     u_char                     *file;      /* where it is, for nginx -t */
     ngx_uint_t                  line;
+    fanout_ramp_t              *ramp;      /* ramp=, or NULL */
+    ngx_str_t                   candidate; /* candidate=, or the first */
+    uint32_t                    fp;        /* for the runtime state */
     unsigned                    registered:1;
 };
 
 
 static char *ngx_http_fanout_split_entry(ngx_conf_t *cf,
     ngx_command_t *dummy, void *conf);
+static char *ngx_http_fanout_split_params(ngx_conf_t *cf,
+    ngx_http_fanout_split_conf_t *sc);
+static ngx_int_t ngx_http_fanout_split_pick(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_split_conf_t *sc, uint32_t hash);
+static ngx_int_t ngx_http_fanout_split_register(ngx_conf_t *cf,
+    ngx_http_fanout_main_conf_t *fmcf, ngx_http_fanout_split_conf_t *sc,
+    ngx_uint_t index, ngx_str_t *location);
+
+
+/* p99> bounds a ramp can judge: the latency histogram's */
+static uint64_t  ngx_http_fanout_ramp_bounds[NGX_HTTP_FANOUT_NBUCKETS - 1];
 
 
 char *
@@ -60,6 +74,10 @@ ngx_http_fanout_split(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_http_fanout_split_params(cf, sc) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     save = *cf;
     cf->handler = ngx_http_fanout_split_entry;
     cf->handler_conf = (void *) sc;
@@ -81,6 +99,122 @@ ngx_http_fanout_split(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     flcf->split = sc;
+
+    return NGX_CONF_OK;
+}
+
+
+/* ramp=5%,25%,100% every=TIME [rollback_if=...] [candidate=] [min_requests=] */
+
+static char *
+ngx_http_fanout_split_params(ngx_conf_t *cf, ngx_http_fanout_split_conf_t *sc)
+{
+    ngx_int_t       n;
+    ngx_str_t      *value, v;
+    ngx_uint_t      i;
+    fanout_ramp_t  *ramp;
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2) {
+        return NGX_CONF_OK;
+    }
+
+    ramp = ngx_pcalloc(cf->pool, sizeof(fanout_ramp_t));
+    if (ramp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ramp->min_requests = 20;
+
+    for (i = 0; i < NGX_HTTP_FANOUT_NBUCKETS - 1; i++) {
+        ngx_http_fanout_ramp_bounds[i] = ngx_http_fanout_buckets[i];
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "ramp=", 5) == 0) {
+            if (fanout_ramp_parse_steps(ramp, (char *) value[i].data + 5,
+                                        value[i].len - 5)
+                != 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\": use rising shares that "
+                                   "end at 100%%, as \"ramp=5%%,25%%,50%%,"
+                                   "100%%\" (at most %d)", &value[i],
+                                   FANOUT_RAMP_MAX_STEPS);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "every=", 6) == 0) {
+            v.data = value[i].data + 6;
+            v.len = value[i].len - 6;
+            n = ngx_parse_time(&v, 0);
+
+            if (n == NGX_ERROR || n == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            ramp->every = (uint64_t) n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "rollback_if=", 12) == 0) {
+            if (fanout_ramp_parse_rollback(ramp,
+                                           (char *) value[i].data + 12,
+                                           value[i].len - 12,
+                                           ngx_http_fanout_ramp_bounds,
+                                           NGX_HTTP_FANOUT_NBUCKETS - 1)
+                != 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\": use \"error_rate>P%%\" "
+                                   "and \"p99>Nms\" (N one of 5, 10, 25, "
+                                   "50, 100, 250, 500, 1000, 2500, 5000, "
+                                   "10000: the latency histogram's bounds), "
+                                   "joined by \",\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "candidate=", 10) == 0) {
+            sc->candidate.data = value[i].data + 10;
+            sc->candidate.len = value[i].len - 10;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "min_requests=", 13) == 0) {
+            n = ngx_atoi(value[i].data + 13, value[i].len - 13);
+
+            if (n == NGX_ERROR || n == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            ramp->min_requests = (uint64_t) n;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ramp->nsteps == 0 || ramp->every == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "a ramp needs \"ramp=\" and \"every=\"");
+        return NGX_CONF_ERROR;
+    }
+
+    sc->ramp = ramp;
 
     return NGX_CONF_OK;
 }
@@ -328,7 +462,157 @@ ngx_http_fanout_split_merge(ngx_conf_t *cf, ngx_http_fanout_loc_conf_t *flcf)
 
     sc->registered = 1;
 
+    return ngx_http_fanout_split_register(cf, fmcf, sc, loc, &flcf->location);
+}
+
+
+/*
+ * The runtime state of a split (fanout_api weights, ramps) is keyed by the
+ * location's name, as its counters are: splits of one name must agree.
+ * The fingerprint tells a runtime change made for this very split from one
+ * made for an earlier configuration of it.
+ */
+
+static ngx_int_t
+ngx_http_fanout_split_register(ngx_conf_t *cf,
+    ngx_http_fanout_main_conf_t *fmcf, ngx_http_fanout_split_conf_t *sc,
+    ngx_uint_t index, ngx_str_t *location)
+{
+    u_char                       *p, *buf;
+    size_t                        len;
+    uint32_t                      fp;
+    ngx_uint_t                    j;
+    ngx_http_fanout_stats_loc_t  *loc;
+
+    len = location->len + 1;
+
+    for (j = 0; j < sc->split.n; j++) {
+        len += sc->names[j].len + NGX_INT_T_LEN + 2;
+    }
+
+    buf = ngx_pnalloc(cf->temp_pool, len);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(buf, location->data, location->len);
+    *p++ = '\n';
+
+    for (j = 0; j < sc->split.n; j++) {
+        p = ngx_sprintf(p, "%V=%uD;", &sc->names[j], sc->split.share[j]);
+    }
+
+    fp = fanout_murmur2(buf, p - buf);
+    sc->fp = fp;
+
+    loc = fmcf->locations.elts;
+    loc = &loc[index];
+
+    if (loc->split && loc->split_fp != fp) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "the \"fanout_split\" in %s:%ui differs from another "
+                      "of location \"%V\": splits of one location name "
+                      "share their state (counters, fanout_api weights, "
+                      "ramps), so they must list the same variants and "
+                      "shares", sc->file, sc->line, location);
+        return NGX_ERROR;
+    }
+
+    if (loc->split) {
+        /* the same split, met again: its ramp must be the same too */
+        if ((loc->ramp == NULL) != (sc->ramp == NULL)
+            || (sc->ramp && ngx_memcmp(loc->ramp, sc->ramp,
+                                       sizeof(fanout_ramp_t)) != 0))
+        {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "the \"fanout_split\" in %s:%ui has another ramp "
+                          "than one of the same location \"%V\"",
+                          sc->file, sc->line, location);
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    loc->split_fp = fp;
+
+    if (sc->ramp) {
+        loc->candidate = 0;
+
+        if (sc->candidate.len) {
+            for (j = 0; j < sc->split.n; j++) {
+                if (sc->names[j].len == sc->candidate.len
+                    && ngx_strncmp(sc->names[j].data, sc->candidate.data,
+                                   sc->candidate.len) == 0)
+                {
+                    break;
+                }
+            }
+
+            if (j == sc->split.n) {
+                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                              "candidate=%V of the \"fanout_split\" in "
+                              "%s:%ui is not one of its variants",
+                              &sc->candidate, sc->file, sc->line);
+                return NGX_ERROR;
+            }
+
+            loc->candidate = j;
+        }
+
+        /* the ramp's identity: the split's, and the ramp's own shape */
+        loc->ramp_fp = fp * 31 + fanout_murmur2((u_char *) sc->ramp,
+                                                sizeof(fanout_ramp_t))
+                       + (uint32_t) loc->candidate;
+    }
+
+    loc->split = &sc->split;
+    loc->ramp = sc->ramp;
+
     return NGX_OK;
+}
+
+
+/*
+ * The variant of a hash: by the runtime split when fanout_api or a ramp
+ * set one (read by its sequence number, retried if it changed under us),
+ * else by the configuration's.
+ */
+
+static ngx_int_t
+ngx_http_fanout_split_pick(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_split_conf_t *sc, uint32_t hash)
+{
+    int                         v;
+    ngx_uint_t                  seq, tries;
+    ngx_http_fanout_runtime_t  *rt;
+
+    rt = &ngx_http_fanout_stats_location(ctx->request, ctx->conf)->rt;
+
+    /* made for this very split: a reload that changed it drops the change */
+    if (!rt->active || rt->base != sc->fp) {
+        return fanout_split_pick(&sc->split, hash);
+    }
+
+    for (tries = 0; tries < 8; tries++) {
+        seq = rt->seq;
+        ngx_memory_barrier();
+
+        if (seq & 1) {
+            continue;
+        }
+
+        v = fanout_split_pick(&rt->split, hash);
+
+        ngx_memory_barrier();
+
+        if (rt->seq == seq) {
+            return v < (int) sc->split.n ? v : -1;
+        }
+    }
+
+    /* a writer holds it (the zone's lock, a few instructions): ours */
+    return fanout_split_pick(&sc->split, hash);
 }
 
 
@@ -358,7 +642,7 @@ ngx_http_fanout_split_choose(ngx_http_fanout_ctx_t *ctx)
         hash = fanout_murmur2(key.data, key.len);
     }
 
-    ctx->variant = fanout_split_pick(&sc->split, hash);
+    ctx->variant = ngx_http_fanout_split_pick(ctx, sc, hash);
 
     if (ctx->variant < 0) {
         return NGX_OK;

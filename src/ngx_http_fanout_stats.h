@@ -11,6 +11,7 @@
 #include "ngx_http_fanout_module.h"
 #include "fanout_breaker.h"
 #include "fanout_call.h"
+#include "fanout_split.h"
 
 
 /* latency histogram bounds, ms; one more bucket counts the rest (+Inf) */
@@ -137,8 +138,40 @@ typedef enum {
 #define NGX_HTTP_FANOUT_NCOUNTERS  28
 
 
+/*
+ * Runtime state of a node (ngx_http_fanout_runtime.c): what fanout_api,
+ * the fleet and ramps changed, kept in the zone for all workers and across
+ * reloads.  A location's split is read without the lock, by its sequence
+ * number (odd while it changes, as a seqlock); the rest are single words.
+ */
+typedef struct {
+    ngx_atomic_t                seq;
+    ngx_atomic_t                active;    /* split below in use */
+    fanout_split_t              split;
+    uint32_t                    base;      /* the config's it was made for */
+    uint32_t                    ramp_fp;   /* the ramp state's */
+    ngx_uint_t                  ramp_state;  /* NGX_HTTP_FANOUT_RAMP_* */
+    ngx_uint_t                  ramp_step;
+    ngx_uint_t                  ramp_why;  /* fanout_ramp_verdict_e */
+    uint64_t                    ramp_at;   /* the step's start, wall ms */
+    fanout_ramp_counts_t        ramp_seen; /* the counters last taken */
+    fanout_ramp_counts_t        ramp_counts;   /* the step's, fleet-wide */
+    ngx_atomic_t                forced;    /* a breaker: 1 open, 2 closed */
+    ngx_atomic_t                disabled;  /* a target taken out */
+    ngx_atomic_t                percent;   /* a shadow's + 1; 0: its own */
+    ngx_atomic_t                weights;   /* a split's: runtime weights */
+} ngx_http_fanout_runtime_t;
+
+
+#define NGX_HTTP_FANOUT_RAMP_NONE         0    /* not begun here yet */
+#define NGX_HTTP_FANOUT_RAMP_RAMPING      1
+#define NGX_HTTP_FANOUT_RAMP_DONE         2    /* at 100% */
+#define NGX_HTTP_FANOUT_RAMP_ROLLED_BACK  3    /* at 0%, ramp_why says why */
+
+
 struct ngx_http_fanout_stats_s {
     ngx_http_fanout_stats_t    *next;
+    ngx_http_fanout_runtime_t   rt;
     fanout_breaker_t            breaker;   /* a target's, under the lock */
     fanout_budget_t             budget;    /* its retries and hedges' */
     fanout_window_t             window;    /* its recent latencies */
@@ -170,6 +203,8 @@ struct ngx_http_fanout_shctx_s {
     ngx_msec_t                  quit_drain_until;  /* fanout_drain_on_quit */
     ngx_atomic_t                fleet_instances;   /* local_share: heard */
     ngx_msec_t                  heartbeat_at;      /* its last, any worker */
+    ngx_msec_t                  runtime_synced;    /* runtime state polled */
+    ngx_atomic_t                runtime_version;   /* the fleet's, applied */
 };
 
 
@@ -191,8 +226,14 @@ typedef struct {
     ngx_array_t                 shadows;   /* ngx_http_fanout_stats_target_t */
     ngx_array_t                 batches;   /* ngx_http_fanout_stats_target_t */
     ngx_http_fanout_l1_t       *l1;        /* fanout_cache l1=, or NULL */
+    fanout_split_t             *split;     /* fanout_split, or NULL */
+    fanout_ramp_t              *ramp;      /* its ramp=, or NULL */
+    ngx_uint_t                  candidate; /* the variant it ramps */
+    uint32_t                    split_fp;  /* names and shares, hashed */
+    uint32_t                    ramp_fp;   /* and the ramp's shape */
     ngx_uint_t                  quorum;    /* the largest of its configs' */
     ngx_uint_t                  needs_redis;  /* cannot serve without it */
+    ngx_uint_t                  breaker;   /* a fanout_breaker in one */
 } ngx_http_fanout_stats_loc_t;
 
 

@@ -77,6 +77,29 @@ my @bad = (
       . "fanout_quorum 2;\nfanout_split \$arg_u { 50% x; }",
       qr/leaves 50\.00% of requests without a variant, and the untagged targets are fewer than the quorum/,
       'a split whose requests without a variant cannot meet the quorum' ],
+    [ "fanout_target a /_m/a variant=x; fanout_target b /_m/b variant=y;\n"
+      . "fanout_split \$arg_u ramp=5%,50% every=10s { 5% x; * y; }",
+      qr/invalid "ramp=5%,50%": use rising shares that end at 100%.*nginx\.conf:\d+/,
+      'a ramp that does not end at 100%' ],
+    [ "fanout_target a /_m/a variant=x; fanout_target b /_m/b variant=y;\n"
+      . "fanout_split \$arg_u ramp=50%,5%,100% every=10s { 5% x; * y; }",
+      qr/invalid "ramp=50%,5%,100%"/, 'a ramp that does not rise' ],
+    [ "fanout_target a /_m/a variant=x; fanout_target b /_m/b variant=y;\n"
+      . "fanout_split \$arg_u ramp=5%,100% { 5% x; * y; }",
+      qr/a ramp needs "ramp=" and "every="/, 'a ramp without every=' ],
+    [ "fanout_target a /_m/a variant=x; fanout_target b /_m/b variant=y;\n"
+      . "fanout_split \$arg_u ramp=5%,100% every=10s rollback_if=p99>300ms { 5% x; * y; }",
+      qr/invalid "rollback_if=p99>300ms": .*histogram's bounds/, 'a p99 bound off the histogram' ],
+    [ "fanout_target a /_m/a variant=x; fanout_target b /_m/b variant=y;\n"
+      . "fanout_split \$arg_u ramp=5%,100% every=10s rollback_if=errors>2% { 5% x; * y; }",
+      qr/invalid "rollback_if=errors>2%"/, 'an unknown rollback bound' ],
+    [ "fanout_target a /_m/a variant=x; fanout_target b /_m/b variant=y;\n"
+      . "fanout_split \$arg_u ramp=5%,100% every=10s candidate=z { 5% x; * y; }",
+      qr/candidate=z of the "fanout_split" in .*nginx\.conf:\d+ is not one of its variants/,
+      'a candidate that is not a variant' ],
+    [ "fanout_target a /_m/a variant=x; fanout_target b /_m/b variant=y;\n"
+      . "fanout_split \$arg_u ramp=5%,100% every=10s speed=2 { 5% x; * y; }",
+      qr/invalid parameter "speed=2"/, 'an unknown ramp parameter' ],
     [ "fanout_target a /_m/a; fanout_quorum 0;",
       qr/value must be between 1 and 32 in .*nginx\.conf:\d+/, 'quorum 0' ],
     [ "fanout_target a /_m/a; proxy_pass http://127.0.0.1:1;",
@@ -299,8 +322,8 @@ is($rc, 0, 'a full fanout_breaker configuration passes') or diag($out);
 my %shadow_bad = (
     'fanout_shadow s /_m/b;' =>
         qr/"fanout_shadow" works only in a location with "fanout_target" in .*nginx\.conf:\d+/,
-    'fanout_target a /_m/a; fanout_shadow s /_m/b percent=0;' =>
-        qr/invalid "percent=0"/,
+    'fanout_target a /_m/a; fanout_shadow s /_m/b percent=-1;' =>
+        qr/invalid "percent=-1"/,
     'fanout_target a /_m/a; fanout_shadow s /_m/b percent=101;' =>
         qr/invalid "percent=101"/,
     'fanout_target a /_m/a; fanout_shadow s /_m/b tolerance=-1;' =>

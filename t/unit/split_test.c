@@ -4,6 +4,7 @@
  */
 
 #include <stdio.h>
+#include <string.h>
 
 #include "fanout_split.h"
 #include "tap.h"
@@ -81,6 +82,110 @@ main(void)
     }
     ok(had > 0 && kept == had, "raising a share keeps its holders");
     ok(moved >= 850 && moved <= 1150, "and adds about 10% more");
+
+    /* a ramp: "5% v1; * v2;" with v2 the candidate, listed last */
+    {
+        int                    stays, in2, left;
+        uint32_t               shares[2];
+        uint64_t               bounds[3] = { 100, 250, 500 };
+        fanout_split_t         c, r5, r25, w;
+        fanout_ramp_t          ramp;
+        fanout_ramp_counts_t   cnt;
+
+        fanout_split_init(&c);
+        fanout_split_add(&c, 9500, 0);
+        fanout_split_add(&c, 0, 1);
+        fanout_split_done(&c);
+
+        ok(fanout_split_ramp(&c, 1, 500, &r5) == 0
+           && r5.share[1] == 500 && r5.share[0] == 9500
+           && r5.order[0] == 1, "the candidate's slice comes first");
+        ok(fanout_split_ramp(&c, 1, 2500, &r25) == 0
+           && r25.share[0] == 7500, "the others take the rest");
+
+        stays = in2 = left = 0;
+        for (i = 0; i < 20000; i++) {
+            len = (size_t) snprintf(key, sizeof(key), "u%u", i);
+            v = fanout_split_pick(&r5,
+                                  fanout_murmur2((unsigned char *) key, len));
+            if (v == 1) {
+                in2++;
+                stays += fanout_split_pick(&r25,
+                             fanout_murmur2((unsigned char *) key, len)) == 1;
+            }
+            left += fanout_split_pick(&r25,
+                        fanout_murmur2((unsigned char *) key, len)) == 1;
+        }
+        ok(in2 > 700 && in2 < 1300, "5%% of 20000 keys");
+        ok(stays == in2, "a key in the candidate at 5%% is in it at 25%%");
+        ok(left > 4500 && left < 5500, "25%% of them at 25%%");
+
+        ok(fanout_split_ramp(&c, 1, 0, &r5) == 0
+           && fanout_split_pick(&r5, 0) == 0
+           && fanout_split_pick(&r5, 0xffffffff) == 0,
+           "rolled back: none in the candidate");
+
+        /* three variants, proportions kept among the others */
+        fanout_split_init(&t);
+        fanout_split_add(&t, 6000, 0);
+        fanout_split_add(&t, 1000, 0);
+        fanout_split_add(&t, 0, 1);
+        fanout_split_done(&t);
+        ok(fanout_split_ramp(&t, 1, 5000, &w) == 0 && w.share[0] == 3333
+           && w.share[2] == 1667 && w.share[1] == 5000,
+           "60/10/30 with the second at 50%%: 33.33/50/16.67");
+
+        shares[0] = 3000;
+        shares[1] = 7000;
+        ok(fanout_split_set(&c, shares, &w) == 0 && w.share[1] == 7000
+           && fanout_split_pick(&w, 0) == 0, "weights set, in order");
+        shares[1] = 6999;
+        ok(fanout_split_set(&c, shares, &w) == -1, "weights under 100%%");
+
+        memset(&ramp, 0, sizeof(ramp));
+        ok(fanout_ramp_parse_steps(&ramp, "5%,25%,50%,100%", 15) == 0
+           && ramp.nsteps == 4 && ramp.step[1] == 2500, "steps parsed");
+        ok(fanout_ramp_parse_steps(&ramp, "0.5%,100%", 9) == 0
+           && ramp.step[0] == 50, "a step of 0.5%%");
+        ok(fanout_ramp_parse_steps(&ramp, "25%,5%,100%", 11) == -1,
+           "steps must rise");
+        ok(fanout_ramp_parse_steps(&ramp, "5%,50%", 6) == -1,
+           "the last step is 100%%");
+        ok(fanout_ramp_parse_steps(&ramp, "5%,,100%", 8) == -1
+           && fanout_ramp_parse_steps(&ramp, "", 0) == -1
+           && fanout_ramp_parse_steps(&ramp, "5,100%", 6) == -1
+           && fanout_ramp_parse_steps(&ramp, "101%", 4) == -1,
+           "empty, unitless and over 100%% refused");
+
+        ok(fanout_ramp_parse_rollback(&ramp, "error_rate>2%,p99>500ms", 23,
+                                      bounds, 3) == 0
+           && ramp.has_error && ramp.max_error == 200
+           && ramp.max_p99 == 500, "rollback_if parsed");
+        ok(fanout_ramp_parse_rollback(&ramp, "p99>300ms", 9, bounds, 3) == -1,
+           "p99 off the histogram's bounds refused");
+        ok(fanout_ramp_parse_rollback(&ramp, "error_rate>2", 12, bounds, 3)
+           == -1 && fanout_ramp_parse_rollback(&ramp, "latency>5ms", 11,
+                                                bounds, 3) == -1,
+           "unknown bounds refused");
+
+        fanout_ramp_parse_rollback(&ramp, "error_rate>2%,p99>500ms", 23,
+                                   bounds, 3);
+        ramp.every = 1000;
+        ramp.min_requests = 10;
+        cnt.requests = 5; cnt.errors = 5; cnt.slow = 0;
+        ok(fanout_ramp_decide(&ramp, 5000, &cnt) == FANOUT_RAMP_HOLD,
+           "too few requests: held");
+        cnt.requests = 100; cnt.errors = 2;
+        ok(fanout_ramp_decide(&ramp, 500, &cnt) == FANOUT_RAMP_HOLD
+           && fanout_ramp_decide(&ramp, 1000, &cnt) == FANOUT_RAMP_ADVANCE,
+           "2%% errors is inside error_rate>2%%: on schedule");
+        cnt.errors = 3;
+        ok(fanout_ramp_decide(&ramp, 10, &cnt)
+           == FANOUT_RAMP_ROLLBACK_ERRORS, "3%% errors: rolled back at once");
+        cnt.errors = 0; cnt.slow = 2;
+        ok(fanout_ramp_decide(&ramp, 10, &cnt) == FANOUT_RAMP_ROLLBACK_P99,
+           "2%% slower than the bound: p99 over it");
+    }
 
     return done_testing();
 }

@@ -1,0 +1,1577 @@
+
+/*
+ * Runtime traffic control: what fanout_api changes in a running fleet (a
+ * split's weights, a shadow's percent, a breaker forced, a target taken
+ * out) and the guarded ramps of "fanout_split ... ramp=".
+ *
+ * The state lives in the zone's nodes (ngx_http_fanout_runtime_t): every
+ * worker sees a change at once and a reload keeps it.  With fanout_redis it
+ * also lives in one Redis hash, "fanout:runtime", whose field "v" is the
+ * fleet's version: a change is made here, then written there with the
+ * version moved on; one worker per instance asks for the version every
+ * 250 ms and reads the whole hash when it moved.  An instance that missed
+ * changes, or has just started, so catches up by version: no message can be
+ * lost, as none is sent (pub/sub would need a connection of its own, and a
+ * catch-up by version all the same).
+ *
+ * A ramp's state is one field of that hash, named by the ramp's
+ * fingerprint (the split and the ramp as configured), so that instances of
+ * one configuration share it and a new configuration starts its own ramp.
+ * Each instance adds what its candidate answered to the step's counters
+ * ("fanout:ramp:FP:AT") and judges the step by the fleet's sums; a step up
+ * or a rollback is written only if the state is still the one it judged.
+ *
+ * Which wins after a reload: a runtime change is bound to the split it was
+ * made for (its fingerprint: location, variants, shares).  A reload that
+ * keeps the split keeps the change; one that changes the split itself
+ * drops it, and the configuration is what runs.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_redis.h"
+
+
+#define NGX_HTTP_FANOUT_RT_SYNC   250
+#define NGX_HTTP_FANOUT_RT_SEP    '\x1f'
+#define NGX_HTTP_FANOUT_RT_KEY    "fanout:runtime"
+
+
+/* write one field, move the version on: the new version */
+static const char  ngx_http_fanout_rt_write_lua[] =
+    "local v = redis.call('HINCRBY', KEYS[1], 'v', 1) "
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) "
+    "return v";
+
+/* the version when it is the one known, else the whole hash */
+static const char  ngx_http_fanout_rt_poll_lua[] =
+    "local v = redis.call('HGET', KEYS[1], 'v') "
+    "if not v then return 0 end "
+    "if v == ARGV[1] then return tonumber(v) end "
+    "return redis.call('HGETALL', KEYS[1])";
+
+/*
+ * A ramp's tick: begun if new; the instance's counts added to the step's
+ * when the step is the one it counted for; the state and the step's sums.
+ */
+static const char  ngx_http_fanout_rt_ramp_lua[] =
+    "local cur = redis.call('HGET', KEYS[1], ARGV[1]) "
+    "if not cur then "
+    "  cur = 'ramping 0 ' .. ARGV[2] .. ' 0' "
+    "  redis.call('HSET', KEYS[1], ARGV[1], cur) "
+    "  redis.call('HINCRBY', KEYS[1], 'v', 1) "
+    "  return {cur, 0, 0, 0, 0} "
+    "end "
+    "if cur ~= ARGV[3] then return {cur, 0, 0, 0, 0} end "
+    "local k = KEYS[2] .. string.match(cur, '^%S+ %S+ (%d+)') "
+    "local n = redis.call('HINCRBY', k, 'n', ARGV[4]) "
+    "local e = redis.call('HINCRBY', k, 'e', ARGV[5]) "
+    "local s = redis.call('HINCRBY', k, 's', ARGV[6]) "
+    "redis.call('PEXPIRE', k, 86400000) "
+    "return {cur, n, e, s, 1}";
+
+/* a step up or a rollback, if the state is still the one judged */
+static const char  ngx_http_fanout_rt_cas_lua[] =
+    "if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end "
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) "
+    "return redis.call('HINCRBY', KEYS[1], 'v', 1)";
+
+
+typedef struct {
+    ngx_http_fanout_main_conf_t    *fmcf;
+    ngx_http_fanout_stats_loc_t    *loc;
+    fanout_ramp_counts_t            now;      /* the counters when asked */
+    fanout_ramp_counts_t            delta;    /* what was sent */
+    u_char                          field[NGX_HTTP_FANOUT_RT_FIELD];
+    size_t                          field_len;
+    u_char                          value[64];  /* the state judged */
+    size_t                          value_len;
+} ngx_http_fanout_rt_ramp_t;
+
+
+typedef struct {
+    ngx_http_fanout_rt_done_pt      handler;
+    void                           *data;
+    ngx_http_fanout_main_conf_t    *fmcf;
+} ngx_http_fanout_rt_write_t;
+
+
+static ngx_http_fanout_redis_script_t  ngx_http_fanout_rt_write_script;
+static ngx_http_fanout_redis_script_t  ngx_http_fanout_rt_poll_script;
+static ngx_http_fanout_redis_script_t  ngx_http_fanout_rt_ramp_script;
+static ngx_http_fanout_redis_script_t  ngx_http_fanout_rt_cas_script;
+static ngx_event_t                     ngx_http_fanout_rt_ev;
+static ngx_uint_t                      ngx_http_fanout_rt_busy;
+
+
+static const char *ngx_http_fanout_rt_ramp_names[] = {
+    "waiting", "ramping", "done", "rolled_back"
+};
+
+
+/* EVALSHA with nkeys keys first in a[]: argv's first three are Redis's */
+
+static ngx_http_fanout_redis_op_t *
+ngx_http_fanout_rt_eval(ngx_log_t *log, ngx_http_fanout_redis_script_t *script,
+    ngx_uint_t nkeys, ngx_uint_t n, const char **a, size_t *l,
+    ngx_http_fanout_redis_handler_pt handler, void *data)
+{
+    size_t       len[3 + 8];
+    ngx_uint_t   i;
+    const char  *argv[3 + 8];
+
+    argv[2] = nkeys == 1 ? "1" : "2";
+    len[2] = 1;
+
+    for (i = 0; i < n && i < 8; i++) {
+        argv[3 + i] = a[i];
+        len[3 + i] = l[i];
+    }
+
+    return ngx_http_fanout_redis_eval(log, script, (int) (3 + i), argv, len,
+                                      handler, data);
+}
+
+
+static uint64_t
+ngx_http_fanout_rt_wall(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
+}
+
+
+static ngx_http_fanout_stats_loc_t *
+ngx_http_fanout_rt_location(ngx_http_fanout_main_conf_t *fmcf, ngx_str_t *name)
+{
+    ngx_uint_t                    i;
+    ngx_http_fanout_stats_loc_t  *loc;
+
+    loc = fmcf->locations.elts;
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        if (loc[i].name.len == name->len
+            && ngx_strncmp(loc[i].name.data, name->data, name->len) == 0)
+        {
+            return &loc[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* a name in a location's targets, or its variants or shadows (whose
+ * names in the zone begin with their kind's byte: skip 1) */
+
+static ngx_int_t
+ngx_http_fanout_rt_index(ngx_array_t *a, u_char *name, size_t len,
+    ngx_uint_t skip)
+{
+    ngx_uint_t                       i;
+    ngx_http_fanout_stats_target_t  *t;
+
+    t = a->elts;
+
+    for (i = 0; i < a->nelts; i++) {
+        if (t[i].name.len == len + skip
+            && ngx_strncmp(t[i].name.data + skip, name, len) == 0)
+        {
+            return (ngx_int_t) i;
+        }
+    }
+
+    return -1;
+}
+
+
+/* a variant's or shadow's name, without its kind's byte */
+
+static ngx_str_t *
+ngx_http_fanout_rt_extra_name(ngx_str_t *out,
+    ngx_http_fanout_stats_target_t *t)
+{
+    out->data = t->name.data + 1;
+    out->len = t->name.len - 1;
+
+    return out;
+}
+
+
+/* a location's split in use, written as a seqlock under the zone's lock */
+
+static void
+ngx_http_fanout_rt_split_write(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_http_fanout_stats_loc_t *loc, fanout_split_t *split, ngx_uint_t weights)
+{
+    ngx_http_fanout_runtime_t  *rt;
+
+    rt = &loc->node->rt;
+
+    ngx_shmtx_lock(&fmcf->shpool->mutex);
+
+    rt->seq++;
+    ngx_memory_barrier();
+
+    if (split) {
+        rt->split = *split;
+        rt->base = loc->split_fp;
+    }
+
+    rt->active = (split != NULL);
+    rt->weights = weights;
+
+    ngx_memory_barrier();
+    rt->seq++;
+
+    ngx_shmtx_unlock(&fmcf->shpool->mutex);
+}
+
+
+/* the split a ramp's state means: the candidate at its step's share */
+
+static void
+ngx_http_fanout_rt_ramp_split(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_http_fanout_stats_loc_t *loc)
+{
+    uint32_t                    share;
+    fanout_split_t              split;
+    ngx_http_fanout_runtime_t  *rt;
+
+    rt = &loc->node->rt;
+
+    switch (rt->ramp_state) {
+    case NGX_HTTP_FANOUT_RAMP_RAMPING:
+        share = loc->ramp->step[ngx_min(rt->ramp_step,
+                                        loc->ramp->nsteps - 1)];
+        break;
+    case NGX_HTTP_FANOUT_RAMP_DONE:
+        share = FANOUT_SPLIT_WHOLE;
+        break;
+    case NGX_HTTP_FANOUT_RAMP_ROLLED_BACK:
+        share = 0;
+        break;
+    default:
+        return;
+    }
+
+    if (fanout_split_ramp(loc->split, loc->candidate, share, &split) == 0) {
+        ngx_http_fanout_rt_split_write(fmcf, loc, &split, 0);
+    }
+}
+
+
+/* "split\x1fLOC", "shadow\x1fNAME\x1fLOC", ...: names have no \x1f */
+
+static size_t
+ngx_http_fanout_rt_field(u_char *buf, const char *kind, ngx_str_t *name,
+    ngx_str_t *location)
+{
+    u_char  *p;
+
+    p = ngx_cpymem(buf, kind, ngx_strlen(kind));
+    *p++ = NGX_HTTP_FANOUT_RT_SEP;
+
+    if (name) {
+        p = ngx_cpymem(p, name->data, name->len);
+        *p++ = NGX_HTTP_FANOUT_RT_SEP;
+    }
+
+    p = ngx_cpymem(p, location->data, location->len);
+
+    return p - buf;
+}
+
+
+/* ramp state: "STATE STEP AT WHY" */
+
+static size_t
+ngx_http_fanout_rt_ramp_value(u_char *buf, ngx_uint_t state, ngx_uint_t step,
+    uint64_t at, ngx_uint_t why)
+{
+    return ngx_sprintf(buf, "%s %ui %uL %ui",
+                       ngx_http_fanout_rt_ramp_names[state], step, at, why)
+           - buf;
+}
+
+
+static ngx_int_t
+ngx_http_fanout_rt_ramp_parse(u_char *p, size_t len, ngx_uint_t *state,
+    ngx_uint_t *step, uint64_t *at, ngx_uint_t *why)
+{
+    u_char      *end, *f[4];
+    size_t       flen[4];
+    ngx_int_t    n;
+    ngx_uint_t   i, k;
+
+    end = p + len;
+
+    for (k = 0; k < 4; k++) {
+        f[k] = p;
+
+        while (p < end && *p != ' ') {
+            p++;
+        }
+
+        flen[k] = p - f[k];
+        p++;
+
+        if (flen[k] == 0) {
+            return NGX_ERROR;
+        }
+    }
+
+    for (i = 1; i < 4; i++) {
+        if (ngx_strlen(ngx_http_fanout_rt_ramp_names[i]) == flen[0]
+            && ngx_strncmp(ngx_http_fanout_rt_ramp_names[i], f[0], flen[0])
+               == 0)
+        {
+            break;
+        }
+    }
+
+    if (i == 4) {
+        return NGX_ERROR;
+    }
+
+    *state = i;
+
+    n = ngx_atoi(f[1], flen[1]);
+    if (n == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    *step = (ngx_uint_t) n;
+
+    n = ngx_atoi(f[2], flen[2]);
+    if (n == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    *at = (uint64_t) n;
+
+    n = ngx_atoi(f[3], flen[3]);
+    if (n == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    *why = (ngx_uint_t) n;
+
+    return NGX_OK;
+}
+
+
+/* a ramp's state taken (from the fleet or decided here): logged if new */
+
+static void
+ngx_http_fanout_rt_ramp_take(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_http_fanout_stats_loc_t *loc, ngx_uint_t state, ngx_uint_t step,
+    uint64_t at, ngx_uint_t why, const char *from)
+{
+    ngx_http_fanout_runtime_t  *rt;
+
+    rt = &loc->node->rt;
+
+    if (step >= loc->ramp->nsteps) {
+        step = loc->ramp->nsteps - 1;
+    }
+
+    if (rt->ramp_fp == loc->ramp_fp && rt->ramp_state == state
+        && rt->ramp_step == step && rt->ramp_at == at)
+    {
+        return;
+    }
+
+    if (state == NGX_HTTP_FANOUT_RAMP_ROLLED_BACK) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "fanout ramp of location \"%V\": rolled back to 0%% "
+                      "at step %ui (%s)%s", &loc->name, step + 1,
+                      why == FANOUT_RAMP_ROLLBACK_ERRORS ? "error rate over "
+                      "its bound" : why == FANOUT_RAMP_ROLLBACK_P99
+                      ? "p99 over its bound" : "by fanout_api", from);
+
+    } else {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "fanout ramp of location \"%V\": %s, step %ui of %uz "
+                      "(%ui.%02ui%%)%s", &loc->name,
+                      ngx_http_fanout_rt_ramp_names[state], step + 1,
+                      loc->ramp->nsteps, loc->ramp->step[step] / 100,
+                      loc->ramp->step[step] % 100, from);
+    }
+
+    rt->ramp_fp = loc->ramp_fp;
+    rt->ramp_state = state;
+    rt->ramp_step = step;
+    rt->ramp_at = at;
+    rt->ramp_why = why;
+    ngx_memzero(&rt->ramp_counts, sizeof(fanout_ramp_counts_t));
+
+    ngx_http_fanout_rt_ramp_split(fmcf, loc);
+}
+
+
+/* the candidate's counters: requests ended, 5xx, slower than the bound */
+
+static void
+ngx_http_fanout_rt_counts(ngx_http_fanout_stats_loc_t *loc,
+    fanout_ramp_counts_t *c)
+{
+    ngx_uint_t                       i;
+    ngx_atomic_t                    *n;
+    ngx_http_fanout_stats_t         *st;
+    ngx_http_fanout_stats_target_t  *v;
+
+    v = loc->variants.elts;
+    st = v[loc->candidate].node;
+    n = st->counters;
+
+    c->errors = n[NGX_HTTP_FANOUT_VAR_502] + n[NGX_HTTP_FANOUT_VAR_504];
+    c->requests = n[NGX_HTTP_FANOUT_VAR_200] + n[NGX_HTTP_FANOUT_VAR_OTHER]
+                  + c->errors;
+    c->slow = 0;
+
+    if (loc->ramp->max_p99 == 0) {
+        return;
+    }
+
+    /* a latency goes in the first bucket whose bound it does not pass */
+    for (i = 0; i < NGX_HTTP_FANOUT_NBUCKETS - 1; i++) {
+        if (ngx_http_fanout_buckets[i] == loc->ramp->max_p99) {
+            break;
+        }
+    }
+
+    for (i++; i < NGX_HTTP_FANOUT_NBUCKETS; i++) {
+        c->slow += st->buckets[i];
+    }
+}
+
+
+static void
+ngx_http_fanout_rt_counts_sub(fanout_ramp_counts_t *d,
+    fanout_ramp_counts_t *a, fanout_ramp_counts_t *b)
+{
+    /* counters only grow; a node made anew (zone lost) reads as none */
+    d->requests = a->requests >= b->requests ? a->requests - b->requests : 0;
+    d->errors = a->errors >= b->errors ? a->errors - b->errors : 0;
+    d->slow = a->slow >= b->slow ? a->slow - b->slow : 0;
+}
+
+
+/* a verdict turned into the next state */
+
+static ngx_uint_t
+ngx_http_fanout_rt_next(ngx_http_fanout_stats_loc_t *loc,
+    fanout_ramp_verdict_e v, ngx_uint_t *step)
+{
+    if (v == FANOUT_RAMP_ADVANCE) {
+        (*step)++;
+
+        return *step + 1 >= loc->ramp->nsteps ? NGX_HTTP_FANOUT_RAMP_DONE
+                                              : NGX_HTTP_FANOUT_RAMP_RAMPING;
+    }
+
+    return NGX_HTTP_FANOUT_RAMP_ROLLED_BACK;
+}
+
+
+/* without Redis, a ramp is this instance's alone */
+
+static void
+ngx_http_fanout_rt_ramp_local(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_http_fanout_stats_loc_t *loc)
+{
+    uint64_t                    now;
+    ngx_uint_t                  step, state;
+    fanout_ramp_counts_t        c;
+    fanout_ramp_verdict_e       v;
+    ngx_http_fanout_runtime_t  *rt;
+
+    rt = &loc->node->rt;
+    now = ngx_http_fanout_rt_wall();
+
+    ngx_http_fanout_rt_counts(loc, &c);
+
+    if (rt->ramp_fp != loc->ramp_fp
+        || rt->ramp_state == NGX_HTTP_FANOUT_RAMP_NONE)
+    {
+        rt->ramp_seen = c;
+        ngx_http_fanout_rt_ramp_take(fmcf, loc, NGX_HTTP_FANOUT_RAMP_RAMPING,
+                                     0, now, 0, "");
+        return;
+    }
+
+    if (rt->ramp_state != NGX_HTTP_FANOUT_RAMP_RAMPING) {
+        return;
+    }
+
+    ngx_http_fanout_rt_counts_sub(&rt->ramp_counts, &c, &rt->ramp_seen);
+
+    v = fanout_ramp_decide(loc->ramp, now - rt->ramp_at, &rt->ramp_counts);
+
+    if (v == FANOUT_RAMP_HOLD) {
+        return;
+    }
+
+    step = rt->ramp_step;
+    state = ngx_http_fanout_rt_next(loc, v, &step);
+
+    rt->ramp_seen = c;
+    ngx_http_fanout_rt_ramp_take(fmcf, loc, state, step, now,
+                                 v == FANOUT_RAMP_ADVANCE ? 0 : (ngx_uint_t) v,
+                                 "");
+}
+
+
+static void
+ngx_http_fanout_rt_cas_reply(void *data, redisReply *reply,
+    ngx_http_fanout_redis_error_e error)
+{
+    ngx_http_fanout_rt_ramp_t *rr = data;
+
+    ngx_uint_t  state, step, why;
+    uint64_t    at;
+
+    ngx_http_fanout_rt_busy--;
+
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0
+        && ngx_http_fanout_rt_ramp_parse(rr->value, rr->value_len, &state,
+                                         &step, &at, &why) == NGX_OK)
+    {
+        /* ours went in: taken at once, the others see it by the version */
+        ngx_http_fanout_rt_ramp_take(rr->fmcf, rr->loc, state, step, at, why,
+                                     "");
+        rr->loc->node->rt.ramp_seen = rr->now;
+    }
+
+    ngx_free(rr);
+}
+
+
+static void
+ngx_http_fanout_rt_ramp_reply(void *data, redisReply *reply,
+    ngx_http_fanout_redis_error_e error)
+{
+    ngx_http_fanout_rt_ramp_t *rr = data;
+
+    size_t                      len[5];
+    uint64_t                    now, at;
+    ngx_uint_t                  state, step, why;
+    const char                 *argv[5];
+    redisReply                **e;
+    fanout_ramp_verdict_e       v;
+    ngx_http_fanout_runtime_t  *rt;
+    u_char                      old[64];
+
+    ngx_http_fanout_rt_busy--;
+
+    rt = &rr->loc->node->rt;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 5 || reply->element[0]->type != REDIS_REPLY_STRING
+        || ngx_http_fanout_rt_ramp_parse((u_char *) reply->element[0]->str,
+                                         reply->element[0]->len, &state,
+                                         &step, &at, &why)
+           != NGX_OK)
+    {
+        /* Redis trouble (counted and logged): the ramp holds its step */
+        ngx_free(rr);
+        return;
+    }
+
+    e = reply->element;
+
+    if (e[4]->type == REDIS_REPLY_INTEGER && e[4]->integer == 1) {
+        /* our counts went in */
+        rt->ramp_seen = rr->now;
+        rt->ramp_counts.requests = (uint64_t) ngx_max(e[1]->integer, 0);
+        rt->ramp_counts.errors = (uint64_t) ngx_max(e[2]->integer, 0);
+        rt->ramp_counts.slow = (uint64_t) ngx_max(e[3]->integer, 0);
+
+    } else {
+        /* a new step, or a new ramp: counted from now */
+        ngx_http_fanout_rt_ramp_take(rr->fmcf, rr->loc, state, step, at, why,
+                                     " (the fleet's)");
+        rt->ramp_seen = rr->now;
+        ngx_free(rr);
+        return;
+    }
+
+    if (state != NGX_HTTP_FANOUT_RAMP_RAMPING) {
+        ngx_free(rr);
+        return;
+    }
+
+    now = ngx_http_fanout_rt_wall();
+    v = fanout_ramp_decide(rr->loc->ramp, now > at ? now - at : 0,
+                           &rt->ramp_counts);
+
+    if (v == FANOUT_RAMP_HOLD) {
+        ngx_free(rr);
+        return;
+    }
+
+    ngx_memcpy(old, reply->element[0]->str, reply->element[0]->len);
+    len[2] = reply->element[0]->len;
+
+    state = ngx_http_fanout_rt_next(rr->loc, v, &step);
+    rr->value_len = ngx_http_fanout_rt_ramp_value(rr->value, state, step, now,
+                        v == FANOUT_RAMP_ADVANCE ? 0 : (ngx_uint_t) v);
+
+    argv[0] = NGX_HTTP_FANOUT_RT_KEY;
+    len[0] = sizeof(NGX_HTTP_FANOUT_RT_KEY) - 1;
+    argv[1] = (const char *) rr->field;
+    len[1] = rr->field_len;
+    argv[2] = (const char *) old;
+    argv[3] = (const char *) rr->value;
+    len[3] = rr->value_len;
+
+    if (ngx_http_fanout_rt_eval(ngx_cycle->log, &ngx_http_fanout_rt_cas_script,
+                                1, 4, argv, len, ngx_http_fanout_rt_cas_reply,
+                                rr)
+        == NULL)
+    {
+        ngx_free(rr);
+        return;
+    }
+
+    ngx_http_fanout_rt_busy++;
+}
+
+
+/* a ramp's tick, with Redis: the fleet's state and counts */
+
+static void
+ngx_http_fanout_rt_ramp_fleet(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_http_fanout_stats_loc_t *loc)
+{
+    u_char                     *p;
+    size_t                      len[8];
+    uint64_t                    now;
+    ngx_str_t                   fp;
+    const char                 *argv[8];
+    ngx_http_fanout_runtime_t  *rt;
+    ngx_http_fanout_rt_ramp_t  *rr;
+    u_char                      key[64], fpbuf[16], nbuf[NGX_INT64_LEN],
+                                cur[64], d[3][NGX_INT64_LEN];
+
+    rt = &loc->node->rt;
+
+    rr = ngx_alloc(sizeof(ngx_http_fanout_rt_ramp_t), ngx_cycle->log);
+    if (rr == NULL) {
+        return;
+    }
+
+    rr->fmcf = fmcf;
+    rr->loc = loc;
+
+    ngx_http_fanout_rt_counts(loc, &rr->now);
+
+    fp.data = fpbuf;
+    fp.len = ngx_sprintf(fpbuf, "%08xD", loc->ramp_fp) - fpbuf;
+
+    if (loc->name.len > NGX_HTTP_FANOUT_RT_FIELD - 32) {
+        ngx_free(rr);
+        return;
+    }
+
+    rr->field_len = ngx_http_fanout_rt_field(rr->field, "ramp", &fp,
+                                             &loc->name);
+
+    p = ngx_sprintf(key, "fanout:ramp:%V:", &fp);
+
+    now = ngx_http_fanout_rt_wall();
+
+    argv[0] = NGX_HTTP_FANOUT_RT_KEY;
+    len[0] = sizeof(NGX_HTTP_FANOUT_RT_KEY) - 1;
+    argv[1] = (const char *) key;
+    len[1] = p - key;
+    argv[2] = (const char *) rr->field;
+    len[2] = rr->field_len;
+    argv[3] = (const char *) nbuf;
+    len[3] = ngx_sprintf(nbuf, "%uL", now) - nbuf;
+
+    /* the state our counts belong to: none when not yet known here */
+    argv[4] = (const char *) cur;
+    len[4] = 0;
+
+    if (rt->ramp_fp == loc->ramp_fp
+        && rt->ramp_state != NGX_HTTP_FANOUT_RAMP_NONE)
+    {
+        len[4] = ngx_http_fanout_rt_ramp_value(cur, rt->ramp_state,
+                                               rt->ramp_step, rt->ramp_at,
+                                               rt->ramp_why);
+        ngx_http_fanout_rt_counts_sub(&rr->delta, &rr->now, &rt->ramp_seen);
+
+    } else {
+        ngx_memzero(&rr->delta, sizeof(fanout_ramp_counts_t));
+    }
+
+    argv[5] = (const char *) d[0];
+    len[5] = ngx_sprintf(d[0], "%uL", rr->delta.requests) - d[0];
+    argv[6] = (const char *) d[1];
+    len[6] = ngx_sprintf(d[1], "%uL", rr->delta.errors) - d[1];
+    argv[7] = (const char *) d[2];
+    len[7] = ngx_sprintf(d[2], "%uL", rr->delta.slow) - d[2];
+
+    /* 2 keys, then the field, now, the state known here, the counts */
+    if (ngx_http_fanout_rt_eval(ngx_cycle->log,
+                                &ngx_http_fanout_rt_ramp_script, 2, 8, argv,
+                                len, ngx_http_fanout_rt_ramp_reply, rr)
+        == NULL)
+    {
+        ngx_free(rr);
+        return;
+    }
+
+    ngx_http_fanout_rt_busy++;
+}
+
+
+/* a setting from the fleet's hash: applied when it differs from ours */
+
+static void
+ngx_http_fanout_rt_apply(ngx_http_fanout_main_conf_t *fmcf, u_char *f,
+    size_t flen, u_char *v, size_t vlen, ngx_int_t version)
+{
+    u_char                          *p, *end, *name;
+    size_t                           nlen;
+    uint32_t                         fp, share[FANOUT_SPLIT_MAX_VARIANTS];
+    ngx_int_t                        i, n;
+    ngx_str_t                        location;
+    ngx_uint_t                       k, state, step, why;
+    uint64_t                         at;
+    fanout_split_t                   split;
+    ngx_http_fanout_stats_t         *st;
+    ngx_http_fanout_stats_loc_t     *loc;
+    ngx_http_fanout_stats_target_t  *t;
+
+    end = f + flen;
+    p = ngx_strlchr(f, end, NGX_HTTP_FANOUT_RT_SEP);
+
+    if (p == NULL) {
+        return;
+    }
+
+    name = NULL;
+    nlen = 0;
+
+    if (!(p - f == 5 && ngx_strncmp(f, "split", 5) == 0)) {
+        name = p + 1;
+        p = ngx_strlchr(name, end, NGX_HTTP_FANOUT_RT_SEP);
+
+        if (p == NULL) {
+            return;
+        }
+
+        nlen = p - name;
+    }
+
+    location.data = p + 1;
+    location.len = end - location.data;
+
+    loc = ngx_http_fanout_rt_location(fmcf, &location);
+
+    if (loc == NULL) {
+        /* a location this configuration does not have */
+        return;
+    }
+
+    if (name == NULL) {
+        /* "FP config" or "FP W0 W1 ...": for the split it was made for */
+        p = ngx_strlchr(v, v + vlen, ' ');
+
+        if (p == NULL || loc->split == NULL) {
+            return;
+        }
+
+        n = ngx_hextoi(v, p - v);
+
+        if (n == NGX_ERROR || (uint32_t) n != loc->split_fp || loc->ramp) {
+            return;
+        }
+
+        p++;
+
+        if (v + vlen - p == 6 && ngx_strncmp(p, "config", 6) == 0) {
+            if (loc->node->rt.weights) {
+                ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                              "fanout runtime: location \"%V\": weights as "
+                              "configured (the fleet's version %i)",
+                              &loc->name, version);
+                ngx_http_fanout_rt_split_write(fmcf, loc, NULL, 0);
+            }
+
+            return;
+        }
+
+        for (k = 0; k < loc->split->n; k++) {
+            end = ngx_strlchr(p, v + vlen, ' ');
+
+            if (end == NULL) {
+                end = v + vlen;
+            }
+
+            i = ngx_atoi(p, end - p);
+
+            if (i == NGX_ERROR) {
+                return;
+            }
+
+            share[k] = (uint32_t) i;
+            p = end + 1;
+        }
+
+        if (fanout_split_set(loc->split, share, &split) != 0) {
+            return;
+        }
+
+        if (loc->node->rt.weights && loc->node->rt.base == loc->split_fp
+            && ngx_memcmp(loc->node->rt.split.share, split.share,
+                          sizeof(split.share)) == 0)
+        {
+            return;
+        }
+
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "fanout runtime: location \"%V\": new weights (the "
+                      "fleet's version %i)", &loc->name, version);
+
+        ngx_http_fanout_rt_split_write(fmcf, loc, &split, 1);
+        return;
+    }
+
+    if (f[0] == 'r') {
+        /* "ramp\x1fFP\x1fLOC": this configuration's ramp only */
+        if (loc->ramp == NULL) {
+            return;
+        }
+
+        fp = (uint32_t) ngx_hextoi(name, nlen);
+
+        if (fp != loc->ramp_fp
+            || ngx_http_fanout_rt_ramp_parse(v, vlen, &state, &step, &at,
+                                             &why)
+               != NGX_OK)
+        {
+            return;
+        }
+
+        ngx_http_fanout_rt_ramp_take(fmcf, loc, state, step, at, why,
+                                     " (the fleet's)");
+        return;
+    }
+
+    if (f[0] == 's') {
+        i = ngx_http_fanout_rt_index(&loc->shadows, name, nlen, 1);
+
+        if (i < 0) {
+            return;
+        }
+
+        t = loc->shadows.elts;
+        n = (vlen == 6 && ngx_strncmp(v, "config", 6) == 0)
+            ? 0 : ngx_atoi(v, vlen) + 1;
+
+        if (n < 0 || n > FANOUT_SPLIT_WHOLE + 1
+            || t[i].node->rt.percent == (ngx_atomic_uint_t) n)
+        {
+            return;
+        }
+
+        t[i].node->rt.percent = n;
+
+    } else {
+        i = ngx_http_fanout_rt_index(&loc->targets, name, nlen, 0);
+
+        if (i < 0) {
+            return;
+        }
+
+        t = loc->targets.elts;
+
+        if (f[0] == 'b') {
+            st = t[i].bnode;
+            n = (vlen == 4 && ngx_strncmp(v, "open", 4) == 0) ? 1
+                : (vlen == 6 && ngx_strncmp(v, "closed", 6) == 0) ? 2 : 0;
+
+            if (st->rt.forced == (ngx_atomic_uint_t) n) {
+                return;
+            }
+
+            st->rt.forced = n;
+
+        } else {
+            n = (vlen == 8 && ngx_strncmp(v, "disabled", 8) == 0);
+
+            if (t[i].node->rt.disabled == (ngx_atomic_uint_t) n) {
+                return;
+            }
+
+            t[i].node->rt.disabled = n;
+        }
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                  "fanout runtime: location \"%V\": %*s \"%*s\" is %*s "
+                  "(the fleet's version %i)", &loc->name,
+                  (size_t) (ngx_strlchr(f, f + flen, NGX_HTTP_FANOUT_RT_SEP)
+                            - f), f, nlen, name, vlen, v, version);
+}
+
+
+static void
+ngx_http_fanout_rt_poll_reply(void *data, redisReply *reply,
+    ngx_http_fanout_redis_error_e error)
+{
+    ngx_http_fanout_main_conf_t *fmcf = data;
+
+    ngx_int_t                     version;
+    ngx_uint_t                    i;
+    redisReply                  **e;
+    ngx_http_fanout_stats_loc_t  *loc;
+
+    ngx_http_fanout_rt_busy--;
+
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements % 2 == 0)
+    {
+        e = reply->element;
+        version = -1;
+
+        for (i = 0; i < reply->elements; i += 2) {
+            if (e[i]->type == REDIS_REPLY_STRING && e[i]->len == 1
+                && e[i]->str[0] == 'v' && e[i + 1]->type == REDIS_REPLY_STRING)
+            {
+                version = ngx_atoi((u_char *) e[i + 1]->str, e[i + 1]->len);
+            }
+        }
+
+        for (i = 0; version >= 0 && i < reply->elements; i += 2) {
+            if (e[i]->type == REDIS_REPLY_STRING
+                && e[i + 1]->type == REDIS_REPLY_STRING && e[i]->len > 1)
+            {
+                ngx_http_fanout_rt_apply(fmcf, (u_char *) e[i]->str,
+                                         e[i]->len, (u_char *) e[i + 1]->str,
+                                         e[i + 1]->len, version);
+            }
+        }
+
+        if (version >= 0) {
+            fmcf->sh->runtime_version = (ngx_atomic_uint_t) version;
+        }
+
+    } else if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        /* Redis trouble (counted and logged): the ramps hold */
+        return;
+    }
+
+    /* then the ramps, with the fleet's state just read */
+
+    loc = fmcf->locations.elts;
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        if (loc[i].ramp && loc[i].node) {
+            ngx_http_fanout_rt_ramp_fleet(fmcf, &loc[i]);
+        }
+    }
+}
+
+
+/* one worker per instance, four times a second */
+
+static void
+ngx_http_fanout_rt_sync(ngx_event_t *ev)
+{
+    size_t                        len[2];
+    ngx_uint_t                    i, go;
+    const char                   *argv[2];
+    ngx_http_fanout_stats_loc_t  *loc;
+    ngx_http_fanout_main_conf_t  *fmcf;
+    u_char                        vbuf[NGX_ATOMIC_T_LEN];
+
+    if (ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_FANOUT_RT_SYNC);
+
+    fmcf = ev->data;
+
+    if (ngx_http_fanout_rt_busy) {
+        /* the last round is still out: Redis is slow, it has timers */
+        return;
+    }
+
+    ngx_shmtx_lock(&fmcf->shpool->mutex);
+
+    go = (ngx_current_msec - fmcf->sh->runtime_synced
+          >= NGX_HTTP_FANOUT_RT_SYNC - NGX_HTTP_FANOUT_RT_SYNC / 5);
+
+    if (go) {
+        fmcf->sh->runtime_synced = ngx_current_msec;
+    }
+
+    ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+    if (!go) {
+        return;
+    }
+
+    if (fmcf->redis == NULL) {
+        loc = fmcf->locations.elts;
+
+        for (i = 0; i < fmcf->locations.nelts; i++) {
+            if (loc[i].ramp && loc[i].node) {
+                ngx_http_fanout_rt_ramp_local(fmcf, &loc[i]);
+            }
+        }
+
+        return;
+    }
+
+    argv[0] = NGX_HTTP_FANOUT_RT_KEY;
+    len[0] = sizeof(NGX_HTTP_FANOUT_RT_KEY) - 1;
+    argv[1] = (const char *) vbuf;
+    len[1] = ngx_sprintf(vbuf, "%uA", fmcf->sh->runtime_version) - vbuf;
+
+    if (ngx_http_fanout_rt_eval(ev->log, &ngx_http_fanout_rt_poll_script, 1, 2,
+                                argv, len, ngx_http_fanout_rt_poll_reply, fmcf)
+        != NULL)
+    {
+        ngx_http_fanout_rt_busy++;
+    }
+}
+
+
+ngx_int_t
+ngx_http_fanout_runtime_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                    i, ramps;
+    ngx_http_fanout_stats_loc_t  *loc;
+    ngx_http_fanout_main_conf_t  *fmcf;
+
+    fmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_fanout_module);
+
+    if (fmcf == NULL || fmcf->sh == NULL) {
+        return NGX_OK;
+    }
+
+    loc = fmcf->locations.elts;
+    ramps = 0;
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        ramps += (loc[i].ramp != NULL);
+    }
+
+    /* the fleet's changes come through any instance's fanout_api */
+    if (ramps == 0 && (fmcf->redis == NULL || fmcf->api_file == NULL)) {
+        return NGX_OK;
+    }
+
+    ngx_http_fanout_redis_script_init(&ngx_http_fanout_rt_write_script,
+                                      ngx_http_fanout_rt_write_lua);
+    ngx_http_fanout_redis_script_init(&ngx_http_fanout_rt_poll_script,
+                                      ngx_http_fanout_rt_poll_lua);
+    ngx_http_fanout_redis_script_init(&ngx_http_fanout_rt_ramp_script,
+                                      ngx_http_fanout_rt_ramp_lua);
+    ngx_http_fanout_redis_script_init(&ngx_http_fanout_rt_cas_script,
+                                      ngx_http_fanout_rt_cas_lua);
+
+    ngx_http_fanout_rt_ev.handler = ngx_http_fanout_rt_sync;
+    ngx_http_fanout_rt_ev.data = fmcf;
+    ngx_http_fanout_rt_ev.log = cycle->log;
+    ngx_http_fanout_rt_ev.cancelable = 1;
+
+    /* soon, so that a new instance starts from the fleet's state */
+    ngx_add_timer(&ngx_http_fanout_rt_ev,
+                  ngx_random() % (NGX_HTTP_FANOUT_RT_SYNC / 5) + 1);
+
+    return NGX_OK;
+}
+
+
+/* fanout_api's changes: checked, made here, then written for the fleet */
+
+static void
+ngx_http_fanout_rt_written(void *data, redisReply *reply,
+    ngx_http_fanout_redis_error_e error)
+{
+    ngx_http_fanout_rt_write_t *w = data;
+
+    ngx_int_t  v;
+
+    v = -1;
+
+    if (reply && reply->type == REDIS_REPLY_INTEGER) {
+        v = (ngx_int_t) reply->integer;
+
+        /* the next poll reads the hash anyway if others wrote meanwhile */
+        (void) ngx_atomic_cmp_set(&w->fmcf->sh->runtime_version,
+                                  (ngx_atomic_uint_t) v - 1,
+                                  (ngx_atomic_uint_t) v);
+    }
+
+    if (w->handler) {
+        w->handler(w->data, v);
+    }
+
+    ngx_free(w);
+}
+
+
+ngx_int_t
+ngx_http_fanout_runtime_change(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_log_t *log, ngx_http_fanout_rt_change_t *ch,
+    ngx_http_fanout_rt_done_pt handler, void *data,
+    ngx_http_fanout_redis_op_t **op)
+{
+    u_char                          *p;
+    size_t                           len[4];
+    ngx_int_t                        i;
+    ngx_uint_t                       k, n;
+    const char                      *argv[4], *what;
+    fanout_split_t                   split;
+    ngx_http_fanout_stats_t         *st;
+    ngx_http_fanout_stats_loc_t     *loc;
+    ngx_http_fanout_rt_write_t      *w;
+    ngx_http_fanout_stats_target_t  *t;
+    u_char                           field[NGX_HTTP_FANOUT_RT_FIELD],
+                                     value[FANOUT_SPLIT_MAX_VARIANTS
+                                           * (NGX_INT_T_LEN + 1) + 16];
+    size_t                           flen, vlen;
+
+    *op = NULL;
+
+    loc = ngx_http_fanout_rt_location(fmcf, &ch->location);
+
+    if (loc == NULL || loc->node == NULL) {
+        ch->status = NGX_HTTP_NOT_FOUND;
+        ch->error = "unknown_location";
+        ch->message = "no fan-out location of that name";
+        return NGX_DECLINED;
+    }
+
+    if (ch->location.len > NGX_HTTP_FANOUT_RT_FIELD - 80) {
+        ch->status = NGX_HTTP_BAD_REQUEST;
+        ch->error = "bad_value";
+        ch->message = "the location's name is too long for the fleet";
+        return NGX_DECLINED;
+    }
+
+    t = NULL;
+    i = 0;
+
+    switch (ch->what) {
+
+    case NGX_HTTP_FANOUT_RT_WEIGHTS:
+    case NGX_HTTP_FANOUT_RT_CONFIG:
+
+        if (loc->split == NULL) {
+            ch->status = NGX_HTTP_NOT_FOUND;
+            ch->error = "no_split";
+            ch->message = "the location has no fanout_split";
+            return NGX_DECLINED;
+        }
+
+        if (loc->ramp) {
+            ch->status = NGX_HTTP_CONFLICT;
+            ch->error = "ramp";
+            ch->message = "a ramp sets this split's weights";
+            return NGX_DECLINED;
+        }
+
+        vlen = ngx_sprintf(value, "%08xD", loc->split_fp) - value;
+        flen = ngx_http_fanout_rt_field(field, "split", NULL, &ch->location);
+
+        if (ch->what == NGX_HTTP_FANOUT_RT_CONFIG) {
+            vlen = ngx_sprintf(value + vlen, " config") - value;
+            ngx_http_fanout_rt_split_write(fmcf, loc, NULL, 0);
+
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "fanout_api: location \"%V\": weights as "
+                          "configured", &loc->name);
+            break;
+        }
+
+        t = loc->variants.elts;
+
+        if (ch->nshares != loc->variants.nelts) {
+            ch->status = NGX_HTTP_BAD_REQUEST;
+            ch->error = "bad_weights";
+            ch->message = "give a weight to every variant of the split";
+            return NGX_DECLINED;
+        }
+
+        for (k = 0; k < ch->nshares; k++) {
+            i = ngx_http_fanout_rt_index(&loc->variants, ch->names[k].data,
+                                         ch->names[k].len, 1);
+
+            if (i < 0) {
+                ch->status = NGX_HTTP_NOT_FOUND;
+                ch->error = "unknown_variant";
+                ch->message = "a weight names no variant of the split";
+                return NGX_DECLINED;
+            }
+
+            ch->order[i] = ch->shares[k];
+        }
+
+        if (fanout_split_set(loc->split, ch->order, &split) != 0) {
+            ch->status = NGX_HTTP_BAD_REQUEST;
+            ch->error = "bad_weights";
+            ch->message = "the weights must add up to 100";
+            return NGX_DECLINED;
+        }
+
+        p = value + vlen;
+
+        for (k = 0; k < loc->split->n; k++) {
+            p = ngx_sprintf(p, " %uD", split.share[k]);
+        }
+
+        vlen = p - value;
+
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "fanout_api: location \"%V\": weights from %s to "
+                      "\"%*s\" (hundredths of 1%%, in the split's order)",
+                      &loc->name, loc->node->rt.weights ? "fanout_api's"
+                                                        : "the configuration's",
+                      vlen - 9, value + 9);
+
+        ngx_http_fanout_rt_split_write(fmcf, loc, &split, 1);
+        break;
+
+    case NGX_HTTP_FANOUT_RT_PERCENT:
+
+        i = ngx_http_fanout_rt_index(&loc->shadows, ch->name.data,
+                                     ch->name.len, 1);
+        if (i < 0) {
+            goto unknown;
+        }
+
+        t = loc->shadows.elts;
+        flen = ngx_http_fanout_rt_field(field, "shadow", &ch->name,
+                                        &ch->location);
+
+        if (ch->value == NGX_HTTP_FANOUT_RT_AS_CONFIGURED) {
+            vlen = ngx_sprintf(value, "config") - value;
+            t[i].node->rt.percent = 0;
+
+        } else {
+            vlen = ngx_sprintf(value, "%ui", ch->value) - value;
+            t[i].node->rt.percent = ch->value + 1;
+        }
+
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "fanout_api: location \"%V\": shadow \"%V\" percent "
+                      "%*s (hundredths of 1%%)", &loc->name, &ch->name,
+                      vlen, value);
+        break;
+
+    case NGX_HTTP_FANOUT_RT_BREAKER:
+    case NGX_HTTP_FANOUT_RT_TARGET:
+
+        i = ngx_http_fanout_rt_index(&loc->targets, ch->name.data,
+                                     ch->name.len, 0);
+        if (i < 0) {
+            goto unknown;
+        }
+
+        t = loc->targets.elts;
+
+        if (ch->what == NGX_HTTP_FANOUT_RT_BREAKER) {
+            if (!loc->breaker) {
+                ch->status = NGX_HTTP_CONFLICT;
+                ch->error = "no_breaker";
+                ch->message = "the location has no fanout_breaker";
+                return NGX_DECLINED;
+            }
+
+            st = t[i].bnode;
+            what = ch->value == 1 ? "open" : ch->value == 2 ? "closed"
+                                                            : "auto";
+            flen = ngx_http_fanout_rt_field(field, "breaker", &ch->name,
+                                            &ch->location);
+            vlen = ngx_sprintf(value, "%s", what) - value;
+
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "fanout_api: location \"%V\": breaker of target "
+                          "\"%V\" %s -> %s", &loc->name, &ch->name,
+                          st->rt.forced == 1 ? "open"
+                          : st->rt.forced == 2 ? "closed" : "auto", what);
+
+            st->rt.forced = ch->value;
+            break;
+        }
+
+        if (ch->value == 0) {
+            /* taking it out must leave enough to meet the quorum */
+            for (n = 0, k = 0; k < loc->targets.nelts; k++) {
+                n += (k != (ngx_uint_t) i && !t[k].node->rt.disabled);
+            }
+
+            if (n < ngx_max(loc->quorum, 1)) {
+                ch->status = NGX_HTTP_CONFLICT;
+                ch->error = "quorum";
+                ch->message = "too few targets would be left for the "
+                              "location's quorum";
+                return NGX_DECLINED;
+            }
+        }
+
+        flen = ngx_http_fanout_rt_field(field, "target", &ch->name,
+                                        &ch->location);
+        vlen = ngx_sprintf(value, "%s", ch->value ? "enabled" : "disabled")
+               - value;
+
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "fanout_api: location \"%V\": target \"%V\" %s -> %*s",
+                      &loc->name, &ch->name,
+                      t[i].node->rt.disabled ? "disabled" : "enabled",
+                      vlen, value);
+
+        t[i].node->rt.disabled = !ch->value;
+        break;
+
+    case NGX_HTTP_FANOUT_RT_ROLLBACK:
+    case NGX_HTTP_FANOUT_RT_RESTART:
+
+        if (loc->ramp == NULL) {
+            ch->status = NGX_HTTP_NOT_FOUND;
+            ch->error = "no_ramp";
+            ch->message = "the location's split has no ramp";
+            return NGX_DECLINED;
+        }
+
+        {
+            ngx_str_t  fp;
+            u_char     fpbuf[16];
+            uint64_t   now;
+
+            fp.data = fpbuf;
+            fp.len = ngx_sprintf(fpbuf, "%08xD", loc->ramp_fp) - fpbuf;
+            flen = ngx_http_fanout_rt_field(field, "ramp", &fp,
+                                            &ch->location);
+            now = ngx_http_fanout_rt_wall();
+
+            if (ch->what == NGX_HTTP_FANOUT_RT_ROLLBACK) {
+                vlen = ngx_http_fanout_rt_ramp_value(value,
+                           NGX_HTTP_FANOUT_RAMP_ROLLED_BACK,
+                           loc->node->rt.ramp_step, now, 9);
+                ngx_http_fanout_rt_ramp_take(fmcf, loc,
+                                             NGX_HTTP_FANOUT_RAMP_ROLLED_BACK,
+                                             loc->node->rt.ramp_step, now, 9,
+                                             "");
+            } else {
+                vlen = ngx_http_fanout_rt_ramp_value(value,
+                           NGX_HTTP_FANOUT_RAMP_RAMPING, 0, now, 0);
+                ngx_http_fanout_rt_counts(loc, &loc->node->rt.ramp_seen);
+                ngx_http_fanout_rt_ramp_take(fmcf, loc,
+                                             NGX_HTTP_FANOUT_RAMP_RAMPING, 0,
+                                             now, 0, " (by fanout_api)");
+            }
+        }
+
+        break;
+
+    default:
+        return NGX_ERROR;
+    }
+
+    (void) ngx_atomic_fetch_add(&fmcf->sh->api_version, 1);
+
+    if (fmcf->redis == NULL) {
+        return NGX_OK;
+    }
+
+    w = ngx_alloc(sizeof(ngx_http_fanout_rt_write_t), log);
+    if (w == NULL) {
+        return NGX_OK;
+    }
+
+    w->handler = handler;
+    w->data = data;
+    w->fmcf = fmcf;
+
+    argv[0] = NGX_HTTP_FANOUT_RT_KEY;
+    len[0] = sizeof(NGX_HTTP_FANOUT_RT_KEY) - 1;
+    argv[1] = (const char *) field;
+    len[1] = flen;
+    argv[2] = (const char *) value;
+    len[2] = vlen;
+
+    *op = ngx_http_fanout_rt_eval(log, &ngx_http_fanout_rt_write_script, 1, 3,
+                                  argv, len, ngx_http_fanout_rt_written, w);
+
+    if (*op == NULL) {
+        ngx_free(w);
+    }
+
+    return NGX_OK;
+
+unknown:
+
+    ch->status = NGX_HTTP_NOT_FOUND;
+    ch->error = ch->what == NGX_HTTP_FANOUT_RT_PERCENT ? "unknown_shadow"
+                                                       : "unknown_target";
+    ch->message = "the location has no such name";
+    return NGX_DECLINED;
+}
+
+
+/* the runtime state, as fanout_api's GET shows it */
+
+size_t
+ngx_http_fanout_runtime_json_size(ngx_http_fanout_main_conf_t *fmcf)
+{
+    size_t                           size;
+    ngx_uint_t                       i;
+    ngx_http_fanout_stats_loc_t     *loc;
+
+    size = 64;
+    loc = fmcf->locations.elts;
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        size += 512 + 6 * loc[i].name.len
+                + 160 * (loc[i].variants.nelts + loc[i].targets.nelts
+                         + loc[i].shadows.nelts);
+    }
+
+    return size;
+}
+
+
+u_char *
+ngx_http_fanout_runtime_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
+{
+    uint64_t                         now;
+    ngx_str_t                        name;
+    ngx_uint_t                       i, j, active, n, ramp;
+    fanout_split_t                  *split;
+    ngx_http_fanout_runtime_t       *rt;
+    ngx_http_fanout_stats_loc_t     *loc;
+    ngx_http_fanout_stats_target_t  *t;
+
+    now = ngx_http_fanout_rt_wall();
+    loc = fmcf->locations.elts;
+
+    p = ngx_sprintf(p, "\"fleet_version\":%uA,\"locations\":{",
+                    fmcf->sh->runtime_version);
+
+    for (n = 0, i = 0; i < fmcf->locations.nelts; i++) {
+        if (loc[i].node == NULL || loc[i].targets.nelts == 0) {
+            continue;
+        }
+
+        rt = &loc[i].node->rt;
+
+        p = ngx_sprintf(p, "%s\"", n++ ? "," : "");
+        p = ngx_http_fanout_escape_json(p, &loc[i].name);
+        p = ngx_sprintf(p, "\":{");
+
+        if (loc[i].split) {
+            active = rt->active && rt->base == loc[i].split_fp;
+            ramp = loc[i].ramp && rt->ramp_fp == loc[i].ramp_fp
+                   && rt->ramp_state != NGX_HTTP_FANOUT_RAMP_NONE;
+            split = active ? &rt->split : loc[i].split;
+            t = loc[i].variants.elts;
+
+            p = ngx_sprintf(p, "\"split\":{\"source\":\"%s\",\"weights\":{",
+                            ramp && active ? "ramp"
+                            : active ? "api" : "config");
+
+            for (j = 0; j < loc[i].variants.nelts; j++) {
+                p = ngx_sprintf(p, "%s\"", j ? "," : "");
+                p = ngx_http_fanout_escape_json(p,
+                        ngx_http_fanout_rt_extra_name(&name, &t[j]));
+                p = ngx_sprintf(p, "\":%uD.%02uD", split->share[j] / 100,
+                                split->share[j] % 100);
+            }
+
+            p = ngx_sprintf(p, "}");
+
+            if (loc[i].ramp) {
+                p = ngx_sprintf(p, ",\"ramp\":{\"candidate\":\"");
+                p = ngx_http_fanout_escape_json(p,
+                        ngx_http_fanout_rt_extra_name(&name,
+                                                      &t[loc[i].candidate]));
+                p = ngx_sprintf(p, "\",\"state\":\"%s\",\"step\":%ui,"
+                                "\"steps\":%uz,\"share\":%uD.%02uD,"
+                                "\"step_age_ms\":%uL,\"every_ms\":%uL,"
+                                "\"requests\":%uL,\"errors\":%uL,"
+                                "\"slow\":%uL",
+                                ngx_http_fanout_rt_ramp_names[
+                                    ramp ? rt->ramp_state : 0],
+                                ramp ? rt->ramp_step + 1 : 0,
+                                loc[i].ramp->nsteps,
+                                split->share[loc[i].candidate] / 100,
+                                split->share[loc[i].candidate] % 100,
+                                ramp && now > rt->ramp_at
+                                ? now - rt->ramp_at : 0,
+                                loc[i].ramp->every,
+                                rt->ramp_counts.requests,
+                                rt->ramp_counts.errors, rt->ramp_counts.slow);
+
+                if (ramp && rt->ramp_state == NGX_HTTP_FANOUT_RAMP_ROLLED_BACK)
+                {
+                    p = ngx_sprintf(p, ",\"reason\":\"%s\"",
+                                    rt->ramp_why == FANOUT_RAMP_ROLLBACK_ERRORS
+                                    ? "error_rate"
+                                    : rt->ramp_why == FANOUT_RAMP_ROLLBACK_P99
+                                    ? "p99" : "api");
+                }
+
+                p = ngx_sprintf(p, "}");
+            }
+
+            p = ngx_sprintf(p, "},");
+        }
+
+        p = ngx_sprintf(p, "\"targets\":{");
+        t = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            p = ngx_sprintf(p, "%s\"", j ? "," : "");
+            p = ngx_http_fanout_escape_json(p, &t[j].name);
+            p = ngx_sprintf(p, "\":{\"enabled\":%s,\"breaker\":\"%s\"}",
+                            t[j].node->rt.disabled ? "false" : "true",
+                            t[j].bnode->rt.forced == 1 ? "open"
+                            : t[j].bnode->rt.forced == 2 ? "closed"
+                                                         : "auto");
+        }
+
+        p = ngx_sprintf(p, "}");
+
+        if (loc[i].shadows.nelts) {
+            p = ngx_sprintf(p, ",\"shadows\":{");
+            t = loc[i].shadows.elts;
+
+            for (j = 0; j < loc[i].shadows.nelts; j++) {
+                p = ngx_sprintf(p, "%s\"", j ? "," : "");
+                p = ngx_http_fanout_escape_json(p,
+                        ngx_http_fanout_rt_extra_name(&name, &t[j]));
+
+                if (t[j].node->rt.percent) {
+                    p = ngx_sprintf(p, "\":{\"percent\":%uA.%02uA}",
+                                    (t[j].node->rt.percent - 1) / 100,
+                                    (t[j].node->rt.percent - 1) % 100);
+                } else {
+                    p = ngx_sprintf(p, "\":{\"percent\":\"config\"}");
+                }
+            }
+
+            p = ngx_sprintf(p, "}");
+        }
+
+        p = ngx_sprintf(p, "}");
+    }
+
+    return ngx_sprintf(p, "}");
+}

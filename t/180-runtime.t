@@ -1,0 +1,264 @@
+# fanout_api's runtime traffic control on two instances sharing Redis: a
+# split's weights, a shadow's percent, a breaker forced, a target taken
+# out; every bad change refused with nothing changed; a change on one
+# instance seen on the other within a second (by the answers' variants),
+# kept across a reload, dropped by a reload that changes the split itself;
+# an instance started later begins from the fleet's state; Redis down: the
+# change is made here, said to be local, and nothing breaks.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use FT;
+use Test::More;
+use JSON::PP;
+use Time::HiRes qw(sleep time);
+
+my $t = FT->new;
+
+$t->redis('r');
+$t->mock('a', ms => 2);
+$t->mock('b', ms => 2);
+$t->mock('c', ms => 2);
+$t->mock('s', ms => 2);
+
+my $conf = sub {
+    my ($split) = @_;
+    return <<"EOC";
+fanout_zone fanout 2m;
+fanout_redis 127.0.0.1:%%REDIS_r%% timeout=300ms;
+server {
+    listen 127.0.0.1:%%PORT_http%%;
+    location /_a { internal; proxy_pass http://127.0.0.1:%%MOCK_a%%/; }
+    location /_b { internal; proxy_pass http://127.0.0.1:%%MOCK_b%%/; }
+    location /_c { internal; proxy_pass http://127.0.0.1:%%MOCK_c%%/; }
+    location /_s { internal; proxy_pass http://127.0.0.1:%%MOCK_s%%/; }
+    location /p {
+        fanout_split \$arg_u { $split }
+        fanout_target a /_a variant=v1;
+        fanout_target b /_b variant=v2;
+        fanout_shadow sh /_s percent=0;
+    }
+    location /q {
+        fanout_target a /_a;
+        fanout_target b /_b;
+        fanout_target c /_c;
+        fanout_merge first;
+        fanout_quorum 2;
+        fanout_breaker failures=3 cooldown=30s;
+    }
+    location = /api { fanout_api write; }
+    location = /api/ro { fanout_api; }
+    location = /health { fanout_health /q; }
+}
+EOC
+};
+
+my $http = $conf->('50% v1; * v2;');
+$t->run(workers => 2, http => $http);
+my $two = $t->port('two');
+(my $http2 = $http) =~ s/%%PORT_http%%/$two/;
+$t->run(prefix => 'two', port => $two, workers => 2, http => $http2);
+
+sub api {
+    my ($body, %o) = @_;
+    my $r = $t->request('PATCH', $o{uri} // '/api', body => $body,
+                        $o{port} ? (port => $o{port}) : ());
+    return $r;
+}
+
+sub nhits { my @h = $t->hits($_[0]); return scalar @h }
+
+sub state { $t->get('/api', @_ ? (port => $_[0]) : ())->{json} }
+
+# the variants of 200 users on an instance
+sub variants {
+    my ($port) = @_;
+    my %n;
+    for my $u (1 .. 200) {
+        my $r = $t->request('POST', "/p?u=user$u", body => '{}',
+                            $port ? (port => $port) : ());
+        $n{ $r->{headers}{'x-fanout-variant'} // 'none' }++;
+    }
+    return \%n;
+}
+
+# --- the state as configured
+
+my $st = state();
+is($st->{locations}{'/p'}{split}{source}, 'config', 'the split as configured');
+is($st->{locations}{'/p'}{split}{weights}{v1}, 50, 'v1 50%');
+is($st->{locations}{'/p'}{targets}{a}{enabled}, JSON::PP::true, 'targets enabled');
+is($st->{locations}{'/q'}{targets}{c}{breaker}, 'auto', 'breakers on their own');
+is($st->{locations}{'/p'}{shadows}{sh}{percent}, 'config', 'a shadow as configured');
+my $n = variants();
+ok($n->{v1} > 70 && $n->{v2} > 70, "50/50: v1 $n->{v1}, v2 $n->{v2}");
+
+# --- bad changes: a clear answer, nothing changed
+
+my $v0 = $st->{version};
+for my $bad (['{"location":"/p","weights":{"v1":50,"v2":40}}', 400, 'bad_weights', 'weights under 100'],
+             ['{"location":"/p","weights":{"v1":60,"v2":50}}', 400, 'bad_weights', 'weights over 100'],
+             ['{"location":"/p","weights":{"v1":100}}', 400, 'bad_weights', 'a variant left out'],
+             ['{"location":"/p","weights":{"v1":50,"v3":50}}', 404, 'unknown_variant', 'an unknown variant'],
+             ['{"location":"/p","weights":{"v1":50,"v1":50}}', 400, 'bad_weights', 'a variant twice'],
+             ['{"location":"/p","weights":{"v1":"50","v2":50}}', 400, 'bad_value', 'a weight as a string'],
+             ['{"location":"/p","weights":{"v1":33.333,"v2":66.667}}', 400, 'bad_value', 'three decimals'],
+             ['{"location":"/p","weights":{"v1":-10,"v2":110}}', 400, 'bad_value', 'a negative weight'],
+             ['{"location":"/p","weights":[50,50]}', 400, 'bad_value', 'weights as an array'],
+             ['{"location":"/nope","weights":{"v1":50,"v2":50}}', 404, 'unknown_location', 'an unknown location'],
+             ['{"location":"/q","weights":{"a":100}}', 404, 'no_split', 'a location without a split'],
+             ['{"location":"/p","shadow":"nope","percent":5}', 404, 'unknown_shadow', 'an unknown shadow'],
+             ['{"location":"/p","shadow":"sh","percent":101}', 400, 'bad_value', 'a percent over 100'],
+             ['{"location":"/q","target":"zz","breaker":"open"}', 404, 'unknown_target', 'an unknown target'],
+             ['{"location":"/q","target":"a","breaker":"half"}', 400, 'bad_value', 'an unknown breaker state'],
+             ['{"location":"/p","target":"a","breaker":"open"}', 409, 'no_breaker', 'a location without a breaker'],
+             ['{"location":"/q","target":"a","enabled":"no"}', 400, 'bad_value', 'enabled not a boolean'],
+             ['{"location":"/p","ramp":"rollback"}', 404, 'no_ramp', 'a split without a ramp'],
+             ['{"location":"/p"}', 400, 'bad_request', 'a location and no change'],
+             ['{"weights":{"v1":50,"v2":50}}', 400, 'bad_request', 'no location'],
+             ['{"location":"/p","weights":{"v1":50,"v2":50},"shadow":"sh","percent":5}', 400, 'bad_request', 'two changes at once'],
+             ['{"location":"/p","draining":true}', 400, 'bad_request', 'draining with a location'],
+             ['{"location":"/p","colour":"red"}', 400, 'unknown_field', 'an unknown field'],
+             ['{"location":5,"weights":{"v1":50,"v2":50}}', 400, 'bad_value', 'a location not a string'],
+             ['{"location":"/p","weights":{"v1":50,"v2":50}', 400, 'bad_json', 'bad JSON'])
+{
+    my ($body, $code, $err, $name) = @$bad;
+    my $r = api($body);
+    is($r->{status}, $code, "$name: $code");
+    is(($r->{json} // {})->{error}, $err, "  $err");
+}
+my $r = api('{"location":"/p","weights":{"v1":100,"v2":0}}', uri => '/api/ro');
+is($r->{status}, 403, 'a write to a read-only API: 403');
+$st = state();
+is($st->{version}, $v0, 'nothing changed: the version is the same');
+is($st->{locations}{'/p'}{split}{source}, 'config', 'and the split as configured');
+is($t->redis_cli('r', 'HLEN', 'fanout:runtime'), 0, 'nothing written to Redis');
+
+# --- weights, on one instance, seen on both
+
+$r = api('{"location":"/p","weights":{"v1":100,"v2":0}}');
+is($r->{status}, 200, 'weights 100/0: 200');
+is($r->{json}{written}, 'fleet', 'Redis has it');
+is($r->{json}{locations}{'/p'}{split}{source}, 'api', 'the split from the API');
+is($r->{json}{locations}{'/p'}{split}{weights}{v2}, 0, 'v2 0%');
+like($t->error_log, qr/\[notice\].*fanout_api: location "\/p": weights from the configuration's to "10000 0"/,
+     'logged at notice with what it was and is');
+$n = variants();
+is($n->{v1}, 200, 'here every user in v1 at once');
+
+my $t0 = time;
+my $seen;
+for (1 .. 60) {
+    my $s = state($two);
+    if (($s->{locations}{'/p'}{split}{weights}{v1} // 0) == 100) { $seen = time - $t0; last }
+    sleep 0.05;
+}
+ok(defined $seen && $seen < 1.5, sprintf('the other instance has it after %.2f s', $seen // -1));
+$n = variants($two);
+is($n->{v1}, 200, 'and answers v1 to everyone');
+cmp_ok(state($two)->{fleet_version}, '>=', 1, 'at the fleet version');
+
+$r = api('{"location":"/p","weights":{"v1":0,"v2":100}}', port => $two);
+is($r->{status}, 200, 'a change from the other instance');
+$seen = undef;
+$t0 = time;
+for (1 .. 60) {
+    if ((state()->{locations}{'/p'}{split}{weights}{v2} // 0) == 100) { $seen = time - $t0; last }
+    sleep 0.05;
+}
+ok(defined $seen && $seen < 1.5, sprintf('reaches the first after %.2f s', $seen // -1));
+is(variants()->{v2}, 200, 'every user in v2 there');
+
+# --- a shadow's percent
+
+my $hits = nhits('s');
+$r = api('{"location":"/p","shadow":"sh","percent":100}');
+is($r->{status}, 200, 'shadow percent 100');
+$t->post("/p?u=x$_", '{}') for 1 .. 10;
+sleep 0.3;
+is(nhits('s') - $hits, 10, 'every request shadowed');
+api('{"location":"/p","shadow":"sh","percent":"config"}');
+$hits = nhits('s');
+$t->post("/p?u=y$_", '{}') for 1 .. 10;
+sleep 0.3;
+is(nhits('s') - $hits, 0, 'as configured again (0%): none');
+
+# --- a breaker forced open, then back to auto
+
+$r = api('{"location":"/q","target":"a","breaker":"open"}');
+is($r->{status}, 200, 'breaker of a forced open');
+is($r->{json}{locations}{'/q'}{targets}{a}{breaker}, 'open', 'the state says so');
+$hits = nhits('a');
+for (1 .. 10) {
+    is($t->post('/q', '{}')->{status}, 200, 'answered by the others') if $_ == 1;
+    $t->post('/q', '{}');
+}
+is(nhits('a') - $hits, 0, 'a not called while forced open');
+my $h = $t->get('/health');
+is($h->{json}{locations}{'/q'}{targets}{a}{reason}, 'breaker_forced_open', 'the health says why');
+is($h->{status}, 200, 'two of three still meet quorum 2');
+api('{"location":"/q","target":"a","breaker":"auto"}');
+$hits = nhits('a');
+$t->post('/q', '{}') for 1 .. 5;
+cmp_ok(nhits('a') - $hits, '>', 0, 'auto: called again');
+
+# --- a target taken out
+
+$r = api('{"location":"/q","target":"b","enabled":false}');
+is($r->{status}, 200, 'target b disabled');
+$hits = nhits('b');
+$t->post('/q', '{}') for 1 .. 5;
+is(nhits('b') - $hits, 0, 'b not called');
+is($t->post('/q', '{}')->{status}, 200, 'the others answer');
+is($t->get('/health')->{json}{locations}{'/q'}{targets}{b}{reason}, 'disabled', 'the health says disabled');
+$r = api('{"location":"/q","target":"c","enabled":false}');
+is($r->{status}, 409, 'a second one would break quorum 2: 409');
+is($r->{json}{error}, 'quorum', '  quorum');
+ok(state()->{locations}{'/q'}{targets}{c}{enabled}, 'c still enabled');
+$seen = 0;
+for (1 .. 40) {
+    if (!state($two)->{locations}{'/q'}{targets}{b}{enabled}) { $seen = 1; last }
+    sleep 0.05;
+}
+ok($seen, 'the other instance has b disabled too');
+api('{"location":"/q","target":"b","enabled":true}');
+
+# --- a reload keeps the change; a reload changing the split drops it
+
+ok($t->reload, 'reload with the same split');
+sleep 0.3;
+is(state()->{locations}{'/p'}{split}{source}, 'api', 'the runtime weights stay');
+is(variants()->{v2}, 200, 'and are used');
+
+# --- an instance started later begins from the fleet's state
+
+my $three = $t->port('three');
+(my $http3 = $http) =~ s/%%PORT_http%%/$three/;
+$t->run(prefix => 'three', port => $three, workers => 1, http => $http3);
+$seen = 0;
+for (1 .. 40) {
+    if ((state($three)->{locations}{'/p'}{split}{weights}{v2} // 0) == 100) { $seen = 1; last }
+    sleep 0.05;
+}
+ok($seen, 'a new instance starts from the fleet, not its file');
+is(variants($three)->{v2}, 200, 'and answers so');
+
+ok($t->reload(undef, workers => 2, http => $conf->('30% v1; * v2;')), 'reload with another split');
+sleep 0.5;
+$st = state();
+is($st->{locations}{'/p'}{split}{source}, 'config', 'the configuration wins when the split changed');
+is($st->{locations}{'/p'}{split}{weights}{v1}, 30, 'its weights');
+$n = variants();
+ok($n->{v1} > 30 && $n->{v2} > 100, "30/70: v1 $n->{v1}, v2 $n->{v2}");
+
+# --- Redis down: made here, said to be local
+
+$t->redis_signal('r', 'KILL');
+$r = api('{"location":"/p","weights":{"v1":100,"v2":0}}', port => $two);
+is($r->{status}, 200, 'Redis down: still 200');
+is($r->{json}{written}, 'local', 'written: local');
+is(variants($two)->{v1}, 200, 'and made here');
+
+$t->done;

@@ -240,7 +240,8 @@ ngx_http_fanout_api_share(fanout_span_t *v)
 #define NGX_HTTP_FANOUT_API_BREAKER   6
 #define NGX_HTTP_FANOUT_API_ENABLED   7
 #define NGX_HTTP_FANOUT_API_RAMP      8
-#define NGX_HTTP_FANOUT_API_NFIELDS   9
+#define NGX_HTTP_FANOUT_API_PURGE     9
+#define NGX_HTTP_FANOUT_API_NFIELDS   10
 
 static ngx_str_t  ngx_http_fanout_api_fields[] = {
     ngx_string("\"draining\""),
@@ -251,7 +252,8 @@ static ngx_str_t  ngx_http_fanout_api_fields[] = {
     ngx_string("\"target\""),
     ngx_string("\"breaker\""),
     ngx_string("\"enabled\""),
-    ngx_string("\"ramp\"")
+    ngx_string("\"ramp\""),
+    ngx_string("\"purge\"")
 };
 
 
@@ -349,7 +351,7 @@ ngx_http_fanout_api_body(ngx_http_request_t *r)
             message = "the fields are \\\"draining\\\", or \\\"location\\\" "
                       "with \\\"weights\\\", \\\"shadow\\\" and "
                       "\\\"percent\\\", \\\"target\\\" and \\\"breaker\\\" or "
-                      "\\\"enabled\\\", or \\\"ramp\\\"";
+                      "\\\"enabled\\\", \\\"ramp\\\" or \\\"purge\\\"";
             goto refused;
         }
 
@@ -584,6 +586,32 @@ ngx_http_fanout_api_body(ngx_http_request_t *r)
         }
 
         message = "\\\"ramp\\\" is \\\"rollback\\\" or \\\"restart\\\"";
+        goto refused;
+    }
+
+    if (seen == (1 << NGX_HTTP_FANOUT_API_PURGE)) {
+        fanout_span_t  *v = &field[NGX_HTTP_FANOUT_API_PURGE];
+
+        error = "bad_value";
+        ch->what = NGX_HTTP_FANOUT_RT_PURGE;
+
+        if (v->len == 4 && ngx_strncmp(v->p, "true", 4) == 0) {
+            goto change;
+        }
+
+        m = fanout_json_members(v->p, v->len, wkeys, wvalues, 16);
+
+        if (m == 1 && wkeys[0].len == 8
+            && ngx_strncmp(wkeys[0].p, "\"target\"", 8) == 0
+            && ngx_http_fanout_api_string(r, &wvalues[0], &ch->name)
+               == NGX_OK
+            && ch->name.len)
+        {
+            goto change;
+        }
+
+        message = "\\\"purge\\\" is true (the location's entries) or "
+                  "{\\\"target\\\":NAME} (a target's)";
         goto refused;
     }
 

@@ -587,6 +587,15 @@ ngx_http_fanout_cache_body(ngx_http_request_t *r, ngx_str_t *body)
 }
 
 
+/* a target purged by fanout_api: its entries before are unseen */
+
+static u_char *
+ngx_http_fanout_cache_purged(u_char *p, ngx_http_fanout_stats_t *st)
+{
+    return st->rt.purged ? ngx_sprintf(p, "#%uA", st->rt.purged) : p;
+}
+
+
 /* "fanout:LOCATION[:TARGET]:DIGEST", readable in redis-cli --scan */
 
 static ngx_int_t
@@ -713,7 +722,8 @@ ngx_http_fanout_cache_batch_keys(ngx_http_fanout_ctx_t *ctx, u_char *id,
 
     for (i = 0; i < nt; i++) {
         t = ctx->subs[i].target;
-        len = ngx_max(len, t->name.len + t->uri.len + t->args.len + 3);
+        len = ngx_max(len, t->name.len + t->uri.len + t->args.len + 4
+                           + NGX_ATOMIC_T_LEN);
     }
 
     start = ngx_pnalloc(r->pool, id_len + sizeof("\nitems=")
@@ -764,6 +774,7 @@ ngx_http_fanout_cache_batch_keys(ngx_http_fanout_ctx_t *ctx, u_char *id,
 
             p = ngx_sprintf(start + id_len, "\nitems=%s\n%V=%V?%V",
                             item_digest, &t->name, &t->uri, &t->args);
+            p = ngx_http_fanout_cache_purged(p, ctx->subs[k * nt + i].st);
 
             if (ngx_http_fanout_cache_name(ctx, &t->name, start, p - start,
                                            &ctx->target_keys[k * nt + i])
@@ -816,6 +827,7 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
     ngx_int_t                      rc;
     ngx_str_t                      body, key, vary, id, none, *variant;
     ngx_str_t                     *method;
+    ngx_atomic_uint_t              purged;
     static ngx_str_t               get = ngx_string("GET");
     static ngx_str_t               post = ngx_string("POST");
     ngx_uint_t                     i;
@@ -905,12 +917,13 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
              + r->headers_in.server.len + vary.len + key.len
              + sizeof("POST") + r->method_name.len + r->uri.len
              + r->args.len
-             + sizeof(body_digest) + 4 + sizeof("\nvariant=") + variant->len;
+             + sizeof(body_digest) + 4 + sizeof("\nvariant=") + variant->len
+             + sizeof("\npurged=") + NGX_ATOMIC_T_LEN;
     len = id_len;
 
     for (i = 0; i < ctx->nsubs; i++) {
         t = ctx->subs[i].target;
-        len += t->name.len + t->uri.len + t->args.len + 3;
+        len += t->name.len + t->uri.len + t->args.len + 4 + NGX_ATOMIC_T_LEN;
     }
 
     start = ngx_pnalloc(r->pool, len);
@@ -944,6 +957,13 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
         p = ngx_cpymem(p, variant->data, variant->len);
     }
 
+    purged = ngx_http_fanout_stats_location(r, ctx->conf)->rt.purged;
+
+    if (purged) {
+        /* fanout_api purged the location: the entries before are unseen */
+        p = ngx_sprintf(p, "\npurged=%uA", purged);
+    }
+
     id.data = start;
     id.len = p - start;
 
@@ -958,6 +978,7 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
             p = ngx_http_fanout_cache_put(p, &t->name, '=');
             p = ngx_http_fanout_cache_put(p, &t->uri, '?');
             p = ngx_http_fanout_cache_put(p, &t->args, '\0') - 1;
+            p = ngx_http_fanout_cache_purged(p, ctx->subs[i].st);
         }
 
         /* named when Redis needs it: an L1 hit goes by the material */
@@ -976,6 +997,7 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
         t = ctx->subs[i].target;
         p = ngx_sprintf(start + id.len, "\n%V=%V?%V", &t->name, &t->uri,
                         &t->args);
+        p = ngx_http_fanout_cache_purged(p, ctx->subs[i].st);
 
         if (ngx_http_fanout_cache_name(ctx, &t->name, start, p - start,
                                        &ctx->target_keys[i])

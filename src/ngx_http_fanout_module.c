@@ -475,6 +475,7 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
         sloc->needs_redis |= conf->needs_redis;
         sloc->breaker |= (conf->breaker != NULL);
+        sloc->cache |= (conf->cache != NULL);
     }
 
     if (conf->batch && conf->targets == NULL) {

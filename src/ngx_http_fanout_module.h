@@ -566,6 +566,8 @@ ngx_int_t ngx_http_fanout_api_handler(ngx_http_request_t *r);
 #define NGX_HTTP_FANOUT_RT_TARGET    5   /* name, value 1 enabled */
 #define NGX_HTTP_FANOUT_RT_ROLLBACK  6   /* the ramp, to 0% now */
 #define NGX_HTTP_FANOUT_RT_RESTART   7   /* the ramp, from its first step */
+#define NGX_HTTP_FANOUT_RT_PURGE     8   /* the cache: the location's, or
+                                            name's (a target's) */
 
 #define NGX_HTTP_FANOUT_RT_AS_CONFIGURED  ((ngx_uint_t) -1)
 #define NGX_HTTP_FANOUT_RT_FIELD     512   /* a Redis field's bytes, most */

@@ -869,7 +869,35 @@ ngx_http_fanout_rt_apply(ngx_http_fanout_main_conf_t *fmcf, u_char *f,
         return;
     }
 
-    if (f[0] == 's') {
+    if (f[0] == 'p') {
+        /* "purge\x1f*\x1fLOC" or "purge\x1fTARGET\x1fLOC": when, in ms */
+        n = ngx_atoi(v, vlen);
+
+        if (n <= 0) {
+            return;
+        }
+
+        if (nlen == 1 && name[0] == '*') {
+            st = loc->node;
+
+        } else {
+            i = ngx_http_fanout_rt_index(&loc->targets, name, nlen, 0);
+
+            if (i < 0) {
+                return;
+            }
+
+            t = loc->targets.elts;
+            st = t[i].node;
+        }
+
+        if (st->rt.purged >= (ngx_atomic_uint_t) n) {
+            return;
+        }
+
+        st->rt.purged = n;
+
+    } else if (f[0] == 's') {
         i = ngx_http_fanout_rt_index(&loc->shadows, name, nlen, 1);
 
         if (i < 0) {
@@ -1340,6 +1368,46 @@ ngx_http_fanout_runtime_change(ngx_http_fanout_main_conf_t *fmcf,
         t[i].node->rt.disabled = !ch->value;
         break;
 
+    case NGX_HTTP_FANOUT_RT_PURGE:
+
+        if (!loc->cache) {
+            ch->status = NGX_HTTP_CONFLICT;
+            ch->error = "no_cache";
+            ch->message = "the location has no fanout_cache";
+            return NGX_DECLINED;
+        }
+
+        if (ch->name.len) {
+            i = ngx_http_fanout_rt_index(&loc->targets, ch->name.data,
+                                         ch->name.len, 0);
+            if (i < 0) {
+                goto unknown;
+            }
+
+            t = loc->targets.elts;
+            st = t[i].node;
+            flen = ngx_http_fanout_rt_field(field, "purge", &ch->name,
+                                            &ch->location);
+
+        } else {
+            ngx_str_t  all = ngx_string("*");
+
+            st = loc->node;
+            flen = ngx_http_fanout_rt_field(field, "purge", &all,
+                                            &ch->location);
+        }
+
+        /* a time, so that purges from any instance only move it on */
+        st->rt.purged = ngx_max((ngx_atomic_uint_t) ngx_http_fanout_rt_wall(),
+                                st->rt.purged + 1);
+        vlen = ngx_sprintf(value, "%uA", st->rt.purged) - value;
+
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "fanout_api: location \"%V\": cache purged%s%V%s",
+                      &loc->name, ch->name.len ? " for target \"" : "",
+                      &ch->name, ch->name.len ? "\"" : "");
+        break;
+
     case NGX_HTTP_FANOUT_RT_ROLLBACK:
     case NGX_HTTP_FANOUT_RT_RESTART:
 
@@ -1534,17 +1602,29 @@ ngx_http_fanout_runtime_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
             p = ngx_sprintf(p, "},");
         }
 
+        if (rt->purged) {
+            /* fanout_api's last purge of the location's cache (wall ms) */
+            p = ngx_sprintf(p, "\"purged_ms\":%uA,", rt->purged);
+        }
+
         p = ngx_sprintf(p, "\"targets\":{");
         t = loc[i].targets.elts;
 
         for (j = 0; j < loc[i].targets.nelts; j++) {
             p = ngx_sprintf(p, "%s\"", j ? "," : "");
             p = ngx_http_fanout_escape_json(p, &t[j].name);
-            p = ngx_sprintf(p, "\":{\"enabled\":%s,\"breaker\":\"%s\"}",
+            p = ngx_sprintf(p, "\":{\"enabled\":%s,\"breaker\":\"%s\"",
                             t[j].node->rt.disabled ? "false" : "true",
                             t[j].bnode->rt.forced == 1 ? "open"
                             : t[j].bnode->rt.forced == 2 ? "closed"
                                                          : "auto");
+
+            if (t[j].node->rt.purged) {
+                p = ngx_sprintf(p, ",\"purged_ms\":%uA",
+                                t[j].node->rt.purged);
+            }
+
+            *p++ = '}';
         }
 
         p = ngx_sprintf(p, "}");

@@ -160,6 +160,7 @@ typedef struct {
     ngx_atomic_t                disabled;  /* a target taken out */
     ngx_atomic_t                percent;   /* a shadow's + 1; 0: its own */
     ngx_atomic_t                weights;   /* a split's: runtime weights */
+    ngx_atomic_t                purged;    /* fanout_api's last purge, ms */
 } ngx_http_fanout_runtime_t;
 
 
@@ -234,6 +235,7 @@ typedef struct {
     ngx_uint_t                  quorum;    /* the largest of its configs' */
     ngx_uint_t                  needs_redis;  /* cannot serve without it */
     ngx_uint_t                  breaker;   /* a fanout_breaker in one */
+    ngx_uint_t                  cache;     /* a fanout_cache in one */
 } ngx_http_fanout_stats_loc_t;
 
 

@@ -48,6 +48,15 @@ server {
         fanout_quorum 2;
         fanout_breaker failures=3 cooldown=30s;
     }
+    location /c {
+        fanout_target a /_a;
+        fanout_cache ttl=60s l1=1m;
+    }
+    location /ct {
+        fanout_target a /_a;
+        fanout_target b /_b;
+        fanout_cache ttl=60s level=target;
+    }
     location = /api { fanout_api write; }
     location = /api/ro { fanout_api; }
     location = /health { fanout_health /q; }
@@ -224,6 +233,49 @@ for (1 .. 40) {
 }
 ok($seen, 'the other instance has b disabled too');
 api('{"location":"/q","target":"b","enabled":true}');
+
+# --- purges, fleet-wide
+
+$r = api('{"location":"/p","purge":true}');
+is($r->{status}, 409, 'a purge where there is no cache: 409');
+is($r->{json}{error}, 'no_cache', '  no_cache');
+is(api('{"location":"/c","purge":{"target":"zz"}}')->{status}, 404, 'a purge of an unknown target: 404');
+is(api('{"location":"/c","purge":"all"}')->{status}, 400, 'a purge that is neither true nor a target: 400');
+
+# (the instances listen on other ports: each has entries of its own)
+$t->post('/c', '{"x":1}');
+$t->post('/c', '{"x":1}', port => $two);
+sleep 0.3;
+$hits = nhits('a');
+is($t->post('/c', '{"x":1}')->{headers}{'x-fanout-cache'}, 'HIT', 'cached here (the L1)');
+is($t->post('/c', '{"x":1}', port => $two)->{headers}{'x-fanout-cache'}, 'HIT', 'and there');
+is(nhits('a') - $hits, 0, 'no model call');
+$r = api('{"location":"/c","purge":true}', port => $two);
+is($r->{status}, 200, 'purge /c on the other instance');
+ok($r->{json}{locations}{'/c'}{purged_ms}, 'the state says when');
+like($t->error_log('two'), qr/\[notice\].*fanout_api: location "\/c": cache purged/, 'logged at notice');
+is($t->post('/c', '{"x":1}', port => $two)->{headers}{'x-fanout-cache'}, 'MISS', 'a miss there at once');
+$t0 = time;
+$seen = undef;
+for (1 .. 40) {
+    if (state()->{locations}{'/c'}{purged_ms}) { $seen = time - $t0; last }
+    sleep 0.05;
+}
+ok(defined $seen && $seen < 1.5, sprintf('the first instance has the purge after %.2f s', $seen // -1));
+is($t->post('/c', '{"x":1}')->{headers}{'x-fanout-cache'}, 'MISS', 'and misses (its L1 too)');
+sleep 0.3;
+is($t->post('/c', '{"x":1}')->{headers}{'x-fanout-cache'}, 'HIT', 'cached again after the purge');
+
+$t->post('/ct', '{"y":1}');
+sleep 0.3;
+my ($ha, $hb) = (nhits('a'), nhits('b'));
+$t->post('/ct', '{"y":1}');
+is(nhits('a') + nhits('b') - $ha - $hb, 0, 'level=target: both cached');
+is(api('{"location":"/ct","purge":{"target":"b"}}')->{status}, 200, 'purge target b of /ct');
+($ha, $hb) = (nhits('a'), nhits('b'));
+$t->post('/ct', '{"y":1}');
+is(nhits('a') - $ha, 0, 'a still cached');
+is(nhits('b') - $hb, 1, 'b called again');
 
 # --- a reload keeps the change; a reload changing the split drops it
 

@@ -1,0 +1,187 @@
+# Guarded ramps (fanout_split ramp= every= rollback_if=) on two instances
+# sharing Redis: a healthy candidate steps 10% -> 50% -> 100% on schedule,
+# the same on both, and a user in it at 10% stays in it at 50%; a
+# candidate answering 500s is rolled back to 0% at once on both, logged and
+# in the state; fanout_api restarts a ramp and rolls it back by hand; an
+# instance without Redis ramps on its own counters.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use FT;
+use Test::More;
+use JSON::PP;
+use Time::HiRes qw(sleep time);
+
+my $t = FT->new;
+
+$t->redis('r');
+$t->mock('a', ms => 1);
+$t->mock('b', ms => 1);
+$t->mock('bad', ms => 1, status => 500);
+
+my $locations = <<'EOC';
+    location /_a { internal; proxy_pass http://127.0.0.1:%%MOCK_a%%/; }
+    location /_b { internal; proxy_pass http://127.0.0.1:%%MOCK_b%%/; }
+    location /_bad { internal; proxy_pass http://127.0.0.1:%%MOCK_bad%%/; }
+    location /good {
+        fanout_split $arg_u ramp=10%,50%,100% every=2s min_requests=5
+                     rollback_if=error_rate>20%,p99>1000ms {
+            10% v2;
+            * v1;
+        }
+        fanout_target a /_a variant=v1;
+        fanout_target b /_b variant=v2;
+    }
+    location /bad {
+        fanout_split $arg_u ramp=10%,50%,100% every=1s min_requests=10
+                     rollback_if=error_rate>20% candidate=v2 {
+            90% v1;
+            * v2;
+        }
+        fanout_target a /_a variant=v1;
+        fanout_target bad /_bad variant=v2;
+    }
+    location = /api { fanout_api write; }
+EOC
+
+my $http = <<"EOC";
+fanout_zone fanout 2m;
+fanout_redis 127.0.0.1:%%REDIS_r%% timeout=300ms;
+server {
+    listen 127.0.0.1:%%PORT_http%%;
+$locations
+}
+EOC
+
+$t->run(workers => 2, http => $http);
+my $two = $t->port('two');
+(my $http2 = $http) =~ s/%%PORT_http%%/$two/;
+$t->run(prefix => 'two', port => $two, workers => 2, http => $http2);
+
+sub ramp {
+    my ($loc, $port) = @_;
+    my $s = $t->get('/api', $port ? (port => $port) : ())->{json};
+    return $s->{locations}{$loc}{split}{ramp} // {};
+}
+
+# one pass of 100 users over both instances: user => variant
+sub drive {
+    my ($loc) = @_;
+    my %v;
+    for my $u (1 .. 100) {
+        my $r = $t->request('POST', "$loc?u=user$u", body => '{}',
+                            $u % 2 ? (port => $two) : ());
+        $v{$u} = $r->{headers}{'x-fanout-variant'} // 'none';
+    }
+    return \%v;
+}
+
+sub count { my ($v, $name) = @_; return scalar grep { $_ eq $name } values %$v }
+
+# --- the healthy candidate, from its first step now
+
+is($t->request('PATCH', '/api', body => '{"location":"/good","ramp":"restart"}')->{status},
+   200, 'the ramp from its first step');
+my (%by_step, $deadline);
+$deadline = time + 25;
+while (time < $deadline) {
+    my $before = ramp('/good');
+    my $v = drive('/good');
+    my $after = ramp('/good');
+    if ($before->{step} && $before->{step} == ($after->{step} // -1)
+        && $before->{state} eq $after->{state}) {
+        $by_step{"$after->{state}$after->{step}"} //= $v;
+    }
+    last if ($after->{state} // '') eq 'done' && $by_step{done3};
+}
+
+my $r1 = ramp('/good');
+is($r1->{state}, 'done', 'the ramp reached its last step');
+is($r1->{share}, 100, 'the candidate at 100%');
+is($r1->{candidate}, 'v2', 'the first variant is the candidate');
+is(ramp('/good', $two)->{state}, 'done', 'on the other instance too');
+
+my ($s1, $s2) = ($by_step{ramping1}, $by_step{ramping2});
+ok($s1 && $s2, 'answers seen at 10% and at 50%');
+if ($s1 && $s2) {
+    my $n1 = count($s1, 'v2');
+    my $n2 = count($s2, 'v2');
+    ok($n1 >= 2 && $n1 <= 25, "10%: $n1 of 100 users in v2");
+    ok($n2 >= 30 && $n2 <= 70, "50%: $n2 of 100 users in v2");
+    my @moved = grep { $s1->{$_} eq 'v2' && $s2->{$_} ne 'v2' } keys %$s1;
+    is(scalar @moved, 0, 'every user in v2 at 10% is in v2 at 50%');
+}
+is(count($by_step{done3} // {}, 'v2'), 100, 'at 100% every user in v2');
+like($t->error_log, qr/\[notice\].*fanout ramp of location "\/good": ramping, step 2 of 3 \(50\.00%\)/,
+     'each step logged at notice');
+
+# --- the failing candidate: rolled back at once
+
+$deadline = time + 15;
+my $rb;
+while (time < $deadline) {
+    drive('/bad');
+    $rb = ramp('/bad');
+    last if $rb->{state} eq 'rolled_back';
+}
+is($rb->{state}, 'rolled_back', 'a candidate answering 500s is rolled back');
+is($rb->{reason}, 'error_rate', 'for its error rate');
+is($rb->{step}, 1, 'at its first step');
+my $seen;
+for (1 .. 40) {
+    if ((ramp('/bad', $two)->{state} // '') eq 'rolled_back') { $seen = 1; last }
+    sleep 0.05;
+}
+ok($seen, 'on the other instance too');
+my $v = drive('/bad');
+is(count($v, 'v1'), 100, 'every user back in v1');
+like($t->error_log . $t->error_log('two'),
+     qr/\[warn\].*fanout ramp of location "\/bad": rolled back to 0% at step 1 \(error rate over its bound\)/,
+     'logged at warn');
+sleep 1.5;
+is(ramp('/bad')->{state}, 'rolled_back', 'and it stays rolled back');
+
+# --- by hand: restart, then roll back
+
+my $r = $t->request('PATCH', '/api', body => '{"location":"/good","ramp":"restart"}');
+is($r->{status}, 200, 'restart the ramp by fanout_api');
+is($r->{json}{locations}{'/good'}{split}{ramp}{step}, 1, 'back at step 1');
+$seen = 0;
+for (1 .. 40) {
+    my $o = ramp('/good', $two);
+    if ($o->{state} eq 'ramping' && $o->{step} == 1) { $seen = 1; last }
+    sleep 0.05;
+}
+ok($seen, 'the other instance restarted too');
+$r = $t->request('PATCH', '/api', body => '{"location":"/good","ramp":"rollback"}', port => $two);
+is($r->{status}, 200, 'roll it back by fanout_api');
+is($r->{json}{locations}{'/good'}{split}{ramp}{reason}, 'api', 'the reason: the API');
+$seen = 0;
+for (1 .. 40) {
+    if (ramp('/good')->{state} eq 'rolled_back') { $seen = 1; last }
+    sleep 0.05;
+}
+ok($seen, 'seen by the first instance');
+is(count(drive('/good'), 'v1'), 100, 'every user in v1');
+$r = $t->request('PATCH', '/api', body => '{"location":"/good","weights":{"v1":50,"v2":50}}');
+is($r->{status}, 409, 'weights by hand on a ramped split: 409');
+is($r->{json}{error}, 'ramp', '  ramp');
+
+# --- without Redis: the instance's own ramp
+
+my $solo = $t->port('solo');
+(my $http3 = $http) =~ s/%%PORT_http%%/$solo/;
+$http3 =~ s/fanout_redis [^\n]*\n//;
+$t->run(prefix => 'solo', port => $solo, workers => 1, http => $http3);
+$deadline = time + 20;
+my $o;
+while (time < $deadline) {
+    $t->request('POST', "/good?u=solo$_", body => '{}', port => $solo) for 1 .. 100;
+    $o = ramp('/good', $solo);
+    last if $o->{state} eq 'done';
+}
+is($o->{state}, 'done', 'a ramp without Redis reaches 100% on its own counters');
+
+$t->done;

@@ -135,9 +135,13 @@ fanout_split_pick(const fanout_split_t *s, uint32_t hash)
         }
     }
 
-    /* 100% in all: the very top hash belongs to the last one */
+    /* 100% in all: the very top hash belongs to the last slice not empty */
     if (s->n && s->bound[s->n - 1] == 0xffffffff) {
-        return s->order[s->n - 1];
+        for (i = s->n; i > 1 && s->share[s->order[i - 1]] == 0; i--) {
+            /* void */
+        }
+
+        return s->order[i - 1];
     }
 
     return -1;

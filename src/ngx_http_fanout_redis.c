@@ -165,6 +165,18 @@ ngx_http_fanout_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "username=", 9) == 0) {
+            /* a Redis 6 ACL user: "AUTH user pass" */
+            rcf->username.data = value[i].data + 9;
+            rcf->username.len = value[i].len - 9;
+
+            if (rcf->username.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0) {
             s.data = value[i].data + 16;
             s.len = value[i].len - 16;
@@ -202,6 +214,13 @@ ngx_http_fanout_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         goto invalid;
+    }
+
+    if (rcf->username.len && rcf->password.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"username=\" needs \"password=\" "
+                           "(Redis 6 \"AUTH user pass\")");
+        return NGX_CONF_ERROR;
     }
 
     fmcf->redis = rcf;
@@ -639,7 +658,8 @@ ngx_http_fanout_redis_hello(void *data, redisReply *reply,
             ngx_http_fanout_redis_logged = 0;
             ngx_http_fanout_redis_drop(rc, NGX_HTTP_FANOUT_REDIS_AUTH,
                                        "refused AUTH or SELECT, check "
-                                       "password= and db= of fanout_redis");
+                                       "username=, password= and db= of "
+                                       "fanout_redis");
             return;
         }
 
@@ -655,17 +675,25 @@ ngx_http_fanout_redis_hello(void *data, redisReply *reply,
 
 static void
 ngx_http_fanout_redis_hello_send(ngx_http_fanout_redis_conn_t *rc,
-    const char *cmd, ngx_str_t *arg)
+    const char *cmd, ngx_str_t *user, ngx_str_t *arg)
 {
-    size_t       len[2];
-    const char  *argv[2];
+    int          n;
+    size_t       len[3];
+    const char  *argv[3];
 
-    argv[0] = cmd;
-    len[0] = ngx_strlen(cmd);
-    argv[1] = (const char *) arg->data;
-    len[1] = arg->len;
+    n = 0;
+    argv[n] = cmd;
+    len[n++] = ngx_strlen(cmd);
 
-    if (ngx_http_fanout_redis_send(rc, ngx_cycle->log, 2, argv, len,
+    if (user && user->len) {
+        argv[n] = (const char *) user->data;
+        len[n++] = user->len;
+    }
+
+    argv[n] = (const char *) arg->data;
+    len[n++] = arg->len;
+
+    if (ngx_http_fanout_redis_send(rc, ngx_cycle->log, n, argv, len,
                                    ngx_http_fanout_redis_hello, rc)
         != NULL)
     {
@@ -706,13 +734,14 @@ ngx_http_fanout_redis_on_connect(const redisAsyncContext *ac, int status)
     rc->hello = 0;
 
     if (rcf->password.len) {
-        ngx_http_fanout_redis_hello_send(rc, "AUTH", &rcf->password);
+        ngx_http_fanout_redis_hello_send(rc, "AUTH", &rcf->username,
+                                         &rcf->password);
     }
 
     if (rcf->db) {
         s.data = db;
         s.len = ngx_sprintf(db, "%ui", rcf->db) - db;
-        ngx_http_fanout_redis_hello_send(rc, "SELECT", &s);
+        ngx_http_fanout_redis_hello_send(rc, "SELECT", NULL, &s);
     }
 
     if (rc->hello == 0) {

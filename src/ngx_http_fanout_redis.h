@@ -32,6 +32,7 @@ struct ngx_http_fanout_redis_conf_s {
     ngx_str_t                   host;      /* NUL-terminated */
     in_port_t                   port;
     ngx_str_t                   path;      /* unix socket, NUL-terminated */
+    ngx_str_t                   username;  /* ACL user, with password */
     ngx_str_t                   password;
     ngx_uint_t                  db;
     ngx_msec_t                  connect_timeout;

@@ -82,7 +82,7 @@ $res = $t->post('/p', '{"x":1}', port => $t->port('wrong'));
 is($res->{status}, 200, 'wrong password: still 200');
 is(cache($res), 'ERROR', 'wrong password: ERROR');
 like($t->error_log('wrong'),
-     qr/fanout redis unix:\S+ refused AUTH or SELECT, check password= and db= of fanout_redis/,
+     qr/fanout redis unix:\S+ refused AUTH or SELECT, check username=, password= and db= of fanout_redis/,
      'the error log names the cause and the directive');
 
 # two instances: what one stored, the other serves

@@ -1,5 +1,8 @@
 # A fleet behind real HAProxy (Debian's package) that checks fanout_health:
 # three instances, one Redis, a quorum of two models with cluster breakers.
+# - A split's weights changed through one instance's fanout_api: every
+#   instance answers by the new weights within a second (seen through
+#   HAProxy); a cache purge through one instance empties all three.
 # - A drain through fanout_api takes an instance out of HAProxy, and
 #   stopping it with fanout_drain_on_quit fails no request.
 # - A model killed: no instance can meet its quorum, every instance goes
@@ -51,7 +54,18 @@ server {
         fanout_breaker failures=2 cooldown=1s scope=cluster;
         add_header X-Instance $name always;
     }
-    location = /health { fanout_health; }
+    location /s {
+        fanout_split \$arg_u { 50% v1; * v2; }
+        fanout_target a /_a variant=v1;
+        fanout_target b /_b variant=v2;
+        add_header X-Instance $name always;
+    }
+    location /c {
+        fanout_target a /_a;
+        fanout_cache ttl=60s;
+        add_header X-Instance $name always;
+    }
+    location = /health { fanout_health /p; }
     location = /api { fanout_api write; allow 127.0.0.1; deny all; }
 }
 EOC
@@ -128,6 +142,59 @@ sub wait_states {
 my ($ok, $s) = wait_states({ one => 'UP', two => 'UP', three => 'UP' }, 10);
 ok($ok, 'HAProxy sees three instances up') or diag(encode_json($s));
 
+# --- weights changed on one instance: all three within a second
+
+sub split_pass {
+    my (%seen, %v);
+    for my $u (1 .. 60) {
+        my $r = $t->post("/s?u=u$u", '{}', port => $lb);
+        $seen{ $r->{headers}{'x-instance'} // '-' }++;
+        $v{ $r->{headers}{'x-fanout-variant'} // '-' }++;
+    }
+    return (\%seen, \%v);
+}
+
+my ($seen, $v) = split_pass();
+ok($v->{v1} > 10 && $v->{v2} > 10, "50/50 through HAProxy: v1 $v->{v1}, v2 $v->{v2}");
+my $r = $t->request('PATCH', '/api', port => $t->port('one'),
+                    body => '{"location":"/s","weights":{"v1":0,"v2":100}}');
+is($r->{json}{written}, 'fleet', 'weights 0/100 through instance one, written for the fleet');
+my $t0 = time;
+my $took;
+while (time - $t0 < 5) {
+    my @ok = grep {
+        my $w = $t->get('/api', port => $t->port($_))->{json}{locations}{'/s'}{split}{weights};
+        ($w->{v2} // 0) == 100
+    } @names;
+    if (@ok == 3) { $took = time - $t0; last }
+    sleep 0.02;
+}
+ok(defined $took && $took < 2, sprintf('all three have the weights after %.2f s', $took // -1));
+($seen, $v) = split_pass();
+is($v->{v2}, 60, 'every answer through HAProxy is v2');
+is(scalar(grep { $seen->{$_} } @names), 3, 'from all three instances');
+
+# --- a purge through one instance: all three miss
+
+for my $n (@names) {
+    $t->post('/c', '{"k":1}', port => $t->port($n));
+}
+sleep 0.3;
+is(scalar(grep { ($t->post('/c', '{"k":1}', port => $t->port($_))->{headers}{'x-fanout-cache'} // '') eq 'HIT' } @names),
+   3, 'each instance has the entry cached');
+$r = $t->request('POST', '/api', port => $t->port('three'), body => '{"location":"/c","purge":true}');
+is($r->{status}, 200, 'a purge through instance three');
+$t0 = time;
+$took = undef;
+while (time - $t0 < 5) {
+    my @p = grep { $t->get('/api', port => $t->port($_))->{json}{locations}{'/c'}{purged_ms} } @names;
+    if (@p == 3) { $took = time - $t0; last }
+    sleep 0.02;
+}
+ok(defined $took && $took < 2, sprintf('all three have the purge after %.2f s', $took // -1));
+is(scalar(grep { ($t->post('/c', '{"k":1}', port => $t->port($_))->{headers}{'x-fanout-cache'} // '') eq 'MISS' } @names),
+   3, 'and each misses');
+
 # a steady load through HAProxy, each answer's status and instance
 sub load {
     my ($file) = @_;
@@ -158,7 +225,7 @@ sub results {
 my $l = load("$dir/load1");
 sleep 0.5;
 
-my $r = $t->request('PATCH', '/api', port => $t->port('two'), body => '{"draining":true}');
+$r = $t->request('PATCH', '/api', port => $t->port('two'), body => '{"draining":true}');
 is($r->{json}{draining}, JSON::PP::true, 'instance two drains');
 ($ok, $s) = wait_states({ two => 'DOWN' }, 5);
 ok($ok, 'HAProxy takes it out') or diag(encode_json($s));
@@ -167,7 +234,7 @@ my $n_before = () = grep { $_->[1] eq 'two' } results("$dir/load1");
 
 my $pid2 = $t->{instances}{two}{pid};
 kill 'QUIT', $pid2;
-my $t0 = time;
+$t0 = time;
 my $exited;
 while (time - $t0 < 10) {
     if (waitpid($pid2, WNOHANG) == $pid2) {

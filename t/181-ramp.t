@@ -96,6 +96,12 @@ while (time < $deadline) {
     }
     last if ($after->{state} // '') eq 'done' && $by_step{done3};
 }
+# the other instance takes "done" within a poll: a pass once both have it
+for (1 .. 40) {
+    last if (ramp('/good', $two)->{state} // '') eq 'done';
+    sleep 0.05;
+}
+$by_step{done3} = drive('/good') if ramp('/good')->{state} eq 'done';
 
 my $r1 = ramp('/good');
 is($r1->{state}, 'done', 'the ramp reached its last step');

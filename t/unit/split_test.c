@@ -116,9 +116,14 @@ main(void)
             left += fanout_split_pick(&r25,
                         fanout_murmur2((unsigned char *) key, len)) == 1;
         }
-        ok(in2 > 700 && in2 < 1300, "5%% of 20000 keys");
-        ok(stays == in2, "a key in the candidate at 5%% is in it at 25%%");
-        ok(left > 4500 && left < 5500, "25%% of them at 25%%");
+        ok(in2 > 700 && in2 < 1300, "5% of 20000 keys");
+        ok(stays == in2, "a key in the candidate at 5% is in it at 25%");
+        ok(left > 4500 && left < 5500, "25% of them at 25%");
+
+        ok(fanout_split_ramp(&c, 1, 10000, &w) == 0
+           && fanout_split_pick(&w, 0xffffffff) == 1
+           && fanout_split_pick(&w, 0) == 1,
+           "at 100% even the top hash is the candidate's");
 
         ok(fanout_split_ramp(&c, 1, 0, &r5) == 0
            && fanout_split_pick(&r5, 0) == 0
@@ -133,29 +138,29 @@ main(void)
         fanout_split_done(&t);
         ok(fanout_split_ramp(&t, 1, 5000, &w) == 0 && w.share[0] == 3333
            && w.share[2] == 1667 && w.share[1] == 5000,
-           "60/10/30 with the second at 50%%: 33.33/50/16.67");
+           "60/10/30 with the second at 50%: 33.33/50/16.67");
 
         shares[0] = 3000;
         shares[1] = 7000;
         ok(fanout_split_set(&c, shares, &w) == 0 && w.share[1] == 7000
            && fanout_split_pick(&w, 0) == 0, "weights set, in order");
         shares[1] = 6999;
-        ok(fanout_split_set(&c, shares, &w) == -1, "weights under 100%%");
+        ok(fanout_split_set(&c, shares, &w) == -1, "weights under 100%");
 
         memset(&ramp, 0, sizeof(ramp));
         ok(fanout_ramp_parse_steps(&ramp, "5%,25%,50%,100%", 15) == 0
            && ramp.nsteps == 4 && ramp.step[1] == 2500, "steps parsed");
         ok(fanout_ramp_parse_steps(&ramp, "0.5%,100%", 9) == 0
-           && ramp.step[0] == 50, "a step of 0.5%%");
+           && ramp.step[0] == 50, "a step of 0.5%");
         ok(fanout_ramp_parse_steps(&ramp, "25%,5%,100%", 11) == -1,
            "steps must rise");
         ok(fanout_ramp_parse_steps(&ramp, "5%,50%", 6) == -1,
-           "the last step is 100%%");
+           "the last step is 100%");
         ok(fanout_ramp_parse_steps(&ramp, "5%,,100%", 8) == -1
            && fanout_ramp_parse_steps(&ramp, "", 0) == -1
            && fanout_ramp_parse_steps(&ramp, "5,100%", 6) == -1
            && fanout_ramp_parse_steps(&ramp, "101%", 4) == -1,
-           "empty, unitless and over 100%% refused");
+           "empty, unitless and over 100% refused");
 
         ok(fanout_ramp_parse_rollback(&ramp, "error_rate>2%,p99>500ms", 23,
                                       bounds, 3) == 0
@@ -178,13 +183,13 @@ main(void)
         cnt.requests = 100; cnt.errors = 2;
         ok(fanout_ramp_decide(&ramp, 500, &cnt) == FANOUT_RAMP_HOLD
            && fanout_ramp_decide(&ramp, 1000, &cnt) == FANOUT_RAMP_ADVANCE,
-           "2%% errors is inside error_rate>2%%: on schedule");
+           "2% errors is inside error_rate>2%: on schedule");
         cnt.errors = 3;
         ok(fanout_ramp_decide(&ramp, 10, &cnt)
-           == FANOUT_RAMP_ROLLBACK_ERRORS, "3%% errors: rolled back at once");
+           == FANOUT_RAMP_ROLLBACK_ERRORS, "3% errors: rolled back at once");
         cnt.errors = 0; cnt.slow = 2;
         ok(fanout_ramp_decide(&ramp, 10, &cnt) == FANOUT_RAMP_ROLLBACK_P99,
-           "2%% slower than the bound: p99 over it");
+           "2% slower than the bound: p99 over it");
     }
 
     return done_testing();

@@ -26,7 +26,7 @@ ASAN_MODULE := $(BUILD)/asan/ngx_http_fanout_module.so
 # works alone (make check-deps proves it on a prepared machine)
 DEB_BUILD   := nginx nginx-dev libhiredis-dev libssl-dev gcc make perl
 # jansson is the oracle the JSON scanner is checked against
-DEB_TEST    := libjansson-dev redis-server libnginx-mod-http-echo curl perl \
+DEB_TEST    := libjansson-dev redis-server redis-sentinel libnginx-mod-http-echo curl perl \
                cppcheck valgrind prometheus chromium chromium-driver haproxy
 DEB_BENCH   := wrk libnginx-mod-http-lua lua-cjson lua-nginx-redis
 DEB_ALL     := $(DEB_BUILD) $(DEB_TEST) $(DEB_BENCH)
@@ -129,7 +129,8 @@ HIREDIS_TGZ := $(firstword $(wildcard $(COMPAT_SRC)/hiredis-*.tar.gz))
 ECHO_TGZ    := $(firstword $(wildcard $(COMPAT_SRC)/echo-nginx-module-*.tar.gz))
 REDIS_TESTS := t/070-cache.t t/071-cache-redis.t t/072-cache-coalesce.t \
                t/073-cache-target.t t/080-limit.t t/081-limit-cluster.t \
-               t/090-breaker.t t/091-breaker-cluster.t
+               t/090-breaker.t t/091-breaker-cluster.t t/078-redis-acl.t \
+               t/180-runtime.t t/190-sentinel.t
 
 $(COMPAT)/%/objs/nginx: $(SRCS)
 	rm -rf $(COMPAT)/$* && mkdir -p $(COMPAT)/$* $(COMPAT)/echo

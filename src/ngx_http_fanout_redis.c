@@ -4,6 +4,14 @@
  * goes to the next ready connection, pipelined with others; every command
  * has a timer, and a command that times out takes its connection down, so
  * that a stopped Redis costs at most one timeout per request.
+ *
+ * With sentinel=, the master's address comes from a Sentinel: each worker
+ * keeps one connection to one of them, asks SENTINEL
+ * get-master-addr-by-name, then subscribes to +switch-master; a switch
+ * takes the pool's connections down and makes them to the new master. A
+ * READONLY answer (a master demoted under us) or a master that cannot be
+ * reached asks the Sentinel again. All of it on the event loop, with
+ * timers: a Sentinel that does not answer is left for the next one.
  */
 
 #include "ngx_http_fanout_redis.h"
@@ -62,6 +70,32 @@ static void ngx_http_fanout_redis_drop(ngx_http_fanout_redis_conn_t *rc,
     ngx_http_fanout_redis_error_e error, const char *why);
 
 
+/* the Sentinel connection of this worker, and the master it names */
+typedef struct {
+    redisAsyncContext                *ac;
+    ngx_uint_t                        state;
+    ngx_uint_t                        next;      /* the Sentinel asked */
+    ngx_event_t                       timer;
+    ngx_msec_t                        backoff;
+    ngx_msec_t                        asked;     /* the last ask began */
+    u_char                            host[NGX_SOCKADDR_STRLEN + 1];
+    in_port_t                         port;      /* 0: no master known */
+} ngx_http_fanout_redis_sentinel_t;
+
+#define NGX_HTTP_FANOUT_SENTINEL_IDLE        0
+#define NGX_HTTP_FANOUT_SENTINEL_CONNECTING  1
+#define NGX_HTTP_FANOUT_SENTINEL_ASKING      2
+#define NGX_HTTP_FANOUT_SENTINEL_LISTENING   3
+
+static void ngx_http_fanout_sentinel_connect(void);
+static void ngx_http_fanout_sentinel_again(void);
+static void ngx_http_fanout_sentinel_timer(ngx_event_t *ev);
+
+static ngx_http_fanout_redis_sentinel_t  ngx_http_fanout_sentinel;
+
+static ngx_int_t ngx_http_fanout_redis_sentinels(ngx_conf_t *cf,
+    ngx_http_fanout_redis_conf_t *rcf, ngx_str_t *value);
+
 static ngx_http_fanout_redis_conf_t   *ngx_http_fanout_redis_conf;
 static ngx_http_fanout_redis_conn_t   *ngx_http_fanout_redis_conns;
 static ngx_uint_t                      ngx_http_fanout_redis_next;
@@ -106,8 +140,13 @@ ngx_http_fanout_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     value = cf->args->elts;
 
     rcf->address = value[1];
+    i = 2;
 
-    if (ngx_strncmp(value[1].data, "unix:", 5) == 0) {
+    if (ngx_strncmp(value[1].data, "sentinel=", 9) == 0) {
+        /* no address: the Sentinels name it; parsed with the others */
+        i = 1;
+
+    } else if (ngx_strncmp(value[1].data, "unix:", 5) == 0) {
         if (value[1].len < 6) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid Redis address \"%V\"", &value[1]);
@@ -147,7 +186,28 @@ ngx_http_fanout_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         rcf->port = u.port;
     }
 
-    for (i = 2; i < cf->args->nelts; i++) {
+    for ( /* void */ ; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "sentinel=", 9) == 0 && i == 1) {
+            if (ngx_http_fanout_redis_sentinels(cf, rcf, &value[i])
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "master=", 7) == 0) {
+            rcf->master.data = value[i].data + 7;
+            rcf->master.len = value[i].len - 7;
+
+            if (rcf->master.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
 
         if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
             n = ngx_atoi(value[i].data + 3, value[i].len - 3);
@@ -216,6 +276,14 @@ ngx_http_fanout_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         goto invalid;
     }
 
+    if ((rcf->sentinels == NULL) != (rcf->master.len == 0)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sentinel=\" and \"master=\" go together, "
+                           "and \"sentinel=\" comes first, in place of the "
+                           "address");
+        return NGX_CONF_ERROR;
+    }
+
     if (rcf->username.len && rcf->password.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"username=\" needs \"password=\" "
@@ -232,6 +300,73 @@ invalid:
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid parameter \"%V\"", &value[i]);
     return NGX_CONF_ERROR;
+}
+
+
+/* "sentinel=HOST:PORT,HOST:PORT": resolved here, once, as the address */
+
+static ngx_int_t
+ngx_http_fanout_redis_sentinels(ngx_conf_t *cf,
+    ngx_http_fanout_redis_conf_t *rcf, ngx_str_t *value)
+{
+    u_char                        *p, *end, *comma;
+    ngx_url_t                      u;
+    ngx_http_fanout_redis_addr_t  *a;
+
+    rcf->sentinels = ngx_array_create(cf->pool, 3,
+                                      sizeof(ngx_http_fanout_redis_addr_t));
+    if (rcf->sentinels == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = value->data + 9;
+    end = value->data + value->len;
+
+    while (p < end) {
+        comma = ngx_strlchr(p, end, ',');
+
+        if (comma == NULL) {
+            comma = end;
+        }
+
+        ngx_memzero(&u, sizeof(ngx_url_t));
+        u.url.data = p;
+        u.url.len = comma - p;
+
+        if (u.url.len == 0 || ngx_parse_url(cf->pool, &u) != NGX_OK
+            || u.no_port || u.naddrs == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid Sentinel \"%V\" in \"%V\": use "
+                               "HOST:PORT, joined by \",\"", &u.url, value);
+            return NGX_ERROR;
+        }
+
+        a = ngx_array_push(rcf->sentinels);
+        if (a == NULL) {
+            return NGX_ERROR;
+        }
+
+        a->host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+        if (a->host.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        a->host.len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen,
+                                    a->host.data, NGX_SOCKADDR_STRLEN, 0);
+        a->host.data[a->host.len] = '\0';
+        a->port = u.port;
+
+        p = comma + 1;
+    }
+
+    if (rcf->sentinels->nelts == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" names no Sentinel", value);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -313,6 +448,13 @@ ngx_http_fanout_redis_reply(redisAsyncContext *ac, void *r, void *data)
                                    "answered an error", reply->str);
         if (handler) {
             handler(op->data, NULL, NGX_HTTP_FANOUT_REDIS_REPLY_ERROR);
+        }
+
+        if (reply->len >= 8 && ngx_strncmp(reply->str, "READONLY", 8) == 0
+            && ngx_http_fanout_redis_conf->sentinels)
+        {
+            /* a replica now: the master moved, ask where to */
+            ngx_http_fanout_sentinel_again();
         }
 
     } else if (handler) {
@@ -724,6 +866,12 @@ ngx_http_fanout_redis_on_connect(const redisAsyncContext *ac, int status)
                                    "cannot be reached", ac->errstr);
         rc->ac = NULL;
         ngx_http_fanout_redis_schedule(rc);
+
+        if (rcf->sentinels) {
+            /* a dead master: is there another? */
+            ngx_http_fanout_sentinel_again();
+        }
+
         return;
     }
 
@@ -797,7 +945,17 @@ ngx_http_fanout_redis_connect(ngx_http_fanout_redis_conn_t *rc)
     rcf = ngx_http_fanout_redis_conf;
 
     /* the host is an address already: no DNS here */
-    if (rcf->path.len) {
+    if (rcf->sentinels) {
+        if (ngx_http_fanout_sentinel.port == 0) {
+            /* no master known yet: the Sentinel's answer connects us */
+            ngx_http_fanout_redis_schedule(rc);
+            return;
+        }
+
+        ac = redisAsyncConnect((const char *) ngx_http_fanout_sentinel.host,
+                               ngx_http_fanout_sentinel.port);
+
+    } else if (rcf->path.len) {
         ac = redisAsyncConnectUnix((const char *) rcf->path.data);
 
     } else {
@@ -831,6 +989,351 @@ ngx_http_fanout_redis_connect(ngx_http_fanout_redis_conn_t *rc)
     redisAsyncSetDisconnectCallback(ac, ngx_http_fanout_redis_on_disconnect);
 
     ngx_add_timer(&rc->timer, rcf->connect_timeout);
+}
+
+/* Sentinel: where the master is */
+
+static void
+ngx_http_fanout_sentinel_schedule(ngx_uint_t advance)
+{
+    ngx_msec_t  delay;
+
+    ngx_http_fanout_sentinel.state = NGX_HTTP_FANOUT_SENTINEL_IDLE;
+
+    if (ngx_http_fanout_sentinel.timer.timer_set) {
+        ngx_del_timer(&ngx_http_fanout_sentinel.timer);
+    }
+
+    if (ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    /* the next Sentinel; a backoff of at most 2 s: a failover is urgent */
+    ngx_http_fanout_sentinel.next += advance;
+    delay = ngx_http_fanout_sentinel.backoff
+            + ngx_random() % (ngx_http_fanout_sentinel.backoff / 4 + 1);
+    ngx_http_fanout_sentinel.backoff =
+                        ngx_min(ngx_http_fanout_sentinel.backoff * 2, 2000);
+
+    ngx_add_timer(&ngx_http_fanout_sentinel.timer, delay);
+}
+
+
+static void
+ngx_http_fanout_sentinel_drop(ngx_uint_t advance)
+{
+    redisAsyncContext  *ac;
+
+    ac = ngx_http_fanout_sentinel.ac;
+
+    /* the disconnect callback sees another ac: the drop was ours */
+    ngx_http_fanout_sentinel.ac = NULL;
+
+    ngx_http_fanout_sentinel_schedule(advance);
+
+    if (ac) {
+        redisAsyncFree(ac);
+    }
+}
+
+
+/* the master named: the pool's connections go there */
+
+static void
+ngx_http_fanout_sentinel_master(u_char *host, size_t hlen, u_char *port,
+    size_t plen, const char *how)
+{
+    ngx_int_t                      n;
+    ngx_uint_t                     i;
+    ngx_http_fanout_redis_conn_t  *rc;
+    ngx_http_fanout_redis_conf_t  *rcf;
+
+    rcf = ngx_http_fanout_redis_conf;
+    n = ngx_atoi(port, plen);
+
+    if (n <= 0 || n > 65535 || hlen == 0 || hlen > NGX_SOCKADDR_STRLEN) {
+        return;
+    }
+
+    if (ngx_http_fanout_sentinel.port == (in_port_t) n
+        && ngx_strlen(ngx_http_fanout_sentinel.host) == hlen
+        && ngx_strncmp(ngx_http_fanout_sentinel.host, host, hlen) == 0)
+    {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                  "fanout redis: master \"%V\" is at %*s:%i (%s)",
+                  &rcf->master, hlen, host, n, how);
+
+    ngx_memcpy(ngx_http_fanout_sentinel.host, host, hlen);
+    ngx_http_fanout_sentinel.host[hlen] = '\0';
+    ngx_http_fanout_sentinel.port = (in_port_t) n;
+
+    for (i = 0; i < rcf->pool; i++) {
+        rc = &ngx_http_fanout_redis_conns[i];
+        rc->backoff = NGX_HTTP_FANOUT_REDIS_BACKOFF_MIN;
+
+        if (rc->ac) {
+            /* to the old one: its commands fail open, and it is remade */
+            ngx_http_fanout_redis_drop(rc, NGX_HTTP_FANOUT_REDIS_OK, NULL);
+
+        } else if (rc->state == NGX_HTTP_FANOUT_REDIS_IDLE) {
+            if (rc->timer.timer_set) {
+                ngx_del_timer(&rc->timer);
+            }
+
+            ngx_add_timer(&rc->timer, 1);
+        }
+    }
+}
+
+
+/* +switch-master: "NAME OLD-IP OLD-PORT NEW-IP NEW-PORT" */
+
+static void
+ngx_http_fanout_sentinel_message(redisAsyncContext *ac, void *r, void *data)
+{
+    u_char      *p, *end, *f[5];
+    size_t       flen[5];
+    ngx_uint_t   k;
+    redisReply  *reply, *m;
+
+    reply = r;
+
+    if (reply == NULL || ac != ngx_http_fanout_sentinel.ac
+        || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[0]->len != 7
+        || ngx_strncmp(reply->element[0]->str, "message", 7) != 0
+        || reply->element[2]->type != REDIS_REPLY_STRING)
+    {
+        /* the subscription's confirmation, or the context being freed */
+        return;
+    }
+
+    m = reply->element[2];
+    p = (u_char *) m->str;
+    end = p + m->len;
+
+    for (k = 0; k < 5; k++) {
+        f[k] = p;
+
+        while (p < end && *p != ' ') {
+            p++;
+        }
+
+        flen[k] = p - f[k];
+        p++;
+    }
+
+    if (flen[0] != ngx_http_fanout_redis_conf->master.len
+        || ngx_strncmp(f[0], ngx_http_fanout_redis_conf->master.data, flen[0])
+           != 0)
+    {
+        /* another master of the same Sentinels */
+        return;
+    }
+
+    ngx_http_fanout_sentinel_master(f[3], flen[3], f[4], flen[4],
+                                    "+switch-master");
+}
+
+
+static void
+ngx_http_fanout_sentinel_addr(redisAsyncContext *ac, void *r, void *data)
+{
+    redisReply  *reply;
+
+    reply = r;
+
+    if (reply == NULL || ac != ngx_http_fanout_sentinel.ac) {
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[1]->type != REDIS_REPLY_STRING)
+    {
+        ngx_http_fanout_redis_fail(ngx_cycle->log,
+                                   NGX_HTTP_FANOUT_REDIS_CONNECT,
+                                   "has a Sentinel that names no such master",
+                                   reply->type == REDIS_REPLY_ERROR
+                                   ? reply->str : NULL);
+        ngx_http_fanout_sentinel_drop(1);
+        return;
+    }
+
+    ngx_http_fanout_sentinel_master((u_char *) reply->element[0]->str,
+                                    reply->element[0]->len,
+                                    (u_char *) reply->element[1]->str,
+                                    reply->element[1]->len,
+                                    "asked a Sentinel");
+
+    /* then told of every switch; a subscription has no timer */
+    if (redisAsyncCommand(ac, ngx_http_fanout_sentinel_message, NULL,
+                          "SUBSCRIBE +switch-master")
+        != REDIS_OK)
+    {
+        ngx_http_fanout_sentinel_drop(1);
+        return;
+    }
+
+    ngx_http_fanout_sentinel.state = NGX_HTTP_FANOUT_SENTINEL_LISTENING;
+    ngx_http_fanout_sentinel.backoff = NGX_HTTP_FANOUT_REDIS_BACKOFF_MIN;
+
+    if (ngx_http_fanout_sentinel.timer.timer_set) {
+        ngx_del_timer(&ngx_http_fanout_sentinel.timer);
+    }
+}
+
+
+static void
+ngx_http_fanout_sentinel_on_connect(const redisAsyncContext *ac, int status)
+{
+    size_t                         len[3];
+    const char                    *argv[3];
+    ngx_http_fanout_redis_conf_t  *rcf;
+
+    rcf = ngx_http_fanout_redis_conf;
+
+    if (ac != ngx_http_fanout_sentinel.ac) {
+        return;
+    }
+
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback */
+        ngx_http_fanout_redis_fail(ngx_cycle->log,
+                                   NGX_HTTP_FANOUT_REDIS_CONNECT,
+                                   "has a Sentinel that cannot be reached",
+                                   ac->errstr);
+        ngx_http_fanout_sentinel.ac = NULL;
+        ngx_http_fanout_sentinel_schedule(1);
+        return;
+    }
+
+    argv[0] = "SENTINEL";
+    len[0] = 8;
+    argv[1] = "get-master-addr-by-name";
+    len[1] = 23;
+    argv[2] = (const char *) rcf->master.data;
+    len[2] = rcf->master.len;
+
+    if (redisAsyncCommandArgv((redisAsyncContext *) ac,
+                              ngx_http_fanout_sentinel_addr, NULL, 3, argv,
+                              len)
+        != REDIS_OK)
+    {
+        ngx_http_fanout_sentinel_drop(1);
+        return;
+    }
+
+    ngx_http_fanout_sentinel.state = NGX_HTTP_FANOUT_SENTINEL_ASKING;
+
+    if (ngx_http_fanout_sentinel.timer.timer_set) {
+        ngx_del_timer(&ngx_http_fanout_sentinel.timer);
+    }
+
+    ngx_add_timer(&ngx_http_fanout_sentinel.timer, rcf->timeout);
+}
+
+
+static void
+ngx_http_fanout_sentinel_on_disconnect(const redisAsyncContext *ac,
+    int status)
+{
+    if (ac != ngx_http_fanout_sentinel.ac) {
+        return;
+    }
+
+    ngx_http_fanout_sentinel.ac = NULL;
+
+    ngx_http_fanout_redis_fail(ngx_cycle->log, NGX_HTTP_FANOUT_REDIS_CLOSED,
+                               "has a Sentinel that closed the connection",
+                               status == REDIS_OK ? NULL : ac->errstr);
+
+    ngx_http_fanout_sentinel_schedule(1);
+}
+
+
+static void
+ngx_http_fanout_sentinel_timer(ngx_event_t *ev)
+{
+    if (ngx_http_fanout_sentinel.state == NGX_HTTP_FANOUT_SENTINEL_IDLE) {
+        ngx_http_fanout_sentinel_connect();
+        return;
+    }
+
+    /* connecting or asking took too long: the next one */
+    ngx_http_fanout_redis_fail(ev->log, NGX_HTTP_FANOUT_REDIS_TIMEOUT,
+                               "has a Sentinel that did not answer in time",
+                               NULL);
+    ngx_http_fanout_sentinel_drop(1);
+}
+
+
+static void
+ngx_http_fanout_sentinel_connect(void)
+{
+    redisAsyncContext             *ac;
+    ngx_http_fanout_redis_addr_t  *a;
+    ngx_http_fanout_redis_conf_t  *rcf;
+
+    rcf = ngx_http_fanout_redis_conf;
+    a = rcf->sentinels->elts;
+    a = &a[ngx_http_fanout_sentinel.next % rcf->sentinels->nelts];
+
+    ngx_http_fanout_sentinel.asked = ngx_current_msec;
+
+    ac = redisAsyncConnect((const char *) a->host.data, a->port);
+
+    if (ac == NULL || ac->err) {
+        ngx_http_fanout_redis_fail(ngx_cycle->log,
+                                   NGX_HTTP_FANOUT_REDIS_CONNECT,
+                                   "has a Sentinel that cannot be reached",
+                                   ac ? ac->errstr : "out of memory");
+        if (ac) {
+            redisAsyncFree(ac);
+        }
+
+        ngx_http_fanout_sentinel_schedule(1);
+        return;
+    }
+
+    if (ngx_http_fanout_redis_attach(ac, &ngx_http_fanout_sentinel,
+                                     ngx_cycle->log)
+        != NGX_OK)
+    {
+        redisAsyncFree(ac);
+        ngx_http_fanout_sentinel_schedule(1);
+        return;
+    }
+
+    ngx_http_fanout_sentinel.ac = ac;
+    ngx_http_fanout_sentinel.state = NGX_HTTP_FANOUT_SENTINEL_CONNECTING;
+
+    redisAsyncSetConnectCallback(ac, ngx_http_fanout_sentinel_on_connect);
+    redisAsyncSetDisconnectCallback(ac,
+                                    ngx_http_fanout_sentinel_on_disconnect);
+
+    ngx_add_timer(&ngx_http_fanout_sentinel.timer, rcf->connect_timeout);
+}
+
+
+/* READONLY, or a master that cannot be reached: ask again, twice a second
+ * at most (every connection of every request may say so) */
+
+static void
+ngx_http_fanout_sentinel_again(void)
+{
+    if (ngx_http_fanout_sentinel.state != NGX_HTTP_FANOUT_SENTINEL_LISTENING
+        || ngx_current_msec - ngx_http_fanout_sentinel.asked < 500)
+    {
+        return;
+    }
+
+    ngx_http_fanout_sentinel.backoff = 1;
+    ngx_http_fanout_sentinel_drop(0);
 }
 
 
@@ -877,6 +1380,17 @@ ngx_http_fanout_redis_init_process(ngx_cycle_t *cycle)
         rc->timer.cancelable = 1;
 
         ngx_http_fanout_redis_connect(rc);
+    }
+
+    if (fmcf->redis->sentinels) {
+        ngx_http_fanout_sentinel.timer.handler =
+                                           ngx_http_fanout_sentinel_timer;
+        ngx_http_fanout_sentinel.timer.data = &ngx_http_fanout_sentinel;
+        ngx_http_fanout_sentinel.timer.log = cycle->log;
+        ngx_http_fanout_sentinel.timer.cancelable = 1;
+        ngx_http_fanout_sentinel.backoff = NGX_HTTP_FANOUT_REDIS_BACKOFF_MIN;
+
+        ngx_http_fanout_sentinel_connect();
     }
 
     return NGX_OK;
@@ -928,6 +1442,17 @@ ngx_http_fanout_redis_exit_process(ngx_cycle_t *cycle)
             rc->state = NGX_HTTP_FANOUT_REDIS_IDLE;
             redisAsyncFree(ac);
         }
+    }
+
+    if (ngx_http_fanout_sentinel.timer.timer_set) {
+        ngx_del_timer(&ngx_http_fanout_sentinel.timer);
+    }
+
+    ac = ngx_http_fanout_sentinel.ac;
+    ngx_http_fanout_sentinel.ac = NULL;
+
+    if (ac) {
+        redisAsyncFree(ac);
     }
 
     ngx_http_fanout_redis_conf = NULL;

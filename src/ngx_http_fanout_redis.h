@@ -27,8 +27,16 @@ typedef enum {
 } ngx_http_fanout_redis_error_e;
 
 
+typedef struct {
+    ngx_str_t                   host;      /* an address, NUL-terminated */
+    in_port_t                   port;
+} ngx_http_fanout_redis_addr_t;
+
+
 struct ngx_http_fanout_redis_conf_s {
     ngx_str_t                   address;   /* as configured, for logs */
+    ngx_array_t                *sentinels; /* ngx_http_fanout_redis_addr_t */
+    ngx_str_t                   master;    /* master=, with sentinel= */
     ngx_str_t                   host;      /* NUL-terminated */
     in_port_t                   port;
     ngx_str_t                   path;      /* unix socket, NUL-terminated */

@@ -813,6 +813,11 @@ ngx_http_fanout_rt_apply(ngx_http_fanout_main_conf_t *fmcf, u_char *f,
         }
 
         for (k = 0; k < loc->split->n; k++) {
+            if (p >= v + vlen) {
+                /* fewer weights than variants: not for this split */
+                return;
+            }
+
             end = ngx_strlchr(p, v + vlen, ' ');
 
             if (end == NULL) {
@@ -905,8 +910,19 @@ ngx_http_fanout_rt_apply(ngx_http_fanout_main_conf_t *fmcf, u_char *f,
         }
 
         t = loc->shadows.elts;
-        n = (vlen == 6 && ngx_strncmp(v, "config", 6) == 0)
-            ? 0 : ngx_atoi(v, vlen) + 1;
+
+        if (vlen == 6 && ngx_strncmp(v, "config", 6) == 0) {
+            n = 0;
+
+        } else {
+            n = ngx_atoi(v, vlen);
+
+            if (n == NGX_ERROR) {
+                return;
+            }
+
+            n++;
+        }
 
         if (n < 0 || n > FANOUT_SPLIT_WHOLE + 1
             || t[i].node->rt.percent == (ngx_atomic_uint_t) n)

@@ -305,6 +305,25 @@ is($st->{locations}{'/p'}{split}{weights}{v1}, 30, 'its weights');
 $n = variants();
 ok($n->{v1} > 30 && $n->{v2} > 100, "30/70: v1 $n->{v1}, v2 $n->{v2}");
 
+# --- garbage in the fleet's hash: ignored, nothing breaks
+
+my $before = state();
+my ($fp) = split / /, $t->redis_cli('r', 'HGET', 'fanout:runtime', "split\x1f/p");
+for my $kv (["split\x1f/p", "zz 1 2"], ["split\x1f/p", "$fp 10000"],
+            ["split\x1f/p", "$fp 5000 x"], ["split\x1f/p", "$fp 6000 6000"],
+            ["shadow\x1fsh\x1f/p", "abcdef"], ["shadow\x1fsh\x1f/p", "99999"],
+            ["breaker\x1fzz\x1f/q", "open"], ["target\x1fa\x1f/nowhere", "disabled"],
+            ["ramp\x1fzz\x1f/p", "x"], ["nonsense", "1"], ["purge\x1f*\x1f/c", "-5"],
+            ["\x1f\x1f", ""], ["split\x1f", "1"]) {
+    $t->redis_cli('r', 'HSET', 'fanout:runtime', @$kv);
+    $t->redis_cli('r', 'HINCRBY', 'fanout:runtime', 'v', 1);
+    sleep 0.3;
+}
+my $after = state();
+is_deeply($after->{locations}, $before->{locations}, 'malformed fleet state changes nothing');
+cmp_ok($after->{fleet_version}, '>', $before->{fleet_version}, 'though its versions were read');
+is($t->post('/p?u=g', '{}')->{status}, 200, 'and requests are answered');
+
 # --- Redis down: made here, said to be local
 
 $t->redis_signal('r', 'KILL');

@@ -101,7 +101,8 @@ sub mock {
 }
 
 # A real redis-server on a free loopback port (and a unix socket when
-# asked), without persistence.  Options: password, unix (1).
+# asked), without persistence.  Options: password, unix (1), args (more
+# of redis-server's arguments).
 sub redis {
     my ($self, $name, %o) = @_;
 
@@ -113,6 +114,7 @@ sub redis {
                 '--appendonly', 'no', '--dir', $dir, '--daemonize', 'no',
                 '--logfile', "$dir/redis.log");
     push @args, '--requirepass', $o{password} if $o{password};
+    push @args, @{ $o{args} } if $o{args};     # e.g. --replicaof HOST PORT
     push @args, '--unixsocket', "$dir/redis.sock", '--unixsocketperm', '700'
         if $o{unix};
 

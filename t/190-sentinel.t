@@ -1,0 +1,188 @@
+# fanout_redis sentinel= master=: a real redis-sentinel (Debian's package)
+# over a master and a replica. Under a steady load: SENTINEL FAILOVER, then
+# the new master killed. No client request fails; the cache and a cluster
+# limit resume on the new master within a few seconds each time (measured
+# and printed), and no READONLY answer goes on after the switch.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use FT;
+use Test::More;
+use POSIX ":sys_wait_h";
+use Time::HiRes qw(sleep time);
+
+my $sentinel_bin = `sh -c 'command -v redis-sentinel'`;
+chomp $sentinel_bin;
+unless ($sentinel_bin) {
+    fail("needs Debian's redis-sentinel");
+    done_testing;
+    exit;
+}
+
+my $t = FT->new;
+my $dir = $t->dir;
+
+my $pm = $t->redis('m');
+my $pr = $t->redis('r', args => ['--replicaof', '127.0.0.1', $pm]);
+$t->mock('a', ms => 1);
+
+for (1 .. 100) {
+    last if $t->redis_cli('r', 'INFO', 'replication') =~ /master_link_status:up/;
+    sleep 0.05;
+}
+like($t->redis_cli('r', 'INFO', 'replication'), qr/master_link_status:up/, 'the replica follows the master');
+
+my $ps = $t->port('sentinel');
+FT::write_file("$dir/sentinel.conf", <<"EOC");
+port $ps
+bind 127.0.0.1
+dir $dir
+sentinel monitor mymaster 127.0.0.1 $pm 1
+sentinel down-after-milliseconds mymaster 1000
+sentinel failover-timeout mymaster 4000
+sentinel parallel-syncs mymaster 1
+EOC
+
+my $sp = fork() // die;
+if ($sp == 0) {
+    open STDOUT, '>', "$dir/sentinel.log";
+    open STDERR, '>&', \*STDOUT;
+    { exec $sentinel_bin, "$dir/sentinel.conf" };
+    POSIX::_exit(127);
+}
+FT::wait_port($ps) or die 'redis-sentinel did not start';
+
+sub sentinel { my $a = join ' ', map { "'$_'" } @_; my $o = `redis-cli -p $ps $a 2>/dev/null`; chomp $o; $o }
+sub master_port { (split /\n/, sentinel('SENTINEL', 'get-master-addr-by-name', 'mymaster'))[1] // 0 }
+
+for (1 .. 200) {
+    last if sentinel('SENTINEL', 'replicas', 'mymaster') =~ /\Q$pr\E/;
+    sleep 0.05;
+}
+like(sentinel('SENTINEL', 'replicas', 'mymaster'), qr/\Q$pr\E/, 'the Sentinel knows the replica');
+
+$t->run(workers => 2, http => <<"EOC");
+fanout_zone fanout 1m;
+fanout_redis sentinel=127.0.0.1:$ps,127.0.0.1:1 master=mymaster timeout=300ms connect_timeout=300ms;
+server {
+    listen 127.0.0.1:%%PORT_http%%;
+    location /_a { internal; proxy_pass http://127.0.0.1:%%MOCK_a%%/; }
+    location /p {
+        fanout_target a /_a;
+        fanout_cache ttl=60s;
+        fanout_limit key=\$arg_c rate=100000r/s scope=cluster;
+    }
+    location = /status { fanout_status; }
+}
+EOC
+
+sleep 0.5;
+like($t->error_log, qr/\[notice\].*fanout redis: master "mymaster" is at 127\.0\.0\.1:$pm \(asked a Sentinel\)/,
+     'the master found through the Sentinel');
+is($t->post('/p?c=x', '{"k":"first"}')->{headers}{'x-fanout-cache'}, 'MISS', 'a miss');
+sleep 0.3;
+is($t->post('/p?c=x', '{"k":"first"}')->{headers}{'x-fanout-cache'}, 'HIT', 'then a hit: caching on the master');
+like($t->redis_cli('m', '--scan', '--pattern', 'fanout:limit:*'), qr/fanout:limit:/, 'the cluster limit counts in the master');
+
+# the load: every answer's time, status and cache state, fresh keys each
+sub load {
+    my ($file) = @_;
+    my $pid = fork() // die;
+    if ($pid == 0) {
+        my $stop = 0;
+        local $SIG{TERM} = sub { $stop = 1 };
+        open my $fh, '>', $file or POSIX::_exit(1);
+        $fh->autoflush(1);
+        my $i = 0;
+        while (!$stop) {
+            $i++;
+            # each key twice: the second hits only if the first's store
+            # reached the master its lookup reads
+            for my $n (1, 2) {
+                my $r = eval { $t->post("/p?c=$i", qq({"k":"$file-$i"})) } || { status => 0 };
+                printf $fh "%.3f %d %s %d\n", time, $r->{status} // 0,
+                       $r->{headers}{'x-fanout-cache'} // '-', $n;
+                sleep 0.02;
+            }
+        }
+        POSIX::_exit(0);
+    }
+    return $pid;
+}
+
+sub lines { map { [split / /] } split /\n/, FT::read_text($_[0]) }
+
+# when, after $since, the cache worked again: a key stored, then found
+sub resumed {
+    my ($file, $since) = @_;
+    my $end = time + 15;
+    while (time < $end) {
+        my ($first_ok) = grep { $_->[0] > $since && $_->[3] == 2 && $_->[2] eq 'HIT' } lines($file);
+        return $first_ok->[0] - $since if $first_ok;
+        sleep 0.1;
+    }
+    return undef;
+}
+
+# --- SENTINEL FAILOVER
+
+my $l = load("$dir/load1");
+sleep 1;
+my $t0 = time;
+sentinel('SENTINEL', 'FAILOVER', 'mymaster');
+for (1 .. 200) { last if master_port() == $pr; sleep 0.05 }
+is(master_port(), $pr, 'the Sentinel has the replica as master');
+my $switched = time;
+my $took = resumed("$dir/load1", $switched);
+ok(defined $took && $took < 4, sprintf('caching resumes %.2f s after the switch (%.2f s after the failover began)',
+                                       $took // -1, ($took // 0) + $switched - $t0));
+sleep 1.5;
+kill 'TERM', $l;
+waitpid($l, 0);
+
+my @res = lines("$dir/load1");
+cmp_ok(scalar @res, '>', 50, scalar(@res) . ' requests during the failover');
+is(scalar(grep { $_->[1] != 200 } @res), 0, 'none failed');
+my @late = grep { $_->[0] > $switched + 1 + ($took // 0) } @res;
+cmp_ok(scalar @late, '>', 10, 'requests after it');
+is(scalar(grep { $_->[2] eq 'ERROR' || ($_->[3] == 2 && $_->[2] ne 'HIT') } @late), 0,
+   'and every key stored after it is found: no stuck READONLY');
+like($t->error_log, qr/\[notice\].*fanout redis: master "mymaster" is at 127\.0\.0\.1:$pr \(\+switch-master\)/,
+     'the switch followed by +switch-master');
+ok($t->redis_cli('r', '--scan', '--pattern', 'fanout:/p:*') =~ /fanout:/, 'new entries on the new master');
+
+# --- the new master killed: the old one promoted again
+
+for (1 .. 200) {
+    last if $t->redis_cli('m', 'INFO', 'replication') =~ /master_link_status:up/;
+    sleep 0.05;
+}
+like($t->redis_cli('m', 'INFO', 'replication'), qr/role:slave/, 'the old master is a replica now');
+
+$l = load("$dir/load2");
+sleep 1;
+$t0 = time;
+$t->redis_signal('r', 'KILL');
+for (1 .. 300) { last if master_port() == $pm; sleep 0.05 }
+is(master_port(), $pm, 'the Sentinel promotes the old master again');
+$switched = time;
+$took = resumed("$dir/load2", $switched);
+ok(defined $took && $took < 4, sprintf('caching resumes %.2f s after the promotion (%.2f s after the kill)',
+                                       $took // -1, ($took // 0) + $switched - $t0));
+sleep 1.5;
+kill 'TERM', $l;
+waitpid($l, 0);
+
+@res = lines("$dir/load2");
+is(scalar(grep { $_->[1] != 200 } @res), 0, 'no request failed while the master was dead');
+@late = grep { $_->[0] > $switched + 1 + ($took // 0) } @res;
+is(scalar(grep { $_->[2] eq 'ERROR' || ($_->[3] == 2 && $_->[2] ne 'HIT') } @late), 0,
+   'and the cache works after it');
+ok($t->redis_cli('m', '--scan', '--pattern', 'fanout:limit:*') =~ /fanout:limit:/, 'cluster limits count there again');
+
+kill 'TERM', $sp;
+waitpid($sp, 0);
+
+$t->done;

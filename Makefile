@@ -130,7 +130,7 @@ ECHO_TGZ    := $(firstword $(wildcard $(COMPAT_SRC)/echo-nginx-module-*.tar.gz))
 REDIS_TESTS := t/070-cache.t t/071-cache-redis.t t/072-cache-coalesce.t \
                t/073-cache-target.t t/080-limit.t t/081-limit-cluster.t \
                t/090-breaker.t t/091-breaker-cluster.t t/078-redis-acl.t \
-               t/180-runtime.t t/190-sentinel.t
+               t/079-redis-tls.t t/180-runtime.t t/190-sentinel.t
 
 $(COMPAT)/%/objs/nginx: $(SRCS)
 	rm -rf $(COMPAT)/$* && mkdir -p $(COMPAT)/$* $(COMPAT)/echo
@@ -147,7 +147,7 @@ $(COMPAT)/%/objs/nginx: $(SRCS)
 $(COMPAT)/hiredis/lib/libhiredis.so:
 	rm -rf $(COMPAT)/hiredis-src && mkdir -p $(COMPAT)/hiredis-src
 	tar xzf $(HIREDIS_TGZ) -C $(COMPAT)/hiredis-src --strip-components=1
-	LIBRARY_PATH=lib $(MAKE) -C $(COMPAT)/hiredis-src -j2 \
+	LIBRARY_PATH=lib $(MAKE) -C $(COMPAT)/hiredis-src -j2 USE_SSL=1 \
 	    PREFIX=$(COMPAT)/hiredis install > $(COMPAT)/hiredis.log 2>&1 \
 	    || { tail -30 $(COMPAT)/hiredis.log; exit 1; }
 
@@ -162,6 +162,8 @@ $(COMPAT)/hiredis1/objs/ngx_http_fanout_module.so: $(SRCS) \
 	        --add-dynamic-module=$(CURDIR) > configure.log 2>&1 \
 	    || { tail -30 configure.log; exit 1; }
 	grep -q "hiredis async library in $(COMPAT)/hiredis/include .* found" \
+	    $(COMPAT)/hiredis1/configure.log
+	grep -q "hiredis_ssl in $(COMPAT)/hiredis/lib \.\.\. found" \
 	    $(COMPAT)/hiredis1/configure.log
 	$(MAKE) -C $(COMPAT)/hiredis1 -f objs/Makefile modules
 

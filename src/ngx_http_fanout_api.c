@@ -397,6 +397,8 @@ ngx_http_fanout_api_body(ngx_http_request_t *r)
 
     /* a location's change: one of them */
 
+    ngx_str_null(&s);
+
     ch = ngx_pcalloc(r->pool, sizeof(ngx_http_fanout_rt_change_t));
     if (ch == NULL) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -583,10 +585,106 @@ ngx_http_fanout_api_body(ngx_http_request_t *r)
                 ch->what = NGX_HTTP_FANOUT_RT_RESTART;
                 goto change;
             }
+
+            if (s.len == 3 && ngx_strncmp(s.data, "off", 3) == 0) {
+                ch->what = NGX_HTTP_FANOUT_RT_RAMP_OFF;
+                goto change;
+            }
+
+            message = "\\\"ramp\\\" is \\\"rollback\\\", \\\"restart\\\", "
+                      "\\\"off\\\" or a ramp";
+            goto refused;
         }
 
-        message = "\\\"ramp\\\" is \\\"rollback\\\" or \\\"restart\\\"";
-        goto refused;
+        /* a ramp: {"steps":..., "every":..., ["rollback_if":...,]
+         * ["candidate":...,] ["min_requests":N]} */
+        m = fanout_json_members(field[NGX_HTTP_FANOUT_API_RAMP].p,
+                                field[NGX_HTTP_FANOUT_API_RAMP].len,
+                                wkeys, wvalues, 16);
+
+        if (m <= 0 || m > 5) {
+            message = "\\\"ramp\\\" is \\\"rollback\\\", \\\"restart\\\", "
+                      "\\\"off\\\" or an object with \\\"steps\\\" and "
+                      "\\\"every\\\"";
+            goto refused;
+        }
+
+        ch->what = NGX_HTTP_FANOUT_RT_RAMP_SET;
+
+        for (k = 0; k < m; k++) {
+            ngx_str_t  *to;
+
+            to = NULL;
+
+            if (wkeys[k].len == 7 && ngx_strncmp(wkeys[k].p, "\"steps\"", 7)
+                == 0)
+            {
+                to = &ch->steps;
+
+            } else if (wkeys[k].len == 7
+                       && ngx_strncmp(wkeys[k].p, "\"every\"", 7) == 0)
+            {
+                to = &s;
+
+            } else if (wkeys[k].len == 13
+                       && ngx_strncmp(wkeys[k].p, "\"rollback_if\"", 13) == 0)
+            {
+                to = &ch->rollback;
+
+            } else if (wkeys[k].len == 11
+                       && ngx_strncmp(wkeys[k].p, "\"candidate\"", 11) == 0)
+            {
+                to = &ch->candidate;
+
+            } else if (wkeys[k].len == 14
+                       && ngx_strncmp(wkeys[k].p, "\"min_requests\"", 14)
+                          == 0)
+            {
+                double  d;
+
+                if (fanout_json_number(&wvalues[k], &d) != 0
+                    || !(d >= 1 && d <= 1000000000) || d != (ngx_uint_t) d)
+                {
+                    message = "\\\"min_requests\\\" is a number over 0";
+                    goto refused;
+                }
+
+                ch->value = (ngx_uint_t) d;
+                continue;
+
+            } else {
+                error = "unknown_field";
+                message = "a ramp has \\\"steps\\\", \\\"every\\\", "
+                          "\\\"rollback_if\\\", \\\"candidate\\\" and "
+                          "\\\"min_requests\\\"";
+                goto refused;
+            }
+
+            if (to->data != NULL
+                || ngx_http_fanout_api_string(r, &wvalues[k], to) != NGX_OK)
+            {
+                message = "a ramp's fields are strings, each once";
+                goto refused;
+            }
+
+            if (to == &s) {
+                share = ngx_parse_time(&s, 0);
+
+                if (share == NGX_ERROR || share == 0) {
+                    message = "\\\"every\\\" is a time, as \\\"10m\\\"";
+                    goto refused;
+                }
+
+                ch->every = (ngx_msec_t) share;
+            }
+        }
+
+        if (ch->steps.len == 0 || ch->every == 0) {
+            message = "a ramp needs \\\"steps\\\" and \\\"every\\\"";
+            goto refused;
+        }
+
+        goto change;
     }
 
     if (seen == (1 << NGX_HTTP_FANOUT_API_PURGE)) {

@@ -568,6 +568,9 @@ ngx_int_t ngx_http_fanout_api_handler(ngx_http_request_t *r);
 #define NGX_HTTP_FANOUT_RT_RESTART   7   /* the ramp, from its first step */
 #define NGX_HTTP_FANOUT_RT_PURGE     8   /* the cache: the location's, or
                                             name's (a target's) */
+#define NGX_HTTP_FANOUT_RT_RAMP_SET  9   /* steps, every, rollback,
+                                            candidate, value: min_requests */
+#define NGX_HTTP_FANOUT_RT_RAMP_OFF  10  /* fanout_api's ramp off */
 
 #define NGX_HTTP_FANOUT_RT_AS_CONFIGURED  ((ngx_uint_t) -1)
 #define NGX_HTTP_FANOUT_RT_FIELD     512   /* a Redis field's bytes, most */
@@ -581,6 +584,10 @@ typedef struct {
     ngx_str_t                   names[16];   /* FANOUT_SPLIT_MAX_VARIANTS */
     uint32_t                    shares[16];  /* hundredths of 1% */
     uint32_t                    order[16];   /* the same, by variant */
+    ngx_str_t                   steps;       /* a ramp's, as in ramp= */
+    ngx_str_t                   rollback;
+    ngx_str_t                   candidate;
+    ngx_msec_t                  every;
     ngx_uint_t                  status;      /* refused: why */
     const char                 *error;
     const char                 *message;
@@ -595,6 +602,8 @@ ngx_int_t ngx_http_fanout_runtime_change(ngx_http_fanout_main_conf_t *fmcf,
     ngx_http_fanout_redis_op_t **op);
 size_t ngx_http_fanout_runtime_json_size(ngx_http_fanout_main_conf_t *fmcf);
 u_char *ngx_http_fanout_runtime_json(u_char *p,
+    ngx_http_fanout_main_conf_t *fmcf);
+u_char *ngx_http_fanout_runtime_prometheus(u_char *p,
     ngx_http_fanout_main_conf_t *fmcf);
 ngx_int_t ngx_http_fanout_runtime_init_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_fanout_health_init_conf(ngx_conf_t *cf,

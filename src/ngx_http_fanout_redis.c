@@ -19,6 +19,10 @@
 
 #include <openssl/sha.h>
 
+#if (NGX_HTTP_FANOUT_HIREDIS_SSL)
+#include <hiredis/hiredis_ssl.h>
+#endif
+
 
 #define NGX_HTTP_FANOUT_REDIS_BACKOFF_MIN   100
 #define NGX_HTTP_FANOUT_REDIS_BACKOFF_MAX   5000
@@ -95,6 +99,10 @@ static ngx_http_fanout_redis_sentinel_t  ngx_http_fanout_sentinel;
 
 static ngx_int_t ngx_http_fanout_redis_sentinels(ngx_conf_t *cf,
     ngx_http_fanout_redis_conf_t *rcf, ngx_str_t *value);
+static ngx_int_t ngx_http_fanout_redis_tls(ngx_conf_t *cf,
+    ngx_http_fanout_redis_conf_t *rcf, u_char *ca, u_char *cert, u_char *key,
+    u_char *name);
+static ngx_int_t ngx_http_fanout_redis_tls_start(redisAsyncContext *ac);
 
 static ngx_http_fanout_redis_conf_t   *ngx_http_fanout_redis_conf;
 static ngx_http_fanout_redis_conn_t   *ngx_http_fanout_redis_conns;
@@ -118,6 +126,7 @@ ngx_http_fanout_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_fanout_main_conf_t *fmcf = conf;
 
+    u_char                        *tls_ca, *tls_cert, *tls_key, *tls_name;
     ngx_int_t                      n;
     ngx_str_t                     *value, s;
     ngx_url_t                      u;
@@ -127,6 +136,11 @@ ngx_http_fanout_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (fmcf->redis) {
         return "is duplicate";
     }
+
+    tls_ca = NULL;
+    tls_cert = NULL;
+    tls_key = NULL;
+    tls_name = NULL;
 
     rcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_fanout_redis_conf_t));
     if (rcf == NULL) {
@@ -195,6 +209,31 @@ ngx_http_fanout_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 return NGX_CONF_ERROR;
             }
 
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "tls") == 0) {
+            rcf->tls = 1;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "tls_ca=", 7) == 0) {
+            tls_ca = value[i].data + 7;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "tls_cert=", 9) == 0) {
+            tls_cert = value[i].data + 9;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "tls_key=", 8) == 0) {
+            tls_key = value[i].data + 8;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "tls_server_name=", 16) == 0) {
+            tls_name = value[i].data + 16;
             continue;
         }
 
@@ -276,6 +315,21 @@ ngx_http_fanout_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         goto invalid;
     }
 
+    if ((tls_ca || tls_cert || tls_key || tls_name) && !rcf->tls) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tls_ca=\", \"tls_cert=\", \"tls_key=\" and "
+                           "\"tls_server_name=\" need \"tls\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (rcf->tls
+        && ngx_http_fanout_redis_tls(cf, rcf, tls_ca, tls_cert, tls_key,
+                                     tls_name)
+           != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     if ((rcf->sentinels == NULL) != (rcf->master.len == 0)) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"sentinel=\" and \"master=\" go together, "
@@ -300,6 +354,101 @@ invalid:
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid parameter \"%V\"", &value[i]);
     return NGX_CONF_ERROR;
+}
+
+
+/*
+ * tls: the context is made here, from files read once, so that a bad file
+ * fails nginx -t; workers inherit it.  Without hiredis_ssl (Debian
+ * bookworm's hiredis 0.14) "tls" is refused.
+ */
+
+#if (NGX_HTTP_FANOUT_HIREDIS_SSL)
+
+static void
+ngx_http_fanout_redis_tls_free(void *data)
+{
+    redisFreeSSLContext(data);
+}
+
+#endif
+
+
+static ngx_int_t
+ngx_http_fanout_redis_tls(ngx_conf_t *cf, ngx_http_fanout_redis_conf_t *rcf,
+    u_char *ca, u_char *cert, u_char *key, u_char *name)
+{
+#if (NGX_HTTP_FANOUT_HIREDIS_SSL)
+    ngx_str_t              f[3];
+    ngx_uint_t             i;
+    ngx_pool_cleanup_t    *cln;
+    redisSSLContext       *ssl;
+    redisSSLContextError   err;
+
+    if ((cert == NULL) != (key == NULL)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tls_cert=\" and \"tls_key=\" go together");
+        return NGX_ERROR;
+    }
+
+    /* relative to the prefix, as nginx's own certificate paths */
+    ngx_str_null(&f[0]);
+    ngx_str_null(&f[1]);
+    ngx_str_null(&f[2]);
+
+    if (ca) {
+        f[0].data = ca;
+        f[0].len = ngx_strlen(ca);
+    }
+
+    if (cert) {
+        f[1].data = cert;
+        f[1].len = ngx_strlen(cert);
+        f[2].data = key;
+        f[2].len = ngx_strlen(key);
+    }
+
+    for (i = 0; i < 3; i++) {
+        if (f[i].len && ngx_conf_full_name(cf->cycle, &f[i], 1) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    (void) redisInitOpenSSL();
+
+    err = REDIS_SSL_CTX_NONE;
+    ssl = redisCreateSSLContext(f[0].len ? (char *) f[0].data : NULL, NULL,
+                                f[1].len ? (char *) f[1].data : NULL,
+                                f[2].len ? (char *) f[2].data : NULL,
+                                (char *) name, &err);
+    if (ssl == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "fanout_redis tls: %s",
+                           redisSSLContextGetError(err));
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        redisFreeSSLContext(ssl);
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_fanout_redis_tls_free;
+    cln->data = ssl;
+    rcf->ssl = ssl;
+
+    return NGX_OK;
+
+#else
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"tls\" needs the module built with hiredis_ssl "
+                       "(hiredis 1.x, USE_SSL=1); this build has none "
+                       "(Debian bookworm's hiredis 0.14 has no TLS)");
+    return NGX_ERROR;
+
+#endif
 }
 
 
@@ -976,7 +1125,9 @@ ngx_http_fanout_redis_connect(ngx_http_fanout_redis_conn_t *rc)
     }
 
     /* the adapter first: setting the connect callback adds a write event */
-    if (ngx_http_fanout_redis_attach(ac, rc, ngx_cycle->log) != NGX_OK) {
+    if (ngx_http_fanout_redis_tls_start(ac) != NGX_OK
+        || ngx_http_fanout_redis_attach(ac, rc, ngx_cycle->log) != NGX_OK)
+    {
         redisAsyncFree(ac);
         ngx_http_fanout_redis_schedule(rc);
         return;
@@ -990,6 +1141,28 @@ ngx_http_fanout_redis_connect(ngx_http_fanout_redis_conn_t *rc)
 
     ngx_add_timer(&rc->timer, rcf->connect_timeout);
 }
+
+/* tls: the handshake goes with the connection, on the event loop */
+
+static ngx_int_t
+ngx_http_fanout_redis_tls_start(redisAsyncContext *ac)
+{
+#if (NGX_HTTP_FANOUT_HIREDIS_SSL)
+    if (ngx_http_fanout_redis_conf->ssl
+        && redisInitiateSSLWithContext(&ac->c,
+                                       ngx_http_fanout_redis_conf->ssl)
+           != REDIS_OK)
+    {
+        ngx_http_fanout_redis_fail(ngx_cycle->log,
+                                   NGX_HTTP_FANOUT_REDIS_CONNECT,
+                                   "refused TLS", ac->c.errstr);
+        return NGX_ERROR;
+    }
+#endif
+
+    return NGX_OK;
+}
+
 
 /* Sentinel: where the master is */
 
@@ -1300,9 +1473,10 @@ ngx_http_fanout_sentinel_connect(void)
         return;
     }
 
-    if (ngx_http_fanout_redis_attach(ac, &ngx_http_fanout_sentinel,
-                                     ngx_cycle->log)
-        != NGX_OK)
+    if (ngx_http_fanout_redis_tls_start(ac) != NGX_OK
+        || ngx_http_fanout_redis_attach(ac, &ngx_http_fanout_sentinel,
+                                        ngx_cycle->log)
+           != NGX_OK)
     {
         redisAsyncFree(ac);
         ngx_http_fanout_sentinel_schedule(1);

@@ -43,6 +43,8 @@ struct ngx_http_fanout_redis_conf_s {
     ngx_str_t                   username;  /* ACL user, with password */
     ngx_str_t                   password;
     ngx_uint_t                  db;
+    ngx_flag_t                  tls;       /* tls: hiredis_ssl */
+    void                       *ssl;       /* its redisSSLContext */
     ngx_msec_t                  connect_timeout;
     ngx_msec_t                  timeout;
     ngx_uint_t                  pool;

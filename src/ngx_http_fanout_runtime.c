@@ -100,6 +100,14 @@ typedef struct {
 } ngx_http_fanout_rt_write_t;
 
 
+static ngx_str_t  ngx_http_fanout_rt_none = ngx_string("-");
+
+static void ngx_http_fanout_rt_split_write(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_http_fanout_stats_loc_t *loc, fanout_split_t *split,
+    ngx_uint_t weights);
+static void ngx_http_fanout_rt_ramp_split(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_http_fanout_stats_loc_t *loc);
+
 static ngx_http_fanout_redis_script_t  ngx_http_fanout_rt_write_script;
 static ngx_http_fanout_redis_script_t  ngx_http_fanout_rt_poll_script;
 static ngx_http_fanout_redis_script_t  ngx_http_fanout_rt_ramp_script;
@@ -148,6 +156,41 @@ ngx_http_fanout_rt_wall(void)
 }
 
 
+/*
+ * The ramp in force for a location: fanout_api's while it is set for this
+ * very split (copied into this process under the zone's lock), else the
+ * configuration's.  Called before a ramp is looked at.
+ */
+
+static void
+ngx_http_fanout_rt_ramp_sync(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_http_fanout_stats_loc_t *loc)
+{
+    ngx_http_fanout_runtime_t  *rt;
+
+    if (loc->node == NULL || loc->split == NULL) {
+        return;
+    }
+
+    rt = &loc->node->rt;
+
+    if (rt->api_ramp_on && rt->api_base == loc->split_fp) {
+        ngx_shmtx_lock(&fmcf->shpool->mutex);
+        loc->api_ramp = rt->api_ramp;
+        loc->candidate = rt->api_candidate;
+        loc->ramp_fp = rt->api_ramp_fp;
+        ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+        loc->ramp = &loc->api_ramp;
+        return;
+    }
+
+    loc->ramp = loc->conf_ramp;
+    loc->candidate = loc->conf_candidate;
+    loc->ramp_fp = loc->conf_ramp_fp;
+}
+
+
 static ngx_http_fanout_stats_loc_t *
 ngx_http_fanout_rt_location(ngx_http_fanout_main_conf_t *fmcf, ngx_str_t *name)
 {
@@ -160,6 +203,7 @@ ngx_http_fanout_rt_location(ngx_http_fanout_main_conf_t *fmcf, ngx_str_t *name)
         if (loc[i].name.len == name->len
             && ngx_strncmp(loc[i].name.data, name->data, name->len) == 0)
         {
+            ngx_http_fanout_rt_ramp_sync(fmcf, &loc[i]);
             return &loc[i];
         }
     }
@@ -268,6 +312,117 @@ ngx_http_fanout_rt_ramp_split(ngx_http_fanout_main_conf_t *fmcf,
 }
 
 
+/*
+ * fanout_api's ramp: set for the location's split as it is (bound to its
+ * fingerprint, as weights are), or off.  The split in use follows: the
+ * ramp's state when it has one, else the configuration's split until its
+ * first tick.
+ */
+
+static uint64_t  ngx_http_fanout_rt_bounds[NGX_HTTP_FANOUT_NBUCKETS - 1];
+
+
+static void
+ngx_http_fanout_rt_ramp_install(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_http_fanout_stats_loc_t *loc, fanout_ramp_t *ramp,
+    ngx_uint_t candidate)
+{
+    uint32_t                    fp;
+    ngx_http_fanout_runtime_t  *rt;
+
+    rt = &loc->node->rt;
+    fp = 0;
+
+    if (ramp) {
+        /* unlike the configuration's, so that it has a state of its own */
+        fp = (loc->split_fp * 31 + fanout_murmur2((u_char *) ramp,
+                                                  sizeof(fanout_ramp_t))
+              + (uint32_t) candidate) ^ 0x5a5a5a5a;
+    }
+
+    ngx_shmtx_lock(&fmcf->shpool->mutex);
+
+    if (ramp) {
+        rt->api_ramp = *ramp;
+        rt->api_candidate = candidate;
+        rt->api_ramp_fp = fp;
+        rt->api_base = loc->split_fp;
+    }
+
+    rt->api_ramp_on = (ramp != NULL);
+
+    ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+    ngx_http_fanout_rt_ramp_sync(fmcf, loc);
+
+    if (loc->ramp && rt->ramp_fp == loc->ramp_fp
+        && rt->ramp_state != NGX_HTTP_FANOUT_RAMP_NONE)
+    {
+        ngx_http_fanout_rt_ramp_split(fmcf, loc);
+
+    } else {
+        ngx_http_fanout_rt_split_write(fmcf, loc, NULL, 0);
+    }
+}
+
+
+/* "CANDIDATE EVERY-MS MIN-REQUESTS STEPS ROLLBACK|-": the fleet's form */
+
+static size_t
+ngx_http_fanout_rt_ramp_conf_value(u_char *buf, fanout_ramp_t *ramp,
+    ngx_uint_t candidate, ngx_str_t *steps, ngx_str_t *rollback)
+{
+    return ngx_sprintf(buf, "%ui %uL %uL %V %V", candidate, ramp->every,
+                       ramp->min_requests, steps,
+                       rollback->len ? rollback : &ngx_http_fanout_rt_none)
+           - buf;
+}
+
+
+/* a ramp from its parts; NULL, or what is wrong with them */
+
+static const char *
+ngx_http_fanout_rt_ramp_conf(ngx_http_fanout_stats_loc_t *loc,
+    ngx_str_t *steps, uint64_t every, uint64_t min, ngx_str_t *rollback,
+    fanout_ramp_t *ramp)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_FANOUT_NBUCKETS - 1; i++) {
+        ngx_http_fanout_rt_bounds[i] = ngx_http_fanout_buckets[i];
+    }
+
+    ngx_memzero(ramp, sizeof(fanout_ramp_t));
+
+    if (fanout_ramp_parse_steps(ramp, (char *) steps->data, steps->len) != 0)
+    {
+        return "\\\"steps\\\" are rising shares that end at 100%, as "
+               "\\\"5%,25%,100%\\\"";
+    }
+
+    if (every == 0) {
+        return "\\\"every\\\" is a time, as \\\"10m\\\"";
+    }
+
+    ramp->every = every;
+    ramp->min_requests = min ? min : 20;
+
+    if (rollback->len
+        && (rollback->len == 1 && rollback->data[0] == '-' ? 0
+            : fanout_ramp_parse_rollback(ramp, (char *) rollback->data,
+                                         rollback->len,
+                                         ngx_http_fanout_rt_bounds,
+                                         NGX_HTTP_FANOUT_NBUCKETS - 1))
+           != 0)
+    {
+        return "\\\"rollback_if\\\" is error_rate>P% and p99>Nms (N one of "
+               "the latency histogram's bounds), joined by \\\",\\\"";
+    }
+
+    return NULL;
+}
+
+
 /* "split\x1fLOC", "shadow\x1fNAME\x1fLOC", ...: names have no \x1f */
 
 static size_t
@@ -302,30 +457,49 @@ ngx_http_fanout_rt_ramp_value(u_char *buf, ngx_uint_t state, ngx_uint_t step,
 }
 
 
-static ngx_int_t
-ngx_http_fanout_rt_ramp_parse(u_char *p, size_t len, ngx_uint_t *state,
-    ngx_uint_t *step, uint64_t *at, ngx_uint_t *why)
+/* the words of a value of the fleet's hash: how many (max at most) */
+
+static ngx_uint_t
+ngx_http_fanout_rt_words(u_char *p, size_t len, u_char **w, size_t *wlen,
+    ngx_uint_t max)
 {
-    u_char      *end, *f[4];
-    size_t       flen[4];
-    ngx_int_t    n;
-    ngx_uint_t   i, k;
+    u_char      *end;
+    ngx_uint_t   k;
 
     end = p + len;
 
-    for (k = 0; k < 4; k++) {
-        f[k] = p;
+    for (k = 0; k < max && p < end; k++) {
+        w[k] = p;
 
         while (p < end && *p != ' ') {
             p++;
         }
 
-        flen[k] = p - f[k];
-        p++;
+        wlen[k] = p - w[k];
 
-        if (flen[k] == 0) {
-            return NGX_ERROR;
+        if (wlen[k] == 0) {
+            /* two spaces: not ours */
+            return 0;
         }
+
+        p++;
+    }
+
+    return k;
+}
+
+
+static ngx_int_t
+ngx_http_fanout_rt_ramp_parse(u_char *p, size_t len, ngx_uint_t *state,
+    ngx_uint_t *step, uint64_t *at, ngx_uint_t *why)
+{
+    u_char      *f[4];
+    size_t       flen[4];
+    ngx_int_t    n;
+    ngx_uint_t   i;
+
+    if (ngx_http_fanout_rt_words(p, len, f, flen, 4) != 4) {
+        return NGX_ERROR;
     }
 
     for (i = 1; i < 4; i++) {
@@ -853,8 +1027,77 @@ ngx_http_fanout_rt_apply(ngx_http_fanout_main_conf_t *fmcf, u_char *f,
         return;
     }
 
+    if (f[0] == 'a') {
+        /* "api-ramp\x1f*\x1fLOC": fanout_api's ramp, for this split */
+        u_char         *tok[6];
+        size_t          tlen[6];
+        ngx_uint_t      j;
+        ngx_int_t       cand, every, min;
+        fanout_ramp_t   ramp;
+        ngx_str_t       steps, rollback;
+
+        if (loc->split == NULL || loc->node == NULL) {
+            return;
+        }
+
+        j = ngx_http_fanout_rt_words(v, vlen, tok, tlen, 6);
+
+        if (j < 2 || (uint32_t) ngx_hextoi(tok[0], tlen[0]) != loc->split_fp)
+        {
+            return;
+        }
+
+        if (tlen[1] == 3 && ngx_strncmp(tok[1], "off", 3) == 0) {
+            if (loc->node->rt.api_ramp_on) {
+                ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                              "fanout runtime: location \"%V\": fanout_api's "
+                              "ramp off (the fleet's version %i)",
+                              &loc->name, version);
+                ngx_http_fanout_rt_ramp_install(fmcf, loc, NULL, 0);
+            }
+
+            return;
+        }
+
+        if (j != 6) {
+            return;
+        }
+
+        cand = ngx_atoi(tok[1], tlen[1]);
+        every = ngx_atoi(tok[2], tlen[2]);
+        min = ngx_atoi(tok[3], tlen[3]);
+        steps.data = tok[4];
+        steps.len = tlen[4];
+        rollback.data = tok[5];
+        rollback.len = tlen[5];
+
+        if (cand < 0 || cand >= (ngx_int_t) loc->split->n || every <= 0
+            || min < 0
+            || ngx_http_fanout_rt_ramp_conf(loc, &steps, (uint64_t) every,
+                                            (uint64_t) min, &rollback, &ramp)
+               != NULL)
+        {
+            return;
+        }
+
+        if (loc->node->rt.api_ramp_on && loc->node->rt.api_candidate
+                                         == (ngx_uint_t) cand
+            && ngx_memcmp(&loc->node->rt.api_ramp, &ramp, sizeof(ramp)) == 0)
+        {
+            return;
+        }
+
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "fanout runtime: location \"%V\": fanout_api's ramp "
+                      "\"%*s\" (the fleet's version %i)", &loc->name,
+                      vlen - tlen[0] - 1, v + tlen[0] + 1, version);
+
+        ngx_http_fanout_rt_ramp_install(fmcf, loc, &ramp, (ngx_uint_t) cand);
+        return;
+    }
+
     if (f[0] == 'r') {
-        /* "ramp\x1fFP\x1fLOC": this configuration's ramp only */
+        /* "ramp\x1fFP\x1fLOC": the ramp in force only */
         if (loc->ramp == NULL) {
             return;
         }
@@ -1021,6 +1264,8 @@ ngx_http_fanout_rt_poll_reply(void *data, redisReply *reply,
     loc = fmcf->locations.elts;
 
     for (i = 0; i < fmcf->locations.nelts; i++) {
+        ngx_http_fanout_rt_ramp_sync(fmcf, &loc[i]);
+
         if (loc[i].ramp && loc[i].node) {
             ngx_http_fanout_rt_ramp_fleet(fmcf, &loc[i]);
         }
@@ -1072,6 +1317,8 @@ ngx_http_fanout_rt_sync(ngx_event_t *ev)
         loc = fmcf->locations.elts;
 
         for (i = 0; i < fmcf->locations.nelts; i++) {
+            ngx_http_fanout_rt_ramp_sync(fmcf, &loc[i]);
+
             if (loc[i].ramp && loc[i].node) {
                 ngx_http_fanout_rt_ramp_local(fmcf, &loc[i]);
             }
@@ -1114,8 +1361,9 @@ ngx_http_fanout_runtime_init_process(ngx_cycle_t *cycle)
         ramps += (loc[i].ramp != NULL);
     }
 
-    /* the fleet's changes come through any instance's fanout_api */
-    if (ramps == 0 && (fmcf->redis == NULL || fmcf->api_file == NULL)) {
+    /* the fleet's changes come through any instance's fanout_api, and
+     * fanout_api may set a ramp */
+    if (ramps == 0 && fmcf->api_file == NULL) {
         return NGX_OK;
     }
 
@@ -1188,7 +1436,7 @@ ngx_http_fanout_runtime_change(ngx_http_fanout_main_conf_t *fmcf,
     ngx_http_fanout_stats_target_t  *t;
     u_char                           field[NGX_HTTP_FANOUT_RT_FIELD],
                                      value[FANOUT_SPLIT_MAX_VARIANTS
-                                           * (NGX_INT_T_LEN + 1) + 16];
+                                           * (NGX_INT_T_LEN + 1) + 400];
     size_t                           flen, vlen;
 
     *op = NULL;
@@ -1424,6 +1672,90 @@ ngx_http_fanout_runtime_change(ngx_http_fanout_main_conf_t *fmcf,
                       &ch->name, ch->name.len ? "\"" : "");
         break;
 
+    case NGX_HTTP_FANOUT_RT_RAMP_SET:
+    case NGX_HTTP_FANOUT_RT_RAMP_OFF:
+
+        if (loc->split == NULL) {
+            ch->status = NGX_HTTP_NOT_FOUND;
+            ch->error = "no_split";
+            ch->message = "the location has no fanout_split";
+            return NGX_DECLINED;
+        }
+
+        {
+            ngx_str_t       all = ngx_string("*");
+            fanout_ramp_t   ramp;
+            const char     *bad;
+            ngx_uint_t      cand;
+
+            flen = ngx_http_fanout_rt_field(field, "api-ramp", &all,
+                                            &ch->location);
+            vlen = ngx_sprintf(value, "%08xD ", loc->split_fp) - value;
+
+            if (ch->what == NGX_HTTP_FANOUT_RT_RAMP_OFF) {
+                if (!loc->node->rt.api_ramp_on) {
+                    ch->status = NGX_HTTP_NOT_FOUND;
+                    ch->error = "no_ramp";
+                    ch->message = "fanout_api set no ramp on this split";
+                    return NGX_DECLINED;
+                }
+
+                vlen = ngx_sprintf(value + vlen, "off") - value;
+                ngx_http_fanout_rt_ramp_install(fmcf, loc, NULL, 0);
+
+                ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                              "fanout_api: location \"%V\": fanout_api's "
+                              "ramp off", &loc->name);
+                break;
+            }
+
+            cand = 0;
+
+            if (ch->candidate.len) {
+                i = ngx_http_fanout_rt_index(&loc->variants,
+                                             ch->candidate.data,
+                                             ch->candidate.len, 1);
+                if (i < 0) {
+                    ch->status = NGX_HTTP_NOT_FOUND;
+                    ch->error = "unknown_variant";
+                    ch->message = "the candidate is no variant of the split";
+                    return NGX_DECLINED;
+                }
+
+                cand = (ngx_uint_t) i;
+            }
+
+            bad = ngx_http_fanout_rt_ramp_conf(loc, &ch->steps, ch->every,
+                                               ch->value, &ch->rollback,
+                                               &ramp);
+            if (bad) {
+                ch->status = NGX_HTTP_BAD_REQUEST;
+                ch->error = "bad_value";
+                ch->message = bad;
+                return NGX_DECLINED;
+            }
+
+            if (ch->steps.len + ch->rollback.len > 256) {
+                ch->status = NGX_HTTP_BAD_REQUEST;
+                ch->error = "bad_value";
+                ch->message = "the ramp is too long";
+                return NGX_DECLINED;
+            }
+
+            vlen += ngx_http_fanout_rt_ramp_conf_value(value + vlen, &ramp,
+                                                       cand, &ch->steps,
+                                                       &ch->rollback);
+
+            ngx_http_fanout_rt_ramp_install(fmcf, loc, &ramp, cand);
+
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "fanout_api: location \"%V\": ramp \"%*s\" "
+                          "(candidate, every ms, min_requests, steps, "
+                          "rollback_if)", &loc->name, vlen - 9, value + 9);
+        }
+
+        break;
+
     case NGX_HTTP_FANOUT_RT_ROLLBACK:
     case NGX_HTTP_FANOUT_RT_RESTART:
 
@@ -1554,6 +1886,7 @@ ngx_http_fanout_runtime_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
             continue;
         }
 
+        ngx_http_fanout_rt_ramp_sync(fmcf, &loc[i]);
         rt = &loc[i].node->rt;
 
         p = ngx_sprintf(p, "%s\"", n++ ? "," : "");
@@ -1670,4 +2003,90 @@ ngx_http_fanout_runtime_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
     }
 
     return ngx_sprintf(p, "}");
+}
+
+
+/* Prometheus: each variant's share in use, each ramp's step and state */
+
+u_char *
+ngx_http_fanout_runtime_prometheus(u_char *p,
+    ngx_http_fanout_main_conf_t *fmcf)
+{
+    ngx_str_t                        name;
+    ngx_uint_t                       i, j, active, ramp, pass;
+    fanout_split_t                  *split;
+    ngx_http_fanout_runtime_t       *rt;
+    ngx_http_fanout_stats_loc_t     *loc;
+    ngx_http_fanout_stats_target_t  *t;
+
+    loc = fmcf->locations.elts;
+
+    p = ngx_sprintf(p,
+        "# HELP fanout_runtime_version The fleet's runtime state version "
+        "applied here (fanout_api, ramps; 0 without Redis).\n"
+        "# TYPE fanout_runtime_version gauge\n"
+        "fanout_runtime_version %uA\n"
+        "# HELP fanout_variant_share_ratio The share of a fanout_split "
+        "variant in use, 0 to 1: configured, set by fanout_api or by a "
+        "ramp.\n"
+        "# TYPE fanout_variant_share_ratio gauge\n",
+        fmcf->sh->runtime_version);
+
+    for (pass = 0; pass < 3; pass++) {
+        if (pass == 1) {
+            p = ngx_sprintf(p,
+                "# HELP fanout_ramp_step A ramp's step (1 to its steps; 0: "
+                "not begun).\n"
+                "# TYPE fanout_ramp_step gauge\n");
+
+        } else if (pass == 2) {
+            p = ngx_sprintf(p,
+                "# HELP fanout_ramp_rolled_back 1 once a ramp rolled its "
+                "candidate back to 0%%.\n"
+                "# TYPE fanout_ramp_rolled_back gauge\n");
+        }
+
+        for (i = 0; i < fmcf->locations.nelts; i++) {
+            ngx_http_fanout_rt_ramp_sync(fmcf, &loc[i]);
+
+            if (loc[i].split == NULL || loc[i].node == NULL
+                || (pass && loc[i].ramp == NULL))
+            {
+                continue;
+            }
+
+            rt = &loc[i].node->rt;
+            ramp = loc[i].ramp && rt->ramp_fp == loc[i].ramp_fp
+                   && rt->ramp_state != NGX_HTTP_FANOUT_RAMP_NONE;
+
+            if (pass) {
+                p = ngx_sprintf(p, "%s{location=\"",
+                                pass == 1 ? "fanout_ramp_step"
+                                          : "fanout_ramp_rolled_back");
+                p = ngx_http_fanout_escape_label(p, &loc[i].name);
+                p = ngx_sprintf(p, "\"} %ui\n",
+                                pass == 1 ? (ramp ? rt->ramp_step + 1 : 0)
+                                : (ramp && rt->ramp_state
+                                           == NGX_HTTP_FANOUT_RAMP_ROLLED_BACK));
+                continue;
+            }
+
+            active = rt->active && rt->base == loc[i].split_fp;
+            split = active ? &rt->split : loc[i].split;
+            t = loc[i].variants.elts;
+
+            for (j = 0; j < loc[i].variants.nelts; j++) {
+                p = ngx_sprintf(p, "fanout_variant_share_ratio{location=\"");
+                p = ngx_http_fanout_escape_label(p, &loc[i].name);
+                p = ngx_sprintf(p, "\",variant=\"");
+                p = ngx_http_fanout_escape_label(p,
+                        ngx_http_fanout_rt_extra_name(&name, &t[j]));
+                p = ngx_sprintf(p, "\"} %uD.%04uD\n",
+                                split->share[j] / FANOUT_SPLIT_WHOLE,
+                                split->share[j] % FANOUT_SPLIT_WHOLE);
+            }
+        }
+    }
+
+    return p;
 }

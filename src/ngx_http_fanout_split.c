@@ -569,6 +569,11 @@ ngx_http_fanout_split_register(ngx_conf_t *cf,
     loc->split = &sc->split;
     loc->ramp = sc->ramp;
 
+    /* the configuration's, for when fanout_api's ramp is off */
+    loc->conf_ramp = sc->ramp;
+    loc->conf_candidate = loc->candidate;
+    loc->conf_ramp_fp = loc->ramp_fp;
+
     return NGX_OK;
 }
 

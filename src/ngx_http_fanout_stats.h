@@ -161,6 +161,11 @@ typedef struct {
     ngx_atomic_t                percent;   /* a shadow's + 1; 0: its own */
     ngx_atomic_t                weights;   /* a split's: runtime weights */
     ngx_atomic_t                purged;    /* fanout_api's last purge, ms */
+    ngx_atomic_t                api_ramp_on;   /* fanout_api set a ramp: */
+    fanout_ramp_t               api_ramp;      /* under the zone's lock */
+    ngx_uint_t                  api_candidate;
+    uint32_t                    api_ramp_fp;
+    uint32_t                    api_base;  /* the split it was set for */
 } ngx_http_fanout_runtime_t;
 
 
@@ -232,6 +237,10 @@ typedef struct {
     ngx_uint_t                  candidate; /* the variant it ramps */
     uint32_t                    split_fp;  /* names and shares, hashed */
     uint32_t                    ramp_fp;   /* and the ramp's shape */
+    fanout_ramp_t              *conf_ramp; /* the configuration's ramp=, */
+    ngx_uint_t                  conf_candidate;    /* when fanout_api's */
+    uint32_t                    conf_ramp_fp;      /* ramp is off */
+    fanout_ramp_t               api_ramp;  /* fanout_api's, copied here */
     ngx_uint_t                  quorum;    /* the largest of its configs' */
     ngx_uint_t                  needs_redis;  /* cannot serve without it */
     ngx_uint_t                  breaker;   /* a fanout_breaker in one */

@@ -414,6 +414,11 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
         p = ngx_http_fanout_redis_status_json(p, fmcf->redis_stats);
     }
 
+    /* fanout_api's and the ramps' state, as fanout_api shows it */
+    p = ngx_sprintf(p, ",\"runtime\":{");
+    p = ngx_http_fanout_runtime_json(p, fmcf);
+    *p++ = '}';
+
     return ngx_sprintf(p, "}\n");
 }
 
@@ -959,6 +964,8 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
         }
     }
 
+    p = ngx_http_fanout_runtime_prometheus(p, fmcf);
+
     if (fmcf->redis_stats) {
         p = ngx_http_fanout_redis_status_prometheus(p, fmcf->redis_stats);
         p = ngx_sprintf(p,
@@ -999,7 +1006,8 @@ ngx_http_fanout_status_size(ngx_http_fanout_main_conf_t *fmcf)
      */
 
     size = 4096 + ngx_http_fanout_redis_status_size()
-           + 12 * fmcf->instance.len;
+           + 12 * fmcf->instance.len
+           + 2 * ngx_http_fanout_runtime_json_size(fmcf);
     loc = fmcf->locations.elts;
 
     for (i = 0; i < fmcf->locations.nelts; i++) {

@@ -324,6 +324,19 @@ is_deeply($after->{locations}, $before->{locations}, 'malformed fleet state chan
 cmp_ok($after->{fleet_version}, '>', $before->{fleet_version}, 'though its versions were read');
 is($t->post('/p?u=g', '{}')->{status}, 200, 'and requests are answered');
 
+# --- Redis stopped mid-command: the API answers by its timer, "local"
+
+$t->redis_signal('r', 'STOP');
+my $s0 = time;
+$r = api('{"location":"/q","target":"c","breaker":"open"}');
+my $took = time - $s0;
+is($r->{status}, 200, 'Redis stopped: the change still answered');
+is($r->{json}{written}, 'local', '  written: local');
+ok($took < 2, sprintf('  within the Redis timeout (%.2f s)', $took));
+is($r->{json}{locations}{'/q'}{targets}{c}{breaker}, 'open', '  and made here');
+$t->redis_signal('r', 'CONT');
+api('{"location":"/q","target":"c","breaker":"auto"}');
+
 # --- Redis down: made here, said to be local
 
 $t->redis_signal('r', 'KILL');

@@ -43,7 +43,14 @@ my $locations = <<'EOC';
         fanout_target a /_a variant=v1;
         fanout_target bad /_bad variant=v2;
     }
+    location /w {
+        fanout_split $arg_u { 10% v2; * v1; }
+        fanout_target a /_a variant=v1;
+        fanout_target b /_b variant=v2;
+    }
     location = /api { fanout_api write; }
+    location = /status { fanout_status; }
+    location = /metrics { fanout_status prometheus; }
 EOC
 
 my $http = <<"EOC";
@@ -148,6 +155,13 @@ like($t->error_log . $t->error_log('two'),
      'logged at warn');
 sleep 1.5;
 is(ramp('/bad')->{state}, 'rolled_back', 'and it stays rolled back');
+my $st = $t->get('/status')->{json};
+is($st->{runtime}{locations}{'/bad'}{split}{ramp}{state}, 'rolled_back', 'visible in fanout_status');
+my $prom = $t->get('/metrics')->{body};
+like($prom, qr/^fanout_ramp_rolled_back\{location="\/bad"\} 1$/m, 'Prometheus: fanout_ramp_rolled_back 1');
+like($prom, qr/^fanout_variant_share_ratio\{location="\/bad",variant="v2"\} 0\.0000$/m, '  and v2 at a share of 0');
+like($prom, qr/^fanout_variant_share_ratio\{location="\/good",variant="v2"\} 1\.0000$/m, '  /good\'s v2 at 1');
+like($prom, qr/^fanout_ramp_step\{location="\/good"\} 3$/m, '  at its step 3');
 
 # --- by hand: restart, then roll back
 
@@ -174,6 +188,57 @@ is(count(drive('/good'), 'v1'), 100, 'every user in v1');
 $r = $t->request('PATCH', '/api', body => '{"location":"/good","weights":{"v1":50,"v2":50}}');
 is($r->{status}, 409, 'weights by hand on a ramped split: 409');
 is($r->{json}{error}, 'ramp', '  ramp');
+
+# --- a ramp set through fanout_api, fleet-wide
+
+for my $bad (['{"location":"/w","ramp":{"steps":"5%,50%","every":"1s"}}', 400, 'bad_value', 'steps not ending at 100%'],
+             ['{"location":"/w","ramp":{"steps":"5%,100%"}}', 400, 'bad_value', 'no every'],
+             ['{"location":"/w","ramp":{"steps":"5%,100%","every":"soon"}}', 400, 'bad_value', 'every not a time'],
+             ['{"location":"/w","ramp":{"steps":"5%,100%","every":"1s","rollback_if":"p99>300ms"}}', 400, 'bad_value', 'p99 off the bounds'],
+             ['{"location":"/w","ramp":{"steps":"5%,100%","every":"1s","candidate":"zz"}}', 404, 'unknown_variant', 'an unknown candidate'],
+             ['{"location":"/w","ramp":{"steps":"5%,100%","every":"1s","speed":2}}', 400, 'unknown_field', 'an unknown field'],
+             ['{"location":"/w","ramp":{"steps":"5%,100%","every":"1s","min_requests":0}}', 400, 'bad_value', 'min_requests 0'],
+             ['{"location":"/w","ramp":"off"}', 404, 'no_ramp', 'off when none is set'],
+             ['{"location":"/w","ramp":"sideways"}', 400, 'bad_value', 'an unknown ramp action'])
+{
+    my ($body, $code, $err, $name) = @$bad;
+    my $r = $t->request('PATCH', '/api', body => $body);
+    is($r->{status}, $code, "API ramp, $name: $code");
+    is(($r->{json} // {})->{error}, $err, "  $err");
+}
+is(ramp('/w')->{state}, undef, 'nothing changed: no ramp on /w');
+
+$r = $t->request('PATCH', '/api', body => '{"location":"/w","ramp":{"steps":"30%,100%","every":"1500ms",'
+                                         . '"rollback_if":"error_rate>20%","candidate":"v2","min_requests":5}}');
+is($r->{status}, 200, 'a ramp set through fanout_api');
+like($t->error_log, qr/\[notice\].*fanout_api: location "\/w": ramp "0 1500 5 30%,100% error_rate>20%"/,
+     'logged at notice');
+$seen = 0;
+for (1 .. 60) {
+    my $o = ramp('/w', $two);
+    if (($o->{state} // '') eq 'ramping' && $o->{candidate} eq 'v2') { $seen = 1; last }
+    sleep 0.05;
+}
+ok($seen, 'the other instance ramps it too');
+$deadline = time + 20;
+my $w;
+while (time < $deadline) {
+    $v = drive('/w');
+    $w = ramp('/w');
+    last if $w->{state} eq 'done' && (ramp('/w', $two)->{state} // '') eq 'done';
+}
+is($w->{state}, 'done', 'the API ramp reaches 100%');
+is(count(drive('/w'), 'v2'), 100, 'every user in v2');
+$r = $t->request('PATCH', '/api', body => '{"location":"/w","ramp":"off"}', port => $two);
+is($r->{status}, 200, 'the API ramp off, through the other instance');
+$seen = 0;
+for (1 .. 60) {
+    if (($t->get('/api')->{json}{locations}{'/w'}{split}{source} // '') eq 'config') { $seen = 1; last }
+    sleep 0.05;
+}
+ok($seen, 'both back to the configured split');
+$v = drive('/w');
+ok(count($v, 'v2') >= 2 && count($v, 'v2') <= 25, 'v2 at about 10% again: ' . count($v, 'v2'));
 
 # --- without Redis: the instance's own ramp
 

@@ -1,7 +1,9 @@
 #!/usr/bin/perl
 # make leak-check: one nginx process (master_process off) under valgrind
 # through fan-outs, merges, deadlines, cache misses, hits, bypasses,
-# level=target, shadows (compared, sampled, timed out) and a killed Redis; fails on invalid memory accesses and on
+# level=target, shadows (compared, sampled, timed out), fanout_api's
+# changes written to Redis and polled back, a ramp's ticks, a purge, and a
+# killed Redis; fails on invalid memory accesses and on
 # any memory definitely lost but nginx's own environment copy.  The module's
 # symbols are kept, for the stacks, although nginx unloads it at exit.
 
@@ -64,6 +66,13 @@ server {
     location /mb { fanout_target m /_mb batch=4 batch_wait=5ms; }
     location /bf { fanout_target a /_a; fanout_target b /_b; fanout_merge first;
                    fanout_batch instances chunk=2; }
+    location /sp { fanout_split $arg_u ramp=10%,100% every=100ms min_requests=2 {
+                       10% v2; * v1; }
+                   fanout_target a /_a variant=v1; fanout_target b /_b variant=v2;
+                   fanout_shadow s /_a percent=0; }
+    location /w  { fanout_split $arg_u { 50% v1; * v2; }
+                   fanout_target a /_a variant=v1; fanout_target b /_b variant=v2; }
+    location = /api { fanout_api write; }
     location = /fanout/status { fanout_status prometheus; }
 }
 EOC
@@ -100,7 +109,18 @@ for my $i (1 .. 20) {
     $t->post('/bt', '{"instances":[1],"instances":[2]}');
     $t->parallel(3, 'POST', '/mb', body => qq({"instances":[$i]}));
     $t->post('/mb', 'not json');
+    $t->post("/sp?u=$_", '{}') for 1 .. 5;
+    $t->post("/w?u=$_", '{}') for 1 .. 3;
+    $t->request('PATCH', '/api', body => qq({"location":"/w","weights":{"v1":${\ ($i % 2 ? 100 : 0)},"v2":${\ ($i % 2 ? 0 : 100)}}}));
+    $t->request('PATCH', '/api', body => '{"location":"/sp","shadow":"s","percent":50}');
+    $t->request('PATCH', '/api', body => '{"location":"/br","target":"a","breaker":"open"}');
+    $t->request('PATCH', '/api', body => '{"location":"/br","target":"a","breaker":"auto"}');
+    $t->request('POST', '/api', body => '{"location":"/p","purge":true}') if $i % 5 == 0;
+    $t->request('PATCH', '/api', body => '{"location":"/w","weights":{"v1":50}}');
+    $t->request('PATCH', '/api', body => 'nope');
+    $t->get('/api');
 }
+$t->request('PATCH', '/api', body => '{"location":"/sp","ramp":"restart"}');
 sleep 0.5;    # the last shadows end
 $t->get('/fanout/status');
 
@@ -108,6 +128,7 @@ $t->redis_signal('r', 'KILL');
 sleep 0.3;
 $t->post('/p', '{"down":1}') for 1 .. 5;
 $t->post('/sh', '{"down":1}') for 1 .. 5;
+$t->request('PATCH', '/api', body => '{"location":"/w","weights":"config"}');
 sleep 0.5;
 
 kill 'QUIT', $pid;

@@ -265,7 +265,7 @@ bench-mean: deps
 # a copy of its seed corpus (t/fuzz/corpus/NAME, kept in the repository);
 # a crash stops it and leaves its input in build/fuzz/NAME/ (crash-*), to
 # be added to the corpus with a regression unit test.
-FUZZERS      := json merge compare cache_key call batch microbatch trace
+FUZZERS      := json merge compare cache_key call batch microbatch trace split
 FUZZ_SECONDS ?= 600
 FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=undefined -fno-omit-frame-pointer -Isrc

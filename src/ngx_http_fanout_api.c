@@ -15,7 +15,6 @@
 
 #include "ngx_http_fanout_module.h"
 #include "ngx_http_fanout_stats.h"
-#include "ngx_http_fanout_redis.h"
 #include "fanout_json.h"
 
 
@@ -149,7 +148,7 @@ ngx_http_fanout_api_handler(ngx_http_request_t *r)
 /* a change waiting for Redis to take it */
 typedef struct {
     ngx_http_request_t          *request;
-    ngx_http_fanout_redis_op_t  *op;
+    void                        *pending;  /* the runtime's write */
 } ngx_http_fanout_api_wait_t;
 
 
@@ -158,10 +157,10 @@ ngx_http_fanout_api_cleanup(void *data)
 {
     ngx_http_fanout_api_wait_t *w = data;
 
-    if (w->op) {
+    if (w->pending) {
         /* the request ends first: the reply is dropped, the change stays */
-        ngx_http_fanout_redis_cancel(w->op);
-        w->op = NULL;
+        ngx_http_fanout_runtime_forget(w->pending);
+        w->pending = NULL;
     }
 }
 
@@ -176,7 +175,7 @@ ngx_http_fanout_api_written(void *data, ngx_int_t version)
 
     r = w->request;
     c = r->connection;
-    w->op = NULL;
+    w->pending = NULL;
 
     if (version < 0) {
         ngx_log_error(NGX_LOG_WARN, c->log, 0,
@@ -271,6 +270,7 @@ ngx_http_fanout_api_body(ngx_http_request_t *r)
                                   values[NGX_HTTP_FANOUT_API_MAX_KEYS],
                                   field[NGX_HTTP_FANOUT_API_NFIELDS],
                                   wkeys[16], wvalues[16];
+    void                         *pending;
     ngx_pool_cleanup_t           *cln;
     ngx_http_fanout_api_wait_t   *w;
     ngx_http_fanout_rt_change_t  *ch;
@@ -732,12 +732,12 @@ change:
 
         w = cln->data;
         w->request = r;
-        w->op = NULL;
+        w->pending = NULL;
     }
 
     rc = ngx_http_fanout_runtime_change(fmcf, r->connection->log, ch,
                                         ngx_http_fanout_api_written, w,
-                                        w ? &w->op : (void *) &cln);
+                                        w ? &w->pending : &pending);
 
     if (rc == NGX_DECLINED) {
         rc = ch->status;
@@ -751,7 +751,7 @@ change:
         return;
     }
 
-    if (w && w->op) {
+    if (w && w->pending) {
         /* answered once Redis has it (or its timer ran out) */
         cln->handler = ngx_http_fanout_api_cleanup;
         return;

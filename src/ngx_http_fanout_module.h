@@ -598,8 +598,8 @@ typedef void (*ngx_http_fanout_rt_done_pt)(void *data, ngx_int_t version);
 
 ngx_int_t ngx_http_fanout_runtime_change(ngx_http_fanout_main_conf_t *fmcf,
     ngx_log_t *log, ngx_http_fanout_rt_change_t *ch,
-    ngx_http_fanout_rt_done_pt handler, void *data,
-    ngx_http_fanout_redis_op_t **op);
+    ngx_http_fanout_rt_done_pt handler, void *data, void **pending);
+void ngx_http_fanout_runtime_forget(void *pending);
 size_t ngx_http_fanout_runtime_json_size(ngx_http_fanout_main_conf_t *fmcf);
 u_char *ngx_http_fanout_runtime_json(u_char *p,
     ngx_http_fanout_main_conf_t *fmcf);

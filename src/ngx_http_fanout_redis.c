@@ -237,6 +237,12 @@ ngx_http_fanout_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "sentinel_password=", 18) == 0) {
+            rcf->sentinel_password.data = value[i].data + 18;
+            rcf->sentinel_password.len = value[i].len - 18;
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "master=", 7) == 0) {
             rcf->master.data = value[i].data + 7;
             rcf->master.len = value[i].len - 7;
@@ -327,6 +333,12 @@ ngx_http_fanout_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                      tls_name)
            != NGX_OK)
     {
+        return NGX_CONF_ERROR;
+    }
+
+    if (rcf->sentinel_password.len && rcf->sentinels == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sentinel_password=\" needs \"sentinel=\"");
         return NGX_CONF_ERROR;
     }
 
@@ -1383,6 +1395,22 @@ ngx_http_fanout_sentinel_on_connect(const redisAsyncContext *ac, int status)
         ngx_http_fanout_sentinel.ac = NULL;
         ngx_http_fanout_sentinel_schedule(1);
         return;
+    }
+
+    if (rcf->sentinel_password.len) {
+        /* pipelined: a refusal shows in the answer to the question */
+        argv[0] = "AUTH";
+        len[0] = 4;
+        argv[1] = (const char *) rcf->sentinel_password.data;
+        len[1] = rcf->sentinel_password.len;
+
+        if (redisAsyncCommandArgv((redisAsyncContext *) ac, NULL, NULL, 2,
+                                  argv, len)
+            != REDIS_OK)
+        {
+            ngx_http_fanout_sentinel_drop(1);
+            return;
+        }
     }
 
     argv[0] = "SENTINEL";

@@ -37,6 +37,7 @@ struct ngx_http_fanout_redis_conf_s {
     ngx_str_t                   address;   /* as configured, for logs */
     ngx_array_t                *sentinels; /* ngx_http_fanout_redis_addr_t */
     ngx_str_t                   master;    /* master=, with sentinel= */
+    ngx_str_t                   sentinel_password;
     ngx_str_t                   host;      /* NUL-terminated */
     in_port_t                   port;
     ngx_str_t                   path;      /* unix socket, NUL-terminated */

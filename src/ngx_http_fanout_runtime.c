@@ -88,7 +88,7 @@ typedef struct {
     fanout_ramp_counts_t            delta;    /* what was sent */
     u_char                          field[NGX_HTTP_FANOUT_RT_FIELD];
     size_t                          field_len;
-    u_char                          value[64];  /* the state judged */
+    u_char                          value[96];  /* the state judged */
     size_t                          value_len;
 } ngx_http_fanout_rt_ramp_t;
 
@@ -742,7 +742,7 @@ ngx_http_fanout_rt_ramp_reply(void *data, redisReply *reply,
     redisReply                **e;
     fanout_ramp_verdict_e       v;
     ngx_http_fanout_runtime_t  *rt;
-    u_char                      old[64];
+    u_char                      old[96];
 
     ngx_http_fanout_rt_busy--;
 
@@ -788,6 +788,12 @@ ngx_http_fanout_rt_ramp_reply(void *data, redisReply *reply,
                            &rt->ramp_counts);
 
     if (v == FANOUT_RAMP_HOLD) {
+        ngx_free(rr);
+        return;
+    }
+
+    if (reply->element[0]->len > sizeof(old)) {
+        /* not a state we wrote */
         ngx_free(rr);
         return;
     }
@@ -1418,12 +1424,24 @@ ngx_http_fanout_rt_written(void *data, redisReply *reply,
 }
 
 
+/* the caller goes away first: the reply, when it comes, is only freed */
+
+void
+ngx_http_fanout_runtime_forget(void *pending)
+{
+    ngx_http_fanout_rt_write_t *w = pending;
+
+    w->handler = NULL;
+}
+
+
 ngx_int_t
 ngx_http_fanout_runtime_change(ngx_http_fanout_main_conf_t *fmcf,
     ngx_log_t *log, ngx_http_fanout_rt_change_t *ch,
-    ngx_http_fanout_rt_done_pt handler, void *data,
-    ngx_http_fanout_redis_op_t **op)
+    ngx_http_fanout_rt_done_pt handler, void *data, void **pending)
 {
+    ngx_http_fanout_redis_op_t      *op;
+
     u_char                          *p;
     size_t                           len[4];
     ngx_int_t                        i;
@@ -1439,7 +1457,7 @@ ngx_http_fanout_runtime_change(ngx_http_fanout_main_conf_t *fmcf,
                                            * (NGX_INT_T_LEN + 1) + 400];
     size_t                           flen, vlen;
 
-    *op = NULL;
+    *pending = NULL;
 
     loc = ngx_http_fanout_rt_location(fmcf, &ch->location);
 
@@ -1823,12 +1841,15 @@ ngx_http_fanout_runtime_change(ngx_http_fanout_main_conf_t *fmcf,
     argv[2] = (const char *) value;
     len[2] = vlen;
 
-    *op = ngx_http_fanout_rt_eval(log, &ngx_http_fanout_rt_write_script, 1, 3,
-                                  argv, len, ngx_http_fanout_rt_written, w);
+    op = ngx_http_fanout_rt_eval(log, &ngx_http_fanout_rt_write_script, 1, 3,
+                                 argv, len, ngx_http_fanout_rt_written, w);
 
-    if (*op == NULL) {
+    if (op == NULL) {
         ngx_free(w);
+        return NGX_OK;
     }
+
+    *pending = w;
 
     return NGX_OK;
 
@@ -1855,9 +1876,11 @@ ngx_http_fanout_runtime_json_size(ngx_http_fanout_main_conf_t *fmcf)
     loc = fmcf->locations.elts;
 
     for (i = 0; i < fmcf->locations.nelts; i++) {
-        size += 512 + 6 * loc[i].name.len
-                + 160 * (loc[i].variants.nelts + loc[i].targets.nelts
-                         + loc[i].shadows.nelts);
+        /* and Prometheus repeats the location's name on each line */
+        size += 768 + 6 * loc[i].name.len
+                + (160 + 2 * loc[i].name.len)
+                  * (loc[i].variants.nelts + loc[i].targets.nelts
+                     + loc[i].shadows.nelts + 2);
     }
 
     return size;

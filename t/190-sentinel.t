@@ -43,6 +43,7 @@ sentinel monitor mymaster 127.0.0.1 $pm 1
 sentinel down-after-milliseconds mymaster 1000
 sentinel failover-timeout mymaster 4000
 sentinel parallel-syncs mymaster 1
+requirepass sentpass
 EOC
 
 my $sp = fork() // die;
@@ -54,7 +55,7 @@ if ($sp == 0) {
 }
 FT::wait_port($ps) or die 'redis-sentinel did not start';
 
-sub sentinel { my $a = join ' ', map { "'$_'" } @_; my $o = `redis-cli -p $ps $a 2>/dev/null`; chomp $o; $o }
+sub sentinel { my $a = join ' ', map { "'$_'" } @_; my $o = `redis-cli -p $ps -a sentpass --no-auth-warning $a 2>/dev/null`; chomp $o; $o }
 sub master_port { (split /\n/, sentinel('SENTINEL', 'get-master-addr-by-name', 'mymaster'))[1] // 0 }
 
 for (1 .. 200) {
@@ -65,7 +66,8 @@ like(sentinel('SENTINEL', 'replicas', 'mymaster'), qr/\Q$pr\E/, 'the Sentinel kn
 
 $t->run(workers => 2, http => <<"EOC");
 fanout_zone fanout 1m;
-fanout_redis sentinel=127.0.0.1:$ps,127.0.0.1:1 master=mymaster timeout=300ms connect_timeout=300ms;
+fanout_redis sentinel=127.0.0.1:$ps,127.0.0.1:1 master=mymaster sentinel_password=sentpass
+             timeout=300ms connect_timeout=300ms;
 server {
     listen 127.0.0.1:%%PORT_http%%;
     location /_a { internal; proxy_pass http://127.0.0.1:%%MOCK_a%%/; }
@@ -85,6 +87,26 @@ is($t->post('/p?c=x', '{"k":"first"}')->{headers}{'x-fanout-cache'}, 'MISS', 'a 
 sleep 0.3;
 is($t->post('/p?c=x', '{"k":"first"}')->{headers}{'x-fanout-cache'}, 'HIT', 'then a hit: caching on the master');
 like($t->redis_cli('m', '--scan', '--pattern', 'fanout:limit:*'), qr/fanout:limit:/, 'the cluster limit counts in the master');
+
+# a wrong Sentinel password: refused, logged, failing open
+my $two = $t->port('two');
+$t->run(prefix => 'two', port => $two, http => <<"EOC");
+fanout_zone fanout 1m;
+fanout_redis sentinel=127.0.0.1:$ps master=mymaster sentinel_password=wrong timeout=300ms;
+server {
+    listen 127.0.0.1:$two;
+    location /_a { internal; proxy_pass http://127.0.0.1:%%MOCK_a%%/; }
+    location /p { fanout_target a /_a; fanout_cache ttl=60s; }
+}
+EOC
+sleep 0.5;
+my $w = $t->post('/p', '{"k":"w"}', port => $two);
+is($w->{status}, 200, 'a wrong sentinel_password: answered all the same');
+is($w->{headers}{'x-fanout-cache'}, 'ERROR', '  without the cache');
+like($t->error_log('two'), qr/has a Sentinel that names no such master: (WRONGPASS|NOAUTH|ERR)/,
+     '  and the error log says what the Sentinel answered');
+$t->stop_instance('two');
+push @{ $t->{stopped} }, 'two';
 
 # the load: every answer's time, status and cache state, fresh keys each
 sub load {

@@ -3,6 +3,8 @@
 # - A split's weights changed through one instance's fanout_api: every
 #   instance answers by the new weights within a second (seen through
 #   HAProxy); a cache purge through one instance empties all three.
+# - Ramps through HAProxy: a healthy candidate reaches 100% on all three,
+#   one answering 500s is rolled back to 0% on all three.
 # - A drain through fanout_api takes an instance out of HAProxy, and
 #   stopping it with fanout_drain_on_quit fails no request.
 # - A model killed: no instance can meet its quorum, every instance goes
@@ -33,6 +35,7 @@ my $dir = $t->dir;
 $t->redis('r');
 $t->mock('a', mode => 'echo');
 $t->mock('b', mode => 'echo');
+$t->mock('bad', status => 500);
 
 my @names = qw(one two three);
 
@@ -64,6 +67,19 @@ server {
         fanout_target a /_a;
         fanout_cache ttl=60s;
         add_header X-Instance $name always;
+    }
+    location /_bad { internal; proxy_pass http://127.0.0.1:%%MOCK_bad%%/; }
+    location /r {
+        fanout_split \$arg_u ramp=20%,100% every=2s min_requests=5
+                     rollback_if=error_rate>20% { 20% v2; * v1; }
+        fanout_target a /_a variant=v1;
+        fanout_target b /_b variant=v2;
+    }
+    location /rb {
+        fanout_split \$arg_u ramp=20%,100% every=2s min_requests=5
+                     rollback_if=error_rate>20% { 20% v2; * v1; }
+        fanout_target a /_a variant=v1;
+        fanout_target bad /_bad variant=v2;
     }
     location = /health { fanout_health /p; }
     location = /api { fanout_api write; allow 127.0.0.1; deny all; }
@@ -194,6 +210,36 @@ while (time - $t0 < 5) {
 ok(defined $took && $took < 2, sprintf('all three have the purge after %.2f s', $took // -1));
 is(scalar(grep { ($t->post('/c', '{"k":1}', port => $t->port($_))->{headers}{'x-fanout-cache'} // '') eq 'MISS' } @names),
    3, 'and each misses');
+
+# --- ramps through HAProxy: one proceeds, one rolls back, on all three
+
+sub ramp_states {
+    my ($loc) = @_;
+    return map { $t->get('/api', port => $t->port($_))->{json}{locations}{$loc}{split}{ramp}{state} // '' } @names;
+}
+
+$t0 = time;
+my ($done, $back);
+while (time - $t0 < 30) {
+    for my $u (1 .. 30) {
+        $t->post("/r?u=r$u", '{}', port => $lb);
+        $t->post("/rb?u=r$u", '{}', port => $lb);
+    }
+    $done = 3 == grep { $_ eq 'done' } ramp_states('/r');
+    $back = 3 == grep { $_ eq 'rolled_back' } ramp_states('/rb');
+    last if $done && $back;
+}
+ok($done, 'a healthy candidate ramped to 100% on all three');
+ok($back, 'a candidate answering 500s rolled back on all three');
+($seen, $v) = (undef, {});
+for my $u (1 .. 30) {
+    my $r1 = $t->post("/r?u=r$u", '{}', port => $lb);
+    my $r2 = $t->post("/rb?u=r$u", '{}', port => $lb);
+    $v->{"r:" . ($r1->{headers}{'x-fanout-variant'} // '-')}++;
+    $v->{"rb:" . ($r2->{headers}{'x-fanout-variant'} // '-')}++;
+}
+is($v->{'r:v2'}, 30, 'every answer of the ramped split is the candidate\'s');
+is($v->{'rb:v1'}, 30, 'and none of the rolled back one is');
 
 # a steady load through HAProxy, each answer's status and instance
 sub load {

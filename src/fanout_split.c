@@ -316,7 +316,7 @@ fanout_ramp_parse_steps(fanout_ramp_t *ramp, const char *p, size_t len)
 
 int
 fanout_ramp_parse_rollback(fanout_ramp_t *ramp, const char *p, size_t len,
-    const uint64_t *bounds, size_t nbounds)
+    const uintptr_t *bounds, size_t nbounds)
 {
     size_t    i, k, start, n;
     int64_t   share;

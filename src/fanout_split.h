@@ -30,7 +30,8 @@ typedef struct {
  * `every` ms, while its requests' error rate and p99 stay in bounds.
  */
 
-#define FANOUT_RAMP_MAX_STEPS  16
+#define FANOUT_RAMP_MAX_STEPS     16
+#define FANOUT_RAMP_MIN_REQUESTS  20   /* min_requests= by default */
 
 typedef struct {
     uint32_t    step[FANOUT_RAMP_MAX_STEPS];  /* hundredths of 1%, rising */
@@ -94,9 +95,13 @@ int fanout_split_ramp(const fanout_split_t *conf, size_t candidate,
 /* "5%,25%,50%,100%": -1 unless 1 to 16 shares, rising, over 0, to 100% */
 int fanout_ramp_parse_steps(fanout_ramp_t *ramp, const char *p, size_t len);
 
-/* "error_rate>2%,p99>500ms": -1 on anything else; p99 bounds: *bounds */
+/*
+ * "error_rate>2%,p99>500ms": -1 on anything else; a p99 bound must be one
+ * of *bounds (the latency histogram's, ms: nginx's ngx_msec_t is a
+ * uintptr_t)
+ */
 int fanout_ramp_parse_rollback(fanout_ramp_t *ramp, const char *p,
-    size_t len, const uint64_t *bounds, size_t nbounds);
+    size_t len, const uintptr_t *bounds, size_t nbounds);
 
 /* a step `elapsed` ms old with these counts: hold, go on or roll back */
 fanout_ramp_verdict_e fanout_ramp_decide(const fanout_ramp_t *ramp,

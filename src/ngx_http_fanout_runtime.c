@@ -319,9 +319,6 @@ ngx_http_fanout_rt_ramp_split(ngx_http_fanout_main_conf_t *fmcf,
  * first tick.
  */
 
-static uint64_t  ngx_http_fanout_rt_bounds[NGX_HTTP_FANOUT_NBUCKETS - 1];
-
-
 static void
 ngx_http_fanout_rt_ramp_install(ngx_http_fanout_main_conf_t *fmcf,
     ngx_http_fanout_stats_loc_t *loc, fanout_ramp_t *ramp,
@@ -382,16 +379,9 @@ ngx_http_fanout_rt_ramp_conf_value(u_char *buf, fanout_ramp_t *ramp,
 /* a ramp from its parts; NULL, or what is wrong with them */
 
 static const char *
-ngx_http_fanout_rt_ramp_conf(ngx_http_fanout_stats_loc_t *loc,
-    ngx_str_t *steps, uint64_t every, uint64_t min, ngx_str_t *rollback,
-    fanout_ramp_t *ramp)
+ngx_http_fanout_rt_ramp_conf(ngx_str_t *steps, uint64_t every, uint64_t min,
+    ngx_str_t *rollback, fanout_ramp_t *ramp)
 {
-    ngx_uint_t  i;
-
-    for (i = 0; i < NGX_HTTP_FANOUT_NBUCKETS - 1; i++) {
-        ngx_http_fanout_rt_bounds[i] = ngx_http_fanout_buckets[i];
-    }
-
     ngx_memzero(ramp, sizeof(fanout_ramp_t));
 
     if (fanout_ramp_parse_steps(ramp, (char *) steps->data, steps->len) != 0)
@@ -405,13 +395,13 @@ ngx_http_fanout_rt_ramp_conf(ngx_http_fanout_stats_loc_t *loc,
     }
 
     ramp->every = every;
-    ramp->min_requests = min ? min : 20;
+    ramp->min_requests = min ? min : FANOUT_RAMP_MIN_REQUESTS;
 
     if (rollback->len
         && (rollback->len == 1 && rollback->data[0] == '-' ? 0
             : fanout_ramp_parse_rollback(ramp, (char *) rollback->data,
                                          rollback->len,
-                                         ngx_http_fanout_rt_bounds,
+                                         ngx_http_fanout_buckets,
                                          NGX_HTTP_FANOUT_NBUCKETS - 1))
            != 0)
     {
@@ -1079,7 +1069,7 @@ ngx_http_fanout_rt_apply(ngx_http_fanout_main_conf_t *fmcf, u_char *f,
 
         if (cand < 0 || cand >= (ngx_int_t) loc->split->n || every <= 0
             || min < 0
-            || ngx_http_fanout_rt_ramp_conf(loc, &steps, (uint64_t) every,
+            || ngx_http_fanout_rt_ramp_conf(&steps, (uint64_t) every,
                                             (uint64_t) min, &rollback, &ramp)
                != NULL)
         {
@@ -1743,7 +1733,7 @@ ngx_http_fanout_runtime_change(ngx_http_fanout_main_conf_t *fmcf,
                 cand = (ngx_uint_t) i;
             }
 
-            bad = ngx_http_fanout_rt_ramp_conf(loc, &ch->steps, ch->every,
+            bad = ngx_http_fanout_rt_ramp_conf(&ch->steps, ch->every,
                                                ch->value, &ch->rollback,
                                                &ramp);
             if (bad) {

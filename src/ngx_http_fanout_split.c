@@ -35,10 +35,6 @@ static ngx_int_t ngx_http_fanout_split_register(ngx_conf_t *cf,
     ngx_uint_t index, ngx_str_t *location);
 
 
-/* p99> bounds a ramp can judge: the latency histogram's */
-static uint64_t  ngx_http_fanout_ramp_bounds[NGX_HTTP_FANOUT_NBUCKETS - 1];
-
-
 char *
 ngx_http_fanout_split(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -125,11 +121,7 @@ ngx_http_fanout_split_params(ngx_conf_t *cf, ngx_http_fanout_split_conf_t *sc)
         return NGX_CONF_ERROR;
     }
 
-    ramp->min_requests = 20;
-
-    for (i = 0; i < NGX_HTTP_FANOUT_NBUCKETS - 1; i++) {
-        ngx_http_fanout_ramp_bounds[i] = ngx_http_fanout_buckets[i];
-    }
+    ramp->min_requests = FANOUT_RAMP_MIN_REQUESTS;
 
     for (i = 2; i < cf->args->nelts; i++) {
 
@@ -168,7 +160,7 @@ ngx_http_fanout_split_params(ngx_conf_t *cf, ngx_http_fanout_split_conf_t *sc)
             if (fanout_ramp_parse_rollback(ramp,
                                            (char *) value[i].data + 12,
                                            value[i].len - 12,
-                                           ngx_http_fanout_ramp_bounds,
+                                           ngx_http_fanout_buckets,
                                            NGX_HTTP_FANOUT_NBUCKETS - 1)
                 != 0)
             {

@@ -13,7 +13,7 @@
 #include "fanout_split.h"
 
 
-static const uint64_t  bounds[] = { 5, 10, 25, 50, 100, 250, 500, 1000 };
+static const uintptr_t  bounds[] = { 5, 10, 25, 50, 100, 250, 500, 1000 };
 
 
 int

@@ -87,7 +87,7 @@ main(void)
     {
         int                    stays, in2, left;
         uint32_t               shares[2];
-        uint64_t               bounds[3] = { 100, 250, 500 };
+        uintptr_t              bounds[3] = { 100, 250, 500 };
         fanout_split_t         c, r5, r25, w;
         fanout_ramp_t          ramp;
         fanout_ramp_counts_t   cnt;

@@ -37,9 +37,6 @@ typedef EVP_MD_CTX   *fanout_sha256_t;
 #endif
 
 
-#define FANOUT_CANON_MAX_IGNORE  32
-
-
 typedef struct {
     uint32_t        key;          /* in keys[] */
     uint32_t        key_len;
@@ -878,8 +875,8 @@ fanout_cache_body_digest(const char *body, size_t len,
     fanout_sha256_t  raw;
     fanout_canon_t   canon, *c;
 
-    if (nignore > FANOUT_CANON_MAX_IGNORE) {
-        nignore = FANOUT_CANON_MAX_IGNORE;
+    if (nignore > FANOUT_CACHE_MAX_IGNORE) {
+        nignore = FANOUT_CACHE_MAX_IGNORE;
     }
 
     rc = FANOUT_KEY_RAW;

@@ -34,6 +34,8 @@ typedef struct {
  * JSON, or JSON with a duplicate key); one of FANOUT_KEY_*.  At most 32
  * ignore= paths count.  Linear in len, plus sorting each object's keys.
  */
+#define FANOUT_CACHE_MAX_IGNORE  32   /* ignore= paths, most */
+
 int fanout_cache_body_digest(const char *body, size_t len,
     const fanout_field_t *ignore, size_t nignore,
     char hex[FANOUT_SHA256_HEX_LEN + 1]);

@@ -269,7 +269,8 @@ ngx_http_fanout_api_body(ngx_http_request_t *r)
     fanout_span_t                 keys[NGX_HTTP_FANOUT_API_MAX_KEYS],
                                   values[NGX_HTTP_FANOUT_API_MAX_KEYS],
                                   field[NGX_HTTP_FANOUT_API_NFIELDS],
-                                  wkeys[16], wvalues[16];
+                                  wkeys[FANOUT_SPLIT_MAX_VARIANTS],
+                                  wvalues[FANOUT_SPLIT_MAX_VARIANTS];
     void                         *pending;
     ngx_pool_cleanup_t           *cln;
     ngx_http_fanout_api_wait_t   *w;
@@ -436,9 +437,10 @@ ngx_http_fanout_api_body(ngx_http_request_t *r)
             goto change;
         }
 
-        m = fanout_json_members(v->p, v->len, wkeys, wvalues, 16);
+        m = fanout_json_members(v->p, v->len, wkeys, wvalues,
+                                FANOUT_SPLIT_MAX_VARIANTS);
 
-        if (m <= 0 || m > 16) {
+        if (m <= 0 || m > FANOUT_SPLIT_MAX_VARIANTS) {
             message = "\\\"weights\\\" is an object of variants and their "
                       "percentages, or \\\"config\\\"";
             goto refused;
@@ -600,7 +602,7 @@ ngx_http_fanout_api_body(ngx_http_request_t *r)
          * ["candidate":...,] ["min_requests":N]} */
         m = fanout_json_members(field[NGX_HTTP_FANOUT_API_RAMP].p,
                                 field[NGX_HTTP_FANOUT_API_RAMP].len,
-                                wkeys, wvalues, 16);
+                                wkeys, wvalues, FANOUT_SPLIT_MAX_VARIANTS);
 
         if (m <= 0 || m > 5) {
             message = "\\\"ramp\\\" is \\\"rollback\\\", \\\"restart\\\", "
@@ -697,7 +699,7 @@ ngx_http_fanout_api_body(ngx_http_request_t *r)
             goto change;
         }
 
-        m = fanout_json_members(v->p, v->len, wkeys, wvalues, 16);
+        m = fanout_json_members(v->p, v->len, wkeys, wvalues, FANOUT_SPLIT_MAX_VARIANTS);
 
         if (m == 1 && wkeys[0].len == 8
             && ngx_strncmp(wkeys[0].p, "\"target\"", 8) == 0

@@ -799,16 +799,17 @@ ngx_http_fanout_breaker_retry(ngx_http_fanout_ctx_t *ctx,
 }
 
 
-/* once the answer is decided: every call's outcome under one lock */
+/*
+ * once the answer is decided: every call's outcome under one lock; what each
+ * changed is kept in the call itself, as a request may make up to
+ * FANOUT_BATCH_MAX_CALLS of them (items x targets)
+ */
 
 void
 ngx_http_fanout_breaker_record_all(ngx_http_fanout_ctx_t *ctx)
 {
-    uint32_t                      old[NGX_HTTP_FANOUT_MAX_TARGETS];
     ngx_uint_t                    i;
-    ngx_http_fanout_call_t        *sub;
-    ngx_http_fanout_stats_t      *st[NGX_HTTP_FANOUT_MAX_TARGETS];
-    fanout_breaker_change_e       change[NGX_HTTP_FANOUT_MAX_TARGETS];
+    ngx_http_fanout_call_t       *sub;
     ngx_http_fanout_main_conf_t  *fmcf;
 
     fmcf = ngx_http_get_module_main_conf(ctx->request, ngx_http_fanout_module);
@@ -817,22 +818,26 @@ ngx_http_fanout_breaker_record_all(ngx_http_fanout_ctx_t *ctx)
 
     for (i = 0; i < ctx->nsubs; i++) {
         sub = &ctx->subs[i];
-        change[i] = FANOUT_BREAKER_SAME;
+        sub->breaker_change = FANOUT_BREAKER_SAME;
 
         if (!ngx_http_fanout_breaker_wanted(ctx, sub)) {
             continue;
         }
 
-        st[i] = sub->bst;
-        change[i] = ngx_http_fanout_breaker_locked(ctx, sub, st[i], &old[i]);
+        sub->breaker_change = ngx_http_fanout_breaker_locked(ctx, sub,
+                                                             sub->bst,
+                                                             &sub->breaker_old);
     }
 
     ngx_shmtx_unlock(&fmcf->shpool->mutex);
 
     for (i = 0; i < ctx->nsubs; i++) {
-        if (change[i] != FANOUT_BREAKER_SAME) {
-            ngx_http_fanout_breaker_changed(ctx, &ctx->subs[i], st[i], old[i],
-                                            change[i]);
+        sub = &ctx->subs[i];
+
+        if (sub->breaker_change != FANOUT_BREAKER_SAME) {
+            ngx_http_fanout_breaker_changed(ctx, sub, sub->bst,
+                                            sub->breaker_old,
+                                            sub->breaker_change);
         }
     }
 }

@@ -450,7 +450,8 @@ ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             s.data = value[i].data + 7;
             s.len = value[i].len - 7;
 
-            if (ngx_http_fanout_cache_paths(cf, &s, 32, &cc->ignore,
+            if (ngx_http_fanout_cache_paths(cf, &s, FANOUT_CACHE_MAX_IGNORE,
+                                            &cc->ignore,
                                             &cc->nignore)
                 != NGX_OK)
             {

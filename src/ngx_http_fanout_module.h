@@ -16,6 +16,7 @@
 #include "fanout_batch.h"
 #include "fanout_microbatch.h"
 #include "fanout_trace.h"
+#include "fanout_split.h"
 
 
 #define NGX_HTTP_FANOUT_VERSION        "0.3.0"
@@ -333,6 +334,8 @@ typedef struct {
 
     ngx_str_t                   content_type;  /* of the answer it took */
     fanout_part_t               part;          /* status, body, outcome */
+    uint32_t                    breaker_old;   /* record_all: the state its
+                                                  outcome changed */
 
     unsigned                    done:1;        /* the outcome is known */
     unsigned                    cancelled:1;   /* cut off, not needed */
@@ -344,6 +347,8 @@ typedef struct {
     unsigned                    recorded:1;    /* its breaker has the outcome */
     unsigned                    accounted:1;   /* counted in the zone */
     unsigned                    alone:1;       /* batch=: never batched */
+    unsigned                    breaker_change:2;  /* record_all's
+                                                  fanout_breaker_change_e */
 } ngx_http_fanout_call_t;
 
 
@@ -581,9 +586,11 @@ typedef struct {
     ngx_str_t                   name;
     ngx_uint_t                  value;
     ngx_uint_t                  nshares;
-    ngx_str_t                   names[16];   /* FANOUT_SPLIT_MAX_VARIANTS */
-    uint32_t                    shares[16];  /* hundredths of 1% */
-    uint32_t                    order[16];   /* the same, by variant */
+    ngx_str_t                   names[FANOUT_SPLIT_MAX_VARIANTS];
+    uint32_t                    shares[FANOUT_SPLIT_MAX_VARIANTS];
+                                             /* hundredths of 1% */
+    uint32_t                    order[FANOUT_SPLIT_MAX_VARIANTS];
+                                             /* the same, by variant */
     ngx_str_t                   steps;       /* a ramp's, as in ramp= */
     ngx_str_t                   rollback;
     ngx_str_t                   candidate;

@@ -936,12 +936,9 @@ fanout_json_array(const char *p, size_t len, fanout_span_t *items, size_t max)
 }
 
 
-long
-fanout_json_members(const char *p, size_t len, fanout_span_t *keys,
-    fanout_span_t *values, size_t max)
+int
+fanout_json_members_start(fanout_member_it_t *it, const char *p, size_t len)
 {
-    size_t         n;
-    const char    *start, *kend;
     fanout_scan_t  s;
 
     if (len < 2 || p[0] != '{') {
@@ -950,64 +947,104 @@ fanout_json_members(const char *p, size_t len, fanout_span_t *keys,
 
     s.p = p + 1;
     s.end = p + len;
+    fanout_scan_ws(&s);
+
+    it->p = (s.p < s.end && *s.p == '}') ? NULL : s.p;
+    it->end = s.end;
+
+    return 0;
+}
+
+
+int
+fanout_json_members_next(fanout_member_it_t *it, fanout_span_t *key,
+    fanout_span_t *value)
+{
+    const char     *start, *kend;
+    fanout_scan_t   s;
+
+    if (it->p == NULL) {
+        return 0;
+    }
+
+    s.p = it->p;
+    s.end = it->end;
     s.depth = 1;
     s.path_end = NULL;
     s.found = NULL;
     s.matches = 0;
     s.dups = 0;
 
+    kend = fanout_json_string_end(s.p, s.end);
+    if (kend == NULL) {
+        return -1;
+    }
+
+    key->p = s.p;
+    key->len = (size_t) (kend - s.p);
+
+    s.p = kend;
     fanout_scan_ws(&s);
 
-    if (s.p < s.end && *s.p == '}') {
-        return 0;
+    if (s.p >= s.end || *s.p != ':') {
+        return -1;
+    }
+
+    s.p++;
+    fanout_scan_ws(&s);
+
+    start = s.p;
+
+    if (fanout_scan_value(&s, NULL) != 0) {
+        return -1;
+    }
+
+    value->p = start;
+    value->len = (size_t) (s.p - start);
+
+    switch (fanout_scan_next(&s, '}')) {
+    case 0:
+        it->p = NULL;
+        return 1;
+    case 1:
+        it->p = s.p;
+        return 1;
+    default:
+        return -1;
+    }
+}
+
+
+long
+fanout_json_members(const char *p, size_t len, fanout_span_t *keys,
+    fanout_span_t *values, size_t max)
+{
+    int               rc;
+    size_t            n;
+    fanout_span_t     k, v;
+    fanout_member_it_t  it;
+
+    if (fanout_json_members_start(&it, p, len) != 0) {
+        return -1;
     }
 
     for (n = 0; /* void */; n++) {
-        fanout_scan_ws(&s);
+        rc = fanout_json_members_next(&it, &k, &v);
 
-        kend = fanout_json_string_end(s.p, s.end);
-        if (kend == NULL) {
-            return -1;
+        if (rc <= 0) {
+            return (rc == 0) ? (long) n : -1;
         }
-
-        start = s.p;
-        s.p = kend;
-        fanout_scan_ws(&s);
-
-        if (s.p >= s.end || *s.p != ':') {
-            return -1;
-        }
-
-        s.p++;
-        fanout_scan_ws(&s);
 
         if (n == max) {
             return (long) n + 1;
         }
 
         if (keys) {
-            keys[n].p = start;
-            keys[n].len = (size_t) (kend - start);
-        }
-
-        start = s.p;
-
-        if (fanout_scan_value(&s, NULL) != 0) {
-            return -1;
+            keys[n] = k;
         }
 
         if (values) {
-            values[n].p = start;
-            values[n].len = (size_t) (s.p - start);
-        }
-
-        switch (fanout_scan_next(&s, '}')) {
-        case 0:
-            return (long) n + 1;
-        case 1:
-            break;
-        default:
-            return -1;
+            values[n] = v;
         }
     }
 }

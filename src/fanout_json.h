@@ -68,6 +68,21 @@ long fanout_json_members(const char *p, size_t len, fanout_span_t *keys,
     fanout_span_t *values, size_t max);
 
 /*
+ * The same, one member at a time, for objects of any size: start at its
+ * '{' (-1 when it is not an object), then next gives each member's key
+ * (with its quotes) and value: 1, or 0 after the last, -1 when invalid.
+ */
+typedef struct {
+    const char         *p;     /* the next member's key; NULL: no more */
+    const char         *end;
+} fanout_member_it_t;
+
+int fanout_json_members_start(fanout_member_it_t *it, const char *p,
+    size_t len);
+int fanout_json_members_next(fanout_member_it_t *it, fanout_span_t *key,
+    fanout_span_t *value);
+
+/*
  * Pieces of the scanner for other passes over a text: the end of the
  * string (at its opening quote) or number at p, NULL when it is not one;
  * the UTF-8 bytes of a validated string's contents (between its quotes)

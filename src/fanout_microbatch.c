@@ -440,6 +440,8 @@ fanout_mb_answer(fanout_mb_format_e fmt, const char *body, size_t len,
         return fanout_mb_rows(body, len, NULL, rows, d);
 
     case FANOUT_MB_OPENAI:
+        /* each element says its input by "index": no order is promised */
+        d->keyed = 1;
         return fanout_mb_rows(body, len, "data", rows, d);
 
     case FANOUT_MB_V2:
@@ -472,21 +474,75 @@ fanout_mb_reindex(const fanout_span_t *item, size_t index, fanout_out_t *out)
 }
 
 
+size_t
+fanout_mb_items_room(const fanout_mb_doc_t *d, unsigned tensor)
+{
+    size_t  n;
+
+    n = d->elements[tensor] ? d->elements[tensor] : 1;
+
+    /* keyed: read in the answer's order, then put in the inputs' */
+    return d->keyed ? 2 * n : n;
+}
+
+
+/* openai: the elements, as the model listed them, put in their "index"
+ * order: each index an integer below n, each once */
+
+static int
+fanout_mb_by_index(const fanout_span_t *listed, size_t n,
+    fanout_span_t *items)
+{
+    size_t         i, index;
+    unsigned       matches;
+    fanout_span_t  v;
+
+    for (i = 0; i < n; i++) {
+        items[i].p = NULL;
+        items[i].len = 0;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (fanout_json_find(listed[i].p, listed[i].len, "index", 5, &v,
+                             &matches) != 0
+            || v.p == NULL || matches != 1
+            || fanout_mb_uint(&v, &index) != 0
+            || index >= n || items[index].p != NULL)
+        {
+            return -1;
+        }
+
+        items[index] = listed[i];
+    }
+
+    return 0;
+}
+
+
 int
 fanout_mb_items(const fanout_mb_doc_t *d, unsigned tensor,
     fanout_span_t *items)
 {
-    long      n;
-    unsigned  i;
+    long            n;
+    size_t          want;
+    unsigned        i;
+    fanout_span_t  *listed;
+
+    want = d->elements[tensor];
+    listed = d->keyed ? items + (want ? want : 1) : items;
 
     for (i = 0; i < d->ncuts; i++) {
         if (d->cuts[i].what == FANOUT_MB_CUT_ROWS
             && d->cuts[i].tensor == tensor)
         {
             n = fanout_json_array(d->cuts[i].span.p, d->cuts[i].span.len,
-                                  items, d->elements[tensor]);
+                                  listed, want);
 
-            return ((size_t) n == d->elements[tensor]) ? 0 : -1;
+            if ((size_t) n != want) {
+                return -1;
+            }
+
+            return d->keyed ? fanout_mb_by_index(listed, want, items) : 0;
         }
     }
 
@@ -494,25 +550,102 @@ fanout_mb_items(const fanout_mb_doc_t *d, unsigned tensor,
 }
 
 
-int
-fanout_mb_slice(fanout_mb_format_e fmt, const char *body, size_t len,
-    const fanout_mb_doc_t *d, fanout_span_t *const *items, size_t first,
-    size_t count, const fanout_span_t *id, fanout_out_t *out)
+/*
+ * What of an answer's top level a caller gets, per format: what any call
+ * of the model would say alike, and its rows.  Anything else may speak of
+ * the batch (its size, another caller's inputs) and is left out: openai's
+ * "usage" counts every caller's tokens, v2's "parameters" are the batch's.
+ */
+
+static const char  *fanout_mb_kept_instances[] = {
+    "\"predictions\"", "\"model\"", "\"model_name\"", "\"model_version\"",
+    NULL
+};
+
+static const char  *fanout_mb_kept_v2[] = {
+    "\"model_name\"", "\"model_version\"", "\"id\"", "\"outputs\"", NULL
+};
+
+static const char  *fanout_mb_kept_openai[] = {
+    "\"object\"", "\"model\"", "\"data\"", NULL
+};
+
+
+static int
+fanout_mb_kept(fanout_mb_format_e fmt, const fanout_span_t *raw, int alone)
+{
+    char           buf[32];
+    const char   **k;
+    fanout_span_t  decoded, *key;
+
+    key = (fanout_span_t *) raw;
+
+    if (memchr(raw->p, '\\', raw->len) != NULL) {
+        /* "pre\u0064ictions" is "predictions" to every parser */
+        if (raw->len > sizeof(buf)) {
+            return 0;
+        }
+
+        buf[0] = '"';
+        decoded.len = 1 + fanout_json_unescape(raw->p + 1,
+                                               raw->p + raw->len - 1,
+                                               buf + 1);
+        buf[decoded.len++] = '"';
+        decoded.p = buf;
+        key = &decoded;
+    }
+
+    switch (fmt) {
+    case FANOUT_MB_INSTANCES:
+        k = fanout_mb_kept_instances;
+        break;
+    case FANOUT_MB_V2:
+        k = fanout_mb_kept_v2;
+        break;
+    case FANOUT_MB_OPENAI:
+        /* the batch's usage is a lone caller's own */
+        if (alone && key->len == 7 && memcmp(key->p, "\"usage\"", 7) == 0) {
+            return 1;
+        }
+
+        k = fanout_mb_kept_openai;
+        break;
+    default:
+        return 1;
+    }
+
+    for (/* void */; *k; k++) {
+        if (key->len == strlen(*k) && memcmp(key->p, *k, key->len) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* the text from p to end with the cuts in it replaced by the caller's */
+
+static int
+fanout_mb_write(fanout_mb_format_e fmt, const char *p, const char *end,
+    const fanout_mb_doc_t *d, unsigned *next, fanout_span_t *const *items,
+    size_t first, size_t count, const fanout_span_t *id, fanout_out_t *out)
 {
     size_t                  per, j;
-    unsigned                i;
-    const char             *p;
     fanout_span_t          *it;
     const fanout_mb_cut_t  *cut;
 
-    if (first + count > d->rows || count == 0) {
-        return -1;
-    }
+    for (/* void */; *next < d->ncuts; (*next)++) {
+        cut = &d->cuts[*next];
 
-    p = body;
+        if (cut->span.p < p) {
+            /* in a member left out */
+            continue;
+        }
 
-    for (i = 0; i < d->ncuts; i++) {
-        cut = &d->cuts[i];
+        if (cut->span.p + cut->span.len > end) {
+            break;
+        }
 
         fanout_out_raw(out, p, (size_t) (cut->span.p - p));
         p = cut->span.p + cut->span.len;
@@ -560,7 +693,83 @@ fanout_mb_slice(fanout_mb_format_e fmt, const char *body, size_t len,
         }
     }
 
-    fanout_out_raw(out, p, (size_t) (body + len - p));
+    fanout_out_raw(out, p, (size_t) (end - p));
+
+    return 0;
+}
+
+
+int
+fanout_mb_slice(fanout_mb_format_e fmt, const char *body, size_t len,
+    const fanout_mb_doc_t *d, fanout_span_t *const *items, size_t first,
+    size_t count, const fanout_span_t *id, fanout_out_t *out)
+{
+    int                 rc, alone, sep;
+    unsigned            next;
+    const char         *p, *end;
+    fanout_span_t       key, value;
+    fanout_member_it_t  it;
+
+    if (first + count > d->rows || count == 0) {
+        return -1;
+    }
+
+    next = 0;
+    alone = (first == 0 && count == d->rows);
+
+    /* the answer's own whitespace around its value */
+    for (p = body, end = body + len;
+         p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r');
+         p++)
+    {
+        /* void */
+    }
+
+    if (fmt == FANOUT_MB_ARRAY || p == end || *p != '{') {
+        /* an array is all rows */
+        return fanout_mb_write(fmt, body, body + len, d, &next, items, first,
+                               count, id, out);
+    }
+
+    if (fanout_json_members_start(&it, p, (size_t) (end - p)) != 0) {
+        return -1;
+    }
+
+    fanout_out_raw(out, "{", 1);
+
+    for (sep = 0; /* void */; /* void */) {
+        rc = fanout_json_members_next(&it, &key, &value);
+
+        if (rc < 0) {
+            return -1;
+        }
+
+        if (rc == 0) {
+            break;
+        }
+
+        if (!fanout_mb_kept(fmt, &key, alone)) {
+            continue;
+        }
+
+        if (sep) {
+            fanout_out_raw(out, ",", 1);
+        }
+
+        sep = 1;
+
+        fanout_out_raw(out, key.p, key.len);
+        fanout_out_raw(out, ":", 1);
+
+        if (fanout_mb_write(fmt, value.p, value.p + value.len, d, &next,
+                            items, first, count, id, out)
+            != 0)
+        {
+            return -1;
+        }
+    }
+
+    fanout_out_raw(out, "}", 1);
 
     return 0;
 }

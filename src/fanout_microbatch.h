@@ -62,6 +62,8 @@ typedef struct {
     fanout_mb_cut_t     cuts[FANOUT_MB_MAX_CUTS];         /* in order */
     unsigned            ncuts;
     fanout_span_t       id;        /* v2: its "id" value, or { NULL, 0 } */
+    unsigned            keyed:1;   /* an answer whose rows say their input
+                                      (openai "index"): in any order */
 } fanout_mb_doc_t;
 
 
@@ -96,7 +98,15 @@ void fanout_mb_combine(const char *const *bodies, const size_t *lens,
 int fanout_mb_answer(fanout_mb_format_e fmt, const char *body, size_t len,
     size_t rows, fanout_mb_doc_t *d);
 
-/* the elements of tensor t's rows in an answer: d->elements[t] of them */
+/*
+ * The elements of tensor t's rows in an answer, in the inputs' order:
+ * d->elements[t] of them into items, which needs room for
+ * fanout_mb_items_room() spans.  Where the protocol keys its rows (openai
+ * "index"), by their keys: -1 when a key is missing, repeated or out of
+ * range (the answer is not one for these inputs: bad_batch); else by
+ * position, which the protocol defines.
+ */
+size_t fanout_mb_items_room(const fanout_mb_doc_t *d, unsigned tensor);
 int fanout_mb_items(const fanout_mb_doc_t *d, unsigned tensor,
     fanout_span_t *items);
 
@@ -104,7 +114,11 @@ int fanout_mb_items(const fanout_mb_doc_t *d, unsigned tensor,
  * A caller's answer out of the combined one: its rows (count of them from
  * row first; items[t]: tensor t's elements, by fanout_mb_items()), each
  * output's shape[0] its count, v2 "id" its own (id: its request's, or
- * NULL to keep the answer's), openai indexes from 0.  Linear in what it
+ * NULL to keep the answer's), openai indexes from 0.  Of the answer's top
+ * level only what an unbatched call would have said alike is kept (the
+ * rows, the model's name and version, openai "object"); what speaks of the
+ * whole batch is left out (openai "usage", unless the caller's inputs were
+ * all of it; v2 "parameters"; anything unknown).  Linear in what it
  * writes.
  */
 int fanout_mb_slice(fanout_mb_format_e fmt, const char *body, size_t len,

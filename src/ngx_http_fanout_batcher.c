@@ -884,13 +884,15 @@ ngx_http_fanout_batcher_ended(ngx_http_fanout_attempt_t *a)
 
     if (a->kind == FANOUT_OK && (a->result == NGX_HTTP_BAD_REQUEST
                                  || a->result == 422)
-        && c->live > 1)
+        && c->n > 1)
     {
         /*
          * The model refused the batch for an input: each caller goes
          * again alone, so that one bad input fails only its own call.
-         * Not for a 5xx or a timeout: a model that is down would be asked
-         * once per caller.
+         * Whoever is still there: a caller is blamed for a 4xx only when
+         * its own inputs were refused alone, never because the one whose
+         * input it was has left.  Not for a 5xx or a timeout: a model
+         * that is down would be asked once per caller.
          */
         ngx_http_fanout_stats_count(c->st, NGX_HTTP_FANOUT_BAT_ERRORS);
         ngx_http_fanout_batcher_split(c);
@@ -922,11 +924,23 @@ ngx_http_fanout_batcher_ended(ngx_http_fanout_attempt_t *a)
     }
 
     for (k = 0; k < d.ntensors; k++) {
-        items[k] = ngx_palloc(c->fake->pool,
-                              (d.elements[k] ? d.elements[k] : 1)
-                              * sizeof(fanout_span_t));
+        items[k] = ngx_palloc(c->fake->pool, fanout_mb_items_room(&d, k)
+                                             * sizeof(fanout_span_t));
 
-        if (items[k] == NULL || fanout_mb_items(&d, k, items[k]) != 0) {
+        if (items[k] == NULL) {
+            ngx_http_fanout_batcher_fail(c, FANOUT_UPSTREAM_ERROR,
+                                         NGX_HTTP_INTERNAL_SERVER_ERROR, 0);
+            goto done;
+        }
+
+        if (fanout_mb_items(&d, k, items[k]) != 0) {
+            ngx_log_error(NGX_LOG_ERR, c->fake->connection->log, 0,
+                          "fanout target \"%V\": the answer of a batch of "
+                          "%uz inputs from %ui calls says its rows' inputs "
+                          "wrong (an index missing, repeated or out of "
+                          "range): each call fails with bad_batch",
+                          &t->name, c->total, c->n);
+
             ngx_http_fanout_batcher_fail(c, FANOUT_BAD_BATCH,
                                          NGX_HTTP_BAD_GATEWAY, a->status);
             goto done;

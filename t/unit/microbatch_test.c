@@ -90,9 +90,13 @@ slice(fanout_mb_format_e fmt, const char *answer, const size_t *rows,
     }
 
     for (t = 0; t < d.ntensors; t++) {
-        items[t] = malloc(d.elements[t] * sizeof(fanout_span_t));
+        items[t] = malloc(fanout_mb_items_room(&d, t) * sizeof(fanout_span_t));
 
         if (fanout_mb_items(&d, t, items[t]) != 0) {
+            do {
+                free(items[t]);
+            } while (t-- > 0);
+
             return "(items)";
         }
     }
@@ -226,6 +230,98 @@ test_openai(void)
 }
 
 
+/* openai rows say their input: the model may list them in any order */
+
+static void
+test_openai_keyed(void)
+{
+    size_t       rows[3] = { 1, 1, 1 }, two[2] = { 2, 1 };
+    const char  *reversed = "{\"object\":\"list\",\"data\":["
+        "{\"index\":2,\"embedding\":[0.3]},"
+        "{\"index\":1,\"embedding\":[0.2]},"
+        "{\"index\":0,\"embedding\":[0.1]}],"
+        "\"model\":\"e5\",\"usage\":{\"prompt_tokens\":42,"
+        "\"total_tokens\":42},\"batch_ms\":7}";
+
+    is_str(slice(FANOUT_MB_OPENAI, reversed, rows, 3, 0, NULL),
+           "{\"object\":\"list\",\"data\":[{\"index\":0,"
+           "\"embedding\":[0.1]}],\"model\":\"e5\"}",
+           "openai, listed in reverse: the first caller gets index 0's, "
+           "not the first listed; no batch usage, nothing unknown");
+    is_str(slice(FANOUT_MB_OPENAI, reversed, rows, 3, 2, NULL),
+           "{\"object\":\"list\",\"data\":[{\"index\":0,"
+           "\"embedding\":[0.3]}],\"model\":\"e5\"}",
+           "openai, in reverse: the third gets index 2's, as its index 0");
+    is_str(slice(FANOUT_MB_OPENAI, reversed, two, 2, 0, NULL),
+           "{\"object\":\"list\",\"data\":[{\"index\":0,"
+           "\"embedding\":[0.1]},{\"index\":1,\"embedding\":[0.2]}],"
+           "\"model\":\"e5\"}",
+           "openai, in reverse: a caller of two inputs gets them in its order");
+
+    {
+        size_t  one[1] = { 3 };
+
+        is_str(slice(FANOUT_MB_OPENAI, reversed, one, 1, 0, NULL),
+               "{\"object\":\"list\",\"data\":[{\"index\":0,"
+               "\"embedding\":[0.1]},{\"index\":1,\"embedding\":[0.2]},"
+               "{\"index\":2,\"embedding\":[0.3]}],\"model\":\"e5\","
+               "\"usage\":{\"prompt_tokens\":42,\"total_tokens\":42}}",
+               "openai: a caller that was the whole batch keeps its usage");
+    }
+
+    is_str(slice(FANOUT_MB_OPENAI, "{\"data\":[{\"index\":0,\"e\":1},"
+                 "{\"index\":0,\"e\":2},{\"index\":2,\"e\":3}]}",
+                 rows, 3, 0, NULL), "(items)",
+           "openai: an index twice: refused");
+    is_str(slice(FANOUT_MB_OPENAI, "{\"data\":[{\"index\":0,\"e\":1},"
+                 "{\"e\":2},{\"index\":2,\"e\":3}]}",
+                 rows, 3, 0, NULL), "(items)",
+           "openai: an index missing: refused");
+    is_str(slice(FANOUT_MB_OPENAI, "{\"data\":[{\"index\":0,\"e\":1},"
+                 "{\"index\":3,\"e\":2},{\"index\":2,\"e\":3}]}",
+                 rows, 3, 0, NULL), "(items)",
+           "openai: an index out of range: refused");
+    is_str(slice(FANOUT_MB_OPENAI, "{\"data\":[{\"index\":0,\"e\":1},"
+                 "{\"index\":\"1\",\"e\":2},{\"index\":2,\"e\":3}]}",
+                 rows, 3, 0, NULL), "(items)",
+           "openai: an index that is not an integer: refused");
+    is_str(slice(FANOUT_MB_OPENAI, "{\"data\":[{\"index\":0,\"e\":1},"
+                 "{\"index\":1,\"index\":1,\"e\":2},{\"index\":2,"
+                 "\"e\":3}]}", rows, 3, 0, NULL), "(items)",
+           "openai: an index key twice in one row: refused");
+    is_str(slice(FANOUT_MB_OPENAI, "{\"data\":[{\"index\":1.0,\"e\":1},"
+                 "{\"index\":0,\"e\":2},{\"index\":2,\"e\":3}]}",
+                 rows, 3, 0, NULL), "(items)",
+           "openai: 1.0 is not an index: refused");
+}
+
+
+/* the rest of an answer's top level: what speaks of the batch is left out */
+
+static void
+test_batch_wide(void)
+{
+    size_t       rows[2] = { 1, 1 };
+
+    is_str(slice(FANOUT_MB_INSTANCES, "{\"predictions\":[1,2],"
+                 "\"batch_size\":2,\"inputs_seen\":[\"alpha\",\"bb\"],"
+                 "\"model_name\":\"m\"}", rows, 2, 1, NULL),
+           "{\"predictions\":[2],\"model_name\":\"m\"}",
+           "instances: fields unknown to the protocol are left out");
+    is_str(slice(FANOUT_MB_V2, "{\"model_name\":\"m\",\"parameters\":"
+                 "{\"batch\":2},\"outputs\":[{\"name\":\"y\",\"shape\":[2],"
+                 "\"datatype\":\"FP32\",\"data\":[1,2]}]}",
+                 rows, 2, 0, NULL),
+           "{\"model_name\":\"m\",\"outputs\":[{\"name\":\"y\","
+           "\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}]}",
+           "v2: the batch's parameters are left out");
+    is_str(slice(FANOUT_MB_INSTANCES, " { \"pre\\u0064ictions\" : [1,2] ,"
+                 " \"x\":1 } ", rows, 2, 0, NULL),
+           "{\"pre\\u0064ictions\":[1]}",
+           "instances: an escaped key is read as every parser reads it");
+}
+
+
 static void
 test_v2(void)
 {
@@ -299,6 +395,8 @@ main(void)
     test_instances();
     test_array();
     test_openai();
+    test_openai_keyed();
+    test_batch_wide();
     test_v2();
 
     return done_testing();

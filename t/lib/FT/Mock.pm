@@ -32,7 +32,10 @@ package FT::Mock;
 #               with shape [n] (two=1: "label" and "probabilities", in
 #               that order, or reversed with rev=1; p=X: probabilities X);
 #               proto=openai reads "input" (a string or an
-#               array) and answers data[i].embedding; proto=array reads
+#               array) and answers data[i].embedding (rev=1: data listed
+#               in reverse, each with its index; badidx=dup|missing|range
+#               lies about them) and usage (a token per
+#               character of the inputs); proto=array reads
 #               an array and answers an array.  An input's value is
 #               f(x) = 2x + off for a number, length + off for a string,
 #               the sum of f over an array, f(x.x) for an object; an input
@@ -270,11 +273,22 @@ sub model_answer {
         my $x = $in->{input};
         my @x = ref $x eq 'ARRAY' ? @$x : ($x);
         return (500, '{"error":"failed"}') if $fails->(@x);
+        # a token an input character, as a real model counts its inputs
+        my $tokens = 0;
+        $tokens += ref $_ ? scalar @$_ : length $_ for @x;
+        my @data = map { { object => 'embedding', index => $_,
+                           embedding => [ model_value($x[$_], $off) ] } }
+                   0 .. $#x;
+        @data = reverse @data if $b->{rev};
+        # a lying model: badidx=dup (every index 0), missing, range (n)
+        if (my $bad = $b->{badidx}) {
+            $_->{index} = 0 for $bad eq 'dup' ? @data : ();
+            delete $data[-1]{index} if $bad eq 'missing';
+            $data[-1]{index} = scalar @data if $bad eq 'range';
+        }
         return (200, encode_json({
-            object => 'list', model => $name,
-            data => [ map { { object => 'embedding', index => $_,
-                              embedding => [ model_value($x[$_], $off) ] } }
-                      0 .. $#x ],
+            object => 'list', model => $name, data => \@data,
+            usage => { prompt_tokens => $tokens, total_tokens => $tokens },
         }));
     }
 

@@ -537,6 +537,10 @@ static void
 ngx_http_fanout_redis_fail(ngx_log_t *log, ngx_http_fanout_redis_error_e err,
     const char *why, const char *detail)
 {
+    ngx_http_fanout_redis_conf_t  *rcf;
+
+    rcf = ngx_http_fanout_redis_conf;
+
     if (ngx_http_fanout_redis_stats) {
         (void) ngx_atomic_fetch_add(
                    &ngx_http_fanout_redis_stats->counters[err], 1);
@@ -548,10 +552,21 @@ ngx_http_fanout_redis_fail(ngx_log_t *log, ngx_http_fanout_redis_error_e err,
 
     ngx_http_fanout_redis_logged = ngx_time();
 
+    if (rcf->sentinels && ngx_strncmp(why, "has a Sentinel", 14) != 0) {
+        /* the master failed, not the Sentinels: name what failed */
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "fanout redis master \"%V\" at %s:%d %s%s%s, failing "
+                      "open (logged at most once a second)", &rcf->master,
+                      ngx_http_fanout_sentinel.port
+                      ? (char *) ngx_http_fanout_sentinel.host : "(unknown)",
+                      (int) ngx_http_fanout_sentinel.port,
+                      why, detail ? ": " : "", detail ? detail : "");
+        return;
+    }
+
     ngx_log_error(NGX_LOG_ERR, log, 0,
                   "fanout redis %V %s%s%s, failing open "
-                  "(logged at most once a second)",
-                  &ngx_http_fanout_redis_conf->address,
+                  "(logged at most once a second)", &rcf->address,
                   why, detail ? ": " : "", detail ? detail : "");
 }
 
@@ -645,6 +660,15 @@ ngx_http_fanout_redis_op_timeout(ngx_event_t *ev)
 
     if (handler) {
         handler(op->data, NULL, NGX_HTTP_FANOUT_REDIS_TIMEOUT);
+    }
+
+    if (ngx_http_fanout_redis_conf->sentinels) {
+        /*
+         * A master that takes connections but answers nothing (stopped,
+         * a stuck host) looks alive to a connect: and its +switch-master
+         * may have been missed.  Ask again (at most twice a second).
+         */
+        ngx_http_fanout_sentinel_again();
     }
 
     /*
@@ -1094,6 +1118,10 @@ ngx_http_fanout_redis_timer(ngx_event_t *ev)
     /* connecting, or AUTH/SELECT, took longer than connect_timeout */
     ngx_http_fanout_redis_drop(rc, NGX_HTTP_FANOUT_REDIS_CONNECT,
                                "did not accept the connection in time");
+
+    if (ngx_http_fanout_redis_conf->sentinels) {
+        ngx_http_fanout_sentinel_again();
+    }
 }
 
 

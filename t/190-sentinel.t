@@ -204,6 +204,44 @@ is(scalar(grep { $_->[2] eq 'ERROR' || ($_->[3] == 2 && $_->[2] ne 'HIT') } @lat
    'and the cache works after it');
 ok($t->redis_cli('m', '--scan', '--pattern', 'fanout:limit:*') =~ /fanout:limit:/, 'cluster limits count there again');
 
+# --- a hung master, its +switch-master missed: the Sentinel is asked again
+
+$t->redis_restart('r');
+for (1 .. 200) {
+    last if $t->redis_cli('r', 'INFO', 'replication') =~ /master_link_status:up/;
+    sleep 0.05;
+}
+like($t->redis_cli('r', 'INFO', 'replication'), qr/master_link_status:up/,
+     'the killed one is back as a replica');
+
+$l = load("$dir/load3");
+sleep 1;
+# the Sentinel learns of the new master without announcing it
+# (no +switch-master), then the old one hangs: it takes connections
+# (the kernel's backlog) but answers nothing
+sentinel('SENTINEL', 'REMOVE', 'mymaster');
+$t->redis_cli('r', 'REPLICAOF', 'NO', 'ONE');
+sentinel('SENTINEL', 'MONITOR', 'mymaster', '127.0.0.1', $pr, 1);
+$t0 = time;
+$t->redis_signal('m', 'STOP');
+$took = resumed("$dir/load3", $t0);
+ok(defined $took && $took < 6, sprintf('a hung master: caching resumes on the new one %.2f s after it hung',
+                                       $took // -1));
+sleep 2;
+kill 'TERM', $l;
+waitpid($l, 0);
+$t->redis_signal('m', 'CONT');
+
+@res = lines("$dir/load3");
+is(scalar(grep { $_->[1] != 200 } @res), 0, 'no request failed while the master hung');
+@late = grep { $_->[0] > $t0 + 1 + ($took // 0) } @res;
+cmp_ok(scalar @late, '>', 5, 'requests after the switch');
+is(scalar(grep { $_->[2] eq 'ERROR' } @late), 0, 'none of them X-Fanout-Cache: ERROR');
+like($t->error_log, qr/\[error\].*fanout redis master "mymaster" at 127\.0\.0\.1:$pm did not answer in time/,
+     'the error log names the master that hung, not the Sentinel');
+like($t->error_log, qr/\[notice\].*fanout redis: master "mymaster" is at 127\.0\.0\.1:$pr \(asked a Sentinel\)/,
+     'and the master found by asking again');
+
 kill 'TERM', $sp;
 waitpid($sp, 0);
 

@@ -262,6 +262,7 @@ static void
 ngx_http_fanout_api_body(ngx_http_request_t *r)
 {
     long                          n, i, k, m;
+    u_char                       *p;
     ngx_str_t                     body, s;
     ngx_int_t                     rc, draining, share;
     ngx_uint_t                    seen, f;
@@ -699,7 +700,8 @@ ngx_http_fanout_api_body(ngx_http_request_t *r)
             goto change;
         }
 
-        m = fanout_json_members(v->p, v->len, wkeys, wvalues, FANOUT_SPLIT_MAX_VARIANTS);
+        m = fanout_json_members(v->p, v->len, wkeys, wvalues,
+                                FANOUT_SPLIT_MAX_VARIANTS);
 
         if (m == 1 && wkeys[0].len == 8
             && ngx_strncmp(wkeys[0].p, "\"target\"", 8) == 0
@@ -745,6 +747,21 @@ change:
         rc = ch->status;
         error = ch->error;
         message = ch->message;
+
+        if (ch->stranded) {
+            /* names are letters, digits, '-' and '_': JSON as they are */
+            p = ngx_pnalloc(r->pool, ch->name.len + 100);
+            if (p == NULL) {
+                ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+                return;
+            }
+
+            message = (const char *) p;
+            p = ngx_sprintf(p, "variant \\\"%V\\\" would be left with too "
+                            "few enabled targets for the location's "
+                            "quorum%Z", &ch->name);
+        }
+
         goto refused;
     }
 

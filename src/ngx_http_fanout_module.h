@@ -598,6 +598,8 @@ typedef struct {
     ngx_uint_t                  status;      /* refused: why */
     const char                 *error;
     const char                 *message;
+    unsigned                    stranded:1;  /* name: the variant a change
+                                                would leave without targets */
 } ngx_http_fanout_rt_change_t;
 
 /* written for the fleet: its version, or -1 when Redis did not take it */

@@ -1425,6 +1425,115 @@ ngx_http_fanout_runtime_forget(void *pending)
 }
 
 
+/*
+ * Would every request still find enough enabled targets for the location's
+ * quorum, as nginx -t makes sure of the configuration?  In each variant
+ * the split sends requests to (its targets and the untagged ones), and
+ * with the untagged alone when the shares leave requests without one.
+ * split: the shares to judge (NULL: no split); all: every variant, as a
+ * ramp may send requests to any; off: a target about to be disabled, or
+ * -1.  NGX_OK, or NGX_DECLINED with the change refused (409 quorum).
+ */
+
+static ngx_int_t
+ngx_http_fanout_rt_stranded(ngx_http_fanout_stats_loc_t *loc,
+    const fanout_split_t *split, ngx_uint_t all, ngx_int_t off,
+    ngx_http_fanout_rt_change_t *ch)
+{
+    ngx_int_t                        j, from;
+    ngx_uint_t                       k, n, quorum, sum;
+    ngx_http_fanout_stats_target_t  *t, *v;
+
+    t = loc->targets.elts;
+    quorum = ngx_max(loc->quorum, 1);
+    sum = 0;
+
+    /* j = -1: requests without a variant, judged last */
+    from = split ? 0 : -1;
+
+    for (j = from; split == NULL || j < (ngx_int_t) split->n; j++) {
+
+        if (j >= 0) {
+            sum += split->share[j];
+
+            if (split->share[j] == 0 && !all) {
+                continue;
+            }
+        }
+
+        for (n = 0, k = 0; k < loc->targets.nelts; k++) {
+            n += ((ngx_int_t) k != off && !t[k].node->rt.disabled
+                  && (t[k].variant < 0 || t[k].variant == j));
+        }
+
+        if (n < quorum) {
+            ch->status = NGX_HTTP_CONFLICT;
+            ch->error = "quorum";
+
+            if (j < 0) {
+                ch->message = "too few targets would be left for the "
+                              "location's quorum";
+                return NGX_DECLINED;
+            }
+
+            v = loc->variants.elts;
+
+            /* named by fanout_api; in the zone after its kind's byte */
+            ch->message = "a variant would be left with too few enabled "
+                          "targets for the location's quorum";
+            ch->name.data = v[j].name.data + 1;
+            ch->name.len = v[j].name.len - 1;
+            ch->stranded = 1;
+            return NGX_DECLINED;
+        }
+
+        if (split == NULL) {
+            return NGX_OK;
+        }
+    }
+
+    if (sum >= FANOUT_SPLIT_WHOLE) {
+        return NGX_OK;
+    }
+
+    for (n = 0, k = 0; k < loc->targets.nelts; k++) {
+        n += ((ngx_int_t) k != off && !t[k].node->rt.disabled
+              && t[k].variant < 0);
+    }
+
+    if (n < quorum) {
+        ch->status = NGX_HTTP_CONFLICT;
+        ch->error = "quorum";
+        ch->message = "requests without a variant would be left with too "
+                      "few enabled untagged targets for the location's "
+                      "quorum";
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the shares a location's split has now: fanout_api's, a ramp's, or its
+ * configuration's */
+
+static void
+ngx_http_fanout_rt_split_now(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_http_fanout_stats_loc_t *loc, fanout_split_t *split)
+{
+    ngx_http_fanout_runtime_t  *rt;
+
+    rt = &loc->node->rt;
+
+    ngx_shmtx_lock(&fmcf->shpool->mutex);
+
+    *split = (rt->active && rt->base == loc->split_fp) ? rt->split
+                                                       : *loc->split;
+
+    ngx_shmtx_unlock(&fmcf->shpool->mutex);
+}
+
+
 ngx_int_t
 ngx_http_fanout_runtime_change(ngx_http_fanout_main_conf_t *fmcf,
     ngx_log_t *log, ngx_http_fanout_rt_change_t *ch,
@@ -1435,7 +1544,7 @@ ngx_http_fanout_runtime_change(ngx_http_fanout_main_conf_t *fmcf,
     u_char                          *p;
     size_t                           len[4];
     ngx_int_t                        i;
-    ngx_uint_t                       k, n;
+    ngx_uint_t                       k;
     const char                      *argv[4], *what;
     fanout_split_t                   split;
     ngx_http_fanout_stats_t         *st;
@@ -1530,6 +1639,10 @@ ngx_http_fanout_runtime_change(ngx_http_fanout_main_conf_t *fmcf,
             return NGX_DECLINED;
         }
 
+        if (ngx_http_fanout_rt_stranded(loc, &split, 0, -1, ch) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
         p = value + vlen;
 
         for (k = 0; k < loc->split->n; k++) {
@@ -1612,16 +1725,16 @@ ngx_http_fanout_runtime_change(ngx_http_fanout_main_conf_t *fmcf,
         }
 
         if (ch->value == 0) {
-            /* taking it out must leave enough to meet the quorum */
-            for (n = 0, k = 0; k < loc->targets.nelts; k++) {
-                n += (k != (ngx_uint_t) i && !t[k].node->rt.disabled);
+            /* taking it out must leave every request enough to meet the
+             * quorum, in whichever variant the split puts it */
+            if (loc->split) {
+                ngx_http_fanout_rt_split_now(fmcf, loc, &split);
             }
 
-            if (n < ngx_max(loc->quorum, 1)) {
-                ch->status = NGX_HTTP_CONFLICT;
-                ch->error = "quorum";
-                ch->message = "too few targets would be left for the "
-                              "location's quorum";
+            if (ngx_http_fanout_rt_stranded(loc, loc->split ? &split : NULL,
+                                            loc->ramp != NULL, i, ch)
+                != NGX_OK)
+            {
                 return NGX_DECLINED;
             }
         }
@@ -1740,6 +1853,14 @@ ngx_http_fanout_runtime_change(ngx_http_fanout_main_conf_t *fmcf,
                 ch->status = NGX_HTTP_BAD_REQUEST;
                 ch->error = "bad_value";
                 ch->message = bad;
+                return NGX_DECLINED;
+            }
+
+            /* a ramp may send requests to any variant: the candidate up
+             * to its last step, the others until then */
+            if (ngx_http_fanout_rt_stranded(loc, loc->split, 1, -1, ch)
+                != NGX_OK)
+            {
                 return NGX_DECLINED;
             }
 

@@ -372,10 +372,12 @@ ngx_http_fanout_split_check(ngx_conf_t *cf, ngx_http_fanout_loc_conf_t *flcf)
 ngx_int_t
 ngx_http_fanout_split_merge(ngx_conf_t *cf, ngx_http_fanout_loc_conf_t *flcf)
 {
-    ngx_uint_t                     i, j, loc;
-    ngx_http_fanout_target_t      *t;
-    ngx_http_fanout_main_conf_t   *fmcf;
-    ngx_http_fanout_split_conf_t  *sc;
+    ngx_uint_t                       i, j, loc;
+    ngx_http_fanout_target_t        *t;
+    ngx_http_fanout_stats_loc_t     *stl;
+    ngx_http_fanout_main_conf_t     *fmcf;
+    ngx_http_fanout_split_conf_t    *sc;
+    ngx_http_fanout_stats_target_t  *stt;
 
     sc = flcf->split;
 
@@ -435,11 +437,18 @@ ngx_http_fanout_split_merge(ngx_conf_t *cf, ngx_http_fanout_loc_conf_t *flcf)
         return NGX_ERROR;
     }
 
+    /* fanout_api checks a change by the targets each variant has */
+    fmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_fanout_module);
+    stl = fmcf->locations.elts;
+    stt = stl[flcf->stats].targets.elts;
+
+    for (i = 0; i < flcf->targets->nelts; i++) {
+        stt[t[i].stats].variant = t[i].variant;
+    }
+
     if (sc->registered) {
         return NGX_OK;
     }
-
-    fmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_fanout_module);
 
     for (j = 0; j < sc->split.n; j++) {
         if (ngx_http_fanout_stats_register_extra(cf, fmcf, &flcf->location,

@@ -130,6 +130,7 @@ ngx_http_fanout_stats_register(ngx_conf_t *cf,
         tgt->max_inflight = 0;
         ngx_str_null(&tgt->bkey);
         tgt->bnode = NULL;
+        tgt->variant = -1;
 
         i = loc->targets.nelts - 1;
     }

@@ -220,6 +220,8 @@ typedef struct {
     ngx_uint_t                  max_inflight;  /* a target's cap, 0: none */
     ngx_str_t                   bkey;      /* breaker_key=: "\5NAME" */
     ngx_http_fanout_stats_t    *bnode;     /* its breaker: node or shared */
+    ngx_int_t                   variant;   /* a target's variant= index in
+                                              the split, -1: untagged */
 } ngx_http_fanout_stats_target_t;
 
 

@@ -234,6 +234,40 @@ for (1 .. 40) {
 ok($seen, 'the other instance has b disabled too');
 api('{"location":"/q","target":"b","enabled":true}');
 
+# --- no change may strand a variant: its only target, its users' 502s
+
+is(api('{"location":"/p","weights":{"v1":60,"v2":40}}')->{status}, 200, 'weights 60/40');
+$r = api('{"location":"/p","target":"a","enabled":false}');
+is($r->{status}, 409, 'disabling v1\'s only target: 409');
+is($r->{json}{error}, 'quorum', '  quorum');
+like($r->{json}{message}, qr/variant "v1" would be left with too few enabled targets/,
+     '  the message names the variant');
+ok(state()->{locations}{'/p'}{targets}{a}{enabled}, 'a still enabled');
+$n = variants();
+ok(!$n->{none} && $n->{v1} > 80, "every user still served, v1's in v1 ($n->{v1} of 200)");
+my $r502 = grep { $_->{status} == 502 }
+           map { $t->request('POST', "/p?u=user$_", body => '{}') } 1 .. 40;
+is($r502, 0, 'no user got a 502 (40 of 40 answered)');
+
+is(api('{"location":"/p","weights":{"v1":0,"v2":100}}')->{status}, 200,
+   'v1 at 0%');
+is(api('{"location":"/p","target":"a","enabled":false}')->{status}, 200,
+   'then its only target may go: nobody is sent there');
+$r = api('{"location":"/p","weights":{"v1":50,"v2":50}}');
+is($r->{status}, 409, 'weights that send users back to v1 without a target: 409');
+like($r->{json}{message}, qr/variant "v1"/, '  naming v1');
+$r = api('{"location":"/p","ramp":{"steps":"10%,100%","every":"1h","candidate":"v1"}}');
+is($r->{status}, 409, 'a ramp that would send users to v1: 409');
+like($r->{json}{message}, qr/variant "v1"/, '  naming v1');
+is(state()->{locations}{'/p'}{split}{weights}{v1}, 0, 'the weights unchanged: v1 0%');
+is(scalar(grep { $_->{status} != 200 }
+          map { $t->request('POST', "/p?u=user$_", body => '{}') } 1 .. 40),
+   0, 'and every user answered');
+is(api('{"location":"/p","target":"a","enabled":true}')->{status}, 200, 'a enabled again');
+is(api('{"location":"/p","weights":{"v1":50,"v2":50}}')->{status}, 200,
+   'then 50/50 is allowed');
+api('{"location":"/p","weights":{"v1":0,"v2":100}}');   # as the tests below expect
+
 # --- purges, fleet-wide
 
 $r = api('{"location":"/p","purge":true}');

@@ -199,6 +199,31 @@ fanout_breaker_release(fanout_breaker_t *b, fanout_breaker_verdict_e verdict)
 }
 
 
+int
+fanout_breaker_own_success(const fanout_breaker_conf_t *c, fanout_breaker_t *b,
+    uint64_t now_ms)
+{
+    size_t    i;
+    uint32_t  requests, errors;
+
+    if (b->state != FANOUT_BREAKER_CLOSED || b->consecutive != 0) {
+        return 0;
+    }
+
+    fanout_breaker_slide(c, b, now_ms);
+
+    requests = 0;
+    errors = 0;
+
+    for (i = 0; i < FANOUT_BREAKER_SLOTS; i++) {
+        requests += b->requests[i];
+        errors += b->errors[i];
+    }
+
+    return requests > errors;
+}
+
+
 fanout_breaker_change_e
 fanout_breaker_learn(const fanout_breaker_conf_t *c, fanout_breaker_t *b,
     uint64_t now_ms, uint64_t remaining_ms, uint64_t cooldown_ms)
@@ -213,6 +238,16 @@ fanout_breaker_learn(const fanout_breaker_conf_t *c, fanout_breaker_t *b,
             b->retry_at_ms = now_ms + remaining_ms;
         }
 
+        return FANOUT_BREAKER_SAME;
+    }
+
+    if (fanout_breaker_own_success(c, b, now_ms)) {
+        /*
+         * This instance's own calls succeed, the latest one included: what
+         * failed elsewhere (that instance's network, say) is not evidence
+         * against what this one sees.  One broken member must not take
+         * the fleet's calls, nor its readiness, with it.
+         */
         return FANOUT_BREAKER_SAME;
     }
 

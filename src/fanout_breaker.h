@@ -90,8 +90,16 @@ uint32_t fanout_breaker_rate(const fanout_breaker_conf_t *c,
 
 /*
  * scope=cluster: another instance has the circuit open for remaining_ms
- * more (with its cooldown): open it here too, until then.
+ * more (with its cooldown): open it here too, until then, unless this
+ * instance's own calls say otherwise (fanout_breaker_own_success()).
  */
+/*
+ * This instance's own evidence: closed, its latest call a success, and
+ * more successes than failures in its window.
+ */
+int fanout_breaker_own_success(const fanout_breaker_conf_t *c,
+    fanout_breaker_t *b, uint64_t now_ms);
+
 fanout_breaker_change_e fanout_breaker_learn(const fanout_breaker_conf_t *c,
     fanout_breaker_t *b, uint64_t now_ms, uint64_t remaining_ms,
     uint64_t cooldown_ms);

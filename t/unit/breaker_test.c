@@ -183,6 +183,26 @@ main(void)
        && b.state == FANOUT_BREAKER_CLOSED && !b.remote,
        "gone early: closed there by a good probe, so closed here");
 
+    /* own evidence: calls that succeed here are not undone by another
+     * instance's failures (its network, say) */
+    memset(&b, 0, sizeof(b));
+    call(&c, &b, 1000, 1);
+    call(&c, &b, 1100, 0);
+    call(&c, &b, 1200, 0);
+    ok(fanout_breaker_learn(&c, &b, 1500, 7000, 20000) == FANOUT_BREAKER_SAME
+       && b.state == FANOUT_BREAKER_CLOSED && !b.remote,
+       "own calls succeed: an opening elsewhere is not learned");
+    ok(call(&c, &b, 1600, 0) == FANOUT_BREAKER_SAME,
+       "and the calls go on");
+    call(&c, &b, 1700, 1);
+    ok(fanout_breaker_learn(&c, &b, 1800, 7000, 20000) == FANOUT_BREAKER_OPENED
+       && b.remote, "its latest own call failed: learned");
+    memset(&b, 0, sizeof(b));
+    call(&c, &b, 1000, 0);
+    ok(fanout_breaker_learn(&c, &b, 1000 + 21000, 7000, 20000)
+       == FANOUT_BREAKER_OPENED,
+       "own successes older than the window: no evidence, learned");
+
     /* a good probe elsewhere closes every breaker that opened before it */
     memset(&b, 0, sizeof(b));
     for (i = 0; i < 5; i++) {

@@ -57,9 +57,22 @@ static const char  ngx_http_fanout_rt_poll_lua[] =
 /*
  * A ramp's tick: begun if new; the instance's counts added to the step's
  * when the step is the one it counted for; the state and the step's sums.
+ * Every move of a ramp (a step, a rollback, a restart) stamps the time it
+ * was made (the state's third word): when Redis lost the state (a restart
+ * without persistence, FLUSHALL, an eviction) or holds an older one than
+ * this instance, the instance's is written back, so that a ramp never
+ * goes back to its first step, nor a rollback undone, because Redis forgot.
  */
 static const char  ngx_http_fanout_rt_ramp_lua[] =
     "local cur = redis.call('HGET', KEYS[1], ARGV[1]) "
+    "local function at(s) "
+    "  return tonumber(string.match(s or '', '^%S+ %d+ (%d+)') or '0') or 0 "
+    "end "
+    "if ARGV[3] ~= '' and (not cur or at(ARGV[3]) > at(cur)) then "
+    "  cur = ARGV[3] "
+    "  redis.call('HSET', KEYS[1], ARGV[1], cur) "
+    "  redis.call('HINCRBY', KEYS[1], 'v', 1) "
+    "end "
     "if not cur then "
     "  cur = 'ramping 0 ' .. ARGV[2] .. ' 0' "
     "  redis.call('HSET', KEYS[1], ARGV[1], cur) "

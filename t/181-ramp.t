@@ -163,6 +163,27 @@ like($prom, qr/^fanout_variant_share_ratio\{location="\/bad",variant="v2"\} 0\.0
 like($prom, qr/^fanout_variant_share_ratio\{location="\/good",variant="v2"\} 1\.0000$/m, '  /good\'s v2 at 1');
 like($prom, qr/^fanout_ramp_step\{location="\/good"\} 3$/m, '  at its step 3');
 
+# --- Redis forgets (FLUSHALL, a restart without persistence): no ramp
+#     goes back, no rollback is undone; the instances write back theirs
+
+$t->redis_cli('r', 'FLUSHALL');
+my %during = (bad => 0, good => 0);
+my $t_end = time + 2;
+while (time < $t_end) {
+    my $vb = drive('/bad');
+    $during{bad} += count($vb, 'v2');
+    $during{good} += 100 - count(drive('/good'), 'v2');
+}
+is($during{bad}, 0, 'after FLUSHALL no user was sent to the rolled-back candidate');
+is($during{good}, 0, 'and the finished ramp kept every user in v2');
+is(ramp('/bad')->{state}, 'rolled_back', '/bad still rolled back');
+is(ramp('/bad', $two)->{state}, 'rolled_back', '  on both instances');
+is(ramp('/good')->{state}, 'done', '/good still done');
+is(ramp('/good', $two)->{state}, 'done', '  on both instances');
+my $hash = $t->redis_cli('r', 'HGETALL', 'fanout:runtime');
+like($hash, qr/^rolled_back \d+ \d+ \d+$/m, 'the rollback written back to Redis');
+like($hash, qr/^done 2 \d+ 0$/m, 'and the finished ramp');
+
 # --- by hand: restart, then roll back
 
 my $r = $t->request('PATCH', '/api', body => '{"location":"/good","ramp":"restart"}');

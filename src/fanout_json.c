@@ -945,6 +945,7 @@ fanout_json_members_start(fanout_member_it_t *it, const char *p, size_t len)
         return -1;
     }
 
+    memset(&s, 0, sizeof(fanout_scan_t));
     s.p = p + 1;
     s.end = p + len;
     fanout_scan_ws(&s);

@@ -26,6 +26,7 @@ $t->mock('sf', mode => 'sse', gap => 10, events => 5);
 $t->mock('ss', mode => 'sse', first => 200, gap => 10, events => 5);
 $t->mock('sd', mode => 'sse', gap => 10, events => 5, die => 2);
 $t->mock('mb', mode => 'model');
+$t->mock('oa', mode => 'model', proto => 'openai', rev => 1);
 
 my $p = $t->dir . '/nginx';
 my $conf = $t->conf_text(main => 'master_process off;', http => <<'EOC');
@@ -72,6 +73,11 @@ server {
                    fanout_shadow s /_a percent=0; }
     location /w  { fanout_split $arg_u { 50% v1; * v2; }
                    fanout_target a /_a variant=v1; fanout_target b /_b variant=v2; }
+    location /_oa { internal; proxy_pass http://127.0.0.1:%%MOCK_oa%%/; }
+    location /oa { fanout_target o /_oa batch=4 batch_wait=5ms batch_format=openai; }
+    location /bb { fanout_target a /_a; fanout_target bad /_bad;
+                   fanout_breaker failures=3 cooldown=50ms;
+                   fanout_batch instances chunk=1 max_items=64; }
     location = /api { fanout_api write; }
     location = /fanout/status { fanout_status prometheus; }
 }
@@ -109,6 +115,9 @@ for my $i (1 .. 20) {
     $t->post('/bt', '{"instances":[1],"instances":[2]}');
     $t->parallel(3, 'POST', '/mb', body => qq({"instances":[$i]}));
     $t->post('/mb', 'not json');
+    $t->parallel(3, 'POST', '/oa', body => qq({"input":["a$i","bb"]}));
+    $t->post('/bb', '{"instances":[' . join(',', 1 .. 40) . ']}');
+    $t->request('PATCH', '/api', body => '{"location":"/w","target":"a","enabled":false}');
     $t->post("/sp?u=$_", '{}') for 1 .. 5;
     $t->post("/w?u=$_", '{}') for 1 .. 3;
     $t->request('PATCH', '/api', body => qq({"location":"/w","weights":{"v1":${\ ($i % 2 ? 100 : 0)},"v2":${\ ($i % 2 ? 0 : 100)}}}));

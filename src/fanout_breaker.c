@@ -203,24 +203,16 @@ int
 fanout_breaker_own_success(const fanout_breaker_conf_t *c, fanout_breaker_t *b,
     uint64_t now_ms)
 {
-    size_t    i;
-    uint32_t  requests, errors;
+    uint32_t  rate, requests;
 
     if (b->state != FANOUT_BREAKER_CLOSED || b->consecutive != 0) {
         return 0;
     }
 
-    fanout_breaker_slide(c, b, now_ms);
+    /* more successes than failures: under 50 failures per hundred */
+    rate = fanout_breaker_rate(c, b, now_ms, &requests);
 
-    requests = 0;
-    errors = 0;
-
-    for (i = 0; i < FANOUT_BREAKER_SLOTS; i++) {
-        requests += b->requests[i];
-        errors += b->errors[i];
-    }
-
-    return requests > errors;
+    return requests > 0 && rate < 50;
 }
 
 

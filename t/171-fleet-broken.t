@@ -15,12 +15,9 @@ use lib 't/lib';
 use FT;
 use JSON::PP;
 use Test::More;
-use POSIX ":sys_wait_h";
 use Time::HiRes qw(time sleep);
 
-my $haproxy = `sh -c 'command -v haproxy'`;
-chomp $haproxy;
-unless ($haproxy) {
+unless (`sh -c 'command -v haproxy'`) {
     fail("needs Debian's haproxy");
     done_testing;
     exit;
@@ -64,60 +61,8 @@ server {
 EOC
 }
 
-my $lb = $t->port('lb');
-my $stats = $t->port('stats');
-my $servers = join '', map {
-    "    server $_ 127.0.0.1:" . $t->port($_) . " check inter 200ms fall 2 rise 2\n"
-} @names;
-
-FT::write_file("$dir/haproxy.cfg", <<"EOC");
-global
-    maxconn 1000
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 10s
-    timeout server 10s
-    retries 0
-frontend fe
-    bind 127.0.0.1:$lb
-    default_backend fanout
-frontend stats
-    bind 127.0.0.1:$stats
-    stats enable
-    stats uri /stats
-backend fanout
-    balance roundrobin
-    option httpchk GET /health
-    http-check expect status 200
-$servers
-EOC
-
-my $hp = fork() // die;
-if ($hp == 0) {
-    open STDOUT, '>', "$dir/haproxy.log";
-    open STDERR, '>&', \*STDOUT;
-    { exec $haproxy, "-db", "-f", "$dir/haproxy.cfg" };
-    POSIX::_exit(127);
-}
-FT::wait_port($lb) or die "haproxy did not start";
-
-sub states {
-    my $csv = $t->get('/stats;csv', port => $stats)->{body} // '';
-    my ($head, @rows) = split /\n/, $csv;
-    return {} unless $head;
-    $head =~ s/^# //;
-    my @h = split /,/, $head;
-    my %i = map { $h[$_] => $_ } 0 .. $#h;
-    my %s;
-    for (@rows) {
-        my @f = split /,/;
-        next unless ($f[$i{pxname}] // '') eq 'fanout';
-        next if $f[$i{svname}] eq 'BACKEND';
-        $s{$f[$i{svname}]} = $f[$i{status}];
-    }
-    return \%s;
-}
+my $lb = $t->haproxy(@names);
+sub states { $t->haproxy_states }
 
 # the healthy two are up before the load (three may be up for a moment:
 # it has not called anything yet)
@@ -188,8 +133,5 @@ is($st1->{locations}{'/p'}{targets}{b}{breaker}{state}, 'closed',
    'one: its breaker of b closed, its own calls succeed');
 like($t->error_log('three'), qr/fanout breaker of target "b" in location "\/p": closed -> open/,
      'three opened its own');
-
-kill 'TERM', $hp;
-waitpid($hp, 0);
 
 $t->done;

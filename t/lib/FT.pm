@@ -182,6 +182,82 @@ sub redis_restart {
     }
 }
 
+# Debian's HAProxy in front of instances (names, each listening on
+# port($name)), checking GET /health every 200 ms (fall 2, rise 2):
+# returns the port clients use; haproxy_states() reads its view.  Stopped
+# with everything else.
+sub haproxy {
+    my ($self, @names) = @_;
+
+    my $bin = `sh -c 'command -v haproxy'`;
+    chomp $bin;
+    die "needs Debian's haproxy\n" unless $bin;
+
+    my $dir = $self->{dir};
+    my $lb = $self->port('lb');
+    my $stats = $self->port('haproxy_stats');
+    my $servers = join '', map {
+        "    server $_ 127.0.0.1:" . $self->port($_)
+        . " check inter 200ms fall 2 rise 2\n"
+    } @names;
+
+    write_file("$dir/haproxy.cfg", <<"EOC");
+global
+    maxconn 1000
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 10s
+    timeout server 10s
+    retries 0
+frontend fe
+    bind 127.0.0.1:$lb
+    default_backend fanout
+frontend stats
+    bind 127.0.0.1:$stats
+    stats enable
+    stats uri /stats
+backend fanout
+    balance roundrobin
+    option httpchk GET /health
+    http-check expect status 200
+$servers
+EOC
+
+    my $pid = fork() // die "fork: $!";
+    if ($pid == 0) {
+        open STDOUT, '>', "$dir/haproxy.log";
+        open STDERR, '>&', \*STDOUT;
+        { exec $bin, '-db', '-f', "$dir/haproxy.cfg" };
+        POSIX::_exit(127);
+    }
+
+    $self->{haproxy} = $pid;
+    wait_port($lb) or die "haproxy did not start";
+
+    return $lb;
+}
+
+# HAProxy's view: server => UP / DOWN / ...
+sub haproxy_states {
+    my ($self) = @_;
+
+    my $csv = $self->get('/stats;csv', port => $self->port('haproxy_stats'))->{body} // '';
+    my ($head, @rows) = split /\n/, $csv;
+    return {} unless $head;
+    $head =~ s/^# //;
+    my @h = split /,/, $head;
+    my %i = map { $h[$_] => $_ } 0 .. $#h;
+    my %s;
+    for (@rows) {
+        my @f = split /,/;
+        next unless ($f[$i{pxname}] // '') eq 'fanout';
+        next if $f[$i{svname}] eq 'BACKEND';
+        $s{$f[$i{svname}]} = $f[$i{status}];
+    }
+    return \%s;
+}
+
 sub kill_mock {
     my ($self, $name) = @_;
 
@@ -405,6 +481,11 @@ sub stop {
     my ($self) = @_;
 
     $self->stop_instance($_) for keys %{ $self->{instances} || {} };
+
+    if (my $hp = delete $self->{haproxy}) {
+        kill 'TERM', $hp;
+        waitpid($hp, 0);
+    }
 
     for my $pid (values %{ $self->{mocks} }) {
         kill 'KILL', -$pid;

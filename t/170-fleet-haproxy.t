@@ -21,11 +21,7 @@ use Test::More;
 use POSIX ":sys_wait_h";
 use Time::HiRes qw(time sleep);
 
-unless (`sh -c 'command -v haproxy'`) {
-    fail("needs Debian's haproxy");
-    done_testing;
-    exit;
-}
+FT::needs('haproxy');
 
 my $t = FT->new;
 my $dir = $t->dir;

@@ -17,11 +17,7 @@ use JSON::PP;
 use Test::More;
 use Time::HiRes qw(time sleep);
 
-unless (`sh -c 'command -v haproxy'`) {
-    fail("needs Debian's haproxy");
-    done_testing;
-    exit;
-}
+FT::needs('haproxy');
 
 my $t = FT->new;
 my $dir = $t->dir;

@@ -13,13 +13,7 @@ use Test::More;
 use POSIX ":sys_wait_h";
 use Time::HiRes qw(sleep time);
 
-my $sentinel_bin = `sh -c 'command -v redis-sentinel'`;
-chomp $sentinel_bin;
-unless ($sentinel_bin) {
-    fail("needs Debian's redis-sentinel");
-    done_testing;
-    exit;
-}
+my $sentinel_bin = FT::needs('redis-sentinel');
 
 my $t = FT->new;
 my $dir = $t->dir;

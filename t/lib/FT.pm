@@ -182,6 +182,20 @@ sub redis_restart {
     }
 }
 
+# A program the test cannot do without (Debian's haproxy, redis-sentinel):
+# its path, or the test fails saying so and ends.
+sub needs {
+    my ($cmd) = @_;
+
+    my $path = `sh -c 'command -v $cmd'`;
+    chomp $path;
+    return $path if $path;
+
+    Test::More::fail("needs Debian's $cmd");
+    Test::More::done_testing();
+    exit;
+}
+
 # Debian's HAProxy in front of instances (names, each listening on
 # port($name)), checking GET /health every 200 ms (fall 2, rise 2):
 # returns the port clients use; haproxy_states() reads its view.  Stopped
@@ -189,9 +203,7 @@ sub redis_restart {
 sub haproxy {
     my ($self, @names) = @_;
 
-    my $bin = `sh -c 'command -v haproxy'`;
-    chomp $bin;
-    die "needs Debian's haproxy\n" unless $bin;
+    my $bin = needs('haproxy');
 
     my $dir = $self->{dir};
     my $lb = $self->port('lb');

@@ -94,6 +94,34 @@ static const char  ngx_http_fanout_rt_cas_lua[] =
     "return redis.call('HINCRBY', KEYS[1], 'v', 1)";
 
 
+/*
+ * Redis lost the fleet's hash (a restart without persistence, FLUSHALL, an
+ * eviction, a failover to a replica behind): an instance that knew version
+ * ARGV[1] writes back the settings it holds, ARGV[2..] as field, value.
+ * The highest version wins: nothing is written when Redis has a higher
+ * version, unless it came from a restore by an instance that knew the same
+ * one (then what it lacks is added).  A field Redis has is a change made
+ * since the loss, kept; unless a restore from an older version wrote it,
+ * then this one's wins.  "restored" says from which version the last
+ * restore was made; the version moves past both, so that every instance
+ * reads the result.
+ */
+static const char  ngx_http_fanout_rt_restore_lua[] =
+    "local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0') or 0 "
+    "local from = tonumber(redis.call('HGET', KEYS[1], 'restored') or '-1') "
+    "  or -1 "
+    "local mine = tonumber(ARGV[1]) "
+    "if v >= mine and from ~= mine then return 0 end "
+    "local cmd = (from >= 0 and from < mine) and 'HSET' or 'HSETNX' "
+    "for i = 2, #ARGV - 1, 2 do "
+    "  redis.call(cmd, KEYS[1], ARGV[i], ARGV[i + 1]) "
+    "end "
+    "redis.call('HSET', KEYS[1], 'restored', mine) "
+    "local nv = math.max(v, mine) + 1 "
+    "redis.call('HSET', KEYS[1], 'v', nv) "
+    "return nv";
+
+
 typedef struct {
     ngx_http_fanout_main_conf_t    *fmcf;
     ngx_http_fanout_stats_loc_t    *loc;
@@ -125,6 +153,7 @@ static ngx_http_fanout_redis_script_t  ngx_http_fanout_rt_write_script;
 static ngx_http_fanout_redis_script_t  ngx_http_fanout_rt_poll_script;
 static ngx_http_fanout_redis_script_t  ngx_http_fanout_rt_ramp_script;
 static ngx_http_fanout_redis_script_t  ngx_http_fanout_rt_cas_script;
+static ngx_http_fanout_redis_script_t  ngx_http_fanout_rt_restore_script;
 static ngx_event_t                     ngx_http_fanout_rt_ev;
 static ngx_uint_t                      ngx_http_fanout_rt_busy;
 
@@ -1223,6 +1252,277 @@ ngx_http_fanout_rt_apply(ngx_http_fanout_main_conf_t *fmcf, u_char *f,
 }
 
 
+/* a share in hundredths of 1% as fanout_ramp_share() reads it: "12.50%" */
+
+static u_char *
+ngx_http_fanout_rt_share(u_char *p, uint32_t share)
+{
+    return ngx_sprintf(p, "%uD.%02uD%%", share / 100, share % 100);
+}
+
+
+/* fanout_api's ramp as its fleet value: "FP CANDIDATE EVERY MIN STEPS RB" */
+
+static size_t
+ngx_http_fanout_rt_api_ramp_value(u_char *buf, ngx_http_fanout_stats_loc_t *loc,
+    fanout_ramp_t *ramp, ngx_uint_t candidate)
+{
+    u_char      *p;
+    ngx_uint_t   k;
+
+    p = ngx_sprintf(buf, "%08xD %ui %uL %uL ", loc->split_fp, candidate,
+                    ramp->every, ramp->min_requests);
+
+    for (k = 0; k < ramp->nsteps; k++) {
+        if (k) {
+            *p++ = ',';
+        }
+
+        p = ngx_http_fanout_rt_share(p, ramp->step[k]);
+    }
+
+    *p++ = ' ';
+
+    if (ramp->has_error) {
+        p = ngx_http_fanout_rt_share(ngx_cpymem(p, "error_rate>", 11),
+                                     ramp->max_error);
+    }
+
+    if (ramp->max_p99) {
+        p = ngx_sprintf(p, "%sp99>%uDms", ramp->has_error ? "," : "",
+                        ramp->max_p99);
+    }
+
+    if (!ramp->has_error && !ramp->max_p99) {
+        *p++ = '-';
+    }
+
+    return p - buf;
+}
+
+
+/* one field and its value for the restore, copied into its pool */
+
+static ngx_int_t
+ngx_http_fanout_rt_hold(ngx_array_t *a, const char *kind, ngx_str_t *name,
+    ngx_str_t *location, u_char *value, size_t vlen)
+{
+    ngx_str_t  *kv;
+
+    kv = ngx_array_push_n(a, 2);
+    if (kv == NULL) {
+        return NGX_ERROR;
+    }
+
+    kv[0].data = ngx_pnalloc(a->pool, ngx_strlen(kind) + 2
+                             + (name ? name->len : 0) + location->len);
+    kv[1].data = ngx_pnalloc(a->pool, vlen);
+
+    if (kv[0].data == NULL || kv[1].data == NULL) {
+        return NGX_ERROR;
+    }
+
+    kv[0].len = ngx_http_fanout_rt_field(kv[0].data, kind, name, location);
+    kv[1].len = ngx_cpymem(kv[1].data, value, vlen) - kv[1].data;
+
+    return NGX_OK;
+}
+
+
+/* what this instance holds that the configuration does not say */
+
+static ngx_int_t
+ngx_http_fanout_rt_held(ngx_http_fanout_main_conf_t *fmcf, ngx_array_t *a)
+{
+    u_char                          *p;
+    ngx_int_t                        rc;
+    ngx_uint_t                       i, k, cand;
+    ngx_str_t                        name, all = ngx_string("*");
+    fanout_ramp_t                    ramp;
+    ngx_http_fanout_runtime_t       *rt;
+    ngx_http_fanout_stats_loc_t     *loc;
+    ngx_http_fanout_stats_target_t  *t;
+    u_char                           value[FANOUT_SPLIT_MAX_VARIANTS
+                                           * (NGX_INT_T_LEN + 1) + 400];
+
+    loc = fmcf->locations.elts;
+
+    for (i = 0; i < fmcf->locations.nelts; i++, loc++) {
+        if (loc->node == NULL
+            || loc->name.len > NGX_HTTP_FANOUT_RT_FIELD - 80)
+        {
+            continue;
+        }
+
+        rt = &loc->node->rt;
+        rc = NGX_OK;
+
+        if (loc->split && rt->weights && rt->base == loc->split_fp
+            && !rt->api_ramp_on && loc->ramp == NULL)
+        {
+            p = ngx_sprintf(value, "%08xD", loc->split_fp);
+
+            for (k = 0; k < loc->split->n; k++) {
+                p = ngx_sprintf(p, " %uD", rt->split.share[k]);
+            }
+
+            rc = ngx_http_fanout_rt_hold(a, "split", NULL, &loc->name, value,
+                                         p - value);
+        }
+
+        if (rc == NGX_OK && loc->split && rt->api_ramp_on
+            && rt->api_base == loc->split_fp)
+        {
+            ngx_shmtx_lock(&fmcf->shpool->mutex);
+            ramp = rt->api_ramp;
+            cand = rt->api_candidate;
+            ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+            rc = ngx_http_fanout_rt_hold(a, "api-ramp", &all, &loc->name,
+                     value, ngx_http_fanout_rt_api_ramp_value(value, loc,
+                                                              &ramp, cand));
+        }
+
+        if (rc == NGX_OK && rt->purged) {
+            rc = ngx_http_fanout_rt_hold(a, "purge", &all, &loc->name, value,
+                     ngx_sprintf(value, "%uA", rt->purged) - value);
+        }
+
+        t = loc->shadows.elts;
+
+        for (k = 0; rc == NGX_OK && k < loc->shadows.nelts; k++) {
+            if (t[k].node && t[k].node->rt.percent) {
+                rc = ngx_http_fanout_rt_hold(a, "shadow",
+                         ngx_http_fanout_rt_extra_name(&name, &t[k]),
+                         &loc->name, value,
+                         ngx_sprintf(value, "%uA", t[k].node->rt.percent - 1)
+                         - value);
+            }
+        }
+
+        t = loc->targets.elts;
+
+        for (k = 0; rc == NGX_OK && k < loc->targets.nelts; k++) {
+            if (t[k].node && t[k].node->rt.disabled) {
+                rc = ngx_http_fanout_rt_hold(a, "target", &t[k].name,
+                                             &loc->name, (u_char *) "disabled",
+                                             8);
+            }
+
+            if (rc == NGX_OK && t[k].node && t[k].node->rt.purged) {
+                rc = ngx_http_fanout_rt_hold(a, "purge", &t[k].name,
+                         &loc->name, value,
+                         ngx_sprintf(value, "%uA", t[k].node->rt.purged)
+                         - value);
+            }
+
+            if (rc == NGX_OK && loc->breaker && t[k].bnode
+                && t[k].bnode->rt.forced)
+            {
+                rc = ngx_http_fanout_rt_hold(a, "breaker", &t[k].name,
+                         &loc->name, (u_char *) (t[k].bnode->rt.forced == 1
+                                                 ? "open" : "closed"),
+                         t[k].bnode->rt.forced == 1 ? 4 : 6);
+            }
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_fanout_rt_restored(void *data, redisReply *reply,
+    ngx_http_fanout_redis_error_e error)
+{
+    ngx_http_fanout_rt_busy--;
+
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "fanout runtime: the fleet's state written back, now "
+                      "version %L", (int64_t) reply->integer);
+    }
+}
+
+
+/*
+ * Redis forgot (fleet: its version, 0 when it has none): write back what
+ * this instance holds.  The next poll reads the result, as its version
+ * moved on.  Ramps' states are written back by their own ticks.
+ */
+
+static void
+ngx_http_fanout_rt_restore(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_int_t fleet)
+{
+    size_t        *len;
+    ngx_uint_t     i, n;
+    ngx_str_t     *kv;
+    ngx_pool_t    *pool;
+    ngx_array_t    held;
+    const char   **argv;
+    u_char         vbuf[NGX_ATOMIC_T_LEN];
+
+    pool = ngx_create_pool(4096, ngx_cycle->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    if (ngx_array_init(&held, pool, 16, sizeof(ngx_str_t)) != NGX_OK
+        || ngx_http_fanout_rt_held(fmcf, &held) != NGX_OK)
+    {
+        goto done;
+    }
+
+    /* EVALSHA SHA 1 KEY VERSION FIELD VALUE ... */
+    n = 5 + held.nelts;
+    argv = ngx_palloc(pool, n * sizeof(char *));
+    len = ngx_palloc(pool, n * sizeof(size_t));
+
+    if (argv == NULL || len == NULL) {
+        goto done;
+    }
+
+    argv[2] = "1";
+    len[2] = 1;
+    argv[3] = NGX_HTTP_FANOUT_RT_KEY;
+    len[3] = sizeof(NGX_HTTP_FANOUT_RT_KEY) - 1;
+
+    argv[4] = (const char *) vbuf;
+    len[4] = ngx_sprintf(vbuf, "%uA", fmcf->sh->runtime_version) - vbuf;
+
+    kv = held.elts;
+
+    for (i = 0; i < held.nelts; i++) {
+        argv[5 + i] = (const char *) kv[i].data;
+        len[5 + i] = kv[i].len;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                  "fanout runtime: the fleet's state is gone from Redis "
+                  "(its version %i, this instance's %uA): writing back %ui "
+                  "settings", fleet, fmcf->sh->runtime_version,
+                  held.nelts / 2);
+
+    if (ngx_http_fanout_redis_eval(ngx_cycle->log,
+                                   &ngx_http_fanout_rt_restore_script,
+                                   (int) n, argv, len,
+                                   ngx_http_fanout_rt_restored, fmcf)
+        != NULL)
+    {
+        ngx_http_fanout_rt_busy++;
+    }
+
+done:
+
+    ngx_destroy_pool(pool);
+}
+
+
 static void
 ngx_http_fanout_rt_poll_reply(void *data, redisReply *reply,
     ngx_http_fanout_redis_error_e error)
@@ -1249,6 +1549,15 @@ ngx_http_fanout_rt_poll_reply(void *data, redisReply *reply,
             }
         }
 
+        if (version >= 0
+            && (ngx_atomic_uint_t) version < fmcf->sh->runtime_version)
+        {
+            /* Redis forgot, and has changes made since: the next poll
+             * reads them with what this instance writes back */
+            ngx_http_fanout_rt_restore(fmcf, version);
+            version = -1;
+        }
+
         for (i = 0; version >= 0 && i < reply->elements; i += 2) {
             if (e[i]->type == REDIS_REPLY_STRING
                 && e[i + 1]->type == REDIS_REPLY_STRING && e[i]->len > 1)
@@ -1266,6 +1575,9 @@ ngx_http_fanout_rt_poll_reply(void *data, redisReply *reply,
     } else if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
         /* Redis trouble (counted and logged): the ramps hold */
         return;
+
+    } else if (reply->integer == 0 && fmcf->sh->runtime_version > 0) {
+        ngx_http_fanout_rt_restore(fmcf, 0);
     }
 
     /* then the ramps, with the fleet's state just read */
@@ -1384,6 +1696,8 @@ ngx_http_fanout_runtime_init_process(ngx_cycle_t *cycle)
                                       ngx_http_fanout_rt_ramp_lua);
     ngx_http_fanout_redis_script_init(&ngx_http_fanout_rt_cas_script,
                                       ngx_http_fanout_rt_cas_lua);
+    ngx_http_fanout_redis_script_init(&ngx_http_fanout_rt_restore_script,
+                                      ngx_http_fanout_rt_restore_lua);
 
     ngx_http_fanout_rt_ev.handler = ngx_http_fanout_rt_sync;
     ngx_http_fanout_rt_ev.data = fmcf;

@@ -358,6 +358,88 @@ is_deeply($after->{locations}, $before->{locations}, 'malformed fleet state chan
 cmp_ok($after->{fleet_version}, '>', $before->{fleet_version}, 'though its versions were read');
 is($t->post('/p?u=g', '{}')->{status}, 200, 'and requests are answered');
 
+# --- Redis forgets (FLUSHALL, a restart without persistence): the
+# instances write back what they hold, a later change kept, the highest
+# version wins
+
+sub wait_for {
+    my ($what, $cond) = @_;
+    my $t0 = time;
+    until ($cond->()) {
+        return fail("$what (waited 5 s)") if time - $t0 > 5;
+        sleep 0.05;
+    }
+    return pass(sprintf('%s (%.2f s)', $what, time - $t0));
+}
+
+# all three on one configuration again (the hash holds one split's weights
+# per location, the last written: the fleet runs one configuration)
+for my $name ('two', 'three') {
+    (my $h = $conf->('30% v1; * v2;')) =~ s/%%PORT_http%%/$t->port($name)/e;
+    ok($t->reload($name, workers => $name eq 'two' ? 2 : 1, http => $h),
+       "$name: reloaded with the split of the first");
+}
+
+sub fleet_field { $t->redis_cli('r', 'HGET', 'fanout:runtime', join("\x1f", @_)) }
+
+for my $c ('{"location":"/p","weights":{"v1":20,"v2":80}}',
+           '{"location":"/p","shadow":"sh","percent":7}',
+           '{"location":"/q","target":"c","enabled":false}',
+           '{"location":"/q","target":"b","breaker":"closed"}') {
+    is(api($c)->{status}, 200, "set $c");
+}
+wait_for('the other instance has them', sub {
+    my $s = state($two)->{locations};
+    ($s->{'/p'}{split}{weights}{v1} // 0) == 20 && ($s->{'/p'}{shadows}{sh}{percent} // '') eq '7'
+        && !$s->{'/q'}{targets}{c}{enabled} && $s->{'/q'}{targets}{b}{breaker} eq 'closed';
+});
+my $known = $t->redis_cli('r', 'HGET', 'fanout:runtime', 'v');
+
+$t->redis_cli('r', 'FLUSHALL');
+wait_for('FLUSHALL: the settings are written back', sub {
+    fleet_field('split', '/p') =~ / 2000 8000$/ && fleet_field('shadow', 'sh', '/p') eq '700'
+        && fleet_field('target', 'c', '/q') eq 'disabled' && fleet_field('breaker', 'b', '/q') eq 'closed';
+});
+cmp_ok($t->redis_cli('r', 'HGET', 'fanout:runtime', 'v'), '>', $known, '  the version moved past the one known');
+like(join('', map { $t->error_log($_) } qw(nginx two three)),
+     qr/\[notice\].*the fleet's state is gone from Redis.*writing back \d+ settings/,
+     '  logged at notice');
+
+my $four = $t->port('four');
+(my $http4 = $conf->('30% v1; * v2;')) =~ s/%%PORT_http%%/$four/;
+$t->run(prefix => 'four', port => $four, workers => 1, http => $http4);
+wait_for('an instance started after FLUSHALL gets the weights', sub {
+    (state($four)->{locations}{'/p'}{split}{weights}{v1} // 0) == 20;
+});
+my $s4 = state($four)->{locations};
+is($s4->{'/p'}{shadows}{sh}{percent}, '7', '  the shadow percent');
+ok(!$s4->{'/q'}{targets}{c}{enabled}, '  the target taken out');
+is($s4->{'/q'}{targets}{b}{breaker}, 'closed', '  the forced breaker');
+my $n4 = variants($four);
+# the same users, fewer of them in v1 than at the file's 30% (65 of 200)
+ok(($n4->{v1} // 0) > 15 && ($n4->{v1} // 0) < 60, "  and answers 20/80 (v1 $n4->{v1})");
+
+# forgotten again, and changed at once on the new instance: the change stays
+$t->redis_cli('r', 'FLUSHALL');
+is(api('{"location":"/p","shadow":"sh","percent":9}', port => $four)->{status}, 200,
+   'FLUSHALL, then a change on the new instance');
+wait_for('every instance ends with the change and the rest written back', sub {
+    for my $port (undef, $two, $four) {
+        my $s = state($port ? $port : ())->{locations};
+        return 0 unless ($s->{'/p'}{shadows}{sh}{percent} // '') eq '9'
+            && ($s->{'/p'}{split}{weights}{v1} // 0) == 20 && !$s->{'/q'}{targets}{c}{enabled};
+    }
+    return fleet_field('split', '/p') =~ / 2000 8000$/;
+});
+
+for my $c ('{"location":"/p","weights":"config"}',
+           '{"location":"/p","shadow":"sh","percent":"config"}',
+           '{"location":"/q","target":"c","enabled":true}',
+           '{"location":"/q","target":"b","breaker":"auto"}') {
+    is(api($c)->{status}, 200, "back: $c");
+}
+$t->stop_instance('four');
+
 # --- Redis stopped mid-command: the API answers by its timer, "local"
 
 $t->redis_signal('r', 'STOP');

@@ -250,6 +250,21 @@ while (time < $deadline) {
 }
 is($w->{state}, 'done', 'the API ramp reaches 100%');
 is(count(drive('/w'), 'v2'), 100, 'every user in v2');
+
+# Redis forgets: fanout_api's ramp and its state are written back, still done
+# (as logged above: candidate 0, every 1500 ms, min 5, steps, rollback_if)
+$t->redis_cli('r', 'FLUSHALL');
+$seen = 0;
+for (1 .. 100) {
+    if ($t->redis_cli('r', 'HGET', 'fanout:runtime', "api-ramp\x1f*\x1f/w")
+        =~ /^[0-9a-f]{8} 0 1500 5 30.00%,100.00% error_rate>20.00%$/) { $seen = 1; last }
+    sleep 0.05;
+}
+ok($seen, "FLUSHALL: fanout_api's ramp written back as it was set");
+sleep 0.6;
+is(ramp('/w')->{state}, 'done', '  the ramp still done');
+is(ramp('/w', $two)->{state}, 'done', '  on both instances');
+is(count(drive('/w'), 'v2'), 100, '  every user still in v2');
 $r = $t->request('PATCH', '/api', body => '{"location":"/w","ramp":"off"}', port => $two);
 is($r->{status}, 200, 'the API ramp off, through the other instance');
 $seen = 0;

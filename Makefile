@@ -91,7 +91,12 @@ check-deps:
 
 # The module is built in a copy of Debian's nginx tree with its own flags
 # (conf_flags), so the .so matches the installed binary.
-$(BUILD)/%/objs/Makefile: config
+# config takes src/ by glob: configure again when a file comes or goes
+SRC_LIST    := $(BUILD)/src-files
+$(shell mkdir -p $(BUILD); ls src/*.c src/*.h | cmp -s - $(SRC_LIST) \
+    || ls src/*.c src/*.h > $(SRC_LIST))
+
+$(BUILD)/%/objs/Makefile: config $(SRC_LIST)
 	rm -rf $(BUILD)/$*
 	mkdir -p $(BUILD)
 	cp -r $(NGX_SRC) $(BUILD)/$*
@@ -326,6 +331,7 @@ check-dashboard:
 	    || { echo "src/ngx_http_fanout_dashboard.h is stale: run make dashboard"; exit 1; }
 
 lint: $(MODULE) check-dashboard
+	tools/callgraph src
 	cppcheck --quiet --error-exitcode=1 --std=c99 \
 	    --enable=warning,portability,performance src/fanout_*.c
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \

@@ -5,8 +5,15 @@
  * came, and what the cache may keep is left for the store stage.
  */
 
-#include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout.h"
+#include "ngx_http_fanout_answer.h"
 #include "ngx_http_fanout_cache.h"
+#include "ngx_http_fanout_call.h"
+#include "ngx_http_fanout_pipeline.h"
+#include "ngx_http_fanout_request.h"
+#include "ngx_http_fanout_response.h"
+#include "ngx_http_fanout_trace.h"
+#include "ngx_http_fanout_batch.h"
 
 
 static ngx_int_t ngx_http_fanout_answer_merged(ngx_http_fanout_ctx_t *ctx);
@@ -147,13 +154,15 @@ ngx_http_fanout_merge_conf(ngx_http_fanout_ctx_t *ctx,
     mc->cache_meta = (ctx->target_keys != NULL);
     mc->precision = (int) ctx->conf->precision;
 
-    if (ctx->trace.traced) {
-        mc->trace_id = ctx->trace.ids.trace_id;
+    if (ctx->trace && ctx->trace->traced) {
+        mc->trace_id = ctx->trace->ids.trace_id;
         mc->trace_id_len = FANOUT_TRACE_ID_LEN;
     }
 
-    mc->request_id = (const char *) ctx->trace.request_id.data;
-    mc->request_id_len = ctx->trace.request_id.len;
+    if (ctx->trace) {
+        mc->request_id = (const char *) ctx->trace->request_id.data;
+        mc->request_id_len = ctx->trace->request_id.len;
+    }
 
     if (!ctx->conf->merge_v2) {
         return;

@@ -13,7 +13,13 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_api.h"
+#include "ngx_http_fanout_health.h"
+#include "ngx_http_fanout_request.h"
+#include "ngx_http_fanout_response.h"
+#include "ngx_http_fanout_runtime.h"
 #include "ngx_http_fanout_stats.h"
 #include "fanout_json.h"
 

@@ -9,7 +9,11 @@
  * The rules (the split, the pieces, the answer) are pure: fanout_batch.c.
  */
 
-#include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout.h"
+#include "ngx_http_fanout_batch.h"
+#include "ngx_http_fanout_limit.h"
+#include "ngx_http_fanout_request.h"
+#include "ngx_http_fanout_response.h"
 
 
 static ngx_int_t ngx_http_fanout_batch_bodies(ngx_http_fanout_ctx_t *ctx,

@@ -19,8 +19,15 @@
  * most batch_wait, a batch in its detached request's pool.
  */
 
+#include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_batcher.h"
+#include "ngx_http_fanout_call.h"
+#include "ngx_http_fanout_capture.h"
+#include "ngx_http_fanout_request.h"
 #include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_trace.h"
+#include "ngx_http_fanout_batch.h"
 
 
 typedef struct ngx_http_fanout_mb_group_s    ngx_http_fanout_mb_group_t;

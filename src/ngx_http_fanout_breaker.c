@@ -17,9 +17,12 @@
  * Redis is fanout:breaker:key:NAME.
  */
 
+#include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
-#include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_breaker.h"
+#include "ngx_http_fanout_call.h"
 #include "ngx_http_fanout_redis.h"
+#include "ngx_http_fanout_stats.h"
 
 
 #define NGX_HTTP_FANOUT_BREAKER_SYNC    500    /* ms between reads */
@@ -685,9 +688,11 @@ static ngx_uint_t
 ngx_http_fanout_breaker_wanted(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub)
 {
+    /* a call made (an attempt started) or ended (a timeout): not one the
+     * cache answered for the request, nor one a client left before */
     return ngx_http_fanout_breaker_on(ctx, sub) && !sub->part.cached
            && !sub->recorded && sub->verdict != FANOUT_BREAKER_REJECT
-           && ngx_http_fanout_call_made(sub);
+           && (sub->attempt != NULL || sub->done);
 }
 
 

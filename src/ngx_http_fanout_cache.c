@@ -7,10 +7,20 @@
  * ("FO1", status, Content-Type, X-Fanout-Target) and the answer.
  */
 
+#include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_batch.h"
 #include "ngx_http_fanout_cache.h"
+#include "ngx_http_fanout_call.h"
+#include "ngx_http_fanout_l1.h"
+#include "ngx_http_fanout_pipeline.h"
+#include "ngx_http_fanout_purge.h"
 #include "ngx_http_fanout_redis.h"
+#include "ngx_http_fanout_request.h"
+#include "ngx_http_fanout_response.h"
+#include "ngx_http_fanout_split.h"
 #include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_trace.h"
 #include "fanout_json.h"
 
 
@@ -903,11 +913,8 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
         }
     }
 
-    /* the request's identity, then what it is asked of */
-
-    if (ngx_http_fanout_subs_init(ctx) != NGX_OK) {
-        return NGX_ERROR;
-    }
+    /* the request's identity, then what it is asked of (its calls, as the
+     * targets' stage planned them) */
 
     variant = ngx_http_fanout_split_name(ctx);
     if (variant == NULL) {

@@ -7,7 +7,7 @@
 #define _NGX_HTTP_FANOUT_CACHE_H_INCLUDED_
 
 
-#include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout.h"
 #include "fanout_cache_key.h"
 #include "ngx_http_fanout_l1.h"
 
@@ -96,6 +96,10 @@ void ngx_http_fanout_cache_store(ngx_http_fanout_ctx_t *ctx,
     size_t len);
 
 extern ngx_str_t  ngx_http_fanout_cache_statuses[];
+
+
+ngx_int_t ngx_http_fanout_cache_stage(ngx_http_fanout_ctx_t *ctx);
+ngx_int_t ngx_http_fanout_store_stage(ngx_http_fanout_ctx_t *ctx);
 
 
 #endif /* _NGX_HTTP_FANOUT_CACHE_H_INCLUDED_ */

@@ -6,9 +6,30 @@
  * ngx_http_fanout_capture.c; the rules in src/fanout_call.c.
  */
 
+#include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_batcher.h"
+#include "ngx_http_fanout_breaker.h"
+#include "ngx_http_fanout_call.h"
+#include "ngx_http_fanout_calllog.h"
+#include "ngx_http_fanout_capture.h"
+#include "ngx_http_fanout_pipeline.h"
+#include "ngx_http_fanout_request.h"
+#include "ngx_http_fanout_response.h"
+#include "ngx_http_fanout_split.h"
 #include "ngx_http_fanout_stats.h"
-#include "ngx_http_fanout_cache.h"
+#include "ngx_http_fanout_trace.h"
+#include "ngx_http_fanout_batch.h"
+
+
+/*
+ * Was the call made, or did it end (a breaker's refusal, a timeout)?  Not
+ * when the cache answered the request (level=response), a purge, or a
+ * client gone before the fan-out: such a call tells no counter and no
+ * breaker anything.
+ */
+#define ngx_http_fanout_call_made(sub)                                        \
+    ((sub)->attempt != NULL || (sub)->done)
 
 
 static void ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a);
@@ -43,13 +64,31 @@ static void ngx_http_fanout_cut_others(ngx_http_fanout_ctx_t *ctx,
 static void ngx_http_fanout_fallback(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub);
 static void ngx_http_fanout_start_calls(ngx_http_fanout_ctx_t *ctx);
+static ngx_int_t ngx_http_fanout_subs_init(ngx_http_fanout_ctx_t *ctx);
 static void ngx_http_fanout_item_won(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub);
 
 
 
 
+/*
+ * The targets' stage, before the cache: the request's calls planned (its
+ * variant's targets, those fanout_api has not taken out, for each item of
+ * a batch), none made; the cache marks the ones it answers.
+ */
+
 ngx_int_t
+ngx_http_fanout_targets_stage(ngx_http_fanout_ctx_t *ctx)
+{
+    if (ngx_http_fanout_subs_init(ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
 ngx_http_fanout_subs_init(ngx_http_fanout_ctx_t *ctx)
 {
     ngx_uint_t                 i, k, n, ncalls;

@@ -8,9 +8,14 @@
  * A write is one write(2) to a regular file, as access_log's.
  */
 
-#include "ngx_http_fanout_module.h"
-#include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout.h"
 #include "ngx_http_fanout_cache.h"
+#include "ngx_http_fanout_call.h"
+#include "ngx_http_fanout_calllog.h"
+#include "ngx_http_fanout_capture.h"
+#include "ngx_http_fanout_split.h"
+#include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_trace.h"
 #include "fanout_merge.h"
 
 
@@ -258,12 +263,13 @@ ngx_http_fanout_call_log_attempt(ngx_http_fanout_ctx_t *ctx,
 {
     u_char                      *line, *p, stack[2048];
     size_t                       len;
-    ngx_str_t                    s, none, *variant, *uri;
+    ngx_str_t                    s, none, *variant, *uri, *rid;
     ngx_uint_t                   n;
     const char                  *role;
     ngx_http_request_t          *r;
     ngx_http_fanout_attempt_t   *x;
     ngx_http_fanout_call_log_t  *cl;
+    ngx_http_fanout_trace_ctx_t *tc;
 
     cl = ctx->conf->call_log;
     r = ctx->request;
@@ -288,7 +294,10 @@ ngx_http_fanout_call_log_attempt(ngx_http_fanout_ctx_t *ctx,
 
     variant = ngx_http_fanout_split_name(ctx);
 
-    len = 512 + 6 * (ctx->trace.request_id.len + ctx->conf->location.len
+    tc = ctx->trace;
+    rid = tc ? &tc->request_id : &none;
+
+    len = 512 + 6 * (rid->len + ctx->conf->location.len
                      + sub->target->name.len + uri->len
                      + (variant ? variant->len : 0));
 
@@ -302,15 +311,15 @@ ngx_http_fanout_call_log_attempt(ngx_http_fanout_ctx_t *ctx,
     p = ngx_http_fanout_cl_time(p);
     p = ngx_http_fanout_cl_str(p, "\",\"request_id\":\"",
                                sizeof("\",\"request_id\":\"") - 1,
-                               &ctx->trace.request_id);
+                               rid);
 
-    if (ctx->trace.traced) {
+    if (tc && tc->traced) {
         p = ngx_http_fanout_cl_lit(p, ",\"trace_id\":\"");
-        p = ngx_cpymem(p, ctx->trace.ids.trace_id, FANOUT_TRACE_ID_LEN);
+        p = ngx_cpymem(p, tc->ids.trace_id, FANOUT_TRACE_ID_LEN);
         p = ngx_http_fanout_cl_lit(p, "\",\"span_id\":\"");
         p = ngx_cpymem(p, a->span, FANOUT_SPAN_ID_LEN);
         p = ngx_http_fanout_cl_lit(p, "\",\"parent_id\":\"");
-        p = ngx_cpymem(p, ctx->trace.ids.parent_id, FANOUT_SPAN_ID_LEN);
+        p = ngx_cpymem(p, tc->ids.parent_id, FANOUT_SPAN_ID_LEN);
         *p++ = '"';
     }
 

@@ -7,7 +7,8 @@
  * this file knows no owner.
  */
 
-#include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout.h"
+#include "ngx_http_fanout_capture.h"
 
 
 static ngx_int_t ngx_http_fanout_attempt_done(ngx_http_request_t *sr,

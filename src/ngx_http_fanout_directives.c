@@ -3,8 +3,16 @@
  * fanout_quorum, fanout_retry, fanout_hedge and fanout_status.
  */
 
+#include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_batch.h"
+#include "ngx_http_fanout_batcher.h"
+#include "ngx_http_fanout_call.h"
+#include "ngx_http_fanout_conf.h"
+#include "ngx_http_fanout_directives.h"
+#include "ngx_http_fanout_handler.h"
 #include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_status.h"
 #include "fanout_json.h"
 
 
@@ -53,52 +61,6 @@ ngx_http_fanout_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     fmcf->shm_zone->data = fmcf;
 
     return NGX_CONF_OK;
-}
-
-
-ngx_int_t
-ngx_http_fanout_valid_name(ngx_str_t *name)
-{
-    u_char  *p, *end;
-
-    if (name->len == 0 || name->len > 64) {
-        return NGX_ERROR;
-    }
-
-    end = name->data + name->len;
-
-    for (p = name->data; p < end; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
-            || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'
-            || *p == '.')
-        {
-            continue;
-        }
-
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-/* "/uri?args": args NULL when there is no "?", the client's are sent */
-
-void
-ngx_http_fanout_split_uri(ngx_str_t *value, ngx_str_t *uri, ngx_str_t *args)
-{
-    u_char  *q;
-
-    *uri = *value;
-    ngx_str_null(args);
-
-    q = ngx_strlchr(value->data, value->data + value->len, '?');
-
-    if (q) {
-        uri->len = q - value->data;
-        args->data = q + 1;
-        args->len = value->data + value->len - q - 1;
-    }
 }
 
 

@@ -5,10 +5,20 @@
  * the pipeline (ngx_http_fanout_pipeline.c); DESIGN.md has the sequence.
  */
 
+#include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
-#include "ngx_http_fanout_stats.h"
-#include "ngx_http_fanout_redis.h"
+#include "ngx_http_fanout_breaker.h"
 #include "ngx_http_fanout_cache.h"
+#include "ngx_http_fanout_call.h"
+#include "ngx_http_fanout_capture.h"
+#include "ngx_http_fanout_handler.h"
+#include "ngx_http_fanout_health.h"
+#include "ngx_http_fanout_pipeline.h"
+#include "ngx_http_fanout_redis.h"
+#include "ngx_http_fanout_shadow.h"
+#include "ngx_http_fanout_split.h"
+#include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_trace.h"
 
 
 static void ngx_http_fanout_body_handler(ngx_http_request_t *r);

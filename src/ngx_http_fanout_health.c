@@ -16,9 +16,12 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
-#include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_health.h"
 #include "ngx_http_fanout_redis.h"
+#include "ngx_http_fanout_response.h"
+#include "ngx_http_fanout_stats.h"
 
 
 struct ngx_http_fanout_health_conf_s {

@@ -16,6 +16,8 @@
  * zone, and the cache's max_size).
  */
 
+#include "ngx_http_fanout.h"
+#include "ngx_http_fanout_module.h"
 #include "ngx_http_fanout_l1.h"
 
 

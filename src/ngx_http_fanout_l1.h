@@ -7,7 +7,7 @@
 #define _NGX_HTTP_FANOUT_L1_H_INCLUDED_
 
 
-#include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout.h"
 
 
 typedef struct {

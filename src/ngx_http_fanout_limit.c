@@ -7,9 +7,14 @@
  * cluster limits, so that every nginx instance shares them.
  */
 
+#include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
-#include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_limit.h"
+#include "ngx_http_fanout_pipeline.h"
 #include "ngx_http_fanout_redis.h"
+#include "ngx_http_fanout_response.h"
+#include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_batch.h"
 #include "fanout_limit.h"
 
 
@@ -468,7 +473,7 @@ invalid:
 }
 
 
-void
+static void
 ngx_http_fanout_limit_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
     ngx_rbtree_node_t *sentinel)
 {
@@ -513,6 +518,14 @@ ngx_http_fanout_limit_find(ngx_http_fanout_shctx_t *sh, ngx_str_t *key,
     ngx_int_t                      rc;
     ngx_rbtree_node_t             *node, *sentinel;
     ngx_http_fanout_limit_node_t  *ln;
+
+    if (sh->limits.sentinel == NULL) {
+        /* the limiter's keys in the zone, made at their first use (under
+         * the zone's lock): the zone knows nothing of them */
+        ngx_rbtree_init(&sh->limits, &sh->sentinel,
+                        ngx_http_fanout_limit_insert);
+        ngx_queue_init(&sh->lru);
+    }
 
     node = sh->limits.root;
     sentinel = sh->limits.sentinel;

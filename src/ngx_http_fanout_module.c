@@ -3,10 +3,29 @@
  * their merge-time checks.
  */
 
+#include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
-#include "ngx_http_fanout_stats.h"
-#include "ngx_http_fanout_redis.h"
+#include "ngx_http_fanout_answer.h"
+#include "ngx_http_fanout_api.h"
+#include "ngx_http_fanout_batch.h"
+#include "ngx_http_fanout_breaker.h"
 #include "ngx_http_fanout_cache.h"
+#include "ngx_http_fanout_call.h"
+#include "ngx_http_fanout_calllog.h"
+#include "ngx_http_fanout_capture.h"
+#include "ngx_http_fanout_directives.h"
+#include "ngx_http_fanout_handler.h"
+#include "ngx_http_fanout_health.h"
+#include "ngx_http_fanout_limit.h"
+#include "ngx_http_fanout_pipeline.h"
+#include "ngx_http_fanout_redis.h"
+#include "ngx_http_fanout_response.h"
+#include "ngx_http_fanout_runtime.h"
+#include "ngx_http_fanout_shadow.h"
+#include "ngx_http_fanout_split.h"
+#include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_trace.h"
+#include "ngx_http_fanout_variables.h"
 #include "fanout_cache_key.h"
 
 
@@ -528,6 +547,7 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     /* the stages of its requests: those of what it uses, and the core */
     conf->stages = (1 << NGX_HTTP_FANOUT_STAGE_BODY)
+                   | (1 << NGX_HTTP_FANOUT_STAGE_TARGETS)
                    | (1 << NGX_HTTP_FANOUT_STAGE_CALLS)
                    | (1 << NGX_HTTP_FANOUT_STAGE_ANSWER)
                    | (1 << NGX_HTTP_FANOUT_STAGE_LOG);
@@ -694,6 +714,7 @@ ngx_http_fanout_postconfiguration(ngx_conf_t *cf)
     st[NGX_HTTP_FANOUT_STAGE_LIMIT] = ngx_http_fanout_limit_stage;
     st[NGX_HTTP_FANOUT_STAGE_BODY] = ngx_http_fanout_body_stage;
     st[NGX_HTTP_FANOUT_STAGE_BATCH] = ngx_http_fanout_batch_stage;
+    st[NGX_HTTP_FANOUT_STAGE_TARGETS] = ngx_http_fanout_targets_stage;
     st[NGX_HTTP_FANOUT_STAGE_CACHE] = ngx_http_fanout_cache_stage;
     st[NGX_HTTP_FANOUT_STAGE_SHADOWS] = ngx_http_fanout_shadow_stage;
     st[NGX_HTTP_FANOUT_STAGE_CALLS] = ngx_http_fanout_calls_stage;

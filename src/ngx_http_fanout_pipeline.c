@@ -20,7 +20,9 @@
  * registered.
  */
 
+#include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_pipeline.h"
 
 
 ngx_http_fanout_stage_pt  ngx_http_fanout_stages[NGX_HTTP_FANOUT_NSTAGES];

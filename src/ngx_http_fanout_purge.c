@@ -9,10 +9,13 @@
  * (the L1's are gone all the same, and the purge may be sent again).
  */
 
-#include "ngx_http_fanout_module.h"
-#include "ngx_http_fanout_redis.h"
-#include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout.h"
 #include "ngx_http_fanout_l1.h"
+#include "ngx_http_fanout_pipeline.h"
+#include "ngx_http_fanout_purge.h"
+#include "ngx_http_fanout_redis.h"
+#include "ngx_http_fanout_response.h"
+#include "ngx_http_fanout_stats.h"
 
 
 static ngx_int_t

@@ -14,7 +14,10 @@
  * timers: a Sentinel that does not answer is left for the next one.
  */
 
+#include "ngx_http_fanout.h"
+#include "ngx_http_fanout_module.h"
 #include "ngx_http_fanout_redis.h"
+#include "ngx_http_fanout_redis_adapter.h"
 #include "ngx_http_fanout_stats.h"
 
 #include <openssl/sha.h>

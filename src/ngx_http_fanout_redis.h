@@ -8,7 +8,7 @@
 #define _NGX_HTTP_FANOUT_REDIS_H_INCLUDED_
 
 
-#include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout.h"
 
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
@@ -101,9 +101,6 @@ u_char *ngx_http_fanout_redis_status_prometheus(u_char *p,
     ngx_http_fanout_stats_t *st);
 size_t ngx_http_fanout_redis_status_size(void);
 
-/* the adapter (ngx_http_fanout_redis_adapter.c) */
-ngx_int_t ngx_http_fanout_redis_attach(redisAsyncContext *ac, void *data,
-    ngx_log_t *log);
 
 
 #endif /* _NGX_HTTP_FANOUT_REDIS_H_INCLUDED_ */

@@ -7,7 +7,8 @@
  * and a command queued while the socket is writable needs a write event.
  */
 
-#include "ngx_http_fanout_redis.h"
+#include "ngx_http_fanout.h"
+#include "ngx_http_fanout_redis_adapter.h"
 
 
 typedef struct {

@@ -6,7 +6,10 @@
  * socket, as lua-nginx-module makes its socketless requests.
  */
 
+#include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_request.h"
+#include "ngx_http_fanout_trace.h"
 
 
 static ngx_int_t ngx_http_fanout_detached_headers(ngx_http_request_t *fake,

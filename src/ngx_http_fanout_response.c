@@ -6,9 +6,11 @@
  * compare with it (shadows).
  */
 
+#include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
-#include "ngx_http_fanout_stats.h"
 #include "ngx_http_fanout_cache.h"
+#include "ngx_http_fanout_response.h"
+#include "ngx_http_fanout_stats.h"
 
 
 static ngx_int_t ngx_http_fanout_send_header(ngx_http_request_t *r,

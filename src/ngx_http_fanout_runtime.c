@@ -31,9 +31,11 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
-#include "ngx_http_fanout_stats.h"
 #include "ngx_http_fanout_redis.h"
+#include "ngx_http_fanout_runtime.h"
+#include "ngx_http_fanout_stats.h"
 
 
 #define NGX_HTTP_FANOUT_RT_SYNC   250

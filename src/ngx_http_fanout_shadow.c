@@ -12,9 +12,17 @@
  * the shadow has answered and the client's answer is known.
  */
 
+#include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
-#include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_call.h"
+#include "ngx_http_fanout_capture.h"
+#include "ngx_http_fanout_conf.h"
 #include "ngx_http_fanout_redis.h"
+#include "ngx_http_fanout_request.h"
+#include "ngx_http_fanout_shadow.h"
+#include "ngx_http_fanout_split.h"
+#include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_trace.h"
 #include "fanout_json.h"
 #include "fanout_compare.h"
 #include "fanout_split.h"

@@ -5,7 +5,10 @@
  * tagged variant=NAME run only when NAME is chosen; untagged ones always.
  */
 
+#include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_conf.h"
+#include "ngx_http_fanout_split.h"
 #include "ngx_http_fanout_stats.h"
 #include "fanout_split.h"
 

@@ -4,8 +4,9 @@
  * escaping).  What fanout_status shows is ngx_http_fanout_status.c.
  */
 
+#include "ngx_http_fanout.h"
+#include "ngx_http_fanout_module.h"
 #include "ngx_http_fanout_stats.h"
-#include "ngx_http_fanout_redis.h"
 
 
 /* the Redis counters: a node keyed "\0redis", no location has that name */
@@ -269,9 +270,6 @@ ngx_http_fanout_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
         sh->started = ngx_time();
 
-        ngx_rbtree_init(&sh->limits, &sh->sentinel,
-                        ngx_http_fanout_limit_insert);
-        ngx_queue_init(&sh->lru);
 
         shpool->log_ctx = ngx_slab_alloc(shpool,
                                          sizeof(" in fanout_zone \"\"")

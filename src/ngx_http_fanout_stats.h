@@ -8,7 +8,7 @@
 #define _NGX_HTTP_FANOUT_STATS_H_INCLUDED_
 
 
-#include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout.h"
 #include "fanout_breaker.h"
 #include "fanout_call.h"
 #include "fanout_split.h"
@@ -290,10 +290,6 @@ void ngx_http_fanout_stats_count(ngx_http_fanout_stats_t *st,
 void ngx_http_fanout_stats_latency(ngx_http_fanout_stats_t *st,
     ngx_msec_t ms);
 
-ngx_int_t ngx_http_fanout_status_handler(ngx_http_request_t *r);
-ngx_uint_t ngx_http_fanout_status_format(ngx_str_t *name);
-void ngx_http_fanout_limit_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 u_char *ngx_http_fanout_stats_json_histogram(u_char *p,
     ngx_http_fanout_stats_t *st);
 u_char *ngx_http_fanout_escape_json(u_char *p, ngx_str_t *s);

@@ -5,9 +5,15 @@
  */
 
 #include <nginx.h>
-#include "ngx_http_fanout_stats.h"
-#include "ngx_http_fanout_redis.h"
+#include "ngx_http_fanout.h"
+#include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_health.h"
 #include "ngx_http_fanout_l1.h"
+#include "ngx_http_fanout_redis.h"
+#include "ngx_http_fanout_response.h"
+#include "ngx_http_fanout_runtime.h"
+#include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_status.h"
 #include "ngx_http_fanout_dashboard.h"
 
 

@@ -17,7 +17,8 @@
  * time, which the containers of a fleet share.
  */
 
-#include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout.h"
+#include "ngx_http_fanout_trace.h"
 
 #include <openssl/rand.h>
 
@@ -107,7 +108,13 @@ ngx_http_fanout_trace_start(ngx_http_fanout_ctx_t *ctx)
     ngx_http_fanout_trace_ctx_t *tc;
 
     r = ctx->request;
-    tc = &ctx->trace;
+
+    tc = ngx_pcalloc(r->pool, sizeof(ngx_http_fanout_trace_ctx_t));
+    if (tc == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->trace = tc;
 
     if (ctx->conf->trace) {
         h = ngx_http_fanout_trace_find(r, &ngx_http_fanout_traceparent);
@@ -259,7 +266,13 @@ ngx_http_fanout_trace_headers(ngx_http_fanout_ctx_t *ctx, ngx_list_t *shared,
         hash_rid = ngx_hash_key(low_rid, sizeof(low_rid) - 1);
     }
 
-    tc = &ctx->trace;
+    tc = ctx->trace;
+
+    if (tc == NULL) {
+        /* neither fanout_trace nor fanout_request_id */
+        return shared;
+    }
+
     next = &shared->part;
 
     if (tc->request_id.len) {

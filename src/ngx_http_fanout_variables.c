@@ -4,8 +4,12 @@
  * $fanout_request_id, for access logs.
  */
 
+#include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
 #include "ngx_http_fanout_cache.h"
+#include "ngx_http_fanout_split.h"
+#include "ngx_http_fanout_trace.h"
+#include "ngx_http_fanout_variables.h"
 
 
 static ngx_int_t ngx_http_fanout_variable(ngx_http_request_t *r,
@@ -132,28 +136,30 @@ static ngx_int_t
 ngx_http_fanout_trace_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    ngx_http_fanout_ctx_t  *ctx;
+    ngx_http_fanout_ctx_t        *ctx;
+    ngx_http_fanout_trace_ctx_t  *tc;
 
     ctx = ngx_http_get_module_ctx(r->main, ngx_http_fanout_module);
+    tc = ctx ? ctx->trace : NULL;
 
-    if (ctx == NULL || (data < 2 && !ctx->trace.traced)
-        || (data == 2 && ctx->trace.request_id.len == 0))
+    if (tc == NULL || (data < 2 && !tc->traced)
+        || (data == 2 && tc->request_id.len == 0))
     {
         v->not_found = 1;
         return NGX_OK;
     }
 
     if (data == 0) {
-        v->data = (u_char *) ctx->trace.ids.trace_id;
+        v->data = (u_char *) tc->ids.trace_id;
         v->len = FANOUT_TRACE_ID_LEN;
 
     } else if (data == 1) {
-        v->data = (u_char *) ctx->trace.ids.parent_id;
+        v->data = (u_char *) tc->ids.parent_id;
         v->len = FANOUT_SPAN_ID_LEN;
 
     } else {
-        v->data = ctx->trace.request_id.data;
-        v->len = ctx->trace.request_id.len;
+        v->data = tc->request_id.data;
+        v->len = tc->request_id.len;
     }
 
     v->valid = 1;

@@ -57,6 +57,7 @@ typedef struct ngx_http_fanout_batch_conf_s  ngx_http_fanout_batch_conf_t;
 typedef struct ngx_http_fanout_retry_conf_s  ngx_http_fanout_retry_conf_t;
 typedef struct ngx_http_fanout_hedge_conf_s  ngx_http_fanout_hedge_conf_t;
 typedef struct ngx_http_fanout_trace_ctx_s  ngx_http_fanout_trace_ctx_t;
+typedef struct ngx_http_fanout_limit_ctx_s  ngx_http_fanout_limit_ctx_t;
 typedef struct ngx_http_fanout_rt_change_s  ngx_http_fanout_rt_change_t;
 
 
@@ -216,15 +217,8 @@ struct ngx_http_fanout_ctx_s {
     ngx_http_fanout_shadow_t  **shadows;       /* waiting for the answer */
     ngx_uint_t                  nshadows;
 
-    /* fanout_limit: what the RateLimit-* headers say */
-    ngx_str_t                   limit_limit;   /* its quota, as text */
-    ngx_str_t                   limit_policy;  /* RateLimit-Policy */
-    ngx_uint_t                  limit_remaining;
-    ngx_uint_t                  limit_reset;   /* seconds */
-    ngx_uint_t                  limit_weight;  /* a batch's calls; 0: 1 */
-    unsigned                    limited:1;
-    void                       *limit_run;     /* the check under way */
-    ngx_http_fanout_redis_op_t *limit_op;      /* scope=cluster */
+    ngx_http_fanout_limit_ctx_t *limit;        /* fanout_limit's, once
+                                                  checked; or NULL */
 
     ngx_uint_t                  cache_status;
     ngx_str_t                   cache_key;

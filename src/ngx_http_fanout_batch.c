@@ -83,8 +83,7 @@ ngx_http_fanout_batch_stage(ngx_http_fanout_ctx_t *ctx)
 
     if (ctx->conf->limits) {
         /* fanout_limit: a batch weighs as many requests as it makes calls */
-        ctx->limit_weight = b->ncalls;
-        return ngx_http_fanout_limit_check(ctx);
+        return ngx_http_fanout_limit_check(ctx, b->ncalls);
     }
 
     return NGX_DECLINED;

@@ -268,11 +268,6 @@ ngx_http_fanout_cleanup(void *data)
         ngx_http_fanout_shadow_answer(ctx, 0, NULL, 0);
     }
 
-    if (ctx->limit_op) {
-        ngx_http_fanout_redis_cancel(ctx->limit_op);
-        ctx->limit_op = NULL;
-    }
-
     if (ctx->cache_op) {
         /* the request ends before Redis answers: the reply is dropped */
         ngx_http_fanout_redis_cancel(ctx->cache_op);

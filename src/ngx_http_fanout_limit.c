@@ -733,7 +733,7 @@ ngx_http_fanout_limit_shm(ngx_http_fanout_ctx_t *ctx,
         }
 
         fanout_limit_take(&gcra, &tat[i], now,
-                          limits[i].cost * ngx_max(ctx->limit_weight, 1),
+                          limits[i].cost * ctx->limit->weight,
                           &run->res[i]);
         run->have[i] = 1;
 
@@ -805,12 +805,12 @@ ngx_http_fanout_limit_verdict(ngx_http_fanout_ctx_t *ctx,
             }
         }
 
-        if (!ctx->limited || run->res[i].remaining < ctx->limit_remaining) {
-            ctx->limited = 1;
-            ctx->limit_limit = limits[i].quota;
-            ctx->limit_policy = limits[i].policy;
-            ctx->limit_remaining = (ngx_uint_t) run->res[i].remaining;
-            ctx->limit_reset = (ngx_uint_t) ((run->res[i].reset_us + 999999)
+        if (!ctx->limit->limited || run->res[i].remaining < ctx->limit->remaining) {
+            ctx->limit->limited = 1;
+            ctx->limit->limit = limits[i].quota;
+            ctx->limit->policy = limits[i].policy;
+            ctx->limit->remaining = (ngx_uint_t) run->res[i].remaining;
+            ctx->limit->reset = (ngx_uint_t) ((run->res[i].reset_us + 999999)
                                              / 1000000);
         }
     }
@@ -925,11 +925,11 @@ ngx_http_fanout_limit_reply(void *data, redisReply *reply,
     ngx_http_fanout_limit_run_t  *run;
 
     r = ctx->request;
-    run = ctx->limit_run;
+    run = ctx->limit->run;
     limits = ctx->conf->limits->elts;
     n = ctx->conf->limits->nelts;
 
-    ctx->limit_op = NULL;
+    ctx->limit->op = NULL;
 
     ngx_http_set_log_request(r->connection->log, r);
 
@@ -1070,8 +1070,24 @@ ngx_http_fanout_limit_merge(ngx_conf_t *cf, ngx_http_fanout_loc_conf_t *flcf)
 }
 
 
+/* the request ends before Redis answers: the reply is dropped */
+
+static void
+ngx_http_fanout_limit_cleanup(void *data)
+{
+    ngx_http_fanout_limit_ctx_t *lc = data;
+
+    if (lc->op) {
+        ngx_http_fanout_redis_cancel(lc->op);
+        lc->op = NULL;
+    }
+}
+
+
+/* weight: the calls the request makes (a batch's), 1 for one request */
+
 ngx_int_t
-ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx)
+ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx, ngx_uint_t weight)
 {
     size_t                       *lens;
     ngx_str_t                     value;
@@ -1082,11 +1098,29 @@ ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx)
     ngx_http_fanout_limit_run_t  *run;
     ngx_http_fanout_main_conf_t  *fmcf;
     ngx_http_variable_value_t    *vv;
+    ngx_http_cleanup_t           *cln;
 
     r = ctx->request;
     fmcf = ngx_http_get_module_main_conf(r, ngx_http_fanout_module);
     limits = ctx->conf->limits->elts;
     n = ctx->conf->limits->nelts;
+
+    if (ctx->limit == NULL) {
+        ctx->limit = ngx_pcalloc(r->pool, sizeof(ngx_http_fanout_limit_ctx_t));
+        if (ctx->limit == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        cln = ngx_http_cleanup_add(r, 0);
+        if (cln == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        cln->handler = ngx_http_fanout_limit_cleanup;
+        cln->data = ctx->limit;
+    }
+
+    ctx->limit->weight = ngx_max(weight, 1);
 
     /* every field is set before it is read; only have[] starts cleared */
     run = ngx_palloc(r->pool, sizeof(ngx_http_fanout_limit_run_t));
@@ -1097,7 +1131,7 @@ ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx)
     ngx_memzero(run->have, n * sizeof(ngx_uint_t));
     ngx_memzero(run->share, n * sizeof(ngx_uint_t));
 
-    ctx->limit_run = run;
+    ctx->limit->run = run;
     run->unavailable = n;
     ncluster = 0;
 
@@ -1183,7 +1217,7 @@ ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx)
         argv[5 + ncluster + 4 * k] = (const char *) limits[i].args[2];
         lens[5 + ncluster + 4 * k] = limits[i].args_len[2];
 
-        if (ctx->limit_weight > 1) {
+        if (ctx->limit->weight > 1) {
             /* a batch weighs its calls */
             value.data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
             if (value.data == NULL) {
@@ -1193,7 +1227,7 @@ ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx)
             argv[5 + ncluster + 4 * k] = (const char *) value.data;
             lens[5 + ncluster + 4 * k] =
                 ngx_sprintf(value.data, "%ui",
-                            limits[i].cost * ctx->limit_weight)
+                            limits[i].cost * ctx->limit->weight)
                 - value.data;
         }
         argv[6 + ncluster + 4 * k] = limits[i].dry_run ? "1" : "0";
@@ -1203,12 +1237,12 @@ ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx)
     }
 
     if (fmcf->redis) {
-        ctx->limit_op = ngx_http_fanout_redis_eval(r->connection->log,
+        ctx->limit->op = ngx_http_fanout_redis_eval(r->connection->log,
                                                    &ngx_http_fanout_limit_script,
                                                    3 + 5 * ncluster, argv, lens,
                                                    ngx_http_fanout_limit_reply,
                                                    ctx);
-        if (ctx->limit_op) {
+        if (ctx->limit->op) {
             return NGX_AGAIN;
         }
     }
@@ -1233,7 +1267,7 @@ ngx_http_fanout_limit_stage(ngx_http_fanout_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
-    return ngx_http_fanout_limit_check(ctx);
+    return ngx_http_fanout_limit_check(ctx, 1);
 }
 
 

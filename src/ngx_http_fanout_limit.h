@@ -9,10 +9,25 @@
 #include "ngx_http_fanout.h"
 
 
+/* a request's limits: what the RateLimit-* headers say, the check */
+struct ngx_http_fanout_limit_ctx_s {
+    ngx_str_t                   limit;         /* the tightest's quota, as
+                                                  written */
+    ngx_str_t                   policy;        /* RateLimit-Policy */
+    ngx_uint_t                  remaining;
+    ngx_uint_t                  reset;         /* seconds */
+    ngx_uint_t                  weight;        /* a batch's calls */
+    void                       *run;           /* the check under way */
+    ngx_http_fanout_redis_op_t *op;            /* scope=cluster, in Redis */
+    unsigned                    limited:1;     /* the headers are sent */
+};
+
+
 ngx_int_t ngx_http_fanout_limit_stage(ngx_http_fanout_ctx_t *ctx);
 char *ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_fanout_limit_init_process(ngx_cycle_t *cycle);
-ngx_int_t ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx);
+ngx_int_t ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx,
+    ngx_uint_t weight);
 ngx_int_t ngx_http_fanout_limit_merge(ngx_conf_t *cf,
     ngx_http_fanout_loc_conf_t *flcf);
 

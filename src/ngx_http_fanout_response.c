@@ -11,6 +11,7 @@
 #include "ngx_http_fanout_cache.h"
 #include "ngx_http_fanout_response.h"
 #include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_limit.h"
 
 
 static ngx_int_t ngx_http_fanout_send_header(ngx_http_request_t *r,
@@ -18,7 +19,7 @@ static ngx_int_t ngx_http_fanout_send_header(ngx_http_request_t *r,
 static ngx_int_t ngx_http_fanout_target_header(ngx_http_request_t *r,
     ngx_str_t *target);
 static ngx_int_t ngx_http_fanout_ratelimit_headers(ngx_http_request_t *r,
-    ngx_http_fanout_ctx_t *ctx);
+    ngx_http_fanout_limit_ctx_t *lc);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -111,8 +112,8 @@ ngx_http_fanout_send_header(ngx_http_request_t *r, ngx_http_fanout_ctx_t *ctx,
         h->value = ngx_http_fanout_cache_statuses[ctx->cache_status];
     }
 
-    if (ctx && ctx->limited
-        && ngx_http_fanout_ratelimit_headers(r, ctx) != NGX_OK)
+    if (ctx && ctx->limit && ctx->limit->limited
+        && ngx_http_fanout_ratelimit_headers(r, ctx->limit) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -160,7 +161,7 @@ ngx_http_fanout_target_header(ngx_http_request_t *r, ngx_str_t *target)
 
 static ngx_int_t
 ngx_http_fanout_ratelimit_headers(ngx_http_request_t *r,
-    ngx_http_fanout_ctx_t *ctx)
+    ngx_http_fanout_limit_ctx_t *lc)
 {
     u_char            *p, *last;
     ngx_uint_t         i, v;
@@ -191,11 +192,11 @@ ngx_http_fanout_ratelimit_headers(ngx_http_request_t *r,
         h->key = names[i];
 
         if (i == 0 || i == 3) {
-            h->value = (i == 0) ? ctx->limit_limit : ctx->limit_policy;
+            h->value = (i == 0) ? lc->limit : lc->policy;
             continue;
         }
 
-        v = (i == 1) ? ctx->limit_remaining : ctx->limit_reset;
+        v = (i == 1) ? lc->remaining : lc->reset;
         p += NGX_INT_T_LEN;
         last = p;
 

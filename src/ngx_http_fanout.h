@@ -58,6 +58,7 @@ typedef struct ngx_http_fanout_retry_conf_s  ngx_http_fanout_retry_conf_t;
 typedef struct ngx_http_fanout_hedge_conf_s  ngx_http_fanout_hedge_conf_t;
 typedef struct ngx_http_fanout_trace_ctx_s  ngx_http_fanout_trace_ctx_t;
 typedef struct ngx_http_fanout_limit_ctx_s  ngx_http_fanout_limit_ctx_t;
+typedef struct ngx_http_fanout_cache_ctx_s  ngx_http_fanout_cache_ctx_t;
 typedef struct ngx_http_fanout_rt_change_s  ngx_http_fanout_rt_change_t;
 
 
@@ -220,45 +221,14 @@ struct ngx_http_fanout_ctx_s {
     ngx_http_fanout_limit_ctx_t *limit;        /* fanout_limit's, once
                                                   checked; or NULL */
 
-    ngx_uint_t                  cache_status;
-    ngx_str_t                   cache_key;
-    ngx_str_t                   cache_material;  /* level=response: what
-                                                    cache_key digests, the
-                                                    L1's key */
-    ngx_str_t                   lock_key;      /* coalescing, made once */
-    ngx_http_fanout_redis_op_t *cache_op;
-    void                       *stale;         /* an expired entry */
-    ngx_str_t                  *target_keys;   /* level=target */
-
-    /* coalescing in this worker: leaders are in a table, waiters in theirs */
-    ngx_queue_t                 inflight;      /* in the worker's table */
-    ngx_queue_t                 waiters;       /* a leader's */
-    ngx_queue_t                 waiting;       /* a waiter's link */
-    ngx_http_fanout_ctx_t      *leader;        /* a waiter's */
-    void                       *shared;        /* the answer handed over */
-    ngx_event_t                 cache_wait;    /* coalescing: next poll */
-    ngx_event_t                 cache_renew;   /* a leader's lock lease */
-    ngx_msec_t                  cache_waited;
-    ngx_uint_t                  cache_asked;   /* level=target: in Redis */
-    ngx_uint_t                  purged_l1;     /* fanout_cache_purge */
-    unsigned                    cache_leader:1;
-    unsigned                    purging:1;     /* fanout_cache_purge */
-    unsigned                    local_leader:1;
+    ngx_http_fanout_cache_ctx_t *cache;        /* fanout_cache's, from its
+                                                  stage on; or NULL */
 
     /* the pipeline */
     ngx_int_t                   stage;
     ngx_int_t                   rc;            /* the answer's, once sent */
     ngx_int_t                   resume_rc;
 
-    /* what the fan-out's answer leaves for the cache (STORE stage) */
-    struct {
-        ngx_uint_t              status;
-        ngx_str_t               type;
-        ngx_str_t               target;
-        u_char                 *body;          /* NULL: a failure */
-        size_t                  len;
-        unsigned                ready:1;
-    }                           keep;
 
     /* what the client got, for the shadows to compare with */
     struct {

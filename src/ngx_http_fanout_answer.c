@@ -74,19 +74,24 @@ static void
 ngx_http_fanout_keep(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
     ngx_str_t *type, ngx_str_t *target, u_char *body, size_t len)
 {
-    ctx->keep.status = status;
-    ctx->keep.type = *type;
-
-    if (target) {
-        ctx->keep.target = *target;
-
-    } else {
-        ngx_str_null(&ctx->keep.target);
+    if (ctx->cache == NULL) {
+        /* no fanout_cache to store it */
+        return;
     }
 
-    ctx->keep.body = body;
-    ctx->keep.len = len;
-    ctx->keep.ready = 1;
+    ctx->cache->keep.status = status;
+    ctx->cache->keep.type = *type;
+
+    if (target) {
+        ctx->cache->keep.target = *target;
+
+    } else {
+        ngx_str_null(&ctx->cache->keep.target);
+    }
+
+    ctx->cache->keep.body = body;
+    ctx->cache->keep.len = len;
+    ctx->cache->keep.ready = 1;
 }
 
 
@@ -151,7 +156,7 @@ ngx_http_fanout_merge_conf(ngx_http_fanout_ctx_t *ctx,
     mc->field = (const char *) ctx->conf->field.data;
     mc->field_len = ctx->conf->field.len;
     mc->quorum = (unsigned) ctx->conf->quorum;
-    mc->cache_meta = (ctx->target_keys != NULL);
+    mc->cache_meta = (ctx->cache && ctx->cache->target_keys != NULL);
     mc->precision = (int) ctx->conf->precision;
 
     if (ctx->trace && ctx->trace->traced) {

@@ -75,10 +75,10 @@ ngx_http_fanout_inflight_find(ngx_str_t *key)
     for (q = ngx_queue_head(b); q != ngx_queue_sentinel(b);
          q = ngx_queue_next(q))
     {
-        leader = ngx_queue_data(q, ngx_http_fanout_ctx_t, inflight);
+        leader = (ngx_queue_data(q, ngx_http_fanout_cache_ctx_t, inflight))->ctx;
 
-        if (leader->cache_key.len == key->len
-            && ngx_memcmp(leader->cache_key.data, key->data, key->len) == 0)
+        if (leader->cache->key.len == key->len
+            && ngx_memcmp(leader->cache->key.data, key->data, key->len) == 0)
         {
             return leader;
         }
@@ -93,17 +93,17 @@ ngx_http_fanout_inflight_find(ngx_str_t *key)
 static void
 ngx_http_fanout_inflight_add(ngx_http_fanout_ctx_t *ctx)
 {
-    if (ctx->local_leader || !ctx->conf->cache->coalesce
+    if (ctx->cache->local_leader || !ctx->conf->cache->coalesce
         || ctx->conf->cache->per_target || ctx->batch
-        || ngx_http_fanout_inflight_find(&ctx->cache_key))
+        || ngx_http_fanout_inflight_find(&ctx->cache->key))
     {
         return;
     }
 
-    ngx_queue_insert_tail(ngx_http_fanout_inflight_bucket(&ctx->cache_key),
-                          &ctx->inflight);
-    ngx_queue_init(&ctx->waiters);
-    ctx->local_leader = 1;
+    ngx_queue_insert_tail(ngx_http_fanout_inflight_bucket(&ctx->cache->key),
+                          &ctx->cache->inflight);
+    ngx_queue_init(&ctx->cache->waiters);
+    ctx->cache->local_leader = 1;
 }
 
 
@@ -121,7 +121,7 @@ ngx_http_fanout_cache_woken(ngx_event_t *ev)
 
     ngx_http_set_log_request(c->log, r);
 
-    e = ctx->shared;
+    e = ctx->cache->shared;
 
     if (e == NULL) {
         /* the leader had nothing to share: fan out */
@@ -144,20 +144,20 @@ ngx_http_fanout_cache_hand_over(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
     ngx_http_fanout_ctx_t     *w;
     ngx_http_fanout_cached_t  *e;
 
-    if (!ctx->local_leader) {
+    if (!ctx->cache->local_leader) {
         return;
     }
 
-    ctx->local_leader = 0;
-    ngx_queue_remove(&ctx->inflight);
+    ctx->cache->local_leader = 0;
+    ngx_queue_remove(&ctx->cache->inflight);
 
-    while (!ngx_queue_empty(&ctx->waiters)) {
-        q = ngx_queue_head(&ctx->waiters);
+    while (!ngx_queue_empty(&ctx->cache->waiters)) {
+        q = ngx_queue_head(&ctx->cache->waiters);
         ngx_queue_remove(q);
 
-        w = ngx_queue_data(q, ngx_http_fanout_ctx_t, waiting);
-        w->leader = NULL;
-        w->shared = NULL;
+        w = (ngx_queue_data(q, ngx_http_fanout_cache_ctx_t, waiting))->ctx;
+        w->cache->leader = NULL;
+        w->cache->shared = NULL;
 
         /* what would be stored is shared; a copy, as the leader may go */
         if (body && status == NGX_HTTP_OK && !ctx->failed && !ctx->fallbacks) {
@@ -190,16 +190,16 @@ ngx_http_fanout_cache_hand_over(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
                     ngx_memcpy(p, body, len);
                 }
 
-                w->shared = e;
+                w->cache->shared = e;
             }
         }
 
         /* each waiter goes on in its own event, not inside this one */
-        w->cache_wait.handler = ngx_http_fanout_cache_woken;
-        w->cache_wait.data = w;
-        w->cache_wait.log = w->request->connection->log;
+        w->cache->wait.handler = ngx_http_fanout_cache_woken;
+        w->cache->wait.data = w;
+        w->cache->wait.log = w->request->connection->log;
 
-        ngx_post_event(&w->cache_wait, &ngx_posted_events);
+        ngx_post_event(&w->cache->wait, &ngx_posted_events);
     }
 }
 
@@ -207,13 +207,13 @@ ngx_http_fanout_cache_hand_over(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
 void
 ngx_http_fanout_cache_leave(ngx_http_fanout_ctx_t *ctx)
 {
-    if (ctx->leader) {
-        ngx_queue_remove(&ctx->waiting);
-        ctx->leader = NULL;
+    if (ctx->cache->leader) {
+        ngx_queue_remove(&ctx->cache->waiting);
+        ctx->cache->leader = NULL;
     }
 
-    if (ctx->cache_wait.posted) {
-        ngx_delete_posted_event(&ctx->cache_wait);
+    if (ctx->cache->wait.posted) {
+        ngx_delete_posted_event(&ctx->cache->wait);
     }
 
     /* a leader that goes away lets its waiters fan out themselves */
@@ -663,13 +663,13 @@ ngx_http_fanout_cache_name(ngx_http_fanout_ctx_t *ctx, ngx_str_t *target,
 static ngx_int_t
 ngx_http_fanout_cache_named(ngx_http_fanout_ctx_t *ctx)
 {
-    if (ctx->cache_key.len || ctx->cache_material.len == 0) {
+    if (ctx->cache->key.len || ctx->cache->material.len == 0) {
         return NGX_OK;
     }
 
-    return ngx_http_fanout_cache_name(ctx, NULL, ctx->cache_material.data,
-                                      ctx->cache_material.len,
-                                      &ctx->cache_key);
+    return ngx_http_fanout_cache_name(ctx, NULL, ctx->cache->material.data,
+                                      ctx->cache->material.len,
+                                      &ctx->cache->key);
 }
 
 
@@ -739,9 +739,9 @@ ngx_http_fanout_cache_batch_keys(ngx_http_fanout_ctx_t *ctx, u_char *id,
 
     start = ngx_pnalloc(r->pool, id_len + sizeof("\nitems=")
                                  + FANOUT_SHA256_HEX_LEN + len);
-    ctx->target_keys = ngx_palloc(r->pool, ctx->nsubs * sizeof(ngx_str_t));
+    ctx->cache->target_keys = ngx_palloc(r->pool, ctx->nsubs * sizeof(ngx_str_t));
 
-    if (start == NULL || ctx->target_keys == NULL) {
+    if (start == NULL || ctx->cache->target_keys == NULL) {
         return NGX_ERROR;
     }
 
@@ -788,7 +788,7 @@ ngx_http_fanout_cache_batch_keys(ngx_http_fanout_ctx_t *ctx, u_char *id,
             p = ngx_http_fanout_cache_purged(p, ctx->subs[k * nt + i].st);
 
             if (ngx_http_fanout_cache_name(ctx, &t->name, start, p - start,
-                                           &ctx->target_keys[k * nt + i])
+                                           &ctx->cache->target_keys[k * nt + i])
                 != NGX_OK)
             {
                 return NGX_ERROR;
@@ -801,7 +801,7 @@ ngx_http_fanout_cache_batch_keys(ngx_http_fanout_ctx_t *ctx, u_char *id,
     }
 
     /* the location's name stands for the whole, for logs */
-    ctx->cache_key = ctx->target_keys[0];
+    ctx->cache->key = ctx->cache->target_keys[0];
 
     return NGX_OK;
 }
@@ -853,7 +853,7 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
     /* a purge stands for the POST of its body, or the GET of its URI */
     method = &r->method_name;
 
-    if (ctx->purging) {
+    if (ctx->cache->purging) {
         method = (ngx_http_fanout_body_size(r) > 0) ? &post : &get;
     }
 
@@ -990,14 +990,14 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
         }
 
         /* named when Redis needs it: an L1 hit goes by the material */
-        ctx->cache_material.data = start;
-        ctx->cache_material.len = p - start;
+        ctx->cache->material.data = start;
+        ctx->cache->material.len = p - start;
 
         return NGX_OK;
     }
 
-    ctx->target_keys = ngx_palloc(r->pool, ctx->nsubs * sizeof(ngx_str_t));
-    if (ctx->target_keys == NULL) {
+    ctx->cache->target_keys = ngx_palloc(r->pool, ctx->nsubs * sizeof(ngx_str_t));
+    if (ctx->cache->target_keys == NULL) {
         return NGX_ERROR;
     }
 
@@ -1008,7 +1008,7 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
         p = ngx_http_fanout_cache_purged(p, ctx->subs[i].st);
 
         if (ngx_http_fanout_cache_name(ctx, &t->name, start, p - start,
-                                       &ctx->target_keys[i])
+                                       &ctx->cache->target_keys[i])
             != NGX_OK)
         {
             return NGX_ERROR;
@@ -1016,7 +1016,7 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
     }
 
     /* the location's name stands for the whole, for logs */
-    ctx->cache_key = ctx->target_keys[0];
+    ctx->cache->key = ctx->cache->target_keys[0];
 
     return NGX_OK;
 }
@@ -1098,7 +1098,7 @@ ngx_http_fanout_cache_lock_key(ngx_http_fanout_ctx_t *ctx)
     u_char     *p;
     ngx_str_t  *k;
 
-    k = &ctx->lock_key;
+    k = &ctx->cache->lock_key;
 
     if (k->len) {
         return k;
@@ -1106,14 +1106,14 @@ ngx_http_fanout_cache_lock_key(ngx_http_fanout_ctx_t *ctx)
 
     /* "fanout:lock:LOCATION:SHA256" */
     k->data = ngx_pnalloc(ctx->request->pool,
-                          ctx->cache_key.len + sizeof("lock:") - 1);
+                          ctx->cache->key.len + sizeof("lock:") - 1);
     if (k->data == NULL) {
         return NULL;
     }
 
     p = ngx_cpymem(k->data, "fanout:lock:", sizeof("fanout:lock:") - 1);
-    p = ngx_cpymem(p, ctx->cache_key.data + sizeof("fanout:") - 1,
-                   ctx->cache_key.len - (sizeof("fanout:") - 1));
+    p = ngx_cpymem(p, ctx->cache->key.data + sizeof("fanout:") - 1,
+                   ctx->cache->key.len - (sizeof("fanout:") - 1));
 
     k->len = p - k->data;
 
@@ -1124,7 +1124,7 @@ ngx_http_fanout_cache_lock_key(ngx_http_fanout_ctx_t *ctx)
 static void
 ngx_http_fanout_cache_give_up(ngx_http_fanout_ctx_t *ctx)
 {
-    if (ctx->cache_key.len) {
+    if (ctx->cache->key.len) {
         ngx_http_fanout_inflight_add(ctx);
     }
 
@@ -1144,7 +1144,7 @@ ngx_http_fanout_cache_polled(void *data, redisReply *reply,
 
     c = ctx->request->connection;
 
-    ctx->cache_op = NULL;
+    ctx->cache->op = NULL;
 
     ngx_http_set_log_request(c->log, ctx->request);
 
@@ -1167,10 +1167,10 @@ ngx_http_fanout_cache_polled(void *data, redisReply *reply,
 
     /* no answer yet: wait while the lock stands, up to the deadline */
     if (reply->element[1]->type == REDIS_REPLY_STRING
-        && ctx->cache_waited < ctx->conf->timeout)
+        && ctx->cache->waited < ctx->conf->timeout)
     {
-        ngx_add_timer(&ctx->cache_wait, NGX_HTTP_FANOUT_CACHE_POLL);
-        ctx->cache_waited += NGX_HTTP_FANOUT_CACHE_POLL;
+        ngx_add_timer(&ctx->cache->wait, NGX_HTTP_FANOUT_CACHE_POLL);
+        ctx->cache->waited += NGX_HTTP_FANOUT_CACHE_POLL;
         return;
     }
 
@@ -1194,11 +1194,11 @@ ngx_http_fanout_cache_poll(ngx_event_t *ev)
      * come on another pooled connection after the "wait" did.
      */
 
-    leader = ngx_http_fanout_inflight_find(&ctx->cache_key);
+    leader = ngx_http_fanout_inflight_find(&ctx->cache->key);
 
     if (leader) {
-        ngx_queue_insert_tail(&leader->waiters, &ctx->waiting);
-        ctx->leader = leader;
+        ngx_queue_insert_tail(&leader->cache->waiters, &ctx->cache->waiting);
+        ctx->cache->leader = leader;
         return;
     }
 
@@ -1210,16 +1210,16 @@ ngx_http_fanout_cache_poll(ngx_event_t *ev)
 
     argv[0] = "MGET";
     len[0] = 4;
-    argv[1] = (const char *) ctx->cache_key.data;
-    len[1] = ctx->cache_key.len;
+    argv[1] = (const char *) ctx->cache->key.data;
+    len[1] = ctx->cache->key.len;
     argv[2] = (const char *) lock->data;
     len[2] = lock->len;
 
-    ctx->cache_op = ngx_http_fanout_redis_command(
+    ctx->cache->op = ngx_http_fanout_redis_command(
                         ctx->request->connection->log, 3, argv, len,
                         ngx_http_fanout_cache_polled, ctx);
 
-    if (ctx->cache_op == NULL) {
+    if (ctx->cache->op == NULL) {
         ngx_http_fanout_cache_give_up(ctx);
     }
 }
@@ -1247,15 +1247,15 @@ ngx_http_fanout_cache_unlock(ngx_http_fanout_ctx_t *ctx)
 {
     ngx_str_t  *lock;
 
-    if (ctx->cache_renew.timer_set) {
-        ngx_del_timer(&ctx->cache_renew);
+    if (ctx->cache->renew.timer_set) {
+        ngx_del_timer(&ctx->cache->renew);
     }
 
-    if (!ctx->cache_leader) {
+    if (!ctx->cache->lock_leader) {
         return;
     }
 
-    ctx->cache_leader = 0;
+    ctx->cache->lock_leader = 0;
 
     lock = ngx_http_fanout_cache_lock_key(ctx);
     if (lock) {
@@ -1342,7 +1342,7 @@ ngx_http_fanout_cache_read(ngx_http_fanout_ctx_t *ctx, u_char *copy,
     if (ngx_http_fanout_cache_parse(copy, len, e) != NGX_OK) {
         ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
                       "fanout cache entry \"%V\" is unreadable, ignored",
-                      &ctx->cache_key);
+                      &ctx->cache->key);
         return NGX_ERROR;
     }
 
@@ -1355,7 +1355,7 @@ ngx_http_fanout_cache_read(ngx_http_fanout_ctx_t *ctx, u_char *copy,
     /* expired but within stale=: a fallback if the fan-out fails (a whole
      * answer only: a target's entry is not one) */
     if (!ctx->conf->cache->per_target && ctx->batch == NULL) {
-        ctx->stale = e;
+        ctx->cache->stale = e;
     }
 
     return NGX_DECLINED;
@@ -1566,7 +1566,7 @@ static void
 ngx_http_fanout_cache_hit(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_cached_t *e, ngx_uint_t status, ngx_uint_t counter)
 {
-    ctx->cache_status = status;
+    ctx->cache->status = status;
     ngx_http_fanout_cache_count(ctx, counter);
 
     if (!e->plain) {
@@ -1582,12 +1582,12 @@ ngx_http_fanout_cache_hit(ngx_http_fanout_ctx_t *ctx,
 static void
 ngx_http_fanout_cache_wait(ngx_http_fanout_ctx_t *ctx)
 {
-    ctx->cache_wait.handler = ngx_http_fanout_cache_poll;
-    ctx->cache_wait.data = ctx;
-    ctx->cache_wait.log = ctx->request->connection->log;
+    ctx->cache->wait.handler = ngx_http_fanout_cache_poll;
+    ctx->cache->wait.data = ctx;
+    ctx->cache->wait.log = ctx->request->connection->log;
 
-    ngx_add_timer(&ctx->cache_wait, NGX_HTTP_FANOUT_CACHE_POLL);
-    ctx->cache_waited = NGX_HTTP_FANOUT_CACHE_POLL;
+    ngx_add_timer(&ctx->cache->wait, NGX_HTTP_FANOUT_CACHE_POLL);
+    ctx->cache->waited = NGX_HTTP_FANOUT_CACHE_POLL;
 }
 
 
@@ -1608,11 +1608,11 @@ ngx_http_fanout_cache_renew(ngx_event_t *ev)
     ngx_str_t   *lock;
     const char  *argv[3];
 
-    if (!ctx->cache_leader || ctx->lock_key.len == 0) {
+    if (!ctx->cache->lock_leader || ctx->cache->lock_key.len == 0) {
         return;
     }
 
-    lock = &ctx->lock_key;
+    lock = &ctx->cache->lock_key;
 
     argv[0] = "PEXPIRE";
     len[0] = sizeof("PEXPIRE") - 1;
@@ -1647,7 +1647,7 @@ ngx_http_fanout_cache_got(void *data, redisReply *reply,
 
     c = ctx->request->connection;
 
-    ctx->cache_op = NULL;
+    ctx->cache->op = NULL;
 
     ngx_http_set_log_request(c->log, ctx->request);
 
@@ -1657,7 +1657,7 @@ ngx_http_fanout_cache_got(void *data, redisReply *reply,
                 || reply->element[0]->type != REDIS_REPLY_INTEGER)))
     {
         /* Redis failed: fail open, the error is counted and logged */
-        ctx->cache_status = NGX_HTTP_FANOUT_CACHE_ERROR;
+        ctx->cache->status = NGX_HTTP_FANOUT_CACHE_ERROR;
         ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_ERROR);
         ngx_http_fanout_cache_give_up(ctx);
         return;
@@ -1678,7 +1678,7 @@ ngx_http_fanout_cache_got(void *data, redisReply *reply,
         && ngx_http_fanout_cache_entry(ctx, v->str, v->len, &e) == NGX_OK)
     {
         /* it is in Redis: the L1 may keep it */
-        ngx_http_fanout_cache_l1_put(ctx, &ctx->cache_material,
+        ngx_http_fanout_cache_l1_put(ctx, &ctx->cache->material,
                                      (u_char *) v->str, v->len, e);
 
         ngx_http_fanout_cache_hit(ctx, e, NGX_HTTP_FANOUT_CACHE_HIT,
@@ -1686,16 +1686,16 @@ ngx_http_fanout_cache_got(void *data, redisReply *reply,
         return;
     }
 
-    ctx->cache_status = NGX_HTTP_FANOUT_CACHE_MISS;
+    ctx->cache->status = NGX_HTTP_FANOUT_CACHE_MISS;
     ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_MISS);
 
     if (verdict == 3) {
-        leader = ngx_http_fanout_inflight_find(&ctx->cache_key);
+        leader = ngx_http_fanout_inflight_find(&ctx->cache->key);
 
         if (leader) {
             /* it is in this worker: wait on it, not on Redis */
-            ngx_queue_insert_tail(&leader->waiters, &ctx->waiting);
-            ctx->leader = leader;
+            ngx_queue_insert_tail(&leader->cache->waiters, &ctx->cache->waiting);
+            ctx->cache->leader = leader;
             return;
         }
 
@@ -1704,15 +1704,15 @@ ngx_http_fanout_cache_got(void *data, redisReply *reply,
         return;
     }
 
-    ctx->cache_leader = (reply->type == REDIS_REPLY_ARRAY);
+    ctx->cache->lock_leader = (reply->type == REDIS_REPLY_ARRAY);
 
-    if (ctx->cache_leader) {
+    if (ctx->cache->lock_leader) {
         /* the lock is a lease, renewed while this request lives */
-        ctx->cache_renew.handler = ngx_http_fanout_cache_renew;
-        ctx->cache_renew.data = ctx;
-        ctx->cache_renew.log = c->log;
-        ctx->cache_renew.cancelable = 1;
-        ngx_add_timer(&ctx->cache_renew, NGX_HTTP_FANOUT_CACHE_LEASE / 3);
+        ctx->cache->renew.handler = ngx_http_fanout_cache_renew;
+        ctx->cache->renew.data = ctx;
+        ctx->cache->renew.log = c->log;
+        ctx->cache->renew.cancelable = 1;
+        ngx_add_timer(&ctx->cache->renew, NGX_HTTP_FANOUT_CACHE_LEASE / 3);
     }
 
     ngx_http_fanout_cache_give_up(ctx);
@@ -1799,11 +1799,11 @@ ngx_http_fanout_cache_targets_found(ngx_http_fanout_ctx_t *ctx,
     ngx_uint_t hits)
 {
     if (hits == ctx->nsubs || ctx->winner) {
-        ctx->cache_status = NGX_HTTP_FANOUT_CACHE_HIT;
+        ctx->cache->status = NGX_HTTP_FANOUT_CACHE_HIT;
         ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_HIT);
 
     } else {
-        ctx->cache_status = NGX_HTTP_FANOUT_CACHE_MISS;
+        ctx->cache->status = NGX_HTTP_FANOUT_CACHE_MISS;
         ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_MISS);
     }
 }
@@ -1825,20 +1825,20 @@ ngx_http_fanout_cache_got_targets(void *data, redisReply *reply,
 
     c = ctx->request->connection;
 
-    ctx->cache_op = NULL;
+    ctx->cache->op = NULL;
 
     ngx_http_set_log_request(c->log, ctx->request);
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != ctx->cache_asked)
+        || reply->elements != ctx->cache->asked)
     {
-        ctx->cache_status = NGX_HTTP_FANOUT_CACHE_ERROR;
+        ctx->cache->status = NGX_HTTP_FANOUT_CACHE_ERROR;
         ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_ERROR);
         ngx_http_fanout_cache_give_up(ctx);
         return;
     }
 
-    hits = ctx->nsubs - ctx->cache_asked;
+    hits = ctx->nsubs - ctx->cache->asked;
     j = 0;
 
     for (i = 0; i < ctx->nsubs; i++) {
@@ -1857,7 +1857,7 @@ ngx_http_fanout_cache_got_targets(void *data, redisReply *reply,
             continue;
         }
 
-        ngx_http_fanout_cache_l1_put(ctx, &ctx->target_keys[i],
+        ngx_http_fanout_cache_l1_put(ctx, &ctx->cache->target_keys[i],
                                      (u_char *) v->str, v->len, e);
 
         ngx_http_fanout_cache_target_hit(ctx, sub, e);
@@ -1910,7 +1910,7 @@ ngx_http_fanout_cache_lookup_targets(ngx_http_fanout_ctx_t *ctx)
     n = 0;
 
     for (i = 0; i < ctx->nsubs; i++) {
-        if (ngx_http_fanout_cache_l1_get(ctx, &ctx->target_keys[i], &e)
+        if (ngx_http_fanout_cache_l1_get(ctx, &ctx->cache->target_keys[i], &e)
             == NGX_OK)
         {
             ngx_http_fanout_cache_target_hit(ctx, &ctx->subs[i], e);
@@ -1918,11 +1918,11 @@ ngx_http_fanout_cache_lookup_targets(ngx_http_fanout_ctx_t *ctx)
         }
 
         n++;
-        argv[n] = (const char *) ctx->target_keys[i].data;
-        len[n] = ctx->target_keys[i].len;
+        argv[n] = (const char *) ctx->cache->target_keys[i].data;
+        len[n] = ctx->cache->target_keys[i].len;
     }
 
-    ctx->cache_asked = n;
+    ctx->cache->asked = n;
 
     if (n == 0 || ctx->winner) {
         /* the L1 had them all, or a winner: Redis is not asked */
@@ -1932,12 +1932,12 @@ ngx_http_fanout_cache_lookup_targets(ngx_http_fanout_ctx_t *ctx)
     }
 
     /* the others in one round trip */
-    ctx->cache_op = ngx_http_fanout_redis_command(
+    ctx->cache->op = ngx_http_fanout_redis_command(
                         ctx->request->connection->log, (int) n + 1, argv, len,
                         ngx_http_fanout_cache_got_targets, ctx);
 
-    if (ctx->cache_op == NULL) {
-        ctx->cache_status = NGX_HTTP_FANOUT_CACHE_ERROR;
+    if (ctx->cache->op == NULL) {
+        ctx->cache->status = NGX_HTTP_FANOUT_CACHE_ERROR;
         ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_ERROR);
         return NGX_DECLINED;
     }
@@ -1961,13 +1961,13 @@ ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
 
     r = ctx->request;
 
-    ctx->purging = (ngx_http_test_predicates(r, ctx->conf->cache_purge)
+    ctx->cache->purging = (ngx_http_test_predicates(r, ctx->conf->cache_purge)
                     == NGX_DECLINED);
 
     rc = ngx_http_fanout_cache_key(ctx);
 
     /* fanout_cache_purge: this request's entries go, nothing is called */
-    if (ctx->purging) {
+    if (ctx->cache->purging) {
 
         if (rc == NGX_OK && ngx_http_fanout_cache_named(ctx) != NGX_OK) {
             rc = NGX_ERROR;
@@ -1984,27 +1984,27 @@ ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
         }
 
         if (ctx->conf->cache->per_target || ctx->batch) {
-            return ngx_http_fanout_purge(ctx, ctx->target_keys,
-                                         ctx->target_keys, ctx->nsubs,
+            return ngx_http_fanout_purge(ctx, ctx->cache->target_keys,
+                                         ctx->cache->target_keys, ctx->nsubs,
                                          ctx->conf->cache_l1);
         }
 
-        return ngx_http_fanout_purge(ctx, &ctx->cache_key,
-                                     &ctx->cache_material, 1,
+        return ngx_http_fanout_purge(ctx, &ctx->cache->key,
+                                     &ctx->cache->material, 1,
                                      ctx->conf->cache_l1);
     }
 
     if (rc == NGX_DECLINED) {
         /* a body too large to be a key: not cached at all */
-        ngx_str_null(&ctx->cache_key);
-        ctx->cache_status = NGX_HTTP_FANOUT_CACHE_BYPASS;
+        ngx_str_null(&ctx->cache->key);
+        ctx->cache->status = NGX_HTTP_FANOUT_CACHE_BYPASS;
         ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_BYPASS);
         return NGX_DECLINED;
     }
 
     if (rc != NGX_OK) {
-        ngx_str_null(&ctx->cache_key);
-        ctx->cache_status = NGX_HTTP_FANOUT_CACHE_ERROR;
+        ngx_str_null(&ctx->cache->key);
+        ctx->cache->status = NGX_HTTP_FANOUT_CACHE_ERROR;
         ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_ERROR);
         return NGX_DECLINED;
     }
@@ -2014,10 +2014,10 @@ ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
         || ngx_http_fanout_cache_no_cache(r))
     {
         if (ngx_http_fanout_cache_named(ctx) != NGX_OK) {
-            ngx_str_null(&ctx->cache_key);
+            ngx_str_null(&ctx->cache->key);
         }
 
-        ctx->cache_status = NGX_HTTP_FANOUT_CACHE_BYPASS;
+        ctx->cache->status = NGX_HTTP_FANOUT_CACHE_BYPASS;
         ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_BYPASS);
         return NGX_DECLINED;
     }
@@ -2026,7 +2026,7 @@ ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
         return ngx_http_fanout_cache_lookup_targets(ctx);
     }
 
-    if (ngx_http_fanout_cache_l1_get(ctx, &ctx->cache_material, &e)
+    if (ngx_http_fanout_cache_l1_get(ctx, &ctx->cache->material, &e)
         == NGX_OK)
     {
         /* this instance's memory answers: Redis is not asked */
@@ -2036,19 +2036,19 @@ ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
     }
 
     if (ngx_http_fanout_cache_named(ctx) != NGX_OK) {
-        ctx->cache_status = NGX_HTTP_FANOUT_CACHE_ERROR;
+        ctx->cache->status = NGX_HTTP_FANOUT_CACHE_ERROR;
         ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_ERROR);
         return NGX_DECLINED;
     }
 
     if (ctx->conf->cache->coalesce) {
-        leader = ngx_http_fanout_inflight_find(&ctx->cache_key);
+        leader = ngx_http_fanout_inflight_find(&ctx->cache->key);
 
         if (leader) {
             /* the same request is being answered in this worker: wait */
-            ngx_queue_insert_tail(&leader->waiters, &ctx->waiting);
-            ctx->leader = leader;
-            ctx->cache_status = NGX_HTTP_FANOUT_CACHE_MISS;
+            ngx_queue_insert_tail(&leader->cache->waiters, &ctx->cache->waiting);
+            ctx->cache->leader = leader;
+            ctx->cache->status = NGX_HTTP_FANOUT_CACHE_MISS;
             return NGX_OK;
         }
     }
@@ -2066,8 +2066,8 @@ ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
         len[1] = sizeof(ngx_http_fanout_cache_script) - 1;
         argv[2] = "2";
         len[2] = 1;
-        argv[3] = (const char *) ctx->cache_key.data;
-        len[3] = ctx->cache_key.len;
+        argv[3] = (const char *) ctx->cache->key.data;
+        len[3] = ctx->cache->key.len;
         argv[4] = (const char *) lock->data;
         len[4] = lock->len;
         argv[5] = (const char *) ms;
@@ -2082,17 +2082,17 @@ ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
     } else {
         argv[0] = "GET";
         len[0] = 3;
-        argv[1] = (const char *) ctx->cache_key.data;
-        len[1] = ctx->cache_key.len;
+        argv[1] = (const char *) ctx->cache->key.data;
+        len[1] = ctx->cache->key.len;
         n = 2;
     }
 
-    ctx->cache_op = ngx_http_fanout_redis_command(r->connection->log, n, argv,
+    ctx->cache->op = ngx_http_fanout_redis_command(r->connection->log, n, argv,
                                                   len,
                                                   ngx_http_fanout_cache_got,
                                                   ctx);
-    if (ctx->cache_op == NULL) {
-        ctx->cache_status = NGX_HTTP_FANOUT_CACHE_ERROR;
+    if (ctx->cache->op == NULL) {
+        ctx->cache->status = NGX_HTTP_FANOUT_CACHE_ERROR;
         ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_ERROR);
         return NGX_DECLINED;
     }
@@ -2225,8 +2225,8 @@ ngx_http_fanout_cache_store_targets(ngx_http_fanout_ctx_t *ctx)
             continue;
         }
 
-        (void) ngx_http_fanout_cache_set(ctx, &ctx->target_keys[i],
-                                         &ctx->target_keys[i],
+        (void) ngx_http_fanout_cache_set(ctx, &ctx->cache->target_keys[i],
+                                         &ctx->cache->target_keys[i],
                                          (ngx_uint_t) sub->part.status,
                                          &sub->content_type, &none,
                                          (u_char *) sub->part.body,
@@ -2244,8 +2244,8 @@ ngx_http_fanout_cache_store(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
 
     cc = ctx->conf->cache;
 
-    if (cc == NULL || ctx->cache_key.len == 0
-        || ctx->cache_status == NGX_HTTP_FANOUT_CACHE_HIT)
+    if (cc == NULL || ctx->cache->key.len == 0
+        || ctx->cache->status == NGX_HTTP_FANOUT_CACHE_HIT)
     {
         return;
     }
@@ -2262,15 +2262,15 @@ ngx_http_fanout_cache_store(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
     }
 
     /* a leader lets the waiters go once the SET has been applied */
-    lock = ctx->cache_leader ? ngx_http_fanout_cache_lock_key(ctx) : NULL;
+    lock = ctx->cache->lock_leader ? ngx_http_fanout_cache_lock_key(ctx) : NULL;
 
     /* after the answer went out */
-    if (ngx_http_fanout_cache_set(ctx, &ctx->cache_key, &ctx->cache_material,
+    if (ngx_http_fanout_cache_set(ctx, &ctx->cache->key, &ctx->cache->material,
                                   status, type, target, body, len, lock)
             == NGX_OK
         && lock)
     {
-        ctx->cache_leader = 0;
+        ctx->cache->lock_leader = 0;
     }
 
     ngx_http_fanout_cache_unlock(ctx);
@@ -2282,7 +2282,12 @@ ngx_http_fanout_cache_serve_stale(ngx_http_fanout_ctx_t *ctx, ngx_int_t *rc)
 {
     ngx_http_fanout_cached_t  *e;
 
-    e = ctx->stale;
+    if (ctx->cache == NULL) {
+        /* ended before the cache stage */
+        return NGX_DECLINED;
+    }
+
+    e = ctx->cache->stale;
 
     if (e == NULL
         || e->fresh_until + ctx->conf->cache->stale * 1000
@@ -2291,12 +2296,12 @@ ngx_http_fanout_cache_serve_stale(ngx_http_fanout_ctx_t *ctx, ngx_int_t *rc)
         return NGX_DECLINED;
     }
 
-    ctx->cache_status = NGX_HTTP_FANOUT_CACHE_STALE;
+    ctx->cache->status = NGX_HTTP_FANOUT_CACHE_STALE;
     ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_STALE);
 
     ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
                   "fanout: the fan-out failed, serving the stale entry "
-                  "\"%V\"", &ctx->cache_key);
+                  "\"%V\"", &ctx->cache->key);
 
     if (!e->plain) {
         ngx_http_fanout_cache_echo(ctx, &e->body);
@@ -2311,12 +2316,57 @@ ngx_http_fanout_cache_serve_stale(ngx_http_fanout_ctx_t *ctx, ngx_int_t *rc)
 
 /* before the fan-out: NGX_AGAIN while Redis (or a leader) is waited for */
 
+/*
+ * The request ends (answered, or its client gone): what the cache has
+ * pending goes: a Redis reply is dropped, the lock given back, waiters
+ * let go (a leader's fan out themselves).
+ */
+
+static void
+ngx_http_fanout_cache_cleanup(void *data)
+{
+    ngx_http_fanout_ctx_t *ctx = data;
+
+    if (ctx->cache->op) {
+        ngx_http_fanout_redis_cancel(ctx->cache->op);
+        ctx->cache->op = NULL;
+    }
+
+    if (ctx->cache->wait.timer_set) {
+        ngx_del_timer(&ctx->cache->wait);
+    }
+
+    ngx_http_fanout_cache_unlock(ctx);
+    ngx_http_fanout_cache_leave(ctx);
+}
+
+
 ngx_int_t
 ngx_http_fanout_cache_stage(ngx_http_fanout_ctx_t *ctx)
 {
+    ngx_http_cleanup_t           *cln;
+    ngx_http_fanout_cache_ctx_t  *cc;
+
     if (ctx->conf->cache == NULL) {
         return NGX_DECLINED;
     }
+
+    cc = ngx_pcalloc(ctx->request->pool, sizeof(ngx_http_fanout_cache_ctx_t));
+    if (cc == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* its own cleanup, run before the handler's (the last added first) */
+    cln = ngx_http_cleanup_add(ctx->request, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cc->ctx = ctx;
+    ctx->cache = cc;
+
+    cln->handler = ngx_http_fanout_cache_cleanup;
+    cln->data = ctx;
 
     return (ngx_http_fanout_cache_lookup(ctx) == NGX_OK) ? NGX_AGAIN
                                                          : NGX_DECLINED;
@@ -2328,16 +2378,16 @@ ngx_http_fanout_cache_stage(ngx_http_fanout_ctx_t *ctx)
 ngx_int_t
 ngx_http_fanout_store_stage(ngx_http_fanout_ctx_t *ctx)
 {
-    if (!ctx->keep.ready) {
+    if (!ctx->cache->keep.ready) {
         return NGX_DECLINED;
     }
 
-    ngx_http_fanout_cache_store(ctx, ctx->keep.status, &ctx->keep.type,
-                                &ctx->keep.target, ctx->keep.body,
-                                ctx->keep.len);
-    ngx_http_fanout_cache_hand_over(ctx, ctx->keep.status, &ctx->keep.type,
-                                    &ctx->keep.target, ctx->keep.body,
-                                    ctx->keep.len);
+    ngx_http_fanout_cache_store(ctx, ctx->cache->keep.status, &ctx->cache->keep.type,
+                                &ctx->cache->keep.target, ctx->cache->keep.body,
+                                ctx->cache->keep.len);
+    ngx_http_fanout_cache_hand_over(ctx, ctx->cache->keep.status, &ctx->cache->keep.type,
+                                    &ctx->cache->keep.target, ctx->cache->keep.body,
+                                    ctx->cache->keep.len);
 
     return NGX_DECLINED;
 }

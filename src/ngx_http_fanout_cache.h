@@ -57,6 +57,49 @@ struct ngx_http_fanout_cache_conf_s {
 };
 
 
+/*
+ * A request's cache state (ngx_http_fanout_cache.c, purge.c), made by the
+ * cache stage; the request's ctx points to it, as r->cache in nginx.
+ */
+struct ngx_http_fanout_cache_ctx_s {
+    ngx_http_fanout_ctx_t      *ctx;           /* the request's */
+    ngx_uint_t                  status;        /* ngx_http_fanout_cache_status_e */
+    ngx_str_t                   key;
+    ngx_str_t                   material;      /* level=response: what key
+                                                  digests, the L1's key */
+    ngx_str_t                   lock_key;      /* coalescing, made once */
+    ngx_http_fanout_redis_op_t *op;            /* a lookup, store or purge */
+    void                       *stale;         /* an expired entry */
+    ngx_str_t                  *target_keys;   /* level=target */
+
+    /* coalescing in this worker: leaders are in a table, waiters in theirs */
+    ngx_queue_t                 inflight;      /* in the worker's table */
+    ngx_queue_t                 waiters;       /* a leader's */
+    ngx_queue_t                 waiting;       /* a waiter's link */
+    ngx_http_fanout_ctx_t      *leader;        /* a waiter's */
+    void                       *shared;        /* the answer handed over */
+    ngx_event_t                 wait;          /* coalescing: next poll */
+    ngx_event_t                 renew;         /* a leader's lock lease */
+    ngx_msec_t                  waited;
+    ngx_uint_t                  asked;         /* level=target: in Redis */
+    ngx_uint_t                  purged_l1;     /* fanout_cache_purge */
+
+    /* what the fan-out's answer leaves to store (the store stage) */
+    struct {
+        ngx_uint_t              status;
+        ngx_str_t               type;
+        ngx_str_t               target;
+        u_char                 *body;          /* NULL: a failure */
+        size_t                  len;
+        unsigned                ready:1;
+    }                           keep;
+
+    unsigned                    lock_leader:1; /* holds the Redis lock */
+    unsigned                    purging:1;     /* fanout_cache_purge */
+    unsigned                    local_leader:1;
+};
+
+
 char *ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /* at merge time, once the server block is known: the l1= zone */

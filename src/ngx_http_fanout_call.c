@@ -20,6 +20,7 @@
 #include "ngx_http_fanout_stats.h"
 #include "ngx_http_fanout_trace.h"
 #include "ngx_http_fanout_batch.h"
+#include "ngx_http_fanout_cache.h"
 
 
 /*
@@ -1439,7 +1440,7 @@ ngx_http_fanout_sub_account(ngx_http_fanout_ctx_t *ctx,
         return;
     }
 
-    if (ctx->target_keys) {
+    if (ctx->cache && ctx->cache->target_keys) {
         /* level=target, or a batch: each call was looked up */
         ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_TGT_CACHE_MISS);
     }

@@ -352,8 +352,8 @@ ngx_http_fanout_call_log_attempt(ngx_http_fanout_ctx_t *ctx,
                                            : "none");
     *p++ = '"';
 
-    if (ctx->cache_status != NGX_HTTP_FANOUT_CACHE_NONE) {
-        s = ngx_http_fanout_cache_statuses[ctx->cache_status];
+    if (ctx->cache && ctx->cache->status != NGX_HTTP_FANOUT_CACHE_NONE) {
+        s = ngx_http_fanout_cache_statuses[ctx->cache->status];
         p = ngx_http_fanout_cl_str(p, ",\"cache\":\"",
                                    sizeof(",\"cache\":\"") - 1, &s);
     }

@@ -268,19 +268,6 @@ ngx_http_fanout_cleanup(void *data)
         ngx_http_fanout_shadow_answer(ctx, 0, NULL, 0);
     }
 
-    if (ctx->cache_op) {
-        /* the request ends before Redis answers: the reply is dropped */
-        ngx_http_fanout_redis_cancel(ctx->cache_op);
-        ctx->cache_op = NULL;
-    }
-
-    if (ctx->cache_wait.timer_set) {
-        ngx_del_timer(&ctx->cache_wait);
-    }
-
-    ngx_http_fanout_cache_unlock(ctx);
-    ngx_http_fanout_cache_leave(ctx);
-
     if (ctx->deadline.timer_set) {
         ngx_del_timer(&ctx->deadline);
     }

@@ -16,6 +16,7 @@
 #include "ngx_http_fanout_redis.h"
 #include "ngx_http_fanout_response.h"
 #include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_cache.h"
 
 
 static ngx_int_t
@@ -30,7 +31,7 @@ ngx_http_fanout_purge_answer(ngx_http_fanout_ctx_t *ctx, ngx_int_t redis,
     if (redis < 0) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "fanout cache: the purge of \"%V\" did not reach "
-                      "Redis (%ui L1 entries removed)", &ctx->cache_key, l1);
+                      "Redis (%ui L1 entries removed)", &ctx->cache->key, l1);
 
         return ngx_http_fanout_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                           "redis_unavailable",
@@ -44,7 +45,7 @@ ngx_http_fanout_purge_answer(ngx_http_fanout_ctx_t *ctx, ngx_int_t redis,
 
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                   "fanout cache: purged \"%V\": %i in Redis, %ui in the L1",
-                  &ctx->cache_key, redis, l1);
+                  &ctx->cache->key, redis, l1);
 
     if (redis == 0 && l1 == 0) {
         return ngx_http_fanout_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
@@ -72,7 +73,7 @@ ngx_http_fanout_purged(void *data, redisReply *reply,
 
     ngx_int_t  n;
 
-    ctx->cache_op = NULL;
+    ctx->cache->op = NULL;
 
     ngx_http_set_log_request(ctx->request->connection->log, ctx->request);
 
@@ -80,7 +81,7 @@ ngx_http_fanout_purged(void *data, redisReply *reply,
         ? (ngx_int_t) reply->integer : -1;
 
     ngx_http_fanout_resume(ctx,
-        ngx_http_fanout_purge_answer(ctx, n, ctx->purged_l1));
+        ngx_http_fanout_purge_answer(ctx, n, ctx->cache->purged_l1));
 }
 
 
@@ -97,11 +98,11 @@ ngx_http_fanout_purge(ngx_http_fanout_ctx_t *ctx, ngx_str_t *keys,
     ngx_uint_t    i;
     const char  **argv;
 
-    ctx->purged_l1 = 0;
+    ctx->cache->purged_l1 = 0;
 
     for (i = 0; l1 && i < n; i++) {
         if (ngx_http_fanout_l1_delete(l1, &l1keys[i]) == NGX_OK) {
-            ctx->purged_l1++;
+            ctx->cache->purged_l1++;
         }
     }
 
@@ -121,13 +122,13 @@ ngx_http_fanout_purge(ngx_http_fanout_ctx_t *ctx, ngx_str_t *keys,
         len[i + 1] = keys[i].len;
     }
 
-    ctx->cache_op = ngx_http_fanout_redis_command(
+    ctx->cache->op = ngx_http_fanout_redis_command(
                         ctx->request->connection->log, (int) n + 1, argv, len,
                         ngx_http_fanout_purged, ctx);
 
-    if (ctx->cache_op == NULL) {
+    if (ctx->cache->op == NULL) {
         ngx_http_fanout_resume(ctx,
-            ngx_http_fanout_purge_answer(ctx, -1, ctx->purged_l1));
+            ngx_http_fanout_purge_answer(ctx, -1, ctx->cache->purged_l1));
     }
 
     return NGX_OK;

@@ -101,7 +101,7 @@ ngx_http_fanout_send_header(ngx_http_request_t *r, ngx_http_fanout_ctx_t *ctx,
 {
     ngx_table_elt_t  *h;
 
-    if (ctx && ctx->cache_status) {
+    if (ctx && ctx->cache && ctx->cache->status) {
         h = ngx_list_push(&r->headers_out.headers);
         if (h == NULL) {
             return NGX_ERROR;
@@ -109,7 +109,7 @@ ngx_http_fanout_send_header(ngx_http_request_t *r, ngx_http_fanout_ctx_t *ctx,
 
         h->hash = 1;
         ngx_str_set(&h->key, "X-Fanout-Cache");
-        h->value = ngx_http_fanout_cache_statuses[ctx->cache_status];
+        h->value = ngx_http_fanout_cache_statuses[ctx->cache->status];
     }
 
     if (ctx && ctx->limit && ctx->limit->limited

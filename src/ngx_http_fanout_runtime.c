@@ -159,6 +159,9 @@ static ngx_http_fanout_redis_script_t  ngx_http_fanout_rt_restore_script;
 static ngx_event_t                     ngx_http_fanout_rt_ev;
 static ngx_uint_t                      ngx_http_fanout_rt_busy;
 
+/* the zone's generation this worker's configuration was loaded in */
+static ngx_uint_t                      ngx_http_fanout_rt_generation;
+
 
 static const char *ngx_http_fanout_rt_ramp_names[] = {
     "waiting", "ramping", "done", "rolled_back"
@@ -1572,6 +1575,7 @@ ngx_http_fanout_rt_poll_reply(void *data, redisReply *reply,
 
         if (version >= 0) {
             fmcf->sh->runtime_version = (ngx_atomic_uint_t) version;
+            fmcf->sh->runtime_generation = ngx_http_fanout_rt_generation;
         }
 
     } else if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
@@ -1621,6 +1625,7 @@ ngx_http_fanout_rt_sync(ngx_event_t *ev)
         return;
     }
 
+
     ngx_shmtx_lock(&fmcf->shpool->mutex);
 
     go = (ngx_current_msec - fmcf->sh->runtime_synced
@@ -1654,6 +1659,17 @@ ngx_http_fanout_rt_sync(ngx_event_t *ev)
     len[0] = sizeof(NGX_HTTP_FANOUT_RT_KEY) - 1;
     argv[1] = (const char *) vbuf;
     len[1] = ngx_sprintf(vbuf, "%uA", fmcf->sh->runtime_version) - vbuf;
+
+    if (fmcf->sh->runtime_generation != ngx_http_fanout_rt_generation) {
+        /*
+         * The version was applied by another configuration's workers (a
+         * reload's new ones, or its old ones still polling until they
+         * quit): the whole hash is read again, whatever the version, as
+         * this configuration may take what that one could not.
+         */
+        argv[1] = "-";
+        len[1] = 1;
+    }
 
     if (ngx_http_fanout_rt_eval(ev->log, &ngx_http_fanout_rt_poll_script, 1, 2,
                                 argv, len, ngx_http_fanout_rt_poll_reply, fmcf)
@@ -1700,6 +1716,8 @@ ngx_http_fanout_runtime_init_process(ngx_cycle_t *cycle)
                                       ngx_http_fanout_rt_cas_lua);
     ngx_http_fanout_redis_script_init(&ngx_http_fanout_rt_restore_script,
                                       ngx_http_fanout_rt_restore_lua);
+
+    ngx_http_fanout_rt_generation = fmcf->sh->generation;
 
     ngx_http_fanout_rt_ev.handler = ngx_http_fanout_rt_sync;
     ngx_http_fanout_rt_ev.data = fmcf;

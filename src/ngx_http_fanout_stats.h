@@ -211,6 +211,7 @@ struct ngx_http_fanout_shctx_s {
     ngx_msec_t                  heartbeat_at;      /* its last, any worker */
     ngx_msec_t                  runtime_synced;    /* runtime state polled */
     ngx_atomic_t                runtime_version;   /* the fleet's, applied */
+    ngx_atomic_t                runtime_generation;  /* by which config */
 };
 
 

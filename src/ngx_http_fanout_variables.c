@@ -112,13 +112,15 @@ ngx_http_fanout_cache_status_variable(ngx_http_request_t *r,
 
     ctx = ngx_http_get_module_ctx(r->main, ngx_http_fanout_module);
 
-    if (ctx == NULL || ctx->cache_status == NGX_HTTP_FANOUT_CACHE_NONE) {
+    if (ctx == NULL || ctx->cache == NULL
+        || ctx->cache->status == NGX_HTTP_FANOUT_CACHE_NONE)
+    {
         v->not_found = 1;
         return NGX_OK;
     }
 
-    v->len = ngx_http_fanout_cache_statuses[ctx->cache_status].len;
-    v->data = ngx_http_fanout_cache_statuses[ctx->cache_status].data;
+    v->len = ngx_http_fanout_cache_statuses[ctx->cache->status].len;
+    v->data = ngx_http_fanout_cache_statuses[ctx->cache->status].data;
     v->valid = 1;
     v->no_cacheable = 0;
     v->not_found = 0;

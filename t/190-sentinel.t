@@ -18,11 +18,14 @@ my $sentinel_bin = FT::needs('redis-sentinel');
 my $t = FT->new;
 my $dir = $t->dir;
 
-my $pm = $t->redis('m');
-my $pr = $t->redis('r', args => ['--replicaof', '127.0.0.1', $pm]);
+# a master sends its first full sync at once, not after Redis's default 5 s
+# wait for more replicas (repl-diskless-sync-delay): either may be master
+my @sync = ('--repl-diskless-sync-delay', '0');
+my $pm = $t->redis('m', args => [@sync]);
+my $pr = $t->redis('r', args => [@sync, '--replicaof', '127.0.0.1', $pm]);
 $t->mock('a', ms => 1);
 
-for (1 .. 100) {
+for (1 .. 400) {
     last if $t->redis_cli('r', 'INFO', 'replication') =~ /master_link_status:up/;
     sleep 0.05;
 }
@@ -171,7 +174,7 @@ ok($t->redis_cli('r', '--scan', '--pattern', 'fanout:/p:*') =~ /fanout:/, 'new e
 
 # --- the new master killed: the old one promoted again
 
-for (1 .. 200) {
+for (1 .. 400) {
     last if $t->redis_cli('m', 'INFO', 'replication') =~ /master_link_status:up/;
     sleep 0.05;
 }
@@ -201,7 +204,7 @@ ok($t->redis_cli('m', '--scan', '--pattern', 'fanout:limit:*') =~ /fanout:limit:
 # --- a hung master, its +switch-master missed: the Sentinel is asked again
 
 $t->redis_restart('r');
-for (1 .. 200) {
+for (1 .. 400) {
     last if $t->redis_cli('r', 'INFO', 'replication') =~ /master_link_status:up/;
     sleep 0.05;
 }

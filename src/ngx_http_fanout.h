@@ -192,6 +192,20 @@ typedef enum {
 typedef ngx_int_t (*ngx_http_fanout_stage_pt)(ngx_http_fanout_ctx_t *ctx);
 
 
+/*
+ * A subsystem's headers on every answer of the module (X-Fanout-Cache,
+ * RateLimit-*): it adds its writer to the request's list when it makes
+ * its state, and response.c runs the list, in that order, knowing none.
+ */
+typedef struct ngx_http_fanout_headers_s  ngx_http_fanout_headers_t;
+
+struct ngx_http_fanout_headers_s {
+    ngx_int_t                 (*write)(ngx_http_request_t *r, void *data);
+    void                       *data;
+    ngx_http_fanout_headers_t  *next;
+};
+
+
 struct ngx_http_fanout_ctx_s {
     ngx_http_request_t         *request;
     ngx_http_fanout_loc_conf_t *conf;
@@ -220,6 +234,7 @@ struct ngx_http_fanout_ctx_s {
 
     ngx_http_fanout_limit_ctx_t *limit;        /* fanout_limit's, once
                                                   checked; or NULL */
+    ngx_http_fanout_headers_t  *headers_out;   /* the subsystems' headers */
 
     ngx_http_fanout_cache_ctx_t *cache;        /* fanout_cache's, from its
                                                   stage on; or NULL */

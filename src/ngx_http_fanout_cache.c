@@ -2316,6 +2316,32 @@ ngx_http_fanout_cache_serve_stale(ngx_http_fanout_ctx_t *ctx, ngx_int_t *rc)
 
 /* before the fan-out: NGX_AGAIN while Redis (or a leader) is waited for */
 
+/* X-Fanout-Cache, on every answer once the cache has looked */
+
+static ngx_int_t
+ngx_http_fanout_cache_header(ngx_http_request_t *r, void *data)
+{
+    ngx_http_fanout_cache_ctx_t *cc = data;
+
+    ngx_table_elt_t  *h;
+
+    if (cc->status == NGX_HTTP_FANOUT_CACHE_NONE) {
+        return NGX_OK;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "X-Fanout-Cache");
+    h->value = ngx_http_fanout_cache_statuses[cc->status];
+
+    return NGX_OK;
+}
+
+
 /*
  * The request ends (answered, or its client gone): what the cache has
  * pending goes: a Redis reply is dropped, the lock given back, waiters
@@ -2367,6 +2393,12 @@ ngx_http_fanout_cache_stage(ngx_http_fanout_ctx_t *ctx)
 
     cln->handler = ngx_http_fanout_cache_cleanup;
     cln->data = ctx;
+
+    if (ngx_http_fanout_headers_add(ctx, ngx_http_fanout_cache_header, cc)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     return (ngx_http_fanout_cache_lookup(ctx) == NGX_OK) ? NGX_AGAIN
                                                          : NGX_DECLINED;

@@ -1070,6 +1070,67 @@ ngx_http_fanout_limit_merge(ngx_conf_t *cf, ngx_http_fanout_loc_conf_t *flcf)
 }
 
 
+/* RateLimit-Limit, -Remaining, -Reset and -Policy, of the tightest limit */
+
+static ngx_int_t
+ngx_http_fanout_limit_headers(ngx_http_request_t *r, void *data)
+{
+    ngx_http_fanout_limit_ctx_t *lc = data;
+
+    u_char            *p, *last;
+    ngx_uint_t         i, v;
+    ngx_table_elt_t   *h;
+    static ngx_str_t   names[4] = {
+        ngx_string("RateLimit-Limit"),
+        ngx_string("RateLimit-Remaining"),
+        ngx_string("RateLimit-Reset"),
+        ngx_string("RateLimit-Policy")
+    };
+
+    if (!lc->limited) {
+        return NGX_OK;
+    }
+
+    /*
+     * On every answer of a limited location: the limit as written at
+     * configuration, the others in plain digits, no ngx_sprintf.
+     */
+    p = ngx_pnalloc(r->pool, 2 * NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < 4; i++) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = 1;
+        h->key = names[i];
+
+        if (i == 0 || i == 3) {
+            h->value = (i == 0) ? lc->limit : lc->policy;
+            continue;
+        }
+
+        v = (i == 1) ? lc->remaining : lc->reset;
+        p += NGX_INT_T_LEN;
+        last = p;
+
+        do {
+            *--last = (u_char) ('0' + v % 10);
+            v /= 10;
+        } while (v);
+
+        h->value.data = last;
+        h->value.len = p - last;
+    }
+
+    return NGX_OK;
+}
+
+
 /* the request ends before Redis answers: the reply is dropped */
 
 static void
@@ -1118,6 +1179,13 @@ ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx, ngx_uint_t weight)
 
         cln->handler = ngx_http_fanout_limit_cleanup;
         cln->data = ctx->limit;
+
+        if (ngx_http_fanout_headers_add(ctx, ngx_http_fanout_limit_headers,
+                                        ctx->limit)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     ctx->limit->weight = ngx_max(weight, 1);

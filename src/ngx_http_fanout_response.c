@@ -8,18 +8,14 @@
 
 #include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
-#include "ngx_http_fanout_cache.h"
 #include "ngx_http_fanout_response.h"
 #include "ngx_http_fanout_stats.h"
-#include "ngx_http_fanout_limit.h"
 
 
 static ngx_int_t ngx_http_fanout_send_header(ngx_http_request_t *r,
     ngx_http_fanout_ctx_t *ctx, ngx_uint_t status, ngx_str_t *type, off_t len);
 static ngx_int_t ngx_http_fanout_target_header(ngx_http_request_t *r,
     ngx_str_t *target);
-static ngx_int_t ngx_http_fanout_ratelimit_headers(ngx_http_request_t *r,
-    ngx_http_fanout_limit_ctx_t *lc);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -93,29 +89,45 @@ ngx_http_fanout_stream_header(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
 }
 
 
+/* a subsystem's headers for every answer, after those added before */
+
+ngx_int_t
+ngx_http_fanout_headers_add(ngx_http_fanout_ctx_t *ctx,
+    ngx_int_t (*write)(ngx_http_request_t *r, void *data), void *data)
+{
+    ngx_http_fanout_headers_t  *hw, **last;
+
+    hw = ngx_palloc(ctx->request->pool, sizeof(ngx_http_fanout_headers_t));
+    if (hw == NULL) {
+        return NGX_ERROR;
+    }
+
+    hw->write = write;
+    hw->data = data;
+    hw->next = NULL;
+
+    for (last = &ctx->headers_out; *last; last = &(*last)->next) {
+        /* a few at most: the cache's, the limits' */
+    }
+
+    *last = hw;
+
+    return NGX_OK;
+}
+
+
 /* what every answer of ours carries, then nginx's header filters */
 
 static ngx_int_t
 ngx_http_fanout_send_header(ngx_http_request_t *r, ngx_http_fanout_ctx_t *ctx,
     ngx_uint_t status, ngx_str_t *type, off_t len)
 {
-    ngx_table_elt_t  *h;
+    ngx_http_fanout_headers_t  *hw;
 
-    if (ctx && ctx->cache && ctx->cache->status) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
+    for (hw = ctx ? ctx->headers_out : NULL; hw; hw = hw->next) {
+        if (hw->write(r, hw->data) != NGX_OK) {
             return NGX_ERROR;
         }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "X-Fanout-Cache");
-        h->value = ngx_http_fanout_cache_statuses[ctx->cache->status];
-    }
-
-    if (ctx && ctx->limit && ctx->limit->limited
-        && ngx_http_fanout_ratelimit_headers(r, ctx->limit) != NGX_OK)
-    {
-        return NGX_ERROR;
     }
 
     r->headers_out.status = status;
@@ -152,62 +164,6 @@ ngx_http_fanout_target_header(ngx_http_request_t *r, ngx_str_t *target)
     h->hash = 1;
     ngx_str_set(&h->key, "X-Fanout-Target");
     h->value = *target;
-
-    return NGX_OK;
-}
-
-
-/* RateLimit-Limit, -Remaining, -Reset and -Policy, of the tightest limit */
-
-static ngx_int_t
-ngx_http_fanout_ratelimit_headers(ngx_http_request_t *r,
-    ngx_http_fanout_limit_ctx_t *lc)
-{
-    u_char            *p, *last;
-    ngx_uint_t         i, v;
-    ngx_table_elt_t   *h;
-    static ngx_str_t   names[4] = {
-        ngx_string("RateLimit-Limit"),
-        ngx_string("RateLimit-Remaining"),
-        ngx_string("RateLimit-Reset"),
-        ngx_string("RateLimit-Policy")
-    };
-
-    /*
-     * On every answer of a limited location: the limit as written at
-     * configuration, the others in plain digits, no ngx_sprintf.
-     */
-    p = ngx_pnalloc(r->pool, 2 * NGX_INT_T_LEN);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    for (i = 0; i < 4; i++) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_ERROR;
-        }
-
-        h->hash = 1;
-        h->key = names[i];
-
-        if (i == 0 || i == 3) {
-            h->value = (i == 0) ? lc->limit : lc->policy;
-            continue;
-        }
-
-        v = (i == 1) ? lc->remaining : lc->reset;
-        p += NGX_INT_T_LEN;
-        last = p;
-
-        do {
-            *--last = (u_char) ('0' + v % 10);
-            v /= 10;
-        } while (v);
-
-        h->value.data = last;
-        h->value.len = p - last;
-    }
 
     return NGX_OK;
 }

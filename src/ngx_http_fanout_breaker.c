@@ -23,6 +23,7 @@
 #include "ngx_http_fanout_call.h"
 #include "ngx_http_fanout_redis.h"
 #include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_task.h"
 
 
 #define NGX_HTTP_FANOUT_BREAKER_SYNC    500    /* ms between reads */
@@ -76,7 +77,7 @@ static const char  ngx_http_fanout_breaker_open_lua[] =
 
 static ngx_http_fanout_redis_script_t  ngx_http_fanout_breaker_script;
 static ngx_http_fanout_redis_script_t  ngx_http_fanout_breaker_open_script;
-static ngx_event_t                     ngx_http_fanout_breaker_sync_ev;
+static ngx_http_fanout_task_t          ngx_http_fanout_breaker_task;
 static ngx_http_fanout_redis_op_t     *ngx_http_fanout_breaker_sync_op;
 
 
@@ -501,51 +502,33 @@ ngx_http_fanout_breaker_sync_reply(void *data, redisReply *reply,
 }
 
 
+/* the last read is still out: Redis is slow, it has a timer */
+
+static ngx_uint_t
+ngx_http_fanout_breaker_sync_busy(ngx_http_fanout_task_t *task)
+{
+    return ngx_http_fanout_breaker_sync_op != NULL;
+}
+
+
 /* one worker of the instance reads the shared breakers, twice a second */
 
 static void
-ngx_http_fanout_breaker_sync(ngx_event_t *ev)
+ngx_http_fanout_breaker_sync(ngx_http_fanout_task_t *task)
 {
     size_t                          *len;
-    ngx_uint_t                       i, n, go;
+    ngx_uint_t                       i, n;
     const char                     **argv;
     ngx_http_fanout_main_conf_t     *fmcf;
     ngx_http_fanout_breaker_peer_t  *peer;
     u_char                           nkeys[NGX_INT_T_LEN];
 
-    if (ngx_exiting || ngx_terminate || ngx_quit) {
-        return;
-    }
-
-    ngx_add_timer(ev, NGX_HTTP_FANOUT_BREAKER_SYNC);
-
-    fmcf = ev->data;
-
-    if (ngx_http_fanout_breaker_sync_op) {
-        /* the last read is still out: Redis is slow, it has a timer */
-        return;
-    }
-
-    ngx_shmtx_lock(&fmcf->shpool->mutex);
-
-    go = (ngx_current_msec - fmcf->sh->breakers_synced
-          >= NGX_HTTP_FANOUT_BREAKER_SYNC - NGX_HTTP_FANOUT_BREAKER_SYNC / 5);
-
-    if (go) {
-        fmcf->sh->breakers_synced = ngx_current_msec;
-    }
-
-    ngx_shmtx_unlock(&fmcf->shpool->mutex);
-
-    if (!go) {
-        /* another worker of this instance did it */
-        return;
-    }
+    fmcf = task->data;
 
     n = fmcf->breakers->nelts;
     peer = fmcf->breakers->elts;
 
-    argv = ngx_alloc((3 + n) * (sizeof(char *) + sizeof(size_t)), ev->log);
+    argv = ngx_alloc((3 + n) * (sizeof(char *) + sizeof(size_t)), task->ev.log);
     if (argv == NULL) {
         return;
     }
@@ -560,7 +543,7 @@ ngx_http_fanout_breaker_sync(ngx_event_t *ev)
         len[3 + i] = peer[i].key.len;
     }
 
-    ngx_http_fanout_breaker_sync_op = ngx_http_fanout_redis_eval(ev->log,
+    ngx_http_fanout_breaker_sync_op = ngx_http_fanout_redis_eval(task->ev.log,
                                           &ngx_http_fanout_breaker_script,
                                           3 + n, argv, len,
                                           ngx_http_fanout_breaker_sync_reply,
@@ -582,14 +565,17 @@ ngx_http_fanout_breaker_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    ngx_http_fanout_breaker_sync_ev.handler = ngx_http_fanout_breaker_sync;
-    ngx_http_fanout_breaker_sync_ev.data = fmcf;
-    ngx_http_fanout_breaker_sync_ev.log = cycle->log;
-    ngx_http_fanout_breaker_sync_ev.cancelable = 1;
+    ngx_http_fanout_breaker_task.period = NGX_HTTP_FANOUT_BREAKER_SYNC;
+    ngx_http_fanout_breaker_task.last = &fmcf->sh->breakers_synced;
+    ngx_http_fanout_breaker_task.shpool = fmcf->shpool;
+    ngx_http_fanout_breaker_task.run = ngx_http_fanout_breaker_sync;
+    ngx_http_fanout_breaker_task.busy = ngx_http_fanout_breaker_sync_busy;
+    ngx_http_fanout_breaker_task.data = fmcf;
 
     /* staggered, so that workers do not all ask at once */
-    ngx_add_timer(&ngx_http_fanout_breaker_sync_ev,
-                  ngx_random() % NGX_HTTP_FANOUT_BREAKER_SYNC + 1);
+    ngx_http_fanout_task_start(&ngx_http_fanout_breaker_task, cycle->log,
+                               ngx_random() % NGX_HTTP_FANOUT_BREAKER_SYNC
+                               + 1);
 
     return NGX_OK;
 }

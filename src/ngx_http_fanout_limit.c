@@ -14,6 +14,7 @@
 #include "ngx_http_fanout_redis.h"
 #include "ngx_http_fanout_response.h"
 #include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_task.h"
 #include "ngx_http_fanout_batch.h"
 #include "fanout_limit.h"
 
@@ -135,7 +136,7 @@ static const char  ngx_http_fanout_heartbeat_lua[] =
 
 
 static ngx_http_fanout_redis_script_t  ngx_http_fanout_heartbeat_script;
-static ngx_event_t                     ngx_http_fanout_heartbeat_ev;
+static ngx_http_fanout_task_t          ngx_http_fanout_heartbeat_task;
 static ngx_http_fanout_redis_op_t     *ngx_http_fanout_heartbeat_op;
 static u_char                          ngx_http_fanout_heartbeat_id[256];
 static size_t                          ngx_http_fanout_heartbeat_len;
@@ -1367,43 +1368,23 @@ ngx_http_fanout_heartbeat_reply(void *data, redisReply *reply,
 }
 
 
+/* the last heartbeat is still out */
+
+static ngx_uint_t
+ngx_http_fanout_heartbeat_busy(ngx_http_fanout_task_t *task)
+{
+    return ngx_http_fanout_heartbeat_op != NULL;
+}
+
+
 /* once a second, one worker of the instance says it is there */
 
 static void
-ngx_http_fanout_heartbeat(ngx_event_t *ev)
+ngx_http_fanout_heartbeat(ngx_http_fanout_task_t *task)
 {
     size_t                        len[6];
-    ngx_uint_t                    go;
     const char                   *argv[6];
-    ngx_http_fanout_main_conf_t  *fmcf;
     u_char                        ttl[NGX_INT_T_LEN];
-
-    if (ngx_exiting || ngx_terminate || ngx_quit) {
-        return;
-    }
-
-    ngx_add_timer(ev, NGX_HTTP_FANOUT_HEARTBEAT);
-
-    fmcf = ev->data;
-
-    if (ngx_http_fanout_heartbeat_op) {
-        return;
-    }
-
-    ngx_shmtx_lock(&fmcf->shpool->mutex);
-
-    go = (ngx_current_msec - fmcf->sh->heartbeat_at
-          >= NGX_HTTP_FANOUT_HEARTBEAT - NGX_HTTP_FANOUT_HEARTBEAT / 5);
-
-    if (go) {
-        fmcf->sh->heartbeat_at = ngx_current_msec;
-    }
-
-    ngx_shmtx_unlock(&fmcf->shpool->mutex);
-
-    if (!go) {
-        return;
-    }
 
     /* EVALSHA sha 1 KEY ID TTL */
     argv[2] = "1";
@@ -1415,10 +1396,10 @@ ngx_http_fanout_heartbeat(ngx_event_t *ev)
     argv[5] = (const char *) ttl;
     len[5] = ngx_sprintf(ttl, "%d", NGX_HTTP_FANOUT_HEARTBEAT_TTL) - ttl;
 
-    ngx_http_fanout_heartbeat_op = ngx_http_fanout_redis_eval(ev->log,
+    ngx_http_fanout_heartbeat_op = ngx_http_fanout_redis_eval(task->ev.log,
                                        &ngx_http_fanout_heartbeat_script,
                                        6, argv, len,
-                                       ngx_http_fanout_heartbeat_reply, fmcf);
+                                       ngx_http_fanout_heartbeat_reply, task->data);
 }
 
 
@@ -1444,12 +1425,14 @@ ngx_http_fanout_limit_init_process(ngx_cycle_t *cycle)
     ngx_http_fanout_redis_script_init(&ngx_http_fanout_heartbeat_script,
                                       ngx_http_fanout_heartbeat_lua);
 
-    ngx_http_fanout_heartbeat_ev.handler = ngx_http_fanout_heartbeat;
-    ngx_http_fanout_heartbeat_ev.data = fmcf;
-    ngx_http_fanout_heartbeat_ev.log = cycle->log;
-    ngx_http_fanout_heartbeat_ev.cancelable = 1;
+    ngx_http_fanout_heartbeat_task.period = NGX_HTTP_FANOUT_HEARTBEAT;
+    ngx_http_fanout_heartbeat_task.last = &fmcf->sh->heartbeat_at;
+    ngx_http_fanout_heartbeat_task.shpool = fmcf->shpool;
+    ngx_http_fanout_heartbeat_task.run = ngx_http_fanout_heartbeat;
+    ngx_http_fanout_heartbeat_task.busy = ngx_http_fanout_heartbeat_busy;
+    ngx_http_fanout_heartbeat_task.data = fmcf;
 
-    ngx_add_timer(&ngx_http_fanout_heartbeat_ev, 1);
+    ngx_http_fanout_task_start(&ngx_http_fanout_heartbeat_task, cycle->log, 1);
 
     return NGX_OK;
 }

@@ -36,6 +36,7 @@
 #include "ngx_http_fanout_redis.h"
 #include "ngx_http_fanout_runtime.h"
 #include "ngx_http_fanout_stats.h"
+#include "ngx_http_fanout_task.h"
 
 
 #define NGX_HTTP_FANOUT_RT_SYNC   250
@@ -156,7 +157,7 @@ static ngx_http_fanout_redis_script_t  ngx_http_fanout_rt_poll_script;
 static ngx_http_fanout_redis_script_t  ngx_http_fanout_rt_ramp_script;
 static ngx_http_fanout_redis_script_t  ngx_http_fanout_rt_cas_script;
 static ngx_http_fanout_redis_script_t  ngx_http_fanout_rt_restore_script;
-static ngx_event_t                     ngx_http_fanout_rt_ev;
+static ngx_http_fanout_task_t          ngx_http_fanout_rt_task;
 static ngx_uint_t                      ngx_http_fanout_rt_busy;
 
 /* the zone's generation this worker's configuration was loaded in */
@@ -1600,46 +1601,28 @@ ngx_http_fanout_rt_poll_reply(void *data, redisReply *reply,
 }
 
 
+/* the last round is still out: Redis is slow, it has timers */
+
+static ngx_uint_t
+ngx_http_fanout_rt_sync_busy(ngx_http_fanout_task_t *task)
+{
+    return ngx_http_fanout_rt_busy != 0;
+}
+
+
 /* one worker per instance, four times a second */
 
 static void
-ngx_http_fanout_rt_sync(ngx_event_t *ev)
+ngx_http_fanout_rt_sync(ngx_http_fanout_task_t *task)
 {
     size_t                        len[2];
-    ngx_uint_t                    i, go;
+    ngx_uint_t                    i;
     const char                   *argv[2];
     ngx_http_fanout_stats_loc_t  *loc;
     ngx_http_fanout_main_conf_t  *fmcf;
     u_char                        vbuf[NGX_ATOMIC_T_LEN];
 
-    if (ngx_exiting || ngx_terminate || ngx_quit) {
-        return;
-    }
-
-    ngx_add_timer(ev, NGX_HTTP_FANOUT_RT_SYNC);
-
-    fmcf = ev->data;
-
-    if (ngx_http_fanout_rt_busy) {
-        /* the last round is still out: Redis is slow, it has timers */
-        return;
-    }
-
-
-    ngx_shmtx_lock(&fmcf->shpool->mutex);
-
-    go = (ngx_current_msec - fmcf->sh->runtime_synced
-          >= NGX_HTTP_FANOUT_RT_SYNC - NGX_HTTP_FANOUT_RT_SYNC / 5);
-
-    if (go) {
-        fmcf->sh->runtime_synced = ngx_current_msec;
-    }
-
-    ngx_shmtx_unlock(&fmcf->shpool->mutex);
-
-    if (!go) {
-        return;
-    }
+    fmcf = task->data;
 
     if (fmcf->redis == NULL) {
         loc = fmcf->locations.elts;
@@ -1671,7 +1654,7 @@ ngx_http_fanout_rt_sync(ngx_event_t *ev)
         len[1] = 1;
     }
 
-    if (ngx_http_fanout_rt_eval(ev->log, &ngx_http_fanout_rt_poll_script, 1, 2,
+    if (ngx_http_fanout_rt_eval(task->ev.log, &ngx_http_fanout_rt_poll_script, 1, 2,
                                 argv, len, ngx_http_fanout_rt_poll_reply, fmcf)
         != NULL)
     {
@@ -1719,14 +1702,17 @@ ngx_http_fanout_runtime_init_process(ngx_cycle_t *cycle)
 
     ngx_http_fanout_rt_generation = fmcf->sh->generation;
 
-    ngx_http_fanout_rt_ev.handler = ngx_http_fanout_rt_sync;
-    ngx_http_fanout_rt_ev.data = fmcf;
-    ngx_http_fanout_rt_ev.log = cycle->log;
-    ngx_http_fanout_rt_ev.cancelable = 1;
+    ngx_http_fanout_rt_task.period = NGX_HTTP_FANOUT_RT_SYNC;
+    ngx_http_fanout_rt_task.last = &fmcf->sh->runtime_synced;
+    ngx_http_fanout_rt_task.shpool = fmcf->shpool;
+    ngx_http_fanout_rt_task.run = ngx_http_fanout_rt_sync;
+    ngx_http_fanout_rt_task.busy = ngx_http_fanout_rt_sync_busy;
+    ngx_http_fanout_rt_task.data = fmcf;
 
     /* soon, so that a new instance starts from the fleet's state */
-    ngx_add_timer(&ngx_http_fanout_rt_ev,
-                  ngx_random() % (NGX_HTTP_FANOUT_RT_SYNC / 5) + 1);
+    ngx_http_fanout_task_start(&ngx_http_fanout_rt_task, cycle->log,
+                               ngx_random() % (NGX_HTTP_FANOUT_RT_SYNC / 5)
+                               + 1);
 
     return NGX_OK;
 }

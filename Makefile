@@ -31,23 +31,20 @@ DEB_TEST    := libjansson-dev redis-server redis-sentinel libnginx-mod-http-echo
 DEB_BENCH   := wrk libnginx-mod-http-lua lua-cjson lua-nginx-redis
 DEB_ALL     := $(DEB_BUILD) $(DEB_TEST) $(DEB_BENCH)
 
-SRCS        := $(wildcard $(CURDIR)/src/*.c $(CURDIR)/src/*.h) $(CURDIR)/config
+# src/ngx_http_fanout.h (types), src/core/ (the pure core), the glue in a
+# folder per subsystem: every list below is taken by glob
+SRCS        := $(wildcard $(CURDIR)/src/*.h $(CURDIR)/src/*/*.c \
+                          $(CURDIR)/src/*/*.h) $(CURDIR)/config
+GLUE_DIRS   := $(sort $(dir $(wildcard src/*/ngx_http_fanout_*.c)))
 WARN        := -Wall -Wextra -Werror -Wno-unused-parameter
 CC_OPT      := -g -O2 -fPIC -fstack-protector-strong $(WARN)
 ASAN_OPT    := -g -O1 -fPIC -fno-omit-frame-pointer \
                -fsanitize=address,undefined -fno-sanitize-recover=undefined $(WARN)
 
-UNIT_CFLAGS := -g -O1 -std=c99 -D_POSIX_C_SOURCE=200809L $(WARN) -Isrc \
+UNIT_CFLAGS := -g -O1 -std=c99 -D_POSIX_C_SOURCE=200809L $(WARN) -Isrc/core \
                -fsanitize=address,undefined -fno-omit-frame-pointer
-UNIT_TESTS  := $(BUILD)/unit/json_test $(BUILD)/unit/merge_test $(BUILD)/unit/batch_test \
-               $(BUILD)/unit/cache_key_test $(BUILD)/unit/limit_test \
-               $(BUILD)/unit/breaker_test $(BUILD)/unit/split_test \
-               $(BUILD)/unit/compare_test $(BUILD)/unit/call_test \
-               $(BUILD)/unit/microbatch_test $(BUILD)/unit/trace_test
-CORE        := src/fanout_json.c src/fanout_merge.c src/fanout_cache_key.c \
-               src/fanout_limit.c src/fanout_breaker.c src/fanout_split.c \
-               src/fanout_compare.c src/fanout_call.c src/fanout_batch.c \
-               src/fanout_microbatch.c src/fanout_trace.c
+UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/*_test.c))
+CORE        := $(wildcard src/core/fanout_*.c)
 
 .PHONY: all deps deps-build check-deps build test unit test-asan leak-check demo bench \
         dashboard check-dashboard screenshot \
@@ -93,8 +90,8 @@ check-deps:
 # (conf_flags), so the .so matches the installed binary.
 # config takes src/ by glob: configure again when a file comes or goes
 SRC_LIST    := $(BUILD)/src-files
-$(shell mkdir -p $(BUILD); ls src/*.c src/*.h | cmp -s - $(SRC_LIST) \
-    || ls src/*.c src/*.h > $(SRC_LIST))
+$(shell mkdir -p $(BUILD); ls src/*.h src/*/*.c src/*/*.h | cmp -s - $(SRC_LIST) \
+    || ls src/*.h src/*/*.c src/*/*.h > $(SRC_LIST))
 
 $(BUILD)/%/objs/Makefile: config $(SRC_LIST)
 	rm -rf $(BUILD)/$*
@@ -117,7 +114,7 @@ $(ASAN_MODULE): $(BUILD)/asan/objs/Makefile $(SRCS)
 	$(MAKE) -C $(BUILD)/asan -f objs/Makefile modules
 	cp $(BUILD)/asan/objs/ngx_http_fanout_module.so $@
 
-$(BUILD)/unit/%_test: t/unit/%_test.c $(CORE) src/fanout_*.h t/unit/tap.h
+$(BUILD)/unit/%_test: t/unit/%_test.c $(CORE) src/core/fanout_*.h t/unit/tap.h
 	mkdir -p $(BUILD)/unit
 	$(CC) $(UNIT_CFLAGS) -o $@ $< $(CORE) -ljansson -lcrypto -lm
 
@@ -270,12 +267,12 @@ bench-mean: deps
 # a copy of its seed corpus (t/fuzz/corpus/NAME, kept in the repository);
 # a crash stops it and leaves its input in build/fuzz/NAME/ (crash-*), to
 # be added to the corpus with a regression unit test.
-FUZZERS      := json merge compare cache_key call batch microbatch trace split
+FUZZERS      := $(patsubst t/fuzz/fuzz_%.c,%,$(wildcard t/fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 600
 FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined \
-                -fno-sanitize-recover=undefined -fno-omit-frame-pointer -Isrc
+                -fno-sanitize-recover=undefined -fno-omit-frame-pointer -Isrc/core
 
-$(BUILD)/fuzz/%: t/fuzz/fuzz_%.c $(CORE) src/fanout_*.h
+$(BUILD)/fuzz/%: t/fuzz/fuzz_%.c $(CORE) src/core/fanout_*.h
 	mkdir -p $(BUILD)/fuzz
 	clang $(FUZZ_CFLAGS) -o $@ $< $(CORE) -lcrypto -lm
 
@@ -317,9 +314,9 @@ NGX_INCS    := $(addprefix -I$(BUILD)/nginx/,src/core src/event \
 
 # the dashboard page is compiled in: its header is made from the page, and
 # lint fails when the two differ
-dashboard: $(CURDIR)/src/ngx_http_fanout_dashboard.h
+dashboard: $(CURDIR)/src/ops/ngx_http_fanout_dashboard.h
 
-$(CURDIR)/src/ngx_http_fanout_dashboard.h: src/ngx_http_fanout_dashboard.html tools/embed-html
+$(CURDIR)/src/ops/ngx_http_fanout_dashboard.h: src/ops/ngx_http_fanout_dashboard.html tools/embed-html
 	tools/embed-html $< > $@.tmp && mv $@.tmp $@
 
 # the README's picture of the dashboard, taken by its test under load
@@ -327,16 +324,20 @@ screenshot: build
 	mkdir -p docs && FT_SCREENSHOT=$(CURDIR)/docs/dashboard.png prove t/151-dashboard.t
 
 check-dashboard:
-	tools/embed-html src/ngx_http_fanout_dashboard.html | cmp - src/ngx_http_fanout_dashboard.h \
-	    || { echo "src/ngx_http_fanout_dashboard.h is stale: run make dashboard"; exit 1; }
+	tools/embed-html src/ops/ngx_http_fanout_dashboard.html | cmp - src/ops/ngx_http_fanout_dashboard.h \
+	    || { echo "src/ops/ngx_http_fanout_dashboard.h is stale: run make dashboard"; exit 1; }
 
 lint: $(MODULE) check-dashboard
 	tools/callgraph src
+	@# the pure core includes no nginx header
+	@! grep -n '#include [<"]ngx_\|#include [<"]nginx' src/core/* \
+	    || { echo "src/core/ includes nginx"; exit 1; }
 	cppcheck --quiet --error-exitcode=1 --std=c99 \
-	    --enable=warning,portability,performance src/fanout_*.c
+	    --enable=warning,portability,performance src/core/fanout_*.c
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
 	    --suppress=missingIncludeSystem --suppress=toomanyconfigs \
-	    $(NGX_INCS) -Isrc src/ngx_*.c
+	    $(NGX_INCS) -Isrc $(addprefix -I,$(GLUE_DIRS)) -Isrc/core \
+	    $(wildcard src/*/ngx_http_fanout_*.c)
 
 clean:
 	rm -rf $(BUILD)

@@ -114,14 +114,17 @@ my $st = $t->status_json->{locations}{'/brk'}{targets};
 is($st->{a}{requests}, 1140, 'the breaker\'s target counted its 1,140 calls');
 is($st->{a}{breaker}{state}, 'closed', 'and stays closed');
 
-# a dead target: its breaker opens after 3 calls; the 997 others are
-# refused without a call, the good target answers every item
+# a dead target: its breaker opens after 3 failures; the items after the
+# calls then in flight are refused without a call, the good target
+# answers every item
 for my $n (40, 1000) {
     $r = $t->post('/dead', batch($n));
     is($r->{status}, 200, "a dead target in a batch of $n: 200 from the good one");
     my $open = grep { ($_->{errors}{d}{error} // '') eq 'circuit_open' }
                @{ $r->{json}{items} || [] };
-    ok($open >= $n - 4, "items past the breaker's 3 failures (4 at a time) say circuit_open ($open)") or diag(substr($r->{body}, 0, 1500));
+    # 3 failures open it; with 4 calls at a time, up to 3 more were on
+    # their way when the third failed (seen: 1 more, 2 under ASan)
+    ok($open >= $n - 6, "items past the breaker's 3 failures (4 at a time) say circuit_open ($open)") or diag(substr($r->{body}, 0, 1500));
     alive("dead target, $n items");
 }
 $st = $t->status_json->{locations}{'/dead'}{targets}{d};

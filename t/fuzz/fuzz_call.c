@@ -1,5 +1,5 @@
 /*
- * libFuzzer: the pure rules of a call (src/fanout_call.c).  The input
+ * libFuzzer: the pure rules of a call (src/core/fanout_call.c).  The input
  * drives a latency window and a retry budget through a timeline of
  * 3-byte steps (what, how far the clock moves, a value), then is read as
  * a Retry-After value and as a number to write and read back.  The

@@ -1,5 +1,5 @@
 /*
- * libFuzzer: ramps and runtime weights (src/fanout_split.c), from text a
+ * libFuzzer: ramps and runtime weights (src/core/fanout_split.c), from text a
  * configuration, fanout_api or the fleet's Redis hash may hold.  Parsed
  * steps rise and end at 100%; parsed bounds stay in range; a ramp's split
  * always covers the whole range with the candidate's slice first and its

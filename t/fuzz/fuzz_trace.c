@@ -1,5 +1,5 @@
 /*
- * libFuzzer: a client's traceparent and X-Request-ID (src/fanout_trace.c).
+ * libFuzzer: a client's traceparent and X-Request-ID (src/core/fanout_trace.c).
  * What parses writes back byte for byte with its own parent id, its ids
  * are lowercase hex and not all zeros; a valid request id holds only its
  * characters.

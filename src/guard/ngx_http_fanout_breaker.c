@@ -1,5 +1,5 @@
 /*
- * fanout_breaker: a circuit breaker per target (src/fanout_breaker.c), its
+ * fanout_breaker: a circuit breaker per target (src/core/fanout_breaker.c), its
  * state in the target's node of the fanout_zone, the same for all workers
  * and kept across reloads; changed under the zone's lock.
  *

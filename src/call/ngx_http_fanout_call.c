@@ -3,7 +3,7 @@
  * owning its attempts (the target's own, then its fallback), under the
  * target's timeout= and the fan-out's deadline; its outcome is taken from
  * the attempt that decided it.  Attempts and their capture are in
- * ngx_http_fanout_capture.c; the rules in src/fanout_call.c.
+ * ngx_http_fanout_capture.c; the rules in src/core/fanout_call.c.
  */
 
 #include "ngx_http_fanout.h"

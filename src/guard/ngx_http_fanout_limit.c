@@ -1,5 +1,5 @@
 /*
- * fanout_limit: token buckets (GCRA, src/fanout_limit.c) per key value.
+ * fanout_limit: token buckets (GCRA, src/core/fanout_limit.c) per key value.
  * scope=local keeps them in the fanout_zone shared memory for all workers,
  * in a red-black tree with an LRU queue: a full zone evicts the least
  * recently used keys (counted), never fails a request.  scope=cluster
@@ -77,7 +77,7 @@ typedef struct {
 
 
 /*
- * GCRA over several buckets at Redis's clock, like src/fanout_limit.c:
+ * GCRA over several buckets at Redis's clock, like src/core/fanout_limit.c:
  * every bucket is asked first, and all are taken from only when none
  * rejects.  KEYS: the buckets; ARGV, four per key: interval (us), burst,
  * cost, dry_run.  Returns four integers per key: allowed, remaining,

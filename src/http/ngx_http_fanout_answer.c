@@ -1,7 +1,7 @@
 /*
  * The answer stage: the targets have answered, failed or missed the
  * deadline, or "first" has a winner.  Whatever still runs is cut off, the
- * answers are merged (src/fanout_merge.c) or the winner's is sent as it
+ * answers are merged (src/core/fanout_merge.c) or the winner's is sent as it
  * came, and what the cache may keep is left for the store stage.
  */
 
@@ -343,7 +343,7 @@ failed:
 
 /*
  * fanout_batch: each item's calls merged as a request's are, joined in
- * the items' order (src/fanout_batch.c).  Only the per-call entries are
+ * the items' order (src/core/fanout_batch.c).  Only the per-call entries are
  * stored (the store stage), never the joined answer.
  */
 

@@ -1,6 +1,6 @@
 /*
  * fanout_split: sticky weighted variants for a location, laid out as
- * split_clients does (src/fanout_split.c), so that a key gets the same
+ * split_clients does (src/core/fanout_split.c), so that a key gets the same
  * variant on every worker, every instance and after a reload.  Targets
  * tagged variant=NAME run only when NAME is chosen; untagged ones always.
  */

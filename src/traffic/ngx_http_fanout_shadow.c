@@ -1,7 +1,7 @@
 /*
  * fanout_shadow: a share of the fan-outs is also sent to a shadow URI,
  * whose answer is compared with the one the client got
- * (src/fanout_compare.c), counted, and sampled to a Redis stream.
+ * (src/core/fanout_compare.c), counted, and sampled to a Redis stream.
  *
  * A shadow must never hold the client's connection, not even for its next
  * keepalive request (a mirror subrequest does, since it keeps the main

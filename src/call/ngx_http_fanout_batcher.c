@@ -2,7 +2,7 @@
  * Micro-batching (fanout_target ... batch=N): concurrent calls to one
  * target in one worker wait up to batch_wait, or until N inputs wait,
  * and go as one upstream call with their inputs combined in the target's
- * protocol (src/fanout_microbatch.c); its answer is split back, each call
+ * protocol (src/core/fanout_microbatch.c); its answer is split back, each call
  * getting its own share.
  *
  * A call's attempt joins a group of calls that may share a batch: the

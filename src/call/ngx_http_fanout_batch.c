@@ -14,6 +14,7 @@
 #include "ngx_http_fanout_limit.h"
 #include "ngx_http_fanout_request.h"
 #include "ngx_http_fanout_response.h"
+#include "ngx_http_fanout_conf.h"
 
 
 static ngx_int_t ngx_http_fanout_batch_bodies(ngx_http_fanout_ctx_t *ctx,
@@ -199,4 +200,98 @@ ngx_http_fanout_batch_refuse(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
                   fanout_batch_error(rc));
 
     return ngx_http_fanout_send_error(r, status, error, (char *) msg);
+}
+
+
+/*
+ * fanout_batch FIELD [max_items=N] [chunk=N] [concurrency=N];
+ * fanout_batch off;
+ */
+
+char *
+ngx_http_fanout_batch(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_fanout_loc_conf_t *flcf = conf;
+
+    ngx_str_t                     *value;
+    ngx_uint_t                     i;
+    ngx_http_fanout_batch_conf_t  *bc;
+
+    if (flcf->batch != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        flcf->batch = NULL;
+        return NGX_CONF_OK;
+    }
+
+    /* a dot path; the client is told it in JSON: no quote, no backslash */
+    if (fanout_json_path_check((char *) value[1].data, value[1].len) != 0
+        || ngx_strlchr(value[1].data, value[1].data + value[1].len, '"')
+        || ngx_strlchr(value[1].data, value[1].data + value[1].len, '\\'))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid FIELD \"%V\": use a dot path such as "
+                           "\"instances\" or \"inputs.0.data\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    bc = ngx_pcalloc(cf->pool, sizeof(ngx_http_fanout_batch_conf_t));
+    if (bc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    bc->field = value[1];
+    bc->max_items = 256;
+    bc->file = cf->conf_file->file.name.data;
+    bc->line = cf->conf_file->line;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "max_items=", 10) == 0) {
+            if (ngx_http_fanout_conf_count(cf, &value[i], 10,
+                                           FANOUT_BATCH_MAX_ITEMS,
+                                           &bc->max_items)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "chunk=", 6) == 0) {
+            if (ngx_http_fanout_conf_count(cf, &value[i], 6,
+                                           FANOUT_BATCH_MAX_ITEMS, &bc->chunk)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "concurrency=", 12) == 0) {
+            if (ngx_http_fanout_conf_count(cf, &value[i], 12,
+                                           FANOUT_BATCH_MAX_CALLS,
+                                           &bc->concurrency)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    flcf->batch = bc;
+
+    return NGX_CONF_OK;
 }

@@ -32,6 +32,7 @@ struct ngx_http_fanout_batch_s {
 
 
 ngx_int_t ngx_http_fanout_batch_stage(ngx_http_fanout_ctx_t *ctx);
+char *ngx_http_fanout_batch(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 
 #endif /* _NGX_HTTP_FANOUT_BATCH_H_INCLUDED_ */

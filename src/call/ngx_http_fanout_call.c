@@ -21,6 +21,7 @@
 #include "ngx_http_fanout_trace.h"
 #include "ngx_http_fanout_batch.h"
 #include "ngx_http_fanout_cache.h"
+#include "ngx_http_fanout_conf.h"
 
 
 /*
@@ -1462,3 +1463,325 @@ ngx_http_fanout_sub_account(ngx_http_fanout_ctx_t *ctx,
 }
 
 
+/*
+ * fanout_retry [attempts=N] [on=error,timeout,5xx,429,bad_json]
+ *              [backoff=TIME] [max_backoff=TIME] [budget=P%]
+ *              [min_retries=N/s];
+ * fanout_retry off;
+ */
+
+char *
+ngx_http_fanout_retry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_fanout_loc_conf_t *flcf = conf;
+
+    u_char                        *p, *last;
+    ngx_int_t                      n;
+    ngx_str_t                     *value, w;
+    ngx_uint_t                     i;
+    ngx_http_fanout_retry_conf_t  *rc;
+
+    if (flcf->retry != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        flcf->retry = NULL;
+        return NGX_CONF_OK;
+    }
+
+    rc = ngx_pcalloc(cf->pool, sizeof(ngx_http_fanout_retry_conf_t));
+    if (rc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rc->attempts = 2;
+    rc->on = FANOUT_RETRY_ERROR | FANOUT_RETRY_TIMEOUT | FANOUT_RETRY_5XX
+             | FANOUT_RETRY_429;
+    rc->backoff = 25;
+    rc->max_backoff = 250;
+    rc->budget = 2000;
+    rc->min_per_s = 3;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "attempts=", 9) == 0) {
+            n = ngx_atoi(value[i].data + 9, value[i].len - 9);
+
+            if (n < 2 || n > NGX_HTTP_FANOUT_MAX_ATTEMPTS) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\": attempts in all, the "
+                                   "first one too, from 2 to %d", &value[i],
+                                   NGX_HTTP_FANOUT_MAX_ATTEMPTS);
+                return NGX_CONF_ERROR;
+            }
+
+            rc->attempts = (ngx_uint_t) n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "on=", 3) == 0) {
+            rc->on = 0;
+            p = value[i].data + 3;
+            last = value[i].data + value[i].len;
+
+            while (p < last) {
+                w.data = p;
+
+                while (p < last && *p != ',') {
+                    p++;
+                }
+
+                w.len = p - w.data;
+                p++;
+
+                if (w.len == 5 && ngx_strncmp(w.data, "error", 5) == 0) {
+                    rc->on |= FANOUT_RETRY_ERROR;
+
+                } else if (w.len == 7
+                           && ngx_strncmp(w.data, "timeout", 7) == 0)
+                {
+                    rc->on |= FANOUT_RETRY_TIMEOUT;
+
+                } else if (w.len == 3 && ngx_strncmp(w.data, "5xx", 3) == 0) {
+                    rc->on |= FANOUT_RETRY_5XX;
+
+                } else if (w.len == 3 && ngx_strncmp(w.data, "429", 3) == 0) {
+                    rc->on |= FANOUT_RETRY_429;
+
+                } else if (w.len == 8
+                           && ngx_strncmp(w.data, "bad_json", 8) == 0)
+                {
+                    rc->on |= FANOUT_RETRY_BAD_JSON;
+
+                } else {
+                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                       "invalid \"%V\": use error, timeout, "
+                                       "5xx, 429 or bad_json, separated by "
+                                       "commas", &value[i]);
+                    return NGX_CONF_ERROR;
+                }
+            }
+
+            if (rc->on == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "backoff=", 8) == 0
+            || ngx_strncmp(value[i].data, "max_backoff=", 12) == 0)
+        {
+            if (ngx_http_fanout_conf_time(cf, &value[i],
+                                          value[i].data[0] == 'b' ? 8 : 12,
+                                          0,
+                                          value[i].data[0] == 'b'
+                                          ? &rc->backoff : &rc->max_backoff)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "budget=", 7) == 0) {
+            if (ngx_http_fanout_conf_share(cf, &value[i], 7, &rc->budget)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "min_retries=", 12) == 0) {
+            n = NGX_ERROR;
+
+            if (value[i].len > 14
+                && ngx_strncmp(value[i].data + value[i].len - 2, "/s", 2)
+                   == 0)
+            {
+                n = ngx_atoi(value[i].data + 12, value[i].len - 14);
+            }
+
+            if (n == NGX_ERROR || n > 100000) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\": retries a second, as "
+                                   "\"min_retries=3/s\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            rc->min_per_s = (ngx_uint_t) n;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc->backoff > rc->max_backoff) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"backoff=\" is more than \"max_backoff=\"");
+        return NGX_CONF_ERROR;
+    }
+
+    flcf->retry = rc;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * fanout_hedge after=TIME|pN [min=TIME] [max=TIME] [budget=P%]
+ *              [max_hedges=N] [to=URI];
+ * fanout_hedge off;
+ */
+
+char *
+ngx_http_fanout_hedge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_fanout_loc_conf_t *flcf = conf;
+
+    ngx_int_t                      n;
+    ngx_str_t                     *value, s;
+    ngx_uint_t                     i, after;
+    ngx_http_fanout_hedge_conf_t  *hc;
+
+    if (flcf->hedge != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        flcf->hedge = NULL;
+        return NGX_CONF_OK;
+    }
+
+    hc = ngx_pcalloc(cf->pool, sizeof(ngx_http_fanout_hedge_conf_t));
+    if (hc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    hc->min = 10;
+    hc->max = 2000;
+    hc->budget = 500;
+    hc->max_hedges = 1;
+    after = 0;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "after=", 6) == 0) {
+            after = 1;
+
+            if (value[i].len > 7 && value[i].data[6] == 'p') {
+                /* p95, p99.9: a per-mille of the target's recent calls */
+                n = ngx_atofp(value[i].data + 7, value[i].len - 7, 1);
+
+                if (n == NGX_ERROR || n < 1 || n > 999) {
+                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                       "invalid \"%V\": a percentile from "
+                                       "p0.1 to p99.9", &value[i]);
+                    return NGX_CONF_ERROR;
+                }
+
+                hc->per_mille = (ngx_uint_t) n;
+                continue;
+            }
+
+            s.data = value[i].data + 6;
+            s.len = value[i].len - 6;
+            n = ngx_parse_time(&s, 0);
+
+            if (n == NGX_ERROR || n == 0 || n > 60000) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\": a time up to 60s, or a "
+                                   "percentile (\"after=p95\")", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            hc->after = (ngx_msec_t) n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "min=", 4) == 0
+            || ngx_strncmp(value[i].data, "max=", 4) == 0)
+        {
+            if (ngx_http_fanout_conf_time(cf, &value[i], 4, 1,
+                                          value[i].data[1] == 'i'
+                                          ? &hc->min : &hc->max)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "budget=", 7) == 0) {
+            if (ngx_http_fanout_conf_share(cf, &value[i], 7, &hc->budget)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "max_hedges=", 11) == 0) {
+            n = ngx_atoi(value[i].data + 11, value[i].len - 11);
+
+            if (n < 1 || n > NGX_HTTP_FANOUT_MAX_ATTEMPTS - 1) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\": from 1 to %d",
+                                   &value[i], NGX_HTTP_FANOUT_MAX_ATTEMPTS - 1);
+                return NGX_CONF_ERROR;
+            }
+
+            hc->max_hedges = (ngx_uint_t) n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "to=", 3) == 0) {
+            s.data = value[i].data + 3;
+            s.len = value[i].len - 3;
+
+            if (s.len == 0 || s.data[0] != '/') {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\": a local URI, as "
+                                   "\"to=/_m/replica\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_http_fanout_split_uri(&s, &hc->to, &hc->to_args);
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (!after) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"fanout_hedge\" needs \"after=\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (hc->min > hc->max) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"min=\" is more than \"max=\"");
+        return NGX_CONF_ERROR;
+    }
+
+    flcf->hedge = hc;
+
+    return NGX_CONF_OK;
+}

@@ -92,6 +92,8 @@ ngx_int_t ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx);
 void ngx_http_fanout_cancel(ngx_http_fanout_ctx_t *ctx);
 void ngx_http_fanout_sub_account(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub);
+char *ngx_http_fanout_retry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_fanout_hedge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 
 #endif /* _NGX_HTTP_FANOUT_CALL_H_INCLUDED_ */

@@ -26,6 +26,7 @@
 #include "ngx_http_fanout_stats.h"
 #include "ngx_http_fanout_trace.h"
 #include "ngx_http_fanout_variables.h"
+#include "ngx_http_fanout_status.h"
 #include "fanout_cache_key.h"
 
 

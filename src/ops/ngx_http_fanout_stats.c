@@ -630,3 +630,53 @@ ngx_http_fanout_stats_prom_histogram(u_char *p, const char *metric,
 
     return ngx_sprintf(p, "} %uA\n", st->latency_count);
 }
+
+
+/* fanout_zone NAME SIZE: the zone of every worker's counters and state */
+
+char *
+ngx_http_fanout_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_fanout_main_conf_t *fmcf = conf;
+
+    ssize_t     size;
+    ngx_str_t  *value;
+
+    if (fmcf->shm_zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    size = ngx_parse_size(&value[2]);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\"", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is too small, at least %uz bytes "
+                           "are needed", &value[1], 8 * ngx_pagesize);
+        return NGX_CONF_ERROR;
+    }
+
+    fmcf->shm_zone = ngx_shared_memory_add(cf, &value[1], size,
+                                           &ngx_http_fanout_module);
+    if (fmcf->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (fmcf->shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is already used", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    fmcf->shm_zone->init = ngx_http_fanout_stats_init_zone;
+    fmcf->shm_zone->data = fmcf;
+
+    return NGX_CONF_OK;
+}

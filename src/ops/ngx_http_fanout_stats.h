@@ -301,6 +301,7 @@ u_char *ngx_http_fanout_stats_prom_histogram(u_char *p, const char *metric,
 
 
 extern ngx_msec_t  ngx_http_fanout_buckets[NGX_HTTP_FANOUT_NBUCKETS - 1];
+char *ngx_http_fanout_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 
 #endif /* _NGX_HTTP_FANOUT_STATS_H_INCLUDED_ */

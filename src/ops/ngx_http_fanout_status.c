@@ -1182,3 +1182,54 @@ ngx_http_fanout_status_handler(ngx_http_request_t *r)
 
     return ngx_http_output_filter(r, &out);
 }
+
+
+/* fanout_status [json|prometheus|html] */
+
+char *
+ngx_http_fanout_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_fanout_loc_conf_t *flcf = conf;
+
+    ngx_str_t                    *value;
+    ngx_http_core_loc_conf_t     *clcf;
+    ngx_http_fanout_main_conf_t  *fmcf;
+
+    if (flcf->status_format) {
+        return "is duplicate";
+    }
+
+    fmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_fanout_module);
+
+    if (fmcf->status_file == NULL) {
+        fmcf->status_file = cf->conf_file->file.name.data;
+        fmcf->status_line = cf->conf_file->line;
+    }
+
+    value = cf->args->elts;
+    flcf->status_format = NGX_HTTP_FANOUT_STATUS_JSON;
+
+    if (cf->args->nelts == 2) {
+        flcf->status_format = ngx_http_fanout_status_format(&value[1]);
+
+        if (flcf->status_format == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid format \"%V\": use \"json\", "
+                               "\"prometheus\" or \"html\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler != NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"fanout_status\" cannot be combined with another "
+                           "content handler in one location");
+        return NGX_CONF_ERROR;
+    }
+
+    clcf->handler = ngx_http_fanout_status_handler;
+
+    return NGX_CONF_OK;
+}

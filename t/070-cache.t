@@ -279,4 +279,57 @@ kill 'TERM', $t->{instances}{nginx}{pid};
 waitpid($_, 0) for @clients;
 $t->redis_signal('r', 'CONT');
 
+# --- a hit too big for the client's socket at once: sent once, whole.
+# The send is still flushing when the cache stage resumes the request;
+# that must end the pipeline, not run the cache stage again (which looked
+# up and sent the entry a second time).
+
+$t->mock('big', mode => 'big', bytes => 6000000);
+my $slow = $t->port('slow');
+$t->run(prefix => 'slow', port => $slow, http => <<'EOC');
+fanout_zone fanout 1m;
+fanout_redis 127.0.0.1:%%REDIS_r%% timeout=300ms;
+server {
+    listen 127.0.0.1:%%PORT_slow%%;
+    location /_big {
+        internal;
+        subrequest_output_buffer_size 8m;
+        proxy_pass http://127.0.0.1:%%MOCK_big%%/;
+    }
+    location /big {
+        fanout_target big /_big;
+        fanout_merge first;
+        fanout_cache ttl=60s max_size=8m;
+    }
+}
+EOC
+
+my $first = $t->post('/big', '{"q":1}', port => $slow);
+is($first->{status}, 200, 'a 6 MB answer');
+sleep 0.3;
+
+{
+    use Socket qw(SOL_SOCKET SO_RCVBUF);
+    my $s = IO::Socket::INET->new(Proto => 'tcp');
+    setsockopt($s, SOL_SOCKET, SO_RCVBUF, pack('i', 4096));
+    $s->connect(Socket::pack_sockaddr_in($slow, Socket::inet_aton('127.0.0.1')))
+        or die "connect: $!";
+    print $s "POST /big HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+           . "Content-Length: 7\r\nConnection: close\r\n\r\n{\"q\":1}";
+    sleep 1;                  # nginx fills the small window, and waits
+    my $raw = '';
+    $s->blocking(1);
+    while (1) {
+        my $n = sysread($s, my $buf, 65536);
+        last unless $n;
+        $raw .= $buf;
+    }
+    my ($head, $body) = split /\r\n\r\n/, $raw, 2;
+    like($head, qr/X-Fanout-Cache: HIT/i, 'a hit, read slowly');
+    my ($cl) = $head =~ /Content-Length: (\d+)/i;
+    is(length($body // ''), $cl // -1, "its body whole and once ($cl bytes)");
+    is(length($body // ''), length($first->{body}), 'the same bytes as the first answer');
+}
+is(scalar(() = $t->hits('big')), 1, 'the model called once');
+
 $t->done;

@@ -1573,7 +1573,7 @@ ngx_http_fanout_cache_hit(ngx_http_fanout_ctx_t *ctx,
         ngx_http_fanout_cache_echo(ctx, &e->body);
     }
 
-    ngx_http_fanout_resume(ctx,
+    ngx_http_fanout_resume_answered(ctx,
         ngx_http_fanout_send_as_is(ctx, e->status, &e->type, &e->target,
                                    e->body.data, e->body.len));
 }
@@ -1975,7 +1975,7 @@ ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
 
         if (rc != NGX_OK) {
             /* too large to have been cached, or no memory */
-            ngx_http_fanout_resume(ctx, (rc == NGX_DECLINED)
+            ngx_http_fanout_resume_answered(ctx, (rc == NGX_DECLINED)
                 ? ngx_http_fanout_send_error(r, NGX_HTTP_NOT_FOUND,
                                              "not_found",
                                              "this request is never cached")

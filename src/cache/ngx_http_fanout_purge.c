@@ -80,7 +80,7 @@ ngx_http_fanout_purged(void *data, redisReply *reply,
     n = (reply && reply->type == REDIS_REPLY_INTEGER)
         ? (ngx_int_t) reply->integer : -1;
 
-    ngx_http_fanout_resume(ctx,
+    ngx_http_fanout_resume_answered(ctx,
         ngx_http_fanout_purge_answer(ctx, n, ctx->cache->purged_l1));
 }
 
@@ -127,7 +127,7 @@ ngx_http_fanout_purge(ngx_http_fanout_ctx_t *ctx, ngx_str_t *keys,
                         ngx_http_fanout_purged, ctx);
 
     if (ctx->cache->op == NULL) {
-        ngx_http_fanout_resume(ctx,
+        ngx_http_fanout_resume_answered(ctx,
             ngx_http_fanout_purge_answer(ctx, -1, ctx->cache->purged_l1));
     }
 

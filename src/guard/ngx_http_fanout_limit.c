@@ -1000,7 +1000,7 @@ ngx_http_fanout_limit_reply(void *data, redisReply *reply,
 
     rc = ngx_http_fanout_limit_verdict(ctx, run);
 
-    ngx_http_fanout_resume(ctx, rc);
+    ngx_http_fanout_resume_answered(ctx, rc);
 }
 
 

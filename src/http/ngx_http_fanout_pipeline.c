@@ -99,6 +99,20 @@ ngx_http_fanout_pipeline(ngx_http_fanout_ctx_t *ctx)
 }
 
 
+/*
+ * A waiting stage answered the request itself (a cache hit, a limit's 429,
+ * a purge): rc is what the send returned.  NGX_AGAIN there means the
+ * answer is still being written to a slow client, not "run the stage
+ * again": the pipeline ends, and nginx writes the rest.
+ */
+
+void
+ngx_http_fanout_resume_answered(ngx_http_fanout_ctx_t *ctx, ngx_int_t rc)
+{
+    ngx_http_fanout_resume(ctx, (rc == NGX_AGAIN) ? NGX_OK : rc);
+}
+
+
 /* from the request's own events (its body read, its write handler) */
 
 void

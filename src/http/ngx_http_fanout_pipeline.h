@@ -14,6 +14,8 @@ extern ngx_http_fanout_stage_pt  ngx_http_fanout_stages[NGX_HTTP_FANOUT_NSTAGES]
 ngx_int_t ngx_http_fanout_pipeline(ngx_http_fanout_ctx_t *ctx);
 void ngx_http_fanout_next(ngx_http_fanout_ctx_t *ctx, ngx_int_t rc);
 void ngx_http_fanout_resume(ngx_http_fanout_ctx_t *ctx, ngx_int_t rc);
+void ngx_http_fanout_resume_answered(ngx_http_fanout_ctx_t *ctx,
+    ngx_int_t rc);
 void ngx_http_fanout_wake(ngx_http_request_t *r);
 
 

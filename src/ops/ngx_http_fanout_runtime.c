@@ -1258,6 +1258,24 @@ ngx_http_fanout_rt_apply(ngx_http_fanout_main_conf_t *fmcf, u_char *f,
 }
 
 
+/* a split's weights as the fleet's hash has them: "FP W0 W1 ..." */
+
+static u_char *
+ngx_http_fanout_rt_weights_value(u_char *p, ngx_http_fanout_stats_loc_t *loc,
+    fanout_split_t *split)
+{
+    ngx_uint_t  k;
+
+    p = ngx_sprintf(p, "%08xD", loc->split_fp);
+
+    for (k = 0; k < loc->split->n; k++) {
+        p = ngx_sprintf(p, " %uD", split->share[k]);
+    }
+
+    return p;
+}
+
+
 /* a share in hundredths of 1% as fanout_ramp_share() reads it: "12.50%" */
 
 static u_char *
@@ -1366,11 +1384,7 @@ ngx_http_fanout_rt_held(ngx_http_fanout_main_conf_t *fmcf, ngx_array_t *a)
         if (loc->split && rt->weights && rt->base == loc->split_fp
             && !rt->api_ramp_on && loc->ramp == NULL)
         {
-            p = ngx_sprintf(value, "%08xD", loc->split_fp);
-
-            for (k = 0; k < loc->split->n; k++) {
-                p = ngx_sprintf(p, " %uD", rt->split.share[k]);
-            }
+            p = ngx_http_fanout_rt_weights_value(value, loc, &rt->split);
 
             rc = ngx_http_fanout_rt_hold(a, "split", NULL, &loc->name, value,
                                          p - value);
@@ -1874,7 +1888,6 @@ ngx_http_fanout_runtime_change(ngx_http_fanout_main_conf_t *fmcf,
 {
     ngx_http_fanout_redis_op_t      *op;
 
-    u_char                          *p;
     size_t                           len[4];
     ngx_int_t                        i;
     ngx_uint_t                       k;
@@ -1976,13 +1989,7 @@ ngx_http_fanout_runtime_change(ngx_http_fanout_main_conf_t *fmcf,
             return NGX_DECLINED;
         }
 
-        p = value + vlen;
-
-        for (k = 0; k < loc->split->n; k++) {
-            p = ngx_sprintf(p, " %uD", split.share[k]);
-        }
-
-        vlen = p - value;
+        vlen = ngx_http_fanout_rt_weights_value(value, loc, &split) - value;
 
         ngx_log_error(NGX_LOG_NOTICE, log, 0,
                       "fanout_api: location \"%V\": weights from %s to "

@@ -21,11 +21,11 @@ RUN make deps-build build
 
 FROM debian:bookworm-slim
 
-# nginx, and the libraries the module links: hiredis (libcrypto comes
-# with nginx)
+# nginx, and the libraries the module links: hiredis and jansson
+# (libcrypto comes with nginx)
 RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-        nginx libhiredis0.14 \
+        nginx libhiredis0.14 libjansson4 \
  && rm -rf /var/lib/apt/lists/*
 
 COPY --from=build /src/build/ngx_http_fanout_module.so /usr/lib/nginx/modules/

@@ -24,9 +24,10 @@ ASAN_MODULE := $(BUILD)/asan/ngx_http_fanout_module.so
 # what the build, the tests, the demo and the benchmark need
 # every library config probes is here, so that "make deps-build build"
 # works alone (make check-deps proves it on a prepared machine)
-DEB_BUILD   := nginx nginx-dev libhiredis-dev libssl-dev gcc make perl
-# jansson is the oracle the JSON scanner is checked against
-DEB_TEST    := libjansson-dev redis-server redis-sentinel libnginx-mod-http-echo curl perl \
+# (jansson: the module's JSON documents, and the oracle the JSON scanner
+# is checked against)
+DEB_BUILD   := nginx nginx-dev libhiredis-dev libjansson-dev libssl-dev gcc make perl
+DEB_TEST    := redis-server redis-sentinel libnginx-mod-http-echo curl perl \
                cppcheck valgrind prometheus chromium chromium-driver haproxy
 DEB_BENCH   := wrk libnginx-mod-http-lua lua-cjson lua-nginx-redis
 DEB_ALL     := $(DEB_BUILD) $(DEB_TEST) $(DEB_BENCH)
@@ -76,6 +77,7 @@ deps deps-build:
 # The headers config probes must come from DEB_BUILD's packages: a package
 # missing there would only show on a clean machine.
 CONFIG_HEADERS := /usr/include/hiredis/async.h /usr/include/openssl/evp.h \
+                  /usr/include/jansson.h \
                   /usr/share/nginx/src/conf_flags
 check-deps:
 	@for h in $(CONFIG_HEADERS); do \
@@ -328,7 +330,7 @@ check-dashboard:
 	    || { echo "src/ops/ngx_http_fanout_dashboard.h is stale: run make dashboard"; exit 1; }
 
 lint: $(MODULE) check-dashboard
-	tools/callgraph src
+	tools/callgraph --design=DESIGN.md src
 	@# the pure core includes no nginx header
 	@! grep -n '#include [<"]ngx_\|#include [<"]nginx' src/core/* \
 	    || { echo "src/core/ includes nginx"; exit 1; }

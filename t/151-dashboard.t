@@ -143,6 +143,16 @@ cmp_ok($charts->{"/p requests/s"} // 0, '>=', 4, 'the requests/s chart of /p has
 cmp_ok($charts->{"/p latency, 1 min window"} // 0, '>=', 4, 'and the latency chart');
 cmp_ok($charts->{"/q requests/s"} // 0, '>=', 4, '/q too');
 
+# the counter tables (?format=fields): the error kinds and the headers' help
+my $fields = $b->js(<<'JS');
+var th = Array.prototype.filter.call(document.querySelectorAll('th'),
+                                     function (h) { return h.textContent === 'retries'; })[0];
+return { kinds: window.fanoutDashboard.fields || 0, help: th ? th.title : null };
+JS
+cmp_ok($fields->{kinds}, '>=', 9, "the error kinds read from the module's tables ($fields->{kinds})");
+like($fields->{help} // '', qr/^fanout_retry: attempts tried again/,
+     "a column's help is its counter's, from the tables");
+
 my $rate = $b->js(<<'JS');
 var s = document.querySelector('section[data-location="/p"] .kpi:nth-child(2) b');
 return s ? s.textContent : null;

@@ -7,6 +7,7 @@
 #include <nginx.h>
 #include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_counters.h"
 #include "ngx_http_fanout_health.h"
 #include "ngx_http_fanout_l1.h"
 #include "ngx_http_fanout_redis.h"
@@ -15,51 +16,6 @@
 #include "ngx_http_fanout_stats.h"
 #include "ngx_http_fanout_status.h"
 #include "ngx_http_fanout_dashboard.h"
-
-
-static const char  *ngx_http_fanout_loc_counters[] = {
-    "requests", "200", "502", "504", "rejected", "aborted",
-    "hit", "miss", "bypass", "error", "stored", "skipped", "stale",
-    "coalesced", "ambiguous", "l1_hit", "l1_stored", "purged",
-    "rejected", "dry_run", "evicted"
-};
-
-
-static const char  *ngx_http_fanout_lim_counters[] = {
-    "admitted", "rejected", "dry_run", "redis_errors", "unavailable"
-};
-
-
-static const char  *ngx_http_fanout_var_counters[] = {
-    "requests", "200", "502", "504", "other"
-};
-
-
-static const char  *ngx_http_fanout_bat_counters[] = {
-    "batches", "inputs", "callers", "errors", "alone", "wait_ms_sum"
-};
-
-
-/* the upper bounds of the batches' buckets: inputs, and ms waited */
-static const char  *ngx_http_fanout_bat_sizes[] = {
-    "1", "2", "4", "8", "16", "32", "64", "128", "256", "512", "1024", "+Inf"
-};
-
-static const char  *ngx_http_fanout_bat_waits[] = {
-    "0", "1", "2", "5", "10", "25", "+Inf"
-};
-
-/* the same bounds for Prometheus, which wants seconds */
-static const char  *ngx_http_fanout_bat_waits_s[] = {
-    "0", "0.001", "0.002", "0.005", "0.01", "0.025", "+Inf"
-};
-
-
-static const char  *ngx_http_fanout_sha_counters[] = {
-    "sent", "agree", "disagree", "shadow_error", "shed", "skipped",
-    "argmax_agree", "argmax_disagree", "sampled", "sample_errors",
-    "pairs", "shadow_ms_sum", "primary_ms_sum", "shadow_slower"
-};
 
 
 static u_char *
@@ -156,13 +112,123 @@ ngx_http_fanout_zone_used(ngx_http_fanout_main_conf_t *fmcf)
 }
 
 
+/* a limit's, variant's, shadow's or batch's name: after its \1 ... \4 */
+
+static ngx_inline ngx_str_t
+ngx_http_fanout_status_extra_name(ngx_http_fanout_stats_target_t *x)
+{
+    ngx_str_t  name;
+
+    name.data = x->name.data + 1;
+    name.len = x->name.len - 1;
+
+    return name;
+}
+
+
+/* "limits", "variants", "shadows", "batches": name: {counters ...} */
+
+static u_char *
+ngx_http_fanout_status_extras_json(u_char *p, ngx_http_fanout_stats_loc_t *loc,
+    ngx_uint_t group)
+{
+    ngx_str_t                        name;
+    ngx_uint_t                       j, n;
+    ngx_array_t                     *a;
+    ngx_http_fanout_stats_t         *st;
+    ngx_http_fanout_stats_target_t  *x;
+
+    a = ngx_http_fanout_stats_extras(loc, group);
+    x = a->elts;
+    n = ngx_http_fanout_counter_groups[group].n;
+
+    for (j = 0; j < a->nelts; j++) {
+        name = ngx_http_fanout_status_extra_name(&x[j]);
+        st = x[j].node;
+
+        p = ngx_sprintf(p, "%s\"", j ? "," : "");
+        p = ngx_http_fanout_escape_json(p, &name);
+        p = ngx_sprintf(p, "\":{");
+
+        switch (group) {
+
+        case NGX_HTTP_FANOUT_GROUP_SHADOW:
+            p = ngx_http_fanout_counters_json(p, group, 0,
+                                              NGX_HTTP_FANOUT_SHA_SPLIT_PAIRS,
+                                              st, 0, 0);
+            p = ngx_sprintf(p, ",\"inflight\":%uA", st->inflight);
+            p = ngx_http_fanout_counters_json(p, group,
+                                              NGX_HTTP_FANOUT_SHA_SPLIT_PAIRS,
+                                              n, st, 1, 0);
+            *p++ = ',';
+            p = ngx_http_fanout_stats_json_histogram(p, st);
+            break;
+
+        case NGX_HTTP_FANOUT_GROUP_VARIANT:
+            p = ngx_http_fanout_counters_json(p, group, 0, n, st, 0, 0);
+            *p++ = ',';
+            p = ngx_http_fanout_stats_json_histogram(p, st);
+            break;
+
+        default:
+            p = ngx_http_fanout_counters_json(p, group, 0, n, st, 0, 0);
+        }
+
+        *p++ = '}';
+    }
+
+    return p;
+}
+
+
+/* a target's: its counters, then its breaker's and its cap's state */
+
+static u_char *
+ngx_http_fanout_status_target_json(u_char *p,
+    ngx_http_fanout_main_conf_t *fmcf, ngx_http_fanout_stats_target_t *tgt)
+{
+    uint32_t                  rate, requests;
+    fanout_breaker_t          breaker;
+    ngx_http_fanout_stats_t  *st;
+
+    st = tgt->node;
+
+    p = ngx_http_fanout_counters_json(p, NGX_HTTP_FANOUT_GROUP_TARGET, 0,
+                     ngx_http_fanout_counter_groups[NGX_HTTP_FANOUT_GROUP_TARGET].n,
+                     st, 0, 0);
+
+    /* a consistent copy: workers change it under the lock */
+    ngx_shmtx_lock(&fmcf->shpool->mutex);
+    breaker = tgt->bnode->breaker;
+    ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+    rate = fanout_breaker_peek(&breaker, ngx_current_msec, &requests);
+
+    p = ngx_sprintf(p, ",\"hedge_delay_ms\":%uA,"
+                    "\"breaker\":{\"state\":\"%s\","
+                    "\"consecutive_failures\":%uD,\"error_rate\":%uD,"
+                    "\"window_requests\":%uD,\"cooldown_ms\":%uL,"
+                    "\"retry_in_ms\":%uL,\"learned\":%s},"
+                    "\"inflight\":%uA,\"max_inflight\":%ui,",
+                    st->hedge_delay,
+                    fanout_breaker_state_name(breaker.state),
+                    breaker.consecutive, rate, requests,
+                    breaker.cooldown_ms,
+                    (breaker.state == FANOUT_BREAKER_OPEN
+                     && breaker.retry_at_ms > ngx_current_msec)
+                    ? breaker.retry_at_ms - ngx_current_msec
+                    : (uint64_t) 0,
+                    breaker.remote ? "true" : "false",
+                    st->inflight, tgt->max_inflight);
+
+    return ngx_http_fanout_stats_json_histogram(p, st);
+}
+
+
 static u_char *
 ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
 {
-    uint32_t                         rate, requests;
-    ngx_str_t                        name;
-    fanout_breaker_t                 breaker;
-    ngx_uint_t                       i, j, k;
+    ngx_uint_t                       i, j;
     ngx_http_fanout_stats_t         *st;
     ngx_http_fanout_stats_loc_t     *loc;
     ngx_http_fanout_stats_target_t  *tgt;
@@ -188,166 +254,35 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
 
         *p++ = '"';
         p = ngx_http_fanout_escape_json(p, &loc[i].name);
-        p = ngx_sprintf(p, "\":{\"requests\":%uA,\"responses\":{",
-                        st->counters[NGX_HTTP_FANOUT_LOC_REQUESTS]);
+        p = ngx_sprintf(p, "\":{");
 
-        for (k = NGX_HTTP_FANOUT_LOC_200; k < NGX_HTTP_FANOUT_LOC_ABORTED; k++)
-        {
-            p = ngx_sprintf(p, "%s\"%s\":%uA",
-                            k == NGX_HTTP_FANOUT_LOC_200 ? "" : ",",
-                            ngx_http_fanout_loc_counters[k],
-                            st->counters[k]);
-        }
-
-        p = ngx_sprintf(p, "},\"aborted\":%uA,\"cache\":{",
-                        st->counters[NGX_HTTP_FANOUT_LOC_ABORTED]);
-
-        for (k = NGX_HTTP_FANOUT_LOC_CACHE_HIT;
-             k < NGX_HTTP_FANOUT_LOC_LIMITED;
-             k++)
-        {
-            p = ngx_sprintf(p, "%s\"%s\":%uA",
-                            k == NGX_HTTP_FANOUT_LOC_CACHE_HIT ? "" : ",",
-                            ngx_http_fanout_loc_counters[k],
-                            st->counters[k]);
-        }
-
+        /* requests, responses, aborted, cache: the L1's state inside */
+        p = ngx_http_fanout_counters_json(p, NGX_HTTP_FANOUT_GROUP_LOCATION,
+                                          0, NGX_HTTP_FANOUT_LOC_SPLIT_LIMIT,
+                                          st, 0, 1);
         if (loc[i].l1) {
             p = ngx_http_fanout_status_l1_json(p, loc[i].l1);
         }
 
-        p = ngx_sprintf(p, "},\"limit\":{\"rejected\":%uA,\"dry_run\":%uA,"
-                        "\"evicted\":%uA,\"limits\":{",
-                        st->counters[NGX_HTTP_FANOUT_LOC_LIMITED],
-                        st->counters[NGX_HTTP_FANOUT_LOC_DRY_RUN],
-                        st->counters[NGX_HTTP_FANOUT_LOC_EVICTED]);
+        *p++ = '}';
 
-        tgt = loc[i].limits.elts;
-
-        for (j = 0; j < loc[i].limits.nelts; j++) {
-            name.data = tgt[j].name.data + 1;      /* after the \1 */
-            name.len = tgt[j].name.len - 1;
-
-            p = ngx_sprintf(p, "%s\"", j ? "," : "");
-            p = ngx_http_fanout_escape_json(p, &name);
-            p = ngx_sprintf(p, "\":{");
-
-            for (k = 0; k < NGX_HTTP_FANOUT_LIM_NCOUNTERS; k++) {
-                p = ngx_sprintf(p, "%s\"%s\":%uA", k ? "," : "",
-                                ngx_http_fanout_lim_counters[k],
-                                tgt[j].node->counters[k]);
-            }
-
-            *p++ = '}';
-        }
-
+        /* limit: the location's, then each fanout_limit's */
+        p = ngx_http_fanout_counters_json(p, NGX_HTTP_FANOUT_GROUP_LOCATION,
+                                          NGX_HTTP_FANOUT_LOC_SPLIT_LIMIT,
+                   ngx_http_fanout_counter_groups[NGX_HTTP_FANOUT_GROUP_LOCATION].n,
+                                          st, 1, 1);
+        p = ngx_sprintf(p, ",\"limits\":{");
+        p = ngx_http_fanout_status_extras_json(p, &loc[i],
+                                               NGX_HTTP_FANOUT_GROUP_LIMIT);
         p = ngx_sprintf(p, "}},\"variants\":{");
-
-        tgt = loc[i].variants.elts;
-
-        for (j = 0; j < loc[i].variants.nelts; j++) {
-            name.data = tgt[j].name.data + 1;
-            name.len = tgt[j].name.len - 1;
-
-            p = ngx_sprintf(p, "%s\"", j ? "," : "");
-            p = ngx_http_fanout_escape_json(p, &name);
-            p = ngx_sprintf(p, "\":{");
-
-            for (k = 0; k < NGX_HTTP_FANOUT_VAR_KIND; k++) {
-                p = ngx_sprintf(p, "%s\"%s\":%uA", k ? "," : "",
-                                ngx_http_fanout_var_counters[k],
-                                tgt[j].node->counters[k]);
-            }
-
-            p = ngx_sprintf(p, ",\"targets\":{");
-
-            for (k = 0; k < FANOUT_NKINDS; k++) {
-                p = ngx_sprintf(p, "%s\"%s\":%uA", k ? "," : "",
-                                fanout_kind_name(k),
-                                tgt[j].node->counters[NGX_HTTP_FANOUT_VAR_KIND
-                                                      + k]);
-            }
-
-            p = ngx_sprintf(p, "},");
-            p = ngx_http_fanout_stats_json_histogram(p, tgt[j].node);
-            *p++ = '}';
-        }
-
+        p = ngx_http_fanout_status_extras_json(p, &loc[i],
+                                               NGX_HTTP_FANOUT_GROUP_VARIANT);
         p = ngx_sprintf(p, "},\"shadows\":{");
-
-        tgt = loc[i].shadows.elts;
-
-        for (j = 0; j < loc[i].shadows.nelts; j++) {
-            name.data = tgt[j].name.data + 1;
-            name.len = tgt[j].name.len - 1;
-
-            p = ngx_sprintf(p, "%s\"", j ? "," : "");
-            p = ngx_http_fanout_escape_json(p, &name);
-            p = ngx_sprintf(p, "\":{");
-
-            for (k = 0; k < NGX_HTTP_FANOUT_SHA_PAIRS; k++) {
-                p = ngx_sprintf(p, "%s\"%s\":%uA", k ? "," : "",
-                                ngx_http_fanout_sha_counters[k],
-                                tgt[j].node->counters[k]);
-            }
-
-            p = ngx_sprintf(p, ",\"inflight\":%uA,\"vs_primary\":{",
-                            tgt[j].node->inflight);
-
-            for (k = NGX_HTTP_FANOUT_SHA_PAIRS;
-                 k < NGX_HTTP_FANOUT_SHA_NCOUNTERS;
-                 k++)
-            {
-                p = ngx_sprintf(p, "%s\"%s\":%uA",
-                                k == NGX_HTTP_FANOUT_SHA_PAIRS ? "" : ",",
-                                ngx_http_fanout_sha_counters[k],
-                                tgt[j].node->counters[k]);
-            }
-
-            p = ngx_sprintf(p, "},");
-            p = ngx_http_fanout_stats_json_histogram(p, tgt[j].node);
-            *p++ = '}';
-        }
-
+        p = ngx_http_fanout_status_extras_json(p, &loc[i],
+                                               NGX_HTTP_FANOUT_GROUP_SHADOW);
         p = ngx_sprintf(p, "},\"batches\":{");
-
-        tgt = loc[i].batches.elts;
-
-        for (j = 0; j < loc[i].batches.nelts; j++) {
-            name.data = tgt[j].name.data + 1;
-            name.len = tgt[j].name.len - 1;
-
-            p = ngx_sprintf(p, "%s\"", j ? "," : "");
-            p = ngx_http_fanout_escape_json(p, &name);
-            p = ngx_sprintf(p, "\":{");
-
-            for (k = 0; k < NGX_HTTP_FANOUT_BAT_SIZE; k++) {
-                p = ngx_sprintf(p, "%s\"%s\":%uA", k ? "," : "",
-                                ngx_http_fanout_bat_counters[k],
-                                tgt[j].node->counters[k]);
-            }
-
-            p = ngx_sprintf(p, ",\"inputs_per_batch\":{");
-
-            for (k = 0; k < NGX_HTTP_FANOUT_BAT_NSIZES; k++) {
-                p = ngx_sprintf(p, "%s\"%s\":%uA", k ? "," : "",
-                                ngx_http_fanout_bat_sizes[k],
-                                tgt[j].node->counters[NGX_HTTP_FANOUT_BAT_SIZE
-                                                      + k]);
-            }
-
-            p = ngx_sprintf(p, "},\"wait_ms\":{");
-
-            for (k = 0; k < NGX_HTTP_FANOUT_BAT_NWAITS; k++) {
-                p = ngx_sprintf(p, "%s\"%s\":%uA", k ? "," : "",
-                                ngx_http_fanout_bat_waits[k],
-                                tgt[j].node->counters[NGX_HTTP_FANOUT_BAT_WAIT
-                                                      + k]);
-            }
-
-            p = ngx_sprintf(p, "}}");
-        }
-
+        p = ngx_http_fanout_status_extras_json(p, &loc[i],
+                                               NGX_HTTP_FANOUT_GROUP_BATCH);
         p = ngx_sprintf(p, "},");
         p = ngx_http_fanout_stats_json_histogram(p, st);
         p = ngx_sprintf(p, ",\"targets\":{");
@@ -355,58 +290,10 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
         tgt = loc[i].targets.elts;
 
         for (j = 0; j < loc[i].targets.nelts; j++) {
-            st = tgt[j].node;
-
             p = ngx_sprintf(p, "%s\"", j ? "," : "");
             p = ngx_http_fanout_escape_json(p, &tgt[j].name);
-            p = ngx_sprintf(p, "\":{\"requests\":%uA",
-                            st->counters[NGX_HTTP_FANOUT_TGT_REQUESTS]);
-
-            for (k = 0; k < FANOUT_NKINDS; k++) {
-                p = ngx_sprintf(p, ",\"%s\":%uA", fanout_kind_name(k),
-                                st->counters[NGX_HTTP_FANOUT_TGT_KIND + k]);
-            }
-
-            /* a consistent copy: workers change it under the lock */
-            ngx_shmtx_lock(&fmcf->shpool->mutex);
-            breaker = tgt[j].bnode->breaker;
-            ngx_shmtx_unlock(&fmcf->shpool->mutex);
-
-            rate = fanout_breaker_peek(&breaker, ngx_current_msec, &requests);
-
-            p = ngx_sprintf(p, ",\"cancelled\":%uA,\"cache_hit\":%uA,"
-                            "\"cache_miss\":%uA,\"fallback\":%uA,"
-                            "\"fallback_ok\":%uA,\"retries\":%uA,"
-                            "\"retries_won\":%uA,\"retry_budget_denied\":%uA,"
-                            "\"hedges\":%uA,\"hedges_won\":%uA,"
-                            "\"hedge_budget_denied\":%uA,\"hedge_delay_ms\":%uA,"
-                            "\"breaker\":{\"state\":\"%s\","
-                            "\"consecutive_failures\":%uD,\"error_rate\":%uD,"
-                            "\"window_requests\":%uD,\"cooldown_ms\":%uL,"
-                            "\"retry_in_ms\":%uL,\"learned\":%s},"
-                            "\"inflight\":%uA,\"max_inflight\":%ui,",
-                            st->counters[NGX_HTTP_FANOUT_TGT_CANCELLED],
-                            st->counters[NGX_HTTP_FANOUT_TGT_CACHE_HIT],
-                            st->counters[NGX_HTTP_FANOUT_TGT_CACHE_MISS],
-                            st->counters[NGX_HTTP_FANOUT_TGT_FALLBACK],
-                            st->counters[NGX_HTTP_FANOUT_TGT_FALLBACK_OK],
-                            st->counters[NGX_HTTP_FANOUT_TGT_RETRIES],
-                            st->counters[NGX_HTTP_FANOUT_TGT_RETRIES_WON],
-                            st->counters[NGX_HTTP_FANOUT_TGT_RETRY_DENIED],
-                            st->counters[NGX_HTTP_FANOUT_TGT_HEDGES],
-                            st->counters[NGX_HTTP_FANOUT_TGT_HEDGES_WON],
-                            st->counters[NGX_HTTP_FANOUT_TGT_HEDGE_DENIED],
-                            st->hedge_delay,
-                            fanout_breaker_state_name(breaker.state),
-                            breaker.consecutive, rate, requests,
-                            breaker.cooldown_ms,
-                            (breaker.state == FANOUT_BREAKER_OPEN
-                             && breaker.retry_at_ms > ngx_current_msec)
-                            ? breaker.retry_at_ms - ngx_current_msec
-                            : (uint64_t) 0,
-                            breaker.remote ? "true" : "false",
-                            st->inflight, tgt[j].max_inflight);
-            p = ngx_http_fanout_stats_json_histogram(p, st);
+            p = ngx_sprintf(p, "\":{");
+            p = ngx_http_fanout_status_target_json(p, fmcf, &tgt[j]);
             *p++ = '}';
         }
 
@@ -416,8 +303,13 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
     p = ngx_sprintf(p, "}");
 
     if (fmcf->redis_stats) {
+        p = ngx_sprintf(p, ",\"redis\":{");
+        p = ngx_http_fanout_counters_json(p, NGX_HTTP_FANOUT_GROUP_REDIS, 0,
+                      ngx_http_fanout_counter_groups[NGX_HTTP_FANOUT_GROUP_REDIS].n,
+                                          fmcf->redis_stats, 0, 0);
         *p++ = ',';
-        p = ngx_http_fanout_redis_status_json(p, fmcf->redis_stats);
+        p = ngx_http_fanout_stats_json_histogram(p, fmcf->redis_stats);
+        *p++ = '}';
     }
 
     /* fanout_api's and the ramps' state, as fanout_api shows it */
@@ -429,119 +321,73 @@ ngx_http_fanout_status_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
 }
 
 
-/* one sample per location for each location counter in [from, to) */
+/* a target's gauges: its breaker, its hedge delay, its calls under way */
 
 static u_char *
-ngx_http_fanout_prom_loc_counters(u_char *p, ngx_http_fanout_main_conf_t *fmcf,
-    const char *metric, const char *label, ngx_uint_t from, ngx_uint_t to)
+ngx_http_fanout_status_target_gauges(u_char *p,
+    ngx_http_fanout_main_conf_t *fmcf)
 {
-    ngx_uint_t                    i, k;
-    ngx_http_fanout_stats_loc_t  *loc;
-
-    loc = fmcf->locations.elts;
-
-    for (i = 0; i < fmcf->locations.nelts; i++) {
-        for (k = from; k < to; k++) {
-            p = ngx_sprintf(p, "%s", metric);
-            p = ngx_http_fanout_prom_labels(p, &loc[i].name, NULL);
-            p = ngx_sprintf(p, ",%s=\"%s\"} %uA\n", label,
-                            ngx_http_fanout_loc_counters[k],
-                            loc[i].node->counters[k]);
-        }
-    }
-
-    return p;
-}
-
-
-/*
- * One sample per limit or variant of each location for its counters
- * [from, from + n), labelled with its name and the counter's (names[k], or
- * the kind's name when names is NULL).
- */
-
-static u_char *
-ngx_http_fanout_prom_extra(u_char *p, ngx_http_fanout_main_conf_t *fmcf,
-    const char *metric, ngx_uint_t kind, const char *label,
-    const char **names, ngx_uint_t from, ngx_uint_t n)
-{
-    ngx_str_t                        name;
+    uint32_t                         requests;
     ngx_uint_t                       i, j, k;
-    ngx_array_t                     *a;
-    ngx_http_fanout_stats_loc_t     *loc;
-    ngx_http_fanout_stats_target_t  *x;
-
-    loc = fmcf->locations.elts;
-
-    for (i = 0; i < fmcf->locations.nelts; i++) {
-        a = ngx_http_fanout_stats_extras(&loc[i], kind);
-        x = a->elts;
-
-        for (j = 0; j < a->nelts; j++) {
-            name.data = x[j].name.data + 1;     /* after the \1 or \2 */
-            name.len = x[j].name.len - 1;
-
-            for (k = 0; k < n; k++) {
-                p = ngx_sprintf(p, "%s", metric);
-                p = ngx_http_fanout_prom_labels(p, &loc[i].name, NULL);
-                p = ngx_sprintf(p, ",%s=\"", label);
-                p = ngx_http_fanout_escape_label(p, &name);
-                p = ngx_sprintf(p, "\",result=\"%s\"} %uA\n",
-                                names ? names[k] : fanout_kind_name(k),
-                                x[j].node->counters[from + k]);
-            }
-        }
-    }
-
-    return p;
-}
-
-
-/*
- * A histogram of the batched targets' counters: n buckets from first
- * (non-cumulative in the zone, cumulative here), its sum at counter sum;
- * its count is the last cumulative bucket.
- */
-
-static u_char *
-ngx_http_fanout_prom_buckets(u_char *p, ngx_http_fanout_main_conf_t *fmcf,
-    const char *metric, const char **bounds, ngx_uint_t first, ngx_uint_t n,
-    ngx_uint_t sum, ngx_uint_t ms)
-{
+    fanout_breaker_t                 breaker;
     ngx_atomic_uint_t                v;
-    ngx_str_t                        name;
-    ngx_uint_t                       i, j, k;
-    ngx_atomic_uint_t                total;
     ngx_http_fanout_stats_loc_t     *loc;
-    ngx_http_fanout_stats_target_t  *x;
+    ngx_http_fanout_stats_target_t  *tgt;
+
+    static const char  *gauges[] = {
+        "fanout_target_breaker_state",
+        "Circuit breaker: 0 closed, 1 open, 2 half-open.",
+        "fanout_target_error_rate",
+        "Circuit breaker: failures per hundred calls over its window.",
+        "fanout_target_hedge_delay_seconds",
+        "fanout_hedge after=pN: the latest delay before a backup.",
+        "fanout_target_inflight",
+        "Calls under way now, over all workers.",
+        "fanout_target_max_inflight",
+        "The target's max_inflight (0: no cap)."
+    };
 
     loc = fmcf->locations.elts;
 
-    for (i = 0; i < fmcf->locations.nelts; i++) {
-        x = loc[i].batches.elts;
+    for (k = 0; k < sizeof(gauges) / sizeof(gauges[0]); k += 2) {
+        p = ngx_sprintf(p, "# HELP %s %s\n# TYPE %s gauge\n",
+                        gauges[k], gauges[k + 1], gauges[k]);
 
-        for (j = 0; j < loc[i].batches.nelts; j++) {
-            name.data = x[j].name.data + 1;
-            name.len = x[j].name.len - 1;
-            total = 0;
+        for (i = 0; i < fmcf->locations.nelts; i++) {
+            tgt = loc[i].targets.elts;
 
-            for (k = 0; k < n; k++) {
-                total += x[j].node->counters[first + k];
+            for (j = 0; j < loc[i].targets.nelts; j++) {
+                p = ngx_sprintf(p, "%s", gauges[k]);
+                p = ngx_http_fanout_prom_labels(p, &loc[i].name,
+                                                &tgt[j].name);
 
-                p = ngx_sprintf(p, "%s_bucket", metric);
-                p = ngx_http_fanout_prom_labels(p, &loc[i].name, &name);
-                p = ngx_sprintf(p, ",le=\"%s\"} %uA\n", bounds[k], total);
+                switch (k / 2) {
+                case 0:
+                case 1:
+                    ngx_shmtx_lock(&fmcf->shpool->mutex);
+                    breaker = tgt[j].bnode->breaker;
+                    ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+                    v = k == 0 ? breaker.state
+                               : fanout_breaker_peek(&breaker,
+                                                     ngx_current_msec,
+                                                     &requests);
+                    p = ngx_sprintf(p, "} %uA\n", v);
+                    break;
+
+                case 2:
+                    v = tgt[j].node->hedge_delay;
+                    p = ngx_sprintf(p, "} %uA.%03uA\n", v / 1000, v % 1000);
+                    break;
+
+                case 3:
+                    p = ngx_sprintf(p, "} %uA\n", tgt[j].node->inflight);
+                    break;
+
+                default:
+                    p = ngx_sprintf(p, "} %ui\n", tgt[j].max_inflight);
+                }
             }
-
-            p = ngx_sprintf(p, "%s_sum", metric);
-            p = ngx_http_fanout_prom_labels(p, &loc[i].name, &name);
-            v = x[j].node->counters[sum];
-            p = ms ? ngx_sprintf(p, "} %uA.%03uA\n", v / 1000, v % 1000)
-                   : ngx_sprintf(p, "} %uA\n", v);
-
-            p = ngx_sprintf(p, "%s_count", metric);
-            p = ngx_http_fanout_prom_labels(p, &loc[i].name, &name);
-            p = ngx_sprintf(p, "} %uA\n", total);
         }
     }
 
@@ -552,10 +398,7 @@ ngx_http_fanout_prom_buckets(u_char *p, ngx_http_fanout_main_conf_t *fmcf,
 static u_char *
 ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
 {
-    uint32_t                         requests;
-    fanout_breaker_t                 breaker;
-    ngx_uint_t                       i, j, k;
-    ngx_http_fanout_stats_t         *st;
+    ngx_uint_t                       i, j, g;
     ngx_http_fanout_stats_loc_t     *loc;
     ngx_http_fanout_stats_target_t  *tgt;
 
@@ -599,137 +442,16 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
         ngx_http_fanout_zone_used(fmcf), ngx_http_fanout_draining(fmcf),
         fmcf->sh->fleet_instances);
 
-    p = ngx_sprintf(p,
-        "# HELP fanout_requests_total Client requests to a fan-out location.\n"
-        "# TYPE fanout_requests_total counter\n");
+    /* the counters of every group but Redis, from their tables */
+    for (g = 0; g < NGX_HTTP_FANOUT_GROUP_REDIS; g++) {
+        p = ngx_http_fanout_counters_prometheus(p, fmcf, g);
 
-    for (i = 0; i < fmcf->locations.nelts; i++) {
-        p = ngx_sprintf(p, "fanout_requests_total");
-        p = ngx_http_fanout_prom_labels(p, &loc[i].name, NULL);
-        p = ngx_sprintf(p, "} %uA\n",
-                     loc[i].node->counters[NGX_HTTP_FANOUT_LOC_REQUESTS]);
+        if (g == NGX_HTTP_FANOUT_GROUP_LOCATION) {
+            p = ngx_http_fanout_status_l1_prometheus(p, fmcf);
+        }
     }
 
-    p = ngx_sprintf(p,
-        "# HELP fanout_responses_total Answers by status: 200, 502, 504, "
-        "rejected (bad input), aborted (client gone).\n"
-        "# TYPE fanout_responses_total counter\n");
-
-    p = ngx_http_fanout_prom_loc_counters(p, fmcf, "fanout_responses_total",
-                                          "status", NGX_HTTP_FANOUT_LOC_200,
-                                          NGX_HTTP_FANOUT_LOC_ABORTED + 1);
-
-    p = ngx_sprintf(p,
-        "# HELP fanout_cache_total Cache lookups (hit, miss, bypass, error, "
-        "stale, coalesced), stores (stored, skipped over max_size), "
-        "bodies keyed by their bytes (ambiguous: duplicate keys), the L1's "
-        "hits and stores, and purges.\n"
-        "# TYPE fanout_cache_total counter\n");
-
-    p = ngx_http_fanout_prom_loc_counters(p, fmcf, "fanout_cache_total",
-                                          "result",
-                                          NGX_HTTP_FANOUT_LOC_CACHE_HIT,
-                                          NGX_HTTP_FANOUT_LOC_LIMITED);
-
-    p = ngx_http_fanout_status_l1_prometheus(p, fmcf);
-
-    p = ngx_sprintf(p,
-        "# HELP fanout_limit_total fanout_limit: requests rejected, found "
-        "over a limit in dry_run, and keys evicted from a full zone.\n"
-        "# TYPE fanout_limit_total counter\n");
-
-    p = ngx_http_fanout_prom_loc_counters(p, fmcf, "fanout_limit_total",
-                                          "result",
-                                          NGX_HTTP_FANOUT_LOC_LIMITED,
-                                          NGX_HTTP_FANOUT_LOC_NCOUNTERS);
-
-    p = ngx_sprintf(p,
-        "# HELP fanout_limit_requests_total Per fanout_limit (its key and "
-        "rate): admitted, rejected, dry_run, redis_errors, unavailable.\n"
-        "# TYPE fanout_limit_requests_total counter\n");
-
-    p = ngx_http_fanout_prom_extra(p, fmcf, "fanout_limit_requests_total",
-                                   NGX_HTTP_FANOUT_STATS_LIMIT, "limit",
-                                   ngx_http_fanout_lim_counters, 0,
-                                   NGX_HTTP_FANOUT_LIM_NCOUNTERS);
-
-    p = ngx_sprintf(p,
-        "# HELP fanout_variant_requests_total Per fanout_split variant: "
-        "requests, and answers by status (200, 502, 504, other).\n"
-        "# TYPE fanout_variant_requests_total counter\n");
-
-    p = ngx_http_fanout_prom_extra(p, fmcf, "fanout_variant_requests_total",
-                                   NGX_HTTP_FANOUT_STATS_VARIANT, "variant",
-                                   ngx_http_fanout_var_counters, 0,
-                                   NGX_HTTP_FANOUT_VAR_KIND);
-
-    p = ngx_sprintf(p,
-        "# HELP fanout_variant_target_results_total Outcomes of the target "
-        "calls of a fanout_split variant.\n"
-        "# TYPE fanout_variant_target_results_total counter\n");
-
-    p = ngx_http_fanout_prom_extra(p, fmcf,
-                                   "fanout_variant_target_results_total",
-                                   NGX_HTTP_FANOUT_STATS_VARIANT, "variant",
-                                   NULL, NGX_HTTP_FANOUT_VAR_KIND,
-                                   FANOUT_NKINDS);
-
-    p = ngx_sprintf(p,
-        "# HELP fanout_shadow_results_total Per fanout_shadow: sent, agree, "
-        "disagree, shadow_error, shed, skipped, argmax_agree, "
-        "argmax_disagree, sampled, sample_errors.\n"
-        "# TYPE fanout_shadow_results_total counter\n");
-
-    p = ngx_http_fanout_prom_extra(p, fmcf, "fanout_shadow_results_total",
-                                   NGX_HTTP_FANOUT_STATS_SHADOW, "shadow",
-                                   ngx_http_fanout_sha_counters, 0,
-                                   NGX_HTTP_FANOUT_SHA_PAIRS);
-
-    p = ngx_sprintf(p,
-        "# HELP fanout_shadow_vs_primary_total Per fanout_shadow, over the "
-        "requests where both answered: pairs, the sums of both latencies "
-        "in ms, and how often the shadow was slower.\n"
-        "# TYPE fanout_shadow_vs_primary_total counter\n");
-
-    p = ngx_http_fanout_prom_extra(p, fmcf, "fanout_shadow_vs_primary_total",
-                                   NGX_HTTP_FANOUT_STATS_SHADOW, "shadow",
-                                   ngx_http_fanout_sha_counters
-                                   + NGX_HTTP_FANOUT_SHA_PAIRS,
-                                   NGX_HTTP_FANOUT_SHA_PAIRS,
-                                   NGX_HTTP_FANOUT_SHA_NCOUNTERS
-                                   - NGX_HTTP_FANOUT_SHA_PAIRS);
-
-    p = ngx_sprintf(p,
-        "# HELP fanout_batch_total Per batch= target: upstream calls made "
-        "of several calls' inputs, the inputs and calls in them, batches "
-        "that failed their calls, calls sent alone, ms waited (sum).\n"
-        "# TYPE fanout_batch_total counter\n");
-
-    p = ngx_http_fanout_prom_extra(p, fmcf, "fanout_batch_total",
-                                   NGX_HTTP_FANOUT_STATS_BATCH, "target",
-                                   ngx_http_fanout_bat_counters, 0,
-                                   NGX_HTTP_FANOUT_BAT_SIZE);
-
-    p = ngx_sprintf(p,
-        "# HELP fanout_batch_inputs Inputs per micro-batch.\n"
-        "# TYPE fanout_batch_inputs histogram\n");
-
-    p = ngx_http_fanout_prom_buckets(p, fmcf, "fanout_batch_inputs",
-                                     ngx_http_fanout_bat_sizes,
-                                     NGX_HTTP_FANOUT_BAT_SIZE,
-                                     NGX_HTTP_FANOUT_BAT_NSIZES,
-                                     NGX_HTTP_FANOUT_BAT_INPUTS, 0);
-
-    p = ngx_sprintf(p,
-        "# HELP fanout_batch_wait_seconds Time a call waited for its "
-        "batch.\n"
-        "# TYPE fanout_batch_wait_seconds histogram\n");
-
-    p = ngx_http_fanout_prom_buckets(p, fmcf, "fanout_batch_wait_seconds",
-                                     ngx_http_fanout_bat_waits_s,
-                                     NGX_HTTP_FANOUT_BAT_WAIT,
-                                     NGX_HTTP_FANOUT_BAT_NWAITS,
-                                     NGX_HTTP_FANOUT_BAT_WAIT_MS, 1);
+    p = ngx_http_fanout_status_target_gauges(p, fmcf);
 
     p = ngx_sprintf(p,
         "# HELP fanout_latency_seconds Time from the fan-out's start to "
@@ -742,220 +464,6 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
     }
 
     p = ngx_sprintf(p,
-        "# HELP fanout_target_requests_total Calls made to a target.\n"
-        "# TYPE fanout_target_requests_total counter\n");
-
-    for (i = 0; i < fmcf->locations.nelts; i++) {
-        tgt = loc[i].targets.elts;
-
-        for (j = 0; j < loc[i].targets.nelts; j++) {
-            p = ngx_sprintf(p, "fanout_target_requests_total");
-            p = ngx_http_fanout_prom_labels(p, &loc[i].name, &tgt[j].name);
-            p = ngx_sprintf(p, "} %uA\n",
-                        tgt[j].node->counters[NGX_HTTP_FANOUT_TGT_REQUESTS]);
-        }
-    }
-
-    p = ngx_sprintf(p,
-        "# HELP fanout_target_results_total Target calls by outcome.\n"
-        "# TYPE fanout_target_results_total counter\n");
-
-    for (i = 0; i < fmcf->locations.nelts; i++) {
-        tgt = loc[i].targets.elts;
-
-        for (j = 0; j < loc[i].targets.nelts; j++) {
-            for (k = 0; k < FANOUT_NKINDS; k++) {
-                p = ngx_sprintf(p, "fanout_target_results_total");
-                p = ngx_http_fanout_prom_labels(p, &loc[i].name,
-                                                &tgt[j].name);
-                p = ngx_sprintf(p, ",result=\"%s\"} %uA\n",
-                             fanout_kind_name(k),
-                             tgt[j].node->counters[NGX_HTTP_FANOUT_TGT_KIND
-                                                   + k]);
-            }
-        }
-    }
-
-    p = ngx_sprintf(p,
-        "# HELP fanout_target_cancelled_total Calls cut off after their "
-        "timeout or once the answer was sent.\n"
-        "# TYPE fanout_target_cancelled_total counter\n");
-
-    for (i = 0; i < fmcf->locations.nelts; i++) {
-        tgt = loc[i].targets.elts;
-
-        for (j = 0; j < loc[i].targets.nelts; j++) {
-            p = ngx_sprintf(p, "fanout_target_cancelled_total");
-            p = ngx_http_fanout_prom_labels(p, &loc[i].name, &tgt[j].name);
-            p = ngx_sprintf(p, "} %uA\n",
-                       tgt[j].node->counters[NGX_HTTP_FANOUT_TGT_CANCELLED]);
-        }
-    }
-
-    p = ngx_sprintf(p,
-        "# HELP fanout_target_breaker_state Circuit breaker: 0 closed, "
-        "1 open, 2 half-open.\n"
-        "# TYPE fanout_target_breaker_state gauge\n");
-
-    for (i = 0; i < fmcf->locations.nelts; i++) {
-        tgt = loc[i].targets.elts;
-
-        for (j = 0; j < loc[i].targets.nelts; j++) {
-            p = ngx_sprintf(p, "fanout_target_breaker_state");
-            p = ngx_http_fanout_prom_labels(p, &loc[i].name, &tgt[j].name);
-            p = ngx_sprintf(p, "} %uD\n", tgt[j].bnode->breaker.state);
-        }
-    }
-
-    p = ngx_sprintf(p,
-        "# HELP fanout_target_error_rate Circuit breaker: failures per "
-        "hundred calls over its window.\n"
-        "# TYPE fanout_target_error_rate gauge\n");
-
-    for (i = 0; i < fmcf->locations.nelts; i++) {
-        tgt = loc[i].targets.elts;
-
-        for (j = 0; j < loc[i].targets.nelts; j++) {
-            ngx_shmtx_lock(&fmcf->shpool->mutex);
-            breaker = tgt[j].bnode->breaker;
-            ngx_shmtx_unlock(&fmcf->shpool->mutex);
-
-            p = ngx_sprintf(p, "fanout_target_error_rate");
-            p = ngx_http_fanout_prom_labels(p, &loc[i].name, &tgt[j].name);
-            p = ngx_sprintf(p, "} %uD\n",
-                            fanout_breaker_peek(&breaker, ngx_current_msec,
-                                                &requests));
-        }
-    }
-
-    p = ngx_sprintf(p,
-        "# HELP fanout_target_fallback_total Calls to a target's fallback= "
-        "(called) and those that answered (ok).\n"
-        "# TYPE fanout_target_fallback_total counter\n");
-
-    for (i = 0; i < fmcf->locations.nelts; i++) {
-        tgt = loc[i].targets.elts;
-
-        for (j = 0; j < loc[i].targets.nelts; j++) {
-            for (k = 0; k < 2; k++) {
-                p = ngx_sprintf(p, "fanout_target_fallback_total");
-                p = ngx_http_fanout_prom_labels(p, &loc[i].name,
-                                                &tgt[j].name);
-                p = ngx_sprintf(p, ",result=\"%s\"} %uA\n",
-                       k ? "ok" : "called",
-                       tgt[j].node->counters[NGX_HTTP_FANOUT_TGT_FALLBACK
-                                             + k]);
-            }
-        }
-    }
-
-    p = ngx_sprintf(p,
-        "# HELP fanout_target_retries_total fanout_retry: attempts tried "
-        "again (tried), calls a retry answered (won), retries the budget "
-        "refused (denied).\n"
-        "# TYPE fanout_target_retries_total counter\n");
-
-    for (i = 0; i < fmcf->locations.nelts; i++) {
-        tgt = loc[i].targets.elts;
-
-        for (j = 0; j < loc[i].targets.nelts; j++) {
-            for (k = 0; k < 3; k++) {
-                p = ngx_sprintf(p, "fanout_target_retries_total");
-                p = ngx_http_fanout_prom_labels(p, &loc[i].name,
-                                                &tgt[j].name);
-                p = ngx_sprintf(p, ",result=\"%s\"} %uA\n",
-                       k == 0 ? "tried" : k == 1 ? "won" : "denied",
-                       tgt[j].node->counters[NGX_HTTP_FANOUT_TGT_RETRIES
-                                             + k]);
-            }
-        }
-    }
-
-    p = ngx_sprintf(p,
-        "# HELP fanout_target_hedges_total fanout_hedge: backup attempts "
-        "sent (sent), calls a backup answered (won), backups the budget "
-        "refused (denied).\n"
-        "# TYPE fanout_target_hedges_total counter\n");
-
-    for (i = 0; i < fmcf->locations.nelts; i++) {
-        tgt = loc[i].targets.elts;
-
-        for (j = 0; j < loc[i].targets.nelts; j++) {
-            for (k = 0; k < 3; k++) {
-                p = ngx_sprintf(p, "fanout_target_hedges_total");
-                p = ngx_http_fanout_prom_labels(p, &loc[i].name,
-                                                &tgt[j].name);
-                p = ngx_sprintf(p, ",result=\"%s\"} %uA\n",
-                       k == 0 ? "sent" : k == 1 ? "won" : "denied",
-                       tgt[j].node->counters[NGX_HTTP_FANOUT_TGT_HEDGES
-                                             + k]);
-            }
-        }
-    }
-
-    p = ngx_sprintf(p,
-        "# HELP fanout_target_hedge_delay_seconds fanout_hedge after=pN: "
-        "the latest delay before a backup.\n"
-        "# TYPE fanout_target_hedge_delay_seconds gauge\n");
-
-    for (i = 0; i < fmcf->locations.nelts; i++) {
-        tgt = loc[i].targets.elts;
-
-        for (j = 0; j < loc[i].targets.nelts; j++) {
-            p = ngx_sprintf(p, "fanout_target_hedge_delay_seconds");
-            p = ngx_http_fanout_prom_labels(p, &loc[i].name, &tgt[j].name);
-            p = ngx_sprintf(p, "} %uA.%03uA\n",
-                            tgt[j].node->hedge_delay / 1000,
-                            tgt[j].node->hedge_delay % 1000);
-        }
-    }
-
-    for (k = 0; k < 2; k++) {
-        p = ngx_sprintf(p, "%s",
-            k == 0
-            ? "# HELP fanout_target_inflight Calls under way now, over all "
-              "workers.\n# TYPE fanout_target_inflight gauge\n"
-            : "# HELP fanout_target_max_inflight The target's max_inflight "
-              "(0: no cap).\n# TYPE fanout_target_max_inflight gauge\n");
-
-        for (i = 0; i < fmcf->locations.nelts; i++) {
-            tgt = loc[i].targets.elts;
-
-            for (j = 0; j < loc[i].targets.nelts; j++) {
-                p = ngx_sprintf(p, "%s", k == 0 ? "fanout_target_inflight"
-                                                : "fanout_target_max_inflight");
-                p = ngx_http_fanout_prom_labels(p, &loc[i].name,
-                                                &tgt[j].name);
-                p = ngx_sprintf(p, "} %uA\n",
-                                k == 0 ? tgt[j].node->inflight
-                                       : (ngx_atomic_uint_t)
-                                         tgt[j].max_inflight);
-            }
-        }
-    }
-
-    p = ngx_sprintf(p,
-        "# HELP fanout_target_cache_total Per-target cache lookups "
-        "(level=target).\n"
-        "# TYPE fanout_target_cache_total counter\n");
-
-    for (i = 0; i < fmcf->locations.nelts; i++) {
-        tgt = loc[i].targets.elts;
-
-        for (j = 0; j < loc[i].targets.nelts; j++) {
-            for (k = 0; k < 2; k++) {
-                p = ngx_sprintf(p, "fanout_target_cache_total");
-                p = ngx_http_fanout_prom_labels(p, &loc[i].name,
-                                                &tgt[j].name);
-                p = ngx_sprintf(p, ",result=\"%s\"} %uA\n",
-                       k ? "miss" : "hit",
-                       tgt[j].node->counters[NGX_HTTP_FANOUT_TGT_CACHE_HIT
-                                             + k]);
-            }
-        }
-    }
-
-    p = ngx_sprintf(p,
         "# HELP fanout_target_latency_seconds Time a target took to answer.\n"
         "# TYPE fanout_target_latency_seconds histogram\n");
 
@@ -963,17 +471,18 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
         tgt = loc[i].targets.elts;
 
         for (j = 0; j < loc[i].targets.nelts; j++) {
-            st = tgt[j].node;
             p = ngx_http_fanout_stats_prom_histogram(p,
                                                "fanout_target_latency_seconds",
-                                               &loc[i].name, &tgt[j].name, st);
+                                               &loc[i].name, &tgt[j].name,
+                                               tgt[j].node);
         }
     }
 
     p = ngx_http_fanout_runtime_prometheus(p, fmcf);
 
     if (fmcf->redis_stats) {
-        p = ngx_http_fanout_redis_status_prometheus(p, fmcf->redis_stats);
+        p = ngx_http_fanout_counters_prometheus(p, fmcf,
+                                                NGX_HTTP_FANOUT_GROUP_REDIS);
         p = ngx_sprintf(p,
             "# HELP fanout_redis_latency_seconds Time to a Redis reply.\n"
             "# TYPE fanout_redis_latency_seconds histogram\n");
@@ -987,21 +496,11 @@ ngx_http_fanout_status_prometheus(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
 }
 
 
-/* the most lines a limit's, variant's, shadow's or batch's node writes */
-static const ngx_uint_t  ngx_http_fanout_extra_lines[] = {
-    0,
-    NGX_HTTP_FANOUT_LIM_NCOUNTERS + 2,
-    NGX_HTTP_FANOUT_VAR_NCOUNTERS + NGX_HTTP_FANOUT_NBUCKETS + 6,
-    NGX_HTTP_FANOUT_SHA_NCOUNTERS + NGX_HTTP_FANOUT_NBUCKETS + 6,
-    NGX_HTTP_FANOUT_BAT_NCOUNTERS + 4
-};
-
-
 static size_t
 ngx_http_fanout_status_size(ngx_http_fanout_main_conf_t *fmcf)
 {
     size_t                           size, names;
-    ngx_uint_t                       i, j, k;
+    ngx_uint_t                       i, j, g, lines;
     ngx_array_t                     *a;
     ngx_http_fanout_stats_loc_t     *loc;
     ngx_http_fanout_stats_target_t  *tgt;
@@ -1009,36 +508,34 @@ ngx_http_fanout_status_size(ngx_http_fanout_main_conf_t *fmcf)
     /*
      * An upper bound: every line of either format is under 128 bytes
      * besides its names, and escaping at most sextuples a name (\u00XX).
+     * A node writes its table's lines (ngx_http_fanout_counters_lines),
+     * its latency histogram's, and the few that are not counters.
      */
 
-    size = 4096 + ngx_http_fanout_redis_status_size()
-           + 12 * fmcf->instance.len
-           + 2 * ngx_http_fanout_runtime_json_size(fmcf);
+    size = 4096 + 12 * fmcf->instance.len
+           + 2 * ngx_http_fanout_runtime_json_size(fmcf)
+           + 128 * (ngx_http_fanout_counters_lines(NGX_HTTP_FANOUT_GROUP_REDIS)
+                    + NGX_HTTP_FANOUT_NBUCKETS + 8);
     loc = fmcf->locations.elts;
 
     for (i = 0; i < fmcf->locations.nelts; i++) {
-        size += (NGX_HTTP_FANOUT_NBUCKETS + NGX_HTTP_FANOUT_NCOUNTERS + 24)
-                * (128 + 6 * loc[i].name.len);
+        lines = ngx_http_fanout_counters_lines(NGX_HTTP_FANOUT_GROUP_LOCATION)
+                + NGX_HTTP_FANOUT_NBUCKETS + 24;
+        size += lines * (128 + 6 * loc[i].name.len);
 
-        tgt = loc[i].targets.elts;
-
-        for (j = 0; j < loc[i].targets.nelts; j++) {
-            names = 6 * (loc[i].name.len + tgt[j].name.len);
-            size += (NGX_HTTP_FANOUT_NBUCKETS + FANOUT_NKINDS + 34)
-                    * (128 + names);
-        }
-
-        /* limits, variants, shadows, batches: their lines each */
-        for (k = NGX_HTTP_FANOUT_STATS_LIMIT;
-             k <= NGX_HTTP_FANOUT_STATS_BATCH;
-             k++)
+        for (g = NGX_HTTP_FANOUT_GROUP_LIMIT;
+             g <= NGX_HTTP_FANOUT_GROUP_TARGET;
+             g++)
         {
-            a = ngx_http_fanout_stats_extras(&loc[i], k);
+            a = g == NGX_HTTP_FANOUT_GROUP_TARGET
+                ? &loc[i].targets : ngx_http_fanout_stats_extras(&loc[i], g);
             tgt = a->elts;
+            lines = ngx_http_fanout_counters_lines(g)
+                    + NGX_HTTP_FANOUT_NBUCKETS + 24;
 
             for (j = 0; j < a->nelts; j++) {
                 names = 6 * (loc[i].name.len + tgt[j].name.len);
-                size += ngx_http_fanout_extra_lines[k] * (128 + names);
+                size += lines * (128 + names);
             }
         }
     }
@@ -1107,6 +604,21 @@ ngx_http_fanout_status_html(ngx_http_request_t *r)
 }
 
 
+static ngx_int_t
+ngx_http_fanout_status_fields(ngx_http_request_t *r)
+{
+    ngx_str_t  type, doc;
+
+    if (ngx_http_fanout_counters_fields(r->pool, &doc) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_str_set(&type, "application/json");
+
+    return ngx_http_fanout_send(r, NGX_HTTP_OK, &type, doc.data, doc.len);
+}
+
+
 ngx_int_t
 ngx_http_fanout_status_handler(ngx_http_request_t *r)
 {
@@ -1135,13 +647,19 @@ ngx_http_fanout_status_handler(ngx_http_request_t *r)
     format = flcf->status_format;
 
     if (ngx_http_arg(r, (u_char *) "format", 6, &arg) == NGX_OK) {
+
+        /* what each counter is: the tables the views are printed from */
+        if (arg.len == 6 && ngx_strncmp(arg.data, "fields", 6) == 0) {
+            return ngx_http_fanout_status_fields(r);
+        }
+
         format = ngx_http_fanout_status_format(&arg);
 
         if (format == 0) {
             return ngx_http_fanout_send_error(r, NGX_HTTP_BAD_REQUEST,
                                               "bad_format",
-                                              "format= is json, prometheus "
-                                              "or html");
+                                              "format= is json, prometheus, "
+                                              "html or fields");
         }
     }
 

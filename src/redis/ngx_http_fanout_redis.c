@@ -113,17 +113,6 @@ static ngx_uint_t                      ngx_http_fanout_redis_next;
 static ngx_http_fanout_stats_t        *ngx_http_fanout_redis_stats;
 static time_t                          ngx_http_fanout_redis_logged;
 
-static const char  *ngx_http_fanout_redis_errors[] = {
-    "ok", "down", "timeout", "reply_error", "connect", "auth", "closed"
-};
-
-
-/* counters in the "redis" node of the zone */
-#define NGX_HTTP_FANOUT_REDIS_COMMANDS   NGX_HTTP_FANOUT_REDIS_NERRORS
-#define NGX_HTTP_FANOUT_REDIS_CONNECTS   (NGX_HTTP_FANOUT_REDIS_NERRORS + 1)
-#define NGX_HTTP_FANOUT_REDIS_READY_NOW  (NGX_HTTP_FANOUT_REDIS_NERRORS + 2)
-
-
 char *
 ngx_http_fanout_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -1692,73 +1681,10 @@ ngx_http_fanout_redis_exit_process(ngx_cycle_t *cycle)
 }
 
 
-/* status */
-
-size_t
-ngx_http_fanout_redis_status_size(void)
-{
-    return 2048 + 64 * NGX_HTTP_FANOUT_NBUCKETS;
-}
-
-
 /* fanout_health: connections ready now, over all workers */
 
 ngx_uint_t
 ngx_http_fanout_redis_ready_now(ngx_http_fanout_stats_t *st)
 {
     return (ngx_uint_t) st->counters[NGX_HTTP_FANOUT_REDIS_READY_NOW];
-}
-
-
-u_char *
-ngx_http_fanout_redis_status_json(u_char *p, ngx_http_fanout_stats_t *st)
-{
-    ngx_uint_t  k;
-
-    p = ngx_sprintf(p, "\"redis\":{\"commands\":%uA,\"connects\":%uA,"
-                    "\"connections\":%uA,\"errors\":{",
-                    st->counters[NGX_HTTP_FANOUT_REDIS_COMMANDS],
-                    st->counters[NGX_HTTP_FANOUT_REDIS_CONNECTS],
-                    st->counters[NGX_HTTP_FANOUT_REDIS_READY_NOW]);
-
-    for (k = 1; k < NGX_HTTP_FANOUT_REDIS_NERRORS; k++) {
-        p = ngx_sprintf(p, "%s\"%s\":%uA", k == 1 ? "" : ",",
-                        ngx_http_fanout_redis_errors[k], st->counters[k]);
-    }
-
-    p = ngx_sprintf(p, "},");
-    p = ngx_http_fanout_stats_json_histogram(p, st);
-
-    return ngx_sprintf(p, "}");
-}
-
-
-u_char *
-ngx_http_fanout_redis_status_prometheus(u_char *p, ngx_http_fanout_stats_t *st)
-{
-    ngx_uint_t  k;
-
-    p = ngx_sprintf(p,
-        "# HELP fanout_redis_commands_total Commands sent to Redis.\n"
-        "# TYPE fanout_redis_commands_total counter\n"
-        "fanout_redis_commands_total %uA\n"
-        "# HELP fanout_redis_connects_total Connections made to Redis.\n"
-        "# TYPE fanout_redis_connects_total counter\n"
-        "fanout_redis_connects_total %uA\n"
-        "# HELP fanout_redis_connections Connections ready, all workers.\n"
-        "# TYPE fanout_redis_connections gauge\n"
-        "fanout_redis_connections %uA\n"
-        "# HELP fanout_redis_errors_total Redis failures by kind; each one "
-        "was served without the cache.\n"
-        "# TYPE fanout_redis_errors_total counter\n",
-        st->counters[NGX_HTTP_FANOUT_REDIS_COMMANDS],
-        st->counters[NGX_HTTP_FANOUT_REDIS_CONNECTS],
-        st->counters[NGX_HTTP_FANOUT_REDIS_READY_NOW]);
-
-    for (k = 1; k < NGX_HTTP_FANOUT_REDIS_NERRORS; k++) {
-        p = ngx_sprintf(p, "fanout_redis_errors_total{kind=\"%s\"} %uA\n",
-                        ngx_http_fanout_redis_errors[k], st->counters[k]);
-    }
-
-    return p;
 }

@@ -27,6 +27,12 @@ typedef enum {
 } ngx_http_fanout_redis_error_e;
 
 
+/* the "redis" node's counters after the errors' */
+#define NGX_HTTP_FANOUT_REDIS_COMMANDS   NGX_HTTP_FANOUT_REDIS_NERRORS
+#define NGX_HTTP_FANOUT_REDIS_CONNECTS   (NGX_HTTP_FANOUT_REDIS_NERRORS + 1)
+#define NGX_HTTP_FANOUT_REDIS_READY_NOW  (NGX_HTTP_FANOUT_REDIS_NERRORS + 2)
+
+
 typedef struct {
     ngx_str_t                   host;      /* an address, NUL-terminated */
     in_port_t                   port;
@@ -95,11 +101,6 @@ ngx_http_fanout_redis_op_t *ngx_http_fanout_redis_eval(ngx_log_t *log,
 void ngx_http_fanout_redis_cancel(ngx_http_fanout_redis_op_t *op);
 
 ngx_uint_t ngx_http_fanout_redis_ready_now(ngx_http_fanout_stats_t *st);
-u_char *ngx_http_fanout_redis_status_json(u_char *p,
-    ngx_http_fanout_stats_t *st);
-u_char *ngx_http_fanout_redis_status_prometheus(u_char *p,
-    ngx_http_fanout_stats_t *st);
-size_t ngx_http_fanout_redis_status_size(void);
 
 
 

@@ -49,7 +49,7 @@ CORE        := $(wildcard src/core/fanout_*.c)
 
 .PHONY: all deps deps-build check-deps build test unit test-asan leak-check demo bench \
         dashboard check-dashboard screenshot \
-        bench-cost bench-cpu bench-mean bench-tail bench-batch bench-conns lint clean build-static test-static test-compat \
+        bench-cost bench-json bench-cpu bench-mean bench-tail bench-batch bench-conns lint clean build-static test-static test-compat \
         fuzz fuzz-ci deps-fuzz
 
 all: build
@@ -241,6 +241,10 @@ bench: deps build
 # a limit and a breaker: instructions per request under callgrind
 bench-cost: deps build
 	./bench/cost
+
+# the JSON readers: the scanner against jansson, instructions per document
+bench-json:
+	./bench/json-cost.sh
 
 # the same: a worker's CPU time (user and kernel) per request
 bench-cpu: deps build

@@ -111,7 +111,7 @@ for my $bad (['{"location":"/p","weights":{"v1":50,"v2":40}}', 400, 'bad_weights
              ['{"location":"/p","weights":{"v1":60,"v2":50}}', 400, 'bad_weights', 'weights over 100'],
              ['{"location":"/p","weights":{"v1":100}}', 400, 'bad_weights', 'a variant left out'],
              ['{"location":"/p","weights":{"v1":50,"v3":50}}', 404, 'unknown_variant', 'an unknown variant'],
-             ['{"location":"/p","weights":{"v1":50,"v1":50}}', 400, 'bad_weights', 'a variant twice'],
+             ['{"location":"/p","weights":{"v1":50,"v1":50}}', 400, 'bad_request', 'a variant twice'],
              ['{"location":"/p","weights":{"v1":"50","v2":50}}', 400, 'bad_value', 'a weight as a string'],
              ['{"location":"/p","weights":{"v1":33.333,"v2":66.667}}', 400, 'bad_value', 'three decimals'],
              ['{"location":"/p","weights":{"v1":-10,"v2":110}}', 400, 'bad_value', 'a negative weight'],
@@ -131,7 +131,17 @@ for my $bad (['{"location":"/p","weights":{"v1":50,"v2":40}}', 400, 'bad_weights
              ['{"location":"/p","draining":true}', 400, 'bad_request', 'draining with a location'],
              ['{"location":"/p","colour":"red"}', 400, 'unknown_field', 'an unknown field'],
              ['{"location":5,"weights":{"v1":50,"v2":50}}', 400, 'bad_value', 'a location not a string'],
-             ['{"location":"/p","weights":{"v1":50,"v2":50}', 400, 'bad_json', 'bad JSON'])
+             ['{"location":"/p","weights":{"v1":50,"v2":50}', 400, 'bad_json', 'bad JSON'],
+             # jansson reads the body: what it refuses is refused whole
+             ['{"location":"/p","location":"/q","weights":"config"}', 400, 'bad_request', 'a field twice'],
+             ['{"location":"/p","ramp":{"steps":"50%","steps":"100%","every":"1m"}}', 400, 'bad_request', "a ramp's field twice"],
+             ['{"location":"/p\\u0000x","weights":"config"}', 400, 'bad_json', 'a NUL in a string'],
+             ["{\"location\":\"/p\xff\",\"weights\":\"config\"}", 400, 'bad_json', 'not UTF-8'],
+             ['[' x 30000 . ']' x 30000, 400, 'bad_json', 'nested 30,000 deep'],
+             ['5', 400, 'bad_request', 'a number, not an object'],
+             ['{"location":"/p","weights":{"v1":1e400,"v2":50}}', 400, 'bad_json', 'a number out of range'],
+             ['{"location":"/p","ramp":{"steps":"5%,100%","every":"1m","speed":2}}', 400, 'unknown_field', "a ramp's unknown field"],
+             ['{"location":"/p","purge":{"target":""}}', 400, 'bad_value', 'a purge of no target'])
 {
     my ($body, $code, $err, $name) = @$bad;
     my $r = api($body);
@@ -144,6 +154,8 @@ $st = state();
 is($st->{version}, $v0, 'nothing changed: the version is the same');
 is($st->{locations}{'/p'}{split}{source}, 'config', 'and the split as configured');
 is($t->redis_cli('r', 'HLEN', 'fanout:runtime'), 0, 'nothing written to Redis');
+like($t->error_log, qr/\[info\].*fanout_api: body at \d+: duplicate object key/,
+     "jansson's reason is logged");
 
 # --- weights, on one instance, seen on both
 

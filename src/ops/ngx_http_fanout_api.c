@@ -12,6 +12,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include <jansson.h>
 
 #include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
@@ -29,7 +30,6 @@
 
 /* a change is a few fields: more is not a change */
 #define NGX_HTTP_FANOUT_API_MAX_BODY  65536
-#define NGX_HTTP_FANOUT_API_MAX_KEYS  16
 
 
 static void ngx_http_fanout_api_body(ngx_http_request_t *r);
@@ -195,37 +195,81 @@ ngx_http_fanout_api_written(void *data, ngx_int_t version)
 }
 
 
-/* a JSON string's contents, unescaped into the pool */
+/*
+ * A change's body is a document, not the request path: jansson reads it
+ * (duplicate keys refused), and each kind of change is checked by its own
+ * function below into a ngx_http_fanout_rt_change_t, or refused with the
+ * status, error and message of ps.
+ */
+
+typedef struct {
+    ngx_http_request_t           *request;
+    ngx_int_t                     status;
+    const char                   *error;
+    const char                   *message;
+} ngx_http_fanout_api_parse_t;
+
+
+static ngx_inline ngx_int_t
+ngx_http_fanout_api_refuse(ngx_http_fanout_api_parse_t *ps, ngx_int_t status,
+    const char *error, const char *message)
+{
+    ps->status = status;
+    ps->error = error;
+    ps->message = message;
+
+    return NGX_DECLINED;
+}
+
+
+/* a JSON string into the pool; NGX_DECLINED: not a string */
 
 static ngx_int_t
-ngx_http_fanout_api_string(ngx_http_request_t *r, fanout_span_t *v,
+ngx_http_fanout_api_string(ngx_http_fanout_api_parse_t *ps, json_t *v,
     ngx_str_t *out)
 {
-    if (v->len < 2 || v->p[0] != '"') {
+    if (!json_is_string(v)) {
         return NGX_DECLINED;
     }
 
-    out->data = ngx_pnalloc(r->pool, v->len);
+    out->len = json_string_length(v);
+    out->data = ngx_pnalloc(ps->request->pool, out->len + 1);
+
     if (out->data == NULL) {
         return NGX_ERROR;
     }
 
-    out->len = fanout_json_unescape(v->p + 1, v->p + v->len - 1,
-                                    (char *) out->data);
+    ngx_memcpy(out->data, json_string_value(v), out->len);
+    out->data[out->len] = '\0';
 
     return NGX_OK;
+}
+
+
+/* a JSON string equal to s */
+
+static ngx_inline ngx_uint_t
+ngx_http_fanout_api_is(json_t *v, const char *s)
+{
+    return json_is_string(v) && ngx_strcmp(json_string_value(v), s) == 0;
 }
 
 
 /* 0 to 100 with at most two decimals, in hundredths; -1 otherwise */
 
 static ngx_int_t
-ngx_http_fanout_api_share(fanout_span_t *v)
+ngx_http_fanout_api_share(json_t *v)
 {
     double     d, x;
     ngx_int_t  n;
 
-    if (fanout_json_number(v, &d) != 0 || !(d >= 0 && d <= 100)) {
+    if (!json_is_number(v)) {
+        return -1;
+    }
+
+    d = json_number_value(v);
+
+    if (!(d >= 0 && d <= 100)) {
         return -1;
     }
 
@@ -236,30 +280,416 @@ ngx_http_fanout_api_share(fanout_span_t *v)
 }
 
 
-#define NGX_HTTP_FANOUT_API_DRAINING  0
-#define NGX_HTTP_FANOUT_API_LOCATION  1
-#define NGX_HTTP_FANOUT_API_WEIGHTS   2
-#define NGX_HTTP_FANOUT_API_SHADOW    3
-#define NGX_HTTP_FANOUT_API_PERCENT   4
-#define NGX_HTTP_FANOUT_API_TARGET    5
-#define NGX_HTTP_FANOUT_API_BREAKER   6
-#define NGX_HTTP_FANOUT_API_ENABLED   7
-#define NGX_HTTP_FANOUT_API_RAMP      8
-#define NGX_HTTP_FANOUT_API_PURGE     9
-#define NGX_HTTP_FANOUT_API_NFIELDS   10
+/* {"weights":{"v1":50,...}} or "config" */
 
-static ngx_str_t  ngx_http_fanout_api_fields[] = {
-    ngx_string("\"draining\""),
-    ngx_string("\"location\""),
-    ngx_string("\"weights\""),
-    ngx_string("\"shadow\""),
-    ngx_string("\"percent\""),
-    ngx_string("\"target\""),
-    ngx_string("\"breaker\""),
-    ngx_string("\"enabled\""),
-    ngx_string("\"ramp\""),
-    ngx_string("\"purge\"")
+static ngx_int_t
+ngx_http_fanout_api_weights(ngx_http_fanout_api_parse_t *ps, json_t *v,
+    ngx_http_fanout_rt_change_t *ch)
+{
+    json_t      *share;
+    ngx_int_t    n;
+    ngx_uint_t   k;
+    const char  *name;
+
+    if (ngx_http_fanout_api_is(v, "config")) {
+        ch->what = NGX_HTTP_FANOUT_RT_CONFIG;
+        return NGX_OK;
+    }
+
+    if (!json_is_object(v) || json_object_size(v) == 0
+        || json_object_size(v) > FANOUT_SPLIT_MAX_VARIANTS)
+    {
+        return ngx_http_fanout_api_refuse(ps, NGX_HTTP_BAD_REQUEST,
+                   "bad_value", "\\\"weights\\\" is an object of variants "
+                   "and their percentages, or \\\"config\\\"");
+    }
+
+    ch->what = NGX_HTTP_FANOUT_RT_WEIGHTS;
+    k = 0;
+
+    json_object_foreach(v, name, share) {
+        n = ngx_http_fanout_api_share(share);
+
+        if (n < 0) {
+            return ngx_http_fanout_api_refuse(ps, NGX_HTTP_BAD_REQUEST,
+                       "bad_value", "a weight is a percentage from 0 to 100 "
+                       "with at most two decimals");
+        }
+
+        ch->names[k].len = ngx_strlen(name);
+        ch->names[k].data = ngx_pnalloc(ps->request->pool,
+                                        ch->names[k].len + 1);
+        if (ch->names[k].data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(ch->names[k].data, name, ch->names[k].len + 1);
+        ch->shares[k++] = (uint32_t) n;
+    }
+
+    ch->nshares = k;
+
+    return NGX_OK;
+}
+
+
+/* {"shadow":NAME,"percent":5} or "config" */
+
+static ngx_int_t
+ngx_http_fanout_api_percent(ngx_http_fanout_api_parse_t *ps, json_t *name,
+    json_t *v, ngx_http_fanout_rt_change_t *ch)
+{
+    ngx_int_t  rc, n;
+
+    ch->what = NGX_HTTP_FANOUT_RT_PERCENT;
+
+    rc = ngx_http_fanout_api_string(ps, name, &ch->name);
+    if (rc != NGX_OK) {
+        return rc == NGX_ERROR ? NGX_ERROR
+               : ngx_http_fanout_api_refuse(ps, NGX_HTTP_BAD_REQUEST,
+                     "bad_value", "\\\"shadow\\\" is a string");
+    }
+
+    if (ngx_http_fanout_api_is(v, "config")) {
+        ch->value = NGX_HTTP_FANOUT_RT_AS_CONFIGURED;
+        return NGX_OK;
+    }
+
+    n = ngx_http_fanout_api_share(v);
+
+    if (n < 0) {
+        return ngx_http_fanout_api_refuse(ps, NGX_HTTP_BAD_REQUEST,
+                   "bad_value", "\\\"percent\\\" is from 0 to 100 with at "
+                   "most two decimals, or \\\"config\\\"");
+    }
+
+    ch->value = (ngx_uint_t) n;
+
+    return NGX_OK;
+}
+
+
+/* {"target":T,"breaker":"open|closed|auto"} or {"target":T,"enabled":B} */
+
+static ngx_int_t
+ngx_http_fanout_api_target(ngx_http_fanout_api_parse_t *ps, json_t *name,
+    json_t *breaker, json_t *enabled, ngx_http_fanout_rt_change_t *ch)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_fanout_api_string(ps, name, &ch->name);
+    if (rc != NGX_OK) {
+        return rc == NGX_ERROR ? NGX_ERROR
+               : ngx_http_fanout_api_refuse(ps, NGX_HTTP_BAD_REQUEST,
+                     "bad_value", "\\\"target\\\" is a string");
+    }
+
+    if (enabled) {
+        ch->what = NGX_HTTP_FANOUT_RT_TARGET;
+
+        if (!json_is_boolean(enabled)) {
+            return ngx_http_fanout_api_refuse(ps, NGX_HTTP_BAD_REQUEST,
+                       "bad_value", "\\\"enabled\\\" is true or false");
+        }
+
+        ch->value = json_is_true(enabled);
+        return NGX_OK;
+    }
+
+    ch->what = NGX_HTTP_FANOUT_RT_BREAKER;
+
+    if (ngx_http_fanout_api_is(breaker, "auto")) {
+        ch->value = 0;
+
+    } else if (ngx_http_fanout_api_is(breaker, "open")) {
+        ch->value = 1;
+
+    } else if (ngx_http_fanout_api_is(breaker, "closed")) {
+        ch->value = 2;
+
+    } else {
+        return ngx_http_fanout_api_refuse(ps, NGX_HTTP_BAD_REQUEST,
+                   "bad_value", "\\\"breaker\\\" is \\\"open\\\", "
+                   "\\\"closed\\\" or \\\"auto\\\"");
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * {"ramp":"rollback|restart|off"} or a ramp: {"steps":..., "every":...,
+ * ["rollback_if":...,] ["candidate":...,] ["min_requests":N]}
+ */
+
+static ngx_int_t
+ngx_http_fanout_api_ramp(ngx_http_fanout_api_parse_t *ps, json_t *v,
+    ngx_http_fanout_rt_change_t *ch)
+{
+    double       d;
+    json_t      *x;
+    ngx_str_t    every, *to;
+    ngx_int_t    ms;
+    const char  *key;
+
+    if (json_is_string(v)) {
+        if (ngx_http_fanout_api_is(v, "rollback")) {
+            ch->what = NGX_HTTP_FANOUT_RT_ROLLBACK;
+
+        } else if (ngx_http_fanout_api_is(v, "restart")) {
+            ch->what = NGX_HTTP_FANOUT_RT_RESTART;
+
+        } else if (ngx_http_fanout_api_is(v, "off")) {
+            ch->what = NGX_HTTP_FANOUT_RT_RAMP_OFF;
+
+        } else {
+            return ngx_http_fanout_api_refuse(ps, NGX_HTTP_BAD_REQUEST,
+                       "bad_value", "\\\"ramp\\\" is \\\"rollback\\\", "
+                       "\\\"restart\\\", \\\"off\\\" or a ramp");
+        }
+
+        return NGX_OK;
+    }
+
+    if (!json_is_object(v) || json_object_size(v) == 0) {
+        return ngx_http_fanout_api_refuse(ps, NGX_HTTP_BAD_REQUEST,
+                   "bad_value", "\\\"ramp\\\" is \\\"rollback\\\", "
+                   "\\\"restart\\\", \\\"off\\\" or an object with "
+                   "\\\"steps\\\" and \\\"every\\\"");
+    }
+
+    ch->what = NGX_HTTP_FANOUT_RT_RAMP_SET;
+    ngx_str_null(&every);
+
+    json_object_foreach(v, key, x) {
+
+        if (ngx_strcmp(key, "min_requests") == 0) {
+            d = json_is_number(x) ? json_number_value(x) : 0;
+
+            if (!(d >= 1 && d <= 1000000000) || d != (ngx_uint_t) d) {
+                return ngx_http_fanout_api_refuse(ps, NGX_HTTP_BAD_REQUEST,
+                           "bad_value",
+                           "\\\"min_requests\\\" is a number over 0");
+            }
+
+            ch->value = (ngx_uint_t) d;
+            continue;
+        }
+
+        to = ngx_strcmp(key, "steps") == 0 ? &ch->steps
+             : ngx_strcmp(key, "every") == 0 ? &every
+             : ngx_strcmp(key, "rollback_if") == 0 ? &ch->rollback
+             : ngx_strcmp(key, "candidate") == 0 ? &ch->candidate
+             : NULL;
+
+        if (to == NULL) {
+            return ngx_http_fanout_api_refuse(ps, NGX_HTTP_BAD_REQUEST,
+                       "unknown_field", "a ramp has \\\"steps\\\", "
+                       "\\\"every\\\", \\\"rollback_if\\\", "
+                       "\\\"candidate\\\" and \\\"min_requests\\\"");
+        }
+
+        switch (ngx_http_fanout_api_string(ps, x, to)) {
+        case NGX_OK:
+            break;
+        case NGX_ERROR:
+            return NGX_ERROR;
+        default:
+            return ngx_http_fanout_api_refuse(ps, NGX_HTTP_BAD_REQUEST,
+                       "bad_value", "a ramp's fields are strings, each once");
+        }
+    }
+
+    if (every.data) {
+        ms = ngx_parse_time(&every, 0);
+
+        if (ms == NGX_ERROR || ms == 0) {
+            return ngx_http_fanout_api_refuse(ps, NGX_HTTP_BAD_REQUEST,
+                       "bad_value", "\\\"every\\\" is a time, as \\\"10m\\\"");
+        }
+
+        ch->every = (ngx_msec_t) ms;
+    }
+
+    if (ch->steps.len == 0 || ch->every == 0) {
+        return ngx_http_fanout_api_refuse(ps, NGX_HTTP_BAD_REQUEST,
+                   "bad_value", "a ramp needs \\\"steps\\\" and \\\"every\\\"");
+    }
+
+    return NGX_OK;
+}
+
+
+/* {"purge":true} or {"purge":{"target":T}} */
+
+static ngx_int_t
+ngx_http_fanout_api_purge(ngx_http_fanout_api_parse_t *ps, json_t *v,
+    ngx_http_fanout_rt_change_t *ch)
+{
+    json_t     *t;
+    ngx_int_t   rc;
+
+    ch->what = NGX_HTTP_FANOUT_RT_PURGE;
+
+    if (json_is_true(v)) {
+        return NGX_OK;
+    }
+
+    t = json_is_object(v) && json_object_size(v) == 1
+        ? json_object_get(v, "target") : NULL;
+
+    rc = t ? ngx_http_fanout_api_string(ps, t, &ch->name) : NGX_DECLINED;
+
+    if (rc == NGX_OK && ch->name.len) {
+        return NGX_OK;
+    }
+
+    return rc == NGX_ERROR ? NGX_ERROR
+           : ngx_http_fanout_api_refuse(ps, NGX_HTTP_BAD_REQUEST,
+                 "bad_value", "\\\"purge\\\" is true (the location's "
+                 "entries) or {\\\"target\\\":NAME} (a target's)");
+}
+
+
+#define NGX_HTTP_FANOUT_API_DRAINING  0x001
+#define NGX_HTTP_FANOUT_API_LOCATION  0x002
+#define NGX_HTTP_FANOUT_API_WEIGHTS   0x004
+#define NGX_HTTP_FANOUT_API_SHADOW    0x008
+#define NGX_HTTP_FANOUT_API_PERCENT   0x010
+#define NGX_HTTP_FANOUT_API_TARGET    0x020
+#define NGX_HTTP_FANOUT_API_BREAKER   0x040
+#define NGX_HTTP_FANOUT_API_ENABLED   0x080
+#define NGX_HTTP_FANOUT_API_RAMP      0x100
+#define NGX_HTTP_FANOUT_API_PURGE     0x200
+
+static const struct {
+    const char  *name;
+    ngx_uint_t   bit;
+} ngx_http_fanout_api_fields[] = {
+    { "draining", NGX_HTTP_FANOUT_API_DRAINING },
+    { "location", NGX_HTTP_FANOUT_API_LOCATION },
+    { "weights", NGX_HTTP_FANOUT_API_WEIGHTS },
+    { "shadow", NGX_HTTP_FANOUT_API_SHADOW },
+    { "percent", NGX_HTTP_FANOUT_API_PERCENT },
+    { "target", NGX_HTTP_FANOUT_API_TARGET },
+    { "breaker", NGX_HTTP_FANOUT_API_BREAKER },
+    { "enabled", NGX_HTTP_FANOUT_API_ENABLED },
+    { "ramp", NGX_HTTP_FANOUT_API_RAMP },
+    { "purge", NGX_HTTP_FANOUT_API_PURGE }
 };
+
+
+/*
+ * The body: the drain (NGX_DONE, *draining 0 or 1), or one change of a
+ * location (NGX_OK, in ch); NGX_DECLINED refused, as ps says.
+ */
+
+static ngx_int_t
+ngx_http_fanout_api_parse(ngx_http_fanout_api_parse_t *ps, json_t *doc,
+    ngx_http_fanout_rt_change_t *ch, ngx_int_t *draining)
+{
+    json_t      *v;
+    ngx_int_t    rc;
+    ngx_uint_t   seen, f;
+    const char  *key;
+
+    if (!json_is_object(doc)) {
+        return ngx_http_fanout_api_refuse(ps, NGX_HTTP_BAD_REQUEST,
+                   "bad_request", "the body is not a JSON object");
+    }
+
+    if (json_object_size(doc) == 0) {
+        return ngx_http_fanout_api_refuse(ps, NGX_HTTP_BAD_REQUEST,
+                   "bad_request", "nothing to change");
+    }
+
+    /* only known fields (each once: jansson refused duplicates) */
+    seen = 0;
+
+    json_object_foreach(doc, key, v) {
+        for (f = 0; f < sizeof(ngx_http_fanout_api_fields)
+                        / sizeof(ngx_http_fanout_api_fields[0]); f++)
+        {
+            if (ngx_strcmp(key, ngx_http_fanout_api_fields[f].name) == 0) {
+                seen |= ngx_http_fanout_api_fields[f].bit;
+                break;
+            }
+        }
+
+        if (f == sizeof(ngx_http_fanout_api_fields)
+                 / sizeof(ngx_http_fanout_api_fields[0]))
+        {
+            return ngx_http_fanout_api_refuse(ps, NGX_HTTP_BAD_REQUEST,
+                       "unknown_field", "the fields are \\\"draining\\\", "
+                       "or \\\"location\\\" with \\\"weights\\\", "
+                       "\\\"shadow\\\" and \\\"percent\\\", \\\"target\\\" "
+                       "and \\\"breaker\\\" or \\\"enabled\\\", \\\"ramp\\\" "
+                       "or \\\"purge\\\"");
+        }
+    }
+
+    if (seen == NGX_HTTP_FANOUT_API_DRAINING) {
+        v = json_object_get(doc, "draining");
+
+        if (!json_is_boolean(v)) {
+            return ngx_http_fanout_api_refuse(ps, NGX_HTTP_BAD_REQUEST,
+                       "bad_value", "\\\"draining\\\" is true or false");
+        }
+
+        *draining = json_is_true(v);
+        return NGX_DONE;
+    }
+
+    if (!(seen & NGX_HTTP_FANOUT_API_LOCATION)
+        || (seen & NGX_HTTP_FANOUT_API_DRAINING))
+    {
+        return ngx_http_fanout_api_refuse(ps, NGX_HTTP_BAD_REQUEST,
+                   "bad_request", "a change is \\\"draining\\\" alone, or "
+                   "names a \\\"location\\\"");
+    }
+
+    rc = ngx_http_fanout_api_string(ps, json_object_get(doc, "location"),
+                                    &ch->location);
+    if (rc != NGX_OK) {
+        return rc == NGX_ERROR ? NGX_ERROR
+               : ngx_http_fanout_api_refuse(ps, NGX_HTTP_BAD_REQUEST,
+                     "bad_value", "\\\"location\\\" is a string");
+    }
+
+    switch (seen & ~NGX_HTTP_FANOUT_API_LOCATION) {
+
+    case NGX_HTTP_FANOUT_API_WEIGHTS:
+        return ngx_http_fanout_api_weights(ps,
+                                           json_object_get(doc, "weights"),
+                                           ch);
+
+    case NGX_HTTP_FANOUT_API_SHADOW|NGX_HTTP_FANOUT_API_PERCENT:
+        return ngx_http_fanout_api_percent(ps,
+                                           json_object_get(doc, "shadow"),
+                                           json_object_get(doc, "percent"),
+                                           ch);
+
+    case NGX_HTTP_FANOUT_API_TARGET|NGX_HTTP_FANOUT_API_BREAKER:
+    case NGX_HTTP_FANOUT_API_TARGET|NGX_HTTP_FANOUT_API_ENABLED:
+        return ngx_http_fanout_api_target(ps, json_object_get(doc, "target"),
+                                          json_object_get(doc, "breaker"),
+                                          json_object_get(doc, "enabled"),
+                                          ch);
+
+    case NGX_HTTP_FANOUT_API_RAMP:
+        return ngx_http_fanout_api_ramp(ps, json_object_get(doc, "ramp"), ch);
+
+    case NGX_HTTP_FANOUT_API_PURGE:
+        return ngx_http_fanout_api_purge(ps, json_object_get(doc, "purge"),
+                                         ch);
+    }
+
+    return ngx_http_fanout_api_refuse(ps, NGX_HTTP_BAD_REQUEST,
+               "bad_request", "with \\\"location\\\": \\\"weights\\\", "
+               "\\\"shadow\\\" and \\\"percent\\\", \\\"target\\\" and "
+               "\\\"breaker\\\" or \\\"enabled\\\", or \\\"ramp\\\": one "
+               "change at a time");
+}
 
 
 /* the change, checked whole, then made */
@@ -267,20 +697,15 @@ static ngx_str_t  ngx_http_fanout_api_fields[] = {
 static void
 ngx_http_fanout_api_body(ngx_http_request_t *r)
 {
-    long                          n, i, k, m;
     u_char                       *p;
-    ngx_str_t                     body, s;
-    ngx_int_t                     rc, draining, share;
-    ngx_uint_t                    seen, f;
-    const char                   *error, *message;
-    fanout_span_t                 keys[NGX_HTTP_FANOUT_API_MAX_KEYS],
-                                  values[NGX_HTTP_FANOUT_API_MAX_KEYS],
-                                  field[NGX_HTTP_FANOUT_API_NFIELDS],
-                                  wkeys[FANOUT_SPLIT_MAX_VARIANTS],
-                                  wvalues[FANOUT_SPLIT_MAX_VARIANTS];
+    json_t                       *doc;
+    ngx_str_t                     body;
+    ngx_int_t                     rc, draining;
+    json_error_t                  jerr;
     void                         *pending;
     ngx_pool_cleanup_t           *cln;
     ngx_http_fanout_api_wait_t   *w;
+    ngx_http_fanout_api_parse_t   ps;
     ngx_http_fanout_rt_change_t  *ch;
     ngx_http_fanout_main_conf_t  *fmcf;
 
@@ -291,103 +716,55 @@ ngx_http_fanout_api_body(ngx_http_request_t *r)
         return;
     }
 
-    draining = -1;
-    error = NULL;
-    message = NULL;
+    ps.request = r;
 
     if (body.len > NGX_HTTP_FANOUT_API_MAX_BODY) {
-        rc = NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
-        error = "too_large";
-        message = "a change is at most 64 KB";
+        (void) ngx_http_fanout_api_refuse(&ps,
+                                          NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                          "too_large",
+                                          "a change is at most 64 KB");
         goto refused;
     }
 
-    rc = NGX_HTTP_BAD_REQUEST;
-
-    if (fanout_json_scan((char *) body.data, body.len, NULL, 0, NULL) != 0) {
-        error = "bad_json";
-        message = "the body is not JSON";
-        goto refused;
+    ch = ngx_pcalloc(r->pool, sizeof(ngx_http_fanout_rt_change_t));
+    if (ch == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
     }
 
-    /* the object itself, without the spaces around it */
-    while (body.len && (body.data[0] == ' ' || body.data[0] == '\t'
-                        || body.data[0] == '\r' || body.data[0] == '\n'))
-    {
-        body.data++;
-        body.len--;
-    }
+    doc = json_loadb((const char *) body.data, body.len,
+                     JSON_REJECT_DUPLICATES|JSON_DECODE_ANY, &jerr);
 
-    while (body.len && (body.data[body.len - 1] == ' '
-                        || body.data[body.len - 1] == '\t'
-                        || body.data[body.len - 1] == '\r'
-                        || body.data[body.len - 1] == '\n'))
-    {
-        body.len--;
-    }
-
-    n = fanout_json_members((char *) body.data, body.len, keys, values,
-                            NGX_HTTP_FANOUT_API_MAX_KEYS);
-
-    if (n < 0) {
-        error = "bad_request";
-        message = "the body is not a JSON object";
-        goto refused;
-    }
-
-    if (n == 0 || n > NGX_HTTP_FANOUT_API_MAX_KEYS) {
-        error = "bad_request";
-        message = n ? "too many fields" : "nothing to change";
-        goto refused;
-    }
-
-    /* each known field once; anything else is refused */
-    seen = 0;
-
-    for (i = 0; i < n; i++) {
-        for (f = 0; f < NGX_HTTP_FANOUT_API_NFIELDS; f++) {
-            if (keys[i].len == ngx_http_fanout_api_fields[f].len
-                && ngx_strncmp(keys[i].p, ngx_http_fanout_api_fields[f].data,
-                               keys[i].len) == 0)
-            {
-                break;
-            }
-        }
-
-        if (f == NGX_HTTP_FANOUT_API_NFIELDS) {
-            error = "unknown_field";
-            message = "the fields are \\\"draining\\\", or \\\"location\\\" "
-                      "with \\\"weights\\\", \\\"shadow\\\" and "
-                      "\\\"percent\\\", \\\"target\\\" and \\\"breaker\\\" or "
-                      "\\\"enabled\\\", \\\"ramp\\\" or \\\"purge\\\"";
-            goto refused;
-        }
-
-        if (seen & (1 << f)) {
-            error = "bad_request";
-            message = "a field given twice";
-            goto refused;
-        }
-
-        seen |= 1 << f;
-        field[f] = values[i];
-    }
-
-    if (seen == (1 << NGX_HTTP_FANOUT_API_DRAINING)) {
-        if (field[0].len == 4 && ngx_strncmp(field[0].p, "true", 4) == 0) {
-            draining = 1;
-
-        } else if (field[0].len == 5
-                   && ngx_strncmp(field[0].p, "false", 5) == 0)
-        {
-            draining = 0;
-
+    if (doc == NULL) {
+        if (json_error_code(&jerr) == json_error_duplicate_key) {
+            (void) ngx_http_fanout_api_refuse(&ps, NGX_HTTP_BAD_REQUEST,
+                                              "bad_request",
+                                              "a field given twice");
         } else {
-            error = "bad_value";
-            message = "\\\"draining\\\" is true or false";
-            goto refused;
+            (void) ngx_http_fanout_api_refuse(&ps, NGX_HTTP_BAD_REQUEST,
+                                              "bad_json",
+                                              "the body is not JSON");
         }
 
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "fanout_api: body at %d: %s", jerr.position, jerr.text);
+        goto refused;
+    }
+
+    draining = 0;
+    rc = ngx_http_fanout_api_parse(&ps, doc, ch, &draining);
+    json_decref(doc);
+
+    if (rc == NGX_ERROR) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (rc == NGX_DECLINED) {
+        goto refused;
+    }
+
+    if (rc == NGX_DONE) {
         if ((ngx_int_t) fmcf->sh->drain != draining) {
             ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                           "fanout_api: draining %s -> %s (version %uA)",
@@ -402,333 +779,6 @@ ngx_http_fanout_api_body(ngx_http_request_t *r)
         ngx_http_finalize_request(r, ngx_http_fanout_api_state(r, NULL));
         return;
     }
-
-    /* a location's change: one of them */
-
-    ngx_str_null(&s);
-
-    ch = ngx_pcalloc(r->pool, sizeof(ngx_http_fanout_rt_change_t));
-    if (ch == NULL) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    error = "bad_request";
-
-    if (!(seen & (1 << NGX_HTTP_FANOUT_API_LOCATION))
-        || (seen & (1 << NGX_HTTP_FANOUT_API_DRAINING)))
-    {
-        message = "a change is \\\"draining\\\" alone, or names a "
-                  "\\\"location\\\"";
-        goto refused;
-    }
-
-    seen &= ~(1 << NGX_HTTP_FANOUT_API_LOCATION);
-
-    if (ngx_http_fanout_api_string(r, &field[NGX_HTTP_FANOUT_API_LOCATION],
-                                   &ch->location)
-        != NGX_OK)
-    {
-        error = "bad_value";
-        message = "\\\"location\\\" is a string";
-        goto refused;
-    }
-
-    if (seen == (1 << NGX_HTTP_FANOUT_API_WEIGHTS)) {
-        fanout_span_t  *v = &field[NGX_HTTP_FANOUT_API_WEIGHTS];
-
-        error = "bad_value";
-
-        if (v->len == 8 && ngx_strncmp(v->p, "\"config\"", 8) == 0) {
-            ch->what = NGX_HTTP_FANOUT_RT_CONFIG;
-            goto change;
-        }
-
-        m = fanout_json_members(v->p, v->len, wkeys, wvalues,
-                                FANOUT_SPLIT_MAX_VARIANTS);
-
-        if (m <= 0 || m > FANOUT_SPLIT_MAX_VARIANTS) {
-            message = "\\\"weights\\\" is an object of variants and their "
-                      "percentages, or \\\"config\\\"";
-            goto refused;
-        }
-
-        ch->what = NGX_HTTP_FANOUT_RT_WEIGHTS;
-        ch->nshares = m;
-
-        for (k = 0; k < m; k++) {
-            share = ngx_http_fanout_api_share(&wvalues[k]);
-
-            if (share < 0
-                || ngx_http_fanout_api_string(r, &wkeys[k], &ch->names[k])
-                   != NGX_OK)
-            {
-                message = "a weight is a percentage from 0 to 100 with at "
-                          "most two decimals";
-                goto refused;
-            }
-
-            for (i = 0; i < k; i++) {
-                if (ch->names[i].len == ch->names[k].len
-                    && ngx_strncmp(ch->names[i].data, ch->names[k].data,
-                                   ch->names[k].len) == 0)
-                {
-                    error = "bad_weights";
-                    message = "a variant given twice";
-                    goto refused;
-                }
-            }
-
-            ch->shares[k] = (uint32_t) share;
-        }
-
-        goto change;
-    }
-
-    if (seen == ((1 << NGX_HTTP_FANOUT_API_SHADOW)
-                 | (1 << NGX_HTTP_FANOUT_API_PERCENT)))
-    {
-        fanout_span_t  *v = &field[NGX_HTTP_FANOUT_API_PERCENT];
-
-        error = "bad_value";
-        ch->what = NGX_HTTP_FANOUT_RT_PERCENT;
-
-        if (ngx_http_fanout_api_string(r, &field[NGX_HTTP_FANOUT_API_SHADOW],
-                                       &ch->name)
-            != NGX_OK)
-        {
-            message = "\\\"shadow\\\" is a string";
-            goto refused;
-        }
-
-        if (v->len == 8 && ngx_strncmp(v->p, "\"config\"", 8) == 0) {
-            ch->value = NGX_HTTP_FANOUT_RT_AS_CONFIGURED;
-            goto change;
-        }
-
-        share = ngx_http_fanout_api_share(v);
-
-        if (share < 0) {
-            message = "\\\"percent\\\" is from 0 to 100 with at most two "
-                      "decimals, or \\\"config\\\"";
-            goto refused;
-        }
-
-        ch->value = (ngx_uint_t) share;
-        goto change;
-    }
-
-    if (seen == ((1 << NGX_HTTP_FANOUT_API_TARGET)
-                 | (1 << NGX_HTTP_FANOUT_API_BREAKER))
-        || seen == ((1 << NGX_HTTP_FANOUT_API_TARGET)
-                    | (1 << NGX_HTTP_FANOUT_API_ENABLED)))
-    {
-        error = "bad_value";
-
-        if (ngx_http_fanout_api_string(r, &field[NGX_HTTP_FANOUT_API_TARGET],
-                                       &ch->name)
-            != NGX_OK)
-        {
-            message = "\\\"target\\\" is a string";
-            goto refused;
-        }
-
-        if (seen & (1 << NGX_HTTP_FANOUT_API_ENABLED)) {
-            fanout_span_t  *v = &field[NGX_HTTP_FANOUT_API_ENABLED];
-
-            ch->what = NGX_HTTP_FANOUT_RT_TARGET;
-
-            if (v->len == 4 && ngx_strncmp(v->p, "true", 4) == 0) {
-                ch->value = 1;
-
-            } else if (v->len == 5 && ngx_strncmp(v->p, "false", 5) == 0) {
-                ch->value = 0;
-
-            } else {
-                message = "\\\"enabled\\\" is true or false";
-                goto refused;
-            }
-
-            goto change;
-        }
-
-        ch->what = NGX_HTTP_FANOUT_RT_BREAKER;
-
-        if (ngx_http_fanout_api_string(r, &field[NGX_HTTP_FANOUT_API_BREAKER],
-                                       &s)
-            == NGX_OK)
-        {
-            if (s.len == 4 && ngx_strncmp(s.data, "auto", 4) == 0) {
-                ch->value = 0;
-                goto change;
-            }
-
-            if (s.len == 4 && ngx_strncmp(s.data, "open", 4) == 0) {
-                ch->value = 1;
-                goto change;
-            }
-
-            if (s.len == 6 && ngx_strncmp(s.data, "closed", 6) == 0) {
-                ch->value = 2;
-                goto change;
-            }
-        }
-
-        message = "\\\"breaker\\\" is \\\"open\\\", \\\"closed\\\" or "
-                  "\\\"auto\\\"";
-        goto refused;
-    }
-
-    if (seen == (1 << NGX_HTTP_FANOUT_API_RAMP)) {
-        error = "bad_value";
-
-        if (ngx_http_fanout_api_string(r, &field[NGX_HTTP_FANOUT_API_RAMP], &s)
-            == NGX_OK)
-        {
-            if (s.len == 8 && ngx_strncmp(s.data, "rollback", 8) == 0) {
-                ch->what = NGX_HTTP_FANOUT_RT_ROLLBACK;
-                goto change;
-            }
-
-            if (s.len == 7 && ngx_strncmp(s.data, "restart", 7) == 0) {
-                ch->what = NGX_HTTP_FANOUT_RT_RESTART;
-                goto change;
-            }
-
-            if (s.len == 3 && ngx_strncmp(s.data, "off", 3) == 0) {
-                ch->what = NGX_HTTP_FANOUT_RT_RAMP_OFF;
-                goto change;
-            }
-
-            message = "\\\"ramp\\\" is \\\"rollback\\\", \\\"restart\\\", "
-                      "\\\"off\\\" or a ramp";
-            goto refused;
-        }
-
-        /* a ramp: {"steps":..., "every":..., ["rollback_if":...,]
-         * ["candidate":...,] ["min_requests":N]} */
-        m = fanout_json_members(field[NGX_HTTP_FANOUT_API_RAMP].p,
-                                field[NGX_HTTP_FANOUT_API_RAMP].len,
-                                wkeys, wvalues, FANOUT_SPLIT_MAX_VARIANTS);
-
-        if (m <= 0 || m > 5) {
-            message = "\\\"ramp\\\" is \\\"rollback\\\", \\\"restart\\\", "
-                      "\\\"off\\\" or an object with \\\"steps\\\" and "
-                      "\\\"every\\\"";
-            goto refused;
-        }
-
-        ch->what = NGX_HTTP_FANOUT_RT_RAMP_SET;
-
-        for (k = 0; k < m; k++) {
-            ngx_str_t  *to;
-
-            to = NULL;
-
-            if (wkeys[k].len == 7 && ngx_strncmp(wkeys[k].p, "\"steps\"", 7)
-                == 0)
-            {
-                to = &ch->steps;
-
-            } else if (wkeys[k].len == 7
-                       && ngx_strncmp(wkeys[k].p, "\"every\"", 7) == 0)
-            {
-                to = &s;
-
-            } else if (wkeys[k].len == 13
-                       && ngx_strncmp(wkeys[k].p, "\"rollback_if\"", 13) == 0)
-            {
-                to = &ch->rollback;
-
-            } else if (wkeys[k].len == 11
-                       && ngx_strncmp(wkeys[k].p, "\"candidate\"", 11) == 0)
-            {
-                to = &ch->candidate;
-
-            } else if (wkeys[k].len == 14
-                       && ngx_strncmp(wkeys[k].p, "\"min_requests\"", 14)
-                          == 0)
-            {
-                double  d;
-
-                if (fanout_json_number(&wvalues[k], &d) != 0
-                    || !(d >= 1 && d <= 1000000000) || d != (ngx_uint_t) d)
-                {
-                    message = "\\\"min_requests\\\" is a number over 0";
-                    goto refused;
-                }
-
-                ch->value = (ngx_uint_t) d;
-                continue;
-
-            } else {
-                error = "unknown_field";
-                message = "a ramp has \\\"steps\\\", \\\"every\\\", "
-                          "\\\"rollback_if\\\", \\\"candidate\\\" and "
-                          "\\\"min_requests\\\"";
-                goto refused;
-            }
-
-            if (to->data != NULL
-                || ngx_http_fanout_api_string(r, &wvalues[k], to) != NGX_OK)
-            {
-                message = "a ramp's fields are strings, each once";
-                goto refused;
-            }
-
-            if (to == &s) {
-                share = ngx_parse_time(&s, 0);
-
-                if (share == NGX_ERROR || share == 0) {
-                    message = "\\\"every\\\" is a time, as \\\"10m\\\"";
-                    goto refused;
-                }
-
-                ch->every = (ngx_msec_t) share;
-            }
-        }
-
-        if (ch->steps.len == 0 || ch->every == 0) {
-            message = "a ramp needs \\\"steps\\\" and \\\"every\\\"";
-            goto refused;
-        }
-
-        goto change;
-    }
-
-    if (seen == (1 << NGX_HTTP_FANOUT_API_PURGE)) {
-        fanout_span_t  *v = &field[NGX_HTTP_FANOUT_API_PURGE];
-
-        error = "bad_value";
-        ch->what = NGX_HTTP_FANOUT_RT_PURGE;
-
-        if (v->len == 4 && ngx_strncmp(v->p, "true", 4) == 0) {
-            goto change;
-        }
-
-        m = fanout_json_members(v->p, v->len, wkeys, wvalues,
-                                FANOUT_SPLIT_MAX_VARIANTS);
-
-        if (m == 1 && wkeys[0].len == 8
-            && ngx_strncmp(wkeys[0].p, "\"target\"", 8) == 0
-            && ngx_http_fanout_api_string(r, &wvalues[0], &ch->name)
-               == NGX_OK
-            && ch->name.len)
-        {
-            goto change;
-        }
-
-        message = "\\\"purge\\\" is true (the location's entries) or "
-                  "{\\\"target\\\":NAME} (a target's)";
-        goto refused;
-    }
-
-    message = "with \\\"location\\\": \\\"weights\\\", \\\"shadow\\\" and "
-              "\\\"percent\\\", \\\"target\\\" and \\\"breaker\\\" or "
-              "\\\"enabled\\\", or \\\"ramp\\\": one change at a time";
-    goto refused;
-
-change:
 
     w = NULL;
     cln = NULL;
@@ -750,9 +800,8 @@ change:
                                         w ? &w->pending : &pending);
 
     if (rc == NGX_DECLINED) {
-        rc = ch->status;
-        error = ch->error;
-        message = ch->message;
+        (void) ngx_http_fanout_api_refuse(&ps, ch->status, ch->error,
+                                          ch->message);
 
         if (ch->stranded) {
             /* names are letters, digits, '-' and '_': JSON as they are */
@@ -762,7 +811,7 @@ change:
                 return;
             }
 
-            message = (const char *) p;
+            ps.message = (const char *) p;
             p = ngx_sprintf(p, "variant \\\"%V\\\" would be left with too "
                             "few enabled targets for the location's "
                             "quorum%Z", &ch->name);
@@ -789,10 +838,11 @@ change:
 refused:
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "fanout_api: change refused: %s", message);
+                  "fanout_api: change refused: %s", ps.message);
 
-    ngx_http_finalize_request(r, ngx_http_fanout_send_error(r, rc, error,
-                                                            message));
+    ngx_http_finalize_request(r, ngx_http_fanout_send_error(r, ps.status,
+                                                            ps.error,
+                                                            ps.message));
 }
 
 

@@ -78,6 +78,7 @@ struct ngx_http_fanout_cache_ctx_s {
     ngx_queue_t                 waiting;       /* a waiter's link */
     ngx_http_fanout_ctx_t      *leader;        /* a waiter's */
     void                       *shared;        /* the answer handed over */
+    void                       *coalesced;     /* the wait's: an entry */
     ngx_event_t                 wait;          /* coalescing: next poll */
     ngx_event_t                 renew;         /* a leader's lock lease */
     ngx_msec_t                  waited;
@@ -97,14 +98,11 @@ struct ngx_http_fanout_cache_ctx_s {
     unsigned                    lock_leader:1; /* holds the Redis lock */
     unsigned                    purging:1;     /* fanout_cache_purge */
     unsigned                    local_leader:1;
+    unsigned                    coalesce_ended:1;  /* the wait is over */
+    unsigned                    coalesce_miss:1;   /* the leader had none */
 };
 
 
-char *ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-
-/* at merge time, once the server block is known: the l1= zone */
-ngx_int_t ngx_http_fanout_cache_merge(ngx_conf_t *cf,
-    ngx_http_fanout_loc_conf_t *conf);
 
 /*
  * NGX_OK: a lookup is under way and resumes the pipeline, to fan out or
@@ -119,19 +117,6 @@ ngx_int_t ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx);
  */
 ngx_int_t ngx_http_fanout_cache_serve_stale(ngx_http_fanout_ctx_t *ctx,
     ngx_int_t *rc);
-
-/* a leader that ends without storing (an aborted client) lets others go */
-void ngx_http_fanout_cache_unlock(ngx_http_fanout_ctx_t *ctx);
-
-/*
- * Coalescing in this worker: a leader hands its answer (or its failure,
- * with body NULL) to the requests waiting on it; a request that ends
- * leaves the table and the queue it is in.
- */
-void ngx_http_fanout_cache_hand_over(ngx_http_fanout_ctx_t *ctx,
-    ngx_uint_t status, ngx_str_t *type, ngx_str_t *target, u_char *body,
-    size_t len);
-void ngx_http_fanout_cache_leave(ngx_http_fanout_ctx_t *ctx);
 
 /* after the answer: stores it when it is worth it */
 void ngx_http_fanout_cache_store(ngx_http_fanout_ctx_t *ctx,

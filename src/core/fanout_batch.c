@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fanout_batch.h"
+#include "fanout_number.h"
 
 
 fanout_batch_rc_e

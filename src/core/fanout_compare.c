@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "fanout_json.h"
+#include "fanout_number.h"
 #include "fanout_compare.h"
 
 

@@ -92,23 +92,7 @@ const char *fanout_json_string_end(const char *p, const char *end);
 const char *fanout_json_number_end(const char *p, const char *end);
 size_t fanout_json_unescape(const char *k, const char *kend, char *out);
 
-/* the span of a number, copied for strtod(): -1 when not a number */
-int fanout_json_number(fanout_span_t *v, double *value);
-
 void fanout_out_string(fanout_out_t *o, const char *s, size_t n);
-void fanout_out_uint(fanout_out_t *o, unsigned long v);
-void fanout_out_double(fanout_out_t *o, double v);
-
-/*
- * At a precision: FANOUT_PRECISION_FP64 (0) the shortest text that reads
- * back as the same double; 1 to 17 significant digits, rounded as printf
- * rounds, trailing zeros dropped; FANOUT_PRECISION_FP32 the shortest that
- * reads back as the same float (the value first rounded to a float).
- */
-#define FANOUT_PRECISION_FP64   0
-#define FANOUT_PRECISION_FP32  -32
-
-void fanout_out_number(fanout_out_t *o, double v, int precision);
 
 
 /*

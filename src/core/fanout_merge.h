@@ -10,6 +10,7 @@
 
 
 #include "fanout_json.h"
+#include "fanout_number.h"
 
 
 typedef enum {

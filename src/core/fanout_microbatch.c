@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "fanout_microbatch.h"
+#include "fanout_number.h"
 
 
 #define FANOUT_MB_NO_ROWS  ((size_t) -1)

@@ -14,6 +14,7 @@
 #include "ngx_http_fanout_stats.h"
 #include "ngx_http_fanout_status.h"
 #include "fanout_json.h"
+#include "fanout_number.h"
 
 
 char *

@@ -21,6 +21,8 @@
 #include "ngx_http_fanout_request.h"
 #include "ngx_http_fanout_response.h"
 #include "ngx_http_fanout_runtime.h"
+#include "ngx_http_fanout_runtime_change.h"
+#include "ngx_http_fanout_runtime_status.h"
 #include "ngx_http_fanout_stats.h"
 #include "fanout_json.h"
 

@@ -146,9 +146,6 @@ typedef struct {
 
 static ngx_str_t  ngx_http_fanout_rt_none = ngx_string("-");
 
-static void ngx_http_fanout_rt_split_write(ngx_http_fanout_main_conf_t *fmcf,
-    ngx_http_fanout_stats_loc_t *loc, fanout_split_t *split,
-    ngx_uint_t weights);
 static void ngx_http_fanout_rt_ramp_split(ngx_http_fanout_main_conf_t *fmcf,
     ngx_http_fanout_stats_loc_t *loc);
 
@@ -193,7 +190,7 @@ ngx_http_fanout_rt_eval(ngx_log_t *log, ngx_http_fanout_redis_script_t *script,
 }
 
 
-static uint64_t
+uint64_t
 ngx_http_fanout_rt_wall(void)
 {
     ngx_time_t  *tp;
@@ -210,7 +207,7 @@ ngx_http_fanout_rt_wall(void)
  * configuration's.  Called before a ramp is looked at.
  */
 
-static void
+void
 ngx_http_fanout_rt_ramp_sync(ngx_http_fanout_main_conf_t *fmcf,
     ngx_http_fanout_stats_loc_t *loc)
 {
@@ -239,7 +236,7 @@ ngx_http_fanout_rt_ramp_sync(ngx_http_fanout_main_conf_t *fmcf,
 }
 
 
-static ngx_http_fanout_stats_loc_t *
+ngx_http_fanout_stats_loc_t *
 ngx_http_fanout_rt_location(ngx_http_fanout_main_conf_t *fmcf, ngx_str_t *name)
 {
     ngx_uint_t                    i;
@@ -263,7 +260,7 @@ ngx_http_fanout_rt_location(ngx_http_fanout_main_conf_t *fmcf, ngx_str_t *name)
 /* a name in a location's targets, or its variants or shadows (whose
  * names in the zone begin with their kind's byte: skip 1) */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_fanout_rt_index(ngx_array_t *a, u_char *name, size_t len,
     ngx_uint_t skip)
 {
@@ -286,7 +283,7 @@ ngx_http_fanout_rt_index(ngx_array_t *a, u_char *name, size_t len,
 
 /* a variant's or shadow's name, without its kind's byte */
 
-static ngx_str_t *
+ngx_str_t *
 ngx_http_fanout_rt_extra_name(ngx_str_t *out,
     ngx_http_fanout_stats_target_t *t)
 {
@@ -299,7 +296,7 @@ ngx_http_fanout_rt_extra_name(ngx_str_t *out,
 
 /* a location's split in use, written as a seqlock under the zone's lock */
 
-static void
+void
 ngx_http_fanout_rt_split_write(ngx_http_fanout_main_conf_t *fmcf,
     ngx_http_fanout_stats_loc_t *loc, fanout_split_t *split, ngx_uint_t weights)
 {
@@ -367,7 +364,7 @@ ngx_http_fanout_rt_ramp_split(ngx_http_fanout_main_conf_t *fmcf,
  * first tick.
  */
 
-static void
+void
 ngx_http_fanout_rt_ramp_install(ngx_http_fanout_main_conf_t *fmcf,
     ngx_http_fanout_stats_loc_t *loc, fanout_ramp_t *ramp,
     ngx_uint_t candidate)
@@ -413,7 +410,7 @@ ngx_http_fanout_rt_ramp_install(ngx_http_fanout_main_conf_t *fmcf,
 
 /* "CANDIDATE EVERY-MS MIN-REQUESTS STEPS ROLLBACK|-": the fleet's form */
 
-static size_t
+size_t
 ngx_http_fanout_rt_ramp_conf_value(u_char *buf, fanout_ramp_t *ramp,
     ngx_uint_t candidate, ngx_str_t *steps, ngx_str_t *rollback)
 {
@@ -426,7 +423,7 @@ ngx_http_fanout_rt_ramp_conf_value(u_char *buf, fanout_ramp_t *ramp,
 
 /* a ramp from its parts; NULL, or what is wrong with them */
 
-static const char *
+const char *
 ngx_http_fanout_rt_ramp_conf(ngx_str_t *steps, uint64_t every, uint64_t min,
     ngx_str_t *rollback, fanout_ramp_t *ramp)
 {
@@ -463,7 +460,7 @@ ngx_http_fanout_rt_ramp_conf(ngx_str_t *steps, uint64_t every, uint64_t min,
 
 /* "split\x1fLOC", "shadow\x1fNAME\x1fLOC", ...: names have no \x1f */
 
-static size_t
+size_t
 ngx_http_fanout_rt_field(u_char *buf, const char *kind, ngx_str_t *name,
     ngx_str_t *location)
 {
@@ -485,7 +482,7 @@ ngx_http_fanout_rt_field(u_char *buf, const char *kind, ngx_str_t *name,
 
 /* ramp state: "STATE STEP AT WHY" */
 
-static size_t
+size_t
 ngx_http_fanout_rt_ramp_value(u_char *buf, ngx_uint_t state, ngx_uint_t step,
     uint64_t at, ngx_uint_t why)
 {
@@ -582,7 +579,7 @@ ngx_http_fanout_rt_ramp_parse(u_char *p, size_t len, ngx_uint_t *state,
 
 /* a ramp's state taken (from the fleet or decided here): logged if new */
 
-static void
+void
 ngx_http_fanout_rt_ramp_take(ngx_http_fanout_main_conf_t *fmcf,
     ngx_http_fanout_stats_loc_t *loc, ngx_uint_t state, ngx_uint_t step,
     uint64_t at, ngx_uint_t why, const char *from)
@@ -631,7 +628,7 @@ ngx_http_fanout_rt_ramp_take(ngx_http_fanout_main_conf_t *fmcf,
 
 /* the candidate's counters: requests ended, 5xx, slower than the bound */
 
-static void
+void
 ngx_http_fanout_rt_counts(ngx_http_fanout_stats_loc_t *loc,
     fanout_ramp_counts_t *c)
 {
@@ -1260,7 +1257,7 @@ ngx_http_fanout_rt_apply(ngx_http_fanout_main_conf_t *fmcf, u_char *f,
 
 /* a split's weights as the fleet's hash has them: "FP W0 W1 ..." */
 
-static u_char *
+u_char *
 ngx_http_fanout_rt_weights_value(u_char *p, ngx_http_fanout_stats_loc_t *loc,
     fanout_split_t *split)
 {
@@ -1773,504 +1770,20 @@ ngx_http_fanout_runtime_forget(void *pending)
 
 
 /*
- * Would every request still find enough enabled targets for the location's
- * quorum, as nginx -t makes sure of the configuration?  In each variant
- * the split sends requests to (its targets and the untagged ones), and
- * with the untagged alone when the shares leave requests without one.
- * split: the shares to judge (NULL: no split); all: every variant, as a
- * ramp may send requests to any; off: a target about to be disabled, or
- * -1.  NGX_OK, or NGX_DECLINED with the change refused (409 quorum).
+ * A change made here, written for the fleet: the field and its value in
+ * one script that moves the version on; handler hears the version (or -1)
+ * unless the caller forgets it first (*pending).
  */
 
-static ngx_int_t
-ngx_http_fanout_rt_stranded(ngx_http_fanout_stats_loc_t *loc,
-    const fanout_split_t *split, ngx_uint_t all, ngx_int_t off,
-    ngx_http_fanout_rt_change_t *ch)
-{
-    ngx_int_t                        j, from;
-    ngx_uint_t                       k, n, quorum, sum;
-    ngx_http_fanout_stats_target_t  *t, *v;
-
-    t = loc->targets.elts;
-    quorum = ngx_max(loc->quorum, 1);
-    sum = 0;
-
-    /* j = -1: requests without a variant, judged last */
-    from = split ? 0 : -1;
-
-    for (j = from; split == NULL || j < (ngx_int_t) split->n; j++) {
-
-        if (j >= 0) {
-            sum += split->share[j];
-
-            if (split->share[j] == 0 && !all) {
-                continue;
-            }
-        }
-
-        for (n = 0, k = 0; k < loc->targets.nelts; k++) {
-            n += ((ngx_int_t) k != off && !t[k].node->rt.disabled
-                  && (t[k].variant < 0 || t[k].variant == j));
-        }
-
-        if (n < quorum) {
-            ch->status = NGX_HTTP_CONFLICT;
-            ch->error = "quorum";
-
-            if (j < 0) {
-                ch->message = "too few targets would be left for the "
-                              "location's quorum";
-                return NGX_DECLINED;
-            }
-
-            v = loc->variants.elts;
-
-            /* named by fanout_api; in the zone after its kind's byte */
-            ch->message = "a variant would be left with too few enabled "
-                          "targets for the location's quorum";
-            ch->name.data = v[j].name.data + 1;
-            ch->name.len = v[j].name.len - 1;
-            ch->stranded = 1;
-            return NGX_DECLINED;
-        }
-
-        if (split == NULL) {
-            return NGX_OK;
-        }
-    }
-
-    if (sum >= FANOUT_SPLIT_WHOLE) {
-        return NGX_OK;
-    }
-
-    for (n = 0, k = 0; k < loc->targets.nelts; k++) {
-        n += ((ngx_int_t) k != off && !t[k].node->rt.disabled
-              && t[k].variant < 0);
-    }
-
-    if (n < quorum) {
-        ch->status = NGX_HTTP_CONFLICT;
-        ch->error = "quorum";
-        ch->message = "requests without a variant would be left with too "
-                      "few enabled untagged targets for the location's "
-                      "quorum";
-        return NGX_DECLINED;
-    }
-
-    return NGX_OK;
-}
-
-
-/* the shares a location's split has now: fanout_api's, a ramp's, or its
- * configuration's */
-
-static void
-ngx_http_fanout_rt_split_now(ngx_http_fanout_main_conf_t *fmcf,
-    ngx_http_fanout_stats_loc_t *loc, fanout_split_t *split)
-{
-    ngx_http_fanout_runtime_t  *rt;
-
-    rt = &loc->node->rt;
-
-    ngx_shmtx_lock(&fmcf->shpool->mutex);
-
-    *split = (rt->active && rt->base == loc->split_fp) ? rt->split
-                                                       : *loc->split;
-
-    ngx_shmtx_unlock(&fmcf->shpool->mutex);
-}
-
-
 ngx_int_t
-ngx_http_fanout_runtime_change(ngx_http_fanout_main_conf_t *fmcf,
-    ngx_log_t *log, ngx_http_fanout_rt_change_t *ch,
+ngx_http_fanout_rt_write(ngx_http_fanout_main_conf_t *fmcf, ngx_log_t *log,
+    u_char *field, size_t flen, u_char *value, size_t vlen,
     ngx_http_fanout_rt_done_pt handler, void *data, void **pending)
 {
-    ngx_http_fanout_redis_op_t      *op;
-
-    size_t                           len[4];
-    ngx_int_t                        i;
-    ngx_uint_t                       k;
-    const char                      *argv[4], *what;
-    fanout_split_t                   split;
-    ngx_http_fanout_stats_t         *st;
-    ngx_http_fanout_stats_loc_t     *loc;
-    ngx_http_fanout_rt_write_t      *w;
-    ngx_http_fanout_stats_target_t  *t;
-    u_char                           field[NGX_HTTP_FANOUT_RT_FIELD],
-                                     value[FANOUT_SPLIT_MAX_VARIANTS
-                                           * (NGX_INT_T_LEN + 1) + 400];
-    size_t                           flen, vlen;
-
-    *pending = NULL;
-
-    loc = ngx_http_fanout_rt_location(fmcf, &ch->location);
-
-    if (loc == NULL || loc->node == NULL) {
-        ch->status = NGX_HTTP_NOT_FOUND;
-        ch->error = "unknown_location";
-        ch->message = "no fan-out location of that name";
-        return NGX_DECLINED;
-    }
-
-    if (ch->location.len > NGX_HTTP_FANOUT_RT_FIELD - 80) {
-        ch->status = NGX_HTTP_BAD_REQUEST;
-        ch->error = "bad_value";
-        ch->message = "the location's name is too long for the fleet";
-        return NGX_DECLINED;
-    }
-
-    t = NULL;
-    i = 0;
-
-    switch (ch->what) {
-
-    case NGX_HTTP_FANOUT_RT_WEIGHTS:
-    case NGX_HTTP_FANOUT_RT_CONFIG:
-
-        if (loc->split == NULL) {
-            ch->status = NGX_HTTP_NOT_FOUND;
-            ch->error = "no_split";
-            ch->message = "the location has no fanout_split";
-            return NGX_DECLINED;
-        }
-
-        if (loc->ramp) {
-            ch->status = NGX_HTTP_CONFLICT;
-            ch->error = "ramp";
-            ch->message = "a ramp sets this split's weights";
-            return NGX_DECLINED;
-        }
-
-        vlen = ngx_sprintf(value, "%08xD", loc->split_fp) - value;
-        flen = ngx_http_fanout_rt_field(field, "split", NULL, &ch->location);
-
-        if (ch->what == NGX_HTTP_FANOUT_RT_CONFIG) {
-            vlen = ngx_sprintf(value + vlen, " config") - value;
-            ngx_http_fanout_rt_split_write(fmcf, loc, NULL, 0);
-
-            ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                          "fanout_api: location \"%V\": weights as "
-                          "configured", &loc->name);
-            break;
-        }
-
-        t = loc->variants.elts;
-
-        if (ch->nshares != loc->variants.nelts) {
-            ch->status = NGX_HTTP_BAD_REQUEST;
-            ch->error = "bad_weights";
-            ch->message = "give a weight to every variant of the split";
-            return NGX_DECLINED;
-        }
-
-        for (k = 0; k < ch->nshares; k++) {
-            i = ngx_http_fanout_rt_index(&loc->variants, ch->names[k].data,
-                                         ch->names[k].len, 1);
-
-            if (i < 0) {
-                ch->status = NGX_HTTP_NOT_FOUND;
-                ch->error = "unknown_variant";
-                ch->message = "a weight names no variant of the split";
-                return NGX_DECLINED;
-            }
-
-            ch->order[i] = ch->shares[k];
-        }
-
-        if (fanout_split_set(loc->split, ch->order, &split) != 0) {
-            ch->status = NGX_HTTP_BAD_REQUEST;
-            ch->error = "bad_weights";
-            ch->message = "the weights must add up to 100";
-            return NGX_DECLINED;
-        }
-
-        if (ngx_http_fanout_rt_stranded(loc, &split, 0, -1, ch) != NGX_OK) {
-            return NGX_DECLINED;
-        }
-
-        vlen = ngx_http_fanout_rt_weights_value(value, loc, &split) - value;
-
-        ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                      "fanout_api: location \"%V\": weights from %s to "
-                      "\"%*s\" (hundredths of 1%%, in the split's order)",
-                      &loc->name, loc->node->rt.weights ? "fanout_api's"
-                                                        : "the configuration's",
-                      vlen - 9, value + 9);
-
-        ngx_http_fanout_rt_split_write(fmcf, loc, &split, 1);
-        break;
-
-    case NGX_HTTP_FANOUT_RT_PERCENT:
-
-        i = ngx_http_fanout_rt_index(&loc->shadows, ch->name.data,
-                                     ch->name.len, 1);
-        if (i < 0) {
-            goto unknown;
-        }
-
-        t = loc->shadows.elts;
-        flen = ngx_http_fanout_rt_field(field, "shadow", &ch->name,
-                                        &ch->location);
-
-        if (ch->value == NGX_HTTP_FANOUT_RT_AS_CONFIGURED) {
-            vlen = ngx_sprintf(value, "config") - value;
-            t[i].node->rt.percent = 0;
-
-        } else {
-            vlen = ngx_sprintf(value, "%ui", ch->value) - value;
-            t[i].node->rt.percent = ch->value + 1;
-        }
-
-        ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                      "fanout_api: location \"%V\": shadow \"%V\" percent "
-                      "%*s (hundredths of 1%%)", &loc->name, &ch->name,
-                      vlen, value);
-        break;
-
-    case NGX_HTTP_FANOUT_RT_BREAKER:
-    case NGX_HTTP_FANOUT_RT_TARGET:
-
-        i = ngx_http_fanout_rt_index(&loc->targets, ch->name.data,
-                                     ch->name.len, 0);
-        if (i < 0) {
-            goto unknown;
-        }
-
-        t = loc->targets.elts;
-
-        if (ch->what == NGX_HTTP_FANOUT_RT_BREAKER) {
-            if (!loc->breaker) {
-                ch->status = NGX_HTTP_CONFLICT;
-                ch->error = "no_breaker";
-                ch->message = "the location has no fanout_breaker";
-                return NGX_DECLINED;
-            }
-
-            st = t[i].bnode;
-            what = ch->value == 1 ? "open" : ch->value == 2 ? "closed"
-                                                            : "auto";
-            flen = ngx_http_fanout_rt_field(field, "breaker", &ch->name,
-                                            &ch->location);
-            vlen = ngx_sprintf(value, "%s", what) - value;
-
-            ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                          "fanout_api: location \"%V\": breaker of target "
-                          "\"%V\" %s -> %s", &loc->name, &ch->name,
-                          st->rt.forced == 1 ? "open"
-                          : st->rt.forced == 2 ? "closed" : "auto", what);
-
-            st->rt.forced = ch->value;
-            break;
-        }
-
-        if (ch->value == 0) {
-            /* taking it out must leave every request enough to meet the
-             * quorum, in whichever variant the split puts it */
-            if (loc->split) {
-                ngx_http_fanout_rt_split_now(fmcf, loc, &split);
-            }
-
-            if (ngx_http_fanout_rt_stranded(loc, loc->split ? &split : NULL,
-                                            loc->ramp != NULL, i, ch)
-                != NGX_OK)
-            {
-                return NGX_DECLINED;
-            }
-        }
-
-        flen = ngx_http_fanout_rt_field(field, "target", &ch->name,
-                                        &ch->location);
-        vlen = ngx_sprintf(value, "%s", ch->value ? "enabled" : "disabled")
-               - value;
-
-        ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                      "fanout_api: location \"%V\": target \"%V\" %s -> %*s",
-                      &loc->name, &ch->name,
-                      t[i].node->rt.disabled ? "disabled" : "enabled",
-                      vlen, value);
-
-        t[i].node->rt.disabled = !ch->value;
-        break;
-
-    case NGX_HTTP_FANOUT_RT_PURGE:
-
-        if (!loc->cache) {
-            ch->status = NGX_HTTP_CONFLICT;
-            ch->error = "no_cache";
-            ch->message = "the location has no fanout_cache";
-            return NGX_DECLINED;
-        }
-
-        if (ch->name.len) {
-            i = ngx_http_fanout_rt_index(&loc->targets, ch->name.data,
-                                         ch->name.len, 0);
-            if (i < 0) {
-                goto unknown;
-            }
-
-            t = loc->targets.elts;
-            st = t[i].node;
-            flen = ngx_http_fanout_rt_field(field, "purge", &ch->name,
-                                            &ch->location);
-
-        } else {
-            ngx_str_t  all = ngx_string("*");
-
-            st = loc->node;
-            flen = ngx_http_fanout_rt_field(field, "purge", &all,
-                                            &ch->location);
-        }
-
-        /* a time, so that purges from any instance only move it on */
-        st->rt.purged = ngx_max((ngx_atomic_uint_t) ngx_http_fanout_rt_wall(),
-                                st->rt.purged + 1);
-        vlen = ngx_sprintf(value, "%uA", st->rt.purged) - value;
-
-        ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                      "fanout_api: location \"%V\": cache purged%s%V%s",
-                      &loc->name, ch->name.len ? " for target \"" : "",
-                      &ch->name, ch->name.len ? "\"" : "");
-        break;
-
-    case NGX_HTTP_FANOUT_RT_RAMP_SET:
-    case NGX_HTTP_FANOUT_RT_RAMP_OFF:
-
-        if (loc->split == NULL) {
-            ch->status = NGX_HTTP_NOT_FOUND;
-            ch->error = "no_split";
-            ch->message = "the location has no fanout_split";
-            return NGX_DECLINED;
-        }
-
-        {
-            ngx_str_t       all = ngx_string("*");
-            fanout_ramp_t   ramp;
-            const char     *bad;
-            ngx_uint_t      cand;
-
-            flen = ngx_http_fanout_rt_field(field, "api-ramp", &all,
-                                            &ch->location);
-            vlen = ngx_sprintf(value, "%08xD ", loc->split_fp) - value;
-
-            if (ch->what == NGX_HTTP_FANOUT_RT_RAMP_OFF) {
-                if (!loc->node->rt.api_ramp_on) {
-                    ch->status = NGX_HTTP_NOT_FOUND;
-                    ch->error = "no_ramp";
-                    ch->message = "fanout_api set no ramp on this split";
-                    return NGX_DECLINED;
-                }
-
-                vlen = ngx_sprintf(value + vlen, "off") - value;
-                ngx_http_fanout_rt_ramp_install(fmcf, loc, NULL, 0);
-
-                ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                              "fanout_api: location \"%V\": fanout_api's "
-                              "ramp off", &loc->name);
-                break;
-            }
-
-            cand = 0;
-
-            if (ch->candidate.len) {
-                i = ngx_http_fanout_rt_index(&loc->variants,
-                                             ch->candidate.data,
-                                             ch->candidate.len, 1);
-                if (i < 0) {
-                    ch->status = NGX_HTTP_NOT_FOUND;
-                    ch->error = "unknown_variant";
-                    ch->message = "the candidate is no variant of the split";
-                    return NGX_DECLINED;
-                }
-
-                cand = (ngx_uint_t) i;
-            }
-
-            bad = ngx_http_fanout_rt_ramp_conf(&ch->steps, ch->every,
-                                               ch->value, &ch->rollback,
-                                               &ramp);
-            if (bad) {
-                ch->status = NGX_HTTP_BAD_REQUEST;
-                ch->error = "bad_value";
-                ch->message = bad;
-                return NGX_DECLINED;
-            }
-
-            /* a ramp may send requests to any variant: the candidate up
-             * to its last step, the others until then */
-            if (ngx_http_fanout_rt_stranded(loc, loc->split, 1, -1, ch)
-                != NGX_OK)
-            {
-                return NGX_DECLINED;
-            }
-
-            if (ch->steps.len + ch->rollback.len > 256) {
-                ch->status = NGX_HTTP_BAD_REQUEST;
-                ch->error = "bad_value";
-                ch->message = "the ramp is too long";
-                return NGX_DECLINED;
-            }
-
-            vlen += ngx_http_fanout_rt_ramp_conf_value(value + vlen, &ramp,
-                                                       cand, &ch->steps,
-                                                       &ch->rollback);
-
-            ngx_http_fanout_rt_ramp_install(fmcf, loc, &ramp, cand);
-
-            ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                          "fanout_api: location \"%V\": ramp \"%*s\" "
-                          "(candidate, every ms, min_requests, steps, "
-                          "rollback_if)", &loc->name, vlen - 9, value + 9);
-        }
-
-        break;
-
-    case NGX_HTTP_FANOUT_RT_ROLLBACK:
-    case NGX_HTTP_FANOUT_RT_RESTART:
-
-        if (loc->ramp == NULL) {
-            ch->status = NGX_HTTP_NOT_FOUND;
-            ch->error = "no_ramp";
-            ch->message = "the location's split has no ramp";
-            return NGX_DECLINED;
-        }
-
-        {
-            ngx_str_t  fp;
-            u_char     fpbuf[16];
-            uint64_t   now;
-
-            fp.data = fpbuf;
-            fp.len = ngx_sprintf(fpbuf, "%08xD", loc->ramp_fp) - fpbuf;
-            flen = ngx_http_fanout_rt_field(field, "ramp", &fp,
-                                            &ch->location);
-            now = ngx_http_fanout_rt_wall();
-
-            if (ch->what == NGX_HTTP_FANOUT_RT_ROLLBACK) {
-                vlen = ngx_http_fanout_rt_ramp_value(value,
-                           NGX_HTTP_FANOUT_RAMP_ROLLED_BACK,
-                           loc->node->rt.ramp_step, now, 9);
-                ngx_http_fanout_rt_ramp_take(fmcf, loc,
-                                             NGX_HTTP_FANOUT_RAMP_ROLLED_BACK,
-                                             loc->node->rt.ramp_step, now, 9,
-                                             "");
-            } else {
-                vlen = ngx_http_fanout_rt_ramp_value(value,
-                           NGX_HTTP_FANOUT_RAMP_RAMPING, 0, now, 0);
-                ngx_http_fanout_rt_counts(loc, &loc->node->rt.ramp_seen);
-                ngx_http_fanout_rt_ramp_take(fmcf, loc,
-                                             NGX_HTTP_FANOUT_RAMP_RAMPING, 0,
-                                             now, 0, " (by fanout_api)");
-            }
-        }
-
-        break;
-
-    default:
-        return NGX_ERROR;
-    }
-
-    (void) ngx_atomic_fetch_add(&fmcf->sh->api_version, 1);
+    size_t                       len[3];
+    const char                  *argv[3];
+    ngx_http_fanout_redis_op_t  *op;
+    ngx_http_fanout_rt_write_t  *w;
 
     if (fmcf->redis == NULL) {
         return NGX_OK;
@@ -2303,264 +1816,13 @@ ngx_http_fanout_runtime_change(ngx_http_fanout_main_conf_t *fmcf,
     *pending = w;
 
     return NGX_OK;
-
-unknown:
-
-    ch->status = NGX_HTTP_NOT_FOUND;
-    ch->error = ch->what == NGX_HTTP_FANOUT_RT_PERCENT ? "unknown_shadow"
-                                                       : "unknown_target";
-    ch->message = "the location has no such name";
-    return NGX_DECLINED;
 }
 
 
-/* the runtime state, as fanout_api's GET shows it */
+/* a ramp state's name: waiting, ramping, done, rolled_back */
 
-size_t
-ngx_http_fanout_runtime_json_size(ngx_http_fanout_main_conf_t *fmcf)
+const char *
+ngx_http_fanout_rt_ramp_name(ngx_uint_t state)
 {
-    size_t                           size;
-    ngx_uint_t                       i;
-    ngx_http_fanout_stats_loc_t     *loc;
-
-    size = 64;
-    loc = fmcf->locations.elts;
-
-    for (i = 0; i < fmcf->locations.nelts; i++) {
-        /* and Prometheus repeats the location's name on each line */
-        size += 768 + 6 * loc[i].name.len
-                + (160 + 2 * loc[i].name.len)
-                  * (loc[i].variants.nelts + loc[i].targets.nelts
-                     + loc[i].shadows.nelts + 2);
-    }
-
-    return size;
-}
-
-
-u_char *
-ngx_http_fanout_runtime_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
-{
-    uint64_t                         now;
-    ngx_str_t                        name;
-    ngx_uint_t                       i, j, active, n, ramp;
-    fanout_split_t                  *split;
-    ngx_http_fanout_runtime_t       *rt;
-    ngx_http_fanout_stats_loc_t     *loc;
-    ngx_http_fanout_stats_target_t  *t;
-
-    now = ngx_http_fanout_rt_wall();
-    loc = fmcf->locations.elts;
-
-    p = ngx_sprintf(p, "\"fleet_version\":%uA,\"locations\":{",
-                    fmcf->sh->runtime_version);
-
-    for (n = 0, i = 0; i < fmcf->locations.nelts; i++) {
-        if (loc[i].node == NULL || loc[i].targets.nelts == 0) {
-            continue;
-        }
-
-        ngx_http_fanout_rt_ramp_sync(fmcf, &loc[i]);
-        rt = &loc[i].node->rt;
-
-        p = ngx_sprintf(p, "%s\"", n++ ? "," : "");
-        p = ngx_http_fanout_escape_json(p, &loc[i].name);
-        p = ngx_sprintf(p, "\":{");
-
-        if (loc[i].split) {
-            active = rt->active && rt->base == loc[i].split_fp;
-            ramp = loc[i].ramp && rt->ramp_fp == loc[i].ramp_fp
-                   && rt->ramp_state != NGX_HTTP_FANOUT_RAMP_NONE;
-            split = active ? &rt->split : loc[i].split;
-            t = loc[i].variants.elts;
-
-            p = ngx_sprintf(p, "\"split\":{\"source\":\"%s\",\"weights\":{",
-                            ramp && active ? "ramp"
-                            : active ? "api" : "config");
-
-            for (j = 0; j < loc[i].variants.nelts; j++) {
-                p = ngx_sprintf(p, "%s\"", j ? "," : "");
-                p = ngx_http_fanout_escape_json(p,
-                        ngx_http_fanout_rt_extra_name(&name, &t[j]));
-                p = ngx_sprintf(p, "\":%uD.%02uD", split->share[j] / 100,
-                                split->share[j] % 100);
-            }
-
-            p = ngx_sprintf(p, "}");
-
-            if (loc[i].ramp) {
-                p = ngx_sprintf(p, ",\"ramp\":{\"candidate\":\"");
-                p = ngx_http_fanout_escape_json(p,
-                        ngx_http_fanout_rt_extra_name(&name,
-                                                      &t[loc[i].candidate]));
-                p = ngx_sprintf(p, "\",\"state\":\"%s\",\"step\":%ui,"
-                                "\"steps\":%uz,\"share\":%uD.%02uD,"
-                                "\"step_age_ms\":%uL,\"every_ms\":%uL,"
-                                "\"requests\":%uL,\"errors\":%uL,"
-                                "\"slow\":%uL",
-                                ngx_http_fanout_rt_ramp_names[
-                                    ramp ? rt->ramp_state : 0],
-                                ramp ? rt->ramp_step + 1 : 0,
-                                loc[i].ramp->nsteps,
-                                split->share[loc[i].candidate] / 100,
-                                split->share[loc[i].candidate] % 100,
-                                ramp && now > rt->ramp_at
-                                ? now - rt->ramp_at : 0,
-                                loc[i].ramp->every,
-                                rt->ramp_counts.requests,
-                                rt->ramp_counts.errors, rt->ramp_counts.slow);
-
-                if (ramp && rt->ramp_state == NGX_HTTP_FANOUT_RAMP_ROLLED_BACK)
-                {
-                    p = ngx_sprintf(p, ",\"reason\":\"%s\"",
-                                    rt->ramp_why == FANOUT_RAMP_ROLLBACK_ERRORS
-                                    ? "error_rate"
-                                    : rt->ramp_why == FANOUT_RAMP_ROLLBACK_P99
-                                    ? "p99" : "api");
-                }
-
-                p = ngx_sprintf(p, "}");
-            }
-
-            p = ngx_sprintf(p, "},");
-        }
-
-        if (rt->purged) {
-            /* fanout_api's last purge of the location's cache (wall ms) */
-            p = ngx_sprintf(p, "\"purged_ms\":%uA,", rt->purged);
-        }
-
-        p = ngx_sprintf(p, "\"targets\":{");
-        t = loc[i].targets.elts;
-
-        for (j = 0; j < loc[i].targets.nelts; j++) {
-            p = ngx_sprintf(p, "%s\"", j ? "," : "");
-            p = ngx_http_fanout_escape_json(p, &t[j].name);
-            p = ngx_sprintf(p, "\":{\"enabled\":%s,\"breaker\":\"%s\"",
-                            t[j].node->rt.disabled ? "false" : "true",
-                            t[j].bnode->rt.forced == 1 ? "open"
-                            : t[j].bnode->rt.forced == 2 ? "closed"
-                                                         : "auto");
-
-            if (t[j].node->rt.purged) {
-                p = ngx_sprintf(p, ",\"purged_ms\":%uA",
-                                t[j].node->rt.purged);
-            }
-
-            *p++ = '}';
-        }
-
-        p = ngx_sprintf(p, "}");
-
-        if (loc[i].shadows.nelts) {
-            p = ngx_sprintf(p, ",\"shadows\":{");
-            t = loc[i].shadows.elts;
-
-            for (j = 0; j < loc[i].shadows.nelts; j++) {
-                p = ngx_sprintf(p, "%s\"", j ? "," : "");
-                p = ngx_http_fanout_escape_json(p,
-                        ngx_http_fanout_rt_extra_name(&name, &t[j]));
-
-                if (t[j].node->rt.percent) {
-                    p = ngx_sprintf(p, "\":{\"percent\":%uA.%02uA}",
-                                    (t[j].node->rt.percent - 1) / 100,
-                                    (t[j].node->rt.percent - 1) % 100);
-                } else {
-                    p = ngx_sprintf(p, "\":{\"percent\":\"config\"}");
-                }
-            }
-
-            p = ngx_sprintf(p, "}");
-        }
-
-        p = ngx_sprintf(p, "}");
-    }
-
-    return ngx_sprintf(p, "}");
-}
-
-
-/* Prometheus: each variant's share in use, each ramp's step and state */
-
-u_char *
-ngx_http_fanout_runtime_prometheus(u_char *p,
-    ngx_http_fanout_main_conf_t *fmcf)
-{
-    ngx_str_t                        name;
-    ngx_uint_t                       i, j, active, ramp, pass;
-    fanout_split_t                  *split;
-    ngx_http_fanout_runtime_t       *rt;
-    ngx_http_fanout_stats_loc_t     *loc;
-    ngx_http_fanout_stats_target_t  *t;
-
-    loc = fmcf->locations.elts;
-
-    p = ngx_sprintf(p,
-        "# HELP fanout_runtime_version The fleet's runtime state version "
-        "applied here (fanout_api, ramps; 0 without Redis).\n"
-        "# TYPE fanout_runtime_version gauge\n"
-        "fanout_runtime_version %uA\n"
-        "# HELP fanout_variant_share_ratio The share of a fanout_split "
-        "variant in use, 0 to 1: configured, set by fanout_api or by a "
-        "ramp.\n"
-        "# TYPE fanout_variant_share_ratio gauge\n",
-        fmcf->sh->runtime_version);
-
-    for (pass = 0; pass < 3; pass++) {
-        if (pass == 1) {
-            p = ngx_sprintf(p,
-                "# HELP fanout_ramp_step A ramp's step (1 to its steps; 0: "
-                "not begun).\n"
-                "# TYPE fanout_ramp_step gauge\n");
-
-        } else if (pass == 2) {
-            p = ngx_sprintf(p,
-                "# HELP fanout_ramp_rolled_back 1 once a ramp rolled its "
-                "candidate back to 0%%.\n"
-                "# TYPE fanout_ramp_rolled_back gauge\n");
-        }
-
-        for (i = 0; i < fmcf->locations.nelts; i++) {
-            ngx_http_fanout_rt_ramp_sync(fmcf, &loc[i]);
-
-            if (loc[i].split == NULL || loc[i].node == NULL
-                || (pass && loc[i].ramp == NULL))
-            {
-                continue;
-            }
-
-            rt = &loc[i].node->rt;
-            ramp = loc[i].ramp && rt->ramp_fp == loc[i].ramp_fp
-                   && rt->ramp_state != NGX_HTTP_FANOUT_RAMP_NONE;
-
-            if (pass) {
-                p = ngx_sprintf(p, "%s{location=\"",
-                                pass == 1 ? "fanout_ramp_step"
-                                          : "fanout_ramp_rolled_back");
-                p = ngx_http_fanout_escape_label(p, &loc[i].name);
-                p = ngx_sprintf(p, "\"} %ui\n",
-                                pass == 1 ? (ramp ? rt->ramp_step + 1 : 0)
-                                : (ramp && rt->ramp_state
-                                           == NGX_HTTP_FANOUT_RAMP_ROLLED_BACK));
-                continue;
-            }
-
-            active = rt->active && rt->base == loc[i].split_fp;
-            split = active ? &rt->split : loc[i].split;
-            t = loc[i].variants.elts;
-
-            for (j = 0; j < loc[i].variants.nelts; j++) {
-                p = ngx_sprintf(p, "fanout_variant_share_ratio{location=\"");
-                p = ngx_http_fanout_escape_label(p, &loc[i].name);
-                p = ngx_sprintf(p, "\",variant=\"");
-                p = ngx_http_fanout_escape_label(p,
-                        ngx_http_fanout_rt_extra_name(&name, &t[j]));
-                p = ngx_sprintf(p, "\"} %uD.%04uD\n",
-                                split->share[j] / FANOUT_SPLIT_WHOLE,
-                                split->share[j] % FANOUT_SPLIT_WHOLE);
-            }
-        }
-    }
-
-    return p;
+    return ngx_http_fanout_rt_ramp_names[state];
 }

@@ -8,6 +8,7 @@
 
 
 #include "ngx_http_fanout.h"
+#include "ngx_http_fanout_stats.h"
 
 
 /* a runtime change (ngx_http_fanout_runtime.c), as fanout_api read it */
@@ -54,16 +55,44 @@ struct ngx_http_fanout_rt_change_s {
 typedef void (*ngx_http_fanout_rt_done_pt)(void *data, ngx_int_t version);
 
 
-ngx_int_t ngx_http_fanout_runtime_change(ngx_http_fanout_main_conf_t *fmcf,
-    ngx_log_t *log, ngx_http_fanout_rt_change_t *ch,
-    ngx_http_fanout_rt_done_pt handler, void *data, void **pending);
 void ngx_http_fanout_runtime_forget(void *pending);
-size_t ngx_http_fanout_runtime_json_size(ngx_http_fanout_main_conf_t *fmcf);
-u_char *ngx_http_fanout_runtime_json(u_char *p,
-    ngx_http_fanout_main_conf_t *fmcf);
-u_char *ngx_http_fanout_runtime_prometheus(u_char *p,
-    ngx_http_fanout_main_conf_t *fmcf);
 ngx_int_t ngx_http_fanout_runtime_init_process(ngx_cycle_t *cycle);
+
+/* the state's pieces the API's changes and the displays use */
+size_t ngx_http_fanout_rt_field(u_char *buf, const char *kind, ngx_str_t *name,
+    ngx_str_t *location);
+ngx_int_t ngx_http_fanout_rt_index(ngx_array_t *a, u_char *name, size_t len,
+    ngx_uint_t skip);
+uint64_t ngx_http_fanout_rt_wall(void);
+void ngx_http_fanout_rt_split_write(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_http_fanout_stats_loc_t *loc, fanout_split_t *split,
+    ngx_uint_t weights);
+size_t ngx_http_fanout_rt_ramp_value(u_char *buf, ngx_uint_t state,
+    ngx_uint_t step, uint64_t at, ngx_uint_t why);
+void ngx_http_fanout_rt_ramp_take(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_http_fanout_stats_loc_t *loc, ngx_uint_t state, ngx_uint_t step,
+    uint64_t at, ngx_uint_t why, const char *from);
+void ngx_http_fanout_rt_ramp_install(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_http_fanout_stats_loc_t *loc, fanout_ramp_t *ramp,
+    ngx_uint_t candidate);
+u_char *ngx_http_fanout_rt_weights_value(u_char *p,
+    ngx_http_fanout_stats_loc_t *loc, fanout_split_t *split);
+size_t ngx_http_fanout_rt_ramp_conf_value(u_char *buf, fanout_ramp_t *ramp,
+    ngx_uint_t candidate, ngx_str_t *steps, ngx_str_t *rollback);
+const char *ngx_http_fanout_rt_ramp_conf(ngx_str_t *steps, uint64_t every,
+    uint64_t min, ngx_str_t *rollback, fanout_ramp_t *ramp);
+ngx_http_fanout_stats_loc_t *ngx_http_fanout_rt_location(
+    ngx_http_fanout_main_conf_t *fmcf, ngx_str_t *name);
+void ngx_http_fanout_rt_counts(ngx_http_fanout_stats_loc_t *loc,
+    fanout_ramp_counts_t *c);
+ngx_str_t *ngx_http_fanout_rt_extra_name(ngx_str_t *out,
+    ngx_http_fanout_stats_target_t *t);
+void ngx_http_fanout_rt_ramp_sync(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_http_fanout_stats_loc_t *loc);
+ngx_int_t ngx_http_fanout_rt_write(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_log_t *log, u_char *field, size_t flen, u_char *value, size_t vlen,
+    ngx_http_fanout_rt_done_pt handler, void *data, void **pending);
+const char *ngx_http_fanout_rt_ramp_name(ngx_uint_t state);
 
 
 #endif /* _NGX_HTTP_FANOUT_RUNTIME_H_INCLUDED_ */

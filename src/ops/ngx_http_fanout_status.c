@@ -13,6 +13,7 @@
 #include "ngx_http_fanout_redis.h"
 #include "ngx_http_fanout_response.h"
 #include "ngx_http_fanout_runtime.h"
+#include "ngx_http_fanout_runtime_status.h"
 #include "ngx_http_fanout_stats.h"
 #include "ngx_http_fanout_status.h"
 #include "ngx_http_fanout_dashboard.h"

@@ -73,7 +73,6 @@ typedef struct {
 } ngx_http_fanout_redis_script_t;
 
 
-char *ngx_http_fanout_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_fanout_redis_init_process(ngx_cycle_t *cycle);
 void ngx_http_fanout_redis_exit_process(ngx_cycle_t *cycle);
 

@@ -14,6 +14,7 @@
 
 #include "fanout_call.h"
 #include "fanout_json.h"
+#include "fanout_number.h"
 
 
 int

@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "fanout_json.h"
+#include "fanout_number.h"
 #include "tap.h"
 
 

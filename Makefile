@@ -335,6 +335,7 @@ check-dashboard:
 
 lint: $(MODULE) check-dashboard
 	tools/callgraph --design=DESIGN.md src
+	tools/check-docs
 	@# the pure core includes no nginx header
 	@! grep -n '#include [<"]ngx_\|#include [<"]nginx' src/core/* \
 	    || { echo "src/core/ includes nginx"; exit 1; }

@@ -5,12 +5,13 @@
  * status's size bound.
  */
 
-#include <jansson.h>
-
 #include "ngx_http_fanout.h"
 #include "ngx_http_fanout_counters.h"
 #include "ngx_http_fanout_redis.h"
 #include "ngx_http_fanout_stats.h"
+
+/* after nginx's headers, which set the feature macros first */
+#include <jansson.h>
 
 
 #define C(nm, obj, met, lab, val, hlp, typ, idx)                             \

@@ -516,11 +516,11 @@ ngx_http_fanout_counters_prometheus(u_char *p,
             x = a->elts;
 
             for (j = 0; j < a->nelts; j++) {
-                name = x[j].name;
+                if (group == NGX_HTTP_FANOUT_GROUP_TARGET) {
+                    name = x[j].name;
 
-                if (group != NGX_HTTP_FANOUT_GROUP_TARGET) {
-                    name.data++;          /* after the \1, \2, \3 or \4 */
-                    name.len--;
+                } else {
+                    (void) ngx_http_fanout_stats_extra_name(&name, &x[j]);
                 }
 
                 p = ngx_http_fanout_counters_node(p, c, f, e, &loc[i].name,

@@ -283,16 +283,6 @@ ngx_http_fanout_rt_index(ngx_array_t *a, u_char *name, size_t len,
 
 /* a variant's or shadow's name, without its kind's byte */
 
-ngx_str_t *
-ngx_http_fanout_rt_extra_name(ngx_str_t *out,
-    ngx_http_fanout_stats_target_t *t)
-{
-    out->data = t->name.data + 1;
-    out->len = t->name.len - 1;
-
-    return out;
-}
-
 
 /* a location's split in use, written as a seqlock under the zone's lock */
 
@@ -1410,7 +1400,7 @@ ngx_http_fanout_rt_held(ngx_http_fanout_main_conf_t *fmcf, ngx_array_t *a)
         for (k = 0; rc == NGX_OK && k < loc->shadows.nelts; k++) {
             if (t[k].node && t[k].node->rt.percent) {
                 rc = ngx_http_fanout_rt_hold(a, "shadow",
-                         ngx_http_fanout_rt_extra_name(&name, &t[k]),
+                         ngx_http_fanout_stats_extra_name(&name, &t[k]),
                          &loc->name, value,
                          ngx_sprintf(value, "%uA", t[k].node->rt.percent - 1)
                          - value);

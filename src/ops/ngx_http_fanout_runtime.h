@@ -85,8 +85,6 @@ ngx_http_fanout_stats_loc_t *ngx_http_fanout_rt_location(
     ngx_http_fanout_main_conf_t *fmcf, ngx_str_t *name);
 void ngx_http_fanout_rt_counts(ngx_http_fanout_stats_loc_t *loc,
     fanout_ramp_counts_t *c);
-ngx_str_t *ngx_http_fanout_rt_extra_name(ngx_str_t *out,
-    ngx_http_fanout_stats_target_t *t);
 void ngx_http_fanout_rt_ramp_sync(ngx_http_fanout_main_conf_t *fmcf,
     ngx_http_fanout_stats_loc_t *loc);
 ngx_int_t ngx_http_fanout_rt_write(ngx_http_fanout_main_conf_t *fmcf,

@@ -83,7 +83,7 @@ ngx_http_fanout_runtime_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
             for (j = 0; j < loc[i].variants.nelts; j++) {
                 p = ngx_sprintf(p, "%s\"", j ? "," : "");
                 p = ngx_http_fanout_escape_json(p,
-                        ngx_http_fanout_rt_extra_name(&name, &t[j]));
+                        ngx_http_fanout_stats_extra_name(&name, &t[j]));
                 p = ngx_sprintf(p, "\":%uD.%02uD", split->share[j] / 100,
                                 split->share[j] % 100);
             }
@@ -93,7 +93,7 @@ ngx_http_fanout_runtime_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
             if (loc[i].ramp) {
                 p = ngx_sprintf(p, ",\"ramp\":{\"candidate\":\"");
                 p = ngx_http_fanout_escape_json(p,
-                        ngx_http_fanout_rt_extra_name(&name,
+                        ngx_http_fanout_stats_extra_name(&name,
                                                       &t[loc[i].candidate]));
                 p = ngx_sprintf(p, "\",\"state\":\"%s\",\"step\":%ui,"
                                 "\"steps\":%uz,\"share\":%uD.%02uD,"
@@ -161,7 +161,7 @@ ngx_http_fanout_runtime_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
             for (j = 0; j < loc[i].shadows.nelts; j++) {
                 p = ngx_sprintf(p, "%s\"", j ? "," : "");
                 p = ngx_http_fanout_escape_json(p,
-                        ngx_http_fanout_rt_extra_name(&name, &t[j]));
+                        ngx_http_fanout_stats_extra_name(&name, &t[j]));
 
                 if (t[j].node->rt.percent) {
                     p = ngx_sprintf(p, "\":{\"percent\":%uA.%02uA}",
@@ -256,7 +256,7 @@ ngx_http_fanout_runtime_prometheus(u_char *p,
                 p = ngx_http_fanout_escape_label(p, &loc[i].name);
                 p = ngx_sprintf(p, "\",variant=\"");
                 p = ngx_http_fanout_escape_label(p,
-                        ngx_http_fanout_rt_extra_name(&name, &t[j]));
+                        ngx_http_fanout_stats_extra_name(&name, &t[j]));
                 p = ngx_sprintf(p, "\"} %uD.%04uD\n",
                                 split->share[j] / FANOUT_SPLIT_WHOLE,
                                 split->share[j] % FANOUT_SPLIT_WHOLE);

@@ -269,6 +269,18 @@ ngx_http_fanout_stats_extras(ngx_http_fanout_stats_loc_t *loc,
 }
 
 
+/* a limit's, variant's, shadow's or batch's name: after its \1 ... \4 */
+static ngx_inline ngx_str_t *
+ngx_http_fanout_stats_extra_name(ngx_str_t *out,
+    ngx_http_fanout_stats_target_t *t)
+{
+    out->data = t->name.data + 1;
+    out->len = t->name.len - 1;
+
+    return out;
+}
+
+
 ngx_int_t ngx_http_fanout_stats_register(ngx_conf_t *cf,
     ngx_http_fanout_main_conf_t *fmcf, ngx_str_t *location, ngx_str_t *target,
     ngx_uint_t *loc_index, ngx_uint_t *target_index);

@@ -113,20 +113,6 @@ ngx_http_fanout_zone_used(ngx_http_fanout_main_conf_t *fmcf)
 }
 
 
-/* a limit's, variant's, shadow's or batch's name: after its \1 ... \4 */
-
-static ngx_inline ngx_str_t
-ngx_http_fanout_status_extra_name(ngx_http_fanout_stats_target_t *x)
-{
-    ngx_str_t  name;
-
-    name.data = x->name.data + 1;
-    name.len = x->name.len - 1;
-
-    return name;
-}
-
-
 /* "limits", "variants", "shadows", "batches": name: {counters ...} */
 
 static u_char *
@@ -144,7 +130,7 @@ ngx_http_fanout_status_extras_json(u_char *p, ngx_http_fanout_stats_loc_t *loc,
     n = ngx_http_fanout_counter_groups[group].n;
 
     for (j = 0; j < a->nelts; j++) {
-        name = ngx_http_fanout_status_extra_name(&x[j]);
+        (void) ngx_http_fanout_stats_extra_name(&name, &x[j]);
         st = x[j].node;
 
         p = ngx_sprintf(p, "%s\"", j ? "," : "");

@@ -281,9 +281,6 @@ ngx_http_fanout_rt_index(ngx_array_t *a, u_char *name, size_t len,
 }
 
 
-/* a variant's or shadow's name, without its kind's byte */
-
-
 /* a location's split in use, written as a seqlock under the zone's lock */
 
 void

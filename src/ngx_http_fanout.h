@@ -82,7 +82,7 @@ typedef struct {
     ngx_uint_t                  batch_format;  /* fanout_mb_format_e */
     ngx_uint_t                  batch_stats;   /* its batches' counters */
     void                       *batcher;       /* this worker's batches */
-    unsigned                    no_breaker:1;  /* breaker=off */
+    ngx_uint_t                  no_breaker;    /* breaker=off */
 } ngx_http_fanout_target_t;
 
 
@@ -166,6 +166,8 @@ typedef struct {
     ngx_msec_t                  drain_on_quit; /* fanout_drain_on_quit */
     ngx_uint_t                  heartbeat;     /* local_share: counted */
     time_t                      loaded;        /* this configuration's */
+    ngx_array_t                *zone_inits;    /* subsystems' setups in the
+                                                  zone: ..._zone_init_pt */
     ngx_http_fanout_shctx_t    *sh;            /* the zone, once made */
     ngx_slab_pool_t            *shpool;
 } ngx_http_fanout_main_conf_t;

@@ -45,11 +45,11 @@ my @bad = (
     [ "fanout_target a /_m/a; fanout_target a /_m/b;",
       qr/duplicate target name "a".*nginx\.conf:\d+/, 'duplicate target name' ],
     [ "fanout_target a /_m/a weight=0;",
-      qr/invalid weight "weight=0"/, 'zero weight' ],
+      qr/invalid parameter "weight=0": a number from 0\.001 to .* decimals.*nginx\.conf:\d+/, 'zero weight' ],
     [ "fanout_target a /_m/a weight=heavy;",
-      qr/invalid weight "weight=heavy"/, 'bad weight' ],
+      qr/invalid parameter "weight=heavy"/, 'bad weight' ],
     [ "fanout_target a /_m/a timeout=soon;",
-      qr/invalid timeout "timeout=soon"/, 'bad target timeout' ],
+      qr/invalid parameter "timeout=soon": a time/, 'bad target timeout' ],
     [ "fanout_target a /_m/a; fanout_timeout forever;",
       qr/"fanout_timeout" directive invalid value/, 'bad fanout_timeout' ],
     [ "fanout_target a /_m/a max_inflight=0;",
@@ -79,20 +79,20 @@ my @bad = (
       'a split whose requests without a variant cannot meet the quorum' ],
     [ "fanout_target a /_m/a variant=x; fanout_target b /_m/b variant=y;\n"
       . "fanout_split \$arg_u ramp=5%,50% every=10s { 5% x; * y; }",
-      qr/invalid "ramp=5%,50%": use rising shares that end at 100%.*nginx\.conf:\d+/,
+      qr/invalid parameter "ramp=5%,50%": use rising shares that end at 100%.*nginx\.conf:\d+/,
       'a ramp that does not end at 100%' ],
     [ "fanout_target a /_m/a variant=x; fanout_target b /_m/b variant=y;\n"
       . "fanout_split \$arg_u ramp=50%,5%,100% every=10s { 5% x; * y; }",
-      qr/invalid "ramp=50%,5%,100%"/, 'a ramp that does not rise' ],
+      qr/invalid parameter "ramp=50%,5%,100%"/, 'a ramp that does not rise' ],
     [ "fanout_target a /_m/a variant=x; fanout_target b /_m/b variant=y;\n"
       . "fanout_split \$arg_u ramp=5%,100% { 5% x; * y; }",
       qr/a ramp needs "ramp=" and "every="/, 'a ramp without every=' ],
     [ "fanout_target a /_m/a variant=x; fanout_target b /_m/b variant=y;\n"
       . "fanout_split \$arg_u ramp=5%,100% every=10s rollback_if=p99>300ms { 5% x; * y; }",
-      qr/invalid "rollback_if=p99>300ms": .*histogram's bounds/, 'a p99 bound off the histogram' ],
+      qr/invalid parameter "rollback_if=p99>300ms": .*histogram's bounds/, 'a p99 bound off the histogram' ],
     [ "fanout_target a /_m/a variant=x; fanout_target b /_m/b variant=y;\n"
       . "fanout_split \$arg_u ramp=5%,100% every=10s rollback_if=errors>2% { 5% x; * y; }",
-      qr/invalid "rollback_if=errors>2%"/, 'an unknown rollback bound' ],
+      qr/invalid parameter "rollback_if=errors>2%"/, 'an unknown rollback bound' ],
     [ "fanout_target a /_m/a variant=x; fanout_target b /_m/b variant=y;\n"
       . "fanout_split \$arg_u ramp=5%,100% every=10s candidate=z { 5% x; * y; }",
       qr/candidate=z of the "fanout_split" in .*nginx\.conf:\d+ is not one of its variants/,
@@ -111,12 +111,12 @@ my @bad = (
     [ "fanout_target a /_m/a; fanout_batch 'a\"b';",
       qr/invalid FIELD/, 'fanout_batch: a quote in FIELD' ],
     [ "fanout_target a /_m/a; fanout_batch x max_items=0;",
-      qr/invalid "max_items=0": a number from 1 to 16384.*nginx\.conf:\d+/,
+      qr/invalid parameter "max_items=0": a number from 1 to 16384.*nginx\.conf:\d+/,
       'fanout_batch: max_items=0' ],
     [ "fanout_target a /_m/a; fanout_batch x chunk=lots;",
-      qr/invalid "chunk=lots"/, 'fanout_batch: a bad chunk' ],
+      qr/invalid parameter "chunk=lots"/, 'fanout_batch: a bad chunk' ],
     [ "fanout_target a /_m/a; fanout_batch x concurrency=0;",
-      qr/invalid "concurrency=0"/, 'fanout_batch: concurrency=0' ],
+      qr/invalid parameter "concurrency=0"/, 'fanout_batch: concurrency=0' ],
     [ "fanout_target a /_m/a; fanout_batch x size=3;",
       qr/invalid parameter "size=3"/, 'fanout_batch: an unknown parameter' ],
     [ "fanout_target a /_m/a; fanout_batch x; fanout_batch y;",
@@ -135,10 +135,10 @@ my @bad = (
     [ "fanout_target a /_m/a; fanout_merge vote [name=x].data;",
       qr/invalid FIELD "\[name=x\]\.data"/, 'a selector without a key' ],
     [ "fanout_target a /_m/a; fanout_merge mean p format=v3;",
-      qr/invalid parameter "format=v3": use format=v2, model=NAME, output=NAME or \(mean\) precision=/,
+      qr/invalid parameter "format=v3": use "v2"/,
       'format=v3' ],
     [ "fanout_target a /_m/a; fanout_merge mean p precision=18;",
-      qr/invalid "precision=18": significant digits from 1 to 17, fp32 or fp64/,
+      qr/invalid parameter "precision=18": significant digits from 1 to 17, fp32 or fp64/,
       'precision=18' ],
     [ "fanout_target a /_m/a; fanout_merge vote p precision=3;",
       qr/invalid parameter "precision=3"/, 'precision with vote' ],
@@ -147,13 +147,13 @@ my @bad = (
     [ "fanout_target a /_m/a; fanout_merge all format=v2;",
       qr/merge mode "all" takes no FIELD/, 'format=v2 with all' ],
     [ "fanout_target a /_m/a batch=1;",
-      qr/invalid "batch=1": inputs a call, from 2 to 1024.*nginx\.conf:\d+/,
+      qr/invalid parameter "batch=1": a number from 2 to 1024.*nginx\.conf:\d+/,
       'batch=1' ],
-    [ "fanout_target a /_m/a batch=2000;", qr/invalid "batch=2000"/, 'batch=2000' ],
+    [ "fanout_target a /_m/a batch=2000;", qr/invalid parameter "batch=2000"/, 'batch=2000' ],
     [ "fanout_target a /_m/a batch=8 batch_wait=5s;",
-      qr/invalid "batch_wait=5s": a time up to 1s/, 'batch_wait=5s' ],
+      qr/invalid parameter "batch_wait=5s": a time from 0ms to 1s/, 'batch_wait=5s' ],
     [ "fanout_target a /_m/a batch=8 batch_format=grpc;",
-      qr/invalid "batch_format=grpc": use instances, v2, openai or array/,
+      qr/invalid parameter "batch_format=grpc": use "instances", "v2", "openai" or "array"/,
       'batch_format=grpc' ],
     [ "fanout_target a /_m/a batch_wait=5ms;",
       qr/"batch_wait=" and "batch_format=" need "batch=N" \(target "a"\)/,
@@ -301,7 +301,7 @@ my %breaker_bad = (
     'fanout_breaker failures=0;' => qr/with failures=0 needs error_rate=/,
     'fanout_breaker scope=cluster;' => qr/"scope=cluster" needs a "fanout_redis" in the http block in \S+nginx.conf:\d+/,
     'fanout_breaker scope=fleet;' => qr/invalid parameter "scope=fleet"/,
-    'fanout_target b /_m/b fallback=x;' => qr/invalid fallback URI "x"/,
+    'fanout_target b /_m/b fallback=x;' => qr/invalid parameter "fallback=x": a local URI/,
     'fanout_breaker; fanout_breaker;' => qr/"fanout_breaker" directive is duplicate/,
 );
 
@@ -323,15 +323,15 @@ my %shadow_bad = (
     'fanout_shadow s /_m/b;' =>
         qr/"fanout_shadow" works only in a location with "fanout_target" in .*nginx\.conf:\d+/,
     'fanout_target a /_m/a; fanout_shadow s /_m/b percent=-1;' =>
-        qr/invalid "percent=-1"/,
+        qr/invalid parameter "percent=-1": a number from 0 to 100, with at most 2 decimals/,
     'fanout_target a /_m/a; fanout_shadow s /_m/b percent=101;' =>
-        qr/invalid "percent=101"/,
+        qr/invalid parameter "percent=101"/,
     'fanout_target a /_m/a; fanout_shadow s /_m/b tolerance=-1;' =>
-        qr/invalid "tolerance=-1"/,
+        qr/invalid parameter "tolerance=-1": a number of 0 or more/,
     'fanout_target a /_m/a; fanout_shadow s /_m/b tolerance=0.1x;' =>
-        qr/invalid "tolerance=0.1x"/,
+        qr/invalid parameter "tolerance=0.1x"/,
     'fanout_target a /_m/a; fanout_shadow s /_m/b compare=a..b;' =>
-        qr/invalid field path in "compare=a\.\.b"/,
+        qr/invalid parameter "compare=a\.\.b": a dot path/,
     'fanout_target a /_m/a; fanout_shadow s /_m/b; fanout_shadow s /_m/a;' =>
         qr/duplicate shadow name "s".*nginx\.conf:\d+/,
     'fanout_target a /_m/a; fanout_shadow s http://x/;' =>
@@ -366,7 +366,7 @@ is($rc, 0, 'a full fanout_shadow configuration passes') or diag($out);
 like($out, qr/invalid format "yaml"/, 'bad status format');
 
 ($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a breaker_key=a/b;"));
-like($out, qr/invalid breaker_key "a\/b"/, 'a bad breaker_key');
+like($out, qr/invalid parameter "breaker_key=a\/b": use 1 to 64 letters/, 'a bad breaker_key');
 ($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a; fanout_limit key=x rate=1r/s instances=3;"));
 like($out, qr/"instances=" goes with "on_redis_error=local_share"/, 'instances= without local_share');
 ($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a; fanout_limit key=x rate=1r/s instances=0 on_redis_error=local_share;"));
@@ -402,6 +402,39 @@ like($out, qr/"fanout_drain_on_quit" directive invalid value/, 'fanout_drain_on_
 ($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a;",
                                zone => "fanout_drain_on_quit 5s;"));
 like($out, qr/"fanout_drain_on_quit" needs a "fanout_zone"/, 'fanout_drain_on_quit without a zone');
+
+# every directive's "key=value" parameters are read over one table of
+# kinds (ngx_http_fanout_conf.c): a key given twice, a bare word where a
+# value is needed, a value out of its kind's bounds, each with what a valid
+# value is, the file and the line
+my %params = (
+    'fanout_target a /_m/a weight=2 weight=3;' => qr/duplicate parameter "weight=3" in \S+nginx\.conf:\d+/,
+    'fanout_target a /_m/a breaker=maybe;' => qr/invalid parameter "breaker=maybe": use "on" or "off"/,
+    'fanout_target a /_m/a max_inflight;' => qr/invalid parameter "max_inflight"/,
+    'fanout_target a /_m/a; fanout_cache ttl=1s ttl=2s;' => qr/duplicate parameter "ttl=2s"/,
+    'fanout_target a /_m/a; fanout_cache ttl=1s max_size=0;' => qr/invalid parameter "max_size=0": a size from 1 /,
+    'fanout_target a /_m/a; fanout_cache ttl=1s level=block;' => qr/invalid parameter "level=block": use "response" or "target"/,
+    'fanout_target a /_m/a; fanout_limit key=$x rate=1r/s dry_run=1;' => qr/invalid parameter "dry_run=1"/,
+    'fanout_target a /_m/a; fanout_limit key=$x rate=1r/s on_redis_error=retry;' => qr/use "local", "open", "closed" or "local_share"/,
+    'fanout_target a /_m/a; fanout_limit key= rate=1r/s;' => qr/invalid parameter "key=": a value, variables allowed/,
+    'fanout_target a /_m/a; fanout_breaker error_rate=150%;' => qr/invalid parameter "error_rate=150%": a percentage from 1% to 100%/,
+    'fanout_target a /_m/a; fanout_hedge after=p99 max_hedges=0;' => qr/invalid parameter "max_hedges=0": a number from 1 to \d+/,
+    'fanout_target a /_m/a; fanout_hedge after=p99 after=10ms;' => qr/duplicate parameter "after=10ms"/,
+    'fanout_target a /_m/a; fanout_retry on=error,,timeout;' => qr/invalid parameter "on=error,,timeout": use error, timeout/,
+    'fanout_target a /_m/a; fanout_retry budget=101%;' => qr/invalid parameter "budget=101%": a share from 0% to 100%/,
+    'fanout_target a /_m/a; fanout_shadow s /_m/b sample=redis2;' => qr/invalid parameter "sample=redis2": use "off" or "redis"/,
+    'fanout_target a /_m/a; fanout_call_log logs/c.log buffer=1k;' => qr/invalid parameter "buffer=1k": a size from 4k /,
+);
+for my $c (sort keys %params) {
+    ($rc, $out) = $t->nginx_t(conf($c));
+    isnt($rc, 0, "$c: nginx -t fails");
+    like($out, $params{$c}, "$c: message") or diag($out);
+}
+($rc, $out) = $t->nginx_t(conf("fanout_target a /_m/a breaker=on weight=0.5 batch=4 batch_format=v2 batch_wait=0;\n"
+                               . "fanout_target b /_m/b breaker=off fallback=/_m/a?x=1;\n"
+                               . "fanout_retry on=5xx,429 budget=12.5% min_retries=2/s;\n"
+                               . "fanout_shadow s /_m/b percent=0.25 compare=out.x sample=off;"));
+is($rc, 0, 'every kind of value, at its bounds, passes') or diag($out);
 
 # conf-examples/nginx.conf, laid out as the Dockerfile does
 {

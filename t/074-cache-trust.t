@@ -150,6 +150,6 @@ server {
 }
 EOC
 isnt($rc, 0, 'a bad echo= path fails nginx -t');
-like($out, qr/invalid echo=.* in .*nginx\.conf:\d+/, 'with file and line');
+like($out, qr/invalid parameter "echo=.* in .*nginx\.conf:\d+/, 'with file and line');
 
 $t->done;

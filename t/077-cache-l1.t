@@ -301,7 +301,7 @@ server {
 }
 EOC
 isnt($rc, 0, 'nginx -t: l1= too small fails');
-like($out, qr/l1= is a size of \d+k or more.*nginx\.conf:\d+/,
+like($out, qr/invalid parameter "l1=1k": a size of \d+k or more.*nginx\.conf:\d+/,
      'naming the file and line');
 
 ($rc, $out) = $t->nginx_t(http => <<'EOC');

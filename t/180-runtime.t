@@ -444,6 +444,31 @@ wait_for('every instance ends with the change and the rest written back', sub {
     return fleet_field('split', '/p') =~ / 2000 8000$/;
 });
 
+# a lagging instance writes back first: its settings are older than the
+# others', and its restore gives the hash the version they hold; those that
+# knew more write theirs back, and no instance takes the older settings
+wait_for('the instances at one version', sub {
+    my %v = map { (state($_ ? $_ : ())->{fleet_version} // -1) => 1 } undef, $two, $four;
+    keys %v == 1;
+});
+my $vnow = state()->{fleet_version};
+is($t->redis_cli('r', 'EVAL', 'redis.call("DEL", KEYS[1]) '
+                 . 'redis.call("HSET", KEYS[1], "v", ARGV[1], "restored", ARGV[2], ARGV[3], ARGV[4]) '
+                 . 'return 1', 1, 'fanout:runtime', $vnow, $vnow - 1, "shadow\x1fsh\x1f/p", '100'),
+   1, 'the hash replaced by an older restore, at the version held');
+wait_for('a restore from an older version is overwritten by those that knew more', sub {
+    (fleet_field('split', '/p') // '') =~ / 2000 8000$/
+        && (fleet_field('shadow', 'sh', '/p') // '') eq '900'
+        && (fleet_field('target', 'c', '/q') // '') eq 'disabled';
+});
+cmp_ok($t->redis_cli('r', 'HGET', 'fanout:runtime', 'v'), '>', $vnow, '  at a version past the one held');
+sleep 0.6;
+for my $port (undef, $two, $four) {
+    my $s = state($port ? $port : ())->{locations};
+    is($s->{'/p'}{shadows}{sh}{percent} . ' ' . ($s->{'/p'}{split}{weights}{v1} // 0), '9 20',
+       '  no instance took the older settings (' . ($port // 'first') . ')');
+}
+
 for my $c ('{"location":"/p","weights":"config"}',
            '{"location":"/p","shadow":"sh","percent":"config"}',
            '{"location":"/q","target":"c","enabled":true}',

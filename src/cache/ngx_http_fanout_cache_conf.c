@@ -8,6 +8,7 @@
 #include "ngx_http_fanout_module.h"
 #include "ngx_http_fanout_cache.h"
 #include "ngx_http_fanout_cache_conf.h"
+#include "ngx_http_fanout_conf.h"
 #include "ngx_http_fanout_l1.h"
 #include "ngx_http_fanout_stats.h"
 #include "fanout_json.h"
@@ -88,14 +89,136 @@ ngx_http_fanout_cache_paths(ngx_conf_t *cf, ngx_str_t *list, ngx_uint_t max,
 }
 
 
+/* l1=SIZE: a zone that holds a few entries at least */
+
+static char *
+ngx_http_fanout_cache_l1(ngx_conf_t *cf, ngx_str_t *v, void *conf)
+{
+    ngx_http_fanout_cache_conf_t *cc = conf;
+
+    ssize_t  size;
+
+    size = ngx_parse_size(v);
+
+    if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"l1=%V\": a size of %uzk or "
+                           "more, as in \"l1=16m\"", v,
+                           (8 * ngx_pagesize) >> 10);
+        return NGX_CONF_ERROR;
+    }
+
+    cc->l1_size = (size_t) size;
+
+    return NGX_CONF_OK;
+}
+
+
+/* vary=VALUE: variables allowed; empty, no variation */
+
+static char *
+ngx_http_fanout_cache_vary(ngx_conf_t *cf, ngx_str_t *v, void *conf)
+{
+    ngx_http_fanout_cache_conf_t *cc = conf;
+
+    if (v->len == 0) {
+        cc->vary = NULL;
+        return NGX_CONF_OK;
+    }
+
+    cc->vary = ngx_http_fanout_cache_value(cf, v);
+
+    return cc->vary ? NGX_CONF_OK : NGX_CONF_ERROR;
+}
+
+
+/* ignore=PATH,...: the body's fields the key leaves out */
+
+static char *
+ngx_http_fanout_cache_ignore(ngx_conf_t *cf, ngx_str_t *v, void *conf)
+{
+    ngx_http_fanout_cache_conf_t *cc = conf;
+
+    if (ngx_http_fanout_cache_paths(cf, v, FANOUT_CACHE_MAX_IGNORE,
+                                    &cc->ignore, &cc->nignore)
+        != NGX_OK)
+    {
+        return "dot paths, comma-separated";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* echo=PATH,...|off: the fields of an answer that are the request's own */
+
+static char *
+ngx_http_fanout_cache_echo(ngx_conf_t *cf, ngx_str_t *v, void *conf)
+{
+    ngx_http_fanout_cache_conf_t *cc = conf;
+
+    cc->echo = NULL;
+    cc->necho = 0;
+
+    if (v->len == 0 || (v->len == 3 && ngx_strncmp(v->data, "off", 3) == 0))
+    {
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_fanout_cache_paths(cf, v, FANOUT_CACHE_MAX_ECHO, &cc->echo,
+                                    &cc->necho)
+        != NGX_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"echo=%V\": at most %d dot "
+                           "paths, comma-separated, or \"off\"", v,
+                           FANOUT_CACHE_MAX_ECHO);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static const char *const  ngx_http_fanout_cache_levels[] = {
+    "response", "target", NULL
+};
+
+static const char *const  ngx_http_fanout_cache_onoff[] = {
+    "off", "on", NULL
+};
+
+
+static const ngx_http_fanout_param_t  ngx_http_fanout_cache_params[] = {
+
+    ngx_http_fanout_param("ttl", SEC, ngx_http_fanout_cache_conf_t, ttl,
+                          1, NGX_MAX_INT32_VALUE, NULL),
+    ngx_http_fanout_param("stale", SEC, ngx_http_fanout_cache_conf_t, stale,
+                          0, NGX_MAX_INT32_VALUE, NULL),
+    ngx_http_fanout_param("level", WORD, ngx_http_fanout_cache_conf_t,
+                          per_target, 0, 1, ngx_http_fanout_cache_levels),
+    ngx_http_fanout_param("coalesce", WORD, ngx_http_fanout_cache_conf_t,
+                          coalesce, 0, 1, ngx_http_fanout_cache_onoff),
+    ngx_http_fanout_param_custom("l1", ngx_http_fanout_cache_l1),
+    ngx_http_fanout_param("l1_ttl", MSEC, ngx_http_fanout_cache_conf_t,
+                          l1_ttl, 1, NGX_MAX_INT32_VALUE, NULL),
+    ngx_http_fanout_param("max_size", SIZE, ngx_http_fanout_cache_conf_t,
+                          max_size, 1, NGX_MAX_SIZE_T_VALUE / 2, NULL),
+    ngx_http_fanout_param("key", COMPLEX, ngx_http_fanout_cache_conf_t, key,
+                          0, 0, NULL),
+    ngx_http_fanout_param_custom("vary", ngx_http_fanout_cache_vary),
+    ngx_http_fanout_param_custom("ignore", ngx_http_fanout_cache_ignore),
+    ngx_http_fanout_param_custom("echo", ngx_http_fanout_cache_echo),
+    ngx_http_fanout_param_null
+};
+
+
 char *
 ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_fanout_loc_conf_t *flcf = conf;
 
-    ssize_t                        size;
-    ngx_str_t                     *value, s, vary, echo;
-    ngx_uint_t                     i, n;
+    ngx_str_t                     *value, s;
     ngx_http_fanout_main_conf_t   *fmcf;
     ngx_http_fanout_cache_conf_t  *cc;
 
@@ -118,135 +241,13 @@ ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     cc->max_size = 1024 * 1024;
     cc->coalesce = 1;
     cc->l1_ttl = NGX_CONF_UNSET_MSEC;
-    ngx_str_set(&vary, "$http_authorization");
-    ngx_str_set(&echo, "id");
+    cc->vary = NGX_CONF_UNSET_PTR;
+    cc->echo = NGX_CONF_UNSET_PTR;
 
-    for (i = 1; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "ttl=", 4) == 0) {
-            s.data = value[i].data + 4;
-            s.len = value[i].len - 4;
-            cc->ttl = ngx_parse_time(&s, 1);
-
-            if (cc->ttl == (time_t) NGX_ERROR || cc->ttl == 0) {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        if (ngx_strcmp(value[i].data, "level=response") == 0
-            || ngx_strcmp(value[i].data, "level=target") == 0)
-        {
-            cc->per_target = (value[i].data[6] == 't');
-            continue;
-        }
-
-        if (ngx_strcmp(value[i].data, "coalesce=on") == 0
-            || ngx_strcmp(value[i].data, "coalesce=off") == 0)
-        {
-            cc->coalesce = (value[i].data[10] == 'n');
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "stale=", 6) == 0) {
-            s.data = value[i].data + 6;
-            s.len = value[i].len - 6;
-            cc->stale = ngx_parse_time(&s, 1);
-
-            if (cc->stale == (time_t) NGX_ERROR) {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "l1=", 3) == 0) {
-            s.data = value[i].data + 3;
-            s.len = value[i].len - 3;
-            size = ngx_parse_size(&s);
-
-            /* a zone that holds a few entries at least */
-            if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\": l1= is a size of %uzk "
-                                   "or more, as in \"l1=16m\"", &value[i],
-                                   (8 * ngx_pagesize) >> 10);
-                return NGX_CONF_ERROR;
-            }
-
-            cc->l1_size = (size_t) size;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "l1_ttl=", 7) == 0) {
-            s.data = value[i].data + 7;
-            s.len = value[i].len - 7;
-            cc->l1_ttl = ngx_parse_time(&s, 0);
-
-            if (cc->l1_ttl == (ngx_msec_t) NGX_ERROR || cc->l1_ttl == 0) {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "max_size=", 9) == 0) {
-            s.data = value[i].data + 9;
-            s.len = value[i].len - 9;
-            size = ngx_parse_size(&s);
-
-            if (size == NGX_ERROR || size == 0) {
-                goto invalid;
-            }
-
-            cc->max_size = (size_t) size;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "key=", 4) == 0
-            || ngx_strncmp(value[i].data, "vary=", 5) == 0)
-        {
-            n = (value[i].data[0] == 'k') ? 4 : 5;
-            s.data = value[i].data + n;
-            s.len = value[i].len - n;
-
-            if (n == 5) {
-                vary = s;
-                continue;
-            }
-
-            cc->key = s.len ? ngx_http_fanout_cache_value(cf, &s) : NULL;
-            if (cc->key == NULL) {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "ignore=", 7) == 0) {
-            s.data = value[i].data + 7;
-            s.len = value[i].len - 7;
-
-            if (ngx_http_fanout_cache_paths(cf, &s, FANOUT_CACHE_MAX_IGNORE,
-                                            &cc->ignore,
-                                            &cc->nignore)
-                != NGX_OK)
-            {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "echo=", 5) == 0) {
-            s.data = value[i].data + 5;
-            s.len = value[i].len - 5;
-            echo = s;
-            continue;
-        }
-
-        goto invalid;
+    if (ngx_http_fanout_conf_params(cf, 1, ngx_http_fanout_cache_params, cc)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
     if (cc->ttl == 0) {
@@ -270,22 +271,19 @@ ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     cc->l1_ttl = ngx_min(cc->l1_ttl, (ngx_msec_t) cc->ttl * 1000);
 
     /* the fields of an answer that are the request's own (KServe's id) */
-    if (echo.len && ngx_strcmp(echo.data, "off") != 0) {
-        if (ngx_http_fanout_cache_paths(cf, &echo, FANOUT_CACHE_MAX_ECHO,
-                                        &cc->echo, &cc->necho)
-            != NGX_OK)
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid echo=\"%V\": at most %d dot paths, "
-                               "comma-separated, or \"off\"", &echo,
-                               FANOUT_CACHE_MAX_ECHO);
+    if (cc->echo == NGX_CONF_UNSET_PTR) {
+        ngx_str_set(&s, "id");
+
+        if (ngx_http_fanout_cache_echo(cf, &s, cc) != NGX_CONF_OK) {
             return NGX_CONF_ERROR;
         }
     }
 
-    /* vary: an empty value is allowed, and means no variation */
-    if (vary.len) {
-        cc->vary = ngx_http_fanout_cache_value(cf, &vary);
+    /* who may share an entry: the client's credentials by default */
+    if (cc->vary == NGX_CONF_UNSET_PTR) {
+        ngx_str_set(&s, "$http_authorization");
+        cc->vary = ngx_http_fanout_cache_value(cf, &s);
+
         if (cc->vary == NULL) {
             return NGX_CONF_ERROR;
         }
@@ -301,12 +299,6 @@ ngx_http_fanout_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     flcf->cache = cc;
 
     return NGX_CONF_OK;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid parameter \"%V\"", &value[i]);
-    return NGX_CONF_ERROR;
 }
 
 

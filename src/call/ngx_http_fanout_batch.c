@@ -208,13 +208,24 @@ ngx_http_fanout_batch_refuse(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
  * fanout_batch off;
  */
 
+static const ngx_http_fanout_param_t  ngx_http_fanout_batch_params[] = {
+
+    ngx_http_fanout_param("max_items", COUNT, ngx_http_fanout_batch_conf_t,
+                          max_items, 1, FANOUT_BATCH_MAX_ITEMS, NULL),
+    ngx_http_fanout_param("chunk", COUNT, ngx_http_fanout_batch_conf_t,
+                          chunk, 1, FANOUT_BATCH_MAX_ITEMS, NULL),
+    ngx_http_fanout_param("concurrency", COUNT, ngx_http_fanout_batch_conf_t,
+                          concurrency, 1, FANOUT_BATCH_MAX_CALLS, NULL),
+    ngx_http_fanout_param_null
+};
+
+
 char *
 ngx_http_fanout_batch(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_fanout_loc_conf_t *flcf = conf;
 
     ngx_str_t                     *value;
-    ngx_uint_t                     i;
     ngx_http_fanout_batch_conf_t  *bc;
 
     if (flcf->batch != NGX_CONF_UNSET_PTR) {
@@ -249,45 +260,9 @@ ngx_http_fanout_batch(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     bc->file = cf->conf_file->file.name.data;
     bc->line = cf->conf_file->line;
 
-    for (i = 2; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "max_items=", 10) == 0) {
-            if (ngx_http_fanout_conf_count(cf, &value[i], 10,
-                                           FANOUT_BATCH_MAX_ITEMS,
-                                           &bc->max_items)
-                != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "chunk=", 6) == 0) {
-            if (ngx_http_fanout_conf_count(cf, &value[i], 6,
-                                           FANOUT_BATCH_MAX_ITEMS, &bc->chunk)
-                != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "concurrency=", 12) == 0) {
-            if (ngx_http_fanout_conf_count(cf, &value[i], 12,
-                                           FANOUT_BATCH_MAX_CALLS,
-                                           &bc->concurrency)
-                != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\"", &value[i]);
+    if (ngx_http_fanout_conf_params(cf, 2, ngx_http_fanout_batch_params, bc)
+        != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 

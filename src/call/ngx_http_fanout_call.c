@@ -67,6 +67,12 @@ static void ngx_http_fanout_fallback(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub);
 static void ngx_http_fanout_start_calls(ngx_http_fanout_ctx_t *ctx);
 static ngx_int_t ngx_http_fanout_subs_init(ngx_http_fanout_ctx_t *ctx);
+static void ngx_http_fanout_calls_ask(ngx_http_fanout_ctx_t *ctx,
+    ngx_uint_t from, ngx_uint_t to);
+static ngx_int_t ngx_http_fanout_call_ask_again(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub);
+static void ngx_http_fanout_call_tell(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub);
 static void ngx_http_fanout_item_won(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub);
 
@@ -223,7 +229,7 @@ ngx_http_fanout_start_calls(ngx_http_fanout_ctx_t *ctx)
         ctx->next_call = to;
 
         /* open circuits: those targets are not called at all */
-        ngx_http_fanout_breaker_allow(ctx, from, to);
+        ngx_http_fanout_calls_ask(ctx, from, to);
 
         for (i = from; i < to; i++) {
             sub = &ctx->subs[i];
@@ -939,7 +945,7 @@ ngx_http_fanout_call_over(ngx_http_fanout_ctx_t *ctx,
     }
 
     if (ctx->batch && ctx->conf->breaker) {
-        ngx_http_fanout_breaker_record(ctx, sub);
+        ngx_http_fanout_call_tell(ctx, sub);
     }
 }
 
@@ -1142,8 +1148,7 @@ ngx_http_fanout_call_retry(ngx_http_fanout_ctx_t *ctx,
     }
 
     /* each attempt counts for the breaker; an open one stops retries */
-    if (ctx->conf->breaker
-        && ngx_http_fanout_breaker_retry(ctx, sub) != NGX_OK)
+    if (ctx->conf->breaker && ngx_http_fanout_call_ask_again(ctx, sub) != NGX_OK)
     {
         return NGX_DECLINED;
     }
@@ -1414,8 +1419,8 @@ ngx_http_fanout_sub_account(ngx_http_fanout_ctx_t *ctx,
     }
 
     if (ctx->conf->breaker && !sub->recorded) {
-        /* usually recorded already, with the others, under one lock */
-        ngx_http_fanout_breaker_record(ctx, sub);
+        /* usually told already, with the others, under one lock */
+        ngx_http_fanout_call_tell(ctx, sub);
     }
 
     st = sub->st;
@@ -1464,6 +1469,367 @@ ngx_http_fanout_sub_account(ngx_http_fanout_ctx_t *ctx,
 
 
 /*
+ * The breaker, asked and told by node: the calls ask their targets'
+ * breakers before they start, under one lock for all of them, and tell
+ * them how each ended (each attempt, when a retry follows); the breaker
+ * knows nodes and verdicts, not calls.
+ */
+
+#define ngx_http_fanout_call_breaker_on(ctx, sub)                            \
+    ((ctx)->conf->breaker && !(sub)->target->no_breaker)
+
+
+static void
+ngx_http_fanout_calls_ask(ngx_http_fanout_ctx_t *ctx, ngx_uint_t from,
+    ngx_uint_t to)
+{
+    ngx_uint_t                    i;
+    ngx_http_fanout_call_t       *sub;
+    ngx_http_fanout_main_conf_t  *fmcf;
+
+    if (ctx->conf->breaker == NULL) {
+        return;
+    }
+
+    fmcf = ngx_http_get_module_main_conf(ctx->request, ngx_http_fanout_module);
+
+    ngx_shmtx_lock(&fmcf->shpool->mutex);
+
+    for (i = from; i < to; i++) {
+        sub = &ctx->subs[i];
+
+        if (sub->done || !ngx_http_fanout_call_breaker_on(ctx, sub)) {
+            continue;
+        }
+
+        sub->verdict = ngx_http_fanout_breaker_allow(ctx->conf->breaker,
+                                                     sub->bst);
+
+        if (sub->verdict == FANOUT_BREAKER_REJECT) {
+            sub->done = 1;
+            sub->part.kind = FANOUT_CIRCUIT_OPEN;
+            sub->part.status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        }
+    }
+
+    ngx_shmtx_unlock(&fmcf->shpool->mutex);
+}
+
+
+/* whether the breaker waits to hear of this call: one made (an attempt
+ * started) or ended (a timeout), not one the cache answered nor one a
+ * client left before, nor one it refused or heard of */
+
+static ngx_uint_t
+ngx_http_fanout_call_untold(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub)
+{
+    return ngx_http_fanout_call_breaker_on(ctx, sub) && !sub->part.cached
+           && !sub->recorded && sub->verdict != FANOUT_BREAKER_REJECT
+           && (sub->attempt != NULL || sub->done);
+}
+
+
+/* the call's outcome told its breaker, the zone's lock held */
+
+static fanout_breaker_change_e
+ngx_http_fanout_call_told(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub, uint32_t *old)
+{
+    ngx_http_fanout_breaker_outcome_e  outcome;
+
+    sub->recorded = 1;
+
+    /* no call was made, or its end is not the model's: a turn back; else
+     * the model's fault only: not 4xx, not a call cut off or abandoned */
+    if (sub->cancelled || !sub->done || sub->part.kind == FANOUT_OVERLOADED) {
+        outcome = NGX_HTTP_FANOUT_BREAKER_NONE;
+
+    } else if (fanout_kind_failure(sub->part.kind)) {
+        outcome = NGX_HTTP_FANOUT_BREAKER_FAILURE;
+
+    } else {
+        outcome = NGX_HTTP_FANOUT_BREAKER_SUCCESS;
+    }
+
+    return ngx_http_fanout_breaker_record(ctx->conf->breaker, sub->bst,
+                                          sub->verdict, outcome, old);
+}
+
+
+/* one call's outcome (a target replaced by its fallback, an abort) */
+
+static void
+ngx_http_fanout_call_tell(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub)
+{
+    uint32_t                      old;
+    fanout_breaker_change_e       change;
+    ngx_http_fanout_main_conf_t  *fmcf;
+
+    if (!ngx_http_fanout_call_untold(ctx, sub)) {
+        return;
+    }
+
+    fmcf = ngx_http_get_module_main_conf(ctx->request, ngx_http_fanout_module);
+
+    ngx_shmtx_lock(&fmcf->shpool->mutex);
+    change = ngx_http_fanout_call_told(ctx, sub, &old);
+    ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+    ngx_http_fanout_breaker_changed(ctx->request->connection->log, ctx->conf,
+                                    sub->target, sub->bst, old, change);
+}
+
+
+/*
+ * fanout_retry: the failed attempt of a call that would be tried again is
+ * told now, each attempt counting, and the next one asks the breaker
+ * again: NGX_DECLINED when it opened meanwhile (no retry: the failure
+ * stands, and goes to fallback= if there is one).
+ */
+
+static ngx_int_t
+ngx_http_fanout_call_ask_again(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub)
+{
+    uint32_t                      old;
+    fanout_breaker_change_e       change;
+    ngx_http_fanout_main_conf_t  *fmcf;
+
+    if (!ngx_http_fanout_call_breaker_on(ctx, sub) || sub->part.cached) {
+        return NGX_OK;
+    }
+
+    fmcf = ngx_http_get_module_main_conf(ctx->request, ngx_http_fanout_module);
+
+    ngx_shmtx_lock(&fmcf->shpool->mutex);
+
+    change = FANOUT_BREAKER_SAME;
+    old = 0;
+
+    if (!sub->recorded && sub->verdict != FANOUT_BREAKER_REJECT) {
+        change = ngx_http_fanout_call_told(ctx, sub, &old);
+    }
+
+    sub->verdict = ngx_http_fanout_breaker_allow(ctx->conf->breaker,
+                                                 sub->bst);
+
+    ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+    ngx_http_fanout_breaker_changed(ctx->request->connection->log, ctx->conf,
+                                    sub->target, sub->bst, old, change);
+
+    if (sub->verdict == FANOUT_BREAKER_REJECT) {
+        /* nothing more to tell of this call */
+        sub->recorded = 1;
+        return NGX_DECLINED;
+    }
+
+    sub->recorded = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Once the answer is decided: every call's outcome under one lock; what
+ * each changed is kept in the call itself, as a request may make up to
+ * FANOUT_BATCH_MAX_CALLS of them (items x targets).
+ */
+
+void
+ngx_http_fanout_calls_tell(ngx_http_fanout_ctx_t *ctx)
+{
+    ngx_uint_t                    i;
+    ngx_http_fanout_call_t       *sub;
+    ngx_http_fanout_main_conf_t  *fmcf;
+
+    if (ctx->conf->breaker == NULL) {
+        return;
+    }
+
+    fmcf = ngx_http_get_module_main_conf(ctx->request, ngx_http_fanout_module);
+
+    ngx_shmtx_lock(&fmcf->shpool->mutex);
+
+    for (i = 0; i < ctx->nsubs; i++) {
+        sub = &ctx->subs[i];
+        sub->breaker_change = FANOUT_BREAKER_SAME;
+
+        if (ngx_http_fanout_call_untold(ctx, sub)) {
+            sub->breaker_change = ngx_http_fanout_call_told(ctx, sub,
+                                                            &sub->breaker_old);
+        }
+    }
+
+    ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+    for (i = 0; i < ctx->nsubs; i++) {
+        sub = &ctx->subs[i];
+
+        if (sub->breaker_change != FANOUT_BREAKER_SAME) {
+            ngx_http_fanout_breaker_changed(ctx->request->connection->log,
+                                            ctx->conf, sub->target, sub->bst,
+                                            sub->breaker_old,
+                                            sub->breaker_change);
+        }
+    }
+}
+
+
+/* on=error,timeout,5xx,429,bad_json: what a retry is made on */
+
+static char *
+ngx_http_fanout_retry_on(ngx_conf_t *cf, ngx_str_t *v, void *conf)
+{
+    ngx_http_fanout_retry_conf_t *rc = conf;
+
+    u_char     *p, *last;
+    ngx_str_t   w;
+    ngx_uint_t  k;
+
+    static const struct {
+        ngx_str_t   word;
+        ngx_uint_t  bit;
+    } on[] = {
+        { ngx_string("error"), FANOUT_RETRY_ERROR },
+        { ngx_string("timeout"), FANOUT_RETRY_TIMEOUT },
+        { ngx_string("5xx"), FANOUT_RETRY_5XX },
+        { ngx_string("429"), FANOUT_RETRY_429 },
+        { ngx_string("bad_json"), FANOUT_RETRY_BAD_JSON }
+    };
+
+    rc->on = 0;
+    p = v->data;
+    last = v->data + v->len;
+
+    while (p < last) {
+        w.data = p;
+
+        while (p < last && *p != ',') {
+            p++;
+        }
+
+        w.len = p - w.data;
+        p++;
+
+        for (k = 0; k < sizeof(on) / sizeof(on[0]); k++) {
+            if (w.len == on[k].word.len
+                && ngx_strncmp(w.data, on[k].word.data, w.len) == 0)
+            {
+                rc->on |= on[k].bit;
+                break;
+            }
+        }
+
+        if (k == sizeof(on) / sizeof(on[0])) {
+            break;
+        }
+    }
+
+    if (p < last || rc->on == 0 || (v->len && v->data[v->len - 1] == ',')) {
+        return "use error, timeout, 5xx, 429 or bad_json, separated by "
+               "commas";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* min_retries=N/s: retries a second allowed whatever the budget */
+
+static char *
+ngx_http_fanout_retry_min(ngx_conf_t *cf, ngx_str_t *v, void *conf)
+{
+    ngx_http_fanout_retry_conf_t *rc = conf;
+
+    ngx_int_t  n;
+
+    n = NGX_ERROR;
+
+    if (v->len > 2 && ngx_strncmp(v->data + v->len - 2, "/s", 2) == 0) {
+        n = ngx_atoi(v->data, v->len - 2);
+    }
+
+    if (n == NGX_ERROR || n > 100000) {
+        return "retries a second, as \"min_retries=3/s\"";
+    }
+
+    rc->min_per_s = (ngx_uint_t) n;
+
+    return NGX_CONF_OK;
+}
+
+
+static const ngx_http_fanout_param_t  ngx_http_fanout_retry_params[] = {
+
+    ngx_http_fanout_param("attempts", COUNT, ngx_http_fanout_retry_conf_t,
+                          attempts, 2, NGX_HTTP_FANOUT_MAX_ATTEMPTS, NULL),
+    ngx_http_fanout_param_custom("on", ngx_http_fanout_retry_on),
+    ngx_http_fanout_param("backoff", MSEC, ngx_http_fanout_retry_conf_t,
+                          backoff, 0, 60000, NULL),
+    ngx_http_fanout_param("max_backoff", MSEC, ngx_http_fanout_retry_conf_t,
+                          max_backoff, 0, 60000, NULL),
+    ngx_http_fanout_param("budget", SHARE, ngx_http_fanout_retry_conf_t,
+                          budget, 0, 10000, NULL),
+    ngx_http_fanout_param_custom("min_retries", ngx_http_fanout_retry_min),
+    ngx_http_fanout_param_null
+};
+
+
+/* after=TIME or after=pN: when a hedge is sent */
+
+static char *
+ngx_http_fanout_hedge_after(ngx_conf_t *cf, ngx_str_t *v, void *conf)
+{
+    ngx_http_fanout_hedge_conf_t *hc = conf;
+
+    ngx_int_t  n;
+
+    if (v->len > 1 && v->data[0] == 'p') {
+        /* p95, p99.9: a per-mille of the target's recent calls */
+        n = ngx_atofp(v->data + 1, v->len - 1, 1);
+
+        if (n == NGX_ERROR || n < 1 || n > 999) {
+            return "a percentile from p0.1 to p99.9";
+        }
+
+        hc->per_mille = (ngx_uint_t) n;
+        return NGX_CONF_OK;
+    }
+
+    n = ngx_parse_time(v, 0);
+
+    if (n == NGX_ERROR || n == 0 || n > 60000) {
+        return "a time from 1ms to 60s, or a percentile (\"after=p95\")";
+    }
+
+    hc->after = (ngx_msec_t) n;
+
+    return NGX_CONF_OK;
+}
+
+
+static const ngx_http_fanout_param_t  ngx_http_fanout_hedge_params[] = {
+
+    ngx_http_fanout_param_custom("after", ngx_http_fanout_hedge_after),
+    ngx_http_fanout_param("min", MSEC, ngx_http_fanout_hedge_conf_t, min,
+                          1, 60000, NULL),
+    ngx_http_fanout_param("max", MSEC, ngx_http_fanout_hedge_conf_t, max,
+                          1, 60000, NULL),
+    ngx_http_fanout_param("budget", SHARE, ngx_http_fanout_hedge_conf_t,
+                          budget, 0, 10000, NULL),
+    ngx_http_fanout_param("max_hedges", COUNT, ngx_http_fanout_hedge_conf_t,
+                          max_hedges, 1, NGX_HTTP_FANOUT_MAX_ATTEMPTS - 1,
+                          NULL),
+    ngx_http_fanout_param("to", URI, ngx_http_fanout_hedge_conf_t, to,
+                          0, 0, NULL),
+    ngx_http_fanout_param_null
+};
+
+
+/*
  * fanout_retry [attempts=N] [on=error,timeout,5xx,429,bad_json]
  *              [backoff=TIME] [max_backoff=TIME] [budget=P%]
  *              [min_retries=N/s];
@@ -1475,10 +1841,7 @@ ngx_http_fanout_retry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_fanout_loc_conf_t *flcf = conf;
 
-    u_char                        *p, *last;
-    ngx_int_t                      n;
-    ngx_str_t                     *value, w;
-    ngx_uint_t                     i;
+    ngx_str_t                     *value;
     ngx_http_fanout_retry_conf_t  *rc;
 
     if (flcf->retry != NGX_CONF_UNSET_PTR) {
@@ -1505,124 +1868,9 @@ ngx_http_fanout_retry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rc->budget = 2000;
     rc->min_per_s = 3;
 
-    for (i = 1; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "attempts=", 9) == 0) {
-            n = ngx_atoi(value[i].data + 9, value[i].len - 9);
-
-            if (n < 2 || n > NGX_HTTP_FANOUT_MAX_ATTEMPTS) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\": attempts in all, the "
-                                   "first one too, from 2 to %d", &value[i],
-                                   NGX_HTTP_FANOUT_MAX_ATTEMPTS);
-                return NGX_CONF_ERROR;
-            }
-
-            rc->attempts = (ngx_uint_t) n;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "on=", 3) == 0) {
-            rc->on = 0;
-            p = value[i].data + 3;
-            last = value[i].data + value[i].len;
-
-            while (p < last) {
-                w.data = p;
-
-                while (p < last && *p != ',') {
-                    p++;
-                }
-
-                w.len = p - w.data;
-                p++;
-
-                if (w.len == 5 && ngx_strncmp(w.data, "error", 5) == 0) {
-                    rc->on |= FANOUT_RETRY_ERROR;
-
-                } else if (w.len == 7
-                           && ngx_strncmp(w.data, "timeout", 7) == 0)
-                {
-                    rc->on |= FANOUT_RETRY_TIMEOUT;
-
-                } else if (w.len == 3 && ngx_strncmp(w.data, "5xx", 3) == 0) {
-                    rc->on |= FANOUT_RETRY_5XX;
-
-                } else if (w.len == 3 && ngx_strncmp(w.data, "429", 3) == 0) {
-                    rc->on |= FANOUT_RETRY_429;
-
-                } else if (w.len == 8
-                           && ngx_strncmp(w.data, "bad_json", 8) == 0)
-                {
-                    rc->on |= FANOUT_RETRY_BAD_JSON;
-
-                } else {
-                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                       "invalid \"%V\": use error, timeout, "
-                                       "5xx, 429 or bad_json, separated by "
-                                       "commas", &value[i]);
-                    return NGX_CONF_ERROR;
-                }
-            }
-
-            if (rc->on == 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\"", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "backoff=", 8) == 0
-            || ngx_strncmp(value[i].data, "max_backoff=", 12) == 0)
-        {
-            if (ngx_http_fanout_conf_time(cf, &value[i],
-                                          value[i].data[0] == 'b' ? 8 : 12,
-                                          0,
-                                          value[i].data[0] == 'b'
-                                          ? &rc->backoff : &rc->max_backoff)
-                != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "budget=", 7) == 0) {
-            if (ngx_http_fanout_conf_share(cf, &value[i], 7, &rc->budget)
-                != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "min_retries=", 12) == 0) {
-            n = NGX_ERROR;
-
-            if (value[i].len > 14
-                && ngx_strncmp(value[i].data + value[i].len - 2, "/s", 2)
-                   == 0)
-            {
-                n = ngx_atoi(value[i].data + 12, value[i].len - 14);
-            }
-
-            if (n == NGX_ERROR || n > 100000) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\": retries a second, as "
-                                   "\"min_retries=3/s\"", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            rc->min_per_s = (ngx_uint_t) n;
-            continue;
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\"", &value[i]);
+    if (ngx_http_fanout_conf_params(cf, 1, ngx_http_fanout_retry_params, rc)
+        != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -1649,9 +1897,7 @@ ngx_http_fanout_hedge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_fanout_loc_conf_t *flcf = conf;
 
-    ngx_int_t                      n;
     ngx_str_t                     *value, s;
-    ngx_uint_t                     i, after;
     ngx_http_fanout_hedge_conf_t  *hc;
 
     if (flcf->hedge != NGX_CONF_UNSET_PTR) {
@@ -1674,102 +1920,19 @@ ngx_http_fanout_hedge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     hc->max = 2000;
     hc->budget = 500;
     hc->max_hedges = 1;
-    after = 0;
 
-    for (i = 1; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "after=", 6) == 0) {
-            after = 1;
-
-            if (value[i].len > 7 && value[i].data[6] == 'p') {
-                /* p95, p99.9: a per-mille of the target's recent calls */
-                n = ngx_atofp(value[i].data + 7, value[i].len - 7, 1);
-
-                if (n == NGX_ERROR || n < 1 || n > 999) {
-                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                       "invalid \"%V\": a percentile from "
-                                       "p0.1 to p99.9", &value[i]);
-                    return NGX_CONF_ERROR;
-                }
-
-                hc->per_mille = (ngx_uint_t) n;
-                continue;
-            }
-
-            s.data = value[i].data + 6;
-            s.len = value[i].len - 6;
-            n = ngx_parse_time(&s, 0);
-
-            if (n == NGX_ERROR || n == 0 || n > 60000) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\": a time up to 60s, or a "
-                                   "percentile (\"after=p95\")", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            hc->after = (ngx_msec_t) n;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "min=", 4) == 0
-            || ngx_strncmp(value[i].data, "max=", 4) == 0)
-        {
-            if (ngx_http_fanout_conf_time(cf, &value[i], 4, 1,
-                                          value[i].data[1] == 'i'
-                                          ? &hc->min : &hc->max)
-                != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "budget=", 7) == 0) {
-            if (ngx_http_fanout_conf_share(cf, &value[i], 7, &hc->budget)
-                != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "max_hedges=", 11) == 0) {
-            n = ngx_atoi(value[i].data + 11, value[i].len - 11);
-
-            if (n < 1 || n > NGX_HTTP_FANOUT_MAX_ATTEMPTS - 1) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\": from 1 to %d",
-                                   &value[i], NGX_HTTP_FANOUT_MAX_ATTEMPTS - 1);
-                return NGX_CONF_ERROR;
-            }
-
-            hc->max_hedges = (ngx_uint_t) n;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "to=", 3) == 0) {
-            s.data = value[i].data + 3;
-            s.len = value[i].len - 3;
-
-            if (s.len == 0 || s.data[0] != '/') {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\": a local URI, as "
-                                   "\"to=/_m/replica\"", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            ngx_http_fanout_split_uri(&s, &hc->to, &hc->to_args);
-            continue;
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\"", &value[i]);
+    if (ngx_http_fanout_conf_params(cf, 1, ngx_http_fanout_hedge_params, hc)
+        != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
-    if (!after) {
+    if (hc->to.len) {
+        s = hc->to;
+        ngx_http_fanout_split_uri(&s, &hc->to, &hc->to_args);
+    }
+
+    if (hc->after == 0 && hc->per_mille == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"fanout_hedge\" needs \"after=\"");
         return NGX_CONF_ERROR;

@@ -90,6 +90,7 @@ ngx_int_t ngx_http_fanout_targets_stage(ngx_http_fanout_ctx_t *ctx);
 ngx_int_t ngx_http_fanout_calls_stage(ngx_http_fanout_ctx_t *ctx);
 ngx_int_t ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx);
 void ngx_http_fanout_cancel(ngx_http_fanout_ctx_t *ctx);
+void ngx_http_fanout_calls_tell(ngx_http_fanout_ctx_t *ctx);
 void ngx_http_fanout_sub_account(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub);
 char *ngx_http_fanout_retry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

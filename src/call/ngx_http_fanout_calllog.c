@@ -12,6 +12,7 @@
 #include "ngx_http_fanout_cache.h"
 #include "ngx_http_fanout_call.h"
 #include "ngx_http_fanout_calllog.h"
+#include "ngx_http_fanout_conf.h"
 #include "ngx_http_fanout_capture.h"
 #include "ngx_http_fanout_split.h"
 #include "ngx_http_fanout_stats.h"
@@ -77,15 +78,22 @@ ngx_http_fanout_call_log_timer(ngx_event_t *ev)
 }
 
 
+static const ngx_http_fanout_param_t  ngx_http_fanout_call_log_params[] = {
+
+    ngx_http_fanout_param("buffer", SIZE, ngx_http_fanout_call_log_t, size,
+                          4096, NGX_MAX_INT32_VALUE, NULL),
+    ngx_http_fanout_param("flush", MSEC, ngx_http_fanout_call_log_t, flush,
+                          1, NGX_MAX_INT32_VALUE, NULL),
+    ngx_http_fanout_param_null
+};
+
+
 char *
 ngx_http_fanout_call_log(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_fanout_loc_conf_t *flcf = conf;
 
-    ssize_t                      size;
-    ngx_str_t                   *value, s;
-    ngx_uint_t                   i;
-    ngx_msec_t                   flush;
+    ngx_str_t                   *value;
     ngx_http_fanout_call_log_t  *cl;
 
     if (flcf->call_log != NGX_CONF_UNSET_PTR) {
@@ -103,54 +111,22 @@ ngx_http_fanout_call_log(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_OK;
     }
 
-    size = 0;
-    flush = 0;
-
-    for (i = 2; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "buffer=", 7) == 0) {
-            s.data = value[i].data + 7;
-            s.len = value[i].len - 7;
-            size = ngx_parse_size(&s);
-
-            if (size == NGX_ERROR || size < 4096) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\": a size of 4k or more",
-                                   &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "flush=", 6) == 0) {
-            s.data = value[i].data + 6;
-            s.len = value[i].len - 6;
-            flush = ngx_parse_time(&s, 0);
-
-            if (flush == (ngx_msec_t) NGX_ERROR || flush == 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\"", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\"", &value[i]);
+    cl = ngx_pcalloc(cf->pool, sizeof(ngx_http_fanout_call_log_t));
+    if (cl == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    if (flush && size == 0) {
+    if (ngx_http_fanout_conf_params(cf, 2, ngx_http_fanout_call_log_params,
+                                    cl)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (cl->flush && cl->size == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"flush=\" needs \"buffer=\", as with "
                            "access_log");
-        return NGX_CONF_ERROR;
-    }
-
-    cl = ngx_pcalloc(cf->pool, sizeof(ngx_http_fanout_call_log_t));
-    if (cl == NULL) {
         return NGX_CONF_ERROR;
     }
 
@@ -167,13 +143,13 @@ ngx_http_fanout_call_log(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    cl->size = (size_t) size;
-
     /* buffered lines wait at most this long (and so does a quitting
      * worker) */
-    cl->flush = (size && flush == 0) ? 1000 : flush;
+    if (cl->size && cl->flush == 0) {
+        cl->flush = 1000;
+    }
 
-    if (size) {
+    if (cl->size) {
         cl->file->data = cl;
         cl->file->flush = ngx_http_fanout_call_log_flush;
     }

@@ -12,8 +12,9 @@
 #define FANOUT_MB_NO_ROWS  ((size_t) -1)
 
 
-static const char  *fanout_mb_formats[] = {
-    "instances", "v2", "openai", "array"
+/* by fanout_mb_format_e; NULL-terminated, for the directive's reader */
+const char *const  fanout_mb_formats[] = {
+    "instances", "v2", "openai", "array", NULL
 };
 
 

@@ -125,6 +125,8 @@ int fanout_mb_slice(fanout_mb_format_e fmt, const char *body, size_t len,
     const fanout_mb_doc_t *d, fanout_span_t *const *items, size_t first,
     size_t count, const fanout_span_t *id, fanout_out_t *out);
 
+extern const char *const  fanout_mb_formats[];
+
 const char *fanout_mb_format_name(fanout_mb_format_e fmt);
 
 

@@ -20,7 +20,7 @@
 #include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
 #include "ngx_http_fanout_breaker.h"
-#include "ngx_http_fanout_call.h"
+#include "ngx_http_fanout_conf.h"
 #include "ngx_http_fanout_redis.h"
 #include "ngx_http_fanout_stats.h"
 #include "ngx_http_fanout_task.h"
@@ -30,8 +30,8 @@
 #define NGX_HTTP_FANOUT_BREAKER_CLOSED  1000   /* ms a close is told */
 
 
-static void ngx_http_fanout_breaker_publish(ngx_http_fanout_ctx_t *ctx,
-    ngx_http_fanout_call_t *sub, fanout_breaker_change_e change,
+static void ngx_http_fanout_breaker_publish(ngx_log_t *log,
+    ngx_http_fanout_target_t *t, fanout_breaker_change_e change,
     uint64_t cooldown_ms);
 
 
@@ -81,15 +81,40 @@ static ngx_http_fanout_task_t          ngx_http_fanout_breaker_task;
 static ngx_http_fanout_redis_op_t     *ngx_http_fanout_breaker_sync_op;
 
 
+static const char *const  ngx_http_fanout_breaker_scopes[] = {
+    "local", "cluster", NULL
+};
+
+
+/* fanout_breaker's parameters; failures=0: consecutive failures off */
+
+static const ngx_http_fanout_param_t  ngx_http_fanout_breaker_params[] = {
+
+    ngx_http_fanout_param("failures", COUNT, fanout_breaker_conf_t, failures,
+                          0, 1000000, NULL),
+    ngx_http_fanout_param("error_rate", PERCENT, fanout_breaker_conf_t,
+                          error_rate, 1, 100, NULL),
+    ngx_http_fanout_param("min_requests", COUNT, fanout_breaker_conf_t,
+                          min_requests, 1, 1000000, NULL),
+    ngx_http_fanout_param("half_open", COUNT, fanout_breaker_conf_t,
+                          half_open, 1, 1000000, NULL),
+    ngx_http_fanout_param("scope", WORD, fanout_breaker_conf_t, cluster,
+                          0, 1, ngx_http_fanout_breaker_scopes),
+    ngx_http_fanout_param("window", MSEC, fanout_breaker_conf_t, window_ms,
+                          1, NGX_MAX_INT_T_VALUE, NULL),
+    ngx_http_fanout_param("cooldown", MSEC, fanout_breaker_conf_t,
+                          cooldown_ms, 1, NGX_MAX_INT_T_VALUE, NULL),
+    ngx_http_fanout_param("max_cooldown", MSEC, fanout_breaker_conf_t,
+                          max_cooldown_ms, 1, NGX_MAX_INT_T_VALUE, NULL),
+    ngx_http_fanout_param_null
+};
+
+
 char *
 ngx_http_fanout_breaker(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_fanout_loc_conf_t *flcf = conf;
 
-    ngx_int_t                     n;
-    ngx_str_t                    *value, s;
-    ngx_msec_t                    ms;
-    ngx_uint_t                    i;
     fanout_breaker_conf_t        *bc;
     ngx_http_fanout_main_conf_t  *fmcf;
 
@@ -109,97 +134,18 @@ ngx_http_fanout_breaker(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     bc->max_cooldown_ms = 300000;
     bc->half_open = 1;
 
-    value = cf->args->elts;
     fmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_fanout_module);
 
-    for (i = 1; i < cf->args->nelts; i++) {
+    if (ngx_http_fanout_conf_params(cf, 1, ngx_http_fanout_breaker_params,
+                                    bc)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
-        if (ngx_strncmp(value[i].data, "failures=", 9) == 0) {
-            n = ngx_atoi(value[i].data + 9, value[i].len - 9);
-            if (n == NGX_ERROR) {
-                goto invalid;
-            }
-
-            bc->failures = (uint32_t) n;    /* 0: consecutive failures off */
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "error_rate=", 11) == 0) {
-            if (value[i].data[value[i].len - 1] != '%') {
-                goto invalid;
-            }
-
-            n = ngx_atoi(value[i].data + 11, value[i].len - 12);
-            if (n <= 0 || n > 100) {
-                goto invalid;
-            }
-
-            bc->error_rate = (uint32_t) n;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "min_requests=", 13) == 0) {
-            n = ngx_atoi(value[i].data + 13, value[i].len - 13);
-            if (n <= 0) {
-                goto invalid;
-            }
-
-            bc->min_requests = (uint32_t) n;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "half_open=", 10) == 0) {
-            n = ngx_atoi(value[i].data + 10, value[i].len - 10);
-            if (n <= 0) {
-                goto invalid;
-            }
-
-            bc->half_open = (uint32_t) n;
-            continue;
-        }
-
-        if (ngx_strcmp(value[i].data, "scope=local") == 0) {
-            bc->cluster = 0;
-            continue;
-        }
-
-        if (ngx_strcmp(value[i].data, "scope=cluster") == 0) {
-            bc->cluster = 1;
-
-            if (fmcf->cluster_file == NULL) {
-                fmcf->cluster_file = cf->conf_file->file.name.data;
-                fmcf->cluster_line = cf->conf_file->line;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "window=", 7) == 0
-            || ngx_strncmp(value[i].data, "cooldown=", 9) == 0
-            || ngx_strncmp(value[i].data, "max_cooldown=", 13) == 0)
-        {
-            s.data = (u_char *) ngx_strchr(value[i].data, '=') + 1;
-            s.len = value[i].data + value[i].len - s.data;
-
-            ms = ngx_parse_time(&s, 0);
-            if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
-                goto invalid;
-            }
-
-            if (value[i].data[0] == 'w') {
-                bc->window_ms = ms;
-
-            } else if (value[i].data[0] == 'c') {
-                bc->cooldown_ms = ms;
-
-            } else {
-                bc->max_cooldown_ms = ms;
-            }
-
-            continue;
-        }
-
-        goto invalid;
+    if (bc->cluster && fmcf->cluster_file == NULL) {
+        fmcf->cluster_file = cf->conf_file->file.name.data;
+        fmcf->cluster_line = cf->conf_file->line;
     }
 
     if (bc->failures == 0 && bc->error_rate == 0) {
@@ -216,12 +162,43 @@ ngx_http_fanout_breaker(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     flcf->breaker = bc;
 
     return NGX_CONF_OK;
+}
 
-invalid:
 
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid parameter \"%V\"", &value[i]);
-    return NGX_CONF_ERROR;
+/* the zone: breaker_key='s nodes, one per name, for every location
+ * calling the model by it */
+
+static ngx_int_t
+ngx_http_fanout_breaker_zone(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_slab_pool_t *shpool, ngx_http_fanout_shctx_t *sh)
+{
+    ngx_str_t                        none;
+    ngx_uint_t                       i, j;
+    ngx_http_fanout_stats_loc_t     *loc;
+    ngx_http_fanout_stats_target_t  *tgt;
+
+    ngx_str_null(&none);
+    none.data = (u_char *) "";
+
+    loc = fmcf->locations.elts;
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        tgt = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            if (tgt[j].bkey.len == 0) {
+                continue;
+            }
+
+            tgt[j].bnode = ngx_http_fanout_stats_node(shpool, sh, &none,
+                                                      &tgt[j].bkey);
+            if (tgt[j].bnode == NULL) {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    return NGX_OK;
 }
 
 
@@ -237,9 +214,17 @@ ngx_http_fanout_breaker_register(ngx_conf_t *cf,
     ngx_http_fanout_main_conf_t     *fmcf;
     ngx_http_fanout_breaker_peer_t  *peer;
 
-    if (flcf->breaker == NULL || !flcf->breaker->cluster
-        || flcf->targets == NULL)
+    if (flcf->breaker == NULL || flcf->targets == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_fanout_stats_zone_init(cf, ngx_http_fanout_breaker_zone)
+        != NGX_OK)
     {
+        return NGX_ERROR;
+    }
+
+    if (!flcf->breaker->cluster) {
         return NGX_OK;
     }
 
@@ -380,9 +365,8 @@ ngx_http_fanout_breaker_opened_reply(void *data, redisReply *reply,
 /* an opening goes to Redis for the cooldown; a closing as a marker */
 
 static void
-ngx_http_fanout_breaker_publish(ngx_http_fanout_ctx_t *ctx,
-    ngx_http_fanout_call_t *sub, fanout_breaker_change_e change,
-    uint64_t cooldown_ms)
+ngx_http_fanout_breaker_publish(ngx_log_t *log, ngx_http_fanout_target_t *t,
+    fanout_breaker_change_e change, uint64_t cooldown_ms)
 {
     size_t                           len[5];
     u_char                           ms[NGX_INT64_LEN];
@@ -394,8 +378,8 @@ ngx_http_fanout_breaker_publish(ngx_http_fanout_ctx_t *ctx,
         /* "0" for a second: closed by a good probe, and when */
         argv[0] = "SET";
         len[0] = 3;
-        argv[1] = (const char *) sub->target->breaker_key.data;
-        len[1] = sub->target->breaker_key.len;
+        argv[1] = (const char *) t->breaker_key.data;
+        len[1] = t->breaker_key.len;
         argv[2] = "0";
         len[2] = 1;
         argv[3] = "PX";
@@ -403,27 +387,27 @@ ngx_http_fanout_breaker_publish(ngx_http_fanout_ctx_t *ctx,
         argv[4] = (const char *) ms;
         len[4] = ngx_sprintf(ms, "%d", NGX_HTTP_FANOUT_BREAKER_CLOSED) - ms;
 
-        (void) ngx_http_fanout_redis_command(ctx->request->connection->log,
-                                             5, argv, len, NULL, NULL);
+        (void) ngx_http_fanout_redis_command(log, 5, argv, len, NULL, NULL);
         return;
     }
 
-    fmcf = ngx_http_get_module_main_conf(ctx->request, ngx_http_fanout_module);
+    fmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_fanout_module);
     peer = fmcf->breakers->elts;
 
     /* EVALSHA sha 1 KEY COOLDOWN: argv[0] and argv[1] are the script's */
     argv[2] = "1";
     len[2] = 1;
-    argv[3] = (const char *) sub->target->breaker_key.data;
-    len[3] = sub->target->breaker_key.len;
+    argv[3] = (const char *) t->breaker_key.data;
+    len[3] = t->breaker_key.len;
     argv[4] = (const char *) ms;
     len[4] = ngx_sprintf(ms, "%uL", cooldown_ms) - ms;
 
-    (void) ngx_http_fanout_redis_eval(ctx->request->connection->log,
+    (void) ngx_http_fanout_redis_eval(log,
                                       &ngx_http_fanout_breaker_open_script,
                                       5, argv, len,
                                       ngx_http_fanout_breaker_opened_reply,
-                                      &peer[sub->target->breaker_peer]);
+                                      &peer[t->breaker_peer]);
 }
 
 
@@ -581,254 +565,83 @@ ngx_http_fanout_breaker_init_process(ngx_cycle_t *cycle)
 }
 
 
-static ngx_uint_t
-ngx_http_fanout_breaker_on(ngx_http_fanout_ctx_t *ctx,
-    ngx_http_fanout_call_t *sub)
+/*
+ * A verdict for one call to the breaker's node, under the zone's lock held
+ * by the caller (one lock for all of a request's calls: this is on every
+ * request's path).
+ */
+
+ngx_uint_t
+ngx_http_fanout_breaker_allow(fanout_breaker_conf_t *conf,
+    ngx_http_fanout_stats_t *node)
 {
-    return ctx->conf->breaker && !sub->target->no_breaker;
-}
+    /* fanout_api forced it: open refuses, closed lets all through */
+    switch (node->rt.forced) {
 
+    case 0:
+        return fanout_breaker_allow(conf, &node->breaker, ngx_current_msec);
 
-/* before the calls: an open circuit means no call at all */
+    case 1:
+        return FANOUT_BREAKER_REJECT;
 
-void
-ngx_http_fanout_breaker_allow(ngx_http_fanout_ctx_t *ctx, ngx_uint_t from,
-    ngx_uint_t to)
-{
-    ngx_uint_t                    i;
-    ngx_http_fanout_call_t        *sub;
-    ngx_http_fanout_stats_t      *st;
-    ngx_http_fanout_main_conf_t  *fmcf;
-
-    if (ctx->conf->breaker == NULL) {
-        return;
+    default:
+        return FANOUT_BREAKER_PASS;
     }
-
-    fmcf = ngx_http_get_module_main_conf(ctx->request, ngx_http_fanout_module);
-
-    /* one lock for all the targets: this is on every request's path */
-    ngx_shmtx_lock(&fmcf->shpool->mutex);
-
-    for (i = from; i < to; i++) {
-        sub = &ctx->subs[i];
-
-        if (sub->done || !ngx_http_fanout_breaker_on(ctx, sub)) {
-            continue;
-        }
-
-        st = sub->bst;
-
-        /* fanout_api forced it: open refuses, closed lets all through */
-        sub->verdict = st->rt.forced == 0
-                       ? fanout_breaker_allow(ctx->conf->breaker,
-                                              &st->breaker, ngx_current_msec)
-                       : st->rt.forced == 1 ? FANOUT_BREAKER_REJECT
-                                            : FANOUT_BREAKER_PASS;
-
-        if (sub->verdict == FANOUT_BREAKER_REJECT) {
-            sub->done = 1;
-            sub->part.kind = FANOUT_CIRCUIT_OPEN;
-            sub->part.status = NGX_HTTP_SERVICE_UNAVAILABLE;
-        }
-    }
-
-    ngx_shmtx_unlock(&fmcf->shpool->mutex);
 }
 
 
 /*
- * The outcome of one call, under the zone's lock held by the caller:
- * what changed, with the state before in *old.
+ * The outcome of a call the node allowed, under the zone's lock held by the
+ * caller: what changed, with the state before in *old.  No outcome (no
+ * call was made, or its end is not the model's doing) gives the turn back.
  */
 
-static fanout_breaker_change_e
-ngx_http_fanout_breaker_locked(ngx_http_fanout_ctx_t *ctx,
-    ngx_http_fanout_call_t *sub, ngx_http_fanout_stats_t *st, uint32_t *old)
+fanout_breaker_change_e
+ngx_http_fanout_breaker_record(fanout_breaker_conf_t *conf,
+    ngx_http_fanout_stats_t *node, ngx_uint_t verdict,
+    ngx_http_fanout_breaker_outcome_e outcome, uint32_t *old)
 {
-    int  failure;
+    *old = node->breaker.state;
 
-    sub->recorded = 1;
-
-    /* the model's fault only: not 4xx, not a call cut off or abandoned */
-    failure = fanout_kind_failure(sub->part.kind);
-
-    *old = st->breaker.state;
-
-    /* no call was made, or its outcome is not the model's: a turn back */
-    if (sub->cancelled || !sub->done
-        || sub->part.kind == FANOUT_OVERLOADED)
-    {
-        fanout_breaker_release(&st->breaker,
-                               (fanout_breaker_verdict_e) sub->verdict);
+    if (outcome == NGX_HTTP_FANOUT_BREAKER_NONE) {
+        fanout_breaker_release(&node->breaker,
+                               (fanout_breaker_verdict_e) verdict);
         return FANOUT_BREAKER_SAME;
     }
 
-    return fanout_breaker_record(ctx->conf->breaker, &st->breaker,
-                                 ngx_current_msec,
-                                 (fanout_breaker_verdict_e) sub->verdict,
-                                 failure);
+    return fanout_breaker_record(conf, &node->breaker, ngx_current_msec,
+                                 (fanout_breaker_verdict_e) verdict,
+                                 outcome == NGX_HTTP_FANOUT_BREAKER_FAILURE);
 }
 
 
-static ngx_uint_t
-ngx_http_fanout_breaker_wanted(ngx_http_fanout_ctx_t *ctx,
-    ngx_http_fanout_call_t *sub)
-{
-    /* a call made (an attempt started) or ended (a timeout): not one the
-     * cache answered for the request, nor one a client left before */
-    return ngx_http_fanout_breaker_on(ctx, sub) && !sub->part.cached
-           && !sub->recorded && sub->verdict != FANOUT_BREAKER_REJECT
-           && (sub->attempt != NULL || sub->done);
-}
+/* after the lock: a transition logged, and told the fleet (scope=cluster) */
 
-
-/* a transition: the log, and Redis for scope=cluster */
-
-static void
-ngx_http_fanout_breaker_changed(ngx_http_fanout_ctx_t *ctx,
-    ngx_http_fanout_call_t *sub, ngx_http_fanout_stats_t *st, uint32_t old,
+void
+ngx_http_fanout_breaker_changed(ngx_log_t *log,
+    ngx_http_fanout_loc_conf_t *flcf, ngx_http_fanout_target_t *t,
+    ngx_http_fanout_stats_t *node, uint32_t old,
     fanout_breaker_change_e change)
 {
     if (change == FANOUT_BREAKER_SAME) {
         return;
     }
 
-    if (ctx->conf->breaker->cluster) {
-        ngx_http_fanout_breaker_publish(ctx, sub, change,
-                                        st->breaker.cooldown_ms);
+    if (flcf->breaker->cluster) {
+        ngx_http_fanout_breaker_publish(log, t, change,
+                                        node->breaker.cooldown_ms);
     }
 
-    ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
+    ngx_log_error(NGX_LOG_WARN, log, 0,
                   "fanout breaker of target \"%V\" in location \"%V\": "
                   "%s -> %s (%s)%s",
-                  &sub->target->name, &ctx->conf->location,
+                  &t->name, &flcf->location,
                   fanout_breaker_state_name(old),
-                  fanout_breaker_state_name(st->breaker.state),
+                  fanout_breaker_state_name(node->breaker.state),
                   change == FANOUT_BREAKER_OPENED
                   ? "failures reached the limit"
                   : (change == FANOUT_BREAKER_REOPENED ? "a probe failed"
                                                        : "a probe succeeded"),
                   change == FANOUT_BREAKER_CLOSED_AGAIN ? "" : ", calls stop "
                   "until the cooldown ends");
-}
-
-
-/* the outcome of one call (a target replaced by its fallback, an abort) */
-
-void
-ngx_http_fanout_breaker_record(ngx_http_fanout_ctx_t *ctx,
-    ngx_http_fanout_call_t *sub)
-{
-    uint32_t                      old;
-    ngx_http_fanout_stats_t      *st;
-    fanout_breaker_change_e       change;
-    ngx_http_fanout_main_conf_t  *fmcf;
-
-    if (!ngx_http_fanout_breaker_wanted(ctx, sub)) {
-        return;
-    }
-
-    fmcf = ngx_http_get_module_main_conf(ctx->request, ngx_http_fanout_module);
-    st = sub->bst;
-
-    ngx_shmtx_lock(&fmcf->shpool->mutex);
-    change = ngx_http_fanout_breaker_locked(ctx, sub, st, &old);
-    ngx_shmtx_unlock(&fmcf->shpool->mutex);
-
-    ngx_http_fanout_breaker_changed(ctx, sub, st, old, change);
-}
-
-
-/*
- * fanout_retry: the failed attempt of a call that would be tried again is
- * recorded now, each attempt counting, and the next one asks the breaker
- * again: NGX_DECLINED when it opened meanwhile (no retry: the failure
- * stands, and goes to fallback= if there is one).
- */
-
-ngx_int_t
-ngx_http_fanout_breaker_retry(ngx_http_fanout_ctx_t *ctx,
-    ngx_http_fanout_call_t *sub)
-{
-    uint32_t                      old;
-    ngx_http_fanout_stats_t      *st;
-    fanout_breaker_change_e       change;
-    ngx_http_fanout_main_conf_t  *fmcf;
-
-    if (!ngx_http_fanout_breaker_on(ctx, sub) || sub->part.cached) {
-        return NGX_OK;
-    }
-
-    fmcf = ngx_http_get_module_main_conf(ctx->request, ngx_http_fanout_module);
-    st = sub->bst;
-
-    ngx_shmtx_lock(&fmcf->shpool->mutex);
-
-    change = FANOUT_BREAKER_SAME;
-    old = st->breaker.state;
-
-    if (!sub->recorded && sub->verdict != FANOUT_BREAKER_REJECT) {
-        change = ngx_http_fanout_breaker_locked(ctx, sub, st, &old);
-    }
-
-    sub->verdict = fanout_breaker_allow(ctx->conf->breaker, &st->breaker,
-                                        ngx_current_msec);
-
-    ngx_shmtx_unlock(&fmcf->shpool->mutex);
-
-    ngx_http_fanout_breaker_changed(ctx, sub, st, old, change);
-
-    if (sub->verdict == FANOUT_BREAKER_REJECT) {
-        /* nothing more to record for this call */
-        sub->recorded = 1;
-        return NGX_DECLINED;
-    }
-
-    sub->recorded = 0;
-
-    return NGX_OK;
-}
-
-
-/*
- * once the answer is decided: every call's outcome under one lock; what each
- * changed is kept in the call itself, as a request may make up to
- * FANOUT_BATCH_MAX_CALLS of them (items x targets)
- */
-
-void
-ngx_http_fanout_breaker_record_all(ngx_http_fanout_ctx_t *ctx)
-{
-    ngx_uint_t                    i;
-    ngx_http_fanout_call_t       *sub;
-    ngx_http_fanout_main_conf_t  *fmcf;
-
-    fmcf = ngx_http_get_module_main_conf(ctx->request, ngx_http_fanout_module);
-
-    ngx_shmtx_lock(&fmcf->shpool->mutex);
-
-    for (i = 0; i < ctx->nsubs; i++) {
-        sub = &ctx->subs[i];
-        sub->breaker_change = FANOUT_BREAKER_SAME;
-
-        if (!ngx_http_fanout_breaker_wanted(ctx, sub)) {
-            continue;
-        }
-
-        sub->breaker_change = ngx_http_fanout_breaker_locked(ctx, sub,
-                                                             sub->bst,
-                                                             &sub->breaker_old);
-    }
-
-    ngx_shmtx_unlock(&fmcf->shpool->mutex);
-
-    for (i = 0; i < ctx->nsubs; i++) {
-        sub = &ctx->subs[i];
-
-        if (sub->breaker_change != FANOUT_BREAKER_SAME) {
-            ngx_http_fanout_breaker_changed(ctx, sub, sub->bst,
-                                            sub->breaker_old,
-                                            sub->breaker_change);
-        }
-    }
 }

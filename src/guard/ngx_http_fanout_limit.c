@@ -9,6 +9,7 @@
 
 #include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_conf.h"
 #include "ngx_http_fanout_limit.h"
 #include "ngx_http_fanout_pipeline.h"
 #include "ngx_http_fanout_redis.h"
@@ -60,7 +61,9 @@ typedef struct {
     ngx_uint_t                  instances;     /* local_share: 0 learned */
     ngx_str_t                   quota;         /* RateLimit-Limit: "100" */
     ngx_str_t                   policy;        /* "100;w=1;burst=10" */
-    unsigned                    dry_run:1;
+    ngx_uint_t                  burst;         /* burst=, as written */
+    uint64_t                    period;        /* rate=: its window, in us */
+    ngx_uint_t                  dry_run;
 } ngx_http_fanout_limit_t;
 
 
@@ -156,20 +159,131 @@ typedef struct {
 
 
 
+/* key=VALUE: variables allowed; a key that is one variable is read
+ * without the script */
+
+static char *
+ngx_http_fanout_limit_key(ngx_conf_t *cf, ngx_str_t *v, void *conf)
+{
+    ngx_http_fanout_limit_t *l = conf;
+
+    u_char                            *p;
+    ngx_str_t                          s;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (v->len == 0) {
+        return "a value, variables allowed";
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+    ccv.cf = cf;
+    ccv.value = v;
+    ccv.complex_value = &l->key;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    l->var = NGX_ERROR;
+
+    if (v->len < 2 || v->data[0] != '$') {
+        return NGX_CONF_OK;
+    }
+
+    for (p = v->data + 1; p < v->data + v->len; p++) {
+        if (!(*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+              || (*p >= '0' && *p <= '9')))
+        {
+            return NGX_CONF_OK;
+        }
+    }
+
+    s.data = v->data + 1;
+    s.len = v->len - 1;
+    l->var = ngx_http_get_variable_index(cf, &s);
+
+    return (l->var == NGX_ERROR) ? NGX_CONF_ERROR : NGX_CONF_OK;
+}
+
+
+/* rate=Nr/s or Nr/m */
+
+static char *
+ngx_http_fanout_limit_rate(ngx_conf_t *cf, ngx_str_t *v, void *conf)
+{
+    ngx_http_fanout_limit_t *l = conf;
+
+    u_char     *slash;
+    ngx_int_t   n;
+
+    slash = ngx_strlchr(v->data, v->data + v->len, '/');
+
+    if (slash == NULL || slash - v->data < 2 || slash[-1] != 'r') {
+        return "requests a second or a minute, as \"10r/s\" or \"600r/m\"";
+    }
+
+    n = ngx_atoi(v->data, slash - 1 - v->data);
+    l->period = 0;
+
+    if (v->data + v->len - slash == 2 && slash[1] == 's') {
+        l->period = 1000000;
+
+    } else if (v->data + v->len - slash == 2 && slash[1] == 'm') {
+        l->period = 60000000;
+    }
+
+    if (n <= 0 || l->period == 0) {
+        return "requests a second or a minute, as \"10r/s\" or \"600r/m\"";
+    }
+
+    l->rate = *v;
+
+    return NGX_CONF_OK;
+}
+
+
+static const char *const  ngx_http_fanout_limit_scopes[] = {
+    "local", "cluster", NULL                /* NGX_HTTP_FANOUT_LIMIT_* */
+};
+
+static const char *const  ngx_http_fanout_limit_on_error[] = {
+    "local", "open", "closed", "local_share", NULL    /* _LIMIT_ERR_* */
+};
+
+
+static const ngx_http_fanout_param_t  ngx_http_fanout_limit_params[] = {
+
+    ngx_http_fanout_param_custom("key", ngx_http_fanout_limit_key),
+    ngx_http_fanout_param_custom("rate", ngx_http_fanout_limit_rate),
+    ngx_http_fanout_param("burst", COUNT, ngx_http_fanout_limit_t, burst,
+                          1, NGX_MAX_INT_T_VALUE, NULL),
+    ngx_http_fanout_param("cost", COUNT, ngx_http_fanout_limit_t, cost,
+                          1, NGX_MAX_INT_T_VALUE, NULL),
+    ngx_http_fanout_param("status", COUNT, ngx_http_fanout_limit_t, status,
+                          400, 599, NULL),
+    ngx_http_fanout_param("dry_run", FLAG, ngx_http_fanout_limit_t, dry_run,
+                          0, 1, NULL),
+    ngx_http_fanout_param("scope", WORD, ngx_http_fanout_limit_t, scope,
+                          0, 1, ngx_http_fanout_limit_scopes),
+    ngx_http_fanout_param("instances", COUNT, ngx_http_fanout_limit_t,
+                          instances, 1, 10000, NULL),
+    ngx_http_fanout_param("on_redis_error", WORD, ngx_http_fanout_limit_t,
+                          on_error, 0, 3, ngx_http_fanout_limit_on_error),
+    ngx_http_fanout_param_null
+};
+
+
 char *
 ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_fanout_loc_conf_t *flcf = conf;
 
-    u_char                            *p, *slash;
-    ngx_int_t                          n, n2, burst;
-    ngx_str_t                         *value, s, name;
-    uint64_t                           period;
-    ngx_uint_t                         i, loc_index;
-    ngx_http_fanout_limit_t           *l;
-    ngx_http_core_loc_conf_t          *clcf;
-    ngx_http_fanout_main_conf_t       *fmcf;
-    ngx_http_compile_complex_value_t   ccv;
+    ngx_int_t                     n;
+    ngx_str_t                     name;
+    ngx_uint_t                    loc_index;
+    ngx_http_fanout_limit_t      *l;
+    ngx_http_core_loc_conf_t     *clcf;
+    ngx_http_fanout_main_conf_t  *fmcf;
 
     if (flcf->limits == NULL) {
         flcf->limits = ngx_array_create(cf->pool, 2,
@@ -194,158 +308,10 @@ ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     l->status = 429;
     l->var = NGX_ERROR;
 
-    burst = 0;
-    n = 0;
-    period = 0;
-    value = cf->args->elts;
-
-    for (i = 1; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "key=", 4) == 0) {
-            s.data = value[i].data + 4;
-            s.len = value[i].len - 4;
-
-            ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-            ccv.cf = cf;
-            ccv.value = &s;
-            ccv.complex_value = &l->key;
-
-            if (s.len == 0 || ngx_http_compile_complex_value(&ccv) != NGX_OK) {
-                goto invalid;
-            }
-
-            /* a key that is one variable is read without the script */
-            l->var = NGX_ERROR;
-
-            if (s.len > 1 && s.data[0] == '$') {
-                for (p = s.data + 1; p < s.data + s.len; p++) {
-                    if (!(*p == '_' || (*p >= 'a' && *p <= 'z')
-                          || (*p >= 'A' && *p <= 'Z')
-                          || (*p >= '0' && *p <= '9')))
-                    {
-                        break;
-                    }
-                }
-
-                if (p == s.data + s.len) {
-                    s.data++;
-                    s.len--;
-                    l->var = ngx_http_get_variable_index(cf, &s);
-
-                    if (l->var == NGX_ERROR) {
-                        return NGX_CONF_ERROR;
-                    }
-                }
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "rate=", 5) == 0) {
-            p = value[i].data + 5;
-            slash = ngx_strlchr(p, value[i].data + value[i].len, '/');
-
-            if (slash == NULL || slash - p < 2 || slash[-1] != 'r') {
-                goto invalid;
-            }
-
-            n = ngx_atoi(p, slash - 1 - p);
-
-            if (ngx_strcmp(slash, "/s") == 0) {
-                period = 1000000;
-
-            } else if (ngx_strcmp(slash, "/m") == 0) {
-                period = 60000000;
-            }
-
-            if (n <= 0 || period == 0) {
-                goto invalid;
-            }
-
-            l->rate.data = p;
-            l->rate.len = value[i].data + value[i].len - p;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "burst=", 6) == 0) {
-            burst = ngx_atoi(value[i].data + 6, value[i].len - 6);
-            if (burst <= 0) {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "cost=", 5) == 0) {
-            n = ngx_atoi(value[i].data + 5, value[i].len - 5);
-            if (n <= 0) {
-                goto invalid;
-            }
-
-            l->cost = (ngx_uint_t) n;
-            n = 0;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "status=", 7) == 0) {
-            n = ngx_atoi(value[i].data + 7, value[i].len - 7);
-            if (n < 400 || n > 599) {
-                goto invalid;
-            }
-
-            l->status = (ngx_uint_t) n;
-            n = 0;
-            continue;
-        }
-
-        if (ngx_strcmp(value[i].data, "dry_run") == 0) {
-            l->dry_run = 1;
-            continue;
-        }
-
-        if (ngx_strcmp(value[i].data, "scope=local") == 0) {
-            l->scope = NGX_HTTP_FANOUT_LIMIT_LOCAL;
-            continue;
-        }
-
-        if (ngx_strcmp(value[i].data, "scope=cluster") == 0) {
-            l->scope = NGX_HTTP_FANOUT_LIMIT_CLUSTER;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "instances=", 10) == 0) {
-            n2 = ngx_atoi(value[i].data + 10, value[i].len - 10);
-            if (n2 <= 0 || n2 > 10000) {
-                goto invalid;
-            }
-
-            l->instances = (ngx_uint_t) n2;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "on_redis_error=", 15) == 0) {
-            p = value[i].data + 15;
-
-            if (ngx_strcmp(p, "local") == 0) {
-                l->on_error = NGX_HTTP_FANOUT_LIMIT_ERR_LOCAL;
-
-            } else if (ngx_strcmp(p, "open") == 0) {
-                l->on_error = NGX_HTTP_FANOUT_LIMIT_ERR_OPEN;
-
-            } else if (ngx_strcmp(p, "closed") == 0) {
-                l->on_error = NGX_HTTP_FANOUT_LIMIT_ERR_CLOSED;
-
-            } else if (ngx_strcmp(p, "local_share") == 0) {
-                l->on_error = NGX_HTTP_FANOUT_LIMIT_ERR_SHARE;
-
-            } else {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        goto invalid;
+    if (ngx_http_fanout_conf_params(cf, 1, ngx_http_fanout_limit_params, l)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
     if (l->key.value.data == NULL || l->rate.len == 0) {
@@ -359,7 +325,8 @@ ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     /* the number before "r/s" or "r/m" */
     n = ngx_atoi(l->rate.data, l->rate.len - 3);
 
-    if (fanout_limit_conf(&l->gcra, (uint64_t) n, period, (uint64_t) burst)
+    if (fanout_limit_conf(&l->gcra, (uint64_t) n, l->period,
+                          (uint64_t) l->burst)
         != 0)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -387,7 +354,7 @@ ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     l->policy.len = ngx_sprintf(l->policy.data, "%V;w=%d;burst=%uL",
-                                &l->quota, period == 1000000 ? 1 : 60,
+                                &l->quota, l->period == 1000000 ? 1 : 60,
                                 l->gcra.capacity)
                     - l->policy.data;
 
@@ -465,12 +432,6 @@ ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid parameter \"%V\"", &value[i]);
-    return NGX_CONF_ERROR;
 }
 
 

@@ -8,6 +8,7 @@
 #include "ngx_http_fanout.h"
 #include "ngx_http_fanout_answer.h"
 #include "ngx_http_fanout_cache.h"
+#include "ngx_http_fanout_conf.h"
 #include "ngx_http_fanout_call.h"
 #include "ngx_http_fanout_pipeline.h"
 #include "ngx_http_fanout_request.h"
@@ -470,4 +471,194 @@ ngx_http_fanout_answer_first(ngx_http_fanout_ctx_t *ctx,
                                       &sub->target->name,
                                       (u_char *) sub->part.body,
                                       sub->part.body_len);
+}
+
+
+/* the directives of the merge this stage makes */
+
+/* format=v2: KServe v2 in and out */
+
+static char *
+ngx_http_fanout_merge_format(ngx_conf_t *cf, ngx_str_t *v, void *conf)
+{
+    ngx_http_fanout_loc_conf_t *flcf = conf;
+
+    if (v->len != 2 || ngx_strncmp(v->data, "v2", 2) != 0) {
+        return "use \"v2\" (KServe v2)";
+    }
+
+    flcf->merge_v2 = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+/* mean's precision=N|fp32|fp64: the mean's significant digits */
+
+static char *
+ngx_http_fanout_merge_precision(ngx_conf_t *cf, ngx_str_t *v, void *conf)
+{
+    ngx_http_fanout_loc_conf_t *flcf = conf;
+
+    ngx_int_t  n;
+
+    if (v->len == 4 && ngx_strncmp(v->data, "fp32", 4) == 0) {
+        flcf->precision = FANOUT_PRECISION_FP32;
+        return NGX_CONF_OK;
+    }
+
+    if (v->len == 4 && ngx_strncmp(v->data, "fp64", 4) == 0) {
+        flcf->precision = FANOUT_PRECISION_FP64;
+        return NGX_CONF_OK;
+    }
+
+    n = ngx_atoi(v->data, v->len);
+
+    if (n < 1 || n > 17) {
+        return "significant digits from 1 to 17, fp32 or fp64";
+    }
+
+    flcf->precision = n;
+
+    return NGX_CONF_OK;
+}
+
+
+static const ngx_http_fanout_param_t  ngx_http_fanout_mean_params[] = {
+
+    ngx_http_fanout_param_custom("format", ngx_http_fanout_merge_format),
+    ngx_http_fanout_param("model", STRING, ngx_http_fanout_loc_conf_t,
+                          merge_model, 1, 0, NULL),
+    ngx_http_fanout_param("output", STRING, ngx_http_fanout_loc_conf_t,
+                          merge_output, 1, 0, NULL),
+    ngx_http_fanout_param_custom("precision",
+                                 ngx_http_fanout_merge_precision),
+    ngx_http_fanout_param_null
+};
+
+
+/* vote's: mean's but precision= */
+
+static const ngx_http_fanout_param_t  ngx_http_fanout_vote_params[] = {
+
+    ngx_http_fanout_param_custom("format", ngx_http_fanout_merge_format),
+    ngx_http_fanout_param("model", STRING, ngx_http_fanout_loc_conf_t,
+                          merge_model, 1, 0, NULL),
+    ngx_http_fanout_param("output", STRING, ngx_http_fanout_loc_conf_t,
+                          merge_output, 1, 0, NULL),
+    ngx_http_fanout_param_null
+};
+
+
+char *
+ngx_http_fanout_merge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_fanout_loc_conf_t *flcf = conf;
+
+    size_t       name_len;
+    ngx_str_t   *value;
+    const char  *name;
+
+    if (flcf->merge != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "all") == 0) {
+        flcf->merge = FANOUT_MERGE_ALL;
+
+    } else if (ngx_strcmp(value[1].data, "first") == 0) {
+        flcf->merge = FANOUT_MERGE_FIRST;
+
+    } else if (ngx_strcmp(value[1].data, "mean") == 0) {
+        flcf->merge = FANOUT_MERGE_MEAN;
+
+    } else if (ngx_strcmp(value[1].data, "vote") == 0) {
+        flcf->merge = FANOUT_MERGE_VOTE;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown merge mode \"%V\": use \"all\", "
+                           "\"first\", \"mean FIELD\" or \"vote FIELD\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (flcf->merge == FANOUT_MERGE_MEAN || flcf->merge == FANOUT_MERGE_VOTE) {
+
+        if (cf->args->nelts < 3
+            || ngx_strncmp(value[2].data, "format=", 7) == 0
+            || ngx_strncmp(value[2].data, "model=", 6) == 0
+            || ngx_strncmp(value[2].data, "output=", 7) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "merge mode \"%V\" needs a FIELD, a dot path "
+                               "such as \"output.scores\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_http_fanout_conf_params(cf, 3,
+                                        flcf->merge == FANOUT_MERGE_MEAN
+                                        ? ngx_http_fanout_mean_params
+                                        : ngx_http_fanout_vote_params,
+                                        flcf)
+            != NGX_CONF_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        if ((flcf->merge_model.len || flcf->merge_output.len)
+            && !flcf->merge_v2)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"model=\" and \"output=\" go with "
+                               "\"format=v2\"");
+            return NGX_CONF_ERROR;
+        }
+
+        if (fanout_json_path_check((char *) value[2].data, value[2].len) != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid FIELD \"%V\": use a dot path such as "
+                               "\"output.scores\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        flcf->field = value[2];
+
+        if (flcf->merge_v2 && flcf->merge_output.len == 0) {
+            fanout_merge_output_name((const char *) value[2].data,
+                                     value[2].len, &name, &name_len);
+            flcf->merge_output.data = (u_char *) name;
+            flcf->merge_output.len = name_len;
+        }
+
+    } else if (cf->args->nelts != 2) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "merge mode \"%V\" takes no FIELD", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_fanout_quorum(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_fanout_loc_conf_t *flcf = conf;
+
+    char  *rv;
+
+    rv = ngx_conf_set_num_slot(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    /* checked against the number of targets when the location is merged */
+
+    flcf->quorum_file = cf->conf_file->file.name.data;
+    flcf->quorum_line = cf->conf_file->line;
+
+    return NGX_CONF_OK;
 }

@@ -7,7 +7,6 @@
 
 #include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
-#include "ngx_http_fanout_breaker.h"
 #include "ngx_http_fanout_call.h"
 #include "ngx_http_fanout_capture.h"
 #include "ngx_http_fanout_handler.h"
@@ -176,9 +175,7 @@ ngx_http_fanout_finish(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status)
         ngx_del_timer(&ctx->deadline);
     }
 
-    if (ctx->conf->breaker) {
-        ngx_http_fanout_breaker_record_all(ctx);
-    }
+    ngx_http_fanout_calls_tell(ctx);
 
     for (i = 0; i < ctx->nsubs; i++) {
         sub = &ctx->subs[i];

@@ -14,7 +14,6 @@
 #include "ngx_http_fanout_call.h"
 #include "ngx_http_fanout_calllog.h"
 #include "ngx_http_fanout_capture.h"
-#include "ngx_http_fanout_directives.h"
 #include "ngx_http_fanout_handler.h"
 #include "ngx_http_fanout_health.h"
 #include "ngx_http_fanout_limit.h"
@@ -25,6 +24,7 @@
 #include "ngx_http_fanout_runtime.h"
 #include "ngx_http_fanout_shadow.h"
 #include "ngx_http_fanout_split.h"
+#include "ngx_http_fanout_target.h"
 #include "ngx_http_fanout_stats.h"
 #include "ngx_http_fanout_trace.h"
 #include "ngx_http_fanout_variables.h"
@@ -280,6 +280,7 @@ ngx_http_fanout_create_main_conf(ngx_conf_t *cf)
      *     fmcf->cache_file = NULL;
      *     fmcf->redis = NULL;
      *     fmcf->redis_stats = NULL;
+     *     fmcf->zone_inits = NULL;
      *     fmcf->instance = { 0, NULL };
      */
 

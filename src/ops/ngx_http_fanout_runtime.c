@@ -42,6 +42,7 @@
 #define NGX_HTTP_FANOUT_RT_SYNC   250
 #define NGX_HTTP_FANOUT_RT_SEP    '\x1f'
 #define NGX_HTTP_FANOUT_RT_KEY    "fanout:runtime"
+#define NGX_HTTP_FANOUT_RT_TAG    NGX_HTTP_FANOUT_RESTORED_LEN  /* "V:N" */
 
 
 /* write one field, move the version on: the new version */
@@ -50,11 +51,19 @@ static const char  ngx_http_fanout_rt_write_lua[] =
     "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) "
     "return v";
 
-/* the version when it is the one known, else the whole hash */
+/*
+ * The version when it and the last restore's are the ones known (ARGV[1],
+ * ARGV[2]), else the whole hash: a restore from an older version than an
+ * instance held may give the hash a version that instance has, with
+ * other settings.
+ */
 static const char  ngx_http_fanout_rt_poll_lua[] =
     "local v = redis.call('HGET', KEYS[1], 'v') "
     "if not v then return 0 end "
-    "if v == ARGV[1] then return tonumber(v) end "
+    "if v == ARGV[1] "
+    "   and (redis.call('HGET', KEYS[1], 'restored') or '') == ARGV[2] then "
+    "  return tonumber(v) "
+    "end "
     "return redis.call('HGETALL', KEYS[1])";
 
 /*
@@ -100,26 +109,27 @@ static const char  ngx_http_fanout_rt_cas_lua[] =
 /*
  * Redis lost the fleet's hash (a restart without persistence, FLUSHALL, an
  * eviction, a failover to a replica behind): an instance that knew version
- * ARGV[1] writes back the settings it holds, ARGV[2..] as field, value.
- * The highest version wins: nothing is written when Redis has a higher
- * version, unless it came from a restore by an instance that knew the same
- * one (then what it lacks is added).  A field Redis has is a change made
- * since the loss, kept; unless a restore from an older version wrote it,
- * then this one's wins.  "restored" says from which version the last
- * restore was made; the version moves past both, so that every instance
- * reads the result.
+ * ARGV[1] writes back the settings it holds, ARGV[3..] as field, value.
+ * The highest version wins: nothing is written when a restore from a
+ * higher version was made, nor when Redis has a version as high without
+ * a restore (changes made since the loss).  A restore by an instance that
+ * knew the same version adds what it lacks; one from an older version
+ * (an instance that lagged) is overwritten by this one's.  "restored"
+ * says which restore was last made: ARGV[2], its version and a nonce, so
+ * that no two restores look alike to the instances that poll; the
+ * version moves past both, so that every instance reads the result.
  */
 static const char  ngx_http_fanout_rt_restore_lua[] =
     "local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0') or 0 "
-    "local from = tonumber(redis.call('HGET', KEYS[1], 'restored') or '-1') "
-    "  or -1 "
+    "local r = redis.call('HGET', KEYS[1], 'restored') or '' "
+    "local from = tonumber(string.match(r, '^%d+') or '-1') or -1 "
     "local mine = tonumber(ARGV[1]) "
-    "if v >= mine and from ~= mine then return 0 end "
+    "if from > mine or (from < 0 and v >= mine) then return 0 end "
     "local cmd = (from >= 0 and from < mine) and 'HSET' or 'HSETNX' "
-    "for i = 2, #ARGV - 1, 2 do "
+    "for i = 3, #ARGV - 1, 2 do "
     "  redis.call(cmd, KEYS[1], ARGV[i], ARGV[i + 1]) "
     "end "
-    "redis.call('HSET', KEYS[1], 'restored', mine) "
+    "redis.call('HSET', KEYS[1], 'restored', ARGV[2]) "
     "local nv = math.max(v, mine) + 1 "
     "redis.call('HSET', KEYS[1], 'v', nv) "
     "return nv";
@@ -1470,6 +1480,7 @@ ngx_http_fanout_rt_restore(ngx_http_fanout_main_conf_t *fmcf,
     ngx_array_t    held;
     const char   **argv;
     u_char         vbuf[NGX_ATOMIC_T_LEN];
+    u_char         tag[NGX_HTTP_FANOUT_RT_TAG];
 
     pool = ngx_create_pool(4096, ngx_cycle->log);
     if (pool == NULL) {
@@ -1482,8 +1493,8 @@ ngx_http_fanout_rt_restore(ngx_http_fanout_main_conf_t *fmcf,
         goto done;
     }
 
-    /* EVALSHA SHA 1 KEY VERSION FIELD VALUE ... */
-    n = 5 + held.nelts;
+    /* EVALSHA SHA 1 KEY VERSION TAG FIELD VALUE ... */
+    n = 6 + held.nelts;
     argv = ngx_palloc(pool, n * sizeof(char *));
     len = ngx_palloc(pool, n * sizeof(size_t));
 
@@ -1499,11 +1510,17 @@ ngx_http_fanout_rt_restore(ngx_http_fanout_main_conf_t *fmcf,
     argv[4] = (const char *) vbuf;
     len[4] = ngx_sprintf(vbuf, "%uA", fmcf->sh->runtime_version) - vbuf;
 
+    /* the restore's tag: the version and a nonce ("33:1804289383") */
+    argv[5] = (const char *) tag;
+    len[5] = ngx_sprintf(tag, "%uA:%ui", fmcf->sh->runtime_version,
+                         (ngx_uint_t) ngx_random())
+             - tag;
+
     kv = held.elts;
 
     for (i = 0; i < held.nelts; i++) {
-        argv[5 + i] = (const char *) kv[i].data;
-        len[5 + i] = kv[i].len;
+        argv[6 + i] = (const char *) kv[i].data;
+        len[6 + i] = kv[i].len;
     }
 
     ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
@@ -1527,6 +1544,38 @@ done:
 }
 
 
+/*
+ * The hash was given back by a restore this instance has not seen, made
+ * from a version older than the one it holds: an instance that lagged
+ * wrote first, and this one knows more.
+ */
+
+static ngx_uint_t
+ngx_http_fanout_rt_lagged(ngx_http_fanout_main_conf_t *fmcf,
+    redisReply *restored)
+{
+    u_char     *colon;
+    ngx_int_t   from;
+
+    if (restored == NULL
+        || (restored->len == fmcf->sh->runtime_restored_len
+            && ngx_strncmp(restored->str, fmcf->sh->runtime_restored,
+                           restored->len) == 0))
+    {
+        return 0;
+    }
+
+    colon = ngx_strlchr((u_char *) restored->str,
+                        (u_char *) restored->str + restored->len, ':');
+
+    from = ngx_atoi((u_char *) restored->str,
+                    colon ? (size_t) (colon - (u_char *) restored->str)
+                          : restored->len);
+
+    return from >= 0 && (ngx_atomic_uint_t) from < fmcf->sh->runtime_version;
+}
+
+
 static void
 ngx_http_fanout_rt_poll_reply(void *data, redisReply *reply,
     ngx_http_fanout_redis_error_e error)
@@ -1535,7 +1584,7 @@ ngx_http_fanout_rt_poll_reply(void *data, redisReply *reply,
 
     ngx_int_t                     version;
     ngx_uint_t                    i;
-    redisReply                  **e;
+    redisReply                  **e, *restored;
     ngx_http_fanout_stats_loc_t  *loc;
 
     ngx_http_fanout_rt_busy--;
@@ -1544,20 +1593,35 @@ ngx_http_fanout_rt_poll_reply(void *data, redisReply *reply,
     {
         e = reply->element;
         version = -1;
+        restored = NULL;
 
         for (i = 0; i < reply->elements; i += 2) {
-            if (e[i]->type == REDIS_REPLY_STRING && e[i]->len == 1
-                && e[i]->str[0] == 'v' && e[i + 1]->type == REDIS_REPLY_STRING)
+            if (e[i]->type != REDIS_REPLY_STRING
+                || e[i + 1]->type != REDIS_REPLY_STRING)
             {
+                continue;
+            }
+
+            if (e[i]->len == 1 && e[i]->str[0] == 'v') {
                 version = ngx_atoi((u_char *) e[i + 1]->str, e[i + 1]->len);
+
+            } else if (e[i]->len == sizeof("restored") - 1
+                       && ngx_strncmp(e[i]->str, "restored", e[i]->len) == 0)
+            {
+                restored = e[i + 1];
             }
         }
 
         if (version >= 0
-            && (ngx_atomic_uint_t) version < fmcf->sh->runtime_version)
+            && ((ngx_atomic_uint_t) version < fmcf->sh->runtime_version
+                || ngx_http_fanout_rt_lagged(fmcf, restored)))
         {
-            /* Redis forgot, and has changes made since: the next poll
-             * reads them with what this instance writes back */
+            /*
+             * Redis forgot, and has changes made since, or was given back
+             * the settings of an instance that knew less than this one
+             * (its version may even be this one's): the next poll reads
+             * the result with what this instance writes back
+             */
             ngx_http_fanout_rt_restore(fmcf, version);
             version = -1;
         }
@@ -1575,6 +1639,14 @@ ngx_http_fanout_rt_poll_reply(void *data, redisReply *reply,
         if (version >= 0) {
             fmcf->sh->runtime_version = (ngx_atomic_uint_t) version;
             fmcf->sh->runtime_generation = ngx_http_fanout_rt_generation;
+
+            /* the restore known: polls ask whether it is still the last */
+            fmcf->sh->runtime_restored_len =
+                (restored && restored->len <= NGX_HTTP_FANOUT_RESTORED_LEN)
+                ? restored->len : 0;
+            ngx_memcpy(fmcf->sh->runtime_restored,
+                       restored ? restored->str : "",
+                       fmcf->sh->runtime_restored_len);
         }
 
     } else if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
@@ -1613,12 +1685,13 @@ ngx_http_fanout_rt_sync_busy(ngx_http_fanout_task_t *task)
 static void
 ngx_http_fanout_rt_sync(ngx_http_fanout_task_t *task)
 {
-    size_t                        len[2];
+    size_t                        len[3];
     ngx_uint_t                    i;
-    const char                   *argv[2];
+    const char                   *argv[3];
     ngx_http_fanout_stats_loc_t  *loc;
     ngx_http_fanout_main_conf_t  *fmcf;
     u_char                        vbuf[NGX_ATOMIC_T_LEN];
+    u_char                        rbuf[NGX_HTTP_FANOUT_RESTORED_LEN];
 
     fmcf = task->data;
 
@@ -1641,6 +1714,11 @@ ngx_http_fanout_rt_sync(ngx_http_fanout_task_t *task)
     argv[1] = (const char *) vbuf;
     len[1] = ngx_sprintf(vbuf, "%uA", fmcf->sh->runtime_version) - vbuf;
 
+    /* the last restore known, as the hash says it ("": none) */
+    argv[2] = (const char *) rbuf;
+    len[2] = fmcf->sh->runtime_restored_len;
+    ngx_memcpy(rbuf, fmcf->sh->runtime_restored, len[2]);
+
     if (fmcf->sh->runtime_generation != ngx_http_fanout_rt_generation) {
         /*
          * The version was applied by another configuration's workers (a
@@ -1652,7 +1730,7 @@ ngx_http_fanout_rt_sync(ngx_http_fanout_task_t *task)
         len[1] = 1;
     }
 
-    if (ngx_http_fanout_rt_eval(task->ev.log, &ngx_http_fanout_rt_poll_script, 1, 2,
+    if (ngx_http_fanout_rt_eval(task->ev.log, &ngx_http_fanout_rt_poll_script, 1, 3,
                                 argv, len, ngx_http_fanout_rt_poll_reply, fmcf)
         != NULL)
     {

@@ -27,8 +27,6 @@ ngx_http_fanout_stats_now(void)
 }
 
 
-static ngx_str_t  ngx_http_fanout_none = { 0, (u_char *) "" };
-static ngx_str_t  ngx_http_fanout_redis_key = ngx_string("redis");
 
 
 ngx_msec_t  ngx_http_fanout_buckets[NGX_HTTP_FANOUT_NBUCKETS - 1] = {
@@ -189,7 +187,13 @@ ngx_http_fanout_stats_register_extra(ngx_conf_t *cf,
 }
 
 
-static ngx_http_fanout_stats_t *
+/*
+ * A node of the zone, found or made, under the zone's lock: a location's
+ * (target NULL), a target's, or one of no location (location empty: the
+ * Redis client's, a breaker_key='s).
+ */
+
+ngx_http_fanout_stats_t *
 ngx_http_fanout_stats_node(ngx_slab_pool_t *shpool,
     ngx_http_fanout_shctx_t *sh, ngx_str_t *location, ngx_str_t *target)
 {
@@ -239,6 +243,45 @@ ngx_http_fanout_stats_node(ngx_slab_pool_t *shpool,
 }
 
 
+/* a subsystem's setup in the zone, registered once */
+
+ngx_int_t
+ngx_http_fanout_stats_zone_init(ngx_conf_t *cf,
+    ngx_http_fanout_zone_init_pt init)
+{
+    ngx_uint_t                     i;
+    ngx_http_fanout_main_conf_t   *fmcf;
+    ngx_http_fanout_zone_init_pt  *p;
+
+    fmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_fanout_module);
+
+    if (fmcf->zone_inits == NULL) {
+        fmcf->zone_inits = ngx_array_create(cf->pool, 4,
+                                         sizeof(ngx_http_fanout_zone_init_pt));
+        if (fmcf->zone_inits == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    p = fmcf->zone_inits->elts;
+
+    for (i = 0; i < fmcf->zone_inits->nelts; i++) {
+        if (p[i] == init) {
+            return NGX_OK;
+        }
+    }
+
+    p = ngx_array_push(fmcf->zone_inits);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    *p = init;
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_http_fanout_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
@@ -248,6 +291,7 @@ ngx_http_fanout_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_fanout_shctx_t          *sh;
     ngx_http_fanout_stats_loc_t      *loc;
     ngx_http_fanout_main_conf_t      *fmcf;
+    ngx_http_fanout_zone_init_pt     *init;
     ngx_http_fanout_stats_target_t   *tgt;
 
     fmcf = shm_zone->data;
@@ -302,15 +346,8 @@ ngx_http_fanout_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
                 goto failed;
             }
 
-            /* breaker_key=: locations calling one model share its breaker */
-            tgt[j].bnode = tgt[j].bkey.len
-                           ? ngx_http_fanout_stats_node(shpool, sh,
-                                                        &ngx_http_fanout_none,
-                                                        &tgt[j].bkey)
-                           : tgt[j].node;
-            if (tgt[j].bnode == NULL) {
-                goto failed;
-            }
+            /* its breaker's, unless breaker_key= names a shared one */
+            tgt[j].bnode = tgt[j].node;
         }
 
         /* limits, variants, shadows, batches */
@@ -332,11 +369,11 @@ ngx_http_fanout_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         }
     }
 
-    if (fmcf->redis) {
-        fmcf->redis_stats = ngx_http_fanout_stats_node(shpool, sh,
-                                                       &ngx_http_fanout_none,
-                                                       &ngx_http_fanout_redis_key);
-        if (fmcf->redis_stats == NULL) {
+    /* then each subsystem's own */
+    init = fmcf->zone_inits ? fmcf->zone_inits->elts : NULL;
+
+    for (i = 0; init && i < fmcf->zone_inits->nelts; i++) {
+        if (init[i](fmcf, shpool, sh) != NGX_OK) {
             goto failed;
         }
     }

@@ -196,6 +196,8 @@ struct ngx_http_fanout_stats_s {
 
 
 /* the zone: counters, and the limiter's keys in a tree with an LRU queue */
+#define NGX_HTTP_FANOUT_RESTORED_LEN  48
+
 struct ngx_http_fanout_shctx_s {
     ngx_http_fanout_stats_t    *head;
     ngx_rbtree_t                limits;
@@ -211,6 +213,10 @@ struct ngx_http_fanout_shctx_s {
     ngx_msec_t                  heartbeat_at;      /* its last, any worker */
     ngx_msec_t                  runtime_synced;    /* runtime state polled */
     ngx_atomic_t                runtime_version;   /* the fleet's, applied */
+    ngx_uint_t                  runtime_restored_len;
+    u_char                      runtime_restored[NGX_HTTP_FANOUT_RESTORED_LEN];
+                                                   /* the last restore's tag,
+                                                      "VERSION:NONCE" */
     ngx_atomic_t                runtime_generation;  /* by which config */
 };
 
@@ -280,6 +286,21 @@ ngx_http_fanout_stats_extra_name(ngx_str_t *out,
     return out;
 }
 
+
+/*
+ * A subsystem's own setup in the zone (its nodes, its structures), run
+ * when the zone is made or kept by a reload, under the zone's lock, after
+ * the counters' nodes: registered at configuration, once per function, so
+ * that the zone knows no subsystem's state.  NGX_ERROR: the zone is full.
+ */
+typedef ngx_int_t (*ngx_http_fanout_zone_init_pt)(
+    ngx_http_fanout_main_conf_t *fmcf, ngx_slab_pool_t *shpool,
+    ngx_http_fanout_shctx_t *sh);
+
+ngx_int_t ngx_http_fanout_stats_zone_init(ngx_conf_t *cf,
+    ngx_http_fanout_zone_init_pt init);
+ngx_http_fanout_stats_t *ngx_http_fanout_stats_node(ngx_slab_pool_t *shpool,
+    ngx_http_fanout_shctx_t *sh, ngx_str_t *location, ngx_str_t *target);
 
 ngx_int_t ngx_http_fanout_stats_register(ngx_conf_t *cf,
     ngx_http_fanout_main_conf_t *fmcf, ngx_str_t *location, ngx_str_t *target,

@@ -52,6 +52,10 @@ struct ngx_http_fanout_redis_conf_s {
     ngx_uint_t                  db;
     ngx_flag_t                  tls;       /* tls: hiredis_ssl */
     void                       *ssl;       /* its redisSSLContext */
+    ngx_str_t                   tls_ca;    /* files, NUL-terminated */
+    ngx_str_t                   tls_cert;
+    ngx_str_t                   tls_key;
+    ngx_str_t                   tls_server_name;
     ngx_msec_t                  connect_timeout;
     ngx_msec_t                  timeout;
     ngx_uint_t                  pool;

@@ -7,8 +7,10 @@
 
 #include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_conf.h"
 #include "ngx_http_fanout_redis.h"
 #include "ngx_http_fanout_redis_conf.h"
+#include "ngx_http_fanout_stats.h"
 
 #if (NGX_HTTP_FANOUT_HIREDIS_SSL)
 #include <hiredis/hiredis_ssl.h>
@@ -18,8 +20,63 @@
 static ngx_int_t ngx_http_fanout_redis_sentinels(ngx_conf_t *cf,
     ngx_http_fanout_redis_conf_t *rcf, ngx_str_t *value);
 static ngx_int_t ngx_http_fanout_redis_tls(ngx_conf_t *cf,
-    ngx_http_fanout_redis_conf_t *rcf, u_char *ca, u_char *cert, u_char *key,
-    u_char *name);
+    ngx_http_fanout_redis_conf_t *rcf);
+
+
+/* the parameters after the address, or after sentinel= in its place */
+
+static const ngx_http_fanout_param_t  ngx_http_fanout_redis_params[] = {
+
+    ngx_http_fanout_param("tls", FLAG, ngx_http_fanout_redis_conf_t, tls,
+                          0, 1, NULL),
+    ngx_http_fanout_param("tls_ca", STRING, ngx_http_fanout_redis_conf_t,
+                          tls_ca, 1, 0, NULL),
+    ngx_http_fanout_param("tls_cert", STRING, ngx_http_fanout_redis_conf_t,
+                          tls_cert, 1, 0, NULL),
+    ngx_http_fanout_param("tls_key", STRING, ngx_http_fanout_redis_conf_t,
+                          tls_key, 1, 0, NULL),
+    ngx_http_fanout_param("tls_server_name", STRING,
+                          ngx_http_fanout_redis_conf_t, tls_server_name,
+                          1, 0, NULL),
+    ngx_http_fanout_param("sentinel_password", STRING,
+                          ngx_http_fanout_redis_conf_t, sentinel_password,
+                          0, 0, NULL),
+    ngx_http_fanout_param("master", STRING, ngx_http_fanout_redis_conf_t,
+                          master, 1, 0, NULL),
+    ngx_http_fanout_param("db", COUNT, ngx_http_fanout_redis_conf_t, db,
+                          0, 1000000, NULL),
+    ngx_http_fanout_param("password", STRING, ngx_http_fanout_redis_conf_t,
+                          password, 0, 0, NULL),
+    /* a Redis 6 ACL user: "AUTH user pass" */
+    ngx_http_fanout_param("username", STRING, ngx_http_fanout_redis_conf_t,
+                          username, 1, 0, NULL),
+    ngx_http_fanout_param("connect_timeout", MSEC,
+                          ngx_http_fanout_redis_conf_t, connect_timeout,
+                          1, NGX_MAX_INT32_VALUE, NULL),
+    ngx_http_fanout_param("timeout", MSEC, ngx_http_fanout_redis_conf_t,
+                          timeout, 1, NGX_MAX_INT32_VALUE, NULL),
+    ngx_http_fanout_param("pool", COUNT, ngx_http_fanout_redis_conf_t, pool,
+                          1, 64, NULL),
+    ngx_http_fanout_param_null
+};
+
+
+/* the zone: the client's counters, one node for the instance */
+
+static ngx_int_t
+ngx_http_fanout_redis_zone(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_slab_pool_t *shpool, ngx_http_fanout_shctx_t *sh)
+{
+    ngx_str_t  none, name;
+
+    ngx_str_null(&none);
+    none.data = (u_char *) "";
+    ngx_str_set(&name, "redis");
+
+    fmcf->redis_stats = ngx_http_fanout_stats_node(shpool, sh, &none, &name);
+
+    return fmcf->redis_stats ? NGX_OK : NGX_ERROR;
+}
 
 
 char *
@@ -27,9 +84,7 @@ ngx_http_fanout_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_fanout_main_conf_t *fmcf = conf;
 
-    u_char                        *tls_ca, *tls_cert, *tls_key, *tls_name;
-    ngx_int_t                      n;
-    ngx_str_t                     *value, s;
+    ngx_str_t                     *value;
     ngx_url_t                      u;
     ngx_uint_t                     i;
     ngx_http_fanout_redis_conf_t  *rcf;
@@ -37,11 +92,6 @@ ngx_http_fanout_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (fmcf->redis) {
         return "is duplicate";
     }
-
-    tls_ca = NULL;
-    tls_cert = NULL;
-    tls_key = NULL;
-    tls_name = NULL;
 
     rcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_fanout_redis_conf_t));
     if (rcf == NULL) {
@@ -101,128 +151,24 @@ ngx_http_fanout_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         rcf->port = u.port;
     }
 
-    for ( /* void */ ; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "sentinel=", 9) == 0 && i == 1) {
-            if (ngx_http_fanout_redis_sentinels(cf, rcf, &value[i])
-                != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
+    if (i == 1) {
+        if (ngx_http_fanout_redis_sentinels(cf, rcf, &value[1]) != NGX_OK) {
+            return NGX_CONF_ERROR;
         }
 
-        if (ngx_strcmp(value[i].data, "tls") == 0) {
-            rcf->tls = 1;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "tls_ca=", 7) == 0) {
-            tls_ca = value[i].data + 7;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "tls_cert=", 9) == 0) {
-            tls_cert = value[i].data + 9;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "tls_key=", 8) == 0) {
-            tls_key = value[i].data + 8;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "tls_server_name=", 16) == 0) {
-            tls_name = value[i].data + 16;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "sentinel_password=", 18) == 0) {
-            rcf->sentinel_password.data = value[i].data + 18;
-            rcf->sentinel_password.len = value[i].len - 18;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "master=", 7) == 0) {
-            rcf->master.data = value[i].data + 7;
-            rcf->master.len = value[i].len - 7;
-
-            if (rcf->master.len == 0) {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
-            n = ngx_atoi(value[i].data + 3, value[i].len - 3);
-            if (n == NGX_ERROR || n > 1000000) {
-                goto invalid;
-            }
-
-            rcf->db = (ngx_uint_t) n;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
-            rcf->password.data = value[i].data + 9;
-            rcf->password.len = value[i].len - 9;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "username=", 9) == 0) {
-            /* a Redis 6 ACL user: "AUTH user pass" */
-            rcf->username.data = value[i].data + 9;
-            rcf->username.len = value[i].len - 9;
-
-            if (rcf->username.len == 0) {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0) {
-            s.data = value[i].data + 16;
-            s.len = value[i].len - 16;
-            rcf->connect_timeout = ngx_parse_time(&s, 0);
-
-            if (rcf->connect_timeout == (ngx_msec_t) NGX_ERROR
-                || rcf->connect_timeout == 0)
-            {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
-            s.data = value[i].data + 8;
-            s.len = value[i].len - 8;
-            rcf->timeout = ngx_parse_time(&s, 0);
-
-            if (rcf->timeout == (ngx_msec_t) NGX_ERROR || rcf->timeout == 0) {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "pool=", 5) == 0) {
-            n = ngx_atoi(value[i].data + 5, value[i].len - 5);
-            if (n == NGX_ERROR || n < 1 || n > 64) {
-                goto invalid;
-            }
-
-            rcf->pool = (ngx_uint_t) n;
-            continue;
-        }
-
-        goto invalid;
+        i = 2;
     }
 
-    if ((tls_ca || tls_cert || tls_key || tls_name) && !rcf->tls) {
+    if (ngx_http_fanout_conf_params(cf, i, ngx_http_fanout_redis_params, rcf)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if ((rcf->tls_ca.len || rcf->tls_cert.len || rcf->tls_key.len
+         || rcf->tls_server_name.len)
+        && !rcf->tls)
+    {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"tls_ca=\", \"tls_cert=\", \"tls_key=\" and "
                            "\"tls_server_name=\" need \"tls\"");
@@ -230,9 +176,7 @@ ngx_http_fanout_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     if (rcf->tls
-        && ngx_http_fanout_redis_tls(cf, rcf, tls_ca, tls_cert, tls_key,
-                                     tls_name)
-           != NGX_OK)
+        && ngx_http_fanout_redis_tls(cf, rcf) != NGX_OK)
     {
         return NGX_CONF_ERROR;
     }
@@ -258,15 +202,15 @@ ngx_http_fanout_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_http_fanout_stats_zone_init(cf, ngx_http_fanout_redis_zone)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     fmcf->redis = rcf;
 
     return NGX_CONF_OK;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid parameter \"%V\"", &value[i]);
-    return NGX_CONF_ERROR;
 }
 
 
@@ -288,8 +232,7 @@ ngx_http_fanout_redis_tls_free(void *data)
 
 
 static ngx_int_t
-ngx_http_fanout_redis_tls(ngx_conf_t *cf, ngx_http_fanout_redis_conf_t *rcf,
-    u_char *ca, u_char *cert, u_char *key, u_char *name)
+ngx_http_fanout_redis_tls(ngx_conf_t *cf, ngx_http_fanout_redis_conf_t *rcf)
 {
 #if (NGX_HTTP_FANOUT_HIREDIS_SSL)
     ngx_str_t              f[3];
@@ -298,28 +241,16 @@ ngx_http_fanout_redis_tls(ngx_conf_t *cf, ngx_http_fanout_redis_conf_t *rcf,
     redisSSLContext       *ssl;
     redisSSLContextError   err;
 
-    if ((cert == NULL) != (key == NULL)) {
+    if ((rcf->tls_cert.len == 0) != (rcf->tls_key.len == 0)) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"tls_cert=\" and \"tls_key=\" go together");
         return NGX_ERROR;
     }
 
     /* relative to the prefix, as nginx's own certificate paths */
-    ngx_str_null(&f[0]);
-    ngx_str_null(&f[1]);
-    ngx_str_null(&f[2]);
-
-    if (ca) {
-        f[0].data = ca;
-        f[0].len = ngx_strlen(ca);
-    }
-
-    if (cert) {
-        f[1].data = cert;
-        f[1].len = ngx_strlen(cert);
-        f[2].data = key;
-        f[2].len = ngx_strlen(key);
-    }
+    f[0] = rcf->tls_ca;
+    f[1] = rcf->tls_cert;
+    f[2] = rcf->tls_key;
 
     for (i = 0; i < 3; i++) {
         if (f[i].len && ngx_conf_full_name(cf->cycle, &f[i], 1) != NGX_OK) {
@@ -333,7 +264,9 @@ ngx_http_fanout_redis_tls(ngx_conf_t *cf, ngx_http_fanout_redis_conf_t *rcf,
     ssl = redisCreateSSLContext(f[0].len ? (char *) f[0].data : NULL, NULL,
                                 f[1].len ? (char *) f[1].data : NULL,
                                 f[2].len ? (char *) f[2].data : NULL,
-                                (char *) name, &err);
+                                rcf->tls_server_name.len
+                                ? (char *) rcf->tls_server_name.data : NULL,
+                                &err);
     if (ssl == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "fanout_redis tls: %s",

@@ -38,7 +38,8 @@ typedef struct {
     ngx_str_t                   against;      /* and in the client's */
     double                      tolerance;
     ngx_msec_t                  timeout;      /* unset: fanout_timeout's */
-    ngx_uint_t                  sample_max;   /* sample=redis; 0: off */
+    ngx_uint_t                  sample;       /* sample=redis */
+    ngx_uint_t                  sample_max;
     ngx_str_t                   stream;       /* fanout:shadow:LOC:NAME */
     ngx_uint_t                  stats;
 } ngx_http_fanout_shadow_conf_t;
@@ -79,6 +80,61 @@ static void ngx_http_fanout_shadow_reap(ngx_event_t *ev);
 
 
 
+/* tolerance=X: how far two numbers may be and still agree */
+
+static char *
+ngx_http_fanout_shadow_tolerance(ngx_conf_t *cf, ngx_str_t *v, void *conf)
+{
+    ngx_http_fanout_shadow_conf_t *sc = conf;
+
+    u_char  *end;
+
+    if (v->len == 0 || v->len >= 32) {
+        return "a number of 0 or more";
+    }
+
+    /* the directive's arguments end with a NUL: strtod stops there */
+    errno = 0;
+    sc->tolerance = strtod((const char *) v->data, (char **) &end);
+
+    if (end != v->data + v->len || errno || !(sc->tolerance >= 0)) {
+        return "a number of 0 or more";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static const char *const  ngx_http_fanout_shadow_samples[] = {
+    "off", "redis", NULL
+};
+
+
+static const ngx_http_fanout_param_t  ngx_http_fanout_shadow_params[] = {
+
+    /* 0: off until fanout_api turns it on */
+    ngx_http_fanout_param("percent", HUNDREDTHS,
+                          ngx_http_fanout_shadow_conf_t,
+                          percent, 0, NGX_HTTP_FANOUT_SHADOW_ALL, NULL),
+    ngx_http_fanout_param("compare", PATH, ngx_http_fanout_shadow_conf_t,
+                          compare, 0, 0, NULL),
+    ngx_http_fanout_param("against", PATH, ngx_http_fanout_shadow_conf_t,
+                          against, 0, 0, NULL),
+    ngx_http_fanout_param_custom("tolerance",
+                                 ngx_http_fanout_shadow_tolerance),
+    ngx_http_fanout_param("timeout", MSEC, ngx_http_fanout_shadow_conf_t,
+                          timeout, 1, NGX_MAX_INT32_VALUE, NULL),
+    ngx_http_fanout_param("max_inflight", COUNT,
+                          ngx_http_fanout_shadow_conf_t, target.max_inflight,
+                          1, 1000000, NULL),
+    ngx_http_fanout_param("sample", WORD, ngx_http_fanout_shadow_conf_t,
+                          sample, 0, 1, ngx_http_fanout_shadow_samples),
+    ngx_http_fanout_param("sample_max", COUNT, ngx_http_fanout_shadow_conf_t,
+                          sample_max, 1, NGX_MAX_INT32_VALUE, NULL),
+    ngx_http_fanout_param_null
+};
+
+
 /*
  * fanout_shadow NAME URI [percent=P] [compare=FIELD] [against=FIELD]
  *     [tolerance=X] [timeout=T] [max_inflight=N] [sample=redis]
@@ -90,10 +146,8 @@ ngx_http_fanout_shadow(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_fanout_loc_conf_t *flcf = conf;
 
-    u_char                         *end;
-    ngx_int_t                       n;
-    ngx_str_t                      *value, s;
-    ngx_uint_t                      i, sample;
+    ngx_str_t                      *value;
+    ngx_uint_t                      i;
     ngx_http_fanout_main_conf_t    *fmcf;
     ngx_http_fanout_shadow_conf_t  *sc, *shadows;
 
@@ -150,121 +204,22 @@ ngx_http_fanout_shadow(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     sc->target.variant = -1;
     sc->percent = NGX_HTTP_FANOUT_SHADOW_ALL;
     sc->timeout = NGX_CONF_UNSET_MSEC;
-    sample = 0;
 
     ngx_http_fanout_split_uri(&value[2], &sc->target.uri, &sc->target.args);
 
-    for (i = 3; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "percent=", 8) == 0) {
-            n = ngx_atofp(value[i].data + 8, value[i].len - 8, 2);
-
-            /* 0: off until fanout_api turns it on */
-            if (n == NGX_ERROR || n > NGX_HTTP_FANOUT_SHADOW_ALL) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\": use a percentage from 0 "
-                                   "to 100, with at most two decimals",
-                                   &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            sc->percent = (ngx_uint_t) n;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "compare=", 8) == 0
-            || ngx_strncmp(value[i].data, "against=", 8) == 0)
-        {
-            s.data = value[i].data + 8;
-            s.len = value[i].len - 8;
-
-            if (fanout_json_path_check((const char *) s.data, s.len) != 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid field path in \"%V\"",
-                                   &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            if (value[i].data[0] == 'c') {
-                sc->compare = s;
-            } else {
-                sc->against = s;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "tolerance=", 10) == 0) {
-            s.data = value[i].data + 10;
-            s.len = value[i].len - 10;
-
-            errno = 0;
-            sc->tolerance = (s.len && s.len < 32)
-                            ? strtod((const char *) s.data, (char **) &end)
-                            : -1;
-
-            if (s.len == 0 || s.len >= 32 || end != s.data + s.len
-                || errno || !(sc->tolerance >= 0))
-            {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\": use a number of 0 or "
-                                   "more", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
-            s.data = value[i].data + 8;
-            s.len = value[i].len - 8;
-
-            sc->timeout = ngx_parse_time(&s, 0);
-
-            if (sc->timeout == (ngx_msec_t) NGX_ERROR || sc->timeout == 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid timeout \"%V\"", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "max_inflight=", 13) == 0) {
-            n = ngx_atoi(value[i].data + 13, value[i].len - 13);
-            if (n <= 0) {
-                goto invalid;
-            }
-
-            sc->target.max_inflight = (ngx_uint_t) n;
-            continue;
-        }
-
-        if (ngx_strcmp(value[i].data, "sample=redis") == 0) {
-            sample = 1;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "sample_max=", 11) == 0) {
-            n = ngx_atoi(value[i].data + 11, value[i].len - 11);
-            if (n <= 0) {
-                goto invalid;
-            }
-
-            sc->sample_max = (ngx_uint_t) n;
-            continue;
-        }
-
-        goto invalid;
+    if (ngx_http_fanout_conf_params(cf, 3, ngx_http_fanout_shadow_params, sc)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
-    if (sc->sample_max && !sample) {
+    if (sc->sample_max && !sc->sample) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"sample_max=\" needs \"sample=redis\"");
         return NGX_CONF_ERROR;
     }
 
-    if (sample) {
+    if (sc->sample) {
         if (sc->sample_max == 0) {
             sc->sample_max = 10000;
         }
@@ -283,12 +238,6 @@ ngx_http_fanout_shadow(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid parameter \"%V\"", &value[i]);
-    return NGX_CONF_ERROR;
 }
 
 

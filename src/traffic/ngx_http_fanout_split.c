@@ -103,113 +103,106 @@ ngx_http_fanout_split(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* a ramp's parameters, read before the ramp is kept */
+
+typedef struct {
+    fanout_ramp_t                   ramp;
+    ngx_str_t                       candidate;
+} ngx_http_fanout_ramp_args_t;
+
+
+/* ramp=5%,25%,50%,100% */
+
+static char *
+ngx_http_fanout_split_steps(ngx_conf_t *cf, ngx_str_t *v, void *conf)
+{
+    ngx_http_fanout_ramp_args_t *ra = conf;
+
+    if (fanout_ramp_parse_steps(&ra->ramp, (char *) v->data, v->len) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"ramp=%V\": use rising shares "
+                           "that end at 100%%, as \"ramp=5%%,25%%,50%%,"
+                           "100%%\" (at most %d)", v, FANOUT_RAMP_MAX_STEPS);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* rollback_if=error_rate>P%,p99>Nms */
+
+static char *
+ngx_http_fanout_split_rollback(ngx_conf_t *cf, ngx_str_t *v, void *conf)
+{
+    ngx_http_fanout_ramp_args_t *ra = conf;
+
+    if (fanout_ramp_parse_rollback(&ra->ramp, (char *) v->data, v->len,
+                                   ngx_http_fanout_buckets,
+                                   NGX_HTTP_FANOUT_NBUCKETS - 1)
+        != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"rollback_if=%V\": use "
+                           "\"error_rate>P%%\" and \"p99>Nms\" (N one of 5, "
+                           "10, 25, 50, 100, 250, 500, 1000, 2500, 5000, "
+                           "10000: the latency histogram's bounds), joined "
+                           "by \",\"", v);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static const ngx_http_fanout_param_t  ngx_http_fanout_ramp_params[] = {
+
+    ngx_http_fanout_param_custom("ramp", ngx_http_fanout_split_steps),
+    ngx_http_fanout_param("every", MSEC, ngx_http_fanout_ramp_args_t,
+                          ramp.every, 1, NGX_MAX_INT32_VALUE, NULL),
+    ngx_http_fanout_param_custom("rollback_if",
+                                 ngx_http_fanout_split_rollback),
+    ngx_http_fanout_param("candidate", STRING, ngx_http_fanout_ramp_args_t,
+                          candidate, 0, 0, NULL),
+    ngx_http_fanout_param("min_requests", COUNT, ngx_http_fanout_ramp_args_t,
+                          ramp.min_requests, 1, NGX_MAX_INT32_VALUE, NULL),
+    ngx_http_fanout_param_null
+};
+
+
 /* ramp=5%,25%,100% every=TIME [rollback_if=...] [candidate=] [min_requests=] */
 
 static char *
 ngx_http_fanout_split_params(ngx_conf_t *cf, ngx_http_fanout_split_conf_t *sc)
 {
-    ngx_int_t       n;
-    ngx_str_t      *value, v;
-    ngx_uint_t      i;
-    fanout_ramp_t  *ramp;
-
-    value = cf->args->elts;
+    ngx_http_fanout_ramp_args_t  ra;
 
     if (cf->args->nelts == 2) {
         return NGX_CONF_OK;
     }
 
-    ramp = ngx_pcalloc(cf->pool, sizeof(fanout_ramp_t));
-    if (ramp == NULL) {
+    ngx_memzero(&ra, sizeof(ngx_http_fanout_ramp_args_t));
+    ra.ramp.min_requests = FANOUT_RAMP_MIN_REQUESTS;
+
+    if (ngx_http_fanout_conf_params(cf, 2, ngx_http_fanout_ramp_params, &ra)
+        != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
-    ramp->min_requests = FANOUT_RAMP_MIN_REQUESTS;
-
-    for (i = 2; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "ramp=", 5) == 0) {
-            if (fanout_ramp_parse_steps(ramp, (char *) value[i].data + 5,
-                                        value[i].len - 5)
-                != 0)
-            {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\": use rising shares that "
-                                   "end at 100%%, as \"ramp=5%%,25%%,50%%,"
-                                   "100%%\" (at most %d)", &value[i],
-                                   FANOUT_RAMP_MAX_STEPS);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "every=", 6) == 0) {
-            v.data = value[i].data + 6;
-            v.len = value[i].len - 6;
-            n = ngx_parse_time(&v, 0);
-
-            if (n == NGX_ERROR || n == 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\"", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            ramp->every = (uint64_t) n;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "rollback_if=", 12) == 0) {
-            if (fanout_ramp_parse_rollback(ramp,
-                                           (char *) value[i].data + 12,
-                                           value[i].len - 12,
-                                           ngx_http_fanout_buckets,
-                                           NGX_HTTP_FANOUT_NBUCKETS - 1)
-                != 0)
-            {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\": use \"error_rate>P%%\" "
-                                   "and \"p99>Nms\" (N one of 5, 10, 25, "
-                                   "50, 100, 250, 500, 1000, 2500, 5000, "
-                                   "10000: the latency histogram's bounds), "
-                                   "joined by \",\"", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "candidate=", 10) == 0) {
-            sc->candidate.data = value[i].data + 10;
-            sc->candidate.len = value[i].len - 10;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "min_requests=", 13) == 0) {
-            n = ngx_atoi(value[i].data + 13, value[i].len - 13);
-
-            if (n == NGX_ERROR || n == 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\"", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            ramp->min_requests = (uint64_t) n;
-            continue;
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\"", &value[i]);
-        return NGX_CONF_ERROR;
-    }
-
-    if (ramp->nsteps == 0 || ramp->every == 0) {
+    if (ra.ramp.nsteps == 0 || ra.ramp.every == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "a ramp needs \"ramp=\" and \"every=\"");
         return NGX_CONF_ERROR;
     }
 
-    sc->ramp = ramp;
+    sc->ramp = ngx_palloc(cf->pool, sizeof(fanout_ramp_t));
+    if (sc->ramp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *sc->ramp = ra.ramp;
+    sc->candidate = ra.candidate;
 
     return NGX_CONF_OK;
 }

@@ -11,11 +11,10 @@ use Test::More;
 
 my $t = FT->new;
 
-$t->redis('r');
+$t->redis('r', acl => [['fanout', 'on', '>s3cret', '~fanout:*', '+@all', '-@dangerous', '+info'],
+                      ['default', 'off']]);
 $t->mock('a', ms => 1);
-$t->redis_cli('r', 'ACL', 'SETUSER', 'fanout', 'on', '>s3cret', '~fanout:*',
-              '+@all', '-@dangerous', '+info');
-$t->redis_cli('r', 'ACL', 'SETUSER', 'default', 'off');
+like($t->redis_cli('r', 'ACL', 'WHOAMI'), qr/^fanout$/, 'the test speaks to Redis as the ACL user');
 
 my $conf = sub {
     my ($auth) = @_;
@@ -24,7 +23,7 @@ fanout_zone fanout 1m;
 fanout_redis 127.0.0.1:%%REDIS_r%% $auth timeout=300ms;
 server {
     listen 127.0.0.1:%%PORT_http%%;
-    location /_a { internal; proxy_pass http://127.0.0.1:%%MOCK_a%%/; }
+${\ $t->model_locations('a')}
     location /p {
         fanout_target a /_a;
         fanout_cache ttl=60s;

@@ -46,22 +46,13 @@ if ($out =~ /needs the module built with hiredis_ssl/) {
 }
 like($out, qr/fanout_redis tls: .*nginx\.conf:\d+/, '  with the TLS library\'s reason, file and line');
 
-# a CA, and a server certificate it signs, for 127.0.0.1
-sub sh { my $o = `$_[0] 2>&1`; die "$_[0]: $o" if $?; }
-sh("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test-ca -keyout $dir/ca.key -out $dir/ca.pem");
-sh("openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout $dir/server.key -out $dir/server.csr");
-FT::write_file("$dir/ext.cnf", "subjectAltName=IP:127.0.0.1\n");
-sh("openssl x509 -req -in $dir/server.csr -CA $dir/ca.pem -CAkey $dir/ca.key -CAcreateserial -days 2 -extfile $dir/ext.cnf -out $dir/server.pem");
-sh("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other-ca -keyout $dir/other.key -out $dir/other.pem");
-chmod 0644, "$dir/server.key";
-
-my $tls = $t->port('redis_tls');
-$t->redis('r', args => ['--tls-port', $tls, '--tls-cert-file', "$dir/server.pem",
-                        '--tls-key-file', "$dir/server.key", '--tls-ca-cert-file', "$dir/ca.pem",
-                        '--tls-auth-clients', 'no']);
+# a CA, a server certificate it signs for 127.0.0.1, and a CA that signed
+# nothing (FT's tls_files)
+my $tls = $t->redis_tls('r');
+my $f = $t->tls_files;
 $t->mock('a', ms => 1);
 
-$t->run(http => $conf->("127.0.0.1:$tls tls tls_ca=$dir/ca.pem"));
+$t->run(http => $conf->("127.0.0.1:$tls tls tls_ca=$f->{ca}"));
 sleep 0.5;
 is($t->post('/p', '{"x":1}')->{headers}{'x-fanout-cache'}, 'MISS', 'over TLS: MISS');
 sleep 0.3;
@@ -69,7 +60,7 @@ is($t->post('/p', '{"x":1}')->{headers}{'x-fanout-cache'}, 'HIT', 'then HIT');
 like($t->redis_cli('r', '--scan', '--pattern', 'fanout:*'), qr/^fanout:\/p:/m, 'the entry is in Redis');
 
 my $two = $t->port('two');
-(my $bad = $conf->("127.0.0.1:$tls tls tls_ca=$dir/other.pem")) =~ s/%%PORT_http%%/$two/;
+(my $bad = $conf->("127.0.0.1:$tls tls tls_ca=$f->{other_ca}")) =~ s/%%PORT_http%%/$two/;
 $t->run(prefix => 'two', port => $two, http => $bad);
 sleep 0.5;
 my $r = $t->post('/p', '{"x":1}', port => $two);

@@ -18,16 +18,12 @@ my $t = FT->new;
 
 $t->redis('r');
 
-my @names = qw(one two three);
-
-for my $name (@names) {
-    $t->run(prefix => $name, port => $t->port($name), workers => 2,
-            http => <<"EOC");
+my @names = $t->fleet([qw(one two three)], workers => 2, http => <<"EOC");
 fanout_zone fanout 1m;
 fanout_redis 127.0.0.1:%%REDIS_r%% timeout=200ms;
-fanout_instance node-$name;
+fanout_instance node-%%SELF%%;
 server {
-    listen 127.0.0.1:%%PORT_$name%%;
+    listen 127.0.0.1:%%PORT_SELF%%;
     location /_ok { internal; default_type application/json; return 200 '{"ok":1}'; }
     location /learned {
         fanout_target m /_ok;
@@ -45,7 +41,6 @@ server {
     location = /metrics { fanout_status prometheus; }
 }
 EOC
-}
 
 my $learned;
 for (1 .. 60) {

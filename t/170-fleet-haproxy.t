@@ -31,38 +31,32 @@ $t->mock('a', mode => 'echo');
 $t->mock('b', mode => 'echo');
 $t->mock('bad', status => 500);
 
-my @names = qw(one two three);
-
-for my $name (@names) {
-    $t->run(prefix => $name, port => $t->port($name), workers => 2,
-            http => <<"EOC");
+my @names = $t->fleet([qw(one two three)], workers => 2, http => <<"EOC");
 fanout_zone fanout 1m;
 fanout_redis 127.0.0.1:%%REDIS_r%% timeout=300ms;
-fanout_instance $name;
+fanout_instance %%SELF%%;
 fanout_drain_on_quit 1500ms;
 server {
-    listen 127.0.0.1:%%PORT_$name%%;
-    location /_a { internal; proxy_pass http://127.0.0.1:%%MOCK_a%%/; }
-    location /_b { internal; proxy_pass http://127.0.0.1:%%MOCK_b%%/; }
+    listen 127.0.0.1:%%PORT_SELF%%;
+${\ $t->model_locations(qw(a b bad))}
     location /p {
         fanout_target a /_a;
         fanout_target b /_b;
         fanout_quorum 2;
         fanout_breaker failures=2 cooldown=1s scope=cluster;
-        add_header X-Instance $name always;
+        add_header X-Instance %%SELF%% always;
     }
     location /s {
         fanout_split \$arg_u { 50% v1; * v2; }
         fanout_target a /_a variant=v1;
         fanout_target b /_b variant=v2;
-        add_header X-Instance $name always;
+        add_header X-Instance %%SELF%% always;
     }
     location /c {
         fanout_target a /_a;
         fanout_cache ttl=60s;
-        add_header X-Instance $name always;
+        add_header X-Instance %%SELF%% always;
     }
-    location /_bad { internal; proxy_pass http://127.0.0.1:%%MOCK_bad%%/; }
     location /r {
         fanout_split \$arg_u ramp=20%,100% every=2s min_requests=5
                      rollback_if=error_rate>20% { 20% v2; * v1; }
@@ -79,7 +73,6 @@ server {
     location = /api { fanout_api write; allow 127.0.0.1; deny all; }
 }
 EOC
-}
 
 my $lb = $t->haproxy(@names);
 sub states { $t->haproxy_states }

@@ -13,7 +13,7 @@ use Test::More;
 use POSIX ":sys_wait_h";
 use Time::HiRes qw(sleep time);
 
-my $sentinel_bin = FT::needs('redis-sentinel');
+FT::needs('redis-sentinel');
 
 my $t = FT->new;
 my $dir = $t->dir;
@@ -31,28 +31,9 @@ for (1 .. 400) {
 }
 like($t->redis_cli('r', 'INFO', 'replication'), qr/master_link_status:up/, 'the replica follows the master');
 
-my $ps = $t->port('sentinel');
-FT::write_file("$dir/sentinel.conf", <<"EOC");
-port $ps
-bind 127.0.0.1
-dir $dir
-sentinel monitor mymaster 127.0.0.1 $pm 1
-sentinel down-after-milliseconds mymaster 1000
-sentinel failover-timeout mymaster 4000
-sentinel parallel-syncs mymaster 1
-requirepass sentpass
-EOC
+my $ps = $t->sentinel('s', master => 'm', password => 'sentpass');
 
-my $sp = fork() // die;
-if ($sp == 0) {
-    open STDOUT, '>', "$dir/sentinel.log";
-    open STDERR, '>&', \*STDOUT;
-    { exec $sentinel_bin, "$dir/sentinel.conf" };
-    POSIX::_exit(127);
-}
-FT::wait_port($ps) or die 'redis-sentinel did not start';
-
-sub sentinel { my $a = join ' ', map { "'$_'" } @_; my $o = `redis-cli -p $ps -a sentpass --no-auth-warning $a 2>/dev/null`; chomp $o; $o }
+sub sentinel { $t->sentinel_cli('s', @_) }
 sub master_port { (split /\n/, sentinel('SENTINEL', 'get-master-addr-by-name', 'mymaster'))[1] // 0 }
 
 for (1 .. 200) {
@@ -238,8 +219,5 @@ like($t->error_log, qr/\[error\].*fanout redis master "mymaster" at 127\.0\.0\.1
      'the error log names the master that hung, not the Sentinel');
 like($t->error_log, qr/\[notice\].*fanout redis: master "mymaster" is at 127\.0\.0\.1:$pr \(asked a Sentinel\)/,
      'and the master found by asking again');
-
-kill 'TERM', $sp;
-waitpid($sp, 0);
 
 $t->done;

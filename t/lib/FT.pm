@@ -134,15 +134,118 @@ sub redis {
         sleep 0.025;
     }
 
+    # ACL users, in order: the first with a password (">...") is the one
+    # redis_cli() speaks as from then on (the default user may go off)
+    for my $u (@{ $o{acl} || [] }) {
+        $self->redis_cli($name, 'ACL', 'SETUSER', @$u);
+        my ($pass) = map { /^>(.*)/ ? $1 : () } @$u;
+        $self->{redis}{$name}{user} //= [$u->[0], $pass] if defined $pass;
+    }
+
     return $port;
+}
+
+# A CA of the test's own and a certificate it signs for 127.0.0.1, made
+# once per test with openssl, and a second CA that signed nothing: the
+# paths (ca, cert, key, other_ca).
+sub tls_files {
+    my ($self) = @_;
+
+    return $self->{tls} if $self->{tls};
+
+    my $d = "$self->{dir}/tls";
+    mkdir $d;
+
+    my $sh = sub { my $o = `$_[0] 2>&1`; die "$_[0]: $o" if $?; };
+    my $req = 'openssl req -newkey rsa:2048 -nodes';
+
+    $sh->("$req -x509 -days 2 -subj /CN=test-ca -keyout $d/ca.key -out $d/ca.pem");
+    $sh->("$req -subj /CN=127.0.0.1 -keyout $d/server.key -out $d/server.csr");
+    write_file("$d/ext.cnf", "subjectAltName=IP:127.0.0.1\n");
+    $sh->("openssl x509 -req -in $d/server.csr -CA $d/ca.pem -CAkey $d/ca.key "
+          . "-CAcreateserial -days 2 -extfile $d/ext.cnf -out $d/server.pem");
+    $sh->("$req -x509 -days 2 -subj /CN=other-ca -keyout $d/other.key -out $d/other.pem");
+    chmod 0644, "$d/server.key";
+
+    return $self->{tls} = { ca => "$d/ca.pem", cert => "$d/server.pem",
+                            key => "$d/server.key", other_ca => "$d/other.pem" };
+}
+
+# redis() with TLS on a port of its own (%%REDIS_NAME_tls%%), its plain
+# port kept for redis_cli(): the certificate is tls_files()'s.
+sub redis_tls {
+    my ($self, $name, %o) = @_;
+
+    my $f = $self->tls_files;
+    my $tls = $self->port("redis_${name}_tls");
+
+    $self->redis($name, %o, args => [
+        '--tls-port', $tls, '--tls-cert-file', $f->{cert},
+        '--tls-key-file', $f->{key}, '--tls-ca-cert-file', $f->{ca},
+        '--tls-auth-clients', 'no', @{ $o{args} || [] }]);
+
+    return $tls;
+}
+
+# Debian's redis-sentinel (needs() it) watching redis(MASTER) as
+# mymaster: down after down_after ms (1000), failovers within
+# failover_timeout (4000), password; its port is %%SENTINEL_NAME%%;
+# sentinel_cli() asks it.  Stopped with everything else.
+sub sentinel {
+    my ($self, $name, %o) = @_;
+
+    my $bin = needs('redis-sentinel');
+    my $port = $self->port("sentinel_$name");
+    my $dir = "$self->{dir}/sentinel_$name";
+    my $master = $self->port("redis_$o{master}");
+    mkdir $dir;
+
+    write_file("$dir/sentinel.conf", join "\n",
+        "port $port", 'bind 127.0.0.1', "dir $dir",
+        "sentinel monitor mymaster 127.0.0.1 $master 1",
+        'sentinel down-after-milliseconds mymaster ' . ($o{down_after} // 1000),
+        'sentinel failover-timeout mymaster ' . ($o{failover_timeout} // 4000),
+        'sentinel parallel-syncs mymaster 1',
+        ($o{password} ? ("requirepass $o{password}") : ()), '');
+
+    my $pid = fork();
+    die "fork: $!" unless defined $pid;
+
+    if ($pid == 0) {
+        open STDOUT, '>', "$dir/sentinel.log";
+        open STDERR, '>&', \*STDOUT;
+        { exec $bin, "$dir/sentinel.conf" };
+        POSIX::_exit(127);
+    }
+
+    $self->{sentinels}{$name} = { pid => $pid, port => $port,
+                                  password => $o{password} };
+    wait_port($port) or die 'redis-sentinel did not start';
+
+    return $port;
+}
+
+sub sentinel_cli {
+    my ($self, $name, @cmd) = @_;
+
+    my $s = $self->{sentinels}{$name};
+    my @auth = $s->{password} ? ('-a', $s->{password}, '--no-auth-warning')
+                              : ();
+    my $args = join ' ', map { "'$_'" } @auth, @cmd;
+    my $out = `redis-cli -p $s->{port} $args 2>/dev/null`;
+    chomp $out;
+
+    return $out;
 }
 
 sub redis_cli {
     my ($self, $name, @cmd) = @_;
 
     my $r = $self->{redis}{$name};
-    my @auth = $r->{password} ? ('-a', $r->{password}, '--no-auth-warning')
-                              : ();
+    my @auth = $r->{user} ? ('--user', $r->{user}[0], '--pass', $r->{user}[1],
+                             '--no-auth-warning')
+             : $r->{password} ? ('-a', $r->{password}, '--no-auth-warning')
+             : ();
     my $args = join ' ', map { "'$_'" } @auth, @cmd;
 
     my $out = `redis-cli -h 127.0.0.1 -p $r->{port} $args 2>/dev/null`;
@@ -296,6 +399,7 @@ sub expand {
     $text =~ s/%%PORT_(\w+)%%/$self->port($1)/ge;
     $text =~ s/%%MOCK_(\w+)%%/$self->port("mock_$1")/ge;
     $text =~ s/%%REDIS_(\w+)%%/$self->port("redis_$1")/ge;
+    $text =~ s/%%SENTINEL_(\w+)%%/$self->port("sentinel_$1")/ge;
     $text =~ s/%%TESTDIR%%/$self->{dir}/g;
     $text =~ s/%%MODULE%%/$MODULE/g;
 
@@ -347,6 +451,34 @@ http {
 $http
 }
 EOC
+}
+
+# Instances of one configuration, one per name: in http, %%SELF%% is the
+# instance's name and %%PORT_SELF%% its port; the other options are
+# run()'s (workers, ...).  Returns the names.
+sub fleet {
+    my ($self, $names, %o) = @_;
+
+    my $http = delete $o{http};
+
+    for my $name (@$names) {
+        (my $h = $http) =~ s/%%SELF%%/$name/g;
+        $h =~ s/%%PORT_SELF%%/%%PORT_${name}%%/g;
+        $self->run(%o, prefix => $name, port => $self->port($name),
+                   http => $h);
+    }
+
+    return @$names;
+}
+
+# The internal locations that call mock models: /_NAME proxies to
+# mock(NAME), one per name, for an http block's server.
+sub model_locations {
+    my ($self, @names) = @_;
+
+    return join '', map {
+        "    location /_$_ { internal; proxy_pass http://127.0.0.1:%%MOCK_$_%%/; }\n"
+    } @names;
 }
 
 # Writes nginx.conf and runs nginx -t: (exit status, output).
@@ -514,6 +646,13 @@ sub stop {
     }
 
     $self->{redis} = {};
+
+    for my $sn (values %{ $self->{sentinels} || {} }) {
+        kill 'KILL', $sn->{pid};
+        waitpid($sn->{pid}, 0);
+    }
+
+    $self->{sentinels} = {};
 }
 
 # Stops everything and fails on serious error.log lines.

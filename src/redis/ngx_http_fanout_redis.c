@@ -5,19 +5,20 @@
  * has a timer, and a command that times out takes its connection down, so
  * that a stopped Redis costs at most one timeout per request.
  *
- * With sentinel=, the master's address comes from a Sentinel: each worker
- * keeps one connection to one of them, asks SENTINEL
- * get-master-addr-by-name, then subscribes to +switch-master; a switch
- * takes the pool's connections down and makes them to the new master. A
- * READONLY answer (a master demoted under us) or a master that cannot be
- * reached asks the Sentinel again. All of it on the event loop, with
- * timers: a Sentinel that does not answer is left for the next one.
+ * With sentinel=, the master's address comes from the Sentinels
+ * (ngx_http_fanout_redis_sentinel.c): a switch takes the pool's connections
+ * down and makes them to the new master (ngx_http_fanout_redis_moved()).
+ * A READONLY answer (a master demoted under us), a master that cannot be
+ * reached or does not answer asks the Sentinels again.  Errors are counted
+ * and logged by ngx_http_fanout_redis_log.c.
  */
 
 #include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
 #include "ngx_http_fanout_redis.h"
 #include "ngx_http_fanout_redis_adapter.h"
+#include "ngx_http_fanout_redis_log.h"
+#include "ngx_http_fanout_redis_sentinel.h"
 #include "ngx_http_fanout_stats.h"
 
 #include <openssl/sha.h>
@@ -77,86 +78,11 @@ static void ngx_http_fanout_redis_drop(ngx_http_fanout_redis_conn_t *rc,
     ngx_http_fanout_redis_error_e error, const char *why);
 
 
-/* the Sentinel connection of this worker, and the master it names */
-typedef struct {
-    redisAsyncContext                *ac;
-    ngx_uint_t                        state;
-    ngx_uint_t                        next;      /* the Sentinel asked */
-    ngx_event_t                       timer;
-    ngx_msec_t                        backoff;
-    ngx_msec_t                        asked;     /* the last ask began */
-    u_char                            host[NGX_SOCKADDR_STRLEN + 1];
-    in_port_t                         port;      /* 0: no master known */
-} ngx_http_fanout_redis_sentinel_t;
-
-#define NGX_HTTP_FANOUT_SENTINEL_IDLE        0
-#define NGX_HTTP_FANOUT_SENTINEL_CONNECTING  1
-#define NGX_HTTP_FANOUT_SENTINEL_ASKING      2
-#define NGX_HTTP_FANOUT_SENTINEL_LISTENING   3
-
-static void ngx_http_fanout_sentinel_connect(void);
-static void ngx_http_fanout_sentinel_again(void);
-static void ngx_http_fanout_sentinel_timer(ngx_event_t *ev);
-
-static ngx_http_fanout_redis_sentinel_t  ngx_http_fanout_sentinel;
-
-static ngx_int_t ngx_http_fanout_redis_tls_start(redisAsyncContext *ac);
 
 static ngx_http_fanout_redis_conf_t   *ngx_http_fanout_redis_conf;
 static ngx_http_fanout_redis_conn_t   *ngx_http_fanout_redis_conns;
 static ngx_uint_t                      ngx_http_fanout_redis_next;
 static ngx_http_fanout_stats_t        *ngx_http_fanout_redis_stats;
-static time_t                          ngx_http_fanout_redis_logged;
-
-/* errors are counted always, and logged at most once a second per worker */
-
-static void
-ngx_http_fanout_redis_fail(ngx_log_t *log, ngx_http_fanout_redis_error_e err,
-    const char *why, const char *detail)
-{
-    ngx_http_fanout_redis_conf_t  *rcf;
-
-    rcf = ngx_http_fanout_redis_conf;
-
-    if (ngx_http_fanout_redis_stats) {
-        (void) ngx_atomic_fetch_add(
-                   &ngx_http_fanout_redis_stats->counters[err], 1);
-    }
-
-    if (ngx_http_fanout_redis_logged == ngx_time()) {
-        return;
-    }
-
-    ngx_http_fanout_redis_logged = ngx_time();
-
-    if (rcf->sentinels && ngx_strncmp(why, "has a Sentinel", 14) != 0) {
-        /* the master failed, not the Sentinels: name what failed */
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "fanout redis master \"%V\" at %s:%d %s%s%s, failing "
-                      "open (logged at most once a second)", &rcf->master,
-                      ngx_http_fanout_sentinel.port
-                      ? (char *) ngx_http_fanout_sentinel.host : "(unknown)",
-                      (int) ngx_http_fanout_sentinel.port,
-                      why, detail ? ": " : "", detail ? detail : "");
-        return;
-    }
-
-    ngx_log_error(NGX_LOG_ERR, log, 0,
-                  "fanout redis %V %s%s%s, failing open "
-                  "(logged at most once a second)", &rcf->address,
-                  why, detail ? ": " : "", detail ? detail : "");
-}
-
-
-static void
-ngx_http_fanout_redis_count(ngx_uint_t counter, ngx_atomic_int_t n)
-{
-    if (ngx_http_fanout_redis_stats) {
-        (void) ngx_atomic_fetch_add(
-                   &ngx_http_fanout_redis_stats->counters[counter], n);
-    }
-}
-
 
 /* the reply of a command, or NULL when the context is being freed */
 
@@ -559,7 +485,7 @@ ngx_http_fanout_redis_hello(void *data, redisReply *reply,
     if (reply == NULL) {
         if (error == NGX_HTTP_FANOUT_REDIS_REPLY_ERROR) {
             /* a wrong password or db: say which directive to look at */
-            ngx_http_fanout_redis_logged = 0;
+            ngx_http_fanout_redis_log_next();
             ngx_http_fanout_redis_drop(rc, NGX_HTTP_FANOUT_REDIS_AUTH,
                                        "refused AUTH or SELECT, check "
                                        "username=, password= and db= of "
@@ -705,6 +631,8 @@ ngx_http_fanout_redis_timer(ngx_event_t *ev)
 static void
 ngx_http_fanout_redis_connect(ngx_http_fanout_redis_conn_t *rc)
 {
+    u_char                        *host;
+    in_port_t                      port;
     redisAsyncContext             *ac;
     ngx_http_fanout_redis_conf_t  *rcf;
 
@@ -712,14 +640,15 @@ ngx_http_fanout_redis_connect(ngx_http_fanout_redis_conn_t *rc)
 
     /* the host is an address already: no DNS here */
     if (rcf->sentinels) {
-        if (ngx_http_fanout_sentinel.port == 0) {
+        port = ngx_http_fanout_sentinel_where(&host);
+
+        if (port == 0) {
             /* no master known yet: the Sentinel's answer connects us */
             ngx_http_fanout_redis_schedule(rc);
             return;
         }
 
-        ac = redisAsyncConnect((const char *) ngx_http_fanout_sentinel.host,
-                               ngx_http_fanout_sentinel.port);
+        ac = redisAsyncConnect((const char *) host, port);
 
     } else if (rcf->path.len) {
         ac = redisAsyncConnectUnix((const char *) rcf->path.data);
@@ -742,7 +671,7 @@ ngx_http_fanout_redis_connect(ngx_http_fanout_redis_conn_t *rc)
     }
 
     /* the adapter first: setting the connect callback adds a write event */
-    if (ngx_http_fanout_redis_tls_start(ac) != NGX_OK
+    if (ngx_http_fanout_redis_tls_start(ac, rcf->ssl) != NGX_OK
         || ngx_http_fanout_redis_attach(ac, rc, ngx_cycle->log) != NGX_OK)
     {
         redisAsyncFree(ac);
@@ -759,113 +688,20 @@ ngx_http_fanout_redis_connect(ngx_http_fanout_redis_conn_t *rc)
     ngx_add_timer(&rc->timer, rcf->connect_timeout);
 }
 
-/* tls: the handshake goes with the connection, on the event loop */
-
-static ngx_int_t
-ngx_http_fanout_redis_tls_start(redisAsyncContext *ac)
-{
-#if (NGX_HTTP_FANOUT_HIREDIS_SSL)
-    if (ngx_http_fanout_redis_conf->ssl
-        && redisInitiateSSLWithContext(&ac->c,
-                                       ngx_http_fanout_redis_conf->ssl)
-           != REDIS_OK)
-    {
-        ngx_http_fanout_redis_fail(ngx_cycle->log,
-                                   NGX_HTTP_FANOUT_REDIS_CONNECT,
-                                   "refused TLS", ac->c.errstr);
-        return NGX_ERROR;
-    }
-#endif
-
-    return NGX_OK;
-}
-
-
-/* Sentinel: where the master is */
+/* sentinel=: the master moved, or was found; the pool's connections go
+ * there (those to the old one: their commands fail open, they are remade) */
 
 static void
-ngx_http_fanout_sentinel_schedule(ngx_uint_t advance)
+ngx_http_fanout_redis_moved(void)
 {
-    ngx_msec_t  delay;
-
-    ngx_http_fanout_sentinel.state = NGX_HTTP_FANOUT_SENTINEL_IDLE;
-
-    if (ngx_http_fanout_sentinel.timer.timer_set) {
-        ngx_del_timer(&ngx_http_fanout_sentinel.timer);
-    }
-
-    if (ngx_exiting || ngx_terminate || ngx_quit) {
-        return;
-    }
-
-    /* the next Sentinel; a backoff of at most 2 s: a failover is urgent */
-    ngx_http_fanout_sentinel.next += advance;
-    delay = ngx_http_fanout_sentinel.backoff
-            + ngx_random() % (ngx_http_fanout_sentinel.backoff / 4 + 1);
-    ngx_http_fanout_sentinel.backoff =
-                        ngx_min(ngx_http_fanout_sentinel.backoff * 2, 2000);
-
-    ngx_add_timer(&ngx_http_fanout_sentinel.timer, delay);
-}
-
-
-static void
-ngx_http_fanout_sentinel_drop(ngx_uint_t advance)
-{
-    redisAsyncContext  *ac;
-
-    ac = ngx_http_fanout_sentinel.ac;
-
-    /* the disconnect callback sees another ac: the drop was ours */
-    ngx_http_fanout_sentinel.ac = NULL;
-
-    ngx_http_fanout_sentinel_schedule(advance);
-
-    if (ac) {
-        redisAsyncFree(ac);
-    }
-}
-
-
-/* the master named: the pool's connections go there */
-
-static void
-ngx_http_fanout_sentinel_master(u_char *host, size_t hlen, u_char *port,
-    size_t plen, const char *how)
-{
-    ngx_int_t                      n;
     ngx_uint_t                     i;
     ngx_http_fanout_redis_conn_t  *rc;
-    ngx_http_fanout_redis_conf_t  *rcf;
 
-    rcf = ngx_http_fanout_redis_conf;
-    n = ngx_atoi(port, plen);
-
-    if (n <= 0 || n > 65535 || hlen == 0 || hlen > NGX_SOCKADDR_STRLEN) {
-        return;
-    }
-
-    if (ngx_http_fanout_sentinel.port == (in_port_t) n
-        && ngx_strlen(ngx_http_fanout_sentinel.host) == hlen
-        && ngx_strncmp(ngx_http_fanout_sentinel.host, host, hlen) == 0)
-    {
-        return;
-    }
-
-    ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
-                  "fanout redis: master \"%V\" is at %*s:%i (%s)",
-                  &rcf->master, hlen, host, n, how);
-
-    ngx_memcpy(ngx_http_fanout_sentinel.host, host, hlen);
-    ngx_http_fanout_sentinel.host[hlen] = '\0';
-    ngx_http_fanout_sentinel.port = (in_port_t) n;
-
-    for (i = 0; i < rcf->pool; i++) {
+    for (i = 0; i < ngx_http_fanout_redis_conf->pool; i++) {
         rc = &ngx_http_fanout_redis_conns[i];
         rc->backoff = NGX_HTTP_FANOUT_REDIS_BACKOFF_MIN;
 
         if (rc->ac) {
-            /* to the old one: its commands fail open, and it is remade */
             ngx_http_fanout_redis_drop(rc, NGX_HTTP_FANOUT_REDIS_OK, NULL);
 
         } else if (rc->state == NGX_HTTP_FANOUT_REDIS_IDLE) {
@@ -876,271 +712,6 @@ ngx_http_fanout_sentinel_master(u_char *host, size_t hlen, u_char *port,
             ngx_add_timer(&rc->timer, 1);
         }
     }
-}
-
-
-/* +switch-master: "NAME OLD-IP OLD-PORT NEW-IP NEW-PORT" */
-
-static void
-ngx_http_fanout_sentinel_message(redisAsyncContext *ac, void *r, void *data)
-{
-    u_char      *p, *end, *f[5];
-    size_t       flen[5];
-    ngx_uint_t   k;
-    redisReply  *reply, *m;
-
-    reply = r;
-
-    if (reply == NULL || ac != ngx_http_fanout_sentinel.ac
-        || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
-        || reply->element[0]->type != REDIS_REPLY_STRING
-        || reply->element[0]->len != 7
-        || ngx_strncmp(reply->element[0]->str, "message", 7) != 0
-        || reply->element[2]->type != REDIS_REPLY_STRING)
-    {
-        /* the subscription's confirmation, or the context being freed */
-        return;
-    }
-
-    m = reply->element[2];
-    p = (u_char *) m->str;
-    end = p + m->len;
-
-    for (k = 0; k < 5; k++) {
-        f[k] = p;
-
-        while (p < end && *p != ' ') {
-            p++;
-        }
-
-        flen[k] = p - f[k];
-        p++;
-    }
-
-    if (flen[0] != ngx_http_fanout_redis_conf->master.len
-        || ngx_strncmp(f[0], ngx_http_fanout_redis_conf->master.data, flen[0])
-           != 0)
-    {
-        /* another master of the same Sentinels */
-        return;
-    }
-
-    ngx_http_fanout_sentinel_master(f[3], flen[3], f[4], flen[4],
-                                    "+switch-master");
-}
-
-
-static void
-ngx_http_fanout_sentinel_addr(redisAsyncContext *ac, void *r, void *data)
-{
-    redisReply  *reply;
-
-    reply = r;
-
-    if (reply == NULL || ac != ngx_http_fanout_sentinel.ac) {
-        return;
-    }
-
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
-        || reply->element[0]->type != REDIS_REPLY_STRING
-        || reply->element[1]->type != REDIS_REPLY_STRING)
-    {
-        ngx_http_fanout_redis_fail(ngx_cycle->log,
-                                   NGX_HTTP_FANOUT_REDIS_CONNECT,
-                                   "has a Sentinel that names no such master",
-                                   reply->type == REDIS_REPLY_ERROR
-                                   ? reply->str : NULL);
-        ngx_http_fanout_sentinel_drop(1);
-        return;
-    }
-
-    ngx_http_fanout_sentinel_master((u_char *) reply->element[0]->str,
-                                    reply->element[0]->len,
-                                    (u_char *) reply->element[1]->str,
-                                    reply->element[1]->len,
-                                    "asked a Sentinel");
-
-    /* then told of every switch; a subscription has no timer */
-    if (redisAsyncCommand(ac, ngx_http_fanout_sentinel_message, NULL,
-                          "SUBSCRIBE +switch-master")
-        != REDIS_OK)
-    {
-        ngx_http_fanout_sentinel_drop(1);
-        return;
-    }
-
-    ngx_http_fanout_sentinel.state = NGX_HTTP_FANOUT_SENTINEL_LISTENING;
-    ngx_http_fanout_sentinel.backoff = NGX_HTTP_FANOUT_REDIS_BACKOFF_MIN;
-
-    if (ngx_http_fanout_sentinel.timer.timer_set) {
-        ngx_del_timer(&ngx_http_fanout_sentinel.timer);
-    }
-}
-
-
-static void
-ngx_http_fanout_sentinel_on_connect(const redisAsyncContext *ac, int status)
-{
-    size_t                         len[3];
-    const char                    *argv[3];
-    ngx_http_fanout_redis_conf_t  *rcf;
-
-    rcf = ngx_http_fanout_redis_conf;
-
-    if (ac != ngx_http_fanout_sentinel.ac) {
-        return;
-    }
-
-    if (status != REDIS_OK) {
-        /* hiredis frees the context after this callback */
-        ngx_http_fanout_redis_fail(ngx_cycle->log,
-                                   NGX_HTTP_FANOUT_REDIS_CONNECT,
-                                   "has a Sentinel that cannot be reached",
-                                   ac->errstr);
-        ngx_http_fanout_sentinel.ac = NULL;
-        ngx_http_fanout_sentinel_schedule(1);
-        return;
-    }
-
-    if (rcf->sentinel_password.len) {
-        /* pipelined: a refusal shows in the answer to the question */
-        argv[0] = "AUTH";
-        len[0] = 4;
-        argv[1] = (const char *) rcf->sentinel_password.data;
-        len[1] = rcf->sentinel_password.len;
-
-        if (redisAsyncCommandArgv((redisAsyncContext *) ac, NULL, NULL, 2,
-                                  argv, len)
-            != REDIS_OK)
-        {
-            ngx_http_fanout_sentinel_drop(1);
-            return;
-        }
-    }
-
-    argv[0] = "SENTINEL";
-    len[0] = 8;
-    argv[1] = "get-master-addr-by-name";
-    len[1] = 23;
-    argv[2] = (const char *) rcf->master.data;
-    len[2] = rcf->master.len;
-
-    if (redisAsyncCommandArgv((redisAsyncContext *) ac,
-                              ngx_http_fanout_sentinel_addr, NULL, 3, argv,
-                              len)
-        != REDIS_OK)
-    {
-        ngx_http_fanout_sentinel_drop(1);
-        return;
-    }
-
-    ngx_http_fanout_sentinel.state = NGX_HTTP_FANOUT_SENTINEL_ASKING;
-
-    if (ngx_http_fanout_sentinel.timer.timer_set) {
-        ngx_del_timer(&ngx_http_fanout_sentinel.timer);
-    }
-
-    ngx_add_timer(&ngx_http_fanout_sentinel.timer, rcf->timeout);
-}
-
-
-static void
-ngx_http_fanout_sentinel_on_disconnect(const redisAsyncContext *ac,
-    int status)
-{
-    if (ac != ngx_http_fanout_sentinel.ac) {
-        return;
-    }
-
-    ngx_http_fanout_sentinel.ac = NULL;
-
-    ngx_http_fanout_redis_fail(ngx_cycle->log, NGX_HTTP_FANOUT_REDIS_CLOSED,
-                               "has a Sentinel that closed the connection",
-                               status == REDIS_OK ? NULL : ac->errstr);
-
-    ngx_http_fanout_sentinel_schedule(1);
-}
-
-
-static void
-ngx_http_fanout_sentinel_timer(ngx_event_t *ev)
-{
-    if (ngx_http_fanout_sentinel.state == NGX_HTTP_FANOUT_SENTINEL_IDLE) {
-        ngx_http_fanout_sentinel_connect();
-        return;
-    }
-
-    /* connecting or asking took too long: the next one */
-    ngx_http_fanout_redis_fail(ev->log, NGX_HTTP_FANOUT_REDIS_TIMEOUT,
-                               "has a Sentinel that did not answer in time",
-                               NULL);
-    ngx_http_fanout_sentinel_drop(1);
-}
-
-
-static void
-ngx_http_fanout_sentinel_connect(void)
-{
-    redisAsyncContext             *ac;
-    ngx_http_fanout_redis_addr_t  *a;
-    ngx_http_fanout_redis_conf_t  *rcf;
-
-    rcf = ngx_http_fanout_redis_conf;
-    a = rcf->sentinels->elts;
-    a = &a[ngx_http_fanout_sentinel.next % rcf->sentinels->nelts];
-
-    ngx_http_fanout_sentinel.asked = ngx_current_msec;
-
-    ac = redisAsyncConnect((const char *) a->host.data, a->port);
-
-    if (ac == NULL || ac->err) {
-        ngx_http_fanout_redis_fail(ngx_cycle->log,
-                                   NGX_HTTP_FANOUT_REDIS_CONNECT,
-                                   "has a Sentinel that cannot be reached",
-                                   ac ? ac->errstr : "out of memory");
-        if (ac) {
-            redisAsyncFree(ac);
-        }
-
-        ngx_http_fanout_sentinel_schedule(1);
-        return;
-    }
-
-    if (ngx_http_fanout_redis_tls_start(ac) != NGX_OK
-        || ngx_http_fanout_redis_attach(ac, &ngx_http_fanout_sentinel,
-                                        ngx_cycle->log)
-           != NGX_OK)
-    {
-        redisAsyncFree(ac);
-        ngx_http_fanout_sentinel_schedule(1);
-        return;
-    }
-
-    ngx_http_fanout_sentinel.ac = ac;
-    ngx_http_fanout_sentinel.state = NGX_HTTP_FANOUT_SENTINEL_CONNECTING;
-
-    redisAsyncSetConnectCallback(ac, ngx_http_fanout_sentinel_on_connect);
-    redisAsyncSetDisconnectCallback(ac,
-                                    ngx_http_fanout_sentinel_on_disconnect);
-
-    ngx_add_timer(&ngx_http_fanout_sentinel.timer, rcf->connect_timeout);
-}
-
-
-/* READONLY, or a master that cannot be reached: ask again, twice a second
- * at most (every connection of every request may say so) */
-
-static void
-ngx_http_fanout_sentinel_again(void)
-{
-    if (ngx_http_fanout_sentinel.state != NGX_HTTP_FANOUT_SENTINEL_LISTENING
-        || ngx_current_msec - ngx_http_fanout_sentinel.asked < 500)
-    {
-        return;
-    }
-
-    ngx_http_fanout_sentinel.backoff = 1;
-    ngx_http_fanout_sentinel_drop(0);
 }
 
 
@@ -1166,6 +737,7 @@ ngx_http_fanout_redis_init_process(ngx_cycle_t *cycle)
 
     ngx_http_fanout_redis_conf = fmcf->redis;
     ngx_http_fanout_redis_stats = fmcf->redis_stats;
+    ngx_http_fanout_redis_log_init(fmcf->redis, fmcf->redis_stats);
 
     ngx_http_fanout_redis_conns = ngx_pcalloc(cycle->pool,
                                       fmcf->redis->pool
@@ -1190,14 +762,8 @@ ngx_http_fanout_redis_init_process(ngx_cycle_t *cycle)
     }
 
     if (fmcf->redis->sentinels) {
-        ngx_http_fanout_sentinel.timer.handler =
-                                           ngx_http_fanout_sentinel_timer;
-        ngx_http_fanout_sentinel.timer.data = &ngx_http_fanout_sentinel;
-        ngx_http_fanout_sentinel.timer.log = cycle->log;
-        ngx_http_fanout_sentinel.timer.cancelable = 1;
-        ngx_http_fanout_sentinel.backoff = NGX_HTTP_FANOUT_REDIS_BACKOFF_MIN;
-
-        ngx_http_fanout_sentinel_connect();
+        return ngx_http_fanout_sentinel_init(cycle, fmcf->redis,
+                                             ngx_http_fanout_redis_moved);
     }
 
     return NGX_OK;
@@ -1251,15 +817,8 @@ ngx_http_fanout_redis_exit_process(ngx_cycle_t *cycle)
         }
     }
 
-    if (ngx_http_fanout_sentinel.timer.timer_set) {
-        ngx_del_timer(&ngx_http_fanout_sentinel.timer);
-    }
-
-    ac = ngx_http_fanout_sentinel.ac;
-    ngx_http_fanout_sentinel.ac = NULL;
-
-    if (ac) {
-        redisAsyncFree(ac);
+    if (ngx_http_fanout_redis_conf->sentinels) {
+        ngx_http_fanout_sentinel_exit();
     }
 
     ngx_http_fanout_redis_conf = NULL;

@@ -8,7 +8,13 @@
  */
 
 #include "ngx_http_fanout.h"
+#include "ngx_http_fanout_redis.h"
 #include "ngx_http_fanout_redis_adapter.h"
+#include "ngx_http_fanout_redis_log.h"
+
+#if (NGX_HTTP_FANOUT_HIREDIS_SSL)
+#include <hiredis/hiredis_ssl.h>
+#endif
 
 
 typedef struct {
@@ -206,6 +212,25 @@ ngx_http_fanout_redis_attach(redisAsyncContext *ac, void *data,
     ac->ev.cleanup = ngx_http_fanout_redis_cleanup;
 
     ac->data = data;
+
+    return NGX_OK;
+}
+
+
+/* tls: the handshake goes with the connection, on the event loop (a
+ * client's or a Sentinel's; the context made at configuration) */
+
+ngx_int_t
+ngx_http_fanout_redis_tls_start(redisAsyncContext *ac, void *ssl)
+{
+#if (NGX_HTTP_FANOUT_HIREDIS_SSL)
+    if (ssl && redisInitiateSSLWithContext(&ac->c, ssl) != REDIS_OK) {
+        ngx_http_fanout_redis_fail(ngx_cycle->log,
+                                   NGX_HTTP_FANOUT_REDIS_CONNECT,
+                                   "refused TLS", ac->c.errstr);
+        return NGX_ERROR;
+    }
+#endif
 
     return NGX_OK;
 }

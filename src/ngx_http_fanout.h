@@ -196,8 +196,9 @@ typedef ngx_int_t (*ngx_http_fanout_stage_pt)(ngx_http_fanout_ctx_t *ctx);
 
 /*
  * A subsystem's headers on every answer of the module (X-Fanout-Cache,
- * RateLimit-*): it adds its writer to the request's list when it makes
- * its state, and response.c runs the list, in that order, knowing none.
+ * RateLimit-*): it adds its writer, a node in its own request state, to
+ * the request's list when it makes that state, and response.c runs the
+ * list, in that order, knowing none.
  */
 typedef struct ngx_http_fanout_headers_s  ngx_http_fanout_headers_t;
 

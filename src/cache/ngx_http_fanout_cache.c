@@ -1106,11 +1106,9 @@ ngx_http_fanout_cache_stage(ngx_http_fanout_ctx_t *ctx)
     cln->handler = ngx_http_fanout_cache_cleanup;
     cln->data = ctx;
 
-    if (ngx_http_fanout_headers_add(ctx, ngx_http_fanout_cache_header, cc)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    cc->header.write = ngx_http_fanout_cache_header;
+    cc->header.data = cc;
+    ngx_http_fanout_headers_add(ctx, &cc->header);
 
     return (ngx_http_fanout_cache_lookup(ctx) == NGX_OK) ? NGX_AGAIN
                                                          : NGX_DECLINED;

@@ -69,6 +69,7 @@ struct ngx_http_fanout_cache_ctx_s {
                                                   digests, the L1's key */
     ngx_str_t                   lock_key;      /* coalescing, made once */
     ngx_http_fanout_redis_op_t *op;            /* a lookup, store or purge */
+    ngx_http_fanout_headers_t   header;        /* X-Fanout-Cache's writer */
     void                       *stale;         /* an expired entry */
     ngx_str_t                  *target_keys;   /* level=target */
 

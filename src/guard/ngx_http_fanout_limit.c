@@ -1142,12 +1142,9 @@ ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx, ngx_uint_t weight)
         cln->handler = ngx_http_fanout_limit_cleanup;
         cln->data = ctx->limit;
 
-        if (ngx_http_fanout_headers_add(ctx, ngx_http_fanout_limit_headers,
-                                        ctx->limit)
-            != NGX_OK)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
+        ctx->limit->header.write = ngx_http_fanout_limit_headers;
+        ctx->limit->header.data = ctx->limit;
+        ngx_http_fanout_headers_add(ctx, &ctx->limit->header);
     }
 
     ctx->limit->weight = ngx_max(weight, 1);

@@ -19,6 +19,7 @@ struct ngx_http_fanout_limit_ctx_s {
     ngx_uint_t                  weight;        /* a batch's calls */
     void                       *run;           /* the check under way */
     ngx_http_fanout_redis_op_t *op;            /* scope=cluster, in Redis */
+    ngx_http_fanout_headers_t   header;        /* RateLimit-*'s writer */
     unsigned                    limited:1;     /* the headers are sent */
 };
 

@@ -91,19 +91,12 @@ ngx_http_fanout_stream_header(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status,
 
 /* a subsystem's headers for every answer, after those added before */
 
-ngx_int_t
+void
 ngx_http_fanout_headers_add(ngx_http_fanout_ctx_t *ctx,
-    ngx_int_t (*write)(ngx_http_request_t *r, void *data), void *data)
+    ngx_http_fanout_headers_t *hw)
 {
-    ngx_http_fanout_headers_t  *hw, **last;
+    ngx_http_fanout_headers_t  **last;
 
-    hw = ngx_palloc(ctx->request->pool, sizeof(ngx_http_fanout_headers_t));
-    if (hw == NULL) {
-        return NGX_ERROR;
-    }
-
-    hw->write = write;
-    hw->data = data;
     hw->next = NULL;
 
     for (last = &ctx->headers_out; *last; last = &(*last)->next) {
@@ -111,8 +104,6 @@ ngx_http_fanout_headers_add(ngx_http_fanout_ctx_t *ctx,
     }
 
     *last = hw;
-
-    return NGX_OK;
 }
 
 

@@ -24,8 +24,8 @@ ngx_int_t ngx_http_fanout_stream_header(ngx_http_fanout_ctx_t *ctx,
 ngx_int_t ngx_http_fanout_response_init(ngx_conf_t *cf);
 extern ngx_str_t  ngx_http_fanout_json_type;
 
-ngx_int_t ngx_http_fanout_headers_add(ngx_http_fanout_ctx_t *ctx,
-    ngx_int_t (*write)(ngx_http_request_t *r, void *data), void *data);
+void ngx_http_fanout_headers_add(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_headers_t *hw);
 
 
 #endif /* _NGX_HTTP_FANOUT_RESPONSE_H_INCLUDED_ */

@@ -126,18 +126,453 @@ ngx_http_fanout_rt_split_now(ngx_http_fanout_main_conf_t *fmcf,
 }
 
 
+/* a shadow or target of no such name */
+
+static ngx_int_t
+ngx_http_fanout_rt_unknown(ngx_http_fanout_rt_change_t *ch)
+{
+    ch->status = NGX_HTTP_NOT_FOUND;
+    ch->error = ch->what == NGX_HTTP_FANOUT_RT_PERCENT ? "unknown_shadow"
+                                                       : "unknown_target";
+    ch->message = "the location has no such name";
+    return NGX_DECLINED;
+}
+
+
+/* new weights for the split, or the configuration's again */
+
+static ngx_int_t
+ngx_http_fanout_rt_change_weights(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_log_t *log, ngx_http_fanout_stats_loc_t *loc,
+    ngx_http_fanout_rt_change_t *ch, u_char *field, size_t *field_len,
+    u_char *value, size_t *value_len)
+{
+    ngx_int_t                        i;
+    ngx_uint_t                       k;
+    fanout_split_t                   split;
+    size_t                           flen, vlen;
+
+    if (loc->split == NULL) {
+        ch->status = NGX_HTTP_NOT_FOUND;
+        ch->error = "no_split";
+        ch->message = "the location has no fanout_split";
+        return NGX_DECLINED;
+    }
+
+    if (loc->ramp) {
+        ch->status = NGX_HTTP_CONFLICT;
+        ch->error = "ramp";
+        ch->message = "a ramp sets this split's weights";
+        return NGX_DECLINED;
+    }
+
+    vlen = ngx_sprintf(value, "%08xD", loc->split_fp) - value;
+    flen = ngx_http_fanout_rt_field(field, "split", NULL, &ch->location);
+
+    if (ch->what == NGX_HTTP_FANOUT_RT_CONFIG) {
+        vlen = ngx_sprintf(value + vlen, " config") - value;
+        ngx_http_fanout_rt_split_write(fmcf, loc, NULL, 0);
+
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "fanout_api: location \"%V\": weights as "
+                      "configured", &loc->name);
+        goto done;
+    }
+
+    if (ch->nshares != loc->variants.nelts) {
+        ch->status = NGX_HTTP_BAD_REQUEST;
+        ch->error = "bad_weights";
+        ch->message = "give a weight to every variant of the split";
+        return NGX_DECLINED;
+    }
+
+    for (k = 0; k < ch->nshares; k++) {
+        i = ngx_http_fanout_rt_index(&loc->variants, ch->names[k].data,
+                                     ch->names[k].len, 1);
+
+        if (i < 0) {
+            ch->status = NGX_HTTP_NOT_FOUND;
+            ch->error = "unknown_variant";
+            ch->message = "a weight names no variant of the split";
+            return NGX_DECLINED;
+        }
+
+        ch->order[i] = ch->shares[k];
+    }
+
+    if (fanout_split_set(loc->split, ch->order, &split) != 0) {
+        ch->status = NGX_HTTP_BAD_REQUEST;
+        ch->error = "bad_weights";
+        ch->message = "the weights must add up to 100";
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_fanout_rt_stranded(loc, &split, 0, -1, ch) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    vlen = ngx_http_fanout_rt_weights_value(value, loc, &split) - value;
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "fanout_api: location \"%V\": weights from %s to "
+                  "\"%*s\" (hundredths of 1%%, in the split's order)",
+                  &loc->name, loc->node->rt.weights ? "fanout_api's"
+                                                    : "the configuration's",
+                  vlen - 9, value + 9);
+
+    ngx_http_fanout_rt_split_write(fmcf, loc, &split, 1);
+done:
+
+    *field_len = flen;
+    *value_len = vlen;
+
+    return NGX_OK;
+}
+
+
+/* a shadow's percent */
+
+static ngx_int_t
+ngx_http_fanout_rt_change_percent(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_log_t *log, ngx_http_fanout_stats_loc_t *loc,
+    ngx_http_fanout_rt_change_t *ch, u_char *field, size_t *field_len,
+    u_char *value, size_t *value_len)
+{
+    ngx_int_t                        i;
+    ngx_http_fanout_stats_target_t  *t;
+    size_t                           flen, vlen;
+
+    i = ngx_http_fanout_rt_index(&loc->shadows, ch->name.data,
+                                 ch->name.len, 1);
+    if (i < 0) {
+        return ngx_http_fanout_rt_unknown(ch);
+    }
+
+    t = loc->shadows.elts;
+    flen = ngx_http_fanout_rt_field(field, "shadow", &ch->name,
+                                    &ch->location);
+
+    if (ch->value == NGX_HTTP_FANOUT_RT_AS_CONFIGURED) {
+        vlen = ngx_sprintf(value, "config") - value;
+        t[i].node->rt.percent = 0;
+
+    } else {
+        vlen = ngx_sprintf(value, "%ui", ch->value) - value;
+        t[i].node->rt.percent = ch->value + 1;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "fanout_api: location \"%V\": shadow \"%V\" percent "
+                  "%*s (hundredths of 1%%)", &loc->name, &ch->name,
+                  vlen, value);
+    *field_len = flen;
+    *value_len = vlen;
+
+    return NGX_OK;
+}
+
+
+/* a target's breaker forced, or the target taken out or back */
+
+static ngx_int_t
+ngx_http_fanout_rt_change_target(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_log_t *log, ngx_http_fanout_stats_loc_t *loc,
+    ngx_http_fanout_rt_change_t *ch, u_char *field, size_t *field_len,
+    u_char *value, size_t *value_len)
+{
+    ngx_int_t                        i;
+    const char                      *what;
+    fanout_split_t                   split;
+    ngx_http_fanout_stats_t         *st;
+    ngx_http_fanout_stats_target_t  *t;
+    size_t                           flen, vlen;
+
+    i = ngx_http_fanout_rt_index(&loc->targets, ch->name.data,
+                                 ch->name.len, 0);
+    if (i < 0) {
+        return ngx_http_fanout_rt_unknown(ch);
+    }
+
+    t = loc->targets.elts;
+
+    if (ch->what == NGX_HTTP_FANOUT_RT_BREAKER) {
+        if (!loc->breaker) {
+            ch->status = NGX_HTTP_CONFLICT;
+            ch->error = "no_breaker";
+            ch->message = "the location has no fanout_breaker";
+            return NGX_DECLINED;
+        }
+
+        st = t[i].bnode;
+        what = ch->value == 1 ? "open" : ch->value == 2 ? "closed"
+                                                        : "auto";
+        flen = ngx_http_fanout_rt_field(field, "breaker", &ch->name,
+                                        &ch->location);
+        vlen = ngx_sprintf(value, "%s", what) - value;
+
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "fanout_api: location \"%V\": breaker of target "
+                      "\"%V\" %s -> %s", &loc->name, &ch->name,
+                      st->rt.forced == 1 ? "open"
+                      : st->rt.forced == 2 ? "closed" : "auto", what);
+
+        st->rt.forced = ch->value;
+        goto done;
+    }
+
+    if (ch->value == 0) {
+        /* taking it out must leave every request enough to meet the
+         * quorum, in whichever variant the split puts it */
+        if (loc->split) {
+            ngx_http_fanout_rt_split_now(fmcf, loc, &split);
+        }
+
+        if (ngx_http_fanout_rt_stranded(loc, loc->split ? &split : NULL,
+                                        loc->ramp != NULL, i, ch)
+            != NGX_OK)
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    flen = ngx_http_fanout_rt_field(field, "target", &ch->name,
+                                    &ch->location);
+    vlen = ngx_sprintf(value, "%s", ch->value ? "enabled" : "disabled")
+           - value;
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "fanout_api: location \"%V\": target \"%V\" %s -> %*s",
+                  &loc->name, &ch->name,
+                  t[i].node->rt.disabled ? "disabled" : "enabled",
+                  vlen, value);
+
+    t[i].node->rt.disabled = !ch->value;
+done:
+
+    *field_len = flen;
+    *value_len = vlen;
+
+    return NGX_OK;
+}
+
+
+/* the location's cache purged, or a target's */
+
+static ngx_int_t
+ngx_http_fanout_rt_change_purge(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_log_t *log, ngx_http_fanout_stats_loc_t *loc,
+    ngx_http_fanout_rt_change_t *ch, u_char *field, size_t *field_len,
+    u_char *value, size_t *value_len)
+{
+    ngx_int_t                        i;
+    ngx_http_fanout_stats_t         *st;
+    ngx_http_fanout_stats_target_t  *t;
+    size_t                           flen, vlen;
+
+    if (!loc->cache) {
+        ch->status = NGX_HTTP_CONFLICT;
+        ch->error = "no_cache";
+        ch->message = "the location has no fanout_cache";
+        return NGX_DECLINED;
+    }
+
+    if (ch->name.len) {
+        i = ngx_http_fanout_rt_index(&loc->targets, ch->name.data,
+                                     ch->name.len, 0);
+        if (i < 0) {
+            return ngx_http_fanout_rt_unknown(ch);
+        }
+
+        t = loc->targets.elts;
+        st = t[i].node;
+        flen = ngx_http_fanout_rt_field(field, "purge", &ch->name,
+                                        &ch->location);
+
+    } else {
+        ngx_str_t  all = ngx_string("*");
+
+        st = loc->node;
+        flen = ngx_http_fanout_rt_field(field, "purge", &all,
+                                        &ch->location);
+    }
+
+    /* a time, so that purges from any instance only move it on */
+    st->rt.purged = ngx_max((ngx_atomic_uint_t) ngx_http_fanout_rt_wall(),
+                            st->rt.purged + 1);
+    vlen = ngx_sprintf(value, "%uA", st->rt.purged) - value;
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "fanout_api: location \"%V\": cache purged%s%V%s",
+                  &loc->name, ch->name.len ? " for target \"" : "",
+                  &ch->name, ch->name.len ? "\"" : "");
+    *field_len = flen;
+    *value_len = vlen;
+
+    return NGX_OK;
+}
+
+
+/* a ramp set on the split, or fanout_api's taken off */
+
+static ngx_int_t
+ngx_http_fanout_rt_change_ramp(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_log_t *log, ngx_http_fanout_stats_loc_t *loc,
+    ngx_http_fanout_rt_change_t *ch, u_char *field, size_t *field_len,
+    u_char *value, size_t *value_len)
+{
+    size_t          flen, vlen;
+    ngx_int_t       i;
+    ngx_str_t       all = ngx_string("*");
+    ngx_uint_t      cand;
+    const char     *bad;
+    fanout_ramp_t   ramp;
+
+    if (loc->split == NULL) {
+        ch->status = NGX_HTTP_NOT_FOUND;
+        ch->error = "no_split";
+        ch->message = "the location has no fanout_split";
+        return NGX_DECLINED;
+    }
+
+    flen = ngx_http_fanout_rt_field(field, "api-ramp", &all,
+                                    &ch->location);
+    vlen = ngx_sprintf(value, "%08xD ", loc->split_fp) - value;
+
+    if (ch->what == NGX_HTTP_FANOUT_RT_RAMP_OFF) {
+        if (!loc->node->rt.api_ramp_on) {
+            ch->status = NGX_HTTP_NOT_FOUND;
+            ch->error = "no_ramp";
+            ch->message = "fanout_api set no ramp on this split";
+            return NGX_DECLINED;
+        }
+
+        vlen = ngx_sprintf(value + vlen, "off") - value;
+        ngx_http_fanout_rt_ramp_install(fmcf, loc, NULL, 0);
+
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "fanout_api: location \"%V\": fanout_api's "
+                      "ramp off", &loc->name);
+        goto done;
+    }
+
+    cand = 0;
+
+    if (ch->candidate.len) {
+        i = ngx_http_fanout_rt_index(&loc->variants,
+                                     ch->candidate.data,
+                                     ch->candidate.len, 1);
+        if (i < 0) {
+            ch->status = NGX_HTTP_NOT_FOUND;
+            ch->error = "unknown_variant";
+            ch->message = "the candidate is no variant of the split";
+            return NGX_DECLINED;
+        }
+
+        cand = (ngx_uint_t) i;
+    }
+
+    bad = ngx_http_fanout_rt_ramp_conf(&ch->steps, ch->every,
+                                       ch->value, &ch->rollback,
+                                       &ramp);
+    if (bad) {
+        ch->status = NGX_HTTP_BAD_REQUEST;
+        ch->error = "bad_value";
+        ch->message = bad;
+        return NGX_DECLINED;
+    }
+
+    /* a ramp may send requests to any variant: the candidate up
+     * to its last step, the others until then */
+    if (ngx_http_fanout_rt_stranded(loc, loc->split, 1, -1, ch)
+        != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (ch->steps.len + ch->rollback.len > 256) {
+        ch->status = NGX_HTTP_BAD_REQUEST;
+        ch->error = "bad_value";
+        ch->message = "the ramp is too long";
+        return NGX_DECLINED;
+    }
+
+    vlen += ngx_http_fanout_rt_ramp_conf_value(value + vlen, &ramp,
+                                               cand, &ch->steps,
+                                               &ch->rollback);
+
+    ngx_http_fanout_rt_ramp_install(fmcf, loc, &ramp, cand);
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "fanout_api: location \"%V\": ramp \"%*s\" "
+                  "(candidate, every ms, min_requests, steps, "
+                  "rollback_if)", &loc->name, vlen - 9, value + 9);
+
+done:
+
+    *field_len = flen;
+    *value_len = vlen;
+
+    return NGX_OK;
+}
+
+
+/* the ramp rolled back, or restarted at its first step */
+
+static ngx_int_t
+ngx_http_fanout_rt_change_ramp_move(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_log_t *log, ngx_http_fanout_stats_loc_t *loc,
+    ngx_http_fanout_rt_change_t *ch, u_char *field, size_t *field_len,
+    u_char *value, size_t *value_len)
+{
+    u_char      fpbuf[16];
+    size_t      flen, vlen;
+    uint64_t    now;
+    ngx_str_t   fp;
+
+    if (loc->ramp == NULL) {
+        ch->status = NGX_HTTP_NOT_FOUND;
+        ch->error = "no_ramp";
+        ch->message = "the location's split has no ramp";
+        return NGX_DECLINED;
+    }
+
+    fp.data = fpbuf;
+    fp.len = ngx_sprintf(fpbuf, "%08xD", loc->ramp_fp) - fpbuf;
+    flen = ngx_http_fanout_rt_field(field, "ramp", &fp,
+                                    &ch->location);
+    now = ngx_http_fanout_rt_wall();
+
+    if (ch->what == NGX_HTTP_FANOUT_RT_ROLLBACK) {
+        vlen = ngx_http_fanout_rt_ramp_value(value,
+                   NGX_HTTP_FANOUT_RAMP_ROLLED_BACK,
+                   loc->node->rt.ramp_step, now, 9);
+        ngx_http_fanout_rt_ramp_take(fmcf, loc,
+                                     NGX_HTTP_FANOUT_RAMP_ROLLED_BACK,
+                                     loc->node->rt.ramp_step, now, 9,
+                                     "");
+    } else {
+        vlen = ngx_http_fanout_rt_ramp_value(value,
+                   NGX_HTTP_FANOUT_RAMP_RAMPING, 0, now, 0);
+        ngx_http_fanout_rt_counts(loc, &loc->node->rt.ramp_seen);
+        ngx_http_fanout_rt_ramp_take(fmcf, loc,
+                                     NGX_HTTP_FANOUT_RAMP_RAMPING, 0,
+                                     now, 0, " (by fanout_api)");
+    }
+
+    *field_len = flen;
+    *value_len = vlen;
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_http_fanout_runtime_change(ngx_http_fanout_main_conf_t *fmcf,
     ngx_log_t *log, ngx_http_fanout_rt_change_t *ch,
     ngx_http_fanout_rt_done_pt handler, void *data, void **pending)
 {
-    ngx_int_t                        i;
-    ngx_uint_t                       k;
-    const char                      *what;
-    fanout_split_t                   split;
-    ngx_http_fanout_stats_t         *st;
+    ngx_int_t                        rc;
     ngx_http_fanout_stats_loc_t     *loc;
-    ngx_http_fanout_stats_target_t  *t;
     u_char                           field[NGX_HTTP_FANOUT_RT_FIELD],
                                      value[FANOUT_SPLIT_MAX_VARIANTS
                                            * (NGX_INT_T_LEN + 1) + 400];
@@ -161,366 +596,52 @@ ngx_http_fanout_runtime_change(ngx_http_fanout_main_conf_t *fmcf,
         return NGX_DECLINED;
     }
 
-    t = NULL;
-    i = 0;
-
     switch (ch->what) {
 
     case NGX_HTTP_FANOUT_RT_WEIGHTS:
     case NGX_HTTP_FANOUT_RT_CONFIG:
-
-        if (loc->split == NULL) {
-            ch->status = NGX_HTTP_NOT_FOUND;
-            ch->error = "no_split";
-            ch->message = "the location has no fanout_split";
-            return NGX_DECLINED;
-        }
-
-        if (loc->ramp) {
-            ch->status = NGX_HTTP_CONFLICT;
-            ch->error = "ramp";
-            ch->message = "a ramp sets this split's weights";
-            return NGX_DECLINED;
-        }
-
-        vlen = ngx_sprintf(value, "%08xD", loc->split_fp) - value;
-        flen = ngx_http_fanout_rt_field(field, "split", NULL, &ch->location);
-
-        if (ch->what == NGX_HTTP_FANOUT_RT_CONFIG) {
-            vlen = ngx_sprintf(value + vlen, " config") - value;
-            ngx_http_fanout_rt_split_write(fmcf, loc, NULL, 0);
-
-            ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                          "fanout_api: location \"%V\": weights as "
-                          "configured", &loc->name);
-            break;
-        }
-
-        t = loc->variants.elts;
-
-        if (ch->nshares != loc->variants.nelts) {
-            ch->status = NGX_HTTP_BAD_REQUEST;
-            ch->error = "bad_weights";
-            ch->message = "give a weight to every variant of the split";
-            return NGX_DECLINED;
-        }
-
-        for (k = 0; k < ch->nshares; k++) {
-            i = ngx_http_fanout_rt_index(&loc->variants, ch->names[k].data,
-                                         ch->names[k].len, 1);
-
-            if (i < 0) {
-                ch->status = NGX_HTTP_NOT_FOUND;
-                ch->error = "unknown_variant";
-                ch->message = "a weight names no variant of the split";
-                return NGX_DECLINED;
-            }
-
-            ch->order[i] = ch->shares[k];
-        }
-
-        if (fanout_split_set(loc->split, ch->order, &split) != 0) {
-            ch->status = NGX_HTTP_BAD_REQUEST;
-            ch->error = "bad_weights";
-            ch->message = "the weights must add up to 100";
-            return NGX_DECLINED;
-        }
-
-        if (ngx_http_fanout_rt_stranded(loc, &split, 0, -1, ch) != NGX_OK) {
-            return NGX_DECLINED;
-        }
-
-        vlen = ngx_http_fanout_rt_weights_value(value, loc, &split) - value;
-
-        ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                      "fanout_api: location \"%V\": weights from %s to "
-                      "\"%*s\" (hundredths of 1%%, in the split's order)",
-                      &loc->name, loc->node->rt.weights ? "fanout_api's"
-                                                        : "the configuration's",
-                      vlen - 9, value + 9);
-
-        ngx_http_fanout_rt_split_write(fmcf, loc, &split, 1);
+        rc = ngx_http_fanout_rt_change_weights(fmcf, log, loc, ch, field,
+                                               &flen, value, &vlen);
         break;
 
     case NGX_HTTP_FANOUT_RT_PERCENT:
-
-        i = ngx_http_fanout_rt_index(&loc->shadows, ch->name.data,
-                                     ch->name.len, 1);
-        if (i < 0) {
-            goto unknown;
-        }
-
-        t = loc->shadows.elts;
-        flen = ngx_http_fanout_rt_field(field, "shadow", &ch->name,
-                                        &ch->location);
-
-        if (ch->value == NGX_HTTP_FANOUT_RT_AS_CONFIGURED) {
-            vlen = ngx_sprintf(value, "config") - value;
-            t[i].node->rt.percent = 0;
-
-        } else {
-            vlen = ngx_sprintf(value, "%ui", ch->value) - value;
-            t[i].node->rt.percent = ch->value + 1;
-        }
-
-        ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                      "fanout_api: location \"%V\": shadow \"%V\" percent "
-                      "%*s (hundredths of 1%%)", &loc->name, &ch->name,
-                      vlen, value);
+        rc = ngx_http_fanout_rt_change_percent(fmcf, log, loc, ch, field,
+                                               &flen, value, &vlen);
         break;
 
     case NGX_HTTP_FANOUT_RT_BREAKER:
     case NGX_HTTP_FANOUT_RT_TARGET:
-
-        i = ngx_http_fanout_rt_index(&loc->targets, ch->name.data,
-                                     ch->name.len, 0);
-        if (i < 0) {
-            goto unknown;
-        }
-
-        t = loc->targets.elts;
-
-        if (ch->what == NGX_HTTP_FANOUT_RT_BREAKER) {
-            if (!loc->breaker) {
-                ch->status = NGX_HTTP_CONFLICT;
-                ch->error = "no_breaker";
-                ch->message = "the location has no fanout_breaker";
-                return NGX_DECLINED;
-            }
-
-            st = t[i].bnode;
-            what = ch->value == 1 ? "open" : ch->value == 2 ? "closed"
-                                                            : "auto";
-            flen = ngx_http_fanout_rt_field(field, "breaker", &ch->name,
-                                            &ch->location);
-            vlen = ngx_sprintf(value, "%s", what) - value;
-
-            ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                          "fanout_api: location \"%V\": breaker of target "
-                          "\"%V\" %s -> %s", &loc->name, &ch->name,
-                          st->rt.forced == 1 ? "open"
-                          : st->rt.forced == 2 ? "closed" : "auto", what);
-
-            st->rt.forced = ch->value;
-            break;
-        }
-
-        if (ch->value == 0) {
-            /* taking it out must leave every request enough to meet the
-             * quorum, in whichever variant the split puts it */
-            if (loc->split) {
-                ngx_http_fanout_rt_split_now(fmcf, loc, &split);
-            }
-
-            if (ngx_http_fanout_rt_stranded(loc, loc->split ? &split : NULL,
-                                            loc->ramp != NULL, i, ch)
-                != NGX_OK)
-            {
-                return NGX_DECLINED;
-            }
-        }
-
-        flen = ngx_http_fanout_rt_field(field, "target", &ch->name,
-                                        &ch->location);
-        vlen = ngx_sprintf(value, "%s", ch->value ? "enabled" : "disabled")
-               - value;
-
-        ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                      "fanout_api: location \"%V\": target \"%V\" %s -> %*s",
-                      &loc->name, &ch->name,
-                      t[i].node->rt.disabled ? "disabled" : "enabled",
-                      vlen, value);
-
-        t[i].node->rt.disabled = !ch->value;
+        rc = ngx_http_fanout_rt_change_target(fmcf, log, loc, ch, field,
+                                              &flen, value, &vlen);
         break;
 
     case NGX_HTTP_FANOUT_RT_PURGE:
-
-        if (!loc->cache) {
-            ch->status = NGX_HTTP_CONFLICT;
-            ch->error = "no_cache";
-            ch->message = "the location has no fanout_cache";
-            return NGX_DECLINED;
-        }
-
-        if (ch->name.len) {
-            i = ngx_http_fanout_rt_index(&loc->targets, ch->name.data,
-                                         ch->name.len, 0);
-            if (i < 0) {
-                goto unknown;
-            }
-
-            t = loc->targets.elts;
-            st = t[i].node;
-            flen = ngx_http_fanout_rt_field(field, "purge", &ch->name,
-                                            &ch->location);
-
-        } else {
-            ngx_str_t  all = ngx_string("*");
-
-            st = loc->node;
-            flen = ngx_http_fanout_rt_field(field, "purge", &all,
-                                            &ch->location);
-        }
-
-        /* a time, so that purges from any instance only move it on */
-        st->rt.purged = ngx_max((ngx_atomic_uint_t) ngx_http_fanout_rt_wall(),
-                                st->rt.purged + 1);
-        vlen = ngx_sprintf(value, "%uA", st->rt.purged) - value;
-
-        ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                      "fanout_api: location \"%V\": cache purged%s%V%s",
-                      &loc->name, ch->name.len ? " for target \"" : "",
-                      &ch->name, ch->name.len ? "\"" : "");
+        rc = ngx_http_fanout_rt_change_purge(fmcf, log, loc, ch, field,
+                                             &flen, value, &vlen);
         break;
 
     case NGX_HTTP_FANOUT_RT_RAMP_SET:
     case NGX_HTTP_FANOUT_RT_RAMP_OFF:
-
-        if (loc->split == NULL) {
-            ch->status = NGX_HTTP_NOT_FOUND;
-            ch->error = "no_split";
-            ch->message = "the location has no fanout_split";
-            return NGX_DECLINED;
-        }
-
-        {
-            ngx_str_t       all = ngx_string("*");
-            fanout_ramp_t   ramp;
-            const char     *bad;
-            ngx_uint_t      cand;
-
-            flen = ngx_http_fanout_rt_field(field, "api-ramp", &all,
-                                            &ch->location);
-            vlen = ngx_sprintf(value, "%08xD ", loc->split_fp) - value;
-
-            if (ch->what == NGX_HTTP_FANOUT_RT_RAMP_OFF) {
-                if (!loc->node->rt.api_ramp_on) {
-                    ch->status = NGX_HTTP_NOT_FOUND;
-                    ch->error = "no_ramp";
-                    ch->message = "fanout_api set no ramp on this split";
-                    return NGX_DECLINED;
-                }
-
-                vlen = ngx_sprintf(value + vlen, "off") - value;
-                ngx_http_fanout_rt_ramp_install(fmcf, loc, NULL, 0);
-
-                ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                              "fanout_api: location \"%V\": fanout_api's "
-                              "ramp off", &loc->name);
-                break;
-            }
-
-            cand = 0;
-
-            if (ch->candidate.len) {
-                i = ngx_http_fanout_rt_index(&loc->variants,
-                                             ch->candidate.data,
-                                             ch->candidate.len, 1);
-                if (i < 0) {
-                    ch->status = NGX_HTTP_NOT_FOUND;
-                    ch->error = "unknown_variant";
-                    ch->message = "the candidate is no variant of the split";
-                    return NGX_DECLINED;
-                }
-
-                cand = (ngx_uint_t) i;
-            }
-
-            bad = ngx_http_fanout_rt_ramp_conf(&ch->steps, ch->every,
-                                               ch->value, &ch->rollback,
-                                               &ramp);
-            if (bad) {
-                ch->status = NGX_HTTP_BAD_REQUEST;
-                ch->error = "bad_value";
-                ch->message = bad;
-                return NGX_DECLINED;
-            }
-
-            /* a ramp may send requests to any variant: the candidate up
-             * to its last step, the others until then */
-            if (ngx_http_fanout_rt_stranded(loc, loc->split, 1, -1, ch)
-                != NGX_OK)
-            {
-                return NGX_DECLINED;
-            }
-
-            if (ch->steps.len + ch->rollback.len > 256) {
-                ch->status = NGX_HTTP_BAD_REQUEST;
-                ch->error = "bad_value";
-                ch->message = "the ramp is too long";
-                return NGX_DECLINED;
-            }
-
-            vlen += ngx_http_fanout_rt_ramp_conf_value(value + vlen, &ramp,
-                                                       cand, &ch->steps,
-                                                       &ch->rollback);
-
-            ngx_http_fanout_rt_ramp_install(fmcf, loc, &ramp, cand);
-
-            ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                          "fanout_api: location \"%V\": ramp \"%*s\" "
-                          "(candidate, every ms, min_requests, steps, "
-                          "rollback_if)", &loc->name, vlen - 9, value + 9);
-        }
-
+        rc = ngx_http_fanout_rt_change_ramp(fmcf, log, loc, ch, field,
+                                            &flen, value, &vlen);
         break;
 
     case NGX_HTTP_FANOUT_RT_ROLLBACK:
     case NGX_HTTP_FANOUT_RT_RESTART:
-
-        if (loc->ramp == NULL) {
-            ch->status = NGX_HTTP_NOT_FOUND;
-            ch->error = "no_ramp";
-            ch->message = "the location's split has no ramp";
-            return NGX_DECLINED;
-        }
-
-        {
-            ngx_str_t  fp;
-            u_char     fpbuf[16];
-            uint64_t   now;
-
-            fp.data = fpbuf;
-            fp.len = ngx_sprintf(fpbuf, "%08xD", loc->ramp_fp) - fpbuf;
-            flen = ngx_http_fanout_rt_field(field, "ramp", &fp,
-                                            &ch->location);
-            now = ngx_http_fanout_rt_wall();
-
-            if (ch->what == NGX_HTTP_FANOUT_RT_ROLLBACK) {
-                vlen = ngx_http_fanout_rt_ramp_value(value,
-                           NGX_HTTP_FANOUT_RAMP_ROLLED_BACK,
-                           loc->node->rt.ramp_step, now, 9);
-                ngx_http_fanout_rt_ramp_take(fmcf, loc,
-                                             NGX_HTTP_FANOUT_RAMP_ROLLED_BACK,
-                                             loc->node->rt.ramp_step, now, 9,
-                                             "");
-            } else {
-                vlen = ngx_http_fanout_rt_ramp_value(value,
-                           NGX_HTTP_FANOUT_RAMP_RAMPING, 0, now, 0);
-                ngx_http_fanout_rt_counts(loc, &loc->node->rt.ramp_seen);
-                ngx_http_fanout_rt_ramp_take(fmcf, loc,
-                                             NGX_HTTP_FANOUT_RAMP_RAMPING, 0,
-                                             now, 0, " (by fanout_api)");
-            }
-        }
-
+        rc = ngx_http_fanout_rt_change_ramp_move(fmcf, log, loc, ch, field,
+                                                 &flen, value, &vlen);
         break;
 
     default:
         return NGX_ERROR;
     }
 
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
     (void) ngx_atomic_fetch_add(&fmcf->sh->api_version, 1);
 
     return ngx_http_fanout_rt_write(fmcf, log, field, flen, value, vlen,
                                     handler, data, pending);
-
-unknown:
-
-    ch->status = NGX_HTTP_NOT_FOUND;
-    ch->error = ch->what == NGX_HTTP_FANOUT_RT_PERCENT ? "unknown_shadow"
-                                                       : "unknown_target";
-    ch->message = "the location has no such name";
-    return NGX_DECLINED;
 }

@@ -70,6 +70,11 @@ typedef struct {
     ngx_msec_t                  timeout;       /* NGX_CONF_UNSET_MSEC: none */
     ngx_uint_t                  stats;         /* index in the location's */
     ngx_uint_t                  max_inflight;  /* 0: no cap */
+    ngx_uint_t                  queue;         /* queue=: calls over the
+                                                  cap that may wait */
+    ngx_msec_t                  queue_timeout; /* unset: the deadline */
+    ngx_http_complex_value_t   *priority;      /* priority=: lower first */
+    ngx_http_complex_value_t   *fair;          /* fair=: turns by its value */
     ngx_str_t                   variant_name;  /* variant= */
     ngx_int_t                   variant;       /* its index; -1: all */
     ngx_str_t                   fallback;      /* fallback=, its URI */

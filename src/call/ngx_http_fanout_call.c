@@ -8,6 +8,7 @@
 
 #include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_admission.h"
 #include "ngx_http_fanout_batcher.h"
 #include "ngx_http_fanout_breaker.h"
 #include "ngx_http_fanout_call.h"
@@ -67,6 +68,12 @@ static void ngx_http_fanout_fallback(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub);
 static void ngx_http_fanout_start_calls(ngx_http_fanout_ctx_t *ctx);
 static ngx_int_t ngx_http_fanout_subs_init(ngx_http_fanout_ctx_t *ctx);
+static ngx_int_t ngx_http_fanout_call_go(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub);
+static ngx_int_t ngx_http_fanout_call_admit(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub);
+static void ngx_http_fanout_call_admitted(void *data,
+    fanout_queue_reason_e reason);
 static void ngx_http_fanout_calls_ask(ngx_http_fanout_ctx_t *ctx,
     ngx_uint_t from, ngx_uint_t to);
 static ngx_int_t ngx_http_fanout_call_ask_again(ngx_http_fanout_ctx_t *ctx,
@@ -192,6 +199,139 @@ ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
 }
 
 
+/* the target's call made: its first attempt, a hedge armed */
+
+static ngx_int_t
+ngx_http_fanout_call_go(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub)
+{
+    sub->nattempts = 1;
+
+    if (ngx_http_fanout_call(ctx, sub, &sub->first, &sub->target->uri,
+                             &sub->target->args)
+        != NGX_OK)
+    {
+        sub->done = 1;
+        sub->part.kind = FANOUT_UPSTREAM_ERROR;
+        sub->part.status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
+    }
+
+    if (ctx->conf->hedge && sub->verdict != FANOUT_BREAKER_PROBE) {
+        /* a half-open breaker's probe is never doubled */
+        ngx_http_fanout_hedge_arm(ctx, sub);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * max_inflight=: a slot now (NGX_OK), a wait in the target's queue
+ * (NGX_AGAIN: call_admitted() hears how it ended) or none (NGX_DECLINED).
+ */
+
+static ngx_int_t
+ngx_http_fanout_call_admit(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub)
+{
+    ngx_int_t                        n;
+    ngx_str_t                        v;
+    ngx_msec_t                       elapsed;
+    ngx_http_fanout_target_t        *t;
+    fanout_queue_reason_e            reason;
+    ngx_http_fanout_admission_ask_t  ask;
+
+    t = sub->target;
+
+    ask.target = t;
+    ask.st = sub->st;
+    ask.priority = 0;
+    ask.key = 0;
+    ask.handler = ngx_http_fanout_call_admitted;
+    ask.data = sub;
+
+    elapsed = ngx_current_msec - ctx->start;
+    ask.left = (ctx->conf->timeout > elapsed) ? ctx->conf->timeout - elapsed
+                                              : 0;
+
+    /* priority=: a number, lower first; anything else after every number */
+    if (t->priority) {
+        if (ngx_http_complex_value(ctx->request, t->priority, &v) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        n = ngx_atoi(v.data, v.len);
+        ask.priority = (n == NGX_ERROR || n > NGX_MAX_INT32_VALUE)
+                       ? NGX_MAX_UINT32_VALUE : (ngx_uint_t) n;
+    }
+
+    /* fair=: callers of one value take turns with those of another */
+    if (t->fair) {
+        if (ngx_http_complex_value(ctx->request, t->fair, &v) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        ask.key = ngx_crc32_short(v.data, v.len);
+    }
+
+    return ngx_http_fanout_admission_ask(ctx->request, &ask, &sub->wait,
+                                         &reason);
+}
+
+
+/* a wait in the queue is over: the call goes, or is shed as overloaded */
+
+static void
+ngx_http_fanout_call_admitted(void *data, fanout_queue_reason_e reason)
+{
+    ngx_http_fanout_call_t *sub = data;
+
+    ngx_connection_t       *c;
+    ngx_http_fanout_ctx_t  *ctx;
+
+    ctx = sub->ctx;
+    c = ctx->request->connection;
+    sub->wait = NULL;
+
+    if (sub->done || ctx->finished) {
+        if (reason == FANOUT_QUEUE_OK) {
+            ngx_http_fanout_admission_release(sub->target, sub->st);
+        }
+
+        return;
+    }
+
+    ngx_http_set_log_request(c->log, ctx->request);
+
+    if (reason == FANOUT_QUEUE_OK) {
+        sub->inflight = 1;
+
+        if (ngx_http_fanout_call_go(ctx, sub) == NGX_OK) {
+            /* the subrequest was posted: it runs now */
+            ngx_http_run_posted_requests(c);
+            return;
+        }
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "fanout target \"%V\" overloaded: shed from its queue "
+                      "(%s)", &sub->target->name,
+                      fanout_queue_reason_name(reason));
+
+        sub->done = 1;
+        sub->part.kind = FANOUT_OVERLOADED;
+        sub->part.status = NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    ctx->pending--;
+    ngx_http_fanout_fallback(ctx, sub);
+
+    /* the pipeline looks again, and runs what was posted */
+    ngx_http_fanout_resume(ctx, NGX_AGAIN);
+}
+
+
 /*
  * Starts the calls not yet started: all of them, or with fanout_batch
  * concurrency= as many as keep that many running, in the items' order;
@@ -201,11 +341,10 @@ ngx_http_fanout_start(ngx_http_fanout_ctx_t *ctx)
 static void
 ngx_http_fanout_start_calls(ngx_http_fanout_ctx_t *ctx)
 {
+    ngx_int_t                     rc;
     ngx_uint_t                    i, from, to, room, limit;
     ngx_http_fanout_main_conf_t  *fmcf;
     ngx_http_fanout_call_t       *sub;
-    ngx_http_fanout_stats_t      *st;
-    ngx_http_fanout_target_t     *t;
 
     limit = ctx->batch ? ctx->conf->batch->concurrency : 0;
 
@@ -250,17 +389,18 @@ ngx_http_fanout_start_calls(ngx_http_fanout_ctx_t *ctx)
                 continue;
             }
 
-            t = sub->target;
+            if (sub->target->max_inflight) {
+                /* a slot across all workers, given back in call_over() or
+                 * sub_account(); with queue=, maybe after a wait */
+                rc = ngx_http_fanout_call_admit(ctx, sub);
 
-            if (t->max_inflight) {
-                st = sub->st;
+                if (rc == NGX_AGAIN) {
+                    /* it waits: the calls stage waits for it too */
+                    ctx->pending++;
+                    continue;
+                }
 
-                /* a slot across all workers, given back in sub_account() */
-                if (ngx_atomic_fetch_add(&st->inflight, 1)
-                    >= (ngx_atomic_uint_t) t->max_inflight)
-                {
-                    (void) ngx_atomic_fetch_add(&st->inflight, -1);
-
+                if (rc != NGX_OK) {
                     sub->done = 1;
                     sub->part.kind = FANOUT_OVERLOADED;
                     sub->part.status = NGX_HTTP_SERVICE_UNAVAILABLE;
@@ -272,23 +412,8 @@ ngx_http_fanout_start_calls(ngx_http_fanout_ctx_t *ctx)
                 sub->inflight = 1;
             }
 
-            sub->nattempts = 1;
-
-            if (ngx_http_fanout_call(ctx, sub, &sub->first, &t->uri,
-                                     &t->args)
-                != NGX_OK)
-            {
-                sub->done = 1;
-                sub->part.kind = FANOUT_UPSTREAM_ERROR;
-                sub->part.status = NGX_HTTP_INTERNAL_SERVER_ERROR;
-                continue;
-            }
-
-            ctx->pending++;
-
-            if (ctx->conf->hedge && sub->verdict != FANOUT_BREAKER_PROBE) {
-                /* a half-open breaker's probe is never doubled */
-                ngx_http_fanout_hedge_arm(ctx, sub);
+            if (ngx_http_fanout_call_go(ctx, sub) == NGX_OK) {
+                ctx->pending++;
             }
         }
 
@@ -799,8 +924,9 @@ ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
         }
     }
 
-    if (ctx->conf->hedge) {
-        /* after=pN learns from every attempt that came back */
+    if (ctx->conf->hedge || sub->target->queue) {
+        /* after=pN, and a queue's deadline, learn from every attempt that
+         * came back */
         fmcf = ngx_http_get_module_main_conf(ctx->request,
                                              ngx_http_fanout_module);
 
@@ -941,7 +1067,7 @@ ngx_http_fanout_call_over(ngx_http_fanout_ctx_t *ctx,
 {
     if (sub->inflight) {
         sub->inflight = 0;
-        (void) ngx_atomic_fetch_add(&sub->st->inflight, -1);
+        ngx_http_fanout_admission_release(sub->target, sub->st);
     }
 
     if (ctx->batch && ctx->conf->breaker) {
@@ -1383,6 +1509,12 @@ ngx_http_fanout_call_end(ngx_http_fanout_ctx_t *ctx,
 {
     ngx_http_fanout_call_stop_timers(sub);
 
+    if (sub->wait) {
+        /* it waited for a slot: its place goes */
+        ngx_http_fanout_admission_leave(sub->wait);
+        sub->wait = NULL;
+    }
+
     if (!sub->done) {
         sub->done = 1;
         sub->part.latency_ms = sub->attempt
@@ -1437,7 +1569,7 @@ ngx_http_fanout_sub_account(ngx_http_fanout_ctx_t *ctx,
     /* every path ends here once: answer, timeout, cut-off, client abort */
     if (sub->inflight) {
         sub->inflight = 0;
-        (void) ngx_atomic_fetch_add(&st->inflight, -1);
+        ngx_http_fanout_admission_release(sub->target, st);
     }
 
     if (sub->part.cached) {

@@ -51,6 +51,7 @@ struct ngx_http_fanout_call_s {
     ngx_event_t                *later;         /* a retry's backoff, or a
                                                   hedge's delay: never both */
     ngx_msec_t                  hedge_after;
+    void                       *wait;          /* queue=: its place */
 
     ngx_str_t                   content_type;  /* of the answer it took */
     fanout_part_t               part;          /* status, body, outcome */

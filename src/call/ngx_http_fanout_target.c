@@ -6,6 +6,7 @@
 
 #include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_admission.h"
 #include "ngx_http_fanout_batcher.h"
 #include "ngx_http_fanout_conf.h"
 #include "ngx_http_fanout_handler.h"
@@ -27,6 +28,14 @@ static const ngx_http_fanout_param_t  ngx_http_fanout_target_params[] = {
                           1, NGX_MAX_INT_T_VALUE, NULL),
     ngx_http_fanout_param("max_inflight", COUNT, ngx_http_fanout_target_t,
                           max_inflight, 1, 1000000, NULL),
+    ngx_http_fanout_param("queue", COUNT, ngx_http_fanout_target_t, queue,
+                          1, 65536, NULL),
+    ngx_http_fanout_param("queue_timeout", MSEC, ngx_http_fanout_target_t,
+                          queue_timeout, 1, NGX_MAX_INT32_VALUE, NULL),
+    ngx_http_fanout_param("priority", COMPLEX, ngx_http_fanout_target_t,
+                          priority, 0, 0, NULL),
+    ngx_http_fanout_param("fair", COMPLEX, ngx_http_fanout_target_t, fair,
+                          0, 0, NULL),
     ngx_http_fanout_param("variant", NAME, ngx_http_fanout_target_t,
                           variant_name, 0, 0, NULL),
     ngx_http_fanout_param("fallback", URI, ngx_http_fanout_target_t,
@@ -134,6 +143,7 @@ ngx_http_fanout_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     t->timeout = NGX_CONF_UNSET_MSEC;
     t->batch_wait = NGX_CONF_UNSET_MSEC;
     t->batch_format = NGX_CONF_UNSET_UINT;
+    t->queue_timeout = NGX_CONF_UNSET_MSEC;
 
     ngx_http_fanout_split_uri(&value[2], &t->uri, &t->args);
 
@@ -173,6 +183,28 @@ ngx_http_fanout_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (t->max_inflight > stgt[t->stats].max_inflight) {
         stgt[t->stats].max_inflight = t->max_inflight;
+    }
+
+    if (t->queue_timeout != NGX_CONF_UNSET_MSEC && t->queue == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"queue_timeout=\" needs \"queue=\" (target "
+                           "\"%V\")", &t->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if ((t->priority || t->fair) && t->queue == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"priority=\" and \"fair=\" need \"queue=\" "
+                           "(target \"%V\")", &t->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (t->queue > stgt[t->stats].queue) {
+        stgt[t->stats].queue = t->queue;
+    }
+
+    if (ngx_http_fanout_admission_conf(cf, t) != NGX_OK) {
+        return NGX_CONF_ERROR;
     }
 
     /* breaker_key=: the breaker's state in a node of its own, by name */

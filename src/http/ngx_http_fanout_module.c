@@ -5,6 +5,7 @@
 
 #include "ngx_http_fanout.h"
 #include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_admission.h"
 #include "ngx_http_fanout_answer.h"
 #include "ngx_http_fanout_api.h"
 #include "ngx_http_fanout_batch.h"
@@ -750,7 +751,8 @@ ngx_http_fanout_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    if (ngx_http_fanout_trace_init_process(cycle) != NGX_OK
+    if (ngx_http_fanout_admission_init_process(cycle) != NGX_OK
+        || ngx_http_fanout_trace_init_process(cycle) != NGX_OK
         || ngx_http_fanout_runtime_init_process(cycle) != NGX_OK
         || ngx_http_fanout_health_init_process(cycle) != NGX_OK
         || ngx_http_fanout_limit_init_process(cycle) != NGX_OK)

@@ -228,7 +228,21 @@ static const ngx_http_fanout_counter_t  ngx_http_fanout_tgt_counters[] = {
     C("hedges_won", NULL, "fanout_target_hedges_total", "result", "won",
       NULL, NULL, NGX_HTTP_FANOUT_TGT_HEDGES_WON),
     C("hedge_budget_denied", NULL, "fanout_target_hedges_total", "result",
-      "denied", NULL, NULL, NGX_HTTP_FANOUT_TGT_HEDGE_DENIED)
+      "denied", NULL, NULL, NGX_HTTP_FANOUT_TGT_HEDGE_DENIED),
+    C("queued", "queue", "fanout_target_queue_total", "result", "queued",
+      "queue=: calls that waited for a max_inflight slot (queued), and "
+      "calls shed: the queue full (full), queue_timeout= passed (timeout), "
+      "the request's deadline would pass (deadline), a call of a higher "
+      "priority took the place (evicted).", "counter",
+      NGX_HTTP_FANOUT_TGT_QUEUED),
+    C("full", "queue", "fanout_target_queue_total", "result", "full",
+      NULL, NULL, NGX_HTTP_FANOUT_TGT_SHED_FULL),
+    C("timeout", "queue", "fanout_target_queue_total", "result", "timeout",
+      NULL, NULL, NGX_HTTP_FANOUT_TGT_SHED_TIMEOUT),
+    C("deadline", "queue", "fanout_target_queue_total", "result",
+      "deadline", NULL, NULL, NGX_HTTP_FANOUT_TGT_SHED_DEADLINE),
+    C("evicted", "queue", "fanout_target_queue_total", "result", "evicted",
+      NULL, NULL, NGX_HTTP_FANOUT_TGT_SHED_EVICTED)
 };
 
 

@@ -124,11 +124,9 @@ ngx_http_fanout_stats_register(ngx_conf_t *cf,
             return NGX_ERROR;
         }
 
+        /* every field cleared: a subsystem's too (queue=, breaker_key=) */
+        ngx_memzero(tgt, sizeof(ngx_http_fanout_stats_target_t));
         tgt->name = *target;
-        tgt->node = NULL;
-        tgt->max_inflight = 0;
-        ngx_str_null(&tgt->bkey);
-        tgt->bnode = NULL;
         tgt->variant = -1;
 
         i = loc->targets.nelts - 1;
@@ -171,6 +169,8 @@ ngx_http_fanout_stats_register_extra(ngx_conf_t *cf,
         return NGX_ERROR;
     }
 
+    ngx_memzero(lim, sizeof(ngx_http_fanout_stats_target_t));
+    lim->variant = -1;
     lim->name.len = name->len + 1;
     lim->name.data = ngx_pnalloc(cf->pool, lim->name.len);
     if (lim->name.data == NULL) {

@@ -59,6 +59,11 @@ typedef enum {
     NGX_HTTP_FANOUT_TGT_HEDGES,        /* fanout_hedge: backups sent */
     NGX_HTTP_FANOUT_TGT_HEDGES_WON,    /* calls a backup answered */
     NGX_HTTP_FANOUT_TGT_HEDGE_DENIED,  /* backups the budget refused */
+    NGX_HTTP_FANOUT_TGT_QUEUED,        /* queue=: calls that waited */
+    NGX_HTTP_FANOUT_TGT_SHED_FULL,     /* refused: the queue full; then */
+    NGX_HTTP_FANOUT_TGT_SHED_TIMEOUT,  /* shed as fanout_queue_reason_e */
+    NGX_HTTP_FANOUT_TGT_SHED_DEADLINE, /* orders them */
+    NGX_HTTP_FANOUT_TGT_SHED_EVICTED,
     NGX_HTTP_FANOUT_TGT_NCOUNTERS
 } ngx_http_fanout_tgt_counter_e;
 
@@ -183,6 +188,7 @@ struct ngx_http_fanout_stats_s {
     fanout_window_t             window;    /* its recent latencies */
     ngx_atomic_t                hedge_delay;  /* the latest, in ms */
     ngx_atomic_t                inflight;  /* a target's calls under way */
+    void                       *queue;     /* queue=: its waiting calls */
     ngx_atomic_t                counters[NGX_HTTP_FANOUT_NCOUNTERS];
     ngx_atomic_t                latency_sum;
     ngx_atomic_t                latency_count;
@@ -225,6 +231,7 @@ typedef struct {
     ngx_str_t                   name;
     ngx_http_fanout_stats_t    *node;
     ngx_uint_t                  max_inflight;  /* a target's cap, 0: none */
+    ngx_uint_t                  queue;     /* queue=: its size, 0: none */
     ngx_str_t                   bkey;      /* breaker_key=: "\5NAME" */
     ngx_http_fanout_stats_t    *bnode;     /* its breaker: node or shared */
     ngx_int_t                   variant;   /* a target's variant= index in

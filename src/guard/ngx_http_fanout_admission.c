@@ -1,0 +1,482 @@
+/*
+ * Admission control for a target: max_inflight= slots shared by the
+ * workers of an instance, and with queue=N a queue in the fanout_zone for
+ * the calls over the cap (src/core/fanout_admission.c keeps its order:
+ * priority=, then turns between fair= keys, then arrival).
+ *
+ * With a queue, a slot is taken and given back under the zone's lock: the
+ * worker that gives one back grants it to the next waiting call at once,
+ * whichever worker that call is in, and counts it in flight for it; each
+ * worker with calls waiting looks at their entries every millisecond (and
+ * at once when it gave a slot back itself), starts those granted and
+ * answers those shed (queue_timeout=, the deadline, evicted).  A call that
+ * stops waiting (the answer decided, the client gone) leaves its entry, a
+ * slot granted to it and not used goes to the next.  Without a queue the
+ * cap is an atomic counter, as before.
+ */
+
+#include "ngx_http_fanout.h"
+#include "ngx_http_fanout_module.h"
+#include "ngx_http_fanout_admission.h"
+#include "ngx_http_fanout_stats.h"
+
+
+#define NGX_HTTP_FANOUT_ADMISSION_POLL  1      /* ms between looks */
+
+
+/* a target's queue in the zone, kept in its node across reloads */
+typedef struct {
+    fanout_queue_t                  q;
+    ngx_msec_t                      expired;    /* the last pass, ms */
+    fanout_queue_entry_t            e[1];
+} ngx_http_fanout_admission_sh_t;
+
+
+/* a call of this worker that waits */
+typedef struct {
+    ngx_queue_t                     link;
+    ngx_http_fanout_admission_sh_t *sh;
+    ngx_http_fanout_stats_t        *st;
+    ngx_uint_t                      max;
+    ngx_int_t                       entry;
+    uint64_t                        seq;        /* the entry is still its */
+    ngx_http_fanout_admitted_pt     handler;
+    void                           *data;
+    ngx_http_request_t             *request;
+    fanout_queue_reason_e           reason;     /* granted (OK), or shed */
+    unsigned                        over:1;     /* answered or gone */
+} ngx_http_fanout_admission_wait_t;
+
+
+static void ngx_http_fanout_admission_poll(ngx_event_t *ev);
+static void ngx_http_fanout_admission_cleanup(void *data);
+
+
+static ngx_queue_t                   ngx_http_fanout_admission_waiting;
+static ngx_event_t                   ngx_http_fanout_admission_timer;
+static ngx_slab_pool_t              *ngx_http_fanout_admission_shpool;
+
+
+/* the zone: each target's queue, made or kept (a reload) */
+
+static ngx_int_t
+ngx_http_fanout_admission_zone(ngx_http_fanout_main_conf_t *fmcf,
+    ngx_slab_pool_t *shpool, ngx_http_fanout_shctx_t *sh)
+{
+    size_t                           size;
+    uint32_t                         slots;
+    ngx_uint_t                       i, j;
+    ngx_http_fanout_stats_loc_t     *loc;
+    ngx_http_fanout_stats_target_t  *tgt;
+    ngx_http_fanout_admission_sh_t  *q;
+
+    loc = fmcf->locations.elts;
+
+    for (i = 0; i < fmcf->locations.nelts; i++) {
+        tgt = loc[i].targets.elts;
+
+        for (j = 0; j < loc[i].targets.nelts; j++) {
+            if (tgt[j].queue == 0) {
+                continue;
+            }
+
+            q = tgt[j].node->queue;
+
+            /* the calls waiting may be granted or shed before their
+             * owners look: twice the queue, and some, for those */
+            slots = (uint32_t) (2 * tgt[j].queue + 8);
+
+            if (q && q->q.slots >= slots) {
+                /* kept across the reload: its size follows the file */
+                q->q.size = (uint32_t) tgt[j].queue;
+                continue;
+            }
+
+            /* a larger queue: the old one stays, as the old workers may
+             * still look at it */
+            size = offsetof(ngx_http_fanout_admission_sh_t, e)
+                   + slots * sizeof(fanout_queue_entry_t);
+
+            q = ngx_slab_alloc_locked(shpool, size);
+            if (q == NULL) {
+                return NGX_ERROR;
+            }
+
+            fanout_queue_init(&q->q, q->e, (uint32_t) tgt[j].queue, slots);
+            q->expired = 0;
+
+            tgt[j].node->queue = q;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_fanout_admission_conf(ngx_conf_t *cf, ngx_http_fanout_target_t *t)
+{
+    if (t->queue == 0) {
+        return NGX_OK;
+    }
+
+    if (t->max_inflight == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"queue=\" needs \"max_inflight=\" (target "
+                           "\"%V\")", &t->name);
+        return NGX_ERROR;
+    }
+
+    return ngx_http_fanout_stats_zone_init(cf, ngx_http_fanout_admission_zone);
+}
+
+
+ngx_int_t
+ngx_http_fanout_admission_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_fanout_main_conf_t  *fmcf;
+
+    ngx_queue_init(&ngx_http_fanout_admission_waiting);
+
+    ngx_http_fanout_admission_timer.handler = ngx_http_fanout_admission_poll;
+    ngx_http_fanout_admission_timer.log = cycle->log;
+    ngx_http_fanout_admission_timer.cancelable = 1;
+
+    fmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_fanout_module);
+
+    ngx_http_fanout_admission_shpool = fmcf ? fmcf->shpool : NULL;
+
+    return NGX_OK;
+}
+
+
+/* slots free, calls waiting: granted and counted in flight, the lock held */
+
+static ngx_uint_t
+ngx_http_fanout_admission_grant(ngx_http_fanout_admission_sh_t *sh,
+    ngx_http_fanout_stats_t *st, ngx_uint_t max)
+{
+    ngx_uint_t  n;
+
+    n = 0;
+
+    while (st->inflight < max && fanout_queue_grant(&sh->q, sh->e) >= 0) {
+        st->inflight++;
+        n++;
+    }
+
+    return n;
+}
+
+
+static void
+ngx_http_fanout_admission_soon(void)
+{
+    ngx_event_t  *ev;
+
+    ev = &ngx_http_fanout_admission_timer;
+
+    if (ngx_queue_empty(&ngx_http_fanout_admission_waiting)) {
+        return;
+    }
+
+    if (!ev->timer_set) {
+        ngx_add_timer(ev, NGX_HTTP_FANOUT_ADMISSION_POLL);
+    }
+}
+
+
+ngx_int_t
+ngx_http_fanout_admission_ask(ngx_http_request_t *r,
+    ngx_http_fanout_admission_ask_t *ask, void **wait,
+    fanout_queue_reason_e *reason)
+{
+    int                               i, evicted;
+    uint32_t                          n;
+    uint64_t                          now, expire, p50;
+    ngx_slab_pool_t                  *shpool;
+    ngx_pool_cleanup_t               *cln;
+    fanout_queue_reason_e             why;
+    ngx_http_fanout_target_t         *t;
+    ngx_http_fanout_stats_t          *st;
+    ngx_http_fanout_admission_sh_t   *sh;
+    ngx_http_fanout_admission_wait_t *w;
+
+    t = ask->target;
+    st = ask->st;
+    *wait = NULL;
+    *reason = FANOUT_QUEUE_FULL;
+
+    sh = st->queue;
+    shpool = ngx_http_fanout_admission_shpool;
+
+    if (t->queue == 0 || sh == NULL || shpool == NULL) {
+        /* no queue: a slot now, or none */
+        if (ngx_atomic_fetch_add(&st->inflight, 1)
+            >= (ngx_atomic_uint_t) t->max_inflight)
+        {
+            (void) ngx_atomic_fetch_add(&st->inflight, -1);
+            return NGX_DECLINED;
+        }
+
+        return NGX_OK;
+    }
+
+    w = ngx_pcalloc(r->pool, sizeof(ngx_http_fanout_admission_wait_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+
+    if (w == NULL || cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    now = ngx_current_msec;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (st->inflight < t->max_inflight && sh->q.waiting == 0) {
+        st->inflight++;
+        ngx_shmtx_unlock(&shpool->mutex);
+
+        cln->handler = NULL;
+        return NGX_OK;
+    }
+
+    /*
+     * It waits until its queue_timeout= or, if sooner, until its deadline
+     * less a typical call (the target's recent p50): a call granted later
+     * would miss the deadline anyway.
+     */
+
+    p50 = fanout_window_quantile(&st->window, now, NGX_HTTP_FANOUT_WINDOW_SLOT,
+                                 500, &n);
+
+    if (n < NGX_HTTP_FANOUT_HEDGE_SAMPLES) {
+        p50 = 0;
+    }
+
+    why = FANOUT_QUEUE_DEADLINE;
+    expire = now + (ask->left > p50 ? ask->left - p50 : 0);
+
+    if (t->queue_timeout != NGX_CONF_UNSET_MSEC
+        && now + t->queue_timeout <= expire)
+    {
+        why = FANOUT_QUEUE_TIMEOUT;
+        expire = now + t->queue_timeout;
+    }
+
+    if (expire <= now) {
+        ngx_shmtx_unlock(&shpool->mutex);
+
+        (void) ngx_atomic_fetch_add(
+                   &st->counters[NGX_HTTP_FANOUT_TGT_SHED_DEADLINE], 1);
+        *reason = FANOUT_QUEUE_DEADLINE;
+        cln->handler = NULL;
+        return NGX_DECLINED;
+    }
+
+    i = fanout_queue_push(&sh->q, sh->e, (uint32_t) ask->priority, ask->key,
+                          (uint32_t) ngx_pid, now, expire, why, &evicted);
+
+    if (i >= 0) {
+        w->seq = sh->e[i].seq;
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    /* an entry evicted: its owner finds it shed at its next look */
+
+    if (i < 0) {
+        (void) ngx_atomic_fetch_add(
+                   &st->counters[NGX_HTTP_FANOUT_TGT_SHED_FULL], 1);
+        cln->handler = NULL;
+        return NGX_DECLINED;
+    }
+
+    (void) ngx_atomic_fetch_add(&st->counters[NGX_HTTP_FANOUT_TGT_QUEUED], 1);
+
+    w->sh = sh;
+    w->st = st;
+    w->max = t->max_inflight;
+    w->entry = i;
+    w->handler = ask->handler;
+    w->data = ask->data;
+    w->request = r;
+
+    cln->handler = ngx_http_fanout_admission_cleanup;
+    cln->data = w;
+
+    ngx_queue_insert_tail(&ngx_http_fanout_admission_waiting, &w->link);
+    ngx_http_fanout_admission_soon();
+
+    *wait = w;
+
+    return NGX_AGAIN;
+}
+
+
+/* a slot given back: to the next call waiting, in any worker */
+
+void
+ngx_http_fanout_admission_release(ngx_http_fanout_target_t *t,
+    ngx_http_fanout_stats_t *st)
+{
+    ngx_uint_t                       n;
+    ngx_slab_pool_t                 *shpool;
+    ngx_http_fanout_admission_sh_t  *sh;
+
+    sh = st->queue;
+    shpool = ngx_http_fanout_admission_shpool;
+
+    if (t->queue == 0 || sh == NULL || shpool == NULL) {
+        (void) ngx_atomic_fetch_add(&st->inflight, -1);
+        return;
+    }
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (st->inflight) {
+        st->inflight--;
+    }
+
+    n = ngx_http_fanout_admission_grant(sh, st, t->max_inflight);
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    if (n && !ngx_queue_empty(&ngx_http_fanout_admission_waiting)) {
+        /* maybe one of ours: look now rather than in a millisecond */
+        if (ngx_http_fanout_admission_timer.timer_set) {
+            ngx_del_timer(&ngx_http_fanout_admission_timer);
+        }
+
+        ngx_post_event(&ngx_http_fanout_admission_timer, &ngx_posted_events);
+    }
+}
+
+
+/*
+ * The entry given back, the lock held: a slot granted to it and not taken
+ * goes to the next.
+ */
+
+static void
+ngx_http_fanout_admission_drop(ngx_http_fanout_admission_wait_t *w)
+{
+    fanout_queue_entry_t  *e;
+
+    e = &w->sh->e[w->entry];
+
+    if (e->seq != w->seq) {
+        return;
+    }
+
+    if (e->state == FANOUT_QUEUE_GRANTED) {
+        if (w->st->inflight) {
+            w->st->inflight--;
+        }
+
+        fanout_queue_release(&w->sh->q, w->sh->e, (int) w->entry);
+        (void) ngx_http_fanout_admission_grant(w->sh, w->st, w->max);
+        return;
+    }
+
+    fanout_queue_release(&w->sh->q, w->sh->e, (int) w->entry);
+}
+
+
+/* the call no longer waits: the answer was decided, or the client left */
+
+void
+ngx_http_fanout_admission_leave(void *wait)
+{
+    ngx_http_fanout_admission_wait_t *w = wait;
+
+    if (w == NULL || w->over) {
+        return;
+    }
+
+    w->over = 1;
+    ngx_queue_remove(&w->link);
+
+    ngx_shmtx_lock(&ngx_http_fanout_admission_shpool->mutex);
+    ngx_http_fanout_admission_drop(w);
+    ngx_shmtx_unlock(&ngx_http_fanout_admission_shpool->mutex);
+}
+
+
+static void
+ngx_http_fanout_admission_cleanup(void *data)
+{
+    ngx_http_fanout_admission_leave(data);
+}
+
+
+/* this worker's calls that wait: granted ones start, shed ones answer */
+
+static void
+ngx_http_fanout_admission_poll(ngx_event_t *ev)
+{
+    ngx_queue_t                        *q, *next, ready;
+    fanout_queue_entry_t               *e;
+    ngx_http_fanout_admission_wait_t   *w;
+
+    if (ngx_queue_empty(&ngx_http_fanout_admission_waiting)) {
+        return;
+    }
+
+    ngx_queue_init(&ready);
+
+    ngx_shmtx_lock(&ngx_http_fanout_admission_shpool->mutex);
+
+    for (q = ngx_queue_head(&ngx_http_fanout_admission_waiting);
+         q != ngx_queue_sentinel(&ngx_http_fanout_admission_waiting);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        w = ngx_queue_data(q, ngx_http_fanout_admission_wait_t, link);
+
+        /* once a millisecond per queue, whichever worker looks */
+        if (w->sh->expired != ngx_current_msec) {
+            w->sh->expired = ngx_current_msec;
+
+            /* their owners answer them at their next look */
+            (void) fanout_queue_expire(&w->sh->q, w->sh->e,
+                                       ngx_current_msec);
+        }
+
+        e = &w->sh->e[w->entry];
+
+        if (e->seq != w->seq || e->state == FANOUT_QUEUE_WAITING) {
+            continue;
+        }
+
+        /* granted (its slot counted) or shed: the entry is given back */
+        w->over = 1;
+        w->reason = (e->state == FANOUT_QUEUE_GRANTED)
+                    ? FANOUT_QUEUE_OK : (fanout_queue_reason_e) e->reason;
+        fanout_queue_release(&w->sh->q, w->sh->e, (int) w->entry);
+
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&ready, q);
+    }
+
+    ngx_shmtx_unlock(&ngx_http_fanout_admission_shpool->mutex);
+
+    while (!ngx_queue_empty(&ready)) {
+        q = ngx_queue_head(&ready);
+        ngx_queue_remove(q);
+        w = ngx_queue_data(q, ngx_http_fanout_admission_wait_t, link);
+
+        if (w->reason != FANOUT_QUEUE_OK) {
+            /* SHED_FULL, _TIMEOUT, _DEADLINE, _EVICTED: in the reasons'
+             * order */
+            (void) ngx_atomic_fetch_add(&w->st->counters[
+                       NGX_HTTP_FANOUT_TGT_SHED_FULL - FANOUT_QUEUE_FULL
+                       + w->reason], 1);
+        }
+
+        /* may end the request: w is not touched after */
+        w->handler(w->data, w->reason);
+    }
+
+    ngx_http_fanout_admission_soon();
+}

@@ -69,7 +69,9 @@ typedef struct {
     ngx_uint_t                  weight;        /* thousandths */
     ngx_msec_t                  timeout;       /* NGX_CONF_UNSET_MSEC: none */
     ngx_uint_t                  stats;         /* index in the location's */
-    ngx_uint_t                  max_inflight;  /* 0: no cap */
+    ngx_uint_t                  max_inflight;  /* 0: no cap; auto: at most */
+    ngx_uint_t                  min_inflight;  /* auto: at least */
+    ngx_uint_t                  inflight_auto; /* max_inflight=auto */
     ngx_uint_t                  queue;         /* queue=: calls over the
                                                   cap that may wait */
     ngx_msec_t                  queue_timeout; /* unset: the deadline */

@@ -61,6 +61,8 @@ is($t->status_json->{locations}{'/q'}{targets}{m}{inflight}, 0, '  every slot gi
 @res = $t->concurrent([ map { ['GET', "/full?id=f$_"] } 1 .. 6 ]);
 is(scalar(grep { $_->{status} == 200 } @res), 3, 'max_inflight=1 queue=2: 3 of 6 served (1 running, 2 waiting)');
 is(overloaded(@res), 3, '  3 told overloaded');
+is(scalar(grep { $_->{status} == 503 && ($_->{headers}{'retry-after'} // '') =~ /^\d+$/ } @res), 3,
+   '  with 503 and a Retry-After');
 is(queue('/full')->{full}, 3, '  counted as full');
 
 # --- queue_timeout= sheds those that waited too long

@@ -924,6 +924,12 @@ ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
         }
     }
 
+    if (sub->target->inflight_auto) {
+        /* max_inflight=auto learns from every attempt that came back */
+        ngx_http_fanout_admission_sample(sub->target, sub->st, a->latency,
+                                         a->result);
+    }
+
     if (ctx->conf->hedge || sub->target->queue) {
         /* after=pN, and a queue's deadline, learn from every attempt that
          * came back */
@@ -1441,8 +1447,17 @@ ngx_http_fanout_sub_end(ngx_http_fanout_call_t *sub, fanout_kind_e kind,
 static void
 ngx_http_fanout_sub_timeout(ngx_event_t *ev)
 {
-    ngx_http_fanout_sub_end(ev->data, FANOUT_TIMEOUT,
-                            NGX_HTTP_GATEWAY_TIME_OUT);
+    ngx_http_fanout_call_t  *sub = ev->data;
+
+    if (sub->target->inflight_auto && sub->attempt && !sub->done) {
+        /* a model too slow to answer: as overloaded as one that says so */
+        ngx_http_fanout_admission_sample(sub->target, sub->st,
+                                         ngx_current_msec
+                                         - sub->attempt->start,
+                                         NGX_HTTP_GATEWAY_TIME_OUT);
+    }
+
+    ngx_http_fanout_sub_end(sub, FANOUT_TIMEOUT, NGX_HTTP_GATEWAY_TIME_OUT);
 }
 
 

@@ -20,14 +20,67 @@ static const char *const  ngx_http_fanout_target_onoff[] = {
 };
 
 
+/*
+ * max_inflight=N, or auto[:MIN:MAX]: a limit learned from the model's
+ * latency, from MIN (1) to MAX (1000)
+ */
+
+static char *
+ngx_http_fanout_target_inflight(ngx_conf_t *cf, ngx_str_t *v, void *conf)
+{
+    ngx_http_fanout_target_t *t = conf;
+
+    u_char     *p, *colon, *end;
+    ngx_int_t   n, min, max;
+
+    end = v->data + v->len;
+
+    if (v->len < 4 || ngx_strncmp(v->data, "auto", 4) != 0) {
+        n = ngx_atoi(v->data, v->len);
+
+        if (n < 1 || n > 1000000) {
+            return "a number from 1 to 1000000, \"auto\" or \"auto:MIN:MAX\"";
+        }
+
+        t->max_inflight = (ngx_uint_t) n;
+        return NGX_CONF_OK;
+    }
+
+    min = 1;
+    max = 1000;
+
+    if (v->len > 4) {
+        p = v->data + 4;
+        colon = (p + 1 < end) ? ngx_strlchr(p + 1, end, ':') : NULL;
+
+        if (*p != ':' || colon == NULL) {
+            return "\"auto:MIN:MAX\", as \"auto:4:256\"";
+        }
+
+        min = ngx_atoi(p + 1, colon - p - 1);
+        max = ngx_atoi(colon + 1, end - colon - 1);
+
+        if (min < 1 || max < min || max > 1000000) {
+            return "\"auto:MIN:MAX\" with 1 <= MIN <= MAX <= 1000000";
+        }
+    }
+
+    t->inflight_auto = 1;
+    t->min_inflight = (ngx_uint_t) min;
+    t->max_inflight = (ngx_uint_t) max;
+
+    return NGX_CONF_OK;
+}
+
+
 static const ngx_http_fanout_param_t  ngx_http_fanout_target_params[] = {
 
     ngx_http_fanout_param("weight", FIXED, ngx_http_fanout_target_t, weight,
                           1, 1000000000, NULL),
     ngx_http_fanout_param("timeout", MSEC, ngx_http_fanout_target_t, timeout,
                           1, NGX_MAX_INT_T_VALUE, NULL),
-    ngx_http_fanout_param("max_inflight", COUNT, ngx_http_fanout_target_t,
-                          max_inflight, 1, 1000000, NULL),
+    ngx_http_fanout_param_custom("max_inflight",
+                                 ngx_http_fanout_target_inflight),
     ngx_http_fanout_param("queue", COUNT, ngx_http_fanout_target_t, queue,
                           1, 65536, NULL),
     ngx_http_fanout_param("queue_timeout", MSEC, ngx_http_fanout_target_t,
@@ -183,6 +236,11 @@ ngx_http_fanout_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (t->max_inflight > stgt[t->stats].max_inflight) {
         stgt[t->stats].max_inflight = t->max_inflight;
+    }
+
+    if (t->inflight_auto) {
+        stgt[t->stats].inflight_auto = 1;
+        stgt[t->stats].min_inflight = t->min_inflight;
     }
 
     if (t->queue_timeout != NGX_CONF_UNSET_MSEC && t->queue == 0) {

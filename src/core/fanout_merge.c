@@ -53,10 +53,11 @@ fanout_kind_error(const fanout_part_t *p, char *buf, size_t size)
 int
 fanout_merge_status(const fanout_part_t *parts, size_t n, unsigned quorum)
 {
-    size_t  i, ok, timeouts;
+    size_t  i, ok, timeouts, overloaded;
 
     ok = 0;
     timeouts = 0;
+    overloaded = 0;
 
     for (i = 0; i < n; i++) {
         if (parts[i].kind == FANOUT_OK) {
@@ -64,6 +65,9 @@ fanout_merge_status(const fanout_part_t *parts, size_t n, unsigned quorum)
 
         } else if (parts[i].kind == FANOUT_TIMEOUT) {
             timeouts++;
+
+        } else if (parts[i].kind == FANOUT_OVERLOADED) {
+            overloaded++;
         }
     }
 
@@ -71,7 +75,12 @@ fanout_merge_status(const fanout_part_t *parts, size_t n, unsigned quorum)
         return 200;
     }
 
-    return (timeouts > 0 && timeouts == n - ok) ? 504 : 502;
+    if (timeouts > 0 && timeouts == n - ok) {
+        return 504;
+    }
+
+    /* shed by the gateway's own admission control: come back later */
+    return (overloaded > 0 && overloaded == n - ok) ? 503 : 502;
 }
 
 

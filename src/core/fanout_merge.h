@@ -133,7 +133,8 @@ const char *fanout_kind_error(const fanout_part_t *p, char *buf, size_t size);
 /* the counter name of a kind: "ok", "timeout", "http_4xx", ... */
 const char *fanout_kind_name(fanout_kind_e kind);
 
-/* status for a result: 200, or 502 (504 when every failure timed out) */
+/* status for a result: 200, or 502 (504 when every failure timed out, 503
+ * when every one was overloaded: shed by max_inflight=) */
 int fanout_merge_status(const fanout_part_t *parts, size_t n,
     unsigned quorum);
 

@@ -24,8 +24,12 @@
 #define NGX_HTTP_FANOUT_ADMISSION_POLL  1      /* ms between looks */
 
 
-/* a target's queue in the zone, kept in its node across reloads */
+/* a target's admission state in the zone, kept in its node across
+ * reloads: the learned limit (max_inflight=auto), the queue (queue=) */
 typedef struct {
+    fanout_adaptive_conf_t          conf;
+    fanout_adaptive_t               a;
+    ngx_uint_t                      learned;    /* max_inflight=auto */
     fanout_queue_t                  q;
     ngx_msec_t                      expired;    /* the last pass, ms */
     fanout_queue_entry_t            e[1];
@@ -37,7 +41,7 @@ typedef struct {
     ngx_queue_t                     link;
     ngx_http_fanout_admission_sh_t *sh;
     ngx_http_fanout_stats_t        *st;
-    ngx_uint_t                      max;
+    ngx_uint_t                      max;        /* max_inflight=N */
     ngx_int_t                       entry;
     uint64_t                        seq;        /* the entry is still its */
     ngx_http_fanout_admitted_pt     handler;
@@ -57,7 +61,7 @@ static ngx_event_t                   ngx_http_fanout_admission_timer;
 static ngx_slab_pool_t              *ngx_http_fanout_admission_shpool;
 
 
-/* the zone: each target's queue, made or kept (a reload) */
+/* the zone: each target's state, made or kept (a reload) */
 
 static ngx_int_t
 ngx_http_fanout_admission_zone(ngx_http_fanout_main_conf_t *fmcf,
@@ -66,9 +70,10 @@ ngx_http_fanout_admission_zone(ngx_http_fanout_main_conf_t *fmcf,
     size_t                           size;
     uint32_t                         slots;
     ngx_uint_t                       i, j;
+    fanout_adaptive_conf_t           conf;
     ngx_http_fanout_stats_loc_t     *loc;
     ngx_http_fanout_stats_target_t  *tgt;
-    ngx_http_fanout_admission_sh_t  *q;
+    ngx_http_fanout_admission_sh_t  *q, *old;
 
     loc = fmcf->locations.elts;
 
@@ -76,36 +81,61 @@ ngx_http_fanout_admission_zone(ngx_http_fanout_main_conf_t *fmcf,
         tgt = loc[i].targets.elts;
 
         for (j = 0; j < loc[i].targets.nelts; j++) {
-            if (tgt[j].queue == 0) {
+            if (tgt[j].queue == 0 && !tgt[j].inflight_auto) {
                 continue;
             }
 
-            q = tgt[j].node->queue;
+            ngx_memzero(&conf, sizeof(fanout_adaptive_conf_t));
+            conf.min_limit = (uint32_t) tgt[j].min_inflight;
+            conf.max_limit = (uint32_t) tgt[j].max_inflight;
 
-            /* the calls waiting may be granted or shed before their
-             * owners look: twice the queue, and some, for those */
-            slots = (uint32_t) (2 * tgt[j].queue + 8);
-
-            if (q && q->q.slots >= slots) {
-                /* kept across the reload: its size follows the file */
-                q->q.size = (uint32_t) tgt[j].queue;
-                continue;
-            }
-
-            /* a larger queue: the old one stays, as the old workers may
-             * still look at it */
-            size = offsetof(ngx_http_fanout_admission_sh_t, e)
-                   + slots * sizeof(fanout_queue_entry_t);
-
-            q = ngx_slab_alloc_locked(shpool, size);
-            if (q == NULL) {
+            if (fanout_adaptive_conf(&conf) != 0) {
                 return NGX_ERROR;
             }
 
-            fanout_queue_init(&q->q, q->e, (uint32_t) tgt[j].queue, slots);
-            q->expired = 0;
+            old = tgt[j].node->queue;
 
-            tgt[j].node->queue = q;
+            /* the calls waiting may be granted or shed before their
+             * owners look: twice the queue, and some, for those */
+            slots = tgt[j].queue ? (uint32_t) (2 * tgt[j].queue + 8) : 1;
+
+            if (old == NULL || old->q.slots < slots) {
+                /* a larger queue: the old one stays, as the old workers
+                 * may still look at it */
+                size = offsetof(ngx_http_fanout_admission_sh_t, e)
+                       + slots * sizeof(fanout_queue_entry_t);
+
+                q = ngx_slab_calloc_locked(shpool, size);
+                if (q == NULL) {
+                    return NGX_ERROR;
+                }
+
+                fanout_queue_init(&q->q, q->e, (uint32_t) tgt[j].queue,
+                                  slots);
+
+                if (old) {
+                    /* what was learned goes on */
+                    q->a = old->a;
+                    q->learned = old->learned;
+
+                } else {
+                    q->a.seed = (uint32_t) ngx_random() | 1;
+                }
+
+                tgt[j].node->queue = q;
+
+            } else {
+                /* kept across the reload: its size follows the file */
+                q = old;
+                q->q.size = (uint32_t) tgt[j].queue;
+            }
+
+            if (tgt[j].inflight_auto && !q->learned) {
+                fanout_adaptive_init(&conf, &q->a);
+            }
+
+            q->conf = conf;
+            q->learned = tgt[j].inflight_auto;
         }
     }
 
@@ -113,10 +143,20 @@ ngx_http_fanout_admission_zone(ngx_http_fanout_main_conf_t *fmcf,
 }
 
 
+/* the cap now: max_inflight=N, or the limit learned */
+
+static ngx_inline ngx_uint_t
+ngx_http_fanout_admission_cap(ngx_http_fanout_admission_sh_t *sh,
+    ngx_uint_t max)
+{
+    return sh->learned ? fanout_adaptive_limit(&sh->conf, &sh->a) : max;
+}
+
+
 ngx_int_t
 ngx_http_fanout_admission_conf(ngx_conf_t *cf, ngx_http_fanout_target_t *t)
 {
-    if (t->queue == 0) {
+    if (t->queue == 0 && !t->inflight_auto) {
         return NGX_OK;
     }
 
@@ -159,6 +199,7 @@ ngx_http_fanout_admission_grant(ngx_http_fanout_admission_sh_t *sh,
     ngx_uint_t  n;
 
     n = 0;
+    max = ngx_http_fanout_admission_cap(sh, max);
 
     while (st->inflight < max && fanout_queue_grant(&sh->q, sh->e) >= 0) {
         st->inflight++;
@@ -210,8 +251,8 @@ ngx_http_fanout_admission_ask(ngx_http_request_t *r,
     sh = st->queue;
     shpool = ngx_http_fanout_admission_shpool;
 
-    if (t->queue == 0 || sh == NULL || shpool == NULL) {
-        /* no queue: a slot now, or none */
+    if (sh == NULL || shpool == NULL) {
+        /* a fixed cap without a queue: a slot now, or none */
         if (ngx_atomic_fetch_add(&st->inflight, 1)
             >= (ngx_atomic_uint_t) t->max_inflight)
         {
@@ -222,23 +263,40 @@ ngx_http_fanout_admission_ask(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    w = ngx_pcalloc(r->pool, sizeof(ngx_http_fanout_admission_wait_t));
-    cln = ngx_pool_cleanup_add(r->pool, 0);
+    w = NULL;
+    cln = NULL;
 
-    if (w == NULL || cln == NULL) {
-        return NGX_ERROR;
+    if (t->queue) {
+        /* made before the lock, in case it waits */
+        w = ngx_pcalloc(r->pool, sizeof(ngx_http_fanout_admission_wait_t));
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+
+        if (w == NULL || cln == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     now = ngx_current_msec;
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    if (st->inflight < t->max_inflight && sh->q.waiting == 0) {
+    if (st->inflight < ngx_http_fanout_admission_cap(sh, t->max_inflight)
+        && sh->q.waiting == 0)
+    {
         st->inflight++;
         ngx_shmtx_unlock(&shpool->mutex);
 
-        cln->handler = NULL;
+        if (cln) {
+            cln->handler = NULL;
+        }
+
         return NGX_OK;
+    }
+
+    if (t->queue == 0) {
+        /* the limit learned, no queue: none now */
+        ngx_shmtx_unlock(&shpool->mutex);
+        return NGX_DECLINED;
     }
 
     /*
@@ -327,7 +385,7 @@ ngx_http_fanout_admission_release(ngx_http_fanout_target_t *t,
     sh = st->queue;
     shpool = ngx_http_fanout_admission_shpool;
 
-    if (t->queue == 0 || sh == NULL || shpool == NULL) {
+    if (sh == NULL || shpool == NULL) {
         (void) ngx_atomic_fetch_add(&st->inflight, -1);
         return;
     }
@@ -479,4 +537,93 @@ ngx_http_fanout_admission_poll(ngx_event_t *ev)
     }
 
     ngx_http_fanout_admission_soon();
+}
+
+
+/*
+ * max_inflight=auto: a call's attempt came back (or timed out): its
+ * latency, and whether the model said it was overloaded, for the limit;
+ * a limit that grew lets calls waiting go.
+ */
+
+void
+ngx_http_fanout_admission_sample(ngx_http_fanout_target_t *t,
+    ngx_http_fanout_stats_t *st, ngx_msec_t latency, ngx_uint_t status)
+{
+    ngx_uint_t                       n;
+    ngx_slab_pool_t                 *shpool;
+    fanout_adaptive_t               *a;
+    ngx_http_fanout_admission_sh_t  *sh;
+
+    sh = st->queue;
+    shpool = ngx_http_fanout_admission_shpool;
+
+    if (sh == NULL || shpool == NULL || !sh->learned) {
+        return;
+    }
+
+    a = &sh->a;
+    n = 0;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (fanout_adaptive_sample(&sh->conf, a, ngx_current_msec,
+                               (uint64_t) latency * 1000,
+                               (uint32_t) st->inflight,
+                               status == NGX_HTTP_TOO_MANY_REQUESTS
+                               || status == NGX_HTTP_SERVICE_UNAVAILABLE
+                               || status == NGX_HTTP_GATEWAY_TIME_OUT))
+    {
+        /* a window judged: what status and Prometheus show */
+        st->counters[NGX_HTTP_FANOUT_TGT_LIMIT] =
+                                   fanout_adaptive_limit(&sh->conf, a);
+        st->counters[NGX_HTTP_FANOUT_TGT_MIN_RTT] =
+                                   (ngx_atomic_uint_t) (a->min_rtt_us / 1000);
+        st->counters[NGX_HTTP_FANOUT_TGT_GRADIENT] =
+                                   (ngx_atomic_uint_t) (a->gradient * 100);
+        st->counters[NGX_HTTP_FANOUT_TGT_PROBES] = a->probes;
+
+        n = ngx_http_fanout_admission_grant(sh, st, t->max_inflight);
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    if (n && !ngx_queue_empty(&ngx_http_fanout_admission_waiting)) {
+        if (ngx_http_fanout_admission_timer.timer_set) {
+            ngx_del_timer(&ngx_http_fanout_admission_timer);
+        }
+
+        ngx_post_event(&ngx_http_fanout_admission_timer, &ngx_posted_events);
+    }
+}
+
+
+/* Retry-After for a call shed: the time its queue needs to drain */
+
+ngx_uint_t
+ngx_http_fanout_admission_retry_after(ngx_http_fanout_target_t *t,
+    ngx_http_fanout_stats_t *st)
+{
+    uint32_t                         n, waiting, cap;
+    uint64_t                         p50;
+    ngx_slab_pool_t                 *shpool;
+    ngx_http_fanout_admission_sh_t  *sh;
+
+    sh = st->queue;
+    shpool = ngx_http_fanout_admission_shpool;
+
+    if (sh == NULL || shpool == NULL) {
+        return 1;
+    }
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    waiting = sh->q.waiting;
+    cap = (uint32_t) ngx_http_fanout_admission_cap(sh, t->max_inflight);
+    p50 = fanout_window_quantile(&st->window, ngx_current_msec,
+                                 NGX_HTTP_FANOUT_WINDOW_SLOT, 500, &n);
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return fanout_queue_retry_after(waiting, cap, p50);
 }

@@ -1,7 +1,8 @@
 /*
  * Admission control for a target (ngx_http_fanout_admission.c): a call
- * over max_inflight= waits in the target's queue (queue=) for a slot
- * instead of failing, in the order src/core/fanout_admission.c keeps.
+ * over max_inflight= (a number, or a limit learned from the model's
+ * latency: auto) waits in the target's queue (queue=) for a slot instead
+ * of failing, in the order src/core/fanout_admission.c keeps.
  */
 
 #ifndef _NGX_HTTP_FANOUT_ADMISSION_H_INCLUDED_
@@ -37,6 +38,10 @@ ngx_int_t ngx_http_fanout_admission_ask(ngx_http_request_t *r,
 void ngx_http_fanout_admission_release(ngx_http_fanout_target_t *t,
     ngx_http_fanout_stats_t *st);
 void ngx_http_fanout_admission_leave(void *wait);
+ngx_uint_t ngx_http_fanout_admission_retry_after(ngx_http_fanout_target_t *t,
+    ngx_http_fanout_stats_t *st);
+void ngx_http_fanout_admission_sample(ngx_http_fanout_target_t *t,
+    ngx_http_fanout_stats_t *st, ngx_msec_t latency, ngx_uint_t status);
 ngx_int_t ngx_http_fanout_admission_init_process(ngx_cycle_t *cycle);
 
 

@@ -6,6 +6,7 @@
  */
 
 #include "ngx_http_fanout.h"
+#include "ngx_http_fanout_admission.h"
 #include "ngx_http_fanout_answer.h"
 #include "ngx_http_fanout_cache.h"
 #include "ngx_http_fanout_conf.h"
@@ -18,6 +19,7 @@
 
 
 static ngx_int_t ngx_http_fanout_answer_merged(ngx_http_fanout_ctx_t *ctx);
+static ngx_int_t ngx_http_fanout_answer_retry(ngx_http_fanout_ctx_t *ctx);
 static ngx_int_t ngx_http_fanout_answer_batch(ngx_http_fanout_ctx_t *ctx);
 static void ngx_http_fanout_merge_conf(ngx_http_fanout_ctx_t *ctx,
     fanout_merge_conf_t *mc, ngx_uint_t id);
@@ -257,6 +259,49 @@ ngx_http_fanout_degraded(ngx_http_fanout_ctx_t *ctx)
 }
 
 
+/*
+ * Every call failed as overloaded (max_inflight=, its queue): Retry-After,
+ * the longest the targets' queues say they need to drain.
+ */
+
+static ngx_int_t
+ngx_http_fanout_answer_retry(ngx_http_fanout_ctx_t *ctx)
+{
+    ngx_uint_t               i, secs, s;
+    ngx_table_elt_t         *h;
+    ngx_http_fanout_call_t  *sub;
+
+    secs = 0;
+
+    for (i = 0; i < ctx->nsubs; i++) {
+        sub = &ctx->subs[i];
+
+        if (sub->part.kind == FANOUT_OVERLOADED) {
+            s = ngx_http_fanout_admission_retry_after(sub->target, sub->st);
+            secs = ngx_max(secs, s);
+        }
+    }
+
+    h = ngx_list_push(&ctx->request->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Retry-After");
+
+    h->value.data = ngx_pnalloc(ctx->request->pool, NGX_INT_T_LEN);
+    if (h->value.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->value.len = ngx_sprintf(h->value.data, "%ui", ngx_max(secs, 1))
+                   - h->value.data;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_fanout_answer_merged(ngx_http_fanout_ctx_t *ctx)
 {
@@ -312,6 +357,12 @@ ngx_http_fanout_answer_merged(ngx_http_fanout_ctx_t *ctx)
 
     ctx->status = (ngx_uint_t) merged.status;
     fanout_merged_free(&merged);
+
+    if (ctx->status == NGX_HTTP_SERVICE_UNAVAILABLE
+        && ngx_http_fanout_answer_retry(ctx) != NGX_OK)
+    {
+        goto failed;
+    }
 
     ngx_http_fanout_counted(ctx);
 

@@ -242,7 +242,21 @@ static const ngx_http_fanout_counter_t  ngx_http_fanout_tgt_counters[] = {
     C("deadline", "queue", "fanout_target_queue_total", "result",
       "deadline", NULL, NULL, NGX_HTTP_FANOUT_TGT_SHED_DEADLINE),
     C("evicted", "queue", "fanout_target_queue_total", "result", "evicted",
-      NULL, NULL, NGX_HTTP_FANOUT_TGT_SHED_EVICTED)
+      NULL, NULL, NGX_HTTP_FANOUT_TGT_SHED_EVICTED),
+    C("current", "inflight_limit", "fanout_target_inflight_limit", NULL,
+      NULL, "max_inflight=auto: the limit learned from the model's latency "
+      "(0 until its first window).", "gauge", NGX_HTTP_FANOUT_TGT_LIMIT),
+    C("min_rtt_ms", "inflight_limit", "fanout_target_inflight_min_rtt_ms",
+      NULL, NULL, "max_inflight=auto: the model's latency unloaded, as the "
+      "last probe measured it.", "gauge", NGX_HTTP_FANOUT_TGT_MIN_RTT),
+    C("gradient_pct", "inflight_limit",
+      "fanout_target_inflight_gradient_pct", NULL, NULL,
+      "max_inflight=auto: the last window's gradient, in hundredths "
+      "(100: the latency as unloaded, with its buffer; 50 to 200).",
+      "gauge", NGX_HTTP_FANOUT_TGT_GRADIENT),
+    C("probes", "inflight_limit", "fanout_target_inflight_probes_total",
+      NULL, NULL, "max_inflight=auto: probes of the unloaded latency.",
+      "counter", NGX_HTTP_FANOUT_TGT_PROBES)
 };
 
 

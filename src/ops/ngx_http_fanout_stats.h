@@ -64,6 +64,10 @@ typedef enum {
     NGX_HTTP_FANOUT_TGT_SHED_TIMEOUT,  /* shed as fanout_queue_reason_e */
     NGX_HTTP_FANOUT_TGT_SHED_DEADLINE, /* orders them */
     NGX_HTTP_FANOUT_TGT_SHED_EVICTED,
+    NGX_HTTP_FANOUT_TGT_LIMIT,         /* max_inflight=auto: gauges, */
+    NGX_HTTP_FANOUT_TGT_MIN_RTT,       /* set when a window ends */
+    NGX_HTTP_FANOUT_TGT_GRADIENT,      /* hundredths */
+    NGX_HTTP_FANOUT_TGT_PROBES,
     NGX_HTTP_FANOUT_TGT_NCOUNTERS
 } ngx_http_fanout_tgt_counter_e;
 
@@ -139,8 +143,19 @@ typedef enum {
 /* a breaker_key= breaker's node: "\5NAME", under no location */
 
 
-/* enough for locations, targets, batches and Redis */
-#define NGX_HTTP_FANOUT_NCOUNTERS  28
+/* enough for every group: the build fails when one has more */
+#define NGX_HTTP_FANOUT_NCOUNTERS  32
+
+#define ngx_http_fanout_counters_fit(n)                                       \
+    typedef char ngx_http_fanout_fits_##n[                                    \
+        (NGX_HTTP_FANOUT_##n##_NCOUNTERS <= NGX_HTTP_FANOUT_NCOUNTERS) ? 1 : -1]
+
+ngx_http_fanout_counters_fit(LOC);
+ngx_http_fanout_counters_fit(TGT);
+ngx_http_fanout_counters_fit(LIM);
+ngx_http_fanout_counters_fit(VAR);
+ngx_http_fanout_counters_fit(SHA);
+ngx_http_fanout_counters_fit(BAT);
 
 
 /*
@@ -232,6 +247,8 @@ typedef struct {
     ngx_http_fanout_stats_t    *node;
     ngx_uint_t                  max_inflight;  /* a target's cap, 0: none */
     ngx_uint_t                  queue;     /* queue=: its size, 0: none */
+    ngx_uint_t                  inflight_auto;  /* max_inflight=auto */
+    ngx_uint_t                  min_inflight;   /* its MIN */
     ngx_str_t                   bkey;      /* breaker_key=: "\5NAME" */
     ngx_http_fanout_stats_t    *bnode;     /* its breaker: node or shared */
     ngx_int_t                   variant;   /* a target's variant= index in

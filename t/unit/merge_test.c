@@ -207,6 +207,15 @@ test_status(void)
 
     p[0] = failed("a", FANOUT_BAD_JSON, 200);
     ok(fanout_merge_status(p, 3, 1) == 502, "nothing succeeded: 502");
+
+    p[0] = failed("a", FANOUT_OK, 200);
+    p[1] = failed("b", FANOUT_OVERLOADED, 503);
+    p[2] = failed("c", FANOUT_OVERLOADED, 503);
+    ok(fanout_merge_status(p, 3, 2) == 503,
+       "only shed as overloaded (max_inflight=): 503");
+
+    p[2] = failed("c", FANOUT_TIMEOUT, 504);
+    ok(fanout_merge_status(p, 3, 2) == 502, "overloaded and a timeout: 502");
 }
 
 

@@ -6,7 +6,7 @@
 #   make test-asan the suite with the module built with ASan and UBSan
 #   make leak-check nginx under valgrind: no invalid access, no leak of ours
 #   make bench    wrk benchmarks, see bench/README.md (and bench-cost,
-#                 bench-cpu, bench-mean, bench-tail, bench-batch,
+#                 bench-cpu, bench-mean, bench-tail, bench-batch, bench-overload,
 #                 bench-conns)
 #   make deps     install missing Debian packages (needs root)
 #   make test-static  nginx.org stable built with the module in
@@ -49,7 +49,7 @@ CORE        := $(wildcard src/core/fanout_*.c)
 
 .PHONY: all deps deps-build check-deps build test unit test-asan leak-check demo bench \
         dashboard check-dashboard screenshot \
-        bench-cost bench-json bench-cpu bench-mean bench-tail bench-batch bench-conns lint clean build-static test-static test-compat \
+        bench-cost bench-json bench-cpu bench-mean bench-tail bench-batch bench-overload bench-conns lint clean build-static test-static test-compat \
         fuzz fuzz-ci deps-fuzz
 
 all: build
@@ -257,6 +257,10 @@ bench-tail: deps build
 # batching against a GPU-like model: micro-batches, a client batch, 0 ms
 bench-batch: deps build
 	./bench/batch
+
+# admission control against a GPU-like model, open loop, up to 5x capacity
+bench-overload: deps build
+	./bench/overload
 
 # 10,000 keepalive clients, open loop, against the Lua peer
 bench-conns: deps build

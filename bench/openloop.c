@@ -12,8 +12,10 @@
  * clients, as an inference front end sees them.
  *
  * usage: openloop HOST PORT URI BODY_FILE RATE SECONDS [MAX_CONNS [spread]]
- * prints: sent ok errors p50 p90 p99 p999 max conns   (milliseconds; conns:
- *         connections open at the end)
+ * prints: sent ok errors p50 p90 p99 p999 max conns good  (milliseconds;
+ *         conns: connections open at the end; good: the 200s answered
+ *         within OPENLOOP_SLO_MS of when they were due, from the
+ *         environment, all 200s without it)
  */
 
 #define _GNU_SOURCE
@@ -177,8 +179,8 @@ int
 main(int argc, char **argv)
 {
     int                  ep, i, n, status, nconns, maxconns, spread, up;
-    long                 total, sent, ok, errors, done, queued, k;
-    double               rate, secs, start, t, wait, *lat, *due_q;
+    long                 total, sent, ok, errors, done, queued, k, good;
+    double               rate, secs, start, t, wait, *lat, *due_q, slo;
     FILE                *f;
     char                 body[1 << 20];
     size_t               blen;
@@ -229,7 +231,8 @@ main(int argc, char **argv)
 
     ep = epoll_create1(0);
     nconns = 0;
-    sent = ok = errors = done = queued = 0;
+    sent = ok = errors = done = queued = good = 0;
+    slo = getenv("OPENLOOP_SLO_MS") ? atof(getenv("OPENLOOP_SLO_MS")) : 0;
     k = 0;
 
     if (spread) {
@@ -360,13 +363,15 @@ main(int argc, char **argv)
                     c->in_len += (size_t) r;
 
                     if (c->busy && answer_in(c, &status)) {
-                        lat[k++] = (now() - c->due) * 1000;
+                        lat[k] = (now() - c->due) * 1000;
                         if (status == 200) {
                             ok++;
+                            good += (slo <= 0 || lat[k] <= slo);
                         } else {
                             errors++;
                         }
 
+                        k++;
                         c->busy = 0;
                         done++;
                         idle_push(c);
@@ -406,8 +411,8 @@ main(int argc, char **argv)
         up += (conns[i].fd >= 0);
     }
 
-    printf("%ld %ld %ld %.3f %.3f %.3f %.3f %.3f %d\n", sent, ok, errors,
-           Q(0.5), Q(0.9), Q(0.99), Q(0.999), k ? lat[k - 1] : 0, up);
+    printf("%ld %ld %ld %.3f %.3f %.3f %.3f %.3f %d %ld\n", sent, ok, errors,
+           Q(0.5), Q(0.9), Q(0.99), Q(0.999), k ? lat[k - 1] : 0, up, good);
 
     return 0;
 }

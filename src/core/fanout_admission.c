@@ -49,7 +49,11 @@ fanout_adaptive_conf(fanout_adaptive_conf_t *c)
     }
 
     if (c->probe_ms == 0) {
-        c->probe_ms = 10000;
+        c->probe_ms = 30000;
+    }
+
+    if (c->probe_samples == 0) {
+        c->probe_samples = 5;
     }
 
     if (c->buffer_pct == 0) {
@@ -140,7 +144,7 @@ fanout_adaptive_sample(const fanout_adaptive_conf_t *c, fanout_adaptive_t *a,
 
         a->window_sum_us += rtt_us;
 
-        if (++a->window_n < c->window_samples) {
+        if (++a->window_n < c->probe_samples) {
             return 0;
         }
 

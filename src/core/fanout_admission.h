@@ -12,11 +12,11 @@
  * its square root, so that it keeps probing for more.  At equilibrium a
  * model of C slots gets about 1.25 C + sqrt(limit) calls: its slots full
  * and a short queue inside it.  min_rtt is measured by a probe: for
- * window_samples calls the limit is min=, so that the model does not
- * queue; a probe runs first, then every probe_ms (jittered, so that
- * instances and targets do not probe together), and at once when the
- * limit sat at min= for three windows (the model slowed down: min_rtt is
- * stale).  A window in which the model answered 429 or 503 takes a tenth
+ * probe_samples calls (5) the limit is min=, so that the model does not
+ * queue; a probe runs first, then every probe_ms (30 s; jittered, so
+ * that instances and targets do not probe together), and at once when
+ * the limit sat at min= for three windows (the model slowed down: min_rtt
+ * is stale).  A window in which the model answered 429 or 503 takes a tenth
  * off the limit (AIMD's decrease).  Gradient2's long average was tried
  * first and dropped: under a steady overload the average catches up with
  * the queued latency, the gradient stays 1, and the limit grows without
@@ -49,6 +49,7 @@ typedef struct {
     uint32_t    window_samples;     /* a window ends after as many calls */
     uint64_t    window_ms;          /* and at least this long */
     uint64_t    probe_ms;           /* min_rtt measured again this often */
+    uint32_t    probe_samples;      /* calls at min= a probe takes */
     uint32_t    buffer_pct;         /* 25: latency may grow by a quarter */
 } fanout_adaptive_conf_t;
 

@@ -59,7 +59,8 @@ test_limit(void)
     memset(&c, 0, sizeof(c));
     ok(fanout_adaptive_conf(&c) == 0 && c.min_limit == 1
        && c.max_limit == 1000 && c.initial == 10 && c.window_samples == 10
-       && c.window_ms == 100 && c.probe_ms == 10000 && c.buffer_pct == 25,
+       && c.window_ms == 100 && c.probe_ms == 30000 && c.probe_samples == 5
+       && c.buffer_pct == 25,
        "defaults");
 
     memset(&c, 0, sizeof(c));

@@ -115,8 +115,9 @@ is($st->{inflight}, 0, 'every slot given back');
 
 my $m = $t->get('/metrics')->{body};
 like($m, qr/^fanout_target_inflight_limit\{location="\/auto",target="gpu"\} \d+$/m, 'Prometheus: fanout_target_inflight_limit');
-like($m, qr/^fanout_target_inflight_min_rtt_ms\{location="\/auto",target="gpu"\} \d+$/m, '  fanout_target_inflight_min_rtt_ms');
-like($m, qr/^fanout_target_inflight_gradient_pct\{location="\/auto",target="gpu"\} \d+$/m, '  fanout_target_inflight_gradient_pct');
+like($m, qr/^fanout_target_inflight_min_rtt_seconds\{location="\/auto",target="gpu"\} (?:0\.0[4-9]\d|0\.1[0-4]\d)$/m,
+     '  fanout_target_inflight_min_rtt_seconds, in seconds');
+like($m, qr/^fanout_target_inflight_gradient_percent\{location="\/auto",target="gpu"\} \d+$/m, '  fanout_target_inflight_gradient_percent');
 
 # configuration
 for my $bad ('auto:0:8', 'auto:9:8', 'auto:4', 'autox', '0') {

@@ -1,18 +1,21 @@
 /*
  * Admission control for a target: max_inflight= slots shared by the
- * workers of an instance, and with queue=N a queue in the fanout_zone for
+ * workers of an instance (a number, or with "auto" a limit learned from
+ * the model's latency), and with queue=N a queue in the fanout_zone for
  * the calls over the cap (src/core/fanout_admission.c keeps its order:
  * priority=, then turns between fair= keys, then arrival).
  *
- * With a queue, a slot is taken and given back under the zone's lock: the
- * worker that gives one back grants it to the next waiting call at once,
+ * With a queue or a learned limit, a slot is taken and given back under
+ * the zone's lock (the count itself atomic still: after a reload, old and
+ * new workers may count one node's calls each their own way): the worker
+ * that gives one back grants it to the next waiting call at once,
  * whichever worker that call is in, and counts it in flight for it; each
  * worker with calls waiting looks at their entries every millisecond (and
  * at once when it gave a slot back itself), starts those granted and
  * answers those shed (queue_timeout=, the deadline, evicted).  A call that
  * stops waiting (the answer decided, the client gone) leaves its entry, a
- * slot granted to it and not used goes to the next.  Without a queue the
- * cap is an atomic counter, as before.
+ * slot granted to it and not used goes to the next.  A fixed cap without a
+ * queue is an atomic counter, off the lock, as before.
  */
 
 #include "ngx_http_fanout.h"
@@ -202,7 +205,7 @@ ngx_http_fanout_admission_grant(ngx_http_fanout_admission_sh_t *sh,
     max = ngx_http_fanout_admission_cap(sh, max);
 
     while (st->inflight < max && fanout_queue_grant(&sh->q, sh->e) >= 0) {
-        st->inflight++;
+        (void) ngx_atomic_fetch_add(&st->inflight, 1);
         n++;
     }
 
@@ -283,7 +286,7 @@ ngx_http_fanout_admission_ask(ngx_http_request_t *r,
     if (st->inflight < ngx_http_fanout_admission_cap(sh, t->max_inflight)
         && sh->q.waiting == 0)
     {
-        st->inflight++;
+        (void) ngx_atomic_fetch_add(&st->inflight, 1);
         ngx_shmtx_unlock(&shpool->mutex);
 
         if (cln) {
@@ -393,7 +396,7 @@ ngx_http_fanout_admission_release(ngx_http_fanout_target_t *t,
     ngx_shmtx_lock(&shpool->mutex);
 
     if (st->inflight) {
-        st->inflight--;
+        (void) ngx_atomic_fetch_add(&st->inflight, -1);
     }
 
     n = ngx_http_fanout_admission_grant(sh, st, t->max_inflight);
@@ -429,7 +432,7 @@ ngx_http_fanout_admission_drop(ngx_http_fanout_admission_wait_t *w)
 
     if (e->state == FANOUT_QUEUE_GRANTED) {
         if (w->st->inflight) {
-            w->st->inflight--;
+            (void) ngx_atomic_fetch_add(&w->st->inflight, -1);
         }
 
         fanout_queue_release(&w->sh->q, w->sh->e, (int) w->entry);

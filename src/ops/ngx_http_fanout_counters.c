@@ -18,6 +18,11 @@
     { nm, obj, met, lab, val, hlp, typ, idx, NGX_HTTP_FANOUT_COUNTER_ONE,    \
       0, NULL, NULL, 0, 0 }
 
+/* one value in ms, in Prometheus as seconds (its family's name says so) */
+#define CMS(nm, obj, met, hlp, typ, idx)                                     \
+    { nm, obj, met, NULL, NULL, hlp, typ, idx, NGX_HTTP_FANOUT_COUNTER_ONE,  \
+      0, NULL, NULL, 0, 1 }
+
 #define KINDS(obj, met, hlp, idx)                                            \
     { NULL, obj, met, "result", NULL, hlp, "counter", idx,                   \
       NGX_HTTP_FANOUT_COUNTER_KINDS, FANOUT_NKINDS, NULL, NULL, 0, 0 }
@@ -246,11 +251,12 @@ static const ngx_http_fanout_counter_t  ngx_http_fanout_tgt_counters[] = {
     C("current", "inflight_limit", "fanout_target_inflight_limit", NULL,
       NULL, "max_inflight=auto: the limit learned from the model's latency "
       "(0 until its first window).", "gauge", NGX_HTTP_FANOUT_TGT_LIMIT),
-    C("min_rtt_ms", "inflight_limit", "fanout_target_inflight_min_rtt_ms",
-      NULL, NULL, "max_inflight=auto: the model's latency unloaded, as the "
-      "last probe measured it.", "gauge", NGX_HTTP_FANOUT_TGT_MIN_RTT),
+    CMS("min_rtt_ms", "inflight_limit",
+        "fanout_target_inflight_min_rtt_seconds",
+        "max_inflight=auto: the model's latency unloaded, as the last probe "
+        "measured it.", "gauge", NGX_HTTP_FANOUT_TGT_MIN_RTT),
     C("gradient_pct", "inflight_limit",
-      "fanout_target_inflight_gradient_pct", NULL, NULL,
+      "fanout_target_inflight_gradient_percent", NULL, NULL,
       "max_inflight=auto: the last window's gradient, in hundredths "
       "(100: the latency as unloaded, with its buffer; 50 to 200).",
       "gauge", NGX_HTTP_FANOUT_TGT_GRADIENT),
@@ -479,7 +485,9 @@ ngx_http_fanout_counters_node(u_char *p, const ngx_http_fanout_counter_t *c,
                                        c[i].value ? c[i].value
                                        : ngx_http_fanout_counter_name(&c[i],
                                                                       k));
-            p = ngx_sprintf(p, "%uA\n", st->counters[c[i].counter + k]);
+            v = st->counters[c[i].counter + k];
+            p = c[i].ms ? ngx_sprintf(p, "%uA.%03uA\n", v / 1000, v % 1000)
+                        : ngx_sprintf(p, "%uA\n", v);
         }
     }
 

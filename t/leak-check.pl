@@ -78,6 +78,9 @@ server {
     location /bb { fanout_target a /_a; fanout_target bad /_bad;
                    fanout_breaker failures=3 cooldown=50ms;
                    fanout_batch instances chunk=1 max_items=64; }
+    location /q  { fanout_target a /_a max_inflight=1 queue=4 queue_timeout=50ms
+                                 priority=$arg_p fair=$arg_u; }
+    location /qa { fanout_target a /_a max_inflight=auto:1:2 queue=4; }
     location = /api { fanout_api write; }
     location = /fanout/status { fanout_status prometheus; }
 }
@@ -128,6 +131,16 @@ for my $i (1 .. 20) {
     $t->request('PATCH', '/api', body => '{"location":"/w","weights":{"v1":50}}');
     $t->request('PATCH', '/api', body => 'nope');
     $t->get('/api');
+    # queued calls: granted, shed (full, timeout), and one whose client left
+    $t->parallel(6, 'POST', "/q?ms=30&p=$i&u=" . ($i % 3), body => '{}');
+    $t->parallel(4, 'POST', '/qa?ms=20', body => '{}');
+    my $c = $t->connect;
+    print $c "POST /q?ms=200 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}";
+    my $c2 = $t->connect;
+    print $c2 "POST /q HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}";
+    sleep 0.02;
+    close $c2;
+    close $c;
 }
 $t->request('PATCH', '/api', body => '{"location":"/sp","ramp":"restart"}');
 sleep 0.5;    # the last shadows end

@@ -197,6 +197,23 @@ for my $i (1 .. 3) {
         $res->{status} == 429 ? "  Retry-After: $res->{headers}{'retry-after'}  $res->{body}" : '';
 }
 
+# admission control: 8 calls at once to a cap of at most 2 (learned from
+# vit's latency), queued by priority; those that would wait past 200 ms
+# are answered 503 with Retry-After
+print "\n=== max_inflight=auto:1:2 queue=16 queue_timeout=200ms: 8 at once "
+    . "to a model of 90 ms, priorities 9,9,9,9,5,5,1,1  (POST /queued)\n";
+my @prio = (9, 9, 9, 9, 5, 5, 1, 1);
+my @q = $t->concurrent([ map { ['POST', '/queued', body => '{}',
+                                headers => { 'X-Priority' => $prio[$_] }] } 0 .. 7 ]);
+for my $i (0 .. 7) {
+    my $res = $q[$i];
+    printf "priority %d: HTTP %s%s\n", $prio[$i], $res->{status},
+        $res->{status} == 503 ? "  Retry-After: " . ($res->{headers}{'retry-after'} // '-')
+                                . "  (queued too long: overloaded)" : '';
+}
+my $qs = $t->get('/fanout/status')->{json}{locations}{'/queued'}{targets}{vit};
+printf "the queue's counters: %s\n", $json->encode($qs->{queue});
+
 # a breaker opening: resnet stops answering (killed); after 3 failures it
 # is not called any more
 $t->kill_mock('resnet');

@@ -1120,16 +1120,18 @@ ngx_http_fanout_cache_stage(ngx_http_fanout_ctx_t *ctx)
 ngx_int_t
 ngx_http_fanout_store_stage(ngx_http_fanout_ctx_t *ctx)
 {
+    ngx_http_fanout_cache_keep_t  *keep;
+
     if (!ctx->cache->keep.ready) {
         return NGX_DECLINED;
     }
 
-    ngx_http_fanout_cache_store(ctx, ctx->cache->keep.status, &ctx->cache->keep.type,
-                                &ctx->cache->keep.target, ctx->cache->keep.body,
-                                ctx->cache->keep.len);
-    ngx_http_fanout_coalesce_hand_over(ctx, ctx->cache->keep.status, &ctx->cache->keep.type,
-                                    &ctx->cache->keep.target, ctx->cache->keep.body,
-                                    ctx->cache->keep.len);
+    keep = &ctx->cache->keep;
+
+    ngx_http_fanout_cache_store(ctx, keep->status, &keep->type, &keep->target,
+                                keep->body, keep->len);
+    ngx_http_fanout_coalesce_hand_over(ctx, keep->status, &keep->type,
+                                       &keep->target, keep->body, keep->len);
 
     return NGX_DECLINED;
 }

@@ -57,6 +57,17 @@ struct ngx_http_fanout_cache_conf_s {
 };
 
 
+/* what a fan-out's answer leaves for the store stage to keep */
+typedef struct {
+    ngx_uint_t                  status;
+    ngx_str_t                   type;
+    ngx_str_t                   target;
+    u_char                     *body;          /* NULL: a failure */
+    size_t                      len;
+    unsigned                    ready:1;
+} ngx_http_fanout_cache_keep_t;
+
+
 /*
  * A request's cache state (ngx_http_fanout_cache.c, purge.c), made by the
  * cache stage; the request's ctx points to it, as r->cache in nginx.
@@ -87,14 +98,7 @@ struct ngx_http_fanout_cache_ctx_s {
     ngx_uint_t                  purged_l1;     /* fanout_cache_purge */
 
     /* what the fan-out's answer leaves to store (the store stage) */
-    struct {
-        ngx_uint_t              status;
-        ngx_str_t               type;
-        ngx_str_t               target;
-        u_char                 *body;          /* NULL: a failure */
-        size_t                  len;
-        unsigned                ready:1;
-    }                           keep;
+    ngx_http_fanout_cache_keep_t  keep;
 
     unsigned                    lock_leader:1; /* holds the Redis lock */
     unsigned                    purging:1;     /* fanout_cache_purge */

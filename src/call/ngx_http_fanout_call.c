@@ -1280,7 +1280,8 @@ ngx_http_fanout_call_retry(ngx_http_fanout_ctx_t *ctx,
     }
 
     /* each attempt counts for the breaker; an open one stops retries */
-    if (ctx->conf->breaker && ngx_http_fanout_call_ask_again(ctx, sub) != NGX_OK)
+    if (ctx->conf->breaker
+        && ngx_http_fanout_call_ask_again(ctx, sub) != NGX_OK)
     {
         return NGX_DECLINED;
     }

@@ -1730,8 +1730,9 @@ ngx_http_fanout_rt_sync(ngx_http_fanout_task_t *task)
         len[1] = 1;
     }
 
-    if (ngx_http_fanout_rt_eval(task->ev.log, &ngx_http_fanout_rt_poll_script, 1, 3,
-                                argv, len, ngx_http_fanout_rt_poll_reply, fmcf)
+    if (ngx_http_fanout_rt_eval(task->ev.log, &ngx_http_fanout_rt_poll_script,
+                                1, 3, argv, len, ngx_http_fanout_rt_poll_reply,
+                                fmcf)
         != NULL)
     {
         ngx_http_fanout_rt_busy++;

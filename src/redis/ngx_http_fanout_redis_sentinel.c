@@ -166,7 +166,8 @@ ngx_http_fanout_sentinel_message(redisAsyncContext *ac, void *r, void *data)
     }
 
     if (flen[0] != ngx_http_fanout_sentinel_conf->master.len
-        || ngx_strncmp(f[0], ngx_http_fanout_sentinel_conf->master.data, flen[0])
+        || ngx_strncmp(f[0], ngx_http_fanout_sentinel_conf->master.data,
+                       flen[0])
            != 0)
     {
         /* another master of the same Sentinels */

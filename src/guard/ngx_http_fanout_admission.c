@@ -146,6 +146,20 @@ ngx_http_fanout_admission_zone(ngx_http_fanout_main_conf_t *fmcf,
 }
 
 
+/*
+ * The target's state in the zone, when this configuration gives it a queue
+ * or a learned limit: its node keeps an earlier configuration's across a
+ * reload, which a target now without them must not follow.
+ */
+
+static ngx_inline ngx_http_fanout_admission_sh_t *
+ngx_http_fanout_admission_state(ngx_http_fanout_target_t *t,
+    ngx_http_fanout_stats_t *st)
+{
+    return (t->queue || t->inflight_auto) ? st->queue : NULL;
+}
+
+
 /* the cap now: max_inflight=N, or the limit learned */
 
 static ngx_inline ngx_uint_t
@@ -251,7 +265,7 @@ ngx_http_fanout_admission_ask(ngx_http_request_t *r,
     *wait = NULL;
     *reason = FANOUT_QUEUE_FULL;
 
-    sh = st->queue;
+    sh = ngx_http_fanout_admission_state(t, st);
     shpool = ngx_http_fanout_admission_shpool;
 
     if (sh == NULL || shpool == NULL) {
@@ -385,7 +399,7 @@ ngx_http_fanout_admission_release(ngx_http_fanout_target_t *t,
     ngx_slab_pool_t                 *shpool;
     ngx_http_fanout_admission_sh_t  *sh;
 
-    sh = st->queue;
+    sh = ngx_http_fanout_admission_state(t, st);
     shpool = ngx_http_fanout_admission_shpool;
 
     if (sh == NULL || shpool == NULL) {
@@ -558,7 +572,7 @@ ngx_http_fanout_admission_sample(ngx_http_fanout_target_t *t,
     fanout_adaptive_t               *a;
     ngx_http_fanout_admission_sh_t  *sh;
 
-    sh = st->queue;
+    sh = ngx_http_fanout_admission_state(t, st);
     shpool = ngx_http_fanout_admission_shpool;
 
     if (sh == NULL || shpool == NULL || !sh->learned) {
@@ -612,7 +626,7 @@ ngx_http_fanout_admission_retry_after(ngx_http_fanout_target_t *t,
     ngx_slab_pool_t                 *shpool;
     ngx_http_fanout_admission_sh_t  *sh;
 
-    sh = st->queue;
+    sh = ngx_http_fanout_admission_state(t, st);
     shpool = ngx_http_fanout_admission_shpool;
 
     if (sh == NULL || shpool == NULL) {

@@ -30,6 +30,7 @@ static void ngx_http_fanout_cache_store_targets(ngx_http_fanout_ctx_t *ctx);
 static void ngx_http_fanout_cache_give_up(ngx_http_fanout_ctx_t *ctx);
 static void ngx_http_fanout_cache_count(ngx_http_fanout_ctx_t *ctx,
     ngx_uint_t counter);
+static ngx_int_t ngx_http_fanout_cache_watch(ngx_http_fanout_ctx_t *ctx);
 static void ngx_http_fanout_cache_hit(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_cached_t *e, ngx_uint_t status, ngx_uint_t counter);
 
@@ -584,7 +585,9 @@ ngx_http_fanout_cache_lookup_targets(ngx_http_fanout_ctx_t *ctx)
     argv = ngx_palloc(ctx->request->pool, (ctx->nsubs + 1) * sizeof(char *));
     len = ngx_palloc(ctx->request->pool, (ctx->nsubs + 1) * sizeof(size_t));
 
-    if (argv == NULL || len == NULL) {
+    if (argv == NULL || len == NULL
+        || ngx_http_fanout_cache_watch(ctx) != NGX_OK)
+    {
         return NGX_DECLINED;
     }
 
@@ -651,7 +654,10 @@ ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
     /* fanout_cache_purge: this request's entries go, nothing is called */
     if (ctx->cache->purging) {
 
-        if (rc == NGX_OK && ngx_http_fanout_cache_named(ctx) != NGX_OK) {
+        if (rc == NGX_OK
+            && (ngx_http_fanout_cache_named(ctx) != NGX_OK
+                || ngx_http_fanout_cache_watch(ctx) != NGX_OK))
+        {
             rc = NGX_ERROR;
         }
 
@@ -717,7 +723,9 @@ ngx_http_fanout_cache_lookup(ngx_http_fanout_ctx_t *ctx)
         return NGX_OK;
     }
 
-    if (ngx_http_fanout_cache_named(ctx) != NGX_OK) {
+    if (ngx_http_fanout_cache_named(ctx) != NGX_OK
+        || ngx_http_fanout_cache_watch(ctx) != NGX_OK)
+    {
         ctx->cache->status = NGX_HTTP_FANOUT_CACHE_ERROR;
         ngx_http_fanout_cache_count(ctx, NGX_HTTP_FANOUT_LOC_CACHE_ERROR);
         return NGX_DECLINED;
@@ -1046,6 +1054,35 @@ ngx_http_fanout_cache_cleanup(void *data)
 
 
 /*
+ * Before the cache starts work that can outlive the request (a Redis
+ * reply, coalescing), its cleanup; once, and never on an L1 hit, which has
+ * none.
+ */
+
+static ngx_int_t
+ngx_http_fanout_cache_watch(ngx_http_fanout_ctx_t *ctx)
+{
+    ngx_http_cleanup_t  *cln;
+
+    if (ctx->cache->watched) {
+        return NGX_OK;
+    }
+
+    /* run before the handler's (the last added first) */
+    cln = ngx_http_cleanup_add(ctx->request, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_fanout_cache_cleanup;
+    cln->data = ctx;
+    ctx->cache->watched = 1;
+
+    return NGX_OK;
+}
+
+
+/*
  * Coalescing's wait is over (ngx_http_fanout_coalesce.c resumed the
  * stage): the answer it found, or a miss to fan out for.
  */
@@ -1078,7 +1115,6 @@ ngx_http_fanout_cache_coalesced(ngx_http_fanout_ctx_t *ctx)
 ngx_int_t
 ngx_http_fanout_cache_stage(ngx_http_fanout_ctx_t *ctx)
 {
-    ngx_http_cleanup_t           *cln;
     ngx_http_fanout_cache_ctx_t  *cc;
 
     if (ctx->conf->cache == NULL) {
@@ -1094,17 +1130,8 @@ ngx_http_fanout_cache_stage(ngx_http_fanout_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    /* its own cleanup, run before the handler's (the last added first) */
-    cln = ngx_http_cleanup_add(ctx->request, 0);
-    if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     cc->ctx = ctx;
     ctx->cache = cc;
-
-    cln->handler = ngx_http_fanout_cache_cleanup;
-    cln->data = ctx;
 
     cc->header.write = ngx_http_fanout_cache_header;
     cc->header.data = cc;

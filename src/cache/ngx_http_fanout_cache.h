@@ -105,6 +105,7 @@ struct ngx_http_fanout_cache_ctx_s {
     unsigned                    local_leader:1;
     unsigned                    coalesce_ended:1;  /* the wait is over */
     unsigned                    coalesce_miss:1;   /* the leader had none */
+    unsigned                    watched:1;     /* its cleanup registered */
 };
 
 

@@ -5,6 +5,10 @@
  *     new_tat = max(tat, now) + n * interval
  *     admit  if new_tat - now <= capacity * interval
  *
+ * and with delay d, also if new_tat - now <= (capacity + d) * interval,
+ * after a wait of new_tat - now - capacity * interval: the time at which
+ * it would have been admitted (limit_req's delayed requests).
+ *
  * Exact at any rate: no timer and no refill step per key, only this one
  * number, so 1,000 r/s admits 1,000 r/s.
  */
@@ -22,6 +26,7 @@ fanout_limit_conf(fanout_limit_conf_t *c, uint64_t rate, uint64_t period_us,
 
     c->interval_us = period_us / rate;
     c->capacity = burst ? burst : 1;
+    c->delay = 0;
 
     return 0;
 }
@@ -36,11 +41,16 @@ fanout_limit_take(const fanout_limit_conf_t *c, uint64_t *tat,
     limit = c->capacity * c->interval_us;
     base = (*tat > now_us) ? *tat : now_us;
     new_tat = base + cost * c->interval_us;
+    res->delay_us = 0;
 
-    if (new_tat - now_us <= limit) {
+    if (new_tat - now_us <= limit + c->delay * c->interval_us) {
         *tat = new_tat;
         res->allowed = 1;
         used = new_tat - now_us;
+
+        if (used > limit) {
+            res->delay_us = used - limit;
+        }
 
     } else {
         res->allowed = 0;
@@ -50,7 +60,8 @@ fanout_limit_take(const fanout_limit_conf_t *c, uint64_t *tat,
     res->remaining = (limit - (used < limit ? used : limit)) / c->interval_us;
     res->reset_us = used;
     res->retry_after_us = res->allowed ? 0
-                          : (base + cost * c->interval_us - now_us) - limit;
+                          : (base + cost * c->interval_us - now_us) - limit
+                            - c->delay * c->interval_us;
 }
 
 
@@ -66,4 +77,5 @@ fanout_limit_share(const fanout_limit_conf_t *c, uint64_t n,
 
     out->interval_us = c->interval_us * n;
     out->capacity = (c->capacity + n - 1) / n;
+    out->delay = (c->delay + n - 1) / n;
 }

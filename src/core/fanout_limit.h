@@ -15,6 +15,7 @@
 typedef struct {
     uint64_t    interval_us;   /* one request's worth: 1 s / rate */
     uint64_t    capacity;      /* requests a full bucket admits at once */
+    uint64_t    delay;         /* requests past it that wait their turn */
 } fanout_limit_conf_t;
 
 
@@ -23,19 +24,24 @@ typedef struct {
     uint64_t    remaining;     /* requests still admitted right now */
     uint64_t    retry_after_us; /* when rejected: until one is admitted */
     uint64_t    reset_us;      /* until the bucket is full again */
+    uint64_t    delay_us;      /* admitted past the burst: wait this long */
 } fanout_limit_result_t;
 
 
 /*
  * rate: requests per period_us (1 s for r/s, 60 s for r/m); burst: the
  * bucket's capacity, at least 1.  -1 when the rate cannot be expressed.
+ * delay (set after, default 0): how many requests past a full burst are
+ * admitted to wait for their token rather than rejected.
  */
 int fanout_limit_conf(fanout_limit_conf_t *c, uint64_t rate,
     uint64_t period_us, uint64_t burst);
 
 /*
  * Takes cost requests' worth from the bucket whose state is *tat (0 for
- * a new key) at now_us; *tat changes only when they are admitted.
+ * a new key) at now_us; *tat changes only when they are admitted.  A
+ * request admitted within delay has res->delay_us > 0: its token is taken
+ * now, and it conforms (as if it had come) that much later.
  */
 void fanout_limit_take(const fanout_limit_conf_t *c, uint64_t *tat,
     uint64_t now_us, uint64_t cost, fanout_limit_result_t *res);

@@ -56,12 +56,15 @@ typedef struct {
     ngx_uint_t                  on_error;
     ngx_uint_t                  stats;         /* index in the location's */
     ngx_str_t                   prefix;        /* of its keys in Redis */
-    u_char                      args[3][NGX_INT64_LEN];
-    size_t                      args_len[3];   /* interval, burst, cost */
+    u_char                      args[4][NGX_INT64_LEN];
+    size_t                      args_len[4];   /* interval, burst, cost,
+                                                  delay */
     ngx_uint_t                  instances;     /* local_share: 0 learned */
     ngx_str_t                   quota;         /* RateLimit-Limit: "100" */
     ngx_str_t                   policy;        /* "100;w=1;burst=10" */
     ngx_uint_t                  burst;         /* burst=, as written */
+    ngx_uint_t                  delay;         /* delay=: past the burst,
+                                                  requests that wait */
     uint64_t                    period;        /* rate=: its window, in us */
     ngx_uint_t                  dry_run;
 } ngx_http_fanout_limit_t;
@@ -82,33 +85,37 @@ typedef struct {
 /*
  * GCRA over several buckets at Redis's clock, like src/core/fanout_limit.c:
  * every bucket is asked first, and all are taken from only when none
- * rejects.  KEYS: the buckets; ARGV, four per key: interval (us), burst,
- * cost, dry_run.  Returns four integers per key: allowed, remaining,
- * reset (us), retry after (us).
+ * rejects.  KEYS: the buckets; ARGV, five per key: interval (us), burst,
+ * cost, dry_run, delay (requests past the burst that wait).  Returns five
+ * integers per key: allowed, remaining, reset (us), retry after (us), the
+ * wait of a delayed request (us).
  */
 static const char  ngx_http_fanout_limit_lua[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
     "local out, tats, reject = {}, {}, false\n"
     "for i, key in ipairs(KEYS) do\n"
-    "  local b = (i - 1) * 4\n"
+    "  local b = (i - 1) * 5\n"
     "  local iv, cap = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])\n"
     "  local cost, dry = tonumber(ARGV[b + 3]), ARGV[b + 4] == '1'\n"
+    "  local late = tonumber(ARGV[b + 5]) * iv\n"
     "  local tat = tonumber(redis.call('GET', key) or '0') or 0\n"
     "  local base = math.max(tat, now)\n"
     "  local new, limit = base + cost * iv, cap * iv\n"
-    "  local ok, used, retry = 1, new - now, 0\n"
-    "  if new - now > limit then\n"
-    "    ok, used, retry = 0, base - now, new - now - limit\n"
+    "  local ok, used, retry, wait = 1, new - now, 0, 0\n"
+    "  if new - now > limit + late then\n"
+    "    ok, used, retry = 0, base - now, new - now - limit - late\n"
     "    if not dry then reject = true end\n"
     "  else\n"
     "    tats[i] = new\n"
+    "    if new - now > limit then wait = new - now - limit end\n"
     "  end\n"
     "  local rem = math.floor((limit - math.min(used, limit)) / iv)\n"
     "  out[#out + 1] = ok\n"
     "  out[#out + 1] = rem\n"
     "  out[#out + 1] = used\n"
     "  out[#out + 1] = retry\n"
+    "  out[#out + 1] = wait\n"
     "end\n"
     "if not reject then\n"
     "  for i, key in ipairs(KEYS) do\n"
@@ -145,6 +152,7 @@ static u_char                          ngx_http_fanout_heartbeat_id[256];
 static size_t                          ngx_http_fanout_heartbeat_len;
 
 static ngx_uint_t ngx_http_fanout_limit_fleet(ngx_http_fanout_ctx_t *ctx);
+static void ngx_http_fanout_limit_delayed(ngx_event_t *ev);
 
 
 typedef struct {
@@ -259,6 +267,8 @@ static const ngx_http_fanout_param_t  ngx_http_fanout_limit_params[] = {
                           1, NGX_MAX_INT_T_VALUE, NULL),
     ngx_http_fanout_param("cost", COUNT, ngx_http_fanout_limit_t, cost,
                           1, NGX_MAX_INT_T_VALUE, NULL),
+    ngx_http_fanout_param("delay", COUNT, ngx_http_fanout_limit_t, delay,
+                          0, 1000000, NULL),
     ngx_http_fanout_param("status", COUNT, ngx_http_fanout_limit_t, status,
                           400, 599, NULL),
     ngx_http_fanout_param("dry_run", FLAG, ngx_http_fanout_limit_t, dry_run,
@@ -334,6 +344,8 @@ ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    l->gcra.delay = l->delay;
+
     if (l->cost > l->gcra.capacity) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "cost=%ui is more than the burst of %uL: no "
@@ -385,6 +397,7 @@ ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     l->args_len[1] = ngx_sprintf(l->args[1], "%uL", l->gcra.capacity)
                      - l->args[1];
     l->args_len[2] = ngx_sprintf(l->args[2], "%ui", l->cost) - l->args[2];
+    l->args_len[3] = ngx_sprintf(l->args[3], "%ui", l->delay) - l->args[3];
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     fmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_fanout_module);
@@ -725,6 +738,7 @@ ngx_http_fanout_limit_verdict(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_limit_run_t *run)
 {
     u_char                   *p, *body;
+    uint64_t                  wait;
     ngx_int_t                 rc;
     ngx_uint_t                i, n, reject;
     ngx_http_request_t       *r;
@@ -735,6 +749,7 @@ ngx_http_fanout_limit_verdict(ngx_http_fanout_ctx_t *ctx,
     limits = ctx->conf->limits->elts;
     n = ctx->conf->limits->nelts;
     loc = NULL;
+    wait = 0;
 
     reject = n;
 
@@ -747,6 +762,11 @@ ngx_http_fanout_limit_verdict(ngx_http_fanout_ctx_t *ctx,
 
         if (run->res[i].allowed) {
             ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_LIM_ADMITTED);
+
+            if (run->res[i].delay_us && !limits[i].dry_run) {
+                ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_LIM_DELAYED);
+                wait = ngx_max(wait, run->res[i].delay_us);
+            }
 
         } else if (limits[i].dry_run) {
             loc = ngx_http_fanout_stats_location(r, ctx->conf);
@@ -807,7 +827,53 @@ ngx_http_fanout_limit_verdict(ngx_http_fanout_ctx_t *ctx,
                                          body, p - body);
     }
 
+    if (wait) {
+        /*
+         * delay=: its token is taken, and it goes when it would have been
+         * admitted; a client that leaves meanwhile ends it (the handler's
+         * read event), and the cleanup takes the timer
+         */
+        ngx_http_fanout_stats_count(ngx_http_fanout_stats_location(r,
+                                                                   ctx->conf),
+                                    NGX_HTTP_FANOUT_LOC_DELAYED);
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "fanout_limit: delayed %uLus", wait);
+
+        ctx->limit->delay.handler = ngx_http_fanout_limit_delayed;
+        ctx->limit->delay.data = ctx;
+        ctx->limit->delay.log = r->connection->log;
+        ngx_add_timer(&ctx->limit->delay, (ngx_msec_t) ((wait + 999) / 1000));
+
+        /*
+         * before its body is read (not a batch's check): notice a client
+         * that goes, as limit_req does
+         */
+        if (r->read_event_handler == ngx_http_block_reading) {
+            r->read_event_handler = ngx_http_test_reading;
+            ctx->limit->reading = 1;
+        }
+
+        return NGX_AGAIN;
+    }
+
     return NGX_DECLINED;
+}
+
+
+/* delay=: the request's turn came */
+
+static void
+ngx_http_fanout_limit_delayed(ngx_event_t *ev)
+{
+    ngx_http_fanout_ctx_t *ctx = ev->data;
+
+    if (ctx->limit->reading) {
+        ctx->limit->reading = 0;
+        ctx->request->read_event_handler = ngx_http_block_reading;
+    }
+
+    ngx_http_fanout_resume(ctx, NGX_DECLINED);
 }
 
 
@@ -898,7 +964,7 @@ ngx_http_fanout_limit_reply(void *data, redisReply *reply,
     bad = 1;
 
     if (reply && reply->type == REDIS_REPLY_ARRAY) {
-        /* four integers for each limit sent, in order */
+        /* five integers for each limit sent, in order */
         e = reply->element;
         j = 0;
         bad = 0;
@@ -908,11 +974,12 @@ ngx_http_fanout_limit_reply(void *data, redisReply *reply,
                 continue;
             }
 
-            if (j + 4 > reply->elements
+            if (j + 5 > reply->elements
                 || e[j]->type != REDIS_REPLY_INTEGER
                 || e[j + 1]->type != REDIS_REPLY_INTEGER
                 || e[j + 2]->type != REDIS_REPLY_INTEGER
-                || e[j + 3]->type != REDIS_REPLY_INTEGER)
+                || e[j + 3]->type != REDIS_REPLY_INTEGER
+                || e[j + 4]->type != REDIS_REPLY_INTEGER)
             {
                 bad = 1;
                 break;
@@ -923,9 +990,10 @@ ngx_http_fanout_limit_reply(void *data, redisReply *reply,
             res->remaining = (uint64_t) ngx_max(e[j + 1]->integer, 0);
             res->reset_us = (uint64_t) ngx_max(e[j + 2]->integer, 0);
             res->retry_after_us = (uint64_t) ngx_max(e[j + 3]->integer, 0);
+            res->delay_us = (uint64_t) ngx_max(e[j + 4]->integer, 0);
             run->have[i] = 1;
 
-            j += 4;
+            j += 5;
         }
 
         if (bad) {
@@ -960,6 +1028,11 @@ ngx_http_fanout_limit_reply(void *data, redisReply *reply,
     }
 
     rc = ngx_http_fanout_limit_verdict(ctx, run);
+
+    if (rc == NGX_AGAIN) {
+        /* delayed: its timer resumes the pipeline */
+        return;
+    }
 
     ngx_http_fanout_resume_answered(ctx, rc);
 }
@@ -1104,6 +1177,10 @@ ngx_http_fanout_limit_cleanup(void *data)
         ngx_http_fanout_redis_cancel(lc->op);
         lc->op = NULL;
     }
+
+    if (lc->delay.timer_set) {
+        ngx_del_timer(&lc->delay);
+    }
 }
 
 
@@ -1201,10 +1278,10 @@ ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx, ngx_uint_t weight)
         return ngx_http_fanout_limit_verdict(ctx, run);
     }
 
-    /* EVALSHA sha nkeys key... (interval burst cost dry_run)... */
+    /* EVALSHA sha nkeys key... (interval burst cost dry_run delay)... */
 
-    argv = ngx_palloc(r->pool, (3 + 5 * ncluster) * sizeof(char *));
-    lens = ngx_palloc(r->pool, (3 + 5 * ncluster) * sizeof(size_t));
+    argv = ngx_palloc(r->pool, (3 + 6 * ncluster) * sizeof(char *));
+    lens = ngx_palloc(r->pool, (3 + 6 * ncluster) * sizeof(size_t));
     if (argv == NULL || lens == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -1237,12 +1314,12 @@ ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx, ngx_uint_t weight)
         argv[3 + k] = (const char *) value.data;
         lens[3 + k] = value.len;
 
-        argv[3 + ncluster + 4 * k] = (const char *) limits[i].args[0];
-        lens[3 + ncluster + 4 * k] = limits[i].args_len[0];
-        argv[4 + ncluster + 4 * k] = (const char *) limits[i].args[1];
-        lens[4 + ncluster + 4 * k] = limits[i].args_len[1];
-        argv[5 + ncluster + 4 * k] = (const char *) limits[i].args[2];
-        lens[5 + ncluster + 4 * k] = limits[i].args_len[2];
+        argv[3 + ncluster + 5 * k] = (const char *) limits[i].args[0];
+        lens[3 + ncluster + 5 * k] = limits[i].args_len[0];
+        argv[4 + ncluster + 5 * k] = (const char *) limits[i].args[1];
+        lens[4 + ncluster + 5 * k] = limits[i].args_len[1];
+        argv[5 + ncluster + 5 * k] = (const char *) limits[i].args[2];
+        lens[5 + ncluster + 5 * k] = limits[i].args_len[2];
 
         if (ctx->limit->weight > 1) {
             /* a batch weighs its calls */
@@ -1251,14 +1328,16 @@ ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx, ngx_uint_t weight)
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
 
-            argv[5 + ncluster + 4 * k] = (const char *) value.data;
-            lens[5 + ncluster + 4 * k] =
+            argv[5 + ncluster + 5 * k] = (const char *) value.data;
+            lens[5 + ncluster + 5 * k] =
                 ngx_sprintf(value.data, "%ui",
                             limits[i].cost * ctx->limit->weight)
                 - value.data;
         }
-        argv[6 + ncluster + 4 * k] = limits[i].dry_run ? "1" : "0";
-        lens[6 + ncluster + 4 * k] = 1;
+        argv[6 + ncluster + 5 * k] = limits[i].dry_run ? "1" : "0";
+        lens[6 + ncluster + 5 * k] = 1;
+        argv[7 + ncluster + 5 * k] = (const char *) limits[i].args[3];
+        lens[7 + ncluster + 5 * k] = limits[i].args_len[3];
 
         k++;
     }
@@ -1266,7 +1345,7 @@ ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx, ngx_uint_t weight)
     if (fmcf->redis) {
         ctx->limit->op = ngx_http_fanout_redis_eval(r->connection->log,
                                                    &ngx_http_fanout_limit_script,
-                                                   3 + 5 * ncluster, argv, lens,
+                                                   3 + 6 * ncluster, argv, lens,
                                                    ngx_http_fanout_limit_reply,
                                                    ctx);
         if (ctx->limit->op) {

@@ -20,7 +20,9 @@ struct ngx_http_fanout_limit_ctx_s {
     void                       *run;           /* the check under way */
     ngx_http_fanout_redis_op_t *op;            /* scope=cluster, in Redis */
     ngx_http_fanout_headers_t   header;        /* RateLimit-*'s writer */
+    ngx_event_t                 delay;         /* delay=: the wait */
     unsigned                    limited:1;     /* the headers are sent */
+    unsigned                    reading:1;     /* delayed: test_reading */
 };
 
 

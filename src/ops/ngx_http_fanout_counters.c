@@ -78,20 +78,24 @@ static const ngx_http_fanout_counter_t  ngx_http_fanout_loc_counters[] = {
       NULL, NULL, NGX_HTTP_FANOUT_LOC_CACHE_PURGED),
 
     C("rejected", "limit", "fanout_limit_total", "result", NULL,
-      "fanout_limit: requests rejected, found over a limit in dry_run, and "
-      "keys evicted from a full zone.", "counter",
+      "fanout_limit: requests rejected, found over a limit in dry_run, "
+      "keys evicted from a full zone, and requests delayed (delay=).",
+      "counter",
       NGX_HTTP_FANOUT_LOC_LIMITED),
     C("dry_run", "limit", "fanout_limit_total", "result", NULL,
       NULL, NULL, NGX_HTTP_FANOUT_LOC_DRY_RUN),
     C("evicted", "limit", "fanout_limit_total", "result", NULL,
-      NULL, NULL, NGX_HTTP_FANOUT_LOC_EVICTED)
+      NULL, NULL, NGX_HTTP_FANOUT_LOC_EVICTED),
+    C("delayed", "limit", "fanout_limit_total", "result", NULL,
+      NULL, NULL, NGX_HTTP_FANOUT_LOC_DELAYED)
 };
 
 
 static const ngx_http_fanout_counter_t  ngx_http_fanout_lim_counters[] = {
     C("admitted", NULL, "fanout_limit_requests_total", "result", NULL,
       "Per fanout_limit (its key and rate): admitted, rejected, dry_run, "
-      "redis_errors, unavailable.", "counter", NGX_HTTP_FANOUT_LIM_ADMITTED),
+      "redis_errors, unavailable, delayed (of the admitted, those that "
+      "waited for their token).", "counter", NGX_HTTP_FANOUT_LIM_ADMITTED),
     C("rejected", NULL, "fanout_limit_requests_total", "result", NULL,
       NULL, NULL, NGX_HTTP_FANOUT_LIM_REJECTED),
     C("dry_run", NULL, "fanout_limit_requests_total", "result", NULL,
@@ -99,7 +103,9 @@ static const ngx_http_fanout_counter_t  ngx_http_fanout_lim_counters[] = {
     C("redis_errors", NULL, "fanout_limit_requests_total", "result", NULL,
       NULL, NULL, NGX_HTTP_FANOUT_LIM_REDIS_ERRORS),
     C("unavailable", NULL, "fanout_limit_requests_total", "result", NULL,
-      NULL, NULL, NGX_HTTP_FANOUT_LIM_UNAVAILABLE)
+      NULL, NULL, NGX_HTTP_FANOUT_LIM_UNAVAILABLE),
+    C("delayed", NULL, "fanout_limit_requests_total", "result", NULL,
+      NULL, NULL, NGX_HTTP_FANOUT_LIM_DELAYED)
 };
 
 

@@ -40,6 +40,7 @@ typedef enum {
     NGX_HTTP_FANOUT_LOC_LIMITED,       /* rejected by fanout_limit */
     NGX_HTTP_FANOUT_LOC_DRY_RUN,       /* would have been */
     NGX_HTTP_FANOUT_LOC_EVICTED,       /* limiter keys evicted, zone full */
+    NGX_HTTP_FANOUT_LOC_DELAYED,       /* fanout_limit delay=: waited */
     NGX_HTTP_FANOUT_LOC_NCOUNTERS
 } ngx_http_fanout_loc_counter_e;
 
@@ -79,6 +80,7 @@ typedef enum {
     NGX_HTTP_FANOUT_LIM_DRY_RUN,        /* would have been rejected */
     NGX_HTTP_FANOUT_LIM_REDIS_ERRORS,   /* scope=cluster: on_redis_error */
     NGX_HTTP_FANOUT_LIM_UNAVAILABLE,    /* on_redis_error=closed: 503 */
+    NGX_HTTP_FANOUT_LIM_DELAYED,        /* delay=: admitted to wait */
     NGX_HTTP_FANOUT_LIM_NCOUNTERS
 } ngx_http_fanout_lim_counter_e;
 

@@ -4,6 +4,8 @@
  */
 
 #include "fanout_limit.h"
+
+#define max_u64(a, b)  ((a) > (b) ? (a) : (b))
 #include "tap.h"
 
 
@@ -116,6 +118,61 @@ main(void)
         fanout_limit_conf(&c, 10, 1000000, 1);
         fanout_limit_share(&c, 50, &s);
         ok(s.capacity == 1, "a burst never under one request");
+    }
+
+    /* delay=: past the burst, a few wait for their token */
+    fanout_limit_conf(&c, 10, 1000000, 2);
+    c.delay = 3;
+    tat = 0;
+    fanout_limit_take(&c, &tat, 1000000000, 1, &r);
+    ok(r.allowed && r.delay_us == 0, "delay: the burst passes at once (1)");
+    fanout_limit_take(&c, &tat, 1000000000, 1, &r);
+    ok(r.allowed && r.delay_us == 0, "delay: the burst passes at once (2)");
+
+    for (n = 1; n <= 3; n++) {
+        fanout_limit_take(&c, &tat, 1000000000, 1, &r);
+        snprintf(name, sizeof(name), "delay: excess %llu waits %llu ms",
+                 (unsigned long long) n,
+                 (unsigned long long) r.delay_us / 1000);
+        ok(r.allowed && r.delay_us == n * 100000 && r.remaining == 0, name);
+    }
+
+    fanout_limit_take(&c, &tat, 1000000000, 1, &r);
+    ok(!r.allowed && r.delay_us == 0, "delay: past burst + delay, rejected");
+    ok(r.retry_after_us == 100000, "delay: retry when one more can wait");
+    fanout_limit_take(&c, &tat, 1000000000 + 100000, 1, &r);
+    ok(r.allowed && r.delay_us == 300000,
+       "delay: a token later, one more waits its turn");
+
+    /* delayed requests still keep the rate exactly */
+    tat = 0;
+    {
+        uint64_t  t, waited, last;
+
+        waited = 0;
+        last = 0;
+        n = 0;
+
+        for (t = 0; t < 10000000; t += 25000) {
+            fanout_limit_take(&c, &tat, t, 1, &r);
+            if (r.allowed) {
+                n++;
+                waited = max_u64(waited, r.delay_us);
+                last = t + r.delay_us;
+            }
+        }
+
+        ok(n >= 100 && n <= 105, "delay: 4x the rate for 10 s admits "
+           "the rate (and the burst and delay)");
+        ok(waited <= 300000, "delay: no wait longer than delay tokens");
+        ok(last <= 10000000 + 300000, "delay: the last conforms in time");
+    }
+
+    {
+        fanout_limit_conf_t  s;
+
+        fanout_limit_share(&c, 3, &s);
+        ok(s.delay == 1, "a share of delay=3 over 3 instances: 1");
     }
 
     return done_testing();

@@ -56,6 +56,8 @@ typedef struct ngx_http_fanout_batch_s  ngx_http_fanout_batch_t;
 typedef struct ngx_http_fanout_batch_conf_s  ngx_http_fanout_batch_conf_t;
 typedef struct ngx_http_fanout_retry_conf_s  ngx_http_fanout_retry_conf_t;
 typedef struct ngx_http_fanout_hedge_conf_s  ngx_http_fanout_hedge_conf_t;
+typedef struct ngx_http_fanout_deadline_conf_s
+    ngx_http_fanout_deadline_conf_t;
 typedef struct ngx_http_fanout_trace_ctx_s  ngx_http_fanout_trace_ctx_t;
 typedef struct ngx_http_fanout_limit_ctx_s  ngx_http_fanout_limit_ctx_t;
 typedef struct ngx_http_fanout_cache_ctx_s  ngx_http_fanout_cache_ctx_t;
@@ -126,6 +128,8 @@ typedef struct {
     fanout_breaker_conf_t      *breaker;       /* NULL: none */
     ngx_http_fanout_retry_conf_t  *retry;      /* NULL: off */
     ngx_http_fanout_hedge_conf_t  *hedge;      /* NULL: off */
+    ngx_http_fanout_deadline_conf_t  *deadline;  /* fanout_deadline_header:
+                                                  NULL off */
     ngx_http_fanout_split_conf_t  *split;      /* NULL: none */
     ngx_http_fanout_batch_conf_t  *batch;      /* NULL: off */
     ngx_array_t                *shadows;       /* fanout_shadow */

@@ -49,6 +49,12 @@ static void ngx_http_fanout_sub_end(ngx_http_fanout_call_t *sub,
     fanout_kind_e kind, int status);
 static void ngx_http_fanout_fallbacks(ngx_http_fanout_ctx_t *ctx);
 static void ngx_http_fanout_sub_timeout(ngx_event_t *ev);
+static ngx_msec_t ngx_http_fanout_call_left(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub);
+static ngx_uint_t ngx_http_fanout_call_too_late(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub, ngx_msec_t wait, ngx_msec_t *p50);
+static ngx_list_t *ngx_http_fanout_call_deadline(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub, ngx_list_t *headers);
 static ngx_int_t ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub, ngx_http_fanout_attempt_t *a, ngx_str_t *uri,
     ngx_str_t *args);
@@ -514,6 +520,13 @@ ngx_http_fanout_calls_stage(ngx_http_fanout_ctx_t *ctx)
 
         r->write_event_handler = ngx_http_fanout_wake;
 
+        /* before the calls start: each attempt is told the time it has */
+        ctx->deadline.handler = ngx_http_fanout_deadline_handler;
+        ctx->deadline.data = ctx;
+        ctx->deadline.log = r->connection->log;
+
+        ngx_add_timer(&ctx->deadline, ctx->conf->timeout);
+
         if (ngx_http_fanout_start(ctx) != NGX_OK) {
             ngx_http_fanout_cancel(ctx);
             ctx->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -522,12 +535,6 @@ ngx_http_fanout_calls_stage(ngx_http_fanout_ctx_t *ctx)
                                               "internal", "the fan-out could "
                                               "not be started");
         }
-
-        ctx->deadline.handler = ngx_http_fanout_deadline_handler;
-        ctx->deadline.data = ctx;
-        ctx->deadline.log = r->connection->log;
-
-        ngx_add_timer(&ctx->deadline, ctx->conf->timeout);
     }
 
     if (ctx->winner && ctx->winner->streaming) {
@@ -682,6 +689,60 @@ ngx_http_fanout_cut_others(ngx_http_fanout_ctx_t *ctx,
 
 /* one attempt of a call: the target's URI, or its fallback's */
 
+/*
+ * fanout_deadline_header: the attempt's own part before the others (as
+ * its traceparent is), the time its call has left when it starts, in ms
+ * or as gRPC's "NNNm"; NULL: no memory.
+ */
+
+static ngx_list_t *
+ngx_http_fanout_call_deadline(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub, ngx_list_t *headers)
+{
+    u_char                           *p;
+    ngx_msec_t                        left;
+    ngx_list_t                       *list;
+    ngx_table_elt_t                  *h;
+    ngx_http_fanout_deadline_conf_t  *dc;
+
+    dc = ctx->conf->deadline;
+
+    list = ngx_palloc(ctx->request->pool, sizeof(ngx_list_t)
+                                          + sizeof(ngx_table_elt_t)
+                                          + NGX_INT_T_LEN + 1);
+    if (list == NULL) {
+        return NULL;
+    }
+
+    h = (ngx_table_elt_t *) (list + 1);
+    p = (u_char *) (h + 1);
+
+    left = ngx_http_fanout_call_left(ctx, sub);
+
+    if (dc->grpc) {
+        /* gRPC's TimeoutValue: at most 8 digits */
+        left = ngx_min(left, 99999999);
+    }
+
+    h->hash = dc->hash;
+    h->key = dc->name;
+    h->lowcase_key = dc->lowcase;
+    h->value.data = p;
+    h->value.len = ngx_sprintf(p, dc->grpc ? "%Mm" : "%M", left) - p;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    *list = *headers;
+    list->part.elts = h;
+    list->part.nelts = 1;
+    list->part.next = &headers->part;
+    list->nalloc = 1;
+
+    return list;
+}
+
+
 static ngx_int_t
 ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx, ngx_http_fanout_call_t *sub,
     ngx_http_fanout_attempt_t *a, ngx_str_t *uri, ngx_str_t *args)
@@ -734,6 +795,13 @@ ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx, ngx_http_fanout_call_t *sub,
         headers = ngx_http_fanout_trace_headers(ctx, ctx->headers, a->span);
         if (headers == NULL) {
             return NGX_ERROR;
+        }
+
+        if (ctx->conf->deadline) {
+            headers = ngx_http_fanout_call_deadline(ctx, sub, headers);
+            if (headers == NULL) {
+                return NGX_ERROR;
+            }
         }
 
         sr->headers_in.headers = *headers;
@@ -930,9 +998,9 @@ ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
                                          a->result);
     }
 
-    if (ctx->conf->hedge || sub->target->queue) {
-        /* after=pN, and a queue's deadline, learn from every attempt that
-         * came back */
+    if (ctx->conf->hedge || ctx->conf->retry || sub->target->queue) {
+        /* after=pN, a queue's deadline and a retry's time left learn from
+         * every attempt that came back */
         fmcf = ngx_http_get_module_main_conf(ctx->request,
                                              ngx_http_fanout_module);
 
@@ -1158,6 +1226,7 @@ ngx_http_fanout_call_hedge(ngx_event_t *ev)
     ngx_http_fanout_call_t *sub = ev->data;
 
     ngx_str_t                     *uri, *args;
+    ngx_msec_t                     p50;
     ngx_connection_t              *c;
     ngx_http_fanout_ctx_t         *ctx;
     ngx_http_fanout_attempt_t     *a;
@@ -1175,6 +1244,15 @@ ngx_http_fanout_call_hedge(ngx_event_t *ev)
     }
 
     ngx_http_set_log_request(c->log, ctx->request);
+
+    if (ngx_http_fanout_call_too_late(ctx, sub, 0, &p50)) {
+        /* it would be cut at the deadline: the first attempt goes on */
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                       "fanout target \"%V\": not hedged, less left than "
+                       "its p50 of %M ms", &sub->target->name, p50);
+        ngx_http_fanout_stats_count(sub->st, NGX_HTTP_FANOUT_TGT_TOO_LATE);
+        return;
+    }
 
     fmcf = ngx_http_get_module_main_conf(ctx->request, ngx_http_fanout_module);
 
@@ -1224,6 +1302,67 @@ ngx_http_fanout_call_hedge(ngx_event_t *ev)
 }
 
 
+/* the time the call has left: the fan-out's deadline, its own timeout= */
+
+static ngx_msec_t
+ngx_http_fanout_call_left(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub)
+{
+    ngx_msec_t  left;
+
+    left = ctx->deadline.timer_set
+           ? (ngx_msec_t) ctx->deadline.timer.key - ngx_current_msec : 0;
+
+    if (sub->timer && sub->timer->timer_set) {
+        if ((ngx_msec_t) sub->timer->timer.key - ngx_current_msec < left) {
+            left = (ngx_msec_t) sub->timer->timer.key - ngx_current_msec;
+        }
+
+    } else if (sub->target->timeout != NGX_CONF_UNSET_MSEC
+               && sub->target->timeout < left)
+    {
+        /* its first attempt: timeout= starts with it */
+        left = sub->target->timeout;
+    }
+
+    return left;
+}
+
+
+/*
+ * A retry or a hedge that would start after wait ms with less time left
+ * than a typical call of the target takes (its recent p50) is not made:
+ * it would most likely be cut at the deadline, and only load the model.
+ * Without enough samples, no p50: it is made.
+ */
+
+static ngx_uint_t
+ngx_http_fanout_call_too_late(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub, ngx_msec_t wait, ngx_msec_t *p50)
+{
+    uint32_t                      n;
+    ngx_msec_t                    left;
+    ngx_http_fanout_main_conf_t  *fmcf;
+
+    left = ngx_http_fanout_call_left(ctx, sub);
+
+    fmcf = ngx_http_get_module_main_conf(ctx->request, ngx_http_fanout_module);
+
+    ngx_shmtx_lock(&fmcf->shpool->mutex);
+    *p50 = (ngx_msec_t) fanout_window_quantile(&sub->st->window,
+                                               ngx_current_msec,
+                                               NGX_HTTP_FANOUT_WINDOW_SLOT,
+                                               500, &n);
+    ngx_shmtx_unlock(&fmcf->shpool->mutex);
+
+    if (n < NGX_HTTP_FANOUT_HEDGE_SAMPLES) {
+        return 0;
+    }
+
+    return wait + *p50 > left;
+}
+
+
 /*
  * fanout_retry: a failed attempt is tried again, to the same URI, after a
  * full-jitter backoff or the Retry-After of a 429/503, when on= names its
@@ -1236,7 +1375,7 @@ static ngx_int_t
 ngx_http_fanout_call_retry(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub, ngx_http_fanout_attempt_t *a)
 {
-    ngx_msec_t                     delay, left;
+    ngx_msec_t                     delay, left, p50;
     ngx_http_fanout_main_conf_t   *fmcf;
     ngx_http_fanout_retry_conf_t  *rc;
 
@@ -1260,14 +1399,7 @@ ngx_http_fanout_call_retry(ngx_http_fanout_ctx_t *ctx,
     }
 
     /* never past the deadline, nor the target's own timeout= */
-    left = ctx->deadline.timer_set
-           ? (ngx_msec_t) ctx->deadline.timer.key - ngx_current_msec : 0;
-
-    if (sub->timer && sub->timer->timer_set
-        && (ngx_msec_t) sub->timer->timer.key - ngx_current_msec < left)
-    {
-        left = (ngx_msec_t) sub->timer->timer.key - ngx_current_msec;
-    }
+    left = ngx_http_fanout_call_left(ctx, sub);
 
     if (delay >= left) {
         ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
@@ -1276,6 +1408,15 @@ ngx_http_fanout_call_retry(ngx_http_fanout_ctx_t *ctx,
                       fanout_kind_name(sub->part.kind),
                       a->retry_after >= 0 ? "its Retry-After" : "a backoff",
                       delay);
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_fanout_call_too_late(ctx, sub, delay, &p50)) {
+        ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
+                      "fanout target \"%V\" %s: not retried, %M ms would be "
+                      "left, less than its p50 of %M ms", &sub->target->name,
+                      fanout_kind_name(sub->part.kind), left - delay, p50);
+        ngx_http_fanout_stats_count(sub->st, NGX_HTTP_FANOUT_TGT_TOO_LATE);
         return NGX_DECLINED;
     }
 
@@ -2039,6 +2180,62 @@ ngx_http_fanout_retry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
  *              [max_hedges=N] [to=URI];
  * fanout_hedge off;
  */
+
+/* fanout_deadline_header off | NAME */
+
+char *
+ngx_http_fanout_deadline_header(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_fanout_loc_conf_t *flcf = conf;
+
+    u_char                           *p;
+    ngx_str_t                        *value;
+    ngx_http_fanout_deadline_conf_t  *dc;
+
+    if (flcf->deadline != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        flcf->deadline = NULL;
+        return NGX_CONF_OK;
+    }
+
+    /* a header's name: a token (RFC 9110), no ':' nor space */
+    for (p = value[1].data; p < value[1].data + value[1].len; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+              || (*p >= '0' && *p <= '9') || ngx_strchr("!#$%&'*+-.^_`|~", *p)))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid header name \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    dc = ngx_pcalloc(cf->pool, sizeof(ngx_http_fanout_deadline_conf_t));
+    if (dc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    dc->lowcase = ngx_pnalloc(cf->pool, value[1].len);
+    if (dc->lowcase == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    dc->name = value[1];
+    dc->hash = ngx_hash_strlow(dc->lowcase, value[1].data, value[1].len);
+    dc->grpc = (value[1].len == sizeof("grpc-timeout") - 1
+                && ngx_strncmp(dc->lowcase, "grpc-timeout", value[1].len)
+                   == 0);
+
+    flcf->deadline = dc;
+
+    return NGX_CONF_OK;
+}
+
 
 char *
 ngx_http_fanout_hedge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)

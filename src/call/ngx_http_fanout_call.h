@@ -35,6 +35,15 @@ struct ngx_http_fanout_hedge_conf_s {
 };
 
 
+/* fanout_deadline_header: the header that tells a model its time left */
+struct ngx_http_fanout_deadline_conf_s {
+    ngx_str_t                   name;
+    u_char                     *lowcase;
+    ngx_uint_t                  hash;
+    ngx_uint_t                  grpc;          /* grpc-timeout: "NNNm" */
+};
+
+
 /* a target call: its attempts (the target, its fallback) and outcome */
 struct ngx_http_fanout_call_s {
     ngx_http_fanout_ctx_t      *ctx;
@@ -96,6 +105,8 @@ void ngx_http_fanout_sub_account(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub);
 char *ngx_http_fanout_retry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_fanout_hedge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_fanout_deadline_header(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 
 #endif /* _NGX_HTTP_FANOUT_CALL_H_INCLUDED_ */

@@ -157,6 +157,13 @@ static ngx_command_t  ngx_http_fanout_commands[] = {
       0,
       NULL },
 
+    { ngx_string("fanout_deadline_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_fanout_deadline_header,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("fanout_batch"),
       NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_fanout_batch,
@@ -412,6 +419,7 @@ ngx_http_fanout_create_loc_conf(ngx_conf_t *cf)
     flcf->cache = NGX_CONF_UNSET_PTR;
     flcf->retry = NGX_CONF_UNSET_PTR;
     flcf->hedge = NGX_CONF_UNSET_PTR;
+    flcf->deadline = NGX_CONF_UNSET_PTR;
     flcf->batch = NGX_CONF_UNSET_PTR;
     flcf->cache_bypass = NGX_CONF_UNSET_PTR;
     flcf->cache_purge = NGX_CONF_UNSET_PTR;
@@ -471,6 +479,7 @@ ngx_http_fanout_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->cache, prev->cache, NULL);
     ngx_conf_merge_ptr_value(conf->retry, prev->retry, NULL);
     ngx_conf_merge_ptr_value(conf->hedge, prev->hedge, NULL);
+    ngx_conf_merge_ptr_value(conf->deadline, prev->deadline, NULL);
     ngx_conf_merge_ptr_value(conf->batch, prev->batch, NULL);
     ngx_conf_merge_ptr_value(conf->cache_bypass, prev->cache_bypass, NULL);
     ngx_conf_merge_ptr_value(conf->cache_purge, prev->cache_purge, NULL);

@@ -240,6 +240,10 @@ static const ngx_http_fanout_counter_t  ngx_http_fanout_tgt_counters[] = {
       NULL, NULL, NGX_HTTP_FANOUT_TGT_HEDGES_WON),
     C("hedge_budget_denied", NULL, "fanout_target_hedges_total", "result",
       "denied", NULL, NULL, NGX_HTTP_FANOUT_TGT_HEDGE_DENIED),
+    C("too_late", NULL, "fanout_target_too_late_total", NULL, NULL,
+      "Retries and hedges not made: the call would have had less time left "
+      "than the target's recent p50.", "counter",
+      NGX_HTTP_FANOUT_TGT_TOO_LATE),
     C("queued", "queue", "fanout_target_queue_total", "result", "queued",
       "queue=: calls that waited for a max_inflight slot (queued), and "
       "calls shed: the queue full (full), queue_timeout= passed (timeout), "

@@ -69,6 +69,8 @@ typedef enum {
     NGX_HTTP_FANOUT_TGT_MIN_RTT,       /* set when a window ends */
     NGX_HTTP_FANOUT_TGT_GRADIENT,      /* hundredths */
     NGX_HTTP_FANOUT_TGT_PROBES,
+    NGX_HTTP_FANOUT_TGT_TOO_LATE,      /* retries, hedges not made: less
+                                          time left than the p50 */
     NGX_HTTP_FANOUT_TGT_NCOUNTERS
 } ngx_http_fanout_tgt_counter_e;
 
@@ -146,7 +148,7 @@ typedef enum {
 
 
 /* enough for every group: the build fails when one has more */
-#define NGX_HTTP_FANOUT_NCOUNTERS  32
+#define NGX_HTTP_FANOUT_NCOUNTERS  40
 
 #define ngx_http_fanout_counters_fit(n)                                       \
     typedef char ngx_http_fanout_fits_##n[                                    \

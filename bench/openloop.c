@@ -12,10 +12,15 @@
  * clients, as an inference front end sees them.
  *
  * usage: openloop HOST PORT URI BODY_FILE RATE SECONDS [MAX_CONNS [spread]]
- * prints: sent ok errors p50 p90 p99 p999 max conns good  (milliseconds;
- *         conns: connections open at the end; good: the 200s answered
- *         within OPENLOOP_SLO_MS of when they were due, from the
- *         environment, all 200s without it)
+ * prints: sent ok errors p50 p90 p99 p999 max conns good refused_p50
+ *         refused_p99  (milliseconds; conns: connections open at the end;
+ *         good: the 200s answered within OPENLOOP_SLO_MS of when they were
+ *         due, from the environment, all 200s without it; refused_*: of
+ *         the answers that were not 200)
+ *
+ * OPENLOOP_BURST=PERIOD:LENGTH:FACTOR (seconds, seconds, times): the
+ * first LENGTH of every PERIOD is offered at FACTOR times RATE (the rest
+ * at RATE), the due times laid out before the clock starts.
  */
 
 #define _GNU_SOURCE
@@ -179,8 +184,10 @@ int
 main(int argc, char **argv)
 {
     int                  ep, i, n, status, nconns, maxconns, spread, up;
-    long                 total, sent, ok, errors, done, queued, k, good;
+    long                 total, sent, ok, errors, done, queued, k, good, kr;
     double               rate, secs, start, t, wait, *lat, *due_q, slo;
+    double              *rlat, period, blen_s, factor, at;
+    const char          *burst;
     FILE                *f;
     char                 body[1 << 20];
     size_t               blen;
@@ -221,9 +228,31 @@ main(int argc, char **argv)
     maxconns = argc > 7 ? atoi(argv[7]) : 512;
     spread = argc > 8 && strcmp(argv[8], "spread") == 0;
 
-    total = (long) (rate * secs);
+    period = blen_s = 0;
+    factor = 1;
+    burst = getenv("OPENLOOP_BURST");
+
+    if (burst && sscanf(burst, "%lf:%lf:%lf", &period, &blen_s, &factor) != 3)
+    {
+        fprintf(stderr, "openloop: OPENLOOP_BURST=PERIOD:LENGTH:FACTOR\n");
+        return 2;
+    }
+
+    /* every request's due time, from 0: at most factor * rate * secs */
+    total = (long) (rate * secs * (factor > 1 ? factor : 1)) + 1;
     lat = calloc((size_t) total + 1, sizeof(double));
+    rlat = calloc((size_t) total + 1, sizeof(double));
     due_q = calloc((size_t) total + 1, sizeof(double));
+
+    for (n = 0, at = 0; at < secs && n < total; n++) {
+        due_q[n] = at;
+        /* where in its period: at - period * whole periods (no libm) */
+        at += (period > 0 && at - period * (double) (long) (at / period)
+                             < blen_s)
+              ? 1 / (rate * factor) : 1 / rate;
+    }
+
+    total = n;
     conns = calloc((size_t) maxconns, sizeof(conn_t));
 
     idle_cap = maxconns;
@@ -231,7 +260,7 @@ main(int argc, char **argv)
 
     ep = epoll_create1(0);
     nconns = 0;
-    sent = ok = errors = done = queued = good = 0;
+    sent = ok = errors = done = queued = good = kr = 0;
     slo = getenv("OPENLOOP_SLO_MS") ? atof(getenv("OPENLOOP_SLO_MS")) : 0;
     k = 0;
 
@@ -291,12 +320,15 @@ main(int argc, char **argv)
 
     start = now() + 0.01;
 
+    for (n = 0; n < total; n++) {
+        due_q[n] += start;
+    }
+
     while (done < total) {
         t = now();
 
         /* requests falling due join the queue */
-        while (queued < total && start + queued / rate <= t) {
-            due_q[queued] = start + queued / rate;
+        while (queued < total && due_q[queued] <= t) {
             queued++;
         }
 
@@ -335,7 +367,7 @@ main(int argc, char **argv)
             send_some(c);
         }
 
-        wait = (queued < total) ? start + queued / rate - now() : 0.05;
+        wait = (queued < total) ? due_q[queued] - now() : 0.05;
         if (wait < 0) {
             wait = 0;
         }
@@ -369,6 +401,7 @@ main(int argc, char **argv)
                             good += (slo <= 0 || lat[k] <= slo);
                         } else {
                             errors++;
+                            rlat[kr++] = lat[k];
                         }
 
                         k++;
@@ -404,6 +437,7 @@ main(int argc, char **argv)
     }
 
     qsort(lat, (size_t) k, sizeof(double), cmp);
+    qsort(rlat, (size_t) kr, sizeof(double), cmp);
 
 #define Q(q) (k ? lat[(long) ((q) * (k - 1) + 0.5)] : 0)
 
@@ -411,8 +445,11 @@ main(int argc, char **argv)
         up += (conns[i].fd >= 0);
     }
 
-    printf("%ld %ld %ld %.3f %.3f %.3f %.3f %.3f %d %ld\n", sent, ok, errors,
-           Q(0.5), Q(0.9), Q(0.99), Q(0.999), k ? lat[k - 1] : 0, up, good);
+#define RQ(q) (kr ? rlat[(long) ((q) * (kr - 1) + 0.5)] : 0)
+
+    printf("%ld %ld %ld %.3f %.3f %.3f %.3f %.3f %d %ld %.3f %.3f\n", sent, ok,
+           errors, Q(0.5), Q(0.9), Q(0.99), Q(0.999), k ? lat[k - 1] : 0, up,
+           good, RQ(0.5), RQ(0.99));
 
     return 0;
 }

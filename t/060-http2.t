@@ -46,6 +46,10 @@ server {
     location /batch { fanout_target a /_model; fanout_target b /_model2;
                       client_body_buffer_size 1k;
                       fanout_batch instances; }
+    location /_qm { internal; proxy_pass http://127.0.0.1:%%MOCK_m%%/?ms=300&k=q; }
+    location /queue { fanout_target q /_qm max_inflight=1 queue=4; }
+    location /delay { fanout_target a /_a;
+                      fanout_limit key=all rate=2r/s burst=1 delay=2; }
     location = /fanout/status { fanout_status; }
 }
 EOC
@@ -131,9 +135,53 @@ unlike($out, qr/"model":"slow"/, 'none of the other');
 # a retry and a backup over h2
 $out = `$curl -H 'Content-Type: application/json' --data-binary '{"h2":1}' $base/retry`;
 is(decode_json($out)->{meta}{attempts}{m}, 2, 'fanout_retry over h2');
-my $t0 = time;
+$t0 = time;
 $out = `$curl -H 'Content-Type: application/json' --data-binary '{"slow":"h2"}' $base/hedge`;
 ok(decode_json($out)->{meta}{hedged}{m}, 'fanout_hedge over h2');
 cmp_ok(time - $t0, '<', 0.7, 'answered by the backup');
+
+# admission over h2: calls queued for the one slot, each answered in turn;
+# a stream reset while its call waits frees its place
+
+my @pids;
+for my $i (1 .. 3) {
+    my $pid = fork();
+    if ($pid == 0) {
+        my $o = `$curl -o /dev/null -w '%{http_code} %{time_total}' $base/queue`;
+        FT::write_file($t->dir . "/q.$i", $o);
+        POSIX::_exit(0);
+    }
+    push @pids, $pid;
+    sleep 0.05;
+}
+sleep 0.1;
+system("$curl --max-time 0.2 -o /dev/null $base/queue");
+waitpid($_, 0) for @pids;
+my @q = map { [ split ' ', FT::read_text($t->dir . "/q.$_") ] } 1 .. 3;
+is(scalar(grep { $_->[0] == 200 } @q), 3, 'queue= over h2: 3 calls for 1 '
+   . 'slot, all answered');
+cmp_ok((sort { $b <=> $a } map { $_->[1] } @q)[0], '>=', 0.8,
+       'one after the other (300 ms each)');
+$st = decode_json(`$curl $base/fanout/status`);
+cmp_ok($st->{locations}{'/queue'}{targets}{q}{queue}{queued}, '>=', 2,
+       'they waited in the queue');
+is(scalar(grep { ($_->{uri} // '') =~ /k=q/ } $t->hits('m')), 3,
+   'the reset stream\'s call was never made');
+is($st->{locations}{'/queue'}{aborted}, 1, 'the reset stream: aborted');
+
+# delay= over h2: the second waits its token; a reset one ends
+
+$t0 = time;
+$out = join ' ', map { `$curl -o /dev/null -w '%{http_code}' $base/delay` } 1 .. 2;
+is($out, '200 200', 'fanout_limit delay= over h2: both answered');
+cmp_ok(time - $t0, '>=', 0.35, 'the second after its token');
+system("$curl --max-time 0.1 -o /dev/null $base/delay");
+for (1 .. 40) {
+    $st = decode_json(`$curl $base/fanout/status`);
+    last if $st->{locations}{'/delay'}{aborted};
+    sleep 0.05;
+}
+is($st->{locations}{'/delay'}{aborted}, 1, 'a stream reset while delayed: '
+   . 'its request ended');
 
 $t->done;

@@ -29,6 +29,7 @@ server {
     location /q1   { fanout_target m /_m max_inflight=1 queue=16
                                     priority=$http_x_priority fair=$http_x_tenant; }
     location = /fanout/status { fanout_status; }
+    location = /fanout/metrics { fanout_status prometheus; }
 }
 EOC
 
@@ -44,7 +45,12 @@ sub overloaded { scalar grep { ($_->{body} // '') =~ /"overloaded"/ } @_ }
 # --- waiting instead of failing: 8 at once, 2 slots, over 2 workers
 
 my $t0 = time;
-my @res = $t->concurrent([ map { ['GET', "/q?id=q$_"] } 1 .. 8 ]);
+my $waiting = 0;
+my @res = $t->concurrent([ map { ['GET', "/q?id=q$_"] } 1 .. 8 ],
+                         during => sub {
+                             sleep 0.3;
+                             $waiting = queue('/q')->{length} // 0;
+                         });
 my $took = time - $t0;
 is(scalar(grep { $_->{status} == 200 } @res), 8, 'max_inflight=2 queue=16: 8 at once all answered 200');
 is(overloaded(@res), 0, '  none told overloaded');
@@ -55,6 +61,24 @@ ok(!grep({ $at[$_ + 2] - $at[$_] < 0.15 } 0 .. $#at - 2),
 ok($took >= 0.6, sprintf('  in turns: %.2f s for 4 rounds of 200 ms', $took));
 cmp_ok(queue('/q')->{queued}, '>=', 4, '  counted: ' . (queue('/q')->{queued} // 0) . ' queued');
 is($t->status_json->{locations}{'/q'}{targets}{m}{inflight}, 0, '  every slot given back');
+cmp_ok($waiting, '>=', 1, "  queue.length while they waited: $waiting");
+is(queue('/q')->{length}, 0, '  and 0 once all are answered');
+{
+    my $w = queue('/q')->{wait_ms} // {};
+    my $n = 0;
+    $n += $_ for values %$w;
+    is($n, queue('/q')->{queued}, '  queue.wait_ms: a bucket for each call '
+       . 'that waited');
+    cmp_ok(($w->{100} // 0) + ($w->{250} // 0) + ($w->{500} // 0)
+           + ($w->{1000} // 0), '>=', 2, '  some waited a service time or more');
+    my $prom = $t->get('/fanout/metrics')->{body};
+    like($prom, qr/^fanout_target_queue_length\{location="\/q",target="m"\} 0$/m,
+         '  Prometheus: fanout_target_queue_length');
+    like($prom, qr/^fanout_target_queue_wait_seconds_count\{location="\/q",target="m"\} $n$/m,
+         '  Prometheus: fanout_target_queue_wait_seconds, its count');
+    like($prom, qr/^fanout_target_queue_wait_seconds_bucket\{location="\/q",target="m",le="0.25"\} \d+$/m,
+         '  and its buckets in seconds');
+}
 
 # --- a full queue refuses at once
 

@@ -63,6 +63,9 @@ server {
         fanout_quorum 1;
         fanout_breaker failures=3 cooldown=30s;
     }
+    location /auto {
+        fanout_target c /_c max_inflight=auto:2:64 queue=8;
+    }
     location "/x<img src=x onerror=window.pwned=1>" {
         fanout_target a /_a;
     }
@@ -104,6 +107,9 @@ is($t->get('/denied')->{status}, 403, 'the page is behind allow/deny like the JS
 $r = $t->request('HEAD', '/fanout/status');
 is($r->{status}, 200, 'HEAD');
 is($r->{body} // '', '', 'without a body');
+
+# a learned limit for the page to show (a window is 10 calls)
+$t->get('/auto') for 1 .. 12;
 
 # --- load: a steady mix while the browser watches
 
@@ -236,6 +242,7 @@ function rowOf(loc, name) {
     return null;
 }
 return { dead: rowOf('/q', 'dead'), a: rowOf('/p', 'a'), cand: rowOf('/p', 'candidate'),
+         auto: rowOf('/auto', 'c'),
          inst: document.getElementById('inst').textContent,
          hit: Array.prototype.map.call(document.querySelectorAll('section[data-location="/p"] .kpi'),
                                        function (k) { return k.textContent; }) };
@@ -243,6 +250,8 @@ JS
 
 like($view->{dead}[8] // '', qr/^open\b.*retry in/, "the dead target's breaker shows open with its retry ($view->{dead}[8])");
 like($view->{a}[9] // '', qr{^\d+ / 64$}, "in flight against max_inflight ($view->{a}[9])");
+like($view->{auto}[9] // '', qr{^\d+ / \d+ \(learned\)$},
+     "max_inflight=auto: in flight against the limit learned (" . ($view->{auto}[9] // '') . ")");
 like($view->{inst}, qr/dash-1 .*module [\d.]+ .*nginx [\d.]+/, "the instance, the module's and nginx's version ($view->{inst})");
 
 my $c = $json->{locations}{'/p'}{cache};

@@ -47,6 +47,7 @@ typedef struct {
     ngx_uint_t                      max;        /* max_inflight=N */
     ngx_int_t                       entry;
     uint64_t                        seq;        /* the entry is still its */
+    ngx_msec_t                      since;      /* queued at */
     ngx_http_fanout_admitted_pt     handler;
     void                           *data;
     ngx_http_request_t             *request;
@@ -160,6 +161,16 @@ ngx_http_fanout_admission_state(ngx_http_fanout_target_t *t,
 }
 
 
+/* the queue's length, a gauge of the target's: set with the lock held */
+
+static ngx_inline void
+ngx_http_fanout_admission_length(ngx_http_fanout_admission_sh_t *sh,
+    ngx_http_fanout_stats_t *st)
+{
+    st->counters[NGX_HTTP_FANOUT_TGT_QUEUE_LENGTH] = sh->q.waiting;
+}
+
+
 /* the cap now: max_inflight=N, or the limit learned */
 
 static ngx_inline ngx_uint_t
@@ -223,7 +234,37 @@ ngx_http_fanout_admission_grant(ngx_http_fanout_admission_sh_t *sh,
         n++;
     }
 
+    ngx_http_fanout_admission_length(sh, st);
+
     return n;
+}
+
+
+/*
+ * The queue's wait histogram: upper bounds in ms, the last bucket the
+ * rest (NGX_HTTP_FANOUT_TGT_NWAITS buckets).
+ */
+
+static const ngx_msec_t  ngx_http_fanout_admission_waits[] = {
+    1, 5, 10, 25, 50, 100, 250, 500, 1000
+};
+
+
+static void
+ngx_http_fanout_admission_waited(ngx_http_fanout_stats_t *st, ngx_msec_t ms)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_FANOUT_TGT_NWAITS - 1; i++) {
+        if (ms <= ngx_http_fanout_admission_waits[i]) {
+            break;
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&st->counters[NGX_HTTP_FANOUT_TGT_WAIT_MS],
+                                ms);
+    (void) ngx_atomic_fetch_add(&st->counters[NGX_HTTP_FANOUT_TGT_WAIT + i],
+                                1);
 }
 
 
@@ -354,7 +395,10 @@ ngx_http_fanout_admission_ask(ngx_http_request_t *r,
 
     if (i >= 0) {
         w->seq = sh->e[i].seq;
+        w->since = now;
     }
+
+    ngx_http_fanout_admission_length(sh, st);
 
     ngx_shmtx_unlock(&shpool->mutex);
 
@@ -455,6 +499,7 @@ ngx_http_fanout_admission_drop(ngx_http_fanout_admission_wait_t *w)
     }
 
     fanout_queue_release(&w->sh->q, w->sh->e, (int) w->entry);
+    ngx_http_fanout_admission_length(w->sh, w->st);
 }
 
 
@@ -529,6 +574,7 @@ ngx_http_fanout_admission_poll(ngx_event_t *ev)
         w->reason = (e->state == FANOUT_QUEUE_GRANTED)
                     ? FANOUT_QUEUE_OK : (fanout_queue_reason_e) e->reason;
         fanout_queue_release(&w->sh->q, w->sh->e, (int) w->entry);
+        ngx_http_fanout_admission_length(w->sh, w->st);
 
         ngx_queue_remove(q);
         ngx_queue_insert_tail(&ready, q);
@@ -540,6 +586,8 @@ ngx_http_fanout_admission_poll(ngx_event_t *ev)
         q = ngx_queue_head(&ready);
         ngx_queue_remove(q);
         w = ngx_queue_data(q, ngx_http_fanout_admission_wait_t, link);
+
+        ngx_http_fanout_admission_waited(w->st, ngx_current_msec - w->since);
 
         if (w->reason != FANOUT_QUEUE_OK) {
             /* SHED_FULL, _TIMEOUT, _DEADLINE, _EVICTED: in the reasons'

@@ -206,6 +206,17 @@ static const ngx_http_fanout_counter_t  ngx_http_fanout_bat_counters[] = {
 };
 
 
+/* queue=: the upper bounds of its waits' buckets, ms and seconds */
+static const char  *const ngx_http_fanout_tgt_waits[] = {
+    "1", "5", "10", "25", "50", "100", "250", "500", "1000", "+Inf"
+};
+
+static const char  *const ngx_http_fanout_tgt_waits_s[] = {
+    "0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1",
+    "+Inf"
+};
+
+
 static const ngx_http_fanout_counter_t  ngx_http_fanout_tgt_counters[] = {
     C("requests", NULL, "fanout_target_requests_total", NULL, NULL,
       "Calls made to a target.", "counter", NGX_HTTP_FANOUT_TGT_REQUESTS),
@@ -258,6 +269,15 @@ static const ngx_http_fanout_counter_t  ngx_http_fanout_tgt_counters[] = {
       "deadline", NULL, NULL, NGX_HTTP_FANOUT_TGT_SHED_DEADLINE),
     C("evicted", "queue", "fanout_target_queue_total", "result", "evicted",
       NULL, NULL, NGX_HTTP_FANOUT_TGT_SHED_EVICTED),
+    C("length", "queue", "fanout_target_queue_length", NULL, NULL,
+      "queue=: calls waiting for a slot now.", "gauge",
+      NGX_HTTP_FANOUT_TGT_QUEUE_LENGTH),
+    { "wait_ms", "queue", "fanout_target_queue_wait_seconds", NULL, NULL,
+      "queue=: how long calls waited in the queue, granted or shed.",
+      "histogram", NGX_HTTP_FANOUT_TGT_WAIT,
+      NGX_HTTP_FANOUT_COUNTER_HISTOGRAM, NGX_HTTP_FANOUT_TGT_NWAITS,
+      ngx_http_fanout_tgt_waits, ngx_http_fanout_tgt_waits_s,
+      NGX_HTTP_FANOUT_TGT_WAIT_MS, 1 },
     C("current", "inflight_limit", "fanout_target_inflight_limit", NULL,
       NULL, "max_inflight=auto: the limit learned from the model's latency "
       "(0 until its first window).", "gauge", NGX_HTTP_FANOUT_TGT_LIMIT),

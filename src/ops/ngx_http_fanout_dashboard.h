@@ -1,7 +1,7 @@
 /* generated from ngx_http_fanout_dashboard.html by "make dashboard" (tools/embed-html): do not edit */
 
 #define NGX_HTTP_FANOUT_DASHBOARD_CSP \
-    "default-src 'none'; script-src 'sha256-/txpd06nQIPED6u3WDHL6Wz2A3ztFb5bk52AfqZy9v8='; style-src 'sha256-vUPykNE6ARY2B58doc11/n4Jj/nYuhcI8L27C99r6B4='; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    "default-src 'none'; script-src 'sha256-UlqJjffJTgd7Axmz6psodHKmP6NN2ckfB1zrQSqadfQ='; style-src 'sha256-vUPykNE6ARY2B58doc11/n4Jj/nYuhcI8L27C99r6B4='; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 static const u_char  ngx_http_fanout_dashboard[] =
     "<!DOCTYPE html>\n"
@@ -245,9 +245,16 @@ static const u_char  ngx_http_fanout_dashboard[] =
     "                      \"in flight\", \"retries\", \"hedges\"],\n"
     "            names.map(function (n) {\n"
     "                var p = lp.concat([\"targets\", n]), t = get(cur, p);\n"
-    "                var cap = num(t.max_inflight);\n"
-    "                var infl = el(\"span\", null, fmtInt(t.inflight) + (cap ? \" / \" + fmtInt(cap) : \"\"));\n"
-    "                if (cap && t.inflight >= cap) { infl.className = \"bad\"; }\n"
+    "                var lim = t.inflight_limit || {}, qu = t.queue || {};\n"
+    "                var cap = num(lim.current) || num(t.max_inflight);\n"
+    "                var infl = el(\"span\", null, fmtInt(t.inflight) + (cap ? \" / \" + fmtInt(cap) : \"\")\n"
+    "                              + (num(lim.current) ? \" (learned)\" : \"\")\n"
+    "                              + (num(qu.length) ? \", \" + fmtInt(qu.length) + \" queued\" : \"\"));\n"
+    "                if (num(lim.current)) {\n"
+    "                    infl.title = \"max_inflight=auto: min RTT \" + fmtInt(lim.min_rtt_ms) + \" ms, gradient \"\n"
+    "                                 + fmt(num(lim.gradient_pct) / 100) + \", \" + fmtInt(lim.probes) + \" probes\";\n"
+    "                }\n"
+    "                if (cap && t.inflight >= cap && !num(qu.length)) { infl.className = \"bad\"; }\n"
     "                return [n, raw(\"span\", p.concat([\"requests\"]), cur), fmt(rate(p.concat([\"requests\"]))),\n"
     "                        pct(t.ok, t.requests), errorKinds(cur, p),\n"
     "                        q(cur, p, \"p50\"), q(cur, p, \"p90\"), q(cur, p, \"p99\"), breaker(t.breaker), infl,\n"

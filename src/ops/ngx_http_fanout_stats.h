@@ -45,6 +45,9 @@ typedef enum {
 } ngx_http_fanout_loc_counter_e;
 
 
+/* queue=: waits, ms: 1, 5, 10, 25, 50, 100, 250, 500, 1000, more */
+#define NGX_HTTP_FANOUT_TGT_NWAITS  10
+
 typedef enum {
     NGX_HTTP_FANOUT_TGT_REQUESTS = 0,
     /* then one per fanout_kind_e: ok, timeout, http_4xx, ... */
@@ -71,7 +74,11 @@ typedef enum {
     NGX_HTTP_FANOUT_TGT_PROBES,
     NGX_HTTP_FANOUT_TGT_TOO_LATE,      /* retries, hedges not made: less
                                           time left than the p50 */
-    NGX_HTTP_FANOUT_TGT_NCOUNTERS
+    NGX_HTTP_FANOUT_TGT_QUEUE_LENGTH,  /* queue=: calls waiting, a gauge */
+    NGX_HTTP_FANOUT_TGT_WAIT_MS,       /* their waits, summed */
+    NGX_HTTP_FANOUT_TGT_WAIT,          /* the waits, by bucket */
+    NGX_HTTP_FANOUT_TGT_NCOUNTERS = NGX_HTTP_FANOUT_TGT_WAIT
+                                    + NGX_HTTP_FANOUT_TGT_NWAITS
 } ngx_http_fanout_tgt_counter_e;
 
 
@@ -148,7 +155,7 @@ typedef enum {
 
 
 /* enough for every group: the build fails when one has more */
-#define NGX_HTTP_FANOUT_NCOUNTERS  40
+#define NGX_HTTP_FANOUT_NCOUNTERS  48
 
 #define ngx_http_fanout_counters_fit(n)                                       \
     typedef char ngx_http_fanout_fits_##n[                                    \

@@ -25,6 +25,7 @@ server {
     location /q    { fanout_target m /_m max_inflight=2 queue=16; }
     location /full { fanout_target m /_m max_inflight=1 queue=2; }
     location /qt   { fanout_target m /_m max_inflight=1 queue=8 queue_timeout=100ms; }
+    location /pace { fanout_target m /_m max_inflight=2 queue=8 queue_timeout=250ms; }
     location /dl   { fanout_target m /_m max_inflight=1 queue=8; fanout_timeout 300ms; }
     location /q1   { fanout_target m /_m max_inflight=1 queue=16
                                     priority=$http_x_priority fair=$http_x_tenant; }
@@ -97,6 +98,27 @@ is(scalar(grep { $_->{status} == 200 } @res), 1, 'queue_timeout=100ms, a call of
 is(overloaded(@res), 2, '  2 shed as overloaded');
 is(queue('/qt')->{timeout}, 2, '  counted as timeout');
 is(scalar(calls(qr/id=t/)), 1, '  and never sent to the model');
+
+# --- a turn that would come after queue_timeout is not waited for: once
+# the target's p50 is known (20 calls), the queue's pace (2 slots, 200 ms
+# each) says which of those over the cap fit 250 ms, the others are shed
+# at once, not after 250 ms
+
+for (1 .. 11) {
+    $t->concurrent([ map { ['GET', "/pace?id=v$_&ms=200"] } 1 .. 2 ]);
+}
+my %before = %{ queue('/pace') };
+@res = $t->concurrent([ map { ['GET', "/pace?id=y$_&ms=200"] } 1 .. 6 ]);
+my @shed = grep { $_->{status} == 503 } @res;
+is(scalar(grep { $_->{status} == 200 } @res), 4, 'the queue\'s pace: 2 '
+   . 'called, 2 wait their turn (100 and 200 ms), 4 of 6 served');
+is(scalar @shed, 2, '  the 2 whose turn is past 250 ms: shed');
+ok(!grep({ $_->{time} >= 0.2 } @shed), '  at once: '
+   . join(', ', map { sprintf '%.3f s', $_->{time} } @shed));
+is(queue('/pace')->{timeout} - ($before{timeout} // 0), 2,
+   '  counted as timeout');
+is(queue('/pace')->{queued} - ($before{queued} // 0), 2,
+   '  and never queued');
 
 # --- the deadline: nobody waits past fanout_timeout, nor for a call that
 # would miss it (the target's recent p50, known after 20 calls)

@@ -241,6 +241,61 @@ fanout_queue_init(fanout_queue_t *q, fanout_queue_entry_t *e, uint32_t size,
 }
 
 
+void
+fanout_pace_grant(fanout_pace_t *p, uint64_t now_ms, int empty)
+{
+    uint64_t  gap;
+
+    if (p->last_ms && now_ms >= p->last_ms) {
+        gap = (now_ms - p->last_ms) * 1024;
+        p->gap = p->gap ? p->gap - p->gap / 16 + gap / 16 : gap;
+    }
+
+    /* a queue that ran empty: the next grant starts a new busy period */
+    p->last_ms = empty ? 0 : now_ms;
+}
+
+
+uint64_t
+fanout_pace_wait(const fanout_pace_t *p, uint32_t ahead)
+{
+    return ((uint64_t) ahead + 1) * p->gap / 1024;
+}
+
+
+uint32_t
+fanout_queue_position(const fanout_queue_t *q,
+    const fanout_queue_entry_t *e, uint32_t priority, uint32_t key)
+{
+    uint32_t  i, n;
+    uint64_t  tag;
+
+    /* the tag push() would give it: after its key's last one */
+    tag = q->vtime;
+
+    for (i = 0; i < q->slots; i++) {
+        if (e[i].state == FANOUT_QUEUE_WAITING && e[i].key == key
+            && e[i].tag + 1 > tag)
+        {
+            tag = e[i].tag + 1;
+        }
+    }
+
+    n = 0;
+
+    for (i = 0; i < q->slots; i++) {
+        if (e[i].state == FANOUT_QUEUE_WAITING
+            && (e[i].priority < priority
+                || (e[i].priority == priority && e[i].tag <= tag)))
+        {
+            n++;
+        }
+    }
+
+    return n;
+}
+
+
 int
 fanout_queue_push(fanout_queue_t *q, fanout_queue_entry_t *e,
     uint32_t priority, uint32_t key, uint32_t owner, uint64_t now_ms,

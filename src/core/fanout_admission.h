@@ -142,6 +142,31 @@ void fanout_queue_init(fanout_queue_t *q, fanout_queue_entry_t *e,
     uint32_t size, uint32_t slots);
 
 /*
+ * The queue's pace: how often a waiting call is granted a slot while calls
+ * wait (an average of the gaps between grants, alpha 1/16, in 1/1024 ms),
+ * the throughput the model really gives.  A busy period starts afresh:
+ * the first grant after the queue ran empty sets no gap.
+ */
+typedef struct {
+    uint64_t    last_ms;            /* the last grant; 0: none in this run */
+    uint64_t    gap;                /* ms * 1024; 0: not known yet */
+} fanout_pace_t;
+
+/* a grant at now_ms; empty: the queue has no call waiting after it */
+void fanout_pace_grant(fanout_pace_t *p, uint64_t now_ms, int empty);
+
+/* the wait of a call with ahead calls before it, ms; 0: not known */
+uint64_t fanout_pace_wait(const fanout_pace_t *p, uint32_t ahead);
+
+/*
+ * How many waiting entries a call of this priority and key would find
+ * served before it (priority first, then the start-time tag it would get,
+ * then arrival): its place, were it pushed now.  One pass over the slots.
+ */
+uint32_t fanout_queue_position(const fanout_queue_t *q,
+    const fanout_queue_entry_t *e, uint32_t priority, uint32_t key);
+
+/*
  * A call over the limit asks to wait until expire_ms (its queue_timeout
  * or, if sooner, its deadline less a typical call: expire_reason says
  * which).  Its entry's index, or -1 (FANOUT_QUEUE_FULL); *evicted is the

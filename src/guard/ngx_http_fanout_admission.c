@@ -35,6 +35,7 @@ typedef struct {
     ngx_uint_t                      learned;    /* max_inflight=auto */
     fanout_queue_t                  q;
     ngx_msec_t                      expired;    /* the last pass, ms */
+    fanout_pace_t                   pace;       /* how fast it moves */
     fanout_queue_entry_t            e[1];
 } ngx_http_fanout_admission_sh_t;
 
@@ -231,6 +232,10 @@ ngx_http_fanout_admission_grant(ngx_http_fanout_admission_sh_t *sh,
 
     while (st->inflight < max && fanout_queue_grant(&sh->q, sh->e) >= 0) {
         (void) ngx_atomic_fetch_add(&st->inflight, 1);
+        /* a probe's pace (the limit at min= on purpose) is not the
+         * model's: it starts a new busy period instead */
+        fanout_pace_grant(&sh->pace, ngx_current_msec,
+                          sh->q.waiting == 0 || sh->a.probing);
         n++;
     }
 
@@ -292,7 +297,8 @@ ngx_http_fanout_admission_ask(ngx_http_request_t *r,
 {
     int                               i, evicted;
     uint32_t                          n;
-    uint64_t                          now, expire, p50;
+    uint32_t                          ahead;
+    uint64_t                          now, expire, p50, cap, turn;
     ngx_slab_pool_t                  *shpool;
     ngx_pool_cleanup_t               *cln;
     fanout_queue_reason_e             why;
@@ -386,6 +392,35 @@ ngx_http_fanout_admission_ask(ngx_http_request_t *r,
         (void) ngx_atomic_fetch_add(
                    &st->counters[NGX_HTTP_FANOUT_TGT_SHED_DEADLINE], 1);
         *reason = FANOUT_QUEUE_DEADLINE;
+        cln->handler = NULL;
+        return NGX_DECLINED;
+    }
+
+    /*
+     * Its turn as the queue moves now: behind those served before it, a
+     * grant every so often (the pace measured while calls waited, else a
+     * typical call over the cap).  A turn after expire is not waited for:
+     * it is shed now, in microseconds rather than after its
+     * queue_timeout, for the same answer.  The first in line always
+     * waits, and during a probe (a few calls at min= on purpose) all do.
+     */
+    ahead = fanout_queue_position(&sh->q, sh->e, (uint32_t) ask->priority,
+                                  ask->key);
+    turn = fanout_pace_wait(&sh->pace, ahead);
+    cap = ngx_http_fanout_admission_cap(sh, t->max_inflight);
+
+    if (turn == 0 && p50 && cap) {
+        turn = (ahead + 1) * p50 / cap;
+    }
+
+    if (ahead && !sh->a.probing && now + turn > expire) {
+        ngx_shmtx_unlock(&shpool->mutex);
+
+        /* SHED_TIMEOUT or _DEADLINE, in the reasons' order */
+        (void) ngx_atomic_fetch_add(&st->counters[
+                   NGX_HTTP_FANOUT_TGT_SHED_FULL - FANOUT_QUEUE_FULL + why],
+                   1);
+        *reason = why;
         cln->handler = NULL;
         return NGX_DECLINED;
     }

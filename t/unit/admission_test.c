@@ -230,9 +230,22 @@ test_queue(void)
         fanout_queue_release(&q, e, i);
     }
 
+    /* where a newcomer would be: C first, A behind its own, a high
+     * priority before all, a low one after all */
+    ok(fanout_queue_position(&q, e, 0, 0xC) == 0,
+       "position: a new tenant goes first");
+    ok(fanout_queue_position(&q, e, 0, 0xA) == 8,
+       "position: the flooding tenant behind its 8 waiting");
+    ok(fanout_queue_position(&q, e, 0, 0xB) == 0,
+       "position: B, its calls served, as new");
+    ok(fanout_queue_position(&q, e, 9, 0xC) == 8,
+       "position: a lower priority behind every one");
+
     /* C arrives now: it is served before A's and B's later ones */
     (void) fanout_queue_push(&q, e, 0, 0xC, 'c', 0, 1000,
                              FANOUT_QUEUE_TIMEOUT, &ev);
+    ok(fanout_queue_position(&q, e, 0, 0xD) == 1,
+       "position: D, new too, after C");
 
     while ((i = fanout_queue_grant(&q, e)) >= 0) {
         p += sprintf(p, "%c", (char) e[i].owner);
@@ -324,6 +337,35 @@ main(void)
 {
     test_limit();
     test_queue();
+
+    {
+        /* the pace: a grant every 5 ms while calls wait */
+        fanout_pace_t  pace;
+        uint64_t       t;
+
+        memset(&pace, 0, sizeof(pace));
+        ok(fanout_pace_wait(&pace, 3) == 0, "pace: not known at first");
+
+        for (t = 1000; t < 1500; t += 5) {
+            fanout_pace_grant(&pace, t, 0);
+        }
+
+        ok(fanout_pace_wait(&pace, 0) == 5, "pace: the next turn in 5 ms");
+        ok(fanout_pace_wait(&pace, 9) == 50, "pace: the 10th in 50 ms");
+
+        /* the queue runs empty, then a long idle time: no gap from it */
+        fanout_pace_grant(&pace, 1500, 1);
+        fanout_pace_grant(&pace, 90000, 0);
+        ok(fanout_pace_wait(&pace, 0) == 5, "pace: idle time is not a gap");
+
+        /* the model slows down 2x: the pace follows within 16 grants or so */
+        for (t = 90010; t < 90010 + 10 * 40; t += 10) {
+            fanout_pace_grant(&pace, t, 0);
+        }
+
+        ok(fanout_pace_wait(&pace, 0) >= 9 && fanout_pace_wait(&pace, 0) <= 10,
+           "pace: a 2x slowdown followed within 40 grants");
+    }
 
     return done_testing();
 }

@@ -214,6 +214,27 @@ for my $i (0 .. 7) {
 my $qs = $t->get('/fanout/status')->{json}{locations}{'/queued'}{targets}{vit};
 printf "the queue's counters: %s\n", $json->encode($qs->{queue});
 
+# delay=: past the burst, requests wait for their token instead of a 429
+print "\n=== fanout_limit rate=5r/s burst=1 delay=2: 4 at once  (POST /delayed)\n";
+my @d = $t->concurrent([ map { ['POST', '/delayed', body => '{}',
+                                headers => { 'X-Api-Key' => 'delay' }] } 1 .. 4 ]);
+for my $res (sort { $a->{time} <=> $b->{time} } @d) {
+    printf "HTTP %s in %4.0f ms%s\n", $res->{status}, $res->{time} * 1000,
+        $res->{status} == 429 ? "  (past burst and delay)"
+        : $res->{time} > 0.15 ? "  (waited for its token)" : '';
+}
+
+# set=: each model its own body; each told its time left
+my $before = { map { $_ => scalar(() = $t->hits($_)) } qw(resnet clip) };
+show('set=: each target its own "model" (and resnet a parameter), the rest '
+     . 'of the body as sent; X-Request-Deadline-Ms told  (POST /models)',
+     $t->post('/models', '{"model":"any","input":[1,2]}'));
+for my $m (qw(resnet clip)) {
+    my $hit = ($t->hits($m))[$before->{$m}];
+    printf "  %-7s received %s  X-Request-Deadline-Ms: %s\n", "$m:",
+        $hit->{body} // '-', $hit->{headers}{'x-request-deadline-ms'} // '-';
+}
+
 # a breaker opening: resnet stops answering (killed); after 3 failures it
 # is not called any more
 $t->kill_mock('resnet');

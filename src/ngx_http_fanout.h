@@ -92,6 +92,8 @@ typedef struct {
     ngx_uint_t                  batch_stats;   /* its batches' counters */
     void                       *batcher;       /* this worker's batches */
     ngx_uint_t                  no_breaker;    /* breaker=off */
+    ngx_array_t                *sets;          /* set=: its body's members
+                                                  (call/body.h), or NULL */
 } ngx_http_fanout_target_t;
 
 
@@ -118,6 +120,7 @@ typedef struct {
     ngx_http_fanout_health_conf_t  *health;    /* fanout_health */
     ngx_uint_t                  api;           /* fanout_api: 1 read, 2 write */
     ngx_uint_t                  needs_redis;   /* a limit that fails closed */
+    ngx_uint_t                  bodies;        /* a target has set= */
 
     ngx_http_fanout_cache_conf_t  *cache;      /* NULL: off */
     ngx_http_fanout_l1_t       *cache_l1;      /* its l1= zone, or NULL */

@@ -12,6 +12,7 @@
 #include "ngx_http_fanout_batch.h"
 #include "ngx_http_fanout_cache.h"
 #include "ngx_http_fanout_cache_key.h"
+#include "ngx_http_fanout_body.h"
 #include "ngx_http_fanout_call.h"
 #include "ngx_http_fanout_request.h"
 #include "ngx_http_fanout_split.h"
@@ -150,7 +151,7 @@ ngx_http_fanout_cache_rest(ngx_http_fanout_ctx_t *ctx, ngx_str_t *rest)
 
 static ngx_int_t
 ngx_http_fanout_cache_batch_keys(ngx_http_fanout_ctx_t *ctx, u_char *id,
-    size_t id_len)
+    size_t id_len, ngx_str_t *sets)
 {
     int                        rc;
     char                       item_digest[FANOUT_SHA256_HEX_LEN + 1];
@@ -171,7 +172,7 @@ ngx_http_fanout_cache_batch_keys(ngx_http_fanout_ctx_t *ctx, u_char *id,
     for (i = 0; i < nt; i++) {
         t = ctx->subs[i].target;
         len = ngx_max(len, t->name.len + t->uri.len + t->args.len + 4
-                           + NGX_ATOMIC_T_LEN);
+                           + NGX_ATOMIC_T_LEN + (sets ? sets[i].len : 0));
     }
 
     start = ngx_pnalloc(r->pool, id_len + sizeof("\nitems=")
@@ -222,6 +223,12 @@ ngx_http_fanout_cache_batch_keys(ngx_http_fanout_ctx_t *ctx, u_char *id,
 
             p = ngx_sprintf(start + id_len, "\nitems=%s\n%V=%V?%V",
                             item_digest, &t->name, &t->uri, &t->args);
+
+            if (sets) {
+                /* set=: the target's body is its own */
+                p = ngx_cpymem(p, sets[i].data, sets[i].len);
+            }
+
             p = ngx_http_fanout_cache_purged(p, ctx->subs[k * nt + i].st);
 
             if (ngx_http_fanout_cache_name(ctx, &t->name, start, p - start,
@@ -274,7 +281,7 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
     size_t                         len, id_len;
     ngx_int_t                      rc;
     ngx_str_t                      body, key, vary, id, none, *variant;
-    ngx_str_t                     *method;
+    ngx_str_t                     *method, *sets;
     ngx_atomic_uint_t              purged;
     static ngx_str_t               get = ngx_string("GET");
     static ngx_str_t               post = ngx_string("POST");
@@ -366,10 +373,29 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
              + sizeof(body_digest) + 4 + sizeof("\nvariant=") + variant->len
              + sizeof("\npurged=") + NGX_ATOMIC_T_LEN;
     len = id_len;
+    sets = NULL;
+
+    if (ctx->conf->bodies) {
+        /* set=: each target's values, its body being its own */
+        sets = ngx_pcalloc(r->pool, ctx->nsubs * sizeof(ngx_str_t));
+        if (sets == NULL) {
+            return NGX_ERROR;
+        }
+
+        for (i = 0; i < ctx->nsubs; i++) {
+            if (ngx_http_fanout_body_material(r, ctx->subs[i].target->sets,
+                                              &sets[i])
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+    }
 
     for (i = 0; i < ctx->nsubs; i++) {
         t = ctx->subs[i].target;
-        len += t->name.len + t->uri.len + t->args.len + 4 + NGX_ATOMIC_T_LEN;
+        len += t->name.len + t->uri.len + t->args.len + 4 + NGX_ATOMIC_T_LEN
+               + (sets ? sets[i].len : 0);
     }
 
     start = ngx_pnalloc(r->pool, len);
@@ -414,7 +440,7 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
     id.len = p - start;
 
     if (ctx->batch) {
-        return ngx_http_fanout_cache_batch_keys(ctx, start, p - start);
+        return ngx_http_fanout_cache_batch_keys(ctx, start, p - start, sets);
     }
 
     if (!cc->per_target) {
@@ -424,6 +450,11 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
             p = ngx_http_fanout_cache_put(p, &t->name, '=');
             p = ngx_http_fanout_cache_put(p, &t->uri, '?');
             p = ngx_http_fanout_cache_put(p, &t->args, '\0') - 1;
+
+            if (sets) {
+                p = ngx_cpymem(p, sets[i].data, sets[i].len);
+            }
+
             p = ngx_http_fanout_cache_purged(p, ctx->subs[i].st);
         }
 
@@ -443,6 +474,11 @@ ngx_http_fanout_cache_key(ngx_http_fanout_ctx_t *ctx)
         t = ctx->subs[i].target;
         p = ngx_sprintf(start + id.len, "\n%V=%V?%V", &t->name, &t->uri,
                         &t->args);
+
+        if (sets) {
+            p = ngx_cpymem(p, sets[i].data, sets[i].len);
+        }
+
         p = ngx_http_fanout_cache_purged(p, ctx->subs[i].st);
 
         if (ngx_http_fanout_cache_name(ctx, &t->name, start, p - start,

@@ -326,6 +326,13 @@ ngx_http_fanout_batcher_body(ngx_http_fanout_ctx_t *ctx,
 
     r = ctx->request;
 
+    if (sub->body) {
+        /* set=: its own, which its group's key then takes in */
+        m->body = sub->body->data;
+        m->len = sub->body->len;
+        return NGX_OK;
+    }
+
     if (ctx->batch) {
         /* fanout_batch: the item's pieces, put together */
         k = (sub - ctx->subs) / ctx->batch->ntargets;

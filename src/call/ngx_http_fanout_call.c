@@ -23,6 +23,7 @@
 #include "ngx_http_fanout_batch.h"
 #include "ngx_http_fanout_cache.h"
 #include "ngx_http_fanout_conf.h"
+#include "ngx_http_fanout_body.h"
 
 
 /*
@@ -103,6 +104,11 @@ ngx_http_fanout_targets_stage(ngx_http_fanout_ctx_t *ctx)
 {
     if (ngx_http_fanout_subs_init(ctx) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->conf->bodies) {
+        /* set=: each call's own body, before the cache keys it */
+        return ngx_http_fanout_body_make(ctx);
     }
 
     return NGX_DECLINED;
@@ -819,6 +825,14 @@ ngx_http_fanout_call(ngx_http_fanout_ctx_t *ctx, ngx_http_fanout_call_t *sub,
 
         /* $content_length (fastcgi_param CONTENT_LENGTH) reads the
          * header first: the item's length, not the client's */
+        sr->headers_in.content_length = NULL;
+    }
+
+    if (sr && sub->request_body) {
+        /* set=: the call's own body, the same for all its attempts */
+        sr->request_body = sub->request_body;
+        sr->headers_in.content_length_n = (off_t) sub->body->len;
+        sr->headers_in.chunked = 0;
         sr->headers_in.content_length = NULL;
     }
 

@@ -63,6 +63,9 @@ struct ngx_http_fanout_call_s {
     void                       *wait;          /* queue=: its place */
 
     ngx_str_t                   content_type;  /* of the answer it took */
+    ngx_str_t                  *body;          /* set=: its own body, made
+                                                  by the targets stage */
+    ngx_http_request_body_t    *request_body;  /* that body, as it is sent */
     fanout_part_t               part;          /* status, body, outcome */
     uint32_t                    breaker_old;   /* record_all: the state its
                                                   outcome changed */

@@ -12,6 +12,7 @@
 #include "ngx_http_fanout_handler.h"
 #include "ngx_http_fanout_stats.h"
 #include "ngx_http_fanout_target.h"
+#include "ngx_http_fanout_body.h"
 #include "fanout_microbatch.h"
 
 
@@ -73,6 +74,17 @@ ngx_http_fanout_target_inflight(ngx_conf_t *cf, ngx_str_t *v, void *conf)
 }
 
 
+/* set=PATH:JSON, repeatable: the target's own body (call/body.c) */
+
+static char *
+ngx_http_fanout_target_set(ngx_conf_t *cf, ngx_str_t *v, void *conf)
+{
+    ngx_http_fanout_target_t *t = conf;
+
+    return ngx_http_fanout_body_set(cf, v, &t->sets);
+}
+
+
 static const ngx_http_fanout_param_t  ngx_http_fanout_target_params[] = {
 
     ngx_http_fanout_param("weight", FIXED, ngx_http_fanout_target_t, weight,
@@ -105,6 +117,7 @@ static const ngx_http_fanout_param_t  ngx_http_fanout_target_params[] = {
     ngx_http_fanout_param("batch_format", WORD, ngx_http_fanout_target_t,
                           batch_format, 0, FANOUT_MB_ARRAY,
                           fanout_mb_formats),
+    ngx_http_fanout_param_repeat("set", ngx_http_fanout_target_set),
     ngx_http_fanout_param_null
 };
 
@@ -209,6 +222,14 @@ ngx_http_fanout_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (t->fallback.len) {
         s = t->fallback;
         ngx_http_fanout_split_uri(&s, &t->fallback, &t->fallback_args);
+    }
+
+    if (ngx_http_fanout_body_sets_check(cf, t->sets) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (t->sets) {
+        flcf->bodies = 1;
     }
 
     if ((t->batch_wait != NGX_CONF_UNSET_MSEC

@@ -112,7 +112,9 @@ ngx_http_fanout_conf_params(ngx_conf_t *cf, ngx_uint_t first,
             return NGX_CONF_ERROR;
         }
 
-        if (seen & ((uint64_t) 1 << k)) {
+        if ((seen & ((uint64_t) 1 << k))
+            && !(pm->kind == NGX_HTTP_FANOUT_PARAM_CUSTOM && pm->min == 1))
+        {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "duplicate parameter \"%V\"", &value[i]);
             return NGX_CONF_ERROR;

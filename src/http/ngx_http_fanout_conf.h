@@ -66,6 +66,11 @@ typedef struct {
     { ngx_string(key), NGX_HTTP_FANOUT_PARAM_CUSTOM, 0, 0, 0, 0,              \
       (const void *) (handler) }
 
+/* a CUSTOM one that may be given several times (min 1 marks it) */
+#define ngx_http_fanout_param_repeat(key, handler)                           \
+    { ngx_string(key), NGX_HTTP_FANOUT_PARAM_CUSTOM, 0, 0, 1, 0,              \
+      (const void *) (handler) }
+
 #define ngx_http_fanout_param_null                                            \
     { ngx_null_string, 0, 0, 0, 0, 0, NULL }
 

@@ -28,6 +28,7 @@
 #include "ngx_http_fanout_stats.h"
 #include "ngx_http_fanout_trace.h"
 #include "ngx_http_fanout_batch.h"
+#include "ngx_http_fanout_body.h"
 
 
 typedef struct ngx_http_fanout_mb_group_s    ngx_http_fanout_mb_group_t;
@@ -318,10 +319,7 @@ static ngx_int_t
 ngx_http_fanout_batcher_body(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_call_t *sub, ngx_http_fanout_mb_member_t *m)
 {
-    u_char              *p;
     ngx_str_t            body;
-    ngx_uint_t           k;
-    ngx_chain_t         *cl;
     ngx_http_request_t  *r;
 
     r = ctx->request;
@@ -335,19 +333,16 @@ ngx_http_fanout_batcher_body(ngx_http_fanout_ctx_t *ctx,
 
     if (ctx->batch) {
         /* fanout_batch: the item's pieces, put together */
-        k = (sub - ctx->subs) / ctx->batch->ntargets;
-
-        m->len = (size_t) ctx->batch->lengths[k];
-        m->body = ngx_pnalloc(r->pool, m->len ? m->len : 1);
-        if (m->body == NULL) {
+        if (ngx_http_fanout_body_item(ctx,
+                                      (sub - ctx->subs) / ctx->batch->ntargets,
+                                      &body)
+            != NGX_OK)
+        {
             return NGX_ERROR;
         }
 
-        p = m->body;
-
-        for (cl = ctx->batch->bodies[k].bufs; cl; cl = cl->next) {
-            p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
-        }
+        m->body = body.data;
+        m->len = body.len;
 
         return NGX_OK;
     }
@@ -556,7 +551,6 @@ ngx_http_fanout_batcher_send(ngx_http_fanout_mb_group_t *g)
 {
     size_t                         len;
     u_char                        *body;
-    ngx_buf_t                     *buf;
     ngx_uint_t                     i, n;
     ngx_msec_t                     waited;
     ngx_queue_t                   *q;
@@ -624,11 +618,7 @@ ngx_http_fanout_batcher_send(ngx_http_fanout_mb_group_t *g)
     len = out.len;
 
     body = ngx_pnalloc(fake->pool, len);
-    buf = ngx_calloc_buf(fake->pool);
-    fake->request_body = ngx_pcalloc(fake->pool,
-                                     sizeof(ngx_http_request_body_t));
-
-    if (body == NULL || buf == NULL || fake->request_body == NULL) {
+    if (body == NULL) {
         goto failed;
     }
 
@@ -636,20 +626,11 @@ ngx_http_fanout_batcher_send(ngx_http_fanout_mb_group_t *g)
     out.len = 0;
     fanout_mb_combine(bodies, lens, docs, n, &out);
 
-    buf->pos = body;
-    buf->last = body + len;
-    buf->start = body;
-    buf->end = body + len;
-    buf->memory = 1;
-    buf->last_buf = 1;
-
-    fake->request_body->bufs = ngx_alloc_chain_link(fake->pool);
-    if (fake->request_body->bufs == NULL) {
+    fake->request_body = ngx_http_fanout_body_of(fake->pool, body, len);
+    if (fake->request_body == NULL) {
         goto failed;
     }
 
-    fake->request_body->bufs->buf = buf;
-    fake->request_body->bufs->next = NULL;
     fake->headers_in.content_length_n = (off_t) len;
     fake->headers_in.chunked = 0;
 

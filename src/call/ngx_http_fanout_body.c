@@ -176,7 +176,6 @@ static ngx_int_t
 ngx_http_fanout_body_one(ngx_http_request_t *r, ngx_http_fanout_call_t *sub,
     ngx_str_t *from, fanout_body_set_t *fs, ngx_uint_t n)
 {
-    ngx_buf_t     *b;
     fanout_out_t   o;
 
     o.buf = NULL;
@@ -189,10 +188,7 @@ ngx_http_fanout_body_one(ngx_http_request_t *r, ngx_http_fanout_call_t *sub,
     }
 
     sub->body = ngx_palloc(r->pool, sizeof(ngx_str_t));
-    sub->request_body = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
-    b = ngx_calloc_buf(r->pool);
-
-    if (sub->body == NULL || sub->request_body == NULL || b == NULL) {
+    if (sub->body == NULL) {
         return NGX_ERROR;
     }
 
@@ -206,28 +202,14 @@ ngx_http_fanout_body_one(ngx_http_request_t *r, ngx_http_fanout_call_t *sub,
     (void) fanout_body_apply((const char *) from->data, from->len, fs, n, &o);
     sub->body->len = o.len;
 
-    b->pos = sub->body->data;
-    b->last = sub->body->data + sub->body->len;
-    b->start = b->pos;
-    b->end = b->last;
-    b->memory = 1;
-    b->last_buf = 1;
+    sub->request_body = ngx_http_fanout_body_of(r->pool, sub->body->data,
+                                                sub->body->len);
 
-    sub->request_body->bufs = ngx_alloc_chain_link(r->pool);
-    if (sub->request_body->bufs == NULL) {
-        return NGX_ERROR;
-    }
-
-    sub->request_body->bufs->buf = b;
-    sub->request_body->bufs->next = NULL;
-
-    return NGX_OK;
+    return (sub->request_body == NULL) ? NGX_ERROR : NGX_OK;
 }
 
 
-/* a batch item's body, in one piece */
-
-static ngx_int_t
+ngx_int_t
 ngx_http_fanout_body_item(ngx_http_fanout_ctx_t *ctx, ngx_uint_t k,
     ngx_str_t *item)
 {
@@ -255,7 +237,7 @@ ngx_http_fanout_body_make(ngx_http_fanout_ctx_t *ctx)
 {
     ngx_int_t                rc;
     ngx_str_t                client, item, *from;
-    ngx_uint_t               i, k, n;
+    ngx_uint_t               i, k, n, made;
     ngx_http_request_t      *r;
     ngx_http_fanout_call_t  *sub;
     ngx_http_fanout_target_t  *t;
@@ -265,6 +247,7 @@ ngx_http_fanout_body_make(ngx_http_fanout_ctx_t *ctx)
     ngx_str_null(&client);
     t = NULL;
     n = 0;
+    made = NGX_CONF_UNSET_UINT;
 
     for (i = 0; i < ctx->nsubs; i++) {
         sub = &ctx->subs[i];
@@ -293,8 +276,13 @@ ngx_http_fanout_body_make(ngx_http_fanout_ctx_t *ctx)
         if (ctx->batch) {
             k = i / ctx->batch->ntargets;
 
-            if (ngx_http_fanout_body_item(ctx, k, &item) != NGX_OK) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            /* an item's calls are together: its text made once for them */
+            if (k != made) {
+                if (ngx_http_fanout_body_item(ctx, k, &item) != NGX_OK) {
+                    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+                }
+
+                made = k;
             }
 
             from = &item;

@@ -33,6 +33,10 @@ ngx_int_t ngx_http_fanout_body_sets_check(ngx_conf_t *cf, ngx_array_t *sets);
  */
 ngx_int_t ngx_http_fanout_body_make(ngx_http_fanout_ctx_t *ctx);
 
+/* a fanout_batch item's body (the k-th call's), in one piece of memory */
+ngx_int_t ngx_http_fanout_body_item(ngx_http_fanout_ctx_t *ctx, ngx_uint_t k,
+    ngx_str_t *item);
+
 /* what the target's sets give, for a cache key: "\nset:PATH=VALUE"... */
 ngx_int_t ngx_http_fanout_body_material(ngx_http_request_t *r,
     ngx_array_t *sets, ngx_str_t *out);

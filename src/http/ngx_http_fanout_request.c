@@ -89,6 +89,40 @@ ngx_http_fanout_body_copy(ngx_http_request_t *r, u_char *dst, size_t *len)
  * (a body in nginx's temp file is read back).  An empty body is empty.
  */
 
+/* a request body of one buffer over len bytes in memory, not copied */
+
+ngx_http_request_body_t *
+ngx_http_fanout_body_of(ngx_pool_t *pool, u_char *data, size_t len)
+{
+    ngx_buf_t                *b;
+    ngx_http_request_body_t  *rb;
+
+    rb = ngx_pcalloc(pool, sizeof(ngx_http_request_body_t));
+    b = ngx_calloc_buf(pool);
+
+    if (rb == NULL || b == NULL) {
+        return NULL;
+    }
+
+    b->pos = data;
+    b->last = data + len;
+    b->start = data;
+    b->end = data + len;
+    b->memory = 1;
+    b->last_buf = 1;
+
+    rb->bufs = ngx_alloc_chain_link(pool);
+    if (rb->bufs == NULL) {
+        return NULL;
+    }
+
+    rb->bufs->buf = b;
+    rb->bufs->next = NULL;
+
+    return rb;
+}
+
+
 ngx_int_t
 ngx_http_fanout_body_memory(ngx_http_request_t *r, ngx_str_t *body)
 {

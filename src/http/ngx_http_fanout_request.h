@@ -12,6 +12,8 @@
 off_t ngx_http_fanout_body_size(ngx_http_request_t *r);
 ngx_int_t ngx_http_fanout_body_copy(ngx_http_request_t *r, u_char *dst,
     size_t *len);
+ngx_http_request_body_t *ngx_http_fanout_body_of(ngx_pool_t *pool,
+    u_char *data, size_t len);
 ngx_int_t ngx_http_fanout_body_memory(ngx_http_request_t *r,
     ngx_str_t *body);
 ngx_list_t *ngx_http_fanout_headers(ngx_http_request_t *r);

@@ -14,15 +14,13 @@
 static char  out_buf[1 << 16];
 
 
-/* the body with sets applied ("" when it fails) */
+/* "PATH:JSON" each, into sets */
 
-static const char *
-apply(const char *body, const char *const *spec, size_t n)
+static void
+parse(const char *const *spec, size_t n, fanout_body_set_t *sets)
 {
-    size_t             i;
-    const char        *colon;
-    fanout_out_t       count, o;
-    fanout_body_set_t  sets[FANOUT_BODY_MAX_SETS + 1];
+    size_t       i;
+    const char  *colon;
 
     for (i = 0; i < n; i++) {
         colon = strchr(spec[i], ':');
@@ -31,6 +29,18 @@ apply(const char *body, const char *const *spec, size_t n)
         sets[i].value = colon + 1;
         sets[i].value_len = strlen(colon + 1);
     }
+}
+
+
+/* the body with sets applied ("" when it fails) */
+
+static const char *
+apply(const char *body, const char *const *spec, size_t n)
+{
+    fanout_out_t       count, o;
+    fanout_body_set_t  sets[FANOUT_BODY_MAX_SETS + 1];
+
+    parse(spec, n, sets);
 
     count.buf = NULL;
     count.len = 0;
@@ -57,17 +67,10 @@ apply(const char *body, const char *const *spec, size_t n)
 static int
 check(const char *const *spec, size_t n)
 {
-    size_t             i, bad;
-    const char        *colon;
+    size_t             bad;
     fanout_body_set_t  sets[FANOUT_BODY_MAX_SETS + 1];
 
-    for (i = 0; i < n; i++) {
-        colon = strchr(spec[i], ':');
-        sets[i].path = spec[i];
-        sets[i].path_len = (size_t) (colon - spec[i]);
-        sets[i].value = colon + 1;
-        sets[i].value_len = strlen(colon + 1);
-    }
+    parse(spec, n, sets);
 
     return fanout_body_sets_check(sets, n, &bad) == 0 ? -1 : (int) bad;
 }

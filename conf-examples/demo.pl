@@ -35,7 +35,8 @@ $t->mock('flaky', ms => 10, flaky => 1,
 $t->mock('slowtail', ms => 10, slow_pct => 10, slow_ms => 400,
          body => '{"model":"slowtail","label":"cat"}');
 $t->mock('llm_a', mode => 'sse', first => 300, gap => 30, events => 4);
-$t->mock('llm_b', mode => 'sse', first => 40, gap => 30, events => 4);
+$t->mock('llm_b', mode => 'sse', first => 40, gap => 30, events => 4,
+         usage => 1, prompt => 12, used => 4);
 $t->mock('gpu', mode => 'model', ms => 5, fail_status => 422);
 $t->mock('triton', mode => 'model', proto => 'v2', two => 1, ms => 5);
 
@@ -293,6 +294,33 @@ printf "40 requests: p50 %.0f ms, slowest %.0f ms; hedges %d, won %d, "
         . "first event after %.0f ms, %d events, all from %s; the other "
         . "cut off\n", $first * 1000, scalar @events,
         ($all =~ /"model":"(\w+)"/)[0] // '?';
+}
+
+# token budgets: reserved before the calls, settled with the usage
+{
+    my $chat = '{"model":"m","max_tokens":600,'
+               . '"messages":[{"role":"user","content":"hi"}]}';
+    print "\n=== fanout_limit tokens=2000/m: 4 requests at once, each "
+        . "max_tokens=600 (about 620 tokens reserved)  (POST /tokens)\n";
+    my @tk = $t->concurrent([ map {
+        ['POST', '/tokens', body => $chat, headers => { 'X-Tenant' => 'acme' }]
+    } 1 .. 4 ]);
+    for my $res (sort { $a->{status} <=> $b->{status} } @tk) {
+        printf "HTTP %s  RateLimit-Policy: %s%s\n", $res->{status},
+            $res->{headers}{'ratelimit-policy'} // '-',
+            $res->{status} == 429 ? "  $res->{body}" : '';
+    }
+    my $loc = $t->status_json->{locations}{'/tokens'};
+    my $lim = $loc->{limit}{limits}{'$http_x_tenant tokens=2000/m'};
+    my $again = $t->post('/tokens', $chat, headers => { 'X-Tenant' => 'acme' });
+    printf "reserved %d tokens, used %d (each stream's last event: 16); "
+        . "what was not used is back: the next request HTTP %s\n",
+        $lim->{tokens_reserved}, $lim->{tokens_used}, $again->{status};
+    my $tg = $loc->{targets}{llm_b};
+    my ($p50) = grep { $tg->{first_chunk_ms}{$_} } qw(5 10 25 50 100 250);
+    printf "llm_b: time to first chunk <= %s ms, tokens in %d, out %d "
+        . "(targets.llm_b.first_chunk_ms, .tokens)\n", $p50 // '?',
+        $tg->{tokens}{input}, $tg->{tokens}{output};
 }
 
 my $res = $t->post('/batch', '{"instances":[1,2,"fail",4]}');

@@ -195,6 +195,7 @@ typedef enum {
     NGX_HTTP_FANOUT_STAGE_BATCH,         /* fanout_batch: items, bodies */
     NGX_HTTP_FANOUT_STAGE_TARGETS,       /* the calls planned, not made */
     NGX_HTTP_FANOUT_STAGE_CACHE,         /* fanout_cache: lookup, waiting */
+    NGX_HTTP_FANOUT_STAGE_TOKENS,        /* fanout_limit tokens=: reserved */
     NGX_HTTP_FANOUT_STAGE_SHADOWS,       /* fanout_shadow: started */
     NGX_HTTP_FANOUT_STAGE_CALLS,         /* the targets, to the deadline */
     NGX_HTTP_FANOUT_STAGE_ANSWER,        /* merged, or the winner, sent */

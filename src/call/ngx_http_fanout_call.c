@@ -24,6 +24,7 @@
 #include "ngx_http_fanout_cache.h"
 #include "ngx_http_fanout_conf.h"
 #include "ngx_http_fanout_body.h"
+#include "fanout_tokens.h"
 
 
 /*
@@ -37,6 +38,8 @@
 
 
 static void ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a);
+static void ngx_http_fanout_call_chunk(ngx_http_fanout_attempt_t *a,
+    ngx_msec_t gap);
 static void ngx_http_fanout_call_stopped(ngx_http_fanout_attempt_t *a);
 static void ngx_http_fanout_attempt_init(ngx_http_fanout_call_t *sub,
     ngx_http_fanout_attempt_t *a);
@@ -588,6 +591,7 @@ ngx_http_fanout_attempt_init(ngx_http_fanout_call_t *sub,
     a->owner = sub;
     a->ended = ngx_http_fanout_call_ended;
     a->stopped = ngx_http_fanout_call_stopped;
+    a->chunk = ngx_http_fanout_call_chunk;
     a->name = &sub->target->name;
     a->what = "target";
 
@@ -956,6 +960,98 @@ ngx_http_fanout_fallbacks(ngx_http_fanout_ctx_t *ctx)
 
 /* an attempt ended (ngx_http_fanout_capture.c): its outcome is the call's */
 
+/*
+ * The time to first chunk and between a stream's chunks, by bucket (the
+ * bounds in ms; the last bucket the rest), and the tokens an answer says
+ * it used: for every attempt that came back, models and streams alike.
+ */
+
+static const ngx_msec_t  ngx_http_fanout_call_firsts[] = {
+    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
+};
+
+static const ngx_msec_t  ngx_http_fanout_call_gaps[] = {
+    1, 2, 5, 10, 25, 50, 100, 250, 500, 1000
+};
+
+
+static void
+ngx_http_fanout_call_histogram(ngx_http_fanout_stats_t *st, ngx_uint_t sum,
+    ngx_uint_t first, const ngx_msec_t *bounds, ngx_uint_t n, ngx_msec_t ms)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < n - 1; i++) {
+        if (ms <= bounds[i]) {
+            break;
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&st->counters[sum], ms);
+    (void) ngx_atomic_fetch_add(&st->counters[first + i], 1);
+}
+
+
+static void
+ngx_http_fanout_call_chunk(ngx_http_fanout_attempt_t *a, ngx_msec_t gap)
+{
+    ngx_http_fanout_call_t  *sub = a->owner;
+
+    ngx_http_fanout_call_histogram(sub->st, NGX_HTTP_FANOUT_TGT_GAP_MS,
+                                   NGX_HTTP_FANOUT_TGT_GAP,
+                                   ngx_http_fanout_call_gaps,
+                                   NGX_HTTP_FANOUT_TGT_NGAPS, gap);
+}
+
+
+static void
+ngx_http_fanout_call_measure(ngx_http_fanout_call_t *sub,
+    ngx_http_fanout_attempt_t *a)
+{
+    fanout_usage_t  u;
+
+    if (a->got_first) {
+        ngx_http_fanout_call_histogram(sub->st, NGX_HTTP_FANOUT_TGT_FIRST_MS,
+                                       NGX_HTTP_FANOUT_TGT_FIRST,
+                                       ngx_http_fanout_call_firsts,
+                                       NGX_HTTP_FANOUT_TGT_NFIRSTS, a->first);
+    }
+
+    if (a->result < 200 || a->result > 299) {
+        return;
+    }
+
+    if (a->streaming) {
+        if (a->tail == NULL) {
+            return;
+        }
+
+        fanout_tokens_usage((const char *) a->tail, a->tail_len, &u);
+
+    } else if (a->buf && a->len
+               && memmem(a->buf, a->len, "\"usage\"", 7) != NULL)
+    {
+        /* answers without usage (most models') cost one memmem() */
+        fanout_tokens_usage((const char *) a->buf, a->len, &u);
+
+    } else {
+        return;
+    }
+
+    if (u.found) {
+        a->usage = 1;
+        a->tokens_in = u.input;
+        a->tokens_out = u.output;
+
+        (void) ngx_atomic_fetch_add(
+                   &sub->st->counters[NGX_HTTP_FANOUT_TGT_TOKENS_IN], u.input);
+        (void) ngx_atomic_fetch_add(
+                   &sub->st->counters[NGX_HTTP_FANOUT_TGT_TOKENS_OUT],
+                   u.output);
+    }
+}
+
+
 static void
 ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
 {
@@ -974,6 +1070,8 @@ ngx_http_fanout_call_ended(ngx_http_fanout_attempt_t *a)
 
     a->live = 0;
     sub->running--;
+
+    ngx_http_fanout_call_measure(sub, a);
 
     if (sub->done) {
         return;

@@ -322,6 +322,18 @@ ngx_http_fanout_call_log_attempt(ngx_http_fanout_ctx_t *ctx,
     p = ngx_http_fanout_cl_uint(p, a->len);
     p = ngx_http_fanout_cl_lit(p, ",\"ms\":");
     p = ngx_http_fanout_cl_uint(p, a->latency);
+
+    if (a->got_first) {
+        p = ngx_http_fanout_cl_lit(p, ",\"first_ms\":");
+        p = ngx_http_fanout_cl_uint(p, a->first);
+    }
+
+    if (a->usage) {
+        p = ngx_http_fanout_cl_lit(p, ",\"tokens_in\":");
+        p = ngx_http_fanout_cl_uint(p, a->tokens_in);
+        p = ngx_http_fanout_cl_lit(p, ",\"tokens_out\":");
+        p = ngx_http_fanout_cl_uint(p, a->tokens_out);
+    }
     p = ngx_http_fanout_cl_lit(p, ",\"breaker\":\"");
     p = ngx_http_fanout_cl_cstr(p, sub->st ? fanout_breaker_state_name(
                                                  sub->bst->breaker.state)

@@ -263,6 +263,39 @@ fanout_pace_wait(const fanout_pace_t *p, uint32_t ahead)
 }
 
 
+int
+fanout_pace_standing(fanout_pace_t *p, uint32_t waiting, uint64_t now_ms,
+    uint64_t interval_ms)
+{
+    p->interval_ms = interval_ms;
+
+    if (waiting == 0 || p->busy_ms == 0 || now_ms < p->busy_ms) {
+        /* the queue empty: a new busy period starts with this call */
+        p->busy_ms = now_ms ? now_ms : 1;
+
+    } else if (now_ms - p->busy_ms >= interval_ms
+               && p->shed_ms >= p->busy_ms)
+    {
+        p->standing_ms = now_ms;
+    }
+
+    return p->standing_ms && now_ms < p->standing_ms + interval_ms;
+}
+
+
+void
+fanout_pace_shed(fanout_pace_t *p, uint64_t now_ms)
+{
+    p->shed_ms = now_ms ? now_ms : 1;
+
+    if (p->standing_ms && now_ms < p->standing_ms + p->interval_ms
+        && now_ms > p->standing_ms)
+    {
+        p->standing_ms = now_ms;
+    }
+}
+
+
 uint32_t
 fanout_queue_position(const fanout_queue_t *q,
     const fanout_queue_entry_t *e, uint32_t priority, uint32_t key)
@@ -293,6 +326,24 @@ fanout_queue_position(const fanout_queue_t *q,
     }
 
     return n;
+}
+
+
+int
+fanout_queue_has_key(const fanout_queue_t *q, const fanout_queue_entry_t *e,
+    uint32_t priority, uint32_t key)
+{
+    uint32_t  i;
+
+    for (i = 0; i < q->slots; i++) {
+        if (e[i].state == FANOUT_QUEUE_WAITING && e[i].key == key
+            && e[i].priority <= priority)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 

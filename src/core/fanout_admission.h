@@ -150,6 +150,10 @@ void fanout_queue_init(fanout_queue_t *q, fanout_queue_entry_t *e,
 typedef struct {
     uint64_t    last_ms;            /* the last grant; 0: none in this run */
     uint64_t    gap;                /* ms * 1024; 0: not known yet */
+    uint64_t    busy_ms;            /* the queue not empty since */
+    uint64_t    standing_ms;        /* CoDel's state last renewed; 0: off */
+    uint64_t    shed_ms;            /* a call last shed */
+    uint64_t    interval_ms;        /* CoDel's interval, as last asked */
 } fanout_pace_t;
 
 /* a grant at now_ms; empty: the queue has no call waiting after it */
@@ -157,6 +161,30 @@ void fanout_pace_grant(fanout_pace_t *p, uint64_t now_ms, int empty);
 
 /* the wait of a call with ahead calls before it, ms; 0: not known */
 uint64_t fanout_pace_wait(const fanout_pace_t *p, uint32_t ahead);
+
+/*
+ * CoDel's rule for a queue (Nichols and Jacobson; Facebook's "Fail at
+ * Scale"; fq_codel's flows): a queue that has not been empty for a whole
+ * interval (the queue_timeout=), and has shed calls meanwhile, holds no
+ * burst but a standing overload: waiting in it only adds latency to what
+ * the model serves anyway.  In that state each flow (a fair= key at a
+ * priority) keeps one call waiting, the next grant's, and the others are
+ * shed at arrival, in microseconds rather than after a wait: the model
+ * stays fed, the grants still go round the keys and by priority.  The
+ * state lasts while calls are shed (fanout_pace_shed()) and ends an
+ * interval after the last shed: a queue that keeps up again takes bursts.
+ * A slow model's queue that sheds nothing is not standing: its calls are
+ * all served.  waiting: the calls in the queue.  Returns 1 in that state.
+ */
+int fanout_pace_standing(fanout_pace_t *p, uint32_t waiting,
+    uint64_t now_ms, uint64_t interval_ms);
+
+/* a call shed at now_ms (at arrival, the queue full, or its time up) */
+void fanout_pace_shed(fanout_pace_t *p, uint64_t now_ms);
+
+/* 1: a call of this key at this or a better priority waits (O(slots)) */
+int fanout_queue_has_key(const fanout_queue_t *q,
+    const fanout_queue_entry_t *e, uint32_t priority, uint32_t key);
 
 /*
  * How many waiting entries a call of this priority and key would find

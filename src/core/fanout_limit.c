@@ -66,6 +66,30 @@ fanout_limit_take(const fanout_limit_conf_t *c, uint64_t *tat,
 
 
 void
+fanout_limit_settle(const fanout_limit_conf_t *c, uint64_t *tat,
+    uint64_t now_us, int64_t delta)
+{
+    uint64_t  base, back, most;
+
+    base = (*tat > now_us) ? *tat : now_us;
+
+    /* no product overflows: a debt of at most 2^62 us, ages anyway */
+    most = ((uint64_t) 1 << 62) / c->interval_us;
+
+    if (delta >= 0) {
+        *tat = base + ((uint64_t) delta < most ? (uint64_t) delta : most)
+                      * c->interval_us;
+        return;
+    }
+
+    back = (uint64_t) (-(delta + 1)) + 1;
+    back = (back < most ? back : most) * c->interval_us;
+
+    *tat = (base - now_us > back) ? base - back : now_us;
+}
+
+
+void
 fanout_limit_share(const fanout_limit_conf_t *c, uint64_t n,
     fanout_limit_conf_t *out)
 {

@@ -48,6 +48,16 @@ void fanout_limit_take(const fanout_limit_conf_t *c, uint64_t *tat,
 
 
 /*
+ * Settles what was taken on a guess (a token budget's estimate) with what
+ * was used: delta > 0 is charged on top, even past the burst (a debt that
+ * later requests wait out), delta < 0 is given back, down to a full
+ * bucket at most.
+ */
+void fanout_limit_settle(const fanout_limit_conf_t *c, uint64_t *tat,
+    uint64_t now_us, int64_t delta);
+
+
+/*
  * One instance's share of a fleet limit, for n instances: 1/n of the rate
  * and of the burst (at least one request). n of 0 or 1: the whole limit.
  */

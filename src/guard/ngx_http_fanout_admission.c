@@ -273,6 +273,15 @@ ngx_http_fanout_admission_waited(ngx_http_fanout_stats_t *st, ngx_msec_t ms)
 }
 
 
+/* CoDel's interval: queue_timeout=, else 100 ms */
+
+static uint64_t
+ngx_http_fanout_admission_interval(ngx_http_fanout_target_t *t)
+{
+    return t->queue_timeout != NGX_CONF_UNSET_MSEC ? t->queue_timeout : 100;
+}
+
+
 static void
 ngx_http_fanout_admission_soon(void)
 {
@@ -298,6 +307,7 @@ ngx_http_fanout_admission_ask(ngx_http_request_t *r,
     int                               i, evicted;
     uint32_t                          n;
     uint32_t                          ahead;
+    ngx_uint_t                        shed;
     uint64_t                          now, expire, p50, cap, turn;
     ngx_slab_pool_t                  *shpool;
     ngx_pool_cleanup_t               *cln;
@@ -387,6 +397,7 @@ ngx_http_fanout_admission_ask(ngx_http_request_t *r,
     }
 
     if (expire <= now) {
+        fanout_pace_shed(&sh->pace, now);
         ngx_shmtx_unlock(&shpool->mutex);
 
         (void) ngx_atomic_fetch_add(
@@ -402,7 +413,7 @@ ngx_http_fanout_admission_ask(ngx_http_request_t *r,
      * typical call over the cap).  A turn after expire is not waited for:
      * it is shed now, in microseconds rather than after its
      * queue_timeout, for the same answer.  The first in line always
-     * waits, and during a probe (a few calls at min= on purpose) all do.
+     * waits.
      */
     ahead = fanout_queue_position(&sh->q, sh->e, (uint32_t) ask->priority,
                                   ask->key);
@@ -413,7 +424,21 @@ ngx_http_fanout_admission_ask(ngx_http_request_t *r,
         turn = (ahead + 1) * p50 / cap;
     }
 
-    if (ahead && !sh->a.probing && now + turn > expire) {
+    /*
+     * Shed now: a standing queue's flow that has a call waiting already
+     * (CoDel's rule, see fanout_pace_standing(): during a probe too, whose
+     * queue would only time out), or a turn past expire (not during a
+     * probe: its pace is not the model's).
+     */
+    shed = (fanout_pace_standing(&sh->pace, sh->q.waiting, now,
+                                 ngx_http_fanout_admission_interval(t))
+            && fanout_queue_has_key(&sh->q, sh->e, (uint32_t) ask->priority,
+                                    ask->key))
+           || (!sh->a.probing && now + turn > expire);
+
+    if (ahead && shed) {
+        fanout_pace_shed(&sh->pace, now);
+
         ngx_shmtx_unlock(&shpool->mutex);
 
         /* SHED_TIMEOUT or _DEADLINE, in the reasons' order */
@@ -431,6 +456,9 @@ ngx_http_fanout_admission_ask(ngx_http_request_t *r,
     if (i >= 0) {
         w->seq = sh->e[i].seq;
         w->since = now;
+
+    } else {
+        fanout_pace_shed(&sh->pace, now);
     }
 
     ngx_http_fanout_admission_length(sh, st);
@@ -594,8 +622,9 @@ ngx_http_fanout_admission_poll(ngx_event_t *ev)
             w->sh->expired = ngx_current_msec;
 
             /* their owners answer them at their next look */
-            (void) fanout_queue_expire(&w->sh->q, w->sh->e,
-                                       ngx_current_msec);
+            if (fanout_queue_expire(&w->sh->q, w->sh->e, ngx_current_msec)) {
+                fanout_pace_shed(&w->sh->pace, ngx_current_msec);
+            }
         }
 
         e = &w->sh->e[w->entry];

@@ -5,6 +5,13 @@
  * recently used keys (counted), never fails a request.  scope=cluster
  * keeps them in Redis, taken by one Lua script for all of a request's
  * cluster limits, so that every nginx instance shares them.
+ *
+ * tokens= budgets are the same buckets counted in tokens: checked in
+ * their own stage, after the cache (a hit costs nothing), they reserve
+ * each call's estimate (src/core/fanout_tokens.c) before any model is
+ * called, and settle at the request's end with what the answers say they
+ * used: more is charged (a debt later requests wait out), less is given
+ * back, and a call not made or failed gives all of its share back.
  */
 
 #include "ngx_http_fanout.h"
@@ -17,10 +24,13 @@
 #include "ngx_http_fanout_stats.h"
 #include "ngx_http_fanout_task.h"
 #include "ngx_http_fanout_batch.h"
+#include "ngx_http_fanout_body.h"
+#include "ngx_http_fanout_call.h"
+#include "ngx_http_fanout_capture.h"
+#include "ngx_http_fanout_request.h"
 #include "fanout_limit.h"
+#include "fanout_tokens.h"
 
-
-#define NGX_HTTP_FANOUT_MAX_LIMITS  8
 
 #define NGX_HTTP_FANOUT_LIMIT_LOCAL    0
 #define NGX_HTTP_FANOUT_LIMIT_CLUSTER  1
@@ -66,6 +76,10 @@ typedef struct {
     ngx_uint_t                  delay;         /* delay=: past the burst,
                                                   requests that wait */
     uint64_t                    period;        /* rate=: its window, in us */
+    ngx_uint_t                  count;         /* rate='s or tokens='s N */
+    ngx_uint_t                  tokens;        /* a token budget */
+    ngx_uint_t                  estimate;      /* estimate=: per call; 0:
+                                                  from the body */
     ngx_uint_t                  dry_run;
 } ngx_http_fanout_limit_t;
 
@@ -88,7 +102,9 @@ typedef struct {
  * rejects.  KEYS: the buckets; ARGV, five per key: interval (us), burst,
  * cost, dry_run, delay (requests past the burst that wait).  Returns five
  * integers per key: allowed, remaining, reset (us), retry after (us), the
- * wait of a delayed request (us).
+ * wait of a delayed request (us).  dry_run "2" settles a token budget
+ * (fanout_limit_settle()): the signed cost is charged, even past the
+ * burst, or given back down to a full bucket, never refused.
  */
 static const char  ngx_http_fanout_limit_lua[] =
     "local t = redis.call('TIME')\n"
@@ -103,7 +119,11 @@ static const char  ngx_http_fanout_limit_lua[] =
     "  local base = math.max(tat, now)\n"
     "  local new, limit = base + cost * iv, cap * iv\n"
     "  local ok, used, retry, wait = 1, new - now, 0, 0\n"
-    "  if new - now > limit + late then\n"
+    "  if ARGV[b + 4] == '2' then\n"
+    "    new = math.max(new, now)\n"
+    "    if new > now or tat > now then tats[i] = new end\n"
+    "    used = new - now\n"
+    "  elseif new - now > limit + late then\n"
     "    ok, used, retry = 0, base - now, new - now - limit - late\n"
     "    if not dry then reject = true end\n"
     "  else\n"
@@ -224,6 +244,10 @@ ngx_http_fanout_limit_rate(ngx_conf_t *cf, ngx_str_t *v, void *conf)
     u_char     *slash;
     ngx_int_t   n;
 
+    if (l->tokens) {
+        return "cannot go with tokens=: one fanout_limit a budget";
+    }
+
     slash = ngx_strlchr(v->data, v->data + v->len, '/');
 
     if (slash == NULL || slash - v->data < 2 || slash[-1] != 'r') {
@@ -245,6 +269,57 @@ ngx_http_fanout_limit_rate(ngx_conf_t *cf, ngx_str_t *v, void *conf)
     }
 
     l->rate = *v;
+    l->count = (ngx_uint_t) n;
+
+    return NGX_CONF_OK;
+}
+
+
+/* tokens=N/s, N/m, N/h or N/d: a token budget */
+
+static char *
+ngx_http_fanout_limit_tokens(ngx_conf_t *cf, ngx_str_t *v, void *conf)
+{
+    ngx_http_fanout_limit_t *l = conf;
+
+    u_char     *slash;
+    ngx_int_t   n;
+
+    if (l->rate.len) {
+        return "cannot go with rate=: one fanout_limit a budget";
+    }
+
+    slash = ngx_strlchr(v->data, v->data + v->len, '/');
+    l->period = 0;
+    n = NGX_ERROR;
+
+    if (slash && slash > v->data && v->data + v->len - slash == 2) {
+        n = ngx_atoi(v->data, slash - v->data);
+
+        switch (slash[1]) {
+        case 's':
+            l->period = 1000000;
+            break;
+        case 'm':
+            l->period = 60000000;
+            break;
+        case 'h':
+            l->period = 3600000000ULL;
+            break;
+        case 'd':
+            l->period = 86400000000ULL;
+            break;
+        }
+    }
+
+    if (n <= 0 || l->period == 0) {
+        return "tokens a second, minute, hour or day, as \"1000/m\" or "
+               "\"2000000/d\"";
+    }
+
+    l->rate = *v;
+    l->count = (ngx_uint_t) n;
+    l->tokens = 1;
 
     return NGX_CONF_OK;
 }
@@ -263,6 +338,9 @@ static const ngx_http_fanout_param_t  ngx_http_fanout_limit_params[] = {
 
     ngx_http_fanout_param_custom("key", ngx_http_fanout_limit_key),
     ngx_http_fanout_param_custom("rate", ngx_http_fanout_limit_rate),
+    ngx_http_fanout_param_custom("tokens", ngx_http_fanout_limit_tokens),
+    ngx_http_fanout_param("estimate", COUNT, ngx_http_fanout_limit_t,
+                          estimate, 1, NGX_MAX_INT_T_VALUE, NULL),
     ngx_http_fanout_param("burst", COUNT, ngx_http_fanout_limit_t, burst,
                           1, NGX_MAX_INT_T_VALUE, NULL),
     ngx_http_fanout_param("cost", COUNT, ngx_http_fanout_limit_t, cost,
@@ -314,7 +392,6 @@ ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_memzero(l, sizeof(ngx_http_fanout_limit_t));
 
-    l->cost = 1;
     l->status = 429;
     l->var = NGX_ERROR;
 
@@ -326,14 +403,38 @@ ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (l->key.value.data == NULL || l->rate.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"fanout_limit\" needs key= and rate=, as in "
-                           "\"fanout_limit key=$binary_remote_addr "
-                           "rate=10r/s;\"");
+                           "\"fanout_limit\" needs key= and rate= (or "
+                           "tokens=), as in \"fanout_limit "
+                           "key=$binary_remote_addr rate=10r/s;\"");
         return NGX_CONF_ERROR;
     }
 
-    /* the number before "r/s" or "r/m" */
-    n = ngx_atoi(l->rate.data, l->rate.len - 3);
+    n = (ngx_int_t) l->count;
+
+    if (l->tokens) {
+        /* one budget a directive; what a call costs is measured */
+        if (l->cost || l->delay) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"tokens=\" cannot go with \"rate=\", "
+                               "\"cost=\" or \"delay=\": a token budget "
+                               "is charged what the calls use");
+            return NGX_CONF_ERROR;
+        }
+
+        if (l->burst == 0) {
+            /* the window's quota, usable at once */
+            l->burst = l->count;
+        }
+
+    } else if (l->estimate) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"estimate=\" goes with \"tokens=\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (l->cost == 0) {
+        l->cost = 1;
+    }
 
     if (fanout_limit_conf(&l->gcra, (uint64_t) n, l->period,
                           (uint64_t) l->burst)
@@ -358,16 +459,19 @@ ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
      * draft-ietf-httpapi-ratelimit-headers-07; RateLimit-Policy says the
      * window and the burst (an extension parameter of the draft's).
      */
-    l->quota.len = l->rate.len - 3;
+    l->quota.len = ngx_strlchr(l->rate.data, l->rate.data + l->rate.len, '/')
+                   - l->rate.data - (l->tokens ? 0 : 1);
     l->quota.data = l->rate.data;
-    l->policy.data = ngx_pnalloc(cf->pool, l->quota.len + 32 + NGX_INT64_LEN);
+    l->policy.data = ngx_pnalloc(cf->pool, l->quota.len + 48 + NGX_INT64_LEN);
     if (l->policy.data == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    l->policy.len = ngx_sprintf(l->policy.data, "%V;w=%d;burst=%uL",
-                                &l->quota, l->period == 1000000 ? 1 : 60,
-                                l->gcra.capacity)
+    /* a token budget's quota unit, as the draft's qu= parameter says */
+    l->policy.len = ngx_sprintf(l->policy.data, "%V;w=%uL;burst=%uL%s",
+                                &l->quota, l->period / 1000000,
+                                l->gcra.capacity,
+                                l->tokens ? ";qu=\"tokens\"" : "")
                     - l->policy.data;
 
     if (l->instances && l->on_error != NGX_HTTP_FANOUT_LIMIT_ERR_SHARE) {
@@ -402,13 +506,15 @@ ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     fmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_fanout_module);
 
-    name.len = l->key.value.len + 1 + l->rate.len;
+    name.len = l->key.value.len + 1 + l->rate.len
+               + (l->tokens ? sizeof("tokens=") - 1 : 0);
     name.data = ngx_pnalloc(cf->pool, name.len);
     if (name.data == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    ngx_sprintf(name.data, "%V %V", &l->key.value, &l->rate);
+    ngx_sprintf(name.data, "%V %s%V", &l->key.value,
+                l->tokens ? "tokens=" : "", &l->rate);
     l->name = name;
 
     if (ngx_http_fanout_stats_register_extra(cf, fmcf, &clcf->name, &name,
@@ -591,6 +697,18 @@ ngx_http_fanout_limit_add(ngx_http_fanout_ctx_t *ctx,
 }
 
 
+/* what the request takes from limit i: requests (a batch's calls), or the
+ * tokens its calls reserve */
+
+static uint64_t
+ngx_http_fanout_limit_cost(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_limit_t *l, ngx_uint_t i)
+{
+    return l->tokens ? ctx->limit->cost[i]
+                     : (uint64_t) l->cost * ctx->limit->weight;
+}
+
+
 static ngx_int_t
 ngx_http_fanout_limit_reject(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_limit_t *l, fanout_limit_result_t *res)
@@ -620,13 +738,23 @@ ngx_http_fanout_limit_reject(ngx_http_fanout_ctx_t *ctx,
     h->value.data = p;
     h->value.len = ngx_sprintf(p, "%ui", (retry_ms + 999) / 1000) - p;
 
-    body = ngx_pnalloc(r->pool, 128 + l->rate.len);
+    body = ngx_pnalloc(r->pool, 128 + l->rate.len + NGX_INT64_LEN);
     if (body == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_sprintf(body, "{\"error\":\"rate_limited\",\"limit\":\"%V\","
-                    "\"retry_after_ms\":%ui}", &l->rate, retry_ms);
+    if (l->tokens) {
+        p = ngx_sprintf(body, "{\"error\":\"token_limited\",\"limit\":"
+                        "\"%V\",\"tokens\":%uL,\"retry_after_ms\":%ui}",
+                        &l->rate, ctx->limit->cost[l - (ngx_http_fanout_limit_t *)
+                                                   ctx->conf->limits->elts],
+                        retry_ms);
+
+    } else {
+        p = ngx_sprintf(body, "{\"error\":\"rate_limited\",\"limit\":"
+                        "\"%V\",\"retry_after_ms\":%ui}", &l->rate,
+                        retry_ms);
+    }
 
     return ngx_http_fanout_send_json(r, l->status, body, p - body);
 }
@@ -708,7 +836,7 @@ ngx_http_fanout_limit_shm(ngx_http_fanout_ctx_t *ctx,
         }
 
         fanout_limit_take(&gcra, &tat[i], now,
-                          limits[i].cost * ctx->limit->weight,
+                          ngx_http_fanout_limit_cost(ctx, &limits[i], i),
                           &run->res[i]);
         run->have[i] = 1;
 
@@ -798,8 +926,15 @@ ngx_http_fanout_limit_verdict(ngx_http_fanout_ctx_t *ctx,
     }
 
     if (reject < n) {
+        /* the headers say the limit that refused, in its unit */
+        ctx->limit->limit = limits[reject].quota;
+        ctx->limit->policy = limits[reject].policy;
+        ctx->limit->remaining = (ngx_uint_t) run->res[reject].remaining;
+        ctx->limit->reset = (ngx_uint_t) ((run->res[reject].reset_us + 999999)
+                                          / 1000000);
+
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "fanout_limit %V: request rejected", &limits[reject].rate);
+                      "fanout_limit %V: request rejected", &limits[reject].name);
 
         return ngx_http_fanout_limit_reject(ctx, &limits[reject],
                                             &run->res[reject]);
@@ -825,6 +960,22 @@ ngx_http_fanout_limit_verdict(ngx_http_fanout_ctx_t *ctx,
 
         return ngx_http_fanout_send_json(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                          body, p - body);
+    }
+
+    if (ctx->limit->tokens) {
+        /* reserved: settled when the request ends */
+        ctx->limit->reserved = run;
+
+        for (i = 0; i < n; i++) {
+            if (run->have[i] && run->res[i].allowed) {
+                st = ngx_http_fanout_stats_extra(r, ctx->conf,
+                                                 NGX_HTTP_FANOUT_STATS_LIMIT,
+                                                 limits[i].stats);
+                (void) ngx_atomic_fetch_add(
+                    &st->counters[NGX_HTTP_FANOUT_LIM_TOKENS_RESERVED],
+                    ctx->limit->cost[i]);
+            }
+        }
     }
 
     if (wait) {
@@ -1057,13 +1208,15 @@ ngx_http_fanout_limit_merge(ngx_conf_t *cf, ngx_http_fanout_loc_conf_t *flcf)
 {
     u_char                    *p, *material;
     size_t                     len;
-    ngx_uint_t                 i;
+    ngx_uint_t                 i, requests;
     ngx_http_fanout_limit_t   *l;
     ngx_http_core_loc_conf_t  *clcf;
 
     if (flcf->limits == NULL) {
         return NGX_OK;
     }
+
+    requests = 0;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     l = flcf->limits->elts;
@@ -1086,6 +1239,14 @@ ngx_http_fanout_limit_merge(ngx_conf_t *cf, ngx_http_fanout_loc_conf_t *flcf)
         l[i].id = ((uint64_t) ngx_crc32_long(material, len) << 32)
                   | ngx_murmur_hash2(material, len);
 
+        if (l[i].tokens) {
+            /* reserved after the cache, before the calls */
+            flcf->stages |= 1 << NGX_HTTP_FANOUT_STAGE_TOKENS;
+            continue;
+        }
+
+        requests++;
+
         if (flcf->batch
             && l[i].cost * flcf->batch->max_items > l[i].gcra.capacity)
         {
@@ -1099,6 +1260,10 @@ ngx_http_fanout_limit_merge(ngx_conf_t *cf, ngx_http_fanout_loc_conf_t *flcf)
                           flcf->batch->max_items, flcf->batch->file,
                           flcf->batch->line);
         }
+    }
+
+    if (requests == 0) {
+        flcf->stages &= ~(1 << NGX_HTTP_FANOUT_STAGE_LIMIT);
     }
 
     return NGX_OK;
@@ -1166,7 +1331,249 @@ ngx_http_fanout_limit_headers(ngx_http_request_t *r, void *data)
 }
 
 
-/* the request ends before Redis answers: the reply is dropped */
+/* a call not reserved for (answered by the cache) */
+#define NGX_HTTP_FANOUT_TOKENS_NONE     ((uint64_t) -1)
+
+/* what one call used: nothing, what its answer says, or its reservation */
+#define NGX_HTTP_FANOUT_TOKENS_NOTHING  0
+#define NGX_HTTP_FANOUT_TOKENS_SAID     1
+#define NGX_HTTP_FANOUT_TOKENS_KEEP     2
+
+/* a model's word for one call without a cap, at most (2^32): sums stay
+ * exact */
+#define NGX_HTTP_FANOUT_TOKENS_MAX      4294967296ULL
+
+
+static ngx_uint_t
+ngx_http_fanout_limit_used(ngx_http_fanout_call_t *sub, uint64_t bound,
+    uint64_t *used)
+{
+    fanout_usage_t  u;
+
+    if (sub->cancelled) {
+        /* not needed (merge first's others, a hedge's loser) */
+        return NGX_HTTP_FANOUT_TOKENS_NOTHING;
+    }
+
+    if (!sub->done) {
+        /* cut off with its request: the model may have worked on it */
+        return sub->nattempts ? NGX_HTTP_FANOUT_TOKENS_KEEP
+                              : NGX_HTTP_FANOUT_TOKENS_NOTHING;
+    }
+
+    if (sub->part.status < 200 || sub->part.status > 299) {
+        /* failed, timed out, or never made (breaker, max_inflight) */
+        return NGX_HTTP_FANOUT_TOKENS_NOTHING;
+    }
+
+    if (sub->part.body && sub->part.body_len) {
+        fanout_tokens_usage(sub->part.body, sub->part.body_len, &u);
+
+    } else if (sub->attempt && sub->attempt->tail) {
+        /* streamed to the client: the usage of its last event, if any */
+        fanout_tokens_usage((const char *) sub->attempt->tail,
+                            sub->attempt->tail_len, &u);
+
+    } else {
+        return NGX_HTTP_FANOUT_TOKENS_KEEP;
+    }
+
+    if (!u.found) {
+        return NGX_HTTP_FANOUT_TOKENS_KEEP;
+    }
+
+    /* a model that says more than the call could use is not believed */
+    *used = ngx_min(u.total, bound);
+
+    return NGX_HTTP_FANOUT_TOKENS_SAID;
+}
+
+
+/*
+ * tokens=: the budgets that reserved for this request get what its calls
+ * used instead: the difference is charged (a debt, past the burst) or
+ * given back (down to a full bucket), in the zone or in Redis, where the
+ * one script settles every cluster budget at the fleet's clock.  Nothing
+ * waits for it: the request has ended.
+ */
+
+static void
+ngx_http_fanout_limit_settle(ngx_http_fanout_limit_ctx_t *lc)
+{
+    u_char                        *p;
+    int64_t                        delta[NGX_HTTP_FANOUT_MAX_LIMITS];
+    uint32_t                       hash;
+    uint64_t                       now, u, used[NGX_HTTP_FANOUT_MAX_LIMITS];
+    size_t                        *lens;
+    ngx_str_t                      key;
+    ngx_uint_t                     i, k, n, how, ncluster;
+    const char                   **argv;
+    ngx_time_t                    *tp;
+    ngx_http_request_t            *r;
+    ngx_http_fanout_ctx_t         *ctx;
+    ngx_http_fanout_stats_t       *st;
+    ngx_http_fanout_limit_t       *limits;
+    ngx_http_fanout_limit_run_t   *run;
+    ngx_http_fanout_main_conf_t   *fmcf;
+    ngx_http_fanout_limit_node_t  *ln;
+    fanout_limit_conf_t            gcra;
+    u_char                         buf[sizeof(uint64_t) + 1024];
+
+    run = lc->reserved;
+    ctx = lc->ctx;
+    r = ctx->request;
+    lc->reserved = NULL;
+
+    limits = ctx->conf->limits->elts;
+    n = ctx->conf->limits->nelts;
+    fmcf = ngx_http_get_module_main_conf(r, ngx_http_fanout_module);
+
+    for (i = 0; i < n; i++) {
+        used[i] = 0;
+
+        if (run->where[i] == NGX_HTTP_FANOUT_LIMIT_SKIP || !run->have[i]
+            || !run->res[i].allowed)
+        {
+            /* not reserved: skipped, failed open, or dry_run's refusal */
+            run->where[i] = NGX_HTTP_FANOUT_LIMIT_SKIP;
+        }
+    }
+
+    for (k = 0; k < ctx->nsubs; k++) {
+        if (lc->estimates[k] == NGX_HTTP_FANOUT_TOKENS_NONE) {
+            continue;
+        }
+
+        u = 0;
+        how = ngx_http_fanout_limit_used(&ctx->subs[k], lc->bounds[k], &u);
+
+        for (i = 0; i < n; i++) {
+            if (how == NGX_HTTP_FANOUT_TOKENS_SAID) {
+                used[i] += u;
+
+            } else if (how == NGX_HTTP_FANOUT_TOKENS_KEEP) {
+                used[i] += limits[i].estimate ? limits[i].estimate
+                                              : lc->estimates[k];
+            }
+        }
+    }
+
+    tp = ngx_timeofday();
+    now = (uint64_t) tp->sec * 1000000 + (uint64_t) tp->msec * 1000;
+    ncluster = 0;
+
+    for (i = 0; i < n; i++) {
+        if (run->where[i] == NGX_HTTP_FANOUT_LIMIT_SKIP) {
+            continue;
+        }
+
+        st = ngx_http_fanout_stats_extra(r, ctx->conf,
+                                         NGX_HTTP_FANOUT_STATS_LIMIT,
+                                         limits[i].stats);
+        (void) ngx_atomic_fetch_add(
+                   &st->counters[NGX_HTTP_FANOUT_LIM_TOKENS_USED], used[i]);
+
+        delta[i] = (int64_t) used[i] - (int64_t) lc->cost[i];
+
+        ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "fanout_limit %V: %uL tokens reserved, %uL used, "
+                       "settled %L", &limits[i].name, lc->cost[i], used[i],
+                       delta[i]);
+
+        if (delta[i] == 0) {
+            run->where[i] = NGX_HTTP_FANOUT_LIMIT_SKIP;
+            continue;
+        }
+
+        if (run->where[i] == NGX_HTTP_FANOUT_LIMIT_REDIS) {
+            ncluster++;
+            continue;
+        }
+
+        key.len = sizeof(uint64_t) + ngx_min(run->values[i].len, 1024);
+        key.data = buf;
+        p = ngx_cpymem(key.data, &limits[i].id, sizeof(uint64_t));
+        ngx_memcpy(p, run->values[i].data, key.len - sizeof(uint64_t));
+        hash = ngx_murmur_hash2(key.data, key.len);
+
+        gcra = limits[i].gcra;
+
+        if (run->share[i] > 1) {
+            fanout_limit_share(&limits[i].gcra, run->share[i], &gcra);
+        }
+
+        ngx_shmtx_lock(&fmcf->shpool->mutex);
+
+        /* a key evicted meanwhile has nothing to settle */
+        ln = ngx_http_fanout_limit_find(fmcf->sh, &key, hash);
+
+        if (ln) {
+            fanout_limit_settle(&gcra, &ln->tat, now, delta[i]);
+        }
+
+        ngx_shmtx_unlock(&fmcf->shpool->mutex);
+    }
+
+    if (ncluster == 0 || fmcf->redis == NULL) {
+        return;
+    }
+
+    /* one script for the cluster budgets, dry_run "2": settle */
+
+    argv = ngx_palloc(r->pool, (3 + 6 * ncluster) * sizeof(char *));
+    lens = ngx_palloc(r->pool, (3 + 6 * ncluster) * sizeof(size_t));
+    p = ngx_pnalloc(r->pool, (1 + ncluster) * NGX_INT64_LEN);
+    if (argv == NULL || lens == NULL || p == NULL) {
+        return;
+    }
+
+    argv[2] = (const char *) p;
+    lens[2] = ngx_sprintf(p, "%ui", ncluster) - p;
+    p += NGX_INT64_LEN;
+    k = 0;
+
+    for (i = 0; i < n; i++) {
+        if (run->where[i] != NGX_HTTP_FANOUT_LIMIT_REDIS) {
+            continue;
+        }
+
+        key.len = limits[i].prefix.len + run->values[i].len;
+        key.data = ngx_pnalloc(r->pool, key.len);
+        if (key.data == NULL) {
+            return;
+        }
+
+        ngx_memcpy(ngx_cpymem(key.data, limits[i].prefix.data,
+                              limits[i].prefix.len),
+                   run->values[i].data, run->values[i].len);
+
+        argv[3 + k] = (const char *) key.data;
+        lens[3 + k] = key.len;
+        argv[3 + ncluster + 5 * k] = (const char *) limits[i].args[0];
+        lens[3 + ncluster + 5 * k] = limits[i].args_len[0];
+        argv[4 + ncluster + 5 * k] = (const char *) limits[i].args[1];
+        lens[4 + ncluster + 5 * k] = limits[i].args_len[1];
+        argv[5 + ncluster + 5 * k] = (const char *) p;
+        lens[5 + ncluster + 5 * k] = ngx_sprintf(p, "%L", delta[i]) - p;
+        p += NGX_INT64_LEN;
+        argv[6 + ncluster + 5 * k] = "2";
+        lens[6 + ncluster + 5 * k] = 1;
+        argv[7 + ncluster + 5 * k] = "0";
+        lens[7 + ncluster + 5 * k] = 1;
+
+        k++;
+    }
+
+    /* the arguments are copied at once; the reply only counts (the
+     * request is gone: the cycle's log, no handler) */
+    (void) ngx_http_fanout_redis_eval(ngx_cycle->log,
+                                      &ngx_http_fanout_limit_script,
+                                      3 + 6 * ncluster, argv, lens, NULL,
+                                      NULL);
+}
+
+
+/* the request ends: a reply not come is dropped, a reservation settled */
 
 static void
 ngx_http_fanout_limit_cleanup(void *data)
@@ -1181,10 +1588,52 @@ ngx_http_fanout_limit_cleanup(void *data)
     if (lc->delay.timer_set) {
         ngx_del_timer(&lc->delay);
     }
+
+    if (lc->reserved) {
+        ngx_http_fanout_limit_settle(lc);
+    }
 }
 
 
-/* weight: the calls the request makes (a batch's), 1 for one request */
+/* the request's limit state, its cleanup and its headers, once */
+
+static ngx_int_t
+ngx_http_fanout_limit_ctx(ngx_http_fanout_ctx_t *ctx)
+{
+    ngx_http_cleanup_t  *cln;
+
+    if (ctx->limit) {
+        return NGX_OK;
+    }
+
+    ctx->limit = ngx_pcalloc(ctx->request->pool,
+                             sizeof(ngx_http_fanout_limit_ctx_t));
+    if (ctx->limit == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_http_cleanup_add(ctx->request, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_fanout_limit_cleanup;
+    cln->data = ctx->limit;
+
+    ctx->limit->ctx = ctx;
+    ctx->limit->header.write = ngx_http_fanout_limit_headers;
+    ctx->limit->header.data = ctx->limit;
+    ngx_http_fanout_headers_add(ctx, &ctx->limit->header);
+
+    return NGX_OK;
+}
+
+
+/*
+ * weight: the calls the request makes (a batch's), 1 for one request.
+ * The request limits (rate=), or with ctx->limit->tokens the token
+ * budgets (tokens=), each at its cost.
+ */
 
 ngx_int_t
 ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx, ngx_uint_t weight)
@@ -1198,30 +1647,14 @@ ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx, ngx_uint_t weight)
     ngx_http_fanout_limit_run_t  *run;
     ngx_http_fanout_main_conf_t  *fmcf;
     ngx_http_variable_value_t    *vv;
-    ngx_http_cleanup_t           *cln;
 
     r = ctx->request;
     fmcf = ngx_http_get_module_main_conf(r, ngx_http_fanout_module);
     limits = ctx->conf->limits->elts;
     n = ctx->conf->limits->nelts;
 
-    if (ctx->limit == NULL) {
-        ctx->limit = ngx_pcalloc(r->pool, sizeof(ngx_http_fanout_limit_ctx_t));
-        if (ctx->limit == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        cln = ngx_http_cleanup_add(r, 0);
-        if (cln == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        cln->handler = ngx_http_fanout_limit_cleanup;
-        cln->data = ctx->limit;
-
-        ctx->limit->header.write = ngx_http_fanout_limit_headers;
-        ctx->limit->header.data = ctx->limit;
-        ngx_http_fanout_headers_add(ctx, &ctx->limit->header);
+    if (ngx_http_fanout_limit_ctx(ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ctx->limit->weight = ngx_max(weight, 1);
@@ -1240,6 +1673,12 @@ ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx, ngx_uint_t weight)
     ncluster = 0;
 
     for (i = 0; i < n; i++) {
+        if (limits[i].tokens != ctx->limit->tokens) {
+            /* the other kind: checked in its own stage */
+            run->where[i] = NGX_HTTP_FANOUT_LIMIT_SKIP;
+            continue;
+        }
+
         if (limits[i].var != NGX_ERROR) {
             vv = ngx_http_get_indexed_variable(r, limits[i].var);
 
@@ -1321,17 +1760,17 @@ ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx, ngx_uint_t weight)
         argv[5 + ncluster + 5 * k] = (const char *) limits[i].args[2];
         lens[5 + ncluster + 5 * k] = limits[i].args_len[2];
 
-        if (ctx->limit->weight > 1) {
-            /* a batch weighs its calls */
-            value.data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (ctx->limit->weight > 1 || limits[i].tokens) {
+            /* a batch weighs its calls; a budget, its calls' tokens */
+            value.data = ngx_pnalloc(r->pool, NGX_INT64_LEN);
             if (value.data == NULL) {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
 
             argv[5 + ncluster + 5 * k] = (const char *) value.data;
             lens[5 + ncluster + 5 * k] =
-                ngx_sprintf(value.data, "%ui",
-                            limits[i].cost * ctx->limit->weight)
+                ngx_sprintf(value.data, "%uL",
+                            ngx_http_fanout_limit_cost(ctx, &limits[i], i))
                 - value.data;
         }
         argv[6 + ncluster + 5 * k] = limits[i].dry_run ? "1" : "0";
@@ -1372,6 +1811,146 @@ ngx_http_fanout_limit_stage(ngx_http_fanout_ctx_t *ctx)
         /* a batch is weighed by its calls in the batch stage, once read */
         return NGX_DECLINED;
     }
+
+    return ngx_http_fanout_limit_check(ctx, 1);
+}
+
+
+/*
+ * tokens=: after the cache (a hit costs nothing) and before any call,
+ * each call's estimate is reserved from every token budget: a call of a
+ * budget with estimate= reserves that, else what its own body says
+ * (fanout_tokens_estimate(): its max_tokens and its prompt's size).  A
+ * request over a budget's whole burst never fits: 413, at once.
+ */
+
+ngx_int_t
+ngx_http_fanout_limit_tokens_stage(ngx_http_fanout_ctx_t *ctx)
+{
+    int                           capped;
+    u_char                       *p, *body;
+    uint64_t                      sum, e;
+    ngx_str_t                     client, item, *from;
+    ngx_uint_t                    i, k, n, calls;
+    ngx_http_request_t           *r;
+    ngx_http_fanout_call_t       *sub;
+    ngx_http_fanout_limit_t      *limits;
+    ngx_http_fanout_limit_ctx_t  *lc;
+
+    r = ctx->request;
+    limits = ctx->conf->limits->elts;
+    n = ctx->conf->limits->nelts;
+
+    if (ngx_http_fanout_limit_ctx(ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    lc = ctx->limit;
+
+    lc->estimates = ngx_palloc(r->pool,
+                               2 * (ctx->nsubs + 1) * sizeof(uint64_t));
+    if (lc->estimates == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    lc->bounds = lc->estimates + ctx->nsubs + 1;
+
+    ngx_str_null(&client);
+    sum = 0;
+    calls = 0;
+
+    /* one pass over each call's body: linear in the bytes sent */
+
+    for (k = 0; k < ctx->nsubs; k++) {
+        sub = &ctx->subs[k];
+
+        if (sub->done) {
+            /* answered already (its target's cache): nothing to reserve */
+            lc->estimates[k] = NGX_HTTP_FANOUT_TOKENS_NONE;
+            continue;
+        }
+
+        if (sub->body) {
+            from = sub->body;
+
+        } else if (ctx->batch) {
+            if (ngx_http_fanout_body_item(ctx, k / ctx->batch->ntargets,
+                                          &item)
+                != NGX_OK)
+            {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            from = &item;
+
+        } else {
+            if (client.data == NULL
+                && ngx_http_fanout_body_memory(r, &client) != NGX_OK)
+            {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            from = &client;
+        }
+
+        e = fanout_tokens_estimate((const char *) from->data, from->len,
+                                   &capped);
+
+        /*
+         * What it can use at most: its cap and its prompt, a token a
+         * byte at worst; without a cap, what a model may say at most
+         */
+        lc->bounds[k] = capped ? e - (from->len + FANOUT_TOKENS_BYTES - 1)
+                                     / FANOUT_TOKENS_BYTES + from->len
+                               : NGX_HTTP_FANOUT_TOKENS_MAX;
+        lc->bounds[k] = ngx_min(lc->bounds[k], NGX_HTTP_FANOUT_TOKENS_MAX);
+        lc->estimates[k] = ngx_min(e, NGX_HTTP_FANOUT_TOKENS_MAX);
+        sum += lc->estimates[k];
+        calls++;
+    }
+
+    if (calls == 0) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (!limits[i].tokens) {
+            continue;
+        }
+
+        lc->cost[i] = limits[i].estimate ? (uint64_t) limits[i].estimate
+                                           * calls
+                                         : sum;
+
+        if (lc->cost[i] <= limits[i].gcra.capacity || limits[i].dry_run) {
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "fanout_limit %V: the request needs %uL tokens, more "
+                      "than the budget's burst of %uL", &limits[i].name,
+                      lc->cost[i], limits[i].gcra.capacity);
+
+        body = ngx_pnalloc(r->pool, 128 + limits[i].rate.len
+                                    + 2 * NGX_INT64_LEN);
+        if (body == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = ngx_sprintf(body, "{\"error\":\"too_many_tokens\",\"limit\":"
+                        "\"%V\",\"tokens\":%uL,\"burst\":%uL}",
+                        &limits[i].rate, lc->cost[i],
+                        limits[i].gcra.capacity);
+
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_fanout_send_json(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                         body, p - body);
+    }
+
+    lc->tokens = 1;
 
     return ngx_http_fanout_limit_check(ctx, 1);
 }

@@ -9,6 +9,7 @@
 
 #include "ngx_http_fanout.h"
 #include "ngx_http_fanout_capture.h"
+#include "fanout_tokens.h"
 
 
 static ngx_int_t ngx_http_fanout_attempt_done(ngx_http_request_t *sr,
@@ -379,6 +380,74 @@ ngx_http_fanout_is_json(ngx_str_t *type)
 }
 
 
+/* time to the answer's first bytes ("time to first chunk") */
+
+static void
+ngx_http_fanout_capture_first(ngx_http_fanout_attempt_t *a)
+{
+    if (!a->got_first) {
+        a->got_first = 1;
+        a->first = ngx_current_msec - a->start;
+    }
+}
+
+
+/*
+ * A stream's bytes on their way: its events ended in them (a blank line
+ * each, "\n\n" or "\r\n\r\n") are told to the owner with the time since
+ * the last ones, and its last NGX_HTTP_FANOUT_STREAM_TAIL bytes are kept
+ * for the usage its last event may carry.  Linear in the bytes, once.
+ */
+
+static void
+ngx_http_fanout_capture_events(ngx_http_fanout_attempt_t *a, ngx_buf_t *b)
+{
+    int      newline;
+    size_t   size, keep;
+
+    size = b->last - b->pos;
+
+    if (size == 0) {
+        return;
+    }
+
+    newline = a->newline;
+
+    if (fanout_tokens_events((const char *) b->pos, size, &newline)) {
+        if (a->event && a->chunk) {
+            a->chunk(a, ngx_current_msec - a->event);
+        }
+
+        a->event = ngx_current_msec ? ngx_current_msec : 1;
+    }
+
+    a->newline = newline;
+
+    if (a->tail == NULL) {
+        a->tail = ngx_pnalloc(a->sink->pool, NGX_HTTP_FANOUT_STREAM_TAIL);
+        if (a->tail == NULL) {
+            return;
+        }
+    }
+
+    if (size >= NGX_HTTP_FANOUT_STREAM_TAIL) {
+        ngx_memcpy(a->tail, b->last - NGX_HTTP_FANOUT_STREAM_TAIL,
+                   NGX_HTTP_FANOUT_STREAM_TAIL);
+        a->tail_len = NGX_HTTP_FANOUT_STREAM_TAIL;
+        return;
+    }
+
+    if (a->tail_len + size > NGX_HTTP_FANOUT_STREAM_TAIL) {
+        keep = NGX_HTTP_FANOUT_STREAM_TAIL - size;
+        ngx_memmove(a->tail, a->tail + a->tail_len - keep, keep);
+        a->tail_len = keep;
+    }
+
+    ngx_memcpy(a->tail + a->tail_len, b->pos, size);
+    a->tail_len += size;
+}
+
+
 /*
  * A stream: from the first bytes on, the owner may take the attempt's
  * answer (NGX_OK), which is then forwarded to the client as it comes,
@@ -414,6 +483,7 @@ ngx_http_fanout_stream(ngx_http_request_t *r, ngx_http_fanout_attempt_t *a,
 
         if (size) {
             a->last_read = ngx_current_msec;
+            ngx_http_fanout_capture_first(a);
         }
 
         if (!a->streaming && size) {
@@ -468,6 +538,8 @@ ngx_http_fanout_stream(ngx_http_request_t *r, ngx_http_fanout_attempt_t *a,
 
         b->pos = b->last;
         b->file_pos = b->file_last;
+
+        ngx_http_fanout_capture_events(a, nb);
 
         nb->flush = 1;
         nb->last_buf = last;
@@ -666,6 +738,7 @@ ngx_http_fanout_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
             if (size) {
                 /* not the flush that ends a broken answer */
                 a->last_read = ngx_current_msec;
+                ngx_http_fanout_capture_first(a);
             }
         }
 

@@ -10,6 +10,10 @@
 #include "ngx_http_fanout.h"
 
 
+/* a stream's tail kept for its usage: OpenAI's last event is ~200 bytes */
+#define NGX_HTTP_FANOUT_STREAM_TAIL  2048
+
+
 typedef void (*ngx_http_fanout_attempt_pt)(ngx_http_fanout_attempt_t *a);
 
 
@@ -28,6 +32,16 @@ struct ngx_http_fanout_attempt_s {
                                                   forward it to sink */
     ngx_http_request_t         *sink;
     off_t                       sent;          /* bytes forwarded */
+    void                      (*chunk)(ngx_http_fanout_attempt_t *a,
+                                       ngx_msec_t gap);
+                                               /* the owner's, or NULL: a
+                                                  stream's events came, gap
+                                                  ms after the last ones */
+    ngx_msec_t                  event;         /* a stream's last events */
+    u_char                     *tail;          /* a stream's last bytes (its
+                                                  usage is in its last
+                                                  event), or NULL */
+    size_t                      tail_len;
 
     /* micro-batched (batch=): no subrequest of its own, a place in one */
     void                      (*leave)(ngx_http_fanout_attempt_t *a);
@@ -43,6 +57,9 @@ struct ngx_http_fanout_attempt_s {
     ngx_event_t                *stop;          /* posted: cut it off */
     ngx_msec_t                  start;
     ngx_msec_t                  last_read;     /* the answer's latest bytes */
+    ngx_msec_t                  first;         /* its first, ms after start */
+    uint64_t                    tokens_in;     /* its usage, when it said */
+    uint64_t                    tokens_out;
     ngx_msec_t                  latency;
     ngx_msec_int_t              retry_after;   /* of a 429/503, or -1 */
 
@@ -65,6 +82,10 @@ struct ngx_http_fanout_attempt_s {
     int                         result;        /* the status for kind */
 
     unsigned                    header:1;      /* an answer began */
+    unsigned                    got_first:1;   /* first is set */
+    unsigned                    usage:1;       /* tokens_* are set */
+    unsigned                    newline:1;     /* a stream's last byte was
+                                                  a line's end */
     unsigned                    complete:1;    /* to its last byte */
     unsigned                    done:1;        /* ended, or cut off */
     unsigned                    too_large:1;

@@ -730,6 +730,7 @@ ngx_http_fanout_postconfiguration(ngx_conf_t *cf)
     st[NGX_HTTP_FANOUT_STAGE_BATCH] = ngx_http_fanout_batch_stage;
     st[NGX_HTTP_FANOUT_STAGE_TARGETS] = ngx_http_fanout_targets_stage;
     st[NGX_HTTP_FANOUT_STAGE_CACHE] = ngx_http_fanout_cache_stage;
+    st[NGX_HTTP_FANOUT_STAGE_TOKENS] = ngx_http_fanout_limit_tokens_stage;
     st[NGX_HTTP_FANOUT_STAGE_SHADOWS] = ngx_http_fanout_shadow_stage;
     st[NGX_HTTP_FANOUT_STAGE_CALLS] = ngx_http_fanout_calls_stage;
     st[NGX_HTTP_FANOUT_STAGE_ANSWER] = ngx_http_fanout_answer_stage;

@@ -105,7 +105,14 @@ static const ngx_http_fanout_counter_t  ngx_http_fanout_lim_counters[] = {
     C("unavailable", NULL, "fanout_limit_requests_total", "result", NULL,
       NULL, NULL, NGX_HTTP_FANOUT_LIM_UNAVAILABLE),
     C("delayed", NULL, "fanout_limit_requests_total", "result", NULL,
-      NULL, NULL, NGX_HTTP_FANOUT_LIM_DELAYED)
+      NULL, NULL, NGX_HTTP_FANOUT_LIM_DELAYED),
+    C("tokens_reserved", NULL, "fanout_limit_tokens_total", "kind", "reserved",
+      "Per token budget (fanout_limit tokens=): tokens reserved before the "
+      "calls, and tokens used, as the answers said when the request "
+      "settled (a call without usage counts its reservation).", "counter",
+      NGX_HTTP_FANOUT_LIM_TOKENS_RESERVED),
+    C("tokens_used", NULL, "fanout_limit_tokens_total", "kind", "used",
+      NULL, NULL, NGX_HTTP_FANOUT_LIM_TOKENS_USED)
 };
 
 
@@ -217,6 +224,26 @@ static const char  *const ngx_http_fanout_tgt_waits_s[] = {
 };
 
 
+static const char  *const ngx_http_fanout_tgt_firsts[] = {
+    "5", "10", "25", "50", "100", "250", "500", "1000", "2500", "5000",
+    "10000", "+Inf"
+};
+
+static const char  *const ngx_http_fanout_tgt_firsts_s[] = {
+    "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5",
+    "10", "+Inf"
+};
+
+static const char  *const ngx_http_fanout_tgt_gaps[] = {
+    "1", "2", "5", "10", "25", "50", "100", "250", "500", "1000", "+Inf"
+};
+
+static const char  *const ngx_http_fanout_tgt_gaps_s[] = {
+    "0.001", "0.002", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5",
+    "1", "+Inf"
+};
+
+
 static const ngx_http_fanout_counter_t  ngx_http_fanout_tgt_counters[] = {
     C("requests", NULL, "fanout_target_requests_total", NULL, NULL,
       "Calls made to a target.", "counter", NGX_HTTP_FANOUT_TGT_REQUESTS),
@@ -278,6 +305,29 @@ static const ngx_http_fanout_counter_t  ngx_http_fanout_tgt_counters[] = {
       NGX_HTTP_FANOUT_COUNTER_HISTOGRAM, NGX_HTTP_FANOUT_TGT_NWAITS,
       ngx_http_fanout_tgt_waits, ngx_http_fanout_tgt_waits_s,
       NGX_HTTP_FANOUT_TGT_WAIT_MS, 1 },
+    C("input", "tokens", "fanout_target_token_usage_total", "type", "input",
+      "Tokens a target's answers said they used (their usage: prompt or "
+      "input tokens, completion or output tokens; a stream's last event), "
+      "after OpenTelemetry's gen_ai.client.token.usage.", "counter",
+      NGX_HTTP_FANOUT_TGT_TOKENS_IN),
+    C("output", "tokens", "fanout_target_token_usage_total", "type",
+      "output", NULL, NULL, NGX_HTTP_FANOUT_TGT_TOKENS_OUT),
+    { "first_chunk_ms", NULL,
+      "fanout_target_time_to_first_chunk_seconds", NULL, NULL,
+      "The time from a call's start to its answer's first bytes, every "
+      "attempt that got an answer (OpenTelemetry's "
+      "gen_ai.client.operation.time_to_first_chunk).", "histogram",
+      NGX_HTTP_FANOUT_TGT_FIRST, NGX_HTTP_FANOUT_COUNTER_HISTOGRAM,
+      NGX_HTTP_FANOUT_TGT_NFIRSTS, ngx_http_fanout_tgt_firsts,
+      ngx_http_fanout_tgt_firsts_s, NGX_HTTP_FANOUT_TGT_FIRST_MS, 1 },
+    { "chunk_gap_ms", NULL,
+      "fanout_target_time_per_output_chunk_seconds", NULL, NULL,
+      "A stream passed on (fanout_merge first): the time between its "
+      "events as they arrived, after the first (OpenTelemetry's "
+      "gen_ai.client.operation.time_per_output_chunk).", "histogram",
+      NGX_HTTP_FANOUT_TGT_GAP, NGX_HTTP_FANOUT_COUNTER_HISTOGRAM,
+      NGX_HTTP_FANOUT_TGT_NGAPS, ngx_http_fanout_tgt_gaps,
+      ngx_http_fanout_tgt_gaps_s, NGX_HTTP_FANOUT_TGT_GAP_MS, 1 },
     C("current", "inflight_limit", "fanout_target_inflight_limit", NULL,
       NULL, "max_inflight=auto: the limit learned from the model's latency "
       "(0 until its first window).", "gauge", NGX_HTTP_FANOUT_TGT_LIMIT),

@@ -48,6 +48,14 @@ typedef enum {
 /* queue=: waits, ms: 1, 5, 10, 25, 50, 100, 250, 500, 1000, more */
 #define NGX_HTTP_FANOUT_TGT_NWAITS  10
 
+/* the time to an answer's first bytes, ms: 5, 10, 25, 50, 100, 250, 500,
+ * 1000, 2500, 5000, 10000, more */
+#define NGX_HTTP_FANOUT_TGT_NFIRSTS  12
+
+/* a stream's gaps between events, ms: 1, 2, 5, 10, 25, 50, 100, 250,
+ * 500, 1000, more */
+#define NGX_HTTP_FANOUT_TGT_NGAPS    11
+
 typedef enum {
     NGX_HTTP_FANOUT_TGT_REQUESTS = 0,
     /* then one per fanout_kind_e: ok, timeout, http_4xx, ... */
@@ -75,7 +83,17 @@ typedef enum {
     NGX_HTTP_FANOUT_TGT_TOO_LATE,      /* retries, hedges not made: less
                                           time left than the p50 */
     NGX_HTTP_FANOUT_TGT_QUEUE_LENGTH,  /* queue=: calls waiting, a gauge */
-    NGX_HTTP_FANOUT_TGT_WAIT_MS,       /* their waits, summed */
+    NGX_HTTP_FANOUT_TGT_TOKENS_IN,     /* usage: prompt, input tokens */
+    NGX_HTTP_FANOUT_TGT_TOKENS_OUT,    /* completion, output tokens */
+    NGX_HTTP_FANOUT_TGT_FIRST_MS,      /* times to first bytes, summed */
+    NGX_HTTP_FANOUT_TGT_FIRST,         /* by bucket */
+    NGX_HTTP_FANOUT_TGT_GAP_MS = NGX_HTTP_FANOUT_TGT_FIRST
+                                 + NGX_HTTP_FANOUT_TGT_NFIRSTS,
+                                       /* a stream's gaps, summed */
+    NGX_HTTP_FANOUT_TGT_GAP,           /* by bucket */
+    NGX_HTTP_FANOUT_TGT_WAIT_MS = NGX_HTTP_FANOUT_TGT_GAP
+                                  + NGX_HTTP_FANOUT_TGT_NGAPS,
+                                       /* queue=: waits, summed */
     NGX_HTTP_FANOUT_TGT_WAIT,          /* the waits, by bucket */
     NGX_HTTP_FANOUT_TGT_NCOUNTERS = NGX_HTTP_FANOUT_TGT_WAIT
                                     + NGX_HTTP_FANOUT_TGT_NWAITS
@@ -90,6 +108,8 @@ typedef enum {
     NGX_HTTP_FANOUT_LIM_REDIS_ERRORS,   /* scope=cluster: on_redis_error */
     NGX_HTTP_FANOUT_LIM_UNAVAILABLE,    /* on_redis_error=closed: 503 */
     NGX_HTTP_FANOUT_LIM_DELAYED,        /* delay=: admitted to wait */
+    NGX_HTTP_FANOUT_LIM_TOKENS_RESERVED, /* tokens=: at the check */
+    NGX_HTTP_FANOUT_LIM_TOKENS_USED,    /* tokens=: settled, what was used */
     NGX_HTTP_FANOUT_LIM_NCOUNTERS
 } ngx_http_fanout_lim_counter_e;
 
@@ -155,7 +175,7 @@ typedef enum {
 
 
 /* enough for every group: the build fails when one has more */
-#define NGX_HTTP_FANOUT_NCOUNTERS  48
+#define NGX_HTTP_FANOUT_NCOUNTERS  80
 
 #define ngx_http_fanout_counters_fit(n)                                       \
     typedef char ngx_http_fanout_fits_##n[                                    \

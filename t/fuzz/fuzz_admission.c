@@ -44,7 +44,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int                     i, j, ev, held[SLOTS];
     size_t                  k;
     uint32_t                l;
-    uint64_t                now;
+    uint64_t                now, to, w;
+    fanout_pace_t           pace;
     fanout_queue_t          q;
     fanout_adaptive_t       a;
     fanout_queue_entry_t    e[SLOTS], best;
@@ -74,6 +75,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     now = 0;
+    memset(&pace, 0, sizeof(pace));
 
     for (k = 2; k + 2 < size; k += 3) {
         now += data[k + 1] % 16;
@@ -81,9 +83,24 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         switch (data[k] % 5) {
 
         case 0:
+            /* the standing state: only ever within an interval of a
+             * busy period's end or of a shed */
+            to = 1 + data[k + 2];
+            w = fanout_pace_standing(&pace, q.waiting, now, to);
+
+            if (w && (pace.standing_ms == 0 || now >= pace.standing_ms + to)) {
+                abort();
+            }
+
+            (void) fanout_queue_has_key(&q, e, data[k + 1] % 4,
+                                        data[k + 2] % 3);
             i = fanout_queue_push(&q, e, data[k + 1] % 4, data[k + 2] % 3,
                                   k, now, now + data[k + 2],
                                   FANOUT_QUEUE_TIMEOUT, &ev);
+            if (i < 0) {
+                fanout_pace_shed(&pace, now);
+            }
+
             if (i >= 0) {
                 held[i] = 1;
             }
@@ -107,6 +124,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
 
             i = fanout_queue_grant(&q, e);
+
+            if (i >= 0) {
+                fanout_pace_grant(&pace, now, q.waiting == 0);
+                (void) fanout_pace_wait(&pace, q.waiting);
+            }
 
             if ((i < 0) != (best.state == FANOUT_QUEUE_FREE)
                 || (i >= 0 && e[i].seq != best.seq))

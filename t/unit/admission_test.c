@@ -365,6 +365,52 @@ main(void)
 
         ok(fanout_pace_wait(&pace, 0) >= 9 && fanout_pace_wait(&pace, 0) <= 10,
            "pace: a 2x slowdown followed within 40 grants");
+
+        /* CoDel's rule: an interval of 100 ms */
+        ok(!fanout_pace_standing(&pace, 0, 100000, 100),
+           "standing: an empty queue starts a busy period");
+        ok(!fanout_pace_standing(&pace, 3, 100050, 100),
+           "standing: not yet, 50 ms into the busy period");
+        ok(!fanout_pace_standing(&pace, 3, 100100, 100),
+           "standing: not empty for an interval, but nothing shed: a slow "
+           "model's queue, all served");
+        fanout_pace_shed(&pace, 100110);
+        ok(fanout_pace_standing(&pace, 3, 100120, 100),
+           "standing: not empty for an interval, and shedding");
+        ok(fanout_pace_standing(&pace, 0, 100121, 100),
+           "standing: the queue ran empty, still standing");
+        fanout_pace_shed(&pace, 100150);
+        ok(fanout_pace_standing(&pace, 0, 100240, 100),
+           "standing: calls shed keep it going");
+        ok(!fanout_pace_standing(&pace, 0, 100250, 100),
+           "standing: an interval without a shed ends it");
+        fanout_pace_shed(&pace, 100260);
+        ok(!fanout_pace_standing(&pace, 0, 100270, 100),
+           "standing: a shed outside the state does not start it");
+        ok(!fanout_pace_standing(&pace, 1, 100300, 100)
+           && !fanout_pace_standing(&pace, 1, 100370, 100),
+           "standing: the shed before this busy period does not count");
+        fanout_pace_shed(&pace, 100380);
+        ok(fanout_pace_standing(&pace, 1, 100390, 100),
+           "standing: a busy interval with a shed in it, once more");
+    }
+
+    {
+        /* one call per flow: a key at this or a better priority */
+        fanout_queue_t        q;
+        fanout_queue_entry_t  e[4];
+        int                   ev;
+
+        fanout_queue_init(&q, e, 4, 4);
+        ok(!fanout_queue_has_key(&q, e, 1, 7), "flow: none waiting");
+        (void) fanout_queue_push(&q, e, 1, 7, 1, 0, 100,
+                                 FANOUT_QUEUE_TIMEOUT, &ev);
+        ok(fanout_queue_has_key(&q, e, 1, 7), "flow: its key waits");
+        ok(fanout_queue_has_key(&q, e, 2, 7), "flow: a worse priority too");
+        ok(!fanout_queue_has_key(&q, e, 0, 7), "flow: not a better one");
+        ok(!fanout_queue_has_key(&q, e, 1, 8), "flow: not another key");
+        (void) fanout_queue_grant(&q, e);
+        ok(!fanout_queue_has_key(&q, e, 1, 7), "flow: granted, not waiting");
     }
 
     return done_testing();

@@ -175,5 +175,52 @@ main(void)
         ok(s.delay == 1, "a share of delay=3 over 3 instances: 1");
     }
 
+    /*
+     * A token budget: 1,000 tokens a minute, a bucket of all 1,000.  Fifty
+     * concurrent requests reserve 100 each: ten pass, and what they used
+     * (60 each) is settled; the 40 given back admit more.
+     */
+    ok(fanout_limit_conf(&c, 1000, 60000000, 1000) == 0, "1000 tokens/m");
+    tat = 0;
+    n = 0;
+
+    for (i = 0; i < 50; i++) {
+        fanout_limit_take(&c, &tat, 5000000000ULL, 100, &r);
+        n += r.allowed;
+    }
+
+    ok(n == 10, "50 concurrent reservations of 100: 10 admitted");
+
+    for (i = 0; i < 10; i++) {
+        fanout_limit_settle(&c, &tat, 5000000000ULL, 60 - 100);
+    }
+
+    fanout_limit_take(&c, &tat, 5000000000ULL, 400, &r);
+    ok(r.allowed && r.remaining == 0, "the 400 given back admit 400 more");
+    fanout_limit_take(&c, &tat, 5000000000ULL, 1, &r);
+    ok(!r.allowed && r.retry_after_us == 60000, "and then one more waits");
+
+    /* a request that used more than it reserved: a debt */
+    fanout_limit_settle(&c, &tat, 5000000000ULL, 500);
+    fanout_limit_take(&c, &tat, 5000000000ULL + 10000000, 1, &r);
+    ok(!r.allowed && r.retry_after_us == 20000000 + 60000,
+       "a debt of 500 tokens: half a minute more, 10 s of it gone");
+
+    /* giving back never makes more than a full bucket */
+    tat = 0;
+    fanout_limit_take(&c, &tat, 7000000000ULL, 10, &r);
+    fanout_limit_settle(&c, &tat, 7000000000ULL, -1000000);
+    fanout_limit_take(&c, &tat, 7000000000ULL, 1000, &r);
+    ok(r.allowed, "given back past the bucket: a full bucket");
+    fanout_limit_take(&c, &tat, 7000000000ULL, 1, &r);
+    ok(!r.allowed, "and no more than a full bucket");
+
+    /* the largest deltas do not overflow */
+    tat = 1;
+    fanout_limit_settle(&c, &tat, 1, INT64_MAX);
+    ok(tat > 1 && tat <= ((uint64_t) 1 << 62) + 1, "INT64_MAX: bounded");
+    fanout_limit_settle(&c, &tat, 1, INT64_MIN);
+    ok(tat == 1, "INT64_MIN: a full bucket");
+
     return done_testing();
 }

@@ -18,6 +18,10 @@ package FT::Mock;
 #               events=N of them (10) after first ms (0), then "data:
 #               [DONE]" and the last chunk; die=K closes after K events
 #               without it; a close by nginx is logged as "closed"
+#   mode=llm    an OpenAI chat completion with "usage": prompt=N tokens in
+#               (10), used=N out (the request's max_tokens, else 16),
+#               total their sum; with mode=sse, usage=1 adds a final chunk
+#               with that usage before [DONE] (stream_options.include_usage)
 #   slow_pct=P  with probability P% (decimals allowed) wait slow_ms (default
 #               1000) instead of ms: a model with a tail
 #   slow_marked=MS  the first call with a given body that contains "slow"
@@ -405,6 +409,22 @@ sub answer {
         my $n = $b->{bytes} // 100000;
         $body = '{"pad":"' . ('x' x ($n - 10)) . '"}';
 
+    } elsif ($mode eq 'llm') {
+        my $in = eval { decode_json($req->{body}) } || {};
+        my $out = $b->{used}
+                  // (ref $in eq 'HASH' && $in->{max_tokens}) // 16;
+        my $prompt = $b->{prompt} // 10;
+        $body = encode_json({
+            id => 'chatcmpl-1', object => 'chat.completion',
+            model => $b->{name},
+            choices => [ { index => 0, finish_reason => 'stop',
+                           message => { role => 'assistant',
+                                        content => 'x' x $out } } ],
+            usage => { prompt_tokens => $prompt + 0,
+                       completion_tokens => $out + 0,
+                       total_tokens => $prompt + $out },
+        });
+
     } elsif ($mode eq 'sse') {
         print $c "HTTP/1.1 $status X\r\nContent-Type: text/event-stream\r\n"
                . "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n";
@@ -423,6 +443,12 @@ sub answer {
             }
             my $ev = $i == $n ? "data: [DONE]\n\n"
                    : qq(data: {"model":"$b->{name}","token":$i}\n\n);
+            if ($i == $n && $b->{usage}) {
+                my ($p, $u) = ($b->{prompt} // 10, $b->{used} // $n);
+                $ev = qq(data: {"choices":[],"usage":{"prompt_tokens":$p,)
+                      . qq("completion_tokens":$u,"total_tokens":)
+                      . ($p + $u) . "}}\n\n" . $ev;
+            }
             printf $c "%x\r\n%s\r\n", length $ev, $ev;
         }
         print $c "0\r\n\r\n";

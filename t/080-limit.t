@@ -141,7 +141,7 @@ is($st->{locations}{'/dry'}{limit}{dry_run}, 3, 'dry_run counted');
 # never fail
 
 $t->run(prefix => 'tiny', port => $t->port('tiny'), http => <<'EOC');
-fanout_zone fanout 32k;
+fanout_zone fanout 64k;
 server {
     listen 127.0.0.1:%%PORT_tiny%%;
     location /_m { internal; return 200 '{}'; }
@@ -158,7 +158,7 @@ for my $k (1 .. 400) {
     $all += $t->get("/k?k=key-$k-" . ('x' x 40), port => $t->port('tiny'))
             ->{status} == 200;
 }
-is($all, 400, '400 distinct keys in a 32k zone: all served');
+is($all, 400, '400 distinct keys in a 64k zone: all served');
 
 $res = $t->get('/k?k=key-400-' . ('x' x 40), port => $t->port('tiny'));
 is($res->{status}, 429, 'the most recent key is still limited');

@@ -1029,9 +1029,9 @@ ngx_http_fanout_call_measure(ngx_http_fanout_call_t *sub,
         fanout_tokens_usage((const char *) a->tail, a->tail_len, &u);
 
     } else if (a->buf && a->len
-               && memmem(a->buf, a->len, "\"usage\"", 7) != NULL)
+               && fanout_tokens_maybe_usage((const char *) a->buf, a->len))
     {
-        /* answers without usage (most models') cost one memmem() */
+        /* answers without usage (most models') cost a memchr() or two */
         fanout_tokens_usage((const char *) a->buf, a->len, &u);
 
     } else {

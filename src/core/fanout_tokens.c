@@ -202,3 +202,26 @@ fanout_tokens_events(const char *p, size_t len, int *newline)
 
     return n;
 }
+
+
+int
+fanout_tokens_maybe_usage(const char *p, size_t len)
+{
+    const char  *u, *end;
+
+    end = p + len;
+
+    for (u = p + 1; u + 6 <= end; u++) {
+        u = memchr(u, 'u', (size_t) (end - u));
+
+        if (u == NULL || u + 6 > end) {
+            return 0;
+        }
+
+        if (u[-1] == '"' && memcmp(u + 1, "sage\"", 5) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}

@@ -56,6 +56,15 @@ void fanout_tokens_usage(const char *body, size_t len, fanout_usage_t *u);
 
 
 /*
+ * 1 when "usage" (with its quotes) is in these bytes: an answer without it
+ * need not be scanned for its usage.  memchr() for each 'u', which few
+ * answers of numbers hold: tens of instructions for a short answer, where
+ * memmem()'s set-up alone costs hundreds.
+ */
+int fanout_tokens_maybe_usage(const char *p, size_t len);
+
+
+/*
  * The events of a stream of server-sent events that end in these bytes
  * (a blank line each: "\n\n", "\r\n\r\n"); *newline carries whether the
  * bytes before ended a line, from one piece of the stream to the next (0

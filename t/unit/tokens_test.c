@@ -25,6 +25,13 @@ usage(const char *body)
 }
 
 
+static int
+mu(const char *s)
+{
+    return fanout_tokens_maybe_usage(s, strlen(s));
+}
+
+
 static size_t
 ev(const char *s, int *nl)
 {
@@ -124,6 +131,16 @@ main(void)
 
     u = usage("data: {\"usage\":{\"total_tokens\":9}");
     ok(!u.found && u.events == 1, "stream: a cut event says nothing");
+
+    /* the quick look for a usage */
+    ok(mu("{\"usage\":{}}"), "maybe: there");
+    ok(mu("{\"a\":1,\"usage\""),
+       "maybe: at the very end");
+    ok(!mu("{\"usage"), "maybe: cut before its quote");
+    ok(!mu("{\"uusage\":1}"), "maybe: not a key");
+    ok(!mu("usage\""), "maybe: no quote before");
+    ok(!mu("[1,2,3]"), "maybe: numbers");
+    ok(!mu(""), "maybe: nothing");
 
     /* a stream's events, across pieces */
     {

@@ -279,12 +279,60 @@ cmp_ok($r->{headers}{'ratelimit-remaining'}, '<', estimate(30),
     for my $i (0 .. 2) {
         push @st, $t->post('/settle_cluster', body(400), tenant('sc'),
                            port => $t->port($names[$i]));
+        # the settlement goes to Redis as the request ends, unwaited for
+        sleep 0.1;
     }
     is_deeply([ map { $_->{status} } @st ], [ 200, 200, 200 ],
               'cluster: three of ' . estimate(400) . ' pass, one on each instance: settled in Redis');
     my $left = $st[2]{headers}{'ratelimit-remaining'};
     cmp_ok($left, '>=', 1000 - 60 - estimate(400) - 5,
            "cluster: remaining $left, the others' 30 each and this reservation");
+}
+
+# attacked: a client that leaves while its call is at the model, Redis
+# emptied between a reservation and its settlement, a reload with
+# reservations under way
+
+{
+    my $port1 = $t->port('one');
+    my $before = $t->get('/fanout/status', port => $port1)
+                   ->{json}{locations}{'/local'}{limit}{limits}{'$http_x_tenant tokens=1000/m'};
+
+    # the model takes 200 ms: the client goes after 50
+    my $s = $t->connect($port1);
+    my $b = body(100);
+    print $s "POST /local HTTP/1.1\r\nHost: x\r\nX-Tenant: gone\r\n"
+           . "Content-Length: " . length($b) . "\r\n\r\n$b";
+    sleep 0.05;
+    close $s;
+    sleep 0.4;
+
+    my $after = $t->get('/fanout/status', port => $port1)
+                  ->{json}{locations}{'/local'}{limit}{limits}{'$http_x_tenant tokens=1000/m'};
+    is($after->{tokens_used} - $before->{tokens_used}, estimate(100),
+       'a client gone while its call ran: its reservation stands (the model worked)');
+
+    # Redis emptied while a cluster call is at the model
+    my @r = $t->concurrent([ [ 'POST', '/cluster', body => body(100),
+                               port => $port1, tenant('flushed') ] ],
+                           during => sub {
+                               sleep 0.05;
+                               $t->redis_cli('r', 'FLUSHALL');
+                           });
+    is($r[0]{status}, 200, 'Redis emptied under a reservation: answered');
+    is($t->post('/cluster', body(100), tenant('flushed'), port => $port1)->{status},
+       200, '  and the budget starts afresh, no error');
+
+    # a reload while calls hold reservations: settled by the old workers
+    my @z = $t->concurrent([ map { [ 'POST', '/local', body => body(100),
+                                     port => $port1, tenant('reload') ] } 1 .. 4 ],
+                           during => sub { sleep 0.05; $t->reload('one') });
+    is(scalar(grep { $_->{status} == 200 } @z), 4, 'a reload with 4 reservations under way: all answered');
+    sleep 0.3;
+    my $after2 = $t->post('/local', body(100), tenant('reload'), port => $port1);
+    is($after2->{status}, 200, '  and the budget, settled, still serves');
+    cmp_ok($after2->{headers}{'ratelimit-remaining'}, '>=', 1000 - 5 * 110 - estimate(100) - 10,
+           "  with what the four used given back (remaining $after2->{headers}{'ratelimit-remaining'})");
 }
 
 # counters

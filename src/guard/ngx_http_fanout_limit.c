@@ -1573,6 +1573,26 @@ ngx_http_fanout_limit_settle(ngx_http_fanout_limit_ctx_t *lc)
 }
 
 
+/*
+ * The answer is decided (the log stage, before it is sent): the budgets
+ * settle now, so that the caller's next request, on any worker, finds
+ * them settled.  A stream still on its way settles when it ends (the
+ * cleanup below), from its last event.
+ */
+
+void
+ngx_http_fanout_limit_settle_now(ngx_http_fanout_ctx_t *ctx)
+{
+    if (ctx->limit == NULL || ctx->limit->reserved == NULL
+        || (ctx->winner && ctx->winner->streaming))
+    {
+        return;
+    }
+
+    ngx_http_fanout_limit_settle(ctx->limit);
+}
+
+
 /* the request ends: a reply not come is dropped, a reservation settled */
 
 static void

@@ -10,6 +10,7 @@
 #include "ngx_http_fanout_call.h"
 #include "ngx_http_fanout_capture.h"
 #include "ngx_http_fanout_handler.h"
+#include "ngx_http_fanout_limit.h"
 #include "ngx_http_fanout_health.h"
 #include "ngx_http_fanout_pipeline.h"
 #include "ngx_http_fanout_shadow.h"
@@ -176,6 +177,9 @@ ngx_http_fanout_finish(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status)
     }
 
     ngx_http_fanout_calls_tell(ctx);
+
+    /* token budgets: settled before the answer goes out */
+    ngx_http_fanout_limit_settle_now(ctx);
 
     for (i = 0; i < ctx->nsubs; i++) {
         sub = &ctx->subs[i];

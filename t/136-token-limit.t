@@ -78,6 +78,17 @@ server {
         fanout_limit key=\$http_x_tenant rate=100r/m burst=100;
         fanout_limit key=\$http_x_tenant tokens=1000/m;
     }
+    location /hedged {
+        fanout_target m /_llm;
+        fanout_hedge after=50ms budget=100%;
+        fanout_limit key=\$http_x_tenant tokens=1000/m;
+        fanout_timeout 5s;
+    }
+    location /retried {
+        fanout_target m /_down;
+        fanout_retry attempts=2 backoff=1ms max_backoff=2ms;
+        fanout_limit key=\$http_x_tenant tokens=1000/m;
+    }
     location /cached {
         fanout_target m /_fast;
         fanout_cache ttl=60s;
@@ -287,6 +298,29 @@ cmp_ok($r->{headers}{'ratelimit-remaining'}, '<', estimate(30),
     my $left = $st[2]{headers}{'ratelimit-remaining'};
     cmp_ok($left, '>=', 1000 - 60 - estimate(400) - 5,
            "cluster: remaining $left, the others' 30 each and this reservation");
+}
+
+# a hedge and a retry draw their call's reservation again when they
+# start; what they did not use comes back
+
+{
+    my $est = estimate(100);
+    my $r1 = $t->post('/hedged', body(100), tenant('h'), port => $port);
+    is($r1->{status}, 200, 'a hedged call (the model takes 200 ms, the hedge goes at 50)');
+    my $lim = $t->get('/fanout/status', port => $port)
+                ->{json}{locations}{'/hedged'}{limit}{limits}{'$http_x_tenant tokens=1000/m'};
+    is($lim->{tokens_reserved}, 2 * $est, "the hedge drew a second $est");
+    is($lim->{tokens_used}, 110, 'and only the answer that counted was charged: 110');
+    my $r2 = $t->post('/hedged', body(100), tenant('h'), port => $port);
+    cmp_ok($r2->{headers}{'ratelimit-remaining'}, '>=', 1000 - 110 - $est - 5,
+           "the loser's share given back (remaining $r2->{headers}{'ratelimit-remaining'})");
+
+    my $r3 = $t->post('/retried', body(100), tenant('rt'), port => $port);
+    is($r3->{status}, 502, 'a call retried, failed twice');
+    $lim = $t->get('/fanout/status', port => $port)
+             ->{json}{locations}{'/retried'}{limit}{limits}{'$http_x_tenant tokens=1000/m'};
+    is($lim->{tokens_reserved}, 2 * $est, "the retry drew a second $est");
+    is($lim->{tokens_used}, 0, 'both failed: nothing charged');
 }
 
 # attacked: a client that leaves while its call is at the model, Redis

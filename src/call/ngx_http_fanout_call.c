@@ -24,6 +24,7 @@
 #include "ngx_http_fanout_cache.h"
 #include "ngx_http_fanout_conf.h"
 #include "ngx_http_fanout_body.h"
+#include "ngx_http_fanout_limit.h"
 #include "fanout_tokens.h"
 
 
@@ -1405,6 +1406,9 @@ ngx_http_fanout_call_hedge(ngx_event_t *ev)
     sub->nhedges++;
     ngx_http_fanout_stats_count(sub->st, NGX_HTTP_FANOUT_TGT_HEDGES);
 
+    /* fanout_limit tokens=: a hedge draws its call's reservation again */
+    ngx_http_fanout_limit_draw(ctx, sub);
+
     if (sub->nhedges < hc->max_hedges) {
         ngx_add_timer(sub->later, sub->hedge_after);
     }
@@ -1651,6 +1655,9 @@ ngx_http_fanout_call_again(ngx_event_t *ev)
         ngx_http_fanout_resume(ctx, NGX_AGAIN);
         return;
     }
+
+    /* fanout_limit tokens=: a retry draws its call's reservation again */
+    ngx_http_fanout_limit_draw(ctx, sub);
 
     /* the subrequest was posted: it runs now, not at the next event */
     ngx_http_run_posted_requests(c);

@@ -1389,99 +1389,49 @@ ngx_http_fanout_limit_used(ngx_http_fanout_call_t *sub, uint64_t bound,
 }
 
 
+/* tokens=: budget i took this request's reservation */
+#define ngx_http_fanout_limit_reserved(run, i)                              \
+    ((run)->where[i] != NGX_HTTP_FANOUT_LIMIT_SKIP && (run)->have[i]         \
+     && (run)->res[i].allowed)
+
+
 /*
- * tokens=: the budgets that reserved for this request get what its calls
- * used instead: the difference is charged (a debt, past the burst) or
- * given back (down to a full bucket), in the zone or in Redis, where the
- * one script settles every cluster budget at the fleet's clock.  Nothing
- * waits for it: the request has ended.
+ * Signed deltas (0: none) to the budgets this request reserved from: in
+ * the zone under its lock, and in Redis by one run of the script in its
+ * settle mode, at the fleet's clock, sent without a handler: nothing
+ * waits for it (the request may be ending).
  */
 
 static void
-ngx_http_fanout_limit_settle(ngx_http_fanout_limit_ctx_t *lc)
+ngx_http_fanout_limit_apply(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_limit_run_t *run, const int64_t *delta)
 {
     u_char                        *p;
-    int64_t                        delta[NGX_HTTP_FANOUT_MAX_LIMITS];
-    uint32_t                       hash;
-    uint64_t                       now, u, used[NGX_HTTP_FANOUT_MAX_LIMITS];
     size_t                        *lens;
+    uint32_t                       hash;
+    uint64_t                       now;
     ngx_str_t                      key;
-    ngx_uint_t                     i, k, n, how, ncluster;
+    ngx_uint_t                     i, k, n, ncluster;
     const char                   **argv;
     ngx_time_t                    *tp;
     ngx_http_request_t            *r;
-    ngx_http_fanout_ctx_t         *ctx;
-    ngx_http_fanout_stats_t       *st;
     ngx_http_fanout_limit_t       *limits;
-    ngx_http_fanout_limit_run_t   *run;
     ngx_http_fanout_main_conf_t   *fmcf;
     ngx_http_fanout_limit_node_t  *ln;
     fanout_limit_conf_t            gcra;
     u_char                         buf[sizeof(uint64_t) + 1024];
 
-    run = lc->reserved;
-    ctx = lc->ctx;
     r = ctx->request;
-    lc->reserved = NULL;
-
     limits = ctx->conf->limits->elts;
     n = ctx->conf->limits->nelts;
     fmcf = ngx_http_get_module_main_conf(r, ngx_http_fanout_module);
-
-    for (i = 0; i < n; i++) {
-        used[i] = 0;
-
-        if (run->where[i] == NGX_HTTP_FANOUT_LIMIT_SKIP || !run->have[i]
-            || !run->res[i].allowed)
-        {
-            /* not reserved: skipped, failed open, or dry_run's refusal */
-            run->where[i] = NGX_HTTP_FANOUT_LIMIT_SKIP;
-        }
-    }
-
-    for (k = 0; k < ctx->nsubs; k++) {
-        if (lc->estimates[k] == NGX_HTTP_FANOUT_TOKENS_NONE) {
-            continue;
-        }
-
-        u = 0;
-        how = ngx_http_fanout_limit_used(&ctx->subs[k], lc->bounds[k], &u);
-
-        for (i = 0; i < n; i++) {
-            if (how == NGX_HTTP_FANOUT_TOKENS_SAID) {
-                used[i] += u;
-
-            } else if (how == NGX_HTTP_FANOUT_TOKENS_KEEP) {
-                used[i] += limits[i].estimate ? limits[i].estimate
-                                              : lc->estimates[k];
-            }
-        }
-    }
 
     tp = ngx_timeofday();
     now = (uint64_t) tp->sec * 1000000 + (uint64_t) tp->msec * 1000;
     ncluster = 0;
 
     for (i = 0; i < n; i++) {
-        if (run->where[i] == NGX_HTTP_FANOUT_LIMIT_SKIP) {
-            continue;
-        }
-
-        st = ngx_http_fanout_stats_extra(r, ctx->conf,
-                                         NGX_HTTP_FANOUT_STATS_LIMIT,
-                                         limits[i].stats);
-        (void) ngx_atomic_fetch_add(
-                   &st->counters[NGX_HTTP_FANOUT_LIM_TOKENS_USED], used[i]);
-
-        delta[i] = (int64_t) used[i] - (int64_t) lc->cost[i];
-
-        ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "fanout_limit %V: %uL tokens reserved, %uL used, "
-                       "settled %L", &limits[i].name, lc->cost[i], used[i],
-                       delta[i]);
-
-        if (delta[i] == 0) {
-            run->where[i] = NGX_HTTP_FANOUT_LIMIT_SKIP;
+        if (delta[i] == 0 || !ngx_http_fanout_limit_reserved(run, i)) {
             continue;
         }
 
@@ -1518,7 +1468,7 @@ ngx_http_fanout_limit_settle(ngx_http_fanout_limit_ctx_t *lc)
         return;
     }
 
-    /* one script for the cluster budgets, dry_run "2": settle */
+    /* EVALSHA sha nkeys key... (interval burst delta "2" 0)... */
 
     argv = ngx_palloc(r->pool, (3 + 6 * ncluster) * sizeof(char *));
     lens = ngx_palloc(r->pool, (3 + 6 * ncluster) * sizeof(size_t));
@@ -1533,7 +1483,9 @@ ngx_http_fanout_limit_settle(ngx_http_fanout_limit_ctx_t *lc)
     k = 0;
 
     for (i = 0; i < n; i++) {
-        if (run->where[i] != NGX_HTTP_FANOUT_LIMIT_REDIS) {
+        if (delta[i] == 0 || !ngx_http_fanout_limit_reserved(run, i)
+            || run->where[i] != NGX_HTTP_FANOUT_LIMIT_REDIS)
+        {
             continue;
         }
 
@@ -1565,11 +1517,147 @@ ngx_http_fanout_limit_settle(ngx_http_fanout_limit_ctx_t *lc)
     }
 
     /* the arguments are copied at once; the reply only counts (the
-     * request is gone: the cycle's log, no handler) */
+     * cycle's log: the request may be gone) */
     (void) ngx_http_fanout_redis_eval(ngx_cycle->log,
                                       &ngx_http_fanout_limit_script,
                                       3 + 6 * ncluster, argv, lens, NULL,
                                       NULL);
+}
+
+
+/* what budget i reserved for call k: its estimate= or the body's */
+#define ngx_http_fanout_limit_share_of(l, lc, k)                             \
+    ((l)->estimate ? (uint64_t) (l)->estimate : (lc)->estimates[k])
+
+
+/*
+ * tokens=: the budgets that reserved for this request get what its calls
+ * used instead: the difference is charged (a debt, past the burst) or
+ * given back (down to a full bucket).  Once.
+ */
+
+static void
+ngx_http_fanout_limit_settle(ngx_http_fanout_limit_ctx_t *lc)
+{
+    int64_t                        delta[NGX_HTTP_FANOUT_MAX_LIMITS];
+    uint64_t                       u, used[NGX_HTTP_FANOUT_MAX_LIMITS];
+    ngx_uint_t                     i, k, n, how;
+    ngx_http_request_t            *r;
+    ngx_http_fanout_ctx_t         *ctx;
+    ngx_http_fanout_stats_t       *st;
+    ngx_http_fanout_limit_t       *limits;
+    ngx_http_fanout_limit_run_t   *run;
+
+    run = lc->reserved;
+    ctx = lc->ctx;
+    r = ctx->request;
+    lc->reserved = NULL;
+
+    limits = ctx->conf->limits->elts;
+    n = ctx->conf->limits->nelts;
+
+    for (i = 0; i < n; i++) {
+        used[i] = 0;
+    }
+
+    for (k = 0; k < ctx->nsubs; k++) {
+        if (lc->estimates[k] == NGX_HTTP_FANOUT_TOKENS_NONE) {
+            continue;
+        }
+
+        u = 0;
+        how = ngx_http_fanout_limit_used(&ctx->subs[k], lc->bounds[k], &u);
+
+        for (i = 0; i < n; i++) {
+            if (how == NGX_HTTP_FANOUT_TOKENS_SAID) {
+                used[i] += u;
+
+            } else if (how == NGX_HTTP_FANOUT_TOKENS_KEEP) {
+                used[i] += ngx_http_fanout_limit_share_of(&limits[i], lc, k);
+            }
+        }
+    }
+
+    for (i = 0; i < n; i++) {
+        delta[i] = 0;
+
+        if (!ngx_http_fanout_limit_reserved(run, i)) {
+            /* skipped, failed open, or dry_run's refusal: nothing taken */
+            continue;
+        }
+
+        st = ngx_http_fanout_stats_extra(r, ctx->conf,
+                                         NGX_HTTP_FANOUT_STATS_LIMIT,
+                                         limits[i].stats);
+        (void) ngx_atomic_fetch_add(
+                   &st->counters[NGX_HTTP_FANOUT_LIM_TOKENS_USED], used[i]);
+
+        delta[i] = (int64_t) used[i] - (int64_t) lc->cost[i];
+
+        ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "fanout_limit %V: %uL tokens reserved, %uL used, "
+                       "settled %L", &limits[i].name, lc->cost[i], used[i],
+                       delta[i]);
+    }
+
+    ngx_http_fanout_limit_apply(ctx, run, delta);
+}
+
+
+/*
+ * A retry or a hedge of a call starts: it draws the call's reservation
+ * again, charged at once (never refused: its request was admitted), and
+ * the settlement gives back what it did not use (a hedge's loser, a
+ * retry of a failed attempt).
+ */
+
+void
+ngx_http_fanout_limit_draw(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub)
+{
+    int64_t                        delta[NGX_HTTP_FANOUT_MAX_LIMITS];
+    ngx_uint_t                     i, k, n;
+    ngx_http_fanout_stats_t       *st;
+    ngx_http_fanout_limit_t       *limits;
+    ngx_http_fanout_limit_ctx_t   *lc;
+    ngx_http_fanout_limit_run_t   *run;
+
+    lc = ctx->limit;
+
+    if (lc == NULL || lc->reserved == NULL) {
+        return;
+    }
+
+    run = lc->reserved;
+
+    k = sub - ctx->subs;
+
+    if (k >= ctx->nsubs || lc->estimates[k] == NGX_HTTP_FANOUT_TOKENS_NONE) {
+        return;
+    }
+
+    limits = ctx->conf->limits->elts;
+    n = ctx->conf->limits->nelts;
+
+    for (i = 0; i < n; i++) {
+        delta[i] = 0;
+
+        if (!ngx_http_fanout_limit_reserved(run, i)) {
+            continue;
+        }
+
+        delta[i] = (int64_t) ngx_http_fanout_limit_share_of(&limits[i], lc, k);
+        lc->cost[i] += (uint64_t) delta[i];
+
+        st = ngx_http_fanout_stats_extra(ctx->request, ctx->conf,
+                                         NGX_HTTP_FANOUT_STATS_LIMIT,
+                                         limits[i].stats);
+        (void) ngx_atomic_fetch_add(
+                   &st->counters[NGX_HTTP_FANOUT_LIM_TOKENS_RESERVED],
+                   (ngx_atomic_uint_t) delta[i]);
+    }
+
+    ngx_http_fanout_limit_apply(ctx, run, delta);
 }
 
 

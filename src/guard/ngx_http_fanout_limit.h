@@ -41,6 +41,8 @@ struct ngx_http_fanout_limit_ctx_s {
 ngx_int_t ngx_http_fanout_limit_stage(ngx_http_fanout_ctx_t *ctx);
 ngx_int_t ngx_http_fanout_limit_tokens_stage(ngx_http_fanout_ctx_t *ctx);
 void ngx_http_fanout_limit_settle_now(ngx_http_fanout_ctx_t *ctx);
+void ngx_http_fanout_limit_draw(ngx_http_fanout_ctx_t *ctx,
+    ngx_http_fanout_call_t *sub);
 char *ngx_http_fanout_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_fanout_limit_init_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx,

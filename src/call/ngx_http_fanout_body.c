@@ -233,11 +233,45 @@ ngx_http_fanout_body_item(ngx_http_fanout_ctx_t *ctx, ngx_uint_t k,
 
 
 ngx_int_t
+ngx_http_fanout_body_source(ngx_http_fanout_ctx_t *ctx, ngx_uint_t i,
+    ngx_str_t *client, ngx_str_t *item, ngx_uint_t *made, ngx_str_t **from)
+{
+    ngx_uint_t  k;
+
+    if (ctx->batch) {
+        k = i / ctx->batch->ntargets;
+
+        /* an item's calls are together: its text made once for them */
+        if (k != *made) {
+            if (ngx_http_fanout_body_item(ctx, k, item) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            *made = k;
+        }
+
+        *from = item;
+        return NGX_OK;
+    }
+
+    if (client->data == NULL
+        && ngx_http_fanout_body_memory(ctx->request, client) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    *from = client;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
 ngx_http_fanout_body_make(ngx_http_fanout_ctx_t *ctx)
 {
     ngx_int_t                rc;
     ngx_str_t                client, item, *from;
-    ngx_uint_t               i, k, n, made;
+    ngx_uint_t               i, n, made;
     ngx_http_request_t      *r;
     ngx_http_fanout_call_t  *sub;
     ngx_http_fanout_target_t  *t;
@@ -273,28 +307,10 @@ ngx_http_fanout_body_make(ngx_http_fanout_ctx_t *ctx)
             }
         }
 
-        if (ctx->batch) {
-            k = i / ctx->batch->ntargets;
-
-            /* an item's calls are together: its text made once for them */
-            if (k != made) {
-                if (ngx_http_fanout_body_item(ctx, k, &item) != NGX_OK) {
-                    return NGX_HTTP_INTERNAL_SERVER_ERROR;
-                }
-
-                made = k;
-            }
-
-            from = &item;
-
-        } else {
-            if (client.data == NULL
-                && ngx_http_fanout_body_memory(r, &client) != NGX_OK)
-            {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            from = &client;
+        if (ngx_http_fanout_body_source(ctx, i, &client, &item, &made, &from)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         rc = ngx_http_fanout_body_one(r, sub, from, fs, n);

@@ -33,6 +33,16 @@ ngx_int_t ngx_http_fanout_body_sets_check(ngx_conf_t *cf, ngx_array_t *sets);
  */
 ngx_int_t ngx_http_fanout_body_make(ngx_http_fanout_ctx_t *ctx);
 
+/*
+ * The body call i sends before any set=: its fanout_batch item's text (put
+ * together once for the item's calls, which are together: *made says which
+ * item *item holds, NGX_CONF_UNSET_UINT at first), else the client's (read
+ * into memory once, into *client, ngx_str_null at first).
+ */
+ngx_int_t ngx_http_fanout_body_source(ngx_http_fanout_ctx_t *ctx,
+    ngx_uint_t i, ngx_str_t *client, ngx_str_t *item, ngx_uint_t *made,
+    ngx_str_t **from);
+
 /* a fanout_batch item's body (the k-th call's), in one piece of memory */
 ngx_int_t ngx_http_fanout_body_item(ngx_http_fanout_ctx_t *ctx, ngx_uint_t k,
     ngx_str_t *item);

@@ -760,6 +760,44 @@ ngx_http_fanout_limit_reject(ngx_http_fanout_ctx_t *ctx,
 }
 
 
+/* a limit's bucket in the zone: its id, then the value (limits never
+ * share one); its hash */
+
+static uint32_t
+ngx_http_fanout_limit_bucket(ngx_http_fanout_limit_t *l, ngx_str_t *value,
+    u_char *buf, ngx_str_t *key)
+{
+    u_char  *p;
+
+    key->len = sizeof(uint64_t) + ngx_min(value->len, 1024);
+    key->data = buf;
+
+    p = ngx_cpymem(buf, &l->id, sizeof(uint64_t));
+    ngx_memcpy(p, value->data, key->len - sizeof(uint64_t));
+
+    return ngx_murmur_hash2(key->data, key->len);
+}
+
+
+/* a limit's bucket in Redis: its prefix, then the value */
+
+static ngx_int_t
+ngx_http_fanout_limit_redis_key(ngx_pool_t *pool, ngx_http_fanout_limit_t *l,
+    ngx_str_t *value, ngx_str_t *key)
+{
+    key->len = l->prefix.len + value->len;
+    key->data = ngx_pnalloc(pool, key->len);
+    if (key->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(ngx_cpymem(key->data, l->prefix.data, l->prefix.len),
+               value->data, value->len);
+
+    return NGX_OK;
+}
+
+
 /*
  * The shared-memory limits of this request, in two steps under the zone's
  * lock: every bucket is asked first, and only when all of them admit the
@@ -772,7 +810,6 @@ static ngx_uint_t
 ngx_http_fanout_limit_shm(ngx_http_fanout_ctx_t *ctx,
     ngx_http_fanout_limit_run_t *run, ngx_uint_t commit)
 {
-    u_char                        *p;
     uint32_t                       hash;
     uint64_t                       now, tat[NGX_HTTP_FANOUT_MAX_LIMITS];
     ngx_str_t                      key;
@@ -804,14 +841,8 @@ ngx_http_fanout_limit_shm(ngx_http_fanout_ctx_t *ctx,
             continue;
         }
 
-        /* the limit's id, then the value: limits never share a bucket */
-        key.len = sizeof(uint64_t) + ngx_min(run->values[i].len, 1024);
-        key.data = buf;
-
-        p = ngx_cpymem(key.data, &limits[i].id, sizeof(uint64_t));
-        ngx_memcpy(p, run->values[i].data, key.len - sizeof(uint64_t));
-
-        hash = ngx_murmur_hash2(key.data, key.len);
+        hash = ngx_http_fanout_limit_bucket(&limits[i], &run->values[i], buf,
+                                            &key);
 
         ln[i] = ngx_http_fanout_limit_find(fmcf->sh, &key, hash);
 
@@ -1440,11 +1471,8 @@ ngx_http_fanout_limit_apply(ngx_http_fanout_ctx_t *ctx,
             continue;
         }
 
-        key.len = sizeof(uint64_t) + ngx_min(run->values[i].len, 1024);
-        key.data = buf;
-        p = ngx_cpymem(key.data, &limits[i].id, sizeof(uint64_t));
-        ngx_memcpy(p, run->values[i].data, key.len - sizeof(uint64_t));
-        hash = ngx_murmur_hash2(key.data, key.len);
+        hash = ngx_http_fanout_limit_bucket(&limits[i], &run->values[i], buf,
+                                            &key);
 
         gcra = limits[i].gcra;
 
@@ -1489,15 +1517,12 @@ ngx_http_fanout_limit_apply(ngx_http_fanout_ctx_t *ctx,
             continue;
         }
 
-        key.len = limits[i].prefix.len + run->values[i].len;
-        key.data = ngx_pnalloc(r->pool, key.len);
-        if (key.data == NULL) {
+        if (ngx_http_fanout_limit_redis_key(r->pool, &limits[i],
+                                            &run->values[i], &key)
+            != NGX_OK)
+        {
             return;
         }
-
-        ngx_memcpy(ngx_cpymem(key.data, limits[i].prefix.data,
-                              limits[i].prefix.len),
-                   run->values[i].data, run->values[i].len);
 
         argv[3 + k] = (const char *) key.data;
         lens[3 + k] = key.len;
@@ -1848,15 +1873,12 @@ ngx_http_fanout_limit_check(ngx_http_fanout_ctx_t *ctx, ngx_uint_t weight)
             continue;
         }
 
-        value.len = limits[i].prefix.len + run->values[i].len;
-        value.data = ngx_pnalloc(r->pool, value.len);
-        if (value.data == NULL) {
+        if (ngx_http_fanout_limit_redis_key(r->pool, &limits[i],
+                                            &run->values[i], &value)
+            != NGX_OK)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        ngx_memcpy(ngx_cpymem(value.data, limits[i].prefix.data,
-                              limits[i].prefix.len),
-                   run->values[i].data, run->values[i].len);
 
         argv[3 + k] = (const char *) value.data;
         lens[3 + k] = value.len;
@@ -1939,7 +1961,7 @@ ngx_http_fanout_limit_tokens_stage(ngx_http_fanout_ctx_t *ctx)
     u_char                       *p, *body;
     uint64_t                      sum, e;
     ngx_str_t                     client, item, *from;
-    ngx_uint_t                    i, k, n, calls;
+    ngx_uint_t                    i, k, n, calls, made;
     ngx_http_request_t           *r;
     ngx_http_fanout_call_t       *sub;
     ngx_http_fanout_limit_t      *limits;
@@ -1964,6 +1986,7 @@ ngx_http_fanout_limit_tokens_stage(ngx_http_fanout_ctx_t *ctx)
     lc->bounds = lc->estimates + ctx->nsubs + 1;
 
     ngx_str_null(&client);
+    made = NGX_CONF_UNSET_UINT;
     sum = 0;
     calls = 0;
 
@@ -1981,24 +2004,11 @@ ngx_http_fanout_limit_tokens_stage(ngx_http_fanout_ctx_t *ctx)
         if (sub->body) {
             from = sub->body;
 
-        } else if (ctx->batch) {
-            if (ngx_http_fanout_body_item(ctx, k / ctx->batch->ntargets,
-                                          &item)
-                != NGX_OK)
-            {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            from = &item;
-
-        } else {
-            if (client.data == NULL
-                && ngx_http_fanout_body_memory(r, &client) != NGX_OK)
-            {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            from = &client;
+        } else if (ngx_http_fanout_body_source(ctx, k, &client, &item, &made,
+                                               &from)
+                   != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         e = fanout_tokens_estimate((const char *) from->data, from->len,

@@ -14,6 +14,9 @@
 #   make test-compat  nginx.org stable and mainline, and hiredis 1.x, from
 #                 ../shared/nginx-src: the suite against each
 #   make fuzz     the libFuzzer targets, FUZZ_SECONDS each (default 600)
+#   make test-image  the Dockerfile built and run with podman, checked
+#   make deb      the Debian package libnginx-mod-http-fanout in build/deb/
+#   make test-deb the package installed on Debian's nginx in a clean root
 
 SHELL       := /bin/bash
 NGX_SRC     ?= /usr/share/nginx/src
@@ -50,7 +53,7 @@ CORE        := $(wildcard src/core/fanout_*.c)
 .PHONY: all deps deps-build check-deps build test unit test-asan leak-check demo bench \
         dashboard check-dashboard screenshot \
         bench-cost bench-json bench-cpu bench-mean bench-tail bench-batch bench-overload bench-conns lint clean build-static test-static test-compat \
-        fuzz fuzz-ci deps-fuzz
+        fuzz fuzz-ci deps-fuzz deps-deb deb test-image test-deb
 
 all: build
 
@@ -59,7 +62,8 @@ build: $(MODULE)
 # Installs only what is missing; a no-op on a prepared machine.
 deps: PKGS = $(DEB_ALL)
 deps-build: PKGS = $(DEB_BUILD)
-deps deps-build:
+deps-deb: PKGS = $(DEB_BUILD) debhelper dpkg-dev fakeroot lintian
+deps deps-build deps-deb:
 	@missing=$$(for p in $(PKGS); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 	        | grep -q 'install ok installed' || echo $$p; done); \
@@ -349,6 +353,31 @@ lint: $(MODULE) check-dashboard
 	    --suppress=missingIncludeSystem --suppress=toomanyconfigs \
 	    $(NGX_INCS) -Isrc $(addprefix -I,$(GLUE_DIRS)) -Isrc/core \
 	    $(wildcard src/*/ngx_http_fanout_*.c)
+
+# the container image, built and run with podman on this machine: what podman
+# needs set up lives under /tmp for the run only (docker/podman-env)
+test-image: deps build
+	docker/podman-env prove -v docker/test-image.t
+
+# the Debian package, built as Debian builds its nginx modules (dh with
+# nginx-dev's nginx sequence) from a copy of the tree; lintian fails it on
+# errors.  (nginx-dev's build system configures in /usr/share/nginx/src,
+# leaving a Makefile there: removed when it was not there before.)
+deb: deps-deb
+	rm -rf $(BUILD)/deb && mkdir -p $(BUILD)/deb/src
+	tar -C $(CURDIR) --exclude=./build --exclude=./.git -cf - . \
+	    | tar -C $(BUILD)/deb/src -xf -
+	had=$$([ -e $(NGX_SRC)/Makefile ] && echo 1); \
+	cd $(BUILD)/deb/src && dpkg-buildpackage -us -uc -b > ../build.log 2>&1; rc=$$?; \
+	[ -n "$$had" ] || rm -f $(NGX_SRC)/Makefile; \
+	[ $$rc = 0 ] || { tail -40 ../build.log; exit 1; }
+	lintian --fail-on error $(BUILD)/deb/*.changes
+	ls -l $(BUILD)/deb/*.deb
+
+# the package installed with apt on Debian's nginx in a clean bookworm root
+# (podman), enabled, nginx -t and a fan-out answer
+test-deb: deps build deb
+	docker/podman-env prove -v docker/test-deb.t
 
 clean:
 	rm -rf $(BUILD)

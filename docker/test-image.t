@@ -194,16 +194,18 @@ system("mkdir -p '$ctx/build/nginx/objs' && echo garbage > '$ctx/build/ngx_http_
        . " && printf 'modules:\\n\\tfalse\\n' > '$ctx/build/nginx/objs/Makefile'");
 is(build($ctx, "$dir/build2.log"), 0, 'an edited tree with a poisoned build/ builds');
 my $log2 = FT::read_text("$dir/build2.log");
-my @steps = split /^(?=STEP )/m, $log2;
-my ($apt) = grep { /^STEP \d+\/\d+: RUN apt-get update.*make deps-build/s } @steps;
+# a multi-stage build's steps: "[1/2] STEP 4/8: RUN ..."
+my @steps = split /^(?=(?:\[\d+\/\d+\] )?STEP )/m, $log2;
+my ($apt) = grep { /^(?:\[\d+\/\d+\] )?STEP \d+\/\d+: RUN apt-get update.*make deps-build/s } @steps;
 TODO: {
-    # seen rebuilt under podman 4.3 on this machine: why is not known yet
+    # not yet seen passing: the first runs' step regex missed podman's
+    # "[1/2] " prefix
     local $TODO = 'the toolchain layer from the cache under podman 4.3';
     like($apt // '', qr/Using cache/, 'the toolchain layer comes from the cache');
 }
 diag(($apt // 'no toolchain step') =~ s/\n.*//sr);
-my ($compile) = grep { /^STEP \d+\/\d+: RUN make build/ } @steps;
-unlike($compile // 'none', qr/Using cache|Nothing to be done/, 'the module is compiled again');
+my ($compile) = grep { /^(?:\[\d+\/\d+\] )?STEP \d+\/\d+: RUN make build/ } @steps;
+ok($compile && $compile !~ /Using cache|Nothing to be done/, 'the module is compiled again');
 ($rc, $out) = podman('run', '--rm', '--network=none', $IMG, 'nginx', '-t');
 is($rc, 0, 'the rebuilt image passes nginx -t') or diag($out);
 

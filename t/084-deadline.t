@@ -41,7 +41,7 @@ server {
                                     budget=100% min_retries=100/s; }
     location /_hslow { internal; proxy_pass $m/?ms=300&k=hslow; }
     location /hedge  { fanout_target h /_hslow; fanout_timeout 380ms;
-                       fanout_hedge after=100ms budget=100%; }
+                       fanout_hedge after=150ms budget=100%; }
     location = /fanout/status { fanout_status; }
     location = /fanout/metrics { fanout_status prometheus; }
 }
@@ -113,10 +113,13 @@ like($t->get('/fanout/metrics')->{body},
      qr/fanout_target_too_late_total\{[^}]*target="s"[^}]*\} \d+/,
      'Prometheus: fanout_target_too_late_total');
 
-# a hedge after 100 ms, with 280 ms left and a p50 of 300 ms: not sent
-# once the p50 is known; the first attempt goes on and answers
+# a hedge after 150 ms, with 230 ms left and a p50 of 300 ms: not sent
+# once the p50 is known; the first attempt goes on and answers (the p50 is
+# an estimate, 293 ms seen: 280 ms left was too close)
 
-$t->parallel(22, 'GET', '/hedge');
+# in rounds of 6: 22 at once (and their hedges) outran the mock's forks on
+# a slow machine, and calls that time out give no p50
+$t->parallel(6, 'GET', '/hedge') for 1 .. 4;
 my $tg = $t->status_json->{locations}{'/hedge'}{targets}{h};
 my ($hedges, $hlate) = ($tg->{hedges}, $tg->{too_late} // 0);
 my $ok = grep { $t->get('/hedge')->{status} == 200 } 1 .. 3;

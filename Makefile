@@ -53,7 +53,7 @@ CORE        := $(wildcard src/core/fanout_*.c)
 .PHONY: all deps deps-build check-deps build test unit test-asan leak-check demo bench \
         dashboard check-dashboard screenshot \
         bench-cost bench-json bench-cpu bench-mean bench-tail bench-batch bench-overload bench-conns lint clean build-static test-static test-compat \
-        fuzz fuzz-ci deps-fuzz deps-deb deb test-image test-deb
+        fuzz fuzz-ci deps-fuzz deps-deb deps-podman deb test-image test-deb
 
 all: build
 
@@ -63,7 +63,8 @@ build: $(MODULE)
 deps: PKGS = $(DEB_ALL)
 deps-build: PKGS = $(DEB_BUILD)
 deps-deb: PKGS = $(DEB_BUILD) debhelper dpkg-dev fakeroot lintian
-deps deps-build deps-deb:
+deps-podman: PKGS = podman runc mmdebstrap uidmap
+deps deps-build deps-deb deps-podman:
 	@missing=$$(for p in $(PKGS); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 	        | grep -q 'install ok installed' || echo $$p; done); \
@@ -356,7 +357,7 @@ lint: $(MODULE) check-dashboard
 
 # the container image, built and run with podman on this machine: what podman
 # needs set up lives under /tmp for the run only (docker/podman-env)
-test-image: deps build
+test-image: deps deps-podman build
 	docker/podman-env prove -v docker/test-image.t
 
 # the Debian package, built as Debian builds its nginx modules (dh with
@@ -376,7 +377,7 @@ deb: deps-deb
 
 # the package installed with apt on Debian's nginx in a clean bookworm root
 # (podman), enabled, nginx -t and a fan-out answer
-test-deb: deps build deb
+test-deb: deps deps-podman build deb
 	docker/podman-env prove -v docker/test-deb.t
 
 clean:

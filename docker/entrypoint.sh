@@ -88,6 +88,7 @@ if [ -d "$FANOUT_CONF_DIR" ] && [ -w "$FANOUT_CONF_DIR" ]; then
         ''|*[!A-Za-z0-9_-]*) die "FANOUT_MODELS: '$m': a name is letters, digits, _ and -" ;;
         esac
         case "$url" in
+        *'$'*) die "FANOUT_MODELS: '$m': no \$ (nginx would read a variable)" ;;
         http://*|https://*) ;;
         *) die "FANOUT_MODELS: '$m': the URL is http:// or https://" ;;
         esac
@@ -95,7 +96,7 @@ if [ -d "$FANOUT_CONF_DIR" ] && [ -w "$FANOUT_CONF_DIR" ]; then
         scheme=${url%%://*}
         rest=${url#*://}
         hostport=${rest%%/*}
-        path=/${rest#"$hostport"}
+        path=${rest#"$hostport"}
         path=/${path#/}
         [ -n "$hostport" ] || die "FANOUT_MODELS: '$m': no host"
         cat >> "$models.tmp" <<EOF

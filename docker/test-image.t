@@ -131,6 +131,7 @@ is_deeply(eval { decode_json($res->{body})->{results}{a}{predictions} }, [2, 4],
           '... with the answer');
 my @hits = $t->hits('a');
 is(scalar @hits, 1, 'the model was called once');
+is($hits[0]{uri}, '/v1/predict', "the model is called at its URL's path");
 like($t->redis_cli('r', 'DBSIZE'), qr/^[1-9]/, 'the entry is in Redis (with its password)');
 
 ($rc, $out) = podman('healthcheck', 'run', $NAME);

@@ -67,7 +67,7 @@ USER www-data
 RUN fanout-entrypoint nginx -t \
  && rm -f /etc/nginx/conf.d/* /etc/nginx/fanout/models*.conf /etc/nginx/fanout/ops-allow.conf
 
-ENV FANOUT_PORT=8080 FANOUT_OPS_PORT=8081
+# FANOUT_PORT and FANOUT_OPS_PORT: their defaults are the entrypoint's
 EXPOSE 8080 8081
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
     CMD ["fanout-entrypoint", "healthcheck"]

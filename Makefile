@@ -63,7 +63,7 @@ build: $(MODULE)
 deps: PKGS = $(DEB_ALL)
 deps-build: PKGS = $(DEB_BUILD)
 deps-deb: PKGS = $(DEB_BUILD) debhelper dpkg-dev fakeroot lintian
-deps-podman: PKGS = podman runc mmdebstrap uidmap
+deps-podman: PKGS = podman runc mmdebstrap uidmap slirp4netns catatonit
 deps deps-build deps-deb deps-podman:
 	@missing=$$(for p in $(PKGS); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
@@ -358,7 +358,7 @@ lint: $(MODULE) check-dashboard
 # the container image, built and run with podman on this machine: what podman
 # needs set up lives under /tmp for the run only (docker/podman-env)
 test-image: deps deps-podman build
-	docker/podman-env prove -v docker/test-image.t
+	docker/podman-env prove -v docker/test-image.t docker/test-pod.t
 
 # the Debian package, built as Debian builds its nginx modules (dh with
 # nginx-dev's nginx sequence) from a copy of the tree; lintian fails it on

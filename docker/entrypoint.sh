@@ -10,17 +10,7 @@ set -eu
 
 die() { echo "fanout-entrypoint: $*" >&2; exit 1; }
 
-case "${1:-}" in
-nginx|nginx-debug) ;;
-healthcheck)
-    # the image's HEALTHCHECK: fanout_health on the ops port (PORT or ADDR:PORT)
-    ops=${FANOUT_OPS_PORT:-8081}
-    case "$ops" in *:*) ;; *) ops=127.0.0.1:$ops ;; esac
-    curl -fsS -o /dev/null --max-time 2 "http://$ops/healthz" || exit 1
-    exit 0 ;;
-*) exec "$@" ;;
-esac
-
+# every default, once: nginx's and the healthcheck's
 : "${FANOUT_MODELS:=a=http://127.0.0.1:9001/v1/predict b=http://127.0.0.1:9002/v1/predict}"
 : "${FANOUT_PATH:=/predict}"
 : "${FANOUT_MERGE:=all}"
@@ -39,6 +29,17 @@ esac
 : "${NGINX_ENVSUBST_TEMPLATE_SUFFIX:=.template}"
 : "${NGINX_ENVSUBST_OUTPUT_DIR:=/etc/nginx/conf.d}"
 FANOUT_CONF_DIR=/etc/nginx/fanout
+
+case "${1:-}" in
+nginx|nginx-debug) ;;
+healthcheck)
+    # the image's HEALTHCHECK: fanout_health on the ops port (PORT or ADDR:PORT)
+    ops=$FANOUT_OPS_PORT
+    case "$ops" in *:*) ;; *) ops=127.0.0.1:$ops ;; esac
+    curl -fsS -o /dev/null --max-time 2 "http://$ops/healthz" || exit 1
+    exit 0 ;;
+*) exec "$@" ;;
+esac
 
 # what is pasted into nginx.conf must not end a directive or a block there
 plain() {
@@ -81,6 +82,7 @@ if [ -d "$FANOUT_CONF_DIR" ] && [ -w "$FANOUT_CONF_DIR" ]; then
     : > "$locations.tmp"
     : > "$targets.tmp"
     n=0
+    names=
     for m in $(echo "$FANOUT_MODELS" | tr ',' ' '); do
         name=${m%%=*}
         url=${m#*=}
@@ -92,6 +94,10 @@ if [ -d "$FANOUT_CONF_DIR" ] && [ -w "$FANOUT_CONF_DIR" ]; then
         http://*|https://*) ;;
         *) die "FANOUT_MODELS: '$m': the URL is http:// or https://" ;;
         esac
+        case " $names " in
+        *" $name "*) die "FANOUT_MODELS: '$name' is named twice" ;;
+        esac
+        names="$names $name"
         plain "FANOUT_MODELS ($name)" "$url"
         scheme=${url%%://*}
         rest=${url#*://}

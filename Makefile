@@ -7,7 +7,7 @@
 #   make leak-check nginx under valgrind: no invalid access, no leak of ours
 #   make bench    wrk benchmarks, see bench/README.md (and bench-cost,
 #                 bench-cpu, bench-mean, bench-tail, bench-batch, bench-overload,
-#                 bench-conns)
+#                 bench-conns, bench-stream)
 #   make deps     install missing Debian packages (needs root)
 #   make test-static  nginx.org stable built with the module in
 #                 (--add-module), part of the suite against it
@@ -52,7 +52,7 @@ CORE        := $(wildcard src/core/fanout_*.c)
 
 .PHONY: all deps deps-build check-deps build test unit test-asan leak-check demo bench \
         dashboard check-dashboard screenshot \
-        bench-cost bench-json bench-cpu bench-mean bench-tail bench-batch bench-overload bench-conns lint clean build-static test-static test-compat \
+        bench-cost bench-json bench-cpu bench-mean bench-tail bench-batch bench-overload bench-conns bench-stream lint clean build-static test-static test-compat \
         fuzz fuzz-ci deps-fuzz deps-deb deps-podman deb test-image test-deb
 
 all: build
@@ -270,6 +270,10 @@ bench-overload: deps build
 # 10,000 keepalive clients, open loop, against the Lua peer
 bench-conns: deps build
 	./bench/conns
+
+# SSE streams through fanout_merge first against proxy_pass
+bench-stream: deps build
+	./bench/stream
 
 # mean over three large answers in the pure core, against the scan
 bench-mean: deps

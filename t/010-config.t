@@ -94,6 +94,13 @@ my @bad = (
       . "fanout_split \$arg_u ramp=5%,100% every=10s rollback_if=errors>2% { 5% x; * y; }",
       qr/invalid parameter "rollback_if=errors>2%"/, 'an unknown rollback bound' ],
     [ "fanout_target a /_m/a variant=x; fanout_target b /_m/b variant=y;\n"
+      . "fanout_split \$arg_u ramp=5%,100% every=10s rollback_if=ttft_p99>300ms { 5% x; * y; }",
+      qr/invalid parameter "rollback_if=ttft_p99>300ms": .*ttft_p99>Nms.*histogram's bounds.*nginx\.conf:\d+/,
+      'a ttft_p99 bound off the histogram, with file and line' ],
+    [ "fanout_target a /_m/a variant=x; fanout_target b /_m/b variant=y;\n"
+      . "fanout_split \$arg_u ramp=5%,100% every=10s rollback_if=ttft_p99>250ms,ttft_p99>500ms { 5% x; * y; }",
+      qr/invalid parameter "rollback_if=ttft_p99>250ms,ttft_p99>500ms"/, 'a ttft_p99 bound twice' ],
+    [ "fanout_target a /_m/a variant=x; fanout_target b /_m/b variant=y;\n"
       . "fanout_split \$arg_u ramp=5%,100% every=10s candidate=z { 5% x; * y; }",
       qr/candidate=z of the "fanout_split" in .*nginx\.conf:\d+ is not one of its variants/,
       'a candidate that is not a variant' ],

@@ -73,6 +73,13 @@ sub offer {
 
 my @b = offer('/s', 4, 0.005, 'a');
 is(scalar(grep { $_->[0] == 200 } @b), 4, 'a burst of 4 at a model of one slot: all served from the queue');
+# a call alone, as this machine serves it now: the fastest of 5 in turn
+my $alone = 10;
+for (1 .. 5) {
+    my $t0 = time;
+    $t->get('/s?id=alone');
+    $alone = time - $t0 if time - $t0 < $alone;
+}
 
 sleep 0.5;
 
@@ -92,11 +99,15 @@ my $slow = grep { $_ >= 0.19 } @late;
 cmp_ok($slow, '<=', int(@late / 5), "and few wait out queue_timeout= ($slow of " . scalar(@late) . ')');
 
 # the served ones waited behind one call of their flow at most, not a
-# queue_timeout='s worth of them (80 ms; 140 seen on a loaded machine)
+# queue_timeout='s worth of them: about two calls' time (80 ms here; 140
+# seen on a loaded machine), against 200 ms and one call without the rule
+# (212 ms at the median here); bound by the time of a call alone in this
+# run, for a machine of any speed
 my @served = sort { $a <=> $b } map { $_->[1] } @ok[int(@ok / 4) .. $#ok];
 my $smed = $served[int($#served / 2)];
-ok($smed < 0.18, sprintf('a served call took %.0f ms at the median: the model\'s '
-                         . '40 and one call ahead at most', $smed * 1000));
+ok($smed < 3.5 * $alone, sprintf('a served call took %.0f ms at the median: '
+                                 . 'under 3.5 calls alone (%.0f ms each here)',
+                                 $smed * 1000, $alone * 1000));
 
 my $q = $t->status_json->{locations}{'/s'}{targets}{m}{queue};
 cmp_ok($q->{timeout} - ($q0->{timeout} // 0), '>=', scalar(@shed) - 5,

@@ -20,6 +20,7 @@ $t->redis('r');
 $t->mock('a', ms => 1);
 $t->mock('b', ms => 1);
 $t->mock('bad', ms => 1, status => 500);
+$t->mock('late', mode => 'sse', first => 300, gap => 5, events => 3);
 
 my $locations = <<'EOC';
     location /_a { internal; proxy_pass http://127.0.0.1:%%MOCK_a%%/; }
@@ -42,6 +43,17 @@ my $locations = <<'EOC';
         }
         fanout_target a /_a variant=v1;
         fanout_target bad /_bad variant=v2;
+    }
+    location /_late { internal; proxy_pass http://127.0.0.1:%%MOCK_late%%/; }
+    location /ttft {
+        fanout_split $arg_u ramp=10%,50%,100% every=1s min_requests=10
+                     rollback_if=error_rate>20%,ttft_p99>100ms candidate=v2 {
+            90% v1;
+            * v2;
+        }
+        fanout_target a /_a variant=v1;
+        fanout_target late /_late variant=v2;
+        fanout_merge first;
     }
     location /w {
         fanout_split $arg_u { 10% v2; * v1; }
@@ -168,6 +180,23 @@ like($t->error_log . $t->error_log('two'),
      'logged at warn');
 sleep 1.5;
 is(ramp('/bad')->{state}, 'rolled_back', 'and it stays rolled back');
+# --- a candidate whose streams start late: rolled back for ttft_p99
+
+$deadline = time + 20;
+my $rt;
+while (time < $deadline) {
+    drive('/ttft');
+    $rt = ramp('/ttft');
+    last if $rt->{state} eq 'rolled_back';
+}
+is($rt->{state}, 'rolled_back', 'a candidate whose first event comes after 300 ms is rolled back');
+is($rt->{reason}, 'ttft_p99', '  for ttft_p99>100ms');
+cmp_ok($rt->{slow_first} // 0, '>=', 1, "  its step's requests with first bytes later than 100 ms counted ($rt->{slow_first})");
+is($rt->{slow} // -1, 0, '  none counted slow: no p99 bound');
+like($t->error_log . $t->error_log('two'),
+     qr/\[warn\].*fanout ramp of location "\/ttft": rolled back to 0% at step 1 \(p99 time to first bytes over its bound\)/,
+     '  logged at warn');
+
 my $st = $t->get('/status')->{json};
 is($st->{runtime}{locations}{'/bad'}{split}{ramp}{state}, 'rolled_back', 'visible in fanout_status');
 my $prom = $t->get('/metrics')->{body};
@@ -175,6 +204,14 @@ like($prom, qr/^fanout_ramp_rolled_back\{location="\/bad"\} 1$/m, 'Prometheus: f
 like($prom, qr/^fanout_variant_share_ratio\{location="\/bad",variant="v2"\} 0\.0000$/m, '  and v2 at a share of 0');
 like($prom, qr/^fanout_variant_share_ratio\{location="\/good",variant="v2"\} 1\.0000$/m, '  /good\'s v2 at 1');
 like($prom, qr/^fanout_ramp_step\{location="\/good"\} 3$/m, '  at its step 3');
+like($prom, qr/^fanout_variant_time_to_first_chunk_seconds_bucket\{location="\/ttft",variant="v2",le="0\.25"\} 0$/m,
+     'Prometheus: the late variant has no first bytes within 250 ms');
+like($prom, qr/^fanout_variant_time_to_first_chunk_seconds_bucket\{location="\/ttft",variant="v2",le="0\.5"\} [1-9]/m,
+     '  and some within 500 ms');
+like($prom, qr/^fanout_variant_time_to_first_chunk_seconds_bucket\{location="\/ttft",variant="v1",le="0\.1"\} [1-9]/m,
+     '  the other variant\'s within 100 ms');
+my $vfirst = $st->{locations}{'/ttft'}{variants}{v2}{first_chunk_ms} // {};
+cmp_ok($vfirst->{500} // 0, '>=', 1, 'fanout_status: the variant\'s first_chunk_ms histogram');
 
 # --- Redis forgets (FLUSHALL, a restart without persistence): no ramp
 #     goes back, no rollback is undone; the instances write back theirs
@@ -229,6 +266,8 @@ for my $bad (['{"location":"/w","ramp":{"steps":"5%,50%","every":"1s"}}', 400, '
              ['{"location":"/w","ramp":{"steps":"5%,100%"}}', 400, 'bad_value', 'no every'],
              ['{"location":"/w","ramp":{"steps":"5%,100%","every":"soon"}}', 400, 'bad_value', 'every not a time'],
              ['{"location":"/w","ramp":{"steps":"5%,100%","every":"1s","rollback_if":"p99>300ms"}}', 400, 'bad_value', 'p99 off the bounds'],
+             ['{"location":"/w","ramp":{"steps":"5%,100%","every":"1s","rollback_if":"ttft_p99>300ms"}}', 400, 'bad_value', 'ttft_p99 off the bounds'],
+             ['{"location":"/w","ramp":{"steps":"5%,100%","every":"1s","rollback_if":"ttft_p99>250ms,ttft_p99>500ms"}}', 400, 'bad_value', 'ttft_p99 twice'],
              ['{"location":"/w","ramp":{"steps":"5%,100%","every":"1s","candidate":"zz"}}', 404, 'unknown_variant', 'an unknown candidate'],
              ['{"location":"/w","ramp":{"steps":"5%,100%","every":"1s","speed":2}}', 400, 'unknown_field', 'an unknown field'],
              ['{"location":"/w","ramp":{"steps":"5%,100%","every":"1s","min_requests":0}}', 400, 'bad_value', 'min_requests 0'],

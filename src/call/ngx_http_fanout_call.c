@@ -967,10 +967,6 @@ ngx_http_fanout_fallbacks(ngx_http_fanout_ctx_t *ctx)
  * it used: for every attempt that came back, models and streams alike.
  */
 
-static const ngx_msec_t  ngx_http_fanout_call_firsts[] = {
-    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
-};
-
 static const ngx_msec_t  ngx_http_fanout_call_gaps[] = {
     1, 2, 5, 10, 25, 50, 100, 250, 500, 1000
 };
@@ -1012,10 +1008,8 @@ ngx_http_fanout_call_measure(ngx_http_fanout_call_t *sub,
     fanout_usage_t  u;
 
     if (a->got_first) {
-        ngx_http_fanout_call_histogram(sub->st, NGX_HTTP_FANOUT_TGT_FIRST_MS,
-                                       NGX_HTTP_FANOUT_TGT_FIRST,
-                                       ngx_http_fanout_call_firsts,
-                                       NGX_HTTP_FANOUT_TGT_NFIRSTS, a->first);
+        ngx_http_fanout_stats_first(sub->st, NGX_HTTP_FANOUT_TGT_FIRST_MS,
+                                    NGX_HTTP_FANOUT_TGT_FIRST, a->first);
     }
 
     if (a->result < 200 || a->result > 299) {

@@ -314,16 +314,50 @@ fanout_ramp_parse_steps(fanout_ramp_t *ramp, const char *p, size_t len)
 }
 
 
+/* "Nms" on one of bounds: its N, or 0 */
+
+static uint32_t
+fanout_ramp_bound(const char *p, size_t n, const uintptr_t *bounds,
+    size_t nbounds)
+{
+    size_t    k;
+    uint64_t  ms;
+
+    if (n < 3 || memcmp(p + n - 2, "ms", 2) != 0) {
+        return 0;
+    }
+
+    ms = 0;
+
+    for (k = 0; k < n - 2; k++) {
+        if (p[k] < '0' || p[k] > '9' || ms > 1000000) {
+            return 0;
+        }
+
+        ms = ms * 10 + (uint64_t) (p[k] - '0');
+    }
+
+    /* counted by the histogram: on one of its bounds */
+    for (k = 0; k < nbounds; k++) {
+        if (bounds[k] == ms) {
+            return (uint32_t) ms;
+        }
+    }
+
+    return 0;
+}
+
+
 int
 fanout_ramp_parse_rollback(fanout_ramp_t *ramp, const char *p, size_t len,
     const uintptr_t *bounds, size_t nbounds)
 {
-    size_t    i, k, start, n;
-    int64_t   share;
-    uint64_t  ms;
+    size_t   i, start, n;
+    int64_t  share;
 
     ramp->has_error = 0;
     ramp->max_p99 = 0;
+    ramp->max_ttft = 0;
     start = 0;
 
     for (i = 0; i <= len; i++) {
@@ -345,31 +379,23 @@ fanout_ramp_parse_rollback(fanout_ramp_t *ramp, const char *p, size_t len,
             ramp->max_error = (uint32_t) share;
             ramp->has_error = 1;
 
-        } else if (n > 6 && memcmp(p + start, "p99>", 4) == 0
-                   && memcmp(p + i - 2, "ms", 2) == 0 && ramp->max_p99 == 0)
+        } else if (n > 4 && memcmp(p + start, "p99>", 4) == 0
+                   && ramp->max_p99 == 0)
         {
-            ms = 0;
-
-            for (k = start + 4; k < i - 2; k++) {
-                if (p[k] < '0' || p[k] > '9' || ms > 1000000) {
-                    return -1;
-                }
-
-                ms = ms * 10 + (uint64_t) (p[k] - '0');
-            }
-
-            /* counted by the latency histogram: on one of its bounds */
-            for (k = 0; k < nbounds; k++) {
-                if (bounds[k] == ms) {
-                    break;
-                }
-            }
-
-            if (ms == 0 || k == nbounds) {
+            ramp->max_p99 = fanout_ramp_bound(p + start + 4, n - 4, bounds,
+                                              nbounds);
+            if (ramp->max_p99 == 0) {
                 return -1;
             }
 
-            ramp->max_p99 = (uint32_t) ms;
+        } else if (n > 9 && memcmp(p + start, "ttft_p99>", 9) == 0
+                   && ramp->max_ttft == 0)
+        {
+            ramp->max_ttft = fanout_ramp_bound(p + start + 9, n - 9, bounds,
+                                               nbounds);
+            if (ramp->max_ttft == 0) {
+                return -1;
+            }
 
         } else {
             return -1;
@@ -400,6 +426,11 @@ fanout_ramp_decide(const fanout_ramp_t *ramp, uint64_t elapsed,
     /* p99 over the bound: more than 1% of the requests slower than it */
     if (ramp->max_p99 && c->slow * 100 > c->requests) {
         return FANOUT_RAMP_ROLLBACK_P99;
+    }
+
+    /* the same for the time to the first answer bytes */
+    if (ramp->max_ttft && c->slow_first * 100 > c->requests) {
+        return FANOUT_RAMP_ROLLBACK_TTFT;
     }
 
     return elapsed >= ramp->every ? FANOUT_RAMP_ADVANCE : FANOUT_RAMP_HOLD;

@@ -27,7 +27,8 @@ typedef struct {
 
 /*
  * A guarded ramp: the candidate's share goes up step by step, every
- * `every` ms, while its requests' error rate and p99 stay in bounds.
+ * `every` ms, while its requests' error rate, p99 and p99 time to their
+ * first answer bytes stay in bounds.
  */
 
 #define FANOUT_RAMP_MAX_STEPS     16
@@ -39,6 +40,7 @@ typedef struct {
     uint64_t    every;             /* ms */
     uint32_t    max_error;         /* hundredths of 1%; with has_error */
     uint32_t    max_p99;           /* ms, 0: no latency bound */
+    uint32_t    max_ttft;          /* ms, 0: no first-bytes bound */
     uint64_t    min_requests;      /* before a step is judged */
     unsigned    has_error:1;
 } fanout_ramp_t;
@@ -48,6 +50,7 @@ typedef struct {
     uint64_t    requests;          /* the candidate's, in this step */
     uint64_t    errors;            /* answered 5xx */
     uint64_t    slow;              /* slower than max_p99 */
+    uint64_t    slow_first;        /* first bytes later than max_ttft */
 } fanout_ramp_counts_t;
 
 
@@ -55,7 +58,8 @@ typedef enum {
     FANOUT_RAMP_HOLD = 0,
     FANOUT_RAMP_ADVANCE,
     FANOUT_RAMP_ROLLBACK_ERRORS,
-    FANOUT_RAMP_ROLLBACK_P99
+    FANOUT_RAMP_ROLLBACK_P99,
+    FANOUT_RAMP_ROLLBACK_TTFT
 } fanout_ramp_verdict_e;
 
 
@@ -96,9 +100,10 @@ int fanout_split_ramp(const fanout_split_t *conf, size_t candidate,
 int fanout_ramp_parse_steps(fanout_ramp_t *ramp, const char *p, size_t len);
 
 /*
- * "error_rate>2%,p99>500ms": -1 on anything else; a p99 bound must be one
- * of *bounds (the latency histogram's, ms: nginx's ngx_msec_t is a
- * uintptr_t)
+ * "error_rate>2%,p99>500ms,ttft_p99>250ms", each at most once, in any
+ * order: -1 on anything else; a p99 or ttft_p99 bound must be one of
+ * *bounds (the latency histogram's, which the time to first bytes shares,
+ * ms: nginx's ngx_msec_t is a uintptr_t)
  */
 int fanout_ramp_parse_rollback(fanout_ramp_t *ramp, const char *p,
     size_t len, const uintptr_t *bounds, size_t nbounds);

@@ -165,9 +165,11 @@ ngx_http_fanout_log_stage(ngx_http_fanout_ctx_t *ctx)
 static void
 ngx_http_fanout_finish(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status)
 {
-    ngx_uint_t                i, counter;
-    ngx_http_fanout_call_t    *sub;
-    ngx_http_fanout_stats_t  *st;
+    ngx_msec_t                   first, t;
+    ngx_uint_t                   i, counter, got;
+    ngx_http_fanout_call_t      *sub;
+    ngx_http_fanout_stats_t     *st;
+    ngx_http_fanout_attempt_t   *a;
 
     ctx->finished = 1;
     ctx->latency = ngx_current_msec - ctx->start;
@@ -241,6 +243,16 @@ ngx_http_fanout_finish(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status)
     ngx_http_fanout_stats_count(st, counter);
     ngx_http_fanout_stats_latency(st, ctx->latency);
 
+    /*
+     * The request's first answer bytes: the earliest of any of its calls'
+     * attempts answering 2xx (a stream's first event, a JSON answer's
+     * first bytes; an error's body is no token), for the variant's
+     * first_chunk_ms and a ramp's ttft_p99.  None when no model was
+     * called (a cache hit) or none answered 2xx.
+     */
+    first = 0;
+    got = 0;
+
     for (i = 0; i < ctx->nsubs; i++) {
         sub = &ctx->subs[i];
 
@@ -248,6 +260,25 @@ ngx_http_fanout_finish(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status)
             ngx_http_fanout_stats_count(st, NGX_HTTP_FANOUT_VAR_KIND
                                             + sub->part.kind);
         }
+
+        for (a = &sub->first; a; a = a->next) {
+            if (!a->got_first || a->status < 200 || a->status > 299) {
+                continue;
+            }
+
+            t = (a->start >= ctx->start ? a->start - ctx->start : 0)
+                + a->first;
+
+            if (!got || t < first) {
+                first = t;
+                got = 1;
+            }
+        }
+    }
+
+    if (got) {
+        ngx_http_fanout_stats_first(st, NGX_HTTP_FANOUT_VAR_FIRST_MS,
+                                    NGX_HTTP_FANOUT_VAR_FIRST, first);
     }
 }
 

@@ -116,6 +116,18 @@ static const ngx_http_fanout_counter_t  ngx_http_fanout_lim_counters[] = {
 };
 
 
+/* the time to first bytes: the latency histogram's bounds, ms and s */
+static const char  *const ngx_http_fanout_tgt_firsts[] = {
+    "5", "10", "25", "50", "100", "250", "500", "1000", "2500", "5000",
+    "10000", "+Inf"
+};
+
+static const char  *const ngx_http_fanout_tgt_firsts_s[] = {
+    "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5",
+    "10", "+Inf"
+};
+
+
 static const ngx_http_fanout_counter_t  ngx_http_fanout_var_counters[] = {
     C("requests", NULL, "fanout_variant_requests_total", "result", NULL,
       "Per fanout_split variant: requests, and answers by status (200, "
@@ -130,7 +142,16 @@ static const ngx_http_fanout_counter_t  ngx_http_fanout_var_counters[] = {
       NULL, NULL, NGX_HTTP_FANOUT_VAR_OTHER),
     KINDS("targets", "fanout_variant_target_results_total",
           "Outcomes of the target calls of a fanout_split variant.",
-          NGX_HTTP_FANOUT_VAR_KIND)
+          NGX_HTTP_FANOUT_VAR_KIND),
+    { "first_chunk_ms", NULL,
+      "fanout_variant_time_to_first_chunk_seconds", NULL, NULL,
+      "Per fanout_split variant: the time from a request's start to the "
+      "first bytes of any of its calls' 2xx answers (a stream's first "
+      "event), requests that called a model and got one; what a ramp's "
+      "rollback_if=ttft_p99> judges.", "histogram",
+      NGX_HTTP_FANOUT_VAR_FIRST, NGX_HTTP_FANOUT_COUNTER_HISTOGRAM,
+      NGX_HTTP_FANOUT_TGT_NFIRSTS, ngx_http_fanout_tgt_firsts,
+      ngx_http_fanout_tgt_firsts_s, NGX_HTTP_FANOUT_VAR_FIRST_MS, 1 }
 };
 
 
@@ -223,16 +244,6 @@ static const char  *const ngx_http_fanout_tgt_waits_s[] = {
     "+Inf"
 };
 
-
-static const char  *const ngx_http_fanout_tgt_firsts[] = {
-    "5", "10", "25", "50", "100", "250", "500", "1000", "2500", "5000",
-    "10000", "+Inf"
-};
-
-static const char  *const ngx_http_fanout_tgt_firsts_s[] = {
-    "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5",
-    "10", "+Inf"
-};
 
 static const char  *const ngx_http_fanout_tgt_gaps[] = {
     "1", "2", "5", "10", "25", "50", "100", "250", "500", "1000", "+Inf"

@@ -89,15 +89,16 @@ static const char  ngx_http_fanout_rt_ramp_lua[] =
     "  cur = 'ramping 0 ' .. ARGV[2] .. ' 0' "
     "  redis.call('HSET', KEYS[1], ARGV[1], cur) "
     "  redis.call('HINCRBY', KEYS[1], 'v', 1) "
-    "  return {cur, 0, 0, 0, 0} "
+    "  return {cur, 0, 0, 0, 0, 0} "
     "end "
-    "if cur ~= ARGV[3] then return {cur, 0, 0, 0, 0} end "
+    "if cur ~= ARGV[3] then return {cur, 0, 0, 0, 0, 0} end "
     "local k = KEYS[2] .. string.match(cur, '^%S+ %S+ (%d+)') "
     "local n = redis.call('HINCRBY', k, 'n', ARGV[4]) "
     "local e = redis.call('HINCRBY', k, 'e', ARGV[5]) "
     "local s = redis.call('HINCRBY', k, 's', ARGV[6]) "
+    "local f = redis.call('HINCRBY', k, 'f', ARGV[7]) "
     "redis.call('PEXPIRE', k, 86400000) "
-    "return {cur, n, e, s, 1}";
+    "return {cur, n, e, s, 1, f}";
 
 /* a step up or a rollback, if the state is still the one judged */
 static const char  ngx_http_fanout_rt_cas_lua[] =
@@ -183,14 +184,14 @@ ngx_http_fanout_rt_eval(ngx_log_t *log, ngx_http_fanout_redis_script_t *script,
     ngx_uint_t nkeys, ngx_uint_t n, const char **a, size_t *l,
     ngx_http_fanout_redis_handler_pt handler, void *data)
 {
-    size_t       len[3 + 8];
+    size_t       len[3 + 9];
     ngx_uint_t   i;
-    const char  *argv[3 + 8];
+    const char  *argv[3 + 9];
 
     argv[2] = nkeys == 1 ? "1" : "2";
     len[2] = 1;
 
-    for (i = 0; i < n && i < 8; i++) {
+    for (i = 0; i < n && i < 9; i++) {
         argv[3 + i] = a[i];
         len[3 + i] = l[i];
     }
@@ -447,8 +448,9 @@ ngx_http_fanout_rt_ramp_conf(ngx_str_t *steps, uint64_t every, uint64_t min,
                                          NGX_HTTP_FANOUT_NBUCKETS - 1))
            != 0)
     {
-        return "\\\"rollback_if\\\" is error_rate>P% and p99>Nms (N one of "
-               "the latency histogram's bounds), joined by \\\",\\\"";
+        return "\\\"rollback_if\\\" is error_rate>P%, p99>Nms and "
+               "ttft_p99>Nms (N one of the latency histogram's bounds), "
+               "joined by \\\",\\\"";
     }
 
     return NULL;
@@ -601,7 +603,9 @@ ngx_http_fanout_rt_ramp_take(ngx_http_fanout_main_conf_t *fmcf,
                       "at step %ui (%s)%s", &loc->name, step + 1,
                       why == FANOUT_RAMP_ROLLBACK_ERRORS ? "error rate over "
                       "its bound" : why == FANOUT_RAMP_ROLLBACK_P99
-                      ? "p99 over its bound" : "by fanout_api", from);
+                      ? "p99 over its bound" : why == FANOUT_RAMP_ROLLBACK_TTFT
+                      ? "p99 time to first bytes over its bound"
+                      : "by fanout_api", from);
 
     } else {
         ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
@@ -623,7 +627,7 @@ ngx_http_fanout_rt_ramp_take(ngx_http_fanout_main_conf_t *fmcf,
 }
 
 
-/* the candidate's counters: requests ended, 5xx, slower than the bound */
+/* the candidate's counters: requests ended, 5xx, slower than the bounds */
 
 void
 ngx_http_fanout_rt_counts(ngx_http_fanout_stats_loc_t *loc,
@@ -642,20 +646,32 @@ ngx_http_fanout_rt_counts(ngx_http_fanout_stats_loc_t *loc,
     c->requests = n[NGX_HTTP_FANOUT_VAR_200] + n[NGX_HTTP_FANOUT_VAR_OTHER]
                   + c->errors;
     c->slow = 0;
+    c->slow_first = 0;
 
-    if (loc->ramp->max_p99 == 0) {
-        return;
-    }
+    /* a time goes in the first bucket whose bound it does not pass */
+    if (loc->ramp->max_p99) {
+        for (i = 0; i < NGX_HTTP_FANOUT_NBUCKETS - 1; i++) {
+            if (ngx_http_fanout_buckets[i] == loc->ramp->max_p99) {
+                break;
+            }
+        }
 
-    /* a latency goes in the first bucket whose bound it does not pass */
-    for (i = 0; i < NGX_HTTP_FANOUT_NBUCKETS - 1; i++) {
-        if (ngx_http_fanout_buckets[i] == loc->ramp->max_p99) {
-            break;
+        for (i++; i < NGX_HTTP_FANOUT_NBUCKETS; i++) {
+            c->slow += st->buckets[i];
         }
     }
 
-    for (i++; i < NGX_HTTP_FANOUT_NBUCKETS; i++) {
-        c->slow += st->buckets[i];
+    /* the same bounds for the first answer bytes (stats.h) */
+    if (loc->ramp->max_ttft) {
+        for (i = 0; i < NGX_HTTP_FANOUT_NBUCKETS - 1; i++) {
+            if (ngx_http_fanout_buckets[i] == loc->ramp->max_ttft) {
+                break;
+            }
+        }
+
+        for (i++; i < NGX_HTTP_FANOUT_NBUCKETS; i++) {
+            c->slow_first += n[NGX_HTTP_FANOUT_VAR_FIRST + i];
+        }
     }
 }
 
@@ -668,6 +684,8 @@ ngx_http_fanout_rt_counts_sub(fanout_ramp_counts_t *d,
     d->requests = a->requests >= b->requests ? a->requests - b->requests : 0;
     d->errors = a->errors >= b->errors ? a->errors - b->errors : 0;
     d->slow = a->slow >= b->slow ? a->slow - b->slow : 0;
+    d->slow_first = a->slow_first >= b->slow_first
+                    ? a->slow_first - b->slow_first : 0;
 }
 
 
@@ -781,7 +799,7 @@ ngx_http_fanout_rt_ramp_reply(void *data, redisReply *reply,
     rt = &rr->loc->node->rt;
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 5 || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->elements != 6 || reply->element[0]->type != REDIS_REPLY_STRING
         || ngx_http_fanout_rt_ramp_parse((u_char *) reply->element[0]->str,
                                          reply->element[0]->len, &state,
                                          &step, &at, &why)
@@ -800,6 +818,7 @@ ngx_http_fanout_rt_ramp_reply(void *data, redisReply *reply,
         rt->ramp_counts.requests = (uint64_t) ngx_max(e[1]->integer, 0);
         rt->ramp_counts.errors = (uint64_t) ngx_max(e[2]->integer, 0);
         rt->ramp_counts.slow = (uint64_t) ngx_max(e[3]->integer, 0);
+        rt->ramp_counts.slow_first = (uint64_t) ngx_max(e[5]->integer, 0);
 
     } else {
         /* a new step, or a new ramp: counted from now */
@@ -865,14 +884,14 @@ ngx_http_fanout_rt_ramp_fleet(ngx_http_fanout_main_conf_t *fmcf,
     ngx_http_fanout_stats_loc_t *loc)
 {
     u_char                     *p;
-    size_t                      len[8];
+    size_t                      len[9];
     uint64_t                    now;
     ngx_str_t                   fp;
-    const char                 *argv[8];
+    const char                 *argv[9];
     ngx_http_fanout_runtime_t  *rt;
     ngx_http_fanout_rt_ramp_t  *rr;
     u_char                      key[64], fpbuf[16], nbuf[NGX_INT64_LEN],
-                                cur[64], d[3][NGX_INT64_LEN];
+                                cur[64], d[4][NGX_INT64_LEN];
 
     rt = &loc->node->rt;
 
@@ -932,10 +951,12 @@ ngx_http_fanout_rt_ramp_fleet(ngx_http_fanout_main_conf_t *fmcf,
     len[6] = ngx_sprintf(d[1], "%uL", rr->delta.errors) - d[1];
     argv[7] = (const char *) d[2];
     len[7] = ngx_sprintf(d[2], "%uL", rr->delta.slow) - d[2];
+    argv[8] = (const char *) d[3];
+    len[8] = ngx_sprintf(d[3], "%uL", rr->delta.slow_first) - d[3];
 
     /* 2 keys, then the field, now, the state known here, the counts */
     if (ngx_http_fanout_rt_eval(ngx_cycle->log,
-                                &ngx_http_fanout_rt_ramp_script, 2, 8, argv,
+                                &ngx_http_fanout_rt_ramp_script, 2, 9, argv,
                                 len, ngx_http_fanout_rt_ramp_reply, rr)
         == NULL)
     {
@@ -1311,7 +1332,13 @@ ngx_http_fanout_rt_api_ramp_value(u_char *buf, ngx_http_fanout_stats_loc_t *loc,
                         ramp->max_p99);
     }
 
-    if (!ramp->has_error && !ramp->max_p99) {
+    if (ramp->max_ttft) {
+        p = ngx_sprintf(p, "%sttft_p99>%uDms",
+                        ramp->has_error || ramp->max_p99 ? "," : "",
+                        ramp->max_ttft);
+    }
+
+    if (!ramp->has_error && !ramp->max_p99 && !ramp->max_ttft) {
         *p++ = '-';
     }
 

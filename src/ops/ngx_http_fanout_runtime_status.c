@@ -99,7 +99,7 @@ ngx_http_fanout_runtime_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
                                 "\"steps\":%uz,\"share\":%uD.%02uD,"
                                 "\"step_age_ms\":%uL,\"every_ms\":%uL,"
                                 "\"requests\":%uL,\"errors\":%uL,"
-                                "\"slow\":%uL",
+                                "\"slow\":%uL,\"slow_first\":%uL",
                                 ngx_http_fanout_rt_ramp_name(
                                     ramp ? rt->ramp_state : 0),
                                 ramp ? rt->ramp_step + 1 : 0,
@@ -110,7 +110,8 @@ ngx_http_fanout_runtime_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
                                 ? now - rt->ramp_at : 0,
                                 loc[i].ramp->every,
                                 rt->ramp_counts.requests,
-                                rt->ramp_counts.errors, rt->ramp_counts.slow);
+                                rt->ramp_counts.errors, rt->ramp_counts.slow,
+                                rt->ramp_counts.slow_first);
 
                 if (ramp && rt->ramp_state == NGX_HTTP_FANOUT_RAMP_ROLLED_BACK)
                 {
@@ -118,7 +119,9 @@ ngx_http_fanout_runtime_json(u_char *p, ngx_http_fanout_main_conf_t *fmcf)
                                     rt->ramp_why == FANOUT_RAMP_ROLLBACK_ERRORS
                                     ? "error_rate"
                                     : rt->ramp_why == FANOUT_RAMP_ROLLBACK_P99
-                                    ? "p99" : "api");
+                                    ? "p99"
+                                    : rt->ramp_why == FANOUT_RAMP_ROLLBACK_TTFT
+                                    ? "ttft_p99" : "api");
                 }
 
                 p = ngx_sprintf(p, "}");

@@ -488,6 +488,26 @@ ngx_http_fanout_stats_latency(ngx_http_fanout_stats_t *st, ngx_msec_t ms)
 }
 
 
+/* a time to first bytes: its sum at counters[sum], its bucket (the
+ * latency histogram's bounds) from counters[first] */
+
+void
+ngx_http_fanout_stats_first(ngx_http_fanout_stats_t *st, ngx_uint_t sum,
+    ngx_uint_t first, ngx_msec_t ms)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_FANOUT_NBUCKETS - 1; i++) {
+        if (ms <= ngx_http_fanout_buckets[i]) {
+            break;
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&st->counters[sum], ms);
+    (void) ngx_atomic_fetch_add(&st->counters[first + i], 1);
+}
+
+
 /*
  * The last minute's ring (fanout_call.h): the slot of now, emptied first
  * by the one worker that moves its stamp on.  Without a lock: an answer

@@ -49,7 +49,7 @@ typedef enum {
 #define NGX_HTTP_FANOUT_TGT_NWAITS  10
 
 /* the time to an answer's first bytes, ms: 5, 10, 25, 50, 100, 250, 500,
- * 1000, 2500, 5000, 10000, more */
+ * 1000, 2500, 5000, 10000, more: the latency histogram's buckets */
 #define NGX_HTTP_FANOUT_TGT_NFIRSTS  12
 
 /* a stream's gaps between events, ms: 1, 2, 5, 10, 25, 50, 100, 250,
@@ -123,7 +123,12 @@ typedef enum {
     NGX_HTTP_FANOUT_VAR_OTHER,          /* refused, or the client went away */
     /* then one per fanout_kind_e: its targets' outcomes */
     NGX_HTTP_FANOUT_VAR_KIND,
-    NGX_HTTP_FANOUT_VAR_NCOUNTERS = NGX_HTTP_FANOUT_VAR_KIND + FANOUT_NKINDS
+    NGX_HTTP_FANOUT_VAR_FIRST_MS = NGX_HTTP_FANOUT_VAR_KIND + FANOUT_NKINDS,
+                                        /* a request's first answer bytes,
+                                           summed, ms */
+    NGX_HTTP_FANOUT_VAR_FIRST,          /* by bucket */
+    NGX_HTTP_FANOUT_VAR_NCOUNTERS = NGX_HTTP_FANOUT_VAR_FIRST
+                                    + NGX_HTTP_FANOUT_TGT_NFIRSTS
 } ngx_http_fanout_var_counter_e;
 
 
@@ -182,6 +187,10 @@ typedef enum {
         (NGX_HTTP_FANOUT_##n##_NCOUNTERS <= NGX_HTTP_FANOUT_NCOUNTERS) ? 1 : -1]
 
 ngx_http_fanout_counters_fit(LOC);
+
+/* times to first bytes take the latency histogram's buckets */
+typedef char ngx_http_fanout_firsts_are_buckets[
+    (NGX_HTTP_FANOUT_TGT_NFIRSTS == NGX_HTTP_FANOUT_NBUCKETS) ? 1 : -1];
 ngx_http_fanout_counters_fit(TGT);
 ngx_http_fanout_counters_fit(LIM);
 ngx_http_fanout_counters_fit(VAR);
@@ -378,6 +387,8 @@ void ngx_http_fanout_stats_count(ngx_http_fanout_stats_t *st,
     ngx_uint_t counter);
 void ngx_http_fanout_stats_latency(ngx_http_fanout_stats_t *st,
     ngx_msec_t ms);
+void ngx_http_fanout_stats_first(ngx_http_fanout_stats_t *st,
+    ngx_uint_t sum, ngx_uint_t first, ngx_msec_t ms);
 
 u_char *ngx_http_fanout_stats_json_histogram(u_char *p,
     ngx_http_fanout_stats_t *st);

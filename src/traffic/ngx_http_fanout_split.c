@@ -130,7 +130,7 @@ ngx_http_fanout_split_steps(ngx_conf_t *cf, ngx_str_t *v, void *conf)
 }
 
 
-/* rollback_if=error_rate>P%,p99>Nms */
+/* rollback_if=error_rate>P%,p99>Nms,ttft_p99>Nms */
 
 static char *
 ngx_http_fanout_split_rollback(ngx_conf_t *cf, ngx_str_t *v, void *conf)
@@ -144,10 +144,11 @@ ngx_http_fanout_split_rollback(ngx_conf_t *cf, ngx_str_t *v, void *conf)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid parameter \"rollback_if=%V\": use "
-                           "\"error_rate>P%%\" and \"p99>Nms\" (N one of 5, "
-                           "10, 25, 50, 100, 250, 500, 1000, 2500, 5000, "
-                           "10000: the latency histogram's bounds), joined "
-                           "by \",\"", v);
+                           "\"error_rate>P%%\", \"p99>Nms\" and "
+                           "\"ttft_p99>Nms\" (N one of 5, 10, 25, 50, 100, "
+                           "250, 500, 1000, 2500, 5000, 10000: the latency "
+                           "histogram's bounds), each once, joined by "
+                           "\",\"", v);
         return NGX_CONF_ERROR;
     }
 

@@ -56,7 +56,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         == 0)
     {
         if ((ramp.has_error && ramp.max_error > FANOUT_SPLIT_WHOLE)
-            || (ramp.max_p99 && ramp.max_p99 > 1000))
+            || (ramp.max_p99 && ramp.max_p99 > 1000)
+            || (ramp.max_ttft && ramp.max_ttft > 1000))
         {
             abort();
         }
@@ -115,7 +116,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     c.requests = data[1];
     c.errors = data[2] % (c.requests + 1);
     c.slow = data[3] % (c.requests + 1);
-    (void) fanout_ramp_decide(&ramp, data[0] * 100, &c);
+    c.slow_first = data[size - 1] % (c.requests + 1);
+
+    if (fanout_ramp_decide(&ramp, data[0] * 100, &c)
+        == FANOUT_RAMP_ROLLBACK_TTFT && !ramp.max_ttft)
+    {
+        abort();
+    }
 
     return 0;
 }

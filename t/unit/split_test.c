@@ -190,6 +190,32 @@ main(void)
         cnt.errors = 0; cnt.slow = 2;
         ok(fanout_ramp_decide(&ramp, 10, &cnt) == FANOUT_RAMP_ROLLBACK_P99,
            "2% slower than the bound: p99 over it");
+
+        /* ttft_p99: the time to the first answer bytes */
+        ok(fanout_ramp_parse_rollback(&ramp, "ttft_p99>250ms,error_rate>1%",
+                                      28, bounds, 3) == 0
+           && ramp.max_ttft == 250 && ramp.max_p99 == 0 && ramp.has_error
+           && ramp.max_error == 100, "ttft_p99 parsed, in any order");
+        ok(fanout_ramp_parse_rollback(&ramp, "ttft_p99>300ms", 14, bounds, 3)
+           == -1 && fanout_ramp_parse_rollback(&ramp, "ttft_p99>ms", 11,
+                                                bounds, 3) == -1
+           && fanout_ramp_parse_rollback(&ramp, "ttft_p99>250", 12, bounds, 3)
+           == -1 && fanout_ramp_parse_rollback(&ramp,
+                        "ttft_p99>250ms,ttft_p99>500ms", 29, bounds, 3) == -1,
+           "ttft_p99 off the bounds, without ms, or twice: refused");
+        fanout_ramp_parse_rollback(&ramp, "p99>500ms,ttft_p99>250ms", 24,
+                                   bounds, 3);
+        ramp.every = 1000;
+        ramp.min_requests = 10;
+        cnt.requests = 100; cnt.errors = 0; cnt.slow = 0; cnt.slow_first = 1;
+        ok(fanout_ramp_decide(&ramp, 1000, &cnt) == FANOUT_RAMP_ADVANCE,
+           "1% of first bytes later than the bound: inside it");
+        cnt.slow_first = 2;
+        ok(fanout_ramp_decide(&ramp, 10, &cnt) == FANOUT_RAMP_ROLLBACK_TTFT,
+           "2% later: ttft_p99 over it, rolled back");
+        cnt.slow = 2;
+        ok(fanout_ramp_decide(&ramp, 10, &cnt) == FANOUT_RAMP_ROLLBACK_P99,
+           "both over: p99 named first");
     }
 
     return done_testing();

@@ -15,6 +15,7 @@ use Cwd qw(abs_path);
 use File::Basename qw(dirname);
 use lib dirname(abs_path(__FILE__)) . '/../t/lib';
 use FT;
+use FT::Podman;
 use JSON::PP;
 use Test::More;
 use Time::HiRes qw(time sleep);
@@ -23,29 +24,9 @@ my $ROOT = abs_path(dirname(abs_path(__FILE__)) . '/..');
 my $IMG = 'localhost/nginx-fanout:test';
 my $NAME = "fanout-test-$$";
 
-plan skip_all => 'run by make test-image (docker/podman-env)'
-    unless $ENV{FANOUT_PODMAN_DIR};
-
-# podman ARGS...: (exit status, stdout and stderr)
-sub podman {
-    my $cmd = join ' ', 'podman', map { "'$_'" } @_;
-    my $out = `$cmd 2>&1`;
-    return ($? >> 8, $out);
-}
-
 sub build {
     my ($dir, $log) = @_;
-
-    my $t0 = time();
-    system("podman build --format=docker --pull=never --network=host -t $IMG '$dir' > '$log' 2>&1");
-    my $rc = $? >> 8;
-    my $s = time() - $t0;
-    diag(sprintf "podman build %s: %.0f s", $dir, $s);
-    if ($rc) {
-        my @l = split /\n/, FT::read_text($log);
-        diag(join "\n", @l[($#l > 40 ? $#l - 40 : 0) .. $#l]);
-    }
-    return $rc;
+    return podman_build($dir, $IMG, $log, '--format=docker');
 }
 
 my $t = FT->new;

@@ -17,6 +17,7 @@ use Cwd qw(abs_path);
 use File::Basename qw(dirname);
 use lib dirname(abs_path(__FILE__)) . '/../t/lib';
 use FT;
+use FT::Podman;
 use IO::Socket::INET;
 use JSON::PP;
 use Test::More;
@@ -25,15 +26,6 @@ use Time::HiRes qw(time sleep);
 my $ROOT = abs_path(dirname(abs_path(__FILE__)) . '/..');
 my $YAML = "$ROOT/docker/fanout-pod.yaml";
 my $REDIS = 'docker.io/library/redis:7-bookworm';
-
-plan skip_all => 'run by make test-image (docker/podman-env)'
-    unless $ENV{FANOUT_PODMAN_DIR};
-
-sub podman {
-    my $cmd = join ' ', 'podman', map { "'$_'" } @_;
-    my $out = `$cmd 2>&1`;
-    return ($? >> 8, $out);
-}
 
 sub port_free {
     my ($p) = @_;
@@ -50,11 +42,8 @@ for my $p (8080, 8081) {
 }
 
 # the image as the docs build it: podman build -t localhost/nginx-fanout .
-my $t0 = time();
-system("podman build --format=docker --pull=never --network=host "
-       . "-t localhost/nginx-fanout:latest '$ROOT' > '$dir/build.log' 2>&1");
-is($? >> 8, 0, 'the image builds') or diag(FT::read_text("$dir/build.log"));
-diag(sprintf "podman build: %.0f s", time() - $t0);
+is(podman_build($ROOT, 'localhost/nginx-fanout:latest', "$dir/build.log",
+                '--format=docker'), 0, 'the image builds');
 
 # Redis: the registry's image, else a stand-in of that name
 if ((podman('image', 'exists', $REDIS))[0]
@@ -68,10 +57,8 @@ USER redis
 WORKDIR /tmp
 CMD ["redis-server"]
 EOF
-    system("podman build --pull=never --network=host -t $REDIS -f "
-           . "'$dir/Containerfile.redis' '$dir' > '$dir/redis.log' 2>&1");
-    is($? >> 8, 0, "no registry: $REDIS made from Debian's redis-server")
-        or diag(FT::read_text("$dir/redis.log"));
+    is(podman_build($dir, $REDIS, "$dir/redis.log", '-f', "$dir/Containerfile.redis"),
+       0, "no registry: $REDIS made from Debian's redis-server");
 }
 
 my ($rc, $out) = podman('kube', 'play', '--network', 'slirp4netns', $YAML);

@@ -973,31 +973,14 @@ static const ngx_msec_t  ngx_http_fanout_call_gaps[] = {
 
 
 static void
-ngx_http_fanout_call_histogram(ngx_http_fanout_stats_t *st, ngx_uint_t sum,
-    ngx_uint_t first, const ngx_msec_t *bounds, ngx_uint_t n, ngx_msec_t ms)
-{
-    ngx_uint_t  i;
-
-    for (i = 0; i < n - 1; i++) {
-        if (ms <= bounds[i]) {
-            break;
-        }
-    }
-
-    (void) ngx_atomic_fetch_add(&st->counters[sum], ms);
-    (void) ngx_atomic_fetch_add(&st->counters[first + i], 1);
-}
-
-
-static void
 ngx_http_fanout_call_chunk(ngx_http_fanout_attempt_t *a, ngx_msec_t gap)
 {
     ngx_http_fanout_call_t  *sub = a->owner;
 
-    ngx_http_fanout_call_histogram(sub->st, NGX_HTTP_FANOUT_TGT_GAP_MS,
-                                   NGX_HTTP_FANOUT_TGT_GAP,
-                                   ngx_http_fanout_call_gaps,
-                                   NGX_HTTP_FANOUT_TGT_NGAPS, gap);
+    ngx_http_fanout_stats_histogram(sub->st, NGX_HTTP_FANOUT_TGT_GAP_MS,
+                                    NGX_HTTP_FANOUT_TGT_GAP,
+                                    ngx_http_fanout_call_gaps,
+                                    NGX_HTTP_FANOUT_TGT_NGAPS, gap);
 }
 
 
@@ -1008,8 +991,10 @@ ngx_http_fanout_call_measure(ngx_http_fanout_call_t *sub,
     fanout_usage_t  u;
 
     if (a->got_first) {
-        ngx_http_fanout_stats_first(sub->st, NGX_HTTP_FANOUT_TGT_FIRST_MS,
-                                    NGX_HTTP_FANOUT_TGT_FIRST, a->first);
+        ngx_http_fanout_stats_histogram(sub->st, NGX_HTTP_FANOUT_TGT_FIRST_MS,
+                                        NGX_HTTP_FANOUT_TGT_FIRST,
+                                        ngx_http_fanout_buckets,
+                                        NGX_HTTP_FANOUT_NBUCKETS, a->first);
     }
 
     if (a->result < 200 || a->result > 299) {

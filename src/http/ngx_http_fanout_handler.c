@@ -277,8 +277,10 @@ ngx_http_fanout_finish(ngx_http_fanout_ctx_t *ctx, ngx_uint_t status)
     }
 
     if (got) {
-        ngx_http_fanout_stats_first(st, NGX_HTTP_FANOUT_VAR_FIRST_MS,
-                                    NGX_HTTP_FANOUT_VAR_FIRST, first);
+        ngx_http_fanout_stats_histogram(st, NGX_HTTP_FANOUT_VAR_FIRST_MS,
+                                        NGX_HTTP_FANOUT_VAR_FIRST,
+                                        ngx_http_fanout_buckets,
+                                        NGX_HTTP_FANOUT_NBUCKETS, first);
     }
 }
 

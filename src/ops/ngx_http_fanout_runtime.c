@@ -627,13 +627,37 @@ ngx_http_fanout_rt_ramp_take(ngx_http_fanout_main_conf_t *fmcf,
 }
 
 
+/* what a histogram on the latency bounds holds above the bound ms (one of
+ * them: a time goes in the first bucket whose bound it does not pass) */
+
+static uint64_t
+ngx_http_fanout_rt_over(ngx_atomic_t *buckets, ngx_msec_t ms)
+{
+    uint64_t    over;
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_FANOUT_NBUCKETS - 1; i++) {
+        if (ngx_http_fanout_buckets[i] == ms) {
+            break;
+        }
+    }
+
+    over = 0;
+
+    for (i++; i < NGX_HTTP_FANOUT_NBUCKETS; i++) {
+        over += buckets[i];
+    }
+
+    return over;
+}
+
+
 /* the candidate's counters: requests ended, 5xx, slower than the bounds */
 
 void
 ngx_http_fanout_rt_counts(ngx_http_fanout_stats_loc_t *loc,
     fanout_ramp_counts_t *c)
 {
-    ngx_uint_t                       i;
     ngx_atomic_t                    *n;
     ngx_http_fanout_stats_t         *st;
     ngx_http_fanout_stats_target_t  *v;
@@ -648,30 +672,14 @@ ngx_http_fanout_rt_counts(ngx_http_fanout_stats_loc_t *loc,
     c->slow = 0;
     c->slow_first = 0;
 
-    /* a time goes in the first bucket whose bound it does not pass */
     if (loc->ramp->max_p99) {
-        for (i = 0; i < NGX_HTTP_FANOUT_NBUCKETS - 1; i++) {
-            if (ngx_http_fanout_buckets[i] == loc->ramp->max_p99) {
-                break;
-            }
-        }
-
-        for (i++; i < NGX_HTTP_FANOUT_NBUCKETS; i++) {
-            c->slow += st->buckets[i];
-        }
+        c->slow = ngx_http_fanout_rt_over(st->buckets, loc->ramp->max_p99);
     }
 
     /* the same bounds for the first answer bytes (stats.h) */
     if (loc->ramp->max_ttft) {
-        for (i = 0; i < NGX_HTTP_FANOUT_NBUCKETS - 1; i++) {
-            if (ngx_http_fanout_buckets[i] == loc->ramp->max_ttft) {
-                break;
-            }
-        }
-
-        for (i++; i < NGX_HTTP_FANOUT_NBUCKETS; i++) {
-            c->slow_first += n[NGX_HTTP_FANOUT_VAR_FIRST + i];
-        }
+        c->slow_first = ngx_http_fanout_rt_over(
+                            &n[NGX_HTTP_FANOUT_VAR_FIRST], loc->ramp->max_ttft);
     }
 }
 

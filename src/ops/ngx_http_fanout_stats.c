@@ -488,17 +488,18 @@ ngx_http_fanout_stats_latency(ngx_http_fanout_stats_t *st, ngx_msec_t ms)
 }
 
 
-/* a time to first bytes: its sum at counters[sum], its bucket (the
- * latency histogram's bounds) from counters[first] */
+/* a histogram kept in the counters: its sum at counters[sum], its count
+ * in counters[first + the bucket of ms]; bounds[n - 1] of them, the last
+ * bucket the rest */
 
 void
-ngx_http_fanout_stats_first(ngx_http_fanout_stats_t *st, ngx_uint_t sum,
-    ngx_uint_t first, ngx_msec_t ms)
+ngx_http_fanout_stats_histogram(ngx_http_fanout_stats_t *st, ngx_uint_t sum,
+    ngx_uint_t first, const ngx_msec_t *bounds, ngx_uint_t n, ngx_msec_t ms)
 {
     ngx_uint_t  i;
 
-    for (i = 0; i < NGX_HTTP_FANOUT_NBUCKETS - 1; i++) {
-        if (ms <= ngx_http_fanout_buckets[i]) {
+    for (i = 0; i < n - 1; i++) {
+        if (ms <= bounds[i]) {
             break;
         }
     }

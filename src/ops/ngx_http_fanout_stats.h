@@ -387,8 +387,9 @@ void ngx_http_fanout_stats_count(ngx_http_fanout_stats_t *st,
     ngx_uint_t counter);
 void ngx_http_fanout_stats_latency(ngx_http_fanout_stats_t *st,
     ngx_msec_t ms);
-void ngx_http_fanout_stats_first(ngx_http_fanout_stats_t *st,
-    ngx_uint_t sum, ngx_uint_t first, ngx_msec_t ms);
+void ngx_http_fanout_stats_histogram(ngx_http_fanout_stats_t *st,
+    ngx_uint_t sum, ngx_uint_t first, const ngx_msec_t *bounds, ngx_uint_t n,
+    ngx_msec_t ms);
 
 u_char *ngx_http_fanout_stats_json_histogram(u_char *p,
     ngx_http_fanout_stats_t *st);

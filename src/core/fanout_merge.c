@@ -170,11 +170,11 @@ fanout_flat_grow(fanout_flat_t *f)
 }
 
 
-static int
+static inline int
 fanout_flat_push(fanout_flat_t *f, char c, double v)
 {
-    if ((f->shape_len == f->shape_cap
-         || (c == 'n' && f->nvalues == f->values_cap))
+    /* both arrays grow together: one test for either full */
+    if ((f->shape_len == f->shape_cap || f->nvalues == f->values_cap)
         && fanout_flat_grow(f) != 0)
     {
         return -1;
@@ -199,10 +199,9 @@ fanout_flat_push(fanout_flat_t *f, char c, double v)
 static int
 fanout_flatten(const char **pp, const char *end, fanout_flat_t *f)
 {
-    int            rc;
-    double         v;
-    const char    *p;
-    fanout_span_t  num;
+    int          rc;
+    double       v;
+    const char  *p;
 
     p = *pp;
 
@@ -218,9 +217,27 @@ fanout_flatten(const char **pp, const char *end, fanout_flat_t *f)
         p++;
 
         for ( ;; ) {
-            rc = fanout_flatten(&p, end, f);
-            if (rc != 1) {
-                return rc;
+            while (p < end && (*p == ' ' || *p == '\t' || *p == '\n'
+                               || *p == '\r'))
+            {
+                p++;
+            }
+
+            if (p < end && (*p == '-' || (*p >= '0' && *p <= '9'))) {
+                /* a number, the common element: read here, no call */
+                if (fanout_json_number_at(&p, end, &v) != 0) {
+                    return 0;
+                }
+
+                if (fanout_flat_push(f, 'n', v) != 0) {
+                    return -1;
+                }
+
+            } else {
+                rc = fanout_flatten(&p, end, f);
+                if (rc != 1) {
+                    return rc;
+                }
             }
 
             while (p < end && *p != ',' && *p != ']') {
@@ -241,17 +258,7 @@ fanout_flatten(const char **pp, const char *end, fanout_flat_t *f)
         return fanout_flat_push(f, ']', 0) == 0 ? 1 : -1;
     }
 
-    num.p = p;
-
-    while (p < end && (*p == '-' || *p == '+' || *p == '.' || *p == 'e'
-                       || *p == 'E' || (*p >= '0' && *p <= '9')))
-    {
-        p++;
-    }
-
-    num.len = (size_t) (p - num.p);
-
-    if (fanout_json_number(&num, &v) != 0) {
+    if (fanout_json_number_at(&p, end, &v) != 0) {
         return 0;
     }
 

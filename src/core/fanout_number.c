@@ -130,47 +130,87 @@ static const double  fanout_pow10d[23] = {
 
 
 /*
- * Clinger's fast path: a JSON number whose significant digits fit in 2^53
- * and whose decimal exponent is at most 22 either way is one IEEE
+ * Eight bytes at p as the number their digits write, or -1 when one is not
+ * a digit: the bytes loaded as one little-endian word, tested all at once
+ * ('0'-'9' is 0x30-0x39: each byte's high nibble 3 and, with 6 added,
+ * still 3), then pairs, quads and the halves combined by three
+ * multiplications.  Embeddings' numbers have 8 or 9 significant digits.
+ */
+
+#if (defined __BYTE_ORDER__ && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+#define FANOUT_EIGHT_DIGITS  1
+
+static inline int64_t
+fanout_eight_digits(const char *p)
+{
+    uint64_t  w;
+
+    memcpy(&w, p, sizeof(uint64_t));
+
+    if (((w & 0xf0f0f0f0f0f0f0f0ULL)
+         | (((w + 0x0606060606060606ULL) & 0xf0f0f0f0f0f0f0f0ULL) >> 4))
+        != 0x3333333333333333ULL)
+    {
+        return -1;
+    }
+
+    w &= 0x0f0f0f0f0f0f0f0fULL;
+    w = (w * 10 + (w >> 8)) & 0x00ff00ff00ff00ffULL;
+    w = (w * 100 + (w >> 16)) & 0x0000ffff0000ffffULL;
+    w = (w * 10000 + (w >> 32)) & 0xffffffffULL;
+
+    return (int64_t) w;
+}
+
+#endif
+
+
+/*
+ * The JSON number at *pp, in one pass: its end found and, by Clinger's fast
+ * path, its value.  A number whose significant digits fit in 2^53 and
+ * whose decimal exponent is at most 22 either way is one IEEE
  * multiplication or division of two exact doubles, so it is correctly
- * rounded.  Most numbers models write (0.9809526, 1e-05, 42) are such.
- * 1 when it applied, 0 when the caller must take the long way.
+ * rounded; most numbers models write (0.9809526, 1e-05, 42) are such.
+ * 0 and *pp past it; 1 and *pp past it when the value must take the long
+ * way; -1 when no number (by JSON's grammar) starts at *pp.
  */
 
 static int
-fanout_number_fast(const char *p, const char *end, double *value)
+fanout_number_scan(const char **pp, const char *end, double *value)
 {
-    int        neg, eneg, ndig;
-    long       exp10, e;
-    uint64_t   m;
-
-#if (FLT_EVAL_METHOD != 0)
-    /* x87 extended precision would round twice */
-    return 0;
+    int          neg, eneg, ndig, slow;
+    long         exp10, e;
+    uint64_t     m;
+    const char  *p;
+#if (FANOUT_EIGHT_DIGITS)
+    int64_t      d8;
 #endif
 
+    p = *pp;
     neg = (p < end && *p == '-');
     p += neg;
 
     if (p == end || *p < '0' || *p > '9') {
-        return 0;
+        return -1;
     }
 
     m = 0;
     ndig = 0;
     exp10 = 0;
+    slow = 0;
 
     if (*p == '0') {
         p++;
 
     } else {
         for ( /* void */ ; p < end && *p >= '0' && *p <= '9'; p++) {
-            if (ndig == 19) {
-                return 0;
-            }
+            if (ndig < 19) {
+                m = m * 10 + (uint64_t) (*p - '0');
+                ndig++;
 
-            m = m * 10 + (uint64_t) (*p - '0');
-            ndig++;
+            } else {
+                slow = 1;
+            }
         }
     }
 
@@ -178,22 +218,39 @@ fanout_number_fast(const char *p, const char *end, double *value)
         p++;
 
         if (p == end || *p < '0' || *p > '9') {
-            return 0;
+            return -1;
         }
 
-        for ( /* void */ ; p < end && *p >= '0' && *p <= '9'; p++) {
-            if (m == 0 && *p == '0') {
+        /* the zeros before the first significant digit only scale */
+        if (m == 0) {
+            for ( /* void */ ; p < end && *p == '0'; p++) {
                 exp10--;
-                continue;
+            }
+        }
+
+#if (FANOUT_EIGHT_DIGITS)
+        while (ndig <= 11 && end - p >= 8) {
+            d8 = fanout_eight_digits(p);
+            if (d8 < 0) {
+                break;
             }
 
-            if (ndig == 19) {
-                return 0;
-            }
+            m = m * 100000000 + (uint64_t) d8;
+            ndig += 8;
+            exp10 -= 8;
+            p += 8;
+        }
+#endif
 
-            m = m * 10 + (uint64_t) (*p - '0');
-            ndig++;
-            exp10--;
+        for ( /* void */ ; p < end && *p >= '0' && *p <= '9'; p++) {
+            if (ndig < 19) {
+                m = m * 10 + (uint64_t) (*p - '0');
+                ndig++;
+                exp10--;
+
+            } else {
+                slow = 1;
+            }
         }
     }
 
@@ -203,12 +260,13 @@ fanout_number_fast(const char *p, const char *end, double *value)
         p += (p < end && (*p == '-' || *p == '+'));
 
         if (p == end || *p < '0' || *p > '9') {
-            return 0;
+            return -1;
         }
 
         for (e = 0; p < end && *p >= '0' && *p <= '9'; p++) {
             if (e > 1000) {
-                return 0;
+                slow = 1;
+                continue;
             }
 
             e = e * 10 + (*p - '0');
@@ -217,17 +275,24 @@ fanout_number_fast(const char *p, const char *end, double *value)
         exp10 += eneg ? -e : e;
     }
 
-    if (p != end) {
-        return 0;
+    *pp = p;
+
+#if (FLT_EVAL_METHOD != 0)
+    /* x87 extended precision would round twice */
+    slow = 1;
+#endif
+
+    if (slow) {
+        return 1;
     }
 
     if (m == 0) {
         *value = neg ? -0.0 : 0.0;
-        return 1;
+        return 0;
     }
 
     if (m > ((uint64_t) 1 << 53) || exp10 > 22 || exp10 < -22) {
-        return 0;
+        return 1;
     }
 
     *value = (exp10 >= 0) ? (double) m * fanout_pow10d[exp10]
@@ -236,14 +301,35 @@ fanout_number_fast(const char *p, const char *end, double *value)
         *value = -*value;
     }
 
-    return 1;
+    return 0;
+}
+
+
+/* the long way: a copy for strtod(), or the long form */
+
+static int
+fanout_number_slow(const char *p, size_t len, double *value)
+{
+    char   buf[64], *end;
+
+    if (len >= sizeof(buf)) {
+        return fanout_json_long_number(p, p + len, value);
+    }
+
+    /* the body is not NUL-terminated: strtod() needs a copy */
+    memcpy(buf, p, len);
+    buf[len] = '\0';
+
+    *value = strtod(buf, &end);
+
+    return (end == buf + len && isfinite(*value)) ? 0 : -1;
 }
 
 
 int
 fanout_json_number(fanout_span_t *v, double *value)
 {
-    char   buf[64], *end;
+    const char  *p;
 
     if (v->len == 0
         || !(v->p[0] == '-' || (v->p[0] >= '0' && v->p[0] <= '9')))
@@ -251,21 +337,38 @@ fanout_json_number(fanout_span_t *v, double *value)
         return -1;
     }
 
-    if (fanout_number_fast(v->p, v->p + v->len, value)) {
+    p = v->p;
+
+    if (fanout_number_scan(&p, v->p + v->len, value) == 0
+        && p == v->p + v->len)
+    {
         return 0;
     }
 
-    if (v->len >= sizeof(buf)) {
-        return fanout_json_long_number(v->p, v->p + v->len, value);
+    return fanout_number_slow(v->p, v->len, value);
+}
+
+
+int
+fanout_json_number_at(const char **pp, const char *end, double *value)
+{
+    int          rc;
+    const char  *p;
+
+    p = *pp;
+    rc = fanout_number_scan(&p, end, value);
+
+    if (rc < 0) {
+        return -1;
     }
 
-    /* the body is not NUL-terminated: strtod() needs a copy */
-    memcpy(buf, v->p, v->len);
-    buf[v->len] = '\0';
+    if (rc == 1 && fanout_number_slow(*pp, (size_t) (p - *pp), value) != 0) {
+        return -1;
+    }
 
-    *value = strtod(buf, &end);
+    *pp = p;
 
-    return (end == buf + v->len && isfinite(*value)) ? 0 : -1;
+    return 0;
 }
 
 
@@ -475,38 +578,54 @@ fanout_reads_as(uint64_t c, int e10, double v)
 }
 
 
-/* c * 10^e10 as printf's %.<prec>g writes it */
+static const char  fanout_digit_pairs[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+
+/* c * 10^e10 as printf's %.<prec>g writes it: the digits two at a time,
+ * then copied in at most three runs */
 
 static void
 fanout_out_g(fanout_out_t *o, uint64_t c, int e10, int prec)
 {
-    int    n, x, i;
-    char   digits[24], buf[48], *b;
+    int    n, x, r;
+    char   digits[24], buf[48], *d, *b;
 
     while (c % 10 == 0) {
         c /= 10;
         e10++;
     }
 
-    n = 0;
+    d = digits + sizeof(digits);
 
-    do {
-        digits[n++] = (char) ('0' + c % 10);
-        c /= 10;
-    } while (c);
+    while (c >= 100) {
+        r = (int) (c % 100);
+        c /= 100;
+        d -= 2;
+        memcpy(d, &fanout_digit_pairs[r * 2], 2);
+    }
 
+    if (c >= 10) {
+        d -= 2;
+        memcpy(d, &fanout_digit_pairs[c * 2], 2);
+
+    } else {
+        *--d = (char) ('0' + c);
+    }
+
+    n = (int) (digits + sizeof(digits) - d);
     x = e10 + n - 1;                        /* the first digit's exponent */
     b = buf;
 
     if (x < -4 || x >= prec) {
-        *b++ = digits[n - 1];
+        *b++ = d[0];
 
         if (n > 1) {
             *b++ = '.';
-
-            for (i = n - 2; i >= 0; i--) {
-                *b++ = digits[i];
-            }
+            memcpy(b, d + 1, (size_t) (n - 1));
+            b += n - 1;
         }
 
         *b++ = 'e';
@@ -517,33 +636,28 @@ fanout_out_g(fanout_out_t *o, uint64_t c, int e10, int prec)
             *b++ = (char) ('0' + x / 100);
         }
 
-        *b++ = (char) ('0' + x / 10 % 10);
-        *b++ = (char) ('0' + x % 10);
+        memcpy(b, &fanout_digit_pairs[(x % 100) * 2], 2);
+        b += 2;
 
     } else if (x < 0) {
-        *b++ = '0';
+        /* 0.000ddd: at most 3 zeros after the point */
+        memcpy(b, "0.000", (size_t) (1 - x));
+        b += 1 - x;
+        memcpy(b, d, (size_t) n);
+        b += n;
+
+    } else if (n > x + 1) {
+        memcpy(b, d, (size_t) (x + 1));
+        b += x + 1;
         *b++ = '.';
-
-        for (i = x + 1; i < 0; i++) {
-            *b++ = '0';
-        }
-
-        for (i = n - 1; i >= 0; i--) {
-            *b++ = digits[i];
-        }
+        memcpy(b, d + x + 1, (size_t) (n - x - 1));
+        b += n - x - 1;
 
     } else {
-        for (i = n - 1; i >= 0; i--) {
-            *b++ = digits[i];
-
-            if (i == n - 1 - x && i > 0) {
-                *b++ = '.';
-            }
-        }
-
-        for (i = n; i <= x; i++) {
-            *b++ = '0';
-        }
+        memcpy(b, d, (size_t) n);
+        b += n;
+        memset(b, '0', (size_t) (x + 1 - n));
+        b += x + 1 - n;
     }
 
     fanout_out_raw(o, buf, (size_t) (b - buf));
@@ -645,17 +759,13 @@ fanout_out_double(fanout_out_t *o, double v)
 
 #if (defined __SIZEOF_INT128__)
 
-/* v (positive) rounded to prec significant digits, as %.<prec>g would */
+/* the 17 digits d (v ~ d * 10^e10, v beyond them by dir) rounded to prec
+ * significant digits, as %.<prec>g rounds */
 
-static int
-fanout_round_digits(double v, int prec, uint64_t *c, int *e10)
+static void
+fanout_round17(uint64_t d, int e10, int dir, int prec, uint64_t *c, int *e)
 {
-    int       dir;
-    uint64_t  d, p, lo, rem;
-
-    if (fanout_digits17(v, &d, e10, &dir) != 0) {
-        return -1;
-    }
+    uint64_t  p, lo, rem;
 
     p = fanout_pow10u[17 - prec];
     lo = d / p;
@@ -668,7 +778,116 @@ fanout_round_digits(double v, int prec, uint64_t *c, int *e10)
     }
 
     *c = lo;
-    *e10 += 17 - prec;
+    *e = e10 + 17 - prec;
+}
+
+
+/* v (positive) rounded to prec significant digits, as %.<prec>g would */
+
+static int
+fanout_round_digits(double v, int prec, uint64_t *c, int *e10)
+{
+    int       dir, e;
+    uint64_t  d;
+
+    if (fanout_digits17(v, &d, &e, &dir) != 0) {
+        return -1;
+    }
+
+    fanout_round17(d, e, dir, prec, c, e10);
+
+    return 0;
+}
+
+
+/*
+ * Does c * 10^e10 read back as the float f (positive)?  The decimal is
+ * rounded to a double exactly (Clinger's path), then to a float: the two
+ * roundings agree unless the double falls exactly on the midpoint of two
+ * floats, which strtof() settles.
+ */
+
+static int
+fanout_reads_as_float(uint64_t c, int e10, float f)
+{
+    char      buf[48];
+    float     g, n;
+    double    x;
+    uint32_t  bits;
+
+#if (FLT_EVAL_METHOD == 0)
+    if (c <= ((uint64_t) 1 << 53) && e10 >= -22 && e10 <= 22) {
+        x = (e10 >= 0) ? (double) c * fanout_pow10d[e10]
+                       : (double) c / fanout_pow10d[-e10];
+        g = (float) x;
+
+        if ((double) g == x) {
+            return g == f;
+        }
+
+        /* g's neighbour on x's side (g >= 0: one more or one less in
+         * its bits) */
+        memcpy(&bits, &g, sizeof(float));
+        bits += (x > (double) g) ? 1 : -1;
+        memcpy(&n, &bits, sizeof(float));
+
+        /* adjacent floats: their sum is exact in a double */
+        if ((double) g + (double) n != 2 * x) {
+            return g == f;
+        }
+    }
+#endif
+
+    snprintf(buf, sizeof(buf), "%llue%d", (unsigned long long) c, e10);
+
+    return strtof(buf, NULL) == f;
+}
+
+
+/* the shortest text that reads back as the float f (not 0): its 17
+ * digits once, then each precision from 1 rounded from them */
+
+static int
+fanout_out_float_fast(fanout_out_t *o, float f)
+{
+    int       dir, e10, e, prec;
+    uint64_t  d, c, p, rem;
+
+    if (fanout_digits17(fabs((double) f), &d, &e10, &dir) != 0) {
+        return -1;
+    }
+
+    if (f < 0) {
+        fanout_out_raw(o, "-", 1);
+        f = -f;
+    }
+
+    for (prec = 1; prec < 9; prec++) {
+        /*
+         * A rounding whose error passes d / 2^23 (2^-23 of the value,
+         * more than half a float's step anywhere) cannot read back: most
+         * shorter precisions are passed over by this one test.
+         */
+        p = fanout_pow10u[17 - prec];
+        rem = d % p;
+
+        if ((rem < p - rem ? rem : p - rem) > (d >> 23)) {
+            continue;
+        }
+
+        fanout_round17(d, e10, dir, prec, &c, &e);
+
+        if (fanout_reads_as_float(c, e, f)) {
+            break;
+        }
+    }
+
+    /* 9 digits always read back as the same float */
+    if (prec == 9) {
+        fanout_round17(d, e10, dir, 9, &c, &e);
+    }
+
+    fanout_out_g(o, c, e, prec);
 
     return 0;
 }
@@ -705,6 +924,12 @@ fanout_out_number(fanout_out_t *o, double v, int precision)
             fanout_out_raw(o, signbit(f) ? "-0" : "0", signbit(f) ? 2 : 1);
             return;
         }
+
+#if (defined __SIZEOF_INT128__)
+        if (fanout_out_float_fast(o, f) == 0) {
+            return;
+        }
+#endif
 
         /* the shortest that reads back as the same float */
         for (prec = 1; prec <= 9; prec++) {

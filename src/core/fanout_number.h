@@ -9,8 +9,12 @@
 #include "fanout_json.h"
 
 
-/* the span of a number, copied for strtod(): -1 when not a number */
+/* the span of a number, read as strtod() reads it: -1 when not a number */
 int fanout_json_number(fanout_span_t *v, double *value);
+
+/* the JSON number at *pp (before end), read in one pass: 0 and *pp past
+ * it, or -1 when none starts there (*pp unmoved) */
+int fanout_json_number_at(const char **pp, const char *end, double *value);
 
 void fanout_out_uint(fanout_out_t *o, unsigned long v);
 void fanout_out_double(fanout_out_t *o, double v);

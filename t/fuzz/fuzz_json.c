@@ -1,7 +1,7 @@
 /*
  * libFuzzer: the JSON scanner.  The first byte picks a path; the scan must
  * never read outside the input, and a found value must lie inside it and
- * scan alone as valid JSON.
+ * scan alone as valid JSON; a found number reads as strtod() reads it.
  */
 
 #include <stdint.h>
@@ -21,9 +21,9 @@ static const char  *paths[] = {
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char           *copy;
-    double          v;
-    const char     *path;
+    char           *copy, *text;
+    double          v, w;
+    const char     *path, *p;
     fanout_span_t   found;
 
     if (size == 0) {
@@ -47,7 +47,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
 
-        (void) fanout_json_number(&found, &v);
+        if (fanout_json_number(&found, &v) == 0) {
+            /* a number reads as strtod() reads it, and in one pass to its
+             * very end */
+            text = malloc(found.len + 1);
+            memcpy(text, found.p, found.len);
+            text[found.len] = '\0';
+            p = found.p;
+
+            if (strtod(text, NULL) != v
+                || fanout_json_number_at(&p, found.p + found.len, &w) != 0
+                || p != found.p + found.len || w != v)
+            {
+                abort();
+            }
+
+            free(text);
+        }
     }
 
     free(copy);

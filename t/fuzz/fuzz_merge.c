@@ -1,6 +1,7 @@
 /*
  * libFuzzer: the merges.  The input is up to four answers separated by
- * 0xff bytes; the first byte picks the mode and the statuses.  The answer
+ * 0xff bytes; the first byte picks the mode, the quorum, a mean's
+ * precision (fp64 or fp32) and the statuses.  The answer
  * written must be what the counting pass said, and valid JSON.
  */
 
@@ -10,6 +11,7 @@
 
 #include "fanout_json.h"
 #include "fanout_merge.h"
+#include "fanout_number.h"
 
 
 int
@@ -36,6 +38,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mc.field = (mc.mode >= FANOUT_MERGE_MEAN) ? "p" : NULL;
     mc.field_len = mc.field ? 1 : 0;
     mc.quorum = 1 + ((ctl >> 2) & 1);
+    mc.precision = (ctl & 8) ? FANOUT_PRECISION_FP32 : FANOUT_PRECISION_FP64;
 
     n = 0;
     start = 0;

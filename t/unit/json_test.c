@@ -580,6 +580,181 @@ test_precision(void)
 }
 
 
+/* the shortest text strtof reads back as f, by printf (the reference) */
+
+static void
+ref_float(float f, char *want, size_t size)
+{
+    int  p;
+
+    for (p = 1; p <= 9; p++) {
+        snprintf(want, size, "%.*g", p, (double) f);
+        if (strtof(want, NULL) == f) {
+            break;
+        }
+    }
+}
+
+
+static void
+test_fp32_random(void)
+{
+    char          want[64];
+    float         f;
+    size_t        i, n, bad;
+    uint32_t      bits;
+    const char   *env;
+
+    env = getenv("FANOUT_NUMBER_TESTS");
+    n = env ? (size_t) strtoul(env, NULL, 10) : 1000000;
+    bad = 0;
+    bits = 0;
+
+    for (i = 0; i < n; i++) {
+        if (i % 2) {
+            /* any float: subnormal, near the top, negative */
+            do {
+                bits = (uint32_t) rnd();
+                memcpy(&f, &bits, sizeof(float));
+            } while (!isfinite(f) || f == 0);
+
+        } else {
+            /* an embedding's numbers: a mean of three 9-digit ones */
+            f = (float) (((double) (int64_t) (rnd() % 2000000001) - 1e9) / 1e10
+                         + ((double) (int64_t) (rnd() % 2000000001) - 1e9) / 1e10
+                         + ((double) (int64_t) (rnd() % 2000000001) - 1e9) / 1e10)
+                / 3;
+            if (f == 0) {
+                continue;
+            }
+        }
+
+        ref_float(f, want, sizeof(want));
+
+        if (strcmp(number((double) f, FANOUT_PRECISION_FP32), want) != 0) {
+            if (bad++ < 5) {
+                printf("# fp32 %.9g (bits %08x): %s, want %s\n", (double) f,
+                       (unsigned) bits, number((double) f,
+                                              FANOUT_PRECISION_FP32), want);
+            }
+        }
+    }
+
+    ok(bad == 0, "fp32 of random floats (any bits, and embeddings' means) is "
+                 "the shortest text printf writes that strtof reads back");
+}
+
+
+/* fanout_json_number_at() in a buffer of exactly the text's bytes (ASan
+ * catches a read past it): where it stops and what it reads */
+
+static void
+test_number_at(void)
+{
+    int          e;
+    char         text[96], *copy;
+    double       v, w;
+    size_t       i, n, bad, len, num;
+    const char  *p, *env;
+    /* what may follow a number in JSON, and some that may not (a number
+     * ends before them all: none is a digit, an 'e' or a '.') */
+    static const char  *tails[] = { "", ",", "]", " ", "}", "\n", "-", "a",
+                                    ",12345678", " 0.123456789" };
+    static const struct {
+        const char  *text;
+        size_t       len;        /* of the number; 0: none */
+    } cases[] = {
+        { "0.12345678", 10 }, { "0.123456789]", 11 }, { "-0.012345678,", 12 },
+        { "12345678", 8 }, { "1234567a", 7 }, { "12345678.5", 10 },
+        { "0.0000000012345678", 18 }, { "1.23456789012345678901234", 25 },
+        { "123456789012345678901234567890", 30 }, { "1e5", 3 }, { "1E+05,", 5 },
+        { "0.5e-3]", 6 }, { "-", 0 }, { "-a", 0 }, { ".5", 0 }, { "1.", 0 },
+        { "1.e5", 0 }, { "1e", 0 }, { "1e+", 0 }, { "01", 1 }, { "-0", 2 },
+        { "0.00000000", 10 }, { "1.000000000000000000000001", 26 },
+        { "9007199254740993", 16 }, { "1e-400", 6 }, { "1e400", 0 },
+        { "0.1234567/", 9 }, { "0.12345:78", 7 }
+    };
+
+    bad = 0;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        len = strlen(cases[i].text);
+        copy = malloc(len);
+        memcpy(copy, cases[i].text, len);
+        p = copy;
+
+        if (fanout_json_number_at(&p, copy + len, &v) != 0) {
+            num = 0;
+            if (p != copy) {
+                num = 99;
+            }
+
+        } else {
+            num = (size_t) (p - copy);
+            memcpy(text, copy, num);
+            text[num] = '\0';
+            w = strtod(text, NULL);
+            if (v != w && !(num == 6 && w == 0 && v == 0)) {
+                num = 98;
+            }
+        }
+
+        if (num != cases[i].len) {
+            if (bad++ < 5) {
+                printf("# \"%s\": stopped after %zu, want %zu\n",
+                       cases[i].text, num, cases[i].len);
+            }
+        }
+
+        free(copy);
+    }
+
+    ok(bad == 0, "number_at: where a number ends, what it reads, and "
+                 "none where JSON has none (28 cases)");
+
+    env = getenv("FANOUT_NUMBER_TESTS");
+    n = env ? (size_t) strtoul(env, NULL, 10) : 1000000;
+    bad = 0;
+
+    for (i = 0; i < n; i++) {
+        e = (int) (rnd() % 50) - 25;
+        len = (size_t) snprintf(text, sizeof(text), "%s%llu.%0*llu%s%s",
+                                (rnd() & 1) ? "-" : "",
+                                (unsigned long long) (rnd() % 1000),
+                                (int) (rnd() % 12),
+                                (unsigned long long) (rnd() % 100000000000ULL),
+                                (rnd() % 3) ? "" : "e", "");
+        if (text[len - 1] == 'e') {
+            len += (size_t) snprintf(text + len, sizeof(text) - len, "%d", e);
+        }
+
+        num = len;
+        len += (size_t) snprintf(text + len, sizeof(text) - len, "%s",
+                                 tails[rnd() % (sizeof(tails) / sizeof(tails[0]))]);
+
+        copy = malloc(len);
+        memcpy(copy, text, len);
+        p = copy;
+        text[num] = '\0';
+        w = strtod(text, NULL);
+
+        if (fanout_json_number_at(&p, copy + len, &v) != 0
+            || (size_t) (p - copy) != num || v != w)
+        {
+            if (bad++ < 5) {
+                printf("# %.*s: read %.17g to %td, want %.17g to %zu\n",
+                       (int) len, copy, v, p - copy, w, num);
+            }
+        }
+
+        free(copy);
+    }
+
+    ok(bad == 0, "number_at: random numbers with any tail read as strtod "
+                 "reads them, to their end");
+}
+
+
 static void
 test_members(void)
 {
@@ -612,6 +787,8 @@ main(void)
     test_precision();
     test_writer();
     test_numbers_random();
+    test_fp32_random();
+    test_number_at();
 
     {
         /* numbers of any length, read by value */

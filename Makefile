@@ -278,7 +278,7 @@ bench-stream: deps build
 # mean over three large answers in the pure core, against the scan
 bench-mean: deps
 	mkdir -p $(BUILD)/bench
-	$(CC) -O2 -std=c99 -D_POSIX_C_SOURCE=200809L $(WARN) -Isrc \
+	$(CC) -O2 -std=c99 -D_POSIX_C_SOURCE=200809L $(WARN) -Isrc/core \
 	    -o $(BUILD)/bench/mean-large bench/mean-large.c $(CORE) -lcrypto -lm
 	$(BUILD)/bench/mean-large $(BENCH_MEAN_SIZE)
 

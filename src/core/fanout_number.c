@@ -668,7 +668,7 @@ static int
 fanout_out_double_fast(fanout_out_t *o, double v)
 {
     int       e10, prec, first, dir;
-    uint64_t  d, p, lo, c[2];
+    uint64_t  d, p, lo, rem, c[2];
 
     if (fanout_digits17(v < 0 ? -v : v, &d, &e10, &dir) != 0) {
         return -1;
@@ -682,6 +682,17 @@ fanout_out_double_fast(fanout_out_t *o, double v)
     for (prec = 15; prec <= 16; prec++) {
         p = fanout_pow10u[17 - prec];
         lo = d / p;
+        rem = d - lo * p;
+
+        /*
+         * Neither neighbour can read back when the nearer is further from
+         * v than half its step (at most 2^-53 of v, under d >> 52 units
+         * of d, which is within half a unit of v): the mean of a few
+         * numbers usually needs all 17 digits.
+         */
+        if ((rem < p - rem ? rem : p - rem) > (d >> 52) + 1) {
+            continue;
+        }
 
         /* the neighbour nearer v first, as printf rounds */
         first = (d - lo * p > (lo + 1) * p - d

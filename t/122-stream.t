@@ -2,8 +2,9 @@
 # JSON (an OpenAI-style text/event-stream) wins by its first bytes and
 # streams to the client as it comes; the others are cut off; a winner that
 # breaks mid-stream ends the client's answer with its connection closed,
-# never with another answer spliced in; JSON answers keep the whole-answer
-# check.
+# never with another answer spliced in; one past its target's bound ends
+# the same way, logged once; a client that leaves cuts the model off; JSON
+# answers keep the whole-answer check.
 
 use strict;
 use warnings;
@@ -20,6 +21,8 @@ $t->mock('fast', mode => 'sse', gap => 50, events => 10);
 $t->mock('slow', mode => 'sse', first => 400, gap => 50, events => 10);
 $t->mock('dies', mode => 'sse', gap => 50, events => 10, die => 3);
 $t->mock('json', ms => 100);
+$t->mock('big', mode => 'sse', gap => 20, events => 10);
+$t->mock('left', mode => 'sse', gap => 100, events => 10);
 
 $t->run(http => <<'EOC');
 fanout_zone fanout 1m;
@@ -45,6 +48,17 @@ server {
     location /deadline {
         fanout_target slow /_slow;
         fanout_merge first; fanout_timeout 200ms;
+    }
+    location /_big { internal; proxy_pass http://127.0.0.1:%%MOCK_big%%/;
+                     subrequest_output_buffer_size 128; }
+    location /big {
+        fanout_target big /_big;
+        fanout_merge first; fanout_timeout 5s;
+    }
+    location /_left { internal; proxy_pass http://127.0.0.1:%%MOCK_left%%/; }
+    location /left {
+        fanout_target left /_left;
+        fanout_merge first; fanout_timeout 5s;
     }
     location = /fanout/status { fanout_status; }
 }
@@ -126,6 +140,42 @@ like($r->{body}, qr/"label":"cat"/, 'its body as it came');
 
 $r = stream('/deadline');
 like($r->{head}, qr{^HTTP/1\.1 504}, 'no first byte within fanout_timeout: 504');
+
+# a stream longer than its target's subrequest_output_buffer_size: what
+# fits goes out (several events at a time now: one write a call), then it
+# ends broken, logged once
+
+$r = stream('/big');
+like($r->{head}, qr{^HTTP/1\.1 200}, 'a stream past its bound began as 200');
+@events = $r->{body} =~ /data: (\{[^\n]*\})/g;
+ok(@events >= 2 && @events < 10, scalar(@events) . ' events of 10 reached the client');
+ok(!$r->{whole}, 'then it ended without the last chunk');
+my @big = $t->error_log =~ /fanout target "big" answered more than 128 bytes/g;
+is(scalar @big, 1, 'the error log says so once');
+sleep 0.3;
+is(closed('big'), 1, 'and the model\'s stream was cut off');
+
+# the client leaves after the first event: the model's stream is cut off
+
+{
+    my $s = $t->connect;
+    print $s "POST /left HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}";
+    my $got = '';
+    my $sel = IO::Select->new($s);
+    while ($got !~ /data: / && $sel->can_read(3)) {
+        sysread($s, my $buf, 65536) or last;
+        $got .= $buf;
+    }
+    like($got, qr/data: /, 'a client reads the first event');
+    close $s;
+}
+my $cut;
+for (1 .. 40) {
+    last if $cut = closed('left');
+    sleep 0.05;
+}
+is($cut, 1, 'then leaves: the model\'s stream is cut off within 2 s');
+is(scalar(() = $t->error_log =~ /answered more than/g), 1, 'nothing more in the error log');
 
 my $st = $t->status_json->{locations};
 is($st->{'/race'}{responses}{200}, 1, 'the race counted as 200');

@@ -876,7 +876,8 @@ fanout_out_float_fast(fanout_out_t *o, float f)
     for (prec = 1; prec < 9; prec++) {
         /*
          * A rounding whose error passes d / 2^23 (2^-23 of the value,
-         * more than half a float's step anywhere) cannot read back: most
+         * more than half a float's step: the floats fanout_digits17()
+         * takes, 1e-16 and up, are normal) cannot read back: most
          * shorter precisions are passed over by this one test.
          */
         p = fanout_pow10u[17 - prec];

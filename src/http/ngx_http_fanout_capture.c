@@ -451,9 +451,11 @@ ngx_http_fanout_capture_events(ngx_http_fanout_attempt_t *a, ngx_buf_t *b)
 /*
  * A stream: from the first bytes on, the owner may take the attempt's
  * answer (NGX_OK), which is then forwarded to the client as it comes,
- * chunk by chunk, each copied since the upstream reuses its buffers; the
- * body is not kept.  Bounded as a captured answer is: by the target
- * location's subrequest_output_buffer_size.
+ * each copied since the upstream reuses its buffers; the body is not kept.
+ * What one call brings (an event is often two chunks: its line and the
+ * blank one) goes out in one chain with one flush, so in one writev(), as
+ * proxy_pass without buffering does.  Bounded as a captured answer is: by
+ * the target location's subrequest_output_buffer_size.
  */
 
 static ngx_int_t
@@ -462,9 +464,14 @@ ngx_http_fanout_stream(ngx_http_request_t *r, ngx_http_fanout_attempt_t *a,
 {
     off_t         size;
     ssize_t       n;
-    ngx_buf_t    *b, *nb;
-    ngx_uint_t    last;
-    ngx_chain_t  *cl, out;
+    ngx_buf_t    *b, *nb, *lb;
+    ngx_uint_t    last, failed;
+    ngx_chain_t  *cl, *ln, *out, **ll;
+
+    out = NULL;
+    ll = &out;
+    lb = NULL;
+    failed = a->broken || a->too_large;
 
     for (cl = in; cl; cl = cl->next) {
         b = cl->buf;
@@ -506,7 +513,6 @@ ngx_http_fanout_stream(ngx_http_request_t *r, ngx_http_fanout_attempt_t *a,
 
         if ((off_t) a->limit - a->sent < size) {
             a->too_large = 1;
-            ngx_http_fanout_give_up(r, a);
             b->pos = b->last;
             b->file_pos = b->file_last;
             continue;
@@ -514,9 +520,9 @@ ngx_http_fanout_stream(ngx_http_request_t *r, ngx_http_fanout_attempt_t *a,
 
         nb = size ? ngx_create_temp_buf(a->sink->pool, (size_t) size)
                   : ngx_calloc_buf(a->sink->pool);
-        if (nb == NULL) {
+        ln = ngx_alloc_chain_link(a->sink->pool);
+        if (nb == NULL || ln == NULL) {
             a->broken = 1;
-            ngx_http_fanout_give_up(r, a);
             continue;
         }
 
@@ -528,7 +534,6 @@ ngx_http_fanout_stream(ngx_http_request_t *r, ngx_http_fanout_attempt_t *a,
 
             if (n != (ssize_t) size) {
                 a->broken = 1;
-                ngx_http_fanout_give_up(r, a);
                 b->file_pos = b->file_last;
                 continue;
             }
@@ -541,20 +546,38 @@ ngx_http_fanout_stream(ngx_http_request_t *r, ngx_http_fanout_attempt_t *a,
 
         ngx_http_fanout_capture_events(a, nb);
 
-        nb->flush = 1;
         nb->last_buf = last;
         nb->last_in_chain = last;
 
-        out.buf = nb;
-        out.next = NULL;
+        ln->buf = nb;
+        ln->next = NULL;
+        *ll = ln;
+        ll = &ln->next;
+        lb = nb;
 
         a->sent += size;
+    }
 
-        if (ngx_http_output_filter(a->sink, &out) == NGX_ERROR) {
+    /* what came before a failure still goes out, then the stream ends */
+    if (out) {
+        lb->flush = 1;
+
+        if (ngx_http_output_filter(a->sink, out) == NGX_ERROR) {
             /* the client is gone: so is the stream */
             a->broken = 1;
-            ngx_http_fanout_give_up(r, a);
         }
+
+        /* the filters keep links of their own: these are reused */
+        while (out) {
+            ln = out->next;
+            ngx_free_chain(a->sink->pool, out);
+            out = ln;
+        }
+    }
+
+    /* given up once, when it first fails */
+    if (!failed && (a->broken || a->too_large)) {
+        ngx_http_fanout_give_up(r, a);
     }
 
     return NGX_OK;

@@ -360,6 +360,20 @@ rnd(void)
 }
 
 
+/* how many random cases each number test runs: FANOUT_NUMBER_TESTS, or a
+ * million */
+
+static size_t
+number_tests(void)
+{
+    const char  *env;
+
+    env = getenv("FANOUT_NUMBER_TESTS");
+
+    return env ? (size_t) strtoul(env, NULL, 10) : 1000000;
+}
+
+
 static size_t
 ref_double(double v, char *buf)
 {
@@ -389,10 +403,8 @@ test_numbers_random(void)
     uint64_t       bits;
     fanout_out_t   o;
     fanout_span_t  s;
-    const char    *env;
 
-    env = getenv("FANOUT_NUMBER_TESTS");
-    n = env ? (size_t) strtoul(env, NULL, 10) : 1000000;
+    n = number_tests();
 
     bad = 0;
     longer = 0;
@@ -603,10 +615,8 @@ test_fp32_random(void)
     float         f;
     size_t        i, n, bad;
     uint32_t      bits;
-    const char   *env;
 
-    env = getenv("FANOUT_NUMBER_TESTS");
-    n = env ? (size_t) strtoul(env, NULL, 10) : 1000000;
+    n = number_tests();
     bad = 0;
     bits = 0;
 
@@ -655,7 +665,7 @@ test_number_at(void)
     char         text[96], *copy;
     double       v, w;
     size_t       i, n, bad, len, num;
-    const char  *p, *env;
+    const char  *p;
     /* what may follow a number in JSON, and some that may not (a number
      * ends before them all: none is a digit, an 'e' or a '.') */
     static const char  *tails[] = { "", ",", "]", " ", "}", "\n", "-", "a",
@@ -712,8 +722,7 @@ test_number_at(void)
     ok(bad == 0, "number_at: where a number ends, what it reads, and "
                  "none where JSON has none (28 cases)");
 
-    env = getenv("FANOUT_NUMBER_TESTS");
-    n = env ? (size_t) strtoul(env, NULL, 10) : 1000000;
+    n = number_tests();
     bad = 0;
 
     for (i = 0; i < n; i++) {

@@ -9,7 +9,12 @@
  * chunked framing is followed (sizes, CRLFs, the last chunk), so an
  * answer ends exactly where HTTP says and a stream cut short is an error.
  *
- * usage: sse-client HOST PORT URI CONNS SECONDS
+ * With SPREAD (ms), connection i sends its first request SPREAD * i /
+ * CONNS after the clock starts rather than at once: streams of equal
+ * length then keep their places, spread as independent users' would be,
+ * rather than all starting, and all being answered, in one burst.
+ *
+ * usage: sse-client HOST PORT URI CONNS SECONDS [SPREAD]
  * prints: streams errors events ttfe_p50 ttfe_p99 gap_p50 gap_p99 gap_mean
  *         (milliseconds, microsecond precision)
  */
@@ -269,21 +274,23 @@ feed(conn_t *c, const char *p, size_t n, double t)
 int
 main(int argc, char **argv)
 {
-    int                 ep, i, k, conns, r;
+    int                 ep, i, k, conns, r, started, wait;
     char                buf[65536];
-    double              end, t, sum;
+    double              start, end, t, sum, spread;
     size_t              j;
     ssize_t             n;
     conn_t             *cs, *c;
     struct rlimit       rl;
     struct epoll_event  evs[256];
 
-    if (argc != 6) {
-        fprintf(stderr, "usage: sse-client HOST PORT URI CONNS SECONDS\n");
+    if (argc != 6 && argc != 7) {
+        fprintf(stderr,
+                "usage: sse-client HOST PORT URI CONNS SECONDS [SPREAD]\n");
         return 2;
     }
 
     conns = atoi(argv[4]);
+    spread = (argc == 7) ? atof(argv[6]) : 0;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
         rl.rlim_cur = rl.rlim_max;
@@ -309,16 +316,26 @@ main(int argc, char **argv)
         }
     }
 
-    end = now_ms() + atof(argv[5]) * 1e3;
-
-    for (i = 0; i < conns; i++) {
-        if (send_request(&cs[i]) != 0) {
-            return 1;
-        }
-    }
+    start = now_ms();
+    end = start + atof(argv[5]) * 1e3;
+    started = 0;
 
     while ((t = now_ms()) < end) {
-        k = epoll_wait(ep, evs, 256, 100);
+        /* the first requests that are due; then wait at most until the next */
+        while (started < conns && start + spread * started / conns <= t) {
+            if (send_request(&cs[started++]) != 0) {
+                return 1;
+            }
+        }
+
+        wait = 100;
+
+        if (started < conns) {
+            wait = (int) (start + spread * started / conns - t) + 1;
+            wait = wait < 100 ? wait : 100;
+        }
+
+        k = epoll_wait(ep, evs, 256, wait);
 
         for (i = 0; i < k; i++) {
             c = evs[i].data.ptr;

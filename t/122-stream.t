@@ -3,8 +3,9 @@
 # streams to the client as it comes; the others are cut off; a winner that
 # breaks mid-stream ends the client's answer with its connection closed,
 # never with another answer spliced in; one past its target's bound ends
-# the same way, logged once; a client that leaves cuts the model off; JSON
-# answers keep the whole-answer check.
+# the same way, logged once; a client that leaves cuts the model off; a
+# long stream holds only what the client has not taken; JSON answers keep
+# the whole-answer check.
 
 use strict;
 use warnings;
@@ -23,6 +24,8 @@ $t->mock('dies', mode => 'sse', gap => 50, events => 10, die => 3);
 $t->mock('json', ms => 100);
 $t->mock('big', mode => 'sse', gap => 20, events => 10);
 $t->mock('left', mode => 'sse', gap => 100, events => 10);
+# 2,000 events of 16 KB: a 32 MB stream
+$t->mock('long', mode => 'sse', gap => 0, events => 2000, pad => 16000);
 
 $t->run(http => <<'EOC');
 fanout_zone fanout 1m;
@@ -58,6 +61,12 @@ server {
     location /_left { internal; proxy_pass http://127.0.0.1:%%MOCK_left%%/; }
     location /left {
         fanout_target left /_left;
+        fanout_merge first; fanout_timeout 5s;
+    }
+    location /_long { internal; proxy_pass http://127.0.0.1:%%MOCK_long%%/;
+                      subrequest_output_buffer_size 64m; }
+    location /long {
+        fanout_target long /_long;
         fanout_merge first; fanout_timeout 5s;
     }
     location = /fanout/status { fanout_status; }
@@ -176,6 +185,71 @@ for (1 .. 40) {
 }
 is($cut, 1, 'then leaves: the model\'s stream is cut off within 2 s');
 is(scalar(() = $t->error_log =~ /answered more than/g), 1, 'nothing more in the error log');
+
+# a long stream holds what the client has not taken yet, not all it ever
+# sent: 32 MB through a worker whose peak memory grows by far less, read by
+# a client that reads fast, then by one that stops for a while
+
+sub peak_kb {
+    my ($pid) = $t->workers;
+    open my $fh, '<', "/proc/$pid/status" or return -1;
+    my ($kb) = join('', <$fh>) =~ /^VmHWM:\s+(\d+) kB/m;
+    return $kb // -1;
+}
+
+# the chunked body's data, or undef when its framing is broken
+sub dechunk {
+    my ($raw) = @_;
+    my $data = '';
+    while ($raw =~ /\G([0-9a-f]+)\r\n/gci) {
+        my $n = hex $1;
+        return $data if $n == 0;
+        my $at = pos($raw);
+        return undef if length($raw) < $at + $n + 2
+                        || substr($raw, $at + $n, 2) ne "\r\n";
+        $data .= substr($raw, $at, $n);
+        pos($raw) = $at + $n + 2;
+    }
+    return undef;
+}
+
+sub long_ok {
+    my ($r, $what) = @_;
+    my $data = dechunk($r->{body});
+    ok(defined $data, "$what: a whole chunked answer");
+    my @tokens = ($data // '') =~ /"token":(\d+),"pad":"p{16000}"\}\n\n/g;
+    is(scalar @tokens, 2000, "$what: all 2,000 events of 16 KB, whole");
+    ok(join(',', @tokens) eq join(',', 0 .. 1999), "$what: in their order");
+    like($data // '', qr/\}\n\ndata: \[DONE\]\n\n\z/, "$what: and its end");
+}
+
+my $peak = peak_kb();
+$r = stream('/long');
+like($r->{head}, qr{^HTTP/1\.1 200}, 'a 32 MB stream: 200');
+long_ok($r, 'a fast reader');
+my $grew = peak_kb() - $peak;
+cmp_ok($grew, '<', 8192, "the worker's peak memory grew by $grew kB (under 8 MB)");
+
+{
+    # a reader that stops for 1 s after its first 64 KB: the model runs
+    # ahead, and what waits for the client stays until it is sent
+    my $s = $t->connect;
+    print $s "POST /long HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+           . "Connection: close\r\n\r\n{}";
+    my ($raw, $paused) = ('', 0);
+    my $sel = IO::Select->new($s);
+    while ($sel->can_read(5)) {
+        my $n = sysread($s, my $buf, 65536);
+        last unless $n;
+        $raw .= $buf;
+        if (!$paused && length $raw > 65536) {
+            $paused = 1;
+            sleep 1;
+        }
+    }
+    my ($body) = $raw =~ /\r\n\r\n(.*)$/s;
+    long_ok({ body => $body // '' }, 'a reader that paused');
+}
 
 my $st = $t->status_json->{locations};
 is($st->{'/race'}{responses}{200}, 1, 'the race counted as 200');

@@ -448,10 +448,125 @@ ngx_http_fanout_capture_events(ngx_http_fanout_attempt_t *a, ngx_buf_t *b)
 }
 
 
+/* what marks a stream's buffers as ours, to be reused */
+static u_char  ngx_http_fanout_stream_tag;
+
+
+/*
+ * A stream's buffer for size bytes, with its link: the one the client
+ * took last when it is large enough, else a new one, its size rounded up
+ * to a power of two so that reads of varying sizes fit the next time.  A
+ * free buffer too small for a read is left to the pool rather than looked
+ * past, so that no list is walked: the sizes of an upstream's reads are
+ * bounded by its buffer, so few are.  A stream then holds what the client
+ * has not taken yet, not all it ever sent.  The last, empty buffer is not
+ * kept.
+ */
+
+static ngx_chain_t *
+ngx_http_fanout_stream_link(ngx_http_fanout_attempt_t *a, size_t size)
+{
+    size_t        cap;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    if (size && a->free) {
+        cl = a->free;
+        a->free = cl->next;
+        b = cl->buf;
+
+        if ((size_t) (b->end - b->start) >= size) {
+            cl->next = NULL;
+
+            b->pos = b->start;
+            b->last = b->start;
+            b->flush = 0;
+            b->last_buf = 0;
+            b->last_in_chain = 0;
+
+            return cl;
+        }
+    }
+
+    cl = ngx_alloc_chain_link(a->sink->pool);
+    if (cl == NULL) {
+        return NULL;
+    }
+
+    if (size == 0) {
+        b = ngx_calloc_buf(a->sink->pool);
+
+    } else {
+        /* bounded by the upstream's buffer: a few steps */
+        for (cap = 256; cap < size; cap <<= 1) { /* void */ }
+
+        b = ngx_create_temp_buf(a->sink->pool, cap);
+        if (b) {
+            b->tag = (ngx_buf_tag_t) &ngx_http_fanout_stream_tag;
+        }
+    }
+
+    if (b == NULL) {
+        return NULL;
+    }
+
+    cl->buf = b;
+    cl->next = NULL;
+
+    return cl;
+}
+
+
+/*
+ * The filters keep links of their own; our buffers wait in busy, in the
+ * order they went out, until the client has them, then go to free for the
+ * next reads.  As ngx_chain_update_chains(), but appended at busy's end in
+ * one step: a client that stops reading lets busy grow long (up to the
+ * stream's bound), and walking it for each read would be quadratic.
+ */
+
+static void
+ngx_http_fanout_stream_sent(ngx_http_fanout_attempt_t *a, ngx_chain_t *out)
+{
+    ngx_chain_t  *cl;
+
+    if (a->busy == NULL) {
+        a->busy = out;
+
+    } else {
+        a->busy_last->next = out;
+    }
+
+    for (cl = out; cl->next; cl = cl->next) { /* void */ }
+
+    a->busy_last = cl;
+
+    while (a->busy) {
+        cl = a->busy;
+
+        if (cl->buf->tag != (ngx_buf_tag_t) &ngx_http_fanout_stream_tag) {
+            /* the last, empty buffer */
+            a->busy = cl->next;
+            ngx_free_chain(a->sink->pool, cl);
+            continue;
+        }
+
+        if (ngx_buf_size(cl->buf) != 0) {
+            break;
+        }
+
+        a->busy = cl->next;
+        cl->next = a->free;
+        a->free = cl;
+    }
+}
+
+
 /*
  * A stream: from the first bytes on, the owner may take the attempt's
  * answer (NGX_OK), which is then forwarded to the client as it comes,
- * each copied since the upstream reuses its buffers; the body is not kept.
+ * each copied since the upstream reuses its buffers (ours are reused in
+ * turn once the client has them); the body is not kept.
  * What one call brings (an event is often two chunks: its line and the
  * blank one) goes out in one chain with one flush, so in one writev(), as
  * proxy_pass without buffering does.  Bounded as a captured answer is: by
@@ -518,13 +633,13 @@ ngx_http_fanout_stream(ngx_http_request_t *r, ngx_http_fanout_attempt_t *a,
             continue;
         }
 
-        nb = size ? ngx_create_temp_buf(a->sink->pool, (size_t) size)
-                  : ngx_calloc_buf(a->sink->pool);
-        ln = ngx_alloc_chain_link(a->sink->pool);
-        if (nb == NULL || ln == NULL) {
+        ln = ngx_http_fanout_stream_link(a, (size_t) size);
+        if (ln == NULL) {
             a->broken = 1;
             continue;
         }
+
+        nb = ln->buf;
 
         if (size && ngx_buf_in_memory(b)) {
             nb->last = ngx_cpymem(nb->pos, b->pos, (size_t) size);
@@ -549,8 +664,6 @@ ngx_http_fanout_stream(ngx_http_request_t *r, ngx_http_fanout_attempt_t *a,
         nb->last_buf = last;
         nb->last_in_chain = last;
 
-        ln->buf = nb;
-        ln->next = NULL;
         *ll = ln;
         ll = &ln->next;
         lb = nb;
@@ -567,12 +680,7 @@ ngx_http_fanout_stream(ngx_http_request_t *r, ngx_http_fanout_attempt_t *a,
             a->broken = 1;
         }
 
-        /* the filters keep links of their own: these are reused */
-        while (out) {
-            ln = out->next;
-            ngx_free_chain(a->sink->pool, out);
-            out = ln;
-        }
+        ngx_http_fanout_stream_sent(a, out);
     }
 
     /* given up once, when it first fails */

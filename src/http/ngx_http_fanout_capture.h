@@ -42,6 +42,10 @@ struct ngx_http_fanout_attempt_s {
                                                   usage is in its last
                                                   event), or NULL */
     size_t                      tail_len;
+    ngx_chain_t                *free;          /* a stream's buffers the */
+    ngx_chain_t                *busy;          /* client took, and those it
+                                                  has not yet */
+    ngx_chain_t                *busy_last;     /* busy's last, when busy */
 
     /* micro-batched (batch=): no subrequest of its own, a place in one */
     void                      (*leave)(ngx_http_fanout_attempt_t *a);

@@ -17,7 +17,8 @@ package FT::Mock;
 #               "data: {"model":NAME,"token":I}" every gap ms (default 50),
 #               events=N of them (10) after first ms (0), then "data:
 #               [DONE]" and the last chunk; die=K closes after K events
-#               without it; a close by nginx is logged as "closed"
+#               without it; a close by nginx is logged as "closed";
+#               pad=N adds "pad":"ppp..." (N bytes) to each event
 #   mode=llm    an OpenAI chat completion with "usage": prompt=N tokens in
 #               (10), used=N out (the request's max_tokens, else 16),
 #               total their sum; with mode=sse, usage=1 adds a final chunk
@@ -441,8 +442,9 @@ sub answer {
                 log_event($b->{log}, 'died');
                 return 0;
             }
+            my $pad = $b->{pad} ? ',"pad":"' . ('p' x $b->{pad}) . '"' : '';
             my $ev = $i == $n ? "data: [DONE]\n\n"
-                   : qq(data: {"model":"$b->{name}","token":$i}\n\n);
+                   : qq(data: {"model":"$b->{name}","token":$i$pad}\n\n);
             if ($i == $n && $b->{usage}) {
                 my ($p, $u) = ($b->{prompt} // 10, $b->{used} // $n);
                 $ev = qq(data: {"choices":[],"usage":{"prompt_tokens":$p,)

@@ -228,7 +228,10 @@ $r = stream('/long');
 like($r->{head}, qr{^HTTP/1\.1 200}, 'a 32 MB stream: 200');
 long_ok($r, 'a fast reader');
 my $grew = peak_kb() - $peak;
-cmp_ok($grew, '<', 8192, "the worker's peak memory grew by $grew kB (under 8 MB)");
+# (a client that falls behind lets unsent bytes wait in the worker: the
+# bound leaves room for a busy machine, and is half of what keeping the
+# whole stream costs)
+cmp_ok($grew, '<', 16384, "the worker's peak memory grew by $grew kB (under 16 MB)");
 
 {
     # a reader that stops for 1 s after its first 64 KB: the model runs

@@ -470,14 +470,15 @@ ngx_http_fanout_stream_link(ngx_http_fanout_attempt_t *a, size_t size)
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
 
+    cl = NULL;
+
     if (size && a->free) {
         cl = a->free;
         a->free = cl->next;
+        cl->next = NULL;
         b = cl->buf;
 
         if ((size_t) (b->end - b->start) >= size) {
-            cl->next = NULL;
-
             b->pos = b->start;
             b->last = b->start;
             b->flush = 0;
@@ -486,11 +487,15 @@ ngx_http_fanout_stream_link(ngx_http_fanout_attempt_t *a, size_t size)
 
             return cl;
         }
+
+        /* too small: its link serves the new buffer */
     }
 
-    cl = ngx_alloc_chain_link(a->sink->pool);
     if (cl == NULL) {
-        return NULL;
+        cl = ngx_alloc_chain_link(a->sink->pool);
+        if (cl == NULL) {
+            return NULL;
+        }
     }
 
     if (size == 0) {

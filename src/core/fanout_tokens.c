@@ -175,7 +175,10 @@ fanout_tokens_usage(const char *body, size_t len, fanout_usage_t *u)
             u->events++;
         }
 
-        if (d < eol && *d == '{') {
+        /* most events carry no usage: only those are scanned */
+        if (d < eol && *d == '{'
+            && fanout_tokens_maybe_usage(d, (size_t) (eol - d)))
+        {
             fanout_tokens_read(d, (size_t) (eol - d), u);
         }
     }
@@ -186,18 +189,33 @@ size_t
 fanout_tokens_events(const char *p, size_t len, int *newline)
 {
     size_t       n;
-    const char  *end;
+    const char  *end, *eol, *q;
 
     n = 0;
+    end = p + len;
 
-    for (end = p + len; p < end; p++) {
-        if (*p == '\n') {
-            n += (size_t) *newline;
-            *newline = 1;
+    /* a line at a time (memchr), not a byte: a blank line (nothing or
+     * only CRs before its LF) after a line's end ends an event */
+    while (p < end) {
+        eol = memchr(p, '\n', (size_t) (end - p));
 
-        } else if (*p != '\r') {
+        if (eol == NULL) {
+            eol = end;
+        }
+
+        for (q = p; q < eol && *q == '\r'; q++) { /* void */ }
+
+        if (q < eol) {
             *newline = 0;
         }
+
+        if (eol == end) {
+            break;
+        }
+
+        n += (size_t) *newline;
+        *newline = 1;
+        p = eol + 1;
     }
 
     return n;

@@ -2,7 +2,8 @@
  * libFuzzer: a call's token estimate and an answer's usage, on any bytes.
  * Both are bounded (no count beyond 10^12, estimates within the cap and
  * the body's size), an answer with a usage says a total of at least its
- * parts' or their sum, and a stream never counts more events than lines.
+ * parts' or their sum, and a stream never counts more events than lines,
+ * and counts them as a byte at a time would (the reference below).
  */
 
 #define _GNU_SOURCE                 /* memmem() */
@@ -15,6 +16,26 @@
 
 
 #define MAX  1000000000000ULL
+
+
+/* what fanout_tokens_events() counts, a byte at a time */
+static size_t
+events_ref(const char *p, size_t len, int *newline)
+{
+    size_t  n;
+
+    for (n = 0; len--; p++) {
+        if (*p == '\n') {
+            n += (size_t) *newline;
+            *newline = 1;
+
+        } else if (*p != '\r') {
+            *newline = 0;
+        }
+    }
+
+    return n;
+}
 
 
 int
@@ -74,6 +95,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
               + fanout_tokens_events(s + cut, size - cut, &nl2);
 
         if (whole != cut || nl1 != nl2 || whole > lines) {
+            abort();
+        }
+
+        nl2 = data[0] & 1;
+        nl1 = nl2;
+
+        if (fanout_tokens_events(s, size, &nl1) != events_ref(s, size, &nl2)
+            || nl1 != nl2)
+        {
             abort();
         }
     }

@@ -153,6 +153,26 @@ main(void)
         ok(ev("data: d", &nl) == 0 && nl == 0,
            "events: none in a line that goes on");
         ok(ev("", &nl) == 0, "events: nothing");
+        nl = 1;
+        ok(ev("\r", &nl) == 0 && nl == 1
+           && ev("\r\n\r\r\n", &nl) == 2 && nl == 1,
+           "events: CRs alone keep a line's end, across pieces");
+        ok(ev("x\r", &nl) == 0 && nl == 0 && ev("\n\n", &nl) == 1,
+           "events: a line of text then CR does not end an event");
+    }
+
+    /* usage: only the events that name it are read, the last one counts */
+    {
+        fanout_usage_t  u;
+        const char     *s = "data: {\"usage\":{\"total_tokens\":7}}\n\n"
+                            "data: {\"choices\":[]}\n\n"
+                            "data: {\"u\":1,\"usage\":{\"prompt_tokens\":2,"
+                            "\"completion_tokens\":3}}\n\n"
+                            "data: {\"x\":\"usage\"}\n\n";
+
+        fanout_tokens_usage(s, strlen(s), &u);
+        ok(u.found && u.total == 5 && u.input == 2 && u.output == 3
+           && u.events == 4, "stream: the last usage counts, a string not");
     }
 
     return done_testing();

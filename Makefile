@@ -271,7 +271,8 @@ bench-overload: deps build
 bench-conns: deps build
 	./bench/conns
 
-# SSE streams through fanout_merge first against proxy_pass
+# SSE streams through fanout_merge first against proxy_pass (with
+# BENCH_CALLGRIND=1: the instructions a stream costs, under callgrind)
 bench-stream: deps build
 	./bench/stream
 

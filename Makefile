@@ -272,7 +272,8 @@ bench-conns: deps build
 	./bench/conns
 
 # SSE streams through fanout_merge first against proxy_pass (with
-# BENCH_CALLGRIND=1: the instructions a stream costs, under callgrind)
+# BENCH_CALLGRIND=1: the instructions a stream costs, under callgrind;
+# BENCH_PIN=1: the nginx under test alone on CPU 0)
 bench-stream: deps build
 	./bench/stream
 
